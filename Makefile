@@ -1,0 +1,60 @@
+# MemGate build entry points. `make demo` and `make check` work on a fresh machine:
+# they install missing system packages first (as root, or through sudo).
+
+SWIFT        ?= swift
+CC           ?= cc
+BUILD        := .build
+GUEST_OUT    := $(BUILD)/guests
+BENCH_OUT    := $(BUILD)/bench
+APT_PACKAGES := gcc make libcurl4-openssl-dev libsqlite3-dev sqlite3
+GUESTS       := hello smp crash spin-io bootinfo
+GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie \
+                -mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none \
+                -fno-asynchronous-unwind-tables -Wall -Wextra -Werror -IGuests/include \
+                -Wl,--build-id=none -Wl,-n
+SWIFT_FLAGS  := -j 2
+
+.PHONY: all deps build guests demo check test bench-exitloop clean
+
+all: build guests
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "need root to install:$$missing" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+guests: $(GUESTS:%=$(GUEST_OUT)/%.elf)
+
+$(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/crt0.S Guests/memgate.ld Guests/include/memgate_guest.h Guests/include/memgate_abi.h
+	@mkdir -p $(GUEST_OUT)
+	$(CC) $(GUEST_CFLAGS) -T Guests/memgate.ld -o $@ Guests/src/crt0.S $<
+
+demo: build guests
+	$(BUILD)/debug/memgate-agent caps
+	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/hello.elf
+	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/smp.elf --vcpus 2
+
+check: build guests test
+
+test:
+	$(SWIFT) test $(SWIFT_FLAGS)
+
+$(BENCH_OUT)/exitloop-c: Benchmarks/ExitLoop/baseline.c Guests/include/memgate_abi.h
+	@mkdir -p $(BENCH_OUT)
+	$(CC) -O2 -Wall -Wextra -Werror -IGuests/include -o $@ $<
+
+bench-exitloop: deps guests $(BENCH_OUT)/exitloop-c
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-exitloop
+	$(BUILD)/release/bench-exitloop --guest $(GUEST_OUT)/spin-io.elf --baseline $(BENCH_OUT)/exitloop-c --exits 1000000
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,52 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
+let package = Package(
+    name: "MemGate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "memgate-agent", targets: ["memgate-agent"]),
+        .executable(name: "bench-exitloop", targets: ["bench-exitloop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C shims: ABI declarations and typed wrappers around variadic/macro C APIs. No logic.
+        .target(name: "CKVM"),
+        .target(name: "CLinux"),
+        // The guest boot ABI, shared verbatim with guests (header is a link to Guests/include).
+        .target(name: "CGuestABI"),
+
+        .target(
+            name: "KVM",
+            dependencies: ["CKVM", "CLinux", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "VMM",
+            dependencies: ["KVM", "CGuestABI", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "memgate-agent",
+            dependencies: [
+                "VMM", "KVM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "bench-exitloop",
+            dependencies: ["VMM", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/ExitLoop",
+            exclude: ["baseline.c"],
+            swiftSettings: strict),
+
+        .testTarget(name: "KVMTests", dependencies: ["KVM"], swiftSettings: strict),
+        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CGuestABI"], swiftSettings: strict),
+        .testTarget(name: "AgentCLITests", dependencies: [], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+../../../Guests/include/memgate_abi.h

@@ -1,0 +1,149 @@
+/*
+ * CKVM: KVM ABI declarations and typed ioctl wrappers. No logic lives here.
+ *
+ * The classic structures (kvm_regs, kvm_sregs, kvm_run, kvm_cpuid2, ...) come
+ * from the system's <linux/kvm.h>. Debian 12 ships 6.1 headers, which lack the
+ * private-memory ABI, so those items are declared below under a CKVM_ prefix
+ * (values and layouts are kernel ABI facts, see DESIGN.md section 1) to never
+ * collide with a newer system header.
+ */
+#ifndef CKVM_H
+#define CKVM_H
+
+#include <stdint.h>
+#include <errno.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+
+/* ---- Capabilities (KVM_CHECK_EXTENSION) ---- */
+#define CKVM_CAP_NR_VCPUS              9
+#define CKVM_CAP_NR_MEMSLOTS           10
+#define CKVM_CAP_MAX_VCPUS             66
+#define CKVM_CAP_SYNC_REGS             74
+#define CKVM_CAP_IMMEDIATE_EXIT        136
+#define CKVM_CAP_EXIT_HYPERCALL        201 /* bitmask of hypercalls that can exit */
+#define CKVM_CAP_USER_MEMORY2          231
+#define CKVM_CAP_MEMORY_FAULT_INFO     232
+#define CKVM_CAP_MEMORY_ATTRIBUTES     233 /* ask the VM fd */
+#define CKVM_CAP_GUEST_MEMFD           234
+#define CKVM_CAP_VM_TYPES              235 /* bitmask of 1 << type */
+#define CKVM_CAP_PRE_FAULT_MEMORY      236
+#define CKVM_CAP_GUEST_MEMFD_FLAGS     244
+
+/* ---- VM types (KVM_CREATE_VM argument) ---- */
+#define CKVM_X86_DEFAULT_VM            0
+#define CKVM_X86_SW_PROTECTED_VM       1
+#define CKVM_X86_SEV_VM                2
+#define CKVM_X86_SEV_ES_VM             3
+#define CKVM_X86_SNP_VM                4
+#define CKVM_X86_TDX_VM                5
+
+/* ---- Exit reasons missing from 6.1 headers ---- */
+#define CKVM_EXIT_NOTIFY               37
+#define CKVM_EXIT_LOONGARCH_IOCSR      38
+#define CKVM_EXIT_MEMORY_FAULT         39
+#define CKVM_MEMORY_EXIT_FLAG_PRIVATE  (1ULL << 3)
+
+/* Byte offsets inside struct kvm_run (x86-64). */
+#define CKVM_RUN_OFFSET_IMMEDIATE_EXIT 1
+#define CKVM_RUN_OFFSET_EXIT_REASON    8
+#define CKVM_RUN_OFFSET_EXIT_UNION     32
+#define CKVM_RUN_OFFSET_VALID_REGS     288
+#define CKVM_RUN_OFFSET_DIRTY_REGS     296
+#define CKVM_RUN_OFFSET_SYNC_REGS      304
+
+/* ---- Hypercalls ---- */
+#define CKVM_HC_MAP_GPA_RANGE          12
+#define CKVM_MAP_GPA_RANGE_PAGE_SZ_MASK 0xFull
+#define CKVM_MAP_GPA_RANGE_ENCRYPTED   (1ULL << 4)
+#define CKVM_EINVAL                    22
+#define CKVM_EPERM                     1
+#define CKVM_ENOSYS                    1000
+
+/* ---- Memory attributes ---- */
+#define CKVM_MEMORY_ATTRIBUTE_PRIVATE  (1ULL << 3)
+struct ckvm_memory_attributes {
+    uint64_t address;
+    uint64_t size;
+    uint64_t attributes;
+    uint64_t flags;
+};
+#define CKVM_SET_MEMORY_ATTRIBUTES     0x4020AED2UL
+
+/* ---- guest_memfd ---- */
+#define CKVM_GUEST_MEMFD_FLAG_MMAP        (1ULL << 0)
+#define CKVM_GUEST_MEMFD_FLAG_INIT_SHARED (1ULL << 1)
+struct ckvm_create_guest_memfd {
+    uint64_t size;
+    uint64_t flags;
+    uint64_t reserved[6];
+};
+#define CKVM_CREATE_GUEST_MEMFD        0xC040AED4UL
+
+/* ---- Memory slots with guest_memfd ---- */
+#define CKVM_MEM_GUEST_MEMFD           (1U << 2)
+struct ckvm_userspace_memory_region2 {
+    uint32_t slot;
+    uint32_t flags;
+    uint64_t guest_phys_addr;
+    uint64_t memory_size;
+    uint64_t userspace_addr;
+    uint64_t guest_memfd_offset;
+    uint32_t guest_memfd;
+    uint32_t pad1;
+    uint64_t pad2[14];
+};
+#define CKVM_SET_USER_MEMORY_REGION2   0x40A0AE49UL
+
+_Static_assert(sizeof(struct ckvm_userspace_memory_region2) == 160, "region2 is 160 bytes");
+_Static_assert(sizeof(struct ckvm_create_guest_memfd) == 64, "create_guest_memfd is 64 bytes");
+_Static_assert(sizeof(struct ckvm_memory_attributes) == 32, "memory_attributes is 32 bytes");
+
+/* ---- Typed wrappers: ioctl(2) is variadic, which Swift cannot call. ---- */
+/* Each returns the ioctl result; on -1 the caller reads errno. */
+
+static inline int ckvm_get_api_version(int kvm) { return ioctl(kvm, KVM_GET_API_VERSION, 0); }
+static inline int ckvm_check_extension(int fd, long cap) { return ioctl(fd, KVM_CHECK_EXTENSION, cap); }
+static inline int ckvm_get_vcpu_mmap_size(int kvm) { return ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0); }
+static inline int ckvm_create_vm(int kvm, unsigned long type) { return ioctl(kvm, KVM_CREATE_VM, type); }
+static inline int ckvm_create_vcpu(int vm, unsigned long id) { return ioctl(vm, KVM_CREATE_VCPU, id); }
+static inline int ckvm_set_tss_addr(int vm, unsigned long addr) { return ioctl(vm, KVM_SET_TSS_ADDR, addr); }
+static inline int ckvm_enable_cap(int fd, struct kvm_enable_cap *cap) { return ioctl(fd, KVM_ENABLE_CAP, cap); }
+static inline int ckvm_set_user_memory_region(int vm, const struct kvm_userspace_memory_region *r) {
+    return ioctl(vm, KVM_SET_USER_MEMORY_REGION, r);
+}
+static inline int ckvm_set_user_memory_region2(int vm, const struct ckvm_userspace_memory_region2 *r) {
+    return ioctl(vm, CKVM_SET_USER_MEMORY_REGION2, r);
+}
+static inline int ckvm_create_guest_memfd(int vm, struct ckvm_create_guest_memfd *g) {
+    return ioctl(vm, CKVM_CREATE_GUEST_MEMFD, g);
+}
+static inline int ckvm_set_memory_attributes(int vm, const struct ckvm_memory_attributes *a) {
+    return ioctl(vm, CKVM_SET_MEMORY_ATTRIBUTES, a);
+}
+static inline int ckvm_get_supported_cpuid(int kvm, struct kvm_cpuid2 *c) { return ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c); }
+static inline int ckvm_set_cpuid2(int vcpu, const struct kvm_cpuid2 *c) { return ioctl(vcpu, KVM_SET_CPUID2, c); }
+static inline int ckvm_get_regs(int vcpu, struct kvm_regs *r) { return ioctl(vcpu, KVM_GET_REGS, r); }
+static inline int ckvm_set_regs(int vcpu, const struct kvm_regs *r) { return ioctl(vcpu, KVM_SET_REGS, r); }
+static inline int ckvm_get_sregs(int vcpu, struct kvm_sregs *s) { return ioctl(vcpu, KVM_GET_SREGS, s); }
+static inline int ckvm_set_sregs(int vcpu, const struct kvm_sregs *s) { return ioctl(vcpu, KVM_SET_SREGS, s); }
+static inline int ckvm_run(int vcpu) { return ioctl(vcpu, KVM_RUN, 0); }
+
+/* Size in bytes of a kvm_cpuid2 with room for n entries. */
+static inline unsigned long ckvm_cpuid2_size(unsigned n) {
+    return sizeof(struct kvm_cpuid2) + (unsigned long)n * sizeof(struct kvm_cpuid_entry2);
+}
+
+/* The real-time signal used to kick a vCPU thread out of KVM_RUN. */
+int ckvm_kick_signal(void);
+/* Installs a no-op handler for ckvm_kick_signal() (without SA_RESTART) so the
+ * signal interrupts KVM_RUN with EINTR instead of killing the process. */
+int ckvm_install_kick_handler(void);
+
+
+/* immediate_exit is written by other threads to kick a vCPU: store it atomically. */
+static inline void ckvm_store_immediate_exit(void *run, uint8_t value) {
+    __atomic_store_n((uint8_t *)run + CKVM_RUN_OFFSET_IMMEDIATE_EXIT, value, __ATOMIC_SEQ_CST);
+}
+
+#endif

@@ -1,0 +1,102 @@
+import CKVM
+import Glibc
+
+/// A vCPU fd and its mapped kvm_run page.
+///
+/// A VCPU is driven by one thread at a time (its vCPU thread); only `kicker`
+/// may be used from other threads. Hence `@unchecked Sendable`.
+public final class VCPU: @unchecked Sendable {
+    public let index: UInt32
+    public let fd: FileDescriptor
+    public let kicker: VCPUKicker
+    private let runPage: UnsafeMutableRawPointer
+    private let runSize: Int
+
+    init(index: UInt32, fd: FileDescriptor, runSize: Int) throws(KVMError) {
+        // Safety: maps the vCPU's kvm_run area at the size KVM reported; checked before use.
+        let mapped = mmap(nil, runSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.rawValue, 0)
+        guard let mapped, mapped != MAP_FAILED else { throw KVMError.last("mmap(kvm_run of vcpu \(index))") }
+        self.index = index
+        self.fd = fd
+        self.runPage = mapped
+        self.runSize = runSize
+        self.kicker = VCPUKicker(run: mapped)
+        _ = VCPUKicker.installSignalHandler
+    }
+
+    deinit {
+        // Safety: exactly the mapping made in init.
+        munmap(runPage, runSize)
+    }
+
+    /// Enters the guest until the next exit.
+    @inline(__always)
+    public func run() throws(KVMError) -> VCPUExit {
+        let result = ckvm_run(fd.rawValue)
+        let savedErrno = result < 0 ? Glibc.errno : 0
+        // Safety: the kvm_run mapping is runSize bytes and lives as long as self.
+        return try VCPUExit.decode(run: UnsafeRawBufferPointer(start: runPage, count: runSize),
+                                   ioctlResult: result, errno: savedErrno)
+    }
+
+    /// The bytes an OUT exit wrote (all `count` elements).
+    public func outData(of io: IOExit) -> [UInt8] {
+        let length = Int(io.size) * Int(io.count)
+        guard io.dataOffset <= UInt64(runSize), length <= runSize - Int(io.dataOffset) else { return [] }
+        // Safety: the range was checked against the kvm_run mapping above.
+        return Array(UnsafeRawBufferPointer(start: runPage + Int(io.dataOffset), count: length))
+    }
+
+    /// Supplies the value every element of an IN exit reads.
+    public func completeIn(_ io: IOExit, value: UInt64) {
+        let size = Int(io.size)
+        let length = size * Int(io.count)
+        guard io.dataOffset <= UInt64(runSize), length <= runSize - Int(io.dataOffset) else { return }
+        for element in 0..<Int(io.count) {
+            for byte in 0..<size {
+                // Safety: inside the data range checked above.
+                runPage.storeBytes(of: UInt8(truncatingIfNeeded: value >> (8 * byte)),
+                               toByteOffset: Int(io.dataOffset) + element * size + byte, as: UInt8.self)
+            }
+        }
+    }
+
+    /// Supplies the bytes an MMIO read returns (little endian, `length` bytes used by KVM).
+    public func completeMMIORead(value: UInt64) {
+        // Safety: mmio.data is 8 bytes at union + 8, inside the fixed kvm_run head.
+        runPage.storeBytes(of: value.littleEndian, toByteOffset: Int(CKVM_RUN_OFFSET_EXIT_UNION) + 8, as: UInt64.self)
+    }
+
+    /// Sets `hypercall.ret`, which the guest reads in RAX after re-entry.
+    public func completeHypercall(returning value: UInt64) {
+        // Safety: hypercall.ret is at union + 56, inside the fixed kvm_run head.
+        runPage.storeBytes(of: value, toByteOffset: Int(CKVM_RUN_OFFSET_EXIT_UNION) + 56, as: UInt64.self)
+    }
+
+    public func registers() throws(KVMError) -> Registers {
+        var raw = kvm_regs()
+        guard ckvm_get_regs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_GET_REGS(vcpu \(index))") }
+        return Registers(raw)
+    }
+
+    public func setRegisters(_ registers: Registers) throws(KVMError) {
+        var raw = registers.kvm
+        guard ckvm_set_regs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_SET_REGS(vcpu \(index))") }
+    }
+
+    public func specialRegisters() throws(KVMError) -> SpecialRegisters {
+        var raw = kvm_sregs()
+        guard ckvm_get_sregs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_GET_SREGS(vcpu \(index))") }
+        return SpecialRegisters(raw)
+    }
+
+    public func setSpecialRegisters(_ registers: SpecialRegisters) throws(KVMError) {
+        var raw = registers.raw
+        guard ckvm_set_sregs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_SET_SREGS(vcpu \(index))") }
+    }
+
+    public func setCPUID(_ table: CPUIDTable) throws(KVMError) {
+        let result = table.withKVMCPUID2 { ckvm_set_cpuid2(fd.rawValue, $0) }
+        guard result == 0 else { throw KVMError.last("KVM_SET_CPUID2(vcpu \(index))") }
+    }
+}

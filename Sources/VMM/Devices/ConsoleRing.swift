@@ -1,0 +1,33 @@
+/// The last `capacity` bytes a guest wrote to its console. Pure value type.
+public struct ConsoleRing: Sendable {
+    public let capacity: Int
+    private var storage: [UInt8] = []
+    /// Index of the oldest byte once the ring is full.
+    private var head = 0
+    /// Bytes ever written, including the ones overwritten.
+    public private(set) var totalBytes = 0
+
+    public init(capacity: Int) {
+        precondition(capacity > 0)
+        self.capacity = capacity
+        storage.reserveCapacity(capacity)
+    }
+
+    public mutating func append(_ bytes: some Collection<UInt8>) {
+        totalBytes += bytes.count
+        for byte in bytes.suffix(capacity) {
+            if storage.count < capacity {
+                storage.append(byte)
+            } else {
+                storage[head] = byte
+                head = (head + 1) % capacity
+            }
+        }
+    }
+
+    /// The retained bytes, oldest first.
+    public var contents: [UInt8] { Array(storage[head...] + storage[..<head]) }
+
+    /// Bytes dropped because the ring was full.
+    public var droppedBytes: Int { totalBytes - storage.count }
+}

@@ -1,0 +1,58 @@
+import KVM
+import Logging
+
+/// Whether one memory backend (DESIGN §2) can run on this host, and why.
+public struct BackendAvailability: Sendable, Codable, Equatable {
+    public enum Name: String, Sendable, Codable { case attributes, alias }
+    public var name: Name
+    public var usable: Bool
+    public var reason: String
+}
+
+/// Everything `memgate-agent caps` reports about the host.
+public struct HostReport: Sendable, Codable, Equatable {
+    public var kernel: String
+    public var capabilities: CapabilityReport
+    public var backends: [BackendAvailability]
+    public var hypercallProbe: HypercallProbeResult
+    /// The conversion transport guests are told to use.
+    public var conversionTransport: ConversionTransport
+
+    public init(kernel: String, capabilities: CapabilityReport, hypercallProbe: HypercallProbeResult) {
+        self.kernel = kernel
+        self.capabilities = capabilities
+        self.backends = Self.backends(for: capabilities)
+        self.hypercallProbe = hypercallProbe
+        self.conversionTransport = hypercallProbe.outcome.vmcallUsable ? .vmcall : .port
+    }
+
+    /// Probes the host: capabilities, then the VMCALL exit probe.
+    public static func probe(system: KVM.System, logger: Logger) -> HostReport {
+        HostReport(kernel: KVM.System.kernelRelease(), capabilities: system.capabilityReport(),
+                   hypercallProbe: HypercallProbe.run(system: system, logger: logger))
+    }
+
+    /// Which backends these capabilities allow. Pure.
+    public static func backends(for caps: CapabilityReport) -> [BackendAvailability] {
+        let attributes: BackendAvailability
+        if let type = caps.privateMemoryVMType, caps.guestMemfd, caps.userMemory2 {
+            attributes = .init(name: .attributes, usable: true,
+                               reason: "VM type \(type) has private memory attributes, guest_memfd and USER_MEMORY2")
+        } else {
+            var missing: [String] = []
+            let asked = caps.memoryAttributesByVMType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            if caps.privateMemoryVMType == nil {
+                missing.append("no VM type with the PRIVATE memory attribute (VM_TYPES: \(caps.vmTypes.map(\.description).joined(separator: ", ")); MEMORY_ATTRIBUTES: \(asked.joined(separator: ", ")))")
+            }
+            if !caps.guestMemfd { missing.append("no GUEST_MEMFD") }
+            if !caps.userMemory2 { missing.append("no USER_MEMORY2") }
+            attributes = .init(name: .attributes, usable: false, reason: missing.joined(separator: "; "))
+        }
+        let mmapable = caps.guestMemfd && caps.guestMemfdFlags & GuestMemfdFlag.mmap != 0
+        let alias = BackendAvailability(
+            name: .alias, usable: true,
+            reason: mmapable ? "private pages in mmap-able guest_memfd, shared pages in memfd, one alias per page"
+                             : "private pages in memfd (no mmap-able guest_memfd), shared pages in memfd")
+        return [attributes, alias]
+    }
+}

@@ -1,0 +1,36 @@
+import CGuestABI
+import KVM
+
+/// What to build a VM with.
+public struct VMConfiguration: Sendable {
+    public var name: String
+    public var memoryBytes: UInt64 = 256 << 20
+    public var vcpuCount: Int = 1
+    /// The alias of a GPA is GPA | 1 << sharedBit.
+    public var sharedBit: Int = Int(MG_DEFAULT_SHARED_BIT)
+    /// Handed to the guest in its boot info (`--arg`).
+    public var commandLine: String = ""
+    /// Bytes of console output kept per VM.
+    public var consoleCapacity: Int = 64 << 10
+    public var transport: ConversionTransport = .port
+    public var dataInitiallyShared = false
+    /// Enables KVM_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE when the host supports it.
+    public var enableHypercallExit = false
+
+    public init(name: String) {
+        self.name = name
+    }
+}
+
+/// Why a VM could not be created.
+public enum VMCreationError: Error, Sendable, CustomStringConvertible {
+    case layout(BootError)
+    case kvm(KVMError)
+
+    public var description: String {
+        switch self {
+        case .layout(let error): "invalid VM layout: \(error)"
+        case .kvm(let error): "KVM set-up failed: \(error)"
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import KVM
+import VMM
+
+struct CapsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "caps",
+        abstract: "Report this host's KVM: capabilities, usable memory backends, hypercall exits.")
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.makeLogger(label: "memgate.caps")
+        let system: KVM.System
+        do {
+            system = try KVM.System()
+        } catch {
+            printError("\(error)")
+            throw ExitCode(AgentExitCode.unavailable)
+        }
+        let report = HostReport.probe(system: system, logger: logger)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            FileHandle.standardOutput.write(try encoder.encode(report))
+            print("")
+        } else {
+            print(CapsText.render(report))
+        }
+    }
+}
+
+/// Human-readable form of the host report.
+enum CapsText {
+    static func render(_ report: HostReport) -> String {
+        let caps = report.capabilities
+        func yes(_ flag: Bool) -> String { flag ? "yes" : "no" }
+        var lines = [
+            "kernel                 \(report.kernel)",
+            "KVM API version        \(caps.apiVersion)",
+            "VM types               \(caps.vmTypes.map(\.description).joined(separator: ", "))",
+            "memory attributes      " + caps.memoryAttributesByVMType.sorted { $0.key < $1.key }
+                .map { "\($0.key): 0x\(String($0.value, radix: 16))" }.joined(separator: ", "),
+            "guest_memfd            \(yes(caps.guestMemfd)) (flags 0x\(String(caps.guestMemfdFlags, radix: 16)))",
+            "user memory2           \(yes(caps.userMemory2))",
+            "memory fault info      \(yes(caps.memoryFaultInfo))",
+            "exit hypercall mask    0x\(String(caps.exitHypercallMask, radix: 16)) (MAP_GPA_RANGE: \(yes(caps.mapGPARangeExitSupported)))",
+            "sync regs              0x\(String(caps.syncRegsMask, radix: 16))",
+            "vCPUs                  recommended \(caps.vcpusRecommended), max \(caps.vcpusMax)",
+            "memslots               \(caps.maxMemslots)",
+            "",
+            "capabilities (KVM_CHECK_EXTENSION on /dev/kvm):",
+        ]
+        for capability in Capability.allCases {
+            lines.append("  \(capability.description.padding(toLength: 20, withPad: " ", startingAt: 0)) \(caps.system[capability.description] ?? 0)")
+        }
+        lines.append("")
+        lines.append("backends:")
+        for backend in report.backends {
+            lines.append("  \(backend.name.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(backend.usable ? "usable" : "unusable"): \(backend.reason)")
+        }
+        lines.append("")
+        lines.append("VMCALL hypercall exit  \(report.hypercallProbe.outcome.rawValue): \(report.hypercallProbe.detail)")
+        lines.append("conversion transport   \(report.conversionTransport)")
+        return lines.joined(separator: "\n")
+    }
+}

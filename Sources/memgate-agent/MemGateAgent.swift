@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct MemGateAgent: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "memgate-agent",
+        abstract: "Runs confidential-style guests on KVM and governs their memory conversions.",
+        subcommands: [RunCommand.self, CapsCommand.self])
+}
