@@ -44,9 +44,14 @@ let package = Package(
             exclude: ["baseline.c"],
             swiftSettings: strict),
 
-        .testTarget(name: "KVMTests", dependencies: ["KVM"], swiftSettings: strict),
-        .testTarget(name: "VMMTests", dependencies: ["VMM", "KVM", "CGuestABI"], swiftSettings: strict),
-        .testTarget(name: "AgentCLITests", dependencies: [], swiftSettings: strict),
+        // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "VMMTests",
+            dependencies: ["VMM", "KVM", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

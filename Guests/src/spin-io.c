@@ -1,10 +1,15 @@
 /* Makes N heartbeat port exits (N from the command line, default 1000) then exits 0.
- * A command line of "forever" spins without exiting (pause/resume and timeout tests). */
+ * With the command line "forever" it never exits and publishes its iteration
+ * count as a u64 at the start of data RAM, so the host can watch it progress
+ * (pause/resume and timeout tests). */
 #include "memgate_guest.h"
 
 int mg_main(const struct mg_boot_info *bi) {
     if (bi->vcpu_index != 0) mg_halt();
-    if (bi->cmdline[0] == 'f') for (;;) mg_heartbeat();
+    if (bi->cmdline[0] == 'f') {
+        volatile mg_u64 *counter = (volatile mg_u64 *)mg_private_ptr(bi, bi->data_ram_start);
+        for (;;) { mg_heartbeat(); *counter += 1; }
+    }
     mg_u64 n = mg_cmdline_u64(bi, 1000);
     for (mg_u64 i = 0; i < n; i++) mg_heartbeat();
     mg_puts("spin-io done\n");

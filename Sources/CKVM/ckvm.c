@@ -1,4 +1,5 @@
 #include "ckvm.h"
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -13,4 +14,11 @@ int ckvm_install_kick_handler(void) {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0; /* no SA_RESTART: KVM_RUN must return EINTR */
     return sigaction(ckvm_kick_signal(), &sa, NULL);
+}
+
+int ckvm_unblock_kick_signal(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, ckvm_kick_signal());
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }

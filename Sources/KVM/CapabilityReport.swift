@@ -16,6 +16,16 @@ public struct CapabilityReport: Sendable, Codable, Equatable {
     public var vcpusMax: Int
     public var maxMemslots: Int
 
+    public init(apiVersion: Int32, system: [String: Int32], vmTypes: [VMType], memoryAttributesByVMType: [String: UInt64],
+                guestMemfd: Bool, guestMemfdFlags: UInt64, exitHypercallMask: UInt64, memoryFaultInfo: Bool,
+                syncRegsMask: UInt32, userMemory2: Bool, vcpusRecommended: Int, vcpusMax: Int, maxMemslots: Int) {
+        self.apiVersion = apiVersion; self.system = system; self.vmTypes = vmTypes
+        self.memoryAttributesByVMType = memoryAttributesByVMType; self.guestMemfd = guestMemfd
+        self.guestMemfdFlags = guestMemfdFlags; self.exitHypercallMask = exitHypercallMask
+        self.memoryFaultInfo = memoryFaultInfo; self.syncRegsMask = syncRegsMask; self.userMemory2 = userMemory2
+        self.vcpusRecommended = vcpusRecommended; self.vcpusMax = vcpusMax; self.maxMemslots = maxMemslots
+    }
+
     /// True when KVM can exit to userspace for `KVM_HC_MAP_GPA_RANGE`.
     public var mapGPARangeExitSupported: Bool { exitHypercallMask & (1 << Hypercall.mapGPARange) != 0 }
 

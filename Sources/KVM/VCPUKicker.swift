@@ -14,8 +14,10 @@ public final class VCPUKicker: @unchecked Sendable {
         self.run = run
     }
 
-    /// Records the calling thread as the one running this vCPU.
+    /// Records the calling thread as the one running this vCPU and lets the
+    /// kick signal reach it.
     public func bindCurrentThread() {
+        _ = ckvm_unblock_kick_signal()
         thread.withLock { $0 = clinux_pthread_self() }
     }
 

@@ -139,6 +139,9 @@ int ckvm_kick_signal(void);
 /* Installs a no-op handler for ckvm_kick_signal() (without SA_RESTART) so the
  * signal interrupts KVM_RUN with EINTR instead of killing the process. */
 int ckvm_install_kick_handler(void);
+/* Unblocks ckvm_kick_signal() in the calling thread (threads inherit their
+ * creator's mask, which may block it). */
+int ckvm_unblock_kick_signal(void);
 
 
 /* immediate_exit is written by other threads to kick a vCPU: store it atomically. */
