@@ -39,7 +39,11 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "bench-exitloop",
-            dependencies: ["VMM", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "VMM", "KVM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/ExitLoop",
             exclude: ["baseline.c"],
             swiftSettings: strict),

@@ -73,6 +73,32 @@ public final class VCPU: @unchecked Sendable {
         runPage.storeBytes(of: value, toByteOffset: Int(CKVM_RUN_OFFSET_EXIT_UNION) + 56, as: UInt64.self)
     }
 
+    // MARK: Sync regs (KVM_CAP_SYNC_REGS): registers exchanged through kvm_run, no ioctl per exit.
+
+    /// Asks KVM to copy the general-purpose registers into kvm_run on every exit.
+    /// Returns false when the host lacks KVM_CAP_SYNC_REGS for them.
+    @discardableResult
+    public func enableRegisterSync(hostMask: UInt32) -> Bool {
+        guard UInt64(hostMask) & CKVM_SYNC_X86_REGS != 0 else { return false }
+        // Safety: kvm_valid_regs is a u64 inside the fixed kvm_run head.
+        runPage.storeBytes(of: CKVM_SYNC_X86_REGS, toByteOffset: Int(CKVM_RUN_OFFSET_VALID_REGS), as: UInt64.self)
+        return true
+    }
+
+    /// The registers KVM synced at the last exit (after `enableRegisterSync`).
+    public var syncedRegisters: Registers {
+        // Safety: s.regs is a kvm_regs at a fixed, 8-byte aligned offset inside the mapping.
+        Registers(runPage.load(fromByteOffset: Int(CKVM_RUN_OFFSET_SYNC_REGS), as: kvm_regs.self))
+    }
+
+    /// Hands modified registers back to KVM at the next KVM_RUN.
+    public func setSyncedRegisters(_ registers: Registers) {
+        // Safety: as in syncedRegisters; kvm_dirty_regs is a u64 in the fixed head.
+        runPage.storeBytes(of: registers.kvm, toByteOffset: Int(CKVM_RUN_OFFSET_SYNC_REGS), as: kvm_regs.self)
+        let dirty = runPage.load(fromByteOffset: Int(CKVM_RUN_OFFSET_DIRTY_REGS), as: UInt64.self)
+        runPage.storeBytes(of: dirty | CKVM_SYNC_X86_REGS, toByteOffset: Int(CKVM_RUN_OFFSET_DIRTY_REGS), as: UInt64.self)
+    }
+
     public func registers() throws(KVMError) -> Registers {
         var raw = kvm_regs()
         guard ckvm_get_regs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_GET_REGS(vcpu \(index))") }

@@ -159,3 +159,24 @@ struct VirtualMachineTests {
         #expect(report.conversionTransport == (result.outcome == .exitsToUserspace ? .vmcall : .port))
     }
 }
+
+extension VirtualMachineTests {
+    /// Dropping the last reference to a running VM stops its vCPU threads and
+    /// frees its KVM objects (their fds close in deinit).
+    @Test func destroyingARunningVMReleasesItsResources() throws {
+        weak var kvmVM: KVM.VM?
+        weak var vcpu: VCPU?
+        do {
+            let vm = try makeVM("spin-io", vcpus: 2, commandLine: "forever")
+            try vm.start()
+            #expect(waitForProgress(vm, beyond: 0))
+            kvmVM = vm.kvmVM
+            vcpu = vm.vcpus.last
+            #expect(kvmVM != nil && vcpu != nil)
+        }
+        // The vCPU threads drop their references as they finish, just after stop() returns.
+        for _ in 0..<400 where vcpu != nil || kvmVM != nil { usleep(5000) }
+        #expect(vcpu == nil, "a vCPU outlived its VM")
+        #expect(kvmVM == nil, "the KVM VM outlived its VirtualMachine")
+    }
+}

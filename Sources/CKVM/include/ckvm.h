@@ -52,6 +52,11 @@
 #define CKVM_RUN_OFFSET_DIRTY_REGS     296
 #define CKVM_RUN_OFFSET_SYNC_REGS      304
 
+/* kvm_run.kvm_valid_regs / kvm_dirty_regs bits (x86). */
+#define CKVM_SYNC_X86_REGS             (1ULL << 0)
+#define CKVM_SYNC_X86_SREGS            (1ULL << 1)
+#define CKVM_SYNC_X86_EVENTS           (1ULL << 2)
+
 /* ---- Hypercalls ---- */
 #define CKVM_HC_MAP_GPA_RANGE          12
 #define CKVM_MAP_GPA_RANGE_PAGE_SZ_MASK 0xFull

@@ -10,9 +10,9 @@ import Logging
 public final class VirtualMachine: Sendable {
     public let configuration: VMConfiguration
     public let layout: BootLayout
-    private let vm: KVM.VM
+    let kvmVM: KVM.VM
     private let memory: HostMemory
-    private let vcpus: [VCPU]
+    let vcpus: [VCPU]
     private let control: VMControl
     private let console: ConsoleOutput
     private let hypercallHandler: HypercallHandler?
@@ -34,7 +34,8 @@ public final class VirtualMachine: Sendable {
         do {
             let cpuid = try system.supportedCPUID()
             layout = try Self.makeLayout(configuration, image: image, cpuid: cpuid)
-            vm = try system.createVM(type: .default)
+            let vm = try system.createVM(type: .default)
+            kvmVM = vm
             try vm.setTSSAddress(0xFFFB_D000)
             if configuration.enableHypercallExit, vm.check(.exitHypercall) & (1 << Int32(Hypercall.mapGPARange)) != 0 {
                 try vm.enable(.exitHypercall, args: [1 << Hypercall.mapGPARange])

@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import KVM
+import Logging
+import VMM
+
+/// `make bench-exitloop`: the agent's vCPU loop on the spin-io guest against
+/// the bare C KVM_RUN loop on the same guest, interleaved in the same run.
+@main
+struct ExitLoopBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-exitloop")
+
+    @Option(help: "The spin-io guest ELF.")
+    var guest: String
+
+    @Option(help: "The C baseline binary (Benchmarks/ExitLoop/baseline.c).")
+    var baseline: String
+
+    @Option(help: "Heartbeat exits per run.")
+    var exits: Int = 1_000_000
+
+    @Option(help: "Interleaved rounds; the median of each side is reported.")
+    var rounds: Int = 3
+
+    @Option(help: "Where to append the RESULT line.")
+    var output: String = ".build/bench/results.txt"
+
+    func run() throws {
+        let logger = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
+        let system = try KVM.System()
+        let file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: guest)))
+        var agentRates: [Double] = []
+        var cRates: [Double] = []
+        for round in 1...rounds {
+            let agent = try runAgent(system: system, file: file, logger: logger)
+            let c = try runBaseline()
+            agentRates.append(agent)
+            cRates.append(c)
+            print(String(format: "round %d: agent %.0f exits/s, C %.0f exits/s", round, agent, c))
+        }
+        let agent = median(agentRates), c = median(cRates)
+        let result = String(format: "RESULT exitloop agent_exits_per_s=%.0f c_exits_per_s=%.0f ratio=%.3f", agent, c, agent / c)
+        try appendResult(result)
+        print(result)
+    }
+
+    /// Exits per second through `VirtualMachine`'s vCPU loop, from start to guest exit.
+    func runAgent(system: KVM.System, file: [UInt8], logger: Logger) throws -> Double {
+        var configuration = VMConfiguration(name: "bench-exitloop")
+        configuration.commandLine = String(exits)
+        let image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
+        let vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger)
+        let started = ContinuousClock.now
+        try vm.start()
+        guard vm.waitUntilFinished(timeout: .seconds(600)) else { throw BenchmarkError("agent run did not finish") }
+        let elapsed = ContinuousClock.now - started
+        guard vm.lifecycle.exitStatus == 0 else { throw BenchmarkError("spin-io ended: \(vm.lifecycle.reason ?? "?")") }
+        return Double(exits) / seconds(elapsed)
+    }
+
+    /// Runs the C program and parses its `c_exits_per_s=` figure.
+    func runBaseline() throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: baseline)
+        process.arguments = [guest, String(exits)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let field = output.split(separator: " ").first(where: { $0.hasPrefix("c_exits_per_s=") }),
+              let rate = Double(field.dropFirst("c_exits_per_s=".count)) else {
+            throw BenchmarkError("baseline failed (status \(process.terminationStatus)): \(output)")
+        }
+        return rate
+    }
+
+    func appendResult(_ line: String) throws {
+        let url = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let stamped = "\(ISO8601DateFormatter().string(from: Date())) \(line)\n"
+        if let handle = try? FileHandle(forWritingTo: url) {
+            handle.seekToEndOfFile()
+            handle.write(Data(stamped.utf8))
+            try handle.close()
+        } else {
+            try Data(stamped.utf8).write(to: url)
+        }
+    }
+
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
