@@ -15,13 +15,7 @@ struct CapsCommand: ParsableCommand {
 
     func run() throws {
         let logger = logging.makeLogger(label: "memgate.caps")
-        let system: KVM.System
-        do {
-            system = try KVM.System()
-        } catch {
-            printError("\(error)")
-            throw ExitCode(AgentExitCode.unavailable)
-        }
+        let system = try openKVM()
         let report = HostReport.probe(system: system, logger: logger)
         if json {
             let encoder = JSONEncoder()

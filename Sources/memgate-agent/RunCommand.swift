@@ -49,13 +49,7 @@ struct RunCommand: ParsableCommand {
             printError("cannot read \(guest): \(error.localizedDescription)")
             throw ExitCode(AgentExitCode.usage)
         }
-        let system: KVM.System
-        do {
-            system = try KVM.System()
-        } catch {
-            printError("\(error)")
-            throw ExitCode(AgentExitCode.unavailable)
-        }
+        let system = try openKVM()
         var configuration = VMConfiguration(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent)
         configuration.memoryBytes = memoryMib << 20
         configuration.vcpuCount = vcpus

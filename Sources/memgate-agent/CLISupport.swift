@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVM
 import Logging
 
 /// `--log-level`, shared by every subcommand.
@@ -28,4 +29,14 @@ enum AgentExitCode {
 /// Prints one line to stderr, prefixed with the program name.
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("memgate-agent: \(message)\n".utf8))
+}
+
+/// Opens /dev/kvm, or prints why not and exits with `AgentExitCode.unavailable`.
+func openKVM() throws -> KVM.System {
+    do {
+        return try KVM.System()
+    } catch {
+        printError("\(error)")
+        throw ExitCode(AgentExitCode.unavailable)
+    }
 }
