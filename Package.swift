@@ -25,9 +25,11 @@ let package = Package(
             name: "KVM",
             dependencies: ["CKVM", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Pure logic, no I/O: page-state map, conversion requests, policy.
+        .target(name: "MemoryModel", swiftSettings: strict),
         .target(
             name: "VMM",
-            dependencies: ["KVM", "CGuestABI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KVM", "MemoryModel", "CGuestABI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .executableTarget(
             name: "memgate-agent",
@@ -50,10 +52,11 @@ let package = Package(
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "VMMTests",
-            dependencies: ["VMM", "KVM", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "AgentCLITests", dependencies: ["TestSupport"], swiftSettings: strict),
     ],

@@ -1,0 +1,94 @@
+/// The private/shared state of every page of a VM's data RAM, stored as
+/// maximal runs of equal state (coalesced), with running byte totals. Pure.
+public struct PageStateMap: Sendable, Equatable {
+    public struct Run: Sendable, Equatable, CustomStringConvertible {
+        public var range: PageRange
+        public var state: PageState
+        public var description: String { "\(range) \(state.rawValue)" }
+    }
+
+    public let bounds: PageRange
+    /// Sorted, non-overlapping, covering `bounds` exactly; neighbours differ in state.
+    public private(set) var runs: [Run]
+    public private(set) var privateBytes: UInt64
+    public var sharedBytes: UInt64 { bounds.size - privateBytes }
+
+    public init(bounds: PageRange, initial: PageState) {
+        precondition(bounds.isPageAligned, "data RAM must be page aligned")
+        self.bounds = bounds
+        runs = bounds.isEmpty ? [] : [Run(range: bounds, state: initial)]
+        privateBytes = initial == .private ? bounds.size : 0
+    }
+
+    /// Index of the run containing `address` (which must be inside bounds).
+    private func runIndex(containing address: UInt64) -> Int {
+        var low = 0, high = runs.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if runs[mid].range.start <= address { low = mid } else { high = mid - 1 }
+        }
+        return low
+    }
+
+    public func state(at address: UInt64) -> PageState? {
+        guard bounds.contains(address) else { return nil }
+        return runs[runIndex(containing: address)].state
+    }
+
+    /// The state of every page of `range` if they agree, nil if mixed or out of bounds.
+    public func uniformState(of range: PageRange) -> PageState? {
+        guard !range.isEmpty, bounds.contains(range) else { return nil }
+        let run = runs[runIndex(containing: range.start)]
+        return run.range.end >= range.end ? run.state : nil
+    }
+
+    /// Bytes of `range` currently in `state`.
+    public func bytes(in range: PageRange, state: PageState) -> UInt64 {
+        runs(overlapping: range).filter { $0.state == state }.reduce(0) { $0 + $1.range.clamped(to: range).size }
+    }
+
+    /// Whole runs (not clipped) that overlap `range`.
+    public func runs(overlapping range: PageRange) -> [Run] {
+        guard !range.isEmpty, range.overlaps(bounds) else { return [] }
+        var index = runIndex(containing: max(range.start, bounds.start))
+        var out: [Run] = []
+        while index < runs.count, runs[index].range.start < range.end {
+            out.append(runs[index])
+            index += 1
+        }
+        return out
+    }
+
+    /// Sets every page of `range` (page aligned, inside bounds) to `state`;
+    /// returns the bytes that actually changed.
+    @discardableResult
+    public mutating func set(_ range: PageRange, to state: PageState) -> UInt64 {
+        precondition(range.isPageAligned && bounds.contains(range), "set \(range) outside \(bounds)")
+        guard !range.isEmpty else { return 0 }
+        let changed = bytes(in: range, state: state.opposite)
+        guard changed > 0 else { return 0 }
+        privateBytes = state == .private ? privateBytes + changed : privateBytes - changed
+
+        // Replace the runs overlapping [start - 1, end + 1) with the re-coalesced result.
+        let first = runIndex(containing: range.start == bounds.start ? range.start : range.start - 1)
+        let last = runIndex(containing: range.end == bounds.end ? range.end - 1 : range.end)
+        var replacement: [Run] = []
+        func push(_ run: Run) {
+            guard !run.range.isEmpty else { return }
+            if let tail = replacement.last, tail.state == run.state, tail.range.end == run.range.start {
+                replacement[replacement.count - 1].range.end = run.range.end
+            } else {
+                replacement.append(run)
+            }
+        }
+        for run in runs[first...last] where run.range.start < range.start {
+            push(Run(range: PageRange(start: run.range.start, end: min(run.range.end, range.start)), state: run.state))
+        }
+        push(Run(range: range, state: state))
+        for run in runs[first...last] where run.range.end > range.end {
+            push(Run(range: PageRange(start: max(run.range.start, range.end), end: run.range.end), state: run.state))
+        }
+        runs.replaceSubrange(first...last, with: replacement)
+        return changed
+    }
+}
