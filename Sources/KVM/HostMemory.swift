@@ -117,4 +117,15 @@ public final class HostMemory: @unchecked Sendable {
             throw KVMError.last("madvise(MADV_DONTNEED)")
         }
     }
+
+    /// Frees the backing pages of the range so it reads back as zeroes: punches
+    /// the file (MADV_REMOVE) for file mappings, drops anonymous pages otherwise.
+    public func discardFile(at offset: Int, count: Int) throws(KVMError) {
+        guard backing != nil else { return try discard(at: offset, count: count) }
+        checkRange(offset, count)
+        // Safety: range checked above; MADV_REMOVE needs a shared file mapping, which this is.
+        guard clinux_madvise_remove(base + offset, UInt64(count)) == 0 else {
+            throw KVMError.last("madvise(MADV_REMOVE)")
+        }
+    }
 }

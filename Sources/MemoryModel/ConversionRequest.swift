@@ -18,7 +18,8 @@ public enum GuestErrorCode: Int64, Sendable, Codable {
     case invalid = -22     // -KVM_EINVAL
     case permission = -1   // -KVM_EPERM
     case notSupported = -1000  // -KVM_ENOSYS
-    case noMemory = -12    // -KVM_ENOMEM
+    /// The host cannot carry the conversion out (the VM would exceed its memslot limit).
+    case tooBig = -7       // -KVM_E2BIG
 
     /// The value as the guest's RAX holds it.
     public var raxValue: UInt64 { UInt64(bitPattern: rawValue) }

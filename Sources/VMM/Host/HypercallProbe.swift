@@ -1,7 +1,6 @@
 import Foundation
 import KVM
 import Logging
-import Synchronization
 
 /// What happened when a guest issued VMCALL with KVM_HC_MAP_GPA_RANGE.
 public enum HypercallProbeOutcome: String, Sendable, Codable {
@@ -55,15 +54,10 @@ public enum HypercallProbe {
         var configuration = VMConfiguration(name: "hypercall-probe")
         configuration.memoryBytes = 4 << 20
         configuration.enableHypercallExit = true
-        let reached = Atomic<Bool>(false)
-        let handler = HypercallHandler { call, _ in
-            if call.number == Hypercall.mapGPARange { reached.store(true, ordering: .sequentiallyConsistent) }
-            return 0
-        }
+        configuration.backend = .alias
         let vm: VirtualMachine
         do {
-            vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
-                                    hypercallHandler: handler)
+            vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger)
             try vm.start()
         } catch {
             return HypercallProbeResult(outcome: .unavailable, detail: "\(error)")
@@ -71,7 +65,7 @@ public enum HypercallProbe {
         let finished = vm.waitUntilFinished(timeout: deadline)
         if !finished { vm.stop(reason: "hypercall probe deadline") }
         let lifecycle = vm.lifecycle
-        if reached.load(ordering: .sequentiallyConsistent) {
+        if vm.statistics.total(trigger: .explicit) > 0 {
             return HypercallProbeResult(outcome: .exitsToUserspace, detail: "VMCALL produced KVM_EXIT_HYPERCALL")
         }
         if !finished {

@@ -1,8 +1,10 @@
 /// Where a VM is in its life.
 public enum VMState: String, Sendable, Codable, CaseIterable {
     case created, running, paused, stopped, crashed, failed
+    /// A memory fault could not be resolved (denied by policy, or no backing): only this VM stops.
+    case faulted
 
-    public var isTerminal: Bool { self == .stopped || self == .crashed || self == .failed }
+    public var isTerminal: Bool { self == .stopped || self == .crashed || self == .failed || self == .faulted }
 }
 
 /// What can happen to a VM.
@@ -20,6 +22,8 @@ public enum VMLifecycleEvent: Sendable, Equatable {
     case crash(reason: String)
     /// Something MemGate could not handle (an unhandled exit, a KVM error).
     case fail(reason: String)
+    /// A memory fault the policy denied or no backing can satisfy.
+    case fault(reason: String)
 
     var name: String {
         switch self {
@@ -31,6 +35,7 @@ public enum VMLifecycleEvent: Sendable, Equatable {
         case .allVCPUsHalted: "all vCPUs halted"
         case .crash: "crash"
         case .fail: "failure"
+        case .fault: "memory fault"
         }
     }
 }
@@ -41,7 +46,7 @@ public struct LifecycleError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String { "cannot \(event) a VM that is \(state.rawValue)" }
 }
 
-/// The VM state machine: `created → running ⇄ paused → stopped | crashed | failed`.
+/// The VM state machine: `created → running ⇄ paused → stopped | crashed | failed | faulted`.
 /// Pure logic; `VirtualMachine` applies events under its lock.
 public struct VMLifecycle: Sendable, Equatable {
     public private(set) var state: VMState = .created
@@ -68,6 +73,8 @@ public struct VMLifecycle: Sendable, Equatable {
             next = .crashed; reason = why
         case (.created, .fail(let why)), (.running, .fail(let why)), (.paused, .fail(let why)):
             next = .failed; reason = why
+        case (.running, .fault(let why)), (.paused, .fault(let why)):
+            next = .faulted; reason = why
         default:
             throw LifecycleError(state: state, event: event.name)
         }

@@ -1,5 +1,6 @@
 import KVM
 import Logging
+import MemoryModel
 
 /// One vCPU's exit loop. Runs on the vCPU's own thread until the VM ends,
 /// the vCPU halts, or an exit cannot be handled.
@@ -7,7 +8,11 @@ struct VCPURunner: Sendable {
     let vcpu: VCPU
     let control: VMControl
     let console: ConsoleOutput
-    let hypercallHandler: HypercallHandler?
+    let engine: ConversionEngine
+    let syncHandler: SyncHandler?
+    /// KVM syncs general-purpose registers into kvm_run (no ioctl per PV call).
+    let registerSync: Bool
+    let runNanos: RunTimer
     let logger: Logger
 
     func run() {
@@ -21,7 +26,9 @@ struct VCPURunner: Sendable {
         while true {
             let exit: VCPUExit
             do {
+                let start = MonotonicClock.nanos()
                 exit = try vcpu.run()
+                runNanos.add(MonotonicClock.nanos() - start)
             } catch {
                 control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
                 return
@@ -38,43 +45,133 @@ struct VCPURunner: Sendable {
                 case .exit(let status):
                     control.finish(.guestExited(status: status))
                     return
-                case .sync, .mapGPARange, .unhandled:
+                case .mapGPARange:
+                    guard mapGPARangeThroughPort() else { return }
+                case .sync(let point):
+                    guard sync(point: point) else { return }
+                case .unhandled:
                     fail(exit)
                     return
                 }
             case .interrupted:
                 vcpu.kicker.clear()
                 guard control.checkpoint() else { return }
+            case .mmio(let mmio):
+                guard let access = engine.backend.aliasAccess(at: mmio.address) else { fail(exit); return }
+                guard resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated)) else { return }
+                complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared)
+            case .memoryFault(let fault):
+                let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1), end: (fault.gpa + max(fault.size, 1)).roundedUp(to: PageRange.pageSize))
+                guard resolve(GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm)) else { return }
+            case .hypercall(let call):
+                guard call.number == Hypercall.mapGPARange else {
+                    vcpu.completeHypercall(returning: GuestErrorCode.notSupported.raxValue)
+                    continue
+                }
+                let outcome = engine.explicit(MapGPARangeCall(gpa: call.arg0, pageCount: call.arg1, attributes: call.arg2), vcpu: vcpu.index)
+                if let fatal = outcome.fatal { control.finish(.fail(reason: fatal)); return }
+                vcpu.completeHypercall(returning: outcome.raxValue)
             case .hlt:
                 logger.debug("vCPU halted", metadata: ["vcpu": "\(vcpu.index)"])
                 return
             case .shutdown:
-                let rip = (try? vcpu.registers().rip).map { " at rip 0x" + String($0, radix: 16) } ?? ""
-                control.finish(.crash(reason: "vCPU \(vcpu.index) triple-faulted (KVM_EXIT_SHUTDOWN)\(rip)"))
+                control.finish(.crash(reason: "vCPU \(vcpu.index) triple-faulted (KVM_EXIT_SHUTDOWN)\(ripSuffix())"))
                 return
-            case .hypercall(let call):
-                guard let hypercallHandler else { fail(exit); return }
-                vcpu.completeHypercall(returning: hypercallHandler.handle(call, vcpu.index))
-            case .mmio, .memoryFault, .internalError, .failEntry, .systemEvent, .unsupported:
+            case .internalError, .failEntry, .systemEvent, .unsupported:
                 fail(exit)
                 return
             }
         }
     }
 
+    /// Runs the fault through the engine; false when the vCPU must stop.
+    private func resolve(_ fault: GuestFault) -> Bool {
+        switch engine.fault(fault, vcpu: vcpu.index) {
+        case .resume:
+            return true
+        case .stopVM(let reason):
+            control.finish(.fault(reason: "vCPU \(vcpu.index): \(reason)"))
+            return false
+        case .failVM(let reason):
+            control.finish(.fail(reason: "vCPU \(vcpu.index): \(reason)"))
+            return false
+        }
+    }
+
+    /// Completes a wrong-alias access against the store the page now lives in.
+    private func complete(_ mmio: MMIOExit, at gpa: UInt64, as state: PageState) {
+        let length = Int(min(mmio.length, 8))
+        if mmio.isWrite {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: mmio.data >> (8 * UInt64($0))) }
+            _ = engine.backend.write(bytes, gpa: gpa, as: state)
+        } else {
+            let bytes = engine.backend.read(gpa: gpa, count: length, as: state) ?? []
+            let value = bytes.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            vcpu.completeMMIORead(value: value)
+        }
+    }
+
+    /// `OUT 0xEB` with RAX = 12, RBX = gpa, RCX = npages, RDX = attributes; result in RAX.
+    private func mapGPARangeThroughPort() -> Bool {
+        guard var regs = readRegisters() else { return false }
+        if regs.rax == Hypercall.mapGPARange {
+            let outcome = engine.explicit(MapGPARangeCall(gpa: regs.rbx, pageCount: regs.rcx, attributes: regs.rdx), vcpu: vcpu.index)
+            if let fatal = outcome.fatal { control.finish(.fail(reason: fatal)); return false }
+            regs.rax = outcome.raxValue
+        } else {
+            regs.rax = GuestErrorCode.notSupported.raxValue
+        }
+        return writeRegisters(regs)
+    }
+
+    /// `OUT 0xEA` with EAX = point, RBX/RCX/RDX/RSI = arguments; the host's answer goes to RAX.
+    private func sync(point: UInt32) -> Bool {
+        guard var regs = readRegisters() else { return false }
+        let request = SyncRequest(vcpu: vcpu.index, point: point, arguments: [regs.rbx, regs.rcx, regs.rdx, regs.rsi])
+        regs.rax = syncHandler?.handle(request, GuestMemoryView(engine: engine)) ?? 0
+        return writeRegisters(regs)
+    }
+
+    private func readRegisters() -> Registers? {
+        if registerSync { return vcpu.syncedRegisters }
+        do {
+            return try vcpu.registers()
+        } catch {
+            control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
+            return nil
+        }
+    }
+
+    private func writeRegisters(_ regs: Registers) -> Bool {
+        if registerSync {
+            vcpu.setSyncedRegisters(regs)
+            return true
+        }
+        do {
+            try vcpu.setRegisters(regs)
+            return true
+        } catch {
+            control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
+            return false
+        }
+    }
+
+    private func ripSuffix() -> String {
+        (try? vcpu.registers().rip).map { " at rip 0x" + String($0, radix: 16) } ?? ""
+    }
+
     private func fail(_ exit: VCPUExit) {
-        let rip = (try? vcpu.registers().rip).map { " at rip 0x" + String($0, radix: 16) } ?? ""
-        let reason = "vCPU \(vcpu.index): unhandled exit: \(exit)\(rip)"
+        let reason = "vCPU \(vcpu.index): unhandled exit: \(exit)\(ripSuffix())"
         logger.error("\(reason)")
         control.finish(.fail(reason: reason))
     }
 }
 
-/// Answers hypercall exits; returns the value the guest reads in RAX.
-public struct HypercallHandler: Sendable {
-    public let handle: @Sendable (HypercallExit, _ vcpu: UInt32) -> UInt64
-
-    public init(_ handle: @escaping @Sendable (HypercallExit, _ vcpu: UInt32) -> UInt64) {
-        self.handle = handle
-    }
+/// Nanoseconds a VM's vCPUs spent inside KVM_RUN.
+final class RunTimer: Sendable {
+    private let total = Atomic<UInt64>(0)
+    func add(_ nanos: UInt64) { total.add(nanos, ordering: .relaxed) }
+    var nanos: UInt64 { total.load(ordering: .relaxed) }
 }
+
+import Synchronization

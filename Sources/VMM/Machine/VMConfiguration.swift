@@ -1,5 +1,6 @@
 import CGuestABI
 import KVM
+import MemoryModel
 
 /// What to build a VM with.
 public struct VMConfiguration: Sendable {
@@ -16,6 +17,12 @@ public struct VMConfiguration: Sendable {
     public var dataInitiallyShared = false
     /// Enables KVM_EXIT_HYPERCALL for KVM_HC_MAP_GPA_RANGE when the host supports it.
     public var enableHypercallExit = false
+    /// The initial state of data RAM (a confidential guest expects private).
+    public var initialState: PageState = .private
+    /// nil chooses automatically: attributes where the host has private memory, else alias.
+    public var backend: BackendKind?
+    /// Memslots the VM's data RAM may use (nil: what KVM allows).
+    public var maxMemslots: Int?
 
     public init(name: String) {
         self.name = name
@@ -26,11 +33,15 @@ public struct VMConfiguration: Sendable {
 public enum VMCreationError: Error, Sendable, CustomStringConvertible {
     case layout(BootError)
     case kvm(KVMError)
+    case backend(BackendError)
+    case backendUnavailable(BackendKind, reason: String)
 
     public var description: String {
         switch self {
         case .layout(let error): "invalid VM layout: \(error)"
         case .kvm(let error): "KVM set-up failed: \(error)"
+        case .backend(let error): "memory set-up failed: \(error)"
+        case .backendUnavailable(let kind, let reason): "the \(kind.rawValue) backend is not usable on this host: \(reason)"
         }
     }
 }

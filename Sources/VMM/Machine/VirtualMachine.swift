@@ -1,48 +1,68 @@
 import Foundation
 import KVM
 import Logging
+import MemoryModel
 
-/// A running (or runnable) guest: KVM VM, RAM, vCPU threads, console, lifecycle.
+/// A running (or runnable) guest: KVM VM, memory backend, conversion engine,
+/// vCPU threads, console, lifecycle.
 ///
-/// Every failure of the guest — a triple fault, an unhandled exit, a KVM error
-/// on one of its vCPUs — ends this VM only; nothing here touches the process
-/// or other VMs.
+/// Every failure of the guest — a triple fault, an unhandled exit, a denied
+/// memory fault, a KVM error on one of its vCPUs — ends this VM only; nothing
+/// here touches the process or other VMs.
 public final class VirtualMachine: Sendable {
     public let configuration: VMConfiguration
     public let layout: BootLayout
+    /// What backs this VM's memory, in words.
+    public let memoryDescription: String
     let kvmVM: KVM.VM
-    private let memory: HostMemory
+    let stores: GuestStores
+    let memoryOps: KVMMemoryOps
     let vcpus: [VCPU]
+    public let engine: ConversionEngine
     private let control: VMControl
     private let console: ConsoleOutput
-    private let hypercallHandler: HypercallHandler?
+    private let syncHandler: SyncHandler?
+    private let registerSync: Bool
+    private let runTimer = RunTimer()
     private let logger: Logger
 
     public var name: String { configuration.name }
+    public var backendKind: BackendKind { engine.backend.kind }
 
     public init(system: KVM.System, configuration: VMConfiguration, image: GuestImage, logger: Logger,
+                policies: PolicyStore = PolicyStore(), events: EventSink = InMemoryEventSink(),
                 consoleStream: (@Sendable ([UInt8]) -> Void)? = nil,
-                hypercallHandler: HypercallHandler? = nil) throws(VMCreationError) {
+                syncHandler: SyncHandler? = nil) throws(VMCreationError) {
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "vm"] = "\(configuration.name)"
         self.logger = logger
-        self.hypercallHandler = hypercallHandler
+        self.syncHandler = syncHandler
         console = ConsoleOutput(capacity: configuration.consoleCapacity, vcpuCount: configuration.vcpuCount,
                                 stream: consoleStream)
 
+        let caps = system.capabilityReport()
+        let kind = try Self.chooseBackend(configuration.backend, caps: caps)
         do {
             let cpuid = try system.supportedCPUID()
             layout = try Self.makeLayout(configuration, image: image, cpuid: cpuid)
-            let vm = try system.createVM(type: .default)
+            let vm = try system.createVM(type: kind == .attributes ? (caps.privateMemoryVMType ?? .default) : .default)
             kvmVM = vm
             try vm.setTSSAddress(0xFFFB_D000)
             if configuration.enableHypercallExit, vm.check(.exitHypercall) & (1 << Int32(Hypercall.mapGPARange)) != 0 {
                 try vm.enable(.exitHypercall, args: [1 << Hypercall.mapGPARange])
             }
-            memory = try HostMemory.anonymous(size: Int(layout.ramSize))
-            try vm.setMemoryRegion(slot: 0, guestPhysicalAddress: 0, size: layout.ramSize, memory: memory)
-            try Self.loadBootImage(image, layout: layout, configuration: configuration, into: memory)
+            let dataRAM = PageRange(start: layout.dataRAM.lowerBound, end: layout.dataRAM.upperBound)
+            let initial = PageStateMap(bounds: dataRAM, initial: configuration.initialState)
+            let slotLimit = min(configuration.maxMemslots ?? Int.max, max(caps.maxMemslots - 1, 1))
+            let built = try MemoryBuilder(vm: vm, layout: layout, initial: initial, slotLimit: slotLimit, logger: logger)
+                .build(kind, caps: caps)
+            stores = built.stores
+            memoryOps = built.ops
+            memoryDescription = built.description
+            try Self.loadBootImage(image, layout: layout, configuration: configuration, into: built.stores.bootRegion)
+            engine = ConversionEngine(vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
+                                      backend: built.backend, policies: policies, sink: events, logger: logger)
             var vcpus: [VCPU] = []
             for index in 0..<configuration.vcpuCount {
                 let vcpu = try vm.createVCPU(index: UInt32(index))
@@ -51,7 +71,10 @@ public final class VirtualMachine: Sendable {
                                           bootInfo: layout.bootInfoAddress(vcpu: index))
                 vcpus.append(vcpu)
             }
+            registerSync = vcpus.allSatisfy { $0.enableRegisterSync(hostMask: caps.syncRegsMask) }
             self.vcpus = vcpus
+        } catch let error as VMCreationError {
+            throw error
         } catch let error as KVMError {
             throw .kvm(error)
         } catch let error as BootError {
@@ -61,9 +84,19 @@ public final class VirtualMachine: Sendable {
         }
         control = VMControl(kickers: vcpus.map(\.kicker))
         logger.info("VM created", metadata: [
-            "memory": "\(layout.ramSize)", "vcpus": "\(configuration.vcpuCount)",
+            "memory": "\(layout.ramSize)", "vcpus": "\(configuration.vcpuCount)", "backend": "\(memoryDescription)",
             "boot_region": "\(layout.bootRegionSize)", "data_ram": "\(layout.dataRAM)",
         ])
+    }
+
+    private static func chooseBackend(_ requested: BackendKind?, caps: CapabilityReport) throws(VMCreationError) -> BackendKind {
+        let availability = HostReport.backends(for: caps)
+        let attributes = availability.first { $0.name == .attributes }!
+        switch requested {
+        case nil: return attributes.usable ? .attributes : .alias
+        case .attributes? where !attributes.usable: throw .backendUnavailable(.attributes, reason: attributes.reason)
+        case let kind?: return kind
+        }
     }
 
     private static func makeLayout(_ configuration: VMConfiguration, image: GuestImage,
@@ -74,7 +107,7 @@ public final class VirtualMachine: Sendable {
                               physicalAddressBits: cpuid.physicalAddressBits ?? 36)
     }
 
-    /// Copies the image, GDT, page tables and boot infos into RAM.
+    /// Copies the image, GDT, page tables and boot infos into the boot region.
     private static func loadBootImage(_ image: GuestImage, layout: BootLayout, configuration: VMConfiguration,
                                       into memory: HostMemory) throws(BootError) {
         for segment in image.segments { memory.write(segment.bytes, at: Int(segment.address)) }
@@ -82,7 +115,7 @@ public final class VirtualMachine: Sendable {
         memory.write(try PageTables.build(for: layout), at: Int(BootLayout.pageTablesAddress))
         for index in 0..<layout.vcpuCount {
             let info = BootInfo(layout: layout, vcpu: index, transport: configuration.transport,
-                                dataInitiallyShared: configuration.dataInitiallyShared,
+                                dataInitiallyShared: configuration.initialState == .shared,
                                 commandLine: configuration.commandLine)
             memory.write(info.encoded(), at: Int(layout.bootInfoAddress(vcpu: index)))
         }
@@ -97,8 +130,8 @@ public final class VirtualMachine: Sendable {
     public func start() throws(LifecycleError) {
         try control.start(threads: vcpus.count)
         for vcpu in vcpus {
-            let runner = VCPURunner(vcpu: vcpu, control: control, console: console,
-                                    hypercallHandler: hypercallHandler, logger: logger)
+            let runner = VCPURunner(vcpu: vcpu, control: control, console: console, engine: engine,
+                                    syncHandler: syncHandler, registerSync: registerSync, runNanos: runTimer, logger: logger)
             let thread = Thread { runner.run() }
             thread.name = "\(configuration.name)-vcpu\(vcpu.index)"
             thread.start()
@@ -131,10 +164,19 @@ public final class VirtualMachine: Sendable {
     /// The retained console output (the last `consoleCapacity` bytes).
     public var consoleOutput: [UInt8] { console.contents }
 
-    /// Reads guest RAM (host-side inspection, tests).
+    /// The host's view of this VM's memory.
+    public var memory: GuestMemoryView { GuestMemoryView(engine: engine) }
+
+    /// Reads guest memory as the guest currently sees it (host-side inspection, tests).
     public func readMemory(at gpa: UInt64, count: Int) -> [UInt8] {
-        memory.read(at: Int(gpa), count: count)
+        memory.read(gpa: gpa, count: count) ?? []
     }
+
+    public var pageStates: PageStateMap { engine.pageStates }
+    public var statistics: ConversionStatistics { engine.statistics }
+
+    /// Time spent inside KVM: KVM_RUN on all vCPUs, and the memory ioctls and discards.
+    public var kvmTime: (runNanos: UInt64, memoryNanos: UInt64) { (runTimer.nanos, memoryOps.elapsedNanos) }
 
     deinit {
         control.stop(reason: "VM destroyed")

@@ -1,0 +1,44 @@
+import MemoryModel
+
+/// Counts of a VM's faults and conversions, for summaries. Pure value type.
+public struct ConversionStatistics: Sendable, Equatable {
+    public struct Key: Sendable, Hashable, Comparable {
+        public var direction: ConversionDirection
+        public var trigger: ConversionTrigger
+        public var decision: ConversionDecision
+
+        public static func < (a: Key, b: Key) -> Bool {
+            (a.direction.rawValue, a.trigger.rawValue, a.decision.rawValue) < (b.direction.rawValue, b.trigger.rawValue, b.decision.rawValue)
+        }
+    }
+
+    public private(set) var conversions: [Key: Int] = [:]
+    public private(set) var convertedBytes: [Key: UInt64] = [:]
+    public private(set) var faults: [EventSource: Int] = [:]
+
+    public init() {}
+
+    public mutating func count(_ record: ConversionRecord) {
+        let key = Key(direction: record.direction, trigger: record.trigger, decision: record.decision)
+        conversions[key, default: 0] += 1
+        convertedBytes[key, default: 0] += record.size
+    }
+
+    public mutating func count(_ fault: MemoryFaultRecord) {
+        faults[fault.source, default: 0] += 1
+    }
+
+    public func total(decision: ConversionDecision? = nil, trigger: ConversionTrigger? = nil) -> Int {
+        conversions.filter { (decision == nil || $0.key.decision == decision) && (trigger == nil || $0.key.trigger == trigger) }
+            .values.reduce(0, +)
+    }
+
+    /// Lines such as `to_shared explicit applied 12 (49152 bytes)`.
+    public var summaryLines: [String] {
+        let faultLine = "memory faults: " + (faults.isEmpty ? "0" : faults.sorted { $0.key.rawValue < $1.key.rawValue }
+            .map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
+        return [faultLine, "conversions: \(total())"] + conversions.keys.sorted().map { key in
+            "  \(key.direction.rawValue) \(key.trigger.rawValue) \(key.decision.rawValue): \(conversions[key]!) (\(convertedBytes[key]!) bytes)"
+        }
+    }
+}

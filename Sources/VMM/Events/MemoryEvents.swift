@@ -1,0 +1,91 @@
+import MemoryModel
+
+/// Where a memory fault came from.
+public enum EventSource: String, Sendable, Codable {
+    /// KVM_EXIT_MEMORY_FAULT from KVM itself (attributes backend).
+    case kvm
+    /// An MMIO exit on the wrong alias, turned into a fault by the agent (alias backend).
+    case emulated
+}
+
+/// A guest memory fault: an access KVM could not satisfy from the page's current backing.
+public struct MemoryFaultRecord: Sendable, Equatable {
+    public static let flagPrivate: UInt64 = 1 << 3
+    public var vm: String
+    public var vcpu: UInt32
+    public var timeNanos: UInt64
+    /// Page-aligned, without the alias bit.
+    public var gpa: UInt64
+    public var size: UInt64
+    /// KVM_MEMORY_EXIT_FLAG_* bits; PRIVATE (bit 3) when the private address was used.
+    public var flags: UInt64
+    public var source: EventSource
+
+    public var isPrivate: Bool { flags & Self.flagPrivate != 0 }
+}
+
+/// How a conversion request ended.
+public enum ConversionDecision: String, Sendable, Codable, CaseIterable {
+    /// Allowed by policy; the conversion is in progress (a crash leaves it so: incomplete).
+    case pending
+    /// Allowed and carried out.
+    case applied
+    /// Refused by policy.
+    case denied
+    /// Refused before policy: the request itself was invalid.
+    case invalid
+    /// Allowed, but the backend could not carry it out.
+    case failed
+}
+
+/// One conversion request and what became of it.
+public struct ConversionRecord: Sendable, Equatable {
+    public var vm: String
+    public var vcpu: UInt32
+    public var requestedNanos: UInt64
+    public var completedNanos: UInt64?
+    public var gpa: UInt64
+    public var size: UInt64
+    public var direction: ConversionDirection
+    public var trigger: ConversionTrigger
+    public var decision: ConversionDecision
+    public var reason: String
+    public var policyVersion: String
+    public var source: EventSource
+    /// Bytes whose old copy was freed (discard).
+    public var discardedBytes: UInt64
+    /// What the guest read back (0, or a negative KVM error code); implicit conversions report 0.
+    public var guestResult: Int64
+}
+
+/// Waits until a record is durable (no-op for sinks that are durable at once).
+public struct EventReceipt: Sendable {
+    private let waiter: (@Sendable () -> Void)?
+
+    public init(waiter: (@Sendable () -> Void)? = nil) {
+        self.waiter = waiter
+    }
+
+    public static let done = EventReceipt()
+
+    public func wait() { waiter?() }
+}
+
+/// Identifies a conversion recorded as pending, to finish it later.
+public struct ConversionTicket: Sendable, Hashable {
+    public let id: UInt64
+    public init(id: UInt64) { self.id = id }
+}
+
+/// Where memory faults and conversions are recorded. The VMM hands a record
+/// over before doing the work, then waits for its receipt before the vCPU resumes.
+public protocol EventSink: Sendable {
+    func record(fault: MemoryFaultRecord) -> EventReceipt
+    /// Records a conversion that is already final (denied, invalid).
+    func record(conversion: ConversionRecord) -> EventReceipt
+    /// Records an allowed conversion as pending, before the backend acts.
+    func begin(conversion: ConversionRecord) -> ConversionTicket
+    /// Completes a pending conversion.
+    func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
+                discardedBytes: UInt64, guestResult: Int64) -> EventReceipt
+}

@@ -1,0 +1,34 @@
+import KVM
+import MemoryModel
+
+/// The host memory behind a VM's RAM: the boot region, and data RAM's private
+/// and shared stores (each indexed by offset from the start of data RAM).
+public final class GuestStores: Sendable {
+    public let bootRegion: HostMemory
+    public let dataRAM: PageRange
+    /// guest_memfd holding private pages, when the host has it.
+    public let privateFile: GuestMemfd?
+    /// A mapping of the private store, when the host may map it (mmap-able guest_memfd or memfd).
+    public let privateMemory: HostMemory?
+    public let sharedMemory: HostMemory
+
+    public init(bootRegion: HostMemory, dataRAM: PageRange, privateFile: GuestMemfd?, privateMemory: HostMemory?,
+                sharedMemory: HostMemory) {
+        self.bootRegion = bootRegion
+        self.dataRAM = dataRAM
+        self.privateFile = privateFile
+        self.privateMemory = privateMemory
+        self.sharedMemory = sharedMemory
+    }
+
+    /// The store a page in `state` lives in, and the offset of `gpa` inside it.
+    func location(of gpa: UInt64, count: Int, as state: PageState) -> (HostMemory, Int)? {
+        if gpa + UInt64(count) <= UInt64(bootRegion.size) { return (bootRegion, Int(gpa)) }
+        guard dataRAM.contains(PageRange(start: gpa, size: UInt64(count))) else { return nil }
+        let offset = Int(gpa - dataRAM.start)
+        switch state {
+        case .private: return privateMemory.map { ($0, offset) }
+        case .shared: return (sharedMemory, offset)
+        }
+    }
+}
