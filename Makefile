@@ -7,7 +7,7 @@ BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
 APT_PACKAGES := gcc make libcurl4-openssl-dev libsqlite3-dev sqlite3
-GUESTS       := hello smp crash spin-io bootinfo unhandled
+GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench
 GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie \
                 -mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none \
                 -fno-asynchronous-unwind-tables -Wall -Wextra -Werror -IGuests/include \
@@ -34,7 +34,7 @@ build: deps
 
 guests: $(GUESTS:%=$(GUEST_OUT)/%.elf)
 
-$(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/crt0.S Guests/memgate.ld Guests/include/memgate_guest.h Guests/include/memgate_abi.h
+$(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/selftest.h Guests/src/crt0.S Guests/memgate.ld Guests/include/memgate_guest.h Guests/include/memgate_abi.h
 	@mkdir -p $(GUEST_OUT)
 	$(CC) $(GUEST_CFLAGS) -T Guests/memgate.ld -o $@ Guests/src/crt0.S $<
 

@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM",
+                "VMM", "KVM", "MemoryModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

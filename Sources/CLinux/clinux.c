@@ -11,6 +11,8 @@ int clinux_punch_hole(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
 }
 
+int clinux_allocate(int fd, int64_t offset, int64_t length) { return fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length); }
+
 int clinux_madvise_dontneed(void *addr, uint64_t length) { return madvise(addr, length, MADV_DONTNEED); }
 int clinux_madvise_remove(void *addr, uint64_t length) { return madvise(addr, length, MADV_REMOVE); }
 

@@ -23,4 +23,11 @@ public final class GuestMemfd: Sendable {
             throw KVMError.last("fallocate(guest_memfd, PUNCH_HOLE, 0x\(String(offset, radix: 16)), \(length))")
         }
     }
+
+    /// Allocates a range (`fallocate(KEEP_SIZE)`), as a VMM does when a range goes private.
+    public func allocate(offset: UInt64, length: UInt64) throws(KVMError) {
+        guard clinux_allocate(fd.rawValue, Int64(offset), Int64(length)) == 0 else {
+            throw KVMError.last("fallocate(guest_memfd, 0x\(String(offset, radix: 16)), \(length))")
+        }
+    }
 }

@@ -23,6 +23,7 @@ enum AgentExitCode {
     static let timeout: Int32 = 124
     static let crashed: Int32 = 125
     static let failed: Int32 = 126
+    static let faulted: Int32 = 127
     static let unavailable: Int32 = 69  // EX_UNAVAILABLE: no usable KVM
 }
 

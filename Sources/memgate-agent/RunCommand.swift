@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVM
+import MemoryModel
 import VMM
 
 struct RunCommand: ParsableCommand {
@@ -11,7 +12,9 @@ struct RunCommand: ParsableCommand {
             Exit status: the guest's own status when it exits through the exit port; \
             \(AgentExitCode.timeout) on --timeout, \(AgentExitCode.crashed) when the guest crashes \
             (triple fault), \(AgentExitCode.failed) when the VM fails (an exit nobody handles, a KVM error), \
-            \(AgentExitCode.usage) when the guest cannot be loaded.
+            \(AgentExitCode.faulted) when a memory fault is denied by policy or has no backing, \
+            \(AgentExitCode.usage) when the guest or the policy cannot be loaded. \
+            When the guest faulted or converted memory, a summary goes to stderr at the end.
             """)
 
     @Argument(help: "A static x86-64 guest ELF built against Guests/include/memgate_guest.h.")
@@ -29,14 +32,27 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Command line handed to the guest in its boot info.")
     var arg: String = ""
 
-    @Option(help: "Name of the VM in logs and reports.")
+    @Option(help: "Name of the VM in logs, reports and policy matching.")
     var name: String?
+
+    @Option(help: "Conversion policy (JSON, DESIGN §4). Default: allow everything, discard old copies.")
+    var policy: String?
+
+    @Option(help: "Initial state of data RAM: private or shared.")
+    var initialState: PageState = .private
+
+    @Option(help: "Memory backend: attributes or alias (default: attributes where the host has private memory).")
+    var backend: BackendKind?
+
+    @Option(help: "Most memslots the VM's data RAM may use (default: what KVM allows).")
+    var maxMemslots: Int?
 
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard memoryMib > 0, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be a positive multiple of 2") }
         guard vcpus > 0 else { throw ValidationError("--vcpus must be at least 1") }
+        if let maxMemslots, maxMemslots < 1 { throw ValidationError("--max-memslots must be at least 1") }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
     }
 
@@ -54,6 +70,10 @@ struct RunCommand: ParsableCommand {
         configuration.memoryBytes = memoryMib << 20
         configuration.vcpuCount = vcpus
         configuration.commandLine = arg
+        configuration.initialState = initialState
+        configuration.backend = backend
+        configuration.maxMemslots = maxMemslots
+        let policies = PolicyStore(try loadPolicy())
 
         let image: GuestImage
         do {
@@ -66,7 +86,7 @@ struct RunCommand: ParsableCommand {
         let vm: VirtualMachine
         do {
             vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
-                                    consoleStream: { stdout.write(Data($0)) })
+                                    policies: policies, consoleStream: { stdout.write(Data($0)) })
             try vm.start()
         } catch {
             printError("\(error)")
@@ -79,6 +99,7 @@ struct RunCommand: ParsableCommand {
             printError("timeout: guest still running after \(timeout ?? 0) s; stopped")
             throw ExitCode(AgentExitCode.timeout)
         }
+        printSummary(vm)
         let outcome = vm.lifecycle
         switch outcome.state {
         case .stopped where outcome.exitStatus != nil:
@@ -86,9 +107,44 @@ struct RunCommand: ParsableCommand {
         case .crashed:
             printError("guest crashed: \(outcome.reason ?? "unknown reason")")
             throw ExitCode(AgentExitCode.crashed)
+        case .faulted:
+            printError("VM faulted: \(outcome.reason ?? "unknown reason")")
+            throw ExitCode(AgentExitCode.faulted)
         default:
             printError("VM \(outcome.state.rawValue): \(outcome.reason ?? "unknown reason")")
             throw ExitCode(AgentExitCode.failed)
         }
     }
+
+    /// The policy from --policy, or the built-in one; an invalid document is a usage error.
+    func loadPolicy() throws -> VersionedPolicy {
+        guard let policy else { return .builtIn }
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: policy)))
+        } catch {
+            printError("cannot read policy \(policy): \(error.localizedDescription)")
+            throw ExitCode(AgentExitCode.usage)
+        }
+        do {
+            return try VersionedPolicy(document: bytes)
+        } catch {
+            printError("invalid policy \(policy): \(error)")
+            throw ExitCode(AgentExitCode.usage)
+        }
+    }
+
+    /// Faults and conversions by direction, trigger and decision, on stderr.
+    func printSummary(_ vm: VirtualMachine) {
+        let statistics = vm.statistics
+        guard statistics.total() > 0 || !statistics.faults.isEmpty else { return }
+        let states = vm.pageStates
+        var lines = ["summary for VM \(vm.name) (\(vm.memoryDescription))"]
+        lines += statistics.summaryLines
+        lines.append("data RAM now: \(states.privateBytes) bytes private, \(states.sharedBytes) bytes shared")
+        FileHandle.standardError.write(Data(lines.map { "memgate-agent: \($0)\n" }.joined().utf8))
+    }
 }
+
+extension PageState: ExpressibleByArgument {}
+extension BackendKind: ExpressibleByArgument {}

@@ -12,6 +12,8 @@
 int clinux_memfd_create(const char *name);
 /* fallocate(PUNCH_HOLE | KEEP_SIZE): frees the range; later reads see zeroes. */
 int clinux_punch_hole(int fd, int64_t offset, int64_t length);
+/* fallocate(KEEP_SIZE): allocates the range (guest_memfd requires KEEP_SIZE). */
+int clinux_allocate(int fd, int64_t offset, int64_t length);
 int clinux_madvise_dontneed(void *addr, uint64_t length);
 int clinux_madvise_remove(void *addr, uint64_t length);
 /* The calling thread's pthread_t, widened for storage. */

@@ -79,10 +79,11 @@ public final class ConversionEngine: Sendable {
         let dataRAM = state.withLock { $0.map.bounds }
         switch call.validate(dataRAM: dataRAM, ramSize: ramSize, vcpu: vcpu) {
         case .failure(let rejection):
-            let (low, high) = call.pageCount.multipliedFullWidth(by: PageRange.pageSize)
+            // Guest-supplied: saturate rather than overflow.
+            let (size, overflow) = call.pageCount.multipliedReportingOverflow(by: PageRange.pageSize)
             let record = ConversionRecord(
                 vm: vmName, vcpu: vcpu, requestedNanos: requested, completedNanos: requested, gpa: call.gpa,
-                size: high == 0 ? low : .max, direction: call.attributes & MapGPARangeCall.encrypted != 0 ? .toPrivate : .toShared,
+                size: overflow ? .max : size, direction: call.attributes & MapGPARangeCall.encrypted != 0 ? .toPrivate : .toShared,
                 trigger: .explicit, decision: .invalid, reason: rejection.reason, policyVersion: policies.policy.version,
                 source: .emulated, discardedBytes: 0, guestResult: rejection.code.rawValue)
             let receipt = state.withLock { state in

@@ -21,7 +21,9 @@ public struct ConversionStatistics: Sendable, Equatable {
     public mutating func count(_ record: ConversionRecord) {
         let key = Key(direction: record.direction, trigger: record.trigger, decision: record.decision)
         conversions[key, default: 0] += 1
-        convertedBytes[key, default: 0] += record.size
+        // Sizes come from guests (invalid requests included): saturate, never trap.
+        let (sum, overflow) = convertedBytes[key, default: 0].addingReportingOverflow(record.size)
+        convertedBytes[key] = overflow ? .max : sum
     }
 
     public mutating func count(_ fault: MemoryFaultRecord) {
