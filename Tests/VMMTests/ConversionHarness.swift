@@ -75,13 +75,14 @@ struct ConversionFixture {
 
     func makeVM(_ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 32, commandLine: String = "",
                 initialState: PageState = .private, policy: PolicyStore = PolicyStore(), maxMemslots: Int? = nil,
+                backend: BackendKind = .alias,
                 events: InMemoryEventSink = InMemoryEventSink(), harness: SelftestHarness? = nil) throws -> VirtualMachine {
         var configuration = VMConfiguration(name: guest)
         configuration.vcpuCount = vcpus
         configuration.memoryBytes = memoryMiB << 20
         configuration.commandLine = commandLine
         configuration.initialState = initialState
-        configuration.backend = .alias
+        configuration.backend = backend
         configuration.maxMemslots = maxMemslots
         let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
         return try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,

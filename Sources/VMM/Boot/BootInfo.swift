@@ -28,15 +28,17 @@ public struct BootInfo: Sendable, Equatable {
     public static let stride = Int(MG_BOOT_INFO_STRIDE)
     public static let maxCommandLineBytes = Int(MG_CMDLINE_SIZE) - 1
 
+    /// - Parameter aliased: false for the attributes backend, where a page has one address
+    ///   and the guest must see `shared_mask == 0`.
     public init(layout: BootLayout, vcpu: Int, transport: ConversionTransport, dataInitiallyShared: Bool,
-                commandLine: String) {
+                commandLine: String, aliased: Bool = true) {
         vcpuIndex = UInt32(vcpu)
         vcpuCount = UInt32(layout.vcpuCount)
         ramSize = layout.ramSize
         bootRegionSize = layout.bootRegionSize
         dataRAMStart = layout.dataRAM.lowerBound
         dataRAMSize = UInt64(layout.dataRAM.count)
-        sharedMask = layout.sharedMask
+        sharedMask = aliased ? layout.sharedMask : 0
         stackTop = layout.stackTop(vcpu: vcpu)
         self.transport = transport
         self.dataInitiallyShared = dataInitiallyShared

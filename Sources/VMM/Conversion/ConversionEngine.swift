@@ -15,7 +15,9 @@ public struct GuestFault: Sendable, Equatable {
 /// What the vCPU does after a fault.
 public enum FaultResolution: Sendable, Equatable {
     /// The page is (now) where the access needs it: complete the access and resume.
-    case resume
+    /// `spurious` when no conversion was needed (another vCPU won the race, or KVM
+    /// could not map a page already in the wanted state).
+    case resume(spurious: Bool)
     /// Policy or missing backing: stop this VM as `faulted`.
     case stopVM(reason: String)
     /// The backend broke part-way: the VM's memory is inconsistent; fail it.
@@ -120,14 +122,14 @@ public final class ConversionEngine: Sendable {
         defer { faultReceipt.wait() }
         if current == wanted {
             // Another vCPU converted it first, or the access raced a slot update: just retry.
-            if mapped { return .resume }
+            if mapped { return .resume(spurious: true) }
             return .stopVM(reason: "memory fault at gpa 0x\(String(fault.range.start, radix: 16)): the \(wanted.rawValue) page has no backing")
         }
         let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
         let (applied, receipt) = convert(request, requestedNanos: now)
         receipt.wait()
         switch applied {
-        case .applied: return .resume
+        case .applied: return .resume(spurious: false)
         case .denied(let reason), .refused(let reason):
             return .stopVM(reason: "implicit conversion of \(fault.range) \(request.direction.rawValue) refused: \(reason)")
         case .broken(let reason): return .failVM(reason: reason)

@@ -5,6 +5,10 @@ import MemoryModel
 /// One vCPU's exit loop. Runs on the vCPU's own thread until the VM ends,
 /// the vCPU halts, or an exit cannot be handled.
 struct VCPURunner: Sendable {
+    /// Consecutive spurious faults on one page before the VM is stopped: a
+    /// page KVM keeps faulting on although it is in the wanted state has no backing.
+    static let spuriousFaultLimit = 16
+
     let vcpu: VCPU
     let control: VMControl
     let console: ConsoleOutput
@@ -23,6 +27,7 @@ struct VCPURunner: Sendable {
             control.threadEnded()
         }
         guard control.checkpoint() else { return }
+        var spurious = SpuriousFaults()
         while true {
             let exit: VCPUExit
             do {
@@ -58,11 +63,12 @@ struct VCPURunner: Sendable {
                 guard control.checkpoint() else { return }
             case .mmio(let mmio):
                 guard let access = engine.backend.aliasAccess(at: mmio.address) else { fail(exit); return }
-                guard resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated)) else { return }
+                guard resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated),
+                              spurious: &spurious) else { return }
                 complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared)
             case .memoryFault(let fault):
                 let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1), end: (fault.gpa + max(fault.size, 1)).roundedUp(to: PageRange.pageSize))
-                guard resolve(GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm)) else { return }
+                guard resolve(GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm), spurious: &spurious) else { return }
             case .hypercall(let call):
                 guard call.number == Hypercall.mapGPARange else {
                     vcpu.completeHypercall(returning: GuestErrorCode.notSupported.raxValue)
@@ -85,9 +91,15 @@ struct VCPURunner: Sendable {
     }
 
     /// Runs the fault through the engine; false when the vCPU must stop.
-    private func resolve(_ fault: GuestFault) -> Bool {
+    private func resolve(_ fault: GuestFault, spurious: inout SpuriousFaults) -> Bool {
         switch engine.fault(fault, vcpu: vcpu.index) {
-        case .resume:
+        case .resume(let wasSpurious):
+            guard wasSpurious else { spurious = SpuriousFaults(); return true }
+            if spurious.page == fault.range.start { spurious.count += 1 } else { spurious = SpuriousFaults(page: fault.range.start, count: 1) }
+            guard spurious.count < Self.spuriousFaultLimit else {
+                control.finish(.fault(reason: "vCPU \(vcpu.index): \(spurious.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)), already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"))
+                return false
+            }
             return true
         case .stopVM(let reason):
             control.finish(.fault(reason: "vCPU \(vcpu.index): \(reason)"))
@@ -165,6 +177,12 @@ struct VCPURunner: Sendable {
         logger.error("\(reason)")
         control.finish(.fail(reason: reason))
     }
+}
+
+/// The page of the last run of spurious faults on one vCPU, and its length.
+struct SpuriousFaults {
+    var page: UInt64 = .max
+    var count = 0
 }
 
 /// Nanoseconds a VM's vCPUs spent inside KVM_RUN.

@@ -60,7 +60,8 @@ public final class VirtualMachine: Sendable {
             stores = built.stores
             memoryOps = built.ops
             memoryDescription = built.description
-            try Self.loadBootImage(image, layout: layout, configuration: configuration, into: built.stores.bootRegion)
+            try Self.loadBootImage(image, layout: layout, configuration: configuration, aliased: kind == .alias,
+                                   into: built.stores.bootRegion)
             engine = ConversionEngine(vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
                                       backend: built.backend, policies: policies, sink: events, logger: logger)
             var vcpus: [VCPU] = []
@@ -109,14 +110,14 @@ public final class VirtualMachine: Sendable {
 
     /// Copies the image, GDT, page tables and boot infos into the boot region.
     private static func loadBootImage(_ image: GuestImage, layout: BootLayout, configuration: VMConfiguration,
-                                      into memory: HostMemory) throws(BootError) {
+                                      aliased: Bool, into memory: HostMemory) throws(BootError) {
         for segment in image.segments { memory.write(segment.bytes, at: Int(segment.address)) }
         memory.write(GDT.bytes(tssBase: BootLayout.tssAddress), at: Int(BootLayout.gdtAddress))
         memory.write(try PageTables.build(for: layout), at: Int(BootLayout.pageTablesAddress))
         for index in 0..<layout.vcpuCount {
             let info = BootInfo(layout: layout, vcpu: index, transport: configuration.transport,
                                 dataInitiallyShared: configuration.initialState == .shared,
-                                commandLine: configuration.commandLine)
+                                commandLine: configuration.commandLine, aliased: aliased)
             memory.write(info.encoded(), at: Int(layout.bootInfoAddress(vcpu: index)))
         }
     }

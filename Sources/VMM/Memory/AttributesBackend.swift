@@ -41,6 +41,8 @@ public final class AttributesBackend: MemoryBackend {
     /// KVM reports faults as KVM_EXIT_MEMORY_FAULT; MMIO is never guest memory here.
     public func aliasAccess(at address: UInt64) -> AliasAccess? { nil }
 
+    /// KVM maps whatever the attributes say; a fault on a page already in the wanted
+    /// state is a race with another vCPU's conversion (the runner stops the VM if it repeats).
     public func isMapped(_ page: PageRange, in map: PageStateMap) -> Bool { true }
 
     public func read(gpa: UInt64, count: Int, as state: PageState) -> [UInt8]? {
