@@ -14,7 +14,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test bench-exitloop clean
+.PHONY: all deps build guests demo check test bench-exitloop bench-conversions clean
 
 all: build guests
 
@@ -58,3 +58,7 @@ bench-exitloop: deps guests $(BENCH_OUT)/exitloop-c
 
 clean:
 	rm -rf $(BUILD)
+
+bench-conversions: deps guests
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-conversions
+	$(BUILD)/release/bench-conversions --guest $(GUEST_OUT)/convert-bench.elf --conversions 100000

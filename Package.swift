@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "memgate-agent", targets: ["memgate-agent"]),
         .executable(name: "bench-exitloop", targets: ["bench-exitloop"]),
+        .executable(name: "bench-conversions", targets: ["bench-conversions"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,10 +40,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        .target(name: "BenchmarkSupport", path: "Benchmarks/Support", swiftSettings: strict),
+        .executableTarget(
+            name: "bench-conversions",
+            dependencies: [
+                "VMM", "KVM", "MemoryModel", "BenchmarkSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Conversions",
+            swiftSettings: strict),
         .executableTarget(
             name: "bench-exitloop",
             dependencies: [
-                "VMM", "KVM",
+                "VMM", "KVM", "BenchmarkSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

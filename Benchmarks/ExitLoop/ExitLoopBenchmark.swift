@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchmarkSupport
 import Foundation
 import KVM
 import Logging
@@ -40,7 +41,7 @@ struct ExitLoopBenchmark: ParsableCommand {
         }
         let agent = median(agentRates), c = median(cRates)
         let result = String(format: "RESULT exitloop agent_exits_per_s=%.0f c_exits_per_s=%.0f ratio=%.3f", agent, c, agent / c)
-        try appendResult(result)
+        try BenchmarkResults.append(result, to: output)
         print(result)
     }
 
@@ -55,7 +56,7 @@ struct ExitLoopBenchmark: ParsableCommand {
         guard vm.waitUntilFinished(timeout: .seconds(600)) else { throw BenchmarkError("agent run did not finish") }
         let elapsed = ContinuousClock.now - started
         guard vm.lifecycle.exitStatus == 0 else { throw BenchmarkError("spin-io ended: \(vm.lifecycle.reason ?? "?")") }
-        return Double(exits) / seconds(elapsed)
+        return Double(exits) / BenchmarkResults.seconds(elapsed)
     }
 
     /// Runs the C program and parses its `c_exits_per_s=` figure.
@@ -76,24 +77,5 @@ struct ExitLoopBenchmark: ParsableCommand {
         return rate
     }
 
-    func appendResult(_ line: String) throws {
-        let url = URL(fileURLWithPath: output)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let stamped = "\(ISO8601DateFormatter().string(from: Date())) \(line)\n"
-        if let handle = try? FileHandle(forWritingTo: url) {
-            handle.seekToEndOfFile()
-            handle.write(Data(stamped.utf8))
-            try handle.close()
-        } else {
-            try Data(stamped.utf8).write(to: url)
-        }
-    }
-
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
-}
-
-struct BenchmarkError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
