@@ -42,6 +42,8 @@ demo: build guests
 	$(BUILD)/debug/memgate-agent caps
 	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/hello.elf
 	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/smp.elf --vcpus 2
+	@echo "--- a guest touching memory through the wrong alias: two implicit conversions, summarized on stderr"
+	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/implicit.elf
 
 check: build guests test
 
