@@ -159,13 +159,13 @@ struct ConversionScenarioTests {
         #expect(results(try fixture.run(limitVM)) == [0, -1, 0, 0])
         #expect(limitVM.pageStates.sharedBytes == 8192)
 
-        // max_conversions_per_second: a burst of 5 against a limit of 3.
+        // max_conversions_per_second: a burst of 5 against a limit of 2 (a token returns only after 500 ms).
         let events = InMemoryEventSink()
         let rateVM = try fixture.makeVM("explicit", commandLine: "0:1:0 0:1:10 0:1:0 0:1:10 0:1:0",
-                                        policy: try fixture.policy(#"{"limits":{"max_conversions_per_second":3}}"#), events: events)
-        #expect(results(try fixture.run(rateVM)) == [0, 0, 0, -1, -1])
+                                        policy: try fixture.policy(#"{"limits":{"max_conversions_per_second":2}}"#), events: events)
+        #expect(results(try fixture.run(rateVM)) == [0, 0, -1, -1, -1])
         #expect(events.conversions.last?.reason.contains("max_conversions_per_second") == true)
-        #expect(rateVM.pageStates.sharedBytes == 4096)
+        #expect(rateVM.pageStates.sharedBytes == 0)
     }
 
     @Test func memslotLimitIsAClearErrorThatChangesNothing() throws {
