@@ -21,6 +21,7 @@ let package = Package(
         .target(name: "CLinux"),
         // The guest boot ABI, shared verbatim with guests (header is a link to Guests/include).
         .target(name: "CGuestABI"),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(
             name: "KVM",
@@ -32,10 +33,16 @@ let package = Package(
             name: "VMM",
             dependencies: ["KVM", "MemoryModel", "CGuestABI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
+        .target(
+            name: "EventStore",
+            dependencies: ["CSQLite", "MemoryModel", .product(name: "Logging", package: "swift-log")],
+            resources: [.copy("Migrations")],
+            swiftSettings: strict),
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM", "MemoryModel",
+                "VMM", "KVM", "MemoryModel", "EventStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -64,6 +71,10 @@ let package = Package(
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
+        .testTarget(
+            name: "EventStoreTests",
+            dependencies: ["EventStore", "MemoryModel", "VMM", "KVM", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "VMMTests",

@@ -1,6 +1,8 @@
 import ArgumentParser
+import EventStore
 import Foundation
 import KVM
+import Logging
 import MemoryModel
 import VMM
 
@@ -47,6 +49,15 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Most memslots the VM's data RAM may use (default: what KVM allows).")
     var maxMemslots: Int?
 
+    @Option(help: "SQLite event store (created on first use).")
+    var db: String = "./memgate.db"
+
+    @Flag(help: "Do not record events (for measuring without the store).")
+    var noRecord = false
+
+    @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
+    var durability: Durability = .normal
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -73,7 +84,10 @@ struct RunCommand: ParsableCommand {
         configuration.initialState = initialState
         configuration.backend = backend
         configuration.maxMemslots = maxMemslots
-        let policies = PolicyStore(try loadPolicy())
+        let versionedPolicy = try loadPolicy()
+        let policies = PolicyStore(versionedPolicy)
+        let store = try openStore(policy: versionedPolicy, logger: logger)
+        defer { store?.close() }
 
         let image: GuestImage
         do {
@@ -86,8 +100,13 @@ struct RunCommand: ParsableCommand {
         let vm: VirtualMachine
         do {
             vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
-                                    policies: policies, consoleStream: { stdout.write(Data($0)) })
+                                    policies: policies, events: store ?? InMemoryEventSink(),
+                                    consoleStream: { stdout.write(Data($0)) })
+            try store?.register(VMRegistration(name: configuration.name, memoryBytes: configuration.memoryBytes,
+                                               vcpus: vcpus, backend: vm.backendKind.rawValue, dataRAM: vm.pageStates.bounds,
+                                               initialState: initialState), createdNanos: MonotonicClock.wallNanos())
             try vm.start()
+            store?.vmStarted(configuration.name, atNanos: MonotonicClock.wallNanos())
         } catch {
             printError("\(error)")
             throw ExitCode(AgentExitCode.usage)
@@ -101,6 +120,8 @@ struct RunCommand: ParsableCommand {
         }
         printSummary(vm)
         let outcome = vm.lifecycle
+        store?.vmEnded(configuration.name, atNanos: MonotonicClock.wallNanos(), state: outcome.state.rawValue,
+                       reason: outcome.reason, exitStatus: outcome.exitStatus, layout: vm.pageStates)
         switch outcome.state {
         case .stopped where outcome.exitStatus != nil:
             throw ExitCode(outcome.exitStatus!)
@@ -113,6 +134,20 @@ struct RunCommand: ParsableCommand {
         default:
             printError("VM \(outcome.state.rawValue): \(outcome.reason ?? "unknown reason")")
             throw ExitCode(AgentExitCode.failed)
+        }
+    }
+
+    /// The event store, unless --no-record; records the policy in force.
+    func openStore(policy: VersionedPolicy, logger: Logger) throws -> EventStore? {
+        guard !noRecord else { return nil }
+        do {
+            let store = try EventStore(path: db, durability: durability, logger: logger)
+            try store.recordPolicy(policy, appliedBy: self.policy == nil ? "built-in" : "cli --policy \(self.policy!)",
+                                   atNanos: MonotonicClock.wallNanos())
+            return store
+        } catch {
+            printError("\(error)")
+            throw ExitCode(AgentExitCode.usage)
         }
     }
 
@@ -147,4 +182,5 @@ struct RunCommand: ParsableCommand {
 }
 
 extension PageState: ExpressibleByArgument {}
+extension Durability: ExpressibleByArgument {}
 extension BackendKind: ExpressibleByArgument {}

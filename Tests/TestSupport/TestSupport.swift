@@ -77,3 +77,47 @@ public enum TestSupport {
         }
     }
 }
+
+/// A child process whose output is collected while it runs, so a test can kill it mid-way.
+public final class RunningProcess: @unchecked Sendable {
+    private let process = Process()
+    private let lock = NSLock()
+    private var collected = Data()
+    private var readerDone = false
+
+    public init(_ path: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let handle = out.fileHandleForReading
+        let reader = Thread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { collected.append(chunk) }
+            }
+            lock.withLock { readerDone = true }
+        }
+        reader.start()
+    }
+
+    /// What the process has written to stdout so far.
+    public var stdout: String { lock.withLock { String(decoding: collected, as: UTF8.self) } }
+
+    public func kill(_ signal: Int32 = SIGKILL) {
+        Foundation.kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for exit and for the last output; returns the termination status.
+    @discardableResult
+    public func wait() -> Int32 {
+        process.waitUntilExit()
+        for _ in 0..<1000 where !lock.withLock({ readerDone }) { usleep(1000) }
+        return process.terminationStatus
+    }
+
+    public var exitedBySignal: Bool { process.terminationReason == .uncaughtSignal }
+}

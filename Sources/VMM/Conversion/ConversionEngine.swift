@@ -92,12 +92,17 @@ public final class ConversionEngine: Sendable {
                 state.statistics.count(record)
                 return sink.record(conversion: record)
             }
-            receipt.wait()
+            if let failure = receipt.wait() {
+                return ExplicitOutcome(guestResult: rejection.code.rawValue, fatal: "event store failed: \(failure)")
+            }
             logger.debug("invalid conversion request", metadata: ["vcpu": "\(vcpu)", "reason": "\(rejection.reason)"])
             return ExplicitOutcome(guestResult: rejection.code.rawValue)
         case .success(let request):
             let (applied, receipt) = convert(request, requestedNanos: requested)
-            receipt.wait()
+            // Nothing the guest sees acted on may be missing from the record.
+            if let failure = receipt.wait() {
+                return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: "event store failed: \(failure)")
+            }
             switch applied {
             case .applied: return ExplicitOutcome(guestResult: 0)
             case .denied: return ExplicitOutcome(guestResult: GuestErrorCode.permission.rawValue)
@@ -119,7 +124,7 @@ public final class ConversionEngine: Sendable {
             return (sink.record(fault: record), state.map.uniformState(of: fault.range),
                     backend.isMapped(fault.range, in: state.map))
         }
-        defer { faultReceipt.wait() }
+        if let failure = faultReceipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
         if current == wanted {
             // Another vCPU converted it first, or the access raced a slot update: just retry.
             if mapped { return .resume(spurious: true) }
@@ -127,7 +132,7 @@ public final class ConversionEngine: Sendable {
         }
         let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
         let (applied, receipt) = convert(request, requestedNanos: now)
-        receipt.wait()
+        if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
         switch applied {
         case .applied: return .resume(spurious: false)
         case .denied(let reason), .refused(let reason):
@@ -160,12 +165,12 @@ public final class ConversionEngine: Sendable {
                 state.statistics.count(record)
                 return (.denied(decision.reason), sink.record(conversion: record))
             }
+            record.changedBytes = state.map.bytes(in: request.range, state: request.direction.target.opposite)
             // Hand the record over first; the backend works while it is written.
-            let ticket = sink.begin(conversion: record)
+            let pending = sink.begin(conversion: record)
             var after = state.map
             after.set(request.range, to: request.direction.target)
             let outcome: Applied
-            let finished: EventReceipt
             do throws(BackendError) {
                 let applied = try backend.apply(request.range, to: request.direction.target, discard: decision.discard,
                                                 before: state.map, after: after)
@@ -173,8 +178,8 @@ public final class ConversionEngine: Sendable {
                 record.decision = .applied
                 record.discardedBytes = applied.discardedBytes
                 outcome = .applied
-                finished = sink.finish(ticket, decision: .applied, reason: nil, completedNanos: MonotonicClock.wallNanos(),
-                                       discardedBytes: applied.discardedBytes, guestResult: 0)
+                sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: MonotonicClock.wallNanos(),
+                            discardedBytes: applied.discardedBytes, guestResult: 0)
             } catch {
                 let code: GuestErrorCode
                 if case .memslotLimit = error {
@@ -185,12 +190,12 @@ public final class ConversionEngine: Sendable {
                     code = .invalid
                 }
                 record.decision = .failed
-                finished = sink.finish(ticket, decision: .failed, reason: error.description, completedNanos: MonotonicClock.wallNanos(),
-                                       discardedBytes: 0, guestResult: code.rawValue)
+                sink.finish(pending.ticket, decision: .failed, reason: error.description, completedNanos: MonotonicClock.wallNanos(),
+                            discardedBytes: 0, guestResult: code.rawValue)
                 logger.warning("conversion failed", metadata: ["range": "\(request.range)", "error": "\(error)"])
             }
             state.statistics.count(record)
-            return (outcome, finished)
+            return (outcome, pending.receipt)
         }
     }
 }

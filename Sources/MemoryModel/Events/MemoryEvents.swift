@@ -1,4 +1,3 @@
-import MemoryModel
 
 /// Where a memory fault came from.
 public enum EventSource: String, Sendable, Codable {
@@ -22,6 +21,11 @@ public struct MemoryFaultRecord: Sendable, Equatable {
     public var source: EventSource
 
     public var isPrivate: Bool { flags & Self.flagPrivate != 0 }
+
+    public init(vm: String, vcpu: UInt32, timeNanos: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: EventSource) {
+        self.vm = vm; self.vcpu = vcpu; self.timeNanos = timeNanos; self.gpa = gpa; self.size = size
+        self.flags = flags; self.source = source
+    }
 }
 
 /// How a conversion request ended.
@@ -52,23 +56,38 @@ public struct ConversionRecord: Sendable, Equatable {
     public var reason: String
     public var policyVersion: String
     public var source: EventSource
+    /// Bytes whose state this conversion changes (pages already in the target state do not count).
+    public var changedBytes: UInt64
     /// Bytes whose old copy was freed (discard).
     public var discardedBytes: UInt64
     /// What the guest read back (0, or a negative KVM error code); implicit conversions report 0.
     public var guestResult: Int64
+
+    public init(vm: String, vcpu: UInt32, requestedNanos: UInt64, completedNanos: UInt64?, gpa: UInt64, size: UInt64,
+                direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision, reason: String,
+                policyVersion: String, source: EventSource, changedBytes: UInt64 = 0, discardedBytes: UInt64,
+                guestResult: Int64) {
+        self.vm = vm; self.vcpu = vcpu; self.requestedNanos = requestedNanos; self.completedNanos = completedNanos
+        self.gpa = gpa; self.size = size; self.direction = direction; self.trigger = trigger; self.decision = decision
+        self.reason = reason; self.policyVersion = policyVersion; self.source = source; self.changedBytes = changedBytes
+        self.discardedBytes = discardedBytes; self.guestResult = guestResult
+    }
 }
 
 /// Waits until a record is durable (no-op for sinks that are durable at once).
 public struct EventReceipt: Sendable {
-    private let waiter: (@Sendable () -> Void)?
+    /// Returns nil once durable, or why the record could not be made durable.
+    private let waiter: (@Sendable () -> String?)?
 
-    public init(waiter: (@Sendable () -> Void)? = nil) {
+    public init(waiter: (@Sendable () -> String?)? = nil) {
         self.waiter = waiter
     }
 
     public static let done = EventReceipt()
 
-    public func wait() { waiter?() }
+    /// Blocks until the record is durable; returns the failure when it cannot be.
+    @discardableResult
+    public func wait() -> String? { waiter?() }
 }
 
 /// Identifies a conversion recorded as pending, to finish it later.
@@ -77,15 +96,29 @@ public struct ConversionTicket: Sendable, Hashable {
     public init(id: UInt64) { self.id = id }
 }
 
+/// A conversion handed to the sink as pending: its ticket, and the receipt that
+/// says the pending row is durable (the vCPU waits for it before resuming).
+public struct PendingConversion: Sendable {
+    public let ticket: ConversionTicket
+    public let receipt: EventReceipt
+    public init(ticket: ConversionTicket, receipt: EventReceipt) {
+        self.ticket = ticket
+        self.receipt = receipt
+    }
+}
+
 /// Where memory faults and conversions are recorded. The VMM hands a record
-/// over before doing the work, then waits for its receipt before the vCPU resumes.
+/// over before doing the work and waits for its receipt before the vCPU
+/// resumes, so nothing a guest saw acted on can be missing from the record.
 public protocol EventSink: Sendable {
     func record(fault: MemoryFaultRecord) -> EventReceipt
     /// Records a conversion that is already final (denied, invalid).
     func record(conversion: ConversionRecord) -> EventReceipt
-    /// Records an allowed conversion as pending, before the backend acts.
-    func begin(conversion: ConversionRecord) -> ConversionTicket
-    /// Completes a pending conversion.
+    /// Records an allowed conversion as pending, before the backend acts. The
+    /// backend's work overlaps the write; the caller waits for the receipt after it.
+    func begin(conversion: ConversionRecord) -> PendingConversion
+    /// Completes a pending conversion. Durable eventually: a crash before then
+    /// leaves the row pending (incomplete), never lost.
     func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                discardedBytes: UInt64, guestResult: Int64) -> EventReceipt
+                discardedBytes: UInt64, guestResult: Int64)
 }

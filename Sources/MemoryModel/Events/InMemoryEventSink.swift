@@ -31,18 +31,18 @@ public final class InMemoryEventSink: EventSink {
         return .done
     }
 
-    public func begin(conversion: ConversionRecord) -> ConversionTicket {
+    public func begin(conversion: ConversionRecord) -> PendingConversion {
         state.withLock { state in
             let ticket = state.nextTicket
             state.nextTicket += 1
             state.pending[ticket] = state.events.count
             state.events.append(.conversion(conversion))
-            return ConversionTicket(id: ticket)
+            return PendingConversion(ticket: ConversionTicket(id: ticket), receipt: .done)
         }
     }
 
     public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                       discardedBytes: UInt64, guestResult: Int64) -> EventReceipt {
+                       discardedBytes: UInt64, guestResult: Int64) {
         state.withLock { state in
             guard let index = state.pending.removeValue(forKey: ticket.id),
                   case .conversion(var record) = state.events[index] else { return }
@@ -53,6 +53,5 @@ public final class InMemoryEventSink: EventSink {
             record.guestResult = guestResult
             state.events[index] = .conversion(record)
         }
-        return .done
     }
 }

@@ -1,0 +1,89 @@
+import Foundation
+
+/// Offline operations on an event store file: `memgate-agent db …`.
+public enum Maintenance {
+    public struct CheckReport: Sendable {
+        public var integrity: String
+        public var schemaVersion: Int
+        public var binaryVersion: Int
+        public var vms: Int64
+        public var faults: Int64
+        public var conversions: Int64
+        public var pendingConversions: Int64
+    }
+
+    public struct PruneReport: Sendable {
+        public var faults: Int
+        public var conversions: Int
+        public var vms: Int
+    }
+
+    static func wrap<T>(_ body: () throws -> T) throws(EventStoreError) -> T {
+        do {
+            return try body()
+        } catch let error as EventStoreError {
+            throw error
+        } catch let error as SQLiteError {
+            throw .sqlite(error)
+        } catch {
+            throw .migrations("\(error)")
+        }
+    }
+
+    /// Creates or upgrades the schema; returns the versions before and after.
+    public static func migrate(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> (from: Int, to: Int) {
+        try wrap {
+            let connection = try Migrator.openForWriting(path: path)
+            return try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
+        }
+    }
+
+    /// `PRAGMA integrity_check`, schema versions and row counts; never writes.
+    public static func check(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> CheckReport {
+        try wrap {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw EventStoreError.migrations("\(path) does not exist; run `memgate-agent db migrate --db \(path)`")
+            }
+            let connection = try SQLiteConnection(path: path, readOnly: true)
+            let integrity = try connection.query("PRAGMA integrity_check").compactMap { row -> String? in
+                if case .text(let text)? = row.first { text } else { nil }
+            }.joined(separator: "; ")
+            let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
+            let binary = try (migrations ?? Migrator.bundled()).last?.version ?? 0
+            func count(_ sql: String) throws -> Int64 { version == 0 ? 0 : try connection.scalar(sql) ?? 0 }
+            return CheckReport(integrity: integrity, schemaVersion: version, binaryVersion: binary,
+                               vms: try count("SELECT count(*) FROM vms"),
+                               faults: try count("SELECT count(*) FROM memory_faults"),
+                               conversions: try count("SELECT count(*) FROM conversions"),
+                               pendingConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'pending'"))
+        }
+    }
+
+    /// Deletes events older than `cutoffNanos` of VMs that have ended, then VMs that
+    /// ended before the cutoff and have nothing left; VMs still known (not ended) keep
+    /// every row. Frees the space with an incremental vacuum.
+    public static func prune(path: String, olderThan cutoffNanos: UInt64) throws(EventStoreError) -> PruneReport {
+        try wrap {
+            let connection = try SQLiteConnection(path: path)
+            try connection.execute("PRAGMA foreign_keys = ON")
+            let cutoff = SQLValue.unsigned(cutoffNanos)
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                try connection.query("DELETE FROM memory_faults WHERE time_ns < ? AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)", [cutoff])
+                let faults = connection.changes
+                try connection.query("DELETE FROM conversions WHERE requested_ns < ? AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)", [cutoff])
+                let conversions = connection.changes
+                let gone = "SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1 AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id) AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.vm_id = v.vm_id)"
+                try connection.query("DELETE FROM memory_layout WHERE vm_id IN (\(gone))", [cutoff])
+                try connection.query("DELETE FROM vms WHERE vm_id IN (\(gone))", [cutoff])
+                let vms = connection.changes
+                try connection.execute("COMMIT")
+                try connection.execute("PRAGMA incremental_vacuum")
+                return PruneReport(faults: faults, conversions: conversions, vms: vms)
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+}

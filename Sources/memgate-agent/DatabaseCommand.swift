@@ -1,0 +1,95 @@
+import ArgumentParser
+import EventStore
+import Foundation
+import VMM
+
+struct DatabaseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db",
+        abstract: "Maintain the SQLite event store.",
+        subcommands: [Migrate.self, Check.self, Prune.self])
+
+    struct Location: ParsableArguments {
+        @Option(help: "The event store.")
+        var db: String = "./memgate.db"
+    }
+
+    struct Migrate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create the database or bring its schema up to date.")
+        @OptionGroup var location: Location
+
+        func run() throws {
+            do {
+                let (from, to) = try Maintenance.migrate(path: location.db)
+                print(from == to ? "\(location.db): schema version \(to), up to date" : "\(location.db): schema version \(from) -> \(to)")
+            } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check integrity and schema version; print row counts.")
+        @OptionGroup var location: Location
+
+        func run() throws {
+            let report: Maintenance.CheckReport
+            do {
+                report = try Maintenance.check(path: location.db)
+            } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+            print("integrity: \(report.integrity)")
+            print("schema version: \(report.schemaVersion) (this binary: \(report.binaryVersion))")
+            print("vms: \(report.vms), memory faults: \(report.faults), conversions: \(report.conversions) (\(report.pendingConversions) pending or incomplete)")
+            guard report.integrity == "ok", report.schemaVersion == report.binaryVersion else { throw ExitCode(1) }
+        }
+    }
+
+    struct Prune: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete events older than a duration, keeping every row of VMs still known.",
+            discussion: "DURATION is a number with s, m, h or d, e.g. 30d. VMs that have not ended keep all their rows.")
+        @OptionGroup var location: Location
+
+        @Option(help: "Age of the oldest event to keep, e.g. 7d or 12h.")
+        var olderThan: String
+
+        func validate() throws {
+            guard PruneAge.nanoseconds(olderThan) != nil else {
+                throw ValidationError("--older-than must be a number followed by s, m, h or d (e.g. 7d), not \(olderThan)")
+            }
+        }
+
+        func run() throws {
+            let age = PruneAge.nanoseconds(olderThan)!
+            let now = MonotonicClock.wallNanos()
+            do {
+                let report = try Maintenance.prune(path: location.db, olderThan: now > age ? now - age : 0)
+                print("pruned \(report.faults) memory faults, \(report.conversions) conversions, \(report.vms) VMs")
+            } catch {
+                printError("\(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+/// Parses `30d`, `12h`, `15m`, `90s` into nanoseconds.
+enum PruneAge {
+    static func nanoseconds(_ text: String) -> UInt64? {
+        guard let unit = text.last, let count = UInt64(text.dropLast()) else { return nil }
+        let seconds: UInt64
+        switch unit {
+        case "s": seconds = 1
+        case "m": seconds = 60
+        case "h": seconds = 3600
+        case "d": seconds = 86400
+        default: return nil
+        }
+        let (product, overflow) = count.multipliedReportingOverflow(by: seconds * 1_000_000_000)
+        return overflow ? nil : product
+    }
+}

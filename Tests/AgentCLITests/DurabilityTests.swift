@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The event store as operators use it: kill -9 at random moments, the db subcommands.
+@Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
+struct DurabilityTests {
+    func sqlite(_ db: String, _ sql: String) throws -> TestSupport.ProcessResult {
+        try TestSupport.run("/usr/bin/sqlite3", [db, sql])
+    }
+
+    func temporaryDatabase() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("memgate-\(UUID().uuidString).db").path
+    }
+
+    func removeDatabase(_ path: String) {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    }
+
+    /// SIGKILL the agent 20 times mid-churn: the database is intact and holds at least
+    /// every conversion the guest printed as acknowledged.
+    @Test func killNineNeverLosesAnAcknowledgedConversion() throws {
+        var generator = SystemRandomNumberGenerator()
+        let agent = try TestSupport.binaryPath("memgate-agent")
+        for round in 1...20 {
+            let db = temporaryDatabase()
+            defer { removeDatabase(db) }
+            let child = try RunningProcess(agent, ["run", TestSupport.guestPath("churn"), "--db", db, "--memory-mib", "16"])
+            // Wait until it is converting, then kill it at a random moment.
+            for _ in 0..<5000 where !child.stdout.contains("acked") { usleep(1000) }
+            usleep(UInt32.random(in: 1_000...150_000, using: &generator))
+            child.kill(SIGKILL)
+            child.wait()
+            #expect(child.exitedBySignal, "round \(round): the agent ended before it was killed")
+            let acked = child.stdout.split(separator: "\n").compactMap { line in
+                line.hasPrefix("acked ") ? Int(line.dropFirst(6)) : nil
+            }.max() ?? 0
+            #expect(acked > 0, "round \(round): the guest acknowledged nothing before the kill")
+            let check = try sqlite(db, "PRAGMA integrity_check; SELECT count(*) FROM conversions c JOIN vms v USING (vm_id) WHERE v.name = 'churn';")
+            let lines = check.stdout.split(separator: "\n").map(String.init)
+            #expect(check.status == 0 && lines.first == "ok", "round \(round): \(check.stdout) \(check.stderr)")
+            let recorded = Int(lines.last ?? "") ?? -1
+            #expect(recorded >= acked, "round \(round): \(recorded) conversions recorded, guest saw \(acked) acknowledged")
+        }
+    }
+
+    @Test func databaseSubcommands() throws {
+        let db = temporaryDatabase()
+        defer { removeDatabase(db) }
+        let agent = try TestSupport.binaryPath("memgate-agent")
+        let missing = try TestSupport.run(agent, ["db", "check", "--db", db])
+        #expect(missing.status == 1 && missing.stderr.contains("does not exist"))
+        let migrate = try TestSupport.run(agent, ["db", "migrate", "--db", db])
+        #expect(migrate.status == 0 && migrate.stdout.contains("schema version 0 -> 1"))
+        let again = try TestSupport.run(agent, ["db", "migrate", "--db", db])
+        #expect(again.stdout.contains("schema version 1, up to date"))
+        let run = try TestSupport.run(agent, ["run", TestSupport.guestPath("churn"), "--arg", "10", "--db", db])
+        #expect(run.status == 0)
+        let check = try TestSupport.run(agent, ["db", "check", "--db", db])
+        #expect(check.status == 0)
+        #expect(check.stdout.contains("integrity: ok") && check.stdout.contains("conversions: 10 (0 pending"))
+        // Nothing is older than a day, and VMs that have not ended are never pruned.
+        let prune = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "1d"])
+        #expect(prune.status == 0 && prune.stdout.contains("pruned 0 memory faults, 0 conversions, 0 VMs"))
+        let pruneAll = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "0s"])
+        #expect(pruneAll.stdout.contains("10 conversions, 1 VMs"))
+        let bad = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "soon"])
+        #expect(bad.status != 0 && bad.stderr.contains("--older-than"))
+        // A newer schema is refused with a clear message.
+        _ = try sqlite(db, "PRAGMA user_version = 99;")
+        let newer = try TestSupport.run(agent, ["run", TestSupport.guestPath("hello"), "--db", db])
+        #expect(newer.status == 2 && newer.stderr.contains("schema version 99"))
+    }
+
+    @Test func noRecordLeavesNoDatabase() throws {
+        let db = temporaryDatabase()
+        let result = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"),
+                                         ["run", TestSupport.guestPath("implicit"), "--db", db, "--no-record"])
+        #expect(result.status == 0)
+        #expect(!FileManager.default.fileExists(atPath: db))
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Logging
+import Testing
+import TestSupport
+@testable import EventStore
+
+func temporaryDatabase() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("memgate-store-\(UUID().uuidString).db").path
+}
+
+func removeDatabase(_ path: String) {
+    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+}
+
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+@Suite struct MigrationTests {
+    @Test func bundledMigrationsAreTheRepositoryFiles() throws {
+        let onDisk = try Migrator.load(directory: TestSupport.packageRoot.appendingPathComponent("Migrations"))
+        #expect(try Migrator.bundled() == onDisk)
+        #expect(onDisk.first?.name == "0001_initial.sql")
+    }
+
+    @Test func migratesFromEmptyAndReopenIsANoOp() throws {
+        let path = temporaryDatabase()
+        defer { removeDatabase(path) }
+        #expect(try Maintenance.migrate(path: path) == (0, 1))
+        #expect(try Maintenance.migrate(path: path) == (1, 1))
+        let connection = try SQLiteConnection(path: path)
+        let tables = try connection.query("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")
+            .compactMap { if case .text(let t)? = $0.first { t } else { nil } }
+        for name in ["vms", "memory_faults", "conversions", "policies", "api_requests", "conversion_summary", "denials", "vm_memory_state"] {
+            #expect(tables.contains(name), "missing \(name)")
+        }
+        #expect(try connection.scalar("PRAGMA auto_vacuum") == 2)  // incremental
+        let store = try EventStore(path: path, logger: quietLogger)
+        store.close()
+        #expect(try SQLiteConnection(path: path).query("PRAGMA journal_mode").first == [.text("wal")])
+    }
+
+    @Test func newerDatabaseIsRefused() throws {
+        let path = temporaryDatabase()
+        defer { removeDatabase(path) }
+        try SQLiteConnection(path: path).execute("PRAGMA user_version = 7")
+        #expect(throws: EventStoreError.self) { try EventStore(path: path, logger: quietLogger) }
+        do {
+            _ = try EventStore(path: path, logger: quietLogger)
+        } catch {
+            #expect(error.description.contains("schema version 7 but this memgate-agent knows only up to 1"))
+        }
+    }
+
+    @Test func badMigrationFoldersAreRejected() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-migrations-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        #expect(throws: EventStoreError.self) { try Migrator.load(directory: folder) }
+        try Data("CREATE TABLE a (x);".utf8).write(to: folder.appendingPathComponent("0002_second.sql"))
+        do {
+            _ = try Migrator.load(directory: folder)
+            Issue.record("a gap in versions must be rejected")
+        } catch {
+            #expect(error.description.contains("expected 1"))
+        }
+    }
+
+    @Test func failedMigrationRollsBackWhole() throws {
+        let path = temporaryDatabase()
+        defer { removeDatabase(path) }
+        let broken = [Migration(version: 1, name: "0001_a.sql", sql: "CREATE TABLE a (x); CREATE TABLE a (y);")]
+        #expect(throws: EventStoreError.self) { try Maintenance.migrate(path: path, migrations: broken) }
+        let connection = try SQLiteConnection(path: path)
+        #expect(try connection.scalar("PRAGMA user_version") == 0)
+        #expect(try connection.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'a'") == 0)
+    }
+}
