@@ -14,7 +14,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test bench-exitloop bench-conversions clean
+.PHONY: all deps build guests demo check test bench-exitloop bench-conversions bench-store clean
 
 all: build guests
 
@@ -64,3 +64,11 @@ clean:
 bench-conversions: deps guests
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-conversions
 	$(BUILD)/release/bench-conversions --guest $(GUEST_OUT)/convert-bench.elf --conversions 100000
+
+$(BENCH_OUT)/store-c: Benchmarks/Store/baseline.c
+	@mkdir -p $(BENCH_OUT)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lsqlite3
+
+bench-store: deps guests $(BENCH_OUT)/store-c
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-store
+	$(BUILD)/release/bench-store --baseline $(BENCH_OUT)/store-c --guest $(GUEST_OUT)/convert-bench.elf

@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "memgate-agent", targets: ["memgate-agent"]),
         .executable(name: "bench-exitloop", targets: ["bench-exitloop"]),
         .executable(name: "bench-conversions", targets: ["bench-conversions"]),
+        .executable(name: "bench-store", targets: ["bench-store"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +57,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Conversions",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "bench-store",
+            dependencies: [
+                "VMM", "KVM", "MemoryModel", "EventStore", "BenchmarkSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Store",
+            exclude: ["baseline.c"],
             swiftSettings: strict),
         .executableTarget(
             name: "bench-exitloop",
