@@ -44,6 +44,9 @@ demo: build guests
 	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/smp.elf --vcpus 2
 	@echo "--- a guest touching memory through the wrong alias: two implicit conversions, summarized on stderr"
 	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/implicit.elf
+	@echo "--- every run above was recorded in ./memgate.db"
+	$(BUILD)/debug/memgate-agent db check
+	sqlite3 -header -column memgate.db "SELECT vm, direction, trigger, decision, conversions, bytes FROM conversion_summary"
 
 check: build guests test
 

@@ -34,6 +34,8 @@ public struct VMRegistration: Sendable {
 public final class EventStore: EventSink {
     public let path: String
     private let writer: EventWriter
+    /// Held for the store's life: event and VM ids are allocated in this process.
+    private let ownership: WriterLock
     private struct IDs {
         var nextEvent: Int64
         var nextVM: Int64
@@ -58,6 +60,7 @@ public final class EventStore: EventSink {
     public init(path: String, durability: Durability = .normal, migrations: [Migration]? = nil,
                 logger: Logger) throws(EventStoreError) {
         self.path = path
+        ownership = try WriterLock(databasePath: path)
         do {
             let connection = try Migrator.openForWriting(path: path)
             try connection.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")

@@ -7,6 +7,8 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
     case schemaTooNew(database: Int, binary: Int)
     case migrations(String)
     case unknownVM(String)
+    /// Another process owns the database for writing.
+    case busy(String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
             "event store: the database has schema version \(database) but this memgate-agent knows only up to \(binary); use a newer memgate-agent"
         case .migrations(let message): "event store migrations: \(message)"
         case .unknownVM(let name): "event store: VM \(name) was not registered"
+        case .busy(let reason): "event store: \(reason)"
         }
     }
 }
@@ -74,22 +77,26 @@ public enum Migrator {
     @discardableResult
     public static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws(EventStoreError) -> (from: Int, to: Int) {
         do {
-            let current = Int(try connection.scalar("PRAGMA user_version") ?? 0)
-            let latest = migrations.last?.version ?? 0
-            guard current <= latest else { throw EventStoreError.schemaTooNew(database: current, binary: latest) }
-            guard current < latest else { return (current, current) }
+            // Read the version under the write lock, so two processes cannot both migrate.
             try connection.execute("BEGIN IMMEDIATE")
             do {
+                let current = Int(try connection.scalar("PRAGMA user_version") ?? 0)
+                let latest = migrations.last?.version ?? 0
+                guard current <= latest else { throw EventStoreError.schemaTooNew(database: current, binary: latest) }
+                guard current < latest else {
+                    try connection.execute("COMMIT")
+                    return (current, current)
+                }
                 for migration in migrations where migration.version > current {
                     try connection.execute(migration.sql)
                     try connection.execute("PRAGMA user_version = \(migration.version)")
                 }
                 try connection.execute("COMMIT")
+                return (current, latest)
             } catch {
                 try? connection.execute("ROLLBACK")
                 throw error
             }
-            return (current, latest)
         } catch let error as EventStoreError {
             throw error
         } catch let error as SQLiteError {

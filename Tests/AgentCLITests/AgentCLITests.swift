@@ -6,7 +6,7 @@ import TestSupport
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
 struct AgentCLITests {
     func agent(_ arguments: String...) throws -> TestSupport.ProcessResult {
-        try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), arguments)
+        try TestSupport.runAgent(Array(arguments))
     }
 
     @Test func runStreamsTheConsoleAndExitsWithTheGuestStatus() throws {

@@ -14,7 +14,27 @@ struct DurabilityTests {
     }
 
     func removeDatabase(_ path: String) {
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    }
+
+    /// One agent records into a database; a second one on the same file is refused clearly.
+    @Test func secondAgentOnTheSameDatabaseIsRefused() throws {
+        let db = temporaryDatabase()
+        defer { removeDatabase(db) }
+        let agent = try TestSupport.binaryPath("memgate-agent")
+        let first = try RunningProcess(agent, ["run", TestSupport.guestPath("churn"), "--db", db])
+        for _ in 0..<5000 where !first.stdout.contains("acked") { usleep(1000) }
+        let second = try TestSupport.run(agent, ["run", TestSupport.guestPath("hello"), "--db", db])
+        #expect(second.status == 2)
+        #expect(second.stderr.contains("another memgate-agent is recording into \(db); give each agent its own --db"))
+        // Readers are not locked out.
+        let check = try TestSupport.run(agent, ["db", "check", "--db", db])
+        #expect(check.stdout.contains("integrity: ok"))
+        first.kill(SIGKILL)
+        first.wait()
+        // Once the first agent is gone, the database is free again.
+        let third = try TestSupport.run(agent, ["run", TestSupport.guestPath("hello"), "--db", db])
+        #expect(third.status == 0)
     }
 
     /// SIGKILL the agent 20 times mid-churn: the database is intact and holds at least

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 @testable import EventStore
@@ -9,7 +10,7 @@ func temporaryDatabase() -> String {
 }
 
 func removeDatabase(_ path: String) {
-    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
 }
 
 let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
@@ -62,6 +63,28 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         } catch {
             #expect(error.description.contains("expected 1"))
         }
+    }
+
+    /// Concurrent migrators of one new file: exactly one creates the schema, none fails.
+    @Test func concurrentMigrationsDoNotCollide() throws {
+        let path = temporaryDatabase()
+        defer { removeDatabase(path) }
+        let results = (0..<4).map { _ in Result { try Maintenance.migrate(path: path) } }
+        #expect(results.allSatisfy { (try? $0.get()) != nil })
+        let threads = Mutex<[String]>([])
+        let other = temporaryDatabase()
+        defer { removeDatabase(other) }
+        let group = DispatchGroup()
+        for _ in 0..<4 {
+            group.enter()
+            Thread {
+                do { _ = try Maintenance.migrate(path: other) } catch { threads.withLock { $0.append("\(error)") } }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(threads.withLock { $0 } == [])
+        #expect(try SQLiteConnection(path: other).scalar("PRAGMA user_version") == 1)
     }
 
     @Test func failedMigrationRollsBackWhole() throws {

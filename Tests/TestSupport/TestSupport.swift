@@ -47,6 +47,23 @@ public enum TestSupport {
         public let stderr: String
     }
 
+    /// Runs `memgate-agent`; a `run` without --db/--no-record records into its own
+    /// temporary database (removed afterwards), never into the working directory.
+    public static func runAgent(_ arguments: [String]) throws -> ProcessResult {
+        var arguments = arguments
+        var database: String?
+        if arguments.first == "run", !arguments.contains("--db"), !arguments.contains("--no-record") {
+            database = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-cli-\(UUID().uuidString).db").path
+            arguments += ["--db", database!]
+        }
+        defer {
+            if let database {
+                for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+            }
+        }
+        return try run(try binaryPath("memgate-agent"), arguments)
+    }
+
     /// Runs a program to completion and captures its output.
     public static func run(_ path: String, _ arguments: [String]) throws -> ProcessResult {
         let process = Process()
