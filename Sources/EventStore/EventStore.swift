@@ -61,22 +61,17 @@ public final class EventStore: EventSink {
                 logger: Logger) throws(EventStoreError) {
         self.path = path
         ownership = try WriterLock(databasePath: path)
-        do {
+        let (initial, writer) = try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             try connection.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
             try connection.execute("PRAGMA foreign_keys = ON")
             try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
             let lastEvent = try connection.scalar("SELECT max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0))") ?? 0
             let lastVM = try connection.scalar("SELECT coalesce(max(vm_id), 0) FROM vms") ?? 0
-            ids = Mutex(IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1))
-            writer = EventWriter(connection: connection, logger: logger)
-        } catch let error as EventStoreError {
-            throw error
-        } catch let error as SQLiteError {
-            throw .sqlite(error)
-        } catch {
-            throw .migrations("\(error)")
+            return (IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), EventWriter(connection: connection, logger: logger))
         }
+        ids = Mutex(initial)
+        self.writer = writer
     }
 
     /// Commits what is queued and stops the writer.

@@ -18,21 +18,9 @@ public enum Maintenance {
         public var vms: Int
     }
 
-    static func wrap<T>(_ body: () throws -> T) throws(EventStoreError) -> T {
-        do {
-            return try body()
-        } catch let error as EventStoreError {
-            throw error
-        } catch let error as SQLiteError {
-            throw .sqlite(error)
-        } catch {
-            throw .migrations("\(error)")
-        }
-    }
-
     /// Creates or upgrades the schema; returns the versions before and after.
     public static func migrate(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> (from: Int, to: Int) {
-        try wrap {
+        try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             return try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
         }
@@ -40,7 +28,7 @@ public enum Maintenance {
 
     /// `PRAGMA integrity_check`, schema versions and row counts; never writes.
     public static func check(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> CheckReport {
-        try wrap {
+        try EventStoreError.wrapping {
             guard FileManager.default.fileExists(atPath: path) else {
                 throw EventStoreError.migrations("\(path) does not exist; run `memgate-agent db migrate --db \(path)`")
             }
@@ -63,7 +51,7 @@ public enum Maintenance {
     /// ended before the cutoff and have nothing left; VMs still known (not ended) keep
     /// every row. Frees the space with an incremental vacuum.
     public static func prune(path: String, olderThan cutoffNanos: UInt64) throws(EventStoreError) -> PruneReport {
-        try wrap {
+        try EventStoreError.wrapping {
             let connection = try SQLiteConnection(path: path)
             try connection.execute("PRAGMA foreign_keys = ON")
             let cutoff = SQLValue.unsigned(cutoffNanos)

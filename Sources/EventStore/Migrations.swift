@@ -22,6 +22,21 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+extension EventStoreError {
+    /// Runs `body`, turning whatever it throws into an `EventStoreError`.
+    static func wrapping<T>(_ body: () throws -> T) throws(EventStoreError) -> T {
+        do {
+            return try body()
+        } catch let error as EventStoreError {
+            throw error
+        } catch let error as SQLiteError {
+            throw .sqlite(error)
+        } catch {
+            throw .migrations("\(error)")
+        }
+    }
+}
+
 /// One forward-only schema step, from `Migrations/NNNN_name.sql`.
 public struct Migration: Sendable, Equatable {
     public let version: Int
@@ -76,7 +91,7 @@ public enum Migrator {
     /// Returns the schema versions before and after.
     @discardableResult
     public static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws(EventStoreError) -> (from: Int, to: Int) {
-        do {
+        try EventStoreError.wrapping {
             // Read the version under the write lock, so two processes cannot both migrate.
             try connection.execute("BEGIN IMMEDIATE")
             do {
@@ -97,12 +112,6 @@ public enum Migrator {
                 try? connection.execute("ROLLBACK")
                 throw error
             }
-        } catch let error as EventStoreError {
-            throw error
-        } catch let error as SQLiteError {
-            throw .sqlite(error)
-        } catch {
-            throw .migrations("\(error)")
         }
     }
 }
