@@ -1,6 +1,7 @@
 import ArgumentParser
 import EventStore
 import Foundation
+import KVM
 import VMM
 
 struct DatabaseCommand: ParsableCommand {

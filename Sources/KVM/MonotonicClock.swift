@@ -1,10 +1,12 @@
 import Glibc
 
 /// Nanosecond clocks: monotonic for durations, realtime for record timestamps.
+/// (Here with the other libc calls; every layer above reads time through it.)
 public enum MonotonicClock {
     @inline(__always)
     public static func nanos() -> UInt64 {
         var now = timespec()
+        // Safety: clock_gettime fills the timespec it is given; no pointers escape.
         clock_gettime(CLOCK_MONOTONIC, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
@@ -12,6 +14,7 @@ public enum MonotonicClock {
     /// Nanoseconds since the Unix epoch.
     public static func wallNanos() -> UInt64 {
         var now = timespec()
+        // Safety: as above.
         clock_gettime(CLOCK_REALTIME, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
