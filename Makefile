@@ -6,7 +6,7 @@ CC           ?= cc
 BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
-APT_PACKAGES := gcc make libcurl4-openssl-dev libsqlite3-dev sqlite3
+APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3
 GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench churn
 GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie \
                 -mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none \
