@@ -59,22 +59,8 @@ struct ExitLoopBenchmark: ParsableCommand {
         return Double(exits) / BenchmarkResults.seconds(elapsed)
     }
 
-    /// Runs the C program and parses its `c_exits_per_s=` figure.
     func runBaseline() throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: baseline)
-        process.arguments = [guest, String(exits)]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let field = output.split(separator: " ").first(where: { $0.hasPrefix("c_exits_per_s=") }),
-              let rate = Double(field.dropFirst("c_exits_per_s=".count)) else {
-            throw BenchmarkError("baseline failed (status \(process.terminationStatus)): \(output)")
-        }
-        return rate
+        try BenchmarkResults.runBaseline(baseline, [guest, String(exits)], field: "c_exits_per_s")
     }
 
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

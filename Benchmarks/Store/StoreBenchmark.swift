@@ -102,20 +102,7 @@ struct StoreBenchmark: ParsableCommand {
     }
 
     func baselineRowsPerSecond(path: String) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: baseline)
-        process.arguments = [path, migration, String(2 * events)]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let field = text.split(separator: " ").first(where: { $0.hasPrefix("c_rows_per_s=") }),
-              let rate = Double(field.dropFirst("c_rows_per_s=".count)) else {
-            throw BenchmarkError("baseline failed: \(text)")
-        }
-        return rate
+        try BenchmarkResults.runBaseline(baseline, [path, migration, String(2 * events)], field: "c_rows_per_s")
     }
 
     /// Seconds for `conversions` explicit conversions, recorded into `store` or not at all.

@@ -16,6 +16,25 @@ public enum BenchmarkResults {
         }
     }
 
+    /// Runs a C baseline program and returns the number after `field=` in its output.
+    public static func runBaseline(_ path: String, _ arguments: [String], field: String) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let prefix = field + "="
+        guard process.terminationStatus == 0,
+              let token = output.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix(prefix) }),
+              let value = Double(token.dropFirst(prefix.count)) else {
+            throw BenchmarkError("baseline \(path) failed (status \(process.terminationStatus)): \(output)")
+        }
+        return value
+    }
+
     public static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
