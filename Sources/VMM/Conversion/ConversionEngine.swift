@@ -124,14 +124,15 @@ public final class ConversionEngine: Sendable {
             return (sink.record(fault: record), state.map.uniformState(of: fault.range),
                     backend.isMapped(fault.range, in: state.map))
         }
-        if let failure = faultReceipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
         if current == wanted {
+            if let failure = faultReceipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
             // Another vCPU converted it first, or the access raced a slot update: just retry.
             if mapped { return .resume(spurious: true) }
             return .stopVM(reason: "memory fault at gpa 0x\(String(fault.range.start, radix: 16)): the \(wanted.rawValue) page has no backing")
         }
         let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
         let (applied, receipt) = convert(request, requestedNanos: now)
+        // Records commit in order: the conversion's receipt covers the fault's too (one commit, not two).
         if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
         switch applied {
         case .applied: return .resume(spurious: false)
