@@ -85,7 +85,9 @@ public final class EventStore: EventSink {
     }
 
     private func vmID(_ name: String, _ ids: IDs) -> Int64 {
-        // An unregistered VM still gets its events recorded, under id 0 (caught by the test suite).
+        // Callers register a VM before it runs. An unregistered name maps to 0, which the
+        // vms foreign key rejects: the batch fails and recording stops, loudly, rather than
+        // filing events under the wrong VM.
         ids.vms[name] ?? 0
     }
 

@@ -6,7 +6,6 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
     /// The database was written by a newer MemGate.
     case schemaTooNew(database: Int, binary: Int)
     case migrations(String)
-    case unknownVM(String)
     /// Another process owns the database for writing.
     case busy(String)
 
@@ -16,7 +15,6 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
         case .schemaTooNew(let database, let binary):
             "event store: the database has schema version \(database) but this memgate-agent knows only up to \(binary); use a newer memgate-agent"
         case .migrations(let message): "event store migrations: \(message)"
-        case .unknownVM(let name): "event store: VM \(name) was not registered"
         case .busy(let reason): "event store: \(reason)"
         }
     }

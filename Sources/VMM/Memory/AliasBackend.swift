@@ -8,17 +8,15 @@ import Synchronization
 /// finds no memslot and arrives as MMIO, which the engine turns into a fault.
 public final class AliasBackend: MemoryBackend {
     public let kind = BackendKind.alias
-    private let stores: GuestStores
-    private let ops: MemoryOps
     private let access: StoreAccess
+    private var stores: GuestStores { access.stores }
+    private var ops: MemoryOps { access.ops }
     private let sharedMask: UInt64
     private let table: Mutex<AliasSlotTable>
 
     /// Maps the initial runs of `map`.
     public init(stores: GuestStores, ops: MemoryOps, sharedMask: UInt64, initial map: PageStateMap,
                 firstSlot: UInt32, slotLimit: Int) throws(BackendError) {
-        self.stores = stores
-        self.ops = ops
         access = StoreAccess(stores: stores, ops: ops)
         self.sharedMask = sharedMask
         var table = AliasSlotTable(dataRAM: stores.dataRAM, sharedMask: sharedMask, firstSlot: firstSlot, limit: slotLimit)

@@ -6,14 +6,11 @@ import MemoryModel
 /// KVM_SET_MEMORY_ATTRIBUTES, and memory faults reported by KVM itself.
 public final class AttributesBackend: MemoryBackend {
     public let kind = BackendKind.attributes
-    private let stores: GuestStores
-    private let ops: MemoryOps
     private let access: StoreAccess
+    private var ops: MemoryOps { access.ops }
 
     /// Creates the data-RAM slot and applies the initial private pages.
     public init(stores: GuestStores, ops: MemoryOps, slot: UInt32, initial map: PageStateMap) throws(BackendError) {
-        self.stores = stores
-        self.ops = ops
         access = StoreAccess(stores: stores, ops: ops)
         do {
             try ops.create(Memslot(slot: slot, gpa: stores.dataRAM.start, size: stores.dataRAM.size, store: .attributed, offset: 0))
