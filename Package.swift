@@ -20,6 +20,7 @@ let package = Package(
         // C shims: ABI declarations and typed wrappers around variadic/macro C APIs. No logic.
         .target(name: "CKVM"),
         .target(name: "CLinux"),
+        .target(name: "CNet"),
         // The guest boot ABI, shared verbatim with guests (header is a link to Guests/include).
         .target(name: "CGuestABI"),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
@@ -39,6 +40,11 @@ let package = Package(
             name: "EventStore",
             dependencies: ["CSQLite", "MemoryModel", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Migrations")],
+            swiftSettings: strict),
+        // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
+        .target(
+            name: "HTTPServer",
+            dependencies: ["CNet", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .executableTarget(
             name: "memgate-agent",
@@ -86,6 +92,7 @@ let package = Package(
             name: "EventStoreTests",
             dependencies: ["EventStore", "MemoryModel", "VMM", "KVM", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "VMMTests",

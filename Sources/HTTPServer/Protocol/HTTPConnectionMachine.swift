@@ -1,0 +1,135 @@
+/// One connection's protocol logic as a pure state machine: bytes and
+/// completions in, actions out. The event loop performs the actions.
+///
+/// Requests are handled one at a time in arrival order (pipelined requests
+/// wait in the buffer), so responses always leave in request order.
+public struct HTTPConnectionMachine: Sendable {
+    public enum Action: Sendable, Equatable {
+        /// Hand the request to a handler; call `completed` with its response.
+        case dispatch(HTTPRequest)
+        /// Write the response; close the connection afterwards when `close`.
+        /// `omitBody` for HEAD requests (Content-Length still describes the body).
+        case send(HTTPResponse, close: Bool, omitBody: Bool)
+        /// Close now, writing nothing.
+        case close
+    }
+
+    private enum Phase: Sendable, Equatable {
+        /// Waiting for (more of) a request.
+        case reading
+        /// A handler has the current request.
+        case handling(keepAlive: Bool, head: Bool)
+        /// A final response was sent or the peer left: nothing more happens.
+        case closed
+    }
+
+    public let limits: HTTPLimits
+    private var parser: HTTPRequestParser
+    private var buffer: [UInt8] = []
+    private var phase = Phase.reading
+    /// When the current deadline passes, and what it guards.
+    private var deadline: UInt64
+    private var deadlineIsHeader = false
+
+    public init(limits: HTTPLimits = HTTPLimits(), now: UInt64) {
+        self.limits = limits
+        parser = HTTPRequestParser(limits: limits)
+        deadline = now &+ limits.idleTimeoutNanos
+    }
+
+    /// True while a handler holds a request (no timeouts apply then).
+    public var isHandling: Bool {
+        if case .handling = phase { return true }
+        return false
+    }
+
+    public var isClosed: Bool { phase == .closed }
+
+    /// Bytes buffered but not yet parsed into a request.
+    public var bufferedBytes: Int { buffer.count }
+
+    /// Whether the event loop should keep reading: not while a handler works and
+    /// enough is buffered for the next request already (back-pressure on pipelining).
+    public var wantsInput: Bool {
+        switch phase {
+        case .reading: true
+        case .handling: buffer.count < limits.maxRequestLineBytes + limits.maxHeaderBytes + limits.maxBodyBytes
+        case .closed: false
+        }
+    }
+
+    public mutating func received(_ bytes: some Collection<UInt8>, now: UInt64) -> [Action] {
+        guard phase != .closed else { return [] }
+        if buffer.isEmpty, case .reading = phase {
+            // First byte of a new request: the header clock starts.
+            deadline = now &+ limits.headerTimeoutNanos
+            deadlineIsHeader = true
+        }
+        buffer.append(contentsOf: bytes)
+        guard case .reading = phase else { return [] }
+        return advance(now: now)
+    }
+
+    /// The handler's response to the dispatched request.
+    public mutating func completed(_ response: HTTPResponse, now: UInt64) -> [Action] {
+        guard case .handling(let keepAlive, let head) = phase else { return [] }
+        let close = !keepAlive || response.header("Connection")?.lowercased() == "close"
+        if close {
+            phase = .closed
+            return [.send(response, close: true, omitBody: head)]
+        }
+        phase = .reading
+        deadline = now &+ limits.idleTimeoutNanos
+        deadlineIsHeader = false
+        if !buffer.isEmpty {
+            deadline = now &+ limits.headerTimeoutNanos
+            deadlineIsHeader = true
+        }
+        return [.send(response, close: false, omitBody: head)] + advance(now: now)
+    }
+
+    /// The peer closed its side (or the socket failed).
+    public mutating func peerClosed() -> [Action] {
+        guard phase != .closed else { return [] }
+        if case .handling = phase {
+            // The handler's answer has nowhere to go; drop it when it arrives.
+            phase = .closed
+            return [.close]
+        }
+        phase = .closed
+        return [.close]
+    }
+
+    /// Checks the deadline: 408 for headers not finished in time, a silent close when idle.
+    public mutating func tick(now: UInt64) -> [Action] {
+        guard case .reading = phase, now >= deadline else { return [] }
+        phase = .closed
+        if deadlineIsHeader || !buffer.isEmpty {
+            let what = deadlineIsHeader ? "headers not complete within \(limits.headerTimeoutNanos / 1_000_000_000) s"
+                                        : "request body stalled"
+            return [.send(.error(408, code: "request_timeout", message: what), close: true, omitBody: false)]
+        }
+        return [.close]
+    }
+
+    private mutating func advance(now: UInt64) -> [Action] {
+        guard !buffer.isEmpty else { return [] }
+        switch parser.parse(buffer) {
+        case .needMore:
+            if parser.isWaitingForBody {
+                // Headers are done; the body may take as long as an idle period, renewed by progress.
+                deadline = now &+ limits.idleTimeoutNanos
+                deadlineIsHeader = false
+            }
+            return []
+        case .request(let request, let consumed):
+            buffer.removeFirst(consumed)
+            phase = .handling(keepAlive: request.keepAlive, head: request.method == .HEAD)
+            return [.dispatch(request)]
+        case .failure(let error):
+            phase = .closed
+            buffer.removeAll()
+            return [.send(.error(error.status, code: error.code, message: error.message), close: true, omitBody: false)]
+        }
+    }
+}

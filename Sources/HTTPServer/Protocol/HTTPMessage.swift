@@ -1,0 +1,143 @@
+/// The methods this server understands; anything else is answered 501.
+public enum HTTPMethod: String, Sendable, CaseIterable {
+    case GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS
+}
+
+/// One parsed request. Header names are kept as sent; lookups ignore case.
+public struct HTTPRequest: Sendable, Equatable {
+    public var method: HTTPMethod
+    /// The request target as sent (`/v1/vms?limit=10`).
+    public var target: String
+    /// HTTP/1.x minor version: 0 or 1.
+    public var minorVersion: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(method: HTTPMethod, target: String, minorVersion: Int = 1,
+                headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.method = method; self.target = target; self.minorVersion = minorVersion
+        self.headers = headers; self.body = body
+    }
+
+    /// The target without its query.
+    public var path: Substring {
+        target.firstIndex(of: "?").map { target[..<$0] } ?? target[...]
+    }
+
+    /// The query string after `?`, if any.
+    public var query: Substring? {
+        target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
+    }
+
+    /// The first header with this name (case-insensitive).
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+
+    /// Whether the connection stays open after the response (HTTP/1.1 default yes, 1.0 default no).
+    public var keepAlive: Bool {
+        let connection = header("Connection")?.lowercased()
+        if minorVersion == 0 { return connection?.contains("keep-alive") == true }
+        return connection?.contains("close") != true
+    }
+
+    public static func == (a: HTTPRequest, b: HTTPRequest) -> Bool {
+        a.method == b.method && a.target == b.target && a.minorVersion == b.minorVersion && a.body == b.body
+            && a.headers.count == b.headers.count
+            && zip(a.headers, b.headers).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+    }
+}
+
+/// One response. `Content-Length` and `Connection` are added when encoded.
+public struct HTTPResponse: Sendable, Equatable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status; self.headers = headers; self.body = body
+    }
+
+    public init(status: Int, contentType: String, body: some Sequence<UInt8>, headers: [(name: String, value: String)] = []) {
+        self.init(status: status, headers: [("Content-Type", contentType)] + headers, body: Array(body))
+    }
+
+    /// The error shape every MemGate endpoint uses: `{"error": {"code": ..., "message": ...}}`.
+    public static func error(_ status: Int, code: String, message: String,
+                             headers: [(name: String, value: String)] = []) -> HTTPResponse {
+        let body = #"{"error":{"code":"# + JSONText.quote(code) + #","message":"# + JSONText.quote(message) + "}}\n"
+        return HTTPResponse(status: status, contentType: "application/json", body: body.utf8, headers: headers)
+    }
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveEquals(name) }?.value
+    }
+
+    public static func == (a: HTTPResponse, b: HTTPResponse) -> Bool {
+        a.status == b.status && a.body == b.body && a.headers.count == b.headers.count
+            && zip(a.headers, b.headers).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+    }
+}
+
+/// Standard reason phrases for the statuses MemGate sends.
+public enum HTTPStatus {
+    public static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 204: "No Content"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 411: "Length Required"
+        case 412: "Precondition Failed"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 415: "Unsupported Media Type"
+        case 422: "Unprocessable Content"
+        case 428: "Precondition Required"
+        case 429: "Too Many Requests"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 503: "Service Unavailable"
+        case 505: "HTTP Version Not Supported"
+        default: "Status"
+        }
+    }
+}
+
+/// Minimal JSON string quoting for bodies built without an encoder.
+public enum JSONText {
+    public static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension String {
+    /// ASCII case-insensitive comparison (header names are ASCII tokens).
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        let a = utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        return zip(a, b).allSatisfy { x, y in (x | 0x20) == (y | 0x20) || x == y }
+    }
+}

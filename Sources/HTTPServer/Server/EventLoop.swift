@@ -1,0 +1,368 @@
+import CNet
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// The epoll loop behind `HTTPServer`. Every connection is touched only on the
+/// loop thread; workers hand responses back through a queue and an eventfd.
+final class EventLoop: @unchecked Sendable {
+    struct Listener {
+        let fd: Int32
+        let isUnix: Bool
+    }
+
+    /// One socket's state; loop thread only.
+    final class Connection {
+        let fd: Int32
+        let generation: UInt64
+        let transport: HTTPTransport
+        var machine: HTTPConnectionMachine
+        /// Bytes of a response not yet accepted by the kernel.
+        var pending: [UInt8] = []
+        var closeAfterFlush = false
+        /// After a final response: reading and discarding until EOF, so the
+        /// peer sees our answer rather than a reset.
+        var lingerUntil: UInt64?
+        var watchingOutput = false
+        var readingPaused = false
+
+        init(fd: Int32, generation: UInt64, transport: HTTPTransport, machine: HTTPConnectionMachine) {
+            self.fd = fd; self.generation = generation; self.transport = transport; self.machine = machine
+        }
+    }
+
+    private struct Completion {
+        let fd: Int32
+        let generation: UInt64
+        let response: HTTPResponse
+    }
+
+    private static let lingerNanos: UInt64 = 2_000_000_000
+    private static let sweepNanos: UInt64 = 250_000_000
+
+    private let epfd: Int32
+    private let wakeFD: Int32
+    private let listeners: [Listener]
+    private let configuration: HTTPServerConfiguration
+    private let handler: HTTPHandler
+    private let logger: Logger
+    private let workers: WorkerPool
+    private let completions = Mutex<[Completion]>([])
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    let connectionCount = Atomic<Int>(0)
+
+    // Loop thread only.
+    private var connections: [Int32: Connection] = [:]
+    private var nextGeneration: UInt64 = 1
+    private var nextSweep: UInt64 = 0
+    private var dateCache = HTTPDate()
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
+
+    init(listeners: [Listener], configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws(HTTPServerError) {
+        self.listeners = listeners
+        self.configuration = configuration
+        self.handler = handler
+        self.logger = logger
+        epfd = cnet_epoll_create()
+        guard epfd >= 0 else { throw HTTPServerError(operation: "epoll_create1", errno: errno) }
+        wakeFD = cnet_eventfd()
+        guard wakeFD >= 0 else {
+            close(epfd)
+            throw HTTPServerError(operation: "eventfd", errno: errno)
+        }
+        for fd in listeners.map(\.fd) + [wakeFD] {
+            guard cnet_epoll_ctl(epfd, 1, fd, UInt32(CNET_IN), UInt64(fd)) == 0 else {
+                throw HTTPServerError(operation: "epoll_ctl add", errno: errno)
+            }
+        }
+        workers = WorkerPool(threads: configuration.workerThreads, capacity: configuration.workerQueueDepth, name: "memgate-http-worker")
+    }
+
+    deinit {
+        readBuffer.deallocate()
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "memgate-http-loop"
+        thread.start()
+    }
+
+    func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        cnet_eventfd_signal(wakeFD)
+        finished.wait()
+        workers.stop()
+    }
+
+    // MARK: The loop
+
+    private func run() {
+        var events = [cnet_event](repeating: cnet_event(), count: 256)
+        while !stopping.load(ordering: .acquiring) {
+            let count = events.withUnsafeMutableBufferPointer { buffer in
+                // Safety: the buffer holds 256 events, the most we ask for.
+                cnet_epoll_wait(epfd, buffer.baseAddress, Int32(buffer.count), 100)
+            }
+            if count < 0 && errno != EINTR {
+                logger.error("epoll_wait failed; the HTTP server stops", metadata: ["errno": "\(errno)"])
+                break
+            }
+            let now = MonotonicTime.nanos()
+            for index in 0..<max(Int(count), 0) {
+                let fd = Int32(truncatingIfNeeded: events[index].data)
+                let flags = events[index].events
+                if fd == wakeFD {
+                    cnet_eventfd_drain(wakeFD)
+                    drainCompletions(now: now)
+                } else if let listener = listeners.first(where: { $0.fd == fd }) {
+                    acceptAll(listener, now: now)
+                } else if let connection = connections[fd] {
+                    service(connection, flags: flags, now: now)
+                }
+            }
+            if now >= nextSweep {
+                nextSweep = now + Self.sweepNanos
+                sweep(now: now)
+            }
+        }
+        for connection in connections.values { close(connection.fd) }
+        connections.removeAll()
+        connectionCount.store(0, ordering: .relaxed)
+        for listener in listeners { close(listener.fd) }
+        close(wakeFD)
+        close(epfd)
+    }
+
+    private func acceptAll(_ listener: Listener, now: UInt64) {
+        while true {
+            let fd = cnet_accept(listener.fd)
+            if fd < 0 {
+                if errno == EMFILE || errno == ENFILE {
+                    logger.warning("out of file descriptors; not accepting until some close")
+                }
+                return
+            }
+            let active = connections.values.lazy.filter { $0.lingerUntil == nil }.count
+            if active >= configuration.limits.maxConnections {
+                refuseOverCapacity(fd)
+                continue
+            }
+            let transport: HTTPTransport
+            if listener.isUnix {
+                let uid = cnet_peer_uid(fd)
+                transport = .unix(uid: uid >= 0 ? Int(uid) : nil)
+            } else {
+                cnet_set_nodelay(fd)
+                transport = .tcp(peer: Self.peerName(fd))
+            }
+            let connection = Connection(fd: fd, generation: nextGeneration, transport: transport,
+                                        machine: HTTPConnectionMachine(limits: configuration.limits, now: now))
+            nextGeneration += 1
+            guard cnet_epoll_ctl(epfd, 1, fd, UInt32(CNET_IN | CNET_RDHUP), UInt64(fd)) == 0 else {
+                close(fd)
+                continue
+            }
+            connections[fd] = connection
+            connectionCount.store(connections.count, ordering: .relaxed)
+        }
+    }
+
+    /// Over the connection cap: one 503, then close.
+    private func refuseOverCapacity(_ fd: Int32) {
+        let response = HTTPResponse.error(503, code: "too_many_connections",
+                                          message: "the agent serves at most \(configuration.limits.maxConnections) connections; retry later")
+        let head = HTTPResponseEncoder.head(response, close: true, date: nil)
+        head.withUnsafeBytes { h in
+            response.body.withUnsafeBytes { b in
+                // Safety: both buffers stay alive for the call; a short write is acceptable here.
+                _ = cnet_send2(fd, h.baseAddress, h.count, b.baseAddress, b.count)
+            }
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        close(fd)
+    }
+
+    private func service(_ connection: Connection, flags: UInt32, now: UInt64) {
+        if flags & UInt32(CNET_OUT) != 0 {
+            flush(connection, now: now)
+            guard connections[connection.fd] === connection else { return }
+        }
+        if flags & UInt32(CNET_IN | CNET_ERR | CNET_HUP | CNET_RDHUP) != 0 {
+            readAvailable(connection, now: now)
+        }
+    }
+
+    private func readAvailable(_ connection: Connection, now: UInt64) {
+        while true {
+            // Safety: readBuffer is owned by the loop and only used on its thread.
+            let count = cnet_recv(connection.fd, readBuffer.baseAddress, readBuffer.count)
+            if count > 0 {
+                if connection.lingerUntil != nil { continue }  // discarding until EOF
+                let actions = connection.machine.received(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]), now: now)
+                perform(actions, on: connection, now: now)
+                guard connections[connection.fd] === connection else { return }
+                if !connection.machine.wantsInput && !connection.machine.isClosed {
+                    setReading(connection, false)
+                    return
+                }
+                if count < readBuffer.count { return }
+            } else if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                if connection.lingerUntil != nil { return finalClose(connection) }
+                perform(connection.machine.peerClosed(), on: connection, now: now)
+                if connections[connection.fd] === connection && connection.pending.isEmpty { finalClose(connection) }
+                return
+            } else {
+                return
+            }
+        }
+    }
+
+    private func perform(_ actions: [HTTPConnectionMachine.Action], on connection: Connection, now: UInt64) {
+        for action in actions {
+            switch action {
+            case .dispatch(let request):
+                dispatch(request, on: connection, now: now)
+            case .send(let response, let close, let omitBody):
+                send(response, close: close, omitBody: omitBody, on: connection, now: now)
+            case .close:
+                finalClose(connection)
+            }
+            guard connections[connection.fd] === connection else { return }
+        }
+    }
+
+    private func dispatch(_ request: HTTPRequest, on connection: Connection, now: UInt64) {
+        let context = RequestContext(transport: connection.transport, receivedNanos: now)
+        if let response = handler.respondImmediately(to: request, context: context) {
+            perform(connection.machine.completed(response, now: now), on: connection, now: now)
+            return
+        }
+        let fd = connection.fd, generation = connection.generation
+        let handler = self.handler
+        let accepted = workers.submit { [self] in
+            let response = handler.respond(to: request, context: context)
+            completions.withLock { $0.append(Completion(fd: fd, generation: generation, response: response)) }
+            cnet_eventfd_signal(wakeFD)
+        }
+        if !accepted {
+            let busy = HTTPResponse.error(503, code: "busy", message: "all workers are busy; retry later",
+                                          headers: [("Retry-After", "1")])
+            perform(connection.machine.completed(busy, now: now), on: connection, now: now)
+        }
+    }
+
+    private func drainCompletions(now: UInt64) {
+        let ready = completions.withLock { queue -> [Completion] in
+            defer { queue.removeAll(keepingCapacity: true) }
+            return queue
+        }
+        for completion in ready {
+            guard let connection = connections[completion.fd], connection.generation == completion.generation else { continue }
+            perform(connection.machine.completed(completion.response, now: now), on: connection, now: now)
+            guard connections[completion.fd] === connection else { continue }
+            if connection.readingPaused && connection.machine.wantsInput { setReading(connection, true) }
+        }
+    }
+
+    private func send(_ response: HTTPResponse, close: Bool, omitBody: Bool, on connection: Connection, now: UInt64) {
+        let head = HTTPResponseEncoder.head(response, close: close, date: dateCache.string(now: now))
+        let body = omitBody ? [] : response.body
+        connection.closeAfterFlush = close
+        if connection.pending.isEmpty {
+            let sent = head.withUnsafeBytes { h in
+                body.withUnsafeBytes { b in
+                    // Safety: both buffers stay alive for the duration of the call.
+                    cnet_send2(connection.fd, h.baseAddress, h.count, b.baseAddress, b.count)
+                }
+            }
+            if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+                return finalClose(connection)
+            }
+            let written = max(sent, 0)
+            if written < head.count + body.count {
+                connection.pending = Array((head + body)[written...])
+            }
+        } else {
+            connection.pending += head + body
+        }
+        if connection.pending.isEmpty {
+            if close { beginLinger(connection, now: now) }
+        } else {
+            watchOutput(connection, true)
+        }
+    }
+
+    private func flush(_ connection: Connection, now: UInt64) {
+        guard !connection.pending.isEmpty else { return watchOutput(connection, false) }
+        let sent = connection.pending.withUnsafeBytes { p in
+            // Safety: the pending buffer stays alive for the call.
+            cnet_send2(connection.fd, p.baseAddress, p.count, nil, 0)
+        }
+        if sent < 0 {
+            if errno == EAGAIN || errno == EWOULDBLOCK { return }
+            return finalClose(connection)
+        }
+        connection.pending.removeFirst(sent)
+        if connection.pending.isEmpty {
+            watchOutput(connection, false)
+            if connection.closeAfterFlush { beginLinger(connection, now: now) }
+        }
+    }
+
+    private func beginLinger(_ connection: Connection, now: UInt64) {
+        shutdown(connection.fd, Int32(SHUT_WR))
+        connection.lingerUntil = now + Self.lingerNanos
+        if connection.readingPaused { setReading(connection, true) }
+    }
+
+    private func watchOutput(_ connection: Connection, _ on: Bool) {
+        guard connection.watchingOutput != on else { return }
+        connection.watchingOutput = on
+        updateInterest(connection)
+    }
+
+    private func setReading(_ connection: Connection, _ on: Bool) {
+        guard connection.readingPaused == on else { return }
+        connection.readingPaused = !on
+        updateInterest(connection)
+    }
+
+    private func updateInterest(_ connection: Connection) {
+        var events: UInt32 = 0
+        if !connection.readingPaused { events |= UInt32(CNET_IN | CNET_RDHUP) }
+        if connection.watchingOutput { events |= UInt32(CNET_OUT) }
+        cnet_epoll_ctl(epfd, 3, connection.fd, events, UInt64(connection.fd))
+    }
+
+    private func finalClose(_ connection: Connection) {
+        guard connections[connection.fd] === connection else { return }
+        connections[connection.fd] = nil
+        connectionCount.store(connections.count, ordering: .relaxed)
+        close(connection.fd)  // also removes it from epoll
+    }
+
+    /// Deadlines: header and idle timeouts, lingering closes.
+    private func sweep(now: UInt64) {
+        for connection in Array(connections.values) {
+            if let until = connection.lingerUntil {
+                if now >= until { finalClose(connection) }
+                continue
+            }
+            guard !connection.machine.isHandling else { continue }
+            perform(connection.machine.tick(now: now), on: connection, now: now)
+        }
+    }
+
+    private static func peerName(_ fd: Int32) -> String {
+        var name = [CChar](repeating: 0, count: 64)
+        // Safety: the buffer's size is passed along; the result is NUL-terminated.
+        guard cnet_peer_name(fd, &name, name.count) > 0 else { return "unknown" }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,30 @@
+/// Who sent a request, as the transport knows it.
+public enum HTTPTransport: Sendable, Equatable {
+    /// TCP, with the peer's address (`127.0.0.1:41234`).
+    case tcp(peer: String)
+    /// The Unix socket, with the peer's uid (SO_PEERCRED), when the kernel told it.
+    case unix(uid: Int?)
+}
+
+/// What the server knows about a request besides its bytes.
+public struct RequestContext: Sendable {
+    public var transport: HTTPTransport
+    /// CLOCK_MONOTONIC nanoseconds when the request was complete.
+    public var receivedNanos: UInt64
+
+    public init(transport: HTTPTransport, receivedNanos: UInt64) {
+        self.transport = transport
+        self.receivedNanos = receivedNanos
+    }
+}
+
+/// Turns requests into responses. The server never lets a handler that may
+/// block run on its event-loop thread.
+public protocol HTTPHandler: Sendable {
+    /// Called on the event-loop thread: answer at once if that cannot block
+    /// (no locks held for long, no I/O), or return nil to have `respond` run
+    /// on the worker pool.
+    func respondImmediately(to request: HTTPRequest, context: RequestContext) -> HTTPResponse?
+    /// Called on a worker thread; may block.
+    func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse
+}

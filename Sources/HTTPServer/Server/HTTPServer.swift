@@ -1,0 +1,91 @@
+import CNet
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+
+/// Where the server listens and how hard it works.
+public struct HTTPServerConfiguration: Sendable {
+    /// TCP listener (`127.0.0.1`, port; port 0 picks a free one).
+    public var tcp: (host: String, port: UInt16)?
+    /// Unix-socket listener, created 0600 (an existing socket file is replaced).
+    public var unixPath: String?
+    public var limits = HTTPLimits()
+    /// Threads for handlers that may block.
+    public var workerThreads = 4
+    /// Requests waiting for a worker at most; 503 beyond.
+    public var workerQueueDepth = 256
+
+    public init(tcp: (host: String, port: UInt16)? = nil, unixPath: String? = nil) {
+        self.tcp = tcp
+        self.unixPath = unixPath
+    }
+}
+
+/// Why the server could not start.
+public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let errno: Int32
+    public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
+}
+
+/// An HTTP/1.1 server on epoll: one event-loop thread for all sockets, a
+/// bounded worker pool for handlers that may block. Protocol logic lives in
+/// `HTTPConnectionMachine`; this class only moves bytes and runs timers.
+public final class HTTPServer: Sendable {
+    private let loop: EventLoop
+    /// The bound TCP port (useful with port 0).
+    public let tcpPort: UInt16?
+    public let unixPath: String?
+
+    public init(configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws(HTTPServerError) {
+        var listeners: [EventLoop.Listener] = []
+        var port: UInt16?
+        do throws(HTTPServerError) {
+            if let tcp = configuration.tcp {
+                // Safety: host is a NUL-terminated Swift string bridged for the call.
+                let fd = cnet_listen_tcp(tcp.host, tcp.port, 1024)
+                guard fd >= 0 else { throw HTTPServerError(operation: "listen on \(tcp.host):\(tcp.port)", errno: errno) }
+                listeners.append(.init(fd: fd, isUnix: false))
+                port = UInt16(truncatingIfNeeded: cnet_local_port(fd))
+            }
+            if let path = configuration.unixPath {
+                var info = stat()
+                if lstat(path, &info) == 0 {
+                    guard info.st_mode & S_IFMT == S_IFSOCK else {
+                        throw HTTPServerError(operation: "listen on \(path): a file that is not a socket is in the way", errno: EEXIST)
+                    }
+                    unlink(path)
+                }
+                let fd = cnet_listen_unix(path, 1024, 0o600)
+                guard fd >= 0 else { throw HTTPServerError(operation: "listen on unix:\(path)", errno: errno) }
+                listeners.append(.init(fd: fd, isUnix: true))
+            }
+            loop = try EventLoop(listeners: listeners, configuration: configuration, handler: handler, logger: logger)
+        } catch {
+            for listener in listeners { close(listener.fd) }
+            throw error
+        }
+        tcpPort = port
+        unixPath = configuration.unixPath
+        loop.start()
+    }
+
+    /// Stops accepting, closes every connection and waits for the loop thread.
+    public func stop() {
+        loop.stop()
+        if let unixPath { unlink(unixPath) }
+    }
+
+    /// Open connections right now.
+    public var connectionCount: Int { loop.connectionCount.load(ordering: .relaxed) }
+
+    /// Raises this process's open-file limit to its hard limit (a server with
+    /// thousands of connections needs more than the usual 1024).
+    public static func raiseFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}
