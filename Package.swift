@@ -35,11 +35,24 @@ let package = Package(
             name: "VMM",
             dependencies: ["KVM", "MemoryModel", "CGuestABI", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Pure JSON wire types of API v1, shared by the agent and the controller.
+        .target(name: "APITypes", swiftSettings: strict),
         // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
         .target(
             name: "EventStore",
-            dependencies: ["CSQLite", "MemoryModel", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "MemoryModel", "APITypes", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Migrations")],
+            swiftSettings: strict),
+        // The VMs of one host: creation with registration, lifecycle, the record of every end.
+        .target(
+            name: "AgentHost",
+            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // API v1: requests become typed actions at the edge; one place maps errors to responses.
+        .target(
+            name: "AgentAPI",
+            dependencies: ["AgentHost", "APITypes", "EventStore", "HTTPServer", "VMM", "KVM", "MemoryModel",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(
@@ -49,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore",
+                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "HTTPServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -75,7 +75,7 @@ struct StoreBenchmark: ParsableCommand {
     /// Two threads each record `events` conversions and wait for each commit, as vCPUs do.
     func storeEventsPerSecond(path: String) throws -> Double {
         let store = try EventStore(path: path, logger: Self.quiet)
-        try store.register(VMRegistration(name: "bench", memoryBytes: 32 << 20, vcpus: 2, backend: "alias",
+        let vmID = try store.register(VMRegistration(name: "bench", memoryBytes: 32 << 20, vcpus: 2, backend: "alias",
                                           dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
                            createdNanos: MonotonicClock.wallNanos())
         let done = Mutex(0)
@@ -85,7 +85,7 @@ struct StoreBenchmark: ParsableCommand {
                 for i in 0..<events {
                     let now = MonotonicClock.wallNanos()
                     let record = ConversionRecord(
-                        vm: "bench", vcpu: UInt32(vcpu), requestedNanos: now, completedNanos: now + 1000,
+                        vmID: vmID, vm: "bench", vcpu: UInt32(vcpu), requestedNanos: now, completedNanos: now + 1000,
                         gpa: 0x20_0000 + UInt64(i % 64) * 4096, size: 4096, direction: .toShared, trigger: .explicit,
                         decision: .denied, reason: "rule 0 (deny)", policyVersion: VersionedPolicy.builtIn.version,
                         source: .emulated, discardedBytes: 0, guestResult: -1)
@@ -111,12 +111,13 @@ struct StoreBenchmark: ParsableCommand {
         configuration.memoryBytes = 64 << 20
         configuration.backend = .alias
         configuration.commandLine = "explicit \(conversions)"
+        configuration.id = store?.reserveVMID() ?? 0
         let image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
         let vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: Self.quiet,
                                     events: store ?? InMemoryEventSink())
         try store?.register(VMRegistration(name: "bench-record", memoryBytes: configuration.memoryBytes, vcpus: 1,
                                            backend: "alias", dataRAM: vm.pageStates.bounds, initialState: .private),
-                            createdNanos: MonotonicClock.wallNanos())
+                            id: configuration.id, createdNanos: MonotonicClock.wallNanos())
         let started = ContinuousClock.now
         try vm.start()
         guard vm.waitUntilFinished(timeout: .seconds(600)), vm.lifecycle.exitStatus == 0 else {

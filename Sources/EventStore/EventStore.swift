@@ -39,9 +39,10 @@ public final class EventStore: EventSink {
     private struct IDs {
         var nextEvent: Int64
         var nextVM: Int64
-        var vms: [String: Int64] = [:]
     }
     private let ids: Mutex<IDs>
+    /// VMs a previous agent left without an end, closed as `lost` when this store opened.
+    public let recovered: RecoveryReport
 
     static let insertFault = """
         INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -56,22 +57,65 @@ public final class EventStore: EventSink {
         WHERE event_id = ?
         """
 
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the database at `path`. VMs that a previous
+    /// agent left without an end are closed as `lost`, their pending conversions
+    /// marked `incomplete`.
     public init(path: String, durability: Durability = .normal, migrations: [Migration]? = nil,
                 logger: Logger) throws(EventStoreError) {
         self.path = path
         ownership = try WriterLock(databasePath: path)
-        let (initial, writer) = try EventStoreError.wrapping {
+        let (initial, recovered, writer) = try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             try connection.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
             try connection.execute("PRAGMA foreign_keys = ON")
             try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
-            let lastEvent = try connection.scalar("SELECT max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0))") ?? 0
-            let lastVM = try connection.scalar("SELECT coalesce(max(vm_id), 0) FROM vms") ?? 0
-            return (IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), EventWriter(connection: connection, logger: logger))
+            let recovered = try Self.closeLostVMs(connection, atNanos: WallClock.nanos())
+            let lastEvent = try connection.scalar("""
+                SELECT max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0),
+                           coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
+                """) ?? 0
+            let lastVM = try connection.scalar("""
+                SELECT max(coalesce((SELECT max(vm_id) FROM vms), 0), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'vm'), 0))
+                """) ?? 0
+            return (IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), recovered,
+                    EventWriter(connection: connection, logger: logger))
+        }
+        if recovered.vms > 0 {
+            logger.warning("closed VMs a previous agent left running as lost", metadata: [
+                "vms": "\(recovered.vms)", "incomplete_conversions": "\(recovered.incompleteConversions)"])
         }
         ids = Mutex(initial)
+        self.recovered = recovered
         self.writer = writer
+    }
+
+    /// What opening the store found left behind by an agent that died.
+    public struct RecoveryReport: Sendable, Equatable {
+        public var vms: Int
+        public var incompleteConversions: Int
+    }
+
+    private static func closeLostVMs(_ connection: SQLiteConnection, atNanos now: UInt64) throws(SQLiteError) -> RecoveryReport {
+        try connection.execute("BEGIN IMMEDIATE")
+        do throws(SQLiteError) {
+            try connection.query("""
+                UPDATE conversions SET decision = 'incomplete',
+                       reason = reason || ' (the agent stopped before it completed; whether it took effect is unknown)'
+                WHERE decision = 'pending' AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NULL)
+                """)
+            let conversions = connection.changes
+            try connection.query("""
+                UPDATE vms SET ended_ns = ?, final_state = 'lost',
+                       final_reason = 'the agent that ran it ended without recording how the VM ended'
+                WHERE ended_ns IS NULL
+                """, [.unsigned(now)])
+            let vms = connection.changes
+            try connection.execute("COMMIT")
+            return RecoveryReport(vms: vms, incompleteConversions: conversions)
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
     }
 
     /// Commits what is queued and stops the writer.
@@ -80,69 +124,83 @@ public final class EventStore: EventSink {
     /// Transactions committed so far (each may hold many events).
     public var commitCount: UInt64 { writer.batches }
 
+    /// How long commits took.
+    public var commitLatency: LatencyHistogram { writer.commitLatency }
+
     private func receipt(_ sequence: UInt64) -> EventReceipt {
         EventReceipt { [writer] in writer.waitCommitted(sequence) }
     }
 
-    private func vmID(_ name: String, _ ids: IDs) -> Int64 {
-        // Callers register a VM before it runs. An unregistered name maps to 0, which the
-        // vms foreign key rejects: the batch fails and recording stops, loudly, rather than
-        // filing events under the wrong VM.
-        ids.vms[name] ?? 0
-    }
-
     // MARK: VMs and policies
 
-    /// Records a new VM and returns its id; events for `registration.name` go to it from now on.
+    /// Hands out a VM id (never reused, even if the VM is never registered).
+    public func reserveVMID() -> Int64 {
+        ids.withLock { ids in
+            defer { ids.nextVM += 1 }
+            return ids.nextVM
+        }
+    }
+
+    /// Records a new VM under a fresh id and returns it.
     @discardableResult
     public func register(_ registration: VMRegistration, createdNanos: UInt64) throws(EventStoreError) -> Int64 {
-        let labels = (try? JSONSerialization.data(withJSONObject: registration.labels, options: [.sortedKeys]))
-            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-        let (id, sequence) = writer.enqueue { () -> (Int64, [EventWriter.Write]) in
-            ids.withLock { ids in
-                let id = ids.nextVM
-                ids.nextVM += 1
-                ids.vms[registration.name] = id
-                return (id, [EventWriter.Write(sql: """
-                    INSERT INTO vms (vm_id, name, labels, memory_bytes, vcpus, backend, data_ram_start, data_ram_size,
-                                     initial_state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, values: [.integer(id), .text(registration.name), .text(labels), .unsigned(registration.memoryBytes),
-                                  .integer(Int64(registration.vcpus)), .text(registration.backend),
-                                  .unsigned(registration.dataRAM.start), .unsigned(registration.dataRAM.size),
-                                  .text(registration.initialState.rawValue), .unsigned(createdNanos)])])
-            }
-        }
-        if let failure = writer.waitCommitted(sequence) { throw .migrations(failure) }
+        let id = reserveVMID()
+        try register(registration, id: id, createdNanos: createdNanos)
         return id
     }
 
-    public func vmStarted(_ name: String, atNanos time: UInt64) {
+    /// Records a new VM under an id from `reserveVMID`; waits until durable.
+    public func register(_ registration: VMRegistration, id: Int64, createdNanos: UInt64) throws(EventStoreError) {
+        let labels = (try? JSONSerialization.data(withJSONObject: registration.labels, options: [.sortedKeys]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [EventWriter.Write(sql: """
+                INSERT INTO vms (vm_id, name, labels, memory_bytes, vcpus, backend, data_ram_start, data_ram_size,
+                                 initial_state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, values: [.integer(id), .text(registration.name), .text(labels), .unsigned(registration.memoryBytes),
+                              .integer(Int64(registration.vcpus)), .text(registration.backend),
+                              .unsigned(registration.dataRAM.start), .unsigned(registration.dataRAM.size),
+                              .text(registration.initialState.rawValue), .unsigned(createdNanos)])])
+        }
+        if let failure = writer.waitCommitted(sequence) { throw .migrations(failure) }
+    }
+
+    public func vmStarted(_ id: Int64, atNanos time: UInt64) {
         _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
-            let id = ids.withLock { vmID(name, $0) }
-            return ((), [EventWriter.Write(sql: "UPDATE vms SET started_ns = ? WHERE vm_id = ?", values: [.unsigned(time), .integer(id)])])
+            ((), [EventWriter.Write(sql: "UPDATE vms SET started_ns = coalesce(started_ns, ?) WHERE vm_id = ?",
+                                    values: [.unsigned(time), .integer(id)])])
         }
     }
 
     /// Records how a VM ended and its final private/shared layout; waits until durable.
-    public func vmEnded(_ name: String, atNanos time: UInt64, state: String, reason: String?, exitStatus: Int32?,
-                        layout: PageStateMap) {
+    /// Returns the store's failure, if it could not be recorded.
+    @discardableResult
+    public func vmEnded(_ id: Int64, atNanos time: UInt64, state: String, reason: String?, exitStatus: Int32?,
+                        layout: PageStateMap) -> String? {
         let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
-            let id = ids.withLock { ids in
-                defer { ids.vms[name] = nil }
-                return vmID(name, ids)
-            }
             var writes = [EventWriter.Write(sql: """
-                UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ?
+                UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ? AND ended_ns IS NULL
                 """, values: [.unsigned(time), .text(state), reason.map { .text($0) } ?? .null,
                               exitStatus.map { .integer(Int64($0)) } ?? .null, .integer(id)])]
             for run in layout.runs {
-                writes.append(EventWriter.Write(sql: "INSERT INTO memory_layout (vm_id, start_gpa, end_gpa, state) VALUES (?, ?, ?, ?)",
+                writes.append(EventWriter.Write(sql: "INSERT OR REPLACE INTO memory_layout (vm_id, start_gpa, end_gpa, state) VALUES (?, ?, ?, ?)",
                                                 values: [.integer(id), .unsigned(run.range.start), .unsigned(run.range.end),
                                                          .text(run.state.rawValue)]))
             }
             return ((), writes)
         }
-        _ = writer.waitCommitted(sequence)
+        return writer.waitCommitted(sequence)
+    }
+
+    /// Records one API request that changed something (asynchronously; an audit row, not an event).
+    public func recordAPIRequest(method: String, path: String, status: Int, durationNanos: UInt64, client: String,
+                                 atNanos time: UInt64) {
+        _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [EventWriter.Write(sql: """
+                INSERT INTO api_requests (time_ns, method, path, status, duration_ns, client) VALUES (?, ?, ?, ?, ?, ?)
+                """, values: [.unsigned(time), .text(method), .text(path), .integer(Int64(status)), .unsigned(durationNanos),
+                              .text(client)])])
+        }
     }
 
     /// Records that `policy` was applied (its first application also stores the document).
@@ -166,7 +224,7 @@ public final class EventStore: EventSink {
                 let id = ids.nextEvent
                 ids.nextEvent += 1
                 return ((), [EventWriter.Write(sql: Self.insertFault, values: [
-                    .integer(id), .integer(vmID(fault.vm, ids)), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
+                    .integer(id), .integer(fault.vmID), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
                     .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags), .text(fault.source.rawValue),
                 ])])
             }
@@ -180,7 +238,7 @@ public final class EventStore: EventSink {
                 let id = ids.nextEvent
                 ids.nextEvent += 1
                 return (ConversionTicket(id: UInt64(id)), [EventWriter.Write(sql: Self.insertConversion, values: [
-                    .integer(id), .integer(vmID(conversion.vm, ids)), .integer(Int64(conversion.vcpu)),
+                    .integer(id), .integer(conversion.vmID), .integer(Int64(conversion.vcpu)),
                     .unsigned(conversion.requestedNanos), .optional(conversion.completedNanos), .unsigned(conversion.gpa),
                     .unsigned(conversion.size), .text(conversion.direction.rawValue), .text(conversion.trigger.rawValue),
                     .text(conversion.decision.rawValue), .text(conversion.reason), .text(conversion.policyVersion),

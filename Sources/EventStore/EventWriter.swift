@@ -21,6 +21,13 @@ final class EventWriter: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private(set) var batches: UInt64 = 0
+    private var latency = LatencyHistogram()
+
+    var commitLatency: LatencyHistogram {
+        condition.lock()
+        defer { condition.unlock() }
+        return latency
+    }
 
     init(connection: SQLiteConnection, logger: Logger) {
         self.connection = connection
@@ -75,9 +82,12 @@ final class EventWriter: @unchecked Sendable {
             queue.removeAll(keepingCapacity: true)
             condition.unlock()
 
+            let started = WallClock.monotonicNanos()
             let error = commit(batch)
+            let elapsed = WallClock.monotonicNanos() - started
 
             condition.lock()
+            latency.observe(nanos: elapsed)
             if let error {
                 failure = error
                 logger.error("event store write failed; recording stopped", metadata: ["error": "\(error)"])

@@ -52,11 +52,19 @@ public enum Maintenance {
     /// every row. Frees the space with an incremental vacuum.
     public static func prune(path: String, olderThan cutoffNanos: UInt64) throws(EventStoreError) -> PruneReport {
         try EventStoreError.wrapping {
-            let connection = try SQLiteConnection(path: path)
+            let connection = try Migrator.openForWriting(path: path)
+            try Migrator.migrate(connection, try Migrator.bundled())
             try connection.execute("PRAGMA foreign_keys = ON")
             let cutoff = SQLValue.unsigned(cutoffNanos)
             try connection.execute("BEGIN IMMEDIATE")
             do {
+                // Remember the highest ids first: deleting the newest rows must not let them be handed out again.
+                try connection.execute("""
+                    INSERT INTO id_watermarks (name, last_id)
+                    VALUES ('event', max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0))),
+                           ('vm', coalesce((SELECT max(vm_id) FROM vms), 0))
+                    ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)
+                    """)
                 try connection.query("DELETE FROM memory_faults WHERE time_ns < ? AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)", [cutoff])
                 let faults = connection.changes
                 try connection.query("DELETE FROM conversions WHERE requested_ns < ? AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)", [cutoff])

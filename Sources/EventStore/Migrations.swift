@@ -46,6 +46,10 @@ public enum Migrator {
     /// Opens `path` for writing the way every writer must: incremental auto-vacuum
     /// (settable only before the file has any content, so before WAL), then WAL.
     public static func openForWriting(path: String) throws(SQLiteError) -> SQLiteConnection {
+        // Audit data is the owner's: create the file 0600 (SQLite gives -wal and -shm the same mode).
+        // Safety: open/close on a path string; nothing else is touched.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd >= 0 { close(fd) }
         let connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         try connection.execute("PRAGMA journal_mode = WAL")

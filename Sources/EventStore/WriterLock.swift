@@ -8,7 +8,7 @@ final class WriterLock: Sendable {
     init(databasePath: String) throws(EventStoreError) {
         let path = databasePath + ".lock"
         // Safety: open/flock on a path we own; the fd is closed in deinit, which releases the lock.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw .busy("cannot open \(path): \(String(cString: strerror(errno)))")
         }

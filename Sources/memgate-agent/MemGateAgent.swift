@@ -5,5 +5,5 @@ struct MemGateAgent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "memgate-agent",
         abstract: "Runs confidential-style guests on KVM and governs their memory conversions.",
-        subcommands: [RunCommand.self, CapsCommand.self, DatabaseCommand.self])
+        subcommands: [ServeCommand.self, RunCommand.self, CapsCommand.self, DatabaseCommand.self])
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AgentHost
 import EventStore
 import Foundation
 import KVM
@@ -77,54 +78,39 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(AgentExitCode.usage)
         }
         let system = try openKVM()
-        var configuration = VMConfiguration(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent)
-        configuration.memoryBytes = memoryMib << 20
-        configuration.vcpuCount = vcpus
-        configuration.commandLine = arg
-        configuration.initialState = initialState
-        configuration.backend = backend
-        configuration.maxMemslots = maxMemslots
         let versionedPolicy = try loadPolicy()
-        let policies = PolicyStore(versionedPolicy)
         let store = try openStore(policy: versionedPolicy, logger: logger)
         defer { store?.close() }
+        let host = AgentHost(system: system, store: store, policies: PolicyStore(versionedPolicy), logger: logger)
 
-        let image: GuestImage
-        do {
-            image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
-        } catch {
-            printError("\(guest): \(error)")
-            throw ExitCode(AgentExitCode.usage)
-        }
+        var spec = VMSpec(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent,
+                          imageName: guest, image: file)
+        spec.memoryMib = memoryMib
+        spec.vcpus = vcpus
+        spec.commandLine = arg
+        spec.initialState = initialState
+        spec.backend = backend
+        spec.maxMemslots = maxMemslots
+        spec.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
         let stdout = FileHandle.standardOutput
-        let vm: VirtualMachine
+        spec.consoleStream = { stdout.write(Data($0)) }
+        let vm: ManagedVM
         do {
-            vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
-                                    policies: policies, events: store ?? InMemoryEventSink(),
-                                    consoleStream: { stdout.write(Data($0)) })
-            try store?.register(VMRegistration(name: configuration.name, memoryBytes: configuration.memoryBytes,
-                                               vcpus: vcpus, backend: vm.backendKind.rawValue, dataRAM: vm.pageStates.bounds,
-                                               initialState: initialState), createdNanos: MonotonicClock.wallNanos())
-            try vm.start()
-            store?.vmStarted(configuration.name, atNanos: MonotonicClock.wallNanos())
+            vm = try host.create(spec, start: true)
         } catch {
-            printError("\(error)")
+            printError(error.errorDescription(guest: guest))
             throw ExitCode(AgentExitCode.usage)
         }
-
-        let finished = vm.waitUntilFinished(timeout: timeout.map { .milliseconds(Int64($0 * 1000)) })
-        if !finished {
-            vm.stop(reason: "timeout")
+        vm.waitUntilRecorded()
+        if vm.timedOut {
             printError("timeout: guest still running after \(timeout ?? 0) s; stopped")
             throw ExitCode(AgentExitCode.timeout)
         }
-        printSummary(vm)
+        printSummary(vm.machine)
         let outcome = vm.lifecycle
-        store?.vmEnded(configuration.name, atNanos: MonotonicClock.wallNanos(), state: outcome.state.rawValue,
-                       reason: outcome.reason, exitStatus: outcome.exitStatus, layout: vm.pageStates)
         switch outcome.state {
         case .stopped where outcome.exitStatus != nil:
-            throw ExitCode(outcome.exitStatus!)
+            throw ExitCode(outcome.exitStatus ?? 0)
         case .crashed:
             printError("guest crashed: \(outcome.reason ?? "unknown reason")")
             throw ExitCode(AgentExitCode.crashed)
@@ -152,22 +138,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// The policy from --policy, or the built-in one; an invalid document is a usage error.
-    func loadPolicy() throws -> VersionedPolicy {
-        guard let policy else { return .builtIn }
-        let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: policy)))
-        } catch {
-            printError("cannot read policy \(policy): \(error.localizedDescription)")
-            throw ExitCode(AgentExitCode.usage)
-        }
-        do {
-            return try VersionedPolicy(document: bytes)
-        } catch {
-            printError("invalid policy \(policy): \(error)")
-            throw ExitCode(AgentExitCode.usage)
-        }
-    }
+    func loadPolicy() throws -> VersionedPolicy { try PolicyFile.load(policy) }
 
     /// Faults and conversions by direction, trigger and decision, on stderr.
     func printSummary(_ vm: VirtualMachine) {
@@ -184,3 +155,13 @@ struct RunCommand: ParsableCommand {
 extension PageState: ExpressibleByArgument {}
 extension Durability: ExpressibleByArgument {}
 extension BackendKind: ExpressibleByArgument {}
+
+extension AgentHostError {
+    /// How `run` words a creation error: image errors name the file.
+    func errorDescription(guest: String) -> String {
+        switch self {
+        case .badImage(let message): "\(guest): \(message)"
+        default: description
+        }
+    }
+}

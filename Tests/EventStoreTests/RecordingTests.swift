@@ -57,6 +57,7 @@ struct RecordedRun {
         configuration.vcpuCount = vcpus
         configuration.commandLine = commandLine
         configuration.backend = .alias
+        configuration.id = store.reserveVMID()
         let versioned = try policy.map { try VersionedPolicy(document: Array($0.utf8)) } ?? .builtIn
         try store.recordPolicy(versioned, appliedBy: "test", atNanos: MonotonicClock.wallNanos())
         let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
@@ -64,12 +65,12 @@ struct RecordedRun {
                                     policies: PolicyStore(versioned), events: sink)
         try store.register(VMRegistration(name: name, memoryBytes: configuration.memoryBytes, vcpus: vcpus,
                                           backend: vm.backendKind.rawValue, dataRAM: vm.pageStates.bounds,
-                                          initialState: .private), createdNanos: MonotonicClock.wallNanos())
+                                          initialState: .private), id: configuration.id, createdNanos: MonotonicClock.wallNanos())
         try vm.start()
-        store.vmStarted(name, atNanos: MonotonicClock.wallNanos())
+        store.vmStarted(configuration.id, atNanos: MonotonicClock.wallNanos())
         #expect(vm.waitUntilFinished(timeout: .seconds(60)))
         let outcome = vm.lifecycle
-        store.vmEnded(name, atNanos: MonotonicClock.wallNanos(), state: outcome.state.rawValue, reason: outcome.reason,
+        store.vmEnded(configuration.id, atNanos: MonotonicClock.wallNanos(), state: outcome.state.rawValue, reason: outcome.reason,
                       exitStatus: outcome.exitStatus, layout: vm.pageStates)
         return vm
     }
@@ -100,7 +101,7 @@ struct RecordingTests {
             guard case .integer(let id) = row[0], case .integer(let vm) = row[1], case .integer(let vcpu) = row[2],
                   case .integer(let time) = row[3], case .integer(let gpa) = row[4], case .integer(let size) = row[5],
                   case .integer(let flags) = row[6], case .text(let source) = row[7] else { Issue.record("bad fault row \(row)"); continue }
-            rows.append((id, .fault(MemoryFaultRecord(vm: vmNames[vm] ?? "?", vcpu: UInt32(vcpu), timeNanos: UInt64(time), gpa: UInt64(gpa),
+            rows.append((id, .fault(MemoryFaultRecord(vmID: vm, vm: vmNames[vm] ?? "?", vcpu: UInt32(vcpu), timeNanos: UInt64(time), gpa: UInt64(gpa),
                                                       size: UInt64(size), flags: UInt64(flags), source: EventSource(rawValue: source)!))))
         }
         for row in try connection.query("""
@@ -116,7 +117,7 @@ struct RecordingTests {
             var completed: UInt64?
             if case .integer(let value) = row[4] { completed = UInt64(value) }
             rows.append((id, .conversion(ConversionRecord(
-                vm: vmNames[vm] ?? "?", vcpu: UInt32(vcpu), requestedNanos: UInt64(requested), completedNanos: completed,
+                vmID: vm, vm: vmNames[vm] ?? "?", vcpu: UInt32(vcpu), requestedNanos: UInt64(requested), completedNanos: completed,
                 gpa: UInt64(bitPattern: gpa), size: UInt64(bitPattern: size), direction: ConversionDirection(rawValue: direction)!,
                 trigger: ConversionTrigger(rawValue: trigger)!, decision: ConversionDecision(rawValue: decision)!, reason: reason,
                 policyVersion: version, source: EventSource(rawValue: source)!, changedBytes: UInt64(changed),
@@ -168,11 +169,11 @@ struct RecordingTests {
                        sink: store, store: store)
         try runner.run("explicit", name: "tenant-c-1", commandLine: "0:4:0 0:1:10", sink: store, store: store)
         // A conversion whose agent died before finishing it.
-        try store.register(VMRegistration(name: "interrupted", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
+        let interruptedID = try store.register(VMRegistration(name: "interrupted", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
                                           dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
                            createdNanos: MonotonicClock.wallNanos())
         let pending = store.begin(conversion: ConversionRecord(
-            vm: "interrupted", vcpu: 0, requestedNanos: MonotonicClock.wallNanos(), completedNanos: nil, gpa: 0x30_0000,
+            vmID: interruptedID, vm: "interrupted", vcpu: 0, requestedNanos: MonotonicClock.wallNanos(), completedNanos: nil, gpa: 0x30_0000,
             size: 4096, direction: .toShared, trigger: .explicit, decision: .pending, reason: "default explicit allow",
             policyVersion: VersionedPolicy.builtIn.version, source: .emulated, changedBytes: 4096, discardedBytes: 0, guestResult: 0))
         #expect(pending.receipt.wait() == nil)
@@ -196,10 +197,10 @@ struct RecordingTests {
         let store = try EventStore(path: path, logger: quietLogger)
         let runner = try RecordedRun()
         try runner.run("implicit", name: "ended", sink: store, store: store)
-        try store.register(VMRegistration(name: "running", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
+        let runningID = try store.register(VMRegistration(name: "running", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
                                           dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
                            createdNanos: 1)
-        _ = store.record(fault: MemoryFaultRecord(vm: "running", vcpu: 0, timeNanos: 1, gpa: 0x20_0000, size: 4096, flags: 0, source: .emulated)).wait()
+        _ = store.record(fault: MemoryFaultRecord(vmID: runningID, vm: "running", vcpu: 0, timeNanos: 1, gpa: 0x20_0000, size: 4096, flags: 0, source: .emulated)).wait()
         store.close()
         let report = try Maintenance.prune(path: path, olderThan: MonotonicClock.wallNanos() + 1)
         #expect(report.faults == 2 && report.conversions == 2 && report.vms == 1)

@@ -10,6 +10,8 @@ public enum EventSource: String, Sendable, Codable {
 /// A guest memory fault: an access KVM could not satisfy from the page's current backing.
 public struct MemoryFaultRecord: Sendable, Equatable {
     public static let flagPrivate: UInt64 = 1 << 3
+    /// The VM's id in the store (never reused); the name is for people and policy.
+    public var vmID: Int64
     public var vm: String
     public var vcpu: UInt32
     public var timeNanos: UInt64
@@ -22,8 +24,9 @@ public struct MemoryFaultRecord: Sendable, Equatable {
 
     public var isPrivate: Bool { flags & Self.flagPrivate != 0 }
 
-    public init(vm: String, vcpu: UInt32, timeNanos: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: EventSource) {
-        self.vm = vm; self.vcpu = vcpu; self.timeNanos = timeNanos; self.gpa = gpa; self.size = size
+    public init(vmID: Int64, vm: String, vcpu: UInt32, timeNanos: UInt64, gpa: UInt64, size: UInt64, flags: UInt64,
+                source: EventSource) {
+        self.vmID = vmID; self.vm = vm; self.vcpu = vcpu; self.timeNanos = timeNanos; self.gpa = gpa; self.size = size
         self.flags = flags; self.source = source
     }
 }
@@ -40,10 +43,13 @@ public enum ConversionDecision: String, Sendable, Codable, CaseIterable {
     case invalid
     /// Allowed, but the backend could not carry it out.
     case failed
+    /// Was pending when the agent that ran it died: whether it took effect is unknown.
+    case incomplete
 }
 
 /// One conversion request and what became of it.
 public struct ConversionRecord: Sendable, Equatable {
+    public var vmID: Int64
     public var vm: String
     public var vcpu: UInt32
     public var requestedNanos: UInt64
@@ -63,11 +69,11 @@ public struct ConversionRecord: Sendable, Equatable {
     /// What the guest read back (0, or a negative KVM error code); implicit conversions report 0.
     public var guestResult: Int64
 
-    public init(vm: String, vcpu: UInt32, requestedNanos: UInt64, completedNanos: UInt64?, gpa: UInt64, size: UInt64,
+    public init(vmID: Int64, vm: String, vcpu: UInt32, requestedNanos: UInt64, completedNanos: UInt64?, gpa: UInt64, size: UInt64,
                 direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision, reason: String,
                 policyVersion: String, source: EventSource, changedBytes: UInt64 = 0, discardedBytes: UInt64,
                 guestResult: Int64) {
-        self.vm = vm; self.vcpu = vcpu; self.requestedNanos = requestedNanos; self.completedNanos = completedNanos
+        self.vmID = vmID; self.vm = vm; self.vcpu = vcpu; self.requestedNanos = requestedNanos; self.completedNanos = completedNanos
         self.gpa = gpa; self.size = size; self.direction = direction; self.trigger = trigger; self.decision = decision
         self.reason = reason; self.policyVersion = policyVersion; self.source = source; self.changedBytes = changedBytes
         self.discardedBytes = discardedBytes; self.guestResult = guestResult

@@ -52,6 +52,7 @@ public final class ConversionEngine: Sendable {
         case broken(String)
     }
 
+    public let vmID: Int64
     public let vmName: String
     public let ramSize: UInt64
     public let backend: MemoryBackend
@@ -60,8 +61,9 @@ public final class ConversionEngine: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
 
-    public init(vmName: String, ramSize: UInt64, initial map: PageStateMap, backend: MemoryBackend,
+    public init(vmID: Int64 = 0, vmName: String, ramSize: UInt64, initial map: PageStateMap, backend: MemoryBackend,
                 policies: PolicyStore, sink: EventSink, logger: Logger) {
+        self.vmID = vmID
         self.vmName = vmName
         self.ramSize = ramSize
         self.backend = backend
@@ -84,7 +86,7 @@ public final class ConversionEngine: Sendable {
             // Guest-supplied: saturate rather than overflow.
             let (size, overflow) = call.pageCount.multipliedReportingOverflow(by: PageRange.pageSize)
             let record = ConversionRecord(
-                vm: vmName, vcpu: vcpu, requestedNanos: requested, completedNanos: requested, gpa: call.gpa,
+                vmID: vmID, vm: vmName, vcpu: vcpu, requestedNanos: requested, completedNanos: requested, gpa: call.gpa,
                 size: overflow ? .max : size, direction: call.attributes & MapGPARangeCall.encrypted != 0 ? .toPrivate : .toShared,
                 trigger: .explicit, decision: .invalid, reason: rejection.reason, policyVersion: policies.policy.version,
                 source: .emulated, discardedBytes: 0, guestResult: rejection.code.rawValue)
@@ -116,7 +118,7 @@ public final class ConversionEngine: Sendable {
 
     public func fault(_ fault: GuestFault, vcpu: UInt32) -> FaultResolution {
         let now = MonotonicClock.wallNanos()
-        let record = MemoryFaultRecord(vm: vmName, vcpu: vcpu, timeNanos: now, gpa: fault.range.start, size: fault.range.size,
+        let record = MemoryFaultRecord(vmID: vmID, vm: vmName, vcpu: vcpu, timeNanos: now, gpa: fault.range.start, size: fault.range.size,
                                        flags: fault.wantsPrivate ? MemoryFaultRecord.flagPrivate : 0, source: fault.source)
         let wanted: PageState = fault.wantsPrivate ? .private : .shared
         let (faultReceipt, current, mapped) = state.withLock { state in
@@ -156,7 +158,7 @@ public final class ConversionEngine: Sendable {
             let decision = versioned.policy.evaluate(request, vm: vmName, sharedBytesAfter: sharedAfter,
                                                      nowNanos: MonotonicClock.nanos(), limiter: &state.limiter)
             var record = ConversionRecord(
-                vm: vmName, vcpu: request.vcpu, requestedNanos: requestedNanos, completedNanos: nil,
+                vmID: vmID, vm: vmName, vcpu: request.vcpu, requestedNanos: requestedNanos, completedNanos: nil,
                 gpa: request.range.start, size: request.range.size, direction: request.direction, trigger: request.trigger,
                 decision: decision.allowed ? .pending : .denied, reason: decision.reason, policyVersion: versioned.version,
                 source: backend.kind == .attributes ? .kvm : .emulated, discardedBytes: 0,

@@ -33,4 +33,10 @@ final class ConsoleOutput: Sendable {
     }
 
     var contents: [UInt8] { state.withLock { $0.ring.contents } }
+
+    func read(from offset: Int) -> (start: Int, bytes: [UInt8], dropped: Int) {
+        state.withLock { $0.ring.read(from: offset) }
+    }
+
+    var totalBytes: Int { state.withLock { $0.ring.totalBytes } }
 }

@@ -28,6 +28,16 @@ public struct ConsoleRing: Sendable {
     /// The retained bytes, oldest first.
     public var contents: [UInt8] { Array(storage[head...] + storage[..<head]) }
 
+    /// The retained bytes from absolute offset `offset` on (offsets count every byte
+    /// ever written). Returns where the bytes start and how many asked-for bytes
+    /// were already overwritten.
+    public func read(from offset: Int) -> (start: Int, bytes: [UInt8], dropped: Int) {
+        let oldest = totalBytes - storage.count
+        let start = min(max(offset, oldest), totalBytes)
+        let all = contents
+        return (start, Array(all[(start - oldest)...]), max(oldest - max(offset, 0), 0))
+    }
+
     /// Bytes dropped because the ring was full.
     public var droppedBytes: Int { totalBytes - storage.count }
 }

@@ -17,6 +17,7 @@ struct VCPURunner: Sendable {
     /// KVM syncs general-purpose registers into kvm_run (no ioctl per PV call).
     let registerSync: Bool
     let runNanos: RunTimer
+    let exits: ExitCounters
     let logger: Logger
 
     func run() {
@@ -34,6 +35,7 @@ struct VCPURunner: Sendable {
                 let start = MonotonicClock.nanos()
                 exit = try vcpu.run()
                 runNanos.add(MonotonicClock.nanos() - start)
+                exits.count(exit, vcpu: Int(vcpu.index))
             } catch {
                 control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
                 return
@@ -193,3 +195,46 @@ final class RunTimer: Sendable {
 }
 
 import Synchronization
+
+/// KVM_RUN exits by kind, for metrics: one counter set per vCPU, so the lock is never contended.
+final class ExitCounters: Sendable {
+    static let kinds = ["io", "mmio", "hlt", "shutdown", "hypercall", "memory_fault", "internal_error", "fail_entry",
+                        "system_event", "interrupted", "unsupported"]
+    private final class Counters: Sendable {
+        let values = Mutex([UInt64](repeating: 0, count: ExitCounters.kinds.count))
+    }
+    private let perVCPU: [Counters]
+
+    init(vcpus: Int) {
+        perVCPU = (0..<max(vcpus, 1)).map { _ in Counters() }
+    }
+
+    private static func index(_ exit: VCPUExit) -> Int {
+        switch exit {
+        case .io: 0
+        case .mmio: 1
+        case .hlt: 2
+        case .shutdown: 3
+        case .hypercall: 4
+        case .memoryFault: 5
+        case .internalError: 6
+        case .failEntry: 7
+        case .systemEvent: 8
+        case .interrupted: 9
+        case .unsupported: 10
+        }
+    }
+
+    func count(_ exit: VCPUExit, vcpu: Int) {
+        let index = Self.index(exit)
+        perVCPU[vcpu % perVCPU.count].values.withLock { $0[index] &+= 1 }
+    }
+
+    var snapshot: [(kind: String, count: UInt64)] {
+        var totals = [UInt64](repeating: 0, count: Self.kinds.count)
+        for counters in perVCPU {
+            counters.values.withLock { for (index, value) in $0.enumerated() { totals[index] &+= value } }
+        }
+        return zip(Self.kinds, totals).map { ($0, $1) }
+    }
+}

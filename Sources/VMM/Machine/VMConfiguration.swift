@@ -4,6 +4,8 @@ import MemoryModel
 
 /// What to build a VM with.
 public struct VMConfiguration: Sendable {
+    /// The id the event store knows this VM by (never reused); 0 when not recorded.
+    public var id: Int64 = 0
     public var name: String
     public var memoryBytes: UInt64 = 256 << 20
     public var vcpuCount: Int = 1

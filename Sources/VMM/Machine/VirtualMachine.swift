@@ -24,6 +24,7 @@ public final class VirtualMachine: Sendable {
     private let syncHandler: SyncHandler?
     private let registerSync: Bool
     private let runTimer = RunTimer()
+    private let exits: ExitCounters
     private let logger: Logger
 
     public var name: String { configuration.name }
@@ -38,6 +39,7 @@ public final class VirtualMachine: Sendable {
         logger[metadataKey: "vm"] = "\(configuration.name)"
         self.logger = logger
         self.syncHandler = syncHandler
+        exits = ExitCounters(vcpus: configuration.vcpuCount)
         console = ConsoleOutput(capacity: configuration.consoleCapacity, vcpuCount: configuration.vcpuCount,
                                 stream: consoleStream)
 
@@ -62,7 +64,7 @@ public final class VirtualMachine: Sendable {
             memoryDescription = built.description
             try Self.loadBootImage(image, layout: layout, configuration: configuration, aliased: kind == .alias,
                                    into: built.stores.bootRegion)
-            engine = ConversionEngine(vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
+            engine = ConversionEngine(vmID: configuration.id, vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
                                       backend: built.backend, policies: policies, sink: events, logger: logger)
             var vcpus: [VCPU] = []
             for index in 0..<configuration.vcpuCount {
@@ -132,7 +134,7 @@ public final class VirtualMachine: Sendable {
         try control.start(threads: vcpus.count)
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, control: control, console: console, engine: engine,
-                                    syncHandler: syncHandler, registerSync: registerSync, runNanos: runTimer, logger: logger)
+                                    syncHandler: syncHandler, registerSync: registerSync, runNanos: runTimer, exits: exits, logger: logger)
             let thread = Thread { runner.run() }
             thread.name = "\(configuration.name)-vcpu\(vcpu.index)"
             thread.start()
@@ -164,6 +166,15 @@ public final class VirtualMachine: Sendable {
 
     /// The retained console output (the last `consoleCapacity` bytes).
     public var consoleOutput: [UInt8] { console.contents }
+
+    /// Console bytes from absolute offset `offset` on (see `ConsoleRing.read`).
+    public func console(from offset: Int) -> (start: Int, bytes: [UInt8], dropped: Int) { console.read(from: offset) }
+
+    /// Console bytes the guest has written in all.
+    public var consoleBytes: Int { console.totalBytes }
+
+    /// KVM_RUN exits of all vCPUs by kind.
+    public var exitCounts: [(kind: String, count: UInt64)] { exits.snapshot }
 
     /// The host's view of this VM's memory.
     public var memory: GuestMemoryView { GuestMemoryView(engine: engine) }

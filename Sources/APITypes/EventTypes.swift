@@ -1,0 +1,103 @@
+/// One memory-fault row.
+public struct FaultEvent: Codable, Sendable, Equatable {
+    public var eventId: Int64
+    public var vmId: Int64
+    public var vcpu: Int
+    public var timeNs: UInt64
+    public var gpa: UInt64
+    public var size: UInt64
+    /// KVM_MEMORY_EXIT_FLAG_*: bit 3 = PRIVATE.
+    public var flags: UInt64
+    /// kvm or emulated.
+    public var source: String
+
+    public init(eventId: Int64, vmId: Int64, vcpu: Int, timeNs: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: String) {
+        self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.timeNs = timeNs; self.gpa = gpa
+        self.size = size; self.flags = flags; self.source = source
+    }
+}
+
+/// One conversion row.
+public struct ConversionEvent: Codable, Sendable, Equatable {
+    public var eventId: Int64
+    public var vmId: Int64
+    public var vcpu: Int
+    public var requestedNs: UInt64
+    public var completedNs: UInt64?
+    public var gpa: UInt64
+    public var size: UInt64
+    public var direction: String
+    public var trigger: String
+    public var decision: String
+    public var reason: String
+    public var policyVersion: String
+    public var source: String
+    public var changedBytes: UInt64
+    public var discardedBytes: UInt64
+    public var guestResult: Int64
+
+    public init(eventId: Int64, vmId: Int64, vcpu: Int, requestedNs: UInt64, completedNs: UInt64?, gpa: UInt64, size: UInt64,
+                direction: String, trigger: String, decision: String, reason: String, policyVersion: String, source: String,
+                changedBytes: UInt64, discardedBytes: UInt64, guestResult: Int64) {
+        self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.requestedNs = requestedNs
+        self.completedNs = completedNs; self.gpa = gpa; self.size = size; self.direction = direction
+        self.trigger = trigger; self.decision = decision; self.reason = reason; self.policyVersion = policyVersion
+        self.source = source; self.changedBytes = changedBytes; self.discardedBytes = discardedBytes
+        self.guestResult = guestResult
+    }
+}
+
+/// A page of rows; `nextCursor` is absent on the last page.
+public struct FaultPage: Codable, Sendable, Equatable {
+    public var items: [FaultEvent]
+    public var nextCursor: String?
+    public init(items: [FaultEvent], nextCursor: String?) { self.items = items; self.nextCursor = nextCursor }
+}
+
+public struct ConversionPage: Codable, Sendable, Equatable {
+    public var items: [ConversionEvent]
+    public var nextCursor: String?
+    public init(items: [ConversionEvent], nextCursor: String?) { self.items = items; self.nextCursor = nextCursor }
+}
+
+/// One entry of `GET /v1/events`: exactly one of `memoryFault` or `conversion` is set.
+public struct EventEntry: Codable, Sendable, Equatable {
+    public var eventId: Int64
+    /// memory_fault or conversion.
+    public var kind: String
+    public var memoryFault: FaultEvent?
+    public var conversion: ConversionEvent?
+
+    public init(fault: FaultEvent) {
+        eventId = fault.eventId; kind = "memory_fault"; memoryFault = fault; conversion = nil
+    }
+
+    public init(conversion: ConversionEvent) {
+        eventId = conversion.eventId; kind = "conversion"; memoryFault = nil; self.conversion = conversion
+    }
+}
+
+/// `GET /v1/events?after=N`: events in id order, all final. Pull again with `after=next_after`.
+public struct EventPage: Codable, Sendable, Equatable {
+    public var events: [EventEntry]
+    /// The cursor for the next pull (the last id returned, or `after` when none were).
+    public var nextAfter: Int64
+    public init(events: [EventEntry], nextAfter: Int64) { self.events = events; self.nextAfter = nextAfter }
+}
+
+/// Filters shared by `GET /v1/memory-faults` and `GET /v1/conversions`.
+public struct EventFilter: Sendable, Equatable {
+    public var vm: Int64?
+    public var direction: String?
+    public var trigger: String?
+    public var decision: String?
+    /// Nanoseconds since the epoch, inclusive.
+    public var since: UInt64?
+    /// Nanoseconds since the epoch, exclusive.
+    public var until: UInt64?
+    /// Rows after this event id.
+    public var after: Int64 = 0
+    public var limit: Int = 100
+
+    public init() {}
+}

@@ -1,0 +1,83 @@
+/// `GET /v1/host`.
+public struct HostInfo: Codable, Sendable, Equatable {
+    public struct Backend: Codable, Sendable, Equatable {
+        public var name: String
+        public var usable: Bool
+        public var reason: String
+        public init(name: String, usable: Bool, reason: String) { self.name = name; self.usable = usable; self.reason = reason }
+    }
+
+    public struct HypercallProbe: Codable, Sendable, Equatable {
+        public var outcome: String
+        public var detail: String
+        public init(outcome: String, detail: String) { self.outcome = outcome; self.detail = detail }
+    }
+
+    public var version: String
+    public var hostname: String
+    public var kernel: String
+    /// KVM_CHECK_EXTENSION results by capability name.
+    public var capabilities: [String: Int]
+    public var backends: [Backend]
+    public var hypercallProbe: HypercallProbe
+    /// port or vmcall: what guests are told to use for explicit conversions.
+    public var conversionTransport: String
+    public var uptimeSeconds: Double
+    /// VMs known to the agent by state.
+    public var vms: [String: Int]
+    public var policyVersion: String
+
+    public init(version: String, hostname: String, kernel: String, capabilities: [String: Int], backends: [Backend],
+                hypercallProbe: HypercallProbe, conversionTransport: String, uptimeSeconds: Double, vms: [String: Int],
+                policyVersion: String) {
+        self.version = version; self.hostname = hostname; self.kernel = kernel; self.capabilities = capabilities
+        self.backends = backends; self.hypercallProbe = hypercallProbe; self.conversionTransport = conversionTransport
+        self.uptimeSeconds = uptimeSeconds; self.vms = vms; self.policyVersion = policyVersion
+    }
+}
+
+/// `POST /v1/policy/validate`: would the document be accepted, and would it change anything.
+public struct PolicyValidation: Codable, Sendable, Equatable {
+    public var valid: Bool
+    /// The version (SHA-256) the document would get.
+    public var version: String?
+    /// True when it differs from the policy in force.
+    public var changed: Bool
+    public var currentVersion: String
+    /// The offending field and why, when invalid.
+    public var field: String?
+    public var message: String?
+
+    public init(valid: Bool, version: String?, changed: Bool, currentVersion: String, field: String? = nil, message: String? = nil) {
+        self.valid = valid; self.version = version; self.changed = changed; self.currentVersion = currentVersion
+        self.field = field; self.message = message
+    }
+}
+
+/// `PUT /v1/policy` answer.
+public struct PolicyApplied: Codable, Sendable, Equatable {
+    public var version: String
+    /// False when the document equals the policy already in force.
+    public var changed: Bool
+    public init(version: String, changed: Bool) { self.version = version; self.changed = changed }
+}
+
+/// One application of a policy version.
+public struct PolicyHistoryEntry: Codable, Sendable, Equatable {
+    public var version: String
+    public var appliedNs: UInt64
+    public var appliedBy: String
+    public init(version: String, appliedNs: UInt64, appliedBy: String) {
+        self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy
+    }
+}
+
+public struct PolicyHistory: Codable, Sendable, Equatable {
+    public var entries: [PolicyHistoryEntry]
+    public init(entries: [PolicyHistoryEntry]) { self.entries = entries }
+}
+
+public struct Health: Codable, Sendable, Equatable {
+    public var status: String
+    public init(status: String) { self.status = status }
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+/// Who made a request, and what they may do.
+public struct Principal: Sendable, Equatable {
+    public enum Role: String, Sendable { case admin, readOnly = "read-only" }
+    public var name: String
+    public var role: Role
+
+    public init(name: String, role: Role) { self.name = name; self.role = role }
+}
+
+/// Why a token file was refused.
+public struct TokenFileError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { "token file \(path): \(message)" }
+}
+
+/// The bearer tokens from `--token-file`: one `NAME ROLE SECRET` a line, ROLE
+/// `admin` or `read-only`, `#` comments. Secrets are compared in constant time.
+public struct TokenStore: Sendable {
+    struct Entry: Sendable {
+        let principal: Principal
+        let secret: [UInt8]
+    }
+    private let entries: [Entry]
+
+    public var isEmpty: Bool { entries.isEmpty }
+    public var count: Int { entries.count }
+
+    /// Parses the file's text. Pure.
+    public init(text: String, path: String = "tokens") throws(TokenFileError) {
+        var entries: [Entry] = []
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            if fields.isEmpty { continue }
+            guard fields.count == 3 else {
+                throw TokenFileError(path: path, message: "line \(number + 1): expected NAME ROLE SECRET")
+            }
+            guard let role = Principal.Role(rawValue: String(fields[1])) else {
+                throw TokenFileError(path: path, message: "line \(number + 1): role must be admin or read-only, not \(fields[1])")
+            }
+            guard fields[2].utf8.count >= 16 else {
+                throw TokenFileError(path: path, message: "line \(number + 1): the secret must be at least 16 characters")
+            }
+            guard !entries.contains(where: { $0.secret == Array(fields[2].utf8) }) else {
+                throw TokenFileError(path: path, message: "line \(number + 1): the same secret appears twice")
+            }
+            entries.append(Entry(principal: Principal(name: String(fields[0]), role: role), secret: Array(fields[2].utf8)))
+        }
+        self.entries = entries
+    }
+
+    /// Reads a token file, refusing one that the group or others can read.
+    public static func load(path: String) throws(TokenFileError) -> TokenStore {
+        let attributes: [FileAttributeKey: Any]
+        do {
+            attributes = try FileManager.default.attributesOfItem(atPath: path)
+        } catch {
+            throw TokenFileError(path: path, message: "cannot read it: \(error.localizedDescription)")
+        }
+        if let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o077 != 0 {
+            throw TokenFileError(path: path, message: "its mode is \(String(mode, radix: 8)); it holds secrets, so chmod 600 it")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw TokenFileError(path: path, message: "cannot read it as UTF-8 text")
+        }
+        return try TokenStore(text: text, path: path)
+    }
+
+    /// The principal for an `Authorization` header value, or nil.
+    public func authenticate(_ authorization: String?) -> Principal? {
+        guard let authorization, authorization.count > 7,
+              authorization.prefix(7).lowercased() == "bearer " else { return nil }
+        let presented = Array(authorization.dropFirst(7).trimmingCharacters(in: .whitespaces).utf8)
+        var match: Principal?
+        // Compare against every entry, in time independent of where (or whether) it matches.
+        for entry in entries where Self.constantTimeEquals(entry.secret, presented) {
+            match = entry.principal
+        }
+        return match
+    }
+
+    /// Equal bytes, in time that depends only on the lengths.
+    static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        let count = max(a.count, b.count)
+        for index in 0..<count {
+            let x = index < a.count ? a[index] : 0
+            let y = index < b.count ? b[index] : 0
+            difference |= x ^ y
+        }
+        return difference == 0
+    }
+}

@@ -1,0 +1,154 @@
+import APITypes
+import Foundation
+import HTTPServer
+
+/// Request → `AgentAction`: method, path, query and body checked at the edge. Pure.
+public enum APIRouter {
+    /// The route a path belongs to and the VM id in it, if any.
+    public static func route(of path: Substring) -> (Route, Int64?) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        switch parts.count {
+        case 1:
+            if parts.first == "healthz" { return (.healthz, nil) }
+            if parts.first == "metrics" { return (.metrics, nil) }
+        case 2 where parts.first == "v1":
+            switch parts.last {
+            case "host": return (.host, nil)
+            case "vms": return (.vms, nil)
+            case "memory-faults": return (.faults, nil)
+            case "conversions": return (.conversions, nil)
+            case "events": return (.events, nil)
+            case "policy": return (.policy, nil)
+            default: break
+            }
+        case 3 where parts.first == "v1":
+            let middle = parts[parts.startIndex + 1]
+            if middle == "vms" { return (.vm, vmID(parts.last)) }
+            if middle == "policy", parts.last == "validate" { return (.policyValidate, nil) }
+            if middle == "policy", parts.last == "history" { return (.policyHistory, nil) }
+        case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "vms":
+            let id = vmID(parts[parts.startIndex + 2])
+            switch parts.last {
+            case "start": return (.vmStart, id)
+            case "pause": return (.vmPause, id)
+            case "resume": return (.vmResume, id)
+            case "stop": return (.vmStop, id)
+            case "console": return (.console, id)
+            case "memory": return (.memory, id)
+            default: break
+            }
+        default: break
+        }
+        return (.unknown, nil)
+    }
+
+    /// A VM id is a positive decimal; anything else (`-1`, `abc`, too big) gets a distinct marker.
+    private static func vmID(_ text: Substring?) -> Int64? {
+        guard let text, !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int64(text), id > 0 else {
+            return nil
+        }
+        return id
+    }
+
+    public static func parse(_ request: HTTPRequest) throws(APIError) -> AgentAction {
+        let (route, id) = route(of: request.path)
+        guard route != .unknown else { throw .notFound("no such endpoint: \(request.path)") }
+        let method = request.method == .HEAD ? "GET" : request.method.rawValue
+        guard route.methods.contains(method) else {
+            throw APIError(405, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(route.rawValue)",
+                           headers: ["Allow": route.methods.joined(separator: ", ")])
+        }
+        let query = try QueryString(request.query)
+        func vm() throws(APIError) -> Int64 {
+            guard let id else { throw .notFound("VM ids are positive integers; \(request.path) names none") }
+            return id
+        }
+        switch (route, method) {
+        case (.healthz, _): return .health
+        case (.metrics, _): return .metrics
+        case (.host, _): return .host
+        case (.vms, "GET"): return .listVMs
+        case (.vms, _): return .createVM(try decodeCreate(request))
+        case (.vm, "GET"): return .getVM(try vm())
+        case (.vm, _): return .deleteVM(try vm())
+        case (.vmStart, _): return .startVM(try vm())
+        case (.vmPause, _): return .pauseVM(try vm())
+        case (.vmResume, _): return .resumeVM(try vm())
+        case (.vmStop, _): return .stopVM(try vm())
+        case (.console, _):
+            return .console(try vm(), after: Int(try query.integer("after", in: 0...Int64(Int32.max), default: 0)))
+        case (.memory, _): return .memory(try vm())
+        case (.faults, _): return .faults(try filter(query, conversions: false))
+        case (.conversions, _): return .conversions(try filter(query, conversions: true))
+        case (.events, _):
+            return .events(after: try query.integer("after", in: 0...Int64.max, default: 0),
+                           limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+        case (.policy, "GET"): return .getPolicy
+        case (.policy, _):
+            guard let tag = request.header("If-Match") else {
+                throw APIError(428, "precondition_required", "PUT /v1/policy needs If-Match with the ETag of GET /v1/policy")
+            }
+            return .putPolicy(document: try jsonBody(request), ifMatch: tag)
+        case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request))
+        case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+        default: throw .notFound("no such endpoint: \(request.path)")
+        }
+    }
+
+    static func filter(_ query: QueryString, conversions: Bool) throws(APIError) -> EventFilter {
+        var filter = EventFilter()
+        filter.vm = try query.optionalInteger("vm", in: 1...Int64.max)
+        if conversions {
+            filter.direction = try query.choice("direction", of: ["to_private", "to_shared"])
+            filter.trigger = try query.choice("trigger", of: ["explicit", "implicit"])
+            filter.decision = try query.choice("decision", of: ["pending", "applied", "denied", "invalid", "failed", "incomplete"])
+        }
+        filter.since = try query.optionalInteger("since", in: 0...Int64.max).map { UInt64($0) }
+        filter.until = try query.optionalInteger("until", in: 0...Int64.max).map { UInt64($0) }
+        filter.after = try query.integer("cursor", in: 0...Int64.max, default: 0)
+        filter.limit = Int(try query.integer("limit", in: 1...1000, default: 100))
+        return filter
+    }
+
+    /// The body of a JSON request: content type, UTF-8, and a JSON object.
+    static func jsonBody(_ request: HTTPRequest) throws(APIError) -> [UInt8] {
+        let type = request.header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard type == "application/json" else {
+            throw APIError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+        }
+        guard String(validating: request.body, as: UTF8.self) != nil else {
+            throw APIError(400, "invalid_json", "the body is not valid UTF-8")
+        }
+        guard (try? JSONSerialization.jsonObject(with: Data(request.body))) is [String: Any] else {
+            throw APIError(400, "invalid_json", "the body is not a JSON object")
+        }
+        return request.body
+    }
+
+    static func decodeCreate(_ request: HTTPRequest) throws(APIError) -> VMCreateRequest {
+        let body = try jsonBody(request)
+        do {
+            return try APIJSON.decoder().decode(VMCreateRequest.self, from: Data(body))
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw .invalidField(path(context.codingPath + [key]), "is required")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw .invalidField(path(context.codingPath), "has the wrong type")
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw .invalidField(path(context.codingPath), "must not be null")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw .invalidField(path(context.codingPath), context.debugDescription)
+        } catch {
+            throw APIError(400, "invalid_json", "\(error)")
+        }
+    }
+
+    /// `labels.team` style names for a decoding path, in the wire's snake_case.
+    private static func path(_ keys: [any CodingKey]) -> String {
+        let names = keys.map { key in
+            key.intValue.map { "[\($0)]" } ?? key.stringValue.reduce(into: "") { out, char in
+                if char.isUppercase { out += "_" + char.lowercased() } else { out.append(char) }
+            }
+        }
+        return names.isEmpty ? "body" : names.joined(separator: ".")
+    }
+}

@@ -1,0 +1,72 @@
+import APITypes
+
+/// Every request the API understands, parsed at the edge into one typed value.
+public enum AgentAction: Sendable, Equatable {
+    case health
+    case metrics
+    case host
+    case listVMs
+    case createVM(VMCreateRequest)
+    case getVM(Int64)
+    case startVM(Int64)
+    case pauseVM(Int64)
+    case resumeVM(Int64)
+    case stopVM(Int64)
+    case deleteVM(Int64)
+    case console(Int64, after: Int)
+    case memory(Int64)
+    case faults(EventFilter)
+    case conversions(EventFilter)
+    case events(after: Int64, limit: Int)
+    case getPolicy
+    /// The new document (already known to parse) and the `If-Match` tag.
+    case putPolicy(document: [UInt8], ifMatch: String)
+    case validatePolicy(document: [UInt8])
+    case policyHistory(limit: Int)
+
+    /// Whether the action changes anything (read-only tokens may not; recorded in `api_requests`).
+    public var isMutating: Bool {
+        switch self {
+        case .createVM, .startVM, .pauseVM, .resumeVM, .stopVM, .deleteVM, .putPolicy: true
+        default: false
+        }
+    }
+}
+
+/// The route templates, for metrics labels and `Allow` headers.
+public enum Route: String, Sendable, CaseIterable {
+    case healthz = "/healthz"
+    case metrics = "/metrics"
+    case host = "/v1/host"
+    case vms = "/v1/vms"
+    case vm = "/v1/vms/{id}"
+    case vmStart = "/v1/vms/{id}/start"
+    case vmPause = "/v1/vms/{id}/pause"
+    case vmResume = "/v1/vms/{id}/resume"
+    case vmStop = "/v1/vms/{id}/stop"
+    case console = "/v1/vms/{id}/console"
+    case memory = "/v1/vms/{id}/memory"
+    case faults = "/v1/memory-faults"
+    case conversions = "/v1/conversions"
+    case events = "/v1/events"
+    case policy = "/v1/policy"
+    case policyValidate = "/v1/policy/validate"
+    case policyHistory = "/v1/policy/history"
+    /// Anything else (404).
+    case unknown = "other"
+
+    /// Methods each route accepts.
+    public var methods: [String] {
+        switch self {
+        case .vms: ["GET", "POST"]
+        case .vm: ["GET", "DELETE"]
+        case .vmStart, .vmPause, .vmResume, .vmStop, .policyValidate: ["POST"]
+        case .policy: ["GET", "PUT"]
+        case .unknown: []
+        default: ["GET"]
+        }
+    }
+
+    /// Under /v1 (needs a token on TCP).
+    public var isVersioned: Bool { rawValue.hasPrefix("/v1") }
+}

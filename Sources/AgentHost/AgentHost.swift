@@ -1,0 +1,243 @@
+import EventStore
+import Foundation
+import KVM
+import Logging
+import MemoryModel
+import Synchronization
+import VMM
+
+/// The one place that owns the VMs of a host: creation (with registration in
+/// the store), lifecycle, and the record of every VM's end on every path —
+/// guest exit, crash, failure, fault, timeout, stop, delete, agent shutdown.
+/// One VM's failure never reaches another.
+public final class AgentHost: Sendable {
+    public let system: KVM.System
+    /// nil with `--no-record`: events go to a bounded in-memory sink.
+    public let store: EventStore?
+    public let policies: PolicyStore
+    public let maxVMs: Int
+    private let logger: Logger
+    private let memorySink = InMemoryEventSink()
+
+    private struct State {
+        var vms: [Int64: ManagedVM] = [:]
+        var draining = false
+        var nextLocalID: Int64 = 1
+    }
+    private let state = Mutex(State())
+    /// Serializes policy replacement (compare-and-swap on the version).
+    private let policyLock = NSLock()
+
+    public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64, logger: Logger) {
+        self.system = system
+        self.store = store
+        self.policies = policies
+        self.maxVMs = maxVMs
+        self.logger = logger
+    }
+
+    // MARK: Creation
+
+    /// Builds a VM, registers it in the store, and starts it when `start`.
+    /// Nothing is left behind when any step fails.
+    public func create(_ spec: VMSpec, start: Bool) throws(AgentHostError) -> ManagedVM {
+        try spec.validate()
+        let id = try state.withLock { state throws(AgentHostError) -> Int64 in
+            guard !state.draining else { throw .shuttingDown }
+            guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
+            if store == nil {
+                defer { state.nextLocalID += 1 }
+                return state.nextLocalID
+            }
+            return 0
+        }
+        let vmID = store?.reserveVMID() ?? id
+        let memoryBytes = spec.memoryMib << 20
+        let image: GuestImage
+        do {
+            image = try ELFLoader.parse(spec.image, loadable: BootLayout.imageBase..<memoryBytes)
+        } catch {
+            throw .badImage("\(error)")
+        }
+        var configuration = VMConfiguration(name: spec.name)
+        configuration.id = vmID
+        configuration.memoryBytes = memoryBytes
+        configuration.vcpuCount = spec.vcpus
+        configuration.commandLine = spec.commandLine
+        configuration.initialState = spec.initialState
+        configuration.backend = spec.backend
+        configuration.maxMemslots = spec.maxMemslots
+        let machine: VirtualMachine
+        do {
+            machine = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
+                                         policies: policies, events: store ?? memorySink, consoleStream: spec.consoleStream)
+        } catch {
+            throw .creationFailed(error.description)
+        }
+        let created = MonotonicClock.wallNanos()
+        do {
+            try store?.register(VMRegistration(name: spec.name, labels: spec.labels, memoryBytes: memoryBytes, vcpus: spec.vcpus,
+                                               backend: machine.backendKind.rawValue, dataRAM: machine.pageStates.bounds,
+                                               initialState: spec.initialState), id: vmID, createdNanos: created)
+        } catch {
+            throw .store(error.description)
+        }
+        let vm = ManagedVM(id: vmID, spec: spec, createdNanos: created, machine: machine)
+        let admitted = state.withLock { state -> Bool in
+            guard !state.draining else { return false }
+            state.vms[vmID] = vm
+            return true
+        }
+        guard admitted else {
+            recordEnd(vm)
+            throw .shuttingDown
+        }
+        logger.info("VM created", metadata: ["vm_id": "\(vmID)", "name": "\(spec.name)"])
+        if start {
+            do throws(AgentHostError) {
+                try self.start(vmID)
+            } catch {
+                remove(vmID)
+                recordEnd(vm)
+                throw error
+            }
+        }
+        return vm
+    }
+
+    // MARK: Lookup
+
+    public func vm(_ id: Int64) -> ManagedVM? { state.withLock { $0.vms[id] } }
+
+    /// Every VM this agent holds, by id.
+    public var vms: [ManagedVM] { state.withLock { $0.vms.values.sorted { $0.id < $1.id } } }
+
+    private func existing(_ id: Int64) throws(AgentHostError) -> ManagedVM {
+        guard let vm = vm(id) else { throw .notFound(id) }
+        return vm
+    }
+
+    // MARK: Lifecycle
+
+    public func start(_ id: Int64) throws(AgentHostError) {
+        let vm = try existing(id)
+        guard !state.withLock({ $0.draining }) else { throw .shuttingDown }
+        do {
+            try vm.machine.start()
+        } catch {
+            throw .conflict(error.description)
+        }
+        let now = MonotonicClock.wallNanos()
+        vm.markStarted(at: now)
+        store?.vmStarted(id, atNanos: now)
+        let watcher = Thread { [self] in watch(vm) }
+        watcher.name = "memgate-vm\(id)-watch"
+        watcher.start()
+    }
+
+    public func pause(_ id: Int64) throws(AgentHostError) {
+        do { try existing(id).machine.pause() } catch let error as LifecycleError { throw .conflict(error.description) }
+        catch let error as AgentHostError { throw error } catch { throw .conflict("\(error)") }
+    }
+
+    public func resume(_ id: Int64) throws(AgentHostError) {
+        do { try existing(id).machine.resume() } catch let error as LifecycleError { throw .conflict(error.description) }
+        catch let error as AgentHostError { throw error } catch { throw .conflict("\(error)") }
+    }
+
+    /// Stops the VM (if it has not ended) and returns once its end is recorded.
+    public func stop(_ id: Int64, reason: String = "stopped through the API") throws(AgentHostError) {
+        let vm = try existing(id)
+        vm.machine.stop(reason: reason)
+        if vm.startedNanos == nil { recordEnd(vm) }
+        vm.waitUntilRecorded()
+    }
+
+    /// Forgets a VM that is not running (its rows stay in the store).
+    public func delete(_ id: Int64) throws(AgentHostError) {
+        let vm = try existing(id)
+        let current = vm.lifecycle.state
+        guard current == .created || current.isTerminal else {
+            throw .conflict("VM \(id) is \(current.rawValue); stop it before deleting it")
+        }
+        if current == .created {
+            vm.machine.stop(reason: "deleted before it was started")
+            recordEnd(vm)
+        }
+        vm.waitUntilRecorded()
+        remove(id)
+        logger.info("VM deleted", metadata: ["vm_id": "\(id)"])
+    }
+
+    private func remove(_ id: Int64) {
+        _ = state.withLock { $0.vms.removeValue(forKey: id) }
+    }
+
+    /// Stops every VM, records every end, and refuses new work: the first half
+    /// of a graceful agent exit (the caller then closes the store).
+    public func shutdown(reason: String = "the agent is shutting down") {
+        let all = state.withLock { state -> [ManagedVM] in
+            state.draining = true
+            return Array(state.vms.values)
+        }
+        for vm in all {
+            vm.machine.stop(reason: reason)
+            if vm.startedNanos == nil { recordEnd(vm) }
+        }
+        for vm in all { vm.waitUntilRecorded() }
+        logger.info("all VMs ended", metadata: ["vms": "\(all.count)"])
+    }
+
+    /// Waits for a started VM to end (or its timeout), then records the end.
+    private func watch(_ vm: ManagedVM) {
+        if !vm.machine.waitUntilFinished(timeout: vm.timeout) {
+            vm.markTimedOut()
+            let seconds = vm.timeout.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
+            vm.machine.stop(reason: "timeout: still running after \(seconds) s")
+        }
+        recordEnd(vm)
+    }
+
+    /// Records how the VM ended, exactly once.
+    private func recordEnd(_ vm: ManagedVM) {
+        let now = MonotonicClock.wallNanos()
+        guard vm.claimEnd(at: now) else { return }
+        let outcome = vm.lifecycle
+        let state = outcome.state.isTerminal ? outcome.state.rawValue : VMState.stopped.rawValue
+        if let failure = store?.vmEnded(vm.id, atNanos: now, state: state, reason: outcome.reason,
+                                        exitStatus: outcome.exitStatus, layout: vm.machine.pageStates) {
+            logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])
+        }
+        logger.info("VM ended", metadata: ["vm_id": "\(vm.id)", "state": "\(state)", "reason": "\(outcome.reason ?? "")"])
+        vm.setRecorded()
+        vm.endRecorded()
+    }
+
+    // MARK: Policy
+
+    /// Why a policy replacement did not happen.
+    public enum PolicyReplaceError: Error, Sendable, Equatable {
+        /// The policy in force has another version than the caller expected.
+        case versionMismatch(current: String)
+        case store(String)
+    }
+
+    /// Replaces the policy if the one in force has version `expected` (nil: unconditionally).
+    /// Recorded with who applied it before it takes effect; returns whether it changed.
+    @discardableResult
+    public func replacePolicy(_ policy: VersionedPolicy, expected: String?, appliedBy: String) throws(PolicyReplaceError) -> Bool {
+        policyLock.lock()
+        defer { policyLock.unlock() }
+        let current = policies.policy
+        if let expected, expected != current.version { throw .versionMismatch(current: current.version) }
+        guard policy.version != current.version else { return false }
+        do {
+            try store?.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
+        } catch {
+            throw .store(error.description)
+        }
+        policies.replace(with: policy)
+        logger.notice("policy replaced", metadata: ["version": "\(policy.version)", "by": "\(appliedBy)"])
+        return true
+    }
+}

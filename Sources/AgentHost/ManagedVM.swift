@@ -1,0 +1,78 @@
+import Foundation
+import MemoryModel
+import Synchronization
+import VMM
+
+/// A VM owned by an `AgentHost`: the machine, what it was created from, and
+/// whether its end has been recorded (exactly once, on every path).
+public final class ManagedVM: Sendable {
+    public let id: Int64
+    public let name: String
+    public let imageName: String
+    public let memoryMib: UInt64
+    public let vcpus: Int
+    public let commandLine: String
+    public let labels: [String: String]
+    public let initialState: PageState
+    public let createdNanos: UInt64
+    public let timeout: Duration?
+    public let machine: VirtualMachine
+
+    private struct Times {
+        var startedNanos: UInt64?
+        var endedNanos: UInt64?
+        var timedOut = false
+    }
+    private let times = Mutex(Times())
+    private let ended = NSCondition()
+
+    init(id: Int64, spec: VMSpec, createdNanos: UInt64, machine: VirtualMachine) {
+        self.id = id
+        name = spec.name
+        imageName = spec.imageName
+        memoryMib = spec.memoryMib
+        vcpus = spec.vcpus
+        commandLine = spec.commandLine
+        labels = spec.labels
+        initialState = spec.initialState
+        self.createdNanos = createdNanos
+        timeout = spec.timeout
+        self.machine = machine
+    }
+
+    public var startedNanos: UInt64? { times.withLock { $0.startedNanos } }
+    public var endedNanos: UInt64? { times.withLock { $0.endedNanos } }
+    /// True when the agent stopped it because its timeout passed.
+    public var timedOut: Bool { times.withLock { $0.timedOut } }
+    public var lifecycle: VMLifecycle { machine.lifecycle }
+
+    func markStarted(at nanos: UInt64) { times.withLock { $0.startedNanos = nanos } }
+    func markTimedOut() { times.withLock { $0.timedOut = true } }
+
+    /// Claims the right to record the end; true for exactly one caller.
+    func claimEnd(at nanos: UInt64) -> Bool {
+        times.withLock { times in
+            guard times.endedNanos == nil else { return false }
+            times.endedNanos = nanos
+            return true
+        }
+    }
+
+    /// Wakes `waitUntilRecorded` once the end is durable.
+    func endRecorded() {
+        ended.lock()
+        ended.broadcast()
+        ended.unlock()
+    }
+
+    /// Blocks until the VM ended and its end was recorded.
+    public func waitUntilRecorded() {
+        ended.lock()
+        defer { ended.unlock() }
+        while !isRecorded { ended.wait() }
+    }
+
+    private let recorded = Atomic<Bool>(false)
+    var isRecorded: Bool { recorded.load(ordering: .acquiring) }
+    func setRecorded() { recorded.store(true, ordering: .releasing) }
+}

@@ -1,0 +1,82 @@
+import MemoryModel
+import VMM
+
+/// What to create a VM from: the request of `POST /v1/vms` or of `memgate-agent run`.
+public struct VMSpec: Sendable {
+    public var name: String
+    /// How the image is named to people (a path under --images-dir, or the CLI path).
+    public var imageName: String
+    /// The ELF file's bytes.
+    public var image: [UInt8]
+    public var memoryMib: UInt64 = 256
+    public var vcpus: Int = 1
+    public var commandLine = ""
+    public var labels: [String: String] = [:]
+    public var backend: BackendKind?
+    public var initialState: PageState = .private
+    public var maxMemslots: Int?
+    /// Stop the VM this long after it starts.
+    public var timeout: Duration?
+    /// Console output as it happens (the CLI streams it to stdout).
+    public var consoleStream: (@Sendable ([UInt8]) -> Void)?
+
+    public init(name: String, imageName: String, image: [UInt8]) {
+        self.name = name
+        self.imageName = imageName
+        self.image = image
+    }
+
+    /// Largest guest RAM and vCPU count a spec may ask for (the boot area's limits).
+    public static let maxMemoryMib: UInt64 = 64 << 10
+    public static let maxVCPUs = 64
+
+    /// Checks every field a client controls; the error names the field.
+    public func validate() throws(AgentHostError) {
+        guard !name.isEmpty, name.utf8.count <= 128, name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+            throw .invalid(field: "name", message: "must be 1 to 128 printable characters")
+        }
+        guard memoryMib >= 2, memoryMib <= Self.maxMemoryMib, memoryMib % 2 == 0 else {
+            throw .invalid(field: "memory_mib", message: "must be an even number from 2 to \(Self.maxMemoryMib)")
+        }
+        guard vcpus >= 1, vcpus <= Self.maxVCPUs else {
+            throw .invalid(field: "vcpus", message: "must be from 1 to \(Self.maxVCPUs)")
+        }
+        guard labels.count <= 64, labels.allSatisfy({ $0.key.utf8.count <= 128 && $0.value.utf8.count <= 1024 }) else {
+            throw .invalid(field: "labels", message: "at most 64 labels, keys up to 128 and values up to 1024 bytes")
+        }
+        if let maxMemslots, maxMemslots < 1 {
+            throw .invalid(field: "max_memslots", message: "must be at least 1")
+        }
+    }
+}
+
+/// Why an AgentHost operation failed. Each case maps to one API status.
+public enum AgentHostError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A field of the request is out of range or malformed.
+    case invalid(field: String, message: String)
+    /// The image is not a loadable guest.
+    case badImage(String)
+    /// KVM or the memory backend refused to build the VM.
+    case creationFailed(String)
+    case notFound(Int64)
+    /// The VM is not in a state that allows the operation.
+    case conflict(String)
+    /// The event store failed; nothing was created.
+    case store(String)
+    /// The agent is draining; nothing new starts.
+    case shuttingDown
+    case tooManyVMs(Int)
+
+    public var description: String {
+        switch self {
+        case .invalid(let field, let message): "\(field): \(message)"
+        case .badImage(let message): "image: \(message)"
+        case .creationFailed(let message): "cannot create the VM: \(message)"
+        case .notFound(let id): "no VM with id \(id) on this agent"
+        case .conflict(let message): message
+        case .store(let message): "event store: \(message)"
+        case .shuttingDown: "the agent is shutting down"
+        case .tooManyVMs(let limit): "this agent already holds \(limit) VMs; delete ended ones first"
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import Glibc
+
+/// Termination signals for a daemon: blocked in every thread (call before
+/// starting any), then taken synchronously by one waiting thread.
+public enum ProcessSignals {
+    /// Blocks SIGINT and SIGTERM in the calling thread (inherited by threads it
+    /// starts) and ignores SIGPIPE, so a closed peer never kills the process.
+    public static func blockTermination() {
+        signal(SIGPIPE, SIG_IGN)
+        var set = terminationSet()
+        // Safety: a local sigset_t passed by pointer; the old mask is not needed.
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Waits for SIGINT or SIGTERM and returns which arrived.
+    public static func waitForTermination() -> Int32 {
+        var set = terminationSet()
+        var received: Int32 = 0
+        while sigwait(&set, &received) != 0 {}
+        return received
+    }
+
+    private static func terminationSet() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        return set
+    }
+}

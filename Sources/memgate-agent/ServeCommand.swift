@@ -1,0 +1,180 @@
+import AgentAPI
+import AgentHost
+import ArgumentParser
+import EventStore
+import Foundation
+import HTTPServer
+import KVM
+import Logging
+import MemoryModel
+import VMM
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the agent daemon: host VMs and serve REST API v1 on TCP and a Unix socket.",
+        discussion: """
+            On TCP every /v1 request needs `Authorization: Bearer <token>` from --token-file \
+            (lines `NAME ROLE SECRET`, ROLE admin or read-only, file mode 0600); /healthz and /metrics stay open. \
+            The Unix socket is created 0600 and needs no token. SIGTERM or SIGINT stops every VM, \
+            records how each ended, flushes the event store and exits 0.
+            """)
+
+    @Option(help: "TCP address to listen on, HOST:PORT (port 0 picks a free one; 'none' for no TCP).")
+    var listen: String = "127.0.0.1:8620"
+
+    @Option(help: "Unix socket to listen on as well (created 0600).")
+    var unix: String?
+
+    @Option(help: "SQLite event store.")
+    var db: String = "./memgate.db"
+
+    @Flag(help: "Do not record events.")
+    var noRecord = false
+
+    @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
+    var durability: Durability = .normal
+
+    @Option(help: "Directory of guest images that POST /v1/vms may launch (nothing outside it).")
+    var imagesDir: String?
+
+    @Option(help: "Bearer tokens for TCP clients: one `NAME ROLE SECRET` a line (mode 0600).")
+    var tokenFile: String?
+
+    @Option(help: "Initial conversion policy (JSON). Default: the built-in allow-all policy.")
+    var policy: String?
+
+    @Option(help: "Most simultaneous connections (1-100000); beyond it, 503.")
+    var maxConnections: Int = 4096
+
+    @Option(help: "Worker threads for requests that may block (1-256).")
+    var workers: Int = 4
+
+    @Option(help: "Most VMs this agent holds at once (1-4096).")
+    var maxVMs: Int = 64
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be from 1 to 100000") }
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be from 1 to 256") }
+        guard (1...4096).contains(maxVMs) else { throw ValidationError("--max-vms must be from 1 to 4096") }
+        if listen != "none", ListenAddress(listen) == nil {
+            throw ValidationError("--listen must be HOST:PORT with an IPv4 or [IPv6] literal and a port from 0 to 65535, or none")
+        }
+        if listen == "none", unix == nil { throw ValidationError("with --listen none, give --unix PATH") }
+    }
+
+    func run() throws {
+        // Before any thread starts: termination signals are taken by sigwait below, SIGPIPE ignored.
+        ProcessSignals.blockTermination()
+        let logger = logging.makeLogger(label: "memgate.agent")
+        let system = try openKVM()
+
+        let tokens: TokenStore
+        do {
+            tokens = try tokenFile.map { try TokenStore.load(path: $0) } ?? TokenStore(text: "")
+        } catch {
+            printError("\(error)")
+            throw ExitCode(AgentExitCode.usage)
+        }
+        if tokens.isEmpty && listen != "none" {
+            printError("warning: no --token-file; every /v1 request over TCP will be refused (401)")
+        }
+        var images: ImageDirectory?
+        if let imagesDir {
+            do throws(APIError) {
+                images = try ImageDirectory(path: imagesDir)
+            } catch {
+                printError(error.message)
+                throw ExitCode(AgentExitCode.usage)
+            }
+        }
+        let initialPolicy = try PolicyFile.load(policy)
+        let store: EventStore?
+        if noRecord {
+            store = nil
+        } else {
+            do {
+                store = try EventStore(path: db, durability: durability, logger: logger)
+                try store?.recordPolicy(initialPolicy, appliedBy: policy.map { "serve --policy \($0)" } ?? "built-in",
+                                        atNanos: MonotonicClock.wallNanos())
+            } catch {
+                printError("\(error)")
+                throw ExitCode(AgentExitCode.usage)
+            }
+        }
+        let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs, logger: logger)
+        let snapshot = HostSnapshot(report: HostReport.probe(system: system, logger: logger))
+        let api = AgentAPI(host: host, queries: store.map { EventQueries(path: $0.path) }, snapshot: snapshot,
+                           configuration: .init(tokens: tokens, images: images), logger: logger)
+
+        var serverConfiguration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)
+        serverConfiguration.limits.maxConnections = maxConnections
+        serverConfiguration.workerThreads = workers
+        HTTPServer.raiseFileLimit()
+        let server: HTTPServer
+        do {
+            server = try HTTPServer(configuration: serverConfiguration, handler: api, logger: logger)
+        } catch {
+            printError("\(error)")
+            store?.close()
+            throw ExitCode(AgentExitCode.usage)
+        }
+        var endpoints: [String] = []
+        if let port = server.tcpPort, let address = ListenAddress(listen) { endpoints.append("http://\(address.urlHost):\(port)") }
+        if let unix { endpoints.append("unix://\(unix)") }
+        // One line on stdout that scripts and tests read to find the port.
+        FileHandle.standardOutput.write(Data("memgate-agent: serving on \(endpoints.joined(separator: " "))\n".utf8))
+        logger.notice("serving", metadata: ["endpoints": "\(endpoints.joined(separator: " "))", "db": "\(noRecord ? "none" : db)"])
+
+        let signal = ProcessSignals.waitForTermination()
+        logger.notice("draining", metadata: ["signal": "\(signal)"])
+        server.stop()
+        host.shutdown(reason: "the agent is shutting down (signal \(signal))")
+        store?.close()
+        printError("stopped: every VM ended and recorded")
+    }
+}
+
+/// `HOST:PORT` with an IPv4 literal, `localhost`, or `[IPv6]`.
+struct ListenAddress: Equatable {
+    var host: String
+    var port: UInt16
+
+    init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host == "localhost" { host = "127.0.0.1" }
+        let isIPv4 = host.split(separator: ".", omittingEmptySubsequences: false).count == 4
+            && host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { UInt8($0) != nil }
+        let isIPv6 = host.contains(":") && host.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        guard isIPv4 || isIPv6 else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    var urlHost: String { host.contains(":") ? "[\(host)]" : host }
+}
+
+/// Policy files given on the command line.
+enum PolicyFile {
+    /// The policy in `path`, or the built-in one; an unreadable or invalid file is a usage error.
+    static func load(_ path: String?) throws -> VersionedPolicy {
+        guard let path else { return .builtIn }
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            printError("cannot read policy \(path): \(error.localizedDescription)")
+            throw ExitCode(AgentExitCode.usage)
+        }
+        do {
+            return try VersionedPolicy(document: bytes)
+        } catch {
+            printError("invalid policy \(path): \(error)")
+            throw ExitCode(AgentExitCode.usage)
+        }
+    }
+}
