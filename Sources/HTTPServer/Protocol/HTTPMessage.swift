@@ -1,6 +1,6 @@
 /// The methods this server understands; anything else is answered 501.
 public enum HTTPMethod: String, Sendable, CaseIterable {
-    case GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS
+    case GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT, QUERY
 }
 
 /// One parsed request. Header names are kept as sent; lookups ignore case.
