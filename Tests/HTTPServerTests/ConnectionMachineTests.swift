@@ -1,0 +1,92 @@
+import Testing
+@testable import HTTPServer
+
+/// The connection state machine without sockets: events in, actions out.
+struct ConnectionMachineTests {
+    static let get = Array("GET /a HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+
+    @Test func pipelinedRequestsAreDispatchedOneAtATimeInOrder() {
+        var machine = HTTPConnectionMachine(now: 0)
+        let two = Array("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        let first = machine.received(two, now: 1)
+        #expect(first.count == 1)
+        guard case .dispatch(let r1)? = first.first else { Issue.record("\(first)"); return }
+        #expect(r1.target == "/1")
+        #expect(machine.isHandling)
+        let second = machine.completed(HTTPResponse(status: 200), now: 2)
+        #expect(second.count == 2)
+        guard case .send(_, let close, _) = second[0], case .dispatch(let r2) = second[1] else { Issue.record("\(second)"); return }
+        #expect(!close)
+        #expect(r2.target == "/2")
+    }
+
+    @Test func connectionCloseAndHTTP10CloseAfterTheResponse() {
+        var machine = HTTPConnectionMachine(now: 0)
+        _ = machine.received(Array("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), now: 1)
+        #expect(machine.completed(HTTPResponse(status: 200), now: 2) == [.send(HTTPResponse(status: 200), close: true, omitBody: false)])
+        #expect(machine.isClosed)
+
+        var old = HTTPConnectionMachine(now: 0)
+        _ = old.received(Array("GET / HTTP/1.0\r\n\r\n".utf8), now: 1)
+        #expect(old.completed(HTTPResponse(status: 200), now: 2) == [.send(HTTPResponse(status: 200), close: true, omitBody: false)])
+    }
+
+    @Test func headOmitsTheBody() {
+        var machine = HTTPConnectionMachine(now: 0)
+        _ = machine.received(Array("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8), now: 1)
+        let response = HTTPResponse(status: 200, body: [1, 2, 3])
+        #expect(machine.completed(response, now: 2) == [.send(response, close: false, omitBody: true)])
+    }
+
+    @Test func headersMustFinishInTime() {
+        var limits = HTTPLimits()
+        limits.headerTimeoutNanos = 100
+        var machine = HTTPConnectionMachine(limits: limits, now: 0)
+        #expect(machine.received(Array("GET / HT".utf8), now: 10).isEmpty)
+        #expect(machine.tick(now: 50).isEmpty)
+        let actions = machine.tick(now: 111)
+        guard case .send(let response, let close, _)? = actions.first else { Issue.record("\(actions)"); return }
+        #expect(response.status == 408 && close)
+    }
+
+    @Test func idleConnectionsCloseSilently() {
+        var limits = HTTPLimits()
+        limits.idleTimeoutNanos = 100
+        var machine = HTTPConnectionMachine(limits: limits, now: 0)
+        _ = machine.received(Self.get, now: 10)
+        _ = machine.completed(HTTPResponse(status: 200), now: 20)
+        #expect(machine.tick(now: 119).isEmpty)
+        #expect(machine.tick(now: 121) == [.close])
+    }
+
+    @Test func noTimeoutWhileAHandlerWorks() {
+        var limits = HTTPLimits()
+        limits.idleTimeoutNanos = 100
+        limits.headerTimeoutNanos = 100
+        var machine = HTTPConnectionMachine(limits: limits, now: 0)
+        _ = machine.received(Self.get, now: 10)
+        #expect(machine.tick(now: 10_000).isEmpty)
+        #expect(machine.completed(HTTPResponse(status: 200), now: 10_001).count == 1)
+    }
+
+    @Test func aBadRequestIsAnsweredAndCloses() {
+        var machine = HTTPConnectionMachine(now: 0)
+        let actions = machine.received(Array("GET / HTTP/3.0\r\nHost: x\r\n\r\n".utf8), now: 1)
+        guard case .send(let response, let close, _)? = actions.first else { Issue.record("\(actions)"); return }
+        #expect(response.status == 505 && close)
+        #expect(machine.received(Self.get, now: 2).isEmpty)
+    }
+
+    @Test func peerCloseWhileHandlingDropsTheLateResponse() {
+        var machine = HTTPConnectionMachine(now: 0)
+        _ = machine.received(Self.get, now: 1)
+        #expect(machine.peerClosed() == [.close])
+        #expect(machine.completed(HTTPResponse(status: 200), now: 2).isEmpty)
+    }
+
+    @Test func responseEncodingHasLengthAndClose() {
+        let head = String(decoding: HTTPResponseEncoder.head(HTTPResponse(status: 404, body: [1, 2]), close: true, date: nil), as: UTF8.self)
+        #expect(head == "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")
+        #expect(HTTPDate.format(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+    }
+}
