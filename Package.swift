@@ -107,6 +107,10 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
+        .testTarget(
+            name: "AgentHostTests",
+            dependencies: ["AgentHost", "EventStore", "KVM", "MemoryModel", "VMM", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "VMMTests",

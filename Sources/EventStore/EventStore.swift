@@ -93,6 +93,11 @@ public final class EventStore: EventSink {
     public struct RecoveryReport: Sendable, Equatable {
         public var vms: Int
         public var incompleteConversions: Int
+
+        public init(vms: Int, incompleteConversions: Int) {
+            self.vms = vms
+            self.incompleteConversions = incompleteConversions
+        }
     }
 
     private static func closeLostVMs(_ connection: SQLiteConnection, atNanos now: UInt64) throws(SQLiteError) -> RecoveryReport {
