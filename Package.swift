@@ -99,7 +99,7 @@ let package = Package(
             swiftSettings: strict),
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["HTTPServer"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
@@ -116,7 +116,7 @@ let package = Package(
             name: "VMMTests",
             dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport"], swiftSettings: strict),
+        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

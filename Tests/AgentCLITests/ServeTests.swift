@@ -1,0 +1,220 @@
+import Foundation
+import HTTPServer
+import Testing
+import TestSupport
+
+/// `memgate-agent serve` as orchestration tools use it: a real agent process,
+/// real guests on /dev/kvm, real SQLite, HTTP over real sockets.
+@Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
+struct ServeTests {
+    func create(_ agent: AgentProcess, _ body: String) throws -> Int {
+        let response = try agent.request("POST", "/v1/vms", json: body)
+        #expect(response.status == 201, "\(response.text)")
+        return AgentProcess.object(response)["id"] as? Int ?? -1
+    }
+
+    @Test func vmLifecycleThroughTheAPI() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        let id = try create(agent, #"{"name":"spinner","image":"spin-io.elf","command_line":"forever","memory_mib":16,"start":false,"labels":{"team":"a"}}"#)
+        #expect(AgentProcess.object(try agent.request("GET", "/v1/vms/\(id)"))["state"] as? String == "created")
+        #expect(AgentProcess.object(try agent.request("POST", "/v1/vms/\(id)/start"))["state"] as? String == "running")
+        #expect(AgentProcess.object(try agent.request("POST", "/v1/vms/\(id)/pause"))["state"] as? String == "paused")
+        #expect(try agent.request("POST", "/v1/vms/\(id)/pause").status == 409)
+        #expect(AgentProcess.object(try agent.request("POST", "/v1/vms/\(id)/resume"))["state"] as? String == "running")
+        #expect(try agent.request("DELETE", "/v1/vms/\(id)").status == 409)
+        let stopped = AgentProcess.object(try agent.request("POST", "/v1/vms/\(id)/stop"))
+        #expect(stopped["state"] as? String == "stopped")
+        #expect((stopped["reason"] as? String)?.contains("stopped through the API by admin") == true)
+        #expect((stopped["labels"] as? [String: String]) == ["team": "a"])
+        #expect(try agent.request("DELETE", "/v1/vms/\(id)").status == 204)
+        #expect(try agent.request("GET", "/v1/vms/\(id)").status == 404)
+
+        // A guest that converts memory: its map, console and rows through the API.
+        let implicit = try create(agent, #"{"name":"converter","image":"implicit.elf","memory_mib":32}"#)
+        let ended = try agent.waitForEnd(implicit)
+        #expect(ended["exit_status"] as? Int == 0)
+        let memory = AgentProcess.object(try agent.request("GET", "/v1/vms/\(implicit)/memory"))
+        #expect(memory["private_bytes"] as? Int == 30 << 20)
+        #expect((memory["runs"] as? [[String: Any]])?.count == 1)
+        let console = AgentProcess.object(try agent.request("GET", "/v1/vms/\(implicit)/console?after=0"))
+        #expect((console["data"] as? String)?.contains("shared=") == true)
+        let after = console["next_offset"] as? Int ?? 0
+        #expect((AgentProcess.object(try agent.request("GET", "/v1/vms/\(implicit)/console?after=\(after)"))["data"] as? String) == "")
+        let conversions = AgentProcess.object(try agent.request("GET", "/v1/conversions?vm=\(implicit)&trigger=implicit"))
+        #expect((conversions["items"] as? [[String: Any]])?.count == 2)
+        let faults = AgentProcess.object(try agent.request("GET", "/v1/memory-faults?vm=\(implicit)&limit=1"))
+        #expect((faults["items"] as? [[String: Any]])?.count == 1)
+        #expect(faults["next_cursor"] as? String != nil)
+
+        // Images outside --images-dir are refused, and nothing is created.
+        let escape = try agent.request("POST", "/v1/vms", json: #"{"name":"x","image":"../tokens"}"#)
+        #expect(escape.status == 422)
+        let list = AgentProcess.object(try agent.request("GET", "/v1/vms"))
+        #expect((list["vms"] as? [[String: Any]])?.count == 1)
+    }
+
+    @Test func crashingAndFaultingGuestsLeaveTheAgentAndOtherVMsServing() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        let bystander = try create(agent, #"{"name":"bystander","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
+        let crash = try create(agent, #"{"name":"crasher","image":"crash.elf","memory_mib":16}"#)
+        #expect(try agent.waitForEnd(crash)["state"] as? String == "crashed")
+        let etag = try #require(try agent.request("GET", "/v1/policy").headers["etag"])
+        #expect(try agent.request("PUT", "/v1/policy", json: #"{"defaults":{"implicit":"deny"}}"#, headers: ["If-Match": etag]).status == 200)
+        let faulter = try create(agent, #"{"name":"faulter","image":"implicit.elf","memory_mib":16}"#)
+        let faulted = try agent.waitForEnd(faulter)
+        #expect(faulted["state"] as? String == "faulted")
+        #expect((faulted["reason"] as? String)?.contains("refused") == true)
+        #expect(AgentProcess.object(try agent.request("GET", "/v1/vms/\(bystander)"))["state"] as? String == "running")
+        #expect(try agent.request("GET", "/healthz", token: nil).status == 200)
+        let denials = AgentProcess.object(try agent.request("GET", "/v1/conversions?decision=denied"))
+        #expect((denials["items"] as? [[String: Any]])?.count == 1)
+    }
+
+    @Test func sigtermEndsEveryVMAndLeavesNothingPending() throws {
+        let agent = try AgentProcess()
+        defer { agent.removeFiles() }
+        _ = try create(agent, #"{"name":"churn","image":"churn.elf","memory_mib":16}"#)
+        _ = try create(agent, #"{"name":"spin","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
+        _ = try create(agent, #"{"name":"idle","image":"hello.elf","memory_mib":16,"start":false}"#)
+        usleep(300_000)
+        #expect(agent.terminate() == 0)
+        #expect(agent.stderr.contains("every VM ended and recorded"))
+        let check = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), ["db", "check", "--db", agent.database])
+        #expect(check.status == 0)
+        #expect(check.stdout.contains("(0 pending or incomplete)"), "\(check.stdout)")
+        let open = try TestSupport.run("/usr/bin/sqlite3", [agent.database, "SELECT count(*) FROM vms WHERE ended_ns IS NULL OR final_state IS NULL"])
+        #expect(open.stdout == "0\n")
+        let mode = try FileManager.default.attributesOfItem(atPath: agent.database)[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+    }
+
+    static let routes: [(method: String, path: String, body: String?, mutating: Bool)] = [
+        ("GET", "/v1/host", nil, false), ("GET", "/v1/vms", nil, false),
+        ("POST", "/v1/vms", #"{"name":"auth","image":"spin-io.elf","command_line":"forever","memory_mib":16,"start":false}"#, true),
+        ("GET", "/v1/vms/1", nil, false), ("POST", "/v1/vms/1/start", nil, true), ("POST", "/v1/vms/1/pause", nil, true),
+        ("POST", "/v1/vms/1/resume", nil, true), ("POST", "/v1/vms/1/stop", nil, true), ("GET", "/v1/vms/1/console", nil, false),
+        ("GET", "/v1/vms/1/memory", nil, false), ("DELETE", "/v1/vms/1", nil, true), ("GET", "/v1/memory-faults", nil, false),
+        ("GET", "/v1/conversions", nil, false), ("GET", "/v1/events", nil, false), ("GET", "/v1/policy", nil, false),
+        ("PUT", "/v1/policy", "{}", true), ("POST", "/v1/policy/validate", "{}", false), ("GET", "/v1/policy/history", nil, false),
+    ]
+
+    @Test func authMatrixOnEveryRoute() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        #expect(try create(agent, #"{"name":"target","image":"spin-io.elf","command_line":"forever","memory_mib":16,"start":false}"#) == 1)
+        for route in Self.routes {
+            let headers = route.path == "/v1/policy" && route.method == "PUT" ? ["If-Match": "*"] : [:]
+            let none = try agent.request(route.method, route.path, token: nil, json: route.body, headers: headers)
+            #expect(none.status == 401, "\(route.method) \(route.path) without a token")
+            #expect(none.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+            let wrong = try agent.request(route.method, route.path, token: "not-a-valid-token-at-all", json: route.body, headers: headers)
+            #expect(wrong.status == 401, "\(route.method) \(route.path) with a wrong token")
+            let viewer = try agent.request(route.method, route.path, token: AgentProcess.readOnlyToken, json: route.body, headers: headers)
+            if route.mutating {
+                #expect(viewer.status == 403, "\(route.method) \(route.path) read-only")
+            } else {
+                #expect(viewer.status == 200, "\(route.method) \(route.path) read-only: \(viewer.status) \(viewer.text)")
+            }
+        }
+        // Admin: every route in order on VM 1, created by the POST.
+        for route in Self.routes {
+            let headers = route.path == "/v1/policy" && route.method == "PUT" ? ["If-Match": "*"] : [:]
+            let admin = try agent.request(route.method, route.path, json: route.body, headers: headers)
+            #expect((200..<300).contains(admin.status), "\(route.method) \(route.path) as admin: \(admin.status) \(admin.text)")
+        }
+        #expect(try agent.request("GET", "/healthz", token: nil).status == 200)
+        #expect(try agent.request("GET", "/metrics", token: nil).text.contains("memgate_http_requests_total{method=\"GET\",route=\"/v1/host\",status=\"401\"} 2"))
+        // The Unix socket needs no token; mutating requests are recorded with the peer's uid.
+        let unix = try BlockingHTTPClient(unixPath: agent.socket)
+        #expect(try unix.request("GET", "/v1/vms").status == 200)
+        #expect(try unix.request("POST", "/v1/policy/validate", headers: ["Content-Type": "application/json"], body: Array("{}".utf8)).status == 200)
+        let audit = try TestSupport.run("/usr/bin/sqlite3", [agent.database, "SELECT client, status FROM api_requests WHERE method = 'POST' AND path = '/v1/vms' ORDER BY id"])
+        #expect(audit.stdout.contains("anonymous@127.0.0.1:"))
+        #expect(audit.stdout.contains("|401\n") && audit.stdout.contains("viewer|403\n") && audit.stdout.contains("admin|201\n"))
+    }
+
+    @Test func policyETagFlowAndConcurrentPuts() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        let first = try agent.request("GET", "/v1/policy")
+        let etag = try #require(first.headers["etag"])
+        #expect(try agent.request("PUT", "/v1/policy", json: "{}").status == 428)
+        let invalid = try agent.request("PUT", "/v1/policy", json: #"{"defaults":{"explicit":"maybe"}}"#, headers: ["If-Match": etag])
+        #expect(invalid.status == 422 && invalid.text.contains("defaults.explicit"))
+        let dryRun = AgentProcess.object(try agent.request("POST", "/v1/policy/validate", json: #"{"rules":[{"match":{"vm":"x"},"action":"deny"}]}"#))
+        #expect(dryRun["valid"] as? Bool == true && dryRun["changed"] as? Bool == true)
+        #expect(try agent.request("GET", "/v1/policy").headers["etag"] == etag, "invalid documents and dry runs change nothing")
+
+        // Two writers with the same If-Match: exactly one wins, the other gets 412.
+        let documents = [#"{"defaults":{"explicit":"deny"}}"#, #"{"defaults":{"implicit":"deny"}}"#]
+        let statuses = ConcurrentResults()
+        let group = DispatchGroup()
+        for document in documents {
+            group.enter()
+            Thread {
+                let status = (try? agent.request("PUT", "/v1/policy", json: document, headers: ["If-Match": etag]).status) ?? -1
+                statuses.append(status)
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(statuses.values.sorted() == [200, 412])
+        let now = try agent.request("GET", "/v1/policy")
+        #expect(now.headers["etag"] != etag)
+        #expect(documents.contains(now.text))
+        let stale = try agent.request("PUT", "/v1/policy", json: "{}", headers: ["If-Match": etag])
+        #expect(stale.status == 412 && stale.headers["etag"] == now.headers["etag"])
+        let same = AgentProcess.object(try agent.request("PUT", "/v1/policy", json: now.text, headers: ["If-Match": now.headers["etag"] ?? ""]))
+        #expect(same["changed"] as? Bool == false)
+        let history = AgentProcess.object(try agent.request("GET", "/v1/policy/history"))
+        let entries = history["entries"] as? [[String: Any]] ?? []
+        #expect(entries.count == 2)
+        #expect(entries.first?["applied_by"] as? String == "api: admin")
+    }
+
+    @Test func eventsPulledInPagesWhileAGuestConvertsAndAcrossAPrune() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        let churn = try create(agent, #"{"name":"churn","image":"churn.elf","command_line":"1500","memory_mib":16}"#)
+        var seen: [Int] = []
+        var after = 0
+        func pull() throws -> Int {
+            let page = AgentProcess.object(try agent.request("GET", "/v1/events?after=\(after)&limit=97"))
+            let events = page["events"] as? [[String: Any]] ?? []
+            for event in events {
+                let conversion = event["conversion"] as? [String: Any]
+                #expect(conversion?["decision"] as? String != "pending", "events are final")
+            }
+            seen += events.compactMap { $0["event_id"] as? Int }
+            after = page["next_after"] as? Int ?? after
+            return events.count
+        }
+        var running = true
+        while running {
+            _ = try pull()
+            running = AgentProcess.object(try agent.request("GET", "/v1/vms/\(churn)"))["state"] as? String == "running"
+        }
+        while try pull() > 0 {}
+        #expect(seen.count == 1500)
+        #expect(seen == Array(1...1500), "no gaps, no duplicates, in order")
+
+        // Prune everything (the newest rows included), then convert again: ids continue, none is reused.
+        let prune = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), ["db", "prune", "--db", agent.database, "--older-than", "0s"])
+        #expect(prune.status == 0, "\(prune.stderr)")
+        let again = try create(agent, #"{"name":"churn2","image":"churn.elf","command_line":"10","memory_mib":16}"#)
+        _ = try agent.waitForEnd(again)
+        while try pull() > 0 {}
+        #expect(seen.count == 1510)
+        #expect(Array(seen.suffix(10)) == Array(1501...1510))
+    }
+}
+
+/// Collects values from several threads.
+final class ConcurrentResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [Int] = []
+    func append(_ value: Int) { lock.withLock { stored.append(value) } }
+    var values: [Int] { lock.withLock { stored } }
+}

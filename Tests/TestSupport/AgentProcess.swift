@@ -1,0 +1,108 @@
+import Foundation
+import HTTPServer
+
+/// A real `memgate-agent serve` in a temporary directory: images (every built
+/// guest), an admin and a read-only token, its own store and Unix socket.
+public final class AgentProcess: @unchecked Sendable {
+    public static let adminToken = "test-admin-0123456789abcdef"
+    public static let readOnlyToken = "test-viewer-0123456789abcdef"
+
+    public let directory: URL
+    public let port: UInt16
+    public var database: String { directory.appendingPathComponent("agent.db").path }
+    public var socket: String { directory.appendingPathComponent("agent.sock").path }
+    public var stderrPath: String { directory.appendingPathComponent("agent.err").path }
+    private let process = Process()
+
+    public init(extraArguments: [String] = [], directory existing: URL? = nil) throws {
+        directory = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("memgate-agent-\(UUID().uuidString)")
+        let images = directory.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let guests = TestSupport.packageRoot.appendingPathComponent(".build/guests")
+        for name in try FileManager.default.contentsOfDirectory(atPath: guests.path) where name.hasSuffix(".elf") {
+            let target = images.appendingPathComponent(name)
+            if !FileManager.default.fileExists(atPath: target.path) {
+                try FileManager.default.copyItem(at: guests.appendingPathComponent(name), to: target)
+            }
+        }
+        let tokens = directory.appendingPathComponent("tokens")
+        try Data("admin admin \(Self.adminToken)\nviewer read-only \(Self.readOnlyToken)\n".utf8).write(to: tokens)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokens.path)
+
+        process.executableURL = URL(fileURLWithPath: try TestSupport.binaryPath("memgate-agent"))
+        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--unix", directory.appendingPathComponent("agent.sock").path,
+                             "--db", directory.appendingPathComponent("agent.db").path, "--images-dir", images.path,
+                             "--token-file", tokens.path] + extraArguments
+        let out = directory.appendingPathComponent("agent.out")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("agent.err").path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("agent.err"))
+        try process.run()
+        var found: UInt16?
+        for _ in 0..<300 {
+            let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+            if let range = text.range(of: "http://127.0.0.1:") {
+                found = UInt16(text[range.upperBound...].prefix { $0.isNumber })
+                break
+            }
+            if !process.isRunning { break }
+            usleep(20_000)
+        }
+        guard let found else {
+            process.terminate()
+            let errors = (try? String(contentsOf: directory.appendingPathComponent("agent.err"), encoding: .utf8)) ?? ""
+            throw TestSupport.MissingArtifact(path: "memgate-agent serve", hint: "did not start: \(errors)")
+        }
+        port = found
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// Removes the agent's directory (after it stopped).
+    public func removeFiles() { try? FileManager.default.removeItem(at: directory) }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    /// SIGTERM, then the exit status.
+    @discardableResult
+    public func terminate(signal: Int32 = SIGTERM) -> Int32 {
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// One request on a fresh TCP connection.
+    public func request(_ method: String, _ path: String, token: String? = AgentProcess.adminToken, json: String? = nil,
+                        headers: [String: String] = [:]) throws -> BlockingHTTPClient.Response {
+        let client = try BlockingHTTPClient(port: port, timeoutMilliseconds: 30_000)
+        var all = headers
+        if let token { all["Authorization"] = "Bearer \(token)" }
+        if json != nil { all["Content-Type"] = "application/json" }
+        return try client.request(method, path, headers: all, body: Array((json ?? "").utf8))
+    }
+
+    /// The decoded JSON object of a response body.
+    public static func object(_ response: BlockingHTTPClient.Response) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+    }
+
+    /// Polls GET /v1/vms/{id} until its state is not running/created.
+    public func waitForEnd(_ id: Int, seconds: Double = 30) throws -> [String: Any] {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while Date() < deadline {
+            let vm = Self.object(try request("GET", "/v1/vms/\(id)"))
+            if let state = vm["state"] as? String, !["created", "running", "paused"].contains(state) { return vm }
+            usleep(20_000)
+        }
+        throw TestSupport.MissingArtifact(path: "VM \(id)", hint: "did not end within \(seconds) s")
+    }
+}
