@@ -6,7 +6,10 @@ CC           ?= cc
 BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
-APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3
+APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light
+VENV         := $(BUILD)/venv
+# Python tools for the API checks, in a virtual environment (never the system's site-packages).
+PY_TOOLS     := openapi-spec-validator schemathesis
 GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench churn
 GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie \
                 -mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none \
@@ -14,7 +17,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test bench-exitloop bench-conversions bench-store clean
+.PHONY: all deps build guests demo check test api-check bench-exitloop bench-conversions bench-store bench-http clean
 
 all: build guests
 
@@ -39,19 +42,22 @@ $(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/selftest.h Guests/src/crt0.S Guest
 	$(CC) $(GUEST_CFLAGS) -T Guests/memgate.ld -o $@ Guests/src/crt0.S $<
 
 demo: build guests
-	$(BUILD)/debug/memgate-agent caps
-	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/hello.elf
-	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/smp.elf --vcpus 2
-	@echo "--- a guest touching memory through the wrong alias: two implicit conversions, summarized on stderr"
-	$(BUILD)/debug/memgate-agent run $(GUEST_OUT)/implicit.elf
-	@echo "--- every run above was recorded in ./memgate.db"
-	$(BUILD)/debug/memgate-agent db check
-	sqlite3 -header -column memgate.db "SELECT vm, direction, trigger, decision, conversions, bytes FROM conversion_summary"
+	@bash scripts/demo.sh
 
-check: build guests test
+check: build guests test api-check
 
 test:
 	$(SWIFT) test $(SWIFT_FLAGS)
+
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	@touch $@
+
+# openapi.yaml is valid OpenAPI, and a live agent conforms to it (schemathesis, every operation, with a token).
+api-check: build guests $(VENV)/.installed
+	$(VENV)/bin/openapi-spec-validator openapi.yaml
+	VENV=$(VENV) bash scripts/api-conformance.sh
 
 $(BENCH_OUT)/exitloop-c: Benchmarks/ExitLoop/baseline.c Guests/include/memgate_abi.h
 	@mkdir -p $(BENCH_OUT)
@@ -75,3 +81,7 @@ $(BENCH_OUT)/store-c: Benchmarks/Store/baseline.c
 bench-store: deps guests $(BENCH_OUT)/store-c
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-store
 	$(BUILD)/release/bench-store --baseline $(BENCH_OUT)/store-c --guest $(GUEST_OUT)/convert-bench.elf
+
+bench-http: deps guests
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	bash Benchmarks/HTTP/bench-http.sh

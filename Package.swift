@@ -106,6 +106,7 @@ let package = Package(
             dependencies: ["EventStore", "MemoryModel", "VMM", "KVM", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "APITypesTests", dependencies: ["APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",

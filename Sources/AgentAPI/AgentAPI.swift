@@ -43,7 +43,7 @@ public final class AgentAPI: HTTPHandler {
         // Only the health check is answered on the event loop: it touches nothing that can block.
         guard request.path == "/healthz", request.method == .GET || request.method == .HEAD else { return nil }
         let response = HTTPResponse(status: 200, contentType: "application/json", body: Self.healthBody)
-        metrics.observe(route: .healthz, method: "GET", status: 200, nanos: Self.now() &- context.receivedNanos)
+        metrics.observe(route: .healthz, method: request.method, status: 200, nanos: Self.now() &- context.receivedNanos)
         return response
     }
 
@@ -64,7 +64,7 @@ public final class AgentAPI: HTTPHandler {
             response = error.response
         }
         let elapsed = Self.now() &- context.receivedNanos
-        metrics.observe(route: route, method: request.method.rawValue, status: response.status, nanos: elapsed)
+        metrics.observe(route: route, method: request.method, status: response.status, nanos: elapsed)
         let mutating = action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method)
         if mutating && action.map({ if case .validatePolicy = $0 { false } else { true } }) ?? true {
             host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
@@ -143,11 +143,11 @@ public final class AgentAPI: HTTPHandler {
         case .memory(let id):
             return try json(VMView.memory(try existing(id)))
         case .faults(let filter):
-            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.faults(filter) }
-            return try json(FaultPage(items: rows, nextCursor: rows.count == filter.limit ? rows.last.map { "\($0.eventId)" } : nil))
+            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.faultPageJSON(filter) }
+            return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
         case .conversions(let filter):
-            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.conversions(filter) }
-            return try json(ConversionPage(items: rows, nextCursor: rows.count == filter.limit ? rows.last.map { "\($0.eventId)" } : nil))
+            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.conversionPageJSON(filter) }
+            return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
         case .events(let after, let limit):
             let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.events(after: after, limit: limit) }
             return try json(EventPage(events: rows, nextAfter: rows.last?.eventId ?? after))
@@ -281,6 +281,13 @@ public final class AgentAPI: HTTPHandler {
         case .shuttingDown: APIError(503, "shutting_down", error.description)
         case .tooManyVMs: APIError(409, "too_many_vms", error.description)
         }
+    }
+
+    /// Pages of events, the hot path: written directly, not through JSONEncoder.
+    private func json<T: Encodable & JSONWritable>(_ value: T, status: Int = 200) throws(APIError) -> HTTPResponse {
+        var writer = JSONWriter(capacity: 32 << 10)
+        value.write(to: &writer)
+        return HTTPResponse(status: status, contentType: "application/json", body: writer.bytes + [0x0A])
     }
 
     private func json<T: Encodable>(_ value: T, status: Int = 200, headers: [(name: String, value: String)] = []) throws(APIError) -> HTTPResponse {

@@ -40,22 +40,62 @@ public final class EventQueries: Sendable {
         source, changed_bytes, discarded_bytes, guest_result
         """
 
-    /// Memory faults matching `filter`, in event-id order, after `filter.after`.
-    public func faults(_ filter: EventFilter) throws(EventStoreError) -> [FaultEvent] {
+    /// A page of rows rendered as the API's JSON (`FaultPage` or `ConversionPage`).
+    public struct JSONPage: Sendable {
+        public var json: [UInt8]
+        public var count: Int
+    }
+
+    /// `faults(filter)` as a `FaultPage` JSON document, rendered from the rows directly.
+    public func faultPageJSON(_ filter: EventFilter) throws(EventStoreError) -> JSONPage {
+        let (sql, values) = Self.faultQuery(filter)
+        return try page(sql, values, limit: filter.limit) { $0.fault($1) }
+    }
+
+    /// `conversions(filter)` as a `ConversionPage` JSON document, rendered from the rows directly.
+    public func conversionPageJSON(_ filter: EventFilter) throws(EventStoreError) -> JSONPage {
+        let (sql, values) = Self.conversionQuery(filter)
+        return try page(sql, values, limit: filter.limit) { $0.conversion($1) }
+    }
+
+    private func page(_ sql: String, _ values: [SQLValue], limit: Int,
+                      _ render: (inout RowJSON, Statement) -> Void) throws(EventStoreError) -> JSONPage {
+        try withConnection { connection throws(SQLiteError) in
+            let statement = try connection.statement(sql)
+            defer { statement.reset() }
+            try statement.bind(values)
+            var out = RowJSON(capacity: limit * 420 + 64)
+            out.raw(#"{"items":["#)
+            var count = 0
+            var last: Int64 = 0
+            while try statement.step() {
+                if count > 0 { out.raw(",") }
+                render(&out, statement)
+                last = statement.int64(0)
+                count += 1
+            }
+            out.raw("]")
+            if count == limit {
+                out.raw(#","next_cursor":""#)
+                out.integer(last)
+                out.raw("\"")
+            }
+            out.raw("}\n")
+            return JSONPage(json: out.bytes, count: count)
+        }
+    }
+
+    static func faultQuery(_ filter: EventFilter) -> (String, [SQLValue]) {
         var clauses = ["event_id > ?"]
         var values: [SQLValue] = [.integer(filter.after)]
         if let vm = filter.vm { clauses.append("vm_id = ?"); values.append(.integer(vm)) }
         if let since = filter.since { clauses.append("time_ns >= ?"); values.append(.unsigned(since)) }
         if let until = filter.until { clauses.append("time_ns < ?"); values.append(.unsigned(until)) }
         values.append(.integer(Int64(filter.limit)))
-        let sql = "SELECT \(Self.faultColumns) FROM memory_faults WHERE \(clauses.joined(separator: " AND ")) ORDER BY event_id LIMIT ?"
-        return try withConnection { connection throws(SQLiteError) in
-            try connection.query(sql, values).map(Self.fault)
-        }
+        return ("SELECT \(faultColumns) FROM memory_faults WHERE \(clauses.joined(separator: " AND ")) ORDER BY event_id LIMIT ?", values)
     }
 
-    /// Conversions matching `filter`, in event-id order, after `filter.after`.
-    public func conversions(_ filter: EventFilter) throws(EventStoreError) -> [ConversionEvent] {
+    static func conversionQuery(_ filter: EventFilter) -> (String, [SQLValue]) {
         var clauses = ["event_id > ?"]
         var values: [SQLValue] = [.integer(filter.after)]
         if let vm = filter.vm { clauses.append("vm_id = ?"); values.append(.integer(vm)) }
@@ -65,10 +105,19 @@ public final class EventQueries: Sendable {
         if let since = filter.since { clauses.append("requested_ns >= ?"); values.append(.unsigned(since)) }
         if let until = filter.until { clauses.append("requested_ns < ?"); values.append(.unsigned(until)) }
         values.append(.integer(Int64(filter.limit)))
-        let sql = "SELECT \(Self.conversionColumns) FROM conversions WHERE \(clauses.joined(separator: " AND ")) ORDER BY event_id LIMIT ?"
-        return try withConnection { connection throws(SQLiteError) in
-            try connection.query(sql, values).map(Self.conversion)
-        }
+        return ("SELECT \(conversionColumns) FROM conversions WHERE \(clauses.joined(separator: " AND ")) ORDER BY event_id LIMIT ?", values)
+    }
+
+    /// Memory faults matching `filter`, in event-id order, after `filter.after`.
+    public func faults(_ filter: EventFilter) throws(EventStoreError) -> [FaultEvent] {
+        let (sql, values) = Self.faultQuery(filter)
+        return try withConnection { connection throws(SQLiteError) in try connection.rows(sql, values, Self.fault) }
+    }
+
+    /// Conversions matching `filter`, in event-id order, after `filter.after`.
+    public func conversions(_ filter: EventFilter) throws(EventStoreError) -> [ConversionEvent] {
+        let (sql, values) = Self.conversionQuery(filter)
+        return try withConnection { connection throws(SQLiteError) in try connection.rows(sql, values, Self.conversion) }
     }
 
     /// Faults and conversions after `after`, in id order, up to `limit` — but never
@@ -82,12 +131,12 @@ public final class EventQueries: Sendable {
                 "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
             let ceiling = firstPending ?? Int64.max
             let bound: [SQLValue] = [.integer(after), .integer(ceiling), .integer(Int64(limit))]
-            let faults = try connection.query("""
+            let faults = try connection.rows("""
                 SELECT \(Self.faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
-                """, bound).map(Self.fault)
-            let conversions = try connection.query("""
+                """, bound, Self.fault)
+            let conversions = try connection.rows("""
                 SELECT \(Self.conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
-                """, bound).map(Self.conversion)
+                """, bound, Self.conversion)
             var merged = faults.map(EventEntry.init(fault:)) + conversions.map(EventEntry.init(conversion:))
             merged.sort { $0.eventId < $1.eventId }
             return Array(merged.prefix(limit))
@@ -113,17 +162,17 @@ public final class EventQueries: Sendable {
         }
     }
 
-    static func fault(_ row: [SQLValue]) -> FaultEvent {
-        FaultEvent(eventId: row[0].integer, vmId: row[1].integer, vcpu: Int(row[2].integer), timeNs: row[3].unsigned,
-                   gpa: row[4].unsigned, size: row[5].unsigned, flags: row[6].unsigned, source: row[7].text)
+    static func fault(_ row: Statement) -> FaultEvent {
+        FaultEvent(eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), timeNs: row.unsigned(3),
+                   gpa: row.unsigned(4), size: row.unsigned(5), flags: row.unsigned(6), source: row.text(7))
     }
 
-    static func conversion(_ row: [SQLValue]) -> ConversionEvent {
-        ConversionEvent(eventId: row[0].integer, vmId: row[1].integer, vcpu: Int(row[2].integer), requestedNs: row[3].unsigned,
-                        completedNs: row[4].optionalUnsigned, gpa: row[5].unsigned, size: row[6].unsigned,
-                        direction: row[7].text, trigger: row[8].text, decision: row[9].text, reason: row[10].text,
-                        policyVersion: row[11].text, source: row[12].text, changedBytes: row[13].unsigned,
-                        discardedBytes: row[14].unsigned, guestResult: row[15].integer)
+    static func conversion(_ row: Statement) -> ConversionEvent {
+        ConversionEvent(eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), requestedNs: row.unsigned(3),
+                        completedNs: row.isNull(4) ? nil : row.unsigned(4), gpa: row.unsigned(5), size: row.unsigned(6),
+                        direction: row.text(7), trigger: row.text(8), decision: row.text(9), reason: row.text(10),
+                        policyVersion: row.text(11), source: row.text(12), changedBytes: row.unsigned(13),
+                        discardedBytes: row.unsigned(14), guestResult: row.int64(15))
     }
 }
 

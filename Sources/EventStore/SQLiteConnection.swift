@@ -86,6 +86,16 @@ public final class SQLiteConnection: @unchecked Sendable {
         return rows
     }
 
+    /// Runs a statement and decodes each row with `decode` (no intermediate values).
+    func rows<T>(_ sql: String, _ values: [SQLValue], _ decode: (Statement) -> T) throws(SQLiteError) -> [T] {
+        let statement = try statement(sql)
+        defer { statement.reset() }
+        try statement.bind(values)
+        var rows: [T] = []
+        while try statement.step() { rows.append(decode(statement)) }
+        return rows
+    }
+
     /// The first column of the first row as an integer.
     public func scalar(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) -> Int64? {
         guard case .integer(let value)? = try query(sql, values).first?.first else { return nil }
@@ -130,6 +140,25 @@ public final class Statement {
         case SQLITE_DONE: return false
         default: throw connection.error(code, "step \(sql.prefix(60))")
         }
+    }
+
+    /// Column accessors for the current row, for readers that decode rows directly.
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(raw, column) }
+    func unsigned(_ column: Int32) -> UInt64 { UInt64(bitPattern: sqlite3_column_int64(raw, column)) }
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(raw, column) == SQLITE_NULL }
+    func text(_ column: Int32) -> String {
+        // Safety: SQLite owns the bytes until the next step/reset; they are copied into the String at once.
+        guard let pointer = sqlite3_column_text(raw, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(raw, column))
+        return String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    /// The current row's text column as bytes, valid only inside `body`.
+    func withText<T>(_ column: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
+        // Safety: SQLite owns the bytes until the next step/reset; `body` must not keep the pointer.
+        let pointer = sqlite3_column_text(raw, column)
+        let count = Int(sqlite3_column_bytes(raw, column))
+        return body(UnsafeBufferPointer(start: pointer, count: pointer == nil ? 0 : count))
     }
 
     func row() -> [SQLValue] {

@@ -1,11 +1,12 @@
 import EventStore
+import HTTPServer
 import Synchronization
 
 /// HTTP request counts by route, method and status, and latency per route.
 public final class APIMetrics: Sendable {
     struct Key: Hashable, Sendable {
         let route: Route
-        let method: String
+        let method: HTTPMethod
         let status: Int
     }
     private struct State {
@@ -16,7 +17,7 @@ public final class APIMetrics: Sendable {
 
     public init() {}
 
-    public func observe(route: Route, method: String, status: Int, nanos: UInt64) {
+    public func observe(route: Route, method: HTTPMethod, status: Int, nanos: UInt64) {
         state.withLock { state in
             state.requests[Key(route: route, method: method, status: status), default: 0] += 1
             state.latency[route, default: LatencyHistogram()].observe(nanos: nanos)
@@ -27,8 +28,8 @@ public final class APIMetrics: Sendable {
     func render(into out: inout PrometheusText) {
         let (requests, latency) = state.withLock { ($0.requests, $0.latency) }
         out.help("memgate_http_requests_total", "HTTP requests by route, method and status.", type: "counter")
-        for (key, count) in requests.sorted(by: { ($0.key.route.rawValue, $0.key.method, $0.key.status) < ($1.key.route.rawValue, $1.key.method, $1.key.status) }) {
-            out.sample("memgate_http_requests_total", ["route": key.route.rawValue, "method": key.method, "status": "\(key.status)"], Double(count))
+        for (key, count) in requests.sorted(by: { ($0.key.route.rawValue, $0.key.method.rawValue, $0.key.status) < ($1.key.route.rawValue, $1.key.method.rawValue, $1.key.status) }) {
+            out.sample("memgate_http_requests_total", ["route": key.route.rawValue, "method": key.method.rawValue, "status": "\(key.status)"], Double(count))
         }
         out.help("memgate_http_request_duration_seconds", "Time from a complete request to its response, by route.", type: "histogram")
         for (route, histogram) in latency.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {

@@ -85,7 +85,8 @@ public struct HTTPConnectionMachine: Sendable {
             deadline = now &+ limits.headerTimeoutNanos
             deadlineIsHeader = true
         }
-        return [.send(response, close: false, omitBody: head)] + advance(now: now)
+        let sent = Action.send(response, close: false, omitBody: head)
+        return buffer.isEmpty ? [sent] : [sent] + advance(now: now)
     }
 
     /// The peer closed its side (or the socket failed).

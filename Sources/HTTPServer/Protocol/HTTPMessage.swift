@@ -58,8 +58,13 @@ public struct HTTPResponse: Sendable, Equatable {
         self.status = status; self.headers = headers; self.body = body
     }
 
+    public init(status: Int, contentType: String, body: [UInt8], headers: [(name: String, value: String)] = []) {
+        self.init(status: status, headers: headers.isEmpty ? [("Content-Type", contentType)] : [("Content-Type", contentType)] + headers,
+                  body: body)
+    }
+
     public init(status: Int, contentType: String, body: some Sequence<UInt8>, headers: [(name: String, value: String)] = []) {
-        self.init(status: status, headers: [("Content-Type", contentType)] + headers, body: Array(body))
+        self.init(status: status, contentType: contentType, body: Array(body), headers: headers)
     }
 
     /// The error shape every MemGate endpoint uses: `{"error": {"code": ..., "message": ...}}`.

@@ -145,31 +145,43 @@ public struct HTTPRequestParser: Sendable {
     }
 
     private static func parseRequestLine(_ line: ArraySlice<UInt8>) throws -> HTTPRequest {
-        let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
+        // METHOD SP TARGET SP VERSION, found by index (no intermediate arrays on the hot path).
+        guard let firstSpace = line.firstIndex(of: 0x20),
+              let secondSpace = line[(firstSpace + 1)...].firstIndex(of: 0x20),
+              !line[(secondSpace + 1)...].contains(0x20),
+              firstSpace > line.startIndex, secondSpace > firstSpace + 1 else {
             throw HTTPParseError(400, "bad_request", "request line must be METHOD SP TARGET SP VERSION")
         }
-        guard parts[0].allSatisfy(Self.isTokenByte) else {
+        let methodBytes = line[line.startIndex..<firstSpace]
+        let target = line[(firstSpace + 1)..<secondSpace]
+        let version = line[(secondSpace + 1)...]
+        guard methodBytes.allSatisfy(Self.isTokenByte) else {
             throw HTTPParseError(400, "bad_request", "method is not a token")
         }
-        let version = parts[2]
-        guard version.count == 8, version.starts(with: Array("HTTP/".utf8)),
-              let major = Self.digit(version[version.startIndex + 5]), version[version.startIndex + 6] == UInt8(ascii: "."),
-              let minor = Self.digit(version[version.startIndex + 7]) else {
+        let v = version.startIndex
+        guard version.count == 8, version[v] == UInt8(ascii: "H"), version[v + 1] == UInt8(ascii: "T"),
+              version[v + 2] == UInt8(ascii: "T"), version[v + 3] == UInt8(ascii: "P"), version[v + 4] == UInt8(ascii: "/"),
+              let major = Self.digit(version[v + 5]), version[v + 6] == UInt8(ascii: "."),
+              let minor = Self.digit(version[v + 7]) else {
             throw HTTPParseError(400, "bad_request", "malformed HTTP version")
         }
         guard major == 1 else {
             throw HTTPParseError(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served")
         }
-        let methodText = String(decoding: parts[0], as: UTF8.self)
-        guard let method = HTTPMethod(rawValue: methodText) else {
-            throw HTTPParseError(501, "method_not_implemented", "method \(methodText) is not implemented")
+        guard let method = Self.method(methodBytes) else {
+            throw HTTPParseError(501, "method_not_implemented", "method \(String(decoding: methodBytes, as: UTF8.self)) is not implemented")
         }
-        let target = parts[1]
         guard target.first == UInt8(ascii: "/"), target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw HTTPParseError(400, "bad_request", "request target must be an origin-form path of visible ASCII")
         }
         return HTTPRequest(method: method, target: String(decoding: target, as: UTF8.self), minorVersion: min(minor, 1))
+    }
+
+    private static let methods: [(bytes: [UInt8], method: HTTPMethod)] = HTTPMethod.allCases.map { (Array($0.rawValue.utf8), $0) }
+
+    private static func method(_ bytes: ArraySlice<UInt8>) -> HTTPMethod? {
+        if bytes.elementsEqual("GET".utf8) { return .GET }
+        return methods.first { $0.bytes.elementsEqual(bytes) }?.method
     }
 
     private static func parseHeader(_ line: ArraySlice<UInt8>) -> Swift.Result<(name: String, value: String), HTTPParseError> {
@@ -233,13 +245,17 @@ public struct HTTPRequestParser: Sendable {
         byte >= 0x30 && byte <= 0x39 ? Int(byte - 0x30) : nil
     }
 
-    /// RFC 9110 tchar.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
+    /// RFC 9110 tchar, as a 128-entry table.
+    private static let tokenTable: [Bool] = (0..<128).map { byte in
+        switch UInt8(byte) {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
-            return Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+            return "!#$%&'*+-.^_`|~".utf8.contains(UInt8(byte))
         }
+    }
+
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        byte < 128 && tokenTable[Int(byte)]
     }
 }

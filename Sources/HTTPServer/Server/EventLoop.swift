@@ -271,7 +271,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func send(_ response: HTTPResponse, close: Bool, omitBody: Bool, on connection: Connection, now: UInt64) {
-        let head = HTTPResponseEncoder.head(response, close: close, date: dateCache.string(now: now))
+        let head = HTTPResponseEncoder.head(response, close: close, date: dateCache.bytes(now: now))
         let body = omitBody ? [] : response.body
         connection.closeAfterFlush = close
         if connection.pending.isEmpty {

@@ -12,12 +12,12 @@ enum MonotonicTime {
 /// The `Date` header value, formatted once per second.
 struct HTTPDate {
     private var formattedAt: UInt64 = 0
-    private var cached = ""
+    private var cached: [UInt8] = []
 
-    mutating func string(now: UInt64) -> String {
+    mutating func bytes(now: UInt64) -> [UInt8] {
         if cached.isEmpty || now &- formattedAt >= 1_000_000_000 {
             formattedAt = now
-            cached = Self.format(time(nil))
+            cached = Array(Self.format(time(nil)).utf8)
         }
         return cached
     }
