@@ -21,12 +21,13 @@ public struct HTTPRequest: Sendable, Equatable {
 
     /// The target without its query.
     public var path: Substring {
-        target.firstIndex(of: "?").map { target[..<$0] } ?? target[...]
+        // Search the UTF-8 view: the target is ASCII, so no grapheme breaking is needed.
+        target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
     }
 
     /// The query string after `?`, if any.
     public var query: Substring? {
-        target.firstIndex(of: "?").map { target[target.index(after: $0)...] }
+        target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[target.utf8.index(after: $0)...] }
     }
 
     /// The first header with this name (case-insensitive).
@@ -36,9 +37,10 @@ public struct HTTPRequest: Sendable, Equatable {
 
     /// Whether the connection stays open after the response (HTTP/1.1 default yes, 1.0 default no).
     public var keepAlive: Bool {
-        let connection = header("Connection")?.lowercased()
-        if minorVersion == 0 { return connection?.contains("keep-alive") == true }
-        return connection?.contains("close") != true
+        guard let connection = header("Connection") else { return minorVersion == 1 }
+        let lowered = connection.lowercased()
+        if minorVersion == 0 { return lowered.contains("keep-alive") }
+        return !lowered.contains("close")
     }
 
     public static func == (a: HTTPRequest, b: HTTPRequest) -> Bool {
@@ -143,6 +145,13 @@ extension String {
     func caseInsensitiveEquals(_ other: String) -> Bool {
         let a = utf8, b = other.utf8
         guard a.count == b.count else { return false }
-        return zip(a, b).allSatisfy { x, y in (x | 0x20) == (y | 0x20) || x == y }
+        var j = b.startIndex
+        for x in a {
+            let y = b[j]
+            // ASCII letters differ only in bit 5; header names are tokens, so this is exact for them.
+            guard x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z")) else { return false }
+            j = b.index(after: j)
+        }
+        return true
     }
 }
