@@ -1,7 +1,9 @@
 import ArgumentParser
+import EventStore
 import Foundation
 import KVM
 import Logging
+import MemoryModel
 
 /// `--log-level`, shared by every subcommand.
 struct LoggingOptions: ParsableArguments {
@@ -16,6 +18,31 @@ struct LoggingOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `--db`, `--no-record`, `--durability`: where `run` and `serve` record.
+struct RecordingOptions: ParsableArguments {
+    @Option(help: "SQLite event store (created on first use, mode 0600).")
+    var db: String = "./memgate.db"
+
+    @Flag(help: "Do not record events (for measuring without the store).")
+    var noRecord = false
+
+    @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
+    var durability: Durability = .normal
+
+    /// The store, unless --no-record, with the policy in force recorded; failures are usage errors.
+    func open(policy: VersionedPolicy, appliedBy: String, logger: Logger) throws -> EventStore? {
+        guard !noRecord else { return nil }
+        do {
+            let store = try EventStore(path: db, durability: durability, logger: logger)
+            try store.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
+            return store
+        } catch {
+            printError("\(error)")
+            throw ExitCode(AgentExitCode.usage)
+        }
+    }
+}
 
 /// Exit codes for outcomes other than the guest's own exit status.
 enum AgentExitCode {

@@ -65,7 +65,7 @@ struct DatabaseCommand: ParsableCommand {
         }
 
         func run() throws {
-            let age = PruneAge.nanoseconds(olderThan)!
+            guard let age = PruneAge.nanoseconds(olderThan) else { throw ExitCode(AgentExitCode.usage) }
             let now = MonotonicClock.wallNanos()
             do {
                 let report = try Maintenance.prune(path: location.db, olderThan: now > age ? now - age : 0)

@@ -50,14 +50,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Most memslots the VM's data RAM may use (default: what KVM allows).")
     var maxMemslots: Int?
 
-    @Option(help: "SQLite event store (created on first use).")
-    var db: String = "./memgate.db"
-
-    @Flag(help: "Do not record events (for measuring without the store).")
-    var noRecord = false
-
-    @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
-    var durability: Durability = .normal
+    @OptionGroup var recording: RecordingOptions
 
     @OptionGroup var logging: LoggingOptions
 
@@ -65,7 +58,11 @@ struct RunCommand: ParsableCommand {
         guard memoryMib > 0, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be a positive multiple of 2") }
         guard vcpus > 0 else { throw ValidationError("--vcpus must be at least 1") }
         if let maxMemslots, maxMemslots < 1 { throw ValidationError("--max-memslots must be at least 1") }
-        if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
+            throw ValidationError("--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
+        }
+        guard memoryMib <= VMSpec.maxMemoryMib else { throw ValidationError("--memory-mib must be at most \(VMSpec.maxMemoryMib)") }
+        guard vcpus <= VMSpec.maxVCPUs else { throw ValidationError("--vcpus must be at most \(VMSpec.maxVCPUs)") }
     }
 
     func run() throws {
@@ -125,16 +122,7 @@ struct RunCommand: ParsableCommand {
 
     /// The event store, unless --no-record; records the policy in force.
     func openStore(policy: VersionedPolicy, logger: Logger) throws -> EventStore? {
-        guard !noRecord else { return nil }
-        do {
-            let store = try EventStore(path: db, durability: durability, logger: logger)
-            try store.recordPolicy(policy, appliedBy: self.policy == nil ? "built-in" : "cli --policy \(self.policy!)",
-                                   atNanos: MonotonicClock.wallNanos())
-            return store
-        } catch {
-            printError("\(error)")
-            throw ExitCode(AgentExitCode.usage)
-        }
+        try recording.open(policy: policy, appliedBy: self.policy.map { "cli --policy \($0)" } ?? "built-in", logger: logger)
     }
 
     /// The policy from --policy, or the built-in one; an invalid document is a usage error.

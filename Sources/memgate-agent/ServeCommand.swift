@@ -26,14 +26,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Unix socket to listen on as well (created 0600).")
     var unix: String?
 
-    @Option(help: "SQLite event store.")
-    var db: String = "./memgate.db"
-
-    @Flag(help: "Do not record events.")
-    var noRecord = false
-
-    @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
-    var durability: Durability = .normal
+    @OptionGroup var recording: RecordingOptions
 
     @Option(help: "Directory of guest images that POST /v1/vms may launch (nothing outside it).")
     var imagesDir: String?
@@ -91,19 +84,8 @@ struct ServeCommand: ParsableCommand {
             }
         }
         let initialPolicy = try PolicyFile.load(policy)
-        let store: EventStore?
-        if noRecord {
-            store = nil
-        } else {
-            do {
-                store = try EventStore(path: db, durability: durability, logger: logger)
-                try store?.recordPolicy(initialPolicy, appliedBy: policy.map { "serve --policy \($0)" } ?? "built-in",
-                                        atNanos: MonotonicClock.wallNanos())
-            } catch {
-                printError("\(error)")
-                throw ExitCode(AgentExitCode.usage)
-            }
-        }
+        let store = try recording.open(policy: initialPolicy, appliedBy: policy.map { "serve --policy \($0)" } ?? "built-in",
+                                       logger: logger)
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs, logger: logger)
         let snapshot = HostSnapshot(report: HostReport.probe(system: system, logger: logger))
         let api = AgentAPI(host: host, queries: store.map { EventQueries(path: $0.path) }, snapshot: snapshot,
@@ -126,7 +108,7 @@ struct ServeCommand: ParsableCommand {
         if let unix { endpoints.append("unix://\(unix)") }
         // One line on stdout that scripts and tests read to find the port.
         FileHandle.standardOutput.write(Data("memgate-agent: serving on \(endpoints.joined(separator: " "))\n".utf8))
-        logger.notice("serving", metadata: ["endpoints": "\(endpoints.joined(separator: " "))", "db": "\(noRecord ? "none" : db)"])
+        logger.notice("serving", metadata: ["endpoints": "\(endpoints.joined(separator: " "))", "db": "\(recording.noRecord ? "none" : recording.db)"])
 
         let signal = ProcessSignals.waitForTermination()
         logger.notice("draining", metadata: ["signal": "\(signal)"])

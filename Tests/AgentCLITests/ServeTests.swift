@@ -218,3 +218,37 @@ final class ConcurrentResults: @unchecked Sendable {
     func append(_ value: Int) { lock.withLock { stored.append(value) } }
     var values: [Int] { lock.withLock { stored } }
 }
+
+/// CLI values out of range get a message naming the flag, never a trap.
+struct CLIRangeTests {
+    @Test(arguments: [
+        (["run", "x.elf", "--timeout", "nan"], "--timeout"),
+        (["run", "x.elf", "--timeout", "1e17"], "--timeout"),
+        (["run", "x.elf", "--timeout", "-1"], "--timeout"),
+        (["run", "x.elf", "--memory-mib", "17592186044416"], "--memory-mib"),
+        (["run", "x.elf", "--vcpus", "4000000000"], "--vcpus"),
+        (["serve", "--listen", "127.0.0.1:99999"], "--listen"),
+        (["serve", "--listen", "example.com:80"], "--listen"),
+        (["serve", "--workers", "0"], "--workers"),
+        (["serve", "--max-connections", "1000000"], "--max-connections"),
+        (["serve", "--listen", "none"], "--unix"),
+        (["db", "prune", "--older-than", "7 days"], "--older-than"),
+    ])
+    func refusedWithTheFlagNamed(arguments: [String], flag: String) throws {
+        let result = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), arguments)
+        #expect(result.status != 0)
+        #expect(result.stderr.contains(flag), "\(arguments): \(result.stderr)")
+        #expect(!result.stderr.contains("Fatal error"))
+    }
+
+    @Test func aTokenFileOthersCanReadIsRefused() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-open-tokens-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("a admin 0123456789abcdef0123\n".utf8).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        let result = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"),
+                                         ["serve", "--listen", "127.0.0.1:0", "--no-record", "--token-file", path])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("chmod 600"))
+    }
+}
