@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "memgate-agent", targets: ["memgate-agent"]),
+        .executable(name: "memgatectl", targets: ["memgatectl"]),
         .executable(name: "bench-exitloop", targets: ["bench-exitloop"]),
         .executable(name: "bench-conversions", targets: ["bench-conversions"]),
         .executable(name: "bench-store", targets: ["bench-store"]),
@@ -23,6 +24,8 @@ let package = Package(
         .target(name: "CNet"),
         // The guest boot ABI, shared verbatim with guests (header is a link to Guests/include).
         .target(name: "CGuestABI"),
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(
@@ -53,6 +56,16 @@ let package = Package(
             name: "AgentAPI",
             dependencies: ["AgentHost", "APITypes", "EventStore", "HTTPServer", "VMM", "KVM", "MemoryModel",
                            .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
+        .target(
+            name: "Controller",
+            dependencies: ["CCurl", "CPQ", "APITypes", "MemoryModel", "EventStore"],
+            resources: [.copy("FleetMigrations")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "memgatectl",
+            dependencies: ["Controller", "APITypes", "MemoryModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(

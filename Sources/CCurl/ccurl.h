@@ -1,0 +1,79 @@
+/*
+ * CCurl: the system libcurl with typed wrappers for its variadic setters and
+ * getters (one per argument type), and a byte-buffer write callback so Swift
+ * never hands libcurl a closure. No logic lives here.
+ */
+#ifndef CCURL_H
+#define CCURL_H
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline CURLcode ccurl_setopt_long(CURL *handle, CURLoption option, long value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode ccurl_setopt_string(CURL *handle, CURLoption option, const char *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode ccurl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode ccurl_setopt_pointer(CURL *handle, CURLoption option, void *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLMcode ccurl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
+    return curl_multi_setopt(multi, option, value);
+}
+static inline CURLcode ccurl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+static inline CURLcode ccurl_getinfo_double(CURL *handle, CURLINFO info, double *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+static inline CURLcode ccurl_getinfo_pointer(CURL *handle, CURLINFO info, void **value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+/* The result of a finished transfer from a CURLMsg (the union is awkward from Swift). */
+static inline CURLcode ccurl_message_result(CURLMsg *message) { return message->data.result; }
+
+/* A growable byte buffer that libcurl appends a response body or header block to. */
+typedef struct {
+    char *data;
+    size_t length;
+    size_t capacity;
+    size_t limit; /* 0: no limit; beyond it the transfer is aborted */
+} ccurl_buffer;
+
+static inline size_t ccurl_buffer_append(char *bytes, size_t size, size_t count, void *user) {
+    ccurl_buffer *buffer = (ccurl_buffer *)user;
+    size_t n = size * count;
+    if (buffer->limit && buffer->length + n > buffer->limit) return 0;
+    if (buffer->length + n > buffer->capacity) {
+        size_t capacity = buffer->capacity ? buffer->capacity * 2 : 4096;
+        while (capacity < buffer->length + n) capacity *= 2;
+        char *grown = (char *)realloc(buffer->data, capacity);
+        if (!grown) return 0;
+        buffer->data = grown;
+        buffer->capacity = capacity;
+    }
+    memcpy(buffer->data + buffer->length, bytes, n);
+    buffer->length += n;
+    return n;
+}
+
+static inline CURLcode ccurl_collect_body(CURL *handle, ccurl_buffer *buffer) {
+    CURLcode code = curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, ccurl_buffer_append);
+    return code != CURLE_OK ? code : curl_easy_setopt(handle, CURLOPT_WRITEDATA, buffer);
+}
+static inline CURLcode ccurl_collect_headers(CURL *handle, ccurl_buffer *buffer) {
+    CURLcode code = curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, ccurl_buffer_append);
+    return code != CURLE_OK ? code : curl_easy_setopt(handle, CURLOPT_HEADERDATA, buffer);
+}
+static inline void ccurl_buffer_reset(ccurl_buffer *buffer) {
+    free(buffer->data);
+    buffer->data = NULL;
+    buffer->length = 0;
+    buffer->capacity = 0;
+}
+#endif

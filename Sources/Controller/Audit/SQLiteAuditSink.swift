@@ -1,0 +1,89 @@
+import APITypes
+import EventStore
+import Foundation
+
+/// The fleet audit database as one SQLite file (schema: `FleetMigrations/`).
+public final class SQLiteAuditSink: AuditSink {
+    private let connection: SQLiteConnection
+
+    public init(path: String) throws(AuditError) {
+        do {
+            connection = try Migrator.openForWriting(path: path)
+            guard let url = Bundle.module.url(forResource: "FleetMigrations", withExtension: nil) else {
+                throw AuditError("the FleetMigrations resource is missing from the build")
+            }
+            try Migrator.migrate(connection, try Migrator.load(directory: url))
+        } catch let error as AuditError {
+            throw error
+        } catch {
+            throw AuditError("\(path): \(error)")
+        }
+    }
+
+    private func transaction(_ body: () throws(SQLiteError) -> Void) throws(AuditError) {
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+            do {
+                try body()
+                try connection.execute("COMMIT")
+            } catch {
+                try? connection.execute("ROLLBACK")
+                throw error
+            }
+        } catch {
+            throw AuditError("fleet database: \(error)")
+        }
+    }
+
+    public func cursor(host: String, url: String) throws(AuditError) -> Int64 {
+        var cursor: Int64 = 0
+        try transaction { () throws(SQLiteError) in
+            try connection.query("INSERT INTO hosts (host, url) VALUES (?, ?) ON CONFLICT (host) DO UPDATE SET url = excluded.url",
+                                 [.text(host), .text(url)])
+            cursor = try connection.scalar("SELECT after_event_id FROM hosts WHERE host = ?", [.text(host)]) ?? 0
+        }
+        return cursor
+    }
+
+    public func write(host: String, events: [EventEntry], after: Int64, atNanos: UInt64) throws(AuditError) {
+        try transaction { () throws(SQLiteError) in
+            for event in events {
+                if let fault = event.memoryFault {
+                    try connection.query("""
+                        INSERT OR IGNORE INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, [.text(host), .integer(fault.eventId), .integer(fault.vmId), .integer(Int64(fault.vcpu)),
+                              .unsigned(fault.timeNs), .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags),
+                              .text(fault.source)])
+                }
+                if let c = event.conversion {
+                    try connection.query("""
+                        INSERT OR IGNORE INTO conversions (host, event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction,
+                            trigger, decision, reason, policy_version, source, changed_bytes, discarded_bytes, guest_result)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, [.text(host), .integer(c.eventId), .integer(c.vmId), .integer(Int64(c.vcpu)), .unsigned(c.requestedNs),
+                              .optional(c.completedNs), .unsigned(c.gpa), .unsigned(c.size), .text(c.direction), .text(c.trigger),
+                              .text(c.decision), .text(c.reason), .text(c.policyVersion), .text(c.source),
+                              .unsigned(c.changedBytes), .unsigned(c.discardedBytes), .integer(c.guestResult)])
+                }
+            }
+            try connection.query("UPDATE hosts SET after_event_id = max(after_event_id, ?), last_pull_ns = ? WHERE host = ?",
+                                 [.integer(after), .unsigned(atNanos), .text(host)])
+        }
+    }
+
+    public func write(host: String, vms: [VMInfo]) throws(AuditError) {
+        try transaction { () throws(SQLiteError) in
+            for vm in vms {
+                let labels = (try? JSONSerialization.data(withJSONObject: vm.labels, options: [.sortedKeys]))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                try connection.query("""
+                    INSERT OR REPLACE INTO vms (host, vm_id, name, labels, memory_mib, vcpus, backend, initial_state, state, reason,
+                                                created_ns, ended_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(host), .integer(vm.id), .text(vm.name), .text(labels), .unsigned(vm.memoryMib), .integer(Int64(vm.vcpus)),
+                          .text(vm.backend), .text(vm.initialState), .text(vm.state), vm.reason.map { .text($0) } ?? .null,
+                          .unsigned(vm.createdNs), .optional(vm.endedNs)])
+            }
+        }
+    }
+}

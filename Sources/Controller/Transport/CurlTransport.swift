@@ -1,0 +1,233 @@
+import CCurl
+import Foundation
+
+/// How `CurlTransport` reaches the fleet.
+public struct TransportOptions: Sendable {
+    /// Transfers in flight at once.
+    public var concurrency = 64
+    public var connectTimeoutMilliseconds = 3_000
+    public var totalTimeoutMilliseconds = 15_000
+    /// Extra attempts for idempotent requests after a transport failure or a 502/503/504.
+    public var retries = 2
+    public var retryBackoffMilliseconds = 200
+    /// Sent as `Authorization: Bearer` (never to a Unix socket, which needs none).
+    public var token: String?
+    /// For https:// agents behind a TLS terminator.
+    public var caFile: String?
+    public var clientCertificate: String?
+    public var clientKey: String?
+    /// Largest response body accepted.
+    public var maxResponseBytes = 64 << 20
+    /// Called as transfers finish (done, total), for a progress line on a terminal.
+    public var progress: (@Sendable (Int, Int) -> Void)?
+
+    public init() {}
+}
+
+/// The fleet over libcurl's multi interface: up to `concurrency` transfers at once,
+/// connections kept in the multi handle's cache and reused across batches.
+/// One batch at a time (a lock serializes callers).
+public final class CurlTransport: Transport, @unchecked Sendable {
+    private let endpoints: [Endpoint]
+    private let options: TransportOptions
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private let multi: UnsafeMutableRawPointer
+
+    private final class Transfer {
+        let index: Int
+        let request: HostRequest
+        var attempt: Int
+        let handle: UnsafeMutableRawPointer
+        let body: UnsafeMutablePointer<ccurl_buffer>
+        let head: UnsafeMutablePointer<ccurl_buffer>
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        var payload: [CChar] = []
+        let started = Date()
+
+        init(index: Int, request: HostRequest, attempt: Int, handle: UnsafeMutableRawPointer) {
+            self.index = index
+            self.request = request
+            self.attempt = attempt
+            self.handle = handle
+            // Safety: two zeroed buffers owned by this transfer, released in `release()`.
+            body = .allocate(capacity: 1)
+            body.initialize(to: ccurl_buffer(data: nil, length: 0, capacity: 0, limit: 0))
+            head = .allocate(capacity: 1)
+            head.initialize(to: ccurl_buffer(data: nil, length: 0, capacity: 0, limit: 1 << 20))
+        }
+
+        func release() {
+            curl_easy_cleanup(handle)
+            curl_slist_free_all(headerList)
+            ccurl_buffer_reset(body)
+            ccurl_buffer_reset(head)
+            body.deallocate()
+            head.deallocate()
+        }
+
+        /// Copies a buffer libcurl filled.
+        static func bytes(_ buffer: UnsafeMutablePointer<ccurl_buffer>) -> [UInt8] {
+            guard let data = buffer.pointee.data, buffer.pointee.length > 0 else { return [] }
+            // Safety: `data` holds `length` bytes written by ccurl_buffer_append.
+            return data.withMemoryRebound(to: UInt8.self, capacity: buffer.pointee.length) {
+                Array(UnsafeBufferPointer(start: $0, count: buffer.pointee.length))
+            }
+        }
+    }
+
+    private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
+
+    public init(endpoints: [Endpoint], options: TransportOptions) throws(TransportError) {
+        guard Self.initialized, let multi = curl_multi_init() else { throw .failed("libcurl could not be initialized") }
+        self.endpoints = endpoints
+        self.options = options
+        self.multi = multi
+        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(options.concurrency, endpoints.count) + 8)
+    }
+
+    deinit {
+        curl_multi_cleanup(multi)
+    }
+
+    public func perform(_ requests: [HostRequest]) -> [Result<HostResponse, TransportError>] {
+        lock.lock()
+        defer { lock.unlock() }
+        var results = [Result<HostResponse, TransportError>?](repeating: nil, count: requests.count)
+        var waiting = Array(requests.enumerated().map { ($0.offset, 0) }.reversed())
+        var delayed: [(at: Date, index: Int, attempt: Int)] = []
+        var active: [UnsafeMutableRawPointer: Transfer] = [:]
+        var finished = 0
+
+        while !waiting.isEmpty || !delayed.isEmpty || !active.isEmpty {
+            let now = Date()
+            for retry in delayed where retry.at <= now { waiting.append((retry.index, retry.attempt)) }
+            delayed.removeAll { $0.at <= now }
+            while active.count < max(options.concurrency, 1), let (index, attempt) = waiting.popLast() {
+                let request = requests[index]
+                guard request.host >= 0, request.host < endpoints.count else {
+                    results[index] = .failure(.failed("no host \(request.host)"))
+                    continue
+                }
+                switch start(request, index: index, attempt: attempt) {
+                case .success(let transfer): active[transfer.handle] = transfer
+                case .failure(let error): results[index] = .failure(error)
+                }
+            }
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var left: Int32 = 0
+            while let message = curl_multi_info_read(multi, &left) {
+                guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle,
+                      let transfer = active.removeValue(forKey: handle) else { continue }
+                let outcome = finish(transfer, code: ccurl_message_result(message))
+                curl_multi_remove_handle(multi, handle)
+                transfer.release()
+                if shouldRetry(transfer.request, outcome, attempt: transfer.attempt) {
+                    let backoff = Double(options.retryBackoffMilliseconds) * pow(2, Double(transfer.attempt)) / 1000
+                    delayed.append((Date(timeIntervalSinceNow: backoff), transfer.index, transfer.attempt + 1))
+                } else {
+                    results[transfer.index] = outcome
+                    finished += 1
+                    if requests.count > 8 { options.progress?(finished, requests.count) }
+                }
+            }
+            if !active.isEmpty {
+                var ready: Int32 = 0
+                curl_multi_poll(multi, nil, 0, 50, &ready)
+            } else if waiting.isEmpty, let next = delayed.map(\.at).min() {
+                Thread.sleep(until: next)
+            }
+        }
+        return results.map { $0 ?? .failure(.failed("not attempted")) }
+    }
+
+    private func shouldRetry(_ request: HostRequest, _ outcome: Result<HostResponse, TransportError>, attempt: Int) -> Bool {
+        guard request.isIdempotent, attempt < options.retries else { return false }
+        switch outcome {
+        case .success(let response): return [502, 503, 504].contains(response.status)
+        case .failure(.tls): return false
+        case .failure: return true
+        }
+    }
+
+    private func start(_ request: HostRequest, index: Int, attempt: Int) -> Result<Transfer, TransportError> {
+        guard let handle = curl_easy_init() else { return .failure(.failed("curl_easy_init failed")) }
+        let transfer = Transfer(index: index, request: request, attempt: attempt, handle: handle)
+        let endpoint = endpoints[request.host]
+        ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + request.path)
+        ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMilliseconds)
+        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, options.totalTimeoutMilliseconds)
+        ccurl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
+        ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+        if let socket = endpoint.unixSocket { ccurl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket) }
+        if let caFile = options.caFile { ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
+        if let certificate = options.clientCertificate { ccurl_setopt_string(handle, CURLOPT_SSLCERT, certificate) }
+        if let key = options.clientKey { ccurl_setopt_string(handle, CURLOPT_SSLKEY, key) }
+        transfer.body.pointee.limit = options.maxResponseBytes
+        ccurl_collect_body(handle, transfer.body)
+        ccurl_collect_headers(handle, transfer.head)
+
+        var headers = request.headers
+        if endpoint.unixSocket == nil, let token = options.token { headers["Authorization"] = "Bearer \(token)" }
+        if request.body != nil, headers["Content-Type"] == nil { headers["Content-Type"] = "application/json" }
+        headers["Expect"] = ""  // no 100-continue round trip
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
+            transfer.headerList = curl_slist_append(transfer.headerList, "\(name): \(value)")
+        }
+        ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, transfer.headerList)
+        switch request.method {
+        case "GET": break
+        case "HEAD": ccurl_setopt_long(handle, CURLOPT_NOBODY, 1)
+        default: ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
+        }
+        if let body = request.body {
+            ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
+            transfer.payload = body.map { CChar(bitPattern: $0) }
+            // Safety: COPYPOSTFIELDS makes libcurl copy the bytes during the call.
+            transfer.payload.withUnsafeMutableBufferPointer { buffer in
+                _ = ccurl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, buffer.baseAddress)
+            }
+            if request.method == "GET" { ccurl_setopt_long(handle, CURLOPT_HTTPGET, 1) }
+        }
+        guard curl_multi_add_handle(multi, handle) == CURLM_OK else {
+            transfer.release()
+            return .failure(.failed("curl_multi_add_handle failed"))
+        }
+        return .success(transfer)
+    }
+
+    private func finish(_ transfer: Transfer, code: CURLcode) -> Result<HostResponse, TransportError> {
+        let seconds = Date().timeIntervalSince(transfer.started)
+        guard code == CURLE_OK else {
+            let message = String(cString: curl_easy_strerror(code))
+            switch code {
+            case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
+                 CURLE_RECV_ERROR, CURLE_GOT_NOTHING:
+                return .failure(.unreachable(message))
+            case CURLE_OPERATION_TIMEDOUT:
+                return .failure(.timeout("no answer within \(Double(options.totalTimeoutMilliseconds) / 1000) s"))
+            case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE:
+                return .failure(.tls(message))
+            default:
+                return .failure(.failed(message))
+            }
+        }
+        var status = 0
+        ccurl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
+        return .success(HostResponse(status: status, headers: Self.parseHeaders(Transfer.bytes(transfer.head)),
+                                     body: Transfer.bytes(transfer.body), seconds: seconds))
+    }
+
+    /// The last header block (after any 100 Continue), names lower-cased.
+    static func parseHeaders(_ bytes: [UInt8]) -> [String: String] {
+        var headers: [String: String] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).components(separatedBy: "\r\n") {
+            if line.hasPrefix("HTTP/") { headers = [:]; continue }
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return headers
+    }
+}

@@ -1,0 +1,143 @@
+import APITypes
+import ArgumentParser
+import Controller
+import Foundation
+import MemoryModel
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Show, validate, diff and push the conversion policy across hosts.",
+        subcommands: [Show.self, Validate.self, Diff.self, Push.self])
+
+    static func read(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("cannot read \(path)") }
+        return [UInt8](data)
+    }
+
+    struct Row: Codable {
+        var host: String
+        var result: String
+        var detail: String
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every host's policy version (and the document, when they agree).")
+        @OptionGroup var fleet: FleetOptions
+
+        func run() throws {
+            let client = try fleet.fleet()
+            let outcomes = client.send("GET", { _ in "/v1/policy" })
+            let versions = outcomes.map { $0.value.flatMap { $0.headers["etag"] }?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            if fleet.json {
+                try Out.json(["hosts": zip(outcomes, versions).map { Row(host: $0.host.name, result: $1 ?? "-", detail: $0.failure.map { "\($0)" } ?? "") }])
+            } else {
+                var table = Table(["HOST", "VERSION"])
+                for (outcome, version) in zip(outcomes, versions) { table.add([outcome.host.name, version ?? (outcome.failure?.kind ?? "-")]) }
+                Out.line(table.render())
+                let documents = Set(outcomes.compactMap { $0.value?.body })
+                if documents.count == 1, let document = documents.first {
+                    Out.line("\nevery reachable host has:\n" + String(decoding: document, as: UTF8.self))
+                }
+                Out.failures(outcomes)
+            }
+            try Out.finish(outcomes)
+        }
+    }
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate a policy file locally and as a dry run on every host.")
+        @OptionGroup var fleet: FleetOptions
+        @Argument(help: "The policy document (JSON).") var file: String
+
+        func run() throws {
+            let document = try PolicyCommand.read(file)
+            do {
+                let policy = try VersionedPolicy(document: document)
+                if !fleet.json { Out.line("\(file): valid locally, version \(policy.version)") }
+            } catch {
+                Out.error("\(file): invalid: \(error)")
+                throw ExitCode(1)
+            }
+            let client = try fleet.fleet()
+            let outcomes = client.send("POST", { _ in "/v1/policy/validate" }, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
+            let rows = outcomes.map { outcome in
+                guard let validation = outcome.value else { return Row(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: "\(outcome.failure.map { "\($0)" } ?? "")") }
+                return Row(host: outcome.host.name, result: validation.valid ? (validation.changed ? "valid, would change" : "valid, unchanged") : "invalid",
+                           detail: validation.valid ? "current \(validation.currentVersion.prefix(12))" : "\(validation.field ?? ""): \(validation.message ?? "")")
+            }
+            if fleet.json { try Out.json(["hosts": rows]) } else {
+                var table = Table(["HOST", "RESULT", "DETAIL"])
+                for row in rows { table.add([row.host, row.result, row.detail]) }
+                Out.line(table.render())
+            }
+            if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) { throw ExitCode(1) }
+        }
+    }
+
+    struct Diff: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "What pushing FILE would change on each host.")
+        @OptionGroup var fleet: FleetOptions
+        @Argument(help: "The policy document (JSON).") var file: String
+
+        func run() throws {
+            let document = try PolicyCommand.read(file)
+            let new = try VersionedPolicy(document: document)
+            let client = try fleet.fleet()
+            let outcomes = client.send("GET", { _ in "/v1/policy" })
+            var rows: [Row] = []
+            for outcome in outcomes {
+                guard let current = outcome.value else {
+                    rows.append(Row(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: "\(outcome.failure.map { "\($0)" } ?? "")"))
+                    continue
+                }
+                let lines = LineDiff.diff(PolicyText.pretty(current.body), PolicyText.pretty(document))
+                rows.append(Row(host: outcome.host.name, result: lines.isEmpty ? "unchanged" : "changes",
+                                detail: lines.joined(separator: "\n")))
+            }
+            if fleet.json { try Out.json(["version": new.version] as [String: String]); try Out.json(["hosts": rows]) } else {
+                for row in rows {
+                    Out.line("== \(row.host): \(row.result)")
+                    if !row.detail.isEmpty { Out.line(row.detail) }
+                }
+            }
+            try Out.finish(outcomes)
+        }
+    }
+
+    struct Push: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate locally, dry-run on every host, then replace with If-Match; one row per host.")
+        @OptionGroup var fleet: FleetOptions
+        @Argument(help: "The policy document (JSON).") var file: String
+        @Option(help: "Stop before writing once this many hosts failed (1-100000).") var maxFailures: Int?
+        @Option(help: "Only replace a policy of this version; hosts with another report a conflict.") var expectVersion: String?
+
+        func validate() throws {
+            if let maxFailures, !(1...100_000).contains(maxFailures) { throw ValidationError("--max-failures must be from 1 to 100000") }
+        }
+
+        func run() throws {
+            let document = try PolicyCommand.read(file)
+            let client = try fleet.fleet()
+            let outcomes = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures).run(client)
+            let rows = zip(client.hosts, outcomes).map { Row(host: $0.name, result: $1.word, detail: $1.detail) }
+            if fleet.json { try Out.json(["hosts": rows]) } else {
+                var table = Table(["HOST", "RESULT", "DETAIL"])
+                for row in rows { table.add([row.host, row.result, row.detail]) }
+                Out.line(table.render())
+            }
+            if outcomes.contains(where: \.isFailure) { throw ExitCode(1) }
+        }
+    }
+}
+
+/// Policy documents as sorted, indented JSON for diffs.
+enum PolicyText {
+    static func pretty(_ bytes: [UInt8]) -> [String] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)),
+              let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else {
+            return String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n")
+        }
+        return String(decoding: data, as: UTF8.self).components(separatedBy: "\n")
+    }
+}

@@ -1,0 +1,204 @@
+import APITypes
+import ArgumentParser
+import Controller
+import Foundation
+
+struct HostsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hosts", abstract: "Reachability, version, backend, VM count and latency of every host.")
+    @OptionGroup var fleet: FleetOptions
+
+    struct Row: Codable {
+        var host: String
+        var url: String
+        var reachable: Bool
+        var version: String?
+        var backend: String?
+        var vms: Int?
+        var latencyMs: Double
+        var error: String?
+    }
+
+    func run() throws {
+        let client = try fleet.fleet()
+        let outcomes = client.get("/v1/host", as: HostInfo.self)
+        let rows = outcomes.map { outcome in
+            let info = outcome.value
+            return Row(host: outcome.host.name, url: outcome.host.url, reachable: info != nil, version: info?.version,
+                       backend: info?.backends.first(where: \.usable)?.name, vms: info.map { $0.vms.values.reduce(0, +) },
+                       latencyMs: (outcome.seconds * 100_000).rounded() / 100, error: outcome.failure.map { "\($0.kind): \($0)" })
+        }
+        if fleet.json {
+            try Out.json(["hosts": rows])
+        } else {
+            var table = Table(["HOST", "URL", "STATUS", "VERSION", "BACKEND", "VMS", "LATENCY"])
+            for row in rows {
+                table.add([row.host, row.url, row.reachable ? "ok" : (outcomes.first { $0.host.name == row.host }?.failure?.kind ?? "error"),
+                           row.version ?? "-", row.backend ?? "-", row.vms.map(String.init) ?? "-", String(format: "%.1f ms", row.latencyMs)])
+            }
+            Out.line(table.render())
+            Out.failures(outcomes)
+        }
+        try Out.finish(outcomes)
+    }
+}
+
+struct VMsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vms", abstract: "Every VM of every host, merged and sorted by creation time.")
+    @OptionGroup var fleet: FleetOptions
+
+    func run() throws {
+        let client = try fleet.fleet()
+        let outcomes = client.get("/v1/vms", as: VMList.self)
+        let merged = Merge.rows(outcomes.map { $0.map(\.vms) }, by: \.createdNs)
+        if fleet.json {
+            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
+        } else {
+            var table = Table(["HOST", "ID", "NAME", "STATE", "MEMORY", "PRIVATE", "SHARED", "CREATED"])
+            for (host, vm) in merged {
+                table.add([host, "\(vm.id)", vm.name, vm.state, "\(vm.memoryMib) MiB", humanBytes(vm.privateBytes), humanBytes(vm.sharedBytes),
+                           utcTime(vm.createdNs)])
+            }
+            Out.line(table.render())
+            Out.failures(outcomes)
+        }
+        try Out.finish(outcomes)
+    }
+}
+
+/// The API's event filters, as flags.
+struct EventFilterOptions: ParsableArguments {
+    @Option(help: "Only this VM id (on every host).")
+    var vm: Int64?
+    @Option(help: "Rows at or after this time, nanoseconds since the epoch.")
+    var since: UInt64?
+    @Option(help: "Rows before this time, nanoseconds since the epoch.")
+    var until: UInt64?
+    @Option(help: "Rows per host (1-1000).")
+    var limit: Int = 100
+
+    func validate() throws {
+        guard (1...1000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000") }
+        if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
+    }
+
+    func query(_ extra: [(String, String?)] = []) -> String {
+        let pairs: [(String, String?)] = [("vm", vm.map { "\($0)" }), ("since", since.map { "\($0)" }), ("until", until.map { "\($0)" }),
+                                          ("limit", "\(limit)")] + extra
+        return pairs.compactMap { name, value in value.map { "\(name)=\($0)" } }.joined(separator: "&")
+    }
+}
+
+struct FaultsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "faults", abstract: "Memory faults of every host, merged and sorted by time.")
+    @OptionGroup var fleet: FleetOptions
+    @OptionGroup var filter: EventFilterOptions
+
+    func run() throws {
+        let client = try fleet.fleet()
+        let outcomes = client.get("/v1/memory-faults?\(filter.query())", as: FaultPage.self)
+        let merged = Merge.rows(outcomes.map { $0.map(\.items) }, by: \.timeNs)
+        if fleet.json {
+            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
+        } else {
+            var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "SOURCE", "EVENT"])
+            for (host, fault) in merged {
+                table.add([utcTime(fault.timeNs), host, "\(fault.vmId)", "\(fault.vcpu)", "0x" + String(fault.gpa, radix: 16),
+                           "\(fault.size)", fault.flags & 8 != 0 ? "private" : "shared", fault.source, "\(fault.eventId)"])
+            }
+            Out.line(table.render())
+            Out.failures(outcomes)
+        }
+        try Out.finish(outcomes)
+    }
+}
+
+struct ConversionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "conversions", abstract: "Conversions of every host, merged and sorted by time.")
+    @OptionGroup var fleet: FleetOptions
+    @OptionGroup var filter: EventFilterOptions
+    @Option(help: "to_private or to_shared.") var direction: String?
+    @Option(help: "explicit or implicit.") var trigger: String?
+    @Option(help: "applied, denied, invalid, failed, pending or incomplete.") var decision: String?
+
+    func validate() throws {
+        if let direction, !["to_private", "to_shared"].contains(direction) { throw ValidationError("--direction must be to_private or to_shared") }
+        if let trigger, !["explicit", "implicit"].contains(trigger) { throw ValidationError("--trigger must be explicit or implicit") }
+        if let decision, !["applied", "denied", "invalid", "failed", "pending", "incomplete"].contains(decision) {
+            throw ValidationError("--decision must be applied, denied, invalid, failed, pending or incomplete")
+        }
+    }
+
+    func run() throws {
+        let client = try fleet.fleet()
+        let query = filter.query([("direction", direction), ("trigger", trigger), ("decision", decision)])
+        let outcomes = client.get("/v1/conversions?\(query)", as: ConversionPage.self)
+        let merged = Merge.rows(outcomes.map { $0.map(\.items) }, by: \.requestedNs)
+        if fleet.json {
+            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
+        } else {
+            var table = Table(["TIME (UTC)", "HOST", "VM", "GPA", "SIZE", "DIRECTION", "TRIGGER", "DECISION", "REASON"])
+            for (host, c) in merged {
+                table.add([utcTime(c.requestedNs), host, "\(c.vmId)", "0x" + String(c.gpa, radix: 16), humanBytes(c.size), c.direction,
+                           c.trigger, c.decision, c.reason])
+            }
+            Out.line(table.render())
+            Out.failures(outcomes)
+        }
+        try Out.finish(outcomes)
+    }
+}
+
+struct EventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "New faults and conversions of every host, pulled with after= cursors; --follow keeps polling until interrupted.")
+    @OptionGroup var fleet: FleetOptions
+    @Flag(help: "Keep polling every --interval seconds.") var follow = false
+    @Option(help: "Seconds between polls with --follow (0.05-3600).") var interval: Double = 1
+    @Option(help: "Start after this event id on every host (default 0: from the start).") var after: Int64 = 0
+
+    func validate() throws {
+        guard interval >= 0.05, interval <= 3600 else { throw ValidationError("--interval must be from 0.05 to 3600 seconds") }
+        guard after >= 0 else { throw ValidationError("--after must be at least 0") }
+    }
+
+    func run() throws {
+        let client = try fleet.fleet()
+        var cursors = [Int64](repeating: after, count: client.hosts.count)
+        var failed = false
+        repeat {
+            var drained = false
+            while !drained {
+                drained = true
+                let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0])&limit=1000" })
+                    .map { FleetClient.decode($0, as: EventPage.self) }
+                var batch: [(host: String, event: EventEntry)] = []
+                for (index, outcome) in outcomes.enumerated() {
+                    guard let page = outcome.value else { continue }
+                    batch += page.events.map { (outcome.host.name, $0) }
+                    cursors[index] = max(cursors[index], page.nextAfter)
+                    if page.events.count == 1000 { drained = false }
+                }
+                if !follow {
+                    Out.failures(outcomes)
+                    failed = failed || outcomes.contains { $0.failure != nil }
+                }
+                batch.sort { Self.time($0.event) < Self.time($1.event) }
+                for (host, event) in batch { try print(host, event) }
+            }
+            if follow { Thread.sleep(forTimeInterval: interval) }
+        } while follow
+        if failed { throw ExitCode(1) }
+    }
+
+    static func time(_ event: EventEntry) -> UInt64 { event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? 0 }
+
+    func print(_ host: String, _ event: EventEntry) throws {
+        if fleet.json { return try Out.jsonLine(HostTagged(host: host, row: event)) }
+        if let fault = event.memoryFault {
+            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(fault.vmId)  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(fault.flags & 8 != 0 ? "private" : "shared") access, \(fault.source))")
+        } else if let c = event.conversion {
+            Out.line("\(utcTime(c.requestedNs))  \(host)  vm \(c.vmId)  \(c.trigger) \(c.direction) 0x\(String(c.gpa, radix: 16)) +\(humanBytes(c.size)): \(c.decision) (\(c.reason))")
+        }
+    }
+}
