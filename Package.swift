@@ -125,6 +125,11 @@ let package = Package(
             name: "AgentHostTests",
             dependencies: ["AgentHost", "EventStore", "KVM", "MemoryModel", "VMM", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "MemoryModel"], swiftSettings: strict),
+        .testTarget(
+            name: "MemgatectlTests",
+            dependencies: ["TestSupport", "HTTPServer", "APITypes", "EventStore"],
+            swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "VMMTests",

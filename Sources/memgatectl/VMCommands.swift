@@ -19,7 +19,7 @@ func report(_ outcome: HostOutcome<VMInfo>, json: Bool) throws {
         Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")")
     case .failure(let failure):
         if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)")]]) }
-        Out.error("\(outcome.host.name): \(failure.kind): \(failure)")
+        Out.error("\(outcome.host.name): \(failure)")
         throw ExitCode(1)
     }
 }
@@ -88,7 +88,7 @@ struct VMCommand: ParsableCommand {
             if action == "delete" {
                 let outcome = client.send("DELETE", { _ in "/v1/vms/\(id)" }, to: [index])[0]
                 if let failure = outcome.failure {
-                    Out.error("\(outcome.host.name): \(failure.kind): \(failure)")
+                    Out.error("\(outcome.host.name): \(failure)")
                     throw ExitCode(1)
                 }
                 return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"]) : Out.line("\(outcome.host.name): VM \(id) deleted")
@@ -120,7 +120,7 @@ struct MemoryCommand: ParsableCommand {
             if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory)) }
             Out.line(MemoryBar.render(memory, host: outcome.host.name, width: width))
         case .failure(let failure):
-            Out.error("\(outcome.host.name): \(failure.kind): \(failure)")
+            Out.error("\(outcome.host.name): \(failure)")
             throw ExitCode(1)
         }
     }

@@ -67,7 +67,7 @@ struct ServeTests {
         #expect(faulted["state"] as? String == "faulted")
         #expect((faulted["reason"] as? String)?.contains("refused") == true)
         #expect(AgentProcess.object(try agent.request("GET", "/v1/vms/\(bystander)"))["state"] as? String == "running")
-        #expect(try agent.request("GET", "/healthz", token: nil).status == 200)
+        #expect(try agent.request("GET", "/healthz", token: "").status == 200)
         let denials = AgentProcess.object(try agent.request("GET", "/v1/conversions?decision=denied"))
         #expect((denials["items"] as? [[String: Any]])?.count == 1)
     }
@@ -106,7 +106,7 @@ struct ServeTests {
         #expect(try create(agent, #"{"name":"target","image":"spin-io.elf","command_line":"forever","memory_mib":16,"start":false}"#) == 1)
         for route in Self.routes {
             let headers = route.path == "/v1/policy" && route.method == "PUT" ? ["If-Match": "*"] : [:]
-            let none = try agent.request(route.method, route.path, token: nil, json: route.body, headers: headers)
+            let none = try agent.request(route.method, route.path, token: "", json: route.body, headers: headers)
             #expect(none.status == 401, "\(route.method) \(route.path) without a token")
             #expect(none.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
             let wrong = try agent.request(route.method, route.path, token: "not-a-valid-token-at-all", json: route.body, headers: headers)
@@ -124,8 +124,8 @@ struct ServeTests {
             let admin = try agent.request(route.method, route.path, json: route.body, headers: headers)
             #expect((200..<300).contains(admin.status), "\(route.method) \(route.path) as admin: \(admin.status) \(admin.text)")
         }
-        #expect(try agent.request("GET", "/healthz", token: nil).status == 200)
-        #expect(try agent.request("GET", "/metrics", token: nil).text.contains("memgate_http_requests_total{method=\"GET\",route=\"/v1/host\",status=\"401\"} 2"))
+        #expect(try agent.request("GET", "/healthz", token: "").status == 200)
+        #expect(try agent.request("GET", "/metrics", token: "").text.contains("memgate_http_requests_total{method=\"GET\",route=\"/v1/host\",status=\"401\"} 2"))
         // The Unix socket needs no token; mutating requests are recorded with the peer's uid.
         let unix = try BlockingHTTPClient(unixPath: agent.socket)
         #expect(try unix.request("GET", "/v1/vms").status == 200)

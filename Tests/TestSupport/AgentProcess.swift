@@ -14,7 +14,15 @@ public final class AgentProcess: @unchecked Sendable {
     public var stderrPath: String { directory.appendingPathComponent("agent.err").path }
     private let process = Process()
 
-    public init(extraArguments: [String] = [], directory existing: URL? = nil) throws {
+    /// The admin token this agent accepts (another one makes a "wrong token" host).
+    public let adminSecret: String
+    /// The command that starts it, for running it elsewhere (e.g. in a network namespace).
+    private let launcher: [String]
+
+    public init(extraArguments: [String] = [], directory existing: URL? = nil, adminToken: String = AgentProcess.adminToken,
+                listen: String = "127.0.0.1:0", launcher: [String] = []) throws {
+        adminSecret = adminToken
+        self.launcher = launcher
         directory = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("memgate-agent-\(UUID().uuidString)")
         let images = directory.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
@@ -26,11 +34,12 @@ public final class AgentProcess: @unchecked Sendable {
             }
         }
         let tokens = directory.appendingPathComponent("tokens")
-        try Data("admin admin \(Self.adminToken)\nviewer read-only \(Self.readOnlyToken)\n".utf8).write(to: tokens)
+        try Data("admin admin \(adminToken)\nviewer read-only \(Self.readOnlyToken)\n".utf8).write(to: tokens)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokens.path)
 
-        process.executableURL = URL(fileURLWithPath: try TestSupport.binaryPath("memgate-agent"))
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--unix", directory.appendingPathComponent("agent.sock").path,
+        let agent = try TestSupport.binaryPath("memgate-agent")
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? agent)
+        process.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [agent]) + ["serve", "--listen", listen, "--unix", directory.appendingPathComponent("agent.sock").path,
                              "--db", directory.appendingPathComponent("agent.db").path, "--images-dir", images.path,
                              "--token-file", tokens.path] + extraArguments
         let out = directory.appendingPathComponent("agent.out")
@@ -42,8 +51,8 @@ public final class AgentProcess: @unchecked Sendable {
         var found: UInt16?
         for _ in 0..<300 {
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-            if let range = text.range(of: "http://127.0.0.1:") {
-                found = UInt16(text[range.upperBound...].prefix { $0.isNumber })
+            if let range = text.range(of: "serving on http://"), let colon = text[range.upperBound...].firstIndex(of: ":") {
+                found = UInt16(text[text.index(after: colon)...].prefix { $0.isNumber })
                 break
             }
             if !process.isRunning { break }
@@ -68,6 +77,9 @@ public final class AgentProcess: @unchecked Sendable {
     public func removeFiles() { try? FileManager.default.removeItem(at: directory) }
 
     public var pid: Int32 { process.processIdentifier }
+
+    /// `http://127.0.0.1:PORT`.
+    public var url: String { "http://127.0.0.1:\(port)" }
     public var isRunning: Bool { process.isRunning }
 
     /// SIGTERM, then the exit status.
@@ -81,11 +93,12 @@ public final class AgentProcess: @unchecked Sendable {
     public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     /// One request on a fresh TCP connection.
-    public func request(_ method: String, _ path: String, token: String? = AgentProcess.adminToken, json: String? = nil,
+    public func request(_ method: String, _ path: String, token: String? = nil, json: String? = nil,
                         headers: [String: String] = [:]) throws -> BlockingHTTPClient.Response {
         let client = try BlockingHTTPClient(port: port, timeoutMilliseconds: 30_000)
         var all = headers
-        if let token { all["Authorization"] = "Bearer \(token)" }
+        all["Authorization"] = "Bearer \(token ?? adminSecret)"
+        if token == "" { all["Authorization"] = nil }
         if json != nil { all["Content-Type"] = "application/json" }
         return try client.request(method, path, headers: all, body: Array((json ?? "").utf8))
     }

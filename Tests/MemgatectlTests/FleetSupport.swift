@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Runs memgatectl with the given arguments; the token is passed through a file, never argv.
+func ctl(_ arguments: [String], token: String = AgentProcess.adminToken, environment: [String: String] = [:]) throws -> TestSupport.ProcessResult {
+    let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-token-\(UUID().uuidString)")
+    try Data(token.utf8).write(to: tokenFile)
+    defer { try? FileManager.default.removeItem(at: tokenFile) }
+    return try TestSupport.run(try TestSupport.binaryPath("memgatectl"), arguments + ["--token-file", tokenFile.path])
+}
+
+/// A hosts file for the given `(url, name, labels)` lines.
+func hostsFile(_ lines: [String]) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-hosts-\(UUID().uuidString)").path
+    try Data(("# test fleet\n" + lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+func jsonObject(_ text: String) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
+}
+
+/// A TCP port nobody listens on.
+func closedPort() -> UInt16 {
+    // Bind, read the port, close: nothing listens there afterwards.
+    let probe = try? TestSupport.run("/usr/bin/python3", ["-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1]); s.close()"])
+    return UInt16(probe?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 9
+}
+
+/// Runs a shell command (set-up of nginx, PostgreSQL, namespaces); returns its result.
+@discardableResult
+func shell(_ command: String) throws -> TestSupport.ProcessResult {
+    try TestSupport.run("/bin/bash", ["-c", command])
+}
+
+var isRoot: Bool { getuid() == 0 }
