@@ -39,6 +39,10 @@ public enum TestSupport {
         public let path: String
         public let hint: String
         public var description: String { "\(path) is missing: \(hint)" }
+        public init(path: String, hint: String) {
+            self.path = path
+            self.hint = hint
+        }
     }
 
     public struct ProcessResult: Sendable {

@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+import TestSupport
+
+let conversionColumns = """
+    event_id, vm_id, vcpu, requested_ns, coalesce(completed_ns, -1), gpa, size, direction, trigger, decision, reason, \
+    policy_version, source, changed_bytes, discarded_bytes, guest_result
+    """
+let faultColumns = "event_id, vm_id, vcpu, time_ns, gpa, size, flags, source"
+
+func sqliteRows(_ path: String, _ sql: String) throws -> String {
+    try TestSupport.run("/usr/bin/sqlite3", ["-separator", "|", path, sql]).stdout
+}
+
+/// Three agents that each ran a converting guest, and a hosts file naming them.
+final class ConvertedFleet {
+    let agents: [AgentProcess]
+    let hosts: String
+    let conversionsPerHost: Int
+
+    init(conversions: Int) throws {
+        conversionsPerHost = conversions
+        agents = try (0..<3).map { _ in try AgentProcess() }
+        hosts = try hostsFile(agents.enumerated().map { "\($1.url) h\($0)" })
+        for agent in agents {
+            let created = try agent.request("POST", "/v1/vms", json: #"{"name":"churn","image":"churn.elf","command_line":"\#(conversions)","memory_mib":16}"#)
+            #expect(created.status == 201)
+        }
+        for agent in agents { _ = try agent.waitForEnd(1, seconds: 60) }
+    }
+
+    deinit {
+        for agent in agents { agent.terminate(); agent.removeFiles() }
+    }
+
+    /// Every row of every host equals what the host itself recorded.
+    func expectEqual(_ rowsOf: (String, String, String) throws -> String) throws {
+        for (index, agent) in agents.enumerated() {
+            let own = try sqliteRows(agent.database, "SELECT \(conversionColumns) FROM conversions ORDER BY event_id")
+            #expect(own.split(separator: "\n").count == conversionsPerHost)
+            #expect(try rowsOf("h\(index)", "conversions", conversionColumns) == own, "conversions of h\(index)")
+            let faults = try sqliteRows(agent.database, "SELECT \(faultColumns) FROM memory_faults ORDER BY event_id")
+            #expect(try rowsOf("h\(index)", "memory_faults", faultColumns) == faults, "memory faults of h\(index)")
+        }
+    }
+}
+
+func newEvents(_ result: TestSupport.ProcessResult) -> [Int] {
+    (jsonObject(result.stdout)["hosts"] as? [[String: Any]] ?? []).compactMap { $0["events"] as? Int }
+}
+
+@Suite(.serialized, .enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
+struct AuditTests {
+    @Test func pullIntoSQLiteIsIncrementalAndResumesAfterAKill() throws {
+        let fleet = try ConvertedFleet(conversions: 600)
+        let database = fleet.agents[0].directory.appendingPathComponent("fleet.db").path
+        let tokenFile = fleet.agents[0].directory.appendingPathComponent("ctl-token").path
+        try Data(AgentProcess.adminToken.utf8).write(to: URL(fileURLWithPath: tokenFile))
+
+        // A slow pull (2 events a page), killed part-way.
+        let pull = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
+                                      ["audit", "pull", "--into", database, "--page-size", "2", "--hosts", fleet.hosts, "--token-file", tokenFile])
+        var partial = 0
+        for _ in 0..<400 {
+            partial = Int((try? sqliteRows(database, "SELECT count(*) FROM conversions"))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+            if partial >= 60 { break }
+            usleep(10_000)
+        }
+        pull.kill(SIGKILL)
+        pull.wait()
+        let afterKill = Int(try sqliteRows(database, "SELECT count(*) FROM conversions").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(afterKill > 0 && afterKill < 3 * 600, "the pull was interrupted part-way (\(afterKill) rows)")
+        let cursorsConsistent = try sqliteRows(database, """
+            SELECT count(*) FROM hosts h WHERE after_event_id != coalesce((SELECT max(event_id) FROM conversions c WHERE c.host = h.host), 0)
+            """)
+        #expect(cursorsConsistent == "0\n", "every cursor matches the rows committed with it")
+
+        let resumed = try ctl(["audit", "pull", "--into", database, "--page-size", "50", "--hosts", fleet.hosts, "--json"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(newEvents(resumed).reduce(0, +) == 3 * 600 - afterKill)
+        try fleet.expectEqual { host, table, columns in
+            try sqliteRows(database, "SELECT \(columns) FROM \(table) WHERE host = '\(host)' ORDER BY event_id")
+        }
+        let again = try ctl(["audit", "pull", "--into", database, "--hosts", fleet.hosts, "--json"])
+        #expect(again.status == 0 && newEvents(again) == [0, 0, 0], "pulling twice adds nothing")
+        #expect(try sqliteRows(database, "SELECT count(*) FROM conversions") == "1800\n")
+        #expect(try sqliteRows(database, "SELECT host, name FROM vms ORDER BY host") == "h0|churn\nh1|churn\nh2|churn\n")
+        #expect(try sqliteRows(database, "PRAGMA integrity_check") == "ok\n")
+    }
+
+    @Test(.enabled(if: PostgresServer.binaries != nil, "needs PostgreSQL's initdb and pg_ctl (apt postgresql); not installed"))
+    func pullIntoPostgreSQL() throws {
+        let fleet = try ConvertedFleet(conversions: 200)
+        let server = try PostgresServer()
+        defer { server.stop() }
+        let first = try ctl(["audit", "pull", "--into", server.uri, "--page-size", "64", "--hosts", fleet.hosts, "--json"])
+        #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+        #expect(newEvents(first) == [200, 200, 200])
+        let again = try ctl(["audit", "pull", "--into", server.uri, "--hosts", fleet.hosts, "--json"])
+        #expect(again.status == 0 && newEvents(again) == [0, 0, 0])
+        try fleet.expectEqual { host, table, columns in
+            try server.query("SELECT \(columns) FROM \(table) WHERE host = '\(host)' ORDER BY event_id")
+        }
+    }
+}
+
+/// A throwaway PostgreSQL server in a temporary directory, on a Unix socket only.
+final class PostgresServer {
+    static let binaries: String? = {
+        let root = "/usr/lib/postgresql"
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: root))?.sorted() ?? []
+        return versions.reversed().map { "\(root)/\($0)/bin" }.first { FileManager.default.isExecutableFile(atPath: "\($0)/initdb") }
+    }()
+
+    let directory: String
+    let port = 15_432 + Int(getpid() % 1000)
+    var uri: String { "postgresql://postgres@/postgres?host=\(directory)&port=\(port)" }
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-pg-\(UUID().uuidString)").path
+        let bin = PostgresServer.binaries ?? ""
+        // PostgreSQL refuses to run as root: as root, run it as the postgres user.
+        let asUser = getuid() == 0 ? "runuser -u postgres -- " : ""
+        // system(3), not Foundation's Process: pg_ctl leaves a daemon behind, and Process did not
+        // notice its shell exiting then (the test hung in waitUntilExit).
+        let started = system("""
+            bash -c 'set -e; mkdir -p \(directory); \(getuid() == 0 ? "chown postgres \(directory)" : "true")
+            \(asUser)\(bin)/initdb -D \(directory)/data -A trust -U postgres > \(directory)/initdb.log 2>&1
+            \(asUser)\(bin)/pg_ctl -D \(directory)/data -w -l \(directory)/server.log \
+                -o "-k \(directory) -p \(port) -c listen_addresses=" start < /dev/null > /dev/null 2>&1'
+            """)
+        guard started == 0 else {
+            throw TestSupport.MissingArtifact(path: "PostgreSQL", hint: "did not start (status \(started)): \((try? String(contentsOfFile: "\(directory)/server.log", encoding: .utf8)) ?? "")")
+        }
+    }
+
+    func query(_ sql: String) throws -> String {
+        try TestSupport.run("/usr/bin/psql", [uri, "-At", "-F", "|", "-c", sql]).stdout
+    }
+
+    func stop() {
+        let asUser = getuid() == 0 ? "runuser -u postgres -- " : ""
+        _ = system("\(asUser)\(PostgresServer.binaries ?? "")/pg_ctl -D \(directory)/data -m fast stop < /dev/null > /dev/null 2>&1; rm -rf \(directory)")
+    }
+}
