@@ -17,7 +17,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test api-check bench-exitloop bench-conversions bench-store bench-http clean
+.PHONY: all deps build guests demo check test api-check bench-exitloop bench-conversions bench-store bench-http bench-fanout clean
 
 all: build guests
 
@@ -85,3 +85,8 @@ bench-store: deps guests $(BENCH_OUT)/store-c
 bench-http: deps guests
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
 	bash Benchmarks/HTTP/bench-http.sh
+
+bench-fanout: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgatectl
+	bash Benchmarks/Fanout/bench-fanout.sh

@@ -73,8 +73,7 @@ struct PolicyPushTests {
         FakeTransport { request in
             switch (request.host, request.method) {
             case (2, _): return .failure(.unreachable("down"))
-            case (1, "GET"): return .success(HostResponse(status: 200, headers: ["etag": "\"\(version)\""], body: document))
-            case (_, "GET"): return .success(HostResponse(status: 200, headers: ["etag": "\"old\""], body: Array("{}".utf8)))
+            case (1, "POST"): return json(PolicyValidation(valid: true, version: version, changed: false, currentVersion: version))
             case (3, "POST"): return json(PolicyValidation(valid: false, version: nil, changed: false, currentVersion: "old",
                                                          field: "rules[0].match.vm", message: "unknown field"))
             case (_, "POST"): return json(PolicyValidation(valid: true, version: version, changed: true, currentVersion: "old"))

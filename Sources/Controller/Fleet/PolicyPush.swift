@@ -43,9 +43,10 @@ public enum PushOutcome: Sendable, Equatable {
     }
 }
 
-/// `memgatectl policy push`: validate locally, read every host's version, dry-run on
-/// every host, then replace with `If-Match` — so a host either keeps its old policy
-/// or has the new one, never part of it.
+/// `memgatectl policy push`: validate locally, dry-run on every host (which also reads
+/// its current version), then replace with `If-Match` on that version — so a host either
+/// keeps its old policy or has the new one, never part of it, and a change made by
+/// someone else in between is a conflict, not overwritten.
 public struct PolicyPush: Sendable {
     public let document: [UInt8]
     /// Push only to hosts whose policy is this version; others report a conflict.
@@ -70,42 +71,34 @@ public struct PolicyPush: Sendable {
         var outcomes = [PushOutcome?](repeating: nil, count: count)
         var etags = [String](repeating: "", count: count)
 
-        // 1. Every host's current version.
-        for (index, outcome) in fleet.send("GET", { _ in "/v1/policy" }).enumerated() {
+        // 1. The dry run, which also tells each host's current version (the tag the write must match).
+        for (index, outcome) in fleet.send("POST", { _ in "/v1/policy/validate" }, body: document).enumerated() {
             switch outcome.result {
             case .success(let response):
-                let tag = response.headers["etag"] ?? ""
-                etags[index] = tag
-                let current = tag.trimmingCharacters(in: CharacterSet(charactersIn: "\"W/"))
-                if current == local.version {
+                guard let validation = try? APIJSON.decoder().decode(PolicyValidation.self, from: Data(response.body)) else {
+                    outcomes[index] = .rejected("malformed dry-run answer")
+                    continue
+                }
+                etags[index] = "\"\(validation.currentVersion)\""
+                if !validation.valid {
+                    outcomes[index] = .rejected("\(validation.field ?? "document"): \(validation.message ?? "refused by the agent")")
+                } else if validation.currentVersion == local.version {
                     outcomes[index] = .unchanged
-                } else if let expectedVersion, current != expectedVersion {
-                    outcomes[index] = .conflict("policy is \(current.prefix(12)), not the expected \(expectedVersion.prefix(12))")
+                } else if let expectedVersion, validation.currentVersion != expectedVersion {
+                    outcomes[index] = .conflict("policy is \(validation.currentVersion.prefix(12)), not the expected \(expectedVersion.prefix(12))")
                 }
             case .failure(let failure):
                 outcomes[index] = Self.outcome(failure)
             }
         }
-        // 2. Dry run where a write is still due.
-        var due = (0..<count).filter { outcomes[$0] == nil }
-        for (index, outcome) in zip(due, fleet.send("POST", { _ in "/v1/policy/validate" }, to: due, body: document)) {
-            switch outcome.result {
-            case .success(let response):
-                let validation = try? APIJSON.decoder().decode(PolicyValidation.self, from: Data(response.body))
-                if validation?.valid != true {
-                    outcomes[index] = .rejected("\(validation?.field ?? "document"): \(validation?.message ?? "refused by the agent")")
-                }
-            case .failure(let failure):
-                outcomes[index] = Self.outcome(failure)
-            }
-        }
+        var due: [Int]
         let failures = outcomes.compactMap { $0 }.filter(\.isFailure).count
         due = (0..<count).filter { outcomes[$0] == nil }
         if let maxFailures, failures >= maxFailures {
             for index in due { outcomes[index] = .skipped }
             return outcomes.map { $0 ?? .skipped }
         }
-        // 3. The write, conditional on the version read in step 1.
+        // 2. The write, conditional on the version the dry run saw.
         for (index, outcome) in zip(due, fleet.send("PUT", { _ in "/v1/policy" }, to: due, headers: { ["If-Match": etags[$0]] },
                                                     body: document)) {
             switch outcome.result {
