@@ -72,6 +72,22 @@ say "GET /v1/policy/history"
 api "$base/v1/policy/history"
 say "the Unix socket needs no token"
 curl -sS --unix-socket "$work/agent.sock" http://agent/v1/vms | head -c 120; echo " ..."
+ctl=$root/.build/debug/memgatectl
+printf '%s' "$token" > "$work/ctl-token"
+printf '%s demo zone=lab\nunix://%s/agent.sock demo-socket zone=local\n' "$base" "$work" > "$work/fleet.hosts"
+say "memgatectl hosts (the same agent over TCP and over its Unix socket)"
+"$ctl" hosts --hosts "$work/fleet.hosts" --token-file "$work/ctl-token"
+say "memgatectl conversions --decision denied"
+"$ctl" conversions --hosts "$work/fleet.hosts" --token-file "$work/ctl-token" --decision denied --select zone=lab
+say "memgatectl memory demo 1"
+"$ctl" memory demo 1 --hosts "$work/fleet.hosts" --token-file "$work/ctl-token"
+say "memgatectl policy push (dry run, then PUT with If-Match)"
+"$ctl" policy push "$work/policy.json" --host "$base" --token-file "$work/ctl-token"
+say "memgatectl audit pull --into fleet.db, twice: the second adds nothing"
+"$ctl" audit pull --into "$work/fleet.db" --host "$base" --token-file "$work/ctl-token"
+"$ctl" audit pull --into "$work/fleet.db" --host "$base" --token-file "$work/ctl-token"
+sqlite3 -header -column "$work/fleet.db" "SELECT host, direction, trigger, decision, conversions, bytes FROM fleet_conversion_summary"
+
 say "GET /metrics (excerpt)"
 curl -sS "$base/metrics" | grep -E '^memgate_(conversions_total|vms\{state="(stopped|faulted)"|memory_faults_total)'
 

@@ -1,3 +1,4 @@
+import EventStore
 import Foundation
 import Testing
 import TestSupport
@@ -27,7 +28,14 @@ final class ConvertedFleet {
             #expect(created.status == 201)
         }
         for agent in agents { _ = try agent.waitForEnd(1, seconds: 60) }
+        // One denial on h0, so the fleet has something to audit.
+        #expect(try agents[0].request("PUT", "/v1/policy", json: #"{"defaults":{"explicit":"deny"}}"#, headers: ["If-Match": "*"]).status == 200)
+        #expect(try agents[0].request("POST", "/v1/vms", json: #"{"name":"denied","image":"explicit.elf","command_line":"0:1:0","memory_mib":16}"#).status == 201)
+        _ = try agents[0].waitForEnd(2, seconds: 60)
     }
+
+    /// Conversions all hosts recorded.
+    var total: Int { conversionsPerHost * agents.count + 1 }
 
     deinit {
         for agent in agents { agent.terminate(); agent.removeFiles() }
@@ -37,7 +45,7 @@ final class ConvertedFleet {
     func expectEqual(_ rowsOf: (String, String, String) throws -> String) throws {
         for (index, agent) in agents.enumerated() {
             let own = try sqliteRows(agent.database, "SELECT \(conversionColumns) FROM conversions ORDER BY event_id")
-            #expect(own.split(separator: "\n").count == conversionsPerHost)
+            #expect(own.split(separator: "\n").count == conversionsPerHost + (index == 0 ? 1 : 0))
             #expect(try rowsOf("h\(index)", "conversions", conversionColumns) == own, "conversions of h\(index)")
             let faults = try sqliteRows(agent.database, "SELECT \(faultColumns) FROM memory_faults ORDER BY event_id")
             #expect(try rowsOf("h\(index)", "memory_faults", faultColumns) == faults, "memory faults of h\(index)")
@@ -69,7 +77,7 @@ struct AuditTests {
         pull.kill(SIGKILL)
         pull.wait()
         let afterKill = Int(try sqliteRows(database, "SELECT count(*) FROM conversions").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        #expect(afterKill > 0 && afterKill < 3 * 600, "the pull was interrupted part-way (\(afterKill) rows)")
+        #expect(afterKill > 0 && afterKill < fleet.total, "the pull was interrupted part-way (\(afterKill) rows)")
         let cursorsConsistent = try sqliteRows(database, """
             SELECT count(*) FROM hosts h WHERE after_event_id != coalesce((SELECT max(event_id) FROM conversions c WHERE c.host = h.host), 0)
             """)
@@ -77,15 +85,27 @@ struct AuditTests {
 
         let resumed = try ctl(["audit", "pull", "--into", database, "--page-size", "50", "--hosts", fleet.hosts, "--json"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(newEvents(resumed).reduce(0, +) == 3 * 600 - afterKill)
+        #expect(newEvents(resumed).reduce(0, +) == fleet.total - afterKill)
         try fleet.expectEqual { host, table, columns in
             try sqliteRows(database, "SELECT \(columns) FROM \(table) WHERE host = '\(host)' ORDER BY event_id")
         }
         let again = try ctl(["audit", "pull", "--into", database, "--hosts", fleet.hosts, "--json"])
         #expect(again.status == 0 && newEvents(again) == [0, 0, 0], "pulling twice adds nothing")
-        #expect(try sqliteRows(database, "SELECT count(*) FROM conversions") == "1800\n")
-        #expect(try sqliteRows(database, "SELECT host, name FROM vms ORDER BY host") == "h0|churn\nh1|churn\nh2|churn\n")
+        #expect(try sqliteRows(database, "SELECT count(*) FROM conversions") == "\(fleet.total)\n")
+        #expect(try sqliteRows(database, "SELECT host, name FROM vms ORDER BY host, vm_id") == "h0|churn\nh0|denied\nh1|churn\nh2|churn\n")
         #expect(try sqliteRows(database, "PRAGMA integrity_check") == "ok\n")
+
+        // The README's fleet audit SQL, taken from the README itself, answers on the pulled fleet.
+        let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: "## Fleet audit SQL")).upperBound
+        let end = readme.range(of: "\n## ", range: section..<readme.endIndex)?.lowerBound ?? readme.endIndex
+        let queries = readme[section..<end].components(separatedBy: "```sql\n").dropFirst().compactMap { $0.components(separatedBy: "```").first }
+        #expect(queries.count >= 4)
+        let connection = try SQLiteConnection(path: database, readOnly: true)
+        for query in queries {
+            #expect(!(try connection.query(query.trimmingCharacters(in: .whitespacesAndNewlines))).isEmpty, "no rows from:\n\(query)")
+        }
+        #expect(try sqliteRows(database, "SELECT host, reason FROM fleet_denials") == "h0|default explicit deny\n")
     }
 
     @Test(.enabled(if: PostgresServer.binaries != nil, "needs PostgreSQL's initdb and pg_ctl (apt postgresql); not installed"))
@@ -95,7 +115,7 @@ struct AuditTests {
         defer { server.stop() }
         let first = try ctl(["audit", "pull", "--into", server.uri, "--page-size", "64", "--hosts", fleet.hosts, "--json"])
         #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
-        #expect(newEvents(first) == [200, 200, 200])
+        #expect(newEvents(first) == [201, 200, 200])
         let again = try ctl(["audit", "pull", "--into", server.uri, "--hosts", fleet.hosts, "--json"])
         #expect(again.status == 0 && newEvents(again) == [0, 0, 0])
         try fleet.expectEqual { host, table, columns in
