@@ -179,15 +179,11 @@ struct RecordingTests {
         #expect(pending.receipt.wait() == nil)
         store.close()
 
-        let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        let section = try #require(readme.range(of: "## Event store and audit SQL")).upperBound
-        let end = readme.range(of: "\n## ", range: section..<readme.endIndex)?.lowerBound ?? readme.endIndex
-        let queries = readme[section..<end].components(separatedBy: "```sql\n").dropFirst().compactMap { $0.components(separatedBy: "```").first }
+        let queries = try TestSupport.readmeQueries(section: "Event store and audit SQL")
         #expect(queries.count >= 6)
         let connection = try SQLiteConnection(path: path, readOnly: true)
         for query in queries {
-            let rows = try connection.query(query.trimmingCharacters(in: .whitespacesAndNewlines))
-            #expect(!rows.isEmpty, "no rows from:\n\(query)")
+            #expect(!(try connection.query(query)).isEmpty, "no rows from:\n\(query)")
         }
     }
 

@@ -96,14 +96,11 @@ struct AuditTests {
         #expect(try sqliteRows(database, "PRAGMA integrity_check") == "ok\n")
 
         // The README's fleet audit SQL, taken from the README itself, answers on the pulled fleet.
-        let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        let section = try #require(readme.range(of: "## Fleet audit SQL")).upperBound
-        let end = readme.range(of: "\n## ", range: section..<readme.endIndex)?.lowerBound ?? readme.endIndex
-        let queries = readme[section..<end].components(separatedBy: "```sql\n").dropFirst().compactMap { $0.components(separatedBy: "```").first }
+        let queries = try TestSupport.readmeQueries(section: "Fleet audit SQL")
         #expect(queries.count >= 4)
         let connection = try SQLiteConnection(path: database, readOnly: true)
         for query in queries {
-            #expect(!(try connection.query(query.trimmingCharacters(in: .whitespacesAndNewlines))).isEmpty, "no rows from:\n\(query)")
+            #expect(!(try connection.query(query)).isEmpty, "no rows from:\n\(query)")
         }
         #expect(try sqliteRows(database, "SELECT host, reason FROM fleet_denials") == "h0|default explicit deny\n")
     }

@@ -35,6 +35,17 @@ public enum TestSupport {
         return path
     }
 
+    /// The ```sql blocks of one README section (`## heading`), so the documented queries are the tested ones.
+    public static func readmeQueries(section heading: String) throws -> [String] {
+        let readme = try String(contentsOf: packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        guard let start = readme.range(of: "## \(heading)\n")?.upperBound else {
+            throw MissingArtifact(path: "README.md", hint: "it has no section \(heading)")
+        }
+        let end = readme.range(of: "\n## ", range: start..<readme.endIndex)?.lowerBound ?? readme.endIndex
+        return readme[start..<end].components(separatedBy: "```sql\n").dropFirst()
+            .compactMap { $0.components(separatedBy: "```").first?.trimmingCharacters(in: .whitespacesAndNewlines) }
+    }
+
     public struct MissingArtifact: Error, CustomStringConvertible {
         public let path: String
         public let hint: String
