@@ -252,3 +252,47 @@ struct CLIRangeTests {
         #expect(result.stderr.contains("chmod 600"))
     }
 }
+
+/// The agent under a hostile environment: too few file descriptors.
+struct ServeEnvironmentTests {
+    @Test func outOfFileDescriptorsNeitherSpinsNorStopsServing() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-nofile-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let out = directory.appendingPathComponent("out").path
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        // 48 descriptors: the agent starts, then runs out after a few dozen connections.
+        let agent = Process()
+        agent.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        agent.arguments = ["--nofile=48:48", try TestSupport.binaryPath("memgate-agent"), "serve", "--listen", "127.0.0.1:0", "--no-record"]
+        agent.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        agent.standardError = FileHandle.nullDevice
+        try agent.run()
+        defer { agent.terminate(); agent.waitUntilExit() }
+        var port: UInt16 = 0
+        for _ in 0..<300 where port == 0 {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if let range = text.range(of: "127.0.0.1:") { port = UInt16(text[range.upperBound...].prefix { $0.isNumber }) ?? 0 }
+            usleep(20_000)
+        }
+        #expect(port != 0)
+        var clients: [BlockingHTTPClient] = []
+        for _ in 0..<80 { if let client = try? BlockingHTTPClient(port: port, timeoutMilliseconds: 2000) { clients.append(client) } }
+        usleep(300_000)
+        // Out of descriptors with connections pending: the agent must be waiting, not spinning.
+        let stat = try String(contentsOfFile: "/proc/\(agent.processIdentifier)/stat", encoding: .utf8).split(separator: " ")
+        let before = (Int(stat[13]) ?? 0) + (Int(stat[14]) ?? 0)
+        usleep(1_000_000)
+        let after = try String(contentsOfFile: "/proc/\(agent.processIdentifier)/stat", encoding: .utf8).split(separator: " ")
+        let ticks = (Int(after[13]) ?? 0) + (Int(after[14]) ?? 0) - before
+        #expect(ticks < 30, "the agent used \(ticks) clock ticks in one idle second while out of descriptors")
+        clients.removeAll()
+        // Once connections close it accepts again.
+        var healthy = false
+        for _ in 0..<50 where !healthy {
+            healthy = (try? BlockingHTTPClient(port: port).request("GET", "/healthz").status) == 200
+            if !healthy { usleep(100_000) }
+        }
+        #expect(healthy)
+    }
+}

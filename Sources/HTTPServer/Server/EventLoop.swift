@@ -56,6 +56,8 @@ final class EventLoop: @unchecked Sendable {
     // Loop thread only.
     private var connections: [Int32: Connection] = [:]
     private var nextGeneration: UInt64 = 1
+    /// Listeners are out of epoll while the process has no file descriptors left.
+    private var acceptPaused = false
     private var nextSweep: UInt64 = 0
     private var dateCache = HTTPDate()
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
@@ -144,7 +146,10 @@ final class EventLoop: @unchecked Sendable {
             let fd = cnet_accept(listener.fd)
             if fd < 0 {
                 if errno == EMFILE || errno == ENFILE {
-                    logger.warning("out of file descriptors; not accepting until some close")
+                    // The pending connection stays in the backlog and the listener stays readable:
+                    // stop watching it (no busy loop) until a connection of ours closes.
+                    logger.warning("out of file descriptors; not accepting until a connection closes")
+                    pauseAccepting()
                 }
                 return
             }
@@ -345,6 +350,18 @@ final class EventLoop: @unchecked Sendable {
         connections[connection.fd] = nil
         connectionCount.store(connections.count, ordering: .relaxed)
         close(connection.fd)  // also removes it from epoll
+        if acceptPaused { resumeAccepting() }
+    }
+
+    private func pauseAccepting() {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        for listener in listeners { cnet_epoll_ctl(epfd, 2, listener.fd, 0, 0) }
+    }
+
+    private func resumeAccepting() {
+        acceptPaused = false
+        for listener in listeners { cnet_epoll_ctl(epfd, 1, listener.fd, UInt32(CNET_IN), UInt64(listener.fd)) }
     }
 
     /// Deadlines: header and idle timeouts, lingering closes.
