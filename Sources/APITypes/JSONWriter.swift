@@ -3,7 +3,7 @@
 /// sorted) and is decodable by `APIJSON.decoder()`.
 public struct JSONWriter: Sendable {
     public private(set) var bytes: [UInt8] = []
-    private var needsComma = false
+    fileprivate var needsComma = false
 
     public init(capacity: Int = 4096) {
         bytes.reserveCapacity(capacity)
@@ -200,6 +200,36 @@ extension EventPage: JSONWritable {
         for event in events { event.write(to: &w) }
         w.endArray()
         w.field("next_after", nextAfter)
+        w.endObject()
+    }
+}
+
+extension JSONWriter {
+    public mutating func field(_ name: StaticString, _ value: Bool) {
+        key(name)
+        bytes += value ? Array("true".utf8) : Array("false".utf8)
+        needsComma = true
+    }
+}
+
+extension PolicyValidation: JSONWritable {
+    public func write(to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("changed", changed)
+        w.field("current_version", currentVersion)
+        if let field { w.field("field", field) }
+        if let message { w.field("message", message) }
+        w.field("valid", valid)
+        if let version { w.field("version", version) }
+        w.endObject()
+    }
+}
+
+extension PolicyApplied: JSONWritable {
+    public func write(to w: inout JSONWriter) {
+        w.beginObject()
+        w.field("changed", changed)
+        w.field("version", version)
         w.endObject()
     }
 }

@@ -289,10 +289,11 @@ public final class AgentAPI: HTTPHandler {
     }
 
     /// Pages of events, the hot path: written directly, not through JSONEncoder.
-    private func json<T: Encodable & JSONWritable>(_ value: T, status: Int = 200) throws(APIError) -> HTTPResponse {
-        var writer = JSONWriter(capacity: 32 << 10)
+    private func json<T: Encodable & JSONWritable>(_ value: T, status: Int = 200,
+                                                   headers: [(name: String, value: String)] = []) throws(APIError) -> HTTPResponse {
+        var writer = JSONWriter(capacity: 4096)
         value.write(to: &writer)
-        return HTTPResponse(status: status, contentType: "application/json", body: writer.bytes + [0x0A])
+        return HTTPResponse(status: status, contentType: "application/json", body: writer.bytes + [0x0A], headers: headers)
     }
 
     private func json<T: Encodable>(_ value: T, status: Int = 200, headers: [(name: String, value: String)] = []) throws(APIError) -> HTTPResponse {

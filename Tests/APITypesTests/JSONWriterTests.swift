@@ -25,6 +25,11 @@ struct JSONWriterTests {
         let page = ConversionPage(items: [Self.conversion, completed], nextCursor: "42")
         #expect(try roundTrip(page) == page)
         #expect(try roundTrip(FaultPage(items: [], nextCursor: nil)) == FaultPage(items: [], nextCursor: nil))
+        let validation = PolicyValidation(valid: false, version: nil, changed: false, currentVersion: "abc", field: "rules[0]", message: "no \"x\"")
+        #expect(try roundTrip(validation) == validation)
+        let valid = PolicyValidation(valid: true, version: "v2", changed: true, currentVersion: "v1")
+        #expect(try roundTrip(valid) == valid)
+        #expect(try roundTrip(PolicyApplied(version: "v", changed: false)) == PolicyApplied(version: "v", changed: false))
         let events = EventPage(events: [EventEntry(fault: Self.fault), EventEntry(conversion: Self.conversion)], nextAfter: 42)
         #expect(try roundTrip(events) == events)
     }

@@ -71,9 +71,12 @@ public struct TokenStore: Sendable {
 
     /// The principal for an `Authorization` header value, or nil.
     public func authenticate(_ authorization: String?) -> Principal? {
-        guard let authorization, authorization.count > 7,
-              authorization.prefix(7).lowercased() == "bearer " else { return nil }
-        let presented = Array(authorization.dropFirst(7).trimmingCharacters(in: .whitespaces).utf8)
+        // Bytes, not Foundation string functions: this runs on every /v1 request.
+        guard let header = authorization?.utf8, header.count > 7,
+              zip(header.prefix(7), "bearer ".utf8).allSatisfy({ ($0 | 0x20) == $1 }) else { return nil }
+        var presented = Array(header.dropFirst(7))
+        while presented.last == 0x20 || presented.last == 0x09 { presented.removeLast() }
+        while presented.first == 0x20 || presented.first == 0x09 { presented.removeFirst() }
         var match: Principal?
         // Compare against every entry, in time independent of where (or whether) it matches.
         for entry in entries where Self.constantTimeEquals(entry.secret, presented) {
