@@ -156,26 +156,6 @@ extension ConversionEvent: JSONWritable {
     }
 }
 
-extension JSONWriter {
-    /// `{"items": [...], "next_cursor": "..."}`, the shape of every paged list.
-    mutating func page(_ items: [some JSONWritable], nextCursor: String?) {
-        beginObject()
-        beginArray("items")
-        for item in items { item.write(to: &self) }
-        endArray()
-        if let nextCursor { field("next_cursor", nextCursor) }
-        endObject()
-    }
-}
-
-extension FaultPage: JSONWritable {
-    public func write(to w: inout JSONWriter) { w.page(items, nextCursor: nextCursor) }
-}
-
-extension ConversionPage: JSONWritable {
-    public func write(to w: inout JSONWriter) { w.page(items, nextCursor: nextCursor) }
-}
-
 extension EventEntry: JSONWritable {
     public func write(to w: inout JSONWriter) {
         w.beginObject()

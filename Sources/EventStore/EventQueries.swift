@@ -153,15 +153,6 @@ public final class EventQueries: Sendable {
         }
     }
 
-    /// Conversion counts of the whole store by direction, trigger and decision (for metrics).
-    public func conversionCounts() throws(EventStoreError) -> [(direction: String, trigger: String, decision: String, count: Int64)] {
-        try withConnection { connection throws(SQLiteError) in
-            try connection.query("SELECT direction, trigger, decision, count(*) FROM conversions GROUP BY 1, 2, 3").map {
-                ($0[0].text, $0[1].text, $0[2].text, $0[3].integer)
-            }
-        }
-    }
-
     static func fault(_ row: Statement) -> FaultEvent {
         FaultEvent(eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), timeNs: row.unsigned(3),
                    gpa: row.unsigned(4), size: row.unsigned(5), flags: row.unsigned(6), source: row.text(7))
@@ -179,6 +170,5 @@ public final class EventQueries: Sendable {
 extension SQLValue {
     var integer: Int64 { if case .integer(let value) = self { value } else { 0 } }
     var unsigned: UInt64 { UInt64(bitPattern: integer) }
-    var optionalUnsigned: UInt64? { if case .integer(let value) = self { UInt64(bitPattern: value) } else { nil } }
     var text: String { if case .text(let value) = self { value } else { "" } }
 }

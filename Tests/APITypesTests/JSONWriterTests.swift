@@ -22,9 +22,6 @@ struct JSONWriterTests {
         completed.completedNs = 5
         #expect(try roundTrip(completed) == completed)
         #expect(try roundTrip(Self.fault) == Self.fault)
-        let page = ConversionPage(items: [Self.conversion, completed], nextCursor: "42")
-        #expect(try roundTrip(page) == page)
-        #expect(try roundTrip(FaultPage(items: [], nextCursor: nil)) == FaultPage(items: [], nextCursor: nil))
         let validation = PolicyValidation(valid: false, version: nil, changed: false, currentVersion: "abc", field: "rules[0]", message: "no \"x\"")
         #expect(try roundTrip(validation) == validation)
         let valid = PolicyValidation(valid: true, version: "v2", changed: true, currentVersion: "v1")
