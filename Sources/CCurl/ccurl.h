@@ -7,6 +7,7 @@
 #define CCURL_H
 
 #include <curl/curl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,9 +20,6 @@ static inline CURLcode ccurl_setopt_string(CURL *handle, CURLoption option, cons
 static inline CURLcode ccurl_setopt_slist(CURL *handle, CURLoption option, struct curl_slist *value) {
     return curl_easy_setopt(handle, option, value);
 }
-static inline CURLcode ccurl_setopt_pointer(CURL *handle, CURLoption option, void *value) {
-    return curl_easy_setopt(handle, option, value);
-}
 static inline CURLMcode ccurl_multi_setopt_long(CURLM *multi, CURLMoption option, long value) {
     return curl_multi_setopt(multi, option, value);
 }
@@ -31,11 +29,16 @@ static inline CURLcode ccurl_getinfo_long(CURL *handle, CURLINFO info, long *val
 static inline CURLcode ccurl_getinfo_double(CURL *handle, CURLINFO info, double *value) {
     return curl_easy_getinfo(handle, info, value);
 }
-static inline CURLcode ccurl_getinfo_pointer(CURL *handle, CURLINFO info, void **value) {
-    return curl_easy_getinfo(handle, info, value);
+/* A CURLMsg's fields (the union is awkward from Swift, and Swift then never dereferences it). */
+static inline int ccurl_message_is_done(const CURLMsg *message) { return message->msg == CURLMSG_DONE; }
+static inline CURL *ccurl_message_handle(const CURLMsg *message) { return message->easy_handle; }
+static inline CURLcode ccurl_message_result(const CURLMsg *message) { return message->data.result; }
+
+/* A request body, copied by libcurl during the call. */
+static inline CURLcode ccurl_set_body(CURL *handle, const uint8_t *bytes, size_t length) {
+    CURLcode code = curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)length);
+    return code != CURLE_OK ? code : curl_easy_setopt(handle, CURLOPT_COPYPOSTFIELDS, (const char *)bytes);
 }
-/* The result of a finished transfer from a CURLMsg (the union is awkward from Swift). */
-static inline CURLcode ccurl_message_result(CURLMsg *message) { return message->data.result; }
 
 /* A growable byte buffer that libcurl appends a response body or header block to. */
 typedef struct {
@@ -70,10 +73,22 @@ static inline CURLcode ccurl_collect_headers(CURL *handle, ccurl_buffer *buffer)
     CURLcode code = curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, ccurl_buffer_append);
     return code != CURLE_OK ? code : curl_easy_setopt(handle, CURLOPT_HEADERDATA, buffer);
 }
-static inline void ccurl_buffer_reset(ccurl_buffer *buffer) {
+/* A new empty buffer that refuses to grow past `limit` bytes (0: no limit); NULL when out of memory. */
+static inline ccurl_buffer *ccurl_buffer_new(size_t limit) {
+    ccurl_buffer *buffer = (ccurl_buffer *)calloc(1, sizeof *buffer);
+    if (buffer) buffer->limit = limit;
+    return buffer;
+}
+static inline void ccurl_buffer_free(ccurl_buffer *buffer) {
+    if (!buffer) return;
     free(buffer->data);
-    buffer->data = NULL;
-    buffer->length = 0;
-    buffer->capacity = 0;
+    free(buffer);
+}
+static inline size_t ccurl_buffer_length(const ccurl_buffer *buffer) { return buffer->length; }
+/* Copies up to `capacity` bytes into `out`; returns how many. */
+static inline size_t ccurl_buffer_copy(const ccurl_buffer *buffer, uint8_t *out, size_t capacity) {
+    size_t n = buffer->length < capacity ? buffer->length : capacity;
+    if (n) memcpy(out, buffer->data, n);
+    return n;
 }
 #endif

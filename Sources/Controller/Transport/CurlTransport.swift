@@ -39,40 +39,34 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         let request: HostRequest
         var attempt: Int
         let handle: UnsafeMutableRawPointer
-        let body: UnsafeMutablePointer<ccurl_buffer>
-        let head: UnsafeMutablePointer<ccurl_buffer>
+        // Owned by the C shim (ccurl_buffer_new/free); Swift only passes them back to it.
+        let body: UnsafeMutablePointer<ccurl_buffer>?
+        let head: UnsafeMutablePointer<ccurl_buffer>?
         var headerList: UnsafeMutablePointer<curl_slist>?
-        var payload: [CChar] = []
         let started = Date()
 
-        init(index: Int, request: HostRequest, attempt: Int, handle: UnsafeMutableRawPointer) {
+        init(index: Int, request: HostRequest, attempt: Int, handle: UnsafeMutableRawPointer, maxBody: Int) {
             self.index = index
             self.request = request
             self.attempt = attempt
             self.handle = handle
-            // Safety: two zeroed buffers owned by this transfer, released in `release()`.
-            body = .allocate(capacity: 1)
-            body.initialize(to: ccurl_buffer(data: nil, length: 0, capacity: 0, limit: 0))
-            head = .allocate(capacity: 1)
-            head.initialize(to: ccurl_buffer(data: nil, length: 0, capacity: 0, limit: 1 << 20))
+            body = ccurl_buffer_new(maxBody)
+            head = ccurl_buffer_new(1 << 20)
         }
 
         func release() {
             curl_easy_cleanup(handle)
             curl_slist_free_all(headerList)
-            ccurl_buffer_reset(body)
-            ccurl_buffer_reset(head)
-            body.deallocate()
-            head.deallocate()
+            ccurl_buffer_free(body)
+            ccurl_buffer_free(head)
         }
 
-        /// Copies a buffer libcurl filled.
-        static func bytes(_ buffer: UnsafeMutablePointer<ccurl_buffer>) -> [UInt8] {
-            guard let data = buffer.pointee.data, buffer.pointee.length > 0 else { return [] }
-            // Safety: `data` holds `length` bytes written by ccurl_buffer_append.
-            return data.withMemoryRebound(to: UInt8.self, capacity: buffer.pointee.length) {
-                Array(UnsafeBufferPointer(start: $0, count: buffer.pointee.length))
-            }
+        /// Copies out what libcurl wrote into a buffer.
+        static func bytes(_ buffer: UnsafeMutablePointer<ccurl_buffer>?) -> [UInt8] {
+            guard let buffer else { return [] }
+            var bytes = [UInt8](repeating: 0, count: ccurl_buffer_length(buffer))
+            let copied = ccurl_buffer_copy(buffer, &bytes, bytes.count)
+            return Array(bytes.prefix(copied))
         }
     }
 
@@ -118,7 +112,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
             curl_multi_perform(multi, &running)
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
-                guard message.pointee.msg == CURLMSG_DONE, let handle = message.pointee.easy_handle,
+                guard ccurl_message_is_done(message) != 0, let handle = ccurl_message_handle(message),
                       let transfer = active.removeValue(forKey: handle) else { continue }
                 let outcome = finish(transfer, code: ccurl_message_result(message))
                 curl_multi_remove_handle(multi, handle)
@@ -153,7 +147,11 @@ public final class CurlTransport: Transport, @unchecked Sendable {
 
     private func start(_ request: HostRequest, index: Int, attempt: Int) -> Result<Transfer, TransportError> {
         guard let handle = curl_easy_init() else { return .failure(.failed("curl_easy_init failed")) }
-        let transfer = Transfer(index: index, request: request, attempt: attempt, handle: handle)
+        let transfer = Transfer(index: index, request: request, attempt: attempt, handle: handle, maxBody: options.maxResponseBytes)
+        guard transfer.body != nil, transfer.head != nil else {
+            transfer.release()
+            return .failure(.failed("out of memory for a response buffer"))
+        }
         let endpoint = endpoints[request.host]
         ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + request.path)
         ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
@@ -165,7 +163,6 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         if let caFile = options.caFile { ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
         if let certificate = options.clientCertificate { ccurl_setopt_string(handle, CURLOPT_SSLCERT, certificate) }
         if let key = options.clientKey { ccurl_setopt_string(handle, CURLOPT_SSLKEY, key) }
-        transfer.body.pointee.limit = options.maxResponseBytes
         ccurl_collect_body(handle, transfer.body)
         ccurl_collect_headers(handle, transfer.head)
 
@@ -183,12 +180,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         default: ccurl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
         }
         if let body = request.body {
-            ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
-            transfer.payload = body.map { CChar(bitPattern: $0) }
-            // Safety: COPYPOSTFIELDS makes libcurl copy the bytes during the call.
-            transfer.payload.withUnsafeMutableBufferPointer { buffer in
-                _ = ccurl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, buffer.baseAddress)
-            }
+            ccurl_set_body(handle, body, body.count)  // libcurl copies the bytes during the call
             if request.method == "GET" { ccurl_setopt_long(handle, CURLOPT_HTTPGET, 1) }
         }
         guard curl_multi_add_handle(multi, handle) == CURLM_OK else {
