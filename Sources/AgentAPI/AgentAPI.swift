@@ -70,8 +70,8 @@ public final class AgentAPI: HTTPHandler {
         }
         let elapsed = Self.now() &- context.receivedNanos
         metrics.observe(route: route, method: request.method, status: response.status, nanos: elapsed)
-        let mutating = action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method)
-        if mutating && action.map({ if case .validatePolicy = $0 { false } else { true } }) ?? true {
+        // A request that did not parse counts as mutating by its method (a refused write is audited too).
+        if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {
             host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
                                          durationNanos: elapsed, client: Self.client(principal, context),
                                          atNanos: MonotonicClock.wallNanos())

@@ -42,16 +42,14 @@ public final class AgentHost: Sendable {
     /// Nothing is left behind when any step fails.
     public func create(_ spec: VMSpec, start: Bool) throws(AgentHostError) -> ManagedVM {
         try spec.validate()
-        let id = try state.withLock { state throws(AgentHostError) -> Int64 in
+        let localID = try state.withLock { state throws(AgentHostError) -> Int64 in
             guard !state.draining else { throw .shuttingDown }
             guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
-            if store == nil {
-                defer { state.nextLocalID += 1 }
-                return state.nextLocalID
-            }
-            return 0
+            defer { state.nextLocalID += 1 }
+            return state.nextLocalID
         }
-        let vmID = store?.reserveVMID() ?? id
+        // The store's ids outlive this process; without a store, a per-agent counter will do.
+        let vmID = store?.reserveVMID() ?? localID
         let memoryBytes = spec.memoryMib << 20
         let image: GuestImage
         do {

@@ -92,11 +92,7 @@ public struct HTTPConnectionMachine: Sendable {
     /// The peer closed its side (or the socket failed).
     public mutating func peerClosed() -> [Action] {
         guard phase != .closed else { return [] }
-        if case .handling = phase {
-            // The handler's answer has nowhere to go; drop it when it arrives.
-            phase = .closed
-            return [.close]
-        }
+        // A handler's answer still to come has nowhere to go: `completed` drops it once closed.
         phase = .closed
         return [.close]
     }
