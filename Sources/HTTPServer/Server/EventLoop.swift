@@ -56,6 +56,8 @@ final class EventLoop: @unchecked Sendable {
     // Loop thread only.
     private var connections: [Int32: Connection] = [:]
     private var nextGeneration: UInt64 = 1
+    /// Connections only draining after their last answer: they do not count against the cap.
+    private var lingering = 0
     /// Listeners are out of epoll while the process has no file descriptors left.
     private var acceptPaused = false
     private var nextSweep: UInt64 = 0
@@ -135,6 +137,7 @@ final class EventLoop: @unchecked Sendable {
         }
         for connection in connections.values { close(connection.fd) }
         connections.removeAll()
+        lingering = 0
         connectionCount.store(0, ordering: .relaxed)
         for listener in listeners { close(listener.fd) }
         close(wakeFD)
@@ -153,7 +156,7 @@ final class EventLoop: @unchecked Sendable {
                 }
                 return
             }
-            let active = connections.values.lazy.filter { $0.lingerUntil == nil }.count
+            let active = connections.count - lingering
             if active >= configuration.limits.maxConnections {
                 refuseOverCapacity(fd)
                 continue
@@ -322,6 +325,7 @@ final class EventLoop: @unchecked Sendable {
 
     private func beginLinger(_ connection: Connection, now: UInt64) {
         shutdown(connection.fd, Int32(SHUT_WR))
+        if connection.lingerUntil == nil { lingering += 1 }
         connection.lingerUntil = now + Self.lingerNanos
         if connection.readingPaused { setReading(connection, true) }
     }
@@ -348,6 +352,7 @@ final class EventLoop: @unchecked Sendable {
     private func finalClose(_ connection: Connection) {
         guard connections[connection.fd] === connection else { return }
         connections[connection.fd] = nil
+        if connection.lingerUntil != nil { lingering -= 1 }
         connectionCount.store(connections.count, ordering: .relaxed)
         close(connection.fd)  // also removes it from epoll
         if acceptPaused { resumeAccepting() }
