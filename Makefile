@@ -10,7 +10,7 @@ APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).
 PY_TOOLS     := openapi-spec-validator schemathesis
-GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench churn
+GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench churn smp-convert
 GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie \
                 -mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none \
                 -fno-asynchronous-unwind-tables -Wall -Wextra -Werror -IGuests/include \

@@ -89,6 +89,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Conversions",
+            exclude: ["floor.c"],
             swiftSettings: strict),
         .executableTarget(
             name: "bench-store",

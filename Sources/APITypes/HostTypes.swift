@@ -22,14 +22,30 @@ public struct HostInfo: Codable, Sendable, Equatable {
     public var hypercallProbe: HypercallProbe
     /// port or vmcall: what guests are told to use for explicit conversions.
     public var conversionTransport: String
+    /// How alias-backend VMs convert (protect or memslot) and what the start-up probe found.
+    public var aliasMechanism: AliasMechanismInfo?
+    public struct AliasMechanismInfo: Codable, Sendable, Equatable {
+        /// protect or memslot: what new VMs get.
+        public var chosen: String
+        /// True when the operator chose it (--alias-mechanism), false when the probe did.
+        public var overridden: Bool
+        /// mmio_exit, memory_fault_exit, run_failed, no_exit or unavailable.
+        public var probeOutcome: String
+        public var probeDetail: String
+        public init(chosen: String, overridden: Bool, probeOutcome: String, probeDetail: String) {
+            self.chosen = chosen; self.overridden = overridden; self.probeOutcome = probeOutcome; self.probeDetail = probeDetail
+        }
+    }
+
     public var uptimeSeconds: Double
     /// VMs known to the agent by state.
     public var vms: [String: Int]
     public var policyVersion: String
 
     public init(version: String, hostname: String, kernel: String, capabilities: [String: Int], backends: [Backend],
-                hypercallProbe: HypercallProbe, conversionTransport: String, uptimeSeconds: Double, vms: [String: Int],
-                policyVersion: String) {
+                hypercallProbe: HypercallProbe, conversionTransport: String, aliasMechanism: AliasMechanismInfo? = nil,
+                uptimeSeconds: Double, vms: [String: Int], policyVersion: String) {
+        self.aliasMechanism = aliasMechanism
         self.version = version; self.hostname = hostname; self.kernel = kernel; self.capabilities = capabilities
         self.backends = backends; self.hypercallProbe = hypercallProbe; self.conversionTransport = conversionTransport
         self.uptimeSeconds = uptimeSeconds; self.vms = vms; self.policyVersion = policyVersion

@@ -18,6 +18,7 @@ public final class AgentHost: Sendable {
     public let maxVMs: Int
     private let logger: Logger
     private let memorySink = InMemoryEventSink()
+    private let aliasMechanism: AliasMechanism?
 
     private struct State {
         var vms: [Int64: ManagedVM] = [:]
@@ -28,8 +29,11 @@ public final class AgentHost: Sendable {
     /// Serializes policy replacement (compare-and-swap on the version).
     private let policyLock = NSLock()
 
-    public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64, logger: Logger) {
+    /// - Parameter aliasMechanism: how alias-backend VMs convert (nil: the host probe decides, `AliasProbe`).
+    public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64,
+                aliasMechanism: AliasMechanism? = nil, logger: Logger) {
         self.system = system
+        self.aliasMechanism = aliasMechanism
         self.store = store
         self.policies = policies
         self.maxVMs = maxVMs
@@ -64,7 +68,8 @@ public final class AgentHost: Sendable {
         configuration.commandLine = spec.commandLine
         configuration.initialState = spec.initialState
         configuration.backend = spec.backend
-        configuration.maxMemslots = spec.maxMemslots
+        configuration.maxRuns = spec.maxRuns
+        configuration.aliasMechanism = spec.aliasMechanism ?? aliasMechanism
         let machine: VirtualMachine
         do {
             machine = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,

@@ -14,7 +14,10 @@ public struct VMSpec: Sendable {
     public var labels: [String: String] = [:]
     public var backend: BackendKind?
     public var initialState: PageState = .private
-    public var maxMemslots: Int?
+    /// Runs of page state data RAM may be split into (VMConfiguration.maxRuns).
+    public var maxRuns: Int?
+    /// nil: the agent's choice (its --alias-mechanism, else the host probe's).
+    public var aliasMechanism: AliasMechanism?
     /// Stop the VM this long after it starts.
     public var timeout: Duration?
     /// Console output as it happens (the CLI streams it to stdout).
@@ -29,6 +32,8 @@ public struct VMSpec: Sendable {
     /// Largest guest RAM and vCPU count a spec may ask for (the boot area's limits).
     public static let maxMemoryMib: UInt64 = 64 << 10
     public static let maxVCPUs = 64
+    /// Largest page-state run limit a spec may ask for (host mappings are a process-wide budget).
+    public static let maxRunLimit = 32_768
 
     /// Checks every field a client controls; the error names the field.
     public func validate() throws(AgentHostError) {
@@ -44,8 +49,8 @@ public struct VMSpec: Sendable {
         guard labels.count <= 64, labels.allSatisfy({ $0.key.utf8.count <= 128 && $0.value.utf8.count <= 1024 }) else {
             throw .invalid(field: "labels", message: "at most 64 labels, keys up to 128 and values up to 1024 bytes")
         }
-        if let maxMemslots, maxMemslots < 1 {
-            throw .invalid(field: "max_memslots", message: "must be at least 1")
+        if let maxRuns, !(1...Self.maxRunLimit).contains(maxRuns) {
+            throw .invalid(field: "max_runs", message: "must be from 1 to \(Self.maxRunLimit)")
         }
     }
 }

@@ -45,6 +45,25 @@ public final class HostMemory: @unchecked Sendable {
         return HostMemory(base: pointer, size: length, backing: file)
     }
 
+    /// Another shared mapping of the same file range, with its own protections.
+    public func mappedAgain() throws(KVMError) -> HostMemory {
+        guard let backing else { throw KVMError("mmap", errno: EINVAL, hint: "anonymous memory cannot be mapped twice") }
+        return try Self.mapShared(backing, offset: 0, length: size)
+    }
+
+    /// Makes a range readable and writable, or inaccessible (`mprotect`). A vCPU
+    /// touching an inaccessible page through a memslot leaves KVM_RUN (MMIO or EFAULT).
+    public func protect(at offset: Int, count: Int, accessible: Bool) throws(KVMError) {
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw KVMError("mprotect", errno: EINVAL, hint: "range [\(offset), +\(count)) outside mapping of \(size) bytes")
+        }
+        // Safety: range checked above; changes protections only, never unmaps.
+        guard mprotect(base + offset, count, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0 else {
+            throw KVMError.last("mprotect(\(accessible ? "PROT_READ|PROT_WRITE" : "PROT_NONE"), \(count) bytes)",
+                                hint: "the process may have hit vm.max_map_count; fewer page-state runs are needed")
+        }
+    }
+
     /// A fresh memfd of `size` bytes, mapped shared.
     public static func memfd(name: String, size: Int) throws(KVMError) -> HostMemory {
         let fd = clinux_memfd_create(name)

@@ -33,6 +33,11 @@ public final class VCPUKicker: @unchecked Sendable {
         }
     }
 
+    /// True when called on the thread running this vCPU (it needs no kick: it is not in KVM_RUN).
+    public var isCurrentThread: Bool {
+        thread.withLock { $0 == clinux_pthread_self() }
+    }
+
     /// Called by the vCPU thread after it has seen the kick.
     public func clear() {
         // Safety: as in kick().

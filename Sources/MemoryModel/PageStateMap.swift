@@ -69,7 +69,20 @@ public struct PageStateMap: Sendable, Equatable {
         guard changed > 0 else { return 0 }
         privateBytes = state == .private ? privateBytes + changed : privateBytes - changed
 
-        // Replace the runs overlapping [start - 1, end + 1) with the re-coalesced result.
+        let (first, last, replacement) = recoalesced(range, to: state)
+        runs.replaceSubrange(first...last, with: replacement)
+        return changed
+    }
+
+    /// How many runs the map would have after `set(range, to: state)`, without changing it.
+    public func runCount(afterSetting range: PageRange, to state: PageState) -> Int {
+        guard !range.isEmpty, bounds.contains(range), bytes(in: range, state: state.opposite) > 0 else { return runs.count }
+        let (first, last, replacement) = recoalesced(range, to: state)
+        return runs.count - (last - first + 1) + replacement.count
+    }
+
+    /// The runs overlapping [start - 1, end + 1) and what replaces them once `range` is `state`.
+    private func recoalesced(_ range: PageRange, to state: PageState) -> (first: Int, last: Int, replacement: [Run]) {
         let first = runIndex(containing: range.start == bounds.start ? range.start : range.start - 1)
         let last = runIndex(containing: range.end == bounds.end ? range.end - 1 : range.end)
         var replacement: [Run] = []
@@ -88,7 +101,6 @@ public struct PageStateMap: Sendable, Equatable {
         for run in runs[first...last] where run.range.end > range.end {
             push(Run(range: PageRange(start: max(run.range.start, range.end), end: run.range.end), state: run.state))
         }
-        runs.replaceSubrange(first...last, with: replacement)
-        return changed
+        return (first, last, replacement)
     }
 }

@@ -61,6 +61,8 @@ enum CapsText {
         lines.append("")
         lines.append("VMCALL hypercall exit  \(report.hypercallProbe.outcome.rawValue): \(report.hypercallProbe.detail)")
         lines.append("conversion transport   \(report.conversionTransport)")
+        lines.append("closed-page access     \(report.aliasProbe.outcome.rawValue): \(report.aliasProbe.detail)")
+        lines.append("alias mechanism        \(report.aliasMechanism)")
         return lines.joined(separator: "\n")
     }
 }

@@ -47,8 +47,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Memory backend: attributes or alias (default: attributes where the host has private memory).")
     var backend: BackendKind?
 
-    @Option(help: "Most memslots the VM's data RAM may use (default: what KVM allows).")
-    var maxMemslots: Int?
+    @Option(help: "Most runs of page state data RAM may be split into; each needs a memslot or host mappings (default: what KVM allows, 4096 under protect).")
+    var maxRuns: Int?
+
+    @Option(help: "How the alias backend converts: protect (mprotect of two fixed mappings) or memslot (default: what the host probe chose).")
+    var aliasMechanism: AliasMechanism?
 
     @OptionGroup var recording: RecordingOptions
 
@@ -57,7 +60,9 @@ struct RunCommand: ParsableCommand {
     func validate() throws {
         guard memoryMib > 0, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be a positive multiple of 2") }
         guard vcpus > 0 else { throw ValidationError("--vcpus must be at least 1") }
-        if let maxMemslots, maxMemslots < 1 { throw ValidationError("--max-memslots must be at least 1") }
+        if let maxRuns, !(1...VMSpec.maxRunLimit).contains(maxRuns) {
+            throw ValidationError("--max-runs must be from 1 to \(VMSpec.maxRunLimit)")
+        }
         if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
             throw ValidationError("--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
         }
@@ -87,7 +92,8 @@ struct RunCommand: ParsableCommand {
         spec.commandLine = arg
         spec.initialState = initialState
         spec.backend = backend
-        spec.maxMemslots = maxMemslots
+        spec.maxRuns = maxRuns
+        spec.aliasMechanism = aliasMechanism
         spec.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
         let stdout = FileHandle.standardOutput
         spec.consoleStream = { stdout.write(Data($0)) }
@@ -153,3 +159,4 @@ extension AgentHostError {
         }
     }
 }
+extension AliasMechanism: ExpressibleByArgument {}

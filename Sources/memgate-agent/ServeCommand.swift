@@ -46,6 +46,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most VMs this agent holds at once (1-4096).")
     var maxVMs: Int = 64
 
+    @Option(help: "How alias-backend VMs convert: protect or memslot (default: what the start-up probe chose).")
+    var aliasMechanism: AliasMechanism?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -86,8 +89,10 @@ struct ServeCommand: ParsableCommand {
         let initialPolicy = try PolicyFile.load(policy)
         let store = try recording.open(policy: initialPolicy, appliedBy: policy.map { "serve --policy \($0)" } ?? "built-in",
                                        logger: logger)
-        let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs, logger: logger)
-        let snapshot = HostSnapshot(report: HostReport.probe(system: system, logger: logger))
+        let report = HostReport.probe(system: system, aliasMechanism: aliasMechanism, logger: logger)
+        let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,
+                             aliasMechanism: report.aliasMechanism, logger: logger)
+        let snapshot = HostSnapshot(report: report)
         let api = AgentAPI(host: host, queries: store.map { EventQueries(path: $0.path) }, snapshot: snapshot,
                            configuration: .init(tokens: tokens, images: images), logger: logger)
 

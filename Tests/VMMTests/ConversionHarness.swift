@@ -74,8 +74,8 @@ struct ConversionFixture {
     }
 
     func makeVM(_ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 32, commandLine: String = "",
-                initialState: PageState = .private, policy: PolicyStore = PolicyStore(), maxMemslots: Int? = nil,
-                backend: BackendKind = .alias,
+                initialState: PageState = .private, policy: PolicyStore = PolicyStore(), maxRuns: Int? = nil,
+                backend: BackendKind = .alias, mechanism: AliasMechanism = .protect,
                 events: InMemoryEventSink = InMemoryEventSink(), harness: SelftestHarness? = nil) throws -> VirtualMachine {
         var configuration = VMConfiguration(name: guest)
         configuration.vcpuCount = vcpus
@@ -83,7 +83,8 @@ struct ConversionFixture {
         configuration.commandLine = commandLine
         configuration.initialState = initialState
         configuration.backend = backend
-        configuration.maxMemslots = maxMemslots
+        configuration.maxRuns = maxRuns
+        configuration.aliasMechanism = mechanism
         let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
         return try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
                                   policies: policy, events: events, syncHandler: harness?.handler)

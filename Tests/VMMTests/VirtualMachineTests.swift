@@ -155,8 +155,29 @@ struct VirtualMachineTests {
         } else {
             #expect(result.outcome != .unavailable, "probe VM could not run: \(result.detail)")
         }
-        let report = HostReport(kernel: "k", capabilities: system.capabilityReport(), hypercallProbe: result)
+        let report = HostReport(kernel: "k", capabilities: system.capabilityReport(), hypercallProbe: result,
+                                aliasProbe: AliasProbeResult(outcome: .mmioExit, detail: ""))
         #expect(report.conversionTransport == (result.outcome == .exitsToUserspace ? .vmcall : .port))
+    }
+
+    /// On this project's machines a closed page exits as MMIO (DESIGN §2), so the probe picks
+    /// protect; wherever it runs, a VM left to choose gets what the probe chose.
+    @Test func aliasProbeDecidesTheMechanismVMsGet() throws {
+        let result = AliasProbe.run(system: system, logger: logger)
+        #expect(result.outcome != .unavailable, "probe VM could not run: \(result.detail)")
+        #expect(result.mechanism == result.outcome.mechanism)
+        if result.outcome != .mmioExit {
+            Issue.record("this host kind should exit as MMIO on a PROT_NONE page (DESIGN §2); the probe saw \(result.outcome): \(result.detail)")
+        }
+        let vm = try makeVM("hello")
+        #expect(vm.aliasMechanism == AliasProbe.cached(system: system, logger: logger).mechanism)
+        let report = HostReport(kernel: "k", capabilities: system.capabilityReport(),
+                                hypercallProbe: HypercallProbeResult(outcome: .spins, detail: ""), aliasProbe: result)
+        #expect(report.aliasMechanism == result.mechanism)
+        let overridden = HostReport(kernel: "k", capabilities: system.capabilityReport(),
+                                    hypercallProbe: HypercallProbeResult(outcome: .spins, detail: ""), aliasProbe: result,
+                                    aliasMechanism: .memslot)
+        #expect(overridden.aliasMechanism == .memslot)
     }
 }
 

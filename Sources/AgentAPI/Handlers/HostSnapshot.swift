@@ -22,6 +22,8 @@ public struct HostSnapshot: Sendable {
             backends: report.backends.map { .init(name: $0.name.rawValue, usable: $0.usable, reason: $0.reason) },
             hypercallProbe: .init(outcome: report.hypercallProbe.outcome.rawValue, detail: report.hypercallProbe.detail),
             conversionTransport: report.conversionTransport.description,
+            aliasMechanism: .init(chosen: report.aliasMechanism.rawValue, overridden: report.aliasMechanism != report.aliasProbe.mechanism,
+                                  probeOutcome: report.aliasProbe.outcome.rawValue, probeDetail: report.aliasProbe.detail),
             uptimeSeconds: Date().timeIntervalSince(startedAt), vms: vms, policyVersion: policyVersion)
     }
 }

@@ -15,8 +15,7 @@ public struct GuestFault: Sendable, Equatable {
 /// What the vCPU does after a fault.
 public enum FaultResolution: Sendable, Equatable {
     /// The page is (now) where the access needs it: complete the access and resume.
-    /// `spurious` when no conversion was needed (another vCPU won the race, or KVM
-    /// could not map a page already in the wanted state).
+    /// `spurious` when no conversion was needed (another vCPU converted it first).
     case resume(spurious: Bool)
     /// Policy or missing backing: stop this VM as `faulted`.
     case stopVM(reason: String)
@@ -35,40 +34,62 @@ public struct ExplicitOutcome: Sendable, Equatable {
 }
 
 /// Carries out one VM's conversions: validation, policy, recording, backend.
-/// All conversions of a VM are serialized by its lock; the wait for a record to
-/// become durable happens outside the lock so vCPUs can share a group commit.
+///
+/// Conversions hold a lock on their page range (all of data RAM when the
+/// backend's scope demands it), so disjoint conversions on different vCPUs run
+/// side by side and overlapping ones in order. The page map, policy state and
+/// statistics sit behind one short mutex that is never held across a syscall.
+/// The wait for a record to become durable happens outside both, so vCPUs can
+/// share a group commit.
 public final class ConversionEngine: Sendable {
     private struct State {
         var map: PageStateMap
         var limiter: RateLimiter?
         var limiterVersion = ""
         var statistics = ConversionStatistics()
+        /// Bytes going shared in conversions still in flight, counted against `max_shared_bytes`.
+        var sharedInFlight: UInt64 = 0
     }
 
     private enum Applied {
         case applied
         case denied(String)
-        case refused(String)
+        /// The backend's mapping limit (memslots or page-state runs) was hit; nothing changed.
+        case mappingLimitReached(String)
         case broken(String)
+    }
+
+    /// An allowed conversion between its decision and the backend's work.
+    private struct Admitted {
+        var record: ConversionRecord
+        let pending: PendingConversion
+        let before: PageStateMap
+        let discard: Bool
+        let reservedShared: UInt64
     }
 
     public let vmID: Int64
     public let vmName: String
     public let ramSize: UInt64
+    public let dataRAM: PageRange
     public let backend: MemoryBackend
     private let policies: PolicyStore
     private let sink: EventSink
+    private let clock: EngineClock
     private let logger: Logger
     private let state: Mutex<State>
+    private let locks = PageRangeLocks()
 
     public init(vmID: Int64 = 0, vmName: String, ramSize: UInt64, initial map: PageStateMap, backend: MemoryBackend,
-                policies: PolicyStore, sink: EventSink, logger: Logger) {
+                policies: PolicyStore, sink: EventSink, clock: EngineClock = SystemClock(), logger: Logger) {
         self.vmID = vmID
         self.vmName = vmName
         self.ramSize = ramSize
+        self.dataRAM = map.bounds
         self.backend = backend
         self.policies = policies
         self.sink = sink
+        self.clock = clock
         self.logger = logger
         state = Mutex(State(map: map))
     }
@@ -76,11 +97,15 @@ public final class ConversionEngine: Sendable {
     public var pageStates: PageStateMap { state.withLock { $0.map } }
     public var statistics: ConversionStatistics { state.withLock { $0.statistics } }
 
+    /// The range a conversion of `range` must hold.
+    private func lockScope(of range: PageRange) -> PageRange {
+        backend.scope == .pageRange ? range : dataRAM
+    }
+
     // MARK: Explicit (KVM_HC_MAP_GPA_RANGE)
 
     public func explicit(_ call: MapGPARangeCall, vcpu: UInt32) -> ExplicitOutcome {
-        let requested = MonotonicClock.wallNanos()
-        let dataRAM = state.withLock { $0.map.bounds }
+        let requested = clock.wallNanos()
         switch call.validate(dataRAM: dataRAM, ramSize: ramSize, vcpu: vcpu) {
         case .failure(let rejection):
             // Guest-supplied: saturate rather than overflow.
@@ -100,7 +125,8 @@ public final class ConversionEngine: Sendable {
             logger.debug("invalid conversion request", metadata: ["vcpu": "\(vcpu)", "reason": "\(rejection.reason)"])
             return ExplicitOutcome(guestResult: rejection.code.rawValue)
         case .success(let request):
-            let (applied, receipt) = convert(request, requestedNanos: requested)
+            let scope = lockScope(of: request.range)
+            let (applied, receipt) = locks.withLock(scope) { convert(request, requestedNanos: requested) }
             // Nothing the guest sees acted on may be missing from the record.
             if let failure = receipt.wait() {
                 return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: "event store failed: \(failure)")
@@ -108,7 +134,7 @@ public final class ConversionEngine: Sendable {
             switch applied {
             case .applied: return ExplicitOutcome(guestResult: 0)
             case .denied: return ExplicitOutcome(guestResult: GuestErrorCode.permission.rawValue)
-            case .refused: return ExplicitOutcome(guestResult: GuestErrorCode.tooBig.rawValue)
+            case .mappingLimitReached: return ExplicitOutcome(guestResult: GuestErrorCode.tooBig.rawValue)
             case .broken(let reason): return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: reason)
             }
         }
@@ -116,47 +142,83 @@ public final class ConversionEngine: Sendable {
 
     // MARK: Implicit (memory faults)
 
+    private enum FaultStep {
+        /// The pages were already in the wanted state when the fault was handled.
+        case settled(EventReceipt, mapped: Bool)
+        case converted(Applied, EventReceipt, ConversionDirection)
+    }
+
     public func fault(_ fault: GuestFault, vcpu: UInt32) -> FaultResolution {
-        let now = MonotonicClock.wallNanos()
+        guard fault.range.isPageAligned, !fault.range.isEmpty, dataRAM.contains(fault.range) else {
+            return .stopVM(reason: "memory fault at \(fault.range) outside data RAM \(dataRAM)")
+        }
+        let now = clock.wallNanos()
         let record = MemoryFaultRecord(vmID: vmID, vm: vmName, vcpu: vcpu, timeNanos: now, gpa: fault.range.start, size: fault.range.size,
                                        flags: fault.wantsPrivate ? MemoryFaultRecord.flagPrivate : 0, source: fault.source)
         let wanted: PageState = fault.wantsPrivate ? .private : .shared
-        let (faultReceipt, current, mapped) = state.withLock { state in
-            state.statistics.count(record)
-            return (sink.record(fault: record), state.map.uniformState(of: fault.range),
-                    backend.isMapped(fault.range, in: state.map))
+        // Holding the range makes a fault that races a conversion of the same page
+        // wait for it, then see the page's new state.
+        let step = locks.withLock(lockScope(of: fault.range)) { () -> FaultStep in
+            let (faultReceipt, current, mapped) = state.withLock { state in
+                state.statistics.count(record)
+                let current = state.map.uniformState(of: fault.range)
+                if current == wanted { state.statistics.countFaultWithoutConversion() }
+                return (sink.record(fault: record), current, backend.isMapped(fault.range, in: state.map))
+            }
+            if current == wanted { return .settled(faultReceipt, mapped: mapped) }
+            let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
+            let (applied, receipt) = convert(request, requestedNanos: now)
+            return .converted(applied, receipt, request.direction)
         }
-        if current == wanted {
-            if let failure = faultReceipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
-            // Another vCPU converted it first, or the access raced a slot update: just retry.
+        switch step {
+        case .settled(let receipt, let mapped):
+            if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
             if mapped { return .resume(spurious: true) }
             return .stopVM(reason: "memory fault at gpa 0x\(String(fault.range.start, radix: 16)): the \(wanted.rawValue) page has no backing")
-        }
-        let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
-        let (applied, receipt) = convert(request, requestedNanos: now)
-        // Records commit in order: the conversion's receipt covers the fault's too (one commit, not two).
-        if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
-        switch applied {
-        case .applied: return .resume(spurious: false)
-        case .denied(let reason), .refused(let reason):
-            return .stopVM(reason: "implicit conversion of \(fault.range) \(request.direction.rawValue) refused: \(reason)")
-        case .broken(let reason): return .failVM(reason: reason)
+        case .converted(let applied, let receipt, let direction):
+            // Records commit in order: the conversion's receipt covers the fault's too (one commit, not two).
+            if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
+            switch applied {
+            case .applied: return .resume(spurious: false)
+            case .denied(let reason), .mappingLimitReached(let reason):
+                return .stopVM(reason: "implicit conversion of \(fault.range) \(direction.rawValue) refused: \(reason)")
+            case .broken(let reason): return .failVM(reason: reason)
+            }
         }
     }
 
-    // MARK: Shared path
+    // MARK: Shared path (the caller holds the range lock)
 
     private func convert(_ request: ConversionRequest, requestedNanos: UInt64) -> (Applied, EventReceipt) {
+        switch admit(request, requestedNanos: requestedNanos) {
+        case .failure(let denied):
+            return (.denied(denied.reason), denied.receipt)
+        case .success(let admitted):
+            let pending = admitted.pending
+            let record = admitted.record
+            let reserved = admitted.reservedShared
+            let result = carryOut(request, admitted: consume admitted)
+            return (finish(request, record: record, pending: pending, reservedShared: reserved, result: result), pending.receipt)
+        }
+    }
+
+    private struct Denied: Error {
+        let reason: String
+        let receipt: EventReceipt
+    }
+
+    /// Decides under the policy and hands the record over (pending) before the backend acts.
+    private func admit(_ request: ConversionRequest, requestedNanos: UInt64) -> Result<Admitted, Denied> {
         let versioned = policies.policy
         return state.withLock { state in
             if state.limiterVersion != versioned.version {
                 state.limiter = versioned.policy.limits.maxConversionsPerSecond.map { RateLimiter(perSecond: $0) }
                 state.limiterVersion = versioned.version
             }
-            let sharedAfter = request.direction == .toShared
-                ? state.map.sharedBytes + state.map.bytes(in: request.range, state: .private) : state.map.sharedBytes
+            let goingShared = request.direction == .toShared ? state.map.bytes(in: request.range, state: .private) : 0
+            let sharedAfter = state.map.sharedBytes + state.sharedInFlight + goingShared
             let decision = versioned.policy.evaluate(request, vm: vmName, sharedBytesAfter: sharedAfter,
-                                                     nowNanos: MonotonicClock.nanos(), limiter: &state.limiter)
+                                                     nowNanos: clock.monotonicNanos(), limiter: &state.limiter)
             var record = ConversionRecord(
                 vmID: vmID, vm: vmName, vcpu: request.vcpu, requestedNanos: requestedNanos, completedNanos: nil,
                 gpa: request.range.start, size: request.range.size, direction: request.direction, trigger: request.trigger,
@@ -164,41 +226,60 @@ public final class ConversionEngine: Sendable {
                 source: backend.kind == .attributes ? .kvm : .emulated, discardedBytes: 0,
                 guestResult: decision.allowed ? 0 : GuestErrorCode.permission.rawValue)
             guard decision.allowed else {
-                record.completedNanos = MonotonicClock.wallNanos()
+                record.completedNanos = clock.wallNanos()
                 state.statistics.count(record)
-                return (.denied(decision.reason), sink.record(conversion: record))
+                return .failure(Denied(reason: decision.reason, receipt: sink.record(conversion: record)))
             }
             record.changedBytes = state.map.bytes(in: request.range, state: request.direction.target.opposite)
-            // Hand the record over first; the backend works while it is written.
-            let pending = sink.begin(conversion: record)
-            var after = state.map
-            after.set(request.range, to: request.direction.target)
+            state.sharedInFlight += goingShared
+            return .success(Admitted(record: record, pending: sink.begin(conversion: record), before: state.map,
+                                     discard: decision.discard, reservedShared: goingShared))
+        }
+    }
+
+    /// The backend's work, outside the state mutex. Consumes the map snapshot so
+    /// that `finish` updates the map in place (no copy of its runs).
+    private func carryOut(_ request: ConversionRequest, admitted: consuming Admitted) -> Result<AppliedConversion, BackendError> {
+        do throws(BackendError) {
+            return .success(try backend.apply(request.range, to: request.direction.target, discard: admitted.discard,
+                                              before: admitted.before))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func finish(_ request: ConversionRequest, record: ConversionRecord, pending: PendingConversion, reservedShared: UInt64,
+                        result: Result<AppliedConversion, BackendError>) -> Applied {
+        var record = record
+        return state.withLock { state in
+            state.sharedInFlight -= reservedShared
             let outcome: Applied
-            do throws(BackendError) {
-                let applied = try backend.apply(request.range, to: request.direction.target, discard: decision.discard,
-                                                before: state.map, after: after)
-                state.map = after
+            switch result {
+            case .success(let applied):
+                state.map.set(request.range, to: request.direction.target)
                 record.decision = .applied
                 record.discardedBytes = applied.discardedBytes
                 outcome = .applied
-                sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: MonotonicClock.wallNanos(),
+                sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: clock.wallNanos(),
                             discardedBytes: applied.discardedBytes, guestResult: 0)
-            } catch {
+            case .failure(let error):
                 let code: GuestErrorCode
-                if case .memslotLimit = error {
-                    outcome = .refused(error.description)
+                if case .mappingLimit = error {
+                    // The guest fragmented its memory too far: its request fails, the VM runs on.
+                    outcome = .mappingLimitReached(error.description)
                     code = .tooBig
+                    logger.debug("conversion refused", metadata: ["range": "\(request.range)", "error": "\(error)"])
                 } else {
                     outcome = .broken(error.description)
                     code = .invalid
+                    logger.warning("conversion failed", metadata: ["range": "\(request.range)", "error": "\(error)"])
                 }
                 record.decision = .failed
-                sink.finish(pending.ticket, decision: .failed, reason: error.description, completedNanos: MonotonicClock.wallNanos(),
+                sink.finish(pending.ticket, decision: .failed, reason: error.description, completedNanos: clock.wallNanos(),
                             discardedBytes: 0, guestResult: code.rawValue)
-                logger.warning("conversion failed", metadata: ["range": "\(request.range)", "error": "\(error)"])
             }
             state.statistics.count(record)
-            return (outcome, pending.receipt)
+            return outcome
         }
     }
 }

@@ -15,6 +15,9 @@ public struct ConversionStatistics: Sendable, Equatable {
     public private(set) var conversions: [Key: Int] = [:]
     public private(set) var convertedBytes: [Key: UInt64] = [:]
     public private(set) var faults: [EventSource: Int] = [:]
+    /// Faults on pages already in the wanted state by the time they were handled
+    /// (another vCPU converted them first): resolved without a conversion.
+    public private(set) var faultsWithoutConversion = 0
 
     public init() {}
 
@@ -30,6 +33,10 @@ public struct ConversionStatistics: Sendable, Equatable {
         faults[fault.source, default: 0] += 1
     }
 
+    public mutating func countFaultWithoutConversion() {
+        faultsWithoutConversion += 1
+    }
+
     public func total(decision: ConversionDecision? = nil, trigger: ConversionTrigger? = nil) -> Int {
         conversions.filter { (decision == nil || $0.key.decision == decision) && (trigger == nil || $0.key.trigger == trigger) }
             .values.reduce(0, +)
@@ -39,6 +46,7 @@ public struct ConversionStatistics: Sendable, Equatable {
     public var summaryLines: [String] {
         let faultLine = "memory faults: " + (faults.isEmpty ? "0" : faults.sorted { $0.key.rawValue < $1.key.rawValue }
             .map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
+            + (faultsWithoutConversion > 0 ? " (\(faultsWithoutConversion) needed no conversion)" : "")
         return [faultLine, "conversions: \(total())"] + conversions.keys.sorted().map { key in
             "  \(key.direction.rawValue) \(key.trigger.rawValue) \(key.decision.rawValue): \(conversions[key]!) (\(convertedBytes[key]!) bytes)"
         }

@@ -17,19 +17,28 @@ public struct HostReport: Sendable, Codable, Equatable {
     public var hypercallProbe: HypercallProbeResult
     /// The conversion transport guests are told to use.
     public var conversionTransport: ConversionTransport
+    /// What a guest access to a closed page did (decides the alias mechanism).
+    public var aliasProbe: AliasProbeResult
+    /// The alias mechanism VMs get: the operator's choice, else the probe's.
+    public var aliasMechanism: AliasMechanism
 
-    public init(kernel: String, capabilities: CapabilityReport, hypercallProbe: HypercallProbeResult) {
+    public init(kernel: String, capabilities: CapabilityReport, hypercallProbe: HypercallProbeResult,
+                aliasProbe: AliasProbeResult, aliasMechanism: AliasMechanism? = nil) {
         self.kernel = kernel
         self.capabilities = capabilities
         self.backends = Self.backends(for: capabilities)
         self.hypercallProbe = hypercallProbe
         self.conversionTransport = hypercallProbe.outcome.vmcallUsable ? .vmcall : .port
+        self.aliasProbe = aliasProbe
+        self.aliasMechanism = aliasMechanism ?? aliasProbe.mechanism
     }
 
-    /// Probes the host: capabilities, then the VMCALL exit probe.
-    public static func probe(system: KVM.System, logger: Logger) -> HostReport {
+    /// Probes the host: capabilities, the VMCALL exit probe, the closed-page probe.
+    /// `aliasMechanism` is the operator's override, if any.
+    public static func probe(system: KVM.System, aliasMechanism: AliasMechanism? = nil, logger: Logger) -> HostReport {
         HostReport(kernel: KVM.System.kernelRelease(), capabilities: system.capabilityReport(),
-                   hypercallProbe: HypercallProbe.run(system: system, logger: logger))
+                   hypercallProbe: HypercallProbe.run(system: system, logger: logger),
+                   aliasProbe: AliasProbe.cached(system: system, logger: logger), aliasMechanism: aliasMechanism)
     }
 
     /// Which backends these capabilities allow. Pure.

@@ -5,9 +5,12 @@ import MemoryModel
 /// One vCPU's exit loop. Runs on the vCPU's own thread until the VM ends,
 /// the vCPU halts, or an exit cannot be handled.
 struct VCPURunner: Sendable {
-    /// Consecutive spurious faults on one page before the VM is stopped: a
-    /// page KVM keeps faulting on although it is in the wanted state has no backing.
-    static let spuriousFaultLimit = 16
+    /// Consecutive KVM memory-fault exits on one page, with no other exit in
+    /// between and the page already in the wanted state, before the VM is
+    /// stopped: the guest is making no progress at all, so the page has no
+    /// usable backing. (Wrong-alias MMIO accesses are completed by the agent and
+    /// always make progress; they never count.)
+    static let stuckFaultLimit = 16
 
     let vcpu: VCPU
     let control: VMControl
@@ -16,6 +19,8 @@ struct VCPURunner: Sendable {
     let syncHandler: SyncHandler?
     /// KVM syncs general-purpose registers into kvm_run (no ioctl per PV call).
     let registerSync: Bool
+    /// Brackets KVM_RUN when memslot rewrites must hold this vCPU outside (memslot mechanism, several vCPUs).
+    let gate: RunGate?
     let runNanos: RunTimer
     let exits: ExitCounters
     let logger: Logger
@@ -28,10 +33,12 @@ struct VCPURunner: Sendable {
             control.threadEnded()
         }
         guard control.checkpoint() else { return }
-        var spurious = SpuriousFaults()
+        var stuck = StuckFaults()
         while true {
             let exit: VCPUExit
             do {
+                gate?.enter()
+                defer { gate?.leave() }
                 let start = MonotonicClock.nanos()
                 exit = try vcpu.run()
                 runNanos.add(MonotonicClock.nanos() - start)
@@ -40,6 +47,7 @@ struct VCPURunner: Sendable {
                 control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
                 return
             }
+            if case .memoryFault = exit {} else { stuck = StuckFaults() }
             switch exit {
             case .io(let io):
                 switch PortMap.route(io) {
@@ -66,11 +74,11 @@ struct VCPURunner: Sendable {
             case .mmio(let mmio):
                 guard let access = engine.backend.aliasAccess(at: mmio.address) else { fail(exit); return }
                 guard resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated),
-                              spurious: &spurious) else { return }
+                              retried: false, stuck: &stuck) else { return }
                 complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared)
             case .memoryFault(let fault):
-                let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1), end: (fault.gpa + max(fault.size, 1)).roundedUp(to: PageRange.pageSize))
-                guard resolve(GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm), spurious: &spurious) else { return }
+                // Re-entering retries the access, so a fault that changes nothing may repeat: count those.
+                guard resolve(Self.guestFault(fault, backend: engine.backend), retried: true, stuck: &stuck) else { return }
             case .hypercall(let call):
                 guard call.number == Hypercall.mapGPARange else {
                     vcpu.completeHypercall(returning: GuestErrorCode.notSupported.raxValue)
@@ -92,14 +100,29 @@ struct VCPURunner: Sendable {
         }
     }
 
+    /// A KVM_EXIT_MEMORY_FAULT as the engine sees it. Under the alias backend
+    /// (hosts where a closed page fails KVM_RUN with memory_fault data) the GPA
+    /// names the alias the guest used, as an MMIO exit would.
+    static func guestFault(_ fault: MemoryFaultExit, backend: MemoryBackend) -> GuestFault {
+        if let access = backend.aliasAccess(at: fault.gpa) {
+            return GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .kvm)
+        }
+        let (end, overflow) = fault.gpa.addingReportingOverflow(max(fault.size, 1))
+        let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1),
+                              end: overflow ? UInt64.max & ~(PageRange.pageSize - 1) : end.roundedUp(to: PageRange.pageSize))
+        return GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm)
+    }
+
     /// Runs the fault through the engine; false when the vCPU must stop.
-    private func resolve(_ fault: GuestFault, spurious: inout SpuriousFaults) -> Bool {
+    /// `retried`: the guest retries the access on re-entry (false: the agent completed it).
+    private func resolve(_ fault: GuestFault, retried: Bool, stuck: inout StuckFaults) -> Bool {
         switch engine.fault(fault, vcpu: vcpu.index) {
         case .resume(let wasSpurious):
-            guard wasSpurious else { spurious = SpuriousFaults(); return true }
-            if spurious.page == fault.range.start { spurious.count += 1 } else { spurious = SpuriousFaults(page: fault.range.start, count: 1) }
-            guard spurious.count < Self.spuriousFaultLimit else {
-                control.finish(.fault(reason: "vCPU \(vcpu.index): \(spurious.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)), already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"))
+            guard retried else { return true }
+            guard wasSpurious else { stuck = StuckFaults(); return true }
+            stuck.count(page: fault.range.start)
+            guard stuck.count < Self.stuckFaultLimit else {
+                control.finish(.fault(reason: "vCPU \(vcpu.index): \(stuck.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)) with no other exit, the page already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"))
                 return false
             }
             return true
@@ -174,17 +197,22 @@ struct VCPURunner: Sendable {
         (try? vcpu.registers().rip).map { " at rip 0x" + String($0, radix: 16) } ?? ""
     }
 
+    /// A guest can cause these at will: the VM's end carries the reason; the log only at debug.
     private func fail(_ exit: VCPUExit) {
         let reason = "vCPU \(vcpu.index): unhandled exit: \(exit)\(ripSuffix())"
-        logger.error("\(reason)")
+        logger.debug("\(reason)")
         control.finish(.fail(reason: reason))
     }
 }
 
-/// The page of the last run of spurious faults on one vCPU, and its length.
-struct SpuriousFaults {
+/// The page of the last run of retried faults that changed nothing on one vCPU, and its length.
+struct StuckFaults {
     var page: UInt64 = .max
     var count = 0
+
+    mutating func count(page: UInt64) {
+        if self.page == page { count += 1 } else { self = StuckFaults(page: page, count: 1) }
+    }
 }
 
 /// Nanoseconds a VM's vCPUs spent inside KVM_RUN.

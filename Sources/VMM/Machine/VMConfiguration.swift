@@ -23,8 +23,13 @@ public struct VMConfiguration: Sendable {
     public var initialState: PageState = .private
     /// nil chooses automatically: attributes where the host has private memory, else alias.
     public var backend: BackendKind?
-    /// Memslots the VM's data RAM may use (nil: what KVM allows).
-    public var maxMemslots: Int?
+    /// Runs of page state the VM's data RAM may be split into; a conversion
+    /// beyond it fails with E2BIG. Each run takes a memslot (memslot mechanism)
+    /// or splits the host mappings (protect). nil: what KVM allows, or
+    /// `ProtectAliasBackend.defaultRunLimit`.
+    public var maxRuns: Int?
+    /// The alias backend's mechanism; nil: what the host probe chose (`AliasProbe`).
+    public var aliasMechanism: AliasMechanism?
 
     public init(name: String) {
         self.name = name

@@ -23,12 +23,15 @@ public final class VirtualMachine: Sendable {
     private let console: ConsoleOutput
     private let syncHandler: SyncHandler?
     private let registerSync: Bool
+    private let runGate: RunGate?
     private let runTimer = RunTimer()
     private let exits: ExitCounters
     private let logger: Logger
 
     public var name: String { configuration.name }
     public var backendKind: BackendKind { engine.backend.kind }
+    /// The alias backend's mechanism; nil for the attributes backend.
+    public var aliasMechanism: AliasMechanism? { (engine.backend as? AliasMemoryBackend)?.mechanism }
 
     public init(system: KVM.System, configuration: VMConfiguration, image: GuestImage, logger: Logger,
                 policies: PolicyStore = PolicyStore(), events: EventSink = InMemoryEventSink(),
@@ -54,18 +57,6 @@ public final class VirtualMachine: Sendable {
             if configuration.enableHypercallExit, vm.check(.exitHypercall) & (1 << Int32(Hypercall.mapGPARange)) != 0 {
                 try vm.enable(.exitHypercall, args: [1 << Hypercall.mapGPARange])
             }
-            let dataRAM = PageRange(start: layout.dataRAM.lowerBound, end: layout.dataRAM.upperBound)
-            let initial = PageStateMap(bounds: dataRAM, initial: configuration.initialState)
-            let slotLimit = min(configuration.maxMemslots ?? Int.max, max(caps.maxMemslots - 1, 1))
-            let built = try MemoryBuilder(vm: vm, layout: layout, initial: initial, slotLimit: slotLimit, logger: logger)
-                .build(kind, caps: caps)
-            stores = built.stores
-            memoryOps = built.ops
-            memoryDescription = built.description
-            try Self.loadBootImage(image, layout: layout, configuration: configuration, aliased: kind == .alias,
-                                   into: built.stores.bootRegion)
-            engine = ConversionEngine(vmID: configuration.id, vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
-                                      backend: built.backend, policies: policies, sink: events, logger: logger)
             var vcpus: [VCPU] = []
             for index in 0..<configuration.vcpuCount {
                 let vcpu = try vm.createVCPU(index: UInt32(index))
@@ -74,6 +65,25 @@ public final class VirtualMachine: Sendable {
                                           bootInfo: layout.bootInfoAddress(vcpu: index))
                 vcpus.append(vcpu)
             }
+            let dataRAM = PageRange(start: layout.dataRAM.lowerBound, end: layout.dataRAM.upperBound)
+            let initial = PageStateMap(bounds: dataRAM, initial: configuration.initialState)
+            let mechanism = configuration.aliasMechanism ?? AliasProbe.cached(system: system, logger: logger).mechanism
+            let runLimit = switch mechanism {
+            case .memslot: min(configuration.maxRuns ?? Int.max, max(caps.maxMemslots - 1, 1))
+            case .protect: configuration.maxRuns ?? ProtectAliasBackend.defaultRunLimit
+            }
+            // Only memslot rewrites need the other vCPUs out of KVM_RUN, and only if there are others.
+            let gate = kind == .alias && mechanism == .memslot && vcpus.count > 1 ? RunGate(kickers: vcpus.map(\.kicker)) : nil
+            let built = try MemoryBuilder(vm: vm, layout: layout, initial: initial, runLimit: runLimit, logger: logger)
+                .build(kind, mechanism: mechanism, gate: gate, caps: caps)
+            runGate = gate
+            stores = built.stores
+            memoryOps = built.ops
+            memoryDescription = built.description
+            try Self.loadBootImage(image, layout: layout, configuration: configuration, aliased: kind == .alias,
+                                   into: built.stores.bootRegion)
+            engine = ConversionEngine(vmID: configuration.id, vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
+                                      backend: built.backend, policies: policies, sink: events, logger: logger)
             registerSync = vcpus.allSatisfy { $0.enableRegisterSync(hostMask: caps.syncRegsMask) }
             self.vcpus = vcpus
         } catch let error as VMCreationError {
@@ -83,7 +93,7 @@ public final class VirtualMachine: Sendable {
         } catch let error as BootError {
             throw .layout(error)
         } catch {
-            fatalError("unexpected error type: \(error)")
+            throw .kvm(KVMError("VM set-up", errno: 0, hint: "\(error)"))
         }
         control = VMControl(kickers: vcpus.map(\.kicker))
         logger.info("VM created", metadata: [
@@ -94,10 +104,11 @@ public final class VirtualMachine: Sendable {
 
     private static func chooseBackend(_ requested: BackendKind?, caps: CapabilityReport) throws(VMCreationError) -> BackendKind {
         let availability = HostReport.backends(for: caps)
-        let attributes = availability.first { $0.name == .attributes }!
+        let attributes = availability.first { $0.name == .attributes }
+        let usable = attributes?.usable ?? false
         switch requested {
-        case nil: return attributes.usable ? .attributes : .alias
-        case .attributes? where !attributes.usable: throw .backendUnavailable(.attributes, reason: attributes.reason)
+        case nil: return usable ? .attributes : .alias
+        case .attributes? where !usable: throw .backendUnavailable(.attributes, reason: attributes?.reason ?? "not reported")
         case let kind?: return kind
         }
     }
@@ -134,7 +145,8 @@ public final class VirtualMachine: Sendable {
         try control.start(threads: vcpus.count)
         for vcpu in vcpus {
             let runner = VCPURunner(vcpu: vcpu, control: control, console: console, engine: engine,
-                                    syncHandler: syncHandler, registerSync: registerSync, runNanos: runTimer, exits: exits, logger: logger)
+                                    syncHandler: syncHandler, registerSync: registerSync, gate: runGate, runNanos: runTimer, exits: exits,
+                                    logger: logger)
             let thread = Thread { runner.run() }
             thread.name = "\(configuration.name)-vcpu\(vcpu.index)"
             thread.start()

@@ -11,14 +11,24 @@ public final class GuestStores: Sendable {
     /// A mapping of the private store, when the host may map it (mmap-able guest_memfd or memfd).
     public let privateMemory: HostMemory?
     public let sharedMemory: HostMemory
+    /// `protect` mechanism: second mappings of the private and shared stores, bound
+    /// into the memslots, whose protections follow page state. The host itself
+    /// always uses `privateMemory`/`sharedMemory`, which stay open.
+    public let guestViews: GuestViews?
+
+    public struct GuestViews: Sendable {
+        public let privateView: HostMemory
+        public let sharedView: HostMemory
+    }
 
     public init(bootRegion: HostMemory, dataRAM: PageRange, privateFile: GuestMemfd?, privateMemory: HostMemory?,
-                sharedMemory: HostMemory) {
+                sharedMemory: HostMemory, guestViews: GuestViews? = nil) {
         self.bootRegion = bootRegion
         self.dataRAM = dataRAM
         self.privateFile = privateFile
         self.privateMemory = privateMemory
         self.sharedMemory = sharedMemory
+        self.guestViews = guestViews
     }
 
     /// The store a page in `state` lives in, and the offset of `gpa` inside it.

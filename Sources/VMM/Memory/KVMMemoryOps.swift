@@ -45,6 +45,19 @@ public final class KVMMemoryOps: MemoryOps {
                 } else {
                     throw KVMError("KVM_SET_USER_MEMORY_REGION", errno: 22, hint: "no private store to map")
                 }
+            case .privateView, .sharedView:
+                guard let views = stores.guestViews else {
+                    throw KVMError("KVM_SET_USER_MEMORY_REGION", errno: 22, hint: "no guest views to map")
+                }
+                let view = slot.store == .privateView ? views.privateView : views.sharedView
+                if slot.store == .privateView, guestMemfdSlots, let file = stores.privateFile {
+                    try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                                            memory: view, offset: Int(slot.offset),
+                                            guestMemfd: file, guestMemfdOffset: slot.offset)
+                } else {
+                    try vm.setMemoryRegion(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                                           memory: view, offset: Int(slot.offset))
+                }
             case .attributed:
                 try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
                                         memory: stores.sharedMemory, offset: Int(slot.offset),
@@ -55,7 +68,7 @@ public final class KVMMemoryOps: MemoryOps {
 
     public func delete(_ slot: Memslot) throws(KVMError) {
         try timed { () throws(KVMError) in
-            if slot.store == .privateStore && guestMemfdSlots || slot.store == .attributed {
+            if (slot.store == .privateStore || slot.store == .privateView) && guestMemfdSlots || slot.store == .attributed {
                 try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: 0, memory: nil, guestMemfd: nil)
             } else {
                 try vm.deleteMemoryRegion(slot: slot.slot)
@@ -83,6 +96,16 @@ public final class KVMMemoryOps: MemoryOps {
     public func discardShared(offset: UInt64, length: UInt64) throws(KVMError) {
         try timed { () throws(KVMError) in
             try stores.sharedMemory.discardFile(at: Int(offset), count: Int(length))
+        }
+    }
+
+    public func setAccess(_ range: PageRange, view state: PageState, open: Bool) throws(KVMError) {
+        try timed { () throws(KVMError) in
+            guard let views = stores.guestViews else {
+                throw KVMError("mprotect", errno: 22, hint: "this VM has no guest views (memslot mechanism)")
+            }
+            let view = state == .private ? views.privateView : views.sharedView
+            try view.protect(at: Int(range.start - stores.dataRAM.start), count: Int(range.size), accessible: open)
         }
     }
 }

@@ -13,6 +13,11 @@ public struct Memslot: Sendable, Equatable, CustomStringConvertible {
         /// Attributes backend: private pages from guest_memfd, shared ones from the shared store,
         /// chosen per page by KVM_SET_MEMORY_ATTRIBUTES.
         case attributed
+        /// `protect` alias mechanism: the private store through the guest's own mapping,
+        /// whose page protections follow page state.
+        case privateView = "private-view"
+        /// The same for the shared store, at the shared alias.
+        case sharedView = "shared-view"
     }
 
     public var slot: UInt32
@@ -36,4 +41,7 @@ public protocol MemoryOps: AnyObject, Sendable {
     func discardPrivate(offset: UInt64, length: UInt64) throws(KVMError)
     /// Frees shared copies; offsets into the shared store.
     func discardShared(offset: UInt64, length: UInt64) throws(KVMError)
+    /// Opens or closes a data-RAM range in the guest's view of the `state` store
+    /// (`protect` mechanism: `mprotect` of the mapping behind that alias's memslot).
+    func setAccess(_ range: PageRange, view state: PageState, open: Bool) throws(KVMError)
 }

@@ -1,11 +1,16 @@
 import KVM
 import MemoryModel
 
-/// What both backends do the same way: host access to the stores, and
+/// What every backend does the same way: host access to the stores, and
 /// freeing the copy a conversion left behind.
-struct StoreAccess: Sendable {
+public struct StoreAccess: Sendable {
     let stores: GuestStores
     let ops: MemoryOps
+
+    init(stores: GuestStores, ops: MemoryOps) {
+        self.stores = stores
+        self.ops = ops
+    }
 
     func read(gpa: UInt64, count: Int, as state: PageState) -> [UInt8]? {
         guard let (memory, offset) = stores.location(of: gpa, count: count, as: state) else { return nil }
@@ -44,8 +49,4 @@ extension PageStateMap {
     func parts(of range: PageRange, notIn state: PageState) -> [PageRange] {
         runs(overlapping: range).filter { $0.state != state }.map { $0.range.clamped(to: range) }
     }
-}
-
-extension BackendError {
-    static func wrapping(_ error: KVMError) -> BackendError { .kvm(KVMErrorDescription(text: "\(error)")) }
 }

@@ -1,26 +1,5 @@
 import MemoryModel
 
-/// Why a conversion could not be carried out by the backend.
-public enum BackendError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The conversion would need more memslots than the VM may use; nothing changed.
-    case memslotLimit(needed: Int, limit: Int)
-    /// A KVM call failed part-way; the VM's memory may be inconsistent.
-    case kvm(KVMErrorDescription)
-
-    public var description: String {
-        switch self {
-        case .memslotLimit(let needed, let limit):
-            "conversion needs \(needed) memslots but the VM may use \(limit); memory is too fragmented"
-        case .kvm(let error): error.text
-        }
-    }
-}
-
-/// A KVM error's text, kept as a value so `BackendError` stays Equatable.
-public struct KVMErrorDescription: Sendable, Equatable {
-    public let text: String
-}
-
 /// The alias backend's memslots: one per maximal run of equal page state,
 /// at the run's private GPA or at its shared alias. Pure bookkeeping: it plans
 /// which slots to delete and create; the caller performs them.
@@ -69,7 +48,7 @@ public struct AliasSlotTable: Sendable, Equatable {
         let added = after.filter { !kept.contains($0.description) }
         let deletes = removed.compactMap { run in isMapped(run) ? slots[run.range.start] : nil }
         let needed = slots.count - deletes.count + added.count
-        guard needed <= limit else { throw .memslotLimit(needed: needed, limit: limit) }
+        guard needed <= limit else { throw .mappingLimit(needed: needed, limit: limit, of: "memslots") }
         for slot in deletes {
             slots[slot.gpa & ~sharedMask] = nil
             freeIDs.append(slot.slot)
