@@ -59,9 +59,9 @@ api-check: build guests $(VENV)/.installed
 	$(VENV)/bin/openapi-spec-validator openapi.yaml
 	VENV=$(VENV) bash scripts/api-conformance.sh
 
-$(BENCH_OUT)/exitloop-c: Benchmarks/ExitLoop/baseline.c Guests/include/memgate_abi.h
+$(BENCH_OUT)/exitloop-c: Benchmarks/ExitLoop/baseline.c Benchmarks/BareVMM/bare_vmm.h Guests/include/memgate_abi.h
 	@mkdir -p $(BENCH_OUT)
-	$(CC) -O2 -Wall -Wextra -Werror -IGuests/include -o $@ $<
+	$(CC) -O2 -Wall -Wextra -Werror -IGuests/include -IBenchmarks/BareVMM -o $@ $<
 
 bench-exitloop: deps guests $(BENCH_OUT)/exitloop-c
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-exitloop
@@ -70,9 +70,13 @@ bench-exitloop: deps guests $(BENCH_OUT)/exitloop-c
 clean:
 	rm -rf $(BUILD)
 
-bench-conversions: deps guests
+$(BENCH_OUT)/conversions-floor: Benchmarks/Conversions/floor.c Benchmarks/BareVMM/bare_vmm.h Guests/include/memgate_abi.h
+	@mkdir -p $(BENCH_OUT)
+	$(CC) -O2 -Wall -Wextra -Werror -IGuests/include -IBenchmarks/BareVMM -o $@ $<
+
+bench-conversions: deps guests $(BENCH_OUT)/conversions-floor
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-conversions
-	$(BUILD)/release/bench-conversions --guest $(GUEST_OUT)/convert-bench.elf --conversions 100000
+	$(BUILD)/release/bench-conversions --guest $(GUEST_OUT)/convert-bench.elf --floor $(BENCH_OUT)/conversions-floor --conversions 100000
 
 $(BENCH_OUT)/store-c: Benchmarks/Store/baseline.c
 	@mkdir -p $(BENCH_OUT)

@@ -28,9 +28,10 @@ public struct VMRegistration: Sendable {
     }
 }
 
-/// The SQLite event store: records every memory fault and conversion, commits
-/// each before the vCPU that caused it resumes (group-committed across vCPUs),
-/// and keeps VMs and policy versions for audit.
+/// The SQLite event store: records every memory fault and conversion, durable
+/// before the vCPU that caused it resumes (in the event ring at once, or, with
+/// `Durability.full` or a full ring, by a group commit across vCPUs), and keeps
+/// VMs and policy versions for audit.
 public final class EventStore: EventSink {
     public let path: String
     private let writer: EventWriter
@@ -64,12 +65,20 @@ public final class EventStore: EventSink {
                 logger: Logger) throws(EventStoreError) {
         self.path = path
         ownership = try WriterLock(databasePath: path)
+        let ring: EventRing?
+        do {
+            ring = durability == .normal ? try EventRing(databasePath: path) : nil
+        } catch {
+            throw .ring(error)
+        }
         let (initial, recovered, writer) = try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             try connection.execute("PRAGMA synchronous = \(durability == .full ? "FULL" : "NORMAL")")
             try connection.execute("PRAGMA foreign_keys = ON")
             try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
-            let recovered = try Self.closeLostVMs(connection, atNanos: WallClock.nanos())
+            // What a dead agent left in the ring goes in before anything else looks at the tables.
+            let replayed = try ring.map { ring throws(SQLiteError) in try Self.apply(ring, to: connection) } ?? 0
+            let recovered = try Self.closeLostVMs(connection, atNanos: WallClock.nanos(), replayed: replayed)
             let lastEvent = try connection.scalar("""
                 SELECT max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0),
                            coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
@@ -78,7 +87,10 @@ public final class EventStore: EventSink {
                 SELECT max(coalesce((SELECT max(vm_id) FROM vms), 0), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'vm'), 0))
                 """) ?? 0
             return (IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), recovered,
-                    EventWriter(connection: connection, logger: logger))
+                    EventWriter(connection: connection, ring: ring, logger: logger))
+        }
+        if recovered.replayedRecords > 0 {
+            logger.notice("applied events a previous agent left in the ring", metadata: ["records": "\(recovered.replayedRecords)"])
         }
         if recovered.vms > 0 {
             logger.warning("closed VMs a previous agent left running as lost", metadata: [
@@ -93,14 +105,51 @@ public final class EventStore: EventSink {
     public struct RecoveryReport: Sendable, Equatable {
         public var vms: Int
         public var incompleteConversions: Int
+        /// Event records taken from the ring (durable, not yet committed when the agent died).
+        public var replayedRecords: Int
 
-        public init(vms: Int, incompleteConversions: Int) {
+        public init(vms: Int, incompleteConversions: Int, replayedRecords: Int = 0) {
             self.vms = vms
             self.incompleteConversions = incompleteConversions
+            self.replayedRecords = replayedRecords
         }
     }
 
-    private static func closeLostVMs(_ connection: SQLiteConnection, atNanos now: UInt64) throws(SQLiteError) -> RecoveryReport {
+    /// Moves what the ring holds into the database and empties the ring; returns the records applied.
+    static func apply(_ ring: EventRing, to connection: SQLiteConnection) throws(SQLiteError) -> Int {
+        let count = try replay(ring.unIngested(), into: connection)
+        ring.reset()
+        return count
+    }
+
+    /// Applies ring records in order, in one transaction. A row the database already
+    /// has (committed before the ring knew) is skipped; a record that does not decode is dropped.
+    static func replay(_ records: [[UInt8]], into connection: SQLiteConnection) throws(SQLiteError) -> Int {
+        guard !records.isEmpty else { return 0 }
+        try connection.execute("BEGIN IMMEDIATE")
+        do throws(SQLiteError) {
+            var applied = 0
+            for record in records {
+                guard let writes = EventRingCodec.decode(record) else { continue }
+                for write in writes {
+                    do {
+                        try connection.statement(write.sql).run(write.values)
+                    } catch where error.code & 0xFF == 19 {
+                        // SQLITE_CONSTRAINT: already there.
+                    }
+                }
+                applied += 1
+            }
+            try connection.execute("COMMIT")
+            return applied
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    private static func closeLostVMs(_ connection: SQLiteConnection, atNanos now: UInt64,
+                                     replayed: Int) throws(SQLiteError) -> RecoveryReport {
         try connection.execute("BEGIN IMMEDIATE")
         do throws(SQLiteError) {
             try connection.query("""
@@ -116,15 +165,18 @@ public final class EventStore: EventSink {
                 """, [.unsigned(now)])
             let vms = connection.changes
             try connection.execute("COMMIT")
-            return RecoveryReport(vms: vms, incompleteConversions: conversions)
+            return RecoveryReport(vms: vms, incompleteConversions: conversions, replayedRecords: replayed)
         } catch {
             try? connection.execute("ROLLBACK")
             throw error
         }
     }
 
-    /// Commits what is queued and stops the writer.
-    public func close() { writer.close() }
+    /// Commits what is queued, stops the writer and gives up the database.
+    public func close() {
+        writer.close()
+        ownership.release()
+    }
 
     /// Transactions committed so far (each may hold many events).
     public var commitCount: UInt64 { writer.batches }
@@ -223,8 +275,12 @@ public final class EventStore: EventSink {
 
     // MARK: EventSink
 
+    private func receipt(_ sequence: UInt64, durable: Bool) -> EventReceipt {
+        durable ? .done : receipt(sequence)
+    }
+
     public func record(fault: MemoryFaultRecord) -> EventReceipt {
-        let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+        let (_, sequence, durable) = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
             ids.withLock { ids in
                 let id = ids.nextEvent
                 ids.nextEvent += 1
@@ -234,11 +290,11 @@ public final class EventStore: EventSink {
                 ])])
             }
         }
-        return receipt(sequence)
+        return receipt(sequence, durable: durable)
     }
 
-    private func insert(_ conversion: ConversionRecord) -> (ConversionTicket, UInt64) {
-        writer.enqueue { () -> (ConversionTicket, [EventWriter.Write]) in
+    private func insert(_ conversion: ConversionRecord) -> (ConversionTicket, sequence: UInt64, durable: Bool) {
+        writer.enqueueDurably { () -> (ConversionTicket, [EventWriter.Write]) in
             ids.withLock { ids in
                 let id = ids.nextEvent
                 ids.nextEvent += 1
@@ -255,17 +311,18 @@ public final class EventStore: EventSink {
     }
 
     public func record(conversion: ConversionRecord) -> EventReceipt {
-        receipt(insert(conversion).1)
+        let (_, sequence, durable) = insert(conversion)
+        return receipt(sequence, durable: durable)
     }
 
     public func begin(conversion: ConversionRecord) -> PendingConversion {
-        let (ticket, sequence) = insert(conversion)
-        return PendingConversion(ticket: ticket, receipt: receipt(sequence))
+        let (ticket, sequence, durable) = insert(conversion)
+        return PendingConversion(ticket: ticket, receipt: receipt(sequence, durable: durable))
     }
 
     public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
                        discardedBytes: UInt64, guestResult: Int64) {
-        _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+        _ = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
             ((), [EventWriter.Write(sql: Self.finishConversion, values: [
                 .text(decision.rawValue), reason.map { .text($0) } ?? .null, .unsigned(completedNanos),
                 .unsigned(discardedBytes), .integer(guestResult), .integer(Int64(ticket.id)),

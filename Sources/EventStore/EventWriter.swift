@@ -8,9 +8,18 @@ final class EventWriter: @unchecked Sendable {
     struct Write {
         let sql: String
         let values: [SQLValue]
+        /// Where the ring holds this write's record (0: not in the ring).
+        var ringSequence: UInt64 = 0
+
+        init(sql: String, values: [SQLValue]) {
+            self.sql = sql
+            self.values = values
+        }
     }
 
     private let connection: SQLiteConnection
+    /// Event records durable before their commit (nil with `Durability.full`). Guarded by `condition`.
+    private let ring: EventRing?
     private let logger: Logger
     // Guarded by `condition`.
     private let condition = NSCondition()
@@ -20,6 +29,16 @@ final class EventWriter: @unchecked Sendable {
     private var failure: String?
     private var stopping = false
     private var stopped = false
+    /// Threads in `waitCommitted`: while there are any, the writer commits at once.
+    private var waiters = 0
+    /// When the oldest write in the queue arrived (the queue is committed at most `lingerSeconds` later).
+    private var oldestQueued: Date?
+
+    /// How long durable writes may sit in the queue: batching them costs vCPUs nothing
+    /// (they do not wait) and spares the writer a wake-up per event.
+    static let lingerSeconds = 0.005
+    /// A queue this long is committed without lingering.
+    static let batchLimit = 4096
     private(set) var batches: UInt64 = 0
     private var latency = LatencyHistogram()
 
@@ -29,8 +48,9 @@ final class EventWriter: @unchecked Sendable {
         return latency
     }
 
-    init(connection: SQLiteConnection, logger: Logger) {
+    init(connection: SQLiteConnection, ring: EventRing?, logger: Logger) {
         self.connection = connection
+        self.ring = ring
         self.logger = logger
         let thread = Thread { [self] in run() }
         thread.name = "memgate-event-writer"
@@ -44,17 +64,41 @@ final class EventWriter: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         let (value, writes) = prepare()
+        if queue.isEmpty { oldestQueued = Date() }
         queue.append(contentsOf: writes)
         enqueued += UInt64(writes.count)
         condition.broadcast()
         return (value, enqueued)
     }
 
+    /// Like `enqueue`, and also copies the writes into the ring when it has room:
+    /// then they are durable at once and `durable` is true (nobody needs to wait).
+    func enqueueDurably<T>(_ prepare: () -> (T, [Write])) -> (T, sequence: UInt64, durable: Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        var (value, writes) = prepare()
+        var durable = false
+        if let ring, failure == nil, let record = EventRingCodec.encode(writes), let ringSequence = ring.append(record) {
+            for index in writes.indices { writes[index].ringSequence = ringSequence }
+            durable = true
+        }
+        let wasEmpty = queue.isEmpty
+        if wasEmpty { oldestQueued = Date() }
+        queue.append(contentsOf: writes)
+        enqueued += UInt64(writes.count)
+        // Durable writes need no prompt commit: wake the writer only to start its linger timer, or when someone waits.
+        if !durable || wasEmpty || queue.count >= Self.batchLimit { condition.broadcast() }
+        return (value, enqueued, durable)
+    }
+
     /// Blocks until write `sequence` is committed; returns the error if the store failed.
     func waitCommitted(_ sequence: UInt64) -> String? {
         condition.lock()
         defer { condition.unlock() }
+        waiters += 1
+        condition.broadcast()
         while committed < sequence && failure == nil { condition.wait() }
+        waiters -= 1
         return committed >= sequence ? nil : failure
     }
 
@@ -70,7 +114,13 @@ final class EventWriter: @unchecked Sendable {
     private func run() {
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
+            while !(stopping || !queue.isEmpty && (waiters > 0 || queue.count >= Self.batchLimit)) {
+                if queue.isEmpty {
+                    condition.wait()
+                } else if let oldest = oldestQueued, !condition.wait(until: oldest.addingTimeInterval(Self.lingerSeconds)) {
+                    break
+                }
+            }
             if queue.isEmpty && stopping {
                 stopped = true
                 condition.broadcast()
@@ -94,6 +144,7 @@ final class EventWriter: @unchecked Sendable {
             } else {
                 committed = last
                 batches += 1
+                if let ring, let newest = batch.last(where: { $0.ringSequence != 0 })?.ringSequence { ring.markIngested(newest) }
             }
             condition.broadcast()
             condition.unlock()

@@ -18,11 +18,20 @@ public enum Maintenance {
         public var vms: Int
     }
 
-    /// Creates or upgrades the schema; returns the versions before and after.
-    public static func migrate(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> (from: Int, to: Int) {
+    /// Creates or upgrades the schema and, unless an agent is recording into the
+    /// database, applies the events a killed agent left in its ring. Returns the
+    /// versions before and after, and the ring records applied.
+    public static func migrate(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> (from: Int, to: Int, fromRing: Int) {
         try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
-            return try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
+            let (from, to) = try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
+            // A running agent owns its ring; only a free database's ring is ours to apply.
+            guard let lock = try? WriterLock(databasePath: path), FileManager.default.fileExists(atPath: path + "-ring") else {
+                return (from, to, 0)
+            }
+            defer { withExtendedLifetime(lock) {} }
+            let applied = try EventStore.apply(try EventRing(databasePath: path), to: connection)
+            return (from, to, applied)
         }
     }
 

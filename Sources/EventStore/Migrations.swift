@@ -8,6 +8,8 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
     case migrations(String)
     /// Another process owns the database for writing.
     case busy(String)
+    /// The event ring next to the database (`<db>-ring`) cannot be opened or mapped.
+    case ring(EventRingError)
 
     public var description: String {
         switch self {
@@ -16,6 +18,7 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
             "event store: the database has schema version \(database) but this memgate-agent knows only up to \(binary); use a newer memgate-agent"
         case .migrations(let message): "event store migrations: \(message)"
         case .busy(let reason): "event store: \(reason)"
+        case .ring(let error): "event store ring: \(error); check the directory's free space and permissions"
         }
     }
 }

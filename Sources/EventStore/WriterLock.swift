@@ -1,9 +1,10 @@
 import Glibc
+import Synchronization
 
 /// An exclusive `flock` on `<database>.lock`, held by the one process that records
 /// into a database. Readers (`sqlite3`, `db check`, `db prune`) do not take it.
 final class WriterLock: Sendable {
-    private let fd: Int32
+    private let fd: Mutex<Int32>
 
     init(databasePath: String) throws(EventStoreError) {
         let path = databasePath + ".lock"
@@ -18,10 +19,19 @@ final class WriterLock: Sendable {
             close(fd)
             throw .busy(reason)
         }
-        self.fd = fd
+        self.fd = Mutex(fd)
+    }
+
+    /// Gives the database up for another writer (idempotent).
+    func release() {
+        fd.withLock { fd in
+            // Safety: closes the descriptor opened in init exactly once.
+            if fd >= 0 { close(fd) }
+            fd = -1
+        }
     }
 
     deinit {
-        close(fd)
+        release()
     }
 }

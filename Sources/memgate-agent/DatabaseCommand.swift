@@ -16,13 +16,14 @@ struct DatabaseCommand: ParsableCommand {
     }
 
     struct Migrate: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create the database or bring its schema up to date.")
+        static let configuration = CommandConfiguration(abstract: "Create the database or bring its schema up to date; apply events a killed agent left in its ring.")
         @OptionGroup var location: Location
 
         func run() throws {
             do {
-                let (from, to) = try Maintenance.migrate(path: location.db)
+                let (from, to, fromRing) = try Maintenance.migrate(path: location.db)
                 print(from == to ? "\(location.db): schema version \(to), up to date" : "\(location.db): schema version \(from) -> \(to)")
+                if fromRing > 0 { print("\(location.db): applied \(fromRing) events a stopped agent left in \(location.db)-ring") }
             } catch {
                 printError("\(error)")
                 throw ExitCode(1)

@@ -15,7 +15,7 @@ func temporaryDatabase() -> String {
 }
 
 func removeDatabase(_ path: String) {
-    for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    for suffix in ["", "-wal", "-shm", "-ring", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
 }
 
 func spec(_ guest: String, name: String? = nil, arg: String = "", timeout: Duration? = nil) throws -> VMSpec {

@@ -10,7 +10,7 @@ func temporaryDatabase() -> String {
 }
 
 func removeDatabase(_ path: String) {
-    for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+    for suffix in ["", "-wal", "-shm", "-ring", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
 }
 
 let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
@@ -27,8 +27,8 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         defer { removeDatabase(path) }
         let latest = try #require(try Migrator.bundled().last?.version)
         #expect(latest >= 2)
-        #expect(try Maintenance.migrate(path: path) == (0, latest))
-        #expect(try Maintenance.migrate(path: path) == (latest, latest))
+        #expect(try Maintenance.migrate(path: path) == (0, latest, 0))
+        #expect(try Maintenance.migrate(path: path) == (latest, latest, 0))
         let connection = try SQLiteConnection(path: path)
         let tables = try connection.query("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")
             .compactMap { if case .text(let t)? = $0.first { t } else { nil } }

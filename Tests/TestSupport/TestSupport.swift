@@ -73,7 +73,7 @@ public enum TestSupport {
         }
         defer {
             if let database {
-                for suffix in ["", "-wal", "-shm", ".lock"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+                for suffix in ["", "-wal", "-shm", "-ring", ".lock"] { try? FileManager.default.removeItem(atPath: database + suffix) }
             }
         }
         return try run(try binaryPath("memgate-agent"), arguments)
