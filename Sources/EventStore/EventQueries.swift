@@ -8,12 +8,23 @@ import Synchronization
 public final class EventQueries: Sendable {
     public let path: String
     private let idle = Mutex<[SQLiteConnection]>([])
+    /// The store recording into `path`, if in this process: every read first waits
+    /// for the events already recorded (durable in its ring) to be committed, so a
+    /// reader never misses an event that happened before its query.
+    private let store: EventStore?
 
     public init(path: String) {
         self.path = path
+        store = nil
+    }
+
+    public init(store: EventStore) {
+        path = store.path
+        self.store = store
     }
 
     private func withConnection<T>(_ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(EventStoreError) -> T {
+        store?.flush()
         let borrowed = idle.withLock { $0.popLast() }
         let connection: SQLiteConnection
         if let borrowed {

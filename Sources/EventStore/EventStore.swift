@@ -178,6 +178,11 @@ public final class EventStore: EventSink {
         ownership.release()
     }
 
+    /// Waits until everything recorded so far is committed to SQLite (readers call it first).
+    public func flush() {
+        writer.waitForEverythingQueued()
+    }
+
     /// Transactions committed so far (each may hold many events).
     public var commitCount: UInt64 { writer.batches }
 

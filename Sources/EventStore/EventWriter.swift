@@ -102,6 +102,14 @@ final class EventWriter: @unchecked Sendable {
         return committed >= sequence ? nil : failure
     }
 
+    /// Blocks until every write queued so far is committed (or the store failed).
+    func waitForEverythingQueued() {
+        condition.lock()
+        let sequence = enqueued
+        condition.unlock()
+        _ = waitCommitted(sequence)
+    }
+
     /// Commits what is queued, then stops the thread.
     func close() {
         condition.lock()

@@ -93,7 +93,7 @@ struct ServeCommand: ParsableCommand {
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,
                              aliasMechanism: report.aliasMechanism, logger: logger)
         let snapshot = HostSnapshot(report: report)
-        let api = AgentAPI(host: host, queries: store.map { EventQueries(path: $0.path) }, snapshot: snapshot,
+        let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
                            configuration: .init(tokens: tokens, images: images), logger: logger)
 
         var serverConfiguration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)

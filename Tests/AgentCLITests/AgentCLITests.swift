@@ -70,14 +70,18 @@ struct AgentCLITests {
         let text = try agent("caps")
         #expect(text.status == 0)
         for label in ["kernel", "KVM API version", "VM types", "guest_memfd", "exit hypercall mask", "backends:",
-                      "attributes", "alias", "VMCALL hypercall exit", "conversion transport"] {
+                      "attributes", "alias", "VMCALL hypercall exit", "conversion transport", "closed-page access",
+                      "alias mechanism        protect"] {
             #expect(text.stdout.contains(label), "caps output lacks \(label)")
         }
 
         let json = try agent("caps", "--json")
         #expect(json.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["kernel", "capabilities", "backends", "hypercall_probe", "conversion_transport"])
+        #expect(Set(object.keys) == ["kernel", "capabilities", "backends", "hypercall_probe", "conversion_transport",
+                                     "alias_probe", "alias_mechanism"])
+        let aliasProbe = try #require(object["alias_probe"] as? [String: Any])
+        #expect(aliasProbe["outcome"] as? String == "mmio_exit" && aliasProbe["mechanism"] as? String == "protect")
         let caps = try #require(object["capabilities"] as? [String: Any])
         for key in ["api_version", "vm_types", "memory_attributes_by_vm_type", "guest_memfd", "guest_memfd_flags",
                     "exit_hypercall_mask", "memory_fault_info", "sync_regs_mask", "user_memory2",

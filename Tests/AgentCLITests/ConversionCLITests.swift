@@ -22,7 +22,7 @@ struct ConversionCLITests {
         #expect(result.stderr.contains("memory faults: 2 emulated"))
         #expect(result.stderr.contains("to_shared implicit applied: 1 (4096 bytes)"))
         #expect(result.stderr.contains("to_private implicit applied: 1 (4096 bytes)"))
-        #expect(result.stderr.contains("alias: private pages in"))
+        #expect(result.stderr.contains("alias (protect): private pages in"))
     }
 
     @Test func deniedImplicitFaultExits127() throws {

@@ -54,6 +54,26 @@ struct ServeTests {
         #expect((list["vms"] as? [[String: Any]])?.count == 1)
     }
 
+    /// A host where `protect` cannot work is simulated by forcing the fallback: /v1/host
+    /// says so, and a 4-vCPU conversion guest still runs clean through `memslot`.
+    @Test(arguments: ["protect", "memslot"])
+    func aliasMechanismIsReportedAndEitherRunsConversions(mechanism: String) throws {
+        let agent = try AgentProcess(extraArguments: mechanism == "memslot" ? ["--alias-mechanism", "memslot"] : [])
+        defer { agent.terminate(); agent.removeFiles() }
+        let host = AgentProcess.object(try agent.request("GET", "/v1/host"))
+        let alias = try #require(host["alias_mechanism"] as? [String: Any])
+        #expect(alias["chosen"] as? String == mechanism)
+        #expect(alias["probe_outcome"] as? String == "mmio_exit")
+        #expect(alias["overridden"] as? Bool == (mechanism == "memslot"))
+        let id = try create(agent, #"{"name":"windows","image":"smp-convert.elf","vcpus":4,"memory_mib":32,"command_line":"windows 100 discard"}"#)
+        let ended = try agent.waitForEnd(id, seconds: 120)
+        #expect(ended["state"] as? String == "stopped" && ended["exit_status"] as? Int == 0, "\(ended)")
+        let faults = AgentProcess.object(try agent.request("GET", "/v1/memory-faults?vm=\(id)"))
+        #expect((faults["items"] as? [[String: Any]])?.isEmpty == true)
+        let applied = AgentProcess.object(try agent.request("GET", "/v1/conversions?vm=\(id)&decision=applied&limit=1000"))
+        #expect((applied["items"] as? [[String: Any]])?.count == 800)
+    }
+
     @Test func crashingAndFaultingGuestsLeaveTheAgentAndOtherVMsServing() throws {
         let agent = try AgentProcess()
         defer { agent.terminate(); agent.removeFiles() }
