@@ -104,7 +104,8 @@ struct ServerSocketTests {
         // Every connection sends before any reads: all 1000 are open at once.
         for (index, client) in clients.enumerated() { try client.send("GET /c\(index) HTTP/1.1\r\nHost: x\r\n\r\n") }
         for (index, client) in clients.enumerated() {
-            #expect(try client.readResponse()?.text == "GET /c\(index) ")
+            let response = try client.readResponse()
+            #expect(response?.text == "GET /c\(index) ", "connection \(index): \(String(describing: response?.status)) \(response?.text ?? "nil")")
         }
         #expect(server.connectionCount == 1000)
         let extra = try BlockingHTTPClient(port: port)
