@@ -19,6 +19,9 @@ public final class AgentHost: Sendable {
     private let logger: Logger
     private let memorySink = InMemoryEventSink()
     private let aliasMechanism: AliasMechanism?
+    /// Page-state runs a VM may have unless its spec says: `maxVMs` VMs at this limit fit
+    /// the process's mapping budget, so no VM's fragmentation can fail another's conversion.
+    public let runLimit: Int
 
     private struct State {
         var vms: [Int64: ManagedVM] = [:]
@@ -37,6 +40,7 @@ public final class AgentHost: Sendable {
         self.store = store
         self.policies = policies
         self.maxVMs = maxVMs
+        runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
         self.logger = logger
     }
 
@@ -46,6 +50,9 @@ public final class AgentHost: Sendable {
     /// Nothing is left behind when any step fails.
     public func create(_ spec: VMSpec, start: Bool) throws(AgentHostError) -> ManagedVM {
         try spec.validate()
+        if let maxRuns = spec.maxRuns, maxRuns > runLimit {
+            throw .invalid(field: "max_runs", message: "must be from 1 to \(runLimit) on this agent (each VM's share of vm.max_map_count)")
+        }
         let localID = try state.withLock { state throws(AgentHostError) -> Int64 in
             guard !state.draining else { throw .shuttingDown }
             guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
@@ -68,7 +75,7 @@ public final class AgentHost: Sendable {
         configuration.commandLine = spec.commandLine
         configuration.initialState = spec.initialState
         configuration.backend = spec.backend
-        configuration.maxRuns = spec.maxRuns
+        configuration.maxRuns = spec.maxRuns ?? runLimit
         configuration.aliasMechanism = spec.aliasMechanism ?? aliasMechanism
         let machine: VirtualMachine
         do {

@@ -33,7 +33,7 @@ public struct VMSpec: Sendable {
     public static let maxMemoryMib: UInt64 = 64 << 10
     public static let maxVCPUs = 64
     /// Largest page-state run limit a spec may ask for (host mappings are a process-wide budget).
-    public static let maxRunLimit = 32_768
+    public static let maxRunLimit = ProtectAliasBackend.defaultRunLimit
 
     /// Checks every field a client controls; the error names the field.
     public func validate() throws(AgentHostError) {

@@ -8,6 +8,9 @@ public struct KVMError: Error, Equatable, Sendable, CustomStringConvertible {
     /// What the operator can do about it, when we know.
     public let hint: String?
 
+    /// ENOMEM: out of memory or, for mprotect and mmap, out of mappings (vm.max_map_count).
+    public var isOutOfMemory: Bool { errno == ENOMEM }
+
     public init(_ operation: String, errno: Int32, hint: String? = nil) {
         self.operation = operation
         self.errno = errno

@@ -253,6 +253,10 @@ struct CLIRangeTests {
         (["serve", "--max-connections", "1000000"], "--max-connections"),
         (["serve", "--listen", "none"], "--unix"),
         (["db", "prune", "--older-than", "7 days"], "--older-than"),
+        (["run", "x.elf", "--max-runs", "0"], "--max-runs"),
+        (["run", "x.elf", "--max-runs", "5000"], "--max-runs"),
+        (["run", "x.elf", "--alias-mechanism", "mprotect"], "--alias-mechanism"),
+        (["serve", "--alias-mechanism", "slots"], "--alias-mechanism"),
     ])
     func refusedWithTheFlagNamed(arguments: [String], flag: String) throws {
         let result = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), arguments)

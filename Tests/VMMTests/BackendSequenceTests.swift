@@ -30,15 +30,16 @@ final class RecordingOps: MemoryOps {
     func discardShared(offset: UInt64, length: UInt64) throws(KVMError) {
         log.withLock { $0.append(.discardShared(offset: offset, length: length)) }
     }
-    /// Fails the next `failAccessAfter` + 1-th access change (tests of the undo path).
+    /// Makes the access change after `failAccessAt` more succeed fail with `failAccessErrno` (tests of the undo path).
     let failAccessAt = Mutex<Int?>(nil)
+    let failAccessErrno = Mutex<Int32>(12)
     func setAccess(_ range: PageRange, view state: PageState, open: Bool) throws(KVMError) {
         let fail = failAccessAt.withLock { remaining -> Bool in
             guard let count = remaining else { return false }
             remaining = count - 1
             return count == 0
         }
-        if fail { throw KVMError("mprotect", errno: 12) }
+        if fail { throw KVMError("mprotect", errno: failAccessErrno.withLock { $0 }) }
         log.withLock { $0.append(.access(range, view: state, open: open)) }
     }
 }
@@ -201,13 +202,35 @@ final class RecordingOps: MemoryOps {
             try backend.apply(middle, to: .shared, discard: true, before: initial)
         }
         #expect(ops.calls.isEmpty)
-        // The close fails (e.g. ENOMEM from mprotect): the open is undone, the error is the errno's.
+        // The close fails with ENOMEM (the process is out of mappings): the open is undone and
+        // the conversion is refused like any mapping limit, so the VM runs on.
         let edge = PageRange(start: dataRAM.start, size: page)
         ops.failAccessAt.withLock { $0 = 1 }
-        #expect(throws: BackendError.kvm(KVMError("mprotect", errno: 12))) {
+        #expect {
             try backend.apply(edge, to: .shared, discard: true, before: initial)
+        } throws: { error in
+            guard case .mappingLimit(_, _, let what)? = error as? BackendError else { return false }
+            return what.contains("vm.max_map_count")
         }
         #expect(ops.calls == [.access(edge, view: .shared, open: true), .access(edge, view: .shared, open: false)])
+        // Any other failure is the backend breaking: the errno is kept.
+        ops.reset()
+        ops.failAccessErrno.withLock { $0 = 22 }
+        ops.failAccessAt.withLock { $0 = 0 }
+        #expect(throws: BackendError.kvm(KVMError("mprotect", errno: 22))) {
+            try backend.apply(edge, to: .shared, discard: true, before: initial)
+        }
+        #expect(ops.calls.isEmpty)
+    }
+
+    @Test func runLimitKeepsEveryVMInsideTheProcessMappingBudget() {
+        #expect(ProtectAliasBackend.runLimit(maxMapCount: 65530, vms: 64) == 447)
+        #expect(ProtectAliasBackend.runLimit(maxMapCount: 65530, vms: 1) == 4096)
+        #expect(ProtectAliasBackend.runLimit(maxMapCount: 10_000, vms: 4096) == 64)
+        for vms in [1, 8, 64, 512] {
+            let limit = ProtectAliasBackend.runLimit(maxMapCount: 1 << 20, vms: vms)
+            #expect(limit <= 4096 && 2 * limit * vms <= (1 << 20) - 8192)
+        }
     }
 }
 

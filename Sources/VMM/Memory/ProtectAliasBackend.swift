@@ -23,6 +23,16 @@ public final class ProtectAliasBackend: AliasMemoryBackend {
     private let unbacked = Mutex<Set<UInt64>>([])
 
     public static let defaultRunLimit = 4096
+    /// Mappings left for everything else in the process (thread stacks, malloc arenas, SQLite, the stores).
+    static let reservedMappings = 8192
+
+    /// The run limit that lets `vms` VMs split their views as far as allowed without
+    /// exhausting the process's `vm.max_map_count` (each run costs about one mapping per
+    /// view): one VM's fragmentation can then never make another VM's conversion fail.
+    public static func runLimit(maxMapCount: Int, vms: Int) -> Int {
+        let available = max(maxMapCount - reservedMappings, 0) / (2 * max(vms, 1))
+        return min(max(available, 64), defaultRunLimit)
+    }
 
     /// Binds both views as memslots and closes, in each, the pages whose state is the other.
     init(stores: GuestStores, ops: MemoryOps, sharedMask: UInt64, initial map: PageStateMap,
@@ -48,16 +58,27 @@ public final class ProtectAliasBackend: AliasMemoryBackend {
         do {
             try ops.setAccess(range, view: state, open: true)
         } catch {
-            // Nothing changed yet (mprotect fails whole, e.g. ENOMEM at the mapping limit).
-            throw .kvm(error)
+            // Nothing changed yet: mprotect fails whole.
+            throw Self.refusal(error, needed: needed)
         }
         do {
             try ops.setAccess(range, view: state.opposite, open: false)
         } catch {
             // Undo the open so the page stays reachable at exactly one address.
-            try? ops.setAccess(range, view: state, open: false)
-            throw .kvm(error)
+            do {
+                try ops.setAccess(range, view: state, open: false)
+            } catch {
+                throw .kvm(error)
+            }
+            throw Self.refusal(error, needed: needed)
         }
+    }
+
+    /// ENOMEM from mprotect means the process is out of mappings (vm.max_map_count): the
+    /// conversion is refused like any other mapping limit, and nothing changed.
+    static func refusal(_ error: KVMError, needed: Int) -> BackendError {
+        error.isOutOfMemory ? .mappingLimit(needed: needed, limit: needed - 1, of: "page-state runs (the process is out of host mappings, vm.max_map_count)")
+                              : .kvm(error)
     }
 
     public func aliasAccess(at address: UInt64) -> AliasAccess? { addressing.access(at: address) }
