@@ -80,4 +80,24 @@ final class ManualClock: EngineClock {
         let refused = try #require(events.conversions.last)
         #expect(refused.decision == .failed && refused.reason.contains("needs 5 page-state runs but the VM may use 3"))
     }
+
+    /// Where a closed page fails KVM_RUN with memory_fault data, the GPA names the alias used.
+    @Test func memoryFaultExitsThroughAnAliasAreDecodedAsThatAlias() throws {
+        let engine = try engine(policy: "{}", clock: ManualClock(), events: InMemoryEventSink())
+        let page = PageRange(start: dataRAM.start + 0x3000, size: 4096)
+        let viaShared = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: (page.start + 0x10) | 1 << 40, size: 8), backend: engine.backend)
+        #expect(viaShared == GuestFault(range: page, wantsPrivate: false, source: .kvm))
+        let viaPrivate = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: page.start, size: 4096), backend: engine.backend)
+        #expect(viaPrivate == GuestFault(range: page, wantsPrivate: true, source: .kvm))
+        // Outside data RAM (and a size that would overflow): the range stays what KVM said, and the engine refuses it.
+        let outside = VCPURunner.guestFault(MemoryFaultExit(flags: 8, gpa: UInt64.max - 10, size: 100), backend: engine.backend)
+        #expect(outside.wantsPrivate && outside.range.start == UInt64.max & ~0xFFF)
+        let nearTheTop = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: UInt64.max - 5000, size: 1), backend: engine.backend)
+        #expect(nearTheTop.range.end == UInt64.max & ~0xFFF)
+        if case .stopVM(let reason) = engine.fault(outside, vcpu: 0) {
+            #expect(reason.contains("outside data RAM"))
+        } else {
+            Issue.record("a fault outside data RAM must stop the VM, not convert")
+        }
+    }
 }

@@ -135,9 +135,11 @@ struct ConversionScenarioTests {
         console.split(separator: "\n").compactMap { line in line.split(separator: "=").last.flatMap { Int64($0) } }
     }
 
-    @Test func invalidRequestsGetExactCodesAndChangeNothing() throws {
+    @Test(arguments: AliasMechanism.allCases)
+    func invalidRequestsGetExactCodesAndChangeNothing(mechanism: AliasMechanism) throws {
         let events = InMemoryEventSink()
-        let vm = try fixture.makeVM("explicit", commandLine: "1:1:0 0:0:0 a7ffffffffff000:2:0 fffffffffffff000:2:0 0:1:20 0:1:3 2000000:1:0 a0:1:0 a1ff000:2:10", events: events)
+        let vm = try fixture.makeVM("explicit", commandLine: "1:1:0 0:0:0 a7ffffffffff000:2:0 fffffffffffff000:2:0 0:1:20 0:1:3 2000000:1:0 a0:1:0 a1ff000:2:10",
+                                    mechanism: mechanism, events: events)
         let before = vm.pageStates
         let console = try fixture.run(vm)
         // unaligned, zero pages, overflow x2, reserved bit, bad page size, outside RAM, boot region x2
@@ -148,24 +150,27 @@ struct ConversionScenarioTests {
         #expect(events.conversions[7].reason.contains("boot region"))
     }
 
-    @Test func explicitDeniedByRuleByMaxSharedAndByRate() throws {
+    @Test(arguments: AliasMechanism.allCases)
+    func explicitDeniedByRuleByMaxSharedAndByRate(mechanism: AliasMechanism) throws {
         // Rule: no sharing in the first 64 KiB of data RAM.
         let ruleVM = try fixture.makeVM("explicit", commandLine: "0:1:0 10000:1:0", policy: try fixture.policy(
-            #"{"rules":[{"match":{"direction":"to_shared","gpa":["0x0","0x210000"]},"action":"deny","reason":"low memory stays private"}]}"#))
+            #"{"rules":[{"match":{"direction":"to_shared","gpa":["0x0","0x210000"]},"action":"deny","reason":"low memory stays private"}]}"#),
+            mechanism: mechanism)
         #expect(results(try fixture.run(ruleVM)) == [-1, 0])
         #expect(ruleVM.pageStates.state(at: ruleVM.layout.dataRAM.lowerBound) == .private)
         #expect(ruleVM.pageStates.sharedBytes == 4096)
 
         // max_shared_bytes: two pages may be shared, a third may not; converting back is always fine.
         let limitVM = try fixture.makeVM("explicit", commandLine: "0:2:0 10000:1:0 0:1:10 10000:1:0",
-                                         policy: try fixture.policy(#"{"limits":{"max_shared_bytes":8192}}"#))
+                                         policy: try fixture.policy(#"{"limits":{"max_shared_bytes":8192}}"#), mechanism: mechanism)
         #expect(results(try fixture.run(limitVM)) == [0, -1, 0, 0])
         #expect(limitVM.pageStates.sharedBytes == 8192)
 
         // max_conversions_per_second: a burst of 5 against a limit of 2 (a token returns only after 500 ms).
         let events = InMemoryEventSink()
         let rateVM = try fixture.makeVM("explicit", commandLine: "0:1:0 0:1:10 0:1:0 0:1:10 0:1:0",
-                                        policy: try fixture.policy(#"{"limits":{"max_conversions_per_second":2}}"#), events: events)
+                                        policy: try fixture.policy(#"{"limits":{"max_conversions_per_second":2}}"#),
+                                        mechanism: mechanism, events: events)
         #expect(results(try fixture.run(rateVM)) == [0, 0, -1, -1, -1])
         #expect(events.conversions.last?.reason.contains("max_conversions_per_second") == true)
         #expect(rateVM.pageStates.sharedBytes == 0)

@@ -107,9 +107,11 @@ struct VCPURunner: Sendable {
         if let access = backend.aliasAccess(at: fault.gpa) {
             return GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .kvm)
         }
+        // KVM's numbers, but never trusted not to overflow: saturate at the last page boundary.
+        let lastBoundary = UInt64.max & ~(PageRange.pageSize - 1)
         let (end, overflow) = fault.gpa.addingReportingOverflow(max(fault.size, 1))
-        let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1),
-                              end: overflow ? UInt64.max & ~(PageRange.pageSize - 1) : end.roundedUp(to: PageRange.pageSize))
+        let roundedEnd = overflow || end > lastBoundary ? lastBoundary : end.roundedUp(to: PageRange.pageSize)
+        let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1), end: roundedEnd)
         return GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm)
     }
 
