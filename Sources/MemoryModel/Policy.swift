@@ -68,6 +68,9 @@ extension Policy {
         } catch {
             throw PolicyError(field: "$", message: "not valid JSON")
         }
+        if let duplicate = JSONDuplicateKeys.first(in: bytes) {
+            throw PolicyError(field: duplicate, message: "appears more than once in its object; say it once")
+        }
         var parser = Parser()
         return try parser.policy(root)
     }

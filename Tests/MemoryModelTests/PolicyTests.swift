@@ -48,6 +48,28 @@ import Testing
         }
     }
 
+    /// `JSONSerialization` keeps the last of two equal keys: a reviewer reading the first would be misled.
+    @Test(arguments: [
+        (#"{"defaults": {"explicit": "deny", "explicit": "allow"}}"#, "defaults.explicit"),
+        (#"{"rules": [{"match": {}, "action": "deny"}, {"match": {"vm": "a", "vm": "b"}, "action": "deny"}]}"#, "rules[1].match.vm"),
+        (#"{"limits": {}, "limits": {}}"#, "limits"),
+        (#"{"defaults": {"discard": true, "disc\u0061rd": false}}"#, "defaults.discard"),
+    ])
+    func duplicateKeysAreRefusedByName(document: String, field: String) {
+        #expect(throws: PolicyError(field: field, message: "appears more than once in its object; say it once")) {
+            try Policy.parse(Array(document.utf8))
+        }
+    }
+
+    @Test func equalKeysInDifferentObjectsAreFine() throws {
+        let policy = try Policy.parse(Array(#"{"rules": [{"match": {"vm": "a"}, "action": "deny"}, {"match": {"vm": "b"}, "action": "allow"}], "defaults": {"explicit": "allow"}}"#.utf8))
+        #expect(policy.rules.count == 2)
+        #expect(JSONDuplicateKeys.first(in: Array(#"{"a": "{\"a\": 1, \"a\": 2}", "b": [1, {"c": null}]}"#.utf8)) == nil)
+        // Never traps on bytes that are not JSON at all.
+        #expect(JSONDuplicateKeys.first(in: Array(#"{"a": "\u12"#.utf8)) == nil)
+        #expect(JSONDuplicateKeys.first(in: [0x7B, 0x22]) == nil)
+    }
+
     @Test func versionIsTheDocumentSHA256() throws {
         let text = Array(#"{"rules":[]}"#.utf8)
         let versioned = try VersionedPolicy(document: text)
