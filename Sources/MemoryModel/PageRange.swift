@@ -5,14 +5,16 @@ public struct PageRange: Sendable, Hashable, CustomStringConvertible {
     public var start: UInt64
     public var end: UInt64
 
+    /// An end before the start makes an empty range at the start (never a trap: ranges come from guests).
     public init(start: UInt64, end: UInt64) {
-        precondition(start <= end, "range start after end")
         self.start = start
-        self.end = end
+        self.end = max(start, end)
     }
 
+    /// A size past 2^64 ends the range at 2^64 − 1 (saturating, never a trap).
     public init(start: UInt64, size: UInt64) {
-        self.init(start: start, end: start + size)
+        let (end, overflow) = start.addingReportingOverflow(size)
+        self.init(start: start, end: overflow ? .max : end)
     }
 
     public var size: UInt64 { end - start }

@@ -13,8 +13,11 @@ public struct PageStateMap: Sendable, Equatable {
     public private(set) var privateBytes: UInt64
     public var sharedBytes: UInt64 { bounds.size - privateBytes }
 
+    /// Bounds that are not page aligned are shrunk to the whole pages inside them.
     public init(bounds: PageRange, initial: PageState) {
-        precondition(bounds.isPageAligned, "data RAM must be page aligned")
+        let mask = PageRange.pageSize - 1
+        let start = bounds.start & mask == 0 ? bounds.start : min((bounds.start | mask) &+ 1, bounds.end & ~mask)
+        let bounds = PageRange(start: start, end: bounds.end & ~mask)
         self.bounds = bounds
         runs = bounds.isEmpty ? [] : [Run(range: bounds, state: initial)]
         privateBytes = initial == .private ? bounds.size : 0
@@ -59,12 +62,12 @@ public struct PageStateMap: Sendable, Equatable {
         return out
     }
 
-    /// Sets every page of `range` (page aligned, inside bounds) to `state`;
-    /// returns the bytes that actually changed.
+    /// Sets every page of `range` to `state`; returns the bytes that actually changed.
+    /// A range that is not page aligned or not inside bounds changes nothing (callers
+    /// validate first; this is the last line, and it must not take the agent down).
     @discardableResult
     public mutating func set(_ range: PageRange, to state: PageState) -> UInt64 {
-        precondition(range.isPageAligned && bounds.contains(range), "set \(range) outside \(bounds)")
-        guard !range.isEmpty else { return 0 }
+        guard range.isPageAligned, bounds.contains(range), !range.isEmpty else { return 0 }
         let changed = bytes(in: range, state: state.opposite)
         guard changed > 0 else { return 0 }
         privateBytes = state == .private ? privateBytes + changed : privateBytes - changed

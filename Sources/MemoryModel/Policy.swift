@@ -226,9 +226,13 @@ extension Policy {
             return PolicyDecision(allowed: false, reason: "max_shared_bytes \(max) exceeded (would be \(sharedBytesAfter))",
                                   discard: decision.discard)
         }
-        if limiter != nil, !limiter!.allow(atNanos: nowNanos) {
-            return PolicyDecision(allowed: false, reason: "max_conversions_per_second \(limiter!.rate) exceeded",
-                                  discard: decision.discard)
+        if var bucket = limiter {
+            let allowed = bucket.allow(atNanos: nowNanos)
+            limiter = bucket
+            if !allowed {
+                return PolicyDecision(allowed: false, reason: "max_conversions_per_second \(bucket.rate) exceeded",
+                                      discard: decision.discard)
+            }
         }
         return decision
     }

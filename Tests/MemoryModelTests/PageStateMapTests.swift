@@ -88,4 +88,19 @@ struct SplitMix64: RandomNumberGenerator {
             #expect(map.uniformState(of: PageRange(start: bounds.start + UInt64(probe) * page, size: UInt64(probeCount) * page)) == uniform)
         }
     }
+
+    /// Out-of-range input is refused without a trap: one VM's bad fault must never take the agent down.
+    @Test func outOfRangeInputNeverTraps() {
+        var map = PageStateMap(bounds: PageRange(start: 0x20_0000, size: 16 * 4096), initial: .private)
+        let before = map
+        #expect(map.set(PageRange(start: 0x10_0000, size: 4096), to: .shared) == 0)       // below data RAM
+        #expect(map.set(PageRange(start: 0x20_0800, size: 4096), to: .shared) == 0)       // not page aligned
+        #expect(map.set(PageRange(start: UInt64.max - 4095, size: 8192), to: .shared) == 0)  // size past 2^64
+        #expect(map == before)
+        #expect(PageRange(start: UInt64.max - 10, size: 100).end == UInt64.max)
+        #expect(PageRange(start: 10, end: 5).isEmpty)
+        #expect(PageRange.page(containing: UInt64.max).end == UInt64.max)
+        let odd = PageStateMap(bounds: PageRange(start: 0x20_0010, end: 0x20_3010), initial: .shared)
+        #expect(odd.bounds == PageRange(start: 0x20_1000, end: 0x20_3000))
+    }
 }

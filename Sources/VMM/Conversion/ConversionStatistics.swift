@@ -48,7 +48,7 @@ public struct ConversionStatistics: Sendable, Equatable {
             .map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
             + (faultsWithoutConversion > 0 ? " (\(faultsWithoutConversion) needed no conversion)" : "")
         return [faultLine, "conversions: \(total())"] + conversions.keys.sorted().map { key in
-            "  \(key.direction.rawValue) \(key.trigger.rawValue) \(key.decision.rawValue): \(conversions[key]!) (\(convertedBytes[key]!) bytes)"
+            "  \(key.direction.rawValue) \(key.trigger.rawValue) \(key.decision.rawValue): \(conversions[key] ?? 0) (\(convertedBytes[key] ?? 0) bytes)"
         }
     }
 }

@@ -7,10 +7,10 @@ public struct ConsoleRing: Sendable {
     /// Bytes ever written, including the ones overwritten.
     public private(set) var totalBytes = 0
 
+    /// A capacity below one byte keeps one byte.
     public init(capacity: Int) {
-        precondition(capacity > 0)
-        self.capacity = capacity
-        storage.reserveCapacity(capacity)
+        self.capacity = max(capacity, 1)
+        storage.reserveCapacity(self.capacity)
     }
 
     public mutating func append(_ bytes: some Collection<UInt8>) {
