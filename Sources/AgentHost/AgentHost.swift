@@ -26,6 +26,7 @@ public final class AgentHost: Sendable {
     private struct State {
         var vms: [Int64: ManagedVM] = [:]
         var draining = false
+        var recordingFailure: String?
         var nextLocalID: Int64 = 1
     }
     private let state = Mutex(State())
@@ -42,6 +43,7 @@ public final class AgentHost: Sendable {
         self.maxVMs = maxVMs
         runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
         self.logger = logger
+        store?.onFailure { [weak self] reason in self?.recordingFailed(reason) }
     }
 
     // MARK: Creation
@@ -55,6 +57,7 @@ public final class AgentHost: Sendable {
         }
         let localID = try state.withLock { state throws(AgentHostError) -> Int64 in
             guard !state.draining else { throw .shuttingDown }
+            if let failure = state.recordingFailure { throw .store("recording has failed: \(failure)") }
             guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
             defer { state.nextLocalID += 1 }
             return state.nextLocalID
@@ -197,6 +200,20 @@ public final class AgentHost: Sendable {
         for vm in all { vm.waitUntilRecorded() }
         logger.info("all VMs ended", metadata: ["vms": "\(all.count)"])
     }
+
+    /// The store failed for good: nothing the VMs do can be recorded any more, so every
+    /// VM fails with the store's reason, and no new VM starts.
+    private func recordingFailed(_ reason: String) {
+        let all = state.withLock { state -> [ManagedVM] in
+            state.recordingFailure = reason
+            return Array(state.vms.values)
+        }
+        logger.error("recording failed; failing every VM", metadata: ["error": "\(reason)", "vms": "\(all.count)"])
+        for vm in all { vm.machine.fail(reason: "event store failed: \(reason)") }
+    }
+
+    /// Why recording stopped for good, if it has (the agent then exits with a status that says so).
+    public var recordingFailure: String? { state.withLock { $0.recordingFailure } }
 
     /// Waits for a started VM to end (or its timeout), then records the end.
     private func watch(_ vm: ManagedVM) {

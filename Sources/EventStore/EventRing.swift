@@ -42,10 +42,12 @@ final class EventRing: @unchecked Sendable {
         // Safety: open/ftruncate/mmap of our own file; every result is checked, the fd and mapping are released in deinit.
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw EventRingError(path: path, errno: errno, operation: "open") }
-        guard ftruncate(fd, off_t(mappedSize)) == 0 else {
-            let code = errno
+        // Allocated up front: a page of a mapped file that the filesystem cannot back
+        // when first written would kill the agent with SIGBUS (a full disk).
+        let allocation = posix_fallocate(fd, 0, off_t(mappedSize))
+        guard allocation == 0 else {
             close(fd)
-            throw EventRingError(path: path, errno: code, operation: "ftruncate")
+            throw EventRingError(path: path, errno: allocation, operation: "posix_fallocate")
         }
         let pointer = mmap(nil, mappedSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let pointer, pointer != MAP_FAILED else {

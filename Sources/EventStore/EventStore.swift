@@ -65,11 +65,14 @@ public final class EventStore: EventSink {
                 logger: Logger) throws(EventStoreError) {
         self.path = path
         ownership = try WriterLock(databasePath: path)
-        let ring: EventRing?
-        do {
-            ring = durability == .normal ? try EventRing(databasePath: path) : nil
-        } catch {
-            throw .ring(error)
+        var ring: EventRing?
+        if durability == .normal {
+            do {
+                ring = try EventRing(databasePath: path)
+            } catch {
+                // Recording still works without it: vCPUs then wait for each group commit.
+                logger.warning("event ring unavailable; every event now waits for its SQLite commit", metadata: ["error": "\(error)"])
+            }
         }
         let (initial, recovered, writer) = try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
@@ -176,6 +179,14 @@ public final class EventStore: EventSink {
     public func close() {
         writer.close()
         ownership.release()
+    }
+
+    /// Why recording stopped for good (a commit failed, or the file was removed), if it has.
+    public var failure: String? { writer.failureReason }
+
+    /// Runs `handler` once when recording fails for good (at once if it already has).
+    public func onFailure(_ handler: @escaping @Sendable (String) -> Void) {
+        writer.onFailure(handler)
     }
 
     /// Waits until everything recorded so far is committed to SQLite (readers call it first).

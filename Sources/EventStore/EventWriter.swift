@@ -41,6 +41,8 @@ final class EventWriter: @unchecked Sendable {
     static let batchLimit = 4096
     private(set) var batches: UInt64 = 0
     private var latency = LatencyHistogram()
+    /// Called once, on the writer thread, when recording fails for good.
+    private var failureHandlers: [@Sendable (String) -> Void] = []
 
     var commitLatency: LatencyHistogram {
         condition.lock()
@@ -102,6 +104,22 @@ final class EventWriter: @unchecked Sendable {
         return committed >= sequence ? nil : failure
     }
 
+    /// Why recording stopped for good, if it has.
+    var failureReason: String? {
+        condition.lock()
+        defer { condition.unlock() }
+        return failure
+    }
+
+    /// Runs `handler` once when recording fails (at once if it already has).
+    func onFailure(_ handler: @escaping @Sendable (String) -> Void) {
+        condition.lock()
+        let already = failure
+        if already == nil { failureHandlers.append(handler) }
+        condition.unlock()
+        if let already { handler(already) }
+    }
+
     /// Blocks until every write queued so far is committed (or the store failed).
     func waitForEverythingQueued() {
         condition.lock()
@@ -140,6 +158,14 @@ final class EventWriter: @unchecked Sendable {
             queue.removeAll(keepingCapacity: true)
             condition.unlock()
 
+            // Failure is final: nothing after a failed batch is committed, so no waiter
+            // is ever told a write is durable in SQLite unless it is.
+            if failureReason != nil {
+                condition.lock()
+                condition.broadcast()
+                condition.unlock()
+                continue
+            }
             let started = WallClock.monotonicNanos()
             let error = commit(batch)
             let elapsed = WallClock.monotonicNanos() - started
@@ -148,7 +174,13 @@ final class EventWriter: @unchecked Sendable {
             latency.observe(nanos: elapsed)
             if let error {
                 failure = error
+                let handlers = failureHandlers
+                failureHandlers = []
                 logger.error("event store write failed; recording stopped", metadata: ["error": "\(error)"])
+                condition.broadcast()
+                condition.unlock()
+                for handler in handlers { handler(error) }
+                continue
             } else {
                 committed = last
                 batches += 1
@@ -169,9 +201,14 @@ final class EventWriter: @unchecked Sendable {
                 try? connection.execute("ROLLBACK")
                 throw error
             }
-            return nil
         } catch {
             return "\(error)"
         }
+        // A database removed or replaced under us keeps accepting writes into a file
+        // nobody can open again: that is a failure, not a commit.
+        if connection.fileHasMoved {
+            return "the database file \(connection.path) was removed or replaced while the agent was recording into it"
+        }
+        return nil
     }
 }

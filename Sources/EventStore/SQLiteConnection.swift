@@ -52,6 +52,13 @@ public final class SQLiteConnection: @unchecked Sendable {
         SQLiteError(code: code, message: String(cString: sqlite3_errmsg(handle)), operation: operation)
     }
 
+    /// True when the database file this connection writes was removed or replaced
+    /// (writes would go to a file nobody can open any more).
+    public var fileHasMoved: Bool {
+        // Safety: file_control with an int out-parameter owned by the shim.
+        csqlite_file_has_moved(handle) == 1
+    }
+
     /// Runs one or more statements that return no rows we need.
     public func execute(_ sql: String) throws(SQLiteError) {
         var message: UnsafeMutablePointer<CChar>?

@@ -52,6 +52,7 @@ enum AgentExitCode {
     static let failed: Int32 = 126
     static let faulted: Int32 = 127
     static let unavailable: Int32 = 69  // EX_UNAVAILABLE: no usable KVM
+    static let recordingFailed: Int32 = 74  // EX_IOERR: the event store failed; every VM was failed
 }
 
 /// Prints one line to stderr, prefixed with the program name.

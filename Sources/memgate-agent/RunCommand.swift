@@ -105,6 +105,10 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(AgentExitCode.usage)
         }
         vm.waitUntilRecorded()
+        if let failure = host.recordingFailure {
+            printError("recording failed: \(failure); the VM was stopped so that nothing it did goes unrecorded")
+            throw ExitCode(AgentExitCode.recordingFailed)
+        }
         if vm.timedOut {
             printError("timeout: guest still running after \(timeout ?? 0) s; stopped")
             throw ExitCode(AgentExitCode.timeout)

@@ -115,11 +115,17 @@ struct ServeCommand: ParsableCommand {
         FileHandle.standardOutput.write(Data("memgate-agent: serving on \(endpoints.joined(separator: " "))\n".utf8))
         logger.notice("serving", metadata: ["endpoints": "\(endpoints.joined(separator: " "))", "db": "\(recording.noRecord ? "none" : recording.db)"])
 
+        // A failed store ends the agent too: it exists to record, and operators must notice.
+        store?.onFailure { _ in ProcessSignals.requestTermination() }
         let signal = ProcessSignals.waitForTermination()
         logger.notice("draining", metadata: ["signal": "\(signal)"])
         server.stop()
         host.shutdown(reason: "the agent is shutting down (signal \(signal))")
         store?.close()
+        if let failure = host.recordingFailure {
+            printError("recording failed: \(failure); every VM was failed and the agent stopped")
+            throw ExitCode(AgentExitCode.recordingFailed)
+        }
         printError("stopped: every VM ended and recorded")
     }
 }

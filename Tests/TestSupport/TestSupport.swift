@@ -115,29 +115,32 @@ public final class RunningProcess: @unchecked Sendable {
     private let process = Process()
     private let lock = NSLock()
     private var collected = Data()
-    private var readerDone = false
+    private var collectedErrors = Data()
+    private var readersDone = 0
 
     public init(_ path: String, _ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
-        let out = Pipe()
+        let out = Pipe(), err = Pipe()
         process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
+        process.standardError = err
         try process.run()
-        let handle = out.fileHandleForReading
-        let reader = Thread { [self] in
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                lock.withLock { collected.append(chunk) }
-            }
-            lock.withLock { readerDone = true }
+        for (handle, isError) in [(out.fileHandleForReading, false), (err.fileHandleForReading, true)] {
+            Thread { [self] in
+                while true {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    lock.withLock { if isError { collectedErrors.append(chunk) } else { collected.append(chunk) } }
+                }
+                lock.withLock { readersDone += 1 }
+            }.start()
         }
-        reader.start()
     }
 
     /// What the process has written to stdout so far.
     public var stdout: String { lock.withLock { String(decoding: collected, as: UTF8.self) } }
+    /// What the process has written to stderr so far.
+    public var stderr: String { lock.withLock { String(decoding: collectedErrors, as: UTF8.self) } }
 
     public func kill(_ signal: Int32 = SIGKILL) {
         Foundation.kill(process.processIdentifier, signal)
@@ -147,9 +150,18 @@ public final class RunningProcess: @unchecked Sendable {
     @discardableResult
     public func wait() -> Int32 {
         process.waitUntilExit()
-        for _ in 0..<1000 where !lock.withLock({ readerDone }) { usleep(1000) }
+        for _ in 0..<1000 where lock.withLock({ readersDone }) < 2 { usleep(1000) }
         return process.terminationStatus
     }
 
     public var exitedBySignal: Bool { process.terminationReason == .uncaughtSignal }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// Waits up to `seconds` for the process to exit; false if it is still running.
+    public func waitForExit(seconds: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        return !process.isRunning
+    }
 }

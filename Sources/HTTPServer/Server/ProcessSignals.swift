@@ -20,6 +20,12 @@ public enum ProcessSignals {
         return received
     }
 
+    /// Wakes `waitForTermination` as SIGTERM would (from any thread).
+    public static func requestTermination() {
+        // Safety: sends SIGTERM to this process, which every thread blocks and the main thread sigwaits for.
+        kill(getpid(), SIGTERM)
+    }
+
     private static func terminationSet() -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)

@@ -170,6 +170,14 @@ public final class VirtualMachine: Sendable {
         if control.stop(reason: reason) { logger.info("VM stopped", metadata: ["reason": "\(reason)"]) }
     }
 
+    /// Ends the VM as `failed` (if it has not ended) and waits for its vCPU threads:
+    /// for failures outside the guest, such as the event store breaking.
+    public func fail(reason: String) {
+        control.finish(.fail(reason: reason))
+        control.stop(reason: reason)
+        logger.warning("VM failed", metadata: ["reason": "\(reason)"])
+    }
+
     /// Waits until the VM has ended; false if `timeout` passed first.
     public func waitUntilFinished(timeout: Duration? = nil) -> Bool {
         let deadline = timeout.map { Date(timeIntervalSinceNow: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }

@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import MemoryModel
+import Synchronization
+import Testing
+@testable import EventStore
+
+/// Recording failures are final and visible.
+@Suite struct FailureTests {
+    let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+    func conversion(gpa: UInt64, vmID: Int64) -> ConversionRecord {
+        ConversionRecord(vmID: vmID, vm: "f", vcpu: 0, requestedNanos: 1, completedNanos: 2, gpa: gpa, size: 4096,
+                         direction: .toShared, trigger: .explicit, decision: .denied, reason: "r", policyVersion: "v",
+                         source: .emulated, discardedBytes: 0, guestResult: -1)
+    }
+
+    /// A batch fails (a trigger stands in for a full disk): its waiter hears so, and so does
+    /// every later one: a later good batch never moves the committed mark past it.
+    @Test(arguments: [Durability.full, .normal])
+    func aFailedBatchIsFinal(durability: Durability) throws {
+        let path = temporaryDatabase()
+        defer { removeDatabase(path) }
+        _ = try Maintenance.migrate(path: path)
+        try SQLiteConnection(path: path).execute("""
+            CREATE TRIGGER injected_failure BEFORE INSERT ON conversions WHEN NEW.gpa = 57005
+            BEGIN SELECT RAISE(ABORT, 'injected failure'); END
+            """)
+        let store = try EventStore(path: path, durability: durability, logger: logger)
+        defer { store.close() }
+        let vmID = try store.register(VMRegistration(name: "f", memoryBytes: 1 << 25, vcpus: 1, backend: "alias",
+                                                     dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
+                                      createdNanos: 1)
+        let heard = Mutex<[String]>([])
+        store.onFailure { reason in heard.withLock { $0.append(reason) } }
+        let bad = store.record(conversion: conversion(gpa: 57005, vmID: vmID))
+        if durability == .full {
+            #expect(bad.wait()?.contains("injected failure") == true)
+        } else {
+            // Durable in the ring at once; the commit fails behind it.
+            #expect(bad.wait() == nil)
+            store.flush()
+        }
+        #expect(store.failure?.contains("injected failure") == true)
+        let later = store.record(conversion: conversion(gpa: 0x20_0000, vmID: vmID))
+        #expect(later.wait()?.contains("injected failure") == true)
+        #expect(heard.withLock { $0 }.count == 1)
+        // Nothing after the failure reached the tables.
+        let rows = try SQLiteConnection(path: path, readOnly: true).scalar("SELECT count(*) FROM conversions")
+        #expect(rows == 0)
+    }
+}
