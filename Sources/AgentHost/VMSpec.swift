@@ -21,7 +21,8 @@ public struct VMSpec: Sendable {
     /// Stop the VM this long after it starts.
     public var timeout: Duration?
     /// Console output as it happens (the CLI streams it to stdout).
-    public var consoleStream: (@Sendable ([UInt8]) -> Void)?
+    /// Returns false when it can take no more (the stream stops; the VM runs on).
+    public var consoleStream: (@Sendable ([UInt8]) -> Bool)?
 
     public init(name: String, imageName: String, image: [UInt8]) {
         self.name = name

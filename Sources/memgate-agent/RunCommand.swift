@@ -95,8 +95,11 @@ struct RunCommand: ParsableCommand {
         spec.maxRuns = maxRuns
         spec.aliasMechanism = aliasMechanism
         spec.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
-        let stdout = FileHandle.standardOutput
-        spec.consoleStream = { stdout.write(Data($0)) }
+        // A stdout nobody drains, a closed pipe or a full disk stops the streaming, never the VM.
+        OutputDescriptor.ignoreBrokenPipe()
+        let stdout = OutputDescriptor.standardOutput
+        let escape = stdout.isTerminal
+        spec.consoleStream = { bytes in stdout.writeAll(escape ? ConsoleEscaper.escape(bytes) : bytes) == nil }
         let vm: ManagedVM
         do {
             vm = try host.create(spec, start: true)
@@ -105,6 +108,10 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(AgentExitCode.usage)
         }
         vm.waitUntilRecorded()
+        vm.machine.finishConsoleStream()
+        if vm.machine.droppedConsoleBytes > 0 {
+            printError("\(vm.machine.droppedConsoleBytes) bytes of console output were not written to stdout (it was too slow or closed)")
+        }
         if let failure = host.recordingFailure {
             printError("recording failed: \(failure); the VM was stopped so that nothing it did goes unrecorded")
             throw ExitCode(AgentExitCode.recordingFailed)

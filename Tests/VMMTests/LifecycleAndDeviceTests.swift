@@ -111,3 +111,13 @@ import Testing
         #expect(noMemfd.first { $0.name == .attributes }?.usable == false)
     }
 }
+
+@Suite struct ConsoleEscaperTests {
+    @Test func onlyPrintableASCIINewlineAndTabPass() {
+        let raw: [UInt8] = Array("ok\tline\n".utf8) + [0x1B] + Array("[2J".utf8) + [0x07, 0x7F, 0x9B, 0xC3, 0xA9, 0x0D]
+        let escaped = String(decoding: ConsoleEscaper.escape(raw), as: UTF8.self)
+        #expect(escaped == "ok\tline\n\\x1b[2J\\x07\\x7f\\x9b\\xc3\\xa9\\x0d")
+        let plain = Array("nothing to do\n".utf8)
+        #expect(ConsoleEscaper.escape(plain) == plain)
+    }
+}

@@ -17,7 +17,7 @@ struct VirtualMachineTests {
     }
 
     func makeVM(_ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 64, commandLine: String = "",
-                stream: (@Sendable ([UInt8]) -> Void)? = nil) throws -> VirtualMachine {
+                stream: (@Sendable ([UInt8]) -> Bool)? = nil) throws -> VirtualMachine {
         var configuration = VMConfiguration(name: guest)
         configuration.vcpuCount = vcpus
         configuration.memoryBytes = memoryMiB << 20
@@ -28,11 +28,39 @@ struct VirtualMachineTests {
 
     func console(_ vm: VirtualMachine) -> String { String(decoding: vm.consoleOutput, as: UTF8.self) }
 
+    /// A consumer that never takes the output (a stdout pipe nobody drains) never holds
+    /// up a vCPU or `stop`: output is dropped and counted instead.
+    @Test func aStuckConsoleConsumerNeverBlocksTheVM() throws {
+        let release = DispatchSemaphore(value: 0)
+        let vm = try makeVM("churn", memoryMiB: 16) { _ in release.wait(); return true }
+        try vm.start()
+        Thread.sleep(forTimeInterval: 1.0)
+        let started = ContinuousClock.now
+        vm.stop(reason: "test")
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(vm.statistics.total(decision: .applied) > 100)
+        vm.finishConsoleStream()
+        #expect(vm.droppedConsoleBytes > 0)
+        release.signal()
+    }
+
+    @Test func aFailingConsoleConsumerStopsTheStreamNotTheVM() throws {
+        let calls = Mutex(0)
+        let vm = try makeVM("churn", memoryMiB: 16, commandLine: "300") { _ in calls.withLock { $0 += 1 }; return false }
+        try vm.start()
+        #expect(vm.waitUntilFinished(timeout: .seconds(60)))
+        #expect(vm.lifecycle.exitStatus == 0)
+        vm.finishConsoleStream()
+        #expect(calls.withLock { $0 } == 1)
+        #expect(vm.droppedConsoleBytes > 0)
+    }
+
     @Test func helloPrintsAndExitsZero() throws {
         let streamed = Mutex<[UInt8]>([])
-        let vm = try makeVM("hello") { bytes in streamed.withLock { $0 += bytes } }
+        let vm = try makeVM("hello") { bytes in streamed.withLock { $0 += bytes }; return true }
         try vm.start()
         #expect(vm.waitUntilFinished(timeout: .seconds(10)))
+        vm.finishConsoleStream()
         #expect(console(vm) == "hello from vcpu 0\n")
         #expect(streamed.withLock { $0 } == Array("hello from vcpu 0\n".utf8))
         #expect(vm.state == .stopped && vm.lifecycle.exitStatus == 0)

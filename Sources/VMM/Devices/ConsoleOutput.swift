@@ -1,8 +1,9 @@
 import Synchronization
 
 /// A VM's console: a bounded ring of recent output, plus an optional live
-/// stream (e.g. stdout in `memgate-agent run`). Output is emitted line by
-/// line per vCPU and serialized, so lines from different vCPUs stay whole.
+/// stream (e.g. stdout in `memgate-agent run`) fed through a bounded queue.
+/// Output is emitted line by line per vCPU and serialized, so lines from
+/// different vCPUs stay whole. No lock here is ever held across a write.
 final class ConsoleOutput: Sendable {
     private struct State {
         var ring: ConsoleRing
@@ -10,12 +11,21 @@ final class ConsoleOutput: Sendable {
     }
 
     private let state: Mutex<State>
-    private let stream: (@Sendable ([UInt8]) -> Void)?
+    private let streamer: ConsoleStreamer?
 
-    init(capacity: Int, vcpuCount: Int, stream: (@Sendable ([UInt8]) -> Void)?) {
+    /// Bytes of live stream a slow consumer may be behind before output is dropped.
+    static let streamQueueCapacity = 1 << 20
+
+    init(capacity: Int, vcpuCount: Int, name: String, stream: ConsoleStreamer.Sink?) {
         state = Mutex(State(ring: ConsoleRing(capacity: capacity), lines: ConsoleLineBuffer(vcpuCount: vcpuCount)))
-        self.stream = stream
+        streamer = stream.map { ConsoleStreamer(capacity: Self.streamQueueCapacity, name: name, sink: $0) }
     }
+
+    /// Ends the live stream (waits briefly for a consumer that is reading).
+    func finishStream(timeout: Duration = .seconds(2)) { streamer?.finish(timeout: timeout) }
+
+    /// Live-stream bytes dropped because the consumer was too slow or went away.
+    var droppedStreamBytes: Int { streamer?.droppedBytes ?? 0 }
 
     func write(_ bytes: [UInt8], vcpu: Int) {
         state.withLock { state in emit(state.lines.append(bytes, vcpu: vcpu), into: &state) }
@@ -29,7 +39,7 @@ final class ConsoleOutput: Sendable {
     private func emit(_ bytes: [UInt8], into state: inout State) {
         guard !bytes.isEmpty else { return }
         state.ring.append(bytes)
-        stream?(bytes)
+        streamer?.offer(bytes)
     }
 
     var contents: [UInt8] { state.withLock { $0.ring.contents } }

@@ -35,7 +35,7 @@ public final class VirtualMachine: Sendable {
 
     public init(system: KVM.System, configuration: VMConfiguration, image: GuestImage, logger: Logger,
                 policies: PolicyStore = PolicyStore(), events: EventSink = InMemoryEventSink(),
-                consoleStream: (@Sendable ([UInt8]) -> Void)? = nil,
+                consoleStream: (@Sendable ([UInt8]) -> Bool)? = nil,
                 syncHandler: SyncHandler? = nil) throws(VMCreationError) {
         self.configuration = configuration
         var logger = logger
@@ -44,7 +44,7 @@ public final class VirtualMachine: Sendable {
         self.syncHandler = syncHandler
         exits = ExitCounters(vcpus: configuration.vcpuCount)
         console = ConsoleOutput(capacity: configuration.consoleCapacity, vcpuCount: configuration.vcpuCount,
-                                stream: consoleStream)
+                                name: configuration.name, stream: consoleStream)
 
         let caps = system.capabilityReport()
         let kind = try Self.chooseBackend(configuration.backend, caps: caps)
@@ -190,6 +190,12 @@ public final class VirtualMachine: Sendable {
     /// Console bytes from absolute offset `offset` on (see `ConsoleRing.read`).
     public func console(from offset: Int) -> (start: Int, bytes: [UInt8], dropped: Int) { console.read(from: offset) }
 
+    /// Ends the live console stream once the VM has ended (waits briefly for a reading consumer).
+    public func finishConsoleStream() { console.finishStream() }
+
+    /// Live console bytes dropped because the consumer (stdout) was too slow or went away.
+    public var droppedConsoleBytes: Int { console.droppedStreamBytes }
+
     /// Console bytes the guest has written in all.
     public var consoleBytes: Int { console.totalBytes }
 
@@ -212,5 +218,7 @@ public final class VirtualMachine: Sendable {
 
     deinit {
         control.stop(reason: "VM destroyed")
+        // Lets the stream's thread end without waiting on a consumer.
+        console.finishStream(timeout: .zero)
     }
 }
