@@ -35,10 +35,13 @@ public struct ConversionEvent: Codable, Sendable, Equatable {
     public var changedBytes: UInt64
     public var discardedBytes: UInt64
     public var guestResult: Int64
+    /// Invalid requests only: the page count the guest asked for (their size is 0).
+    public var requestedPages: UInt64?
 
     public init(eventId: Int64, vmId: Int64, vcpu: Int, requestedNs: UInt64, completedNs: UInt64?, gpa: UInt64, size: UInt64,
                 direction: String, trigger: String, decision: String, reason: String, policyVersion: String, source: String,
-                changedBytes: UInt64, discardedBytes: UInt64, guestResult: Int64) {
+                changedBytes: UInt64, discardedBytes: UInt64, guestResult: Int64, requestedPages: UInt64? = nil) {
+        self.requestedPages = requestedPages
         self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.requestedNs = requestedNs
         self.completedNs = completedNs; self.gpa = gpa; self.size = size; self.direction = direction
         self.trigger = trigger; self.decision = decision; self.reason = reason; self.policyVersion = policyVersion

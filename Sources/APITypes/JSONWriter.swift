@@ -147,6 +147,7 @@ extension ConversionEvent: JSONWritable {
         w.field("policy_version", policyVersion)
         w.field("reason", reason)
         w.field("requested_ns", requestedNs)
+        if let requestedPages { w.field("requested_pages", requestedPages) }
         w.field("size", size)
         w.field("source", source)
         w.field("trigger", trigger)

@@ -48,7 +48,7 @@ public final class EventQueries: Sendable {
     static let faultColumns = "event_id, vm_id, vcpu, time_ns, gpa, size, flags, source"
     static let conversionColumns = """
         event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision, reason, policy_version, \
-        source, changed_bytes, discarded_bytes, guest_result
+        source, changed_bytes, discarded_bytes, guest_result, requested_pages
         """
 
     /// A page of rows rendered as the API's JSON (`FaultPage` or `ConversionPage`).
@@ -174,7 +174,8 @@ public final class EventQueries: Sendable {
                         completedNs: row.isNull(4) ? nil : row.unsigned(4), gpa: row.unsigned(5), size: row.unsigned(6),
                         direction: row.text(7), trigger: row.text(8), decision: row.text(9), reason: row.text(10),
                         policyVersion: row.text(11), source: row.text(12), changedBytes: row.unsigned(13),
-                        discardedBytes: row.unsigned(14), guestResult: row.int64(15))
+                        discardedBytes: row.unsigned(14), guestResult: row.int64(15),
+                        requestedPages: row.isNull(16) ? nil : row.unsigned(16))
     }
 }
 

@@ -50,8 +50,8 @@ public final class EventStore: EventSink {
         """
     static let insertConversion = """
         INSERT INTO conversions (event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision,
-                                 reason, policy_version, source, changed_bytes, discarded_bytes, guest_result)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, requested_pages)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
     static let finishConversion = """
         UPDATE conversions SET decision = ?, reason = coalesce(?, reason), completed_ns = ?, discarded_bytes = ?, guest_result = ?
@@ -321,6 +321,7 @@ public final class EventStore: EventSink {
                     .text(conversion.decision.rawValue), .text(conversion.reason), .text(conversion.policyVersion),
                     .text(conversion.source.rawValue), .unsigned(conversion.changedBytes), .unsigned(conversion.discardedBytes),
                     .integer(conversion.guestResult),
+                    conversion.requestedPages.map { .integer(Int64(min($0, UInt64(Int64.max)))) } ?? .null,
                 ])])
             }
         }

@@ -56,39 +56,116 @@ public enum Maintenance {
         }
     }
 
+    /// Rows each prune transaction deletes: small enough that an agent's commit never
+    /// waits for one longer than a few milliseconds.
+    public static let pruneBatch = 1000
+
     /// Deletes events older than `cutoffNanos` of VMs that have ended, then VMs that
     /// ended before the cutoff and have nothing left; VMs still known (not ended) keep
-    /// every row. Frees the space with an incremental vacuum.
-    public static func prune(path: String, olderThan cutoffNanos: UInt64) throws(EventStoreError) -> PruneReport {
+    /// every row. Works in small transactions of `batch` rows, so an agent recording
+    /// into the same database is never held up for long; what a deleted applied
+    /// conversion changed is added to its VM's pruned totals in the same transaction,
+    /// so `vm_memory_state` stays exact. Frees the space with an incremental vacuum.
+    public static func prune(path: String, olderThan cutoffNanos: UInt64, batch: Int = pruneBatch) throws(EventStoreError) -> PruneReport {
         try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             try Migrator.migrate(connection, try Migrator.bundled())
             try connection.execute("PRAGMA foreign_keys = ON")
             let cutoff = SQLValue.unsigned(cutoffNanos)
-            try connection.execute("BEGIN IMMEDIATE")
-            do {
-                // Remember the highest ids first: deleting the newest rows must not let them be handed out again.
+            let limit = SQLValue.integer(Int64(max(batch, 1)))
+            // Remember the highest ids first: deleting the newest rows must not let them be handed out again.
+            try transaction(connection) {
                 try connection.execute("""
                     INSERT INTO id_watermarks (name, last_id)
                     VALUES ('event', max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0))),
                            ('vm', coalesce((SELECT max(vm_id) FROM vms), 0))
                     ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)
                     """)
-                try connection.query("DELETE FROM memory_faults WHERE time_ns < ? AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)", [cutoff])
-                let faults = connection.changes
-                try connection.query("DELETE FROM conversions WHERE requested_ns < ? AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)", [cutoff])
-                let conversions = connection.changes
-                let gone = "SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1 AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id) AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.vm_id = v.vm_id)"
-                try connection.query("DELETE FROM memory_layout WHERE vm_id IN (\(gone))", [cutoff])
-                try connection.query("DELETE FROM vms WHERE vm_id IN (\(gone))", [cutoff])
-                let vms = connection.changes
-                try connection.execute("COMMIT")
-                try connection.execute("PRAGMA incremental_vacuum")
-                return PruneReport(faults: faults, conversions: conversions, vms: vms)
-            } catch {
-                try? connection.execute("ROLLBACK")
-                throw error
             }
+            var faults = 0
+            while true {
+                let deleted = try transaction(connection) {
+                    try connection.query("""
+                        DELETE FROM memory_faults WHERE event_id IN (
+                            SELECT event_id FROM memory_faults WHERE time_ns < ?1 AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
+                            LIMIT ?2)
+                        """, [cutoff, limit])
+                    return connection.changes
+                }
+                faults += deleted
+                if deleted == 0 { break }
+                try checkpoint(connection)
+            }
+            var conversions = 0
+            while true {
+                let deleted = try transaction(connection) {
+                    try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
+                    try connection.query("""
+                        CREATE TEMP TABLE prune_batch AS
+                        SELECT event_id, vm_id, direction, decision, changed_bytes FROM conversions
+                        WHERE requested_ns < ?1 AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL) LIMIT ?2
+                        """, [cutoff, limit])
+                    try connection.execute("""
+                        UPDATE vms SET
+                            pruned_to_shared_bytes = pruned_to_shared_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
+                                WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_shared'), 0),
+                            pruned_to_private_bytes = pruned_to_private_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
+                                WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_private'), 0)
+                        WHERE vm_id IN (SELECT vm_id FROM temp.prune_batch)
+                        """)
+                    try connection.execute("DELETE FROM conversions WHERE event_id IN (SELECT event_id FROM temp.prune_batch)")
+                    let count = connection.changes
+                    try connection.execute("DROP TABLE temp.prune_batch")
+                    return count
+                }
+                conversions += deleted
+                if deleted == 0 { break }
+                try checkpoint(connection)
+            }
+            let vms = try transaction(connection) {
+                let gone = """
+                    SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1
+                    AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id)
+                    AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.vm_id = v.vm_id)
+                    """
+                try connection.query("DELETE FROM memory_layout WHERE vm_id IN (\(gone))", [cutoff])
+                try connection.query("DELETE FROM event_aggregates WHERE vm_id IN (\(gone))", [cutoff])
+                try connection.query("DELETE FROM vms WHERE vm_id IN (\(gone))", [cutoff])
+                return connection.changes
+            }
+            // Aggregated counts of ended VMs age out like the events they stand for.
+            try transaction(connection) {
+                try connection.query("""
+                    DELETE FROM event_aggregates WHERE second < ?1 / 1000000000
+                    AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
+                    """, [cutoff])
+            }
+            // Free the space a few hundred pages at a time, each its own short transaction.
+            while (try connection.scalar("PRAGMA freelist_count") ?? 0) > 0 {
+                try connection.execute("PRAGMA incremental_vacuum(256)")
+                try checkpoint(connection)
+            }
+            return PruneReport(faults: faults, conversions: conversions, vms: vms)
+        }
+    }
+
+    /// Moves the WAL's pages into the database between batches (never waiting for
+    /// readers), so the agent's next commit does not find a large WAL to checkpoint.
+    static func checkpoint(_ connection: SQLiteConnection) throws {
+        try connection.query("PRAGMA wal_checkpoint(PASSIVE)")
+    }
+
+    /// Runs `body` in its own short write transaction.
+    @discardableResult
+    static func transaction<T>(_ connection: SQLiteConnection, _ body: () throws -> T) throws -> T {
+        try connection.execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try connection.execute("COMMIT")
+            return result
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
         }
     }
 }

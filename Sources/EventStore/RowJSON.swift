@@ -77,6 +77,7 @@ struct RowJSON {
         raw(#","policy_version":"#); text(row, 11)
         raw(#","reason":"#); text(row, 10)
         raw(#","requested_ns":"#); unsigned(row.unsigned(3))
+        if !row.isNull(16) { raw(#","requested_pages":"#); unsigned(row.unsigned(16)) }
         raw(#","size":"#); unsigned(row.unsigned(6))
         raw(#","source":"#); text(row, 12)
         raw(#","trigger":"#); text(row, 8)

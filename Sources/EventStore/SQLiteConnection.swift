@@ -39,7 +39,8 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
         handle = db
         self.path = path
-        sqlite3_busy_timeout(db, busyTimeoutMilliseconds)
+        // Safety: installs the shim's C handler; its argument is the timeout itself, not a pointer.
+        csqlite_set_busy_timeout(db, busyTimeoutMilliseconds)
         sqlite3_extended_result_codes(db, 1)
     }
 

@@ -106,7 +106,7 @@ struct RecordingTests {
         }
         for row in try connection.query("""
             SELECT event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision, reason,
-                   policy_version, source, changed_bytes, discarded_bytes, guest_result FROM conversions
+                   policy_version, source, changed_bytes, discarded_bytes, guest_result, requested_pages FROM conversions
             """) {
             guard case .integer(let id) = row[0], case .integer(let vm) = row[1], case .integer(let vcpu) = row[2],
                   case .integer(let requested) = row[3], case .integer(let gpa) = row[5], case .integer(let size) = row[6],
@@ -116,12 +116,16 @@ struct RecordingTests {
             else { Issue.record("bad conversion row \(row)"); continue }
             var completed: UInt64?
             if case .integer(let value) = row[4] { completed = UInt64(value) }
-            rows.append((id, .conversion(ConversionRecord(
+            var requestedPages: UInt64?
+            if case .integer(let value) = row[16] { requestedPages = UInt64(value) }
+            var record = ConversionRecord(
                 vmID: vm, vm: vmNames[vm] ?? "?", vcpu: UInt32(vcpu), requestedNanos: UInt64(requested), completedNanos: completed,
                 gpa: UInt64(bitPattern: gpa), size: UInt64(bitPattern: size), direction: ConversionDirection(rawValue: direction)!,
                 trigger: ConversionTrigger(rawValue: trigger)!, decision: ConversionDecision(rawValue: decision)!, reason: reason,
                 policyVersion: version, source: EventSource(rawValue: source)!, changedBytes: UInt64(changed),
-                discardedBytes: UInt64(discarded), guestResult: result))))
+                discardedBytes: UInt64(discarded), guestResult: result)
+            record.requestedPages = requestedPages
+            rows.append((id, .conversion(record)))
         }
         let stored = rows.sorted { $0.0 < $1.0 }
         #expect(stored.map(\.0) == Array(1...Int64(stored.count)), "event ids are one gap-free sequence")

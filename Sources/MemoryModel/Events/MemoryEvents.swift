@@ -68,6 +68,9 @@ public struct ConversionRecord: Sendable, Equatable {
     public var discardedBytes: UInt64
     /// What the guest read back (0, or a negative KVM error code); implicit conversions report 0.
     public var guestResult: Int64
+    /// For invalid requests, the page count as the guest gave it (their `size` is 0:
+    /// nothing was converted, and a guest-chosen count must not overflow audit sums).
+    public var requestedPages: UInt64?
 
     public init(vmID: Int64, vm: String, vcpu: UInt32, requestedNanos: UInt64, completedNanos: UInt64?, gpa: UInt64, size: UInt64,
                 direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision, reason: String,

@@ -108,13 +108,13 @@ public final class ConversionEngine: Sendable {
         let requested = clock.wallNanos()
         switch call.validate(dataRAM: dataRAM, ramSize: ramSize, vcpu: vcpu) {
         case .failure(let rejection):
-            // Guest-supplied: saturate rather than overflow.
-            let (size, overflow) = call.pageCount.multipliedReportingOverflow(by: PageRange.pageSize)
-            let record = ConversionRecord(
+            // Guest-supplied: the count goes in its own field, and the size is 0 (nothing converted).
+            var record = ConversionRecord(
                 vmID: vmID, vm: vmName, vcpu: vcpu, requestedNanos: requested, completedNanos: requested, gpa: call.gpa,
-                size: overflow ? .max : size, direction: call.attributes & MapGPARangeCall.encrypted != 0 ? .toPrivate : .toShared,
+                size: 0, direction: call.attributes & MapGPARangeCall.encrypted != 0 ? .toPrivate : .toShared,
                 trigger: .explicit, decision: .invalid, reason: rejection.reason, policyVersion: policies.policy.version,
                 source: .emulated, discardedBytes: 0, guestResult: rejection.code.rawValue)
+            record.requestedPages = call.pageCount
             let receipt = state.withLock { state in
                 state.statistics.count(record)
                 return sink.record(conversion: record)
