@@ -19,6 +19,8 @@ public final class AgentHost: Sendable {
     private let logger: Logger
     private let memorySink = InMemoryEventSink()
     private let aliasMechanism: AliasMechanism?
+    /// Rows per second per VM and kind for what guests can cause at will (VMConfiguration.recordingBudget).
+    private let recordingBudget: UInt64?
     /// Page-state runs a VM may have unless its spec says: `maxVMs` VMs at this limit fit
     /// the process's mapping budget, so no VM's fragmentation can fail another's conversion.
     public let runLimit: Int
@@ -35,7 +37,8 @@ public final class AgentHost: Sendable {
 
     /// - Parameter aliasMechanism: how alias-backend VMs convert (nil: the host probe decides, `AliasProbe`).
     public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64,
-                aliasMechanism: AliasMechanism? = nil, logger: Logger) {
+                aliasMechanism: AliasMechanism? = nil, recordingBudget: UInt64? = 1000, logger: Logger) {
+        self.recordingBudget = recordingBudget
         self.system = system
         self.aliasMechanism = aliasMechanism
         self.store = store
@@ -79,6 +82,7 @@ public final class AgentHost: Sendable {
         configuration.initialState = spec.initialState
         configuration.backend = spec.backend
         configuration.maxRuns = spec.maxRuns ?? runLimit
+        configuration.recordingBudget = recordingBudget
         configuration.aliasMechanism = spec.aliasMechanism ?? aliasMechanism
         let machine: VirtualMachine
         do {
@@ -231,6 +235,7 @@ public final class AgentHost: Sendable {
         guard vm.claimEnd(at: now) else { return }
         let outcome = vm.lifecycle
         let state = outcome.state.isTerminal ? outcome.state.rawValue : VMState.stopped.rawValue
+        vm.machine.engine.flushAggregates()
         if let failure = store?.vmEnded(vm.id, atNanos: now, state: state, reason: outcome.reason,
                                         exitStatus: outcome.exitStatus, layout: vm.machine.pageStates) {
             logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])

@@ -337,6 +337,16 @@ public final class EventStore: EventSink {
         return PendingConversion(ticket: ticket, receipt: receipt(sequence, durable: durable))
     }
 
+    public func record(aggregate: EventAggregate) {
+        _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [EventWriter.Write(sql: """
+                INSERT INTO event_aggregates (vm_id, second, kind, events) VALUES (?, ?, ?, ?)
+                ON CONFLICT (vm_id, second, kind) DO UPDATE SET events = events + excluded.events
+                """, values: [.integer(aggregate.vmID), .unsigned(aggregate.second), .text(aggregate.kind.rawValue),
+                              .unsigned(aggregate.events)])])
+        }
+    }
+
     public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
                        discardedBytes: UInt64, guestResult: Int64) {
         _ = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in

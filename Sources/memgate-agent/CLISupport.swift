@@ -30,6 +30,15 @@ struct RecordingOptions: ParsableArguments {
     @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
     var durability: Durability = .normal
 
+    @Option(help: "Rows per second each VM may add for each of invalid requests, denied requests and memory faults; beyond it they are counted per second in event_aggregates (1-1000000).")
+    var recordBudget: UInt64 = 1000
+
+    func validate() throws {
+        guard (1...1_000_000).contains(recordBudget) else {
+            throw ValidationError("--record-budget must be from 1 to 1000000 rows per second, not \(recordBudget)")
+        }
+    }
+
     /// The store, unless --no-record, with the policy in force recorded; failures are usage errors.
     func open(policy: VersionedPolicy, appliedBy: String, logger: Logger) throws -> EventStore? {
         guard !noRecord else { return nil }

@@ -83,7 +83,8 @@ struct RunCommand: ParsableCommand {
         let versionedPolicy = try loadPolicy()
         let store = try openStore(policy: versionedPolicy, logger: logger)
         defer { store?.close() }
-        let host = AgentHost(system: system, store: store, policies: PolicyStore(versionedPolicy), maxVMs: 1, logger: logger)
+        let host = AgentHost(system: system, store: store, policies: PolicyStore(versionedPolicy), maxVMs: 1,
+                             recordingBudget: recording.recordBudget, logger: logger)
 
         var spec = VMSpec(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent,
                           imageName: guest, image: file)

@@ -91,7 +91,7 @@ struct ServeCommand: ParsableCommand {
                                        logger: logger)
         let report = HostReport.probe(system: system, aliasMechanism: aliasMechanism, logger: logger)
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,
-                             aliasMechanism: report.aliasMechanism, logger: logger)
+                             aliasMechanism: report.aliasMechanism, recordingBudget: recording.recordBudget, logger: logger)
         let snapshot = HostSnapshot(report: report)
         let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
                            configuration: .init(tokens: tokens, images: images), logger: logger)

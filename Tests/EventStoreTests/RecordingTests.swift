@@ -33,6 +33,11 @@ final class TeeSink: EventSink {
         return stored
     }
 
+    func record(aggregate: EventAggregate) {
+        memory.record(aggregate: aggregate)
+        store.record(aggregate: aggregate)
+    }
+
     func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
                 discardedBytes: UInt64, guestResult: Int64) {
         let inMemory = tickets.withLock { $0.removeValue(forKey: ticket.id) }!

@@ -20,7 +20,7 @@ final class ManualClock: EngineClock {
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     func engine(policy: String, clock: ManualClock, events: InMemoryEventSink, ops: RecordingOps = RecordingOps(),
-                runLimit: Int = 64) throws -> ConversionEngine {
+                runLimit: Int = 64, budget: UInt64? = nil) throws -> ConversionEngine {
         let stores = GuestStores(bootRegion: try HostMemory.anonymous(size: 0x20_0000), dataRAM: dataRAM, privateFile: nil,
                                  privateMemory: try HostMemory.anonymous(size: Int(dataRAM.size)),
                                  sharedMemory: try HostMemory.anonymous(size: Int(dataRAM.size)))
@@ -28,7 +28,7 @@ final class ManualClock: EngineClock {
         let backend = try ProtectAliasBackend(stores: stores, ops: ops, sharedMask: 1 << 40, initial: initial, firstSlot: 1, runLimit: runLimit)
         return ConversionEngine(vmID: 9, vmName: "engine", ramSize: 0x40_0000, initial: initial, backend: backend,
                                 policies: PolicyStore(try VersionedPolicy(document: Array(policy.utf8))), sink: events,
-                                clock: clock, logger: logger)
+                                clock: clock, recordingBudget: budget, logger: logger)
     }
 
     func toShared(_ page: UInt64) -> MapGPARangeCall {
@@ -99,5 +99,27 @@ final class ManualClock: EngineClock {
         } else {
             Issue.record("a fault outside data RAM must stop the VM, not convert")
         }
+    }
+
+    /// A guest sending invalid and denied requests as fast as it can adds at most the
+    /// budget's rows per second; the rest become one counted row per second and kind.
+    @Test func theRecordingBudgetBoundsRowsAndCountsTheRest() throws {
+        let clock = ManualClock()
+        let events = InMemoryEventSink()
+        let engine = try engine(policy: #"{"defaults":{"explicit":"deny"}}"#, clock: clock, events: events, budget: 5)
+        let invalid = MapGPARangeCall(gpa: 1, pageCount: UInt64.max, attributes: 0)
+        for _ in 0..<50 {
+            #expect(engine.explicit(invalid, vcpu: 0).guestResult == GuestErrorCode.invalid.rawValue)
+            #expect(engine.explicit(toShared(0), vcpu: 0).guestResult == GuestErrorCode.permission.rawValue)
+        }
+        #expect(events.conversions.filter { $0.decision == .invalid }.count == 5)
+        #expect(events.conversions.filter { $0.decision == .denied }.count == 5)
+        // Invalid rows keep the page count the guest gave; their size is 0.
+        #expect(events.conversions.first { $0.decision == .invalid }.map { ($0.size, $0.requestedPages) } ?? (1, nil) == (0, UInt64.max))
+        // Statistics still count every event.
+        #expect(engine.statistics.total(decision: .invalid) == 50 && engine.statistics.total(decision: .denied) == 50)
+        engine.flushAggregates()
+        let second = clock.wallNanos() / 1_000_000_000
+        #expect(Set(events.aggregates.map { "\($0.kind) \($0.events) \($0.second == second)" }) == ["invalid 45 true", "denied 45 true"])
     }
 }

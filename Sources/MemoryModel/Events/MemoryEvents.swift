@@ -130,4 +130,6 @@ public protocol EventSink: Sendable {
     /// leaves the row pending (incomplete), never lost.
     func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
                 discardedBytes: UInt64, guestResult: Int64)
+    /// Adds to the count of events over a VM's recording budget (asynchronous: a count, not an event).
+    func record(aggregate: EventAggregate)
 }

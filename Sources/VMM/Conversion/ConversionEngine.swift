@@ -49,6 +49,8 @@ public final class ConversionEngine: Sendable {
         var statistics = ConversionStatistics()
         /// Bytes going shared in conversions still in flight, counted against `max_shared_bytes`.
         var sharedInFlight: UInt64 = 0
+        /// Rows per second for what a guest can produce at will; nil: every event its row.
+        var budget: RecordingBudget?
     }
 
     private enum Applied {
@@ -81,7 +83,8 @@ public final class ConversionEngine: Sendable {
     private let locks = PageRangeLocks()
 
     public init(vmID: Int64 = 0, vmName: String, ramSize: UInt64, initial map: PageStateMap, backend: MemoryBackend,
-                policies: PolicyStore, sink: EventSink, clock: EngineClock = SystemClock(), logger: Logger) {
+                policies: PolicyStore, sink: EventSink, clock: EngineClock = SystemClock(),
+                recordingBudget: UInt64? = nil, logger: Logger) {
         self.vmID = vmID
         self.vmName = vmName
         self.ramSize = ramSize
@@ -91,7 +94,33 @@ public final class ConversionEngine: Sendable {
         self.sink = sink
         self.clock = clock
         self.logger = logger
-        state = Mutex(State(map: map))
+        state = Mutex(State(map: map, budget: recordingBudget.map { RecordingBudget(rowsPerSecond: $0) }))
+    }
+
+    /// Writes the counts of events over the recording budget not yet written (at the VM's end).
+    public func flushAggregates() {
+        let pending = state.withLock { state -> [EventAggregate] in
+            guard var budget = state.budget else { return [] }
+            defer { state.budget = budget }
+            return budget.drain(vmID: vmID)
+        }
+        for aggregate in pending { sink.record(aggregate: aggregate) }
+    }
+
+    /// The row of an event a guest can cause at will, within the VM's budget; beyond
+    /// it the event is only counted (statistics still count every event).
+    private func budgeted(_ kind: AggregateKind, wallNanos: UInt64, state: inout State,
+                          _ write: () -> EventReceipt) -> EventReceipt {
+        guard var budget = state.budget else { return write() }
+        let admission = budget.admit(kind, vmID: vmID, wallNanos: wallNanos, monotonicNanos: clock.monotonicNanos())
+        state.budget = budget
+        switch admission {
+        case .record:
+            return write()
+        case .counted(let flushed):
+            if let flushed { sink.record(aggregate: flushed) }
+            return .done
+        }
     }
 
     public var pageStates: PageStateMap { state.withLock { $0.map } }
@@ -117,7 +146,7 @@ public final class ConversionEngine: Sendable {
             record.requestedPages = call.pageCount
             let receipt = state.withLock { state in
                 state.statistics.count(record)
-                return sink.record(conversion: record)
+                return budgeted(.invalid, wallNanos: requested, state: &state) { sink.record(conversion: record) }
             }
             if let failure = receipt.wait() {
                 return ExplicitOutcome(guestResult: rejection.code.rawValue, fatal: "event store failed: \(failure)")
@@ -163,7 +192,8 @@ public final class ConversionEngine: Sendable {
                 state.statistics.count(record)
                 let current = state.map.uniformState(of: fault.range)
                 if current == wanted { state.statistics.countFaultWithoutConversion() }
-                return (sink.record(fault: record), current, backend.isMapped(fault.range, in: state.map))
+                let receipt = budgeted(.fault, wallNanos: now, state: &state) { sink.record(fault: record) }
+                return (receipt, current, backend.isMapped(fault.range, in: state.map))
             }
             if current == wanted { return .settled(faultReceipt, mapped: mapped) }
             let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
@@ -226,9 +256,11 @@ public final class ConversionEngine: Sendable {
                 source: backend.kind == .attributes ? .kvm : .emulated, discardedBytes: 0,
                 guestResult: decision.allowed ? 0 : GuestErrorCode.permission.rawValue)
             guard decision.allowed else {
-                record.completedNanos = clock.wallNanos()
+                let completed = clock.wallNanos()
+                record.completedNanos = completed
                 state.statistics.count(record)
-                return .failure(Denied(reason: decision.reason, receipt: sink.record(conversion: record)))
+                let receipt = budgeted(.denied, wallNanos: completed, state: &state) { sink.record(conversion: record) }
+                return .failure(Denied(reason: decision.reason, receipt: receipt))
             }
             record.changedBytes = state.map.bytes(in: request.range, state: request.direction.target.opposite)
             state.sharedInFlight += goingShared

@@ -28,6 +28,9 @@ public struct VMConfiguration: Sendable {
     /// or splits the host mappings (protect). nil: what KVM allows, or
     /// `ProtectAliasBackend.defaultRunLimit`.
     public var maxRuns: Int?
+    /// Rows per second this VM may add for each of invalid requests, denied requests and
+    /// memory faults; beyond it they are counted per second (`event_aggregates`). nil: no bound.
+    public var recordingBudget: UInt64? = 1000
     /// The alias backend's mechanism; nil: what the host probe chose (`AliasProbe`).
     public var aliasMechanism: AliasMechanism?
 

@@ -83,7 +83,8 @@ public final class VirtualMachine: Sendable {
             try Self.loadBootImage(image, layout: layout, configuration: configuration, aliased: kind == .alias,
                                    into: built.stores.bootRegion)
             engine = ConversionEngine(vmID: configuration.id, vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
-                                      backend: built.backend, policies: policies, sink: events, logger: logger)
+                                      backend: built.backend, policies: policies, sink: events,
+                                      recordingBudget: configuration.recordingBudget, logger: logger)
             registerSync = vcpus.allSatisfy { $0.enableRegisterSync(hostMask: caps.syncRegsMask) }
             self.vcpus = vcpus
         } catch let error as VMCreationError {
