@@ -10,14 +10,14 @@ APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).
 PY_TOOLS     := openapi-spec-validator schemathesis
-GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench churn smp-convert
+GUESTS       := hello smp crash spin-io bootinfo unhandled conversions exits implicit explicit convert-bench churn smp-convert chaos
 GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie \
                 -mno-red-zone -mgeneral-regs-only -fno-stack-protector -fcf-protection=none \
                 -fno-asynchronous-unwind-tables -Wall -Wextra -Werror -IGuests/include \
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test api-check bench-exitloop bench-conversions bench-store bench-http bench-fanout clean
+.PHONY: all deps build guests demo check test api-check chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout clean
 
 all: build guests
 
@@ -66,6 +66,11 @@ $(BENCH_OUT)/exitloop-c: Benchmarks/ExitLoop/baseline.c Benchmarks/BareVMM/bare_
 bench-exitloop: deps guests $(BENCH_OUT)/exitloop-c
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-exitloop
 	$(BUILD)/release/bench-exitloop --guest $(GUEST_OUT)/spin-io.elf --baseline $(BENCH_OUT)/exitloop-c --exits 1000000
+
+# Hostile guests for longer: make chaos SECONDS=600
+SECONDS ?= 60
+chaos: build guests
+	MEMGATE_CHAOS_SECONDS=$(SECONDS) $(SWIFT) test $(SWIFT_FLAGS) --filter ChaosTests
 
 clean:
 	rm -rf $(BUILD)
