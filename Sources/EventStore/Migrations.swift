@@ -55,8 +55,18 @@ public enum Migrator {
         if fd >= 0 { close(fd) }
         let connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        try connection.execute("PRAGMA journal_mode = WAL")
-        return connection
+        // Switching a new file to WAL while another process does the same can report
+        // SQLITE_BUSY without consulting the busy handler: retry for the busy timeout.
+        var attempts = 0
+        while true {
+            do {
+                try connection.execute("PRAGMA journal_mode = WAL")
+                return connection
+            } catch where error.code & 0xFF == 5 && attempts < 1000 {
+                attempts += 1
+                usleep(5000)
+            }
+        }
     }
 
     /// The migrations built into the binary (a copy of the repository's Migrations/ folder).

@@ -186,6 +186,9 @@ struct RecordingTests {
             size: 4096, direction: .toShared, trigger: .explicit, decision: .pending, reason: "default explicit allow",
             policyVersion: VersionedPolicy.builtIn.version, source: .emulated, changedBytes: 4096, discardedBytes: 0, guestResult: 0))
         #expect(pending.receipt.wait() == nil)
+        // Invalid requests counted beyond the VM's recording budget.
+        store.record(aggregate: EventAggregate(vmID: interruptedID, second: MonotonicClock.wallNanos() / 1_000_000_000,
+                                               kind: .invalid, events: 12))
         store.close()
 
         let queries = try TestSupport.readmeQueries(section: "Event store and audit SQL")
