@@ -16,8 +16,10 @@ struct ConsoleStreamTests {
     @Test func aStdoutNobodyDrainsDoesNotHoldTheVMOrTheTimeout() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try agent())
-        process.arguments = ["run", TestSupport.guestPath("churn"), "--no-record", "--memory-mib", "16", "--timeout", "2"]
+        process.arguments = ["run", TestSupport.guestPath("spin-io"), "--arg", "flood", "--no-record", "--memory-mib", "16", "--timeout", "2"]
         let stuck = Pipe()  // never read
+        // A 4 KiB pipe (F_SETPIPE_SZ), so the guest's output overflows it whatever the host's speed.
+        _ = fcntl(stuck.fileHandleForWriting.fileDescriptor, 1031, Int32(4096))
         process.standardOutput = stuck
         let errors = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-stderr-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: errors.path, contents: nil)

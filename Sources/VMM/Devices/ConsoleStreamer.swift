@@ -16,6 +16,8 @@ final class ConsoleStreamer: @unchecked Sendable {
     private var finished = false
     private var sinkFailed = false
     private var writing = false
+    /// Bytes handed to the sink and not yet confirmed written.
+    private var inFlight = 0
     private let capacity: Int
 
     init(capacity: Int, name: String, sink: @escaping Sink) {
@@ -55,7 +57,10 @@ final class ConsoleStreamer: @unchecked Sendable {
         while (!queue.isEmpty || writing) && !sinkFailed {
             if !condition.wait(until: deadline) { break }
         }
-        if !sinkFailed { dropped += queue.count }
+        if !sinkFailed {
+            // A consumer that stopped reading: what is queued, and what the sink is stuck on, was not written.
+            dropped += queue.count + (writing ? inFlight : 0)
+        }
         queue.removeAll()
         condition.unlock()
     }
@@ -71,12 +76,14 @@ final class ConsoleStreamer: @unchecked Sendable {
             let chunk = queue
             queue.removeAll(keepingCapacity: true)
             writing = true
+            inFlight = chunk.count
             condition.unlock()
 
             let ok = sink(chunk)
 
             condition.lock()
             writing = false
+            inFlight = 0
             if !ok {
                 sinkFailed = true
                 dropped += queue.count
