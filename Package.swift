@@ -136,7 +136,8 @@ let package = Package(
             name: "VMMTests",
             dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes"], swiftSettings: strict),
+        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes"], exclude: ["Scripts"],
+                    swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

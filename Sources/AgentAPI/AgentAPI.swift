@@ -89,6 +89,15 @@ public final class AgentAPI: HTTPHandler {
 
     static func now() -> UInt64 { MonotonicClock.nanos() }
 
+    /// The current time as people read it on a picture or a page, in UTC.
+    static func utcNow() -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
+        return formatter.string(from: Date())
+    }
+
     /// TCP requests under /v1 need a bearer token; the Unix socket is trusted (its mode is 0600).
     private func authenticate(_ request: HTTPRequest, route: Route, context: RequestContext) throws(APIError) -> Principal? {
         switch context.transport {
@@ -147,6 +156,10 @@ public final class AgentAPI: HTTPHandler {
                                          droppedBytes: chunk.dropped, data: String(decoding: chunk.bytes, as: UTF8.self)))
         case .memory(let id):
             return try json(VMView.memory(try existing(id)))
+        case .memorySVG(let id, let from, let to):
+            let vm = try existing(id)
+            let svg = MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: Self.utcNow(), from: from, to: to)
+            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
         case .faults(let filter):
             let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.faultPageJSON(filter) }
             return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
@@ -167,6 +180,10 @@ public final class AgentAPI: HTTPHandler {
         case .policyHistory(let limit):
             let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyHistory(limit: limit) }
             return try json(PolicyHistory(entries: rows))
+        case .statusPage:
+            return statusPage(request, context: context)
+        case .login(let token):
+            return login(token: token)
         }
     }
 
@@ -241,7 +258,7 @@ public final class AgentAPI: HTTPHandler {
         }
     }
 
-    private func vmCounts() -> [String: Int] {
+    func vmCounts() -> [String: Int] {
         var counts: [String: Int] = [:]
         for vm in host.vms { counts[vm.lifecycle.state.rawValue, default: 0] += 1 }
         return counts

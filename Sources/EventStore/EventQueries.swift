@@ -154,6 +154,18 @@ public final class EventQueries: Sendable {
         }
     }
 
+    /// The newest conversions (of one decision, if given), newest first.
+    public func latestConversions(limit: Int, decision: String? = nil) throws(EventStoreError) -> [ConversionEvent] {
+        try withConnection { connection throws(SQLiteError) in
+            if let decision {
+                return try connection.rows("SELECT \(Self.conversionColumns) FROM conversions WHERE decision = ? ORDER BY event_id DESC LIMIT ?",
+                                           [.text(decision), .integer(Int64(limit))], Self.conversion)
+            }
+            return try connection.rows("SELECT \(Self.conversionColumns) FROM conversions ORDER BY event_id DESC LIMIT ?",
+                                       [.integer(Int64(limit))], Self.conversion)
+        }
+    }
+
     /// Policy applications, newest first.
     public func policyHistory(limit: Int) throws(EventStoreError) -> [PolicyHistoryEntry] {
         try withConnection { connection throws(SQLiteError) in

@@ -105,15 +105,32 @@ struct MemoryCommand: ParsableCommand {
     @Argument(help: "The host, by name or URL.") var host: String
     @Argument(help: "The VM id.") var id: Int64
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
+    @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
 
     func validate() throws {
         guard (8...400).contains(width) else { throw ValidationError("--width must be from 8 to 400") }
         guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
+        if let svg, svg.isEmpty { throw ValidationError("--svg needs a file name") }
     }
 
     func run() throws {
         let client = try fleet.fleet()
         let index = try oneHost(client, host)
+        if let svg {
+            let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" }, to: [index])[0]
+            switch picture.result {
+            case .success(let response):
+                do {
+                    try Data(response.body).write(to: URL(fileURLWithPath: svg))
+                } catch {
+                    Out.error("cannot write \(svg): \(error.localizedDescription)")
+                    throw ExitCode(1)
+                }
+            case .failure(let failure):
+                Out.error("\(picture.host.name): \(failure)")
+                throw ExitCode(1)
+            }
+        }
         let outcome = client.get("/v1/vms/\(id)/memory", as: VMMemory.self, on: [index])[0]
         switch outcome.result {
         case .success(let memory):

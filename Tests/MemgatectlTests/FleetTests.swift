@@ -137,6 +137,14 @@ struct FleetTests {
         let memory = try ctl(["memory", "one", "1", "--hosts", hosts, "--width", "32"])
         #expect(memory.status == 0)
         #expect(memory.stdout.contains("[##====") && memory.stdout.contains("private 30.0 MiB (100.0%)"))
+        let picture = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-map-\(UUID().uuidString).svg")
+        defer { try? FileManager.default.removeItem(at: picture) }
+        let drawn = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", picture.path])
+        #expect(drawn.status == 0, "\(drawn.stderr)")
+        let svg = (try? String(contentsOf: picture, encoding: .utf8)) ?? ""
+        #expect(svg.hasPrefix("<svg") && svg.contains("private: 31457280 bytes (93.8%)"), "\(svg.prefix(300))")
+        let unwritable = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", "/nonexistent-dir/map.svg"])
+        #expect(unwritable.status == 1 && unwritable.stderr.contains("cannot write /nonexistent-dir/map.svg"))
         #expect(try ctl(["vm", "do", "delete", "one", "1", "--hosts", hosts]).status == 0)
         let missing = try ctl(["vm", "do", "stop", "one", "1", "--hosts", hosts])
         #expect(missing.status == 1 && missing.stderr.contains("404"))

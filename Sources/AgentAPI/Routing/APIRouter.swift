@@ -9,6 +9,8 @@ public enum APIRouter {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         switch parts.count {
         case 1:
+            if parts.first == "" { return (.statusPage, nil) }
+            if parts.first == "login" { return (.login, nil) }
             if parts.first == "healthz" { return (.healthz, nil) }
             if parts.first == "metrics" { return (.metrics, nil) }
         case 2 where parts.first == "v1":
@@ -35,6 +37,7 @@ public enum APIRouter {
             case "stop": return (.vmStop, id)
             case "console": return (.console, id)
             case "memory": return (.memory, id)
+            case "memory.svg": return (.memorySVG, id)
             default: break
             }
         default: break
@@ -64,6 +67,9 @@ public enum APIRouter {
             return id
         }
         switch (route, method) {
+        case (.statusPage, _): return .statusPage
+        case (.login, "GET"): return .login(token: nil)
+        case (.login, _): return .login(token: try formField("token", request))
         case (.healthz, _): return .health
         case (.metrics, _): return .metrics
         case (.host, _): return .host
@@ -78,6 +84,11 @@ public enum APIRouter {
         case (.console, _):
             return .console(try vm(), after: Int(try query.integer("after", in: 0...Int64(Int32.max), default: 0)))
         case (.memory, _): return .memory(try vm())
+        case (.memorySVG, _):
+            let from = try query.optionalInteger("from", in: 0...Int64.max).map { UInt64($0) }
+            let to = try query.optionalInteger("to", in: 1...Int64.max).map { UInt64($0) }
+            if let from, let to, to <= from { throw APIError(422, "invalid_range", "to must be above from") }
+            return .memorySVG(try vm(), from: from, to: to)
         case (.faults, _): return .faults(try filter(query, conversions: false))
         case (.conversions, _): return .conversions(try filter(query, conversions: true))
         case (.events, _):
@@ -108,6 +119,25 @@ public enum APIRouter {
         filter.after = try query.integer("cursor", in: 0...Int64.max, default: 0)
         filter.limit = Int(try query.integer("limit", in: 1...1000, default: 100))
         return filter
+    }
+
+    /// One field of an `application/x-www-form-urlencoded` body (the login form).
+    static func formField(_ name: String, _ request: HTTPRequest) throws(APIError) -> String {
+        let type = request.header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard type == "application/x-www-form-urlencoded" else {
+            throw APIError(415, "unsupported_media_type", "send the form as Content-Type: application/x-www-form-urlencoded")
+        }
+        guard let text = String(validating: request.body, as: UTF8.self) else {
+            throw APIError(400, "invalid_form", "the form is not valid UTF-8")
+        }
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.first?.replacingOccurrences(of: "+", with: " ").removingPercentEncoding == name else { continue }
+            let raw = parts.count > 1 ? String(parts[1]).replacingOccurrences(of: "+", with: " ") : ""
+            guard let value = raw.removingPercentEncoding else { throw APIError(400, "invalid_form", "\(name) is not valid percent-encoding") }
+            return value
+        }
+        throw APIError(422, "missing_field", "the form has no \(name) field")
     }
 
     /// The body of a JSON request: content type, UTF-8, and a JSON object.

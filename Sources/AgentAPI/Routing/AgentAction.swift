@@ -15,6 +15,8 @@ public enum AgentAction: Sendable, Equatable {
     case deleteVM(Int64)
     case console(Int64, after: Int)
     case memory(Int64)
+    /// The memory map as SVG, optionally zoomed to [from, to).
+    case memorySVG(Int64, from: UInt64?, to: UInt64?)
     case faults(EventFilter)
     case conversions(EventFilter)
     case events(after: Int64, limit: Int)
@@ -23,6 +25,10 @@ public enum AgentAction: Sendable, Equatable {
     case putPolicy(document: [UInt8], ifMatch: String)
     case validatePolicy(document: [UInt8])
     case policyHistory(limit: Int)
+    /// The HTML status page.
+    case statusPage
+    /// The status page's sign-in: a token from the login form (nil: show the form).
+    case login(token: String?)
 
     /// Whether the action changes anything (read-only tokens may not; recorded in `api_requests`).
     public var isMutating: Bool {
@@ -35,6 +41,8 @@ public enum AgentAction: Sendable, Equatable {
 
 /// The route templates, for metrics labels and `Allow` headers.
 public enum Route: String, Sendable, CaseIterable {
+    case statusPage = "/"
+    case login = "/login"
     case healthz = "/healthz"
     case metrics = "/metrics"
     case host = "/v1/host"
@@ -46,6 +54,7 @@ public enum Route: String, Sendable, CaseIterable {
     case vmStop = "/v1/vms/{id}/stop"
     case console = "/v1/vms/{id}/console"
     case memory = "/v1/vms/{id}/memory"
+    case memorySVG = "/v1/vms/{id}/memory.svg"
     case faults = "/v1/memory-faults"
     case conversions = "/v1/conversions"
     case events = "/v1/events"
@@ -61,6 +70,7 @@ public enum Route: String, Sendable, CaseIterable {
         case .vms: ["GET", "POST"]
         case .vm: ["GET", "DELETE"]
         case .vmStart, .vmPause, .vmResume, .vmStop, .policyValidate: ["POST"]
+        case .login: ["GET", "POST"]
         case .policy: ["GET", "PUT"]
         case .unknown: []
         default: ["GET"]

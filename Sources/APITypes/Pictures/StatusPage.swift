@@ -1,0 +1,139 @@
+/// The agent's read-only status page (`GET /`) and its login form: plain HTML and
+/// CSS, no framework, no external resource; the page reloads itself every few
+/// seconds with a meta refresh (no script at all). Pure: data in, HTML out.
+public enum StatusPage {
+    public struct VM: Sendable {
+        public var info: VMInfo
+        public var memorySVG: String
+        public init(info: VMInfo, memorySVG: String) { self.info = info; self.memorySVG = memorySVG }
+    }
+
+    public struct Input: Sendable {
+        public var host: HostInfo
+        public var vms: [VM]
+        public var conversions: [ConversionEvent]
+        public var denials: [ConversionEvent]
+        /// When the policy in force was last applied, and by whom (nil without a store).
+        public var policyApplied: PolicyHistoryEntry?
+        public var drawnAt: String
+        /// Seconds between reloads.
+        public var refreshSeconds: Int = 5
+
+        public init(host: HostInfo, vms: [VM], conversions: [ConversionEvent], denials: [ConversionEvent],
+                    policyApplied: PolicyHistoryEntry?, drawnAt: String) {
+            self.host = host; self.vms = vms; self.conversions = conversions; self.denials = denials
+            self.policyApplied = policyApplied; self.drawnAt = drawnAt
+        }
+    }
+
+    static let style = """
+        body{font-family:sans-serif;margin:24px;color:#222;background:#fafafa}
+        h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+        table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+        th{background:#eee}.vm{background:#fff;border:1px solid #ddd;padding:8px 12px;margin:12px 0}
+        .muted{color:#666;font-size:12px}a{color:#1f5fbf}
+        """
+
+    static func escape(_ text: String) -> String { MemoryMapSVG.escape(text) }
+
+    static func page(title: String, refresh: Int?, to target: String? = nil, body: String) -> String {
+        let meta = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\(target.map { ";url=\($0)" } ?? "")\">" } ?? ""
+        return """
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8">\(meta)<title>\(escape(title))</title>
+            <style>\(style)</style></head><body>
+            \(body)
+            </body></html>
+
+            """
+    }
+
+    static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+
+    static func conversionRows(_ rows: [ConversionEvent]) -> String {
+        guard !rows.isEmpty else { return "<p class=\"muted\">None.</p>" }
+        var html = "<table><tr><th>event</th><th>VM</th><th>vCPU</th><th>gpa</th><th>size</th><th>direction</th><th>trigger</th><th>decision</th><th>reason</th></tr>"
+        for row in rows {
+            html += "<tr><td>\(row.eventId)</td><td>\(row.vmId)</td><td>\(row.vcpu)</td><td>\(hex(row.gpa))</td><td>\(row.size)</td>"
+                + "<td>\(escape(row.direction))</td><td>\(escape(row.trigger))</td><td>\(escape(row.decision))</td><td>\(escape(row.reason))</td></tr>"
+        }
+        return html + "</table>"
+    }
+
+    public static func html(_ input: Input) -> String {
+        let host = input.host
+        var body = "<h1>MemGate agent on \(escape(host.hostname))</h1>"
+        body += "<p class=\"muted\">Version \(escape(host.version)), kernel \(escape(host.kernel)), up \(Int(host.uptimeSeconds)) s; drawn \(escape(input.drawnAt)), reloads every \(input.refreshSeconds) s.</p>"
+        body += "<h2>Host</h2><table>"
+        for backend in host.backends {
+            body += "<tr><th>backend \(escape(backend.name))</th><td>\(backend.usable ? "usable" : "not usable"): \(escape(backend.reason))</td></tr>"
+        }
+        body += "<tr><th>conversion transport</th><td>\(escape(host.conversionTransport))</td></tr>"
+        if let alias = host.aliasMechanism {
+            body += "<tr><th>alias mechanism</th><td>\(escape(alias.chosen)) (probe: \(escape(alias.probeOutcome)))</td></tr>"
+        }
+        let capabilities = host.capabilities.sorted { $0.key < $1.key }.map { "\(escape($0.key))=\($0.value)" }.joined(separator: ", ")
+        body += "<tr><th>capabilities</th><td>\(capabilities)</td></tr>"
+        body += "<tr><th>policy in force</th><td><code>\(escape(host.policyVersion))</code>"
+        if let applied = input.policyApplied {
+            body += ", applied \(escape(applied.appliedNs.formattedUTC)) by \(escape(applied.appliedBy))"
+        }
+        body += "</td></tr></table>"
+        body += "<h2>VMs (\(input.vms.count))</h2>"
+        if input.vms.isEmpty { body += "<p class=\"muted\">None.</p>" }
+        for vm in input.vms {
+            let info = vm.info
+            body += "<div class=\"vm\"><b>\(escape(info.name))</b> (VM \(info.id)): <b>\(escape(info.state))</b>"
+            if let reason = info.reason { body += " — \(escape(reason))" }
+            body += "<br><span class=\"muted\">\(escape(info.image)), \(info.memoryMib) MiB, \(info.vcpus) vCPU, \(escape(info.backend)); "
+                + "private \(info.privateBytes) bytes, shared \(info.sharedBytes) bytes; \(info.memoryFaults) memory faults; "
+                + "<a href=\"/v1/vms/\(info.id)\">JSON</a> · <a href=\"/v1/vms/\(info.id)/memory\">memory</a> · "
+                + "<a href=\"/v1/vms/\(info.id)/memory.svg\">SVG</a></span><br>"
+            body += vm.memorySVG + "</div>"
+        }
+        body += "<h2>Latest conversions</h2>" + conversionRows(input.conversions)
+        body += "<h2>Latest denials</h2>" + conversionRows(input.denials)
+        body += "<h2>JSON endpoints</h2><p>"
+        body += ["/v1/host", "/v1/vms", "/v1/conversions", "/v1/memory-faults", "/v1/events", "/v1/policy", "/v1/policy/history", "/metrics"]
+            .map { "<a href=\"\($0)\">\($0)</a>" }.joined(separator: " · ")
+        body += "</p>"
+        return page(title: "MemGate: \(host.hostname)", refresh: input.refreshSeconds, body: body)
+    }
+
+    /// The sign-in form for TCP clients (the Unix socket needs none).
+    public static func login(message: String?) -> String {
+        var body = "<h1>MemGate agent</h1><p>Sign in with an API token (admin or read-only) to see this agent's status.</p>"
+        if let message { body += "<p style=\"color:#b00\">\(escape(message))</p>" }
+        body += """
+            <form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="off" autofocus></label> \
+            <button type="submit">Sign in</button></form>
+            """
+        return page(title: "MemGate: sign in", refresh: nil, body: body)
+    }
+
+    /// After a good sign-in: the cookie is set, and the page goes on to `/` (a same-site navigation).
+    public static func signedIn() -> String {
+        page(title: "MemGate: signed in", refresh: 0, to: "/", body: "<p>Signed in. <a href=\"/\">Continue</a>.</p>")
+    }
+}
+
+extension UInt64 {
+    /// Nanoseconds since the Unix epoch as `2026-11-25 12:00:00 UTC` (civil calendar, no Foundation).
+    var formattedUTC: String {
+        let seconds = Int64(self / 1_000_000_000)
+        var days = seconds / 86_400
+        let rest = seconds % 86_400
+        // Howard Hinnant's days-to-civil.
+        days += 719_468
+        let era = days / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(year)-\(two(month))-\(two(day)) \(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60)) UTC"
+    }
+}

@@ -1,0 +1,106 @@
+import APITypes
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+
+/// The memory map picture: valid XML, widths adding up to the whole, exact totals.
+@Suite struct MemoryMapSVGTests {
+    /// 32 MiB: a 2 MiB boot region, then data RAM with `shared` pages (4 KiB each) shared.
+    func memory(sharedPages: [UInt64] = []) -> VMMemory {
+        let dataStart: UInt64 = 0x20_0000, dataEnd: UInt64 = 0x200_0000
+        var runs: [MemoryRun] = []
+        var cursor = dataStart
+        for page in sharedPages.sorted() {
+            let start = dataStart + page * 4096
+            if start > cursor { runs.append(MemoryRun(start: cursor, end: start, state: "private")) }
+            runs.append(MemoryRun(start: start, end: start + 4096, state: "shared"))
+            cursor = start + 4096
+        }
+        if cursor < dataEnd { runs.append(MemoryRun(start: cursor, end: dataEnd, state: "private")) }
+        let shared = UInt64(sharedPages.count) * 4096
+        return VMMemory(vmId: 3, bootRegion: MemoryRun(start: 0, end: dataStart, state: "boot"), dataRamStart: dataStart,
+                        dataRamEnd: dataEnd, privateBytes: dataEnd - dataStart - shared, sharedBytes: shared, runs: runs)
+    }
+
+    final class Collector: NSObject, XMLParserDelegate {
+        var rects: [[String: String]] = []
+        var texts: [String] = []
+        var current = ""
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) {
+            if name == "rect" { rects.append(attributes) }
+            current = ""
+        }
+        func parser(_ parser: XMLParser, foundCharacters string: String) { current += string }
+        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+            if name == "text" || name == "title" { texts.append(current) }
+        }
+    }
+
+    func parse(_ svg: String) throws -> Collector {
+        let collector = Collector()
+        let parser = XMLParser(data: Data(svg.utf8))
+        parser.delegate = collector
+        #expect(parser.parse(), "not well-formed XML: \(String(describing: parser.parserError))")
+        return collector
+    }
+
+    func barWidths(_ collector: Collector) -> [String: Int] {
+        var widths: [String: Int] = [:]
+        for rect in collector.rects { if let kind = rect["class"] { widths[kind, default: 0] += Int(rect["width"] ?? "") ?? 0 } }
+        return widths
+    }
+
+    @Test func aQuarterSharedIsDrawnToScaleWithExactTotals() throws {
+        // Pages 0..<1536 of 7680 data pages shared: 6 MiB of 30 MiB.
+        let svg = MemoryMapSVG().render(memory(sharedPages: Array(0..<1536)), name: "tenant <a> & \"b\"", drawnAt: "2026-11-25 12:00:00 UTC")
+        let picture = try parse(svg)
+        let widths = barWidths(picture)
+        #expect(widths.values.reduce(0, +) == 800)
+        // 2 MiB boot, 6 MiB shared, 24 MiB private of 32 MiB: 50, 150 and 600 pixels.
+        #expect(widths == ["boot": 50, "shared": 150, "private": 600])
+        #expect(picture.texts.contains("boot region: 2097152 bytes (6.3%)"))
+        #expect(picture.texts.contains("shared: 6291456 bytes (18.8%)"))
+        #expect(picture.texts.contains("private: 25165824 bytes (75.0%)"))
+        #expect(picture.texts.contains { $0.contains("tenant <a> & \"b\"") })
+        #expect(picture.texts.contains { $0.contains("drawn 2026-11-25 12:00:00 UTC") })
+        // Boundary addresses where they fit: 0x200000 is too close to 0x0 for a label, but its rectangle says it.
+        #expect(picture.texts.contains("0x0") && picture.texts.contains("0x800000") && !picture.texts.contains("0x200000"))
+        #expect(picture.rects.contains { $0["class"] == "shared" && $0["data-start"] == "0x200000" && $0["data-end"] == "0x800000" })
+    }
+
+    /// Thousands of runs narrower than a pixel: still 800 pixels, and the merge is said.
+    /// A boundary inside a pixel column is labelled with the run's own start, not the column's.
+    @Test func boundaryLabelsAreRunStarts() throws {
+        let svg = MemoryMapSVG().render(memory(sharedPages: Array(0..<1920)), name: "q", drawnAt: "now")
+        let picture = try parse(svg)
+        #expect(picture.texts.contains("0x980000"), "\(picture.texts)")
+        #expect(picture.rects.contains { $0["class"] == "private" && $0["data-start"] == "0x980000" })
+    }
+
+    @Test func thousandsOfRunsMergeIntoPixels() throws {
+        let pages = Array(stride(from: UInt64(0), to: 7680, by: 2))  // every other page shared: 7,680 runs
+        let start = ContinuousClock.now
+        let svg = MemoryMapSVG().render(memory(sharedPages: pages), name: "checkerboard", drawnAt: "now")
+        #expect(ContinuousClock.now - start < .seconds(1))
+        let picture = try parse(svg)
+        #expect(barWidths(picture).values.reduce(0, +) == 800)
+        #expect(picture.rects.count < 820)
+        #expect(picture.texts.contains { $0.contains("7680 runs narrower than a pixel merged") })
+        #expect(picture.texts.contains("shared: 15728640 bytes (46.9%)"))
+    }
+
+    @Test func zoomShowsOnlyTheRange() throws {
+        let memory = memory(sharedPages: Array(256..<512))  // [3 MiB, 4 MiB) shared
+        let svg = MemoryMapSVG().render(memory, name: "z", drawnAt: "now", from: 0x20_0000, to: 0x60_0000)
+        let picture = try parse(svg)
+        #expect(barWidths(picture) == ["private": 600, "shared": 200])
+        #expect(picture.texts.contains("shared: 1048576 bytes (25.0%)"))
+        #expect(picture.texts.contains("boot region: 0 bytes (0.0%)"))
+        // A range outside RAM is an empty bar, not a trap.
+        let empty = try parse(MemoryMapSVG().render(memory, name: "z", drawnAt: "now", from: 1 << 40, to: 1 << 41))
+        #expect(barWidths(empty).isEmpty)
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import HTTPServer
+import Testing
+import TestSupport
+
+/// The memory map SVG, the status page with its sign-in, and the page as a real
+/// browser draws it.
+@Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
+struct PicturesTests {
+    /// An agent with two ended VMs: a quarter and a half of data RAM shared (32 MiB: 30 MiB of data RAM).
+    func agentWithTwoVMs() throws -> (AgentProcess, [Int: Double]) {
+        let agent = try AgentProcess()
+        var truth: [Int: Double] = [:]
+        for (name, pages, fraction) in [("quarter", "780", 0.25), ("half", "f00", 0.5)] {
+            let response = try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"explicit.elf","memory_mib":32,"command_line":"0:\#(pages):0"}"#)
+            #expect(response.status == 201, "\(response.text)")
+            let id = AgentProcess.object(response)["id"] as? Int ?? -1
+            _ = try agent.waitForEnd(id)
+            truth[id] = fraction
+        }
+        return (agent, truth)
+    }
+
+    final class Totals: NSObject, XMLParserDelegate {
+        var texts: [String] = []
+        var widths = 0
+        var current = ""
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) {
+            if name == "rect", attributes["class"] != nil { widths += Int(attributes["width"] ?? "") ?? 0 }
+            current = ""
+        }
+        func parser(_ parser: XMLParser, foundCharacters string: String) { current += string }
+        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+            if name == "text" { texts.append(current) }
+        }
+    }
+
+    @Test func memorySVGMatchesTheJSONExactly() throws {
+        let (agent, truth) = try agentWithTwoVMs()
+        defer { agent.terminate(); agent.removeFiles() }
+        for id in truth.keys {
+            let memory = AgentProcess.object(try agent.request("GET", "/v1/vms/\(id)/memory"))
+            let response = try agent.request("GET", "/v1/vms/\(id)/memory.svg")
+            #expect(response.status == 200 && response.headers["content-type"] == "image/svg+xml")
+            let totals = Totals()
+            let parser = XMLParser(data: Data(response.body))
+            parser.delegate = totals
+            #expect(parser.parse(), "not well-formed: \(String(describing: parser.parserError))")
+            #expect(totals.widths == 800)
+            let shared = memory["shared_bytes"] as? Int ?? -1, privateBytes = memory["private_bytes"] as? Int ?? -1
+            #expect(totals.texts.contains { $0.hasPrefix("shared: \(shared) bytes") }, "\(totals.texts)")
+            #expect(totals.texts.contains { $0.hasPrefix("private: \(privateBytes) bytes") })
+        }
+        let id = try #require(truth.keys.first)
+        #expect(try agent.request("GET", "/v1/vms/\(id)/memory.svg?from=2097152&to=4194304").status == 200)
+        #expect(try agent.request("GET", "/v1/vms/\(id)/memory.svg?from=9&to=3").status == 422)
+        #expect(try agent.request("GET", "/v1/vms/\(id)/memory.svg", token: "").status == 401)
+        #expect(try agent.request("GET", "/v1/vms/999/memory.svg").status == 404)
+    }
+
+    @Test func theStatusPageNeedsASignInOnTCPOnly() throws {
+        let (agent, _) = try agentWithTwoVMs()
+        defer { agent.terminate(); agent.removeFiles() }
+        let anonymous = try agent.request("GET", "/", token: "")
+        #expect(anonymous.status == 401 && anonymous.text.contains("<form method=\"post\" action=\"/login\">"))
+        func login(_ token: String) throws -> BlockingHTTPClient.Response {
+            let client = try BlockingHTTPClient(port: agent.port)
+            return try client.request("POST", "/login", headers: ["Content-Type": "application/x-www-form-urlencoded"],
+                                      body: Array("token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")".utf8))
+        }
+        #expect(try login("wrong").status == 401)
+        let signedIn = try login(AgentProcess.readOnlyToken)
+        #expect(signedIn.status == 200)
+        let cookie = try #require(signedIn.headers["set-cookie"])
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
+        let session = String(cookie.prefix { $0 != ";" })
+        let page = try agent.request("GET", "/", token: "", headers: ["Cookie": session])
+        #expect(page.status == 200 && page.headers["content-type"] == "text/html; charset=utf-8")
+        for expected in ["quarter", "half", "<svg", "Latest conversions", "Latest denials", "/v1/host", "policy in force"] {
+            #expect(page.text.contains(expected), "the page lacks \(expected)")
+        }
+        // No external resource: nothing is loaded from anywhere but this agent.
+        for external in ["src=\"http", "href=\"http", "url(http", "@import"] { #expect(!page.text.contains(external)) }
+        // The Unix socket needs no sign-in.
+        let local = try BlockingHTTPClient(unixPath: agent.socket).request("GET", "/")
+        #expect(local.status == 200 && local.text.contains("quarter"))
+    }
+
+    /// Headless Chromium signs in through the form and screenshots the page; along each bar
+    /// the private and shared colours split as the VM's memory does (within 2%).
+    @Test func aRealBrowserDrawsTheBarsToScale() throws {
+        let chromium = "/usr/bin/chromium"
+        guard FileManager.default.isExecutableFile(atPath: chromium) else {
+            Issue.record("needs Chromium at \(chromium) (apt package chromium; `make check` installs it)")
+            return
+        }
+        let (agent, truth) = try agentWithTwoVMs()
+        defer { agent.terminate(); agent.removeFiles() }
+        let form = agent.directory.appendingPathComponent("signin.html")
+        try Data("""
+            <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
+            <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
+            """.utf8).write(to: form)
+        let shot = agent.directory.appendingPathComponent("status.png")
+        let browser = try TestSupport.run(chromium, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                                     "--window-size=1000,1400", "--virtual-time-budget=3000",
+                                                     "--screenshot=\(shot.path)", form.absoluteString])
+        try #require(FileManager.default.fileExists(atPath: shot.path), "no screenshot: \(browser.stderr.suffix(500))")
+        let script = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/bars.py").path
+        let measured = try TestSupport.run("/usr/bin/python3", [script, shot.path])
+        #expect(measured.status == 0, "\(measured.stderr)")
+        let bars = measured.stdout.split(separator: "\n").map { $0.split(separator: " ").compactMap { Double($0) } }
+        #expect(bars.count == 2, "bars found: \(measured.stdout)")
+        // VMs are listed by id: quarter, then half.
+        for (bar, id) in zip(bars, truth.keys.sorted()) where bar.count == 4 {
+            let fraction = bar[3] / (bar[2] + bar[3])
+            let expected = truth[id] ?? -1
+            #expect(abs(fraction - expected) <= 0.02, "VM \(id): shared \(fraction) of the data-RAM pixels, expected \(expected)")
+            #expect(bar[1] - bar[0] >= 20, "the bar is \(bar[1] - bar[0] + 1) pixels high")
+        }
+        // Keep the screenshot for the README when asked.
+        if let keep = ProcessInfo.processInfo.environment["MEMGATE_SCREENSHOT"] {
+            _ = try? FileManager.default.removeItem(atPath: keep)
+            try FileManager.default.copyItem(at: shot, to: URL(fileURLWithPath: keep))
+        }
+    }
+}
