@@ -76,7 +76,7 @@ public enum StatusPage {
         body += "<tr><th>capabilities</th><td>\(capabilities)</td></tr>"
         body += "<tr><th>policy in force</th><td><code>\(escape(host.policyVersion))</code>"
         if let applied = input.policyApplied {
-            body += ", applied \(escape(applied.appliedNs.formattedUTC)) by \(escape(applied.appliedBy))"
+            body += ", applied \(escape(String(utcTime(applied.appliedNs).prefix(19)))) UTC by \(escape(applied.appliedBy))"
         }
         body += "</td></tr></table>"
         body += "<h2>VMs (\(input.vms.count))</h2>"
@@ -114,26 +114,5 @@ public enum StatusPage {
     /// After a good sign-in: the cookie is set, and the page goes on to `/` (a same-site navigation).
     public static func signedIn() -> String {
         page(title: "MemGate: signed in", refresh: 0, to: "/", body: "<p>Signed in. <a href=\"/\">Continue</a>.</p>")
-    }
-}
-
-extension UInt64 {
-    /// Nanoseconds since the Unix epoch as `2026-11-25 12:00:00 UTC` (civil calendar, no Foundation).
-    var formattedUTC: String {
-        let seconds = Int64(self / 1_000_000_000)
-        var days = seconds / 86_400
-        let rest = seconds % 86_400
-        // Howard Hinnant's days-to-civil.
-        days += 719_468
-        let era = days / 146_097
-        let dayOfEra = days - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(year)-\(two(month))-\(two(day)) \(two(rest / 3600)):\(two(rest % 3600 / 60)):\(two(rest % 60)) UTC"
     }
 }
