@@ -156,16 +156,14 @@ final class EventWriter: @unchecked Sendable {
             let batch = queue
             let last = enqueued
             queue.removeAll(keepingCapacity: true)
-            condition.unlock()
-
             // Failure is final: nothing after a failed batch is committed, so no waiter
             // is ever told a write is durable in SQLite unless it is.
-            if failureReason != nil {
-                condition.lock()
+            if failure != nil {
                 condition.broadcast()
                 condition.unlock()
                 continue
             }
+            condition.unlock()
             let started = WallClock.monotonicNanos()
             let error = commit(batch)
             let elapsed = WallClock.monotonicNanos() - started
