@@ -1,3 +1,8 @@
+/// A nanosecond epoch time to the second, as people read it on a page or a picture: `2026-11-25 09:50:13 UTC`.
+public func utcSeconds(_ nanos: UInt64) -> String {
+    String(utcTime(nanos).prefix(19)) + " UTC"
+}
+
 /// A nanosecond epoch time as UTC `2026-11-25 09:50:13.123`.
 public func utcTime(_ nanos: UInt64) -> String {
     let seconds = nanos / 1_000_000_000

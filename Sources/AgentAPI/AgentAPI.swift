@@ -90,13 +90,7 @@ public final class AgentAPI: HTTPHandler {
     static func now() -> UInt64 { MonotonicClock.nanos() }
 
     /// The current time as people read it on a picture or a page, in UTC.
-    static func utcNow() -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return formatter.string(from: Date())
-    }
+    static func utcNow() -> String { utcSeconds(MonotonicClock.wallNanos()) }
 
     /// TCP requests under /v1 need a bearer token; the Unix socket is trusted (its mode is 0600).
     private func authenticate(_ request: HTTPRequest, route: Route, context: RequestContext) throws(APIError) -> Principal? {

@@ -53,8 +53,7 @@ public struct MemoryMapSVG: Sendable {
     /// kind holding most of its bytes, and equal neighbours join. Widths are whole
     /// pixels adding up to `barWidth` exactly. Also returns how many runs were
     /// narrower than a pixel (drawn merged into a neighbour's column).
-    public func segments(of memory: VMMemory, from: UInt64, to: UInt64) -> (segments: [Segment], merged: Int) {
-        let runs = Self.runs(of: memory, from: from, to: to)
+    func segments(_ runs: [(start: UInt64, end: UInt64, kind: Kind)], from: UInt64, to: UInt64) -> (segments: [Segment], merged: Int) {
         guard to > from, !runs.isEmpty, barWidth > 0 else { return ([], 0) }
         let span = Double(to - from)
         func boundary(_ column: Int) -> UInt64 {
@@ -70,9 +69,8 @@ public struct MemoryMapSVG: Sendable {
             while index < runs.count, runs[index].end <= start { index += 1 }
             var probe = index
             while probe < runs.count, runs[probe].start < end {
-                let overlap = min(runs[probe].end, end) - max(runs[probe].start, start)
-                if runs[probe].start < end && runs[probe].end > start {
-                    bytes[runs[probe].kind, default: 0] += overlap
+                if runs[probe].end > start {
+                    bytes[runs[probe].kind, default: 0] += min(runs[probe].end, end) - max(runs[probe].start, start)
                     if firstStart[runs[probe].kind] == nil { firstStart[runs[probe].kind] = runs[probe].start }
                 }
                 probe += 1
@@ -98,9 +96,10 @@ public struct MemoryMapSVG: Sendable {
     public func render(_ memory: VMMemory, name: String, drawnAt: String, from: UInt64? = nil, to: UInt64? = nil) -> String {
         let ramEnd = max(memory.dataRamEnd, memory.bootRegion.end)
         let lower = min(from ?? 0, ramEnd), upper = max(min(to ?? ramEnd, ramEnd), lower)
-        let (segments, merged) = self.segments(of: memory, from: lower, to: upper)
+        let runs = Self.runs(of: memory, from: lower, to: upper)
+        let (segments, merged) = self.segments(runs, from: lower, to: upper)
         var bytes: [Kind: UInt64] = [:]
-        for run in Self.runs(of: memory, from: lower, to: upper) { bytes[run.kind, default: 0] += run.end - run.start }
+        for run in runs { bytes[run.kind, default: 0] += run.end - run.start }
         let total = max(upper - lower, 1)
         let width = barWidth + 2 * margin
         let barY = 40, height = 150

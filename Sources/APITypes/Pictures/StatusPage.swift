@@ -76,7 +76,7 @@ public enum StatusPage {
         body += "<tr><th>capabilities</th><td>\(capabilities)</td></tr>"
         body += "<tr><th>policy in force</th><td><code>\(escape(host.policyVersion))</code>"
         if let applied = input.policyApplied {
-            body += ", applied \(escape(String(utcTime(applied.appliedNs).prefix(19)))) UTC by \(escape(applied.appliedBy))"
+            body += ", applied \(escape(utcSeconds(applied.appliedNs))) by \(escape(applied.appliedBy))"
         }
         body += "</td></tr></table>"
         body += "<h2>VMs (\(input.vms.count))</h2>"
