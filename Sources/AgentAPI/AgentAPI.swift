@@ -6,6 +6,7 @@ import HTTPServer
 import KVM
 import Logging
 import MemoryModel
+import Synchronization
 import VMM
 
 /// API v1: every request becomes an `AgentAction` at the edge, is authorized,
@@ -26,6 +27,8 @@ public final class AgentAPI: HTTPHandler {
     let snapshot: HostSnapshot
     let configuration: Configuration
     public let metrics = APIMetrics()
+    /// Refused requests, counted a second at a time (see `RefusalLedger`).
+    private let refusals = Mutex(RefusalLedger())
     let logger: Logger
     private static let healthBody = Array(#"{"status":"ok"}"#.utf8) + [0x0A]
 
@@ -45,10 +48,11 @@ public final class AgentAPI: HTTPHandler {
             metrics.observe(route: .healthz, method: request.method, status: 200, nanos: Self.now() &- context.receivedNanos)
             return response
         }
-        // Reading the policy and dry-running a new one take no lock that is held for long and do
-        // no I/O: answered on the event loop, they skip two thread hand-offs (a fleet push is mostly these).
+        // Reading the policy takes no lock that is held for long, does no I/O and costs the same
+        // whatever the request holds: answered on the event loop, it skips two thread hand-offs.
+        // Anything whose cost grows with the body (a policy dry run included) goes to the workers.
         let (route, _) = APIRouter.route(of: request.path)
-        let inline = (route == .policy && request.method == .GET) || (route == .policyValidate && request.method == .POST)
+        let inline = route == .policy && request.method == .GET
         return inline ? respond(to: request, context: context) : nil
     }
 
@@ -56,27 +60,53 @@ public final class AgentAPI: HTTPHandler {
         let (route, _) = APIRouter.route(of: request.path)
         var principal: Principal?
         var action: AgentAction?
+        var refusal: RefusalCount.Kind?
         let response: HTTPResponse
         do throws(APIError) {
-            principal = try authenticate(request, route: route, context: context)
+            do {
+                principal = try authenticate(request, route: route, context: context)
+            } catch {
+                refusal = .unauthenticated
+                throw error
+            }
             let parsed = try APIRouter.parse(request)
             action = parsed
             if parsed.isMutating, principal?.role == .readOnly {
+                refusal = .forbidden
                 throw APIError(403, "forbidden", "token \(principal?.name ?? "") is read-only; \(request.method.rawValue) \(route.rawValue) needs an admin token")
             }
             response = try perform(parsed, request: request, principal: principal, context: context)
+            if case .login(.some) = parsed, response.status == 401 { refusal = .signInFailed }
         } catch {
             response = error.response
         }
         let elapsed = Self.now() &- context.receivedNanos
         metrics.observe(route: route, method: request.method, status: response.status, nanos: elapsed)
-        // A request that did not parse counts as mutating by its method (a refused write is audited too).
-        if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {
+        let wall = MonotonicClock.wallNanos()
+        if let refusal {
+            // Refusals are counted, not written one row each: nobody without a token can fill the disk.
+            let closed = refusals.withLock { $0.note(peer: context.transport.peerAddress, kind: refusal, second: wall / 1_000_000_000) }
+            host.store?.recordRefusals(closed)
+        } else if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {
+            // An admitted request that changes something (or tried to, with a valid token) keeps its row, durably.
             host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
-                                         durationNanos: elapsed, client: Self.client(principal, context),
-                                         atNanos: MonotonicClock.wallNanos())
+                                         durationNanos: elapsed, client: Self.client(principal, context), atNanos: wall)
+            flushRefusals(atNanos: wall)
+        } else {
+            flushRefusals(atNanos: wall)
         }
         return response
+    }
+
+    /// Writes refusal counts of seconds that have passed (every answered request looks).
+    private func flushRefusals(atNanos wall: UInt64) {
+        let closed = refusals.withLock { $0.drain(before: wall / 1_000_000_000) }
+        host.store?.recordRefusals(closed)
+    }
+
+    /// Writes every refusal counted so far (the agent calls it before closing the store).
+    public func flushAudit() {
+        host.store?.recordRefusals(refusals.withLock { $0.drain() })
     }
 
     static func client(_ principal: Principal?, _ context: RequestContext) -> String {

@@ -39,9 +39,14 @@ final class EventRing: @unchecked Sendable {
         self.slotSize = slotSize
         self.slotCount = slotCount
         mappedSize = Self.headerSize + slotSize * slotCount
-        // Safety: open/ftruncate/mmap of our own file; every result is checked, the fd and mapping are released in deinit.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw EventRingError(path: path, errno: errno, operation: "open") }
+        // Never through a link, never a file that is not the agent's own: refused before anything is written.
+        let fd: Int32
+        do throws(StoreFileError) {
+            fd = try StoreFiles.open(path)
+        } catch {
+            throw EventRingError(path: path, errno: error.errno, operation: "open (\(error.problem))")
+        }
+        // Safety: fallocate/mmap of our own file; every result is checked, the fd and mapping are released in deinit.
         // Allocated up front: a page of a mapped file that the filesystem cannot back
         // when first written would kill the agent with SIGBUS (a full disk).
         let allocation = posix_fallocate(fd, 0, off_t(mappedSize))

@@ -4,9 +4,11 @@
 ///     count u16, then per statement: statement index u8, value count u16,
 ///     then per value: tag u8 (0 null, 1 integer, 2 text), i64 or (u32 length, UTF-8)
 ///
-/// Only the event statements can be carried: a ring file is never trusted to run anything else.
+/// Only the event (and admitted API request) statements can be carried: a ring file is never trusted to run anything else.
 enum EventRingCodec {
-    static let statements = [EventStore.insertFault, EventStore.insertConversion, EventStore.finishConversion]
+    /// Indices are stored in ring files: only ever append.
+    static let statements = [EventStore.insertFault, EventStore.insertConversion, EventStore.finishConversion,
+                             EventStore.insertAPIRequest]
 
     /// nil when a write is not an event statement (the caller then waits for SQLite instead).
     static func encode(_ writes: [EventWriter.Write]) -> [UInt8]? {

@@ -9,13 +9,19 @@ public enum Maintenance {
         public var vms: Int64
         public var faults: Int64
         public var conversions: Int64
+        /// Conversions still waiting for their outcome (only while an agent records).
         public var pendingConversions: Int64
+        /// Conversions an agent that died left without an outcome.
+        public var incompleteConversions: Int64
     }
 
     public struct PruneReport: Sendable {
         public var faults: Int
         public var conversions: Int
         public var vms: Int
+        /// Rows of `api_requests` and `api_refusals` older than the cutoff.
+        public var apiRequests: Int
+        public var refusalCounts: Int
     }
 
     /// Creates or upgrades the schema and, unless an agent is recording into the
@@ -52,7 +58,8 @@ public enum Maintenance {
                                vms: try count("SELECT count(*) FROM vms"),
                                faults: try count("SELECT count(*) FROM memory_faults"),
                                conversions: try count("SELECT count(*) FROM conversions"),
-                               pendingConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'pending'"))
+                               pendingConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'pending'"),
+                               incompleteConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'incomplete'"))
         }
     }
 
@@ -60,7 +67,7 @@ public enum Maintenance {
     /// waits for one longer than a few milliseconds.
     public static let pruneBatch = 1000
 
-    /// Deletes events older than `cutoffNanos` of VMs that have ended, then VMs that
+    /// Deletes API audit rows older than `cutoffNanos`, and events older than it of VMs that have ended, then VMs that
     /// ended before the cutoff and have nothing left; VMs still known (not ended) keep
     /// every row. Works in small transactions of `batch` rows, so an agent recording
     /// into the same database is never held up for long; what a deleted applied
@@ -140,12 +147,29 @@ public enum Maintenance {
                     AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
                     """, [cutoff])
             }
+            // The API audit ages out by its own time: admitted requests a batch at a time, refusal counts by second.
+            var apiRequests = 0
+            while true {
+                let deleted = try transaction(connection) {
+                    try connection.query(
+                        "DELETE FROM api_requests WHERE rowid IN (SELECT rowid FROM api_requests WHERE time_ns < ?1 LIMIT ?2)",
+                        [cutoff, limit])
+                    return connection.changes
+                }
+                apiRequests += deleted
+                if deleted == 0 { break }
+                try checkpoint(connection)
+            }
+            let refusalCounts = try transaction(connection) {
+                try connection.query("DELETE FROM api_refusals WHERE second < ?1 / 1000000000", [cutoff])
+                return connection.changes
+            }
             // Free the space a few hundred pages at a time, each its own short transaction.
             while (try connection.scalar("PRAGMA freelist_count") ?? 0) > 0 {
                 try connection.execute("PRAGMA incremental_vacuum(256)")
                 try checkpoint(connection)
             }
-            return PruneReport(faults: faults, conversions: conversions, vms: vms)
+            return PruneReport(faults: faults, conversions: conversions, vms: vms, apiRequests: apiRequests, refusalCounts: refusalCounts)
         }
     }
 

@@ -10,6 +10,8 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
     case busy(String)
     /// The event ring next to the database (`<db>-ring`) cannot be opened or mapped.
     case ring(EventRingError)
+    /// A file beside the database is a link or otherwise not the agent's own.
+    case unsafeFile(StoreFileError)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
         case .migrations(let message): "event store migrations: \(message)"
         case .busy(let reason): "event store: \(reason)"
         case .ring(let error): "event store ring: \(error); check the directory's free space and permissions"
+        case .unsafeFile(let error): "event store: \(error)"
         }
     }
 }
@@ -32,6 +35,8 @@ extension EventStoreError {
             throw error
         } catch let error as SQLiteError {
             throw .sqlite(error)
+        } catch let error as StoreFileError {
+            throw .unsafeFile(error)
         } catch {
             throw .migrations("\(error)")
         }
@@ -48,12 +53,25 @@ public struct Migration: Sendable, Equatable {
 public enum Migrator {
     /// Opens `path` for writing the way every writer must: incremental auto-vacuum
     /// (settable only before the file has any content, so before WAL), then WAL.
-    public static func openForWriting(path: String) throws(SQLiteError) -> SQLiteConnection {
-        // Audit data is the owner's: create the file 0600 (SQLite gives -wal and -shm the same mode).
-        // Safety: open/close on a path string; nothing else is touched.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if fd >= 0 { close(fd) }
-        let connection = try SQLiteConnection(path: path)
+    public static func openForWriting(path: String) throws(EventStoreError) -> SQLiteConnection {
+        // Audit data is the owner's: create the file 0600 (SQLite gives -wal and -shm the same mode),
+        // never through a link. A file that is not the agent's own is refused by name.
+        do throws(StoreFileError) {
+            for suffix in StoreFiles.sqliteSuffixes.dropFirst() { try StoreFiles.check(path + suffix) }
+            // Safety: closes the descriptor StoreFiles.open just returned.
+            close(try StoreFiles.open(path))
+        } catch {
+            throw .unsafeFile(error)
+        }
+        do throws(SQLiteError) {
+            return try openWAL(path: path)
+        } catch {
+            throw .sqlite(error)
+        }
+    }
+
+    private static func openWAL(path: String) throws(SQLiteError) -> SQLiteConnection {
+        let connection = try SQLiteConnection(path: path, noFollow: true)
         try connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
         // Switching a new file to WAL while another process does the same can report
         // SQLITE_BUSY without consulting the busy handler: retry for the busy timeout.

@@ -28,9 +28,11 @@ public final class SQLiteConnection: @unchecked Sendable {
     public let path: String
 
     /// Opens (creating if needed) the database at `path`.
-    public init(path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws(SQLiteError) {
+    /// `noFollow`: refuse a database path that is a symbolic link (SQLITE_OPEN_NOFOLLOW).
+    public init(path: String, readOnly: Bool = false, noFollow: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+            | (noFollow ? SQLITE_OPEN_NOFOLLOW : 0)
         let code = sqlite3_open_v2(path, &db, flags, nil)
         guard code == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(code))

@@ -8,11 +8,13 @@ final class WriterLock: Sendable {
 
     init(databasePath: String) throws(EventStoreError) {
         let path = databasePath + ".lock"
-        // Safety: open/flock on a path we own; the fd is closed in deinit, which releases the lock.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw .busy("cannot open \(path): \(String(cString: strerror(errno)))")
+        let fd: Int32
+        do throws(StoreFileError) {
+            fd = try StoreFiles.open(path)
+        } catch {
+            throw .unsafeFile(error)
         }
+        // Safety: flock on the descriptor just opened; it is closed in deinit, which releases the lock.
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let reason = errno == EWOULDBLOCK ? "another memgate-agent is recording into \(databasePath); give each agent its own --db"
                                               : "cannot lock \(path): \(String(cString: strerror(errno)))"

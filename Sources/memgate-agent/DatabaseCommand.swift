@@ -45,7 +45,7 @@ struct DatabaseCommand: ParsableCommand {
             }
             print("integrity: \(report.integrity)")
             print("schema version: \(report.schemaVersion) (this binary: \(report.binaryVersion))")
-            print("vms: \(report.vms), memory faults: \(report.faults), conversions: \(report.conversions) (\(report.pendingConversions) pending or incomplete)")
+            print("vms: \(report.vms), memory faults: \(report.faults), conversions: \(report.conversions) (\(report.pendingConversions) pending, \(report.incompleteConversions) incomplete)")
             guard report.integrity == "ok", report.schemaVersion == report.binaryVersion else { throw ExitCode(1) }
         }
     }
@@ -70,7 +70,7 @@ struct DatabaseCommand: ParsableCommand {
             let now = MonotonicClock.wallNanos()
             do {
                 let report = try Maintenance.prune(path: location.db, olderThan: now > age ? now - age : 0)
-                print("pruned \(report.faults) memory faults, \(report.conversions) conversions, \(report.vms) VMs")
+                print("pruned \(report.faults) memory faults, \(report.conversions) conversions, \(report.vms) VMs, \(report.apiRequests) API requests, \(report.refusalCounts) refusal counts")
             } catch {
                 printError("\(error)")
                 throw ExitCode(1)

@@ -40,10 +40,25 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most simultaneous connections (1-100000); beyond it, 503.")
     var maxConnections: Int = 4096
 
+    @Option(help: "Most simultaneous TCP connections from one address (1-100000); beyond it, 503.")
+    var maxConnectionsPerPeer: Int = 256
+
+    @Option(help: "Unix-socket connections at most (1-4096): slots of their own that TCP clients cannot take.")
+    var maxUnixConnections: Int = 64
+
+    @Option(help: "Seconds a request may take from its first byte to the end of its headers (0.1-3600); then 408.")
+    var headerTimeout: Double = 10
+
+    @Option(help: "Seconds a request body may take from the end of the headers, however it trickles in (0.1-3600); then 408.")
+    var bodyTimeout: Double = 30
+
+    @Option(help: "Seconds a response may wait for a client that does not read it (0.1-3600); then the connection closes.")
+    var writeStallTimeout: Double = 30
+
     @Option(help: "Worker threads for requests that may block (1-256).")
     var workers: Int = 4
 
-    @Option(help: "Most VMs this agent holds at once (1-4096).")
+    @Option(name: .customLong("max-vms"), help: "Most VMs this agent holds at once (1-4096).")
     var maxVMs: Int = 64
 
     @Option(help: "How alias-backend VMs convert: protect or memslot (default: what the start-up probe chose).")
@@ -53,6 +68,11 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be from 1 to 100000") }
+        guard (1...100_000).contains(maxConnectionsPerPeer) else { throw ValidationError("--max-connections-per-peer must be from 1 to 100000") }
+        guard (1...4096).contains(maxUnixConnections) else { throw ValidationError("--max-unix-connections must be from 1 to 4096") }
+        for (flag, value) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--write-stall-timeout", writeStallTimeout)] {
+            guard value >= 0.1, value <= 3600 else { throw ValidationError("\(flag) must be from 0.1 to 3600 seconds") }
+        }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be from 1 to 256") }
         guard (1...4096).contains(maxVMs) else { throw ValidationError("--max-vms must be from 1 to 4096") }
         if listen != "none", ListenAddress(listen) == nil {
@@ -98,6 +118,11 @@ struct ServeCommand: ParsableCommand {
 
         var serverConfiguration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)
         serverConfiguration.limits.maxConnections = maxConnections
+        serverConfiguration.limits.maxConnectionsPerPeer = maxConnectionsPerPeer
+        serverConfiguration.limits.maxUnixConnections = maxUnixConnections
+        serverConfiguration.limits.headerTimeoutNanos = UInt64(headerTimeout * 1e9)
+        serverConfiguration.limits.bodyTimeoutNanos = UInt64(bodyTimeout * 1e9)
+        serverConfiguration.limits.writeStallTimeoutNanos = UInt64(writeStallTimeout * 1e9)
         serverConfiguration.workerThreads = workers
         HTTPServer.raiseFileLimit()
         let server: HTTPServer
@@ -120,6 +145,7 @@ struct ServeCommand: ParsableCommand {
         let signal = ProcessSignals.waitForTermination()
         logger.notice("draining", metadata: ["signal": "\(signal)"])
         server.stop()
+        api.flushAudit()
         host.shutdown(reason: "the agent is shutting down (signal \(signal))")
         store?.close()
         if let failure = host.recordingFailure {

@@ -96,7 +96,13 @@ struct ServerSocketTests {
 
     @Test func aThousandKeepAliveConnectionsThenTheCap() throws {
         HTTPServer.raiseFileLimit()
-        let (server, _) = try makeServer { $0.limits.maxConnections = 1000 }
+        // All 1000 requests are in flight at once: the worker queue must hold them all (a shorter
+        // queue answers 503 busy, as `saturatedWorkersGive503` shows), and they all come from one address.
+        let (server, _) = try makeServer {
+            $0.limits.maxConnections = 1000
+            $0.limits.maxConnectionsPerPeer = 1001
+            $0.workerQueueDepth = 1000
+        }
         defer { server.stop() }
         let port = try #require(server.tcpPort)
         var clients: [BlockingHTTPClient] = []

@@ -27,9 +27,18 @@ public struct HTTPConnectionMachine: Sendable {
     private var parser: HTTPRequestParser
     private var buffer: [UInt8] = []
     private var phase = Phase.reading
+    /// What the current deadline guards.
+    private enum Deadline: Sendable, Equatable {
+        /// Between requests on a keep-alive connection.
+        case idle
+        /// From a request's first byte to the end of its headers.
+        case header
+        /// From the end of the headers to the end of the body: set once, never renewed.
+        case body
+    }
     /// When the current deadline passes, and what it guards.
     private var deadline: UInt64
-    private var deadlineIsHeader = false
+    private var deadlineKind = Deadline.idle
 
     public init(limits: HTTPLimits = HTTPLimits(), now: UInt64) {
         self.limits = limits
@@ -63,7 +72,7 @@ public struct HTTPConnectionMachine: Sendable {
         if buffer.isEmpty, case .reading = phase {
             // First byte of a new request: the header clock starts.
             deadline = now &+ limits.headerTimeoutNanos
-            deadlineIsHeader = true
+            deadlineKind = .header
         }
         buffer.append(contentsOf: bytes)
         guard case .reading = phase else { return [] }
@@ -80,10 +89,10 @@ public struct HTTPConnectionMachine: Sendable {
         }
         phase = .reading
         deadline = now &+ limits.idleTimeoutNanos
-        deadlineIsHeader = false
+        deadlineKind = .idle
         if !buffer.isEmpty {
             deadline = now &+ limits.headerTimeoutNanos
-            deadlineIsHeader = true
+            deadlineKind = .header
         }
         let sent = Action.send(response, close: false, omitBody: head)
         return buffer.isEmpty ? [sent] : [sent] + advance(now: now)
@@ -97,30 +106,40 @@ public struct HTTPConnectionMachine: Sendable {
         return [.close]
     }
 
-    /// Checks the deadline: 408 for headers not finished in time, a silent close when idle.
+    /// Checks the deadline: 408 for a request not finished in time, a silent close when idle.
     public mutating func tick(now: UInt64) -> [Action] {
         guard case .reading = phase, now >= deadline else { return [] }
         phase = .closed
-        if deadlineIsHeader || !buffer.isEmpty {
-            let what = deadlineIsHeader ? "headers not complete within \(limits.headerTimeoutNanos / 1_000_000_000) s"
-                                        : "request body stalled"
+        switch deadlineKind {
+        case .idle where buffer.isEmpty:
+            return [.close]
+        case .idle, .header:
+            let what = "headers not complete within \(Self.seconds(limits.headerTimeoutNanos))"
+            return [.send(.error(408, code: "request_timeout", message: what), close: true, omitBody: false)]
+        case .body:
+            let what = "request body not complete within \(Self.seconds(limits.bodyTimeoutNanos)) of its headers"
             return [.send(.error(408, code: "request_timeout", message: what), close: true, omitBody: false)]
         }
-        return [.close]
+    }
+
+    private static func seconds(_ nanos: UInt64) -> String {
+        nanos % 1_000_000_000 == 0 ? "\(nanos / 1_000_000_000) s" : "\(nanos / 1_000_000) ms"
     }
 
     private mutating func advance(now: UInt64) -> [Action] {
         guard !buffer.isEmpty else { return [] }
         switch parser.parse(buffer) {
         case .needMore:
-            if parser.isWaitingForBody {
-                // Headers are done; the body may take as long as an idle period, renewed by progress.
-                deadline = now &+ limits.idleTimeoutNanos
-                deadlineIsHeader = false
+            if parser.isWaitingForBody && deadlineKind != .body {
+                // Headers are done: the whole body has one deadline, which progress does not renew
+                // (a peer dripping a byte at a time cannot hold the connection).
+                deadline = now &+ limits.bodyTimeoutNanos
+                deadlineKind = .body
             }
             return []
         case .request(let request, let consumed):
             buffer.removeFirst(consumed)
+            deadlineKind = .idle
             phase = .handling(keepAlive: request.keepAlive, head: request.method == .HEAD)
             return [.dispatch(request)]
         case .failure(let error):

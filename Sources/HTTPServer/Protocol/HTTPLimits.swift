@@ -1,4 +1,10 @@
-/// Hard limits on what one connection may send (documented in the README).
+/// Hard limits on what one connection, and all of them together, may hold
+/// (documented in the README under "HTTP limits").
+///
+/// Memory: a connection buffers at most one request (request line + headers +
+/// body) plus one read, and at most `maxPendingOutputBytes` of unsent responses
+/// plus the one being written; across all connections the server stops reading
+/// from connections that hold buffered bytes once `maxBufferedBytes` are held.
 public struct HTTPLimits: Sendable, Equatable {
     /// Longest request line, CRLF excluded: 414 beyond.
     public var maxRequestLineBytes = 8 << 10
@@ -10,10 +16,25 @@ public struct HTTPLimits: Sendable, Equatable {
     public var maxBodyBytes = 1 << 20
     /// Time from a request's first byte to the end of its headers: 408 after.
     public var headerTimeoutNanos: UInt64 = 10_000_000_000
-    /// Time a keep-alive connection may sit idle (or a body may stall): closed after.
+    /// Time from the end of the headers to the end of the body, however the bytes
+    /// trickle in (never renewed by progress): 408 after.
+    public var bodyTimeoutNanos: UInt64 = 30_000_000_000
+    /// Time a keep-alive connection may sit idle between requests: closed after.
     public var idleTimeoutNanos: UInt64 = 60_000_000_000
-    /// Open connections at most; the next one gets 503 and is closed.
+    /// Response bytes waiting for a peer to read them; at or above it the server
+    /// neither reads from nor answers that connection until it drains.
+    public var maxPendingOutputBytes = 256 << 10
+    /// Time unsent output may make no progress (a peer that does not read): closed after.
+    public var writeStallTimeoutNanos: UInt64 = 30_000_000_000
+    /// Open TCP connections at most; the next one gets 503 and is closed.
     public var maxConnections = 4096
+    /// Open TCP connections from one peer address at most: 503 beyond.
+    public var maxConnectionsPerPeer = 256
+    /// Unix-socket connections at most, slots of their own that TCP clients can never take.
+    public var maxUnixConnections = 64
+    /// Request and response bytes buffered across all connections; above it, connections
+    /// that hold buffered bytes are not read until the total drains below it.
+    public var maxBufferedBytes = 256 << 20
 
     public init() {}
 }

@@ -17,18 +17,29 @@ final class EventLoop: @unchecked Sendable {
         let fd: Int32
         let generation: UInt64
         let transport: HTTPTransport
+        /// The peer's address without its port (TCP), the key of the per-peer cap.
+        let peerAddress: String?
         var machine: HTTPConnectionMachine
         /// Bytes of a response not yet accepted by the kernel.
         var pending: [UInt8] = []
+        /// When unsent output last moved (or appeared): the write-stall clock.
+        var outputProgressNanos: UInt64 = 0
+        /// A request held back while the peer does not read what it was already sent.
+        var deferred: HTTPRequest?
         var closeAfterFlush = false
         /// After a final response: reading and discarding until EOF, so the
         /// peer sees our answer rather than a reset.
         var lingerUntil: UInt64?
         var watchingOutput = false
         var readingPaused = false
+        /// Bytes this connection holds as counted in the loop's process-wide total.
+        var accountedBytes = 0
 
-        init(fd: Int32, generation: UInt64, transport: HTTPTransport, machine: HTTPConnectionMachine) {
-            self.fd = fd; self.generation = generation; self.transport = transport; self.machine = machine
+        var isUnix: Bool { if case .unix = transport { true } else { false } }
+
+        init(fd: Int32, generation: UInt64, transport: HTTPTransport, peerAddress: String?, machine: HTTPConnectionMachine) {
+            self.fd = fd; self.generation = generation; self.transport = transport
+            self.peerAddress = peerAddress; self.machine = machine
         }
     }
 
@@ -56,8 +67,13 @@ final class EventLoop: @unchecked Sendable {
     // Loop thread only.
     private var connections: [Int32: Connection] = [:]
     private var nextGeneration: UInt64 = 1
-    /// Connections only draining after their last answer: they do not count against the cap.
-    private var lingering = 0
+    /// Connections that count against the caps, by transport (lingering ones only drain and do not).
+    private var activeTCP = 0
+    private var activeUnix = 0
+    /// Open TCP connections per peer address.
+    private var perPeer: [String: Int] = [:]
+    /// Request and response bytes held by all connections (see `HTTPLimits.maxBufferedBytes`).
+    private var bufferedBytes = 0
     /// Listeners are out of epoll while the process has no file descriptors left.
     private var acceptPaused = false
     private var nextSweep: UInt64 = 0
@@ -137,7 +153,10 @@ final class EventLoop: @unchecked Sendable {
         }
         for connection in connections.values { close(connection.fd) }
         connections.removeAll()
-        lingering = 0
+        activeTCP = 0
+        activeUnix = 0
+        perPeer.removeAll()
+        bufferedBytes = 0
         connectionCount.store(0, ordering: .relaxed)
         for listener in listeners { close(listener.fd) }
         close(wakeFD)
@@ -156,35 +175,50 @@ final class EventLoop: @unchecked Sendable {
                 }
                 return
             }
-            let active = connections.count - lingering
-            if active >= configuration.limits.maxConnections {
-                refuseOverCapacity(fd)
-                continue
-            }
+            let limits = configuration.limits
             let transport: HTTPTransport
+            var peerAddress: String?
             if listener.isUnix {
+                // The operator's way in: slots of its own, which TCP clients cannot fill.
+                guard activeUnix < limits.maxUnixConnections else {
+                    refuse(fd, code: "too_many_connections", "the agent serves at most \(limits.maxUnixConnections) Unix-socket connections; retry later")
+                    continue
+                }
                 let uid = cnet_peer_uid(fd)
                 transport = .unix(uid: uid >= 0 ? Int(uid) : nil)
             } else {
+                guard activeTCP < limits.maxConnections else {
+                    refuse(fd, code: "too_many_connections", "the agent serves at most \(limits.maxConnections) connections; retry later")
+                    continue
+                }
+                let peer = Self.peerName(fd)
+                let address = HTTPTransport.tcp(peer: peer).peerAddress
+                guard perPeer[address, default: 0] < limits.maxConnectionsPerPeer else {
+                    refuse(fd, code: "too_many_connections_from_peer",
+                           "the agent serves at most \(limits.maxConnectionsPerPeer) connections from one address; close some and retry")
+                    continue
+                }
                 cnet_set_nodelay(fd)
-                transport = .tcp(peer: Self.peerName(fd))
+                transport = .tcp(peer: peer)
+                peerAddress = address
             }
-            let connection = Connection(fd: fd, generation: nextGeneration, transport: transport,
-                                        machine: HTTPConnectionMachine(limits: configuration.limits, now: now))
+            let connection = Connection(fd: fd, generation: nextGeneration, transport: transport, peerAddress: peerAddress,
+                                        machine: HTTPConnectionMachine(limits: limits, now: now))
             nextGeneration += 1
             guard cnet_epoll_ctl(epfd, 1, fd, UInt32(CNET_IN | CNET_RDHUP), UInt64(fd)) == 0 else {
                 close(fd)
                 continue
             }
             connections[fd] = connection
+            if connection.isUnix { activeUnix += 1 } else { activeTCP += 1 }
+            if let peerAddress { perPeer[peerAddress, default: 0] += 1 }
             connectionCount.store(connections.count, ordering: .relaxed)
         }
     }
 
-    /// Over the connection cap: one 503, then close.
-    private func refuseOverCapacity(_ fd: Int32) {
-        let response = HTTPResponse.error(503, code: "too_many_connections",
-                                          message: "the agent serves at most \(configuration.limits.maxConnections) connections; retry later")
+    /// Over a connection cap: one 503, then close.
+    private func refuse(_ fd: Int32, code: String, _ message: String) {
+        let response = HTTPResponse.error(503, code: code, message: message, headers: [("Retry-After", "1")])
         let head = HTTPResponseEncoder.head(response, close: true, date: nil)
         head.withUnsafeBytes { h in
             response.body.withUnsafeBytes { b in
@@ -215,11 +249,8 @@ final class EventLoop: @unchecked Sendable {
                 let actions = connection.machine.received(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]), now: now)
                 perform(actions, on: connection, now: now)
                 guard connections[connection.fd] === connection else { return }
-                if !connection.machine.wantsInput && !connection.machine.isClosed {
-                    setReading(connection, false)
-                    return
-                }
-                if count < readBuffer.count { return }
+                settle(connection)
+                if connection.readingPaused || count < readBuffer.count { return }
             } else if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 if connection.lingerUntil != nil { return finalClose(connection) }
                 perform(connection.machine.peerClosed(), on: connection, now: now)
@@ -246,6 +277,12 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func dispatch(_ request: HTTPRequest, on connection: Connection, now: UInt64) {
+        // Back-pressure: a peer that does not read its answers gets no more of them
+        // (the request waits, reading stops, and the write-stall clock runs).
+        if connection.pending.count >= configuration.limits.maxPendingOutputBytes {
+            connection.deferred = request
+            return
+        }
         let context = RequestContext(transport: connection.transport, receivedNanos: now)
         if let response = handler.respondImmediately(to: request, context: context) {
             perform(connection.machine.completed(response, now: now), on: connection, now: now)
@@ -274,8 +311,26 @@ final class EventLoop: @unchecked Sendable {
             guard let connection = connections[completion.fd], connection.generation == completion.generation else { continue }
             perform(connection.machine.completed(completion.response, now: now), on: connection, now: now)
             guard connections[completion.fd] === connection else { continue }
-            if connection.readingPaused && connection.machine.wantsInput { setReading(connection, true) }
+            settle(connection)
         }
+    }
+
+    /// Whether to read from `connection` now: not while a request waits for its
+    /// handler with the next one buffered, not while its peer leaves answers
+    /// unread, and not while all connections together hold too much and this one holds some.
+    private func shouldRead(_ connection: Connection) -> Bool {
+        if connection.lingerUntil != nil { return true }
+        guard connection.machine.wantsInput, connection.deferred == nil,
+              connection.pending.count < configuration.limits.maxPendingOutputBytes else { return false }
+        return bufferedBytes < configuration.limits.maxBufferedBytes || connection.accountedBytes == 0
+    }
+
+    /// After anything changed a connection: its bytes in the process-wide total, and whether to read it.
+    private func settle(_ connection: Connection) {
+        let held = connection.machine.bufferedBytes + connection.pending.count
+        bufferedBytes += held - connection.accountedBytes
+        connection.accountedBytes = held
+        setReading(connection, shouldRead(connection))
     }
 
     private func send(_ response: HTTPResponse, close: Bool, omitBody: Bool, on connection: Connection, now: UInt64) {
@@ -295,6 +350,7 @@ final class EventLoop: @unchecked Sendable {
             let written = max(sent, 0)
             if written < head.count + body.count {
                 connection.pending = Array((head + body)[written...])
+                connection.outputProgressNanos = now
             }
         } else {
             connection.pending += head + body
@@ -317,17 +373,33 @@ final class EventLoop: @unchecked Sendable {
             return finalClose(connection)
         }
         connection.pending.removeFirst(sent)
+        if sent > 0 { connection.outputProgressNanos = now }
         if connection.pending.isEmpty {
             watchOutput(connection, false)
-            if connection.closeAfterFlush { beginLinger(connection, now: now) }
+            if connection.closeAfterFlush { return beginLinger(connection, now: now) }
         }
+        if let request = connection.deferred, connection.pending.count < configuration.limits.maxPendingOutputBytes {
+            connection.deferred = nil
+            dispatch(request, on: connection, now: now)
+            guard connections[connection.fd] === connection else { return }
+        }
+        settle(connection)
     }
 
     private func beginLinger(_ connection: Connection, now: UInt64) {
         shutdown(connection.fd, Int32(SHUT_WR))
-        if connection.lingerUntil == nil { lingering += 1 }
+        if connection.lingerUntil == nil { release(connection) }
         connection.lingerUntil = now + Self.lingerNanos
-        if connection.readingPaused { setReading(connection, true) }
+        settle(connection)
+    }
+
+    /// Gives up the connection's slot under the caps (once: at its linger or its close).
+    private func release(_ connection: Connection) {
+        if connection.isUnix { activeUnix -= 1 } else { activeTCP -= 1 }
+        if let address = connection.peerAddress {
+            let left = perPeer[address, default: 1] - 1
+            perPeer[address] = left > 0 ? left : nil
+        }
     }
 
     private func watchOutput(_ connection: Connection, _ on: Bool) {
@@ -352,7 +424,8 @@ final class EventLoop: @unchecked Sendable {
     private func finalClose(_ connection: Connection) {
         guard connections[connection.fd] === connection else { return }
         connections[connection.fd] = nil
-        if connection.lingerUntil != nil { lingering -= 1 }
+        if connection.lingerUntil == nil { release(connection) }
+        bufferedBytes -= connection.accountedBytes
         connectionCount.store(connections.count, ordering: .relaxed)
         close(connection.fd)  // also removes it from epoll
         if acceptPaused { resumeAccepting() }
@@ -369,15 +442,25 @@ final class EventLoop: @unchecked Sendable {
         for listener in listeners { cnet_epoll_ctl(epfd, 1, listener.fd, UInt32(CNET_IN), UInt64(listener.fd)) }
     }
 
-    /// Deadlines: header and idle timeouts, lingering closes.
+    /// Deadlines: request and idle timeouts, stalled writes, lingering closes; reading
+    /// resumes for connections that waited for the process-wide budget.
     private func sweep(now: UInt64) {
+        let stall = configuration.limits.writeStallTimeoutNanos
         for connection in Array(connections.values) {
             if let until = connection.lingerUntil {
                 if now >= until { finalClose(connection) }
                 continue
             }
-            guard !connection.machine.isHandling else { continue }
-            perform(connection.machine.tick(now: now), on: connection, now: now)
+            if !connection.pending.isEmpty, now &- connection.outputProgressNanos >= stall {
+                logger.info("closing a connection whose peer stopped reading", metadata: [
+                    "peer": "\(connection.transport)", "unsent_bytes": "\(connection.pending.count)"])
+                finalClose(connection)
+                continue
+            }
+            if !connection.machine.isHandling {
+                perform(connection.machine.tick(now: now), on: connection, now: now)
+            }
+            if connections[connection.fd] === connection, connection.readingPaused { settle(connection) }
         }
     }
 

@@ -4,6 +4,17 @@ public enum HTTPTransport: Sendable, Equatable {
     case tcp(peer: String)
     /// The Unix socket, with the peer's uid (SO_PEERCRED), when the kernel told it.
     case unix(uid: Int?)
+
+    /// Who the peer is without its port: "127.0.0.1", "[::1]", or "unix uid 1000".
+    public var peerAddress: String {
+        switch self {
+        case .tcp(let peer):
+            guard let colon = peer.lastIndex(of: ":") else { return peer }
+            return String(peer[..<colon])
+        case .unix(let uid):
+            return "unix uid \(uid.map(String.init) ?? "unknown")"
+        }
+    }
 }
 
 /// What the server knows about a request besides its bytes.

@@ -8,7 +8,7 @@ import Synchronization
 public struct HTTPServerConfiguration: Sendable {
     /// TCP listener (`127.0.0.1`, port; port 0 picks a free one).
     public var tcp: (host: String, port: UInt16)?
-    /// Unix-socket listener, created 0600 (an existing socket file is replaced).
+    /// Unix-socket listener, created 0600 (a stale socket file is replaced; a live one is an error).
     public var unixPath: String?
     public var limits = HTTPLimits()
     /// Threads for handlers that may block.
@@ -50,13 +50,7 @@ public final class HTTPServer: Sendable {
                 port = UInt16(truncatingIfNeeded: cnet_local_port(fd))
             }
             if let path = configuration.unixPath {
-                var info = stat()
-                if lstat(path, &info) == 0 {
-                    guard info.st_mode & S_IFMT == S_IFSOCK else {
-                        throw HTTPServerError(operation: "listen on \(path): a file that is not a socket is in the way", errno: EEXIST)
-                    }
-                    unlink(path)
-                }
+                try Self.removeStaleSocket(at: path)
                 let fd = cnet_listen_unix(path, 1024, 0o600)
                 guard fd >= 0 else { throw HTTPServerError(operation: "listen on unix:\(path)", errno: errno) }
                 listeners.append(.init(fd: fd, isUnix: true))
@@ -69,6 +63,29 @@ public final class HTTPServer: Sendable {
         tcpPort = port
         unixPath = configuration.unixPath
         loop.start()
+    }
+
+    /// Removes a socket file nobody listens on any more. Anything else at `path` is left
+    /// alone and refused: a file that is not a socket (a symlink included: lstat does not
+    /// follow it), or a socket another process still answers on (another agent's).
+    static func removeStaleSocket(at path: String) throws(HTTPServerError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw HTTPServerError(operation: "listen on \(path): a file that is not a socket is in the way; remove it or choose another path",
+                                  errno: EEXIST)
+        }
+        // Safety: path is a NUL-terminated Swift string bridged for the call; the descriptor is closed at once.
+        let probe = cnet_connect_unix(path)
+        if probe >= 0 {
+            close(probe)
+            throw HTTPServerError(operation: "listen on \(path): another process is serving on this socket; stop it or choose another path",
+                                  errno: EADDRINUSE)
+        }
+        guard errno == ECONNREFUSED else {
+            throw HTTPServerError(operation: "listen on \(path): cannot tell whether the socket there is still in use", errno: errno)
+        }
+        unlink(path)
     }
 
     /// Stops accepting, closes every connection and waits for the loop thread.
