@@ -36,13 +36,16 @@ public struct VMSpec: Sendable {
     /// Largest page-state run limit a spec may ask for (host mappings are a process-wide budget).
     public static let maxRunLimit = ProtectAliasBackend.defaultRunLimit
 
+    /// Smallest guest RAM: the 2 MiB boot region plus at least 2 MiB of data RAM (KVM refuses an empty memslot).
+    public static let minMemoryMib: UInt64 = 4
+
     /// Checks every field a client controls; the error names the field.
     public func validate() throws(AgentHostError) {
-        guard !name.isEmpty, name.utf8.count <= 128, name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
-            throw .invalid(field: "name", message: "must be 1 to 128 printable characters")
+        guard !name.isEmpty, name.utf8.count <= 128, Self.isPrintable(name) else {
+            throw .invalid(field: "name", message: "must be 1 to 128 printable characters (no control, bidi-override or non-characters)")
         }
-        guard memoryMib >= 2, memoryMib <= Self.maxMemoryMib, memoryMib % 2 == 0 else {
-            throw .invalid(field: "memory_mib", message: "must be an even number from 2 to \(Self.maxMemoryMib)")
+        guard memoryMib >= Self.minMemoryMib, memoryMib <= Self.maxMemoryMib, memoryMib % 2 == 0 else {
+            throw .invalid(field: "memory_mib", message: "must be an even number from \(Self.minMemoryMib) to \(Self.maxMemoryMib)")
         }
         guard vcpus >= 1, vcpus <= Self.maxVCPUs else {
             throw .invalid(field: "vcpus", message: "must be from 1 to \(Self.maxVCPUs)")
@@ -50,8 +53,31 @@ public struct VMSpec: Sendable {
         guard labels.count <= 64, labels.allSatisfy({ $0.key.utf8.count <= 128 && $0.value.utf8.count <= 1024 }) else {
             throw .invalid(field: "labels", message: "at most 64 labels, keys up to 128 and values up to 1024 bytes")
         }
+        // Labels are shown wherever names are (tables, pictures, the status page): the same characters only.
+        for (key, value) in labels.sorted(by: { $0.key < $1.key }) {
+            guard !key.isEmpty, Self.isPrintable(key) else {
+                throw .invalid(field: "labels", message: "keys must be 1 to 128 printable characters")
+            }
+            guard Self.isPrintable(value) else {
+                throw .invalid(field: "labels.\(key)", message: "must be printable characters (no control, bidi-override or non-characters)")
+            }
+        }
         if let maxRuns, !(1...Self.maxRunLimit).contains(maxRuns) {
             throw .invalid(field: "max_runs", message: "must be from 1 to \(Self.maxRunLimit)")
+        }
+    }
+}
+
+extension VMSpec {
+    /// Text safe to show an operator anywhere: no C0 or C1 control, DEL, line or paragraph
+    /// separator, bidirectional override, or Unicode non-character (which XML forbids). Pure.
+    public static func isPrintable(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { scalar in
+            let value = scalar.value
+            switch value {
+            case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069, 0xFDD0...0xFDEF: return false
+            default: return value & 0xFFFE != 0xFFFE
+            }
         }
     }
 }

@@ -46,12 +46,13 @@ typedef struct {
     size_t length;
     size_t capacity;
     size_t limit; /* 0: no limit; beyond it the transfer is aborted */
+    int overflowed; /* 1 once the limit aborted the transfer */
 } ccurl_buffer;
 
 static inline size_t ccurl_buffer_append(char *bytes, size_t size, size_t count, void *user) {
     ccurl_buffer *buffer = (ccurl_buffer *)user;
     size_t n = size * count;
-    if (buffer->limit && buffer->length + n > buffer->limit) return 0;
+    if (buffer->limit && buffer->length + n > buffer->limit) { buffer->overflowed = 1; return 0; }
     if (buffer->length + n > buffer->capacity) {
         size_t capacity = buffer->capacity ? buffer->capacity * 2 : 4096;
         while (capacity < buffer->length + n) capacity *= 2;
@@ -85,6 +86,7 @@ static inline void ccurl_buffer_free(ccurl_buffer *buffer) {
     free(buffer);
 }
 static inline size_t ccurl_buffer_length(const ccurl_buffer *buffer) { return buffer->length; }
+static inline int ccurl_buffer_overflowed(const ccurl_buffer *buffer) { return buffer->overflowed; }
 /* Copies up to `capacity` bytes into `out`; returns how many. */
 static inline size_t ccurl_buffer_copy(const ccurl_buffer *buffer, uint8_t *out, size_t capacity) {
     size_t n = buffer->length < capacity ? buffer->length : capacity;

@@ -58,7 +58,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard memoryMib > 0, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be a positive multiple of 2") }
+        guard memoryMib >= VMSpec.minMemoryMib, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be an even number of at least \(VMSpec.minMemoryMib)") }
         guard vcpus > 0 else { throw ValidationError("--vcpus must be at least 1") }
         if let maxRuns, !(1...VMSpec.maxRunLimit).contains(maxRuns) {
             throw ValidationError("--max-runs must be from 1 to \(VMSpec.maxRunLimit)")

@@ -3,14 +3,16 @@ import ArgumentParser
 import Controller
 import Foundation
 
-/// Output helpers shared by the commands.
+/// Output helpers shared by the commands. Everything printed passes through
+/// `TerminalText.sanitize`: agents (and guests naming their VMs) supply much of
+/// it, and none of it may drive the operator's terminal.
 enum Out {
     static func line(_ text: String) {
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+        FileHandle.standardOutput.write(Data((TerminalText.sanitize(text) + "\n").utf8))
     }
 
     static func error(_ text: String) {
-        FileHandle.standardError.write(Data(("memgatectl: " + text + "\n").utf8))
+        FileHandle.standardError.write(Data(("memgatectl: " + TerminalText.sanitize(text) + "\n").utf8))
     }
 
     /// Pretty, sorted, snake_case JSON on stdout.

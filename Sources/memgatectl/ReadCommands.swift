@@ -156,39 +156,68 @@ struct EventsCommand: ParsableCommand {
     @Flag(help: "Keep polling every --interval seconds.") var follow = false
     @Option(help: "Seconds between polls with --follow (0.05-3600).") var interval: Double = 1
     @Option(help: "Start after this event id on every host (default 0: from the start).") var after: Int64 = 0
+    @Option(help: "Most events one host may hand out (1-100000000); a host past it fails. Default: 100000, no limit with --follow.")
+    var maxRows: Int?
+    @Option(help: "Seconds to run at most (0.1-86400); then stop (with --follow, cleanly).") var deadline: Double?
 
     func validate() throws {
         guard interval >= 0.05, interval <= 3600 else { throw ValidationError("--interval must be from 0.05 to 3600 seconds") }
         guard after >= 0 else { throw ValidationError("--after must be at least 0") }
+        if let maxRows, !(1...100_000_000).contains(maxRows) { throw ValidationError("--max-rows must be from 1 to 100000000") }
+        if let deadline, !(0.1...86_400).contains(deadline) { throw ValidationError("--deadline must be from 0.1 to 86400 seconds") }
     }
 
     func run() throws {
         let client = try fleet.fleet()
-        var cursors = [Int64](repeating: after, count: client.hosts.count)
-        var failed = false
+        let started = ContinuousClock.now
+        let limit = maxRows ?? (follow ? Int.max : 100_000)
+        var cursors = [EventCursor](repeating: EventCursor(position: after, maxRows: limit), count: client.hosts.count)
+        // Hosts that broke a promise are not asked again.
+        var failed = Set<Int>()
+        func pastDeadline() -> Bool { deadline.map { started.duration(to: .now) >= .seconds($0) } ?? false }
         repeat {
-            var drained = false
-            while !drained {
-                drained = true
-                let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0])&limit=1000" })
+            var open = client.hosts.indices.filter { !failed.contains($0) }
+            while !open.isEmpty {
+                if pastDeadline() {
+                    if !follow {
+                        for index in open { Out.error("\(client.hosts[index].name): not finished within --deadline") }
+                        failed.formUnion(open)
+                    }
+                    break
+                }
+                let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=1000" }, to: open)
                     .map { FleetClient.decode($0, as: EventPage.self) }
                 var batch: [(host: String, event: EventEntry)] = []
-                for (index, outcome) in outcomes.enumerated() {
-                    guard let page = outcome.value else { continue }
-                    batch += page.events.map { (outcome.host.name, $0) }
-                    cursors[index] = max(cursors[index], page.nextAfter)
-                    if page.events.count == 1000 { drained = false }
-                }
-                if !follow {
-                    Out.failures(outcomes)
-                    failed = failed || outcomes.contains { $0.failure != nil }
+                var next: [Int] = []
+                for (index, outcome) in zip(open, outcomes) {
+                    switch outcome.result {
+                    case .success(let page):
+                        switch cursors[index].advance(with: page, pageSize: 1000) {
+                        case .more(let events):
+                            batch += events.map { (outcome.host.name, $0) }
+                            next.append(index)
+                        case .done(let events):
+                            batch += events.map { (outcome.host.name, $0) }
+                        case .failed(let reason, let events):
+                            batch += events.map { (outcome.host.name, $0) }
+                            Out.error("\(outcome.host.name): \(reason)")
+                            failed.insert(index)
+                        }
+                    case .failure(let failure):
+                        // While following, an unreachable host is asked again next round.
+                        if !follow {
+                            Out.error("\(outcome.host.name): \(failure)")
+                            failed.insert(index)
+                        }
+                    }
                 }
                 batch.sort { Self.time($0.event) < Self.time($1.event) }
                 for (host, event) in batch { try print(host, event) }
+                open = next
             }
-            if follow { Thread.sleep(forTimeInterval: interval) }
-        } while follow
-        if failed { throw ExitCode(1) }
+            if follow && !pastDeadline() { Thread.sleep(forTimeInterval: interval) }
+        } while follow && !pastDeadline() && failed.count < client.hosts.count
+        if !failed.isEmpty { throw ExitCode(1) }
     }
 
     static func time(_ event: EventEntry) -> UInt64 { event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? 0 }

@@ -169,8 +169,9 @@ public struct MemoryMapSVG: Sendable {
             case "\"": out += "&quot;"
             case "'": out += "&#39;"
             default:
-                // XML 1.0 forbids most control characters even escaped.
-                if scalar.value < 0x20 && scalar != "\t" && scalar != "\n" { out += "\u{FFFD}" } else { out.unicodeScalars.append(scalar) }
+                // XML 1.0 forbids most control characters even escaped, and the non-characters U+FFFE and U+FFFF.
+                let forbidden = (scalar.value < 0x20 && scalar != "\t" && scalar != "\n") || scalar.value == 0xFFFE || scalar.value == 0xFFFF
+                if forbidden { out += "\u{FFFD}" } else { out.unicodeScalars.append(scalar) }
             }
         }
         return out

@@ -1,6 +1,7 @@
 import APITypes
 import Foundation
 import HTTPServer
+import MemoryModel
 
 /// Request → `AgentAction`: method, path, query and body checked at the edge. Pure.
 public enum APIRouter {
@@ -82,7 +83,7 @@ public enum APIRouter {
         case (.vmResume, _): return .resumeVM(try vm())
         case (.vmStop, _): return .stopVM(try vm())
         case (.console, _):
-            return .console(try vm(), after: Int(try query.integer("after", in: 0...Int64(Int32.max), default: 0)))
+            return .console(try vm(), after: Int(try query.integer("after", in: 0...Int64.max, default: 0)))
         case (.memory, _): return .memory(try vm())
         case (.memorySVG, _):
             let from = try query.optionalInteger("from", in: 0...Int64.max).map { UInt64($0) }
@@ -159,7 +160,14 @@ public enum APIRouter {
     static func decodeCreate(_ request: HTTPRequest) throws(APIError) -> VMCreateRequest {
         let body = try jsonBody(request)
         do {
-            return try APIJSON.decoder().decode(VMCreateRequest.self, from: Data(body))
+            let create = try APIJSON.decoder().decode(VMCreateRequest.self, from: Data(body))
+            // A repeated key would be read as its last value while a reviewer reads the first.
+            if let repeated = JSONDuplicateKeys.first(in: body) {
+                throw APIError.invalidField(repeated, "appears twice in one object; give each key once")
+            }
+            return create
+        } catch let error as APIError {
+            throw error
         } catch let DecodingError.keyNotFound(key, context) {
             throw .invalidField(path(context.codingPath + [key]), "is required")
         } catch let DecodingError.typeMismatch(_, context) {

@@ -11,18 +11,30 @@ public struct PullReport: Sendable, Equatable {
 
 /// `memgatectl audit pull`: every host's events after its stored cursor, page by
 /// page (all hosts' next pages at once), each page committed with its cursor.
+/// A host that does not advance, sends more than `maxRows` events, or is not done
+/// by `deadline` fails with the reason; what it sent that was valid is kept.
 public struct AuditPull {
     public var pageSize = 1000
-    public init(pageSize: Int = 1000) { self.pageSize = pageSize }
+    /// Events one host may hand out in one run.
+    public var maxRows = 1_000_000
+    /// Seconds the whole pull may take (nil: no limit).
+    public var deadline: Double?
+
+    public init(pageSize: Int = 1000, maxRows: Int = 1_000_000, deadline: Double? = nil) {
+        self.pageSize = pageSize
+        self.maxRows = maxRows
+        self.deadline = deadline
+    }
 
     public func run(_ fleet: FleetClient, into sink: AuditSink, now: () -> UInt64) -> [PullReport] {
+        let started = ContinuousClock.now
         var reports = fleet.hosts.map { PullReport(host: $0.name, events: 0, cursor: 0, failure: nil) }
-        var cursors: [Int64] = []
+        var cursors: [EventCursor] = []
         for (index, host) in fleet.hosts.enumerated() {
             do {
-                cursors.append(try sink.cursor(host: host.name, url: host.url))
+                cursors.append(EventCursor(position: try sink.cursor(host: host.name, url: host.url), maxRows: maxRows))
             } catch {
-                cursors.append(0)
+                cursors.append(EventCursor(position: 0, maxRows: maxRows))
                 reports[index].failure = error.message
             }
         }
@@ -37,18 +49,30 @@ public struct AuditPull {
         }
         var open = fleet.hosts.indices.filter { reports[$0].failure == nil }
         while !open.isEmpty {
+            if let deadline, started.duration(to: .now) >= .seconds(deadline) {
+                for index in open { reports[index].failure = "not finished within --deadline \(deadline) s; run again to continue" }
+                break
+            }
             let pages = fetch(fleet, open, cursors)
             var next: [Int] = []
             for (index, outcome) in zip(open, pages) {
                 switch outcome.result {
                 case .success(let page):
-                    let fresh = page.events.filter { $0.eventId > cursors[index] }
+                    let before = cursors[index]
+                    let step = cursors[index].advance(with: page, pageSize: pageSize)
+                    let fresh: [EventEntry]
+                    switch step {
+                    case .more(let events): fresh = events; next.append(index)
+                    case .done(let events): fresh = events
+                    case .failed(let reason, let events): fresh = events; reports[index].failure = reason
+                    }
+                    guard !fresh.isEmpty || cursors[index].position != before.position else { continue }
                     do {
-                        try sink.write(host: outcome.host.name, events: fresh, after: max(page.nextAfter, cursors[index]), atNanos: now())
+                        try sink.write(host: outcome.host.name, events: fresh, after: cursors[index].position, atNanos: now())
                         reports[index].events += fresh.count
-                        cursors[index] = max(page.nextAfter, cursors[index])
-                        if page.events.count == pageSize { next.append(index) }
                     } catch {
+                        cursors[index] = before
+                        next.removeAll { $0 == index }
                         reports[index].failure = error.message
                     }
                 case .failure(let failure):
@@ -57,12 +81,12 @@ public struct AuditPull {
             }
             open = next
         }
-        for index in reports.indices { reports[index].cursor = cursors[index] }
+        for index in reports.indices { reports[index].cursor = cursors[index].position }
         return reports
     }
 
-    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [Int64]) -> [HostOutcome<EventPage>] {
-        fleet.send("GET", { "/v1/events?after=\(cursors[$0])&limit=\(pageSize)" }, to: hosts).map {
+    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor]) -> [HostOutcome<EventPage>] {
+        fleet.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts).map {
             FleetClient.decode($0, as: EventPage.self)
         }
     }

@@ -5,7 +5,8 @@ public struct Table: Sendable {
 
     public init(_ header: [String]) { self.header = header }
 
-    public mutating func add(_ row: [String]) { rows.append(row) }
+    /// Cells are made safe for a terminal before their widths are measured.
+    public mutating func add(_ row: [String]) { rows.append(row.map(TerminalText.sanitize)) }
 
     public func render() -> String {
         var widths = header.map(\.count)

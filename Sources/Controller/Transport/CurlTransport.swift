@@ -44,6 +44,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         let head: UnsafeMutablePointer<ccurl_buffer>?
         var headerList: UnsafeMutablePointer<curl_slist>?
         let started = Date()
+        /// Largest header block accepted from an agent.
+        static let maxHeaderBytes = 1 << 20
 
         init(index: Int, request: HostRequest, attempt: Int, handle: UnsafeMutableRawPointer, maxBody: Int) {
             self.index = index
@@ -51,7 +53,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
             self.attempt = attempt
             self.handle = handle
             body = ccurl_buffer_new(maxBody)
-            head = ccurl_buffer_new(1 << 20)
+            head = ccurl_buffer_new(Self.maxHeaderBytes)
         }
 
         func release() {
@@ -193,6 +195,14 @@ public final class CurlTransport: Transport, @unchecked Sendable {
     private func finish(_ transfer: Transfer, code: CURLcode) -> Result<HostResponse, TransportError> {
         let seconds = Date().timeIntervalSince(transfer.started)
         guard code == CURLE_OK else {
+            // Our own caps abort a transfer through its write callback; libcurl then names a
+            // generic write or memory error, so say which cap it was.
+            if let body = transfer.body, ccurl_buffer_overflowed(body) != 0 {
+                return .failure(.failed("the answer was larger than \(options.maxResponseBytes >> 20) MiB, memgatectl's limit for one response"))
+            }
+            if let head = transfer.head, ccurl_buffer_overflowed(head) != 0 {
+                return .failure(.failed("the answer's headers were larger than \(Transfer.maxHeaderBytes >> 10) KiB, memgatectl's limit"))
+            }
             let message = String(cString: curl_easy_strerror(code))
             switch code {
             case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
