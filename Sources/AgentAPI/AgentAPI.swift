@@ -85,6 +85,7 @@ public final class AgentAPI: HTTPHandler {
         let wall = MonotonicClock.wallNanos()
         if let refusal {
             // Refusals are counted, not written one row each: nobody without a token can fill the disk.
+            metrics.refused(refusal)
             let closed = refusals.withLock { $0.note(peer: context.transport.peerAddress, kind: refusal, second: wall / 1_000_000_000) }
             host.store?.recordRefusals(closed)
         } else if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {

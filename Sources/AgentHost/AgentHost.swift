@@ -241,6 +241,12 @@ public final class AgentHost: Sendable {
             logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])
         }
         logger.info("VM ended", metadata: ["vm_id": "\(vm.id)", "state": "\(state)", "reason": "\(outcome.reason ?? "")"])
+        // An ended VM stays listed until DELETE for its record; its RAM goes back to the host now.
+        do throws(KVMError) {
+            try vm.machine.releaseMemory()
+        } catch {
+            logger.warning("could not free an ended VM's memory", metadata: ["vm_id": "\(vm.id)", "error": "\(error)"])
+        }
         vm.setRecorded()
         vm.endRecorded()
     }

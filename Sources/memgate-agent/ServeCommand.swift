@@ -133,6 +133,7 @@ struct ServeCommand: ParsableCommand {
             store?.close()
             throw ExitCode(AgentExitCode.usage)
         }
+        api.metrics.attach(server)
         var endpoints: [String] = []
         if let port = server.tcpPort, let address = ListenAddress(listen) { endpoints.append("http://\(address.urlHost):\(port)") }
         if let unix { endpoints.append("unix://\(unix)") }

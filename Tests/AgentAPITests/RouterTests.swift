@@ -125,6 +125,32 @@ struct TokenStoreTests {
         #expect(tokens.authenticate(nil) == nil)
     }
 
+    /// CRLF files, secrets holding `#`, and names given twice.
+    @Test func crlfAndHashesInSecretsAndDuplicateNames() throws {
+        let crlf = try TokenStore(text: "ops admin 0123456789abcdef0123\r\nviewer read-only fedc#a9876543210fedc # note\r\n")
+        #expect(crlf.count == 2)
+        #expect(crlf.authenticate("Bearer 0123456789abcdef0123")?.name == "ops")
+        #expect(crlf.authenticate("Bearer fedc#a9876543210fedc")?.name == "viewer")
+        #expect(crlf.authenticate("Bearer fedc") == nil)
+        #expect(throws: TokenFileError.self) { try TokenStore(text: "ops admin 0123456789abcdef0123\nops read-only fedcba9876543210fedc\n") }
+        // A secret that starts with # reads as a comment: the line is short a field, and says so.
+        #expect(throws: TokenFileError.self) { try TokenStore(text: "ops admin #123456789abcdef0123\n") }
+    }
+
+    @Test func followsASymlinkedFileAndChecksItsOwnMode() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-tokens-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("..data-tokens").path
+        try Data(Self.text.utf8).write(to: URL(fileURLWithPath: file))
+        try FileManager.default.setAttributes([.posixPermissions: 0o400], ofItemAtPath: file)
+        let link = directory.appendingPathComponent("tokens").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: file)
+        #expect(try TokenStore.load(path: link).count == 2)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: file)
+        #expect(throws: TokenFileError.self) { try TokenStore.load(path: link) }
+    }
+
     @Test func rejectsBadFiles() {
         for bad in ["ops admin", "ops root 0123456789abcdef0123", "ops admin short", "a admin 0123456789abcdef0123\nb admin 0123456789abcdef0123"] {
             #expect(throws: TokenFileError.self, "\(bad)") { try TokenStore(text: bad) }

@@ -33,6 +33,42 @@ func rows(_ path: String, _ sql: String) throws -> [[SQLValue]] {
 /// AgentHost on the real /dev/kvm with a real SQLite store.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
 struct AgentHostTests {
+    /// An ended VM keeps its record, map and console until DELETE, but not its RAM.
+    @Test func anEndedVMGivesItsMemoryBack() throws {
+        let host = AgentHost(system: try KVM.System(), store: nil, policies: PolicyStore(), logger: quiet)
+        let vm = try host.create(try spec("hello"), start: false)
+        // The loaded image: non-zero bytes in the boot region (the ELF is linked at 1 MiB).
+        let image = vm.machine.readMemory(at: 0x10_0000, count: 4096)
+        #expect(image.contains { $0 != 0 })
+        try host.start(vm.id)
+        vm.waitUntilRecorded()
+        #expect(vm.lifecycle.exitStatus == 0)
+        #expect(vm.machine.readMemory(at: 0x10_0000, count: 4096).allSatisfy { $0 == 0 })
+        #expect(vm.machine.console(from: 0).bytes.count > 0)
+        try host.delete(vm.id)
+    }
+
+    @Test func namesAndLabelsMustBePrintable() throws {
+        // Non-characters cannot be written as Swift literals: built from their scalars.
+        func scalar(_ value: UInt32) -> String { Unicode.Scalar(value).map { String(Character($0)) } ?? "" }
+        for bad in ["a\u{1B}[2J", "a\u{9B}2J", "x" + scalar(0xFFFE), "x\u{202E}cba", "x\u{7F}", scalar(0xFDD0)] {
+            var candidate = try spec("hello", name: bad)
+            #expect(throws: AgentHostError.self, "\(bad.unicodeScalars.map { String($0.value, radix: 16) })") { try candidate.validate() }
+            candidate.name = "ok"
+            candidate.labels = ["team": bad]
+            #expect(throws: AgentHostError.self) { try candidate.validate() }
+            candidate.labels = [bad: "v"]
+            #expect(throws: AgentHostError.self) { try candidate.validate() }
+        }
+        var fine = try spec("hello", name: "tenant-a/web 1 ünïcode 名前")
+        fine.labels = ["team": "a", "empty": ""]
+        try fine.validate()
+        fine.memoryMib = 2
+        #expect(throws: AgentHostError.self) { try fine.validate() }
+        fine.memoryMib = VMSpec.minMemoryMib
+        try fine.validate()
+    }
+
     @Test func everyEndIsRecordedOnItsPath() throws {
         let path = temporaryDatabase()
         defer { removeDatabase(path) }

@@ -49,6 +49,37 @@ struct ConnectionMachineTests {
         #expect(response.status == 408 && close)
     }
 
+    /// The body has one deadline from the end of the headers: bytes trickling in do not renew it.
+    @Test func aDrippedBodyMeetsItsDeadline() {
+        var limits = HTTPLimits()
+        limits.headerTimeoutNanos = 100
+        limits.bodyTimeoutNanos = 1_000
+        var machine = HTTPConnectionMachine(limits: limits, now: 0)
+        #expect(machine.received(Array("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n".utf8), now: 10).isEmpty)
+        // One byte every 50 ns: progress, and no deadline reached before 1010.
+        for time in stride(from: UInt64(60), to: 1_010, by: 50) {
+            #expect(machine.received([0x61], now: time).isEmpty)
+            #expect(machine.tick(now: time).isEmpty)
+        }
+        let actions = machine.tick(now: 1_010)
+        guard case .send(let response, let close, _)? = actions.first else { Issue.record("\(actions)"); return }
+        #expect(response.status == 408 && close)
+        #expect(String(decoding: response.body, as: UTF8.self).contains("body"))
+    }
+
+    @Test func aBodyInTimeIsDispatched() {
+        var limits = HTTPLimits()
+        limits.bodyTimeoutNanos = 1_000
+        var machine = HTTPConnectionMachine(limits: limits, now: 0)
+        #expect(machine.received(Array("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\na".utf8), now: 10).isEmpty)
+        let actions = machine.received([0x62], now: 1_009)
+        guard case .dispatch(let request)? = actions.first else { Issue.record("\(actions)"); return }
+        #expect(request.body == Array("ab".utf8))
+        // The next request's clocks start afresh.
+        _ = machine.completed(HTTPResponse(status: 200), now: 1_020)
+        #expect(machine.tick(now: 1_500).isEmpty)
+    }
+
     @Test func idleConnectionsCloseSilently() {
         var limits = HTTPLimits()
         limits.idleTimeoutNanos = 100

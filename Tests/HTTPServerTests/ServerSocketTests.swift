@@ -13,6 +13,7 @@ final class TestHandler: HTTPHandler {
 
     func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse {
         if request.path == "/block" { gate.wait() }
+        if request.path == "/big" { return HTTPResponse(status: 200, contentType: "text/plain", body: [UInt8](repeating: 0x62, count: 16 << 10)) }
         var transport = "tcp"
         if case .unix(let uid) = context.transport { transport = "unix uid \(uid ?? -1)" }
         return HTTPResponse(status: 200, contentType: "text/plain", body: Array("\(request.method.rawValue) \(request.target) ".utf8) + request.body,
@@ -170,4 +171,130 @@ struct ServerSocketTests {
         try client.send("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + String(repeating: "x", count: 64 << 10))
         #expect(try client.readResponse()?.status == 413)
     }
+
+    // MARK: Hostile clients
+
+    /// A peer that pipelines requests and never reads: the server stops answering it once
+    /// `maxPendingOutputBytes` wait, keeps serving everyone else, and closes it when its
+    /// answers stop moving. Memory stays bounded however many requests it sent.
+    @Test func aPeerThatDoesNotReadIsNotAnsweredFurtherAndIsClosed() throws {
+        let (server, _) = try makeServer {
+            $0.limits.maxPendingOutputBytes = 64 << 10
+            $0.limits.writeStallTimeoutNanos = 500_000_000
+        }
+        defer { server.stop() }
+        let port = try #require(server.tcpPort)
+        let pipeliner = try BlockingHTTPClient(port: port)
+        // 2000 answers of 16 KiB: 32 MiB if the server answered them all.
+        try pipeliner.send(String(repeating: "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", count: 2000))
+        try expectHealthy(port)
+        var closed = false
+        for _ in 0..<3000 where !closed {
+            closed = server.connectionCount == 0
+            if !closed { usleep(10_000) }
+        }
+        #expect(closed, "a peer that reads nothing is disconnected after the write-stall timeout")
+        // Held at most: the unsent answers under the cap plus one answer, and the buffered requests.
+        #expect(server.peakBufferedBytes < 512 << 10, "peak \(server.peakBufferedBytes) bytes")
+        #expect(server.bufferedBytes == 0)
+    }
+
+    /// A body dripped a byte at a time does not renew its deadline: 408 at the deadline.
+    @Test func aDrippedBodyIsCutOffAtItsDeadline() throws {
+        let (server, _) = try makeServer { $0.limits.bodyTimeoutNanos = 200_000_000 }
+        defer { server.stop() }
+        let port = try #require(server.tcpPort)
+        let client = try BlockingHTTPClient(port: port)
+        try client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        // Fewer bytes than the body needs, so only the deadline can end it; stop well inside the
+        // 2 s the server keeps reading after its answer, so the answer is never reset away.
+        let started = Date()
+        for _ in 0..<100 where Date().timeIntervalSince(started) < 0.5 {
+            do { try client.send("a") } catch { break }
+            usleep(5_000)
+        }
+        let response = try client.readResponse()
+        #expect(response?.status == 408)
+        #expect(response?.text.contains("body") == true, "\(response?.text ?? "nil")")
+        try expectHealthy(port)
+    }
+
+    @Test func oneAddressGetsAtMostItsShareOfConnections() throws {
+        let (server, _) = try makeServer { $0.limits.maxConnectionsPerPeer = 3 }
+        defer { server.stop() }
+        let port = try #require(server.tcpPort)
+        var held: [BlockingHTTPClient] = []
+        for index in 0..<3 {
+            let client = try BlockingHTTPClient(port: port)
+            #expect(try client.request("GET", "/held\(index)").status == 200)
+            held.append(client)
+        }
+        let refused = try BlockingHTTPClient(port: port).request("GET", "/fourth")
+        #expect(refused.status == 503)
+        #expect(refused.text.contains("too_many_connections_from_peer"))
+        held.removeLast()
+        var freed = false
+        for _ in 0..<3000 where !freed {
+            freed = server.connectionCount <= 2
+            if !freed { usleep(10_000) }
+        }
+        #expect(try BlockingHTTPClient(port: port).request("GET", "/again").status == 200)
+    }
+
+    /// TCP clients can fill every TCP slot; the Unix socket (the operator's way in) still gets in.
+    @Test func theUnixSocketHasSlotsTCPCannotTake() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-slots-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
+        let (server, _) = try makeServer {
+            $0.unixPath = path
+            $0.limits.maxConnections = 2
+            $0.limits.maxUnixConnections = 1
+        }
+        defer { server.stop() }
+        let port = try #require(server.tcpPort)
+        let tcp = try (0..<2).map { _ in try BlockingHTTPClient(port: port) }
+        for client in tcp { #expect(try client.request("GET", "/tcp").status == 200) }
+        #expect(try BlockingHTTPClient(port: port).request("GET", "/over").status == 503)
+        let operator_ = try BlockingHTTPClient(unixPath: path)
+        #expect(try operator_.request("GET", "/unix").status == 200)
+        #expect(try BlockingHTTPClient(unixPath: path).request("GET", "/unix-over").status == 503)
+    }
+
+    /// A socket another server still answers on is never unlinked; a stale one is replaced.
+    @Test func aLiveSocketIsNeverTakenOverAndAStaleOneIsReplaced() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-live-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
+        let (first, _) = try makeServer { $0.tcp = nil; $0.unixPath = path }
+        var refusal: HTTPServerError?
+        do {
+            _ = try makeServer { $0.tcp = nil; $0.unixPath = path }
+        } catch let error as HTTPServerError {
+            refusal = error
+        }
+        #expect(refusal?.errno == EADDRINUSE, "\(String(describing: refusal))")
+        #expect(try BlockingHTTPClient(unixPath: path).request("GET", "/still").text == "GET /still ")
+        first.stop()
+
+        // A socket file nobody listens on (its process died without removing it).
+        let bind = Process()
+        bind.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        bind.arguments = ["-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", path]
+        try bind.run()
+        bind.waitUntilExit()
+        #expect(bind.terminationStatus == 0)
+        let (second, _) = try makeServer { $0.tcp = nil; $0.unixPath = path }
+        defer { second.stop() }
+        #expect(try BlockingHTTPClient(unixPath: path).request("GET", "/new").text == "GET /new ")
+    }
+
+    @Test func aSymlinkAtTheSocketPathIsRefusedAndLeftAlone() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-link-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let target = directory.appendingPathComponent("precious").path
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: target))
+        let path = directory.appendingPathComponent("agent.sock").path
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
+        #expect(throws: HTTPServerError.self) { try makeServer { $0.tcp = nil; $0.unixPath = path } }
+        #expect(FileManager.default.contents(atPath: target) == Data("keep".utf8))
+    }
 }
+

@@ -17,7 +17,9 @@ public struct TokenFileError: Error, Sendable, Equatable, CustomStringConvertibl
 }
 
 /// The bearer tokens from `--token-file`: one `NAME ROLE SECRET` a line, ROLE
-/// `admin` or `read-only`, `#` comments. Secrets are compared in constant time.
+/// `admin` or `read-only`; a `#` at the start of a line or after a blank starts
+/// a comment (a `#` inside a field belongs to it, secrets included). LF or CRLF
+/// line ends. Names and secrets are unique. Secrets are compared in constant time.
 public struct TokenStore: Sendable {
     struct Entry: Sendable {
         let principal: Principal
@@ -31,37 +33,47 @@ public struct TokenStore: Sendable {
     /// Parses the file's text. Pure.
     public init(text: String, path: String = "tokens") throws(TokenFileError) {
         var entries: [Entry] = []
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+        // Lines by scalar: "\r\n" is one Character to Swift, so splitting Characters on "\n" would miss it.
+        let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
+        for (number, line) in lines.enumerated() {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map { String(String.UnicodeScalarView($0)) }
+            let fields = Array(words.prefix { !$0.hasPrefix("#") })
             if fields.isEmpty { continue }
+            let at = "line \(number + 1)"
             guard fields.count == 3 else {
-                throw TokenFileError(path: path, message: "line \(number + 1): expected NAME ROLE SECRET")
+                throw TokenFileError(path: path, message: "\(at): expected NAME ROLE SECRET, found \(fields.count) fields (a comment starts with # after a blank)")
             }
-            guard let role = Principal.Role(rawValue: String(fields[1])) else {
-                throw TokenFileError(path: path, message: "line \(number + 1): role must be admin or read-only, not \(fields[1])")
+            guard let role = Principal.Role(rawValue: fields[1]) else {
+                throw TokenFileError(path: path, message: "\(at): role must be admin or read-only, not \(fields[1])")
             }
             guard fields[2].utf8.count >= 16 else {
-                throw TokenFileError(path: path, message: "line \(number + 1): the secret must be at least 16 characters")
+                throw TokenFileError(path: path, message: "\(at): the secret must be at least 16 characters")
+            }
+            guard !entries.contains(where: { $0.principal.name == fields[0] }) else {
+                throw TokenFileError(path: path, message: "\(at): the name \(fields[0]) appears twice; give each token its own name")
             }
             guard !entries.contains(where: { $0.secret == Array(fields[2].utf8) }) else {
-                throw TokenFileError(path: path, message: "line \(number + 1): the same secret appears twice")
+                throw TokenFileError(path: path, message: "\(at): the same secret appears twice")
             }
-            entries.append(Entry(principal: Principal(name: String(fields[0]), role: role), secret: Array(fields[2].utf8)))
+            entries.append(Entry(principal: Principal(name: fields[0], role: role), secret: Array(fields[2].utf8)))
         }
         self.entries = entries
     }
 
-    /// Reads a token file, refusing one that the group or others can read.
+    /// Reads a token file, refusing one that the group or others can read. A symbolic link
+    /// (as Kubernetes mounts secrets) is followed: the mode checked is the file's own.
     public static func load(path: String) throws(TokenFileError) -> TokenStore {
-        let attributes: [FileAttributeKey: Any]
-        do {
-            attributes = try FileManager.default.attributesOfItem(atPath: path)
-        } catch {
-            throw TokenFileError(path: path, message: "cannot read it: \(error.localizedDescription)")
+        var info = stat()
+        // Safety: stat (which follows links) on a path string into a local stat.
+        guard stat(path, &info) == 0 else {
+            throw TokenFileError(path: path, message: "cannot read it: \(String(cString: strerror(errno)))")
         }
-        if let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue, mode & 0o077 != 0 {
-            throw TokenFileError(path: path, message: "its mode is \(String(mode, radix: 8)); it holds secrets, so chmod 600 it")
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw TokenFileError(path: path, message: "is not a plain file")
+        }
+        let mode = Int(info.st_mode & 0o777)
+        if mode & 0o077 != 0 {
+            throw TokenFileError(path: path, message: "its mode is \(String(mode, radix: 8)); it holds secrets, so chmod 600 it (in Kubernetes, defaultMode: 0400)")
         }
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw TokenFileError(path: path, message: "cannot read it as UTF-8 text")

@@ -12,8 +12,20 @@ public final class APIMetrics: Sendable {
     private struct State {
         var requests: [Key: UInt64] = [:]
         var latency: [Route: LatencyHistogram] = [:]
+        var refusals: [RefusalCount.Kind: UInt64] = [:]
     }
     private let state = Mutex(State())
+    /// The server whose connections and buffers are reported (set once it listens).
+    private let server = Mutex<HTTPServer?>(nil)
+
+    /// Reports `server`'s connection and buffer gauges from now on.
+    public func attach(_ server: HTTPServer) {
+        self.server.withLock { $0 = server }
+    }
+
+    func refused(_ kind: RefusalCount.Kind) {
+        state.withLock { $0.refusals[kind, default: 0] += 1 }
+    }
 
     public init() {}
 
@@ -26,7 +38,17 @@ public final class APIMetrics: Sendable {
 
     /// Prometheus text lines for the HTTP metrics.
     func render(into out: inout PrometheusText) {
-        let (requests, latency) = state.withLock { ($0.requests, $0.latency) }
+        let (requests, latency, refusals) = state.withLock { ($0.requests, $0.latency, $0.refusals) }
+        out.help("memgate_api_refusals_total", "Requests refused for want of a valid token or role, and failed sign-ins, by kind.", type: "counter")
+        for kind in RefusalCount.Kind.allCases {
+            out.sample("memgate_api_refusals_total", ["kind": kind.rawValue], Double(refusals[kind] ?? 0))
+        }
+        if let server = server.withLock({ $0 }) {
+            out.help("memgate_http_connections", "Open HTTP connections (TCP and Unix socket).", type: "gauge")
+            out.sample("memgate_http_connections", [:], Double(server.connectionCount))
+            out.help("memgate_http_buffered_bytes", "Request and response bytes the HTTP connections hold.", type: "gauge")
+            out.sample("memgate_http_buffered_bytes", [:], Double(server.bufferedBytes))
+        }
         out.help("memgate_http_requests_total", "HTTP requests by route, method and status.", type: "counter")
         for (key, count) in requests.sorted(by: { ($0.key.route.rawValue, $0.key.method.rawValue, $0.key.status) < ($1.key.route.rawValue, $1.key.method.rawValue, $1.key.status) }) {
             out.sample("memgate_http_requests_total", ["route": key.route.rawValue, "method": key.method.rawValue, "status": "\(key.status)"], Double(count))

@@ -63,6 +63,9 @@ final class EventLoop: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     let connectionCount = Atomic<Int>(0)
+    /// `bufferedBytes` as other threads see it, and the most it has been.
+    let bufferedGauge = Atomic<Int>(0)
+    let peakBufferedGauge = Atomic<Int>(0)
 
     // Loop thread only.
     private var connections: [Int32: Connection] = [:]
@@ -330,6 +333,8 @@ final class EventLoop: @unchecked Sendable {
         let held = connection.machine.bufferedBytes + connection.pending.count
         bufferedBytes += held - connection.accountedBytes
         connection.accountedBytes = held
+        bufferedGauge.store(bufferedBytes, ordering: .relaxed)
+        if bufferedBytes > peakBufferedGauge.load(ordering: .relaxed) { peakBufferedGauge.store(bufferedBytes, ordering: .relaxed) }
         setReading(connection, shouldRead(connection))
     }
 
@@ -426,6 +431,7 @@ final class EventLoop: @unchecked Sendable {
         connections[connection.fd] = nil
         if connection.lingerUntil == nil { release(connection) }
         bufferedBytes -= connection.accountedBytes
+        bufferedGauge.store(bufferedBytes, ordering: .relaxed)
         connectionCount.store(connections.count, ordering: .relaxed)
         close(connection.fd)  // also removes it from epoll
         if acceptPaused { resumeAccepting() }

@@ -97,6 +97,11 @@ public final class HTTPServer: Sendable {
     /// Open connections right now.
     public var connectionCount: Int { loop.connectionCount.load(ordering: .relaxed) }
 
+    /// Request and response bytes all connections hold right now, and the most they ever held
+    /// (see `HTTPLimits.maxBufferedBytes`).
+    public var bufferedBytes: Int { loop.bufferedGauge.load(ordering: .relaxed) }
+    public var peakBufferedBytes: Int { loop.peakBufferedGauge.load(ordering: .relaxed) }
+
     /// Raises this process's open-file limit to its hard limit (a server with
     /// thousands of connections needs more than the usual 1024).
     public static func raiseFileLimit() {

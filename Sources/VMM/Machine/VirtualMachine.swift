@@ -211,6 +211,9 @@ public final class VirtualMachine: Sendable {
         memory.read(gpa: gpa, count: count) ?? []
     }
 
+    /// Frees the guest's RAM once it has ended; its page-state map, statistics and console stay.
+    public func releaseMemory() throws(KVMError) { try stores.release() }
+
     public var pageStates: PageStateMap { engine.pageStates }
     public var statistics: ConversionStatistics { engine.statistics }
 

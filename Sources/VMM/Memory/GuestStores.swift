@@ -31,6 +31,18 @@ public final class GuestStores: Sendable {
         self.guestViews = guestViews
     }
 
+    /// Gives the RAM of a VM that has ended back to the host (it reads back as zeroes):
+    /// an ended VM is kept for its record and its page-state map, not its bytes.
+    public func release() throws(KVMError) {
+        try bootRegion.discardFile(at: 0, count: bootRegion.size)
+        try sharedMemory.discardFile(at: 0, count: sharedMemory.size)
+        if let privateMemory {
+            try privateMemory.discardFile(at: 0, count: privateMemory.size)
+        } else if let privateFile {
+            try privateFile.punchHole(offset: 0, length: UInt64(dataRAM.size))
+        }
+    }
+
     /// The store a page in `state` lives in, and the offset of `gpa` inside it.
     func location(of gpa: UInt64, count: Int, as state: PageState) -> (HostMemory, Int)? {
         if gpa + UInt64(count) <= UInt64(bootRegion.size) { return (bootRegion, Int(gpa)) }
