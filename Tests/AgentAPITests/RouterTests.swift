@@ -211,3 +211,21 @@ struct PrometheusTextTests {
         #expect(out.text.contains("lat_seconds_count{route=\"/r\"} 1\n"))
     }
 }
+
+struct RefusalLedgerTests {
+    @Test func countsASecondAtATimeAndCapsTheAddresses() {
+        var ledger = RefusalLedger()
+        for _ in 0..<1000 { #expect(ledger.note(peer: "10.0.0.1", kind: .unauthenticated, second: 100).isEmpty) }
+        for index in 0..<(RefusalLedger.peersPerSecond + 5) {
+            #expect(ledger.note(peer: "10.1.0.\(index)", kind: .forbidden, second: 100).isEmpty)
+        }
+        #expect(ledger.drain(before: 100).isEmpty, "a second still running is not written")
+        let closed = ledger.note(peer: "10.0.0.1", kind: .signInFailed, second: 101)
+        #expect(closed.count == RefusalLedger.peersPerSecond + 1)
+        #expect(closed.first { $0.peer == "10.0.0.1" } == RefusalCount(second: 100, peer: "10.0.0.1", kind: .unauthenticated, requests: 1000))
+        #expect(closed.first { $0.peer == RefusalLedger.otherPeer }?.requests == 6)
+        #expect(closed.reduce(0) { $0 + $1.requests } == 1000 + UInt64(RefusalLedger.peersPerSecond) + 5)
+        #expect(ledger.drain(before: 102) == [RefusalCount(second: 101, peer: "10.0.0.1", kind: .signInFailed, requests: 1)])
+        #expect(ledger.drain().isEmpty)
+    }
+}

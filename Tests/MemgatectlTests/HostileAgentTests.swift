@@ -1,0 +1,112 @@
+import APITypes
+import Foundation
+import HTTPServer
+import Logging
+import Testing
+import TestSupport
+
+/// An "agent" that breaks API v1's promises: it repeats the same page, hands out
+/// ids without end, and names its VMs with terminal escape sequences.
+final class HostileAgent: HTTPHandler {
+    enum Mode { case repeatsPages, endlessIDs }
+    let mode: Mode
+    static let evilName = "evil\u{1B}[2J\u{1B}[1;1H\u{9B}31m\u{202E}"
+
+    init(_ mode: Mode) { self.mode = mode }
+
+    func respondImmediately(to request: HTTPRequest, context: RequestContext) -> HTTPResponse? { nil }
+
+    func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse {
+        let path = String(request.path)
+        if path == "/v1/vms" {
+            let vm = VMInfo(id: 1, name: Self.evilName, state: "running", reason: "\u{1B}]0;pwned\u{07}", exitStatus: nil,
+                            image: "x.elf", memoryMib: 16, vcpus: 1, backend: "alias", initialState: "private", commandLine: "",
+                            labels: ["team": "\u{1B}[5m"], createdNs: 1, startedNs: 1, endedNs: nil, privateBytes: 0, sharedBytes: 0,
+                            conversions: [:], memoryFaults: 0, consoleBytes: 0)
+            return Self.json(VMList(vms: [vm]))
+        }
+        if path == "/v1/events" {
+            let after = request.target.split(separator: "after=").last.flatMap { Int64($0.prefix { $0.isNumber }) } ?? 0
+            let first = mode == .repeatsPages ? 1 : after + 1
+            let events = (first..<(first + 1000)).map { id in
+                EventEntry(fault: FaultEvent(eventId: id, vmId: 1, vcpu: 0, timeNs: UInt64(id), gpa: 0x20_0000, size: 4096, flags: 8, source: "emulated"))
+            }
+            return Self.json(EventPage(events: events, nextAfter: first + 999))
+        }
+        return HTTPResponse(status: 404, contentType: "application/json", body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
+    }
+
+    static func json<T: Encodable>(_ value: T) -> HTTPResponse {
+        HTTPResponse(status: 200, contentType: "application/json", body: Array((try? APIJSON.encoder().encode(value)) ?? Data()))
+    }
+
+    static func serve(_ mode: Mode) throws -> HTTPServer {
+        try HTTPServer(configuration: HTTPServerConfiguration(tcp: ("127.0.0.1", 0)), handler: HostileAgent(mode),
+                       logger: Logger(label: "hostile") { _ in SwiftLogNoOpLogHandler() })
+    }
+}
+
+/// memgatectl does not trust its agents: every command ends, that host fails with a reason,
+/// and nothing an agent sends can drive the operator's terminal.
+@Suite struct HostileAgentTests {
+    func database() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-fleet-\(UUID().uuidString).db").path
+    }
+
+    @Test func auditPullEndsAgainstAHostThatRepeatsItsPages() throws {
+        let server = try HostileAgent.serve(.repeatsPages)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) repeater"])
+        let into = database()
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: into + suffix) } }
+        let first = try ctl(["audit", "pull", "--hosts", hosts, "--into", into, "--json"])
+        #expect(first.status == 1)
+        let rows = jsonObject(first.stdout)["hosts"] as? [[String: Any]] ?? []
+        #expect(rows.first?["events"] as? Int == 1000, "the first page is new and kept")
+        #expect((rows.first?["error"] as? String)?.contains("not advancing") == true, "\(first.stdout)")
+        // Pulled again, the host sends what the cursor already covers: refused at once, nothing added.
+        let again = try ctl(["audit", "pull", "--hosts", hosts, "--into", into, "--json"])
+        #expect(again.status == 1)
+        #expect((jsonObject(again.stdout)["hosts"] as? [[String: Any]])?.first?["events"] as? Int == 0)
+    }
+
+    @Test func auditPullAndEventsStopAtMaxRowsAgainstEndlessIDs() throws {
+        let server = try HostileAgent.serve(.endlessIDs)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) endless"])
+        let into = database()
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: into + suffix) } }
+        let pull = try ctl(["audit", "pull", "--hosts", hosts, "--into", into, "--max-rows", "5500", "--json"])
+        #expect(pull.status == 1)
+        let row = (jsonObject(pull.stdout)["hosts"] as? [[String: Any]])?.first ?? [:]
+        #expect(row["events"] as? Int == 5500 && row["cursor"] as? Int == 5500, "\(pull.stdout)")
+        #expect((row["error"] as? String)?.contains("--max-rows") == true)
+
+        let events = try ctl(["events", "--hosts", hosts, "--max-rows", "2500", "--json"])
+        #expect(events.status == 1)
+        #expect(events.stdout.split(separator: "\n").count == 2500)
+        #expect(events.stderr.contains("--max-rows"))
+        // Without --max-rows the default bound still ends it.
+        let bounded = try ctl(["events", "--hosts", hosts, "--json"])
+        #expect(bounded.status == 1)
+        #expect(bounded.stdout.split(separator: "\n").count == 100_000)
+    }
+
+    @Test func agentTextCannotDriveTheTerminal() throws {
+        let server = try HostileAgent.serve(.repeatsPages)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) evil"])
+        for arguments in [["vms"], ["vms", "--json"]] {
+            let result = try ctl(arguments + ["--hosts", hosts])
+            let output = result.stdout + result.stderr
+            let controls = output.unicodeScalars.filter { $0.value < 0x20 && $0 != "\n" && $0 != "\t" || (0x7F...0x9F).contains($0.value) || $0.value == 0x202E }
+            #expect(controls.isEmpty, "\(arguments): \(controls.map { String($0.value, radix: 16) })")
+            #expect(output.contains("evil\\u001b[2J"), "\(arguments): \(output)")
+            if arguments.contains("--json") {
+                // Escaped the JSON way: the output still decodes to the agent's exact name.
+                let vms = (jsonObject(result.stdout)["items"] as? [[String: Any]]) ?? []
+                #expect(vms.first?["name"] as? String == HostileAgent.evilName, "\(result.stdout)")
+            }
+        }
+    }
+}
