@@ -3,9 +3,11 @@ import Testing
 import TestSupport
 
 /// `make chaos` (and, for 20 s, `make check`): four hostile `chaos` guests at a time,
-/// each replaced by a new seed when it ends, in one agent next to bystanders. The
-/// agent survives, the bystanders finish correctly, the database is intact, and no
-/// chaos VM added more rows than its recording budget and the policy's rate allow.
+/// each replaced by a new seed when it ends, in one agent next to bystanders, while a
+/// hostile client (non-reading pipeliners, unauthenticated writes, a body dripper)
+/// works on its API. The agent survives, the bystanders finish correctly, the database
+/// is intact, no chaos VM added more rows than its recording budget and the policy's
+/// rate allow, and the client's refused writes are counted, not recorded one by one.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
 struct ChaosTests {
     static let budget = 20        // --record-budget: rows per second per VM and kind (low, so chaos goes over it)
@@ -26,8 +28,11 @@ struct ChaosTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let policy = directory.appendingPathComponent("policy.json")
         try Data(#"{"limits":{"max_conversions_per_second":\#(Self.conversionRate)}}"#.utf8).write(to: policy)
-        let agent = try AgentProcess(extraArguments: ["--record-budget", "\(Self.budget)", "--policy", policy.path], directory: directory)
+        let agent = try AgentProcess(extraArguments: ["--record-budget", "\(Self.budget)", "--policy", policy.path,
+                                                      "--write-stall-timeout", "2", "--body-timeout", "2"], directory: directory)
         defer { agent.removeFiles() }
+        let hostile = HostileClient(port: agent.port)
+        hostile.start()
 
         func create(_ body: String) throws -> Int {
             let response = try agent.request("POST", "/v1/vms", json: body)
@@ -61,7 +66,13 @@ struct ChaosTests {
             usleep(50_000)
         }
         for id in chaos { _ = try agent.request("POST", "/v1/vms/\(id)/stop") }
-        print("chaos: \(seed - 1) chaos VMs over \(Int(seconds)) s, ended as \(ended.sorted { $0.key < $1.key })")
+        hostile.stop()
+        let refused = hostile.refused.load(ordering: .relaxed)
+        print("chaos: \(seed - 1) chaos VMs over \(Int(seconds)) s, ended as \(ended.sorted { $0.key < $1.key }); "
+              + "hostile client: \(hostile.rounds.load(ordering: .relaxed)) rounds, \(refused) writes refused")
+        #expect(refused > 0, "the hostile client was never answered")
+        let metrics = try agent.request("GET", "/metrics", token: "").text
+        #expect(metrics.contains("memgate_api_refusals_total{kind=\"unauthenticated\"} \(refused)\n"))
 
         // The agent and the bystanders.
         #expect(try agent.request("GET", "/healthz", token: "").status == 200)
@@ -75,6 +86,8 @@ struct ChaosTests {
 
         // The record.
         #expect(try sqlite(agent.database, "PRAGMA integrity_check;") == "ok\n")
+        #expect(try sqlite(agent.database, "SELECT count(*) FROM api_requests WHERE status = 401;") == "0\n")
+        #expect(try sqlite(agent.database, "SELECT sum(requests) FROM api_refusals WHERE kind = 'unauthenticated';") == "\(refused)\n")
         let perVM = try sqlite(agent.database, """
             SELECT v.name, (coalesce(v.ended_ns, v.created_ns) - coalesce(v.started_ns, v.created_ns)) / 1e9,
                    (SELECT count(*) FROM memory_faults f WHERE f.vm_id = v.vm_id) + (SELECT count(*) FROM conversions c WHERE c.vm_id = v.vm_id)
