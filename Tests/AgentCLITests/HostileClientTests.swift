@@ -64,6 +64,7 @@ struct HostileClientTests {
         }
         #expect(connections == 1, "only the metrics request itself is left once the pipeliners are cut off")
         let growth = Self.rss(agent.pid) - before
+        print("hostile: four non-reading pipeliners grew the agent by \(growth >> 10) KiB; slowest answer meanwhile \(Int(slowest * 1000)) ms")
         #expect(growth < 32 << 20, "the agent grew by \(growth >> 20) MiB")
         try expectRunning(agent, vm)
         withExtendedLifetime(pipeliners) {}
@@ -96,6 +97,7 @@ struct HostileClientTests {
         // One row per second (and kind and address), however many requests.
         let rows = Int(try sql("SELECT count(*) FROM api_refusals")) ?? -1
         #expect(rows >= 1 && rows <= seconds + 1, "\(rows) rows for \(seconds) s")
+        print("hostile: \(total) unauthenticated writes in \(seconds) s left \(rows) api_refusals rows")
         #expect(try sql("SELECT count(*) FROM api_requests") == "1", "only the admitted create is a row")
         let pages = Int(try sql("PRAGMA page_count")) ?? 0, pageSize = Int(try sql("PRAGMA page_size")) ?? 0
         #expect(pages * pageSize < 1 << 20, "\(pages * pageSize) bytes after \(total) refused requests")

@@ -189,6 +189,9 @@ struct RecordingTests {
         // Invalid requests counted beyond the VM's recording budget.
         store.record(aggregate: EventAggregate(vmID: interruptedID, second: MonotonicClock.wallNanos() / 1_000_000_000,
                                                kind: .invalid, events: 12))
+        // Refused API requests, counted.
+        store.recordRefusals([RefusalCount(second: MonotonicClock.wallNanos() / 1_000_000_000, peer: "192.0.2.7",
+                                           kind: .unauthenticated, requests: 4000)])
         store.close()
 
         let queries = try TestSupport.readmeQueries(section: "Event store and audit SQL")
