@@ -73,6 +73,14 @@ import Testing
 
     /// Thousands of runs narrower than a pixel: still 800 pixels, and the merge is said.
     /// A boundary inside a pixel column is labelled with the run's own start, not the column's.
+    /// Names stored before names were checked may hold anything: the picture stays well-formed XML.
+    @Test func nonCharactersAndControlsInANameStillMakeValidXML() throws {
+        let name = "vm" + String(Character(Unicode.Scalar(0xFFFE)!)) + "\u{1B}[2J<&>" + String(Character(Unicode.Scalar(0xFFFF)!))
+        let svg = MemoryMapSVG().render(memory(), name: name, drawnAt: "2026-11-27 12:00:00 UTC")
+        _ = try parse(svg)
+        #expect(!svg.unicodeScalars.contains { $0.value == 0xFFFE || $0.value == 0xFFFF || $0.value == 0x1B })
+    }
+
     @Test func boundaryLabelsAreRunStarts() throws {
         let svg = MemoryMapSVG().render(memory(sharedPages: Array(0..<1920)), name: "q", drawnAt: "now")
         let picture = try parse(svg)

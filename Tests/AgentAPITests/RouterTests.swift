@@ -30,6 +30,8 @@ struct RouterTests {
         #expect(try parse(.POST, "/v1/vms/7/resume").get() == .resumeVM(7))
         #expect(try parse(.POST, "/v1/vms/7/stop").get() == .stopVM(7))
         #expect(try parse(.GET, "/v1/vms/7/console?after=12").get() == .console(7, after: 12))
+        // Offsets past 2^31: a guest may write more than 2 GiB of console in its life.
+        #expect(try parse(.GET, "/v1/vms/7/console?after=3000000000").get() == .console(7, after: 3_000_000_000))
         #expect(try parse(.GET, "/v1/vms/7/memory").get() == .memory(7))
         #expect(try parse(.GET, "/v1/events?after=5&limit=10").get() == .events(after: 5, limit: 10))
         #expect(try parse(.GET, "/v1/policy").get() == .getPolicy)
@@ -66,6 +68,8 @@ struct RouterTests {
             (.POST, "/v1/vms", "[1]", Self.json, 400),
             (.POST, "/v1/vms", #"{"image":"x"}"#, Self.json, 422),
             (.POST, "/v1/vms", #"{"name":"a","image":"x","vcpus":"two"}"#, Self.json, 422),
+            (.POST, "/v1/vms", #"{"name":"a","image":"x","name":"b"}"#, Self.json, 422),
+            (.POST, "/v1/vms", #"{"name":"a","image":"x","labels":{"t":"1","t":"2"}}"#, Self.json, 422),
             (.PUT, "/v1/policy", "{}", Self.json, 428),
             (.POST, "/v1/policy/validate", "{}", [("Content-Type", "text/plain")], 415),
         ]
@@ -79,6 +83,8 @@ struct RouterTests {
         #expect(missing.message.contains("name"))
         guard case .failure(let wrongType) = parse(.POST, "/v1/vms", body: #"{"name":"a","image":"x","memory_mib":"lots"}"#, headers: Self.json) else { return }
         #expect(wrongType.message.contains("memory_mib"))
+        guard case .failure(let repeated) = parse(.POST, "/v1/vms", body: #"{"name":"a","image":"x","labels":{"t":"1","t":"2"}}"#, headers: Self.json) else { return }
+        #expect(repeated.message.contains("labels.t") && repeated.message.contains("twice"), "\(repeated.message)")
         guard case .failure(let notAllowed) = parse(.PUT, "/v1/vms") else { return }
         #expect(notAllowed.headers["Allow"] == "GET, POST")
     }

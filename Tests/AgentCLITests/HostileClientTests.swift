@@ -166,6 +166,26 @@ struct HostileClientTests {
         #expect(slowest < quickest / 4, "slowest /healthz \(slowest) s while 1 MiB policies were validated (quickest \(quickest) s)")
     }
 
+    /// Admitted writes are recorded before they are answered: a `kill -9` loses none of their rows.
+    @Test func everyAnsweredWriteSurvivesKillNine() throws {
+        let agent = try AgentProcess()
+        defer { agent.removeFiles() }
+        let documents = [#"{"defaults":{"implicit":"deny"}}"#, #"{"defaults":{"implicit":"allow"}}"#]
+        let client = try BlockingHTTPClient(port: agent.port)
+        let writes = 300
+        for index in 0..<writes {
+            let response = try client.request("PUT", "/v1/policy", headers: [
+                "Authorization": "Bearer \(agent.adminSecret)", "Content-Type": "application/json", "If-Match": "*"],
+                body: Array(documents[index % 2].utf8))
+            #expect(response.status == 200)
+        }
+        agent.terminate(signal: SIGKILL)
+        // What the ring holds goes into SQLite when the database is next opened.
+        #expect(try TestSupport.runAgent(["db", "migrate", "--db", agent.database]).status == 0)
+        let rows = try TestSupport.run("/usr/bin/sqlite3", [agent.database, "SELECT count(*) FROM api_requests WHERE method = 'PUT' AND status = 200"])
+        #expect(rows.stdout == "\(writes)\n")
+    }
+
     /// A second agent on a live agent's socket is refused and the first keeps its socket.
     @Test func aLiveAgentsSocketIsNeverTakenOver() throws {
         let first = try AgentProcess()

@@ -8,7 +8,7 @@ import TestSupport
 /// An "agent" that breaks API v1's promises: it repeats the same page, hands out
 /// ids without end, and names its VMs with terminal escape sequences.
 final class HostileAgent: HTTPHandler {
-    enum Mode { case repeatsPages, endlessIDs }
+    enum Mode { case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders }
     let mode: Mode
     static let evilName = "evil\u{1B}[2J\u{1B}[1;1H\u{9B}31m\u{202E}"
 
@@ -18,6 +18,18 @@ final class HostileAgent: HTTPHandler {
 
     func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse {
         let path = String(request.path)
+        switch mode {
+        case .hugeBody:
+            return HTTPResponse(status: 200, contentType: "application/json", body: [UInt8](repeating: 0x20, count: 65 << 20))
+        case .longHeaderLine:
+            return HTTPResponse(status: 200, contentType: "application/json", body: Array("{}".utf8),
+                                headers: [("X-Long", String(repeating: "a", count: 200 << 10))])
+        case .manyHeaders:
+            return HTTPResponse(status: 200, contentType: "application/json", body: Array("{}".utf8),
+                                headers: (0..<400).map { ("X-H\($0)", String(repeating: "a", count: 1000)) })
+        case .repeatsPages, .endlessIDs:
+            break
+        }
         if path == "/v1/vms" {
             let vm = VMInfo(id: 1, name: Self.evilName, state: "running", reason: "\u{1B}]0;pwned\u{07}", exitStatus: nil,
                             image: "x.elf", memoryMib: 16, vcpus: 1, backend: "alias", initialState: "private", commandLine: "",
@@ -108,5 +120,17 @@ final class HostileAgent: HTTPHandler {
                 #expect(vms.first?["name"] as? String == HostileAgent.evilName, "\(result.stdout)")
             }
         }
+    }
+
+    /// memgatectl's own caps and libcurl's are named for what they are, per host.
+    @Test(arguments: [(HostileAgent.Mode.hugeBody, "larger than 64 MiB"), (.longHeaderLine, "100 KiB"),
+                      (.manyHeaders, "headers were larger than 256 KiB")])
+    func oversizedAnswersFailTheirHostWithTheLimitNamed(mode: HostileAgent.Mode, message: String) throws {
+        let server = try HostileAgent.serve(mode)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) big"])
+        let result = try ctl(["vms", "--hosts", hosts, "--retries", "0"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains(message), "\(result.stderr)")
     }
 }

@@ -44,8 +44,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         let head: UnsafeMutablePointer<ccurl_buffer>?
         var headerList: UnsafeMutablePointer<curl_slist>?
         let started = Date()
-        /// Largest header block accepted from an agent.
-        static let maxHeaderBytes = 1 << 20
+        /// Largest header block accepted from an agent (under libcurl's own 300 KiB, so ours is the one met).
+        static let maxHeaderBytes = 256 << 10
 
         init(index: Int, request: HostRequest, attempt: Int, handle: UnsafeMutableRawPointer, maxBody: Int) {
             self.index = index
@@ -208,6 +208,9 @@ public final class CurlTransport: Transport, @unchecked Sendable {
             case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
                  CURLE_RECV_ERROR, CURLE_GOT_NOTHING:
                 return .failure(.unreachable(message))
+            case CURLE_OUT_OF_MEMORY:
+                // libcurl reports a header line over its own 100 KiB limit this way.
+                return .failure(.failed("the answer had a header line longer than libcurl's 100 KiB limit (or memory ran out)"))
             case CURLE_OPERATION_TIMEDOUT:
                 return .failure(.timeout("no answer within \(Double(options.totalTimeoutMilliseconds) / 1000) s"))
             case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE:
