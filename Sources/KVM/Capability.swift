@@ -1,20 +1,43 @@
 import CKVM
 
-/// KVM capabilities MemGate asks about (`KVM_CHECK_EXTENSION`), by their KVM numbers.
-public enum Capability: Int32, CaseIterable, Sendable, Codable, CustomStringConvertible {
-    case nrVCPUs = 9             // KVM_CAP_NR_VCPUS: recommended vCPUs
-    case nrMemslots = 10         // KVM_CAP_NR_MEMSLOTS
-    case maxVCPUs = 66           // KVM_CAP_MAX_VCPUS
-    case syncRegs = 74           // KVM_CAP_SYNC_REGS: bitmask of register sets
-    case immediateExit = 136     // KVM_CAP_IMMEDIATE_EXIT
-    case exitHypercall = 201     // KVM_CAP_EXIT_HYPERCALL: bitmask of 1 << hypercall
-    case userMemory2 = 231       // KVM_CAP_USER_MEMORY2
-    case memoryFaultInfo = 232   // KVM_CAP_MEMORY_FAULT_INFO
-    case memoryAttributes = 233  // KVM_CAP_MEMORY_ATTRIBUTES: ask the VM fd
-    case guestMemfd = 234        // KVM_CAP_GUEST_MEMFD
-    case vmTypes = 235           // KVM_CAP_VM_TYPES: bitmask of 1 << type
-    case preFaultMemory = 236    // KVM_CAP_PRE_FAULT_MEMORY
-    case guestMemfdFlags = 244   // KVM_CAP_GUEST_MEMFD_FLAGS
+/// KVM capabilities MemGate asks about (`KVM_CHECK_EXTENSION`); numbers from `ckvm.h`.
+public enum Capability: CaseIterable, Sendable, Codable, RawRepresentable, CustomStringConvertible {
+    case nrVCPUs            // recommended vCPUs
+    case nrMemslots
+    case maxVCPUs
+    case syncRegs           // bitmask of register sets
+    case immediateExit
+    case exitHypercall      // bitmask of 1 << hypercall
+    case userMemory2
+    case memoryFaultInfo
+    case memoryAttributes   // ask the VM fd
+    case guestMemfd
+    case vmTypes            // bitmask of 1 << type
+    case preFaultMemory
+    case guestMemfdFlags
+
+    public var rawValue: Int32 {
+        switch self {
+        case .nrVCPUs: CKVM_CAP_NR_VCPUS
+        case .nrMemslots: CKVM_CAP_NR_MEMSLOTS
+        case .maxVCPUs: CKVM_CAP_MAX_VCPUS
+        case .syncRegs: CKVM_CAP_SYNC_REGS
+        case .immediateExit: CKVM_CAP_IMMEDIATE_EXIT
+        case .exitHypercall: CKVM_CAP_EXIT_HYPERCALL
+        case .userMemory2: CKVM_CAP_USER_MEMORY2
+        case .memoryFaultInfo: CKVM_CAP_MEMORY_FAULT_INFO
+        case .memoryAttributes: CKVM_CAP_MEMORY_ATTRIBUTES
+        case .guestMemfd: CKVM_CAP_GUEST_MEMFD
+        case .vmTypes: CKVM_CAP_VM_TYPES
+        case .preFaultMemory: CKVM_CAP_PRE_FAULT_MEMORY
+        case .guestMemfdFlags: CKVM_CAP_GUEST_MEMFD_FLAGS
+        }
+    }
+
+    public init?(rawValue: Int32) {
+        guard let found = Self.allCases.first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = found
+    }
 
     public var description: String {
         switch self {
@@ -35,14 +58,30 @@ public enum Capability: Int32, CaseIterable, Sendable, Codable, CustomStringConv
     }
 }
 
-/// x86 VM types (`KVM_CREATE_VM` argument).
-public enum VMType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvertible {
-    case `default` = 0
-    case swProtected = 1
-    case sev = 2
-    case sevES = 3
-    case snp = 4
-    case tdx = 5
+/// x86 VM types (`KVM_CREATE_VM` argument); numbers from `ckvm.h`.
+public enum VMType: CaseIterable, Sendable, Codable, RawRepresentable, CustomStringConvertible {
+    case `default`
+    case swProtected
+    case sev
+    case sevES
+    case snp
+    case tdx
+
+    public var rawValue: UInt32 {
+        switch self {
+        case .default: UInt32(CKVM_X86_DEFAULT_VM)
+        case .swProtected: UInt32(CKVM_X86_SW_PROTECTED_VM)
+        case .sev: UInt32(CKVM_X86_SEV_VM)
+        case .sevES: UInt32(CKVM_X86_SEV_ES_VM)
+        case .snp: UInt32(CKVM_X86_SNP_VM)
+        case .tdx: UInt32(CKVM_X86_TDX_VM)
+        }
+    }
+
+    public init?(rawValue: UInt32) {
+        guard let found = Self.allCases.first(where: { $0.rawValue == rawValue }) else { return nil }
+        self = found
+    }
 
     /// Types whose memory KVM can make private (guest_memfd + memory attributes).
     public var supportsPrivateMemory: Bool { self == .swProtected || self == .snp || self == .tdx }
@@ -66,20 +105,16 @@ public enum VMType: UInt32, CaseIterable, Sendable, Codable, CustomStringConvert
 
 /// Memory attribute bits (`KVM_SET_MEMORY_ATTRIBUTES`).
 public enum MemoryAttribute {
-    public static let `private`: UInt64 = 1 << 3
+    public static let `private` = UInt64(CKVM_MEMORY_ATTRIBUTE_PRIVATE)
 }
 
 /// guest_memfd creation flags.
 public enum GuestMemfdFlag {
-    public static let mmap: UInt64 = 1 << 0
-    public static let initShared: UInt64 = 1 << 1
+    public static let mmap = UInt64(CKVM_GUEST_MEMFD_FLAG_MMAP)
+    public static let initShared = UInt64(CKVM_GUEST_MEMFD_FLAG_INIT_SHARED)
 }
 
-/// Hypercall numbers and return codes the guest sees in RAX.
+/// Hypercall numbers (the guest's RAX). Results are `GuestErrorCode`s (MemoryModel), pinned to `ckvm.h` by a test.
 public enum Hypercall {
-    public static let mapGPARange: UInt64 = 12
-    /// `-KVM_EINVAL`, `-KVM_EPERM`, `-KVM_ENOSYS` as the guest reads them.
-    public static let errorInvalid = UInt64(bitPattern: -22)
-    public static let errorPermission = UInt64(bitPattern: -1)
-    public static let errorNotSupported = UInt64(bitPattern: -1000)
+    public static let mapGPARange = UInt64(CKVM_HC_MAP_GPA_RANGE)
 }

@@ -63,14 +63,14 @@ public final class VCPU: @unchecked Sendable {
 
     /// Supplies the bytes an MMIO read returns (little endian, `length` bytes used by KVM).
     public func completeMMIORead(value: UInt64) {
-        // Safety: mmio.data is 8 bytes at union + 8, inside the fixed kvm_run head.
-        runPage.storeBytes(of: value.littleEndian, toByteOffset: Int(CKVM_RUN_OFFSET_EXIT_UNION) + 8, as: UInt64.self)
+        // Safety: mmio.data is 8 bytes inside the fixed kvm_run head.
+        runPage.storeBytes(of: value.littleEndian, toByteOffset: RunLayout.mmioData, as: UInt64.self)
     }
 
     /// Sets `hypercall.ret`, which the guest reads in RAX after re-entry.
     public func completeHypercall(returning value: UInt64) {
-        // Safety: hypercall.ret is at union + 56, inside the fixed kvm_run head.
-        runPage.storeBytes(of: value, toByteOffset: Int(CKVM_RUN_OFFSET_EXIT_UNION) + 56, as: UInt64.self)
+        // Safety: hypercall.ret is 8 bytes inside the fixed kvm_run head.
+        runPage.storeBytes(of: value, toByteOffset: RunLayout.hypercallResult, as: UInt64.self)
     }
 
     // MARK: Sync regs (KVM_CAP_SYNC_REGS): registers exchanged through kvm_run, no ioctl per exit.
@@ -81,22 +81,22 @@ public final class VCPU: @unchecked Sendable {
     public func enableRegisterSync(hostMask: UInt32) -> Bool {
         guard UInt64(hostMask) & CKVM_SYNC_X86_REGS != 0 else { return false }
         // Safety: kvm_valid_regs is a u64 inside the fixed kvm_run head.
-        runPage.storeBytes(of: CKVM_SYNC_X86_REGS, toByteOffset: Int(CKVM_RUN_OFFSET_VALID_REGS), as: UInt64.self)
+        runPage.storeBytes(of: CKVM_SYNC_X86_REGS, toByteOffset: RunLayout.validRegisters, as: UInt64.self)
         return true
     }
 
     /// The registers KVM synced at the last exit (after `enableRegisterSync`).
     public var syncedRegisters: Registers {
         // Safety: s.regs is a kvm_regs at a fixed, 8-byte aligned offset inside the mapping.
-        Registers(runPage.load(fromByteOffset: Int(CKVM_RUN_OFFSET_SYNC_REGS), as: kvm_regs.self))
+        Registers(runPage.load(fromByteOffset: RunLayout.syncRegisters, as: kvm_regs.self))
     }
 
     /// Hands modified registers back to KVM at the next KVM_RUN.
     public func setSyncedRegisters(_ registers: Registers) {
         // Safety: as in syncedRegisters; kvm_dirty_regs is a u64 in the fixed head.
-        runPage.storeBytes(of: registers.kvm, toByteOffset: Int(CKVM_RUN_OFFSET_SYNC_REGS), as: kvm_regs.self)
-        let dirty = runPage.load(fromByteOffset: Int(CKVM_RUN_OFFSET_DIRTY_REGS), as: UInt64.self)
-        runPage.storeBytes(of: dirty | CKVM_SYNC_X86_REGS, toByteOffset: Int(CKVM_RUN_OFFSET_DIRTY_REGS), as: UInt64.self)
+        runPage.storeBytes(of: registers.kvm, toByteOffset: RunLayout.syncRegisters, as: kvm_regs.self)
+        let dirty = runPage.load(fromByteOffset: RunLayout.dirtyRegisters, as: UInt64.self)
+        runPage.storeBytes(of: dirty | CKVM_SYNC_X86_REGS, toByteOffset: RunLayout.dirtyRegisters, as: UInt64.self)
     }
 
     public func registers() throws(KVMError) -> Registers {

@@ -72,7 +72,8 @@ public struct HypercallExit: Sendable, Equatable {
 }
 
 public struct MemoryFaultExit: Sendable, Equatable {
-    public static let flagPrivate: UInt64 = 1 << 3
+    /// KVM_MEMORY_EXIT_FLAG_PRIVATE: the access was private.
+    public static let flagPrivate = UInt64(CKVM_MEMORY_EXIT_FLAG_PRIVATE)
     public var flags: UInt64
     public var gpa: UInt64
     public var size: UInt64
@@ -83,20 +84,55 @@ public struct MemoryFaultExit: Sendable, Equatable {
     }
 }
 
-/// KVM exit reason numbers used by the decoder.
+/// KVM exit reason numbers the decoder tells apart, from the kernel headers (and `ckvm.h`).
 public enum ExitReason {
-    public static let unknown: UInt32 = 0
-    public static let exception: UInt32 = 1
-    public static let io: UInt32 = 2
-    public static let hypercall: UInt32 = 3
-    public static let debug: UInt32 = 4
-    public static let hlt: UInt32 = 5
-    public static let mmio: UInt32 = 6
-    public static let shutdown: UInt32 = 8
-    public static let failEntry: UInt32 = 9
-    public static let internalError: UInt32 = 17
-    public static let systemEvent: UInt32 = 24
-    public static let memoryFault: UInt32 = 39
+    public static let unknown = UInt32(KVM_EXIT_UNKNOWN)
+    public static let exception = UInt32(KVM_EXIT_EXCEPTION)
+    public static let io = UInt32(KVM_EXIT_IO)
+    public static let hypercall = UInt32(KVM_EXIT_HYPERCALL)
+    public static let debug = UInt32(KVM_EXIT_DEBUG)
+    public static let hlt = UInt32(KVM_EXIT_HLT)
+    public static let mmio = UInt32(KVM_EXIT_MMIO)
+    public static let shutdown = UInt32(KVM_EXIT_SHUTDOWN)
+    public static let failEntry = UInt32(KVM_EXIT_FAIL_ENTRY)
+    public static let internalError = UInt32(KVM_EXIT_INTERNAL_ERROR)
+    public static let systemEvent = UInt32(KVM_EXIT_SYSTEM_EVENT)
+    public static let memoryFault = UInt32(CKVM_EXIT_MEMORY_FAULT)
+}
+
+/// Where each `kvm_run` field lives, from `ckvm.h` (offsetof, pinned there by _Static_assert).
+enum RunLayout {
+    static let exitReason = Int(CKVM_RUN_EXIT_REASON)
+    static let ioDirection = Int(CKVM_RUN_IO_DIRECTION)
+    static let ioSize = Int(CKVM_RUN_IO_SIZE)
+    static let ioPort = Int(CKVM_RUN_IO_PORT)
+    static let ioCount = Int(CKVM_RUN_IO_COUNT)
+    static let ioDataOffset = Int(CKVM_RUN_IO_DATA_OFFSET)
+    static let mmioAddress = Int(CKVM_RUN_MMIO_PHYS_ADDR)
+    static let mmioData = Int(CKVM_RUN_MMIO_DATA)
+    static let mmioLength = Int(CKVM_RUN_MMIO_LEN)
+    static let mmioIsWrite = Int(CKVM_RUN_MMIO_IS_WRITE)
+    static let hypercallNumber = Int(CKVM_RUN_HYPERCALL_NR)
+    static let hypercallArgs = Int(CKVM_RUN_HYPERCALL_ARGS)
+    static let hypercallResult = Int(CKVM_RUN_HYPERCALL_RET)
+    static let hypercallLongMode = Int(CKVM_RUN_HYPERCALL_LONGMODE)
+    static let failEntryReason = Int(CKVM_RUN_FAIL_ENTRY_REASON)
+    static let failEntryCPU = Int(CKVM_RUN_FAIL_ENTRY_CPU)
+    static let internalSuberror = Int(CKVM_RUN_INTERNAL_SUBERROR)
+    static let internalCount = Int(CKVM_RUN_INTERNAL_NDATA)
+    static let internalData = Int(CKVM_RUN_INTERNAL_DATA)
+    static let systemEventType = Int(CKVM_RUN_SYSTEM_EVENT_TYPE)
+    static let systemEventCount = Int(CKVM_RUN_SYSTEM_EVENT_NDATA)
+    static let systemEventData = Int(CKVM_RUN_SYSTEM_EVENT_DATA)
+    static let memoryFaultFlags = Int(CKVM_RUN_MEMORY_FAULT_FLAGS)
+    static let memoryFaultGPA = Int(CKVM_RUN_MEMORY_FAULT_GPA)
+    static let memoryFaultSize = Int(CKVM_RUN_MEMORY_FAULT_SIZE)
+    static let validRegisters = Int(CKVM_RUN_VALID_REGS)
+    static let dirtyRegisters = Int(CKVM_RUN_DIRTY_REGS)
+    static let syncRegisters = Int(CKVM_RUN_SYNC_REGS)
+    static let dataWords = Int(CKVM_RUN_EXIT_DATA_WORDS)
+    /// The fixed head every exit is decoded from (everything before the sync registers).
+    static let headSize = validRegisters
 }
 
 extension VCPUExit {
@@ -111,21 +147,26 @@ extension VCPUExit {
 
     /// Decodes the kvm_run page after `KVM_RUN` returned `ioctlResult` with `errno`.
     static func decode(run: UnsafeRawBufferPointer, ioctlResult: Int32, errno: Int32) throws(KVMError) -> VCPUExit {
-        precondition(run.count >= Int(CKVM_RUN_OFFSET_VALID_REGS), "kvm_run buffer too small")
-        // Safety: every offset below is inside the fixed 288-byte head checked above.
+        guard run.count >= RunLayout.headSize else {
+            throw KVMError("decode kvm_run", errno: EINVAL, hint: "\(run.count) bytes is shorter than kvm_run's \(RunLayout.headSize)-byte head")
+        }
+        // Safety: every offset below is inside the fixed head checked above.
         @inline(__always) func u8(_ offset: Int) -> UInt8 { run.load(fromByteOffset: offset, as: UInt8.self) }
         @inline(__always) func u16(_ offset: Int) -> UInt16 { run.loadUnaligned(fromByteOffset: offset, as: UInt16.self) }
         @inline(__always) func u32(_ offset: Int) -> UInt32 { run.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
         @inline(__always) func u64(_ offset: Int) -> UInt64 { run.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+        func words(count offset: Int, data: Int) -> [UInt64] {
+            (0..<min(Int(u32(offset)), RunLayout.dataWords)).map { u64(data + 8 * $0) }
+        }
 
-        let reason = u32(Int(CKVM_RUN_OFFSET_EXIT_REASON))
-        let union = Int(CKVM_RUN_OFFSET_EXIT_UNION)
+        let reason = u32(RunLayout.exitReason)
         if ioctlResult < 0 {
             switch errno {
             case EINTR:
                 return .interrupted
             case EFAULT where reason == ExitReason.memoryFault, EHWPOISON where reason == ExitReason.memoryFault:
-                return .memoryFault(MemoryFaultExit(flags: u64(union), gpa: u64(union + 8), size: u64(union + 16)))
+                return .memoryFault(MemoryFaultExit(flags: u64(RunLayout.memoryFaultFlags), gpa: u64(RunLayout.memoryFaultGPA),
+                                                    size: u64(RunLayout.memoryFaultSize)))
             default:
                 // exit_reason is stale for any other errno: never decode it.
                 throw KVMError("KVM_RUN", errno: errno)
@@ -134,9 +175,9 @@ extension VCPUExit {
 
         switch reason {
         case ExitReason.io:
-            let direction = IOExit.Direction(rawValue: u8(union)) ?? .in
-            let size = u8(union + 1)
-            let dataOffset = u64(union + 8)
+            let direction = IOExit.Direction(rawValue: u8(RunLayout.ioDirection)) ?? .in
+            let size = u8(RunLayout.ioSize)
+            let dataOffset = u64(RunLayout.ioDataOffset)
             guard size == 1 || size == 2 || size == 4 else {
                 return .unsupported(reason: reason, detail: "I/O exit with access size \(size)")
             }
@@ -147,32 +188,34 @@ extension VCPUExit {
             if direction == .out {
                 for index in 0..<Int(size) { value |= UInt64(u8(Int(dataOffset) + index)) << (8 * index) }
             }
-            return .io(IOExit(direction: direction, port: u16(union + 2), size: size, count: u32(union + 4),
+            return .io(IOExit(direction: direction, port: u16(RunLayout.ioPort), size: size, count: u32(RunLayout.ioCount),
                               dataOffset: dataOffset, value: value))
         case ExitReason.mmio:
-            return .mmio(MMIOExit(address: u64(union), length: u32(union + 16), isWrite: u8(union + 20) != 0,
-                                  data: u64(union + 8)))
+            return .mmio(MMIOExit(address: u64(RunLayout.mmioAddress), length: u32(RunLayout.mmioLength),
+                                  isWrite: u8(RunLayout.mmioIsWrite) != 0, data: u64(RunLayout.mmioData)))
         case ExitReason.hlt:
             return .hlt
         case ExitReason.shutdown:
             return .shutdown
         case ExitReason.hypercall:
-            return .hypercall(HypercallExit(number: u64(union), arg0: u64(union + 8), arg1: u64(union + 16),
-                                            arg2: u64(union + 24), arg3: u64(union + 32), arg4: u64(union + 40),
-                                            arg5: u64(union + 48), longMode: u32(union + 64) != 0))
+            let args = (0..<6).map { u64(RunLayout.hypercallArgs + 8 * $0) }
+            return .hypercall(HypercallExit(number: u64(RunLayout.hypercallNumber), arg0: args[0], arg1: args[1], arg2: args[2],
+                                            arg3: args[3], arg4: args[4], arg5: args[5],
+                                            longMode: u32(RunLayout.hypercallLongMode) != 0))
         case ExitReason.failEntry:
-            return .failEntry(hardwareReason: u64(union), cpu: u32(union + 8))
+            return .failEntry(hardwareReason: u64(RunLayout.failEntryReason), cpu: u32(RunLayout.failEntryCPU))
         case ExitReason.internalError:
-            let count = min(Int(u32(union + 4)), 16)
-            return .internalError(suberror: u32(union), data: (0..<count).map { u64(union + 8 + 8 * $0) })
+            return .internalError(suberror: u32(RunLayout.internalSuberror),
+                                  data: words(count: RunLayout.internalCount, data: RunLayout.internalData))
         case ExitReason.systemEvent:
-            let count = min(Int(u32(union + 4)), 16)
-            return .systemEvent(type: u32(union), data: (0..<count).map { u64(union + 8 + 8 * $0) })
+            return .systemEvent(type: u32(RunLayout.systemEventType),
+                                data: words(count: RunLayout.systemEventCount, data: RunLayout.systemEventData))
         case ExitReason.memoryFault:
             // KVM reports memory faults only through a failed KVM_RUN; a 0 return means a broken kernel.
             return .unsupported(reason: reason, detail: "KVM_EXIT_MEMORY_FAULT with KVM_RUN returning 0")
         case ExitReason.unknown:
-            return .unsupported(reason: reason, detail: "KVM_EXIT_UNKNOWN, hardware exit reason 0x\(String(u64(union), radix: 16))")
+            // The unknown-exit union holds the hardware exit reason where fail_entry holds its own.
+            return .unsupported(reason: reason, detail: "KVM_EXIT_UNKNOWN, hardware exit reason 0x\(String(u64(RunLayout.failEntryReason), radix: 16))")
         default:
             return .unsupported(reason: reason, detail: "exit reason \(reason) is not handled by MemGate")
         }

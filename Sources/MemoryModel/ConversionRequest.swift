@@ -14,6 +14,9 @@ public struct ConversionRequest: Sendable, Equatable {
 }
 
 /// The error codes a guest reads back from KVM_HC_MAP_GPA_RANGE (in RAX).
+///
+/// MemoryModel stays free of C, so these KVM numbers are copies: `KVMABIPinTests`
+/// checks each against `ckvm.h`.
 public enum GuestErrorCode: Int64, Sendable, Codable {
     case invalid = -22     // -KVM_EINVAL
     case permission = -1   // -KVM_EPERM
@@ -33,9 +36,10 @@ public struct RequestRejection: Error, Sendable, Equatable, CustomStringConverti
 }
 
 /// The raw KVM_HC_MAP_GPA_RANGE call: RBX = gpa, RCX = npages, RDX = attributes.
+/// (Copies of KVM numbers, pinned to `ckvm.h` by `KVMABIPinTests`.)
 public struct MapGPARangeCall: Sendable, Equatable {
-    public static let pageSizeMask: UInt64 = 0xF
-    public static let encrypted: UInt64 = 1 << 4
+    public static let pageSizeMask: UInt64 = 0xF   // KVM_MAP_GPA_RANGE_PAGE_SZ_MASK
+    public static let encrypted: UInt64 = 1 << 4   // KVM_MAP_GPA_RANGE_ENCRYPTED
     /// Bits 63:5 are reserved.
     public static let reservedMask: UInt64 = ~((1 << 5) - 1)
 

@@ -10,6 +10,7 @@
 #ifndef CKVM_H
 #define CKVM_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <errno.h>
 #include <sys/ioctl.h>
@@ -44,13 +45,58 @@
 #define CKVM_EXIT_MEMORY_FAULT         39
 #define CKVM_MEMORY_EXIT_FLAG_PRIVATE  (1ULL << 3)
 
-/* Byte offsets inside struct kvm_run (x86-64). */
-#define CKVM_RUN_OFFSET_IMMEDIATE_EXIT 1
-#define CKVM_RUN_OFFSET_EXIT_REASON    8
-#define CKVM_RUN_OFFSET_EXIT_UNION     32
-#define CKVM_RUN_OFFSET_VALID_REGS     288
-#define CKVM_RUN_OFFSET_DIRTY_REGS     296
-#define CKVM_RUN_OFFSET_SYNC_REGS      304
+/* What KVM_EXIT_MEMORY_FAULT leaves in the kvm_run exit union (6.8+, absent from 6.1 headers). */
+struct ckvm_memory_fault {
+    uint64_t flags;
+    uint64_t gpa;
+    uint64_t size;
+};
+
+/* Byte offsets inside struct kvm_run (x86-64), computed from the system header's layout and
+ * pinned to the kernel ABI below. Swift reads kvm_run only through these. */
+enum {
+    CKVM_RUN_IMMEDIATE_EXIT    = offsetof(struct kvm_run, immediate_exit),
+    CKVM_RUN_EXIT_REASON       = offsetof(struct kvm_run, exit_reason),
+    CKVM_RUN_EXIT_UNION        = offsetof(struct kvm_run, io),
+    CKVM_RUN_IO_DIRECTION      = offsetof(struct kvm_run, io.direction),
+    CKVM_RUN_IO_SIZE           = offsetof(struct kvm_run, io.size),
+    CKVM_RUN_IO_PORT           = offsetof(struct kvm_run, io.port),
+    CKVM_RUN_IO_COUNT          = offsetof(struct kvm_run, io.count),
+    CKVM_RUN_IO_DATA_OFFSET    = offsetof(struct kvm_run, io.data_offset),
+    CKVM_RUN_MMIO_PHYS_ADDR    = offsetof(struct kvm_run, mmio.phys_addr),
+    CKVM_RUN_MMIO_DATA         = offsetof(struct kvm_run, mmio.data),
+    CKVM_RUN_MMIO_LEN          = offsetof(struct kvm_run, mmio.len),
+    CKVM_RUN_MMIO_IS_WRITE     = offsetof(struct kvm_run, mmio.is_write),
+    CKVM_RUN_HYPERCALL_NR      = offsetof(struct kvm_run, hypercall.nr),
+    CKVM_RUN_HYPERCALL_ARGS    = offsetof(struct kvm_run, hypercall.args),
+    CKVM_RUN_HYPERCALL_RET     = offsetof(struct kvm_run, hypercall.ret),
+    CKVM_RUN_HYPERCALL_LONGMODE = offsetof(struct kvm_run, hypercall.longmode),
+    CKVM_RUN_FAIL_ENTRY_REASON = offsetof(struct kvm_run, fail_entry.hardware_entry_failure_reason),
+    CKVM_RUN_FAIL_ENTRY_CPU    = offsetof(struct kvm_run, fail_entry.cpu),
+    CKVM_RUN_INTERNAL_SUBERROR = offsetof(struct kvm_run, internal.suberror),
+    CKVM_RUN_INTERNAL_NDATA    = offsetof(struct kvm_run, internal.ndata),
+    CKVM_RUN_INTERNAL_DATA     = offsetof(struct kvm_run, internal.data),
+    CKVM_RUN_SYSTEM_EVENT_TYPE = offsetof(struct kvm_run, system_event.type),
+    CKVM_RUN_SYSTEM_EVENT_NDATA = offsetof(struct kvm_run, system_event.ndata),
+    CKVM_RUN_SYSTEM_EVENT_DATA = offsetof(struct kvm_run, system_event.data),
+    CKVM_RUN_MEMORY_FAULT_FLAGS = offsetof(struct kvm_run, io) + offsetof(struct ckvm_memory_fault, flags),
+    CKVM_RUN_MEMORY_FAULT_GPA  = offsetof(struct kvm_run, io) + offsetof(struct ckvm_memory_fault, gpa),
+    CKVM_RUN_MEMORY_FAULT_SIZE = offsetof(struct kvm_run, io) + offsetof(struct ckvm_memory_fault, size),
+    CKVM_RUN_VALID_REGS        = offsetof(struct kvm_run, kvm_valid_regs),
+    CKVM_RUN_DIRTY_REGS        = offsetof(struct kvm_run, kvm_dirty_regs),
+    CKVM_RUN_SYNC_REGS         = offsetof(struct kvm_run, s),
+    /* Internal-error and system-event data words KVM may report. */
+    CKVM_RUN_EXIT_DATA_WORDS   = 16,
+};
+_Static_assert(CKVM_RUN_IMMEDIATE_EXIT == 1 && CKVM_RUN_EXIT_REASON == 8, "kvm_run head");
+_Static_assert(CKVM_RUN_EXIT_UNION == 32, "the exit union starts at byte 32 on x86-64");
+_Static_assert(CKVM_RUN_IO_PORT == 34 && CKVM_RUN_IO_COUNT == 36 && CKVM_RUN_IO_DATA_OFFSET == 40, "kvm_run.io");
+_Static_assert(CKVM_RUN_MMIO_DATA == 40 && CKVM_RUN_MMIO_LEN == 48 && CKVM_RUN_MMIO_IS_WRITE == 52, "kvm_run.mmio");
+_Static_assert(CKVM_RUN_HYPERCALL_RET == 88 && CKVM_RUN_HYPERCALL_LONGMODE == 96, "kvm_run.hypercall");
+_Static_assert(CKVM_RUN_INTERNAL_DATA == 40 && CKVM_RUN_SYSTEM_EVENT_DATA == 40, "kvm_run.internal and system_event");
+_Static_assert(CKVM_RUN_MEMORY_FAULT_GPA == 40 && CKVM_RUN_MEMORY_FAULT_SIZE == 48, "kvm_run.memory_fault");
+_Static_assert(CKVM_RUN_VALID_REGS == 288 && CKVM_RUN_DIRTY_REGS == 296 && CKVM_RUN_SYNC_REGS == 304, "kvm_run sync regs");
+_Static_assert(sizeof(((struct kvm_run *)0)->internal.data) == 8 * CKVM_RUN_EXIT_DATA_WORDS, "16 data words");
 
 /* kvm_run.kvm_valid_regs / kvm_dirty_regs bits (x86). */
 #define CKVM_SYNC_X86_REGS             (1ULL << 0)
@@ -61,8 +107,10 @@
 #define CKVM_HC_MAP_GPA_RANGE          12
 #define CKVM_MAP_GPA_RANGE_PAGE_SZ_MASK 0xFull
 #define CKVM_MAP_GPA_RANGE_ENCRYPTED   (1ULL << 4)
+/* Hypercall results as KVM's own errno values (the guest reads their negation in RAX). */
 #define CKVM_EINVAL                    22
 #define CKVM_EPERM                     1
+#define CKVM_E2BIG                     7
 #define CKVM_ENOSYS                    1000
 
 /* ---- Memory attributes ---- */
@@ -151,7 +199,7 @@ int ckvm_unblock_kick_signal(void);
 
 /* immediate_exit is written by other threads to kick a vCPU: store it atomically. */
 static inline void ckvm_store_immediate_exit(void *run, uint8_t value) {
-    __atomic_store_n((uint8_t *)run + CKVM_RUN_OFFSET_IMMEDIATE_EXIT, value, __ATOMIC_SEQ_CST);
+    __atomic_store_n((uint8_t *)run + CKVM_RUN_IMMEDIATE_EXIT, value, __ATOMIC_SEQ_CST);
 }
 
 #endif

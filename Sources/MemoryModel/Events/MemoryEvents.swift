@@ -9,6 +9,7 @@ public enum EventSource: String, Sendable, Codable {
 
 /// A guest memory fault: an access KVM could not satisfy from the page's current backing.
 public struct MemoryFaultRecord: Sendable, Equatable {
+    /// KVM_MEMORY_EXIT_FLAG_PRIVATE (a copy: MemoryModel stays free of C; pinned by `KVMABIPinTests`).
     public static let flagPrivate: UInt64 = 1 << 3
     /// The VM's id in the store (never reused); the name is for people and policy.
     public var vmID: Int64

@@ -32,7 +32,7 @@ public enum HypercallProbe {
 
     /// 64-bit code: map_gpa_range(0x200000, 1 page, to shared) via VMCALL, then exit(7).
     static let code: [UInt8] = [
-        0xB8, 0x0C, 0x00, 0x00, 0x00,  // mov eax, 12 (KVM_HC_MAP_GPA_RANGE)
+        0xB8, UInt8(Hypercall.mapGPARange), 0x00, 0x00, 0x00,  // mov eax, KVM_HC_MAP_GPA_RANGE
         0xBB, 0x00, 0x00, 0x20, 0x00,  // mov ebx, 0x200000 (gpa)
         0xB9, 0x01, 0x00, 0x00, 0x00,  // mov ecx, 1 (npages)
         0x31, 0xD2,                    // xor edx, edx (attrs: 4K, to shared)

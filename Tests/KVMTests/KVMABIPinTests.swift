@@ -1,0 +1,31 @@
+import CKVM
+import KVM
+import MemoryModel
+import Testing
+
+/// MemoryModel keeps its own copies of a few KVM numbers (it stays free of C).
+/// Each must equal the one in `ckvm.h`, the project's single source of the ABI.
+struct KVMABIPinTests {
+    @Test func guestErrorCodesAreKVMsErrnos() {
+        #expect(GuestErrorCode.invalid.rawValue == -Int64(CKVM_EINVAL))
+        #expect(GuestErrorCode.permission.rawValue == -Int64(CKVM_EPERM))
+        #expect(GuestErrorCode.notSupported.rawValue == -Int64(CKVM_ENOSYS))
+        #expect(GuestErrorCode.tooBig.rawValue == -Int64(CKVM_E2BIG))
+    }
+
+    @Test func mapGPARangeBitsAndFlags() {
+        #expect(MapGPARangeCall.encrypted == UInt64(CKVM_MAP_GPA_RANGE_ENCRYPTED))
+        #expect(MapGPARangeCall.pageSizeMask == UInt64(CKVM_MAP_GPA_RANGE_PAGE_SZ_MASK))
+        #expect(MemoryFaultRecord.flagPrivate == UInt64(CKVM_MEMORY_EXIT_FLAG_PRIVATE))
+        #expect(MemoryFaultRecord.flagPrivate == MemoryFaultExit.flagPrivate)
+        #expect(Hypercall.mapGPARange == UInt64(CKVM_HC_MAP_GPA_RANGE))
+    }
+
+    @Test func capabilityAndVMTypeNumbersComeFromTheHeader() {
+        #expect(Capability.memoryFaultInfo.rawValue == CKVM_CAP_MEMORY_FAULT_INFO)
+        #expect(Capability(rawValue: 235) == .vmTypes)
+        #expect(Capability(rawValue: 1) == nil)
+        #expect(VMType.tdx.rawValue == 5 && VMType(rawValue: 1) == .swProtected)
+        #expect(Set(Capability.allCases.map(\.rawValue)).count == Capability.allCases.count)
+    }
+}
