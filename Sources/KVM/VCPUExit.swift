@@ -28,6 +28,46 @@ public enum VCPUExit: Sendable, Equatable {
     case unsupported(reason: UInt32, detail: String)
 }
 
+extension VCPUExit {
+    /// The exit's kind: metrics count exits by it (`memgate_vm_exits_total{reason}`).
+    public enum Kind: Int, CaseIterable, Sendable {
+        case io, mmio, hlt, shutdown, hypercall, memoryFault, internalError, failEntry, systemEvent, interrupted, unsupported
+
+        /// The metric label.
+        public var name: String {
+            switch self {
+            case .io: "io"
+            case .mmio: "mmio"
+            case .hlt: "hlt"
+            case .shutdown: "shutdown"
+            case .hypercall: "hypercall"
+            case .memoryFault: "memory_fault"
+            case .internalError: "internal_error"
+            case .failEntry: "fail_entry"
+            case .systemEvent: "system_event"
+            case .interrupted: "interrupted"
+            case .unsupported: "unsupported"
+            }
+        }
+    }
+
+    public var kind: Kind {
+        switch self {
+        case .io: .io
+        case .mmio: .mmio
+        case .hlt: .hlt
+        case .shutdown: .shutdown
+        case .hypercall: .hypercall
+        case .memoryFault: .memoryFault
+        case .internalError: .internalError
+        case .failEntry: .failEntry
+        case .systemEvent: .systemEvent
+        case .interrupted: .interrupted
+        case .unsupported: .unsupported
+        }
+    }
+}
+
 public struct IOExit: Sendable, Equatable {
     public enum Direction: UInt8, Sendable { case `in` = 0, out = 1 }
     public var direction: Direction

@@ -2,8 +2,26 @@ import KVM
 import Logging
 import MemoryModel
 
+/// What the exit loop needs of a vCPU: the real `VCPU`, or a recording fake in tests.
+/// Used by one thread at a time (the vCPU's own).
+protocol VCPUChannel: AnyObject, Sendable {
+    var index: UInt32 { get }
+    func run() throws(KVMError) -> VCPUExit
+    func outData(of io: IOExit) -> [UInt8]
+    func completeIn(_ io: IOExit, value: UInt64)
+    func completeMMIORead(value: UInt64)
+    func completeHypercall(returning value: UInt64)
+    func registers() throws(KVMError) -> Registers
+    func setRegisters(_ registers: Registers) throws(KVMError)
+    var syncedRegisters: Registers { get }
+    func setSyncedRegisters(_ registers: Registers)
+}
+
+extension VCPU: VCPUChannel {}
+
 /// One vCPU's exit loop. Runs on the vCPU's own thread until the VM ends,
-/// the vCPU halts, or an exit cannot be handled.
+/// the vCPU halts, or an exit cannot be handled. `handle` decides what each
+/// exit means and returns the next step; `run` is the only place that ends the VM.
 struct VCPURunner: Sendable {
     /// Consecutive KVM memory-fault exits on one page, with no other exit in
     /// between and the page already in the wanted state, before the VM is
@@ -12,7 +30,18 @@ struct VCPURunner: Sendable {
     /// always make progress; they never count.)
     static let stuckFaultLimit = 16
 
-    let vcpu: VCPU
+    /// What happens after an exit.
+    enum Step: Sendable, Equatable {
+        /// Re-enter the guest.
+        case resume
+        /// This vCPU stops. With an event the VM ends that way; without one the VM goes on
+        /// without this vCPU (it halted), or is already ending.
+        case stop(VMLifecycleEvent?)
+    }
+
+    let vcpu: VCPUChannel
+    /// Kicks this vCPU out of KVM_RUN (nil in tests that drive `handle` directly).
+    let kicker: VCPUKicker?
     let control: VMControl
     let console: ConsoleOutput
     let engine: ConversionEngine
@@ -25,78 +54,93 @@ struct VCPURunner: Sendable {
     let exits: ExitCounters
     let logger: Logger
 
+    var index: UInt32 { vcpu.index }
+
     func run() {
-        vcpu.kicker.bindCurrentThread()
+        kicker?.bindCurrentThread()
         defer {
-            console.flush(vcpu: Int(vcpu.index))
-            vcpu.kicker.unbindThread()
+            console.flush(vcpu: Int(index))
+            kicker?.unbindThread()
             control.threadEnded()
         }
         guard control.checkpoint() else { return }
         var stuck = StuckFaults()
         while true {
-            let exit: VCPUExit
+            let step: Step
             do {
-                gate?.enter()
-                defer { gate?.leave() }
-                let start = MonotonicClock.nanos()
-                exit = try vcpu.run()
-                runNanos.add(MonotonicClock.nanos() - start)
-                exits.count(exit, vcpu: Int(vcpu.index))
+                step = handle(try enter(), stuck: &stuck)
             } catch {
-                control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
-                return
+                step = .stop(.fail(reason: "vCPU \(index): \(error)"))
             }
-            if case .memoryFault = exit {} else { stuck = StuckFaults() }
-            switch exit {
-            case .io(let io):
-                switch PortMap.route(io) {
-                case .heartbeat:
-                    continue
-                case .consoleWrite:
-                    console.write(vcpu.outData(of: io), vcpu: Int(vcpu.index))
-                case .consoleStatus:
-                    vcpu.completeIn(io, value: PortMap.lineStatusIdle)
-                case .exit(let status):
-                    control.finish(.guestExited(status: status))
-                    return
-                case .mapGPARange:
-                    guard mapGPARangeThroughPort() else { return }
-                case .sync(let point):
-                    guard sync(point: point) else { return }
-                case .unhandled:
-                    fail(exit)
-                    return
-                }
-            case .interrupted:
-                vcpu.kicker.clear()
-                guard control.checkpoint() else { return }
-            case .mmio(let mmio):
-                guard let access = engine.backend.aliasAccess(at: mmio.address) else { fail(exit); return }
-                guard resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated),
-                              retried: false, stuck: &stuck) else { return }
-                complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared)
-            case .memoryFault(let fault):
-                // Re-entering retries the access, so a fault that changes nothing may repeat: count those.
-                guard resolve(Self.guestFault(fault, backend: engine.backend), retried: true, stuck: &stuck) else { return }
-            case .hypercall(let call):
-                guard call.number == Hypercall.mapGPARange else {
-                    vcpu.completeHypercall(returning: GuestErrorCode.notSupported.raxValue)
-                    continue
-                }
-                let outcome = engine.explicit(MapGPARangeCall(gpa: call.arg0, pageCount: call.arg1, attributes: call.arg2), vcpu: vcpu.index)
-                if let fatal = outcome.fatal { control.finish(.fail(reason: fatal)); return }
-                vcpu.completeHypercall(returning: outcome.raxValue)
-            case .hlt:
-                logger.debug("vCPU halted", metadata: ["vcpu": "\(vcpu.index)"])
-                return
-            case .shutdown:
-                control.finish(.crash(reason: "vCPU \(vcpu.index) triple-faulted (KVM_EXIT_SHUTDOWN)\(ripSuffix())"))
-                return
-            case .internalError, .failEntry, .systemEvent, .unsupported:
-                fail(exit)
-                return
+            guard case .stop(let event) = step else { continue }
+            // The one place a vCPU ends its VM.
+            if let event { control.finish(event) }
+            return
+        }
+    }
+
+    /// One KVM_RUN, timed and counted.
+    private func enter() throws(KVMError) -> VCPUExit {
+        gate?.enter()
+        defer { gate?.leave() }
+        let start = MonotonicClock.nanos()
+        let exit = try vcpu.run()
+        runNanos.add(MonotonicClock.nanos() - start)
+        exits.count(exit.kind, vcpu: Int(index))
+        return exit
+    }
+
+    /// What `exit` means for this vCPU and its VM. `stuck` tracks retried faults that changed nothing.
+    func handle(_ exit: VCPUExit, stuck: inout StuckFaults) -> Step {
+        if case .memoryFault = exit {} else { stuck = StuckFaults() }
+        switch exit {
+        case .io(let io):
+            switch PortMap.route(io) {
+            case .heartbeat:
+                return .resume
+            case .consoleWrite:
+                console.write(vcpu.outData(of: io), vcpu: Int(index))
+                return .resume
+            case .consoleStatus:
+                vcpu.completeIn(io, value: PortMap.lineStatusIdle)
+                return .resume
+            case .exit(let status):
+                return .stop(.guestExited(status: status))
+            case .mapGPARange:
+                return mapGPARangeThroughPort()
+            case .sync(let point):
+                return sync(point: point)
+            case .unhandled:
+                return unhandled(exit)
             }
+        case .interrupted:
+            kicker?.clear()
+            return control.checkpoint() ? .resume : .stop(nil)
+        case .mmio(let mmio):
+            guard let access = engine.backend.aliasAccess(at: mmio.address) else { return unhandled(exit) }
+            let step = resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated),
+                               retried: false, stuck: &stuck)
+            if step == .resume { complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared) }
+            return step
+        case .memoryFault(let fault):
+            // Re-entering retries the access, so a fault that changes nothing may repeat: count those.
+            return resolve(Self.guestFault(fault, backend: engine.backend), retried: true, stuck: &stuck)
+        case .hypercall(let call):
+            guard call.number == Hypercall.mapGPARange else {
+                vcpu.completeHypercall(returning: GuestErrorCode.notSupported.raxValue)
+                return .resume
+            }
+            let outcome = engine.explicit(MapGPARangeCall(gpa: call.arg0, pageCount: call.arg1, attributes: call.arg2), vcpu: index)
+            if let fatal = outcome.fatal { return .stop(.fail(reason: fatal)) }
+            vcpu.completeHypercall(returning: outcome.raxValue)
+            return .resume
+        case .hlt:
+            logger.debug("vCPU halted", metadata: ["vcpu": "\(index)"])
+            return .stop(nil)
+        case .shutdown:
+            return .stop(.crash(reason: "vCPU \(index) triple-faulted (KVM_EXIT_SHUTDOWN)\(ripSuffix())"))
+        case .internalError, .failEntry, .systemEvent, .unsupported:
+            return unhandled(exit)
         }
     }
 
@@ -115,25 +159,22 @@ struct VCPURunner: Sendable {
         return GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm)
     }
 
-    /// Runs the fault through the engine; false when the vCPU must stop.
+    /// Runs the fault through the engine.
     /// `retried`: the guest retries the access on re-entry (false: the agent completed it).
-    private func resolve(_ fault: GuestFault, retried: Bool, stuck: inout StuckFaults) -> Bool {
-        switch engine.fault(fault, vcpu: vcpu.index) {
+    private func resolve(_ fault: GuestFault, retried: Bool, stuck: inout StuckFaults) -> Step {
+        switch engine.fault(fault, vcpu: index) {
         case .resume(let wasSpurious):
-            guard retried else { return true }
-            guard wasSpurious else { stuck = StuckFaults(); return true }
+            guard retried else { return .resume }
+            guard wasSpurious else { stuck = StuckFaults(); return .resume }
             stuck.count(page: fault.range.start)
             guard stuck.count < Self.stuckFaultLimit else {
-                control.finish(.fault(reason: "vCPU \(vcpu.index): \(stuck.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)) with no other exit, the page already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"))
-                return false
+                return .stop(.fault(reason: "vCPU \(index): \(stuck.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)) with no other exit, the page already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"))
             }
-            return true
+            return .resume
         case .stopVM(let reason):
-            control.finish(.fault(reason: "vCPU \(vcpu.index): \(reason)"))
-            return false
+            return .stop(.fault(reason: "vCPU \(index): \(reason)"))
         case .failVM(let reason):
-            control.finish(.fail(reason: "vCPU \(vcpu.index): \(reason)"))
-            return false
+            return .stop(.fail(reason: "vCPU \(index): \(reason)"))
         }
     }
 
@@ -150,48 +191,39 @@ struct VCPURunner: Sendable {
         }
     }
 
-    /// `OUT 0xEB` with RAX = 12, RBX = gpa, RCX = npages, RDX = attributes; result in RAX.
-    private func mapGPARangeThroughPort() -> Bool {
-        guard var regs = readRegisters() else { return false }
-        if regs.rax == Hypercall.mapGPARange {
-            let outcome = engine.explicit(MapGPARangeCall(gpa: regs.rbx, pageCount: regs.rcx, attributes: regs.rdx), vcpu: vcpu.index)
-            if let fatal = outcome.fatal { control.finish(.fail(reason: fatal)); return false }
+    /// `OUT 0xEB` with RAX = KVM_HC_MAP_GPA_RANGE, RBX = gpa, RCX = npages, RDX = attributes; result in RAX.
+    private func mapGPARangeThroughPort() -> Step {
+        withRegisters { regs in
+            guard regs.rax == Hypercall.mapGPARange else {
+                regs.rax = GuestErrorCode.notSupported.raxValue
+                return .resume
+            }
+            let outcome = engine.explicit(MapGPARangeCall(gpa: regs.rbx, pageCount: regs.rcx, attributes: regs.rdx), vcpu: index)
+            if let fatal = outcome.fatal { return .stop(.fail(reason: fatal)) }
             regs.rax = outcome.raxValue
-        } else {
-            regs.rax = GuestErrorCode.notSupported.raxValue
+            return .resume
         }
-        return writeRegisters(regs)
     }
 
     /// `OUT 0xEA` with EAX = point, RBX/RCX/RDX/RSI = arguments; the host's answer goes to RAX.
-    private func sync(point: UInt32) -> Bool {
-        guard var regs = readRegisters() else { return false }
-        let request = SyncRequest(vcpu: vcpu.index, point: point, arguments: [regs.rbx, regs.rcx, regs.rdx, regs.rsi])
-        regs.rax = syncHandler?.handle(request, GuestMemoryView(engine: engine)) ?? 0
-        return writeRegisters(regs)
-    }
-
-    private func readRegisters() -> Registers? {
-        if registerSync { return vcpu.syncedRegisters }
-        do {
-            return try vcpu.registers()
-        } catch {
-            control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
-            return nil
+    private func sync(point: UInt32) -> Step {
+        withRegisters { regs in
+            let request = SyncRequest(vcpu: index, point: point, arguments: [regs.rbx, regs.rcx, regs.rdx, regs.rsi])
+            regs.rax = syncHandler?.handle(request, GuestMemoryView(engine: engine)) ?? 0
+            return .resume
         }
     }
 
-    private func writeRegisters(_ regs: Registers) -> Bool {
-        if registerSync {
-            vcpu.setSyncedRegisters(regs)
-            return true
-        }
-        do {
-            try vcpu.setRegisters(regs)
-            return true
+    /// Reads the registers, lets `body` change them, and writes them back when it resumes the guest.
+    private func withRegisters(_ body: (inout Registers) -> Step) -> Step {
+        do throws(KVMError) {
+            var regs = registerSync ? vcpu.syncedRegisters : try vcpu.registers()
+            let step = body(&regs)
+            guard step == .resume else { return step }
+            if registerSync { vcpu.setSyncedRegisters(regs) } else { try vcpu.setRegisters(regs) }
+            return .resume
         } catch {
-            control.finish(.fail(reason: "vCPU \(vcpu.index): \(error)"))
-            return false
+            return .stop(.fail(reason: "vCPU \(index): \(error)"))
         }
     }
 
@@ -200,10 +232,10 @@ struct VCPURunner: Sendable {
     }
 
     /// A guest can cause these at will: the VM's end carries the reason; the log only at debug.
-    private func fail(_ exit: VCPUExit) {
-        let reason = "vCPU \(vcpu.index): unhandled exit: \(exit)\(ripSuffix())"
+    private func unhandled(_ exit: VCPUExit) -> Step {
+        let reason = "vCPU \(index): unhandled exit: \(exit)\(ripSuffix())"
         logger.debug("\(reason)")
-        control.finish(.fail(reason: reason))
+        return .stop(.fail(reason: reason))
     }
 }
 
@@ -214,57 +246,5 @@ struct StuckFaults {
 
     mutating func count(page: UInt64) {
         if self.page == page { count += 1 } else { self = StuckFaults(page: page, count: 1) }
-    }
-}
-
-/// Nanoseconds a VM's vCPUs spent inside KVM_RUN.
-final class RunTimer: Sendable {
-    private let total = Atomic<UInt64>(0)
-    func add(_ nanos: UInt64) { total.add(nanos, ordering: .relaxed) }
-    var nanos: UInt64 { total.load(ordering: .relaxed) }
-}
-
-import Synchronization
-
-/// KVM_RUN exits by kind, for metrics: one counter set per vCPU, so the lock is never contended.
-final class ExitCounters: Sendable {
-    static let kinds = ["io", "mmio", "hlt", "shutdown", "hypercall", "memory_fault", "internal_error", "fail_entry",
-                        "system_event", "interrupted", "unsupported"]
-    private final class Counters: Sendable {
-        let values = Mutex([UInt64](repeating: 0, count: ExitCounters.kinds.count))
-    }
-    private let perVCPU: [Counters]
-
-    init(vcpus: Int) {
-        perVCPU = (0..<max(vcpus, 1)).map { _ in Counters() }
-    }
-
-    private static func index(_ exit: VCPUExit) -> Int {
-        switch exit {
-        case .io: 0
-        case .mmio: 1
-        case .hlt: 2
-        case .shutdown: 3
-        case .hypercall: 4
-        case .memoryFault: 5
-        case .internalError: 6
-        case .failEntry: 7
-        case .systemEvent: 8
-        case .interrupted: 9
-        case .unsupported: 10
-        }
-    }
-
-    func count(_ exit: VCPUExit, vcpu: Int) {
-        let index = Self.index(exit)
-        perVCPU[vcpu % perVCPU.count].values.withLock { $0[index] &+= 1 }
-    }
-
-    var snapshot: [(kind: String, count: UInt64)] {
-        var totals = [UInt64](repeating: 0, count: Self.kinds.count)
-        for counters in perVCPU {
-            counters.values.withLock { for (index, value) in $0.enumerated() { totals[index] &+= value } }
-        }
-        return zip(Self.kinds, totals).map { ($0, $1) }
     }
 }

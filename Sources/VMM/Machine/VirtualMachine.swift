@@ -145,7 +145,7 @@ public final class VirtualMachine: Sendable {
     public func start() throws(LifecycleError) {
         try control.start(threads: vcpus.count)
         for vcpu in vcpus {
-            let runner = VCPURunner(vcpu: vcpu, control: control, console: console, engine: engine,
+            let runner = VCPURunner(vcpu: vcpu, kicker: vcpu.kicker, control: control, console: console, engine: engine,
                                     syncHandler: syncHandler, registerSync: registerSync, gate: runGate, runNanos: runTimer, exits: exits,
                                     logger: logger)
             let thread = Thread { runner.run() }
