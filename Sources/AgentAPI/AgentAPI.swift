@@ -324,7 +324,7 @@ public final class AgentAPI: HTTPHandler {
         case .creationFailed(let message): APIError(422, "vm_creation_failed", message)
         case .notFound(let id): .notFound("no VM with id \(id) on this agent")
         case .conflict(let message): APIError(409, "conflict", message)
-        case .store(let message): APIError(503, "store_unavailable", message)
+        case .store(let error): APIError(503, "store_unavailable", error.description)
         case .shuttingDown: APIError(503, "shutting_down", error.description)
         case .tooManyVMs: APIError(409, "too_many_vms", error.description)
         }

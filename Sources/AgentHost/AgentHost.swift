@@ -28,7 +28,7 @@ public final class AgentHost: Sendable {
     private struct State {
         var vms: [Int64: ManagedVM] = [:]
         var draining = false
-        var recordingFailure: String?
+        var recordingFailure: RecordingFailure?
         var nextLocalID: Int64 = 1
     }
     private let state = Mutex(State())
@@ -60,7 +60,7 @@ public final class AgentHost: Sendable {
         }
         let localID = try state.withLock { state throws(AgentHostError) -> Int64 in
             guard !state.draining else { throw .shuttingDown }
-            if let failure = state.recordingFailure { throw .store("recording has failed: \(failure)") }
+            if let failure = state.recordingFailure { throw .store(.recording(failure)) }
             guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
             defer { state.nextLocalID += 1 }
             return state.nextLocalID
@@ -97,7 +97,7 @@ public final class AgentHost: Sendable {
                                                backend: machine.backendKind.rawValue, dataRAM: machine.pageStates.bounds,
                                                initialState: spec.initialState), id: vmID, createdNanos: created)
         } catch {
-            throw .store(error.description)
+            throw .store(error)
         }
         let vm = ManagedVM(id: vmID, spec: spec, createdNanos: created, machine: machine)
         let admitted = state.withLock { state -> Bool in
@@ -207,17 +207,17 @@ public final class AgentHost: Sendable {
 
     /// The store failed for good: nothing the VMs do can be recorded any more, so every
     /// VM fails with the store's reason, and no new VM starts.
-    private func recordingFailed(_ reason: String) {
+    private func recordingFailed(_ failure: RecordingFailure) {
         let all = state.withLock { state -> [ManagedVM] in
-            state.recordingFailure = reason
+            state.recordingFailure = failure
             return Array(state.vms.values)
         }
-        logger.error("recording failed; failing every VM", metadata: ["error": "\(reason)", "vms": "\(all.count)"])
-        for vm in all { vm.machine.fail(reason: "event store failed: \(reason)") }
+        logger.error("recording failed; failing every VM", metadata: ["error": "\(failure)", "vms": "\(all.count)"])
+        for vm in all { vm.machine.fail(reason: "event store failed: \(failure)") }
     }
 
     /// Why recording stopped for good, if it has (the agent then exits with a status that says so).
-    public var recordingFailure: String? { state.withLock { $0.recordingFailure } }
+    public var recordingFailure: RecordingFailure? { state.withLock { $0.recordingFailure } }
 
     /// Waits for a started VM to end (or its timeout), then records the end.
     private func watch(_ vm: ManagedVM) {
@@ -257,7 +257,7 @@ public final class AgentHost: Sendable {
     public enum PolicyReplaceError: Error, Sendable, Equatable {
         /// The policy in force has another version than the caller expected.
         case versionMismatch(current: String)
-        case store(String)
+        case store(EventStoreError)
     }
 
     /// Replaces the policy if the one in force has version `expected` (nil: unconditionally).
@@ -272,7 +272,7 @@ public final class AgentHost: Sendable {
         do {
             try store?.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
         } catch {
-            throw .store(error.description)
+            throw .store(error)
         }
         policies.replace(with: policy)
         logger.notice("policy replaced", metadata: ["version": "\(policy.version)", "by": "\(appliedBy)"])

@@ -2,7 +2,7 @@ import Glibc
 import Synchronization
 
 /// Why the event ring next to a database could not be used.
-public struct EventRingError: Error, Sendable, CustomStringConvertible {
+public struct EventRingError: Error, Sendable, Equatable, CustomStringConvertible {
     public let path: String
     public let errno: Int32
     public let operation: String

@@ -188,10 +188,10 @@ public final class EventStore: EventSink {
     }
 
     /// Why recording stopped for good (a commit failed, or the file was removed), if it has.
-    public var failure: String? { writer.failureReason }
+    public var failure: RecordingFailure? { writer.failed }
 
     /// Runs `handler` once when recording fails for good (at once if it already has).
-    public func onFailure(_ handler: @escaping @Sendable (String) -> Void) {
+    public func onFailure(_ handler: @escaping @Sendable (RecordingFailure) -> Void) {
         writer.onFailure(handler)
     }
 
@@ -241,7 +241,7 @@ public final class EventStore: EventSink {
                               .unsigned(registration.dataRAM.start), .unsigned(registration.dataRAM.size),
                               .text(registration.initialState.rawValue), .unsigned(createdNanos)])])
         }
-        if let failure = writer.waitCommitted(sequence) { throw .migrations(failure) }
+        if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }
     }
 
     public func vmStarted(_ id: Int64, atNanos time: UInt64) {
@@ -255,7 +255,7 @@ public final class EventStore: EventSink {
     /// Returns the store's failure, if it could not be recorded.
     @discardableResult
     public func vmEnded(_ id: Int64, atNanos time: UInt64, state: String, reason: String?, exitStatus: Int32?,
-                        layout: PageStateMap) -> String? {
+                        layout: PageStateMap) -> RecordingFailure? {
         let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
             var writes = [EventWriter.Write(sql: """
                 UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ? AND ended_ns IS NULL
@@ -286,7 +286,7 @@ public final class EventStore: EventSink {
     /// (in the ring at once, or committed); returns the store's failure if it could not be.
     @discardableResult
     public func recordAPIRequest(method: String, path: String, status: Int, durationNanos: UInt64, client: String,
-                                 atNanos time: UInt64) -> String? {
+                                 atNanos time: UInt64) -> RecordingFailure? {
         let (_, sequence, durable) = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
             ((), [EventWriter.Write(sql: Self.insertAPIRequest, values: [
                 .unsigned(time), .text(method), .text(Self.truncated(path, to: Self.maxAuditedPathBytes)),
@@ -333,7 +333,7 @@ public final class EventStore: EventSink {
                                   values: [.text(policy.version), .unsigned(time), .text(appliedBy)]),
             ])
         }
-        if let failure = writer.waitCommitted(sequence) { throw .migrations(failure) }
+        if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }
     }
 
     // MARK: EventSink

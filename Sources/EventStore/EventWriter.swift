@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MemoryModel
 
 /// The store's single writer thread. Callers enqueue statements; the thread
 /// commits everything queued so far in one transaction (a group commit across
@@ -26,7 +27,7 @@ final class EventWriter: @unchecked Sendable {
     private var queue: [Write] = []
     private var enqueued: UInt64 = 0
     private var committed: UInt64 = 0
-    private var failure: String?
+    private var failure: RecordingFailure?
     private var stopping = false
     private var stopped = false
     /// Threads in `waitCommitted`: while there are any, the writer commits at once.
@@ -42,7 +43,7 @@ final class EventWriter: @unchecked Sendable {
     private(set) var batches: UInt64 = 0
     private var latency = LatencyHistogram()
     /// Called once, on the writer thread, when recording fails for good.
-    private var failureHandlers: [@Sendable (String) -> Void] = []
+    private var failureHandlers: [@Sendable (RecordingFailure) -> Void] = []
 
     var commitLatency: LatencyHistogram {
         condition.lock()
@@ -94,7 +95,7 @@ final class EventWriter: @unchecked Sendable {
     }
 
     /// Blocks until write `sequence` is committed; returns the error if the store failed.
-    func waitCommitted(_ sequence: UInt64) -> String? {
+    func waitCommitted(_ sequence: UInt64) -> RecordingFailure? {
         condition.lock()
         defer { condition.unlock() }
         waiters += 1
@@ -105,14 +106,14 @@ final class EventWriter: @unchecked Sendable {
     }
 
     /// Why recording stopped for good, if it has.
-    var failureReason: String? {
+    var failed: RecordingFailure? {
         condition.lock()
         defer { condition.unlock() }
         return failure
     }
 
     /// Runs `handler` once when recording fails (at once if it already has).
-    func onFailure(_ handler: @escaping @Sendable (String) -> Void) {
+    func onFailure(_ handler: @escaping @Sendable (RecordingFailure) -> Void) {
         condition.lock()
         let already = failure
         if already == nil { failureHandlers.append(handler) }
@@ -189,23 +190,19 @@ final class EventWriter: @unchecked Sendable {
         }
     }
 
-    private func commit(_ batch: [Write]) -> String? {
-        do {
-            try connection.execute("BEGIN")
-            do {
+    private func commit(_ batch: [Write]) -> RecordingFailure? {
+        do throws(SQLiteError) {
+            try connection.transaction("BEGIN") { () throws(SQLiteError) in
                 for write in batch { try connection.statement(write.sql).run(write.values) }
-                try connection.execute("COMMIT")
-            } catch {
-                try? connection.execute("ROLLBACK")
-                throw error
             }
         } catch {
-            return "\(error)"
+            return RecordingFailure(operation: error.operation, code: error.code, message: error.message)
         }
         // A database removed or replaced under us keeps accepting writes into a file
         // nobody can open again: that is a failure, not a commit.
         if connection.fileHasMoved {
-            return "the database file \(connection.path) was removed or replaced while the agent was recording into it"
+            return RecordingFailure(operation: "commit",
+                                    message: "the database file \(connection.path) was removed or replaced while the agent was recording into it")
         }
         return nil
     }

@@ -1,7 +1,8 @@
 import Foundation
+import MemoryModel
 
 /// Why the event store could not be opened or used.
-public enum EventStoreError: Error, Sendable, CustomStringConvertible {
+public enum EventStoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case sqlite(SQLiteError)
     /// The database was written by a newer MemGate.
     case schemaTooNew(database: Int, binary: Int)
@@ -12,6 +13,8 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
     case ring(EventRingError)
     /// A file beside the database is a link or otherwise not the agent's own.
     case unsafeFile(StoreFileError)
+    /// Recording failed for good (a commit failed, or the file was removed); nothing more is written.
+    case recording(RecordingFailure)
 
     public var description: String {
         switch self {
@@ -22,6 +25,7 @@ public enum EventStoreError: Error, Sendable, CustomStringConvertible {
         case .busy(let reason): "event store: \(reason)"
         case .ring(let error): "event store ring: \(error); check the directory's free space and permissions"
         case .unsafeFile(let error): "event store: \(error)"
+        case .recording(let failure): "event store: recording has failed: \(failure)"
         }
     }
 }

@@ -62,6 +62,21 @@ public final class SQLiteConnection: @unchecked Sendable {
         csqlite_file_has_moved(handle) == 1
     }
 
+    /// Runs `body` in a transaction opened with `begin` (`BEGIN IMMEDIATE` takes the write lock
+    /// at once); commits when it returns, rolls back when it throws.
+    @discardableResult
+    public func transaction<T>(_ begin: String = "BEGIN IMMEDIATE", _ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+        try execute(begin)
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
     /// Runs one or more statements that return no rows we need.
     public func execute(_ sql: String) throws(SQLiteError) {
         var message: UnsafeMutablePointer<CChar>?

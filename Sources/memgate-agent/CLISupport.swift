@@ -39,42 +39,24 @@ struct RecordingOptions: ParsableArguments {
         }
     }
 
-    /// The store, unless --no-record, with the policy in force recorded; failures are usage errors.
-    func open(policy: VersionedPolicy, appliedBy: String, logger: Logger) throws -> EventStore? {
+    /// The store, unless --no-record, with the policy in force recorded.
+    func open(policy: VersionedPolicy, appliedBy: String, logger: Logger) throws(AgentFailure) -> EventStore? {
         guard !noRecord else { return nil }
-        do {
+        do throws(EventStoreError) {
             let store = try EventStore(path: db, durability: durability, logger: logger)
             try store.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
             return store
         } catch {
-            printError("\(error)")
-            throw ExitCode(AgentExitCode.usage)
+            throw .store(error)
         }
     }
 }
 
-/// Exit codes for outcomes other than the guest's own exit status.
-enum AgentExitCode {
-    static let usage: Int32 = 2
-    static let timeout: Int32 = 124
-    static let crashed: Int32 = 125
-    static let failed: Int32 = 126
-    static let faulted: Int32 = 127
-    static let unavailable: Int32 = 69  // EX_UNAVAILABLE: no usable KVM
-    static let recordingFailed: Int32 = 74  // EX_IOERR: the event store failed; every VM was failed
-}
-
-/// Prints one line to stderr, prefixed with the program name.
-func printError(_ message: String) {
-    FileHandle.standardError.write(Data("memgate-agent: \(message)\n".utf8))
-}
-
-/// Opens /dev/kvm, or prints why not and exits with `AgentExitCode.unavailable`.
-func openKVM() throws -> KVM.System {
-    do {
+/// Opens /dev/kvm.
+func openKVM() throws(AgentFailure) -> KVM.System {
+    do throws(KVMError) {
         return try KVM.System()
     } catch {
-        printError("\(error)")
-        throw ExitCode(AgentExitCode.unavailable)
+        throw .kvmUnavailable(error)
     }
 }

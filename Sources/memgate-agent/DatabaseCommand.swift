@@ -25,8 +25,7 @@ struct DatabaseCommand: ParsableCommand {
                 print(from == to ? "\(location.db): schema version \(to), up to date" : "\(location.db): schema version \(from) -> \(to)")
                 if fromRing > 0 { print("\(location.db): applied \(fromRing) events a stopped agent left in \(location.db)-ring") }
             } catch {
-                printError("\(error)")
-                throw ExitCode(1)
+                throw AgentFailure.maintenance(error)
             }
         }
     }
@@ -40,13 +39,12 @@ struct DatabaseCommand: ParsableCommand {
             do {
                 report = try Maintenance.check(path: location.db)
             } catch {
-                printError("\(error)")
-                throw ExitCode(1)
+                throw AgentFailure.maintenance(error)
             }
             print("integrity: \(report.integrity)")
             print("schema version: \(report.schemaVersion) (this binary: \(report.binaryVersion))")
             print("vms: \(report.vms), memory faults: \(report.faults), conversions: \(report.conversions) (\(report.pendingConversions) pending, \(report.incompleteConversions) incomplete)")
-            guard report.integrity == "ok", report.schemaVersion == report.binaryVersion else { throw ExitCode(1) }
+            guard report.integrity == "ok", report.schemaVersion == report.binaryVersion else { throw AgentFailure.checkFailed }
         }
     }
 
@@ -66,14 +64,13 @@ struct DatabaseCommand: ParsableCommand {
         }
 
         func run() throws {
-            guard let age = PruneAge.nanoseconds(olderThan) else { throw ExitCode(AgentExitCode.usage) }
+            guard let age = PruneAge.nanoseconds(olderThan) else { throw AgentFailure.usage("--older-than \(olderThan) is not a duration") }
             let now = MonotonicClock.wallNanos()
             do {
                 let report = try Maintenance.prune(path: location.db, olderThan: now > age ? now - age : 0)
                 print("pruned \(report.faults) memory faults, \(report.conversions) conversions, \(report.vms) VMs, \(report.apiRequests) API requests, \(report.refusalCounts) refusal counts")
             } catch {
-                printError("\(error)")
-                throw ExitCode(1)
+                throw AgentFailure.maintenance(error)
             }
         }
     }

@@ -1,6 +1,5 @@
 import ArgumentParser
 
-@main
 struct MemGateAgent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "memgate-agent",

@@ -76,8 +76,7 @@ struct RunCommand: ParsableCommand {
         do {
             file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: guest)))
         } catch {
-            printError("cannot read \(guest): \(error.localizedDescription)")
-            throw ExitCode(AgentExitCode.usage)
+            throw AgentFailure.usage("cannot read \(guest): \(error.localizedDescription)")
         }
         let system = try openKVM()
         let versionedPolicy = try loadPolicy()
@@ -105,8 +104,7 @@ struct RunCommand: ParsableCommand {
         do {
             vm = try host.create(spec, start: true)
         } catch {
-            printError(error.errorDescription(guest: guest))
-            throw ExitCode(AgentExitCode.usage)
+            throw AgentFailure.usage(error.errorDescription(guest: guest))
         }
         vm.waitUntilRecorded()
         vm.machine.finishConsoleStream()
@@ -114,37 +112,34 @@ struct RunCommand: ParsableCommand {
             printError("\(vm.machine.droppedConsoleBytes) bytes of console output were not written to stdout (it was too slow or closed)")
         }
         if let failure = host.recordingFailure {
-            printError("recording failed: \(failure); the VM was stopped so that nothing it did goes unrecorded")
-            throw ExitCode(AgentExitCode.recordingFailed)
+            throw AgentFailure.recordingFailed(failure, what: "the VM was stopped so that nothing it did goes unrecorded")
         }
         if vm.timedOut {
-            printError("timeout: guest still running after \(timeout ?? 0) s; stopped")
-            throw ExitCode(AgentExitCode.timeout)
+            throw AgentFailure.vmEnded(status: AgentExitCode.timeout, message: "timeout: guest still running after \(timeout ?? 0) s; stopped")
         }
         printSummary(vm.machine)
         let outcome = vm.lifecycle
+        let reason = outcome.reason ?? "unknown reason"
         switch outcome.state {
         case .stopped where outcome.exitStatus != nil:
-            throw ExitCode(outcome.exitStatus ?? 0)
+            // The guest's own exit status is the command's (0 included).
+            if let status = outcome.exitStatus, status != 0 { throw ExitCode(status) }
         case .crashed:
-            printError("guest crashed: \(outcome.reason ?? "unknown reason")")
-            throw ExitCode(AgentExitCode.crashed)
+            throw AgentFailure.vmEnded(status: AgentExitCode.crashed, message: "guest crashed: \(reason)")
         case .faulted:
-            printError("VM faulted: \(outcome.reason ?? "unknown reason")")
-            throw ExitCode(AgentExitCode.faulted)
+            throw AgentFailure.vmEnded(status: AgentExitCode.faulted, message: "VM faulted: \(reason)")
         default:
-            printError("VM \(outcome.state.rawValue): \(outcome.reason ?? "unknown reason")")
-            throw ExitCode(AgentExitCode.failed)
+            throw AgentFailure.vmEnded(status: AgentExitCode.failed, message: "VM \(outcome.state.rawValue): \(reason)")
         }
     }
 
     /// The event store, unless --no-record; records the policy in force.
-    func openStore(policy: VersionedPolicy, logger: Logger) throws -> EventStore? {
+    func openStore(policy: VersionedPolicy, logger: Logger) throws(AgentFailure) -> EventStore? {
         try recording.open(policy: policy, appliedBy: self.policy.map { "cli --policy \($0)" } ?? "built-in", logger: logger)
     }
 
     /// The policy from --policy, or the built-in one; an invalid document is a usage error.
-    func loadPolicy() throws -> VersionedPolicy { try PolicyFile.load(policy) }
+    func loadPolicy() throws(AgentFailure) -> VersionedPolicy { try PolicyFile.load(policy) }
 
     /// Faults and conversions by direction, trigger and decision, on stderr.
     func printSummary(_ vm: VirtualMachine) {

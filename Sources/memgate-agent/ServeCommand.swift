@@ -87,23 +87,23 @@ struct ServeCommand: ParsableCommand {
         let logger = logging.makeLogger(label: "memgate.agent")
         let system = try openKVM()
 
-        let tokens: TokenStore
-        do {
-            tokens = try tokenFile.map { try TokenStore.load(path: $0) } ?? TokenStore(text: "")
-        } catch {
-            printError("\(error)")
-            throw ExitCode(AgentExitCode.usage)
+        var tokens = TokenStore()
+        if let tokenFile {
+            do throws(TokenFileError) {
+                tokens = try TokenStore.load(path: tokenFile)
+            } catch {
+                throw AgentFailure.tokens(error)
+            }
         }
         if tokens.isEmpty && listen != "none" {
             printError("warning: no --token-file; every /v1 request over TCP will be refused (401)")
         }
         var images: ImageDirectory?
         if let imagesDir {
-            do throws(APIError) {
+            do throws(ImageDirectoryError) {
                 images = try ImageDirectory(path: imagesDir)
             } catch {
-                printError(error.message)
-                throw ExitCode(AgentExitCode.usage)
+                throw AgentFailure.images(error)
             }
         }
         let initialPolicy = try PolicyFile.load(policy)
@@ -129,9 +129,8 @@ struct ServeCommand: ParsableCommand {
         do {
             server = try HTTPServer(configuration: serverConfiguration, handler: api, logger: logger)
         } catch {
-            printError("\(error)")
             store?.close()
-            throw ExitCode(AgentExitCode.usage)
+            throw AgentFailure.listen(error)
         }
         api.metrics.attach(server)
         var endpoints: [String] = []
@@ -150,8 +149,7 @@ struct ServeCommand: ParsableCommand {
         host.shutdown(reason: "the agent is shutting down (signal \(signal))")
         store?.close()
         if let failure = host.recordingFailure {
-            printError("recording failed: \(failure); every VM was failed and the agent stopped")
-            throw ExitCode(AgentExitCode.recordingFailed)
+            throw AgentFailure.recordingFailed(failure, what: "every VM was failed and the agent stopped")
         }
         printError("stopped: every VM ended and recorded")
     }
@@ -181,20 +179,18 @@ struct ListenAddress: Equatable {
 /// Policy files given on the command line.
 enum PolicyFile {
     /// The policy in `path`, or the built-in one; an unreadable or invalid file is a usage error.
-    static func load(_ path: String?) throws -> VersionedPolicy {
+    static func load(_ path: String?) throws(AgentFailure) -> VersionedPolicy {
         guard let path else { return .builtIn }
         let bytes: [UInt8]
         do {
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         } catch {
-            printError("cannot read policy \(path): \(error.localizedDescription)")
-            throw ExitCode(AgentExitCode.usage)
+            throw .usage("cannot read policy \(path): \(error.localizedDescription)")
         }
         do {
             return try VersionedPolicy(document: bytes)
         } catch {
-            printError("invalid policy \(path): \(error)")
-            throw ExitCode(AgentExitCode.usage)
+            throw .usage("invalid policy \(path): \(error)")
         }
     }
 }

@@ -37,8 +37,7 @@ struct AuditCommand: ParsableCommand {
                 sink = into.hasPrefix("postgresql://") || into.hasPrefix("postgres://")
                     ? try PostgresAuditSink(uri: into) : try SQLiteAuditSink(path: into)
             } catch {
-                Out.error("\(error)")
-                throw ExitCode(1)
+                throw CtlFailure.failed("\(error)")
             }
             let reports = AuditPull(pageSize: pageSize, maxRows: maxRows, deadline: deadline).run(client, into: sink) {
                 UInt64(Date().timeIntervalSince1970 * 1_000_000_000)
@@ -49,7 +48,7 @@ struct AuditCommand: ParsableCommand {
                 for row in rows { table.add([row.host, "\(row.events)", "\(row.cursor)", row.error ?? "ok"]) }
                 Out.line(table.render())
             }
-            if reports.contains(where: { $0.failure != nil }) { throw ExitCode(1) }
+            if reports.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
         }
     }
 }

@@ -52,7 +52,7 @@ struct FleetOptions: ParsableArguments {
         var entries: [HostEntry] = []
         do {
             if let hosts {
-                guard let text = try? String(contentsOfFile: hosts, encoding: .utf8) else { throw UsageError("cannot read --hosts \(hosts)") }
+                guard let text = try? String(contentsOfFile: hosts, encoding: .utf8) else { throw CtlFailure.usage("cannot read --hosts \(hosts)") }
                 entries += try Inventory.parse(text, source: hosts)
             }
             for url in hostURLs { entries.append(try HostEntry(url: url)) }
@@ -62,10 +62,10 @@ struct FleetOptions: ParsableArguments {
             entries = try Inventory.select(entries, where: select)
             try Inventory.checkUniqueNames(entries)
         } catch let error as InventoryError {
-            throw UsageError(error.message)
+            throw CtlFailure.usage(error.message)
         }
         guard !entries.isEmpty else {
-            throw UsageError(select.isEmpty ? "no hosts: give --hosts FILE, --host URL or MEMGATE_HOSTS" : "no host matches --select \(select.joined(separator: " "))")
+            throw CtlFailure.usage(select.isEmpty ? "no hosts: give --hosts FILE, --host URL or MEMGATE_HOSTS" : "no host matches --select \(select.joined(separator: " "))")
         }
         var options = TransportOptions()
         options.concurrency = concurrency
@@ -85,16 +85,16 @@ struct FleetOptions: ParsableArguments {
             let endpoints = entries.compactMap { Endpoint($0.url) }
             return FleetClient(hosts: entries, transport: try CurlTransport(endpoints: endpoints, options: options))
         } catch {
-            throw UsageError("\(error)")
+            throw CtlFailure.usage("\(error)")
         }
     }
 
     func token() throws -> String? {
         if let tokenFile {
-            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw UsageError("cannot read --token-file \(tokenFile)") }
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw CtlFailure.usage("cannot read --token-file \(tokenFile)") }
             let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
-                throw UsageError("--token-file \(tokenFile) must hold the token alone")
+                throw CtlFailure.usage("--token-file \(tokenFile) must hold the token alone")
             }
             return token
         }

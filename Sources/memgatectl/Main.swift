@@ -14,27 +14,49 @@ struct MemgateCtl: ParsableCommand {
                       VMCommand.self, MemoryCommand.self, PolicyCommand.self, AuditCommand.self])
 }
 
-/// Usage errors exit 2 (ArgumentParser's own default is 64).
+/// The one place errors become a message and an exit status: 2 for a usage error (as
+/// memgate-agent; ArgumentParser's own default is 64), 1 when a host or the command failed.
 @main
 enum Main {
     static func main() {
         do {
             var command = try MemgateCtl.parseAsRoot()
             try command.run()
+        } catch let failure as CtlFailure {
+            if let message = failure.message { Out.error(message) }
+            exit(failure.status)
         } catch {
-            let code = MemgateCtl.exitCode(for: error)
-            if code == .validationFailure || error is UsageError {
+            if MemgateCtl.exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data((MemgateCtl.fullMessage(for: error) + "\n").utf8))
-                exit(2)
+                exit(CtlFailure.usageStatus)
             }
             MemgateCtl.exit(withError: error)
         }
     }
 }
 
-/// A usage problem found after parsing (a bad hosts file, a missing token): exit 2.
-struct UsageError: Error, CustomStringConvertible {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
+/// Why a memgatectl command did not succeed.
+enum CtlFailure: Error {
+    /// A usage problem found after parsing (a bad hosts file, a missing token): exit 2.
+    case usage(String)
+    /// The command could not do its work (a file it cannot write, a host that failed): exit 1.
+    case failed(String)
+    /// Some hosts failed; each was already reported on its row or on stderr: exit 1.
+    case hostsFailed
+
+    static let usageStatus: Int32 = 2
+
+    var status: Int32 {
+        switch self {
+        case .usage: Self.usageStatus
+        case .failed, .hostsFailed: 1
+        }
+    }
+
+    var message: String? {
+        switch self {
+        case .usage(let message), .failed(let message): message
+        case .hostsFailed: nil
+        }
+    }
 }

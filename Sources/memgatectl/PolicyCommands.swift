@@ -10,7 +10,7 @@ struct PolicyCommand: ParsableCommand {
         subcommands: [Show.self, Validate.self, Diff.self, Push.self])
 
     static func read(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("cannot read \(path)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CtlFailure.usage("cannot read \(path)") }
         return [UInt8](data)
     }
 
@@ -55,8 +55,7 @@ struct PolicyCommand: ParsableCommand {
                 let policy = try VersionedPolicy(document: document)
                 if !fleet.json { Out.line("\(file): valid locally, version \(policy.version)") }
             } catch {
-                Out.error("\(file): invalid: \(error)")
-                throw ExitCode(1)
+                throw CtlFailure.failed("\(file): invalid: \(error)")
             }
             let client = try fleet.fleet()
             let outcomes = client.send("POST", { _ in "/v1/policy/validate" }, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
@@ -70,7 +69,7 @@ struct PolicyCommand: ParsableCommand {
                 for row in rows { table.add([row.host, row.result, row.detail]) }
                 Out.line(table.render())
             }
-            if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) { throw ExitCode(1) }
+            if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
         }
     }
 
@@ -126,7 +125,7 @@ struct PolicyCommand: ParsableCommand {
                 for row in rows { table.add([row.host, row.result, row.detail]) }
                 Out.line(table.render())
             }
-            if outcomes.contains(where: \.isFailure) { throw ExitCode(1) }
+            if outcomes.contains(where: \.isFailure) { throw CtlFailure.hostsFailed }
         }
     }
 }

@@ -43,7 +43,7 @@ enum Out {
     /// Exit 1 when any host failed.
     static func finish<T>(_ outcomes: [HostOutcome<T>]) throws {
         let status = Merge.exitStatus(outcomes)
-        if status != 0 { throw ExitCode(status) }
+        if status != 0 { throw CtlFailure.hostsFailed }
     }
 }
 

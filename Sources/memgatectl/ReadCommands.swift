@@ -217,7 +217,7 @@ struct EventsCommand: ParsableCommand {
             }
             if follow && !pastDeadline() { Thread.sleep(forTimeInterval: interval) }
         } while follow && !pastDeadline() && failed.count < client.hosts.count
-        if !failed.isEmpty { throw ExitCode(1) }
+        if !failed.isEmpty { throw CtlFailure.hostsFailed }
     }
 
     static func time(_ event: EventEntry) -> UInt64 { event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? 0 }

@@ -6,7 +6,7 @@ import Foundation
 /// `HOST` arguments: a host by inventory name or URL.
 func oneHost(_ client: FleetClient, _ name: String) throws -> Int {
     guard let index = client.index(of: name) else {
-        throw UsageError("no host named \(name) among \(client.hosts.map(\.name).joined(separator: ", "))")
+        throw CtlFailure.usage("no host named \(name) among \(client.hosts.map(\.name).joined(separator: ", "))")
     }
     return index
 }
@@ -19,8 +19,7 @@ func report(_ outcome: HostOutcome<VMInfo>, json: Bool) throws {
         Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")")
     case .failure(let failure):
         if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)")]]) }
-        Out.error("\(outcome.host.name): \(failure)")
-        throw ExitCode(1)
+        throw CtlFailure.failed("\(outcome.host.name): \(failure)")
     }
 }
 
@@ -88,8 +87,7 @@ struct VMCommand: ParsableCommand {
             if action == "delete" {
                 let outcome = client.send("DELETE", { _ in "/v1/vms/\(id)" }, to: [index])[0]
                 if let failure = outcome.failure {
-                    Out.error("\(outcome.host.name): \(failure)")
-                    throw ExitCode(1)
+                    throw CtlFailure.failed("\(outcome.host.name): \(failure)")
                 }
                 return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"]) : Out.line("\(outcome.host.name): VM \(id) deleted")
             }
@@ -123,12 +121,10 @@ struct MemoryCommand: ParsableCommand {
                 do {
                     try Data(response.body).write(to: URL(fileURLWithPath: svg))
                 } catch {
-                    Out.error("cannot write \(svg): \(error.localizedDescription)")
-                    throw ExitCode(1)
+                    throw CtlFailure.failed("cannot write \(svg): \(error.localizedDescription)")
                 }
             case .failure(let failure):
-                Out.error("\(picture.host.name): \(failure)")
-                throw ExitCode(1)
+                throw CtlFailure.failed("\(picture.host.name): \(failure)")
             }
         }
         let outcome = client.get("/v1/vms/\(id)/memory", as: VMMemory.self, on: [index])[0]
@@ -137,8 +133,7 @@ struct MemoryCommand: ParsableCommand {
             if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory)) }
             Out.line(MemoryBar.render(memory, host: outcome.host.name, width: width))
         case .failure(let failure):
-            Out.error("\(outcome.host.name): \(failure)")
-            throw ExitCode(1)
+            throw CtlFailure.failed("\(outcome.host.name): \(failure)")
         }
     }
 }

@@ -265,10 +265,13 @@ struct CLIRangeTests {
         (["run", "x.elf", "--max-runs", "5000"], "--max-runs"),
         (["run", "x.elf", "--alias-mechanism", "mprotect"], "--alias-mechanism"),
         (["serve", "--alias-mechanism", "slots"], "--alias-mechanism"),
+        (["serve", "--max-vms", "0"], "--max-vms"),
+        (["serve", "--body-timeout", "0"], "--body-timeout"),
+        (["serve", "--max-connections-per-peer", "0"], "--max-connections-per-peer"),
     ])
     func refusedWithTheFlagNamed(arguments: [String], flag: String) throws {
         let result = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), arguments)
-        #expect(result.status != 0)
+        #expect(result.status == 2, "a usage error exits 2, as memgatectl's do: \(arguments)")
         #expect(result.stderr.contains(flag), "\(arguments): \(result.stderr)")
         #expect(!result.stderr.contains("Fatal error"))
     }

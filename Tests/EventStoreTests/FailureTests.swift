@@ -31,22 +31,24 @@ import Testing
         let vmID = try store.register(VMRegistration(name: "f", memoryBytes: 1 << 25, vcpus: 1, backend: "alias",
                                                      dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
                                       createdNanos: 1)
-        let heard = Mutex<[String]>([])
-        store.onFailure { reason in heard.withLock { $0.append(reason) } }
+        let heard = Mutex<[RecordingFailure]>([])
+        store.onFailure { failure in heard.withLock { $0.append(failure) } }
         let bad = store.record(conversion: conversion(gpa: 57005, vmID: vmID))
         if durability == .full {
-            #expect(bad.wait()?.contains("injected failure") == true)
+            #expect(bad.wait()?.message.contains("injected failure") == true)
         } else {
             // Durable in the ring at once; the commit fails behind it.
             #expect(bad.wait() == nil)
             store.flush()
         }
-        #expect(store.failure?.contains("injected failure") == true)
+        // A typed failure: the operation, SQLite's own result code (SQLITE_CONSTRAINT_TRIGGER) and its message.
+        let failure = try #require(store.failure)
+        #expect(failure.message.contains("injected failure") && failure.code == 1811, "\(failure)")
         let later = store.record(conversion: conversion(gpa: 0x20_0000, vmID: vmID))
-        #expect(later.wait()?.contains("injected failure") == true)
+        #expect(later.wait() == failure)
         // The handler runs on the writer thread just after the failure is visible.
         for _ in 0..<1000 where heard.withLock({ $0 }).isEmpty { usleep(1000) }
-        #expect(heard.withLock { $0 }.count == 1)
+        #expect(heard.withLock { $0 } == [failure])
         // Nothing after the failure reached the tables.
         let rows = try SQLiteConnection(path: path, readOnly: true).scalar("SELECT count(*) FROM conversions")
         #expect(rows == 0)

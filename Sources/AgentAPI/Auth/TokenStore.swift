@@ -30,6 +30,9 @@ public struct TokenStore: Sendable {
     public var isEmpty: Bool { entries.isEmpty }
     public var count: Int { entries.count }
 
+    /// No tokens: every TCP request under /v1 is refused.
+    public init() { entries = [] }
+
     /// Parses the file's text. Pure.
     public init(text: String, path: String = "tokens") throws(TokenFileError) {
         var entries: [Entry] = []

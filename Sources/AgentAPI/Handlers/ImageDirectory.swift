@@ -1,5 +1,11 @@
 import Foundation
 
+/// Why `--images-dir` cannot be used.
+public struct ImageDirectoryError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let path: String
+    public var description: String { "--images-dir \(path) is not a directory" }
+}
+
 /// The only place guest images may be launched from (`--images-dir`). A name is
 /// resolved under the directory with symlinks followed; anything that ends up
 /// outside it, or is not a regular file, is refused.
@@ -7,11 +13,11 @@ public struct ImageDirectory: Sendable {
     public let root: String
     public static let maxImageBytes = 64 << 20
 
-    public init(path: String) throws(APIError) {
+    public init(path: String) throws(ImageDirectoryError) {
         let resolved = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw APIError(500, "images_dir", "--images-dir \(path) is not a directory")
+            throw ImageDirectoryError(path: path)
         }
         root = resolved
     }

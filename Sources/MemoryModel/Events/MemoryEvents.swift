@@ -87,9 +87,9 @@ public struct ConversionRecord: Sendable, Equatable {
 /// Waits until a record is durable (no-op for sinks that are durable at once).
 public struct EventReceipt: Sendable {
     /// Returns nil once durable, or why the record could not be made durable.
-    private let waiter: (@Sendable () -> String?)?
+    private let waiter: (@Sendable () -> RecordingFailure?)?
 
-    public init(waiter: (@Sendable () -> String?)? = nil) {
+    public init(waiter: (@Sendable () -> RecordingFailure?)? = nil) {
         self.waiter = waiter
     }
 
@@ -97,7 +97,7 @@ public struct EventReceipt: Sendable {
 
     /// Blocks until the record is durable; returns the failure when it cannot be.
     @discardableResult
-    public func wait() -> String? { waiter?() }
+    public func wait() -> RecordingFailure? { waiter?() }
 }
 
 /// Identifies a conversion recorded as pending, to finish it later.

@@ -19,16 +19,31 @@ public enum FaultResolution: Sendable, Equatable {
     case resume(spurious: Bool)
     /// Policy or missing backing: stop this VM as `faulted`.
     case stopVM(reason: String)
-    /// The backend broke part-way: the VM's memory is inconsistent; fail it.
-    case failVM(reason: String)
+    /// The record could not be made durable, or the backend broke part-way: fail the VM.
+    case failVM(ConversionFailure)
+}
+
+/// Why a conversion makes its VM fail: its record or its memory can no longer be trusted.
+public enum ConversionFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A fault or conversion record could not be made durable.
+    case recording(RecordingFailure)
+    /// The backend failed part-way: the VM's memory may be inconsistent.
+    case backend(BackendError)
+
+    public var description: String {
+        switch self {
+        case .recording(let failure): "event store failed: \(failure)"
+        case .backend(let error): "\(error)"
+        }
+    }
 }
 
 /// What an explicit request returns to the guest.
 public struct ExplicitOutcome: Sendable, Equatable {
     /// The value for the guest's RAX: 0 or a negative KVM error code.
     public var guestResult: Int64
-    /// Set when the VM must fail (the backend broke part-way).
-    public var fatal: String?
+    /// Set when the VM must fail (its record or its memory can no longer be trusted).
+    public var fatal: ConversionFailure?
 
     public var raxValue: UInt64 { UInt64(bitPattern: guestResult) }
 }
@@ -58,7 +73,7 @@ public final class ConversionEngine: Sendable {
         case denied(String)
         /// The backend's mapping limit (memslots or page-state runs) was hit; nothing changed.
         case mappingLimitReached(String)
-        case broken(String)
+        case broken(BackendError)
     }
 
     /// An allowed conversion between its decision and the backend's work.
@@ -149,7 +164,7 @@ public final class ConversionEngine: Sendable {
                 return budgeted(.invalid, wallNanos: requested, state: &state) { sink.record(conversion: record) }
             }
             if let failure = receipt.wait() {
-                return ExplicitOutcome(guestResult: rejection.code.rawValue, fatal: "event store failed: \(failure)")
+                return ExplicitOutcome(guestResult: rejection.code.rawValue, fatal: .recording(failure))
             }
             logger.debug("invalid conversion request", metadata: ["vcpu": "\(vcpu)", "reason": "\(rejection.reason)"])
             return ExplicitOutcome(guestResult: rejection.code.rawValue)
@@ -158,13 +173,13 @@ public final class ConversionEngine: Sendable {
             let (applied, receipt) = locks.withLock(scope) { convert(request, requestedNanos: requested) }
             // Nothing the guest sees acted on may be missing from the record.
             if let failure = receipt.wait() {
-                return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: "event store failed: \(failure)")
+                return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: .recording(failure))
             }
             switch applied {
             case .applied: return ExplicitOutcome(guestResult: 0)
             case .denied: return ExplicitOutcome(guestResult: GuestErrorCode.permission.rawValue)
             case .mappingLimitReached: return ExplicitOutcome(guestResult: GuestErrorCode.tooBig.rawValue)
-            case .broken(let reason): return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: reason)
+            case .broken(let error): return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: .backend(error))
             }
         }
     }
@@ -202,17 +217,17 @@ public final class ConversionEngine: Sendable {
         }
         switch step {
         case .settled(let receipt, let mapped):
-            if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
+            if let failure = receipt.wait() { return .failVM(.recording(failure)) }
             if mapped { return .resume(spurious: true) }
             return .stopVM(reason: "memory fault at gpa 0x\(String(fault.range.start, radix: 16)): the \(wanted.rawValue) page has no backing")
         case .converted(let applied, let receipt, let direction):
             // Records commit in order: the conversion's receipt covers the fault's too (one commit, not two).
-            if let failure = receipt.wait() { return .failVM(reason: "event store failed: \(failure)") }
+            if let failure = receipt.wait() { return .failVM(.recording(failure)) }
             switch applied {
             case .applied: return .resume(spurious: false)
             case .denied(let reason), .mappingLimitReached(let reason):
                 return .stopVM(reason: "implicit conversion of \(fault.range) \(direction.rawValue) refused: \(reason)")
-            case .broken(let reason): return .failVM(reason: reason)
+            case .broken(let error): return .failVM(.backend(error))
             }
         }
     }
@@ -302,7 +317,7 @@ public final class ConversionEngine: Sendable {
                     code = .tooBig
                     logger.debug("conversion refused", metadata: ["range": "\(request.range)", "error": "\(error)"])
                 } else {
-                    outcome = .broken(error.description)
+                    outcome = .broken(error)
                     code = .invalid
                     logger.warning("conversion failed", metadata: ["range": "\(request.range)", "error": "\(error)"])
                 }

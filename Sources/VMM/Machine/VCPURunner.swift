@@ -131,7 +131,7 @@ struct VCPURunner: Sendable {
                 return .resume
             }
             let outcome = engine.explicit(MapGPARangeCall(gpa: call.arg0, pageCount: call.arg1, attributes: call.arg2), vcpu: index)
-            if let fatal = outcome.fatal { return .stop(.fail(reason: fatal)) }
+            if let fatal = outcome.fatal { return .stop(.fail(reason: "vCPU \(index): \(fatal)")) }
             vcpu.completeHypercall(returning: outcome.raxValue)
             return .resume
         case .hlt:
@@ -173,8 +173,8 @@ struct VCPURunner: Sendable {
             return .resume
         case .stopVM(let reason):
             return .stop(.fault(reason: "vCPU \(index): \(reason)"))
-        case .failVM(let reason):
-            return .stop(.fail(reason: "vCPU \(index): \(reason)"))
+        case .failVM(let failure):
+            return .stop(.fail(reason: "vCPU \(index): \(failure)"))
         }
     }
 
@@ -199,7 +199,7 @@ struct VCPURunner: Sendable {
                 return .resume
             }
             let outcome = engine.explicit(MapGPARangeCall(gpa: regs.rbx, pageCount: regs.rcx, attributes: regs.rdx), vcpu: index)
-            if let fatal = outcome.fatal { return .stop(.fail(reason: fatal)) }
+            if let fatal = outcome.fatal { return .stop(.fail(reason: "vCPU \(index): \(fatal)")) }
             regs.rax = outcome.raxValue
             return .resume
         }
