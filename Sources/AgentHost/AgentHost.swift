@@ -30,6 +30,8 @@ public final class AgentHost: Sendable {
         var draining = false
         var recordingFailure: RecordingFailure?
         var nextLocalID: Int64 = 1
+        /// Counts of the VMs deleted so far, so the process-wide totals never go down.
+        var retired = HostTotals()
     }
     private let state = Mutex(State())
     /// Serializes policy replacement (compare-and-swap on the version).
@@ -186,8 +188,22 @@ public final class AgentHost: Sendable {
         logger.info("VM deleted", metadata: ["vm_id": "\(id)"])
     }
 
+    /// Forgets a VM, keeping its counts in the process-wide totals (in the same step, so a
+    /// scrape sees them either on the VM or in the totals, never neither or both).
     private func remove(_ id: Int64) {
-        _ = state.withLock { $0.vms.removeValue(forKey: id) }
+        state.withLock { state in
+            guard let vm = state.vms.removeValue(forKey: id) else { return }
+            state.retired.add(vm.machine)
+        }
+    }
+
+    /// Exits, faults and conversions of every VM this agent has held since it started.
+    public var totals: HostTotals {
+        state.withLock { state in
+            var totals = state.retired
+            for vm in state.vms.values { totals.add(vm.machine) }
+            return totals
+        }
     }
 
     /// Stops every VM, records every end, and refuses new work: the first half

@@ -92,6 +92,36 @@ struct ServeTests {
         #expect((denials["items"] as? [[String: Any]])?.count == 1)
     }
 
+    /// Prometheus counters never decrease for the life of the process: a deleted VM's
+    /// counts stay in them, and every known series is there from the start, at 0.
+    @Test func metricsCountersNeverGoDown() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        func counters() throws -> [String: Double] {
+            let text = try agent.request("GET", "/metrics", token: "").text
+            var samples: [String: Double] = [:]
+            for line in text.split(separator: "\n") where line.hasPrefix("memgate_") && line.contains("_total") {
+                guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+                samples[String(line[..<space])] = value
+            }
+            return samples
+        }
+        let fresh = try counters()
+        #expect(fresh[#"memgate_vm_exits_total{reason="memory_fault"}"#] == 0)
+        #expect(fresh[#"memgate_memory_faults_total{source="kvm"}"#] == 0)
+        #expect(fresh[#"memgate_conversions_total{decision="denied",direction="to_private",trigger="implicit"}"#] == 0)
+        let id = try create(agent, #"{"name":"converter","image":"implicit.elf","memory_mib":32}"#)
+        _ = try agent.waitForEnd(id)
+        let before = try counters()
+        #expect(try agent.request("DELETE", "/v1/vms/\(id)").status == 204)
+        let after = try counters()
+        for (series, value) in before where series.hasPrefix("memgate_vm_") || series.hasPrefix("memgate_memory_") || series.hasPrefix("memgate_conversions_") {
+            #expect((after[series] ?? -1) >= value, "\(series) went from \(value) to \(after[series] ?? -1) when its VM was deleted")
+        }
+        let applied = after.filter { $0.key.hasPrefix("memgate_conversions_total") && $0.key.contains("applied") }.values.reduce(0, +)
+        #expect(applied == 2, "the implicit guest's two conversions are still counted after its VM is gone")
+    }
+
     @Test func sigtermEndsEveryVMAndLeavesNothingPending() throws {
         let agent = try AgentProcess()
         defer { agent.removeFiles() }

@@ -1,6 +1,6 @@
 
 /// Where a memory fault came from.
-public enum EventSource: String, Sendable, Codable {
+public enum EventSource: String, Sendable, Codable, CaseIterable {
     /// KVM_EXIT_MEMORY_FAULT from KVM itself (attributes backend).
     case kvm
     /// An MMIO exit on the wrong alias, turned into a fault by the agent (alias backend).

@@ -7,6 +7,10 @@ public struct ConversionStatistics: Sendable, Equatable {
         public var trigger: ConversionTrigger
         public var decision: ConversionDecision
 
+        public init(direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision) {
+            self.direction = direction; self.trigger = trigger; self.decision = decision
+        }
+
         public static func < (a: Key, b: Key) -> Bool {
             (a.direction.rawValue, a.trigger.rawValue, a.decision.rawValue) < (b.direction.rawValue, b.trigger.rawValue, b.decision.rawValue)
         }

@@ -1,0 +1,40 @@
+import KVM
+import MemoryModel
+import VMM
+
+/// Counts over every VM this agent has held since it started, deleted ones
+/// included: what `/metrics` exports as counters, which must never go down.
+/// Every known label combination is present from the start, at 0. Pure value type.
+public struct HostTotals: Sendable, Equatable {
+    /// KVM_RUN exits by kind (`VCPUExit.Kind.name`).
+    public private(set) var exits: [String: UInt64]
+    public private(set) var faults: [EventSource: UInt64]
+    public private(set) var conversions: [ConversionStatistics.Key: UInt64]
+
+    public init() {
+        exits = Dictionary(uniqueKeysWithValues: VCPUExit.Kind.allCases.map { ($0.name, 0) })
+        faults = Dictionary(uniqueKeysWithValues: EventSource.allCases.map { ($0, 0) })
+        var conversions: [ConversionStatistics.Key: UInt64] = [:]
+        for direction in ConversionDirection.allCases {
+            for trigger in ConversionTrigger.allCases {
+                // Pending and incomplete are states of a row, never a final count.
+                for decision in ConversionDecision.allCases where decision != .pending && decision != .incomplete {
+                    conversions[ConversionStatistics.Key(direction: direction, trigger: trigger, decision: decision)] = 0
+                }
+            }
+        }
+        self.conversions = conversions
+    }
+
+    /// Adds one VM's counts.
+    public mutating func add(exits vmExits: [(kind: String, count: UInt64)], statistics: ConversionStatistics) {
+        for (kind, count) in vmExits { exits[kind, default: 0] &+= count }
+        for (source, count) in statistics.faults { faults[source, default: 0] &+= UInt64(count) }
+        for (key, count) in statistics.conversions { conversions[key, default: 0] &+= UInt64(count) }
+    }
+
+    /// Adds the counts of a VM's machine.
+    public mutating func add(_ machine: VirtualMachine) {
+        add(exits: machine.exitCounts, statistics: machine.statistics)
+    }
+}
