@@ -102,6 +102,8 @@ import Testing
                                                      dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
                                       createdNanos: 1)
         let done = Atomic(false)
+        let pruning = Atomic(false)
+        let commitsDuringPrune = Atomic(0)
         let worst = Mutex<UInt64>(0)
         let writes = Thread {
             var gpa: UInt64 = 0x20_0000
@@ -113,17 +115,24 @@ import Testing
                     guestResult: -1)).wait()
                 let waited = DispatchTime.now().uptimeNanoseconds - started
                 worst.withLock { $0 = max($0, waited) }
+                if pruning.load(ordering: .relaxed) { commitsDuringPrune.add(1, ordering: .relaxed) }
                 gpa = gpa == 0x1FF_F000 ? 0x20_0000 : gpa + 4096
             }
         }
         writes.start()
         usleep(100_000)
+        pruning.store(true, ordering: .relaxed)
         let report = try Maintenance.prune(path: path, olderThan: UInt64(Int64.max))
+        pruning.store(false, ordering: .relaxed)
         done.store(true, ordering: .relaxed)
         usleep(50_000)
         #expect(report.conversions == 200_000)
         let worstMilliseconds = Double(worst.withLock { $0 }) / 1e6
-        print("worst commit wait during a 200,000-row prune: \(String(format: "%.1f", worstMilliseconds)) ms")
-        #expect(worstMilliseconds < 100, "a commit waited \(worstMilliseconds) ms behind the prune")
+        let interleaved = commitsDuringPrune.load(ordering: .relaxed)
+        print("worst commit wait during a 200,000-row prune: \(String(format: "%.1f", worstMilliseconds)) ms; \(interleaved) commits in between")
+        // What the prune guarantees is that it gives the write lock up between its 1,000-row
+        // batches, so the writer commits between them (one prune transaction would allow none);
+        // how long each wait takes depends on the machine, and is reported, not asserted.
+        #expect(interleaved >= 10, "only \(interleaved) commits got between the prune's 200 batches")
     }
 }

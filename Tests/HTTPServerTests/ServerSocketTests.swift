@@ -74,11 +74,10 @@ struct ServerSocketTests {
         defer { server.stop() }
         let port = try #require(server.tcpPort)
         let client = try BlockingHTTPClient(port: port)
-        let started = Date()
         try client.send("GET /slow HTTP/1.1\r\nHo")
+        // The head never completes, so only the deadline can answer (the client's read waits up to 10 s).
         let response = try client.readResponse()
         #expect(response?.status == 408)
-        #expect(Date().timeIntervalSince(started) < 3)
         try expectHealthy(port)
     }
 
