@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
+        // Clocks, inherited descriptors, termination signals and process limits: the libc corner every layer shares.
+        .target(name: "Platform", swiftSettings: strict),
         .target(
             name: "KVM",
             dependencies: ["CKVM", "CLinux", .product(name: "Logging", package: "swift-log")],
@@ -36,25 +38,25 @@ let package = Package(
         .target(name: "MemoryModel", swiftSettings: strict),
         .target(
             name: "VMM",
-            dependencies: ["KVM", "MemoryModel", "CGuestABI", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KVM", "MemoryModel", "CGuestABI", "Platform", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // Pure JSON wire types of API v1, shared by the agent and the controller.
         .target(name: "APITypes", swiftSettings: strict),
         // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
         .target(
             name: "EventStore",
-            dependencies: ["CSQLite", "MemoryModel", "APITypes", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSQLite", "MemoryModel", "APITypes", "Platform", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Migrations")],
             swiftSettings: strict),
         // The VMs of one host: creation with registration, lifecycle, the record of every end.
         .target(
             name: "AgentHost",
-            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", "Platform", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // API v1: requests become typed actions at the edge; one place maps errors to responses.
         .target(
             name: "AgentAPI",
-            dependencies: ["AgentHost", "APITypes", "EventStore", "HTTPServer", "VMM", "KVM", "MemoryModel",
+            dependencies: ["AgentHost", "APITypes", "EventStore", "HTTPServer", "VMM", "MemoryModel", "Platform",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
@@ -70,12 +72,12 @@ let package = Package(
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(
             name: "HTTPServer",
-            dependencies: ["CNet", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CNet", "Platform", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "HTTPServer",
+                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "HTTPServer", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -94,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "bench-store",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore", "BenchmarkSupport",
+                "VMM", "KVM", "MemoryModel", "EventStore", "BenchmarkSupport", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -117,14 +119,14 @@ let package = Package(
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
-            dependencies: ["EventStore", "MemoryModel", "VMM", "KVM", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EventStore", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",
-            dependencies: ["AgentHost", "EventStore", "KVM", "MemoryModel", "VMM", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AgentHost", "EventStore", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "MemoryModel"], swiftSettings: strict),
         .testTarget(

@@ -5,6 +5,7 @@ import Foundation
 import KVM
 import Logging
 import MemoryModel
+import Platform
 import Synchronization
 import VMM
 

@@ -3,9 +3,9 @@ import APITypes
 import EventStore
 import Foundation
 import HTTPServer
-import KVM
 import Logging
 import MemoryModel
+import Platform
 import Synchronization
 import VMM
 

@@ -3,6 +3,7 @@ import Foundation
 import KVM
 import Logging
 import MemoryModel
+import Platform
 import Synchronization
 import VMM
 
@@ -251,7 +252,7 @@ public final class AgentHost: Sendable {
         guard vm.claimEnd(at: now) else { return }
         let outcome = vm.lifecycle
         let state = outcome.state.isTerminal ? outcome.state.rawValue : VMState.stopped.rawValue
-        vm.machine.engine.flushAggregates()
+        vm.machine.flushAggregates()
         if let failure = store?.vmEnded(vm.id, atNanos: now, state: state, reason: outcome.reason,
                                         exitStatus: outcome.exitStatus, layout: vm.machine.pageStates) {
             logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MemoryModel
+import Platform
 import Synchronization
 
 /// How hard a commit tries to reach the disk (`PRAGMA synchronous`).
@@ -87,7 +88,7 @@ public final class EventStore: EventSink {
             try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
             // What a dead agent left in the ring goes in before anything else looks at the tables.
             let replayed = try ring.map { ring throws(SQLiteError) in try Self.apply(ring, to: connection) } ?? 0
-            let recovered = try Self.closeLostVMs(connection, atNanos: WallClock.nanos(), replayed: replayed)
+            let recovered = try Self.closeLostVMs(connection, atNanos: MonotonicClock.wallNanos(), replayed: replayed)
             let lastEvent = try connection.scalar("""
                 SELECT max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0),
                            coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MemoryModel
+import Platform
 
 /// The store's single writer thread. Callers enqueue statements; the thread
 /// commits everything queued so far in one transaction (a group commit across
@@ -165,9 +166,9 @@ final class EventWriter: @unchecked Sendable {
                 continue
             }
             condition.unlock()
-            let started = WallClock.monotonicNanos()
+            let started = MonotonicClock.nanos()
             let error = commit(batch)
-            let elapsed = WallClock.monotonicNanos() - started
+            let elapsed = MonotonicClock.nanos() - started
 
             condition.lock()
             latency.observe(nanos: elapsed)

@@ -36,18 +36,3 @@ public struct LatencyHistogram: Sendable, Equatable {
         return out
     }
 }
-
-/// CLOCK_REALTIME in nanoseconds since the Unix epoch.
-enum WallClock {
-    static func nanos() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
-
-    static func monotonicNanos() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
-}

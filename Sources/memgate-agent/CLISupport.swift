@@ -4,6 +4,7 @@ import Foundation
 import KVM
 import Logging
 import MemoryModel
+import Platform
 
 /// `--log-level`, shared by every subcommand.
 struct LoggingOptions: ParsableArguments {

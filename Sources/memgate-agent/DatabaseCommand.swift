@@ -2,6 +2,7 @@ import ArgumentParser
 import EventStore
 import Foundation
 import KVM
+import Platform
 import VMM
 
 struct DatabaseCommand: ParsableCommand {

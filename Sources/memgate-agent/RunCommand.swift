@@ -5,6 +5,7 @@ import Foundation
 import KVM
 import Logging
 import MemoryModel
+import Platform
 import VMM
 
 struct RunCommand: ParsableCommand {

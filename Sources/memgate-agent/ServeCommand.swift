@@ -7,6 +7,7 @@ import HTTPServer
 import KVM
 import Logging
 import MemoryModel
+import Platform
 import VMM
 
 struct ServeCommand: ParsableCommand {
@@ -124,7 +125,7 @@ struct ServeCommand: ParsableCommand {
         serverConfiguration.limits.bodyTimeoutNanos = UInt64(bodyTimeout * 1e9)
         serverConfiguration.limits.writeStallTimeoutNanos = UInt64(writeStallTimeout * 1e9)
         serverConfiguration.workerThreads = workers
-        HTTPServer.raiseFileLimit()
+        ProcessLimits.raiseFileLimit()
         let server: HTTPServer
         do {
             server = try HTTPServer(configuration: serverConfiguration, handler: api, logger: logger)

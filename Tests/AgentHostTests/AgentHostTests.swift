@@ -4,6 +4,7 @@ import Foundation
 import KVM
 import Logging
 import MemoryModel
+import Platform
 import Testing
 import TestSupport
 import VMM

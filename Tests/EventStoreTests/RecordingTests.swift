@@ -2,6 +2,7 @@ import Foundation
 import KVM
 import Logging
 import MemoryModel
+import Platform
 import Synchronization
 import Testing
 import TestSupport

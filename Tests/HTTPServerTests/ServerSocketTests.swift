@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Platform
 import Synchronization
 import Testing
 @testable import HTTPServer
@@ -95,7 +96,7 @@ struct ServerSocketTests {
     }
 
     @Test func aThousandKeepAliveConnectionsThenTheCap() throws {
-        HTTPServer.raiseFileLimit()
+        ProcessLimits.raiseFileLimit()
         // All 1000 requests are in flight at once: the worker queue must hold them all (a shorter
         // queue answers 503 busy, as `saturatedWorkersGive503` shows), and they all come from one address.
         let (server, _) = try makeServer {

@@ -2,6 +2,7 @@ import CNet
 import Foundation
 import Glibc
 import Logging
+import Platform
 import Synchronization
 
 /// The epoll loop behind `HTTPServer`. Every connection is touched only on the
@@ -136,7 +137,7 @@ final class EventLoop: @unchecked Sendable {
                 logger.error("epoll_wait failed; the HTTP server stops", metadata: ["errno": "\(errno)"])
                 break
             }
-            let now = MonotonicTime.nanos()
+            let now = MonotonicClock.nanos()
             for index in 0..<max(Int(count), 0) {
                 let fd = Int32(truncatingIfNeeded: events[index].data)
                 let flags = events[index].events

@@ -1,14 +1,5 @@
 import Glibc
 
-/// CLOCK_MONOTONIC in nanoseconds.
-enum MonotonicTime {
-    static func nanos() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-    }
-}
-
 /// The `Date` header value, formatted once per second.
 struct HTTPDate {
     private var formattedAt: UInt64 = 0

@@ -101,13 +101,4 @@ public final class HTTPServer: Sendable {
     /// (see `HTTPLimits.maxBufferedBytes`).
     public var bufferedBytes: Int { loop.bufferedGauge.load(ordering: .relaxed) }
     public var peakBufferedBytes: Int { loop.peakBufferedGauge.load(ordering: .relaxed) }
-
-    /// Raises this process's open-file limit to its hard limit (a server with
-    /// thousands of connections needs more than the usual 1024).
-    public static func raiseFileLimit() {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-        limit.rlim_cur = limit.rlim_max
-        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-    }
 }

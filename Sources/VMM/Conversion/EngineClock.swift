@@ -1,4 +1,5 @@
 import KVM
+import Platform
 
 /// Where the conversion engine reads time: monotonic for the rate limiter,
 /// wall-clock for record timestamps. Injected so tests can control both.

@@ -1,6 +1,7 @@
 import KVM
 import Logging
 import MemoryModel
+import Platform
 
 /// What the exit loop needs of a vCPU: the real `VCPU`, or a recording fake in tests.
 /// Used by one thread at a time (the vCPU's own).

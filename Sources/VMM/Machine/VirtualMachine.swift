@@ -211,6 +211,9 @@ public final class VirtualMachine: Sendable {
         memory.read(gpa: gpa, count: count) ?? []
     }
 
+    /// Writes the counts of events beyond the recording budget that are still open (at the VM's end).
+    public func flushAggregates() { engine.flushAggregates() }
+
     /// Frees the guest's RAM once it has ended; its page-state map, statistics and console stay.
     public func releaseMemory() throws(KVMError) { try stores.release() }
 

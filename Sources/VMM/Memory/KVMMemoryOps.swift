@@ -1,5 +1,6 @@
 import KVM
 import MemoryModel
+import Platform
 import Synchronization
 
 /// `MemoryOps` on a real KVM VM. Also measures the time spent inside these calls.

@@ -1,7 +1,7 @@
 import Glibc
 
-/// Nanosecond clocks: monotonic for durations, realtime for record timestamps.
-/// (Here with the other libc calls; every layer above reads time through it.)
+/// Nanosecond clocks, the one wrapper of clock_gettime: monotonic for durations,
+/// realtime for record timestamps.
 public enum MonotonicClock {
     @inline(__always)
     public static func nanos() -> UInt64 {
