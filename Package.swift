@@ -42,10 +42,12 @@ let package = Package(
             swiftSettings: strict),
         // Pure JSON wire types of API v1, shared by the agent and the controller.
         .target(name: "APITypes", swiftSettings: strict),
+        // SQLite for every writer: connection, statements, one transaction helper, the migrator, safe files.
+        .target(name: "SQLite", dependencies: ["CSQLite"], swiftSettings: strict),
         // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
         .target(
             name: "EventStore",
-            dependencies: ["CSQLite", "MemoryModel", "APITypes", "Platform", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SQLite", "MemoryModel", "APITypes", "Platform", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Migrations")],
             swiftSettings: strict),
         // The VMs of one host: creation with registration, lifecycle, the record of every end.
@@ -62,7 +64,7 @@ let package = Package(
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
         .target(
             name: "Controller",
-            dependencies: ["CCurl", "CPQ", "APITypes", "MemoryModel", "EventStore"],
+            dependencies: ["CCurl", "CPQ", "APITypes", "MemoryModel", "SQLite"],
             resources: [.copy("FleetMigrations")],
             swiftSettings: strict),
         .executableTarget(
@@ -119,19 +121,19 @@ let package = Package(
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
-            dependencies: ["EventStore", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",
-            dependencies: ["AgentHost", "EventStore", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AgentHost", "EventStore", "SQLite", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "MemgatectlTests",
-            dependencies: ["TestSupport", "HTTPServer", "APITypes", "EventStore"],
+            dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite"],
             swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "MemoryModel", "TestSupport"], swiftSettings: strict),
         .testTarget(

@@ -1,5 +1,6 @@
 import APITypes
 import Foundation
+import SQLite
 import Synchronization
 
 /// Read-only queries for the API, on their own WAL reader connections so API
@@ -136,21 +137,22 @@ public final class EventQueries: Sendable {
     /// final and a consumer that pulls with `after=` never misses a change.
     public func events(after: Int64, limit: Int) throws(EventStoreError) -> [EventEntry] {
         try withConnection { connection throws(SQLiteError) in
-            try connection.execute("BEGIN")  // one snapshot for the three reads
-            defer { try? connection.execute("COMMIT") }
-            let firstPending = try connection.scalar(
-                "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
-            let ceiling = firstPending ?? Int64.max
-            let bound: [SQLValue] = [.integer(after), .integer(ceiling), .integer(Int64(limit))]
-            let faults = try connection.rows("""
-                SELECT \(Self.faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
-                """, bound, Self.fault)
-            let conversions = try connection.rows("""
-                SELECT \(Self.conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
-                """, bound, Self.conversion)
-            var merged = faults.map(EventEntry.init(fault:)) + conversions.map(EventEntry.init(conversion:))
-            merged.sort { $0.eventId < $1.eventId }
-            return Array(merged.prefix(limit))
+            // One read transaction: one snapshot for the three reads.
+            try connection.transaction("BEGIN") { () throws(SQLiteError) -> [EventEntry] in
+                let firstPending = try connection.scalar(
+                    "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
+                let ceiling = firstPending ?? Int64.max
+                let bound: [SQLValue] = [.integer(after), .integer(ceiling), .integer(Int64(limit))]
+                let faults = try connection.rows("""
+                    SELECT \(Self.faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
+                    """, bound, Self.fault)
+                let conversions = try connection.rows("""
+                    SELECT \(Self.conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
+                    """, bound, Self.conversion)
+                var merged = faults.map(EventEntry.init(fault:)) + conversions.map(EventEntry.init(conversion:))
+                merged.sort { $0.eventId < $1.eventId }
+                return Array(merged.prefix(limit))
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 import Glibc
+import SQLite
 import Synchronization
 
 /// Why the event ring next to a database could not be used.

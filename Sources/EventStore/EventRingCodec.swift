@@ -1,3 +1,4 @@
+import SQLite
 /// The bytes of one ring record: the statements a record consists of, with
 /// their bound values. Pure, so it can be tested without files.
 ///

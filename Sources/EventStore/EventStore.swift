@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MemoryModel
 import Platform
+import SQLite
 import Synchronization
 
 /// How hard a commit tries to reach the disk (`PRAGMA synchronous`).
@@ -136,13 +137,12 @@ public final class EventStore: EventSink {
     /// has (committed before the ring knew) is skipped; a record that does not decode is dropped.
     static func replay(_ records: [[UInt8]], into connection: SQLiteConnection) throws(SQLiteError) -> Int {
         guard !records.isEmpty else { return 0 }
-        try connection.execute("BEGIN IMMEDIATE")
-        do throws(SQLiteError) {
+        return try connection.transaction { () throws(SQLiteError) -> Int in
             var applied = 0
             for record in records {
                 guard let writes = EventRingCodec.decode(record) else { continue }
                 for write in writes {
-                    do {
+                    do throws(SQLiteError) {
                         try connection.statement(write.sql).run(write.values)
                     } catch where error.code & 0xFF == 19 {
                         // SQLITE_CONSTRAINT: already there.
@@ -150,18 +150,13 @@ public final class EventStore: EventSink {
                 }
                 applied += 1
             }
-            try connection.execute("COMMIT")
             return applied
-        } catch {
-            try? connection.execute("ROLLBACK")
-            throw error
         }
     }
 
     private static func closeLostVMs(_ connection: SQLiteConnection, atNanos now: UInt64,
                                      replayed: Int) throws(SQLiteError) -> RecoveryReport {
-        try connection.execute("BEGIN IMMEDIATE")
-        do throws(SQLiteError) {
+        try connection.transaction { () throws(SQLiteError) -> RecoveryReport in
             try connection.query("""
                 UPDATE conversions SET decision = 'incomplete',
                        reason = reason || ' (the agent stopped before it completed; whether it took effect is unknown)'
@@ -174,11 +169,7 @@ public final class EventStore: EventSink {
                 WHERE ended_ns IS NULL
                 """, [.unsigned(now)])
             let vms = connection.changes
-            try connection.execute("COMMIT")
             return RecoveryReport(vms: vms, incompleteConversions: conversions, replayedRecords: replayed)
-        } catch {
-            try? connection.execute("ROLLBACK")
-            throw error
         }
     }
 

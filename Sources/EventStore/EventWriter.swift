@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MemoryModel
 import Platform
+import SQLite
 
 /// The store's single writer thread. Callers enqueue statements; the thread
 /// commits everything queued so far in one transaction (a group commit across

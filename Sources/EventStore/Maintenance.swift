@@ -1,4 +1,5 @@
 import Foundation
+import SQLite
 
 /// Offline operations on an event store file: `memgate-agent db …`.
 public enum Maintenance {
@@ -81,7 +82,7 @@ public enum Maintenance {
             let cutoff = SQLValue.unsigned(cutoffNanos)
             let limit = SQLValue.integer(Int64(max(batch, 1)))
             // Remember the highest ids first: deleting the newest rows must not let them be handed out again.
-            try transaction(connection) {
+            try connection.transaction { () throws(SQLiteError) in
                 try connection.execute("""
                     INSERT INTO id_watermarks (name, last_id)
                     VALUES ('event', max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0))),
@@ -91,7 +92,7 @@ public enum Maintenance {
             }
             var faults = 0
             while true {
-                let deleted = try transaction(connection) {
+                let deleted = try connection.transaction { () throws(SQLiteError) in
                     try connection.query("""
                         DELETE FROM memory_faults WHERE event_id IN (
                             SELECT event_id FROM memory_faults WHERE time_ns < ?1 AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
@@ -105,7 +106,7 @@ public enum Maintenance {
             }
             var conversions = 0
             while true {
-                let deleted = try transaction(connection) {
+                let deleted = try connection.transaction { () throws(SQLiteError) in
                     try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
                     try connection.query("""
                         CREATE TEMP TABLE prune_batch AS
@@ -129,7 +130,7 @@ public enum Maintenance {
                 if deleted == 0 { break }
                 try checkpoint(connection)
             }
-            let vms = try transaction(connection) {
+            let vms = try connection.transaction { () throws(SQLiteError) in
                 let gone = """
                     SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1
                     AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id)
@@ -141,7 +142,7 @@ public enum Maintenance {
                 return connection.changes
             }
             // Aggregated counts of ended VMs age out like the events they stand for.
-            try transaction(connection) {
+            try connection.transaction { () throws(SQLiteError) in
                 try connection.query("""
                     DELETE FROM event_aggregates WHERE second < ?1 / 1000000000
                     AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
@@ -150,7 +151,7 @@ public enum Maintenance {
             // The API audit ages out by its own time: admitted requests a batch at a time, refusal counts by second.
             var apiRequests = 0
             while true {
-                let deleted = try transaction(connection) {
+                let deleted = try connection.transaction { () throws(SQLiteError) in
                     try connection.query(
                         "DELETE FROM api_requests WHERE rowid IN (SELECT rowid FROM api_requests WHERE time_ns < ?1 LIMIT ?2)",
                         [cutoff, limit])
@@ -160,7 +161,7 @@ public enum Maintenance {
                 if deleted == 0 { break }
                 try checkpoint(connection)
             }
-            let refusalCounts = try transaction(connection) {
+            let refusalCounts = try connection.transaction { () throws(SQLiteError) in
                 try connection.query("DELETE FROM api_refusals WHERE second < ?1 / 1000000000", [cutoff])
                 return connection.changes
             }
@@ -177,19 +178,5 @@ public enum Maintenance {
     /// readers), so the agent's next commit does not find a large WAL to checkpoint.
     static func checkpoint(_ connection: SQLiteConnection) throws {
         try connection.query("PRAGMA wal_checkpoint(PASSIVE)")
-    }
-
-    /// Runs `body` in its own short write transaction.
-    @discardableResult
-    static func transaction<T>(_ connection: SQLiteConnection, _ body: () throws -> T) throws -> T {
-        try connection.execute("BEGIN IMMEDIATE")
-        do {
-            let result = try body()
-            try connection.execute("COMMIT")
-            return result
-        } catch {
-            try? connection.execute("ROLLBACK")
-            throw error
-        }
     }
 }

@@ -1,4 +1,5 @@
 import CSQLite
+import SQLite
 
 /// Renders result rows straight into API JSON (the shape of `APITypes.ConversionEvent`
 /// and `FaultEvent`, keys sorted), copying text from SQLite's buffers without

@@ -1,4 +1,5 @@
 import Glibc
+import SQLite
 import Synchronization
 
 /// An exclusive `flock` on `<database>.lock`, held by the one process that records

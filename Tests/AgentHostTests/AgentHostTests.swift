@@ -5,6 +5,7 @@ import KVM
 import Logging
 import MemoryModel
 import Platform
+import SQLite
 import Testing
 import TestSupport
 import VMM

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SQLite
 import Synchronization
 import Testing
 import TestSupport
@@ -58,7 +59,7 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-migrations-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        #expect(throws: EventStoreError.self) { try Migrator.load(directory: folder) }
+        #expect(throws: MigrationError.self) { try Migrator.load(directory: folder) }
         try Data("CREATE TABLE a (x);".utf8).write(to: folder.appendingPathComponent("0002_second.sql"))
         do {
             _ = try Migrator.load(directory: folder)

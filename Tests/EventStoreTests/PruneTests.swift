@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MemoryModel
+import SQLite
 import Synchronization
 import Testing
 @testable import EventStore

@@ -1,5 +1,6 @@
 import APITypes
 import Foundation
+import SQLite
 import Testing
 @testable import EventStore
 

@@ -3,6 +3,7 @@ import KVM
 import Logging
 import MemoryModel
 import Platform
+import SQLite
 import Synchronization
 import Testing
 import TestSupport

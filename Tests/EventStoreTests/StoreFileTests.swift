@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SQLite
 import Testing
 @testable import EventStore
 

@@ -1,4 +1,4 @@
-import EventStore
+import SQLite
 import Foundation
 import Testing
 import TestSupport

@@ -1,5 +1,5 @@
 import APITypes
-import EventStore
+import SQLite
 import Foundation
 
 /// The fleet audit database as one SQLite file (schema: `FleetMigrations/`).
@@ -21,15 +21,8 @@ public final class SQLiteAuditSink: AuditSink {
     }
 
     private func transaction(_ body: () throws(SQLiteError) -> Void) throws(AuditError) {
-        do {
-            try connection.execute("BEGIN IMMEDIATE")
-            do {
-                try body()
-                try connection.execute("COMMIT")
-            } catch {
-                try? connection.execute("ROLLBACK")
-                throw error
-            }
+        do throws(SQLiteError) {
+            try connection.transaction { () throws(SQLiteError) in try body() }
         } catch {
             throw AuditError("fleet database: \(error)")
         }

@@ -16,12 +16,12 @@ public struct StoreFileError: Error, Sendable, Equatable, CustomStringConvertibl
 /// none of them is ever reached through a link: a symbolic link, a hard link to
 /// another file, something that is not a plain file, or a file of another owner
 /// is refused with its path, and whatever it points to is never touched.
-enum StoreFiles {
+public enum StoreFiles {
     /// Suffixes of the files SQLite keeps beside a database in WAL mode.
-    static let sqliteSuffixes = ["", "-wal", "-shm"]
+    public static let sqliteSuffixes = ["", "-wal", "-shm"]
 
     /// Opens (creating it 0600 if missing) a file the store owns, read-write; never follows a link.
-    static func open(_ path: String) throws(StoreFileError) -> Int32 {
+    public static func open(_ path: String) throws(StoreFileError) -> Int32 {
         // Safety: open/fstat/close on a path string and our own descriptor; every result is checked.
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0o600)
         guard fd >= 0 else {
@@ -46,7 +46,7 @@ enum StoreFiles {
 
     /// Checks a file SQLite will open or create: absent, or a plain file of ours (SQLite
     /// itself opens `-wal` and `-shm` without following links; this names the problem).
-    static func check(_ path: String) throws(StoreFileError) {
+    public static func check(_ path: String) throws(StoreFileError) {
         var info = stat()
         // Safety: lstat on a path string into a local stat.
         guard lstat(path, &info) == 0 else {
@@ -60,7 +60,7 @@ enum StoreFiles {
     }
 
     /// What is wrong with a file the store would write, or nil. Pure.
-    static func problem(with info: stat, owner: uid_t = geteuid()) -> String? {
+    public static func problem(with info: stat, owner: uid_t = geteuid()) -> String? {
         if info.st_mode & S_IFMT != S_IFREG { return "is not a plain file; remove it or choose another --db" }
         if info.st_nlink > 1 { return "has \(info.st_nlink) hard links; the agent writes only files of its own (remove it)" }
         if info.st_uid != owner { return "belongs to uid \(info.st_uid), not to this agent's uid \(owner); remove it or choose another --db" }

@@ -51,7 +51,7 @@ public final class SQLiteConnection: @unchecked Sendable {
         sqlite3_close_v2(handle)
     }
 
-    func error(_ code: Int32, _ operation: String) -> SQLiteError {
+    public func error(_ code: Int32, _ operation: String) -> SQLiteError {
         SQLiteError(code: code, message: String(cString: sqlite3_errmsg(handle)), operation: operation)
     }
 
@@ -112,7 +112,7 @@ public final class SQLiteConnection: @unchecked Sendable {
     }
 
     /// Runs a statement and decodes each row with `decode` (no intermediate values).
-    func rows<T>(_ sql: String, _ values: [SQLValue], _ decode: (Statement) -> T) throws(SQLiteError) -> [T] {
+    public func rows<T>(_ sql: String, _ values: [SQLValue], _ decode: (Statement) -> T) throws(SQLiteError) -> [T] {
         let statement = try statement(sql)
         defer { statement.reset() }
         try statement.bind(values)
@@ -168,10 +168,10 @@ public final class Statement {
     }
 
     /// Column accessors for the current row, for readers that decode rows directly.
-    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(raw, column) }
-    func unsigned(_ column: Int32) -> UInt64 { UInt64(bitPattern: sqlite3_column_int64(raw, column)) }
-    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(raw, column) == SQLITE_NULL }
-    func text(_ column: Int32) -> String {
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(raw, column) }
+    public func unsigned(_ column: Int32) -> UInt64 { UInt64(bitPattern: sqlite3_column_int64(raw, column)) }
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(raw, column) == SQLITE_NULL }
+    public func text(_ column: Int32) -> String {
         // Safety: SQLite owns the bytes until the next step/reset; they are copied into the String at once.
         guard let pointer = sqlite3_column_text(raw, column) else { return "" }
         let count = Int(sqlite3_column_bytes(raw, column))
@@ -179,14 +179,14 @@ public final class Statement {
     }
 
     /// The current row's text column as bytes, valid only inside `body`.
-    func withText<T>(_ column: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
+    public func withText<T>(_ column: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
         // Safety: SQLite owns the bytes until the next step/reset; `body` must not keep the pointer.
         let pointer = sqlite3_column_text(raw, column)
         let count = Int(sqlite3_column_bytes(raw, column))
         return body(UnsafeBufferPointer(start: pointer, count: pointer == nil ? 0 : count))
     }
 
-    func row() -> [SQLValue] {
+    public func row() -> [SQLValue] {
         (0..<sqlite3_column_count(raw)).map { column in
             switch sqlite3_column_type(raw, column) {
             case SQLITE_INTEGER: return .integer(sqlite3_column_int64(raw, column))
