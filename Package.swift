@@ -42,6 +42,8 @@ let package = Package(
             swiftSettings: strict),
         // Pure JSON wire types of API v1, shared by the agent and the controller.
         .target(name: "APITypes", swiftSettings: strict),
+        // Pure pictures of the API's data: the SVG memory map and the HTML status page.
+        .target(name: "Pictures", dependencies: ["APITypes"], swiftSettings: strict),
         // SQLite for every writer: connection, statements, one transaction helper, the migrator, safe files.
         .target(name: "SQLite", dependencies: ["CSQLite"], swiftSettings: strict),
         // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
@@ -58,7 +60,7 @@ let package = Package(
         // API v1: requests become typed actions at the edge; one place maps errors to responses.
         .target(
             name: "AgentAPI",
-            dependencies: ["AgentHost", "APITypes", "EventStore", "HTTPServer", "VMM", "MemoryModel", "Platform",
+            dependencies: ["AgentHost", "APITypes", "Pictures", "EventStore", "HTTPServer", "VMM", "MemoryModel", "Platform",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
@@ -117,14 +119,15 @@ let package = Package(
             swiftSettings: strict),
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
-        .target(name: "TestSupport", dependencies: ["HTTPServer"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["CNet"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
             dependencies: ["EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes"], swiftSettings: strict),
+        .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",

@@ -5,6 +5,7 @@ import Foundation
 import HTTPServer
 import Logging
 import MemoryModel
+import Pictures
 import Platform
 import Synchronization
 import VMM

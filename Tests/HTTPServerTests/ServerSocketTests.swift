@@ -3,6 +3,7 @@ import Logging
 import Platform
 import Synchronization
 import Testing
+import TestSupport
 @testable import HTTPServer
 
 /// Answers `/echo` with the request's body and `/block` after `gate` opens.

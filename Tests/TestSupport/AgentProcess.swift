@@ -1,5 +1,4 @@
 import Foundation
-import HTTPServer
 
 /// A real `memgate-agent serve` in a temporary directory: images (every built
 /// guest), an admin and a read-only token, its own store and Unix socket.

@@ -2,6 +2,7 @@ import APITypes
 import EventStore
 import Foundation
 import HTTPServer
+import Pictures
 
 /// `GET /` and `POST /login`: the HTML status page, and the cookie that lets a
 /// browser on TCP see it. The cookie carries the token (hex, `HttpOnly`,

@@ -1,3 +1,5 @@
+import APITypes
+
 /// A VM's guest-physical memory drawn to scale as one bar: the boot region,
 /// private runs and shared runs in distinct colours, with a legend, addresses at
 /// run boundaries where they fit, totals in bytes and percent, and when it was

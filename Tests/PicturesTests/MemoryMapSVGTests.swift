@@ -1,5 +1,6 @@
 import APITypes
 import Foundation
+import Pictures
 #if canImport(FoundationXML)
 import FoundationXML
 #endif

@@ -1,3 +1,5 @@
+import APITypes
+
 /// The agent's read-only status page (`GET /`) and its login form: plain HTML and
 /// CSS, no framework, no external resource; the page reloads itself every few
 /// seconds with a meta refresh (no script at all). Pure: data in, HTML out.
