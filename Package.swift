@@ -40,8 +40,10 @@ let package = Package(
             name: "VMM",
             dependencies: ["KVM", "MemoryModel", "CGuestABI", "Platform", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // The one JSON byte writer (escaping, integers): hot pages, rows from SQLite, error bodies.
+        .target(name: "JSON", swiftSettings: strict),
         // Pure JSON wire types of API v1, shared by the agent and the controller.
-        .target(name: "APITypes", swiftSettings: strict),
+        .target(name: "APITypes", dependencies: ["JSON"], swiftSettings: strict),
         // Pure pictures of the API's data: the SVG memory map and the HTML status page.
         .target(name: "Pictures", dependencies: ["APITypes"], swiftSettings: strict),
         // SQLite for every writer: connection, statements, one transaction helper, the migrator, safe files.
@@ -49,7 +51,7 @@ let package = Package(
         // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
         .target(
             name: "EventStore",
-            dependencies: ["SQLite", "MemoryModel", "APITypes", "Platform", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SQLite", "JSON", "MemoryModel", "APITypes", "Platform", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Migrations")],
             swiftSettings: strict),
         // The VMs of one host: creation with registration, lifecycle, the record of every end.
@@ -60,7 +62,7 @@ let package = Package(
         // API v1: requests become typed actions at the edge; one place maps errors to responses.
         .target(
             name: "AgentAPI",
-            dependencies: ["AgentHost", "APITypes", "Pictures", "EventStore", "HTTPServer", "VMM", "MemoryModel", "Platform",
+            dependencies: ["AgentHost", "APITypes", "JSON", "Pictures", "EventStore", "HTTPServer", "VMM", "MemoryModel", "Platform",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
@@ -76,7 +78,7 @@ let package = Package(
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(
             name: "HTTPServer",
-            dependencies: ["CNet", "Platform", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CNet", "JSON", "Platform", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .executableTarget(
             name: "memgate-agent",
@@ -126,7 +128,7 @@ let package = Package(
             dependencies: ["EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .testTarget(name: "APITypesTests", dependencies: ["APITypes"], swiftSettings: strict),
+        .testTarget(name: "APITypesTests", dependencies: ["APITypes", "JSON"], swiftSettings: strict),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
         .testTarget(

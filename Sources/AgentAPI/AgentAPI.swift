@@ -1,3 +1,4 @@
+import JSON
 import AgentHost
 import APITypes
 import EventStore

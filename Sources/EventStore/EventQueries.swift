@@ -1,5 +1,6 @@
 import APITypes
 import Foundation
+import JSON
 import SQLite
 import Synchronization
 
@@ -71,29 +72,25 @@ public final class EventQueries: Sendable {
     }
 
     private func page(_ sql: String, _ values: [SQLValue], limit: Int,
-                      _ render: (inout RowJSON, Statement) -> Void) throws(EventStoreError) -> JSONPage {
+                      _ render: (inout JSONWriter, Statement) -> Void) throws(EventStoreError) -> JSONPage {
         try withConnection { connection throws(SQLiteError) in
             let statement = try connection.statement(sql)
             defer { statement.reset() }
             try statement.bind(values)
-            var out = RowJSON(capacity: limit * 420 + 64)
-            out.raw(#"{"items":["#)
+            var out = JSONWriter(capacity: limit * 420 + 64)
+            out.beginObject()
+            out.beginArray("items")
             var count = 0
             var last: Int64 = 0
             while try statement.step() {
-                if count > 0 { out.raw(",") }
                 render(&out, statement)
                 last = statement.int64(0)
                 count += 1
             }
-            out.raw("]")
-            if count == limit {
-                out.raw(#","next_cursor":""#)
-                out.integer(last)
-                out.raw("\"")
-            }
-            out.raw("}\n")
-            return JSONPage(json: out.bytes, count: count)
+            out.endArray()
+            if count == limit { out.field("next_cursor", String(last)) }
+            out.endObject()
+            return JSONPage(json: out.bytes + [0x0A], count: count)
         }
     }
 

@@ -1,3 +1,4 @@
+import JSON
 import APITypes
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import JSON
 /// The methods this server understands; anything else is answered 501.
 public enum HTTPMethod: String, Sendable, CaseIterable {
     case GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT, QUERY
@@ -72,8 +73,15 @@ public struct HTTPResponse: Sendable, Equatable {
     /// The error shape every MemGate endpoint uses: `{"error": {"code": ..., "message": ...}}`.
     public static func error(_ status: Int, code: String, message: String,
                              headers: [(name: String, value: String)] = []) -> HTTPResponse {
-        let body = #"{"error":{"code":"# + JSONText.quote(code) + #","message":"# + JSONText.quote(message) + "}}\n"
-        return HTTPResponse(status: status, contentType: "application/json", body: body.utf8, headers: headers)
+        var body = JSONWriter(capacity: 64 + message.utf8.count)
+        body.beginObject()
+        body.key("error")
+        body.beginObject()
+        body.field("code", code)
+        body.field("message", message)
+        body.endObject()
+        body.endObject()
+        return HTTPResponse(status: status, contentType: "application/json", body: body.bytes + [0x0A], headers: headers)
     }
 
     public func header(_ name: String) -> String? {
@@ -117,26 +125,6 @@ public enum HTTPStatus {
         case 505: "HTTP Version Not Supported"
         default: "Status"
         }
-    }
-}
-
-/// Minimal JSON string quoting for bodies built without an encoder.
-public enum JSONText {
-    public static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 
