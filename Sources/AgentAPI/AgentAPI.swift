@@ -53,13 +53,13 @@ public final class AgentAPI: HTTPHandler {
         // Reading the policy takes no lock that is held for long, does no I/O and costs the same
         // whatever the request holds: answered on the event loop, it skips two thread hand-offs.
         // Anything whose cost grows with the body (a policy dry run included) goes to the workers.
-        let (route, _) = APIRouter.route(of: request.path)
-        let inline = route == .policy && request.method == .GET
+        let inline = request.method == .GET && request.path == Route.policy.rawValue
         return inline ? respond(to: request, context: context) : nil
     }
 
     public func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse {
-        let (route, _) = APIRouter.route(of: request.path)
+        let routed = APIRouter.route(of: request.path)
+        let route = routed.0
         var principal: Principal?
         var action: AgentAction?
         var refusal: RefusalCount.Kind?
@@ -71,7 +71,7 @@ public final class AgentAPI: HTTPHandler {
                 refusal = .unauthenticated
                 throw error
             }
-            let parsed = try APIRouter.parse(request)
+            let parsed = try APIRouter.parse(request, routed: routed)
             action = parsed
             if parsed.isMutating, principal?.role == .readOnly {
                 refusal = .forbidden
@@ -199,7 +199,7 @@ public final class AgentAPI: HTTPHandler {
         case .getPolicy:
             let current = host.policies.policy
             return HTTPResponse(status: 200, contentType: "application/json", body: current.document,
-                                headers: [("ETag", Self.etag(current.version))])
+                                headers: [("ETag", ETag.quoted(current.version))])
         case .putPolicy(let document, let ifMatch):
             return try putPolicy(document, ifMatch: ifMatch, by: Self.client(principal, context))
         case .validatePolicy(let document):
@@ -258,7 +258,7 @@ public final class AgentAPI: HTTPHandler {
         } catch {
             throw .invalidField(error.field, error.message)
         }
-        let expected = Self.unquote(ifMatch)
+        let expected = ETag.version(ifMatch)
         let changed: Bool
         do throws(AgentHost.PolicyReplaceError) {
             changed = try host.replacePolicy(policy, expected: expected == "*" ? nil : expected, appliedBy: "api: \(client)")
@@ -266,12 +266,12 @@ public final class AgentAPI: HTTPHandler {
             switch error {
             case .versionMismatch(let current):
                 throw APIError(412, "precondition_failed", "the policy in force is \(current), not \(expected); GET it again and retry",
-                               headers: ["ETag": Self.etag(current)])
+                               headers: ["ETag": ETag.quoted(current)])
             case .store(let message):
                 throw APIError(503, "store_unavailable", "the policy was not applied: \(message)")
             }
         }
-        return try json(PolicyApplied(version: policy.version, changed: changed), headers: [("ETag", Self.etag(policy.version))])
+        return try json(PolicyApplied(version: policy.version, changed: changed), headers: [("ETag", ETag.quoted(policy.version))])
     }
 
     private func validate(_ document: [UInt8]) -> PolicyValidation {
@@ -292,15 +292,6 @@ public final class AgentAPI: HTTPHandler {
     }
 
     // MARK: Helpers
-
-    static func etag(_ version: String) -> String { "\"\(version)\"" }
-
-    static func unquote(_ tag: String) -> String {
-        var text = tag.trimmingCharacters(in: .whitespaces)
-        if text.hasPrefix("W/") { text.removeFirst(2) }
-        if text.count >= 2, text.hasPrefix("\""), text.hasSuffix("\"") { text = String(text.dropFirst().dropLast()) }
-        return text
-    }
 
     private func read<T>(_ body: (EventQueries) throws(EventStoreError) -> T) throws(APIError) -> T {
         guard let queries else {

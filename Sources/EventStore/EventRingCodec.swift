@@ -7,9 +7,19 @@ import SQLite
 ///
 /// Only the event (and admitted API request) statements can be carried: a ring file is never trusted to run anything else.
 enum EventRingCodec {
-    /// Indices are stored in ring files: only ever append.
-    static let statements = [EventStore.insertFault, EventStore.insertConversion, EventStore.finishConversion,
-                             EventStore.insertAPIRequest]
+    /// The statements a record may carry, by the number stored in ring files (only ever append).
+    enum Statement: UInt8, CaseIterable, Sendable {
+        case insertFault, insertConversion, finishConversion, insertAPIRequest
+
+        var sql: String {
+            switch self {
+            case .insertFault: EventStore.insertFault
+            case .insertConversion: EventStore.insertConversion
+            case .finishConversion: EventStore.finishConversion
+            case .insertAPIRequest: EventStore.insertAPIRequest
+            }
+        }
+    }
 
     /// nil when a write is not an event statement (the caller then waits for SQLite instead).
     static func encode(_ writes: [EventWriter.Write]) -> [UInt8]? {
@@ -17,8 +27,8 @@ enum EventRingCodec {
         out.reserveCapacity(256)
         append(UInt16(truncatingIfNeeded: writes.count), to: &out)
         for write in writes {
-            guard let index = statements.firstIndex(where: { $0 == write.sql }) else { return nil }
-            out.append(UInt8(index))
+            guard let statement = write.ringStatement else { return nil }
+            out.append(statement.rawValue)
             append(UInt16(truncatingIfNeeded: write.values.count), to: &out)
             for value in write.values {
                 switch value {
@@ -42,10 +52,9 @@ enum EventRingCodec {
         guard let count = reader.integer(UInt16.self) else { return nil }
         var writes: [EventWriter.Write] = []
         for _ in 0..<count {
-            guard let index = reader.byte(), Int(index) < statements.count, let valueCount = reader.integer(UInt16.self) else {
+            guard let statement = reader.byte().flatMap(Statement.init(rawValue:)), let valueCount = reader.integer(UInt16.self) else {
                 return nil
             }
-            let sql = statements[Int(index)]
             var values: [SQLValue] = []
             for _ in 0..<valueCount {
                 switch reader.byte() {
@@ -59,7 +68,7 @@ enum EventRingCodec {
                 default: return nil
                 }
             }
-            writes.append(EventWriter.Write(sql: sql, values: values))
+            writes.append(EventWriter.Write(statement, values: values))
         }
         return reader.atEnd ? writes : nil
     }

@@ -280,7 +280,7 @@ public final class EventStore: EventSink {
     public func recordAPIRequest(method: String, path: String, status: Int, durationNanos: UInt64, client: String,
                                  atNanos time: UInt64) -> RecordingFailure? {
         let (_, sequence, durable) = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
-            ((), [EventWriter.Write(sql: Self.insertAPIRequest, values: [
+            ((), [EventWriter.Write(.insertAPIRequest, values: [
                 .unsigned(time), .text(method), .text(Self.truncated(path, to: Self.maxAuditedPathBytes)),
                 .integer(Int64(status)), .unsigned(durationNanos), .text(Self.truncated(client, to: 128)),
             ])])
@@ -339,7 +339,7 @@ public final class EventStore: EventSink {
             ids.withLock { ids in
                 let id = ids.nextEvent
                 ids.nextEvent += 1
-                return ((), [EventWriter.Write(sql: Self.insertFault, values: [
+                return ((), [EventWriter.Write(.insertFault, values: [
                     .integer(id), .integer(fault.vmID), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
                     .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags), .text(fault.source.rawValue),
                 ])])
@@ -353,7 +353,7 @@ public final class EventStore: EventSink {
             ids.withLock { ids in
                 let id = ids.nextEvent
                 ids.nextEvent += 1
-                return (ConversionTicket(id: UInt64(id)), [EventWriter.Write(sql: Self.insertConversion, values: [
+                return (ConversionTicket(id: UInt64(id)), [EventWriter.Write(.insertConversion, values: [
                     .integer(id), .integer(conversion.vmID), .integer(Int64(conversion.vcpu)),
                     .unsigned(conversion.requestedNanos), .optional(conversion.completedNanos), .unsigned(conversion.gpa),
                     .unsigned(conversion.size), .text(conversion.direction.rawValue), .text(conversion.trigger.rawValue),
@@ -389,7 +389,7 @@ public final class EventStore: EventSink {
     public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
                        discardedBytes: UInt64, guestResult: Int64) {
         _ = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
-            ((), [EventWriter.Write(sql: Self.finishConversion, values: [
+            ((), [EventWriter.Write(.finishConversion, values: [
                 .text(decision.rawValue), reason.map { .text($0) } ?? .null, .unsigned(completedNanos),
                 .unsigned(discardedBytes), .integer(guestResult), .integer(Int64(ticket.id)),
             ])])

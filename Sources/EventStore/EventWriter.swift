@@ -11,12 +11,22 @@ final class EventWriter: @unchecked Sendable {
     struct Write {
         let sql: String
         let values: [SQLValue]
+        /// The event statement this is, when the ring may carry it (nil: only SQLite may).
+        let ringStatement: EventRingCodec.Statement?
         /// Where the ring holds this write's record (0: not in the ring).
         var ringSequence: UInt64 = 0
 
         init(sql: String, values: [SQLValue]) {
             self.sql = sql
             self.values = values
+            ringStatement = nil
+        }
+
+        /// An event statement, which the ring may carry.
+        init(_ statement: EventRingCodec.Statement, values: [SQLValue]) {
+            sql = statement.sql
+            self.values = values
+            ringStatement = statement
         }
     }
 

@@ -59,16 +59,21 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
-        guard memoryMib >= VMSpec.minMemoryMib, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be an even number of at least \(VMSpec.minMemoryMib)") }
-        guard vcpus > 0 else { throw ValidationError("--vcpus must be at least 1") }
-        if let maxRuns, !(1...VMSpec.maxRunLimit).contains(maxRuns) {
-            throw ValidationError("--max-runs must be from 1 to \(VMSpec.maxRunLimit)")
+        // The same rules as POST /v1/vms: VMSpec's, reported with the flag's name.
+        var spec = VMSpec(name: name ?? "guest", imageName: guest, image: [])
+        spec.memoryMib = memoryMib
+        spec.vcpus = vcpus
+        spec.maxRuns = maxRuns
+        do throws(AgentHostError) {
+            try spec.validate()
+        } catch {
+            guard case .invalid(let field, let message) = error else { throw ValidationError("\(error)") }
+            let flag = ["memory_mib": "--memory-mib", "vcpus": "--vcpus", "max_runs": "--max-runs", "name": "--name"][field] ?? field
+            throw ValidationError("\(flag) \(message)")
         }
         if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
             throw ValidationError("--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
         }
-        guard memoryMib <= VMSpec.maxMemoryMib else { throw ValidationError("--memory-mib must be at most \(VMSpec.maxMemoryMib)") }
-        guard vcpus <= VMSpec.maxVCPUs else { throw ValidationError("--vcpus must be at most \(VMSpec.maxVCPUs)") }
     }
 
     func run() throws {

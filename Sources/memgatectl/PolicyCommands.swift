@@ -27,7 +27,7 @@ struct PolicyCommand: ParsableCommand {
         func run() throws {
             let client = try fleet.fleet()
             let outcomes = client.send("GET", { _ in "/v1/policy" })
-            let versions = outcomes.map { $0.value.flatMap { $0.headers["etag"] }?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            let versions = outcomes.map { $0.value.flatMap { $0.headers["etag"] }.map(ETag.version) }
             if fleet.json {
                 try Out.json(["hosts": zip(outcomes, versions).map { Row(host: $0.host.name, result: $1 ?? "-", detail: $0.failure.map { "\($0)" } ?? "") }])
             } else {
@@ -58,7 +58,7 @@ struct PolicyCommand: ParsableCommand {
                 throw CtlFailure.failed("\(file): invalid: \(error)")
             }
             let client = try fleet.fleet()
-            let outcomes = client.send("POST", { _ in "/v1/policy/validate" }, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
+            let outcomes = PolicyPush.dryRun(document, on: client)
             let rows = outcomes.map { outcome in
                 guard let validation = outcome.value else { return Row(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: "\(outcome.failure.map { "\($0)" } ?? "")") }
                 return Row(host: outcome.host.name, result: validation.valid ? (validation.changed ? "valid, would change" : "valid, unchanged") : "invalid",

@@ -105,10 +105,11 @@ struct RouterTests {
     }
 
     @Test func etagsAreQuotedAndUnquoted() {
-        #expect(AgentAPI.etag("abc") == "\"abc\"")
-        #expect(AgentAPI.unquote("\"abc\"") == "abc")
-        #expect(AgentAPI.unquote("W/\"abc\"") == "abc")
-        #expect(AgentAPI.unquote("*") == "*")
+        #expect(ETag.quoted("abc") == "\"abc\"")
+        #expect(ETag.version("\"abc\"") == "abc")
+        #expect(ETag.version("W/\"abc\"") == "abc")
+        #expect(ETag.version("*") == "*")
+        #expect(ETag.version(" \"abc\" ") == "abc")
     }
 }
 

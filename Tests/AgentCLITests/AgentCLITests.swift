@@ -63,7 +63,7 @@ struct AgentCLITests {
 
         let usage = try agent("run", TestSupport.guestPath("hello"), "--memory-mib", "3")
         #expect(usage.status != 0)
-        #expect(usage.stderr.contains("even number of at least 4"))
+        #expect(usage.stderr.contains("--memory-mib must be an even number from 4"))
     }
 
     @Test func capsReportsEveryField() throws {

@@ -10,7 +10,7 @@ import Testing
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     func conversionWrite(id: Int64, vmID: Int64, decision: String = "pending") -> EventWriter.Write {
-        EventWriter.Write(sql: EventStore.insertConversion, values: [
+        EventWriter.Write(.insertConversion, values: [
             .integer(id), .integer(vmID), .integer(0), .unsigned(1_000), .null, .unsigned(0x20_0000), .unsigned(4096),
             .text("to_shared"), .text("explicit"), .text(decision), .text("default (allow)"), .text("v1"), .text("emulated"),
             .unsigned(4096), .unsigned(0), .integer(0),
@@ -18,7 +18,7 @@ import Testing
     }
 
     func finishWrite(id: Int64) -> EventWriter.Write {
-        EventWriter.Write(sql: EventStore.finishConversion, values: [
+        EventWriter.Write(.finishConversion, values: [
             .text("applied"), .null, .unsigned(2_000), .unsigned(4096), .integer(0), .integer(id)])
     }
 

@@ -55,7 +55,12 @@ public enum APIRouter {
     }
 
     public static func parse(_ request: HTTPRequest) throws(APIError) -> AgentAction {
-        let (route, id) = route(of: request.path)
+        try parse(request, routed: route(of: request.path))
+    }
+
+    /// `parse` for a request whose route the caller already computed (once per request).
+    public static func parse(_ request: HTTPRequest, routed: (Route, Int64?)) throws(APIError) -> AgentAction {
+        let (route, id) = routed
         guard route != .unknown else { throw .notFound("no such endpoint: \(request.path)") }
         let method = request.method == .HEAD ? "GET" : request.method.rawValue
         guard route.methods.contains(method) else {

@@ -72,14 +72,10 @@ public struct PolicyPush: Sendable {
         var etags = [String](repeating: "", count: count)
 
         // 1. The dry run, which also tells each host's current version (the tag the write must match).
-        for (index, outcome) in fleet.send("POST", { _ in "/v1/policy/validate" }, body: document).enumerated() {
+        for (index, outcome) in Self.dryRun(document, on: fleet).enumerated() {
             switch outcome.result {
-            case .success(let response):
-                guard let validation = try? APIJSON.decoder().decode(PolicyValidation.self, from: Data(response.body)) else {
-                    outcomes[index] = .rejected("malformed dry-run answer")
-                    continue
-                }
-                etags[index] = "\"\(validation.currentVersion)\""
+            case .success(let validation):
+                etags[index] = ETag.quoted(validation.currentVersion)
                 if !validation.valid {
                     outcomes[index] = .rejected("\(validation.field ?? "document"): \(validation.message ?? "refused by the agent")")
                 } else if validation.currentVersion == local.version {
@@ -112,11 +108,17 @@ public struct PolicyPush: Sendable {
         return outcomes.map { $0 ?? .skipped }
     }
 
+    /// `POST /v1/policy/validate` on every host: would it take `document`, and what is in force there.
+    public static func dryRun(_ document: [UInt8], on fleet: FleetClient) -> [HostOutcome<PolicyValidation>] {
+        fleet.send("POST", { _ in "/v1/policy/validate" }, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
+    }
+
+    /// A host's failure as a push outcome, by the one meaning `HostFailure.kind` gives each status.
     static func outcome(_ failure: HostFailure) -> PushOutcome {
-        switch failure {
-        case .transport(let error): .unreachable("\(error)")
-        case .api(412, _, let message): .conflict(message)
-        case .api(422, _, let message): .rejected(message)
+        switch (failure, failure.kind) {
+        case (.transport(let error), _): .unreachable("\(error)")
+        case (.api(_, _, let message), "conflict"): .conflict(message)
+        case (.api(_, _, let message), "rejected"): .rejected(message)
         default: .rejected("\(failure)")
         }
     }
