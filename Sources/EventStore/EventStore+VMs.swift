@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import MemoryModel
+import Platform
+import SQLite
+import Synchronization
+
+/// What the store keeps about a VM when it is created.
+public struct VMRegistration: Sendable {
+    public var name: String
+    public var labels: [String: String] = [:]
+    public var memoryBytes: UInt64
+    public var vcpus: Int
+    public var backend: String
+    public var dataRAM: PageRange
+    public var initialState: PageState
+
+    public init(name: String, labels: [String: String] = [:], memoryBytes: UInt64, vcpus: Int, backend: String,
+                dataRAM: PageRange, initialState: PageState) {
+        self.name = name; self.labels = labels; self.memoryBytes = memoryBytes; self.vcpus = vcpus
+        self.backend = backend; self.dataRAM = dataRAM; self.initialState = initialState
+    }
+}
+
+/// VMs and policy versions: registered, started, ended, applied.
+extension EventStore {
+
+    /// Hands out a VM id (never reused, even if the VM is never registered).
+    public func reserveVMID() -> Int64 {
+        ids.withLock { ids in
+            defer { ids.nextVM += 1 }
+            return ids.nextVM
+        }
+    }
+
+    /// Records a new VM under a fresh id and returns it.
+    @discardableResult
+    public func register(_ registration: VMRegistration, createdNanos: UInt64) throws(EventStoreError) -> Int64 {
+        let id = reserveVMID()
+        try register(registration, id: id, createdNanos: createdNanos)
+        return id
+    }
+
+    /// Records a new VM under an id from `reserveVMID`; waits until durable.
+    public func register(_ registration: VMRegistration, id: Int64, createdNanos: UInt64) throws(EventStoreError) {
+        let labels = (try? JSONSerialization.data(withJSONObject: registration.labels, options: [.sortedKeys]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [EventWriter.Write(sql: """
+                INSERT INTO vms (vm_id, name, labels, memory_bytes, vcpus, backend, data_ram_start, data_ram_size,
+                                 initial_state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, values: [.integer(id), .text(registration.name), .text(labels), .unsigned(registration.memoryBytes),
+                              .integer(Int64(registration.vcpus)), .text(registration.backend),
+                              .unsigned(registration.dataRAM.start), .unsigned(registration.dataRAM.size),
+                              .text(registration.initialState.rawValue), .unsigned(createdNanos)])])
+        }
+        if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }
+    }
+
+    public func vmStarted(_ id: Int64, atNanos time: UInt64) {
+        _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [EventWriter.Write(sql: "UPDATE vms SET started_ns = coalesce(started_ns, ?) WHERE vm_id = ?",
+                                    values: [.unsigned(time), .integer(id)])])
+        }
+    }
+
+    /// Records how a VM ended and its final private/shared layout; waits until durable.
+    /// Returns the store's failure, if it could not be recorded.
+    @discardableResult
+    public func vmEnded(_ id: Int64, atNanos time: UInt64, state: String, reason: String?, exitStatus: Int32?,
+                        layout: PageStateMap) -> RecordingFailure? {
+        let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            var writes = [EventWriter.Write(sql: """
+                UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ? AND ended_ns IS NULL
+                """, values: [.unsigned(time), .text(state), reason.map { .text($0) } ?? .null,
+                              exitStatus.map { .integer(Int64($0)) } ?? .null, .integer(id)])]
+            for run in layout.runs {
+                writes.append(EventWriter.Write(sql: "INSERT OR REPLACE INTO memory_layout (vm_id, start_gpa, end_gpa, state) VALUES (?, ?, ?, ?)",
+                                                values: [.integer(id), .unsigned(run.range.start), .unsigned(run.range.end),
+                                                         .text(run.state.rawValue)]))
+            }
+            return ((), writes)
+        }
+        return writer.waitCommitted(sequence)
+    }
+
+    public func recordPolicy(_ policy: VersionedPolicy, appliedBy: String, atNanos time: UInt64) throws(EventStoreError) {
+        let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [
+                EventWriter.Write(sql: "INSERT OR IGNORE INTO policies (version, document, first_applied_ns) VALUES (?, ?, ?)",
+                                  values: [.text(policy.version), .text(String(decoding: policy.document, as: UTF8.self)), .unsigned(time)]),
+                EventWriter.Write(sql: "INSERT INTO policy_applications (version, applied_ns, applied_by) VALUES (?, ?, ?)",
+                                  values: [.text(policy.version), .unsigned(time), .text(appliedBy)]),
+            ])
+        }
+        if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }
+    }
+}
