@@ -1,0 +1,162 @@
+import JSON
+import AgentHost
+import APITypes
+import EventStore
+import Foundation
+import HTTPServer
+import Logging
+import MemoryModel
+import Pictures
+import Platform
+import Synchronization
+import VMM
+
+/// Each typed action carried out against the AgentHost or the store's readers.
+extension AgentAPI {
+    func perform(_ action: AgentAction, request: HTTPRequest, principal: Principal?,
+                         context: RequestContext) throws(APIError) -> HTTPResponse {
+        switch action {
+        case .health:
+            return HTTPResponse(status: 200, contentType: "application/json", body: Self.healthBody)
+        case .metrics:
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: Array(renderMetrics().utf8))
+        case .host:
+            return try json(snapshot.info(vms: vmCounts(), policyVersion: host.policies.policy.version))
+        case .listVMs:
+            return try json(VMList(vms: host.vms.map(VMView.info)))
+        case .createVM(let body):
+            let vm = try createVM(body)
+            return try json(VMView.info(vm), status: 201, headers: [("Location", "/v1/vms/\(vm.id)")])
+        case .getVM(let id):
+            return try json(VMView.info(try existing(id)))
+        case .startVM(let id):
+            try hostCall { () throws(AgentHostError) in try host.start(id) }
+            return try json(VMView.info(try existing(id)))
+        case .pauseVM(let id):
+            try hostCall { () throws(AgentHostError) in try host.pause(id) }
+            return try json(VMView.info(try existing(id)))
+        case .resumeVM(let id):
+            try hostCall { () throws(AgentHostError) in try host.resume(id) }
+            return try json(VMView.info(try existing(id)))
+        case .stopVM(let id):
+            try hostCall { () throws(AgentHostError) in try host.stop(id, reason: "stopped through the API by \(Self.client(principal, context))") }
+            return try json(VMView.info(try existing(id)))
+        case .deleteVM(let id):
+            try hostCall { () throws(AgentHostError) in try host.delete(id) }
+            return HTTPResponse(status: 204)
+        case .console(let id, let after):
+            let vm = try existing(id)
+            let chunk = vm.machine.console(from: after)
+            return try json(ConsoleChunk(vmId: id, offset: chunk.start, nextOffset: chunk.start + chunk.bytes.count,
+                                         droppedBytes: chunk.dropped, data: String(decoding: chunk.bytes, as: UTF8.self)))
+        case .memory(let id):
+            return try json(VMView.memory(try existing(id)))
+        case .memorySVG(let id, let from, let to):
+            let vm = try existing(id)
+            let svg = MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: Self.utcNow(), from: from, to: to)
+            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
+        case .faults(let filter):
+            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.faultPageJSON(filter) }
+            return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
+        case .conversions(let filter):
+            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.conversionPageJSON(filter) }
+            return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
+        case .events(let after, let limit):
+            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.events(after: after, limit: limit) }
+            return try json(EventPage(events: rows, nextAfter: rows.last?.eventId ?? after))
+        case .getPolicy:
+            let current = host.policies.policy
+            return HTTPResponse(status: 200, contentType: "application/json", body: current.document,
+                                headers: [("ETag", ETag.quoted(current.version))])
+        case .putPolicy(let document, let ifMatch):
+            return try putPolicy(document, ifMatch: ifMatch, by: Self.client(principal, context))
+        case .validatePolicy(let document):
+            return try json(validate(document))
+        case .policyHistory(let limit):
+            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyHistory(limit: limit) }
+            return try json(PolicyHistory(entries: rows))
+        case .statusPage:
+            return statusPage(request, context: context)
+        case .login(let token):
+            return login(token: token)
+        }
+    }
+
+    func existing(_ id: Int64) throws(APIError) -> ManagedVM {
+        guard let vm = host.vm(id) else { throw .notFound("no VM with id \(id) on this agent") }
+        return vm
+    }
+
+    func createVM(_ body: VMCreateRequest) throws(APIError) -> ManagedVM {
+        guard let images = configuration.images else {
+            throw APIError(409, "no_images_dir", "this agent was started without --images-dir; it cannot launch images")
+        }
+        var spec = VMSpec(name: body.name, imageName: body.image, image: [])
+        spec.memoryMib = body.memoryMib ?? 64
+        spec.vcpus = body.vcpus ?? 1
+        spec.commandLine = body.commandLine ?? ""
+        spec.labels = body.labels ?? [:]
+        if let backend = body.backend {
+            guard let kind = BackendKind(rawValue: backend) else { throw .invalidField("backend", "must be alias or attributes") }
+            spec.backend = kind
+        }
+        if let initial = body.initialState {
+            guard let state = PageState(rawValue: initial) else { throw .invalidField("initial_state", "must be private or shared") }
+            spec.initialState = state
+        }
+        guard spec.commandLine.utf8.count <= 200 else {
+            throw .invalidField("command_line", "must be at most 200 bytes")
+        }
+        do {
+            try spec.validate()
+        } catch {
+            throw Self.map(error)
+        }
+        spec.image = try images.load(body.image)
+        var created: ManagedVM?
+        try hostCall { () throws(AgentHostError) in created = try host.create(spec, start: body.start ?? true) }
+        guard let created else { throw APIError(500, "internal", "VM creation returned nothing") }
+        return created
+    }
+
+    func putPolicy(_ document: [UInt8], ifMatch: String, by client: String) throws(APIError) -> HTTPResponse {
+        let policy: VersionedPolicy
+        do {
+            policy = try VersionedPolicy(document: document)
+        } catch {
+            throw .invalidField(error.field, error.message)
+        }
+        let expected = ETag.version(ifMatch)
+        let changed: Bool
+        do throws(AgentHost.PolicyReplaceError) {
+            changed = try host.replacePolicy(policy, expected: expected == "*" ? nil : expected, appliedBy: "api: \(client)")
+        } catch {
+            switch error {
+            case .versionMismatch(let current):
+                throw APIError(412, "precondition_failed", "the policy in force is \(current), not \(expected); GET it again and retry",
+                               headers: ["ETag": ETag.quoted(current)])
+            case .store(let message):
+                throw APIError(503, "store_unavailable", "the policy was not applied: \(message)")
+            }
+        }
+        return try json(PolicyApplied(version: policy.version, changed: changed), headers: [("ETag", ETag.quoted(policy.version))])
+    }
+
+    func validate(_ document: [UInt8]) -> PolicyValidation {
+        let current = host.policies.policy.version
+        do {
+            let policy = try VersionedPolicy(document: document)
+            return PolicyValidation(valid: true, version: policy.version, changed: policy.version != current, currentVersion: current)
+        } catch {
+            return PolicyValidation(valid: false, version: nil, changed: false, currentVersion: current,
+                                    field: error.field, message: error.message)
+        }
+    }
+
+    func vmCounts() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for vm in host.vms { counts[vm.lifecycle.state.rawValue, default: 0] += 1 }
+        return counts
+    }
+
+}
