@@ -62,8 +62,8 @@ extension AgentAPI {
             let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.conversionPageJSON(filter) }
             return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
         case .events(let after, let limit):
-            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.events(after: after, limit: limit) }
-            return try json(EventPage(events: rows, nextAfter: rows.last?.eventId ?? after))
+            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.eventPageJSON(after: after, limit: limit) }
+            return HTTPResponse(status: 200, contentType: "application/json", body: page)
         case .getPolicy:
             let current = host.policies.policy
             return HTTPResponse(status: 200, contentType: "application/json", body: current.document,

@@ -153,6 +153,58 @@ public final class EventQueries: Sendable {
         }
     }
 
+    /// `events(after:limit:)` as an `EventPage` JSON document, rendered from the rows directly:
+    /// faults and conversions merged by id in one pass over both tables.
+    public func eventPageJSON(after: Int64, limit: Int) throws(EventStoreError) -> [UInt8] {
+        try withConnection { connection throws(SQLiteError) in
+            // One read transaction: one snapshot for the three reads.
+            try connection.transaction("BEGIN") { () throws(SQLiteError) -> [UInt8] in
+                let firstPending = try connection.scalar(
+                    "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
+                let bound: [SQLValue] = [.integer(after), .integer(firstPending ?? Int64.max), .integer(Int64(limit))]
+                let faults = try connection.statement(
+                    "SELECT \(Self.faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?")
+                defer { faults.reset() }
+                let conversions = try connection.statement(
+                    "SELECT \(Self.conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?")
+                defer { conversions.reset() }
+                try faults.bind(bound)
+                try conversions.bind(bound)
+                var out = JSONWriter(capacity: limit * 480 + 64)
+                out.beginObject()
+                out.beginArray("events")
+                var fault = try faults.step(), conversion = try conversions.step()
+                var count = 0
+                var last = after
+                // Keys in the order JSONEncoder sorts `EventEntry`'s: conversion, event_id, kind, memory_fault.
+                while count < limit && (fault || conversion) {
+                    out.beginObject()
+                    if fault && (!conversion || faults.int64(0) < conversions.int64(0)) {
+                        last = faults.int64(0)
+                        out.field("event_id", last)
+                        out.field("kind", "memory_fault")
+                        out.key("memory_fault")
+                        out.fault(faults)
+                        fault = try faults.step()
+                    } else {
+                        last = conversions.int64(0)
+                        out.key("conversion")
+                        out.conversion(conversions)
+                        out.field("event_id", last)
+                        out.field("kind", "conversion")
+                        conversion = try conversions.step()
+                    }
+                    out.endObject()
+                    count += 1
+                }
+                out.endArray()
+                out.field("next_after", last)
+                out.endObject()
+                return out.bytes + [0x0A]
+            }
+        }
+    }
+
     /// The newest conversions (of one decision, if given), newest first.
     public func latestConversions(limit: Int, decision: String? = nil) throws(EventStoreError) -> [ConversionEvent] {
         try withConnection { connection throws(SQLiteError) in

@@ -56,5 +56,15 @@ struct QueryTests {
         let events = try queries.events(after: 0, limit: 1000)
         #expect(events.map(\.eventId) == Array(1...19))
         #expect(try queries.events(after: 20, limit: 5).map(\.eventId) == Array(21...25))
+        // The page rendered from the rows means exactly what the typed rows do.
+        for (after, limit) in [(Int64(0), 1000), (20, 5), (20, 1000), (499, 10), (600, 10)] as [(Int64, Int)] {
+            let rows = try queries.events(after: after, limit: limit)
+            let page = try APIJSON.decoder().decode(EventPage.self, from: Data(try queries.eventPageJSON(after: after, limit: limit)))
+            #expect(page == EventPage(events: rows, nextAfter: rows.last?.eventId ?? after), "after \(after), limit \(limit)")
+        }
+        // Keys as JSONEncoder writes them (sorted), so a byte-level consumer sees one shape.
+        let rendered = String(decoding: try queries.eventPageJSON(after: 20, limit: 2), as: UTF8.self)
+        let encoded = String(decoding: try APIJSON.encoder().encode(EventPage(events: try queries.events(after: 20, limit: 2), nextAfter: 22)), as: UTF8.self)
+        #expect(rendered.dropLast() == encoded.replacingOccurrences(of: "\\/", with: "/"), "\(rendered)\n\(encoded)")
     }
 }
