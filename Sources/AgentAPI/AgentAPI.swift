@@ -85,26 +85,23 @@ public final class AgentAPI: HTTPHandler {
         let elapsed = Self.now() &- context.receivedNanos
         metrics.observe(route: route, method: request.method, status: response.status, nanos: elapsed)
         let wall = MonotonicClock.wallNanos()
+        let second = wall / 1_000_000_000
+        // Every answered request writes the refusal counts of seconds that have passed.
+        let closedSeconds: [RefusalCount]
         if let refusal {
             // Refusals are counted, not written one row each: nobody without a token can fill the disk.
             metrics.refused(refusal)
-            let closed = refusals.withLock { $0.note(peer: context.transport.peerAddress, kind: refusal, second: wall / 1_000_000_000) }
-            host.store?.recordRefusals(closed)
-        } else if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {
-            // An admitted request that changes something (or tried to, with a valid token) keeps its row, durably.
-            host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
-                                         durationNanos: elapsed, client: Self.client(principal, context), atNanos: wall)
-            flushRefusals(atNanos: wall)
+            closedSeconds = refusals.withLock { $0.note(peer: context.transport.peerAddress, kind: refusal, second: second) }
         } else {
-            flushRefusals(atNanos: wall)
+            if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {
+                // An admitted request that changes something (or tried to, with a valid token) keeps its row, durably.
+                host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
+                                             durationNanos: elapsed, client: Self.client(principal, context), atNanos: wall)
+            }
+            closedSeconds = refusals.withLock { $0.drain(before: second) }
         }
+        host.store?.recordRefusals(closedSeconds)
         return response
-    }
-
-    /// Writes refusal counts of seconds that have passed (every answered request looks).
-    private func flushRefusals(atNanos wall: UInt64) {
-        let closed = refusals.withLock { $0.drain(before: wall / 1_000_000_000) }
-        host.store?.recordRefusals(closed)
     }
 
     /// Writes every refusal counted so far (the agent calls it before closing the store).

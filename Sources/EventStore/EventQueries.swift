@@ -136,21 +136,26 @@ public final class EventQueries: Sendable {
         try withConnection { connection throws(SQLiteError) in
             // One read transaction: one snapshot for the three reads.
             try connection.transaction("BEGIN") { () throws(SQLiteError) -> [EventEntry] in
-                let firstPending = try connection.scalar(
-                    "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
-                let ceiling = firstPending ?? Int64.max
-                let bound: [SQLValue] = [.integer(after), .integer(ceiling), .integer(Int64(limit))]
-                let faults = try connection.rows("""
-                    SELECT \(Self.faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
-                    """, bound, Self.fault)
-                let conversions = try connection.rows("""
-                    SELECT \(Self.conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?
-                    """, bound, Self.conversion)
+                let bound = try Self.eventBounds(after: after, limit: limit, connection)
+                let faults = try connection.rows(Self.eventFaultsSQL, bound, Self.fault)
+                let conversions = try connection.rows(Self.eventConversionsSQL, bound, Self.conversion)
                 var merged = faults.map(EventEntry.init(fault:)) + conversions.map(EventEntry.init(conversion:))
                 merged.sort { $0.eventId < $1.eventId }
                 return Array(merged.prefix(limit))
             }
         }
+    }
+
+    static let eventFaultsSQL =
+        "SELECT \(faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
+    static let eventConversionsSQL =
+        "SELECT \(conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
+
+    /// The values of both event queries: after `after`, before the first conversion still pending, at most `limit`.
+    static func eventBounds(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [SQLValue] {
+        let firstPending = try connection.scalar(
+            "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
+        return [.integer(after), .integer(firstPending ?? Int64.max), .integer(Int64(limit))]
     }
 
     /// `events(after:limit:)` as an `EventPage` JSON document, rendered from the rows directly:
@@ -159,14 +164,10 @@ public final class EventQueries: Sendable {
         try withConnection { connection throws(SQLiteError) in
             // One read transaction: one snapshot for the three reads.
             try connection.transaction("BEGIN") { () throws(SQLiteError) -> [UInt8] in
-                let firstPending = try connection.scalar(
-                    "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
-                let bound: [SQLValue] = [.integer(after), .integer(firstPending ?? Int64.max), .integer(Int64(limit))]
-                let faults = try connection.statement(
-                    "SELECT \(Self.faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?")
+                let bound = try Self.eventBounds(after: after, limit: limit, connection)
+                let faults = try connection.statement(Self.eventFaultsSQL)
                 defer { faults.reset() }
-                let conversions = try connection.statement(
-                    "SELECT \(Self.conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?")
+                let conversions = try connection.statement(Self.eventConversionsSQL)
                 defer { conversions.reset() }
                 try faults.bind(bound)
                 try conversions.bind(bound)
