@@ -100,25 +100,35 @@ public final class VCPU: @unchecked Sendable {
     }
 
     public func registers() throws(KVMError) -> Registers {
-        var raw = kvm_regs()
-        guard ckvm_get_regs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_GET_REGS(vcpu \(index))") }
-        return Registers(raw)
+        Registers(try read("KVM_GET_REGS", kvm_regs(), ckvm_get_regs))
     }
 
     public func setRegisters(_ registers: Registers) throws(KVMError) {
-        var raw = registers.kvm
-        guard ckvm_set_regs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_SET_REGS(vcpu \(index))") }
+        try write("KVM_SET_REGS", registers.kvm, ckvm_set_regs)
     }
 
     public func specialRegisters() throws(KVMError) -> SpecialRegisters {
-        var raw = kvm_sregs()
-        guard ckvm_get_sregs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_GET_SREGS(vcpu \(index))") }
-        return SpecialRegisters(raw)
+        SpecialRegisters(try read("KVM_GET_SREGS", kvm_sregs(), ckvm_get_sregs))
     }
 
     public func setSpecialRegisters(_ registers: SpecialRegisters) throws(KVMError) {
-        var raw = registers.raw
-        guard ckvm_set_sregs(fd.rawValue, &raw) == 0 else { throw KVMError.last("KVM_SET_SREGS(vcpu \(index))") }
+        try write("KVM_SET_SREGS", registers.raw, ckvm_set_sregs)
+    }
+
+    /// One register-block read: the ioctl fills `initial`'s storage.
+    private func read<Block>(_ ioctl: String, _ initial: Block,
+                             _ call: (Int32, UnsafeMutablePointer<Block>) -> Int32) throws(KVMError) -> Block {
+        var block = initial
+        // Safety: `block` is a live, correctly typed kvm_* struct for the ioctl's duration.
+        guard call(fd.rawValue, &block) == 0 else { throw KVMError.last("\(ioctl)(vcpu \(index))") }
+        return block
+    }
+
+    private func write<Block>(_ ioctl: String, _ block: Block,
+                              _ call: (Int32, UnsafePointer<Block>) -> Int32) throws(KVMError) {
+        var block = block
+        // Safety: as in read; the kernel only reads the struct.
+        guard call(fd.rawValue, &block) == 0 else { throw KVMError.last("\(ioctl)(vcpu \(index))") }
     }
 
     public func setCPUID(_ table: CPUIDTable) throws(KVMError) {

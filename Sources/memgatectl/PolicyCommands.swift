@@ -9,15 +9,38 @@ struct PolicyCommand: ParsableCommand {
         commandName: "policy", abstract: "Show, validate, diff and push the conversion policy across hosts.",
         subcommands: [Show.self, Validate.self, Diff.self, Push.self])
 
-    static func read(_ path: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CtlFailure.usage("cannot read \(path)") }
-        return [UInt8](data)
+    /// The fleet and the policy file every command but `show` takes.
+    struct FileArguments: ParsableArguments {
+        @OptionGroup var fleet: FleetOptions
+        @Argument(help: "The policy document (JSON).") var file: String
+
+        func document() throws -> [UInt8] {
+            guard let data = FileManager.default.contents(atPath: file) else { throw CtlFailure.usage("cannot read \(file)") }
+            return [UInt8](data)
+        }
     }
 
+    /// One host's line in the answer of validate, diff and push.
     struct Row: Codable {
         var host: String
         var result: String
         var detail: String
+
+        /// A host that gave no answer: its failure's kind and text.
+        init<Value>(_ outcome: HostOutcome<Value>) {
+            self.init(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: outcome.failure.map { "\($0)" } ?? "")
+        }
+
+        init(host: String, result: String, detail: String) {
+            self.host = host; self.result = result; self.detail = detail
+        }
+
+        static func print(_ rows: [Row], json: Bool) throws {
+            if json { return try Out.json(["hosts": rows]) }
+            var table = Table(["HOST", "RESULT", "DETAIL"])
+            for row in rows { table.add([row.host, row.result, row.detail]) }
+            Out.line(table.render())
+        }
     }
 
     struct Show: ParsableCommand {
@@ -46,11 +69,12 @@ struct PolicyCommand: ParsableCommand {
 
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Validate a policy file locally and as a dry run on every host.")
-        @OptionGroup var fleet: FleetOptions
-        @Argument(help: "The policy document (JSON).") var file: String
+        @OptionGroup var arguments: FileArguments
+        var fleet: FleetOptions { arguments.fleet }
 
         func run() throws {
-            let document = try PolicyCommand.read(file)
+            let document = try arguments.document()
+            let file = arguments.file
             do {
                 let policy = try VersionedPolicy(document: document)
                 if !fleet.json { Out.line("\(file): valid locally, version \(policy.version)") }
@@ -60,33 +84,29 @@ struct PolicyCommand: ParsableCommand {
             let client = try fleet.fleet()
             let outcomes = PolicyPush.dryRun(document, on: client)
             let rows = outcomes.map { outcome in
-                guard let validation = outcome.value else { return Row(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: "\(outcome.failure.map { "\($0)" } ?? "")") }
+                guard let validation = outcome.value else { return Row(outcome) }
                 return Row(host: outcome.host.name, result: validation.valid ? (validation.changed ? "valid, would change" : "valid, unchanged") : "invalid",
                            detail: validation.valid ? "current \(validation.currentVersion.prefix(12))" : "\(validation.field ?? ""): \(validation.message ?? "")")
             }
-            if fleet.json { try Out.json(["hosts": rows]) } else {
-                var table = Table(["HOST", "RESULT", "DETAIL"])
-                for row in rows { table.add([row.host, row.result, row.detail]) }
-                Out.line(table.render())
-            }
+            try Row.print(rows, json: fleet.json)
             if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
         }
     }
 
     struct Diff: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "What pushing FILE would change on each host.")
-        @OptionGroup var fleet: FleetOptions
-        @Argument(help: "The policy document (JSON).") var file: String
+        @OptionGroup var arguments: FileArguments
+        var fleet: FleetOptions { arguments.fleet }
 
         func run() throws {
-            let document = try PolicyCommand.read(file)
+            let document = try arguments.document()
             let new = try VersionedPolicy(document: document)
             let client = try fleet.fleet()
             let outcomes = client.send("GET", { _ in "/v1/policy" })
             var rows: [Row] = []
             for outcome in outcomes {
                 guard let current = outcome.value else {
-                    rows.append(Row(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: "\(outcome.failure.map { "\($0)" } ?? "")"))
+                    rows.append(Row(outcome))
                     continue
                 }
                 let lines = LineDiff.diff(PolicyText.pretty(current.body), PolicyText.pretty(document))
@@ -106,8 +126,8 @@ struct PolicyCommand: ParsableCommand {
     struct Push: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate locally, dry-run on every host, then replace with If-Match; one row per host.")
-        @OptionGroup var fleet: FleetOptions
-        @Argument(help: "The policy document (JSON).") var file: String
+        @OptionGroup var arguments: FileArguments
+        var fleet: FleetOptions { arguments.fleet }
         @Option(help: "Stop before writing once this many hosts failed (1-100000).") var maxFailures: Int?
         @Option(help: "Only replace a policy of this version; hosts with another report a conflict.") var expectVersion: String?
 
@@ -116,15 +136,11 @@ struct PolicyCommand: ParsableCommand {
         }
 
         func run() throws {
-            let document = try PolicyCommand.read(file)
+            let document = try arguments.document()
             let client = try fleet.fleet()
             let outcomes = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures).run(client)
             let rows = zip(client.hosts, outcomes).map { Row(host: $0.name, result: $1.word, detail: $1.detail) }
-            if fleet.json { try Out.json(["hosts": rows]) } else {
-                var table = Table(["HOST", "RESULT", "DETAIL"])
-                for row in rows { table.add([row.host, row.result, row.detail]) }
-                Out.line(table.render())
-            }
+            try Row.print(rows, json: fleet.json)
             if outcomes.contains(where: \.isFailure) { throw CtlFailure.hostsFailed }
         }
     }
