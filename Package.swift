@@ -35,7 +35,7 @@ let package = Package(
             dependencies: ["CKVM", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // Pure logic, no I/O: page-state map, conversion requests, policy.
-        .target(name: "MemoryModel", swiftSettings: strict),
+        .target(name: "MemoryModel", dependencies: ["JSON"], swiftSettings: strict),
         .target(
             name: "VMM",
             dependencies: ["KVM", "MemoryModel", "CGuestABI", "Platform", .product(name: "Logging", package: "swift-log")],
@@ -73,7 +73,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "memgatectl",
-            dependencies: ["Controller", "APITypes", "MemoryModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(
@@ -128,6 +128,7 @@ let package = Package(
             dependencies: ["EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes", "JSON"], swiftSettings: strict),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),

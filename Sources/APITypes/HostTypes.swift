@@ -83,8 +83,10 @@ public struct PolicyHistoryEntry: Codable, Sendable, Equatable {
     public var version: String
     public var appliedNs: UInt64
     public var appliedBy: String
-    public init(version: String, appliedNs: UInt64, appliedBy: String) {
-        self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy
+    /// The document's `name`, when it has one.
+    public var name: String?
+    public init(version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil) {
+        self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy; self.name = name
     }
 }
 

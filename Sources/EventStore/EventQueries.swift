@@ -221,9 +221,24 @@ public final class EventQueries: Sendable {
     /// Policy applications, newest first.
     public func policyHistory(limit: Int) throws(EventStoreError) -> [PolicyHistoryEntry] {
         try withConnection { connection throws(SQLiteError) in
-            try connection.query("SELECT version, applied_ns, applied_by FROM policy_applications ORDER BY id DESC LIMIT ?",
-                                 [.integer(Int64(limit))]).map { row in
-                PolicyHistoryEntry(version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text)
+            try connection.query("""
+                SELECT a.version, a.applied_ns, a.applied_by, p.name FROM policy_applications a
+                JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT ?
+                """, [.integer(Int64(limit))]).map { row in
+                PolicyHistoryEntry(version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
+                                   name: row[3] == .null ? nil : row[3].text)
+            }
+        }
+    }
+
+    /// The policy of the newest application: what the agent restores on start (nil on a new store).
+    public func policyInForce() throws(EventStoreError) -> StoredPolicy? {
+        try withConnection { connection throws(SQLiteError) in
+            try connection.query("""
+                SELECT a.version, p.document, a.applied_ns, a.applied_by FROM policy_applications a
+                JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT 1
+                """).first.map { row in
+                StoredPolicy(version: row[0].text, document: Array(row[1].text.utf8), appliedNs: row[2].unsigned, appliedBy: row[3].text)
             }
         }
     }
@@ -247,4 +262,12 @@ extension SQLValue {
     var integer: Int64 { if case .integer(let value) = self { value } else { 0 } }
     var unsigned: UInt64 { UInt64(bitPattern: integer) }
     var text: String { if case .text(let value) = self { value } else { "" } }
+}
+
+/// The policy a store says is in force: the newest application and its document.
+public struct StoredPolicy: Sendable, Equatable {
+    public var version: String
+    public var document: [UInt8]
+    public var appliedNs: UInt64
+    public var appliedBy: String
 }

@@ -87,8 +87,9 @@ extension EventStore {
     public func recordPolicy(_ policy: VersionedPolicy, appliedBy: String, atNanos time: UInt64) throws(EventStoreError) {
         let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
             ((), [
-                EventWriter.Write(sql: "INSERT OR IGNORE INTO policies (version, document, first_applied_ns) VALUES (?, ?, ?)",
-                                  values: [.text(policy.version), .text(String(decoding: policy.document, as: UTF8.self)), .unsigned(time)]),
+                EventWriter.Write(sql: "INSERT OR IGNORE INTO policies (version, document, first_applied_ns, name) VALUES (?, ?, ?, ?)",
+                                  values: [.text(policy.version), .text(String(decoding: policy.document, as: UTF8.self)), .unsigned(time),
+                                           policy.policy.name.map(SQLValue.text) ?? .null]),
                 EventWriter.Write(sql: "INSERT INTO policy_applications (version, applied_ns, applied_by) VALUES (?, ?, ?)",
                                   values: [.text(policy.version), .unsigned(time), .text(appliedBy)]),
             ])

@@ -105,8 +105,18 @@ public struct JSONWriter: Sendable {
         text.withUTF8 { appendString(utf8: $0) }
     }
 
-    /// The one JSON string escaper: quotes, backslashes and control characters; everything else as is.
     private mutating func appendString(utf8 text: UnsafeBufferPointer<UInt8>) {
+        Self.appendString(utf8: text, to: &bytes)
+    }
+
+    /// `text` as a JSON string literal at the end of `out`.
+    public static func appendString(_ text: String, to out: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { appendString(utf8: $0, to: &out) }
+    }
+
+    /// The one JSON string escaper: quotes, backslashes and control characters; everything else as is.
+    static func appendString(utf8 text: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
         // Most strings need no escaping: copy them whole.
         if !text.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {

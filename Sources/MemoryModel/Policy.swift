@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// The conversion policy of DESIGN §4: defaults, first-match rules, limits.
 public struct Policy: Sendable, Equatable {
@@ -42,6 +43,9 @@ public struct Policy: Sendable, Equatable {
         }
     }
 
+    /// A name people can read next to the version hash (optional, part of the document).
+    public var name: String?
+    public var labels: [String: String] = [:]
     public var defaults = Defaults()
     public var rules: [Rule] = []
     public var limits = Limits()
@@ -60,57 +64,48 @@ public struct PolicyError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension Policy {
-    /// Parses and validates a policy document; rejects it whole on the first problem.
+    /// Parses and validates a policy document (strict JSON, see `StrictJSON`);
+    /// rejects it whole on the first problem.
     public static func parse(_ bytes: [UInt8]) throws(PolicyError) -> Policy {
-        let root: Any
+        try parse(document(bytes))
+    }
+
+    /// The document's JSON, or the syntax error as a policy error naming where.
+    static func document(_ bytes: [UInt8]) throws(PolicyError) -> JSONValue {
         do {
-            root = try JSONSerialization.jsonObject(with: Data(bytes), options: [])
+            return try StrictJSON.parse(bytes)
         } catch {
-            throw PolicyError(field: "$", message: "not valid JSON")
+            throw PolicyError(field: error.path, message: error.kind == .duplicateKey ? error.message : "not valid JSON at byte \(error.offset): \(error.message)")
         }
-        if let duplicate = JSONDuplicateKeys.first(in: bytes) {
-            throw PolicyError(field: duplicate, message: "appears more than once in its object; say it once")
-        }
+    }
+
+    static func parse(_ root: JSONValue) throws(PolicyError) -> Policy {
         var parser = Parser()
         return try parser.policy(root)
     }
 
     private struct Parser {
-        func object(_ value: Any, _ path: String, allowed: Set<String>) throws(PolicyError) -> [String: Any] {
-            guard let dict = value as? [String: Any] else { throw PolicyError(field: path, message: "must be an object") }
-            if let unknown = dict.keys.sorted().first(where: { !allowed.contains($0) }) {
+        func object(_ value: JSONValue, _ path: String, allowed: Set<String>) throws(PolicyError) -> [String: JSONValue] {
+            guard case .object(let members) = value else { throw PolicyError(field: path, message: "must be an object") }
+            if let unknown = members.map(\.key).sorted().first(where: { !allowed.contains($0) }) {
                 throw PolicyError(field: join(path, unknown), message: "unknown field (allowed: \(allowed.sorted().joined(separator: ", ")))")
             }
-            return dict
-        }
-
-        enum NumberKind { case boolean, integer, unsignedInteger, floatingPoint }
-
-        /// JSON booleans and numbers both arrive as NSNumber; the ObjC type code tells them apart.
-        static func kind(of number: NSNumber) -> NumberKind {
-            switch String(cString: number.objCType) {
-            case "c", "B": .boolean
-            case "Q", "L", "I", "S", "C": .unsignedInteger
-            case "d", "f": .floatingPoint
-            default: .integer
-            }
+            return Dictionary(members.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
         }
 
         func join(_ path: String, _ key: String) -> String { path == "$" ? key : "\(path).\(key)" }
 
-        func string(_ value: Any, _ path: String) throws(PolicyError) -> String {
-            guard let s = value as? String else { throw PolicyError(field: path, message: "must be a string") }
+        func string(_ value: JSONValue, _ path: String) throws(PolicyError) -> String {
+            guard case .string(let s) = value else { throw PolicyError(field: path, message: "must be a string") }
             return s
         }
 
-        func bool(_ value: Any, _ path: String) throws(PolicyError) -> Bool {
-            guard let number = value as? NSNumber, Self.kind(of: number) == .boolean else {
-                throw PolicyError(field: path, message: "must be true or false")
-            }
-            return number.boolValue
+        func bool(_ value: JSONValue, _ path: String) throws(PolicyError) -> Bool {
+            guard case .bool(let flag) = value else { throw PolicyError(field: path, message: "must be true or false") }
+            return flag
         }
 
-        func enumValue<T: RawRepresentable>(_ value: Any, _ path: String, _: T.Type) throws(PolicyError) -> T
+        func enumValue<T: RawRepresentable>(_ value: JSONValue, _ path: String, _: T.Type) throws(PolicyError) -> T
         where T.RawValue == String, T: CaseIterable {
             let raw = try string(value, path)
             guard let parsed = T(rawValue: raw) else {
@@ -120,24 +115,42 @@ extension Policy {
         }
 
         /// A byte count or address: a non-negative integer or a "0x…" / decimal string.
-        func unsigned(_ value: Any, _ path: String) throws(PolicyError) -> UInt64 {
-            if let number = value as? NSNumber {
-                switch Self.kind(of: number) {
-                case .unsignedInteger: return number.uint64Value
-                case .integer where number.int64Value >= 0: return UInt64(number.int64Value)
-                default: throw PolicyError(field: path, message: "must be a non-negative integer")
-                }
-            }
-            if let text = value as? String {
+        func unsigned(_ value: JSONValue, _ path: String) throws(PolicyError) -> UInt64 {
+            switch value {
+            case .number(let text):
+                guard let parsed = UInt64(text) else { throw PolicyError(field: path, message: "must be a non-negative integer below 2^64") }
+                return parsed
+            case .string(let text):
                 let parsed = text.hasPrefix("0x") || text.hasPrefix("0X") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
                 if let parsed { return parsed }
+            default:
+                break
             }
             throw PolicyError(field: path, message: "must be a non-negative integer or a \"0x…\" string")
         }
 
-        mutating func policy(_ root: Any) throws(PolicyError) -> Policy {
-            let dict = try object(root, "$", allowed: ["defaults", "rules", "limits"])
+        mutating func policy(_ root: JSONValue) throws(PolicyError) -> Policy {
+            let dict = try object(root, "$", allowed: ["name", "labels", "defaults", "rules", "limits"])
             var policy = Policy()
+            if let value = dict["name"] {
+                let name = try string(value, "name")
+                guard (1...128).contains(name.count), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                    throw PolicyError(field: "name", message: "must be 1 to 128 characters without control characters")
+                }
+                policy.name = name
+            }
+            if let value = dict["labels"] {
+                guard case .object(let members) = value else { throw PolicyError(field: "labels", message: "must be an object of strings") }
+                guard members.count <= 32 else { throw PolicyError(field: "labels", message: "at most 32 labels") }
+                for member in members {
+                    let text = try string(member.value, "labels.\(member.key)")
+                    guard (1...63).contains(member.key.count), text.count <= 256,
+                          !(member.key + text).unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                        throw PolicyError(field: "labels.\(member.key)", message: "keys are 1 to 63 characters, values at most 256, no control characters")
+                    }
+                    policy.labels[member.key] = text
+                }
+            }
             if let value = dict["defaults"] {
                 let d = try object(value, "defaults", allowed: ["explicit", "implicit", "discard"])
                 if let v = d["explicit"] { policy.defaults.explicit = try enumValue(v, "defaults.explicit", Action.self) }
@@ -145,7 +158,7 @@ extension Policy {
                 if let v = d["discard"] { policy.defaults.discard = try bool(v, "defaults.discard") }
             }
             if let value = dict["rules"] {
-                guard let list = value as? [Any] else { throw PolicyError(field: "rules", message: "must be an array") }
+                guard case .array(let list) = value else { throw PolicyError(field: "rules", message: "must be an array") }
                 for (index, item) in list.enumerated() { policy.rules.append(try rule(item, "rules[\(index)]")) }
             }
             if let value = dict["limits"] {
@@ -160,7 +173,7 @@ extension Policy {
             return policy
         }
 
-        func rule(_ value: Any, _ path: String) throws(PolicyError) -> Rule {
+        func rule(_ value: JSONValue, _ path: String) throws(PolicyError) -> Rule {
             let dict = try object(value, path, allowed: ["match", "action", "reason", "discard"])
             guard let actionValue = dict["action"] else { throw PolicyError(field: "\(path).action", message: "is required") }
             var rule = Rule(match: Match(), action: try enumValue(actionValue, "\(path).action", Action.self))
@@ -176,7 +189,7 @@ extension Policy {
                 if let d = m["direction"] { rule.match.direction = try enumValue(d, "\(path).match.direction", ConversionDirection.self) }
                 if let t = m["trigger"] { rule.match.trigger = try enumValue(t, "\(path).match.trigger", ConversionTrigger.self) }
                 if let g = m["gpa"] {
-                    guard let pair = g as? [Any], pair.count == 2 else {
+                    guard case .array(let pair) = g, pair.count == 2 else {
                         throw PolicyError(field: "\(path).match.gpa", message: "must be [start, end] (end exclusive)")
                     }
                     let start = try unsigned(pair[0], "\(path).match.gpa[0]")
@@ -248,21 +261,29 @@ extension Policy.Match {
     }
 }
 
-/// A policy and its version (the SHA-256 of the document it came from).
+/// A policy and its version: the SHA-256 of the document's canonical form
+/// (sorted keys, no insignificant white space), so formatting never changes it.
 public struct VersionedPolicy: Sendable, Equatable {
     public var policy: Policy
     public var version: String
+    /// The document as it was written (what `GET /v1/policy` returns).
     public var document: [UInt8]
 
     public init(document: [UInt8]) throws(PolicyError) {
-        policy = try Policy.parse(document)
-        version = SHA256.hex(document)
+        let json = try Policy.document(document)
+        policy = try Policy.parse(json)
+        version = SHA256.hex(json.canonical())
         self.document = document
     }
 
     /// The built-in policy: allow everything, discard on conversion (QEMU's behaviour).
     public static let builtIn: VersionedPolicy = {
-        let text = #"{"defaults":{"explicit":"allow","implicit":"allow","discard":true},"rules":[],"limits":{}}"#
-        return try! VersionedPolicy(document: Array(text.utf8))
+        let text = #"{"name":"built-in","defaults":{"explicit":"allow","implicit":"allow","discard":true},"rules":[],"limits":{}}"#
+        // The literal above is valid; should that ever change, an empty policy is the same allow-all.
+        return (try? VersionedPolicy(document: Array(text.utf8))) ?? VersionedPolicy(policy: Policy(), version: SHA256.hex([]), document: [])
     }()
+
+    private init(policy: Policy, version: String, document: [UInt8]) {
+        self.policy = policy; self.version = version; self.document = document
+    }
 }

@@ -40,13 +40,11 @@ struct RecordingOptions: ParsableArguments {
         }
     }
 
-    /// The store, unless --no-record, with the policy in force recorded.
-    func open(policy: VersionedPolicy, appliedBy: String, logger: Logger) throws(AgentFailure) -> EventStore? {
+    /// The store, unless --no-record.
+    func open(logger: Logger) throws(AgentFailure) -> EventStore? {
         guard !noRecord else { return nil }
         do throws(EventStoreError) {
-            let store = try EventStore(path: db, durability: durability, logger: logger)
-            try store.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
-            return store
+            return try EventStore(path: db, durability: durability, logger: logger)
         } catch {
             throw .store(error)
         }

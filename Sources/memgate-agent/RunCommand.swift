@@ -39,7 +39,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Name of the VM in logs, reports and policy matching.")
     var name: String?
 
-    @Option(help: "Conversion policy (JSON, DESIGN §4). Default: allow everything, discard old copies.")
+    @Option(help: "Conversion policy (JSON, DESIGN §4), recorded as a replacement. Default: the store's policy in force (allow everything on a new store).")
     var policy: String?
 
     @Option(help: "Initial state of data RAM: private or shared.")
@@ -85,8 +85,16 @@ struct RunCommand: ParsableCommand {
             throw AgentFailure.usage("cannot read \(guest): \(error.localizedDescription)")
         }
         let system = try openKVM()
-        let versionedPolicy = try loadPolicy()
-        let store = try openStore(policy: versionedPolicy, logger: logger)
+        let store = try recording.open(logger: logger)
+        let inForce: PolicyInForce
+        do {
+            inForce = try PolicyInForce.resolve(file: policy, store: store, command: "run")
+            try inForce.record(in: store)
+        } catch {
+            store?.close()
+            throw error
+        }
+        let versionedPolicy = inForce.policy
         defer { store?.close() }
         let host = AgentHost(system: system, store: store, policies: PolicyStore(versionedPolicy), maxVMs: 1,
                              recordingBudget: recording.recordBudget, logger: logger)
@@ -138,14 +146,6 @@ struct RunCommand: ParsableCommand {
             throw AgentFailure.vmEnded(status: AgentExitCode.failed, message: "VM \(outcome.state.rawValue): \(reason)")
         }
     }
-
-    /// The event store, unless --no-record; records the policy in force.
-    func openStore(policy: VersionedPolicy, logger: Logger) throws(AgentFailure) -> EventStore? {
-        try recording.open(policy: policy, appliedBy: self.policy.map { "cli --policy \($0)" } ?? "built-in", logger: logger)
-    }
-
-    /// The policy from --policy, or the built-in one; an invalid document is a usage error.
-    func loadPolicy() throws(AgentFailure) -> VersionedPolicy { try PolicyFile.load(policy) }
 
     /// Faults and conversions by direction, trigger and decision, on stderr.
     func printSummary(_ vm: VirtualMachine) {

@@ -35,7 +35,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Bearer tokens for TCP clients: one `NAME ROLE SECRET` a line (mode 0600).")
     var tokenFile: String?
 
-    @Option(help: "Initial conversion policy (JSON). Default: the built-in allow-all policy.")
+    @Option(help: "Replace the stored conversion policy with this file (JSON), recorded with its path. Default: the policy in force when the agent last ran (the built-in allow-all on a new store).")
     var policy: String?
 
     @Option(help: "Most simultaneous connections (1-100000); beyond it, 503.")
@@ -107,9 +107,15 @@ struct ServeCommand: ParsableCommand {
                 throw AgentFailure.images(error)
             }
         }
-        let initialPolicy = try PolicyFile.load(policy)
-        let store = try recording.open(policy: initialPolicy, appliedBy: policy.map { "serve --policy \($0)" } ?? "built-in",
-                                       logger: logger)
+        let store = try recording.open(logger: logger)
+        let inForce: PolicyInForce
+        do {
+            inForce = try PolicyInForce.resolve(file: policy, store: store, command: "serve")
+        } catch {
+            store?.close()
+            throw error
+        }
+        let initialPolicy = inForce.policy
         let report = HostReport.probe(system: system, aliasMechanism: aliasMechanism, logger: logger)
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,
                              aliasMechanism: report.aliasMechanism, recordingBudget: recording.recordBudget, logger: logger)
@@ -125,6 +131,7 @@ struct ServeCommand: ParsableCommand {
         serverConfiguration.limits.bodyTimeoutNanos = UInt64(bodyTimeout * 1e9)
         serverConfiguration.limits.writeStallTimeoutNanos = UInt64(writeStallTimeout * 1e9)
         serverConfiguration.workerThreads = workers
+        serverConfiguration.startsAtOnce = false
         ProcessLimits.raiseFileLimit()
         let server: HTTPServer
         do {
@@ -133,6 +140,16 @@ struct ServeCommand: ParsableCommand {
             store?.close()
             throw AgentFailure.listen(error)
         }
+        do {
+            // Bound but not yet accepting: a start that failed before here left the history alone,
+            // and no PUT /v1/policy can come before this row.
+            try inForce.record(in: store)
+        } catch {
+            server.stop()
+            store?.close()
+            throw error
+        }
+        server.start()
         api.metrics.attach(server)
         var endpoints: [String] = []
         if let port = server.tcpPort, let address = ListenAddress(listen) { endpoints.append("http://\(address.urlHost):\(port)") }
@@ -177,21 +194,3 @@ struct ListenAddress: Equatable {
     var urlHost: String { host.contains(":") ? "[\(host)]" : host }
 }
 
-/// Policy files given on the command line.
-enum PolicyFile {
-    /// The policy in `path`, or the built-in one; an unreadable or invalid file is a usage error.
-    static func load(_ path: String?) throws(AgentFailure) -> VersionedPolicy {
-        guard let path else { return .builtIn }
-        let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw .usage("cannot read policy \(path): \(error.localizedDescription)")
-        }
-        do {
-            return try VersionedPolicy(document: bytes)
-        } catch {
-            throw .usage("invalid policy \(path): \(error)")
-        }
-    }
-}

@@ -2,6 +2,7 @@ import APITypes
 import ArgumentParser
 import Controller
 import Foundation
+import JSON
 import MemoryModel
 
 struct PolicyCommand: ParsableCommand {
@@ -149,10 +150,8 @@ struct PolicyCommand: ParsableCommand {
 /// Policy documents as sorted, indented JSON for diffs.
 enum PolicyText {
     static func pretty(_ bytes: [UInt8]) -> [String] {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)),
-              let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else {
-            return String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n")
-        }
-        return String(decoding: data, as: UTF8.self).components(separatedBy: "\n")
+        // Not strict JSON (a host running an older agent may hold such a document): its lines as they are.
+        guard let document = try? StrictJSON.parse(bytes) else { return String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n") }
+        return document.pretty().components(separatedBy: "\n")
     }
 }

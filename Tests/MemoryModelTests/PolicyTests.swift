@@ -64,18 +64,49 @@ import Testing
     @Test func equalKeysInDifferentObjectsAreFine() throws {
         let policy = try Policy.parse(Array(#"{"rules": [{"match": {"vm": "a"}, "action": "deny"}, {"match": {"vm": "b"}, "action": "allow"}], "defaults": {"explicit": "allow"}}"#.utf8))
         #expect(policy.rules.count == 2)
-        #expect(JSONDuplicateKeys.first(in: Array(#"{"a": "{\"a\": 1, \"a\": 2}", "b": [1, {"c": null}]}"#.utf8)) == nil)
-        // Never traps on bytes that are not JSON at all.
-        #expect(JSONDuplicateKeys.first(in: Array(#"{"a": "\u12"#.utf8)) == nil)
-        #expect(JSONDuplicateKeys.first(in: [0x7B, 0x22]) == nil)
     }
 
-    @Test func versionIsTheDocumentSHA256() throws {
-        let text = Array(#"{"rules":[]}"#.utf8)
-        let versioned = try VersionedPolicy(document: text)
-        #expect(versioned.version == SHA256.hex(text))
-        #expect(VersionedPolicy.builtIn.policy == Policy())
+    /// RFC 8259 and nothing else: what Foundation lets through is refused, naming where.
+    @Test(arguments: [
+        (#"{"defaults":{"explicit":"deny"},}"#, "$"),
+        (#"{"defaults":{"explicit":"deny"} /* no */}"#, "$"),
+        (#"{"limits":{"max_shared_bytes":NaN}}"#, "limits.max_shared_bytes"),
+        (#"{"rules":[{"match":{},"action":"deny"},]}"#, "rules[1]"),
+        (#"{"defaults":{'explicit':"deny"}}"#, "defaults"),
+        (#"{"limits":{"max_shared_bytes":0x10}}"#, "limits"),
+    ])
+    func sloppyJSONIsRefusedWithItsPlace(document: String, field: String) {
+        #expect { try Policy.parse(Array(document.utf8)) } throws: { error in
+            guard let error = error as? PolicyError else { return false }
+            return error.field == field && error.message.hasPrefix("not valid JSON")
+        }
+    }
+
+    @Test func versionIsTheHashOfTheCanonicalForm() throws {
+        let compact = try VersionedPolicy(document: Array(#"{"rules":[],"defaults":{"explicit":"deny","implicit":"allow"}}"#.utf8))
+        let pretty = try VersionedPolicy(document: Array("""
+            {
+              "defaults": { "implicit": "allow", "explicit": "\\u0064eny" },
+              "rules": [ ]
+            }
+            """.utf8))
+        #expect(compact.version == pretty.version)
+        #expect(compact.version == SHA256.hex(Array(#"{"defaults":{"explicit":"deny","implicit":"allow"},"rules":[]}"#.utf8)))
+        let other = try VersionedPolicy(document: Array(#"{"defaults":{"explicit":"allow"}}"#.utf8))
+        #expect(other.version != compact.version)
+        #expect(pretty.document != compact.document, "the document is kept as written")
+        #expect(VersionedPolicy.builtIn.policy.defaults == Policy.Defaults())
+        #expect(VersionedPolicy.builtIn.policy.name == "built-in")
         #expect(VersionedPolicy.builtIn.version.count == 64)
+    }
+
+    @Test func nameAndLabelsAreChecked() throws {
+        let policy = try Policy.parse(Array(#"{"name":"deny-implicit","labels":{"team":"infra"}}"#.utf8))
+        #expect(policy.name == "deny-implicit")
+        #expect(policy.labels == ["team": "infra"])
+        #expect(throws: PolicyError.self) { try Policy.parse(Array(#"{"name":""}"#.utf8)) }
+        #expect(throws: PolicyError.self) { try Policy.parse(Array(#"{"labels":{"a":1}}"#.utf8)) }
+        #expect(throws: PolicyError.self) { try Policy.parse(Array(#"{"name":"a\u0007"}"#.utf8)) }
     }
 }
 

@@ -1,3 +1,4 @@
+import JSON
 import APITypes
 import Foundation
 import HTTPServer
@@ -105,8 +106,8 @@ public enum APIRouter {
             guard let tag = request.header("If-Match") else {
                 throw APIError(428, "precondition_required", "PUT /v1/policy needs If-Match with the ETag of GET /v1/policy")
             }
-            return .putPolicy(document: try jsonBody(request), ifMatch: tag)
-        case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request))
+            return .putPolicy(document: try jsonBody(request, parsed: false), ifMatch: tag)
+        case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request, parsed: false))
         case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
         default: throw .notFound("no such endpoint: \(request.path)")
         }
@@ -146,8 +147,9 @@ public enum APIRouter {
         throw APIError(422, "missing_field", "the form has no \(name) field")
     }
 
-    /// The body of a JSON request: content type, UTF-8, and a JSON object.
-    static func jsonBody(_ request: HTTPRequest) throws(APIError) -> [UInt8] {
+    /// The body of a JSON request: content type, UTF-8, and a strict JSON object.
+    /// - Parameter parsed: false for policy documents, whose parser names a syntax error's field itself.
+    static func jsonBody(_ request: HTTPRequest, parsed: Bool = true) throws(APIError) -> [UInt8] {
         // The media type before any parameters, compared without Foundation's string machinery (hot path).
         let type = request.header("Content-Type").map { $0.utf8.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 } }
         guard let type, type.count == 16, zip(type, "application/json".utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) else {
@@ -156,21 +158,24 @@ public enum APIRouter {
         guard String(validating: request.body, as: UTF8.self) != nil else {
             throw APIError(400, "invalid_json", "the body is not valid UTF-8")
         }
-        guard (try? JSONSerialization.jsonObject(with: Data(request.body))) is [String: Any] else {
-            throw APIError(400, "invalid_json", "the body is not a JSON object")
+        guard parsed else { return request.body }
+        let document: JSONValue
+        do {
+            document = try StrictJSON.parse(request.body)
+        } catch where error.kind == .duplicateKey {
+            // A repeated key would be read as its last value while a reviewer reads the first.
+            throw .invalidField(error.path, "appears twice in one object; give each key once")
+        } catch {
+            throw APIError(400, "invalid_json", "the body is not strict JSON: \(error)")
         }
+        guard case .object = document else { throw APIError(400, "invalid_json", "the body is not a JSON object") }
         return request.body
     }
 
     static func decodeCreate(_ request: HTTPRequest) throws(APIError) -> VMCreateRequest {
         let body = try jsonBody(request)
         do {
-            let create = try APIJSON.decoder().decode(VMCreateRequest.self, from: Data(body))
-            // A repeated key would be read as its last value while a reviewer reads the first.
-            if let repeated = JSONDuplicateKeys.first(in: body) {
-                throw APIError.invalidField(repeated, "appears twice in one object; give each key once")
-            }
-            return create
+            return try APIJSON.decoder().decode(VMCreateRequest.self, from: Data(body))
         } catch let error as APIError {
             throw error
         } catch let DecodingError.keyNotFound(key, context) {

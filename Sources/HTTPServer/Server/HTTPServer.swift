@@ -15,6 +15,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var workerThreads = 4
     /// Requests waiting for a worker at most; 503 beyond.
     public var workerQueueDepth = 256
+    /// False: the sockets are bound (so a bad address fails at once) but nothing is
+    /// accepted until `start()`, leaving the caller a moment to finish setting up.
+    public var startsAtOnce = true
 
     public init(tcp: (host: String, port: UInt16)? = nil, unixPath: String? = nil) {
         self.tcp = tcp
@@ -62,6 +65,14 @@ public final class HTTPServer: Sendable {
         }
         tcpPort = port
         unixPath = configuration.unixPath
+        if configuration.startsAtOnce { start() }
+    }
+
+    private let started = Atomic<Bool>(false)
+
+    /// Starts accepting (once; later calls do nothing).
+    public func start() {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
         loop.start()
     }
 
@@ -90,6 +101,8 @@ public final class HTTPServer: Sendable {
 
     /// Stops accepting, closes every connection and waits for the loop thread.
     public func stop() {
+        // A loop that never ran has no thread to wait for.
+        start()
         loop.stop()
         if let unixPath { unlink(unixPath) }
     }
