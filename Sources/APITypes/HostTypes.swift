@@ -41,6 +41,8 @@ public struct HostInfo: Codable, Sendable, Equatable {
     /// VMs known to the agent by state.
     public var vms: [String: Int]
     public var policyVersion: String
+    /// The `name` of the policy in force, when it has one.
+    public var policyName: String?
 
     public init(version: String, hostname: String, kernel: String, capabilities: [String: Int], backends: [Backend],
                 hypercallProbe: HypercallProbe, conversionTransport: String, aliasMechanism: AliasMechanismInfo? = nil,

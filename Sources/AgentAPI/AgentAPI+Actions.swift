@@ -21,7 +21,7 @@ extension AgentAPI {
         case .metrics:
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: Array(renderMetrics().utf8))
         case .host:
-            return try json(snapshot.info(vms: vmCounts(), policyVersion: host.policies.policy.version))
+            return try json(snapshot.info(vms: vmCounts(), policy: host.policies.policy))
         case .listVMs:
             return try json(VMList(vms: host.vms.map(VMView.info)))
         case .createVM(let body):
@@ -78,7 +78,9 @@ extension AgentAPI {
         case .statusPage:
             return statusPage(request, context: context)
         case .login(let token):
-            return login(token: token)
+            return login(token: token, context: context)
+        case .logout:
+            return logout(request)
         }
     }
 

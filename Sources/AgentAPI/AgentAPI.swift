@@ -18,6 +18,10 @@ public final class AgentAPI: HTTPHandler {
     public struct Configuration: Sendable {
         public var tokens: TokenStore
         public var images: ImageDirectory?
+        /// How long a status-page session lasts.
+        public var sessionLifetimeNanos: UInt64 = 12 * 3600 * 1_000_000_000
+        /// Mark the session cookie `Secure` (the agent is reached through TLS).
+        public var secureCookie = false
         public init(tokens: TokenStore, images: ImageDirectory?) {
             self.tokens = tokens
             self.images = images
@@ -28,6 +32,10 @@ public final class AgentAPI: HTTPHandler {
     let queries: EventQueries?
     let snapshot: HostSnapshot
     let configuration: Configuration
+    /// The token file as last read (SIGHUP reads it again, see `reloadTokens`).
+    private let tokenStore: Mutex<TokenStore>
+    let sessions: Mutex<SessionStore>
+    let signInThrottle = Mutex(SignInThrottle())
     public let metrics = APIMetrics()
     /// Refused requests, counted a second at a time (see `RefusalLedger`).
     private let refusals = Mutex(RefusalLedger())
@@ -39,7 +47,18 @@ public final class AgentAPI: HTTPHandler {
         self.queries = queries
         self.snapshot = snapshot
         self.configuration = configuration
+        tokenStore = Mutex(configuration.tokens)
+        sessions = Mutex(SessionStore(lifetimeNanos: configuration.sessionLifetimeNanos))
         self.logger = logger
+    }
+
+    var tokens: TokenStore { tokenStore.withLock { $0 } }
+
+    /// Takes a re-read token file: removed tokens stop working at once, and so do the
+    /// browser sessions signed in with them.
+    public func reloadTokens(_ tokens: TokenStore) {
+        tokenStore.withLock { $0 = tokens }
+        sessions.withLock { $0.keepOnly(tokens) }
     }
 
     // MARK: HTTPHandler
@@ -73,6 +92,10 @@ public final class AgentAPI: HTTPHandler {
             }
             let parsed = try APIRouter.parse(request, routed: routed)
             action = parsed
+            if parsed.isMutating, principal?.viaSession == true {
+                refusal = .forbidden
+                throw APIError(403, "forbidden", "a browser session may only read; \(request.method.rawValue) \(route.rawValue) needs Authorization: Bearer with an admin token")
+            }
             if parsed.isMutating, principal?.role == .readOnly {
                 refusal = .forbidden
                 throw APIError(403, "forbidden", "token \(principal?.name ?? "") is read-only; \(request.method.rawValue) \(route.rawValue) needs an admin token")
@@ -131,9 +154,10 @@ public final class AgentAPI: HTTPHandler {
             guard route.isVersioned else { return nil }
             let challenge = ["WWW-Authenticate": "Bearer realm=\"memgate\""]
             guard let header = request.header("Authorization") else {
+                if let session = sessionPrincipal(request) { return session }
                 throw APIError(401, "unauthorized", "send Authorization: Bearer <token>", headers: challenge)
             }
-            guard let principal = configuration.tokens.authenticate(header) else {
+            guard let principal = tokens.authenticate(header) else {
                 throw APIError(401, "unauthorized", "the token is not valid for this agent", headers: challenge)
             }
             return principal

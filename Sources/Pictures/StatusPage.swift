@@ -76,7 +76,7 @@ public enum StatusPage {
         }
         let capabilities = host.capabilities.sorted { $0.key < $1.key }.map { "\(escape($0.key))=\($0.value)" }.joined(separator: ", ")
         body += "<tr><th>capabilities</th><td>\(capabilities)</td></tr>"
-        body += "<tr><th>policy in force</th><td><code>\(escape(host.policyVersion))</code>"
+        body += "<tr><th>policy in force</th><td>\(host.policyName.map { "<b>\(escape($0))</b> " } ?? "")<code>\(escape(host.policyVersion))</code>"
         if let applied = input.policyApplied {
             body += ", applied \(escape(utcSeconds(applied.appliedNs))) by \(escape(applied.appliedBy))"
         }
@@ -99,6 +99,7 @@ public enum StatusPage {
         body += ["/v1/host", "/v1/vms", "/v1/conversions", "/v1/memory-faults", "/v1/events", "/v1/policy", "/v1/policy/history", "/metrics"]
             .map { "<a href=\"\($0)\">\($0)</a>" }.joined(separator: " · ")
         body += "</p>"
+        body += "<form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>"
         return page(title: "MemGate: \(host.hostname)", refresh: input.refreshSeconds, body: body)
     }
 

@@ -1,9 +1,10 @@
 import Glibc
 
-/// Termination signals for a daemon: blocked in every thread (call before
-/// starting any), then taken synchronously by one waiting thread.
+/// A daemon's signals (SIGINT and SIGTERM end it, SIGHUP reloads): blocked in
+/// every thread (call before starting any), then taken synchronously by one
+/// waiting thread.
 public enum ProcessSignals {
-    /// Blocks SIGINT and SIGTERM in the calling thread (inherited by threads it
+    /// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (inherited by threads it
     /// starts) and ignores SIGPIPE, so a closed peer never kills the process.
     public static func blockTermination() {
         signal(SIGPIPE, SIG_IGN)
@@ -12,8 +13,8 @@ public enum ProcessSignals {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
-    /// Waits for SIGINT or SIGTERM and returns which arrived.
-    public static func waitForTermination() -> Int32 {
+    /// Waits for SIGINT, SIGTERM or SIGHUP and returns which arrived.
+    public static func waitForSignal() -> Int32 {
         var set = terminationSet()
         var received: Int32 = 0
         while sigwait(&set, &received) != 0 {}
@@ -31,6 +32,7 @@ public enum ProcessSignals {
         sigemptyset(&set)
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGHUP)
         return set
     }
 }

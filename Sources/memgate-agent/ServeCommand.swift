@@ -65,6 +65,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "How alias-backend VMs convert: protect or memslot (default: what the start-up probe chose).")
     var aliasMechanism: AliasMechanism?
 
+    @Option(help: "Seconds a status-page sign-in lasts (60-604800).")
+    var sessionTtl: Double = 43_200
+
+    @Flag(help: "Mark the session cookie Secure (when browsers reach the agent through TLS).")
+    var cookieSecure = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -76,6 +82,7 @@ struct ServeCommand: ParsableCommand {
         }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be from 1 to 256") }
         guard (1...4096).contains(maxVMs) else { throw ValidationError("--max-vms must be from 1 to 4096") }
+        guard sessionTtl >= 60, sessionTtl <= 604_800 else { throw ValidationError("--session-ttl must be from 60 to 604800 seconds") }
         if listen != "none", ListenAddress(listen) == nil {
             throw ValidationError("--listen must be HOST:PORT with an IPv4 or [IPv6] literal and a port from 0 to 65535, or none")
         }
@@ -120,8 +127,11 @@ struct ServeCommand: ParsableCommand {
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,
                              aliasMechanism: report.aliasMechanism, recordingBudget: recording.recordBudget, logger: logger)
         let snapshot = HostSnapshot(report: report)
+        var apiConfiguration = AgentAPI.Configuration(tokens: tokens, images: images)
+        apiConfiguration.sessionLifetimeNanos = UInt64(sessionTtl * 1e9)
+        apiConfiguration.secureCookie = cookieSecure
         let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
-                           configuration: .init(tokens: tokens, images: images), logger: logger)
+                           configuration: apiConfiguration, logger: logger)
 
         var serverConfiguration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)
         serverConfiguration.limits.maxConnections = maxConnections
@@ -160,7 +170,11 @@ struct ServeCommand: ParsableCommand {
 
         // A failed store ends the agent too: it exists to record, and operators must notice.
         store?.onFailure { _ in ProcessSignals.requestTermination() }
-        let signal = ProcessSignals.waitForTermination()
+        var signal = ProcessSignals.waitForSignal()
+        while signal == SIGHUP {
+            reloadTokens(into: api, logger: logger)
+            signal = ProcessSignals.waitForSignal()
+        }
         logger.notice("draining", metadata: ["signal": "\(signal)"])
         server.stop()
         api.flushAudit()
@@ -170,6 +184,20 @@ struct ServeCommand: ParsableCommand {
             throw AgentFailure.recordingFailed(failure, what: "every VM was failed and the agent stopped")
         }
         printError("stopped: every VM ended and recorded")
+    }
+}
+
+extension ServeCommand {
+    /// SIGHUP: the token file again. A file that no longer loads keeps the tokens in force.
+    func reloadTokens(into api: AgentAPI, logger: Logger) {
+        guard let tokenFile else { return }
+        do throws(TokenFileError) {
+            let tokens = try TokenStore.load(path: tokenFile)
+            api.reloadTokens(tokens)
+            logger.notice("token file reloaded", metadata: ["tokens": "\(tokens.count)"])
+        } catch {
+            logger.error("token file not reloaded; the tokens in force stay", metadata: ["error": "\(error)"])
+        }
     }
 }
 

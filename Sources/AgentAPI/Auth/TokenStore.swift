@@ -5,8 +5,10 @@ public struct Principal: Sendable, Equatable {
     public enum Role: String, Sendable { case admin, readOnly = "read-only" }
     public var name: String
     public var role: Role
+    /// Signed in through the status page's cookie: never allowed to change anything.
+    public var viaSession = false
 
-    public init(name: String, role: Role) { self.name = name; self.role = role }
+    public init(name: String, role: Role, viaSession: Bool = false) { self.name = name; self.role = role; self.viaSession = viaSession }
 }
 
 /// Why a token file was refused.
@@ -28,6 +30,7 @@ public struct TokenStore: Sendable {
     private let entries: [Entry]
 
     public var isEmpty: Bool { entries.isEmpty }
+    public var principals: [Principal] { entries.map(\.principal) }
     public var count: Int { entries.count }
 
     /// No tokens: every TCP request under /v1 is refused.

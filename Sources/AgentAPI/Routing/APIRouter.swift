@@ -13,6 +13,7 @@ public enum APIRouter {
         case 1:
             if parts.first == "" { return (.statusPage, nil) }
             if parts.first == "login" { return (.login, nil) }
+            if parts.first == "logout" { return (.logout, nil) }
             if parts.first == "healthz" { return (.healthz, nil) }
             if parts.first == "metrics" { return (.metrics, nil) }
         case 2 where parts.first == "v1":
@@ -77,6 +78,7 @@ public enum APIRouter {
         case (.statusPage, _): return .statusPage
         case (.login, "GET"): return .login(token: nil)
         case (.login, _): return .login(token: try formField("token", request))
+        case (.logout, _): return .logout
         case (.healthz, _): return .health
         case (.metrics, _): return .metrics
         case (.host, _): return .host

@@ -29,6 +29,8 @@ public enum AgentAction: Sendable, Equatable {
     case statusPage
     /// The status page's sign-in: a token from the login form (nil: show the form).
     case login(token: String?)
+    /// Ends the browser session the cookie names.
+    case logout
 
     /// Whether the action changes anything (read-only tokens may not; recorded in `api_requests`).
     public var isMutating: Bool {
@@ -43,6 +45,7 @@ public enum AgentAction: Sendable, Equatable {
 public enum Route: String, Sendable, CaseIterable {
     case statusPage = "/"
     case login = "/login"
+    case logout = "/logout"
     case healthz = "/healthz"
     case metrics = "/metrics"
     case host = "/v1/host"
@@ -69,7 +72,7 @@ public enum Route: String, Sendable, CaseIterable {
         switch self {
         case .vms: ["GET", "POST"]
         case .vm: ["GET", "DELETE"]
-        case .vmStart, .vmPause, .vmResume, .vmStop, .policyValidate: ["POST"]
+        case .vmStart, .vmPause, .vmResume, .vmStop, .policyValidate, .logout: ["POST"]
         case .login: ["GET", "POST"]
         case .policy: ["GET", "PUT"]
         case .unknown: []

@@ -1,5 +1,6 @@
 import APITypes
 import Foundation
+import MemoryModel
 import VMM
 
 /// What `GET /v1/host` reports that does not change while the agent runs.
@@ -15,8 +16,8 @@ public struct HostSnapshot: Sendable {
         self.startedAt = startedAt
     }
 
-    func info(vms: [String: Int], policyVersion: String) -> HostInfo {
-        HostInfo(
+    func info(vms: [String: Int], policy: VersionedPolicy) -> HostInfo {
+        var info = HostInfo(
             version: Self.agentVersion, hostname: hostname, kernel: report.kernel,
             capabilities: report.capabilities.system.mapValues { Int($0) },
             backends: report.backends.map { .init(name: $0.name.rawValue, usable: $0.usable, reason: $0.reason) },
@@ -24,6 +25,8 @@ public struct HostSnapshot: Sendable {
             conversionTransport: report.conversionTransport.description,
             aliasMechanism: .init(chosen: report.aliasMechanism.rawValue, overridden: report.aliasMechanism != report.aliasProbe.mechanism,
                                   probeOutcome: report.aliasProbe.outcome.rawValue, probeDetail: report.aliasProbe.detail),
-            uptimeSeconds: Date().timeIntervalSince(startedAt), vms: vms, policyVersion: policyVersion)
+            uptimeSeconds: Date().timeIntervalSince(startedAt), vms: vms, policyVersion: policy.version)
+        info.policyName = policy.policy.name
+        return info
     }
 }

@@ -4,20 +4,29 @@ import Foundation
 import HTTPServer
 import Pictures
 
-/// `GET /` and `POST /login`: the HTML status page, and the cookie that lets a
-/// browser on TCP see it. The cookie carries the token (hex, `HttpOnly`,
-/// `SameSite=Strict`), so any token the agent accepts, read-only included, works.
+/// `GET /`, `POST /login` and `POST /logout`: the HTML status page and its browser
+/// sessions. Signing in trades a token for a random session id (`SessionStore`) in
+/// an `HttpOnly`, `SameSite=Strict` cookie (`Secure` with `--cookie-secure`); the
+/// session reads the whole read-only API of this agent and never changes anything.
 extension AgentAPI {
     static let sessionCookie = "memgate_session"
 
-    /// Who asks for the page: the Unix socket's peer, a bearer token, or the session cookie.
+    /// Who asks for the page: the Unix socket's peer, a bearer token, or a session.
     func pagePrincipal(_ request: HTTPRequest, context: RequestContext) -> Principal? {
         if case .unix(let uid) = context.transport {
             return Principal(name: "unix uid \(uid.map(String.init) ?? "unknown")", role: .admin)
         }
-        if let bearer = configuration.tokens.authenticate(request.header("Authorization")) { return bearer }
-        guard let secret = Self.cookieValue(Self.sessionCookie, in: request.header("Cookie")).flatMap(Self.unhex) else { return nil }
-        return configuration.tokens.authenticate("Bearer " + secret)
+        if let bearer = tokens.authenticate(request.header("Authorization")) { return bearer }
+        return sessionPrincipal(request)
+    }
+
+    /// The principal of the session the request's cookie names, while it lasts.
+    func sessionPrincipal(_ request: HTTPRequest) -> Principal? {
+        guard let id = Self.cookieValue(Self.sessionCookie, in: request.header("Cookie")) else { return nil }
+        let now = Self.now()
+        guard var principal = sessions.withLock({ $0.principal(for: id, nowNanos: now) }) else { return nil }
+        principal.viaSession = true
+        return principal
     }
 
     func statusPage(_ request: HTTPRequest, context: RequestContext) -> HTTPResponse {
@@ -29,20 +38,41 @@ extension AgentAPI {
         let conversions = (try? queries?.latestConversions(limit: 10)) ?? nil
         let denials = (try? queries?.latestConversions(limit: 10, decision: "denied")) ?? nil
         let applied = ((try? queries?.policyHistory(limit: 1)) ?? nil)?.first
-        let input = StatusPage.Input(host: snapshot.info(vms: vmCounts(), policyVersion: host.policies.policy.version), vms: vms,
+        let input = StatusPage.Input(host: snapshot.info(vms: vmCounts(), policy: host.policies.policy), vms: vms,
                                      conversions: conversions ?? [], denials: denials ?? [], policyApplied: applied, drawnAt: drawnAt)
         return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.html(input).utf8),
                             headers: [("Cache-Control", "no-store")])
     }
 
-    func login(token: String?) -> HTTPResponse {
+    func login(token: String?, context: RequestContext) -> HTTPResponse {
         guard let token else { return Self.loginPage(status: 200, message: nil) }
-        guard configuration.tokens.authenticate("Bearer " + token) != nil else {
+        let peer = context.transport.peerAddress
+        let now = Self.now()
+        if let wait = signInThrottle.withLock({ $0.retryAfter(peer: peer, nowNanos: now) }) {
+            var page = Self.loginPage(status: 429, message: "Too many failed sign-ins from \(peer); try again in \(wait) s.")
+            page.headers.append(("Retry-After", "\(wait)"))
+            return page
+        }
+        guard let principal = tokens.authenticate("Bearer " + token) else {
+            signInThrottle.withLock { $0.failed(peer: peer, nowNanos: now) }
             return Self.loginPage(status: 401, message: "That token is not valid for this agent.")
         }
-        let cookie = "\(Self.sessionCookie)=\(Self.hex(token)); Path=/; HttpOnly; SameSite=Strict"
+        let id = sessions.withLock { $0.create(for: principal, nowNanos: now) }
         return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.signedIn().utf8),
-                            headers: [("Set-Cookie", cookie), ("Cache-Control", "no-store")])
+                            headers: [("Set-Cookie", sessionCookie(id, maxAge: configuration.sessionLifetimeNanos / 1_000_000_000)),
+                                      ("Cache-Control", "no-store")])
+    }
+
+    func logout(_ request: HTTPRequest) -> HTTPResponse {
+        if let id = Self.cookieValue(Self.sessionCookie, in: request.header("Cookie")) {
+            _ = sessions.withLock { $0.revoke(id) }
+        }
+        return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.login(message: "Signed out.").utf8),
+                            headers: [("Set-Cookie", sessionCookie("", maxAge: 0)), ("Cache-Control", "no-store")])
+    }
+
+    func sessionCookie(_ id: String, maxAge: UInt64) -> String {
+        "\(Self.sessionCookie)=\(id); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (configuration.secureCookie ? "; Secure" : "")
     }
 
     static func loginPage(status: Int, message: String?) -> HTTPResponse {
@@ -60,22 +90,5 @@ extension AgentAPI {
             }
         }
         return nil
-    }
-
-    static func hex(_ text: String) -> String {
-        text.utf8.map { byte in (byte < 16 ? "0" : "") + String(byte, radix: 16) }.joined()
-    }
-
-    static func unhex(_ text: String) -> String? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0, digits.count <= 1024 else { return nil }
-        var bytes: [UInt8] = []
-        var index = 0
-        while index < digits.count {
-            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-            index += 2
-        }
-        return String(validating: bytes, as: UTF8.self)
     }
 }
