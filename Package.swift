@@ -68,7 +68,7 @@ let package = Package(
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
         .target(
             name: "Controller",
-            dependencies: ["CCurl", "CPQ", "APITypes", "MemoryModel", "SQLite"],
+            dependencies: ["CCurl", "CPQ", "APITypes", "JSON", "MemoryModel", "SQLite"],
             resources: [.copy("FleetMigrations")],
             swiftSettings: strict),
         .executableTarget(
@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "HTTPServer", "Platform",
+                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "APITypes", "HTTPServer", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -136,7 +136,7 @@ let package = Package(
             name: "AgentHostTests",
             dependencies: ["AgentHost", "EventStore", "SQLite", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "MemoryModel"], swiftSettings: strict),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "JSON", "MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "MemgatectlTests",
             dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite"],

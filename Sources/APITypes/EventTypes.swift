@@ -101,6 +101,8 @@ public struct EventFilter: Sendable, Equatable {
     /// Rows after this event id.
     public var after: Int64 = 0
     public var limit: Int = 100
+    /// The `limit` newest matching rows (still listed oldest first), with no cursor.
+    public var newest = false
 
     public init() {}
 }

@@ -62,22 +62,23 @@ public final class EventQueries: Sendable {
     /// `faults(filter)` as a `FaultPage` JSON document, rendered from the rows directly.
     public func faultPageJSON(_ filter: EventFilter) throws(EventStoreError) -> JSONPage {
         let (sql, values) = Self.faultQuery(filter)
-        return try page(sql, values, limit: filter.limit) { $0.fault($1) }
+        return try page(sql, values, limit: filter.newest ? nil : filter.limit) { $0.fault($1) }
     }
 
     /// `conversions(filter)` as a `ConversionPage` JSON document, rendered from the rows directly.
     public func conversionPageJSON(_ filter: EventFilter) throws(EventStoreError) -> JSONPage {
         let (sql, values) = Self.conversionQuery(filter)
-        return try page(sql, values, limit: filter.limit) { $0.conversion($1) }
+        return try page(sql, values, limit: filter.newest ? nil : filter.limit) { $0.conversion($1) }
     }
 
-    private func page(_ sql: String, _ values: [SQLValue], limit: Int,
+    /// - Parameter limit: the page size, for its cursor; nil for a page that has none.
+    private func page(_ sql: String, _ values: [SQLValue], limit: Int?,
                       _ render: (inout JSONWriter, Statement) -> Void) throws(EventStoreError) -> JSONPage {
         try withConnection { connection throws(SQLiteError) in
             let statement = try connection.statement(sql)
             defer { statement.reset() }
             try statement.bind(values)
-            var out = JSONWriter(capacity: limit * 420 + 64)
+            var out = JSONWriter(capacity: (limit ?? 100) * 420 + 64)
             out.beginObject()
             out.beginArray("items")
             var count = 0
@@ -101,7 +102,7 @@ public final class EventQueries: Sendable {
         if let since = filter.since { clauses.append("time_ns >= ?"); values.append(.unsigned(since)) }
         if let until = filter.until { clauses.append("time_ns < ?"); values.append(.unsigned(until)) }
         values.append(.integer(Int64(filter.limit)))
-        return ("SELECT \(faultColumns) FROM memory_faults WHERE \(clauses.joined(separator: " AND ")) ORDER BY event_id LIMIT ?", values)
+        return (ordered("SELECT \(faultColumns) FROM memory_faults WHERE \(clauses.joined(separator: " AND "))", newest: filter.newest), values)
     }
 
     static func conversionQuery(_ filter: EventFilter) -> (String, [SQLValue]) {
@@ -114,7 +115,12 @@ public final class EventQueries: Sendable {
         if let since = filter.since { clauses.append("requested_ns >= ?"); values.append(.unsigned(since)) }
         if let until = filter.until { clauses.append("requested_ns < ?"); values.append(.unsigned(until)) }
         values.append(.integer(Int64(filter.limit)))
-        return ("SELECT \(conversionColumns) FROM conversions WHERE \(clauses.joined(separator: " AND ")) ORDER BY event_id LIMIT ?", values)
+        return (ordered("SELECT \(conversionColumns) FROM conversions WHERE \(clauses.joined(separator: " AND "))", newest: filter.newest), values)
+    }
+
+    /// The first (or, for `newest`, the last) `?` rows of a selection, listed in event-id order.
+    static func ordered(_ selection: String, newest: Bool) -> String {
+        newest ? "SELECT * FROM (\(selection) ORDER BY event_id DESC LIMIT ?) ORDER BY event_id" : "\(selection) ORDER BY event_id LIMIT ?"
     }
 
     /// Memory faults matching `filter`, in event-id order, after `filter.after`.
@@ -156,6 +162,20 @@ public final class EventQueries: Sendable {
         let firstPending = try connection.scalar(
             "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
         return [.integer(after), .integer(firstPending ?? Int64.max), .integer(Int64(limit))]
+    }
+
+    /// Where a consumer that wants only what happens from now on starts: the newest
+    /// event id below which every event is final (what `next_after` would reach).
+    public func newestFinalEventID() throws(EventStoreError) -> Int64 {
+        try withConnection { connection throws(SQLiteError) in
+            try connection.transaction("BEGIN") { () throws(SQLiteError) -> Int64 in
+                let newest = try connection.scalar("""
+                    SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults UNION ALL SELECT max(event_id) FROM conversions)
+                    """) ?? 0
+                let firstPending = try connection.scalar("SELECT min(event_id) FROM conversions WHERE decision = 'pending'")
+                return min(newest, (firstPending ?? Int64.max) - 1)
+            }
+        }
     }
 
     /// `events(after:limit:)` as an `EventPage` JSON document, rendered from the rows directly:

@@ -132,10 +132,12 @@ public struct MemoryMapSVG: Sendable {
         }
         let legendY = barY + barHeight + 40
         var legendX = margin
+        // Percentages of data RAM in view, as everywhere else (the CLI's bar, the status page).
+        let data = max((bytes[.private] ?? 0) + (bytes[.shared] ?? 0), 1)
         for kind in [Kind.boot, .private, .shared] {
             let amount = bytes[kind] ?? 0
-            let percent = Double(amount) / Double(total) * 100
-            let label = "\(kind == .boot ? "boot region" : kind.rawValue): \(amount) bytes (\(Self.percent(percent)))"
+            let label = kind == .boot ? "boot region: \(amount) bytes (not data RAM)"
+                : "\(kind.rawValue): \(amount) bytes (\(Self.percent(Double(amount) / Double(data) * 100)) of data RAM)"
             svg += """
                 <rect x="\(legendX)" y="\(legendY - 10)" width="12" height="12" fill="\(kind.color)"/>\
                 <text class="total-\(kind.rawValue)" x="\(legendX + 16)" y="\(legendY)">\(label)</text>
@@ -146,7 +148,7 @@ public struct MemoryMapSVG: Sendable {
         let mergedNote = merged > 0 ? "; \(merged) runs narrower than a pixel merged" : ""
         svg += """
             <text x="\(margin)" y="\(legendY + 28)" font-size="10" fill="#444444">\(total) bytes shown, \
-            \(segments.count) segments\(mergedNote); drawn \(Self.escape(drawnAt))</text>
+            \(runs.count { $0.kind != .boot }) runs of data RAM in \(segments.count) segments\(mergedNote); drawn \(Self.escape(drawnAt))</text>
             </svg>
 
             """

@@ -62,6 +62,12 @@ public enum StatusPage {
         return html + "</table>"
     }
 
+    /// The shared share of data RAM, as the CLI's bar and the SVG give it.
+    static func sharedPercent(_ info: VMInfo) -> String {
+        let data = info.privateBytes + info.sharedBytes
+        return data == 0 ? "0.0%" : String(format: "%.1f%%", Double(info.sharedBytes) * 100 / Double(data))
+    }
+
     public static func html(_ input: Input) -> String {
         let host = input.host
         var body = "<h1>MemGate agent on \(escape(host.hostname))</h1>"
@@ -88,7 +94,7 @@ public enum StatusPage {
             body += "<div class=\"vm\"><b>\(escape(info.name))</b> (VM \(info.id)): <b>\(escape(info.state))</b>"
             if let reason = info.reason { body += " — \(escape(reason))" }
             body += "<br><span class=\"muted\">\(escape(info.image)), \(info.memoryMib) MiB, \(info.vcpus) vCPU, \(escape(info.backend)); "
-                + "private \(info.privateBytes) bytes, shared \(info.sharedBytes) bytes; \(info.memoryFaults) memory faults; "
+                + "data RAM: private \(info.privateBytes) bytes, shared \(info.sharedBytes) bytes (\(Self.sharedPercent(info)) shared); \(info.memoryFaults) memory faults; "
                 + "<a href=\"/v1/vms/\(info.id)\">JSON</a> · <a href=\"/v1/vms/\(info.id)/memory\">memory</a> · "
                 + "<a href=\"/v1/vms/\(info.id)/memory.svg\">SVG</a></span><br>"
             body += vm.memorySVG + "</div>"

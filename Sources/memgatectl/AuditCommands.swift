@@ -9,13 +9,13 @@ struct AuditCommand: ParsableCommand {
     struct Pull: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Pull every host's new events into one database (a SQLite file or postgresql://…); resumable.")
-        @OptionGroup var fleet: FleetOptions
         @Option(help: "The fleet database: a SQLite path, or a postgresql:// connection URI.") var into: String
         @Option(help: "Events per request (1-1000).") var pageSize: Int = 1000
         @Option(help: "Most events one host may hand out in this run (1-100000000); a host past it fails, and the next run continues.")
         var maxRows: Int = 1_000_000
         @Option(help: "Seconds the whole pull may take (0.1-86400); hosts not done by then fail, and the next run continues.")
-        var deadline: Double?
+        var maxDuration: Double?
+        @OptionGroup var fleet: FleetOptions
 
         struct Row: Codable {
             var host: String
@@ -27,7 +27,7 @@ struct AuditCommand: ParsableCommand {
         func validate() throws {
             guard (1...1000).contains(pageSize) else { throw ValidationError("--page-size must be from 1 to 1000") }
             guard (1...100_000_000).contains(maxRows) else { throw ValidationError("--max-rows must be from 1 to 100000000") }
-            if let deadline, !(0.1...86_400).contains(deadline) { throw ValidationError("--deadline must be from 0.1 to 86400 seconds") }
+            if let maxDuration, !(0.1...86_400).contains(maxDuration) { throw ValidationError("--max-duration must be from 0.1 to 86400 seconds") }
         }
 
         func run() throws {
@@ -39,7 +39,7 @@ struct AuditCommand: ParsableCommand {
             } catch {
                 throw CtlFailure.failed("\(error)")
             }
-            let reports = AuditPull(pageSize: pageSize, maxRows: maxRows, deadline: deadline).run(client, into: sink) {
+            let reports = AuditPull(pageSize: pageSize, maxRows: maxRows, deadline: maxDuration).run(client, into: sink) {
                 UInt64(Date().timeIntervalSince1970 * 1_000_000_000)
             }
             let rows = reports.map { Row(host: $0.host, events: $0.events, cursor: $0.cursor, error: $0.failure) }

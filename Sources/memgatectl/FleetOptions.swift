@@ -4,8 +4,11 @@ import Foundation
 
 /// Which hosts, how to reach them, how to print: shared by every command.
 struct FleetOptions: ParsableArguments {
-    @Option(help: "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments.")
+    @Option(help: "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments (default: MEMGATE_HOSTS, then the context's).")
     var hosts: String?
+
+    @Option(help: "The context of the config file to use (MEMGATE_CONFIG, else ~/.config/memgate/config.json; default: its current_context).")
+    var context: String?
 
     @Option(name: .customLong("host"), help: "An agent URL: http://HOST:PORT, https://HOST:PORT or unix:///PATH (repeatable).")
     var hostURLs: [String] = []
@@ -13,7 +16,7 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Only hosts with this label=value (repeatable; all must match).")
     var select: [String] = []
 
-    @Option(help: "File holding the bearer token (default: MEMGATE_TOKEN).")
+    @Option(help: "File holding the bearer token (default: MEMGATE_TOKEN, then the context's).")
     var tokenFile: String?
 
     @Option(help: "Requests in flight at once (1-1024).")
@@ -28,6 +31,9 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Extra attempts for idempotent requests (0-10).")
     var retries: Int = 2
 
+    @Option(help: "Seconds one host may take in all, retries included (0.1-3600); no host holds a command up longer.")
+    var deadline: Double = 20
+
     @Option(help: "CA certificates for https:// agents.")
     var caFile: String?
 
@@ -37,45 +43,108 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Client key (PEM) for --client-cert.")
     var clientKey: String?
 
-    @Flag(help: "Print JSON (a stable shape, documented in the README) instead of tables.")
-    var json = false
+    @Option(name: [.customShort("o"), .customLong("output")],
+            help: "table, wide (more columns where a command has them), json (a stable shape, documented in the README) or jsonpath=EXPR.")
+    var output: OutputFormat = .table
+
+    @Flag(name: .customLong("json"), help: "The same as -o json.")
+    var jsonFlag = false
+
+    var format: OutputFormat { jsonFlag ? .json : output }
+    /// Structured output (json or jsonpath) rather than a table.
+    var json: Bool { format.isStructured }
+    var wide: Bool { format == .wide }
 
     func validate() throws {
         guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1024") }
         guard connectTimeout >= 0.1, connectTimeout <= 300 else { throw ValidationError("--connect-timeout must be from 0.1 to 300 seconds") }
         guard timeout >= 0.1, timeout <= 3600 else { throw ValidationError("--timeout must be from 0.1 to 3600 seconds") }
         guard (0...10).contains(retries) else { throw ValidationError("--retries must be from 0 to 10") }
+        guard deadline >= 0.1, deadline <= 3600 else { throw ValidationError("--deadline must be from 0.1 to 3600 seconds") }
     }
 
-    /// The selected hosts and a client for them.
+    /// The selected hosts and a client for them (and the output format, for `Out`).
     func fleet() throws -> FleetClient {
+        Out.format.withLock { $0 = format }
+        let context = try configContext()
+        let entries = try selectedEntries(context)
+        guard !entries.isEmpty else {
+            throw CtlFailure.usage(select.isEmpty && (context?.select ?? []).isEmpty
+                ? "no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS (URLs or a hosts file) or a config context"
+                : "no host matches --select \((select + (context?.select ?? [])).joined(separator: " "))")
+        }
+        return try client(entries, context)
+    }
+
+    /// A client for one host: an inventory host by name or URL, or any agent URL.
+    func oneHost(_ name: String) throws -> (FleetClient, Int) {
+        Out.format.withLock { $0 = format }
+        let context = try configContext()
+        let entries = try selectedEntries(context)
+        if let index = entries.firstIndex(where: { $0.name == name || $0.url == name }) {
+            return (try client(entries, context), index)
+        }
+        if let entry = try? HostEntry(url: name) { return (try client([entry], context), 0) }
+        throw CtlFailure.usage(entries.isEmpty
+            ? "\(name) is not an agent URL (http://HOST:PORT, https://HOST:PORT or unix:///PATH), and no inventory was given"
+            : "no host named \(name) among \(entries.map(\.name).joined(separator: ", ")); give a name from the inventory or an agent URL")
+    }
+
+    func configContext() throws -> ContextConfig.Context? {
+        let environment = ProcessInfo.processInfo.environment
+        let explicit = environment["MEMGATE_CONFIG"]
+        let path = explicit ?? (environment["HOME"].map { "\($0)/.config/memgate/config.json" } ?? "")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if explicit != nil || context != nil { throw CtlFailure.usage("cannot read the config file \(path)") }
+            return nil
+        }
+        do {
+            return try ContextConfig(bytes: [UInt8](data), path: path).context(context)
+        } catch {
+            throw CtlFailure.usage(error.message)
+        }
+    }
+
+    func selectedEntries(_ context: ContextConfig.Context?) throws -> [HostEntry] {
         var entries: [HostEntry] = []
         do {
-            if let hosts {
-                guard let text = try? String(contentsOfFile: hosts, encoding: .utf8) else { throw CtlFailure.usage("cannot read --hosts \(hosts)") }
-                entries += try Inventory.parse(text, source: hosts)
+            let environment = ProcessInfo.processInfo.environment["MEMGATE_HOSTS"].flatMap { $0.isEmpty ? nil : $0 }
+            if let file = hosts {
+                entries += try Self.inventory(file)
             }
             for url in hostURLs { entries.append(try HostEntry(url: url)) }
-            if entries.isEmpty, let environment = ProcessInfo.processInfo.environment["MEMGATE_HOSTS"] {
-                entries = try Inventory.parseList(environment)
+            if hosts == nil, hostURLs.isEmpty {
+                if let environment {
+                    // A list of URLs, or the path of a hosts file.
+                    entries = environment.contains("://") ? try Inventory.parseList(environment) : try Self.inventory(environment)
+                } else if let file = context?.hosts {
+                    entries = try Self.inventory(file)
+                }
             }
-            entries = try Inventory.select(entries, where: select)
+            entries = try Inventory.select(entries, where: select + (context?.select ?? []))
             try Inventory.checkUniqueNames(entries)
         } catch let error as InventoryError {
             throw CtlFailure.usage(error.message)
         }
-        guard !entries.isEmpty else {
-            throw CtlFailure.usage(select.isEmpty ? "no hosts: give --hosts FILE, --host URL or MEMGATE_HOSTS" : "no host matches --select \(select.joined(separator: " "))")
-        }
+        return entries
+    }
+
+    static func inventory(_ file: String) throws -> [HostEntry] {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CtlFailure.usage("cannot read the hosts file \(file)") }
+        return try Inventory.parse(text, source: file)
+    }
+
+    func client(_ entries: [HostEntry], _ context: ContextConfig.Context?) throws -> FleetClient {
         var options = TransportOptions()
         options.concurrency = concurrency
         options.connectTimeoutMilliseconds = Int(connectTimeout * 1000)
         options.totalTimeoutMilliseconds = Int(timeout * 1000)
         options.retries = retries
-        options.token = try token()
-        options.caFile = caFile
-        options.clientCertificate = clientCert
-        options.clientKey = clientKey
+        options.hostDeadlineMilliseconds = Int(deadline * 1000)
+        options.token = try token(context)
+        options.caFile = caFile ?? context?.caFile
+        options.clientCertificate = clientCert ?? context?.clientCert
+        options.clientKey = clientKey ?? context?.clientKey
         if isatty(2) != 0 && !json {
             options.progress = { done, total in
                 FileHandle.standardError.write(Data("\r\u{1B}[2Kmemgatectl: \(done)/\(total) requests done\(done == total ? "\r\u{1B}[2K" : "")".utf8))
@@ -89,15 +158,19 @@ struct FleetOptions: ParsableArguments {
         }
     }
 
-    func token() throws -> String? {
-        if let tokenFile {
-            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw CtlFailure.usage("cannot read --token-file \(tokenFile)") }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
-                throw CtlFailure.usage("--token-file \(tokenFile) must hold the token alone")
-            }
-            return token
+    func token(_ context: ContextConfig.Context?) throws -> String? {
+        let environment = ProcessInfo.processInfo.environment["MEMGATE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if tokenFile == nil, environment == nil, let file = context?.tokenFile { return try Self.readToken(file) }
+        if let tokenFile { return try Self.readToken(tokenFile) }
+        return environment
+    }
+
+    static func readToken(_ tokenFile: String) throws -> String? {
+        guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw CtlFailure.usage("cannot read the token file \(tokenFile)") }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
+            throw CtlFailure.usage("the token file \(tokenFile) must hold the token alone")
         }
-        return ProcessInfo.processInfo.environment["MEMGATE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        return token
     }
 }

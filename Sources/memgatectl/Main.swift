@@ -1,3 +1,4 @@
+import APITypes
 import ArgumentParser
 import Foundation
 
@@ -10,6 +11,7 @@ struct MemgateCtl: ParsableCommand {
             or MEMGATE_HOSTS; the token from --token-file or MEMGATE_TOKEN. Exit status: 0 when every host \
             answered, 1 when some did not (each row says why), 2 for a usage error.
             """,
+        version: BuildInfo.version,
         subcommands: [HostsCommand.self, VMsCommand.self, FaultsCommand.self, ConversionsCommand.self, EventsCommand.self,
                       VMCommand.self, MemoryCommand.self, PolicyCommand.self, AuditCommand.self])
 }
@@ -19,6 +21,10 @@ struct MemgateCtl: ParsableCommand {
 @main
 enum Main {
     static func main() {
+        if let message = SubcommandSuggestion.check(Array(CommandLine.arguments.dropFirst()), root: MemgateCtl.self) {
+            Out.error(message)
+            exit(CtlFailure.usageStatus)
+        }
         do {
             var command = try MemgateCtl.parseAsRoot()
             try command.run()
@@ -43,20 +49,22 @@ enum CtlFailure: Error {
     case failed(String)
     /// Some hosts failed; each was already reported on its row or on stderr: exit 1.
     case hostsFailed
+    /// `policy diff` found differences (as diff(1)): exit 1, nothing more to say.
+    case differences
 
     static let usageStatus: Int32 = 2
 
     var status: Int32 {
         switch self {
         case .usage: Self.usageStatus
-        case .failed, .hostsFailed: 1
+        case .failed, .hostsFailed, .differences: 1
         }
     }
 
     var message: String? {
         switch self {
         case .usage(let message), .failed(let message): message
-        case .hostsFailed: nil
+        case .hostsFailed, .differences: nil
         }
     }
 }

@@ -45,25 +45,55 @@ struct PolicyCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every host's policy version (and the document, when they agree).")
+        static let configuration = CommandConfiguration(
+            abstract: "Every host's policy version and name, hosts off the fleet's version flagged (exit 1), and the document when all agree.")
+        @Option(help: "The version every host should run (a prefix will do); default: the one most hosts run.")
+        var expectVersion: String?
         @OptionGroup var fleet: FleetOptions
+
+        struct HostPolicy: Codable {
+            var host: String
+            var version: String?
+            var name: String?
+            /// `drift` (not the expected or majority version), `split` (no majority), or nil.
+            var drift: String?
+            var error: String?
+        }
+
+        struct Answer: Codable {
+            var referenceVersion: String?
+            var hosts: [HostPolicy]
+        }
 
         func run() throws {
             let client = try fleet.fleet()
             let outcomes = client.send("GET", { _ in "/v1/policy" })
             let versions = outcomes.map { $0.value.flatMap { $0.headers["etag"] }.map(ETag.version) }
+            let drift = PolicyDrift(versions: versions, expected: expectVersion)
+            let rows = outcomes.indices.map { index in
+                HostPolicy(host: outcomes[index].host.name, version: versions[index],
+                           name: outcomes[index].value.flatMap { PolicyText.name(of: $0.body) }, drift: drift.flag(index),
+                           error: outcomes[index].failure.map { "\($0.kind): \($0)" })
+            }
             if fleet.json {
-                try Out.json(["hosts": zip(outcomes, versions).map { Row(host: $0.host.name, result: $1 ?? "-", detail: $0.failure.map { "\($0)" } ?? "") }])
+                try Out.json(Answer(referenceVersion: drift.reference, hosts: rows))
             } else {
-                var table = Table(["HOST", "VERSION"])
-                for (outcome, version) in zip(outcomes, versions) { table.add([outcome.host.name, version ?? (outcome.failure?.kind ?? "-")]) }
+                var table = Table(["HOST", "VERSION", "NAME", "STATE"])
+                for row in rows {
+                    table.add([row.host, row.version.map { String($0.prefix(12)) } ?? "-", row.name ?? "-",
+                               row.error.map { String($0.prefix { $0 != ":" }) } ?? row.drift.map { $0.uppercased() } ?? "in force"])
+                }
                 Out.line(table.render())
                 let documents = Set(outcomes.compactMap { $0.value?.body })
-                if documents.count == 1, let document = documents.first {
+                if documents.count == 1, let document = documents.first, !drift.anyDrift {
                     Out.line("\nevery reachable host has:\n" + String(decoding: document, as: UTF8.self))
+                } else if drift.anyDrift {
+                    Out.error(drift.reference.map { "hosts not on version \($0.prefix(12)) are marked DRIFT" }
+                              ?? "no version is run by more hosts than every other: the fleet is SPLIT")
                 }
                 Out.failures(outcomes)
             }
+            if drift.anyDrift { throw CtlFailure.hostsFailed }
             try Out.finish(outcomes)
         }
     }
@@ -95,7 +125,7 @@ struct PolicyCommand: ParsableCommand {
     }
 
     struct Diff: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "What pushing FILE would change on each host.")
+        static let configuration = CommandConfiguration(abstract: "What pushing FILE would change on each host (exit 1 when anything would, as diff).")
         @OptionGroup var arguments: FileArguments
         var fleet: FleetOptions { arguments.fleet }
 
@@ -121,16 +151,17 @@ struct PolicyCommand: ParsableCommand {
                 }
             }
             try Out.finish(outcomes)
+            if rows.contains(where: { $0.result == "changes" }) { throw CtlFailure.differences }
         }
     }
 
     struct Push: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate locally, dry-run on every host, then replace with If-Match; one row per host.")
-        @OptionGroup var arguments: FileArguments
-        var fleet: FleetOptions { arguments.fleet }
         @Option(help: "Stop before writing once this many hosts failed (1-100000).") var maxFailures: Int?
         @Option(help: "Only replace a policy of this version; hosts with another report a conflict.") var expectVersion: String?
+        @OptionGroup var arguments: FileArguments
+        var fleet: FleetOptions { arguments.fleet }
 
         func validate() throws {
             if let maxFailures, !(1...100_000).contains(maxFailures) { throw ValidationError("--max-failures must be from 1 to 100000") }
@@ -149,6 +180,12 @@ struct PolicyCommand: ParsableCommand {
 
 /// Policy documents as sorted, indented JSON for diffs.
 enum PolicyText {
+    /// The `name` of a policy document, if it is strict JSON and has one.
+    static func name(of document: [UInt8]) -> String? {
+        guard let value = try? StrictJSON.parse(document), case .string(let name)? = value["name"] else { return nil }
+        return name
+    }
+
     static func pretty(_ bytes: [UInt8]) -> [String] {
         // Not strict JSON (a host running an older agent may hold such a document): its lines as they are.
         guard let document = try? StrictJSON.parse(bytes) else { return String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n") }

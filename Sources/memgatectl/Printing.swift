@@ -2,13 +2,27 @@ import APITypes
 import ArgumentParser
 import Controller
 import Foundation
+import JSON
+import Synchronization
 
 /// Output helpers shared by the commands. Everything printed passes through
 /// `TerminalText.sanitize`: agents (and guests naming their VMs) supply much of
 /// it, and none of it may drive the operator's terminal.
 enum Out {
+    /// The command's output format (set once, from its `FleetOptions`).
+    static let format = Mutex(OutputFormat.json)
+
     static func line(_ text: String) {
         FileHandle.standardOutput.write(Data((TerminalText.sanitize(text) + "\n").utf8))
+    }
+
+    /// Text as it came (a console), without a newline of its own; control characters escaped
+    /// except newlines and tabs, which a console needs.
+    static func text(_ text: String) {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            line.split(separator: "\t", omittingEmptySubsequences: false).map { TerminalText.sanitize(String($0)) }.joined(separator: "\t")
+        }
+        FileHandle.standardOutput.write(Data(lines.joined(separator: "\n").utf8))
     }
 
     static func error(_ text: String) {
@@ -18,13 +32,25 @@ enum Out {
     /// Pretty, sorted, snake_case JSON on stdout.
     static func json<T: Encodable>(_ value: T) throws {
         let encoder = APIJSON.encoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        line(String(decoding: try encoder.encode(value), as: UTF8.self))
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try emit(try encoder.encode(value))
+    }
+
+    /// JSON as it is, or what `-o jsonpath=` selects from it.
+    private static func emit(_ bytes: Data) throws {
+        if case .jsonPath(let path) = format.withLock({ $0 }) {
+            // Our own encoder's output is strict JSON; a failure here would be a bug, said as such.
+            guard let document = try? StrictJSON.parse([UInt8](bytes)) else { throw CtlFailure.failed("internal: output is not JSON") }
+            let text = path.render(document)
+            if !text.isEmpty { line(text) }
+            return
+        }
+        line(String(decoding: bytes, as: UTF8.self))
     }
 
     /// One line of JSON (for streams such as `events --follow`).
     static func jsonLine<T: Encodable>(_ value: T) throws {
-        line(String(decoding: try APIJSON.encoder().encode(value), as: UTF8.self))
+        try emit(try APIJSON.encoder().encode(value))
     }
 
     /// Hosts that failed, on stderr (tables) — JSON carries them in `failures`.
@@ -71,4 +97,30 @@ struct HostTagged<Row: Encodable>: Encodable {
 struct Listing<Row: Encodable>: Encodable {
     var items: [HostTagged<Row>]
     var failures: [HostFailureRow]
+}
+
+/// `-o`: how a command prints.
+enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
+    case table, wide, json
+    case jsonPath(JSONPath)
+
+    init?(argument: String) {
+        switch argument {
+        case "table": self = .table
+        case "wide": self = .wide
+        case "json": self = .json
+        default:
+            guard argument.hasPrefix("jsonpath="), let path = try? JSONPath(String(argument.dropFirst("jsonpath=".count))) else { return nil }
+            self = .jsonPath(path)
+        }
+    }
+
+    var isStructured: Bool {
+        switch self {
+        case .json, .jsonPath: true
+        case .table, .wide: false
+        }
+    }
+
+    static var allValueStrings: [String] { ["table", "wide", "json", "jsonpath=EXPR"] }
 }

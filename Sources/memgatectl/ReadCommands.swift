@@ -4,7 +4,10 @@ import Controller
 import Foundation
 
 struct HostsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "hosts", abstract: "Reachability, version, backend, VM count and latency of every host.")
+    static let configuration = CommandConfiguration(
+        commandName: "hosts", abstract: "Reachability, version, backend, VM count, policy (hosts off the fleet's version flagged) and latency of every host.")
+    @Option(help: "The policy version every host should run (a prefix will do); default: the one most hosts run.")
+    var expectVersion: String?
     @OptionGroup var fleet: FleetOptions
 
     struct Row: Codable {
@@ -14,26 +17,35 @@ struct HostsCommand: ParsableCommand {
         var version: String?
         var backend: String?
         var vms: Int?
-        var latencyMs: Double
+        var policyVersion: String?
+        var policyName: String?
+        /// `drift` or `split` (see `policy show`), nil when on the fleet's version.
+        var policyDrift: String?
+        /// Nil for a host that did not answer.
+        var latencyMs: Double?
         var error: String?
     }
 
     func run() throws {
         let client = try fleet.fleet()
         let outcomes = client.get("/v1/host", as: HostInfo.self)
-        let rows = outcomes.map { outcome in
+        let drift = PolicyDrift(versions: outcomes.map { $0.value?.policyVersion }, expected: expectVersion)
+        let rows = outcomes.enumerated().map { index, outcome in
             let info = outcome.value
             return Row(host: outcome.host.name, url: outcome.host.url, reachable: info != nil, version: info?.version,
                        backend: info?.backends.first(where: \.usable)?.name, vms: info.map { $0.vms.values.reduce(0, +) },
-                       latencyMs: (outcome.seconds * 100_000).rounded() / 100, error: outcome.failure.map { "\($0.kind): \($0)" })
+                       policyVersion: info?.policyVersion, policyName: info?.policyName, policyDrift: drift.flag(index),
+                       latencyMs: info == nil ? nil : (outcome.seconds * 100_000).rounded() / 100, error: outcome.failure.map { "\($0.kind): \($0)" })
         }
         if fleet.json {
             try Out.json(["hosts": rows])
         } else {
-            var table = Table(["HOST", "URL", "STATUS", "VERSION", "BACKEND", "VMS", "LATENCY"])
+            var table = Table(["HOST", "URL", "STATUS", "VERSION", "BACKEND", "VMS", "POLICY", "LATENCY"])
             for row in rows {
+                let policy = row.policyVersion.map { String($0.prefix(12)) + (row.policyName.map { " (\($0))" } ?? "") + (row.policyDrift.map { " \($0.uppercased())" } ?? "") }
                 table.add([row.host, row.url, row.reachable ? "ok" : (outcomes.first { $0.host.name == row.host }?.failure?.kind ?? "error"),
-                           row.version ?? "-", row.backend ?? "-", row.vms.map(String.init) ?? "-", String(format: "%.1f ms", row.latencyMs)])
+                           row.version ?? "-", row.backend ?? "-", row.vms.map(String.init) ?? "-", policy ?? "-",
+                           row.latencyMs.map { String(format: "%.1f ms", $0) } ?? "-"])
             }
             Out.line(table.render())
             Out.failures(outcomes)
@@ -52,15 +64,21 @@ struct VMsCommand: ParsableCommand {
         let merged = Merge.rows(outcomes.map { $0.map(\.vms) }, by: \.createdNs)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
-        } else {
-            var table = Table(["HOST", "ID", "NAME", "STATE", "MEMORY", "PRIVATE", "SHARED", "CREATED"])
+        } else if outcomes.contains(where: { $0.failure == nil }) {
+            var columns = ["HOST", "ID", "NAME", "STATE", "MEMORY", "PRIVATE", "SHARED", "CREATED", "ENDED"]
+            if fleet.wide { columns += ["BACKEND", "VCPUS", "LABELS"] }
+            var table = Table(columns)
             for (host, vm) in merged {
-                table.add([host, "\(vm.id)", vm.name, vm.state, "\(vm.memoryMib) MiB", humanBytes(vm.privateBytes), humanBytes(vm.sharedBytes),
-                           utcTime(vm.createdNs)])
+                var row = [host, "\(vm.id)", vm.name, vm.state, "\(vm.memoryMib) MiB", humanBytes(vm.privateBytes), humanBytes(vm.sharedBytes),
+                           utcTime(vm.createdNs), VMGet.ending(vm, width: fleet.wide ? nil : 40)]
+                if fleet.wide {
+                    row += [vm.backend, "\(vm.vcpus)", vm.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")]
+                }
+                table.add(row)
             }
             Out.line(table.render())
-            Out.failures(outcomes)
         }
+        if !fleet.json { Out.failures(outcomes) }
         try Out.finish(outcomes)
     }
 }
@@ -69,56 +87,81 @@ struct VMsCommand: ParsableCommand {
 struct EventFilterOptions: ParsableArguments {
     @Option(help: "Only this VM id (on every host).")
     var vm: Int64?
-    @Option(help: "Rows at or after this time, nanoseconds since the epoch.")
-    var since: UInt64?
-    @Option(help: "Rows before this time, nanoseconds since the epoch.")
-    var until: UInt64?
-    @Option(help: "Rows per host (1-1000).")
+    @Option(help: "Rows at or after this time: 15m (ago; s, m, h, d), RFC 3339 (2026-11-27T10:00:00Z) or nanoseconds since the epoch.")
+    var since: String?
+    @Option(help: "Rows before this time (the same forms as --since).")
+    var until: String?
+    @Option(help: "Rows per host (1-1000), oldest first.")
     var limit: Int = 100
+    @Option(help: "The N newest matching rows instead (1-1000), merged across hosts and listed oldest first.")
+    var tail: Int?
+    @Option(help: "Continue after this cursor (a host's next_cursor, from a notice of rows cut).")
+    var cursor: Int64?
 
     func validate() throws {
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000") }
+        if let tail, !(1...1000).contains(tail) { throw ValidationError("--tail must be from 1 to 1000") }
         if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
+        if let cursor, cursor < 0 { throw ValidationError("--cursor must be at least 0") }
+        if tail != nil, cursor != nil { throw ValidationError("--tail takes the newest rows; it cannot continue a --cursor") }
+        for (flag, value) in [("--since", since), ("--until", until)] {
+            if let value, TimeArgument.nanos(value, nowNanos: 0) == nil {
+                throw ValidationError("\(flag) takes 15m (s, m, h or d ago), an RFC 3339 time such as 2026-11-27T10:00:00Z, or nanoseconds; not \(value)")
+            }
+        }
     }
 
     func query(_ extra: [(String, String?)] = []) -> String {
-        let pairs: [(String, String?)] = [("vm", vm.map { "\($0)" }), ("since", since.map { "\($0)" }), ("until", until.map { "\($0)" }),
-                                          ("limit", "\(limit)")] + extra
+        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        let time = { (text: String?) in text.flatMap { TimeArgument.nanos($0, nowNanos: now) }.map { "\($0)" } }
+        let pairs: [(String, String?)] = [("vm", vm.map { "\($0)" }), ("since", time(since)), ("until", time(until)),
+                                          ("limit", "\(tail ?? limit)"), ("order", tail == nil ? nil : "newest"),
+                                          ("cursor", cursor.map { "\($0)" })] + extra
         return pairs.compactMap { name, value in value.map { "\(name)=\($0)" } }.joined(separator: "&")
+    }
+
+    /// Merged rows, the newest `--tail` of them when asked; and a notice for every host that had more.
+    func finish<Row>(_ merged: [(host: String, row: Row)], cursors: [(host: String, cursor: String?)]) -> [(host: String, row: Row)] {
+        for (host, cursor) in cursors {
+            guard let cursor else { continue }
+            Out.error("\(host): more rows match than --limit \(limit); continue with --cursor \(cursor), or narrow with --since/--until, or see the newest with --tail")
+        }
+        return tail.map { Array(merged.suffix($0)) } ?? merged
     }
 }
 
 struct FaultsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "faults", abstract: "Memory faults of every host, merged and sorted by time.")
-    @OptionGroup var fleet: FleetOptions
     @OptionGroup var filter: EventFilterOptions
+    @OptionGroup var fleet: FleetOptions
 
     func run() throws {
         let client = try fleet.fleet()
         let outcomes = client.get("/v1/memory-faults?\(filter.query())", as: FaultPage.self)
-        let merged = Merge.rows(outcomes.map { $0.map(\.items) }, by: \.timeNs)
+        let merged = filter.finish(Merge.rows(outcomes.map { $0.map(\.items) }, by: \.timeNs),
+                                   cursors: outcomes.map { ($0.host.name, $0.value?.nextCursor) })
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
-        } else {
+        } else if outcomes.contains(where: { $0.failure == nil }) {
             var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "SOURCE", "EVENT"])
             for (host, fault) in merged {
                 table.add([utcTime(fault.timeNs), host, "\(fault.vmId)", "\(fault.vcpu)", "0x" + String(fault.gpa, radix: 16),
-                           "\(fault.size)", fault.flags & 8 != 0 ? "private" : "shared", fault.source, "\(fault.eventId)"])
+                           humanBytes(fault.size), fault.flags & 8 != 0 ? "private" : "shared", fault.source, "\(fault.eventId)"])
             }
             Out.line(table.render())
-            Out.failures(outcomes)
         }
+        if !fleet.json { Out.failures(outcomes) }
         try Out.finish(outcomes)
     }
 }
 
 struct ConversionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "conversions", abstract: "Conversions of every host, merged and sorted by time.")
-    @OptionGroup var fleet: FleetOptions
     @OptionGroup var filter: EventFilterOptions
     @Option(help: "to_private or to_shared.") var direction: String?
     @Option(help: "explicit or implicit.") var trigger: String?
     @Option(help: "applied, denied, invalid, failed, pending or incomplete.") var decision: String?
+    @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
         if let direction, !["to_private", "to_shared"].contains(direction) { throw ValidationError("--direction must be to_private or to_shared") }
@@ -132,18 +175,19 @@ struct ConversionsCommand: ParsableCommand {
         let client = try fleet.fleet()
         let query = filter.query([("direction", direction), ("trigger", trigger), ("decision", decision)])
         let outcomes = client.get("/v1/conversions?\(query)", as: ConversionPage.self)
-        let merged = Merge.rows(outcomes.map { $0.map(\.items) }, by: \.requestedNs)
+        let merged = filter.finish(Merge.rows(outcomes.map { $0.map(\.items) }, by: \.requestedNs),
+                                   cursors: outcomes.map { ($0.host.name, $0.value?.nextCursor) })
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
-        } else {
+        } else if outcomes.contains(where: { $0.failure == nil }) {
             var table = Table(["TIME (UTC)", "HOST", "VM", "GPA", "SIZE", "DIRECTION", "TRIGGER", "DECISION", "REASON"])
             for (host, c) in merged {
                 table.add([utcTime(c.requestedNs), host, "\(c.vmId)", "0x" + String(c.gpa, radix: 16), humanBytes(c.size), c.direction,
                            c.trigger, c.decision, c.reason])
             }
             Out.line(table.render())
-            Out.failures(outcomes)
         }
+        if !fleet.json { Out.failures(outcomes) }
         try Out.finish(outcomes)
     }
 }
@@ -152,35 +196,43 @@ struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
         abstract: "New faults and conversions of every host, pulled with after= cursors; --follow keeps polling until interrupted.")
-    @OptionGroup var fleet: FleetOptions
-    @Flag(help: "Keep polling every --interval seconds.") var follow = false
+    @Flag(help: "Keep polling every --interval seconds; only events from now on, unless --from-start or --after.") var follow = false
+    @Flag(help: "With --follow: the whole history first, then what comes.") var fromStart = false
     @Option(help: "Seconds between polls with --follow (0.05-3600).") var interval: Double = 1
-    @Option(help: "Start after this event id on every host (default 0: from the start).") var after: Int64 = 0
+    @Option(help: "Start after this event id on every host (default: from the start; with --follow, from now).") var after: Int64?
     @Option(help: "Most events one host may hand out (1-100000000); a host past it fails. Default: 100000, no limit with --follow.")
     var maxRows: Int?
-    @Option(help: "Seconds to run at most (0.1-86400); then stop (with --follow, cleanly).") var deadline: Double?
+    @Option(help: "Seconds to run at most (0.1-86400); then stop (with --follow, cleanly).") var maxDuration: Double?
+    @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
         guard interval >= 0.05, interval <= 3600 else { throw ValidationError("--interval must be from 0.05 to 3600 seconds") }
-        guard after >= 0 else { throw ValidationError("--after must be at least 0") }
+        if let after, after < 0 { throw ValidationError("--after must be at least 0") }
+        if fromStart, after != nil { throw ValidationError("--from-start and --after both say where to start; give one") }
         if let maxRows, !(1...100_000_000).contains(maxRows) { throw ValidationError("--max-rows must be from 1 to 100000000") }
-        if let deadline, !(0.1...86_400).contains(deadline) { throw ValidationError("--deadline must be from 0.1 to 86400 seconds") }
+        if let maxDuration, !(0.1...86_400).contains(maxDuration) { throw ValidationError("--max-duration must be from 0.1 to 86400 seconds") }
     }
 
     func run() throws {
         let client = try fleet.fleet()
         let started = ContinuousClock.now
         let limit = maxRows ?? (follow ? Int.max : 100_000)
-        var cursors = [EventCursor](repeating: EventCursor(position: after, maxRows: limit), count: client.hosts.count)
+        var cursors = [EventCursor](repeating: EventCursor(position: after ?? 0, maxRows: limit), count: client.hosts.count)
         // Hosts that broke a promise are not asked again.
         var failed = Set<Int>()
-        func pastDeadline() -> Bool { deadline.map { started.duration(to: .now) >= .seconds($0) } ?? false }
+        if follow && after == nil && !fromStart {
+            // From now: each host says where its history ends; a host that cannot is asked from the start later.
+            for (index, outcome) in client.get("/v1/events?from=end", as: EventPage.self).enumerated() {
+                if let page = outcome.value { cursors[index] = EventCursor(position: page.nextAfter, maxRows: limit) }
+            }
+        }
+        func pastDeadline() -> Bool { maxDuration.map { started.duration(to: .now) >= .seconds($0) } ?? false }
         repeat {
             var open = client.hosts.indices.filter { !failed.contains($0) }
             while !open.isEmpty {
                 if pastDeadline() {
                     if !follow {
-                        for index in open { Out.error("\(client.hosts[index].name): not finished within --deadline") }
+                        for index in open { Out.error("\(client.hosts[index].name): not finished within --max-duration") }
                         failed.formUnion(open)
                     }
                     break

@@ -3,20 +3,12 @@ import ArgumentParser
 import Controller
 import Foundation
 
-/// `HOST` arguments: a host by inventory name or URL.
-func oneHost(_ client: FleetClient, _ name: String) throws -> Int {
-    guard let index = client.index(of: name) else {
-        throw CtlFailure.usage("no host named \(name) among \(client.hosts.map(\.name).joined(separator: ", "))")
-    }
-    return index
-}
-
 /// Prints one host's VM answer and exits 1 if it failed.
 func report(_ outcome: HostOutcome<VMInfo>, json: Bool) throws {
     switch outcome.result {
     case .success(let vm):
         if json { return try Out.json(HostTagged(host: outcome.host.name, row: vm)) }
-        Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")")
+        Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")\(vm.exitStatus.map { ", exit status \($0)" } ?? "")")
     case .failure(let failure):
         if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)")]]) }
         throw CtlFailure.failed("\(outcome.host.name): \(failure)")
@@ -25,32 +17,31 @@ func report(_ outcome: HostOutcome<VMInfo>, json: Bool) throws {
 
 struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "vm", abstract: "Create, start, pause, resume, stop or delete a VM on one host.",
-        subcommands: [Create.self, Action.self])
+        commandName: "vm", abstract: "Create, show, start, pause, resume, stop or delete a VM on one host, or read its console.",
+        subcommands: [Create.self, VMGet.self, VMConsole.self, Action.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM (started unless --no-start).")
-        @OptionGroup var fleet: FleetOptions
-        @Argument(help: "The host, by name or URL.") var host: String
+        @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
         @Option(help: "The VM's name.") var name: String
         @Option(help: "Image path relative to the agent's --images-dir.") var image: String
-        @Option(help: "Guest RAM in MiB (even, 2-65536).") var memoryMib: UInt64 = 64
+        @Option(help: "Guest RAM in MiB (even, 4-65536).") var memoryMib: UInt64 = 64
         @Option(help: "vCPUs (1-64).") var vcpus: Int = 1
         @Option(help: "Command line for the guest.") var commandLine: String?
         @Option(help: "A label key=value (repeatable).") var label: [String] = []
         @Option(help: "alias or attributes.") var backend: String?
         @Option(help: "private or shared.") var initialState: String?
         @Flag(help: "Create without starting.") var noStart = false
+        @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
-            guard memoryMib >= 2, memoryMib <= 65536, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be even, from 2 to 65536") }
+            guard memoryMib >= 4, memoryMib <= 65536, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be even, from 4 to 65536") }
             guard (1...64).contains(vcpus) else { throw ValidationError("--vcpus must be from 1 to 64") }
             for item in label where !item.contains("=") { throw ValidationError("--label takes key=value, not \(item)") }
         }
 
         func run() throws {
-            let client = try fleet.fleet()
-            let index = try oneHost(client, host)
+            let (client, index) = try fleet.oneHost(host)
             var labels: [String: String] = [:]
             for item in label {
                 let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -69,22 +60,28 @@ struct VMCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "do", abstract: "start | pause | resume | stop | delete a VM: memgatectl vm do stop HOST ID",
             aliases: [])
-        @OptionGroup var fleet: FleetOptions
         @Argument(help: "start, pause, resume, stop or delete.") var action: String
-        @Argument(help: "The host, by name or URL.") var host: String
+        @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
         @Argument(help: "The VM id.") var id: Int64
+        @Flag(help: "With delete: stop a running or paused VM first.") var force = false
+        @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
             guard ["start", "pause", "resume", "stop", "delete"].contains(action) else {
                 throw ValidationError("the action must be start, pause, resume, stop or delete")
             }
             guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
+            if force, action != "delete" { throw ValidationError("--force goes with delete only") }
         }
 
         func run() throws {
-            let client = try fleet.fleet()
-            let index = try oneHost(client, host)
+            let (client, index) = try fleet.oneHost(host)
             if action == "delete" {
+                if force {
+                    // Stopping a VM that already ended is a conflict, and harmless: the delete decides.
+                    let stop = client.send("POST", { _ in "/v1/vms/\(id)/stop" }, to: [index])[0]
+                    if let failure = stop.failure, failure.kind != "conflict" { throw CtlFailure.failed("\(stop.host.name): \(failure)") }
+                }
                 let outcome = client.send("DELETE", { _ in "/v1/vms/\(id)" }, to: [index])[0]
                 if let failure = outcome.failure {
                     throw CtlFailure.failed("\(outcome.host.name): \(failure)")
@@ -99,11 +96,11 @@ struct VMCommand: ParsableCommand {
 
 struct MemoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "memory", abstract: "Draw a VM's memory map: private and shared runs to scale.")
-    @OptionGroup var fleet: FleetOptions
-    @Argument(help: "The host, by name or URL.") var host: String
+    @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
     @Argument(help: "The VM id.") var id: Int64
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
     @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
+    @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
         guard (8...400).contains(width) else { throw ValidationError("--width must be from 8 to 400") }
@@ -112,8 +109,7 @@ struct MemoryCommand: ParsableCommand {
     }
 
     func run() throws {
-        let client = try fleet.fleet()
-        let index = try oneHost(client, host)
+        let (client, index) = try fleet.oneHost(host)
         if let svg {
             let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" }, to: [index])[0]
             switch picture.result {
@@ -134,6 +130,86 @@ struct MemoryCommand: ParsableCommand {
             Out.line(MemoryBar.render(memory, host: outcome.host.name, width: width))
         case .failure(let failure):
             throw CtlFailure.failed("\(outcome.host.name): \(failure)")
+        }
+    }
+}
+
+/// `vm get HOST ID`: one VM whole, with why and how it ended.
+struct VMGet: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "get", abstract: "One VM: state, how it ended (reason, exit status), memory, labels.")
+    @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
+    @Argument(help: "The VM id.") var id: Int64
+    @OptionGroup var fleet: FleetOptions
+
+    func validate() throws {
+        guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
+    }
+
+    func run() throws {
+        let (client, index) = try fleet.oneHost(host)
+        let outcome = client.get("/v1/vms/\(id)", as: VMInfo.self, on: [index])[0]
+        guard let vm = outcome.value else { return try report(outcome, json: fleet.json) }
+        if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: vm)) }
+        var table = Table(["FIELD", "VALUE"])
+        let rows: [(String, String)] = [
+            ("host", outcome.host.name), ("id", "\(vm.id)"), ("name", vm.name), ("state", vm.state), ("ended", Self.ending(vm, width: nil)),
+            ("image", vm.image), ("memory", "\(vm.memoryMib) MiB, \(vm.vcpus) vCPU, \(vm.backend) backend"),
+            ("data RAM", "\(humanBytes(vm.privateBytes)) private, \(humanBytes(vm.sharedBytes)) shared"),
+            ("conversions", vm.conversions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+            ("memory faults", "\(vm.memoryFaults)"), ("console", humanBytes(UInt64(max(vm.consoleBytes, 0)))),
+            ("labels", vm.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")),
+            ("created", utcTime(vm.createdNs)), ("started", vm.startedNs.map(utcTime) ?? "-"), ("ended at", vm.endedNs.map(utcTime) ?? "-"),
+        ]
+        for (field, value) in rows { table.add([field, value.isEmpty ? "-" : value]) }
+        Out.line(table.render())
+    }
+
+    /// How a VM ended, in a few words (`-` while it runs); `width` cuts a long reason.
+    static func ending(_ vm: VMInfo, width: Int?) -> String {
+        var parts: [String] = []
+        if let status = vm.exitStatus { parts.append("exit \(status)") }
+        if let reason = vm.reason { parts.append(reason) }
+        let text = parts.joined(separator: ": ")
+        guard !text.isEmpty else { return "-" }
+        guard let width, text.count > width else { return text }
+        return String(text.prefix(width - 1)) + "…"
+    }
+}
+
+/// `vm console HOST ID [-f]`: what the guest wrote, and with -f what it writes next.
+struct VMConsole: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "console", abstract: "Print a VM's console; -f keeps printing until the VM ends.")
+    @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
+    @Argument(help: "The VM id.") var id: Int64
+    @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes until it ends.") var follow = false
+    @Option(help: "Seconds between polls with -f (0.05-60).") var interval: Double = 0.5
+    @OptionGroup var fleet: FleetOptions
+
+    func validate() throws {
+        guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
+        guard interval >= 0.05, interval <= 60 else { throw ValidationError("--interval must be from 0.05 to 60 seconds") }
+    }
+
+    func run() throws {
+        let (client, index) = try fleet.oneHost(host)
+        var after = 0
+        while true {
+            let outcome = client.get("/v1/vms/\(id)/console?after=\(after)", as: ConsoleChunk.self, on: [index])[0]
+            guard let chunk = outcome.value else { throw CtlFailure.failed("\(outcome.host.name): \(outcome.failure.map { "\($0)" } ?? "no answer")") }
+            if chunk.droppedBytes > 0 { Out.error("\(chunk.droppedBytes) bytes of console output were overwritten before they were read") }
+            if !chunk.data.isEmpty { Out.text(chunk.data) }
+            after = chunk.nextOffset
+            guard follow else { return }
+            if chunk.data.isEmpty {
+                // Drained: stop once the VM has ended (its last bytes are already read).
+                let vm = client.get("/v1/vms/\(id)", as: VMInfo.self, on: [index])[0].value
+                if let vm, !["created", "running", "paused"].contains(vm.state) {
+                    let last = client.get("/v1/vms/\(id)/console?after=\(after)", as: ConsoleChunk.self, on: [index])[0].value
+                    if let last, !last.data.isEmpty { Out.text(last.data) }
+                    return
+                }
+                Thread.sleep(forTimeInterval: interval)
+            }
         }
     }
 }

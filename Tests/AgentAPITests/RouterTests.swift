@@ -33,7 +33,8 @@ struct RouterTests {
         // Offsets past 2^31: a guest may write more than 2 GiB of console in its life.
         #expect(try parse(.GET, "/v1/vms/7/console?after=3000000000").get() == .console(7, after: 3_000_000_000))
         #expect(try parse(.GET, "/v1/vms/7/memory").get() == .memory(7))
-        #expect(try parse(.GET, "/v1/events?after=5&limit=10").get() == .events(after: 5, limit: 10))
+        #expect(try parse(.GET, "/v1/events?after=5&limit=10").get() == .events(after: 5, limit: 10, fromEnd: false))
+        #expect(try parse(.GET, "/v1/events?from=end").get() == .events(after: 0, limit: 100, fromEnd: true))
         #expect(try parse(.GET, "/v1/policy").get() == .getPolicy)
         #expect(try parse(.GET, "/v1/policy/history").get() == .policyHistory(limit: 100))
         #expect(try parse(.POST, "/v1/policy/validate", body: "{}", headers: Self.json).get() == .validatePolicy(document: Array("{}".utf8)))

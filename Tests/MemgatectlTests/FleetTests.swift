@@ -91,7 +91,8 @@ struct FleetTests {
         let deny = try file("deny.json", #"{"defaults":{"implicit":"deny"}}"#)
 
         let diff = try ctl(["policy", "diff", deny, "--hosts", hosts])
-        #expect(diff.status == 0 && diff.stdout.contains("== h0: changes") && diff.stdout.contains("+ "))
+        #expect(diff.status == 1, "diff exits 1 on differences, as diff(1)")
+        #expect(diff.stdout.contains("== h0: changes") && diff.stdout.contains("+ "))
         let pushed = try ctl(["policy", "push", deny, "--hosts", hosts, "--json"])
         #expect(pushed.status == 0)
         #expect(words(pushed) == ["applied", "applied", "applied"])
@@ -114,9 +115,18 @@ struct FleetTests {
         #expect(try agents[1].request("GET", "/v1/policy").text == #"{"defaults":{"explicit":"deny"}}"#, "h1 keeps its own policy")
         #expect(original != versions[0])
 
+        // h1 is off the version the other two run: drift, flagged, exit 1.
         let shown = try ctl(["policy", "show", "--hosts", hosts, "--json"])
-        #expect(shown.status == 0)
-        #expect((jsonObject(shown.stdout)["hosts"] as? [[String: Any]])?.count == 3)
+        #expect(shown.status == 1)
+        let rows = jsonObject(shown.stdout)["hosts"] as? [[String: Any]] ?? []
+        #expect(rows.map { $0["drift"] as? String } == [nil, "drift", nil])
+        let table = try ctl(["policy", "show", "--hosts", hosts])
+        #expect(table.stdout.contains("DRIFT") && table.stderr.contains("marked DRIFT"))
+        let hostsTable = try ctl(["hosts", "--hosts", hosts, "-o", "jsonpath={.hosts[*].policy_drift}"])
+        #expect(hostsTable.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "drift", "\(hostsTable.stdout)")
+        let h1 = try #require(try agents[1].request("GET", "/v1/policy").headers["etag"]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        let expected = try ctl(["policy", "show", "--hosts", hosts, "--json", "--expect-version", String(h1.prefix(12))])
+        #expect((jsonObject(expected.stdout)["hosts"] as? [[String: Any]] ?? []).map { $0["drift"] as? String } == ["drift", nil, "drift"])
         let validated = try ctl(["policy", "validate", invalid, "--hosts", hosts])
         #expect(validated.status == 1 && validated.stderr.contains("defaults.implicit"))
     }
@@ -128,7 +138,7 @@ struct FleetTests {
         let tokenFile = agent.directory.appendingPathComponent("ctl-token").path
         try Data(AgentProcess.adminToken.utf8).write(to: URL(fileURLWithPath: tokenFile))
         let follower = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
-                                          ["events", "--follow", "--interval", "0.1", "--json", "--hosts", hosts, "--token-file", tokenFile])
+                                          ["events", "--follow", "--from-start", "--interval", "0.1", "--json", "--hosts", hosts, "--token-file", tokenFile])
         defer { follower.kill(SIGKILL); follower.wait() }
         let created = try ctl(["vm", "create", "one", "--name", "walker", "--image", "implicit.elf", "--memory-mib", "32", "--hosts", hosts, "--json"])
         #expect(created.status == 0)
@@ -148,7 +158,7 @@ struct FleetTests {
         let drawn = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", picture.path])
         #expect(drawn.status == 0, "\(drawn.stderr)")
         let svg = (try? String(contentsOf: picture, encoding: .utf8)) ?? ""
-        #expect(svg.hasPrefix("<svg") && svg.contains("private: 31457280 bytes (93.8%)"), "\(svg.prefix(300))")
+        #expect(svg.hasPrefix("<svg") && svg.contains("private: 31457280 bytes (100.0% of data RAM)"), "\(svg.prefix(300))")
         let unwritable = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", "/nonexistent-dir/map.svg"])
         #expect(unwritable.status == 1 && unwritable.stderr.contains("cannot write /nonexistent-dir/map.svg"))
         #expect(try ctl(["vm", "do", "delete", "one", "1", "--hosts", hosts]).status == 0)

@@ -62,9 +62,11 @@ import Testing
         #expect(widths.values.reduce(0, +) == 800)
         // 2 MiB boot, 6 MiB shared, 24 MiB private of 32 MiB: 50, 150 and 600 pixels.
         #expect(widths == ["boot": 50, "shared": 150, "private": 600])
-        #expect(picture.texts.contains("boot region: 2097152 bytes (6.3%)"))
-        #expect(picture.texts.contains("shared: 6291456 bytes (18.8%)"))
-        #expect(picture.texts.contains("private: 25165824 bytes (75.0%)"))
+        // Percentages of data RAM, as the CLI's bar and the status page give them.
+        #expect(picture.texts.contains("boot region: 2097152 bytes (not data RAM)"))
+        #expect(picture.texts.contains("shared: 6291456 bytes (20.0% of data RAM)"))
+        #expect(picture.texts.contains("private: 25165824 bytes (80.0% of data RAM)"))
+        #expect(picture.texts.contains { $0.contains("1537 runs of data RAM in 3 segments") }, "\(picture.texts)")
         #expect(picture.texts.contains { $0.contains("tenant <a> & \"b\"") })
         #expect(picture.texts.contains { $0.contains("drawn 2026-11-25 12:00:00 UTC") })
         // Boundary addresses where they fit: 0x200000 is too close to 0x0 for a label, but its rectangle says it.
@@ -97,7 +99,7 @@ import Testing
         #expect(barWidths(picture).values.reduce(0, +) == 800)
         #expect(picture.rects.count < 820)
         #expect(picture.texts.contains { $0.contains("7680 runs narrower than a pixel merged") })
-        #expect(picture.texts.contains("shared: 15728640 bytes (46.9%)"))
+        #expect(picture.texts.contains("shared: 15728640 bytes (50.0% of data RAM)"))
     }
 
     @Test func zoomShowsOnlyTheRange() throws {
@@ -105,8 +107,8 @@ import Testing
         let svg = MemoryMapSVG().render(memory, name: "z", drawnAt: "now", from: 0x20_0000, to: 0x60_0000)
         let picture = try parse(svg)
         #expect(barWidths(picture) == ["private": 600, "shared": 200])
-        #expect(picture.texts.contains("shared: 1048576 bytes (25.0%)"))
-        #expect(picture.texts.contains("boot region: 0 bytes (0.0%)"))
+        #expect(picture.texts.contains("shared: 1048576 bytes (25.0% of data RAM)"))
+        #expect(picture.texts.contains("boot region: 0 bytes (not data RAM)"))
         // A range outside RAM is an empty bar, not a trap.
         let empty = try parse(MemoryMapSVG().render(memory, name: "z", drawnAt: "now", from: 1 << 40, to: 1 << 41))
         #expect(barWidths(empty).isEmpty)

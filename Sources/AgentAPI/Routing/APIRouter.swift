@@ -102,7 +102,8 @@ public enum APIRouter {
         case (.conversions, _): return .conversions(try filter(query, conversions: true))
         case (.events, _):
             return .events(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                           limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+                           limit: Int(try query.integer("limit", in: 1...1000, default: 100)),
+                           fromEnd: try query.choice("from", of: ["start", "end"]) == "end")
         case (.policy, "GET"): return .getPolicy
         case (.policy, _):
             guard let tag = request.header("If-Match") else {
@@ -127,6 +128,7 @@ public enum APIRouter {
         filter.until = try query.optionalInteger("until", in: 0...Int64.max).map { UInt64($0) }
         filter.after = try query.integer("cursor", in: 0...Int64.max, default: 0)
         filter.limit = Int(try query.integer("limit", in: 1...1000, default: 100))
+        filter.newest = try query.choice("order", of: ["oldest", "newest"]) == "newest"
         return filter
     }
 

@@ -19,7 +19,8 @@ public enum AgentAction: Sendable, Equatable {
     case memorySVG(Int64, from: UInt64?, to: UInt64?)
     case faults(EventFilter)
     case conversions(EventFilter)
-    case events(after: Int64, limit: Int)
+    /// `fromEnd`: no events, only the position from which to follow what comes next.
+    case events(after: Int64, limit: Int, fromEnd: Bool)
     case getPolicy
     /// The new document (already known to parse) and the `If-Match` tag.
     case putPolicy(document: [UInt8], ifMatch: String)

@@ -5,7 +5,7 @@ import VMM
 
 /// What `GET /v1/host` reports that does not change while the agent runs.
 public struct HostSnapshot: Sendable {
-    public static let agentVersion = "0.3.0"
+    public static let agentVersion = BuildInfo.version
     public let report: HostReport
     public let hostname: String
     public let startedAt: Date

@@ -11,6 +11,8 @@ public enum PushOutcome: Sendable, Equatable {
     case rejected(String)
     /// The host's policy changed under us (or was not the expected version): not pushed.
     case conflict(String)
+    /// The token may not do this (`unauthorized` for 401, `forbidden` for 403).
+    case notAllowed(word: String, String)
     case unreachable(String)
     /// Not attempted: `--max-failures` was reached first.
     case skipped
@@ -21,6 +23,7 @@ public enum PushOutcome: Sendable, Equatable {
         case .unchanged: "unchanged"
         case .rejected: "rejected"
         case .conflict: "conflict"
+        case .notAllowed(let word, _): word
         case .unreachable: "unreachable"
         case .skipped: "skipped"
         }
@@ -30,7 +33,7 @@ public enum PushOutcome: Sendable, Equatable {
         switch self {
         case .applied(let version): "now \(version.prefix(12))"
         case .unchanged: "already in force"
-        case .rejected(let why), .conflict(let why), .unreachable(let why): why
+        case .rejected(let why), .conflict(let why), .unreachable(let why), .notAllowed(_, let why): why
         case .skipped: "not attempted: too many failures"
         }
     }
@@ -119,6 +122,8 @@ public struct PolicyPush: Sendable {
         case (.transport(let error), _): .unreachable("\(error)")
         case (.api(_, _, let message), "conflict"): .conflict(message)
         case (.api(_, _, let message), "rejected"): .rejected(message)
+        case (.api(_, _, let message), "forbidden"): .notAllowed(word: "forbidden", message)
+        case (.api(_, _, let message), "unauthorized"): .notAllowed(word: "unauthorized", message)
         default: .rejected("\(failure)")
         }
     }

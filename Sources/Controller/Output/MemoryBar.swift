@@ -41,7 +41,7 @@ public enum MemoryBar {
             \(bootCell) boot region \(humanBytes(memory.bootRegion.end - memory.bootRegion.start))   \
             \(privateCell) private \(humanBytes(memory.privateBytes)) (\(percent(memory.privateBytes)))   \
             \(sharedCell) shared \(humanBytes(memory.sharedBytes)) (\(percent(memory.sharedBytes)))   \
-            \(memory.runs.count) runs
+            \(memory.runs.count) runs of data RAM (percentages of data RAM)
             """
     }
 }

@@ -9,6 +9,8 @@ public struct TransportOptions: Sendable {
     public var totalTimeoutMilliseconds = 15_000
     /// Extra attempts for idempotent requests after a transport failure or a 502/503/504.
     public var retries = 2
+    /// The most one host may take, every attempt and back-off included, from its first attempt.
+    public var hostDeadlineMilliseconds = 20_000
     public var retryBackoffMilliseconds = 200
     /// Sent as `Authorization: Bearer` (never to a Unix socket, which needs none).
     public var token: String?
@@ -39,6 +41,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         let request: HostRequest
         var attempt: Int
         let handle: UnsafeMutableRawPointer
+        /// What this attempt may take (the per-attempt timeout, or less when the host's deadline is nearer).
+        var timeoutMilliseconds = 0
         // Owned by the C shim (ccurl_buffer_new/free); Swift only passes them back to it.
         let body: UnsafeMutablePointer<ccurl_buffer>?
         let head: UnsafeMutablePointer<ccurl_buffer>?
@@ -94,6 +98,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         var delayed: [(at: Date, index: Int, attempt: Int)] = []
         var active: [UnsafeMutableRawPointer: Transfer] = [:]
         var finished = 0
+        // When each request's first attempt started: its host's deadline counts from there.
+        var firstStarted = [Date?](repeating: nil, count: requests.count)
 
         while !waiting.isEmpty || !delayed.isEmpty || !active.isEmpty {
             let now = Date()
@@ -105,7 +111,10 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                     results[index] = .failure(.failed("no host \(request.host)"))
                     continue
                 }
-                switch start(request, index: index, attempt: attempt) {
+                let first = firstStarted[index] ?? Date()
+                firstStarted[index] = first
+                let left = options.hostDeadlineMilliseconds - Int(Date().timeIntervalSince(first) * 1000)
+                switch start(request, index: index, attempt: attempt, timeoutMilliseconds: max(1, min(options.totalTimeoutMilliseconds, left))) {
                 case .success(let transfer): active[transfer.handle] = transfer
                 case .failure(let error): results[index] = .failure(error)
                 }
@@ -119,8 +128,10 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                 let outcome = finish(transfer, code: ccurl_message_result(message))
                 curl_multi_remove_handle(multi, handle)
                 transfer.release()
-                if shouldRetry(transfer.request, outcome, attempt: transfer.attempt) {
-                    let backoff = Double(options.retryBackoffMilliseconds) * pow(2, Double(transfer.attempt)) / 1000
+                let backoff = Double(options.retryBackoffMilliseconds) * pow(2, Double(transfer.attempt)) / 1000
+                let deadline = (firstStarted[transfer.index] ?? Date()).addingTimeInterval(Double(options.hostDeadlineMilliseconds) / 1000)
+                // A retry that could not even start before the host's deadline is not made.
+                if shouldRetry(transfer.request, outcome, attempt: transfer.attempt), Date(timeIntervalSinceNow: backoff) < deadline {
                     delayed.append((Date(timeIntervalSinceNow: backoff), transfer.index, transfer.attempt + 1))
                 } else {
                     results[transfer.index] = outcome
@@ -147,9 +158,10 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         }
     }
 
-    private func start(_ request: HostRequest, index: Int, attempt: Int) -> Result<Transfer, TransportError> {
+    private func start(_ request: HostRequest, index: Int, attempt: Int, timeoutMilliseconds: Int) -> Result<Transfer, TransportError> {
         guard let handle = curl_easy_init() else { return .failure(.failed("curl_easy_init failed")) }
         let transfer = Transfer(index: index, request: request, attempt: attempt, handle: handle, maxBody: options.maxResponseBytes)
+        transfer.timeoutMilliseconds = timeoutMilliseconds
         guard transfer.body != nil, transfer.head != nil else {
             transfer.release()
             return .failure(.failed("out of memory for a response buffer"))
@@ -157,8 +169,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         let endpoint = endpoints[request.host]
         ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + request.path)
         ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMilliseconds)
-        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, options.totalTimeoutMilliseconds)
+        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(options.connectTimeoutMilliseconds, timeoutMilliseconds))
+        ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds)
         ccurl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
         ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
         if let socket = endpoint.unixSocket { ccurl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket) }
@@ -212,7 +224,10 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                 // libcurl reports a header line over its own 100 KiB limit this way.
                 return .failure(.failed("the answer had a header line longer than libcurl's 100 KiB limit (or memory ran out)"))
             case CURLE_OPERATION_TIMEDOUT:
-                return .failure(.timeout("no answer within \(Double(options.totalTimeoutMilliseconds) / 1000) s"))
+                let attempts = transfer.attempt + 1
+                return .failure(.timeout(transfer.timeoutMilliseconds < options.totalTimeoutMilliseconds
+                    ? "no answer within the host's \(Double(options.hostDeadlineMilliseconds) / 1000) s deadline (\(attempts) attempt\(attempts == 1 ? "" : "s"))"
+                    : "no answer within \(Double(options.totalTimeoutMilliseconds) / 1000) s (attempt \(attempts))"))
             case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE:
                 return .failure(.tls(message))
             default:
