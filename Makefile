@@ -6,7 +6,7 @@ CC           ?= cc
 BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
-APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core
+APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).
 PY_TOOLS     := openapi-spec-validator schemathesis

@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes", "JSON"], swiftSettings: strict),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
-        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore"], swiftSettings: strict),
+        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore", "Platform"], swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",
             dependencies: ["AgentHost", "EventStore", "SQLite", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],

@@ -1,3 +1,4 @@
+import Platform
 import KVM
 import MemoryModel
 import VMM
@@ -10,6 +11,9 @@ public struct HostTotals: Sendable, Equatable {
     public private(set) var exits: [String: UInt64]
     public private(set) var faults: [EventSource: UInt64]
     public private(set) var conversions: [ConversionStatistics.Key: UInt64]
+    public private(set) var convertedBytes: [ConversionStatistics.Key: UInt64]
+    public private(set) var conversionLatency = LatencyHistogram()
+    public private(set) var unrecorded: [AggregateKind: UInt64]
 
     public init() {
         exits = Dictionary(uniqueKeysWithValues: VCPUExit.Kind.allCases.map { ($0.name, 0) })
@@ -24,6 +28,8 @@ public struct HostTotals: Sendable, Equatable {
             }
         }
         self.conversions = conversions
+        convertedBytes = conversions
+        unrecorded = Dictionary(uniqueKeysWithValues: AggregateKind.allCases.map { ($0, 0) })
     }
 
     /// Adds one VM's counts.
@@ -31,6 +37,9 @@ public struct HostTotals: Sendable, Equatable {
         for (kind, count) in vmExits { exits[kind, default: 0] &+= count }
         for (source, count) in statistics.faults { faults[source, default: 0] &+= UInt64(count) }
         for (key, count) in statistics.conversions { conversions[key, default: 0] &+= UInt64(count) }
+        for (key, bytes) in statistics.convertedBytes { convertedBytes[key, default: 0] &+= bytes }
+        for (kind, count) in statistics.unrecorded { unrecorded[kind, default: 0] &+= UInt64(count) }
+        conversionLatency.merge(statistics.latency)
     }
 
     /// Adds the counts of a VM's machine.

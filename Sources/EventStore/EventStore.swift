@@ -105,6 +105,8 @@ public final class EventStore: EventSink {
 
     /// How long commits took.
     public var commitLatency: LatencyHistogram { writer.commitLatency }
+    /// Writes not yet committed, and the age of the oldest (the store's lag behind the VMs).
+    public var backlog: (writes: UInt64, oldestSeconds: Double) { writer.backlog }
 
     func receipt(_ sequence: UInt64) -> EventReceipt {
         EventReceipt { [writer] in writer.waitCommitted(sequence) }

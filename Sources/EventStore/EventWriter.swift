@@ -57,6 +57,14 @@ final class EventWriter: @unchecked Sendable {
     /// Called once, on the writer thread, when recording fails for good.
     private var failureHandlers: [@Sendable (RecordingFailure) -> Void] = []
 
+    /// Writes queued and not yet committed, and how long the oldest has waited.
+    var backlog: (writes: UInt64, oldestSeconds: Double) {
+        condition.lock()
+        defer { condition.unlock() }
+        let waiting = enqueued &- committed
+        return (waiting, waiting == 0 ? 0 : oldestQueued.map { Date().timeIntervalSince($0) } ?? 0)
+    }
+
     var commitLatency: LatencyHistogram {
         condition.lock()
         defer { condition.unlock() }

@@ -122,6 +122,33 @@ struct ServeTests {
         #expect(applied == 2, "the implicit guest's two conversions are still counted after its VM is gone")
     }
 
+    /// What an operator alerts on is there, and `promtool check metrics` finds nothing to fix.
+    @Test func metricsAnOperatorAlertsOnPassPromtool() throws {
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        let spinner = try create(agent, #"{"name":"spinner","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
+        let converter = try create(agent, #"{"name":"converter","image":"implicit.elf","memory_mib":32}"#)
+        _ = try agent.waitForEnd(converter)
+        let text = try agent.request("GET", "/metrics", token: "").text
+        let version = try #require(agent.request("GET", "/v1/policy").headers["etag"]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        for expected in ["memgate_build_info{version=", "memgate_policy_info{name=\"built-in\",version=\"\(version)\"} 1",
+                         "memgate_vm_shared_bytes{name=\"spinner\",vm_id=\"\(spinner)\"}", "memgate_vm_private_bytes{name=\"converter\",vm_id=\"\(converter)\"}",
+                         "memgate_converted_bytes_total{decision=\"applied\",direction=\"to_shared\",trigger=\"implicit\"} 4096",
+                         "memgate_conversion_duration_seconds_count 2", "memgate_events_unrecorded_total{kind=\"fault\"} 0",
+                         "memgate_event_store_backlog_writes", "memgate_event_store_lag_seconds", "process_open_fds", "process_resident_memory_bytes"] {
+            #expect(text.contains(expected), "/metrics lacks \(expected)")
+        }
+        let promtool = "/usr/bin/promtool"
+        guard FileManager.default.isExecutableFile(atPath: promtool) else {
+            Issue.record("needs promtool at \(promtool) (apt package prometheus; `make check` installs it)")
+            return
+        }
+        let file = agent.directory.appendingPathComponent("metrics.txt")
+        try Data(text.utf8).write(to: file)
+        let checked = try TestSupport.run("/bin/sh", ["-c", "\(promtool) check metrics < \(file.path)"])
+        #expect(checked.status == 0 && checked.stdout.isEmpty && checked.stderr.isEmpty, "promtool: \(checked.stdout)\(checked.stderr)")
+    }
+
     @Test func sigtermEndsEveryVMAndLeavesNothingPending() throws {
         let agent = try AgentProcess()
         defer { agent.removeFiles() }

@@ -1,3 +1,5 @@
+import APITypes
+import Platform
 import AgentHost
 import VMM
 
@@ -20,6 +22,24 @@ extension AgentAPI {
             out.sample("memgate_conversions_total", ["direction": key.direction.rawValue, "trigger": key.trigger.rawValue,
                                                      "decision": key.decision.rawValue], Double(count))
         }
+        out.help("memgate_converted_bytes_total", "Bytes asked to convert by the VMs this agent has held, by direction, trigger and decision.",
+                 type: "counter")
+        for (key, bytes) in totals.convertedBytes.sorted(by: { $0.key < $1.key }) {
+            out.sample("memgate_converted_bytes_total", ["direction": key.direction.rawValue, "trigger": key.trigger.rawValue,
+                                                         "decision": key.decision.rawValue], Double(bytes))
+        }
+        out.help("memgate_conversion_duration_seconds", "From a conversion's request to its completion (applied or failed).", type: "histogram")
+        out.histogram("memgate_conversion_duration_seconds", [:], totals.conversionLatency)
+        out.help("memgate_events_unrecorded_total",
+                 "Events over a VM's recording budget: counted per second in event_aggregates instead of one row each, by kind.", type: "counter")
+        for (kind, count) in totals.unrecorded.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            out.sample("memgate_events_unrecorded_total", ["kind": kind.rawValue], Double(count))
+        }
+        let held = host.vms
+        out.help("memgate_vm_shared_bytes", "Data RAM shared with the host, per VM this agent holds.", type: "gauge")
+        for vm in held { out.sample("memgate_vm_shared_bytes", ["vm_id": "\(vm.id)", "name": vm.name], Double(vm.machine.pageStates.sharedBytes)) }
+        out.help("memgate_vm_private_bytes", "Data RAM private to the guest, per VM this agent holds.", type: "gauge")
+        for vm in held { out.sample("memgate_vm_private_bytes", ["vm_id": "\(vm.id)", "name": vm.name], Double(vm.machine.pageStates.privateBytes)) }
         var states: [String: Int] = [:]
         for vm in host.vms { states[vm.lifecycle.state.rawValue, default: 0] += 1 }
         out.help("memgate_vms", "VMs this agent holds, by state.", type: "gauge")
@@ -30,6 +50,30 @@ extension AgentAPI {
         if let store = host.store {
             out.help("memgate_sqlite_commit_duration_seconds", "Time of one event-store commit (a group of events).", type: "histogram")
             out.histogram("memgate_sqlite_commit_duration_seconds", [:], store.commitLatency)
+            let backlog = store.backlog
+            out.help("memgate_event_store_backlog_writes", "Writes queued for the event store and not yet committed.", type: "gauge")
+            out.sample("memgate_event_store_backlog_writes", [:], Double(backlog.writes))
+            out.help("memgate_event_store_lag_seconds", "How long the oldest uncommitted write has waited (0 when none waits).", type: "gauge")
+            out.sample("memgate_event_store_lag_seconds", [:], backlog.oldestSeconds)
+        }
+        let policy = host.policies.policy
+        out.help("memgate_policy_info", "The conversion policy in force (1); alert on more than one version across the fleet.", type: "gauge")
+        out.sample("memgate_policy_info", ["version": policy.version, "name": policy.policy.name ?? ""], 1)
+        out.help("memgate_build_info", "This agent's build (1).", type: "gauge")
+        out.sample("memgate_build_info", ["version": BuildInfo.version], 1)
+        if let process = ProcessStats.current() {
+            out.help("process_cpu_seconds_total", "User and system CPU time spent in seconds.", type: "counter")
+            out.sample("process_cpu_seconds_total", [:], process.cpuSeconds)
+            out.help("process_resident_memory_bytes", "Resident memory size in bytes.", type: "gauge")
+            out.sample("process_resident_memory_bytes", [:], Double(process.residentBytes))
+            out.help("process_virtual_memory_bytes", "Virtual memory size in bytes.", type: "gauge")
+            out.sample("process_virtual_memory_bytes", [:], Double(process.virtualBytes))
+            out.help("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.", type: "gauge")
+            out.sample("process_start_time_seconds", [:], process.startTimeSeconds)
+            out.help("process_open_fds", "Number of open file descriptors.", type: "gauge")
+            out.sample("process_open_fds", [:], Double(process.openFileDescriptors))
+            out.help("process_max_fds", "Maximum number of open file descriptors.", type: "gauge")
+            out.sample("process_max_fds", [:], Double(process.maxFileDescriptors))
         }
         return out.text
     }

@@ -133,6 +133,7 @@ public final class ConversionEngine: Sendable {
         case .record:
             return write()
         case .counted(let flushed):
+            state.statistics.countUnrecorded(kind)
             if let flushed { sink.record(aggregate: flushed) }
             return .done
         }
@@ -307,7 +308,8 @@ public final class ConversionEngine: Sendable {
                 record.decision = .applied
                 record.discardedBytes = applied.discardedBytes
                 outcome = .applied
-                sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: clock.wallNanos(),
+                record.completedNanos = clock.wallNanos()
+                sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: record.completedNanos ?? 0,
                             discardedBytes: applied.discardedBytes, guestResult: 0)
             case .failure(let error):
                 let code: GuestErrorCode
@@ -322,7 +324,8 @@ public final class ConversionEngine: Sendable {
                     logger.warning("conversion failed", metadata: ["range": "\(request.range)", "error": "\(error)"])
                 }
                 record.decision = .failed
-                sink.finish(pending.ticket, decision: .failed, reason: error.description, completedNanos: clock.wallNanos(),
+                record.completedNanos = clock.wallNanos()
+                sink.finish(pending.ticket, decision: .failed, reason: error.description, completedNanos: record.completedNanos ?? 0,
                             discardedBytes: 0, guestResult: code.rawValue)
             }
             state.statistics.count(record)

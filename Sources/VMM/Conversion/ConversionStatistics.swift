@@ -1,3 +1,4 @@
+import Platform
 import MemoryModel
 
 /// Counts of a VM's faults and conversions, for summaries. Pure value type.
@@ -22,6 +23,10 @@ public struct ConversionStatistics: Sendable, Equatable {
     /// Faults on pages already in the wanted state by the time they were handled
     /// (another vCPU converted them first): resolved without a conversion.
     public private(set) var faultsWithoutConversion = 0
+    /// From request to completion, for conversions that completed (applied or failed).
+    public private(set) var latency = LatencyHistogram()
+    /// Events over the recording budget: counted in `event_aggregates`, not recorded one row each.
+    public private(set) var unrecorded: [AggregateKind: Int] = [:]
 
     public init() {}
 
@@ -31,6 +36,13 @@ public struct ConversionStatistics: Sendable, Equatable {
         // Sizes come from guests (invalid requests included): saturate, never trap.
         let (sum, overflow) = convertedBytes[key, default: 0].addingReportingOverflow(record.size)
         convertedBytes[key] = overflow ? .max : sum
+        if let completed = record.completedNanos, completed >= record.requestedNanos {
+            latency.observe(nanos: completed - record.requestedNanos)
+        }
+    }
+
+    public mutating func countUnrecorded(_ kind: AggregateKind) {
+        unrecorded[kind, default: 0] += 1
     }
 
     public mutating func count(_ fault: MemoryFaultRecord) {

@@ -24,6 +24,14 @@ public struct LatencyHistogram: Sendable, Equatable {
         count += 1
     }
 
+    /// Adds another histogram of the same bounds (another VM's, a deleted one's).
+    public mutating func merge(_ other: LatencyHistogram) {
+        guard other.bounds == bounds else { return }
+        for index in counts.indices { counts[index] &+= other.counts[index] }
+        sumSeconds += other.sumSeconds
+        count &+= other.count
+    }
+
     /// Cumulative counts per bound, as Prometheus `le` buckets (the last is +Inf).
     public var cumulative: [(le: String, count: UInt64)] {
         var running: UInt64 = 0

@@ -1,0 +1,53 @@
+import Glibc
+
+/// This process as Prometheus's `process_*` metrics describe it, read from /proc/self.
+public struct ProcessStats: Sendable, Equatable {
+    public var cpuSeconds: Double
+    public var residentBytes: UInt64
+    public var virtualBytes: UInt64
+    public var startTimeSeconds: Double
+    public var openFileDescriptors: Int
+    public var maxFileDescriptors: UInt64
+
+    /// Nil where /proc is not mounted.
+    public static func current() -> ProcessStats? {
+        guard let stat = read("/proc/self/stat"), let uptime = read("/proc/uptime") else { return nil }
+        // The command name (field 2) may hold blanks; the fields after its closing parenthesis do not.
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state): utime 14, stime 15, starttime 22, vsize 23, rss 24.
+        guard fields.count > 21, let utime = Double(fields[11]), let stime = Double(fields[12]), let start = Double(fields[19]),
+              let vsize = UInt64(fields[20]), let rss = UInt64(fields[21]),
+              let up = uptime.split(separator: " ").first.flatMap({ Double($0) }) else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let bootSeconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - up
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        return ProcessStats(cpuSeconds: (utime + stime) / ticks, residentBytes: rss * page, virtualBytes: vsize,
+                            startTimeSeconds: bootSeconds + start / ticks, openFileDescriptors: countEntries("/proc/self/fd"),
+                            maxFileDescriptors: UInt64(limit.rlim_cur))
+    }
+
+    static func read(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = fread(&buffer, 1, buffer.count, file)
+        return String(decoding: buffer.prefix(count), as: UTF8.self)
+    }
+
+    static func countEntries(_ path: String) -> Int {
+        guard let directory = opendir(path) else { return 0 }
+        defer { closedir(directory) }
+        var count = 0
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { count += 1 }
+        }
+        // The descriptor opendir itself holds is not the process's own.
+        return max(count - 1, 0)
+    }
+}
