@@ -82,13 +82,15 @@ public struct PolicyApplied: Codable, Sendable, Equatable {
 
 /// One application of a policy version.
 public struct PolicyHistoryEntry: Codable, Sendable, Equatable {
+    /// The application's id on its agent (ascending; never reused).
+    public var id: Int64
     public var version: String
     public var appliedNs: UInt64
     public var appliedBy: String
     /// The document's `name`, when it has one.
     public var name: String?
-    public init(version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil) {
-        self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy; self.name = name
+    public init(id: Int64, version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil) {
+        self.id = id; self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy; self.name = name
     }
 }
 
@@ -100,4 +102,28 @@ public struct PolicyHistory: Codable, Sendable, Equatable {
 public struct Health: Codable, Sendable, Equatable {
     public var status: String
     public init(status: String) { self.status = status }
+}
+
+/// One admitted request that changed something (or tried to), from `api_requests`.
+public struct APIRequestRecord: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var timeNs: UInt64
+    public var method: String
+    public var path: String
+    public var status: Int
+    public var durationNs: UInt64
+    /// The token's name, or `unix uid N` on the Unix socket.
+    public var client: String?
+
+    public init(id: Int64, timeNs: UInt64, method: String, path: String, status: Int, durationNs: UInt64, client: String?) {
+        self.id = id; self.timeNs = timeNs; self.method = method; self.path = path; self.status = status
+        self.durationNs = durationNs; self.client = client
+    }
+}
+
+/// `GET /v1/audit/requests`: rows after `after`, and where the next pull starts.
+public struct APIRequestPage: Codable, Sendable, Equatable {
+    public var items: [APIRequestRecord]
+    public var nextAfter: Int64
+    public init(items: [APIRequestRecord], nextAfter: Int64) { self.items = items; self.nextAfter = nextAfter }
 }

@@ -75,6 +75,13 @@ extension AgentAPI {
             return try putPolicy(document, ifMatch: ifMatch, by: Self.client(principal, context))
         case .validatePolicy(let document):
             return try json(validate(document))
+        case .policyDocument(let version):
+            let document = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyDocument(version: version) }
+            guard let document else { throw .notFound("this agent never applied policy version \(version)") }
+            return HTTPResponse(status: 200, contentType: "application/json", body: document,
+                                headers: [("ETag", ETag.quoted(version)), ("Cache-Control", "max-age=31536000, immutable")])
+        case .auditRequests(let after, let limit):
+            return try json(try read { (queries: EventQueries) throws(EventStoreError) in try queries.apiRequests(after: after, limit: limit) })
         case .policyHistory(let limit):
             let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyHistory(limit: limit) }
             return try json(PolicyHistory(entries: rows))

@@ -242,12 +242,32 @@ public final class EventQueries: Sendable {
     public func policyHistory(limit: Int) throws(EventStoreError) -> [PolicyHistoryEntry] {
         try withConnection { connection throws(SQLiteError) in
             try connection.query("""
-                SELECT a.version, a.applied_ns, a.applied_by, p.name FROM policy_applications a
+                SELECT a.version, a.applied_ns, a.applied_by, p.name, a.id FROM policy_applications a
                 JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT ?
                 """, [.integer(Int64(limit))]).map { row in
-                PolicyHistoryEntry(version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
+                PolicyHistoryEntry(id: row[4].integer, version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
                                    name: row[3] == .null ? nil : row[3].text)
             }
+        }
+    }
+
+    /// A policy document by its version, as it was applied (nil if this store never had it).
+    public func policyDocument(version: String) throws(EventStoreError) -> [UInt8]? {
+        try withConnection { connection throws(SQLiteError) in
+            try connection.query("SELECT document FROM policies WHERE version = ?", [.text(version)]).first.map { Array($0[0].text.utf8) }
+        }
+    }
+
+    /// Admitted requests that changed something, after `after`, in id order.
+    public func apiRequests(after: Int64, limit: Int) throws(EventStoreError) -> APIRequestPage {
+        try withConnection { connection throws(SQLiteError) in
+            let items = try connection.query("""
+                SELECT id, time_ns, method, path, status, duration_ns, client FROM api_requests WHERE id > ? ORDER BY id LIMIT ?
+                """, [.integer(after), .integer(Int64(limit))]).map { row in
+                APIRequestRecord(id: row[0].integer, timeNs: row[1].unsigned, method: row[2].text, path: row[3].text,
+                                 status: Int(row[4].integer), durationNs: row[5].unsigned, client: row[6] == .null ? nil : row[6].text)
+            }
+            return APIRequestPage(items: items, nextAfter: items.last?.id ?? after)
         }
     }
 

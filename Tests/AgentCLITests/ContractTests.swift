@@ -44,7 +44,16 @@ struct ContractTests {
         let applied = try decode(PolicyApplied.self, agent, "PUT", "/v1/policy", json: #"{"defaults":{"explicit":"deny"}}"#,
                                  headers: ["If-Match": "*"])
         #expect(applied.changed && applied.version == validation.version)
-        #expect(try decode(PolicyHistory.self, agent, "GET", "/v1/policy/history").entries.first?.version == applied.version)
+        let history = try decode(PolicyHistory.self, agent, "GET", "/v1/policy/history")
+        #expect(history.entries.first?.version == applied.version)
+        #expect(history.entries.map(\.id) == [2, 1], "newest first, by application id")
+        let document = try agent.request("GET", "/v1/policy/documents/\(applied.version)")
+        #expect(document.status == 200 && document.text == #"{"defaults":{"explicit":"deny"}}"#)
+        #expect(try agent.request("GET", "/v1/policy/documents/\(String(repeating: "0", count: 64))").status == 404)
+        let requests = try decode(APIRequestPage.self, agent, "GET", "/v1/audit/requests?after=0")
+        #expect(requests.items.map(\.method) == ["POST", "PUT"] && requests.items.map(\.client) == ["admin", "admin"])
+        #expect(requests.nextAfter == requests.items.last?.id)
+        #expect(try decode(EventPage.self, agent, "GET", "/v1/events?from=end").nextAfter == 4)
         // Errors have the one shape too.
         let missing = try decode(APIErrorBody.self, agent, "GET", "/v1/vms/999", status: 404)
         #expect(missing.error.code == "not_found")

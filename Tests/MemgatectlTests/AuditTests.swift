@@ -103,6 +103,19 @@ struct AuditTests {
             #expect(!(try connection.query(query)).isEmpty, "no rows from:\n\(query)")
         }
         #expect(try sqliteRows(database, "SELECT host, reason FROM fleet_denials") == "h0|default explicit deny\n")
+
+        // Who changed what: every host's history and admitted writes, each document once.
+        #expect(try sqliteRows(database, "SELECT host, applied_by, name FROM fleet_policy_changes ORDER BY host, applied_ns")
+                == "h0|built-in (first start)|built-in\nh0|api: admin|\nh1|built-in (first start)|built-in\nh2|built-in (first start)|built-in\n")
+        #expect(try sqliteRows(database, "SELECT document FROM fleet_policy_changes WHERE applied_by = 'api: admin'")
+                == #"{"defaults":{"explicit":"deny"}}"# + "\n")
+        #expect(try sqliteRows(database, "SELECT count(*) FROM policy_documents") == "2\n")
+        #expect(try sqliteRows(database, "SELECT host, client, method, path FROM api_requests ORDER BY host, id")
+                == "h0|admin|POST|/v1/vms\nh0|admin|PUT|/v1/policy\nh0|admin|POST|/v1/vms\nh1|admin|POST|/v1/vms\nh2|admin|POST|/v1/vms\n")
+        let repeated = try ctl(["audit", "pull", "--into", database, "--hosts", fleet.hosts, "--json"])
+        #expect(repeated.status == 0)
+        #expect(try sqliteRows(database, "SELECT count(*) FROM api_requests") == "5\n", "pulling again adds no request twice")
+        #expect(try sqliteRows(database, "SELECT count(*) FROM policy_applications") == "4\n")
     }
 
     @Test(.enabled(if: PostgresServer.binaries != nil, "needs PostgreSQL's initdb and pg_ctl (apt postgresql); not installed"))
@@ -118,6 +131,9 @@ struct AuditTests {
         try fleet.expectEqual { host, table, columns in
             try server.query("SELECT \(columns) FROM \(table) WHERE host = '\(host)' ORDER BY event_id")
         }
+        #expect(try server.query("SELECT host, applied_by FROM fleet_policy_changes WHERE applied_by NOT LIKE 'built-in%'") == "h0|api: admin\n")
+        #expect(try server.query("SELECT count(*) FROM api_requests") == "5\n")
+        #expect(try server.query("SELECT count(*) FROM policy_documents") == "2\n")
     }
 }
 

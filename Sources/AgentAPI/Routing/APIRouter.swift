@@ -31,6 +31,9 @@ public enum APIRouter {
             if middle == "vms" { return (.vm, vmID(parts.last)) }
             if middle == "policy", parts.last == "validate" { return (.policyValidate, nil) }
             if middle == "policy", parts.last == "history" { return (.policyHistory, nil) }
+            if middle == "audit", parts.last == "requests" { return (.auditRequests, nil) }
+        case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "policy" && parts[parts.startIndex + 2] == "documents":
+            return (.policyDocument, nil)
         case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "vms":
             let id = vmID(parts[parts.startIndex + 2])
             switch parts.last {
@@ -112,6 +115,15 @@ public enum APIRouter {
             return .putPolicy(document: try jsonBody(request, parsed: false), ifMatch: tag)
         case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request, parsed: false))
         case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+        case (.policyDocument, _):
+            let version = String(request.path.split(separator: "/").last ?? "")
+            guard version.count == 64, version.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+                throw .notFound("policy versions are 64 lower-case hex digits; \(request.path) names none")
+            }
+            return .policyDocument(version: version)
+        case (.auditRequests, _):
+            return .auditRequests(after: try query.integer("after", in: 0...Int64.max, default: 0),
+                                  limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
         default: throw .notFound("no such endpoint: \(request.path)")
         }
     }

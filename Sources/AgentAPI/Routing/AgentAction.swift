@@ -26,6 +26,8 @@ public enum AgentAction: Sendable, Equatable {
     case putPolicy(document: [UInt8], ifMatch: String)
     case validatePolicy(document: [UInt8])
     case policyHistory(limit: Int)
+    case policyDocument(version: String)
+    case auditRequests(after: Int64, limit: Int)
     /// The HTML status page.
     case statusPage
     /// The status page's sign-in: a token from the login form (nil: show the form).
@@ -65,6 +67,8 @@ public enum Route: String, Sendable, CaseIterable {
     case policy = "/v1/policy"
     case policyValidate = "/v1/policy/validate"
     case policyHistory = "/v1/policy/history"
+    case policyDocument = "/v1/policy/documents/{version}"
+    case auditRequests = "/v1/audit/requests"
     /// Anything else (404).
     case unknown = "other"
 

@@ -1,5 +1,7 @@
 import APITypes
 import Foundation
+import JSON
+import MemoryModel
 
 /// What `audit pull` did on one host.
 public struct PullReport: Sendable, Equatable {
@@ -82,7 +84,85 @@ public struct AuditPull {
             open = next
         }
         for index in reports.indices { reports[index].cursor = cursors[index].position }
+        let healthy = fleet.hosts.indices.filter { reports[$0].failure == nil }
+        for (index, failure) in pullPolicies(fleet, healthy, into: sink) { reports[index].failure = failure }
+        for (index, failure) in pullRequests(fleet, healthy.filter { reports[$0].failure == nil }, into: sink, started: started) {
+            reports[index].failure = failure
+        }
         return reports
+    }
+
+    /// Each host's policy history (its newest 1000 applications) and the documents the
+    /// fleet database lacks, each checked against its version before it is stored.
+    func pullPolicies(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink) -> [(Int, String)] {
+        var failures: [(Int, String)] = []
+        let histories = fleet.get("/v1/policy/history?limit=1000", as: PolicyHistory.self, on: hosts)
+        for (index, outcome) in zip(hosts, histories) {
+            guard let history = outcome.value else {
+                failures.append((index, "policy history: \(outcome.failure.map { "\($0)" } ?? "no answer")"))
+                continue
+            }
+            do throws(AuditError) {
+                let missing = try sink.missingDocuments(Set(history.entries.map(\.version)))
+                var documents: [PolicyDocumentRecord] = []
+                for version in missing.sorted() {
+                    let answer = fleet.send("GET", { _ in "/v1/policy/documents/\(version)" }, to: [index])[0]
+                    guard let body = answer.value?.body else { throw AuditError("policy document \(version.prefix(12)): \(answer.failure.map { "\($0)" } ?? "no answer")") }
+                    guard let record = Self.checkedDocument(body, version: version) else {
+                        throw AuditError("policy document \(version.prefix(12)) does not hash to its version; not stored")
+                    }
+                    documents.append(record)
+                }
+                try sink.write(host: outcome.host.name, documents: documents, history: history.entries)
+            } catch {
+                failures.append((index, error.message))
+            }
+        }
+        return failures
+    }
+
+    /// A document is stored under its version only if it is that version: the SHA-256 of its
+    /// canonical form (or, from agents before canonical versions, of its bytes). Pure.
+    public static func checkedDocument(_ body: [UInt8], version: String) -> PolicyDocumentRecord? {
+        let parsed = try? StrictJSON.parse(body)
+        guard parsed.map({ SHA256.hex($0.canonical()) == version }) == true || SHA256.hex(body) == version,
+              let text = String(validating: body, as: UTF8.self) else { return nil }
+        var name: String?
+        if case .string(let value)? = parsed?["name"] { name = value }
+        return PolicyDocumentRecord(version: version, name: name, document: text)
+    }
+
+    /// Each host's admitted writes after its stored cursor, page by page, at most `maxRows` a run.
+    func pullRequests(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink, started: ContinuousClock.Instant) -> [(Int, String)] {
+        var failures: [(Int, String)] = []
+        for index in hosts {
+            let name = fleet.hosts[index].name
+            do throws(AuditError) {
+                var after = try sink.requestCursor(host: name)
+                var pulled = 0
+                while true {
+                    if let deadline, started.duration(to: .now) >= .seconds(deadline) {
+                        throw AuditError("api requests not finished within the deadline; run again to continue")
+                    }
+                    let outcome = fleet.get("/v1/audit/requests?after=\(after)&limit=\(pageSize)", as: APIRequestPage.self, on: [index])[0]
+                    guard let page = outcome.value else { throw AuditError("api requests: \(outcome.failure.map { "\($0)" } ?? "no answer")") }
+                    // The same promise as events: ids strictly ascending after the cursor, the cursor moving forward.
+                    let ids = page.items.map(\.id)
+                    guard zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }), ids.first.map({ $0 > after }) ?? true,
+                          page.nextAfter >= (ids.last ?? after), ids.count <= pageSize else {
+                        throw AuditError("api requests: the host broke the paging promise (ids not ascending past \(after))")
+                    }
+                    pulled += ids.count
+                    guard pulled <= maxRows else { throw AuditError("api requests: more than --max-rows \(maxRows) in one run") }
+                    try sink.write(host: name, requests: page.items, after: page.nextAfter)
+                    if ids.count < pageSize || page.nextAfter == after { break }
+                    after = page.nextAfter
+                }
+            } catch {
+                failures.append((index, error.message))
+            }
+        }
+        return failures
     }
 
     private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor]) -> [HostOutcome<EventPage>] {

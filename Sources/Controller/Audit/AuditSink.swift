@@ -10,6 +10,22 @@ public protocol AuditSink: AnyObject {
     func write(host: String, events: [EventEntry], after: Int64, atNanos: UInt64) throws(AuditError)
     /// Records the VMs the host reports (replacing earlier reports of the same ids).
     func write(host: String, vms: [VMInfo]) throws(AuditError)
+    /// The versions among `versions` whose documents are not stored yet.
+    func missingDocuments(_ versions: Set<String>) throws(AuditError) -> Set<String>
+    /// Stores documents (by version, checked by the caller) and the host's policy history, in one transaction.
+    func write(host: String, documents: [PolicyDocumentRecord], history: [PolicyHistoryEntry]) throws(AuditError)
+    /// The stored `api_requests` cursor of `host`.
+    func requestCursor(host: String) throws(AuditError) -> Int64
+    /// Writes a page of the host's admitted requests and moves its cursor to `after`.
+    func write(host: String, requests: [APIRequestRecord], after: Int64) throws(AuditError)
+}
+
+/// A policy document whose bytes were checked against its version.
+public struct PolicyDocumentRecord: Sendable, Equatable {
+    public var version: String
+    public var name: String?
+    public var document: String
+    public init(version: String, name: String?, document: String) { self.version = version; self.name = name; self.document = document }
 }
 
 public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -24,6 +24,17 @@ public final class PostgresAuditSink: AuditSink {
             size BIGINT NOT NULL, direction TEXT NOT NULL, trigger TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
             policy_version TEXT NOT NULL, source TEXT NOT NULL, changed_bytes BIGINT NOT NULL, discarded_bytes BIGINT NOT NULL,
             guest_result BIGINT NOT NULL, PRIMARY KEY (host, event_id));
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS after_request_id BIGINT NOT NULL DEFAULT 0;
+        CREATE TABLE IF NOT EXISTS policy_documents (version TEXT PRIMARY KEY, name TEXT, document TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS policy_applications (host TEXT NOT NULL REFERENCES hosts (host), id BIGINT NOT NULL,
+            version TEXT NOT NULL REFERENCES policy_documents (version), applied_ns BIGINT NOT NULL, applied_by TEXT NOT NULL,
+            PRIMARY KEY (host, id));
+        CREATE TABLE IF NOT EXISTS api_requests (host TEXT NOT NULL REFERENCES hosts (host), id BIGINT NOT NULL, time_ns BIGINT NOT NULL,
+            method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, duration_ns BIGINT NOT NULL, client TEXT,
+            PRIMARY KEY (host, id));
+        CREATE OR REPLACE VIEW fleet_policy_changes AS
+            SELECT a.host, a.applied_ns, a.applied_by, a.version, d.name, d.document
+            FROM policy_applications a JOIN policy_documents d ON d.version = a.version;
         """
 
     public init(uri: String) throws(AuditError) {
@@ -113,5 +124,44 @@ public final class PostgresAuditSink: AuditSink {
         try execute("INSERT INTO vms (host, vm_id, name, labels, memory_mib, vcpus, backend, initial_state, state, reason, created_ns, ended_ns) "
                     + "VALUES \(rows.joined(separator: ",")) ON CONFLICT (host, vm_id) DO UPDATE SET state = excluded.state, "
                     + "reason = excluded.reason, ended_ns = excluded.ended_ns, name = excluded.name, labels = excluded.labels")
+    }
+
+    public func missingDocuments(_ versions: Set<String>) throws(AuditError) -> Set<String> {
+        guard !versions.isEmpty else { return [] }
+        let list = try versions.sorted().map { version throws(AuditError) in try Self.literal(version) }.joined(separator: ",")
+        let stored = Set(try execute("SELECT version FROM policy_documents WHERE version IN (\(list))"))
+        return versions.subtracting(stored)
+    }
+
+    public func write(host: String, documents: [PolicyDocumentRecord], history: [PolicyHistoryEntry]) throws(AuditError) {
+        let h = try Self.literal(host)
+        var sql = "BEGIN;"
+        for document in documents {
+            sql += "INSERT INTO policy_documents (version, name, document) VALUES (\(try Self.literal(document.version)), "
+                + "\(try document.name.map(Self.literal) ?? "NULL"), \(try Self.literal(document.document))) ON CONFLICT DO NOTHING;"
+        }
+        for entry in history {
+            sql += "INSERT INTO policy_applications (host, id, version, applied_ns, applied_by) VALUES (\(h), \(entry.id), "
+                + "\(try Self.literal(entry.version)), \(Self.integer(entry.appliedNs)), \(try Self.literal(entry.appliedBy))) ON CONFLICT DO NOTHING;"
+        }
+        try execute(sql + "COMMIT")
+    }
+
+    public func requestCursor(host: String) throws(AuditError) -> Int64 {
+        Int64(try execute("SELECT after_request_id FROM hosts WHERE host = \(try Self.literal(host))").first ?? "0") ?? 0
+    }
+
+    public func write(host: String, requests: [APIRequestRecord], after: Int64) throws(AuditError) {
+        let h = try Self.literal(host)
+        var sql = "BEGIN;"
+        if !requests.isEmpty {
+            let rows = try requests.map { r throws(AuditError) in
+                "(\(h), \(r.id), \(Self.integer(r.timeNs)), \(try Self.literal(r.method)), \(try Self.literal(r.path)), \(r.status), "
+                    + "\(Self.integer(r.durationNs)), \(try r.client.map(Self.literal) ?? "NULL"))"
+            }
+            sql += "INSERT INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client) VALUES "
+                + rows.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
+        }
+        try execute(sql + "UPDATE hosts SET after_request_id = greatest(after_request_id, \(after)) WHERE host = \(h); COMMIT")
     }
 }

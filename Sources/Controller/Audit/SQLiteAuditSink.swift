@@ -79,4 +79,49 @@ public final class SQLiteAuditSink: AuditSink {
             }
         }
     }
+
+    public func missingDocuments(_ versions: Set<String>) throws(AuditError) -> Set<String> {
+        var missing = Set<String>()
+        try transaction { () throws(SQLiteError) in
+            for version in versions where try connection.scalar("SELECT count(*) FROM policy_documents WHERE version = ?", [.text(version)]) == 0 {
+                missing.insert(version)
+            }
+        }
+        return missing
+    }
+
+    public func write(host: String, documents: [PolicyDocumentRecord], history: [PolicyHistoryEntry]) throws(AuditError) {
+        try transaction { () throws(SQLiteError) in
+            for document in documents {
+                try connection.query("INSERT OR IGNORE INTO policy_documents (version, name, document) VALUES (?, ?, ?)",
+                                     [.text(document.version), document.name.map { .text($0) } ?? .null, .text(document.document)])
+            }
+            for entry in history {
+                try connection.query("""
+                    INSERT OR IGNORE INTO policy_applications (host, id, version, applied_ns, applied_by) VALUES (?, ?, ?, ?, ?)
+                    """, [.text(host), .integer(entry.id), .text(entry.version), .unsigned(entry.appliedNs), .text(entry.appliedBy)])
+            }
+        }
+    }
+
+    public func requestCursor(host: String) throws(AuditError) -> Int64 {
+        var cursor: Int64 = 0
+        try transaction { () throws(SQLiteError) in
+            cursor = try connection.scalar("SELECT after_request_id FROM hosts WHERE host = ?", [.text(host)]) ?? 0
+        }
+        return cursor
+    }
+
+    public func write(host: String, requests: [APIRequestRecord], after: Int64) throws(AuditError) {
+        try transaction { () throws(SQLiteError) in
+            for request in requests {
+                try connection.query("""
+                    INSERT OR IGNORE INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(host), .integer(request.id), .unsigned(request.timeNs), .text(request.method), .text(request.path),
+                          .integer(Int64(request.status)), .unsigned(request.durationNs), request.client.map { .text($0) } ?? .null])
+            }
+            try connection.query("UPDATE hosts SET after_request_id = max(after_request_id, ?) WHERE host = ?", [.integer(after), .text(host)])
+        }
+    }
 }
