@@ -17,7 +17,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test api-check chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout clean
+.PHONY: all deps build guests demo check test api-check chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout clean install
 
 all: build guests
 
@@ -74,6 +74,24 @@ chaos: build guests
 
 clean:
 	rm -rf $(BUILD)
+
+# Release binaries, man pages (ArgumentParser's generate-manual) and bash/zsh/fish completions:
+# make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]
+PREFIX  ?= /usr/local
+MAN_OUT := $(BUILD)/plugins/GenerateManual/outputs
+install: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgatectl
+	$(SWIFT) package generate-manual
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 $(BUILD)/release/memgate-agent $(BUILD)/release/memgatectl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN_OUT)/memgate-agent/memgate-agent.1 $(MAN_OUT)/memgatectl/memgatectl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	for tool in memgate-agent memgatectl; do \
+	  $(BUILD)/release/$$tool --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$tool; \
+	  $(BUILD)/release/$$tool --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$tool; \
+	  $(BUILD)/release/$$tool --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$tool.fish; \
+	done
 
 $(BENCH_OUT)/conversions-floor: Benchmarks/Conversions/floor.c Benchmarks/BareVMM/bare_vmm.h Guests/include/memgate_abi.h
 	@mkdir -p $(BENCH_OUT)

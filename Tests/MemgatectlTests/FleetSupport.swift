@@ -3,11 +3,14 @@ import Testing
 import TestSupport
 
 /// Runs memgatectl with the given arguments; the token is passed through a file, never argv.
-func ctl(_ arguments: [String], token: String = AgentProcess.adminToken, environment: [String: String] = [:]) throws -> TestSupport.ProcessResult {
+func ctl(_ arguments: [String], token: String = AgentProcess.adminToken, environment: [String: String?] = [:]) throws -> TestSupport.ProcessResult {
     let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-token-\(UUID().uuidString)")
     try Data(token.utf8).write(to: tokenFile)
     defer { try? FileManager.default.removeItem(at: tokenFile) }
-    return try TestSupport.run(try TestSupport.binaryPath("memgatectl"), arguments + ["--token-file", tokenFile.path])
+    // No config file or environment of the machine's leaks in unless a test sets it.
+    var isolated: [String: String?] = ["MEMGATE_CONFIG": nil, "HOME": "/nonexistent-memgate-home", "MEMGATE_HOSTS": nil, "MEMGATE_TOKEN": nil]
+    for (name, value) in environment { isolated[name] = value }
+    return try TestSupport.run(try TestSupport.binaryPath("memgatectl"), arguments + ["--token-file", tokenFile.path], environment: isolated)
 }
 
 /// A hosts file for the given `(url, name, labels)` lines.

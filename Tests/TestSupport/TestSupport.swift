@@ -80,10 +80,16 @@ public enum TestSupport {
     }
 
     /// Runs a program to completion and captures its output.
-    public static func run(_ path: String, _ arguments: [String]) throws -> ProcessResult {
+    /// - Parameter environment: variables set (or, with nil, removed) for the child only.
+    public static func run(_ path: String, _ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        if !environment.isEmpty {
+            var merged = ProcessInfo.processInfo.environment
+            for (name, value) in environment { merged[name] = value }
+            process.environment = merged
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

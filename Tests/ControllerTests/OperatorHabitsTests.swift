@@ -1,0 +1,94 @@
+import APITypes
+@testable import Controller
+import JSON
+import MemoryModel
+import Testing
+
+@Suite struct TimeArgumentTests {
+    let now: UInt64 = 1_800_000_000_000_000_000
+
+    @Test func durationsCountBackFromNow() {
+        #expect(TimeArgument.nanos("15m", nowNanos: now) == now - 15 * 60_000_000_000)
+        #expect(TimeArgument.nanos("90s", nowNanos: now) == now - 90_000_000_000)
+        #expect(TimeArgument.nanos("2h", nowNanos: now) == now - 7_200_000_000_000)
+        #expect(TimeArgument.nanos("7d", nowNanos: now) == now - 7 * 86_400_000_000_000)
+        #expect(TimeArgument.nanos("100000d", nowNanos: 5) == 0, "before the epoch is the epoch")
+    }
+
+    @Test func rfc3339AndNanoseconds() {
+        #expect(TimeArgument.nanos("1970-01-01T00:00:00Z", nowNanos: now) == 0)
+        #expect(TimeArgument.nanos("2026-11-27T10:00:00Z", nowNanos: now) == 1_795_773_600_000_000_000)
+        #expect(TimeArgument.nanos("2026-11-27T12:00:00.5+02:00", nowNanos: now) == 1_795_773_600_500_000_000)
+        #expect(TimeArgument.nanos("2026-11-27 10:00:00.000000001z", nowNanos: now) == 1_795_773_600_000_000_001)
+        #expect(TimeArgument.nanos("2024-02-29T00:00:00Z", nowNanos: now) != nil)
+        #expect(TimeArgument.nanos("1795773600000000000", nowNanos: now) == 1_795_773_600_000_000_000)
+    }
+
+    @Test(arguments: ["", "m", "0m", "-5m", "15w", "2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-27T24:00:00Z",
+                      "2026-11-27T10:00:00", "2026-11-27T10:00:00+2:00", "2026-11-27T10:00:00.Z", "yesterday", "99999999999999999999d"])
+    func nonsenseIsRefused(text: String) {
+        #expect(TimeArgument.nanos(text, nowNanos: now) == nil)
+    }
+}
+
+@Suite struct JSONPathTests {
+    let document = try! StrictJSON.parse(Array(#"{"hosts":[{"host":"h0","drift":null,"n":1},{"host":"h1","drift":"drift","n":2}],"v":"x"}"#.utf8))
+
+    @Test func selectsAsKubectlUsersWriteIt() throws {
+        #expect(try JSONPath("{.hosts[*].host}").render(document) == "h0\nh1")
+        #expect(try JSONPath(".hosts[1].drift").render(document) == "drift")
+        #expect(try JSONPath("$.hosts[-1]['n']").render(document) == "2")
+        #expect(try JSONPath("{.hosts[0]}").render(document) == #"{"drift":null,"host":"h0","n":1}"#)
+        #expect(try JSONPath(".v").render(document) == "x")
+        #expect(try JSONPath(".missing[3].x").render(document) == "")
+        #expect(try JSONPath("{.hosts[*].*}").select(document).count == 6)
+    }
+
+    @Test(arguments: ["{.hosts", ".hosts[", ".hosts[x]", "hosts", ".", ".a..b"])
+    func malformedPathsAreRefused(path: String) {
+        #expect(throws: JSONPath.SyntaxError.self) { try JSONPath(path) }
+    }
+}
+
+@Suite struct ContextConfigTests {
+    @Test func contextsAndTheCurrentOne() throws {
+        let config = try ContextConfig(bytes: Array(#"""
+            {"current_context": "prod", "contexts": {
+              "prod": {"hosts": "/etc/memgate/prod.hosts", "token_file": "/t", "select": ["env=prod"]},
+              "lab": {"hosts": "/lab.hosts"}}}
+            """#.utf8), path: "c")
+        #expect(try config.context(nil)?.hosts == "/etc/memgate/prod.hosts")
+        #expect(try config.context(nil)?.select == ["env=prod"])
+        #expect(try config.context("lab")?.hosts == "/lab.hosts")
+        #expect(throws: InventoryError.self) { try config.context("nope") }
+    }
+
+    @Test(arguments: [#"{"contexts":{"a":{"hostz":"x"}}}"#, #"{"current_context":"b","contexts":{}}"#, #"{"contexts":{"a":{"select":"x"}}}"#,
+                      #"{"contexts":{"a":{}},}"#, "[]", #"{"extra":1}"#])
+    func badConfigsAreRefusedByName(text: String) {
+        #expect(throws: InventoryError.self) { try ContextConfig(bytes: Array(text.utf8), path: "c") }
+    }
+}
+
+@Suite struct PolicyDriftTests {
+    @Test func theMajorityOrTheExpectedVersionIsTheReference() {
+        let drift = PolicyDrift(versions: ["a", "b", "a", nil])
+        #expect(drift.reference == "a")
+        #expect((0..<4).map(drift.flag) == [nil, "drift", nil, nil])
+        let expected = PolicyDrift(versions: ["aaaa", "bbbb"], expected: "bb")
+        #expect((0..<2).map(expected.flag) == ["drift", nil])
+        let split = PolicyDrift(versions: ["a", "b"])
+        #expect(split.reference == nil && split.flag(0) == "split" && split.anyDrift)
+        #expect(!PolicyDrift(versions: ["a", "a", nil]).anyDrift)
+    }
+}
+
+@Suite struct PolicyDocumentCheckTests {
+    @Test func aDocumentIsStoredOnlyUnderItsOwnVersion() throws {
+        let text = Array("{ \"name\": \"n\", \"defaults\": {\"explicit\": \"deny\"} }".utf8)
+        let version = try VersionedPolicy(document: text).version
+        #expect(AuditPull.checkedDocument(text, version: version)?.name == "n")
+        #expect(AuditPull.checkedDocument(text, version: SHA256.hex(text)) != nil, "old agents hashed the bytes")
+        #expect(AuditPull.checkedDocument(Array(#"{"defaults":{"explicit":"allow"}}"#.utf8), version: version) == nil, "a host cannot pass off another document")
+    }
+}
