@@ -68,12 +68,12 @@ let package = Package(
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
         .target(
             name: "Controller",
-            dependencies: ["CCurl", "CPQ", "APITypes", "JSON", "MemoryModel", "SQLite"],
+            dependencies: ["CCurl", "CPQ", "APITypes", "JSON", "MemoryModel", "Platform", "SQLite"],
             resources: [.copy("FleetMigrations")],
             swiftSettings: strict),
         .executableTarget(
             name: "memgatectl",
-            dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", "Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(
@@ -136,7 +136,7 @@ let package = Package(
             name: "AgentHostTests",
             dependencies: ["AgentHost", "EventStore", "SQLite", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "JSON", "MemoryModel"], swiftSettings: strict),
+        .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", "Platform"], swiftSettings: strict),
         .testTarget(
             name: "MemgatectlTests",
             dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite"],

@@ -59,13 +59,13 @@ struct DatabaseCommand: ParsableCommand {
         var olderThan: String
 
         func validate() throws {
-            guard PruneAge.nanoseconds(olderThan) != nil else {
+            guard TimeArgument.duration(olderThan) != nil else {
                 throw ValidationError("--older-than must be a number followed by s, m, h or d (e.g. 7d), not \(olderThan)")
             }
         }
 
         func run() throws {
-            guard let age = PruneAge.nanoseconds(olderThan) else { throw AgentFailure.usage("--older-than \(olderThan) is not a duration") }
+            guard let age = TimeArgument.duration(olderThan) else { throw AgentFailure.usage("--older-than \(olderThan) is not a duration") }
             let now = MonotonicClock.wallNanos()
             do {
                 let report = try Maintenance.prune(path: location.db, olderThan: now > age ? now - age : 0)
@@ -74,22 +74,5 @@ struct DatabaseCommand: ParsableCommand {
                 throw AgentFailure.maintenance(error)
             }
         }
-    }
-}
-
-/// Parses `30d`, `12h`, `15m`, `90s` into nanoseconds.
-enum PruneAge {
-    static func nanoseconds(_ text: String) -> UInt64? {
-        guard let unit = text.last, let count = UInt64(text.dropLast()) else { return nil }
-        let seconds: UInt64
-        switch unit {
-        case "s": seconds = 1
-        case "m": seconds = 60
-        case "h": seconds = 3600
-        case "d": seconds = 86400
-        default: return nil
-        }
-        let (product, overflow) = count.multipliedReportingOverflow(by: seconds * 1_000_000_000)
-        return overflow ? nil : product
     }
 }

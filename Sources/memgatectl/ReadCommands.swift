@@ -2,6 +2,7 @@ import APITypes
 import ArgumentParser
 import Controller
 import Foundation
+import Platform
 
 struct HostsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

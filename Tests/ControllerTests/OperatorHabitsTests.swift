@@ -1,3 +1,4 @@
+import Platform
 import APITypes
 @testable import Controller
 import JSON
@@ -24,7 +25,7 @@ import Testing
         #expect(TimeArgument.nanos("1795773600000000000", nowNanos: now) == 1_795_773_600_000_000_000)
     }
 
-    @Test(arguments: ["", "m", "0m", "-5m", "15w", "2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-27T24:00:00Z",
+    @Test(arguments: ["", "m", "-5m", "15w", "2023-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-27T24:00:00Z",
                       "2026-11-27T10:00:00", "2026-11-27T10:00:00+2:00", "2026-11-27T10:00:00.Z", "yesterday", "99999999999999999999d"])
     func nonsenseIsRefused(text: String) {
         #expect(TimeArgument.nanos(text, nowNanos: now) == nil)

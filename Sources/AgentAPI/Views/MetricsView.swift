@@ -1,3 +1,4 @@
+import MemoryModel
 import APITypes
 import Platform
 import AgentHost
@@ -36,10 +37,14 @@ extension AgentAPI {
             out.sample("memgate_events_unrecorded_total", ["kind": kind.rawValue], Double(count))
         }
         let held = host.vms
-        out.help("memgate_vm_shared_bytes", "Data RAM shared with the host, per VM this agent holds.", type: "gauge")
-        for vm in held { out.sample("memgate_vm_shared_bytes", ["vm_id": "\(vm.id)", "name": vm.name], Double(vm.machine.pageStates.sharedBytes)) }
-        out.help("memgate_vm_private_bytes", "Data RAM private to the guest, per VM this agent holds.", type: "gauge")
-        for vm in held { out.sample("memgate_vm_private_bytes", ["vm_id": "\(vm.id)", "name": vm.name], Double(vm.machine.pageStates.privateBytes)) }
+        let pageStates = held.map { ($0, $0.machine.pageStates) }
+        for (state, help) in [(PageState.shared, "shared with the host"), (.private, "private to the guest")] {
+            let name = "memgate_vm_\(state.rawValue)_bytes"
+            out.help(name, "Data RAM \(help), per VM this agent holds.", type: "gauge")
+            for (vm, pages) in pageStates {
+                out.sample(name, ["vm_id": "\(vm.id)", "name": vm.name], Double(state == .shared ? pages.sharedBytes : pages.privateBytes))
+            }
+        }
         var states: [String: Int] = [:]
         for vm in host.vms { states[vm.lifecycle.state.rawValue, default: 0] += 1 }
         out.help("memgate_vms", "VMs this agent holds, by state.", type: "gauge")

@@ -9,9 +9,9 @@ public enum TimeArgument {
         return rfc3339(text)
     }
 
-    /// `90s`, `15m`, `2h`, `7d` in nanoseconds.
+    /// `90s`, `15m`, `2h`, `7d` in nanoseconds (also `db prune --older-than`'s form).
     public static func duration(_ text: String) -> UInt64? {
-        guard let unit = text.last, let count = UInt64(text.dropLast()), count > 0 else { return nil }
+        guard let unit = text.last, let count = UInt64(text.dropLast()) else { return nil }
         let scale: UInt64
         switch unit {
         case "s": scale = 1_000_000_000
