@@ -2,7 +2,7 @@
 # make bench-fanout: `memgatectl policy push` to 64 agent processes on loopback, against
 # (a) the same push to one agent and (b) a shell loop of sequential curl calls making the
 # same requests (GET the ETag, POST the dry run, PUT with If-Match) host after host.
-# Every push changes the policy (two documents alternate). Figures are medians of 5 runs.
+# Every push changes the policy (three documents rotate). Figures are medians of 5 runs.
 # Last line: RESULT fanout hosts=64 push_ms=<n> single_ms=<n> sequential_ms=<n> vs_single=<push/single> speedup=<sequential/push>
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,6 +38,7 @@ done
 head -1 "$work/hosts" > "$work/one-host"
 echo '{"defaults":{"implicit":"deny"}}' > "$work/a.json"
 echo '{"defaults":{"implicit":"allow","discard":false}}' > "$work/b.json"
+echo '{"defaults":{"explicit":"deny"}}' > "$work/c.json"
 
 now_us() { echo $(($(date +%s%N) / 1000)); }
 median() { python3 -c 'import sys; v=sorted(map(float, sys.argv[1:])); print(v[len(v)//2])' "$@"; }
@@ -67,13 +68,13 @@ sequential() {  # document -> milliseconds for the same three requests per host,
 }
 
 fan=(); single=(); seq_ms=()
-documents=("$work/a.json" "$work/b.json")
+# Three documents in rotation, so that every push changes every host's policy (versions
+# hash the canonical form: the same document sent by curl is not a change).
+documents=("$work/a.json" "$work/b.json" "$work/c.json")
 for run in $(seq 1 "$runs"); do
-    doc=${documents[$((run % 2))]}
-    other=${documents[$(((run + 1) % 2))]}
-    fan+=("$(push "$work/hosts" "$doc")")
-    single+=("$(push "$work/one-host" "$other")")
-    seq_ms+=("$(sequential "$other")")
+    fan+=("$(push "$work/hosts" "${documents[$((run % 3))]}")")
+    single+=("$(push "$work/one-host" "${documents[$(((run + 1) % 3))]}")")
+    seq_ms+=("$(sequential "${documents[$(((run + 2) % 3))]}")")
     echo "run $run: push to $hosts ${fan[-1]} ms, push to 1 ${single[-1]} ms, sequential curl ${seq_ms[-1]} ms"
 done
 p=$(median "${fan[@]}"); s=$(median "${single[@]}"); q=$(median "${seq_ms[@]}")
