@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# privmem-run.sh CMD [ARGS...]: runs one command inside the nested private-memory host
+# (our own 6.12 kernel with KVM_SW_PROTECTED_VM, under QEMU TCG with -cpu max) and
+# passes its exit status back. The host's userland is the nested host's root (read-only),
+# so the same binaries, this checkout at the same path, and the working directory all
+# work as they are; /tmp inside is the nested host's own. MEMGATE_PRIVMEM_TIMEOUT
+# (seconds, default 1200) bounds the whole run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
+command -v qemu-system-x86_64 >/dev/null || { echo "privmem-run: qemu-system-x86_64 is missing (apt package qemu-system-x86)" >&2; exit 1; }
+kernel=$("$root/scripts/privmem/build-kernel.sh" | tail -1)
+xfer=$(mktemp -d /tmp/memgate-privmem.XXXXXX)
+trap 'rm -rf "$xfer"' EXIT
+{ printf 'cd %q || exit 125\n' "$PWD"; printf '%q ' "$@"; echo; } > "$xfer/command"
+console=$xfer/console.log
+# The console goes to stdout as it comes (and to a file, for the failure message below).
+set +e
+timeout "${MEMGATE_PRIVMEM_TIMEOUT:-1200}" qemu-system-x86_64 \
+  -accel tcg,thread=multi -cpu max -smp 2 -m 6G -nographic -no-reboot -nodefaults -serial stdio \
+  -kernel "$kernel" \
+  -append "console=ttyS0 quiet panic=-1 rootfstype=9p root=hostroot rootflags=trans=virtio,version=9p2000.L,msize=524288,cache=loose ro init=$root/scripts/privmem/init.sh memgate.xfer=$xfer" \
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$xfer,mount_tag=xfer,security_model=none" | tee "$console"
+qemu=${PIPESTATUS[0]}
+set -e
+if [ ! -f "$xfer/status" ]; then
+  if [ "$qemu" = 124 ]; then
+    echo "privmem-run: the nested host did not finish within ${MEMGATE_PRIVMEM_TIMEOUT:-1200} s" >&2
+  else
+    echo "privmem-run: the nested host did not come up or did not run the command (QEMU exited $qemu); its console ended with:" >&2
+    tail -20 "$console" >&2
+  fi
+  exit 1
+fi
+exit "$(cat "$xfer/status")"
