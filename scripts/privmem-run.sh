@@ -17,7 +17,7 @@ console=$xfer/console.log
 # The console goes to stdout as it comes (and to a file, for the failure message below).
 set +e
 timeout "${MEMGATE_PRIVMEM_TIMEOUT:-1200}" qemu-system-x86_64 \
-  -accel tcg,thread=multi -cpu max -smp 2 -m 6G -nographic -no-reboot -nodefaults -serial stdio \
+  -accel tcg,thread=multi -cpu max,phys-bits=48 -smp 2 -m 6G -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "$kernel" \
   -append "console=ttyS0 quiet panic=-1 rootfstype=9p root=hostroot rootflags=trans=virtio,version=9p2000.L,msize=524288,cache=loose ro init=$root/scripts/privmem/init.sh memgate.xfer=$xfer" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \

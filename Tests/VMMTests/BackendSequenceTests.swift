@@ -65,7 +65,7 @@ final class RecordingOps: MemoryOps {
     @Test func attributesBackendSetsAttributesThenFreesTheOldCopy() throws {
         let ops = RecordingOps()
         let initial = PageStateMap(bounds: dataRAM, initial: .private)
-        let backend = try AttributesBackend(stores: try stores(), ops: ops, slot: 1, initial: initial)
+        let backend = try AttributesBackend(stores: try stores(), ops: ops, slot: 1, initial: initial, privacyFromAttributes: false)
         #expect(ops.calls == [
             .create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .attributed, offset: 0)),
             .attributes(dataRAM, private: true),
@@ -90,7 +90,7 @@ final class RecordingOps: MemoryOps {
 
     @Test func attributesBackendStartsSharedWithoutIoctls() throws {
         let ops = RecordingOps()
-        _ = try AttributesBackend(stores: try stores(), ops: ops, slot: 1, initial: PageStateMap(bounds: dataRAM, initial: .shared))
+        _ = try AttributesBackend(stores: try stores(), ops: ops, slot: 1, initial: PageStateMap(bounds: dataRAM, initial: .shared), privacyFromAttributes: false)
         #expect(ops.calls.count == 1)
     }
 

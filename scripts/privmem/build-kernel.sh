@@ -23,8 +23,8 @@ if [ ! -f "$source_dir/Makefile" ]; then
   mv "$out/linux-source-6.12" "$source_dir"
 fi
 started=$(date +%s)
-build=$out/kbuild-$key
-rm -rf "$out"/kbuild-*
+# One build directory: a changed fragment rebuilds only what the new configuration touches.
+build=$out/kbuild
 mkdir -p "$build"
 make -s ARCH=x86_64 -C "$source_dir" O="$root/$build" tinyconfig >&2
 "$source_dir/scripts/kconfig/merge_config.sh" -m -O "$build" "$build/.config" "$fragment" >&2

@@ -18,6 +18,4 @@ export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
 bash "$xfer/command" < /dev/null
 echo $? > "$xfer/status"
 sync
-echo o > /proc/sysrq-trigger
-sleep 5
 echo b > /proc/sysrq-trigger

@@ -204,14 +204,16 @@ public final class ConversionEngine: Sendable {
         // Holding the range makes a fault that races a conversion of the same page
         // wait for it, then see the page's new state.
         let step = locks.withLock(lockScope(of: fault.range)) { () -> FaultStep in
-            let (faultReceipt, current, mapped) = state.withLock { state in
+            let (faultReceipt, settled, mapped) = state.withLock { state in
                 state.statistics.count(record)
                 let current = state.map.uniformState(of: fault.range)
-                if current == wanted { state.statistics.countFaultWithoutConversion() }
+                // Where faults are not requests (sw_protected), a fault is settled by retrying.
+                let settled = current == wanted || !backend.faultsRequestConversion
+                if settled { state.statistics.countFaultWithoutConversion() }
                 let receipt = budgeted(.fault, wallNanos: now, state: &state) { sink.record(fault: record) }
-                return (receipt, current, backend.isMapped(fault.range, in: state.map))
+                return (receipt, settled, backend.isMapped(fault.range, in: state.map))
             }
-            if current == wanted { return .settled(faultReceipt, mapped: mapped) }
+            if settled { return .settled(faultReceipt, mapped: mapped) }
             let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
             let (applied, receipt) = convert(request, requestedNanos: now)
             return .converted(applied, receipt, request.direction)

@@ -9,10 +9,15 @@ public final class AttributesBackend: MemoryBackend {
     /// Attributes are per page; KVM orders concurrent updates itself.
     public let scope = ConversionScope.pageRange
     public let storeAccess: StoreAccess
+    public let faultsRequestConversion: Bool
 
     /// Creates the data-RAM slot and applies the initial private pages.
-    public init(stores: GuestStores, ops: MemoryOps, slot: UInt32, initial map: PageStateMap) throws(BackendError) {
+    /// - Parameter privacyFromAttributes: the VM type takes an access's privacy from the page's
+    ///   attribute (`sw_protected`), not from the guest (SNP's C-bit, TDX's shared bit).
+    public init(stores: GuestStores, ops: MemoryOps, slot: UInt32, initial map: PageStateMap,
+                privacyFromAttributes: Bool) throws(BackendError) {
         storeAccess = StoreAccess(stores: stores, ops: ops)
+        faultsRequestConversion = !privacyFromAttributes
         do {
             try ops.create(Memslot(slot: slot, gpa: stores.dataRAM.start, size: stores.dataRAM.size, store: .attributed, offset: 0))
             // KVM starts every page shared (attributes 0); make the private runs private.

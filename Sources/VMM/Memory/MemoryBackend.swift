@@ -50,6 +50,12 @@ public protocol MemoryBackend: AnyObject, Sendable {
 
     /// True when the run of `map` containing `page` is mapped where its state says.
     func isMapped(_ page: PageRange, in map: PageStateMap) -> Bool
+
+    /// Whether a memory fault asks for a conversion. False where KVM derives an access's
+    /// privacy from the page's attribute (`KVM_X86_SW_PROTECTED_VM`): there the guest cannot
+    /// ask implicitly, and a fault means the attribute changed under the access (a race with
+    /// another vCPU's conversion: retry) or the page has no usable backing.
+    var faultsRequestConversion: Bool { get }
 }
 
 extension MemoryBackend {
@@ -90,6 +96,11 @@ public protocol AliasMemoryBackend: MemoryBackend {
     /// Takes away every mapping of the run containing `page` while the VM runs,
     /// as the kernel selftest deletes a memslot, so the next access finds no backing.
     func removeBacking(of page: PageRange, in map: PageStateMap) throws(BackendError)
+}
+
+extension AliasMemoryBackend {
+    /// The alias the guest used is its request: private address, private page.
+    public var faultsRequestConversion: Bool { true }
 }
 
 /// Where a data-RAM address points: the page and which alias the guest used.

@@ -31,7 +31,8 @@ struct MemoryBuilder {
                 let stores = GuestStores(bootRegion: boot, dataRAM: dataRAM, privateFile: file, privateMemory: nil, sharedMemory: shared)
                 let ops = KVMMemoryOps(vm: vm, stores: stores, guestMemfdSlots: true)
                 try ops.create(Memslot(slot: 0, gpa: 0, size: layout.bootRegionSize, store: .boot, offset: 0))
-                let backend = try AttributesBackend(stores: stores, ops: ops, slot: 1, initial: initial)
+                let backend = try AttributesBackend(stores: stores, ops: ops, slot: 1, initial: initial,
+                                                    privacyFromAttributes: vm.type == .swProtected)
                 return Built(stores: stores, ops: ops, backend: backend,
                              description: "attributes: guest_memfd private memory, memfd shared memory, KVM_SET_MEMORY_ATTRIBUTES")
             case .alias:
