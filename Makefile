@@ -6,7 +6,8 @@ CC           ?= cc
 BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
-APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus
+APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus \
+                linux-source-6.12 qemu-system-x86 bc bison flex libelf-dev libssl-dev
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).
 PY_TOOLS     := openapi-spec-validator schemathesis
@@ -17,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test api-check chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout clean install
+.PHONY: all deps build guests demo check test api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-privmem clean install
 
 all: build guests
 
@@ -44,7 +45,7 @@ $(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/selftest.h Guests/src/crt0.S Guest
 demo: build guests
 	@bash scripts/demo.sh
 
-check: build guests test api-check
+check: build guests test api-check check-privmem
 
 test:
 	$(SWIFT) test $(SWIFT_FLAGS)
@@ -66,6 +67,18 @@ $(BENCH_OUT)/exitloop-c: Benchmarks/ExitLoop/baseline.c Benchmarks/BareVMM/bare_
 bench-exitloop: deps guests $(BENCH_OUT)/exitloop-c
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-exitloop
 	$(BUILD)/release/bench-exitloop --guest $(GUEST_OUT)/spin-io.elf --baseline $(BENCH_OUT)/exitloop-c --exits 1000000
+
+# The attributes backend on a real private-memory KVM: our own 6.12 kernel with
+# KVM_SW_PROTECTED_VM (built once, cached in .build/privmem) under QEMU TCG, running
+# `memgate-agent caps` and the private-memory tests inside. scripts/privmem-run.sh CMD runs anything there.
+check-privmem: build guests
+	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
+	bash scripts/check-privmem.sh
+
+bench-privmem: deps guests $(BENCH_OUT)/conversions-floor
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-conversions
+	bash scripts/privmem-run.sh $(BUILD)/release/bench-conversions --privmem --guest $(GUEST_OUT)/convert-bench.elf \
+	  --floor $(BENCH_OUT)/conversions-floor --conversions 20000
 
 # Hostile guests for longer: make chaos SECONDS=600
 SECONDS ?= 60

@@ -10,7 +10,7 @@ agent=$root/.build/debug/memgate-agent
 for file in "$tests" "$agent"; do
   [ -x "$file" ] || { echo "check-privmem: $file is missing; run swift build --build-tests first" >&2; exit 1; }
 done
-filter=${MEMGATE_PRIVMEM_FILTER:-PrivateMemory}
+filter=${MEMGATE_PRIVMEM_FILTER:-PrivateMemory|AttributesBackendHost}
 started=$(date +%s)
 "$root/scripts/privmem-run.sh" bash -c "
   set -e

@@ -91,12 +91,15 @@ struct bv_vm {
     uint64_t shared_mask;   /* 0: no alias in the page tables */
 };
 
-/* Creates the VM and its boot region (slot 0), loads the guest, writes the boot info. The caller maps data RAM. */
-static inline struct bv_vm bv_create(const char *elf, uint64_t ram_size, uint64_t shared_mask, const char *cmdline) {
+/* Creates the VM (of `vm_type`; 1 is KVM_X86_SW_PROTECTED_VM) and its boot region (slot 0),
+ * loads the guest, writes the boot info. The caller maps data RAM. A private-memory VM type
+ * gets one address per page (shared_mask 0 in the boot info) and a boot slot of its own. */
+static inline struct bv_vm bv_create_typed(const char *elf, uint64_t ram_size, uint64_t shared_mask, const char *cmdline,
+                                           unsigned long vm_type) {
     struct bv_vm v = {.ram_size = ram_size, .shared_mask = shared_mask};
     v.kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (v.kvm < 0) bv_die("/dev/kvm");
-    v.vm = ioctl(v.kvm, KVM_CREATE_VM, 0);
+    v.vm = ioctl(v.kvm, KVM_CREATE_VM, vm_type);
     if (v.vm < 0) bv_die("KVM_CREATE_VM");
     if (ioctl(v.vm, KVM_SET_TSS_ADDR, 0xFFFBD000ul)) bv_die("KVM_SET_TSS_ADDR");
 
@@ -108,7 +111,7 @@ static inline struct bv_vm bv_create(const char *elf, uint64_t ram_size, uint64_
     uint64_t stack_top = ((image_end + MG_PAGE_SIZE - 1) & ~(MG_PAGE_SIZE - 1)) + MG_STACK_SIZE;
     v.boot_size = (stack_top + MG_LARGE_PAGE_SIZE - 1) & ~(MG_LARGE_PAGE_SIZE - 1);
     v.boot = scratch;
-    if (shared_mask == 0) v.boot_size = ram_size; /* one slot for all of RAM */
+    if (shared_mask == 0 && vm_type == 0) v.boot_size = ram_size; /* one slot for all of RAM */
     struct kvm_userspace_memory_region region = {.slot = 0, .guest_phys_addr = 0, .memory_size = v.boot_size,
                                                  .userspace_addr = (uint64_t)v.boot};
     if (ioctl(v.vm, KVM_SET_USER_MEMORY_REGION, &region)) bv_die("KVM_SET_USER_MEMORY_REGION(boot)");
@@ -130,7 +133,7 @@ static inline struct bv_vm bv_create(const char *elf, uint64_t ram_size, uint64_
     bi->boot_region_size = shared_mask ? v.boot_size : (stack_top + MG_LARGE_PAGE_SIZE - 1) & ~(MG_LARGE_PAGE_SIZE - 1);
     bi->data_ram_start = bi->boot_region_size;
     bi->data_ram_size = ram_size - bi->boot_region_size;
-    bi->shared_mask = shared_mask ? shared_mask : 1ull << MG_DEFAULT_SHARED_BIT;
+    bi->shared_mask = shared_mask ? shared_mask : vm_type ? 0 : 1ull << MG_DEFAULT_SHARED_BIT;
     bi->stack_top = stack_top;
     bi->conversion_transport = MG_TRANSPORT_PORT;
     bi->data_initial_state = MG_STATE_PRIVATE;
@@ -163,6 +166,10 @@ static inline struct bv_vm bv_create(const char *elf, uint64_t ram_size, uint64_
     /* General-purpose registers travel in kvm_run, as the agent has them (no ioctl per port call). */
     v.run->kvm_valid_regs = KVM_SYNC_X86_REGS;
     return v;
+}
+
+static inline struct bv_vm bv_create(const char *elf, uint64_t ram_size, uint64_t shared_mask, const char *cmdline) {
+    return bv_create_typed(elf, ram_size, shared_mask, cmdline, 0);
 }
 
 #endif

@@ -35,6 +35,9 @@ struct ConversionsBenchmark: ParsableCommand {
     @Option(help: "Where to append the RESULT line.")
     var output: String = ".build/bench/results.txt"
 
+    @Flag(help: "The private-memory run (make bench-privmem, inside the nested host): the attributes backend against alias (protect) and a bare C floor doing KVM_SET_MEMORY_ATTRIBUTES and the discard.")
+    var privmem = false
+
     struct Run {
         var perSecond: Double
         var detail: String
@@ -46,6 +49,7 @@ struct ConversionsBenchmark: ParsableCommand {
         }
         let system = try KVM.System()
         let file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: guest)))
+        if privmem { return try runPrivmem(system: system, file: file) }
         var best: [String: Run] = [:]
         func keep(_ name: String, _ run: Run) {
             print(String(format: "%@: %.0f conversions/s (%@)", name, run.perSecond, run.detail))
@@ -71,11 +75,11 @@ struct ConversionsBenchmark: ParsableCommand {
 
     /// One agent VM; returns its rate and which private store the floor must use to match it.
     func measure(system: KVM.System, file: [UInt8], mode: String, mechanism: AliasMechanism, vcpus: Int,
-                 count: Int) throws -> (run: Run, floorStore: String) {
-        var configuration = VMConfiguration(name: "bench-\(mode)-\(mechanism)-\(vcpus)")
+                 count: Int, backend: BackendKind = .alias) throws -> (run: Run, floorStore: String) {
+        var configuration = VMConfiguration(name: "bench-\(mode)-\(backend)-\(mechanism)-\(vcpus)")
         configuration.memoryBytes = 64 << 20
         configuration.vcpuCount = vcpus
-        configuration.backend = .alias
+        configuration.backend = backend
         configuration.aliasMechanism = mechanism
         configuration.commandLine = "\(mode) \(count)"
         let image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
@@ -91,12 +95,53 @@ struct ConversionsBenchmark: ParsableCommand {
             throw BenchmarkError("\(configuration.name): \(converted) conversions applied, expected \(count * vcpus)")
         }
         let time = vm.kvmTime
-        let detail = String(format: "%@, %.2f s, %.1f µs each, %.0f%% in KVM_RUN, %.0f%% in mprotect/memslot/discard calls",
-                            vm.memoryDescription, seconds, seconds / Double(converted) * 1e6 * Double(vcpus),
+        let exits = vm.exitCounts.reduce(UInt64(0)) { $0 + $1.count }
+        let detail = String(format: "%@, %.2f s, %.1f µs each, %.2f exits each, %.0f%% in KVM_RUN, %.0f%% in mprotect/memslot/discard calls",
+                            vm.memoryDescription, seconds, seconds / Double(converted) * 1e6 * Double(vcpus), Double(exits) / Double(converted),
                             Double(time.runNanos) / 1e9 / seconds / Double(vcpus) * 100, Double(time.memoryNanos) / 1e9 / seconds / Double(vcpus) * 100)
         let store = vm.memoryDescription.contains("bound with") ? "gmem-bound"
             : vm.memoryDescription.contains("guest_memfd mapped") ? "gmem-mapped" : "memfd"
         return (Run(perSecond: Double(converted) / seconds, detail: detail), store)
+    }
+
+    /// `make bench-privmem`: explicit conversions on the attributes backend (a sw_protected VM)
+    /// and on alias (protect), the C floor with KVM_SET_MEMORY_ATTRIBUTES, and real exit-39s handled.
+    func runPrivmem(system: KVM.System, file: [UInt8]) throws {
+        var best: [String: Run] = [:]
+        func keep(_ name: String, _ run: Run) {
+            print(String(format: "%@: %.0f conversions/s (%@)", name, run.perSecond, run.detail))
+            if run.perSecond > best[name]?.perSecond ?? 0 { best[name] = run }
+        }
+        for _ in 1...rounds {
+            keep("attributes", try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions,
+                                           backend: .attributes).run)
+            keep("floor", try runFloor(store: "attributes"))
+            keep("alias", try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions).run)
+        }
+        let exit39 = try exit39Handled(system: system)
+        func rate(_ name: String) -> Double { best[name]?.perSecond ?? 0 }
+        let kernel = (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+        let result = String(format: "RESULT privmem kernel=%@ vm_type=sw_protected attributes_per_s=%.0f alias_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f exit39_handled=%llu",
+                            kernel, rate("attributes"), rate("alias"), rate("floor"), rate("attributes") / rate("floor"), exit39)
+        try BenchmarkResults.append(result, to: output)
+        print(result)
+    }
+
+    /// Real KVM_EXIT_MEMORY_FAULTs the agent handled: a VM whose private pages lost their
+    /// guest_memfd (each access is one, until the VM is stopped as stuck).
+    func exit39Handled(system: KVM.System) throws -> UInt64 {
+        var configuration = VMConfiguration(name: "bench-exit39")
+        configuration.memoryBytes = 32 << 20
+        configuration.backend = .attributes
+        let implicit = [UInt8](try Data(contentsOf: URL(fileURLWithPath: guest).deletingLastPathComponent().appendingPathComponent("implicit.elf")))
+        let image = try ELFLoader.parse(implicit, loadable: BootLayout.imageBase..<configuration.memoryBytes)
+        let vm = try VirtualMachine(system: system, configuration: configuration, image: image,
+                                    logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, events: InMemoryEventSink())
+        guard let backend = vm.engine.backend as? AttributesBackend else { throw BenchmarkError("bench-exit39 is not on the attributes backend") }
+        try backend.removePrivateStore()
+        try vm.start()
+        guard vm.waitUntilFinished(timeout: .seconds(120)) else { throw BenchmarkError("bench-exit39 did not finish") }
+        return vm.exitCounts.first { $0.kind == "memory_fault" }?.count ?? 0
     }
 
     func runFloor(store: String) throws -> Run {

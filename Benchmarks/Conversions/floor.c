@@ -6,7 +6,11 @@
  * page's new alias, one that closes the old one, and the discard of the old
  * copy. No policy, no page map, no recording.
  *
- * Usage: conversions-floor GUEST.elf explicit|implicit N [memfd|gmem-mapped|gmem-bound]
+ * Usage: conversions-floor GUEST.elf explicit|implicit N [memfd|gmem-mapped|gmem-bound|attributes]
+ * "attributes" is the floor of the attributes backend instead (make bench-privmem, on a
+ * kernel with KVM_SW_PROTECTED_VM): a sw_protected VM, one guest_memfd memslot over data
+ * RAM, and per conversion one KVM_SET_MEMORY_ATTRIBUTES and the discard of the old copy
+ * (explicit conversions only: on this VM type the attribute decides what is private).
  * Prints: floor_per_s=<n> conversions=<n> seconds=<s> store=<store>
  * Exits 3 when the store cannot be used this way on this host (so the probe
  * findings in DESIGN/README can be re-checked by hand).
@@ -29,6 +33,68 @@ struct region2 {
 };
 #define SET_REGION2 _IOW(KVMIO, 0x49, struct region2)
 #define MEM_GUEST_MEMFD (1u << 2)
+static uint8_t *map(int fd, uint64_t size, int prot) {
+    uint8_t *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) bv_die("mmap store");
+    return p;
+}
+
+struct memory_attributes { uint64_t address, size, attributes, flags; };
+#define SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct memory_attributes)
+#define ATTRIBUTE_PRIVATE (1ull << 3)
+#define SW_PROTECTED_VM 1ul
+
+static void set_attributes(struct bv_vm *v, uint64_t gpa, uint64_t len, int private) {
+    struct memory_attributes a = {.address = gpa, .size = len, .attributes = private ? ATTRIBUTE_PRIVATE : 0};
+    if (ioctl(v->vm, SET_MEMORY_ATTRIBUTES, &a)) bv_die("KVM_SET_MEMORY_ATTRIBUTES");
+}
+
+/* The attributes backend's floor: see the header comment. */
+static int attributes_floor(const char *elf, uint64_t want) {
+    char cmdline[64];
+    snprintf(cmdline, sizeof cmdline, "explicit %llu", (unsigned long long)want);
+    struct bv_vm v = bv_create_typed(elf, RAM_SIZE, 0, cmdline, SW_PROTECTED_VM);
+    uint64_t data = v.boot_size, size = RAM_SIZE - v.boot_size;
+    struct gmem_create create = {.size = size};
+    int gmem = ioctl(v.vm, GMEM_CREATE, &create);
+    if (gmem < 0) { perror("KVM_CREATE_GUEST_MEMFD"); return 3; }
+    int shared_fd = (int)syscall(SYS_memfd_create, "floor-shared", 0u);
+    if (shared_fd < 0 || ftruncate(shared_fd, (off_t)size)) bv_die("memfd");
+    uint8_t *shared = map(shared_fd, size, PROT_READ | PROT_WRITE);
+    struct region2 r = {.slot = 1, .flags = MEM_GUEST_MEMFD, .guest_phys_addr = data, .memory_size = size,
+                        .userspace_addr = (uint64_t)shared, .guest_memfd = (uint32_t)gmem};
+    if (ioctl(v.vm, SET_REGION2, &r)) { perror("KVM_SET_USER_MEMORY_REGION2(guest_memfd)"); return 3; }
+    set_attributes(&v, data, size, 1); /* data RAM starts private */
+    uint64_t conversions = 0;
+    double t0 = bv_now(), in_run = 0, in_memory = 0;
+    for (;;) {
+        double r0 = bv_now();
+        if (ioctl(v.vcpu, KVM_RUN, 0) < 0) bv_die("KVM_RUN");
+        in_run += bv_now() - r0;
+        struct kvm_regs *regs = &v.run->s.regs.regs;
+        if (v.run->exit_reason == KVM_EXIT_IO && v.run->io.port == MG_PORT_HYPERCALL) {
+            uint64_t gpa = regs->rbx, len = regs->rcx * MG_PAGE_SIZE;
+            int to_private = (regs->rdx & (1u << 4)) != 0;
+            double m0 = bv_now();
+            set_attributes(&v, gpa, len, to_private);
+            if (fallocate(to_private ? shared_fd : gmem, FALLOC_PUNCH, (off_t)(gpa - data), (off_t)len)) bv_die("fallocate(PUNCH_HOLE)");
+            in_memory += bv_now() - m0;
+            conversions++;
+            regs->rax = 0;
+            v.run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+        } else if (v.run->exit_reason == KVM_EXIT_IO && v.run->io.port == MG_PORT_EXIT) {
+            break;
+        } else if (v.run->exit_reason != KVM_EXIT_IO) {
+            fprintf(stderr, "unexpected exit %u\n", v.run->exit_reason);
+            return 1;
+        }
+    }
+    double seconds = bv_now() - t0;
+    if (conversions != want) { fprintf(stderr, "%llu conversions, expected %llu\n", (unsigned long long)conversions, (unsigned long long)want); return 3; }
+    printf("floor_per_s=%.0f conversions=%llu seconds=%.3f store=attributes run_pct=%.0f memory_pct=%.0f\n", (double)conversions / seconds,
+           (unsigned long long)conversions, seconds, in_run / seconds * 100, in_memory / seconds * 100);
+    return 0;
+}
 
 static int make_store(struct bv_vm *v, const char *kind, uint64_t size) {
     if (strcmp(kind, "memfd") == 0) {
@@ -42,16 +108,12 @@ static int make_store(struct bv_vm *v, const char *kind, uint64_t size) {
     return fd;
 }
 
-static uint8_t *map(int fd, uint64_t size, int prot) {
-    uint8_t *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) bv_die("mmap store");
-    return p;
-}
 
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: %s GUEST.elf explicit|implicit N [memfd|gmem-mapped|gmem-bound]\n", argv[0]); return 2; }
     uint64_t want = strtoull(argv[3], NULL, 10);
     const char *store = argc > 4 ? argv[4] : "memfd";
+    if (strcmp(store, "attributes") == 0) return attributes_floor(argv[1], want);
     char cmdline[64];
     snprintf(cmdline, sizeof cmdline, "%s %llu", argv[2], (unsigned long long)want);
     uint64_t mask = 1ull << MG_DEFAULT_SHARED_BIT;

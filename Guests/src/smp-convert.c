@@ -9,6 +9,12 @@
  *     counter (also in data RAM) with LOCK CMPXCHG each time round; when vCPU 0
  *     is done it raises the flag, and the counter must equal the sum of their
  *     own counts.
+ *   "race": vCPU 0 converts its window N times to shared and back (no data
+ *     checks: vCPU 1 writes it meanwhile), while vCPU 1 reads and writes every
+ *     page of that window through the private address until vCPU 0 is done.
+ *     For the attributes backend, where a page has one address (shared_mask 0):
+ *     an access racing a conversion of its page is what KVM reports as
+ *     KVM_EXIT_MEMORY_FAULT on a sw_protected VM.
  * The VM exits 0 when every check passed, 1 + vCPU index otherwise. */
 #include "selftest.h"
 
@@ -66,7 +72,7 @@ static int finish(const struct mg_boot_info *bi, int status) {
 
 int mg_main(const struct mg_boot_info *bi) {
     const char *s = bi->cmdline;
-    int bystanders = *s == 'b';
+    int bystanders = *s == 'b', race = *s == 'r';
     while (*s && *s != ' ') s++;
     while (*s == ' ') s++;
     mg_u64 rounds = 0;
@@ -74,6 +80,27 @@ int mg_main(const struct mg_boot_info *bi) {
     while (*s == ' ') s++;
     int discard = *s != 'k';
 
+    if (race) {
+        volatile mg_u64 *flag = slot(bi, 0, 0);
+        mg_u64 base = bi->data_ram_start + 0x100000;
+        if (bi->vcpu_index == 0) {
+            for (mg_u64 i = 0; i < 2 * rounds; i++) {
+                if (mg_map_gpa_range(bi, base, WINDOW_PAGES, (int)(i & 1)) != 0) return fail(bi, "conversion refused in round", i);
+            }
+            __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
+            while (__atomic_load_n(&finished, __ATOMIC_SEQ_CST) != bi->vcpu_count - 1) {}
+            mg_puts("race done\n");
+            return 0;
+        }
+        while (!__atomic_load_n(flag, __ATOMIC_SEQ_CST)) {
+            for (mg_u64 page = 0; page < WINDOW_PAGES; page++) {
+                volatile mg_u64 *p = (volatile mg_u64 *)mg_private_ptr(bi, base + page * PAGE);
+                *p = *p + 1;
+            }
+        }
+        __atomic_add_fetch(&finished, 1, __ATOMIC_SEQ_CST);
+        mg_halt();
+    }
     if (!bystanders) return finish(bi, convert_window(bi, rounds, discard));
 
     volatile mg_u64 *flag = slot(bi, 0, 0), *counter = slot(bi, 1, 0), *counts = slot(bi, 2, 0);

@@ -10,6 +10,8 @@ public final class AttributesBackend: MemoryBackend {
     public let scope = ConversionScope.pageRange
     public let storeAccess: StoreAccess
     public let faultsRequestConversion: Bool
+    /// The data-RAM memslot.
+    private let dataSlot: Memslot
 
     /// Creates the data-RAM slot and applies the initial private pages.
     /// - Parameter privacyFromAttributes: the VM type takes an access's privacy from the page's
@@ -18,8 +20,9 @@ public final class AttributesBackend: MemoryBackend {
                 privacyFromAttributes: Bool) throws(BackendError) {
         storeAccess = StoreAccess(stores: stores, ops: ops)
         faultsRequestConversion = !privacyFromAttributes
+        dataSlot = Memslot(slot: slot, gpa: stores.dataRAM.start, size: stores.dataRAM.size, store: .attributed, offset: 0)
         do {
-            try ops.create(Memslot(slot: slot, gpa: stores.dataRAM.start, size: stores.dataRAM.size, store: .attributed, offset: 0))
+            try ops.create(dataSlot)
             // KVM starts every page shared (attributes 0); make the private runs private.
             for run in map.runs where run.state == .private { try ops.setAttributes(run.range, private: true) }
         } catch {
@@ -30,6 +33,20 @@ public final class AttributesBackend: MemoryBackend {
     public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap) throws(BackendError) {
         do {
             try storeAccess.ops.setAttributes(range, private: state == .private)
+        } catch {
+            throw .kvm(error)
+        }
+    }
+
+    /// Maps data RAM again without its guest_memfd, as the kernel's
+    /// `private_mem_kvm_exits_test` does: a page whose attribute is private then has no
+    /// usable backing, and KVM answers an access to it with KVM_EXIT_MEMORY_FAULT.
+    public func removePrivateStore() throws(BackendError) {
+        do {
+            try storeAccess.ops.delete(dataSlot)
+            var plain = dataSlot
+            plain.store = .sharedStore
+            try storeAccess.ops.create(plain)
         } catch {
             throw .kvm(error)
         }
