@@ -67,18 +67,18 @@ extension AgentAPI {
         out.help("memgate_build_info", "This agent's build (1).", type: "gauge")
         out.sample("memgate_build_info", ["version": BuildInfo.version], 1)
         if let process = ProcessStats.current() {
-            out.help("process_cpu_seconds_total", "User and system CPU time spent in seconds.", type: "counter")
-            out.sample("process_cpu_seconds_total", [:], process.cpuSeconds)
-            out.help("process_resident_memory_bytes", "Resident memory size in bytes.", type: "gauge")
-            out.sample("process_resident_memory_bytes", [:], Double(process.residentBytes))
-            out.help("process_virtual_memory_bytes", "Virtual memory size in bytes.", type: "gauge")
-            out.sample("process_virtual_memory_bytes", [:], Double(process.virtualBytes))
-            out.help("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.", type: "gauge")
-            out.sample("process_start_time_seconds", [:], process.startTimeSeconds)
-            out.help("process_open_fds", "Number of open file descriptors.", type: "gauge")
-            out.sample("process_open_fds", [:], Double(process.openFileDescriptors))
-            out.help("process_max_fds", "Maximum number of open file descriptors.", type: "gauge")
-            out.sample("process_max_fds", [:], Double(process.maxFileDescriptors))
+            let samples: [(String, String, String, Double)] = [
+                ("process_cpu_seconds_total", "User and system CPU time spent in seconds.", "counter", process.cpuSeconds),
+                ("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge", Double(process.residentBytes)),
+                ("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", Double(process.virtualBytes)),
+                ("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.", "gauge", process.startTimeSeconds),
+                ("process_open_fds", "Number of open file descriptors.", "gauge", Double(process.openFileDescriptors)),
+                ("process_max_fds", "Maximum number of open file descriptors.", "gauge", Double(process.maxFileDescriptors)),
+            ]
+            for (name, help, type, value) in samples {
+                out.help(name, help, type: type)
+                out.sample(name, [:], value)
+            }
         }
         return out.text
     }
