@@ -2,8 +2,9 @@
 # privmem-run.sh CMD [ARGS...]: runs one command inside the nested private-memory host
 # (our own 6.12 kernel with KVM_SW_PROTECTED_VM, under QEMU TCG with -cpu max) and
 # passes its exit status back. The host's userland is the nested host's root (read-only),
-# so the same binaries, this checkout at the same path, and the working directory all
-# work as they are; /tmp inside is the nested host's own. MEMGATE_PRIVMEM_TIMEOUT
+# and this checkout is mounted at its own path (read-only), so the same binaries and paths
+# work as they are; /tmp inside is the nested host's own (a working directory under the
+# outer /tmp must lie inside the checkout). MEMGATE_PRIVMEM_TIMEOUT
 # (seconds, default 1200) bounds the whole run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,8 +20,9 @@ set +e
 timeout "${MEMGATE_PRIVMEM_TIMEOUT:-1200}" qemu-system-x86_64 \
   -accel tcg,thread=multi -cpu max,phys-bits=48 -smp 2 -m 6G -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "$kernel" \
-  -append "console=ttyS0 quiet panic=-1 rootfstype=9p root=hostroot rootflags=trans=virtio,version=9p2000.L,msize=524288,cache=loose ro init=$root/scripts/privmem/init.sh memgate.xfer=$xfer" \
+  -append "console=ttyS0 quiet panic=-1 rootfstype=9p root=hostroot rootflags=trans=virtio,version=9p2000.L,msize=524288,cache=loose ro init=$root/scripts/privmem/init.sh memgate.xfer=$xfer memgate.checkout=$root" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+  -virtfs "local,path=$root,mount_tag=checkout,security_model=none,readonly=on,multidevs=remap" \
   -virtfs "local,path=$xfer,mount_tag=xfer,security_model=none" | tee "$console"
 qemu=${PIPESTATUS[0]}
 set -e

@@ -13,6 +13,10 @@ mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 xfer=$(sed -n 's/.*memgate.xfer=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p "$xfer"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 xfer "$xfer"
+# The checkout, at its own path: it may lie under /tmp, which is this host's own tmpfs now.
+checkout=$(sed -n 's/.*memgate.checkout=\([^ ]*\).*/\1/p' /proc/cmdline)
+mkdir -p "$checkout" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=loose,ro checkout "$checkout"
 ip link set lo up 2>/dev/null || true
 export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
 bash "$xfer/command" < /dev/null
