@@ -85,6 +85,7 @@ struct ConversionsBenchmark: ParsableCommand {
         let image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
         let vm = try VirtualMachine(system: system, configuration: configuration, image: image,
                                     logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, events: InMemoryEventSink())
+        let switchesBefore = Self.contextSwitches()
         let started = ContinuousClock.now
         try vm.start()
         guard vm.waitUntilFinished(timeout: .seconds(600)) else { throw BenchmarkError("\(configuration.name) did not finish") }
@@ -96,8 +97,10 @@ struct ConversionsBenchmark: ParsableCommand {
         }
         let time = vm.kvmTime
         let exits = vm.exitCounts.reduce(UInt64(0)) { $0 + $1.count }
-        let detail = String(format: "%@, %.2f s, %.1f µs each, %.2f exits each, %.0f%% in KVM_RUN, %.0f%% in mprotect/memslot/discard calls",
+        let switches = Self.contextSwitches() - switchesBefore
+        let detail = String(format: "%@, %.2f s, %.1f µs each, %.2f exits and %.2f context switches each, %.0f%% in KVM_RUN, %.0f%% in mprotect/memslot/discard calls",
                             vm.memoryDescription, seconds, seconds / Double(converted) * 1e6 * Double(vcpus), Double(exits) / Double(converted),
+                            Double(switches) / Double(converted),
                             Double(time.runNanos) / 1e9 / seconds / Double(vcpus) * 100, Double(time.memoryNanos) / 1e9 / seconds / Double(vcpus) * 100)
         let store = vm.memoryDescription.contains("bound with") ? "gmem-bound"
             : vm.memoryDescription.contains("guest_memfd mapped") ? "gmem-mapped" : "memfd"
@@ -142,6 +145,16 @@ struct ConversionsBenchmark: ParsableCommand {
         try vm.start()
         guard vm.waitUntilFinished(timeout: .seconds(120)) else { throw BenchmarkError("bench-exit39 did not finish") }
         return vm.exitCounts.first { $0.kind == "memory_fault" }?.count ?? 0
+    }
+
+    /// Context switches of every thread of this process so far (/proc/self/task/*/status).
+    static func contextSwitches() -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.reduce(0) { total, task in
+            let status = (try? String(contentsOfFile: "/proc/self/task/\(task)/status", encoding: .utf8)) ?? ""
+            return total + status.split(separator: "\n").filter { $0.hasSuffix("ctxt_switches") || $0.contains("ctxt_switches:") }
+                .compactMap { $0.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }.reduce(0, +)
+        }
     }
 
     func runFloor(store: String) throws -> Run {
