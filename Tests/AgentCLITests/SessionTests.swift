@@ -62,7 +62,7 @@ struct SessionTests {
         kill(agent.pid, SIGHUP)
         // The reload happens on the agent's signal thread; its effect is what is checked.
         var status = 200
-        for _ in 0..<500 where status == 200 {
+        for _ in 0..<3000 where status == 200 {
             status = try agent.request("GET", "/v1/vms", token: "", headers: ["Cookie": viewer]).status
             if status == 200 { usleep(10_000) }
         }
