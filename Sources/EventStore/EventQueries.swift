@@ -159,9 +159,12 @@ public final class EventQueries: Sendable {
 
     /// The values of both event queries: after `after`, before the first conversion still pending, at most `limit`.
     static func eventBounds(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [SQLValue] {
-        let firstPending = try connection.scalar(
-            "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
-        return [.integer(after), .integer(firstPending ?? Int64.max), .integer(Int64(limit))]
+        [.integer(after), .integer(try firstPending(after: after, connection) ?? Int64.max), .integer(Int64(limit))]
+    }
+
+    /// The first conversion after `after` still pending: where the final events end.
+    static func firstPending(after: Int64, _ connection: SQLiteConnection) throws(SQLiteError) -> Int64? {
+        try connection.scalar("SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
     }
 
     /// Where a consumer that wants only what happens from now on starts: the newest
@@ -172,8 +175,7 @@ public final class EventQueries: Sendable {
                 let newest = try connection.scalar("""
                     SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults UNION ALL SELECT max(event_id) FROM conversions)
                     """) ?? 0
-                let firstPending = try connection.scalar("SELECT min(event_id) FROM conversions WHERE decision = 'pending'")
-                return min(newest, (firstPending ?? Int64.max) - 1)
+                return min(newest, (try Self.firstPending(after: 0, connection) ?? Int64.max) - 1)
             }
         }
     }

@@ -21,10 +21,9 @@ public struct ProcessStats: Sendable, Equatable {
               let up = uptime.split(separator: " ").first.flatMap({ Double($0) }) else { return nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let bootSeconds = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - up
+        let bootSeconds = Double(MonotonicClock.wallNanos()) / 1e9 - up
         var limit = rlimit()
+        // Safety: a local rlimit filled by the call.
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         return ProcessStats(cpuSeconds: (utime + stime) / ticks, residentBytes: rss * page, virtualBytes: vsize,
                             startTimeSeconds: bootSeconds + start / ticks, openFileDescriptors: countEntries("/proc/self/fd"),
@@ -35,6 +34,7 @@ public struct ProcessStats: Sendable, Equatable {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var buffer = [UInt8](repeating: 0, count: 4096)
+        // Safety: fread writes at most buffer.count bytes into the array's storage.
         let count = fread(&buffer, 1, buffer.count, file)
         return String(decoding: buffer.prefix(count), as: UTF8.self)
     }
@@ -44,6 +44,7 @@ public struct ProcessStats: Sendable, Equatable {
         defer { closedir(directory) }
         var count = 0
         while let entry = readdir(directory) {
+            // Safety: the dirent is valid until the next readdir; d_name is a NUL-terminated array read within its bounds.
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if name != "." && name != ".." { count += 1 }
         }

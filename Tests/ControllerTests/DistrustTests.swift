@@ -9,6 +9,23 @@ struct EventCursorTests {
                   nextAfter: next ?? ids.last ?? 0)
     }
 
+    /// API requests page under the same promise, their reasons naming what they are.
+    @Test func requestPagesKeepTheSamePromise() {
+        func request(_ id: Int64) -> APIRequestRecord {
+            APIRequestRecord(id: id, timeNs: 0, method: "PUT", path: "/v1/policy", status: 200, durationNs: 0, client: "admin")
+        }
+        var cursor = EventCursor(position: 0, maxRows: 3)
+        #expect(cursor.advance([request(1), request(2)], id: \.id, nextAfter: 2, pageSize: 2, noun: "request") == .more([request(1), request(2)]))
+        guard case .failed(let repeated, _) = cursor.advance([request(2)], id: \.id, nextAfter: 2, pageSize: 2, noun: "request") else {
+            Issue.record("a repeated id must fail"); return
+        }
+        #expect(repeated.contains("request 2 again"))
+        guard case .failed(let cut, let kept) = cursor.advance([request(3), request(4)], id: \.id, nextAfter: 4, pageSize: 2, noun: "request") else {
+            Issue.record("--max-rows must stop the host"); return
+        }
+        #expect(cut.contains("more than 3 requests") && kept == [request(3)] && cursor.position == 3)
+    }
+
     @Test func anHonestHostAdvancesPageByPage() {
         var cursor = EventCursor(position: 0, maxRows: 100)
         #expect(cursor.advance(with: page([1, 2, 3]), pageSize: 3) == .more(page([1, 2, 3]).events))

@@ -51,8 +51,8 @@ public struct SessionStore: Sendable {
     /// After the token file is read again: only sessions whose token is still there
     /// with the same role survive.
     public mutating func keepOnly(_ tokens: TokenStore) {
-        let valid = Set(tokens.principals.map { "\($0.role.rawValue) \($0.name)" })
-        sessions = sessions.filter { valid.contains("\($0.value.principal.role.rawValue) \($0.value.principal.name)") }
+        let valid = tokens.principals
+        sessions = sessions.filter { valid.contains($0.value.principal) }
     }
 
     mutating func removeExpired(nowNanos: UInt64) {

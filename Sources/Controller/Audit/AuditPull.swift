@@ -138,25 +138,24 @@ public struct AuditPull {
         for index in hosts {
             let name = fleet.hosts[index].name
             do throws(AuditError) {
-                var after = try sink.requestCursor(host: name)
-                var pulled = 0
-                while true {
+                // The same promise as events: ids strictly ascending past the cursor, at most --max-rows a run.
+                var cursor = EventCursor(position: try sink.requestCursor(host: name), maxRows: maxRows)
+                pages: while true {
                     if let deadline, started.duration(to: .now) >= .seconds(deadline) {
                         throw AuditError("api requests not finished within the deadline; run again to continue")
                     }
-                    let outcome = fleet.get("/v1/audit/requests?after=\(after)&limit=\(pageSize)", as: APIRequestPage.self, on: [index])[0]
+                    let outcome = fleet.get("/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)", as: APIRequestPage.self, on: [index])[0]
                     guard let page = outcome.value else { throw AuditError("api requests: \(outcome.failure.map { "\($0)" } ?? "no answer")") }
-                    // The same promise as events: ids strictly ascending after the cursor, the cursor moving forward.
-                    let ids = page.items.map(\.id)
-                    guard zip(ids, ids.dropFirst()).allSatisfy({ $0 < $1 }), ids.first.map({ $0 > after }) ?? true,
-                          page.nextAfter >= (ids.last ?? after), ids.count <= pageSize else {
-                        throw AuditError("api requests: the host broke the paging promise (ids not ascending past \(after))")
+                    switch cursor.advance(page.items, id: \.id, nextAfter: page.nextAfter, pageSize: pageSize, noun: "request") {
+                    case .more(let requests):
+                        try sink.write(host: name, requests: requests, after: cursor.position)
+                    case .done(let requests):
+                        try sink.write(host: name, requests: requests, after: cursor.position)
+                        break pages
+                    case .failed(let reason, let requests):
+                        try sink.write(host: name, requests: requests, after: cursor.position)
+                        throw AuditError("api requests: \(reason)")
                     }
-                    pulled += ids.count
-                    guard pulled <= maxRows else { throw AuditError("api requests: more than --max-rows \(maxRows) in one run") }
-                    try sink.write(host: name, requests: page.items, after: page.nextAfter)
-                    if ids.count < pageSize || page.nextAfter == after { break }
-                    after = page.nextAfter
                 }
             } catch {
                 failures.append((index, error.message))

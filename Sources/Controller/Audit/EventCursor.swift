@@ -1,6 +1,7 @@
 import APITypes
 
-/// One host's position in its event stream, advanced page by page. An agent is
+/// One host's position in an id-ordered stream (its events, its API requests),
+/// advanced page by page. An agent is
 /// not trusted: a page must move strictly forward (ids above the cursor, in
 /// increasing order, `next_after` not behind them), and a host may hand out at
 /// most `maxRows` events in one run. Otherwise that host fails, with a reason;
@@ -16,41 +17,51 @@ public struct EventCursor: Sendable, Equatable {
         self.maxRows = maxRows
     }
 
-    public enum Step: Sendable, Equatable {
-        /// These events are new; the page was full, so ask again.
-        case more([EventEntry])
-        /// These events are new; the host has no more for now.
-        case done([EventEntry])
+    public enum Step<Item: Sendable>: Sendable {
+        /// These items are new; the page was full, so ask again.
+        case more([Item])
+        /// These items are new; the host has no more for now.
+        case done([Item])
         /// The host broke a promise (or hit `maxRows`): keep `events` (valid, new) and stop asking it.
-        case failed(String, events: [EventEntry])
+        case failed(String, events: [Item])
     }
 
-    public mutating func advance(with page: EventPage, pageSize: Int) -> Step {
+    public mutating func advance(with page: EventPage, pageSize: Int) -> Step<EventEntry> {
+        advance(page.events, id: \.eventId, nextAfter: page.nextAfter, pageSize: pageSize, noun: "event")
+    }
+
+    /// One page of any id-ordered stream: `items` in order, `nextAfter` where the next page starts.
+    /// `noun` names the items in the reasons ("event", "request").
+    public mutating func advance<Item>(_ items: [Item], id: (Item) -> Int64, nextAfter: Int64, pageSize: Int,
+                                       noun: String) -> Step<Item> {
         var last = position
-        for event in page.events {
-            guard event.eventId > last else {
-                let problem = event.eventId <= position
-                    ? "the host sent event \(event.eventId) again (its cursor was already \(position)); it is not advancing"
-                    : "the host sent event ids out of order (\(event.eventId) after \(last))"
+        for item in items {
+            let itemID = id(item)
+            guard itemID > last else {
+                let problem = itemID <= position
+                    ? "the host sent \(noun) \(itemID) again (its cursor was already \(position)); it is not advancing"
+                    : "the host sent \(noun) ids out of order (\(itemID) after \(last))"
                 return .failed(problem, events: [])
             }
-            last = event.eventId
+            last = itemID
         }
-        guard page.nextAfter >= last else {
-            return .failed("the host's next_after \(page.nextAfter) is behind the events it sent (up to \(last))", events: [])
+        guard nextAfter >= last else {
+            return .failed("the host's next_after \(nextAfter) is behind the \(noun)s it sent (up to \(last))", events: [])
         }
-        guard page.events.count <= pageSize else {
-            return .failed("the host sent \(page.events.count) events for a page of \(pageSize)", events: [])
+        guard items.count <= pageSize else {
+            return .failed("the host sent \(items.count) \(noun)s for a page of \(pageSize)", events: [])
         }
         let room = max(maxRows - rows, 0)
-        if page.events.count > room {
-            let kept = Array(page.events.prefix(room))
+        if items.count > room {
+            let kept = Array(items.prefix(room))
             rows += kept.count
-            position = kept.last?.eventId ?? position
-            return .failed("more than \(maxRows) events in one run (--max-rows); run again to continue from event \(position)", events: kept)
+            position = kept.last.map(id) ?? position
+            return .failed("more than \(maxRows) \(noun)s in one run (--max-rows); run again to continue from \(noun) \(position)", events: kept)
         }
-        rows += page.events.count
-        position = page.nextAfter
-        return page.events.count == pageSize && !page.events.isEmpty ? .more(page.events) : .done(page.events)
+        rows += items.count
+        position = nextAfter
+        return items.count == pageSize && !items.isEmpty ? .more(items) : .done(items)
     }
 }
+
+extension EventCursor.Step: Equatable where Item: Equatable {}
