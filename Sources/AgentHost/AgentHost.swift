@@ -19,12 +19,18 @@ public final class AgentHost: Sendable {
     public let maxVMs: Int
     private let logger: Logger
     private let memorySink = InMemoryEventSink()
-    private let aliasMechanism: AliasMechanism?
-    /// Rows per second per VM and kind for what guests can cause at will (VMConfiguration.recordingBudget).
-    private let recordingBudget: UInt64?
+    private let defaults: VMDefaults
     /// Page-state runs a VM may have unless its spec says: `maxVMs` VMs at this limit fit
     /// the process's mapping budget, so no VM's fragmentation can fail another's conversion.
-    public let runLimit: Int
+    public var runLimit: Int { defaults.runLimit }
+
+    /// What every VM of this host gets unless its spec says otherwise.
+    private struct VMDefaults {
+        var aliasMechanism: AliasMechanism?
+        /// Rows per second per VM and kind for what guests can cause at will (VMConfiguration.recordingBudget).
+        var recordingBudget: UInt64?
+        var runLimit: Int
+    }
 
     private struct State {
         var vms: [Int64: ManagedVM] = [:]
@@ -41,13 +47,12 @@ public final class AgentHost: Sendable {
     /// - Parameter aliasMechanism: how alias-backend VMs convert (nil: the host probe decides, `AliasProbe`).
     public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64,
                 aliasMechanism: AliasMechanism? = nil, recordingBudget: UInt64? = 1000, logger: Logger) {
-        self.recordingBudget = recordingBudget
         self.system = system
-        self.aliasMechanism = aliasMechanism
         self.store = store
         self.policies = policies
         self.maxVMs = maxVMs
-        runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
+        let runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
+        defaults = VMDefaults(aliasMechanism: aliasMechanism, recordingBudget: recordingBudget, runLimit: runLimit)
         self.logger = logger
         store?.onFailure { [weak self] reason in self?.recordingFailed(reason) }
     }
@@ -85,8 +90,8 @@ public final class AgentHost: Sendable {
         configuration.initialState = spec.initialState
         configuration.backend = spec.backend
         configuration.maxRuns = spec.maxRuns ?? runLimit
-        configuration.recordingBudget = recordingBudget
-        configuration.aliasMechanism = spec.aliasMechanism ?? aliasMechanism
+        configuration.recordingBudget = defaults.recordingBudget
+        configuration.aliasMechanism = spec.aliasMechanism ?? defaults.aliasMechanism
         let machine: VirtualMachine
         do {
             machine = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,

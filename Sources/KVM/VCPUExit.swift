@@ -93,10 +93,6 @@ public struct MMIOExit: Sendable, Equatable {
     public var isWrite: Bool
     /// For writes, the bytes written (little endian, `length` significant bytes).
     public var data: UInt64
-
-    public init(address: UInt64, length: UInt32, isWrite: Bool, data: UInt64) {
-        self.address = address; self.length = length; self.isWrite = isWrite; self.data = data
-    }
 }
 
 public struct HypercallExit: Sendable, Equatable {

@@ -5,11 +5,10 @@ public struct ConversionRequest: Sendable, Equatable {
     public var trigger: ConversionTrigger
     public var vcpu: UInt32
 
-    public init(range: PageRange, direction: ConversionDirection, trigger: ConversionTrigger, vcpu: UInt32) {
-        self.range = range
-        self.direction = direction
-        self.trigger = trigger
-        self.vcpu = vcpu
+    /// The conversion a memory fault asks for: the faulting range, to the state the access wanted.
+    /// (Explicit requests come only from `MapGPARangeCall.validate`, which checks them first.)
+    public static func implicit(range: PageRange, to wanted: PageState, vcpu: UInt32) -> ConversionRequest {
+        ConversionRequest(range: range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
     }
 }
 

@@ -20,7 +20,8 @@ struct LoggingOptions: ParsableArguments {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// `--db`, `--no-record`, `--durability`: where `run` and `serve` record.
+/// `--db`, `--no-record`, `--durability`, `--record-budget`, `--policy`: where `run` and
+/// `serve` record, and the policy they start with.
 struct RecordingOptions: ParsableArguments {
     @Option(help: "SQLite event store (created on first use, mode 0600).")
     var db: String = "./memgate.db"
@@ -33,6 +34,9 @@ struct RecordingOptions: ParsableArguments {
 
     @Option(help: "Rows per second each VM may add for each of invalid requests, denied requests and memory faults; beyond it they are counted per second in event_aggregates (1-1000000).")
     var recordBudget: UInt64 = 1000
+
+    @Option(help: "Replace the stored conversion policy with this file (JSON), recorded with its path. Default: the policy in force when the agent last ran (the built-in allow-all on a new store).")
+    var policy: String?
 
     func validate() throws {
         guard (1...1_000_000).contains(recordBudget) else {
@@ -47,6 +51,18 @@ struct RecordingOptions: ParsableArguments {
             return try EventStore(path: db, durability: durability, logger: logger)
         } catch {
             throw .store(error)
+        }
+    }
+
+    /// The store (unless --no-record) and the policy to start with: --policy, else the store's
+    /// policy in force. A store whose policy cannot be resolved is closed again.
+    func openWithPolicy(command: String, logger: Logger) throws -> (store: EventStore?, policy: PolicyInForce) {
+        let store = try open(logger: logger)
+        do {
+            return (store, try PolicyInForce.resolve(file: policy, store: store, command: command))
+        } catch {
+            store?.close()
+            throw error
         }
     }
 }

@@ -39,9 +39,6 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Name of the VM in logs, reports and policy matching.")
     var name: String?
 
-    @Option(help: "Conversion policy (JSON, DESIGN §4), recorded as a replacement. Default: the store's policy in force (allow everything on a new store).")
-    var policy: String?
-
     @Option(help: "Initial state of data RAM: private or shared.")
     var initialState: PageState = .private
 
@@ -59,20 +56,16 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
+        if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
+            throw ValidationError("--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
+        }
         // The same rules as POST /v1/vms: VMSpec's, reported with the flag's name.
-        var spec = VMSpec(name: name ?? "guest", imageName: guest, image: [])
-        spec.memoryMib = memoryMib
-        spec.vcpus = vcpus
-        spec.maxRuns = maxRuns
         do throws(AgentHostError) {
-            try spec.validate()
+            try spec(image: []).validate()
         } catch {
             guard case .invalid(let field, let message) = error else { throw ValidationError("\(error)") }
             let flag = ["memory_mib": "--memory-mib", "vcpus": "--vcpus", "max_runs": "--max-runs", "name": "--name"][field] ?? field
             throw ValidationError("\(flag) \(message)")
-        }
-        if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
-            throw ValidationError("--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
         }
     }
 
@@ -85,30 +78,13 @@ struct RunCommand: ParsableCommand {
             throw AgentFailure.usage("cannot read \(guest): \(error.localizedDescription)")
         }
         let system = try openKVM()
-        let store = try recording.open(logger: logger)
-        let inForce: PolicyInForce
-        do {
-            inForce = try PolicyInForce.resolve(file: policy, store: store, command: "run")
-            try inForce.record(in: store)
-        } catch {
-            store?.close()
-            throw error
-        }
-        let versionedPolicy = inForce.policy
+        let (store, inForce) = try recording.openWithPolicy(command: "run", logger: logger)
         defer { store?.close() }
-        let host = AgentHost(system: system, store: store, policies: PolicyStore(versionedPolicy), maxVMs: 1,
+        try inForce.record(in: store)
+        let host = AgentHost(system: system, store: store, policies: PolicyStore(inForce.policy), maxVMs: 1,
                              recordingBudget: recording.recordBudget, logger: logger)
 
-        var spec = VMSpec(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent,
-                          imageName: guest, image: file)
-        spec.memoryMib = memoryMib
-        spec.vcpus = vcpus
-        spec.commandLine = arg
-        spec.initialState = initialState
-        spec.backend = backend
-        spec.maxRuns = maxRuns
-        spec.aliasMechanism = aliasMechanism
-        spec.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
+        var spec = spec(image: file)
         // A stdout nobody drains, a closed pipe or a full disk stops the streaming, never the VM.
         OutputDescriptor.ignoreBrokenPipe()
         let stdout = OutputDescriptor.standardOutput
@@ -157,6 +133,21 @@ struct RunCommand: ParsableCommand {
         lines.append("data RAM now: \(states.privateBytes) bytes private, \(states.sharedBytes) bytes shared")
         FileHandle.standardError.write(Data(lines.map { "memgate-agent: \($0)\n" }.joined().utf8))
     }
+
+    /// The VM these flags describe; `validate` checks the same spec that `run` starts.
+    private func spec(image: [UInt8]) -> VMSpec {
+        var spec = VMSpec(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent,
+                          imageName: guest, image: image)
+        spec.memoryMib = memoryMib
+        spec.vcpus = vcpus
+        spec.commandLine = arg
+        spec.initialState = initialState
+        spec.backend = backend
+        spec.maxRuns = maxRuns
+        spec.aliasMechanism = aliasMechanism
+        spec.timeout = timeout.map { .milliseconds(Int64($0 * 1000)) }
+        return spec
+    }
 }
 
 extension PageState: ExpressibleByArgument {}
@@ -171,5 +162,6 @@ extension AgentHostError {
         default: description
         }
     }
+
 }
 extension AliasMechanism: ExpressibleByArgument {}

@@ -11,6 +11,9 @@ import Platform
 import VMM
 
 struct ServeCommand: ParsableCommand {
+    /// The server's own defaults are the flags' defaults: one source for each.
+    private static let server = HTTPServerConfiguration()
+
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the agent daemon: host VMs and serve REST API v1 on TCP and a Unix socket.",
@@ -35,29 +38,26 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Bearer tokens for TCP clients: one `NAME ROLE SECRET` a line (mode 0600).")
     var tokenFile: String?
 
-    @Option(help: "Replace the stored conversion policy with this file (JSON), recorded with its path. Default: the policy in force when the agent last ran (the built-in allow-all on a new store).")
-    var policy: String?
-
     @Option(help: "Most simultaneous connections (1-100000); beyond it, 503.")
-    var maxConnections: Int = 4096
+    var maxConnections = Self.server.limits.maxConnections
 
     @Option(help: "Most simultaneous TCP connections from one address (1-100000); beyond it, 503.")
-    var maxConnectionsPerPeer: Int = 256
+    var maxConnectionsPerPeer = Self.server.limits.maxConnectionsPerPeer
 
     @Option(help: "Unix-socket connections at most (1-4096): slots of their own that TCP clients cannot take.")
-    var maxUnixConnections: Int = 64
+    var maxUnixConnections = Self.server.limits.maxUnixConnections
 
     @Option(help: "Seconds a request may take from its first byte to the end of its headers (0.1-3600); then 408.")
-    var headerTimeout: Double = 10
+    var headerTimeout = Double(Self.server.limits.headerTimeoutNanos) / 1e9
 
     @Option(help: "Seconds a request body may take from the end of the headers, however it trickles in (0.1-3600); then 408.")
-    var bodyTimeout: Double = 30
+    var bodyTimeout = Double(Self.server.limits.bodyTimeoutNanos) / 1e9
 
     @Option(help: "Seconds a response may wait for a client that does not read it (0.1-3600); then the connection closes.")
-    var writeStallTimeout: Double = 30
+    var writeStallTimeout = Double(Self.server.limits.writeStallTimeoutNanos) / 1e9
 
     @Option(help: "Worker threads for requests that may block (1-256).")
-    var workers: Int = 4
+    var workers = Self.server.workerThreads
 
     @Option(name: .customLong("max-vms"), help: "Most VMs this agent holds at once (1-4096).")
     var maxVMs: Int = 64
@@ -114,14 +114,7 @@ struct ServeCommand: ParsableCommand {
                 throw AgentFailure.images(error)
             }
         }
-        let store = try recording.open(logger: logger)
-        let inForce: PolicyInForce
-        do {
-            inForce = try PolicyInForce.resolve(file: policy, store: store, command: "serve")
-        } catch {
-            store?.close()
-            throw error
-        }
+        let (store, inForce) = try recording.openWithPolicy(command: "serve", logger: logger)
         let initialPolicy = inForce.policy
         let report = HostReport.probe(system: system, aliasMechanism: aliasMechanism, logger: logger)
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,

@@ -4,6 +4,9 @@ import Foundation
 
 /// Which hosts, how to reach them, how to print: shared by every command.
 struct FleetOptions: ParsableArguments {
+    /// The transport's own defaults are the flags' defaults: one source for each.
+    private static let transport = TransportOptions()
+
     @Option(help: "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments (default: MEMGATE_HOSTS, then the context's).")
     var hosts: String?
 
@@ -20,19 +23,19 @@ struct FleetOptions: ParsableArguments {
     var tokenFile: String?
 
     @Option(help: "Requests in flight at once (1-1024).")
-    var concurrency: Int = 64
+    var concurrency = Self.transport.concurrency
 
     @Option(help: "Seconds to connect to a host (0.1-300).")
-    var connectTimeout: Double = 3
+    var connectTimeout = Double(Self.transport.connectTimeoutMilliseconds) / 1000
 
     @Option(help: "Seconds for a whole request (0.1-3600).")
-    var timeout: Double = 15
+    var timeout = Double(Self.transport.totalTimeoutMilliseconds) / 1000
 
     @Option(help: "Extra attempts for idempotent requests (0-10).")
-    var retries: Int = 2
+    var retries = Self.transport.retries
 
     @Option(help: "Seconds one host may take in all, retries included (0.1-3600); no host holds a command up longer.")
-    var deadline: Double = 20
+    var deadline = Double(Self.transport.hostDeadlineMilliseconds) / 1000
 
     @Option(help: "CA certificates for https:// agents.")
     var caFile: String?

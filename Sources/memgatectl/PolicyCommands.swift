@@ -19,6 +19,16 @@ struct PolicyCommand: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: file) else { throw CtlFailure.usage("cannot read \(file)") }
             return [UInt8](data)
         }
+
+        /// The file's bytes and the policy they hold, checked here before any host is asked.
+        func policy() throws -> (document: [UInt8], policy: VersionedPolicy) {
+            let document = try document()
+            do {
+                return (document, try VersionedPolicy(document: document))
+            } catch {
+                throw CtlFailure.failed("\(file): invalid: \(error)")
+            }
+        }
     }
 
     /// One host's line in the answer of validate, diff and push.
@@ -101,17 +111,11 @@ struct PolicyCommand: ParsableCommand {
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Validate a policy file locally and as a dry run on every host.")
         @OptionGroup var arguments: FileArguments
-        var fleet: FleetOptions { arguments.fleet }
 
         func run() throws {
-            let document = try arguments.document()
-            let file = arguments.file
-            do {
-                let policy = try VersionedPolicy(document: document)
-                if !fleet.json { Out.line("\(file): valid locally, version \(policy.version)") }
-            } catch {
-                throw CtlFailure.failed("\(file): invalid: \(error)")
-            }
+            let fleet = arguments.fleet
+            let (document, policy) = try arguments.policy()
+            if !fleet.json { Out.line("\(arguments.file): valid locally, version \(policy.version)") }
             let client = try fleet.fleet()
             let outcomes = PolicyPush.dryRun(document, on: client)
             let rows = outcomes.map { outcome in
@@ -127,11 +131,10 @@ struct PolicyCommand: ParsableCommand {
     struct Diff: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "What pushing FILE would change on each host (exit 1 when anything would, as diff).")
         @OptionGroup var arguments: FileArguments
-        var fleet: FleetOptions { arguments.fleet }
 
         func run() throws {
-            let document = try arguments.document()
-            let new = try VersionedPolicy(document: document)
+            let fleet = arguments.fleet
+            let (document, new) = try arguments.policy()
             let client = try fleet.fleet()
             let outcomes = client.send("GET", { _ in "/v1/policy" })
             var rows: [Row] = []

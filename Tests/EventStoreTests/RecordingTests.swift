@@ -1,7 +1,7 @@
 import Foundation
 import KVM
 import Logging
-import MemoryModel
+@testable import MemoryModel
 import Platform
 import SQLite
 import Synchronization

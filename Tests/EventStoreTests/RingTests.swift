@@ -22,6 +22,31 @@ import Testing
             .text("applied"), .null, .unsigned(2_000), .unsigned(4096), .integer(0), .integer(id)])
     }
 
+    @Test func theMappedFileKeepsEveryAccessInsideTheMapping() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mapped-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("file").path
+        do {
+            let file = try MappedFile(path: path, size: 4096)
+            file.store(UInt64(0x1122_3344_5566_7788), at: 4088)
+            file.write([1, 2, 3], at: 10)
+            // Past the end, or straddling it: nothing is read or written.
+            file.store(UInt64.max, at: 4089)
+            file.write([9, 9], at: 4095)
+            file.write([9], at: -1)
+            #expect(file.load(UInt64.self, at: 4088) == 0x1122_3344_5566_7788)
+            #expect(file.load(UInt32.self, at: 4093) == 0)
+            #expect(file.bytes(at: 10, count: 3) == [1, 2, 3])
+            #expect(file.bytes(at: 4095, count: 2) == [])
+            #expect(file.bytes(at: 4095, count: 1) == [0x11])  // the stored value's top byte, untouched
+        }
+        // MAP_SHARED: what was stored is in the file once the mapping is gone.
+        let reopened = try MappedFile(path: path, size: 4096)
+        #expect(reopened.load(UInt64.self, at: 4088) == 0x1122_3344_5566_7788)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count == 4096)
+    }
+
     @Test func codecRoundTripsEventStatementsAndRefusesAnythingElse() throws {
         let writes = [conversionWrite(id: 7, vmID: 1), finishWrite(id: 7)]
         let bytes = try #require(EventRingCodec.encode(writes))

@@ -22,11 +22,6 @@ public struct RequestContext: Sendable {
     public var transport: HTTPTransport
     /// CLOCK_MONOTONIC nanoseconds when the request was complete.
     public var receivedNanos: UInt64
-
-    public init(transport: HTTPTransport, receivedNanos: UInt64) {
-        self.transport = transport
-        self.receivedNanos = receivedNanos
-    }
 }
 
 /// Turns requests into responses. The server never lets a handler that may

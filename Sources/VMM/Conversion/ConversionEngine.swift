@@ -214,7 +214,7 @@ public final class ConversionEngine: Sendable {
                 return (receipt, settled, backend.isMapped(fault.range, in: state.map))
             }
             if settled { return .settled(faultReceipt, mapped: mapped) }
-            let request = ConversionRequest(range: fault.range, direction: ConversionDirection(to: wanted), trigger: .implicit, vcpu: vcpu)
+            let request = ConversionRequest.implicit(range: fault.range, to: wanted, vcpu: vcpu)
             let (applied, receipt) = convert(request, requestedNanos: now)
             return .converted(applied, receipt, request.direction)
         }

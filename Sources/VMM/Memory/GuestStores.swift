@@ -3,7 +3,7 @@ import MemoryModel
 
 /// The host memory behind a VM's RAM: the boot region, and data RAM's private
 /// and shared stores (each indexed by offset from the start of data RAM).
-public final class GuestStores: Sendable {
+public struct GuestStores: Sendable {
     public let bootRegion: HostMemory
     public let dataRAM: PageRange
     /// guest_memfd holding private pages, when the host has it.
@@ -14,21 +14,11 @@ public final class GuestStores: Sendable {
     /// `protect` mechanism: second mappings of the private and shared stores, bound
     /// into the memslots, whose protections follow page state. The host itself
     /// always uses `privateMemory`/`sharedMemory`, which stay open.
-    public let guestViews: GuestViews?
+    public var guestViews: GuestViews? = nil
 
     public struct GuestViews: Sendable {
         public let privateView: HostMemory
         public let sharedView: HostMemory
-    }
-
-    public init(bootRegion: HostMemory, dataRAM: PageRange, privateFile: GuestMemfd?, privateMemory: HostMemory?,
-                sharedMemory: HostMemory, guestViews: GuestViews? = nil) {
-        self.bootRegion = bootRegion
-        self.dataRAM = dataRAM
-        self.privateFile = privateFile
-        self.privateMemory = privateMemory
-        self.sharedMemory = sharedMemory
-        self.guestViews = guestViews
     }
 
     /// Gives the RAM of a VM that has ended back to the host (it reads back as zeroes):
