@@ -10,10 +10,13 @@ public struct FaultEvent: Codable, Sendable, Equatable {
     public var flags: UInt64
     /// kvm or emulated.
     public var source: String
+    /// read, write, exec, or unknown (KVM did not say, or the row predates schema 6).
+    public var access: String
 
-    public init(eventId: Int64, vmId: Int64, vcpu: Int, timeNs: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: String) {
+    public init(eventId: Int64, vmId: Int64, vcpu: Int, timeNs: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: String,
+                access: String = "unknown") {
         self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.timeNs = timeNs; self.gpa = gpa
-        self.size = size; self.flags = flags; self.source = source
+        self.size = size; self.flags = flags; self.source = source; self.access = access
     }
 }
 
@@ -91,6 +94,8 @@ public struct EventPage: Codable, Sendable, Equatable {
 /// Filters shared by `GET /v1/memory-faults` and `GET /v1/conversions`.
 public struct EventFilter: Sendable, Equatable {
     public var vm: Int64?
+    /// Faults only: read, write, exec or unknown.
+    public var access: String?
     public var direction: String?
     public var trigger: String?
     public var decision: String?

@@ -67,6 +67,17 @@ extension AgentAPI {
         case .events(let after, let limit, fromEnd: false):
             let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.eventPageJSON(after: after, limit: limit) }
             return HTTPResponse(status: 200, contentType: "application/json", body: page)
+        case .eventStream(let after, let filter):
+            guard let streams else {
+                throw APIError(409, "not_recording", "this agent runs with --no-record; there are no stored events to stream")
+            }
+            var start = after ?? 0
+            if after == nil { start = try read { (queries: EventQueries) throws(EventStoreError) in try queries.streamHead() } }
+            guard let response = streams.open(after: start, filter: filter) else {
+                throw APIError(503, "too_many_streams", "the agent serves at most \(streams.limits.maxStreams) event streams; retry later",
+                               headers: ["Retry-After": "5"])
+            }
+            return response
         case .getPolicy:
             let current = host.policies.policy
             return HTTPResponse(status: 200, contentType: "application/json", body: current.document,

@@ -22,6 +22,8 @@ public final class AgentAPI: HTTPHandler {
         public var sessionLifetimeNanos: UInt64 = 12 * 3600 * 1_000_000_000
         /// Mark the session cookie `Secure` (the agent is reached through TLS).
         public var secureCookie = false
+        /// Limits of `GET /v1/events/stream`.
+        public var streams = EventStreamHub.Limits()
         public init(tokens: TokenStore, images: ImageDirectory?) {
             self.tokens = tokens
             self.images = images
@@ -40,6 +42,8 @@ public final class AgentAPI: HTTPHandler {
     /// Refused requests, counted a second at a time (see `RefusalLedger`).
     private let refusals = Mutex(RefusalLedger())
     let logger: Logger
+    /// The event stream (nil with --no-record: there are no durable events to stream).
+    public let streams: EventStreamHub?
     static let healthBody = Array(#"{"status":"ok"}"#.utf8) + [0x0A]
 
     public init(host: AgentHost, queries: EventQueries?, snapshot: HostSnapshot, configuration: Configuration, logger: Logger) {
@@ -50,6 +54,13 @@ public final class AgentAPI: HTTPHandler {
         tokenStore = Mutex(configuration.tokens)
         sessions = Mutex(SessionStore(lifetimeNanos: configuration.sessionLifetimeNanos))
         self.logger = logger
+        streams = queries.map { EventStreamHub(source: $0, limits: configuration.streams, logger: logger) }
+        if let streams { host.store?.onCommit { [weak streams] in streams?.signal() } }
+    }
+
+    /// Ends every stream (before the server stops, so readers get a clean end of stream).
+    public func stopStreams() {
+        streams?.stop()
     }
 
     var tokens: TokenStore { tokenStore.withLock { $0 } }

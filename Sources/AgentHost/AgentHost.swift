@@ -163,11 +163,13 @@ public final class AgentHost: Sendable {
     public func pause(_ id: Int64) throws(AgentHostError) {
         do { try existing(id).machine.pause() } catch let error as LifecycleError { throw .conflict(error.description) }
         catch let error as AgentHostError { throw error } catch { throw .conflict("\(error)") }
+        store?.vmLifecycle(id, .paused, atNanos: MonotonicClock.wallNanos())
     }
 
     public func resume(_ id: Int64) throws(AgentHostError) {
         do { try existing(id).machine.resume() } catch let error as LifecycleError { throw .conflict(error.description) }
         catch let error as AgentHostError { throw error } catch { throw .conflict("\(error)") }
+        store?.vmLifecycle(id, .resumed, atNanos: MonotonicClock.wallNanos())
     }
 
     /// Stops the VM (if it has not ended) and returns once its end is recorded.

@@ -25,8 +25,9 @@ public final class EventQueries: Sendable {
         self.store = store
     }
 
-    private func withConnection<T>(_ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(EventStoreError) -> T {
-        store?.flush()
+    /// - Parameter flushing: false for a reader that is woken by commits (the event stream) and must not wait for the next.
+    func withConnection<T>(flushing: Bool = true, _ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(EventStoreError) -> T {
+        if flushing { store?.flush() }
         let borrowed = idle.withLock { $0.popLast() }
         let connection: SQLiteConnection
         if let borrowed {
@@ -47,7 +48,7 @@ public final class EventQueries: Sendable {
         }
     }
 
-    static let faultColumns = "event_id, vm_id, vcpu, time_ns, gpa, size, flags, source"
+    static let faultColumns = "event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access"
     static let conversionColumns = """
         event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision, reason, policy_version, \
         source, changed_bytes, discarded_bytes, guest_result, requested_pages
@@ -99,6 +100,9 @@ public final class EventQueries: Sendable {
         var clauses = ["event_id > ?"]
         var values: [SQLValue] = [.integer(filter.after)]
         if let vm = filter.vm { clauses.append("vm_id = ?"); values.append(.integer(vm)) }
+        if let access = filter.access {
+            if access == "unknown" { clauses.append("access IS NULL") } else { clauses.append("access = ?"); values.append(.text(access)) }
+        }
         if let since = filter.since { clauses.append("time_ns >= ?"); values.append(.unsigned(since)) }
         if let until = filter.until { clauses.append("time_ns < ?"); values.append(.unsigned(until)) }
         values.append(.integer(Int64(filter.limit)))
@@ -287,7 +291,8 @@ public final class EventQueries: Sendable {
 
     static func fault(_ row: Statement) -> FaultEvent {
         FaultEvent(eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), timeNs: row.unsigned(3),
-                   gpa: row.unsigned(4), size: row.unsigned(5), flags: row.unsigned(6), source: row.text(7))
+                   gpa: row.unsigned(4), size: row.unsigned(5), flags: row.unsigned(6), source: row.text(7),
+                   access: row.isNull(8) ? "unknown" : row.text(8))
     }
 
     static func conversion(_ row: Statement) -> ConversionEvent {

@@ -9,7 +9,7 @@ import SQLite
 enum EventRingCodec {
     /// The statements a record may carry, by the number stored in ring files (only ever append).
     enum Statement: UInt8, CaseIterable, Sendable {
-        case insertFault, insertConversion, finishConversion, insertAPIRequest
+        case insertFault, insertConversion, finishConversion, insertAPIRequest, insertFaultWithAccess
 
         var sql: String {
             switch self {
@@ -17,6 +17,7 @@ enum EventRingCodec {
             case .insertConversion: EventStore.insertConversion
             case .finishConversion: EventStore.finishConversion
             case .insertAPIRequest: EventStore.insertAPIRequest
+            case .insertFaultWithAccess: EventStore.insertFaultWithAccess
             }
         }
     }

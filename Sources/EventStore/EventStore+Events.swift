@@ -7,8 +7,12 @@ import Synchronization
 
 /// Faults and conversions: the `EventSink` the conversion engine records into.
 extension EventStore {
+    /// Schema 1-5's fault row: only replayed from rings an older agent left.
     static let insertFault = """
         INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        """
+    static let insertFaultWithAccess = """
+        INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
     static let insertConversion = """
         INSERT INTO conversions (event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision,
@@ -26,33 +30,27 @@ extension EventStore {
 
     public func record(fault: MemoryFaultRecord) -> EventReceipt {
         let (_, sequence, durable) = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
-            ids.withLock { ids in
-                let id = ids.nextEvent
-                ids.nextEvent += 1
-                return ((), [EventWriter.Write(.insertFault, values: [
-                    .integer(id), .integer(fault.vmID), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
-                    .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags), .text(fault.source.rawValue),
-                ])])
-            }
+            ((), [EventWriter.Write(.insertFaultWithAccess, values: [
+                .integer(nextEventID()), .integer(fault.vmID), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
+                .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags), .text(fault.source.rawValue),
+                fault.access.map { .text($0.rawValue) } ?? .null,
+            ])])
         }
         return receipt(sequence, durable: durable)
     }
 
     func insert(_ conversion: ConversionRecord) -> (ConversionTicket, sequence: UInt64, durable: Bool) {
         writer.enqueueDurably { () -> (ConversionTicket, [EventWriter.Write]) in
-            ids.withLock { ids in
-                let id = ids.nextEvent
-                ids.nextEvent += 1
-                return (ConversionTicket(id: UInt64(id)), [EventWriter.Write(.insertConversion, values: [
-                    .integer(id), .integer(conversion.vmID), .integer(Int64(conversion.vcpu)),
-                    .unsigned(conversion.requestedNanos), .optional(conversion.completedNanos), .unsigned(conversion.gpa),
-                    .unsigned(conversion.size), .text(conversion.direction.rawValue), .text(conversion.trigger.rawValue),
-                    .text(conversion.decision.rawValue), .text(conversion.reason), .text(conversion.policyVersion),
-                    .text(conversion.source.rawValue), .unsigned(conversion.changedBytes), .unsigned(conversion.discardedBytes),
-                    .integer(conversion.guestResult),
-                    conversion.requestedPages.map { .integer(Int64(min($0, UInt64(Int64.max)))) } ?? .null,
-                ])])
-            }
+            let id = nextEventID()
+            return (ConversionTicket(id: UInt64(id)), [EventWriter.Write(.insertConversion, values: [
+                .integer(id), .integer(conversion.vmID), .integer(Int64(conversion.vcpu)),
+                .unsigned(conversion.requestedNanos), .optional(conversion.completedNanos), .unsigned(conversion.gpa),
+                .unsigned(conversion.size), .text(conversion.direction.rawValue), .text(conversion.trigger.rawValue),
+                .text(conversion.decision.rawValue), .text(conversion.reason), .text(conversion.policyVersion),
+                .text(conversion.source.rawValue), .unsigned(conversion.changedBytes), .unsigned(conversion.discardedBytes),
+                .integer(conversion.guestResult),
+                conversion.requestedPages.map { .integer(Int64(min($0, UInt64(Int64.max)))) } ?? .null,
+            ])])
         }
     }
 

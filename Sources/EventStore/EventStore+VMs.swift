@@ -24,6 +24,30 @@ public struct VMRegistration: Sendable {
 
 /// VMs and policy versions: registered, started, ended, applied.
 extension EventStore {
+    /// What happens to a VM, as the event stream names it (`vm_<what>`).
+    public enum VMEventKind: String, Sendable, CaseIterable {
+        case created, started, paused, resumed, ended
+    }
+
+    static let insertVMEvent = """
+        INSERT INTO vm_events (event_id, vm_id, time_ns, what, final_state, reason, exit_status) VALUES (?, ?, ?, ?, ?, ?, ?)
+        """
+
+    /// A lifecycle row under the next event id; call inside the writer's `enqueue`, which keeps ids in queue order.
+    private func vmEventWrite(_ vmID: Int64, _ what: VMEventKind, atNanos time: UInt64, state: String? = nil,
+                              reason: String? = nil, exitStatus: Int32? = nil) -> EventWriter.Write {
+        let id = nextEventID()
+        return EventWriter.Write(sql: Self.insertVMEvent, values: [
+            .integer(id), .integer(vmID), .unsigned(time), .text(what.rawValue), state.map(SQLValue.text) ?? .null,
+            reason.map(SQLValue.text) ?? .null, exitStatus.map { .integer(Int64($0)) } ?? .null])
+    }
+
+    func nextEventID() -> Int64 {
+        ids.withLock { ids in
+            defer { ids.nextEvent += 1 }
+            return ids.nextEvent
+        }
+    }
 
     /// Hands out a VM id (never reused, even if the VM is never registered).
     public func reserveVMID() -> Int64 {
@@ -52,7 +76,8 @@ extension EventStore {
                 """, values: [.integer(id), .text(registration.name), .text(labels), .unsigned(registration.memoryBytes),
                               .integer(Int64(registration.vcpus)), .text(registration.backend),
                               .unsigned(registration.dataRAM.start), .unsigned(registration.dataRAM.size),
-                              .text(registration.initialState.rawValue), .unsigned(createdNanos)])])
+                              .text(registration.initialState.rawValue), .unsigned(createdNanos)]),
+                  vmEventWrite(id, .created, atNanos: createdNanos)])
         }
         if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }
     }
@@ -60,7 +85,15 @@ extension EventStore {
     public func vmStarted(_ id: Int64, atNanos time: UInt64) {
         _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
             ((), [EventWriter.Write(sql: "UPDATE vms SET started_ns = coalesce(started_ns, ?) WHERE vm_id = ?",
-                                    values: [.unsigned(time), .integer(id)])])
+                                    values: [.unsigned(time), .integer(id)]),
+                  vmEventWrite(id, .started, atNanos: time)])
+        }
+    }
+
+    /// A pause or resume, for the event stream (the vms row keeps only the VM's start and end).
+    public func vmLifecycle(_ id: Int64, _ what: VMEventKind, atNanos time: UInt64) {
+        _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [vmEventWrite(id, what, atNanos: time)])
         }
     }
 
@@ -73,7 +106,8 @@ extension EventStore {
             var writes = [EventWriter.Write(sql: """
                 UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ? AND ended_ns IS NULL
                 """, values: [.unsigned(time), .text(state), reason.map { .text($0) } ?? .null,
-                              exitStatus.map { .integer(Int64($0)) } ?? .null, .integer(id)])]
+                              exitStatus.map { .integer(Int64($0)) } ?? .null, .integer(id)]),
+                          vmEventWrite(id, .ended, atNanos: time, state: state, reason: reason, exitStatus: exitStatus)]
             for run in layout.runs {
                 writes.append(EventWriter.Write(sql: "INSERT OR REPLACE INTO memory_layout (vm_id, start_gpa, end_gpa, state) VALUES (?, ?, ?, ?)",
                                                 values: [.integer(id), .unsigned(run.range.start), .unsigned(run.range.end),
@@ -90,8 +124,8 @@ extension EventStore {
                 EventWriter.Write(sql: "INSERT OR IGNORE INTO policies (version, document, first_applied_ns, name) VALUES (?, ?, ?, ?)",
                                   values: [.text(policy.version), .text(String(decoding: policy.document, as: UTF8.self)), .unsigned(time),
                                            policy.policy.name.map(SQLValue.text) ?? .null]),
-                EventWriter.Write(sql: "INSERT INTO policy_applications (version, applied_ns, applied_by) VALUES (?, ?, ?)",
-                                  values: [.text(policy.version), .unsigned(time), .text(appliedBy)]),
+                EventWriter.Write(sql: "INSERT INTO policy_applications (version, applied_ns, applied_by, event_id) VALUES (?, ?, ?, ?)",
+                                  values: [.text(policy.version), .unsigned(time), .text(appliedBy), .integer(nextEventID())]),
             ])
         }
         if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }

@@ -61,8 +61,7 @@ public final class EventStore: EventSink {
             let replayed = try ring.map { ring throws(SQLiteError) in try Self.apply(ring, to: connection) } ?? 0
             let recovered = try Self.closeLostVMs(connection, atNanos: MonotonicClock.wallNanos(), replayed: replayed)
             let lastEvent = try connection.scalar("""
-                SELECT max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0),
-                           coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
+                SELECT max(\(Self.highestEventIDs), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
                 """) ?? 0
             let lastVM = try connection.scalar("""
                 SELECT max(coalesce((SELECT max(vm_id) FROM vms), 0), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'vm'), 0))
@@ -82,6 +81,13 @@ public final class EventStore: EventSink {
         self.writer = writer
     }
 
+    /// The highest event id in each table that takes one, as SQL arguments of `max(...)`.
+    static let highestEventIDs = """
+        coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0),
+        coalesce((SELECT max(event_id) FROM vm_events), 0), coalesce((SELECT max(event_id) FROM policy_applications), 0),
+        coalesce((SELECT max(through_event_id) FROM prunes), 0)
+        """
+
     public func close() {
         writer.close()
         ownership.release()
@@ -98,6 +104,11 @@ public final class EventStore: EventSink {
     /// Waits until everything recorded so far is committed to SQLite (readers call it first).
     public func flush() {
         writer.waitForEverythingQueued()
+    }
+
+    /// Runs `handler` on the writer's thread after every commit (keep it short: wake someone).
+    public func onCommit(_ handler: @escaping @Sendable () -> Void) {
+        writer.onCommit(handler)
     }
 
     /// Transactions committed so far (each may hold many events).

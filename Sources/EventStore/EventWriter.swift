@@ -56,6 +56,8 @@ final class EventWriter: @unchecked Sendable {
     private var latency = LatencyHistogram()
     /// Called once, on the writer thread, when recording fails for good.
     private var failureHandlers: [@Sendable (RecordingFailure) -> Void] = []
+    /// Called on the writer thread after each commit.
+    private var commitHandlers: [@Sendable () -> Void] = []
 
     /// Writes queued and not yet committed, and how long the oldest has waited.
     var backlog: (writes: UInt64, oldestSeconds: Double) {
@@ -133,6 +135,12 @@ final class EventWriter: @unchecked Sendable {
     }
 
     /// Runs `handler` once when recording fails (at once if it already has).
+    func onCommit(_ handler: @escaping @Sendable () -> Void) {
+        condition.lock()
+        commitHandlers.append(handler)
+        condition.unlock()
+    }
+
     func onFailure(_ handler: @escaping @Sendable (RecordingFailure) -> Void) {
         condition.lock()
         let already = failure
@@ -205,8 +213,10 @@ final class EventWriter: @unchecked Sendable {
                 batches += 1
                 if let ring, let newest = batch.last(where: { $0.ringSequence != 0 })?.ringSequence { ring.markIngested(newest) }
             }
+            let committedHandlers = commitHandlers
             condition.broadcast()
             condition.unlock()
+            for handler in committedHandlers { handler() }
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import SQLite
 
 /// Offline operations on an event store file: `memgate-agent db …`.
@@ -85,11 +86,19 @@ public enum Maintenance {
             try connection.transaction { () throws(SQLiteError) in
                 try connection.execute("""
                     INSERT INTO id_watermarks (name, last_id)
-                    VALUES ('event', max(coalesce((SELECT max(event_id) FROM memory_faults), 0), coalesce((SELECT max(event_id) FROM conversions), 0))),
+                    VALUES ('event', max(\(EventStore.highestEventIDs))),
                            ('vm', coalesce((SELECT max(vm_id) FROM vms), 0))
                     ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)
                     """)
             }
+            // The newest event this prune deletes: stream readers resuming from before it are told.
+            let ended = "vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)"
+            let deletedThrough = try connection.scalar("""
+                SELECT max(id) FROM (
+                    SELECT max(event_id) AS id FROM memory_faults WHERE time_ns < ?1 AND \(ended)
+                    UNION ALL SELECT max(event_id) FROM conversions WHERE requested_ns < ?1 AND \(ended)
+                    UNION ALL SELECT max(event_id) FROM vm_events WHERE time_ns < ?1 AND \(ended))
+                """, [cutoff])
             var faults = 0
             while true {
                 let deleted = try connection.transaction { () throws(SQLiteError) in
@@ -130,11 +139,30 @@ public enum Maintenance {
                 if deleted == 0 { break }
                 try checkpoint(connection)
             }
+            var lifecycle = 0
+            while true {
+                let deleted = try connection.transaction { () throws(SQLiteError) in
+                    try connection.query("""
+                        DELETE FROM vm_events WHERE event_id IN (SELECT event_id FROM vm_events WHERE time_ns < ?1 AND \(ended) LIMIT ?2)
+                        """, [cutoff, limit])
+                    return connection.changes
+                }
+                lifecycle += deleted
+                if deleted == 0 { break }
+                try checkpoint(connection)
+            }
+            if let deletedThrough, faults + conversions + lifecycle > 0 {
+                try connection.transaction { () throws(SQLiteError) in
+                    try connection.query("INSERT INTO prunes (time_ns, cutoff_ns, through_event_id, events) VALUES (?, ?, ?, ?)", [
+                        .unsigned(MonotonicClock.wallNanos()), cutoff, .integer(deletedThrough), .integer(Int64(faults + conversions + lifecycle))])
+                }
+            }
             let vms = try connection.transaction { () throws(SQLiteError) in
                 let gone = """
                     SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1
                     AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id)
                     AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.vm_id = v.vm_id)
+                    AND NOT EXISTS (SELECT 1 FROM vm_events e WHERE e.vm_id = v.vm_id)
                     """
                 try connection.query("DELETE FROM memory_layout WHERE vm_id IN (\(gone))", [cutoff])
                 try connection.query("DELETE FROM event_aggregates WHERE vm_id IN (\(gone))", [cutoff])

@@ -37,6 +37,7 @@ extension JSONWriter {
     /// One memory-fault row (columns in `EventQueries.faultColumns` order).
     mutating func fault(_ row: Statement) {
         beginObject()
+        if row.isNull(8) { field("access", "unknown") } else { field("access", text: 8, of: row) }
         field("event_id", row.int64(0))
         field("flags", row.unsigned(6))
         field("gpa", row.unsigned(4))

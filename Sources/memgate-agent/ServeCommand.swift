@@ -13,6 +13,7 @@ import VMM
 struct ServeCommand: ParsableCommand {
     /// The server's own defaults are the flags' defaults: one source for each.
     private static let server = HTTPServerConfiguration()
+    private static let streams = EventStreamHub.Limits()
 
     static let configuration = CommandConfiguration(
         commandName: "serve",
@@ -65,6 +66,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "How alias-backend VMs convert: protect or memslot (default: what the start-up probe chose).")
     var aliasMechanism: AliasMechanism?
 
+    @Option(help: "Event streams (GET /v1/events/stream) open at once (1-100000); one more gets 503.")
+    var maxStreams = Self.streams.maxStreams
+
+    @Option(help: "Seconds between the event stream's heartbeat comments (0.1-3600).")
+    var streamHeartbeat = Double(Self.streams.heartbeatNanos) / 1e9
+
     @Option(help: "Seconds a status-page sign-in lasts (60-604800).")
     var sessionTtl: Double = 43_200
 
@@ -82,6 +89,8 @@ struct ServeCommand: ParsableCommand {
         }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be from 1 to 256") }
         guard (1...4096).contains(maxVMs) else { throw ValidationError("--max-vms must be from 1 to 4096") }
+        guard (1...100_000).contains(maxStreams) else { throw ValidationError("--max-streams must be from 1 to 100000") }
+        guard streamHeartbeat >= 0.1, streamHeartbeat <= 3600 else { throw ValidationError("--stream-heartbeat must be from 0.1 to 3600 seconds") }
         guard sessionTtl >= 60, sessionTtl <= 604_800 else { throw ValidationError("--session-ttl must be from 60 to 604800 seconds") }
         if listen != "none", ListenAddress(listen) == nil {
             throw ValidationError("--listen must be HOST:PORT with an IPv4 or [IPv6] literal and a port from 0 to 65535, or none")
@@ -123,6 +132,8 @@ struct ServeCommand: ParsableCommand {
         var apiConfiguration = AgentAPI.Configuration(tokens: tokens, images: images)
         apiConfiguration.sessionLifetimeNanos = UInt64(sessionTtl * 1e9)
         apiConfiguration.secureCookie = cookieSecure
+        apiConfiguration.streams.maxStreams = maxStreams
+        apiConfiguration.streams.heartbeatNanos = UInt64(streamHeartbeat * 1e9)
         let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
                            configuration: apiConfiguration, logger: logger)
 
@@ -169,6 +180,7 @@ struct ServeCommand: ParsableCommand {
             signal = ProcessSignals.waitForSignal()
         }
         logger.notice("draining", metadata: ["signal": "\(signal)"])
+        api.stopStreams()
         server.stop()
         api.flushAudit()
         host.shutdown(reason: "the agent is shutting down (signal \(signal))")

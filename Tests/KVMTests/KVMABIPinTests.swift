@@ -18,6 +18,9 @@ struct KVMABIPinTests {
         #expect(MapGPARangeCall.pageSizeMask == UInt64(CKVM_MAP_GPA_RANGE_PAGE_SZ_MASK))
         #expect(MemoryFaultRecord.flagPrivate == UInt64(CKVM_MEMORY_EXIT_FLAG_PRIVATE))
         #expect(MemoryFaultRecord.flagPrivate == MemoryFaultExit.flagPrivate)
+        #expect(FaultAccess.flagRead == UInt64(CKVM_MEMORY_EXIT_FLAG_READ))
+        #expect(FaultAccess.flagWrite == UInt64(CKVM_MEMORY_EXIT_FLAG_WRITE))
+        #expect(FaultAccess.flagExec == UInt64(CKVM_MEMORY_EXIT_FLAG_EXEC))
         #expect(Hypercall.mapGPARange == UInt64(CKVM_HC_MAP_GPA_RANGE))
     }
 

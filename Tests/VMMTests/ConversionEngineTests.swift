@@ -86,9 +86,9 @@ final class ManualClock: EngineClock {
         let engine = try engine(policy: "{}", clock: ManualClock(), events: InMemoryEventSink())
         let page = PageRange(start: dataRAM.start + 0x3000, size: 4096)
         let viaShared = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: (page.start + 0x10) | 1 << 40, size: 8), backend: engine.backend)
-        #expect(viaShared == GuestFault(range: page, wantsPrivate: false, source: .kvm))
+        #expect(viaShared == GuestFault(range: page, wantsPrivate: false, source: .kvm, access: nil))
         let viaPrivate = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: page.start, size: 4096), backend: engine.backend)
-        #expect(viaPrivate == GuestFault(range: page, wantsPrivate: true, source: .kvm))
+        #expect(viaPrivate == GuestFault(range: page, wantsPrivate: true, source: .kvm, access: nil))
         // Outside data RAM (and a size that would overflow): the range stays what KVM said, and the engine refuses it.
         let outside = VCPURunner.guestFault(MemoryFaultExit(flags: 8, gpa: UInt64.max - 10, size: 100), backend: engine.backend)
         #expect(outside.wantsPrivate && outside.range.start == UInt64.max & ~0xFFF)

@@ -32,6 +32,7 @@ public enum APIRouter {
             if middle == "policy", parts.last == "validate" { return (.policyValidate, nil) }
             if middle == "policy", parts.last == "history" { return (.policyHistory, nil) }
             if middle == "audit", parts.last == "requests" { return (.auditRequests, nil) }
+            if middle == "events", parts.last == "stream" { return (.eventStream, nil) }
         case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "policy" && parts[parts.startIndex + 2] == "documents":
             return (.policyDocument, nil)
         case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "vms":
@@ -107,6 +108,24 @@ public enum APIRouter {
             return .events(after: try query.integer("after", in: 0...Int64.max, default: 0),
                            limit: Int(try query.integer("limit", in: 1...1000, default: 100)),
                            fromEnd: try query.choice("from", of: ["start", "end"]) == "end")
+        case (.eventStream, _):
+            // A reconnecting EventSource sends Last-Event-ID; it wins over the URL it reconnects to.
+            var after = try query.optionalInteger("after", in: 0...Int64.max)
+            if let last = request.header("Last-Event-ID") {
+                guard let id = Int64(last.trimmingCharacters(in: .whitespaces)), id >= 0 else {
+                    throw APIError(400, "invalid_last_event_id", "Last-Event-ID must be an event id (a non-negative integer), not \(last)")
+                }
+                after = id
+            }
+            var filter = StreamFilter(vm: try query.optionalInteger("vm", in: 1...Int64.max))
+            if let kinds = query["kind"] {
+                let named = Set(kinds.split(separator: ",").map(String.init))
+                guard !named.isEmpty, named.isSubset(of: StreamFilter.kinds) else {
+                    throw .badParameter("kind", "takes a comma-separated list of \(StreamFilter.kinds.joined(separator: ", "))")
+                }
+                filter.kinds = named
+            }
+            return .eventStream(after: after, filter: filter)
         case (.policy, "GET"): return .getPolicy
         case (.policy, _):
             guard let tag = request.header("If-Match") else {
@@ -131,6 +150,9 @@ public enum APIRouter {
     static func filter(_ query: QueryString, conversions: Bool) throws(APIError) -> EventFilter {
         var filter = EventFilter()
         filter.vm = try query.optionalInteger("vm", in: 1...Int64.max)
+        if !conversions {
+            filter.access = try query.choice("access", of: ["read", "write", "exec", "unknown"])
+        }
         if conversions {
             filter.direction = try query.choice("direction", of: ["to_private", "to_shared"])
             filter.trigger = try query.choice("trigger", of: ["explicit", "implicit"])

@@ -21,6 +21,8 @@ public enum AgentAction: Sendable, Equatable {
     case conversions(EventFilter)
     /// `fromEnd`: no events, only the position from which to follow what comes next.
     case events(after: Int64, limit: Int, fromEnd: Bool)
+    /// Server-Sent Events from `after` (nil: from now on).
+    case eventStream(after: Int64?, filter: StreamFilter)
     case getPolicy
     /// The new document (already known to parse) and the `If-Match` tag.
     case putPolicy(document: [UInt8], ifMatch: String)
@@ -64,6 +66,7 @@ public enum Route: String, Sendable, CaseIterable {
     case faults = "/v1/memory-faults"
     case conversions = "/v1/conversions"
     case events = "/v1/events"
+    case eventStream = "/v1/events/stream"
     case policy = "/v1/policy"
     case policyValidate = "/v1/policy/validate"
     case policyHistory = "/v1/policy/history"

@@ -44,6 +44,11 @@
 #define CKVM_EXIT_LOONGARCH_IOCSR      38
 #define CKVM_EXIT_MEMORY_FAULT         39
 #define CKVM_MEMORY_EXIT_FLAG_PRIVATE  (1ULL << 3)
+/* Bits 0-2 of memory_fault.flags, reserved by KVM for the access type (read, write,
+ * exec) and not named by the uapi headers yet: MemGate's names for them. */
+#define CKVM_MEMORY_EXIT_FLAG_READ     (1ULL << 0)
+#define CKVM_MEMORY_EXIT_FLAG_WRITE    (1ULL << 1)
+#define CKVM_MEMORY_EXIT_FLAG_EXEC     (1ULL << 2)
 
 /* What KVM_EXIT_MEMORY_FAULT leaves in the kvm_run exit union (6.8+, absent from 6.1 headers). */
 struct ckvm_memory_fault {

@@ -10,6 +10,9 @@ public struct HTTPConnectionMachine: Sendable {
         /// Write the response; close the connection afterwards when `close`.
         /// `omitBody` for HEAD requests (Content-Length still describes the body).
         case send(HTTPResponse, close: Bool, omitBody: Bool)
+        /// Write the head of a streamed response and open its stream; the connection
+        /// carries nothing else and closes when the stream ends.
+        case stream(HTTPResponse)
         /// Close now, writing nothing.
         case close
     }
@@ -19,6 +22,8 @@ public struct HTTPConnectionMachine: Sendable {
         case reading
         /// A handler has the current request.
         case handling(keepAlive: Bool, head: Bool)
+        /// A streamed response is being written: input is read only to notice the peer leaving.
+        case streaming
         /// A final response was sent or the peer left: nothing more happens.
         case closed
     }
@@ -63,12 +68,13 @@ public struct HTTPConnectionMachine: Sendable {
         switch phase {
         case .reading: true
         case .handling: buffer.count < limits.maxRequestLineBytes + limits.maxHeaderBytes + limits.maxBodyBytes
+        case .streaming: true
         case .closed: false
         }
     }
 
     public mutating func received(_ bytes: some Collection<UInt8>, now: UInt64) -> [Action] {
-        guard phase != .closed else { return [] }
+        guard phase != .closed, phase != .streaming else { return [] }
         if buffer.isEmpty, case .reading = phase {
             // First byte of a new request: the header clock starts.
             deadline = now &+ limits.headerTimeoutNanos
@@ -82,6 +88,16 @@ public struct HTTPConnectionMachine: Sendable {
     /// The handler's response to the dispatched request.
     public mutating func completed(_ response: HTTPResponse, now: UInt64) -> [Action] {
         guard case .handling(let keepAlive, let head) = phase else { return [] }
+        if response.stream != nil {
+            // Nothing may follow a body that ends with the connection; a HEAD gets the head alone.
+            buffer.removeAll()
+            if head {
+                phase = .closed
+                return [.send(response, close: true, omitBody: true)]
+            }
+            phase = .streaming
+            return [.stream(response)]
+        }
         let close = !keepAlive || response.header("Connection")?.lowercased() == "close"
         if close {
             phase = .closed

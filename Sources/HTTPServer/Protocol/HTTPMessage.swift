@@ -56,6 +56,8 @@ public struct HTTPResponse: Sendable, Equatable {
     public var status: Int
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// A body written over time instead of `body`: sent without a length, ended by closing the connection.
+    public var stream: HTTPStreamBody?
 
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status; self.headers = headers; self.body = body
@@ -71,6 +73,13 @@ public struct HTTPResponse: Sendable, Equatable {
     }
 
     /// The error shape every MemGate endpoint uses: `{"error": {"code": ..., "message": ...}}`.
+    /// A streamed response (`Content-Type` among `headers`); `body.open` gets the stream once the head is sent.
+    public static func streaming(status: Int = 200, headers: [(name: String, value: String)], body: HTTPStreamBody) -> HTTPResponse {
+        var response = HTTPResponse(status: status, headers: headers)
+        response.stream = body
+        return response
+    }
+
     public static func error(_ status: Int, code: String, message: String,
                              headers: [(name: String, value: String)] = []) -> HTTPResponse {
         var body = JSONWriter(capacity: 64 + message.utf8.count)
@@ -89,7 +98,7 @@ public struct HTTPResponse: Sendable, Equatable {
     }
 
     public static func == (a: HTTPResponse, b: HTTPResponse) -> Bool {
-        a.status == b.status && a.body == b.body && a.headers.count == b.headers.count
+        a.status == b.status && a.body == b.body && (a.stream == nil) == (b.stream == nil) && a.headers.count == b.headers.count
             && zip(a.headers, b.headers).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 }

@@ -1,6 +1,7 @@
 /// Serializes a response head. Pure; the body is sent as a second buffer.
 public enum HTTPResponseEncoder {
     /// The status line and headers, with `Content-Length` and, when closing, `Connection: close`.
+    /// A streamed response has no length: its body ends when the connection closes.
     /// `date` is an IMF-fixdate string (cached by the server, one per second).
     public static func head(_ response: HTTPResponse, close: Bool, date: [UInt8]?) -> [UInt8] {
         var out: [UInt8] = []
@@ -17,10 +18,12 @@ public enum HTTPResponseEncoder {
             out += header.value.utf8
             out += crlf
         }
-        out += lengthName
-        appendDecimal(response.body.count, to: &out)
-        out += crlf
-        if close { out += closeLine }
+        if response.stream == nil {
+            out += lengthName
+            appendDecimal(response.body.count, to: &out)
+            out += crlf
+        }
+        if close || response.stream != nil { out += closeLine }
         out += crlf
         return out
     }

@@ -35,6 +35,8 @@ final class EventLoop: @unchecked Sendable {
         var readingPaused = false
         /// Bytes this connection holds as counted in the loop's process-wide total.
         var accountedBytes = 0
+        /// The streamed response this connection carries, once its head is sent.
+        var stream: HTTPStream?
 
         var isUnix: Bool { if case .unix = transport { true } else { false } }
 
@@ -55,6 +57,8 @@ final class EventLoop: @unchecked Sendable {
 
     private let epfd: Int32
     private let wakeFD: Int32
+    /// Signals `wakeFD` from any thread, never after the loop has closed it.
+    private let waker: Waker
     private let listeners: [Listener]
     private let configuration: HTTPServerConfiguration
     private let handler: HTTPHandler
@@ -70,6 +74,8 @@ final class EventLoop: @unchecked Sendable {
 
     // Loop thread only.
     private var connections: [Int32: Connection] = [:]
+    /// Connections carrying a streamed response.
+    private var streaming: [Int32: Connection] = [:]
     private var nextGeneration: UInt64 = 1
     /// Connections that count against the caps, by transport (lingering ones only drain and do not).
     private var activeTCP = 0
@@ -96,6 +102,7 @@ final class EventLoop: @unchecked Sendable {
             close(epfd)
             throw HTTPServerError(operation: "eventfd", errno: errno)
         }
+        waker = Waker(fd: wakeFD)
         for fd in listeners.map(\.fd) + [wakeFD] {
             guard cnet_epoll_ctl(epfd, 1, fd, UInt32(CNET_IN), UInt64(fd)) == 0 else {
                 throw HTTPServerError(operation: "epoll_ctl add", errno: errno)
@@ -119,7 +126,7 @@ final class EventLoop: @unchecked Sendable {
 
     func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        cnet_eventfd_signal(wakeFD)
+        waker.signal()
         finished.wait()
         workers.stop()
     }
@@ -144,6 +151,7 @@ final class EventLoop: @unchecked Sendable {
                 if fd == wakeFD {
                     cnet_eventfd_drain(wakeFD)
                     drainCompletions(now: now)
+                    pumpStreams(now: now)
                 } else if let listener = listeners.first(where: { $0.fd == fd }) {
                     acceptAll(listener, now: now)
                 } else if let connection = connections[fd] {
@@ -155,15 +163,19 @@ final class EventLoop: @unchecked Sendable {
                 sweep(now: now)
             }
         }
-        for connection in connections.values { close(connection.fd) }
+        for connection in connections.values {
+            connection.stream?.markClosed()
+            close(connection.fd)
+        }
         connections.removeAll()
+        streaming.removeAll()
         activeTCP = 0
         activeUnix = 0
         perPeer.removeAll()
         bufferedBytes = 0
         connectionCount.store(0, ordering: .relaxed)
         for listener in listeners { close(listener.fd) }
-        close(wakeFD)
+        waker.close()
         close(epfd)
     }
 
@@ -273,6 +285,8 @@ final class EventLoop: @unchecked Sendable {
                 dispatch(request, on: connection, now: now)
             case .send(let response, let close, let omitBody):
                 send(response, close: close, omitBody: omitBody, on: connection, now: now)
+            case .stream(let response):
+                startStream(response, on: connection, now: now)
             case .close:
                 finalClose(connection)
             }
@@ -297,7 +311,7 @@ final class EventLoop: @unchecked Sendable {
         let accepted = workers.submit { [self] in
             let response = handler.respond(to: request, context: context)
             completions.withLock { $0.append(Completion(fd: fd, generation: generation, response: response)) }
-            cnet_eventfd_signal(wakeFD)
+            waker.signal()
         }
         if !accepted {
             let busy = HTTPResponse.error(503, code: "busy", message: "all workers are busy; retry later",
@@ -323,7 +337,8 @@ final class EventLoop: @unchecked Sendable {
     /// handler with the next one buffered, not while its peer leaves answers
     /// unread, and not while all connections together hold too much and this one holds some.
     private func shouldRead(_ connection: Connection) -> Bool {
-        if connection.lingerUntil != nil { return true }
+        // A stream's peer sends nothing we keep: reading only notices it leaving.
+        if connection.lingerUntil != nil || connection.stream != nil { return true }
         guard connection.machine.wantsInput, connection.deferred == nil,
               connection.pending.count < configuration.limits.maxPendingOutputBytes else { return false }
         return bufferedBytes < configuration.limits.maxBufferedBytes || connection.accountedBytes == 0
@@ -380,6 +395,7 @@ final class EventLoop: @unchecked Sendable {
         }
         connection.pending.removeFirst(sent)
         if sent > 0 { connection.outputProgressNanos = now }
+        connection.stream?.loopHolds(connection.pending.count)
         if connection.pending.isEmpty {
             watchOutput(connection, false)
             if connection.closeAfterFlush { return beginLinger(connection, now: now) }
@@ -393,6 +409,7 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func beginLinger(_ connection: Connection, now: UInt64) {
+        endStream(connection)
         shutdown(connection.fd, Int32(SHUT_WR))
         if connection.lingerUntil == nil { release(connection) }
         connection.lingerUntil = now + Self.lingerNanos
@@ -430,12 +447,70 @@ final class EventLoop: @unchecked Sendable {
     private func finalClose(_ connection: Connection) {
         guard connections[connection.fd] === connection else { return }
         connections[connection.fd] = nil
+        endStream(connection)
         if connection.lingerUntil == nil { release(connection) }
         bufferedBytes -= connection.accountedBytes
         bufferedGauge.store(bufferedBytes, ordering: .relaxed)
         connectionCount.store(connections.count, ordering: .relaxed)
         close(connection.fd)  // also removes it from epoll
         if acceptPaused { resumeAccepting() }
+    }
+
+    // MARK: Streamed responses
+
+    /// The head goes out like any response's; then the handler's stream feeds the connection.
+    private func startStream(_ response: HTTPResponse, on connection: Connection, now: UInt64) {
+        guard let body = response.stream else { return }
+        send(response, close: false, omitBody: true, on: connection, now: now)
+        guard connections[connection.fd] === connection else { return }
+        let stream = HTTPStream(wake: { [waker] in waker.signal() })
+        connection.stream = stream
+        streaming[connection.fd] = connection
+        settle(connection)
+        body.open(stream)
+    }
+
+    /// Moves what streams were sent onto their sockets; closes the ones that finished.
+    private func pumpStreams(now: UInt64) {
+        for connection in Array(streaming.values) {
+            guard let stream = connection.stream else { continue }
+            let (bytes, finish) = stream.take()
+            if !bytes.isEmpty { appendOutput(bytes, to: connection, now: now) }
+            guard connections[connection.fd] === connection else { continue }
+            stream.loopHolds(connection.pending.count)
+            if finish {
+                connection.closeAfterFlush = true
+                if connection.pending.isEmpty { beginLinger(connection, now: now) }
+            }
+            guard connections[connection.fd] === connection else { continue }
+            settle(connection)
+        }
+    }
+
+    /// Writes what it can at once and keeps the rest, watching for the socket to take more.
+    private func appendOutput(_ bytes: [UInt8], to connection: Connection, now: UInt64) {
+        if connection.pending.isEmpty {
+            let sent = bytes.withUnsafeBytes { b in
+                // Safety: the buffer stays alive for the call.
+                cnet_send2(connection.fd, b.baseAddress, b.count, nil, 0)
+            }
+            if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return finalClose(connection) }
+            let written = max(sent, 0)
+            if written < bytes.count {
+                connection.pending = Array(bytes[written...])
+                connection.outputProgressNanos = now
+                watchOutput(connection, true)
+            }
+        } else {
+            connection.pending += bytes
+        }
+    }
+
+    private func endStream(_ connection: Connection) {
+        guard let stream = connection.stream else { return }
+        connection.stream = nil
+        streaming[connection.fd] = nil
+        stream.markClosed()
     }
 
     private func pauseAccepting() {
@@ -468,6 +543,28 @@ final class EventLoop: @unchecked Sendable {
                 perform(connection.machine.tick(now: now), on: connection, now: now)
             }
             if connections[connection.fd] === connection, connection.readingPaused { settle(connection) }
+        }
+    }
+
+    /// The eventfd that wakes the loop, signalled from any thread until the loop closes it.
+    final class Waker: Sendable {
+        private let fd: Mutex<Int32?>
+
+        init(fd: Int32) {
+            self.fd = Mutex(fd)
+        }
+
+        func signal() {
+            fd.withLock { fd in
+                if let fd { cnet_eventfd_signal(fd) }
+            }
+        }
+
+        func close() {
+            fd.withLock { fd in
+                if let open = fd { Glibc.close(open) }
+                fd = nil
+            }
         }
     }
 

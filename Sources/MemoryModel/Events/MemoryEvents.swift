@@ -7,6 +7,26 @@ public enum EventSource: String, Sendable, Codable, CaseIterable {
     case emulated
 }
 
+/// What the faulting access did. KVM reserves bits 0-2 of `memory_fault.flags` for
+/// it (copies: MemoryModel stays free of C; pinned by `KVMABIPinTests`); the alias
+/// backend knows it from the MMIO exit.
+public enum FaultAccess: String, Sendable, Codable, CaseIterable {
+    case read, write, exec
+
+    public static let flagRead: UInt64 = 1 << 0
+    public static let flagWrite: UInt64 = 1 << 1
+    public static let flagExec: UInt64 = 1 << 2
+
+    /// The access KVM's flags name, if any (an instruction fetch is reported as exec, a store as write).
+    public init?(flags: UInt64) {
+        if flags & Self.flagExec != 0 { self = .exec } else if flags & Self.flagWrite != 0 { self = .write } else if flags & Self.flagRead != 0 {
+            self = .read
+        } else {
+            return nil
+        }
+    }
+}
+
 /// A guest memory fault: an access KVM could not satisfy from the page's current backing.
 public struct MemoryFaultRecord: Sendable, Equatable {
     /// KVM_MEMORY_EXIT_FLAG_PRIVATE (a copy: MemoryModel stays free of C; pinned by `KVMABIPinTests`).
@@ -22,13 +42,15 @@ public struct MemoryFaultRecord: Sendable, Equatable {
     /// KVM_MEMORY_EXIT_FLAG_* bits; PRIVATE (bit 3) when the private address was used.
     public var flags: UInt64
     public var source: EventSource
+    /// nil: unknown (KVM did not say).
+    public var access: FaultAccess?
 
     public var isPrivate: Bool { flags & Self.flagPrivate != 0 }
 
     public init(vmID: Int64, vm: String, vcpu: UInt32, timeNanos: UInt64, gpa: UInt64, size: UInt64, flags: UInt64,
-                source: EventSource) {
+                source: EventSource, access: FaultAccess? = nil) {
         self.vmID = vmID; self.vm = vm; self.vcpu = vcpu; self.timeNanos = timeNanos; self.gpa = gpa; self.size = size
-        self.flags = flags; self.source = source
+        self.flags = flags; self.source = source; self.access = access
     }
 }
 

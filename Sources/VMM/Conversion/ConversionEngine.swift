@@ -10,6 +10,12 @@ public struct GuestFault: Sendable, Equatable {
     /// True when the guest accessed the memory as private.
     public var wantsPrivate: Bool
     public var source: EventSource
+    /// nil: unknown.
+    public var access: FaultAccess?
+
+    public init(range: PageRange, wantsPrivate: Bool, source: EventSource, access: FaultAccess?) {
+        self.range = range; self.wantsPrivate = wantsPrivate; self.source = source; self.access = access
+    }
 }
 
 /// What the vCPU does after a fault.
@@ -199,7 +205,8 @@ public final class ConversionEngine: Sendable {
         }
         let now = clock.wallNanos()
         let record = MemoryFaultRecord(vmID: vmID, vm: vmName, vcpu: vcpu, timeNanos: now, gpa: fault.range.start, size: fault.range.size,
-                                       flags: fault.wantsPrivate ? MemoryFaultRecord.flagPrivate : 0, source: fault.source)
+                                       flags: fault.wantsPrivate ? MemoryFaultRecord.flagPrivate : 0, source: fault.source,
+                                       access: fault.access)
         let wanted: PageState = fault.wantsPrivate ? .private : .shared
         // Holding the range makes a fault that races a conversion of the same page
         // wait for it, then see the page's new state.

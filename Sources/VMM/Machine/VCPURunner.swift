@@ -119,7 +119,8 @@ struct VCPURunner: Sendable {
             return control.checkpoint() ? .resume : .stop(nil)
         case .mmio(let mmio):
             guard let access = engine.backend.aliasAccess(at: mmio.address) else { return unhandled(exit) }
-            let step = resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated),
+            let step = resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated,
+                                          access: mmio.isWrite ? .write : .read),
                                retried: false, stuck: &stuck)
             if step == .resume { complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared) }
             return step
@@ -150,14 +151,15 @@ struct VCPURunner: Sendable {
     /// names the alias the guest used, as an MMIO exit would.
     static func guestFault(_ fault: MemoryFaultExit, backend: MemoryBackend) -> GuestFault {
         if let access = backend.aliasAccess(at: fault.gpa) {
-            return GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .kvm)
+            return GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .kvm,
+                              access: FaultAccess(flags: fault.flags))
         }
         // KVM's numbers, but never trusted not to overflow: saturate at the last page boundary.
         let lastBoundary = UInt64.max & ~(PageRange.pageSize - 1)
         let (end, overflow) = fault.gpa.addingReportingOverflow(max(fault.size, 1))
         let roundedEnd = overflow || end > lastBoundary ? lastBoundary : end.roundedUp(to: PageRange.pageSize)
         let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1), end: roundedEnd)
-        return GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm)
+        return GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm, access: FaultAccess(flags: fault.flags))
     }
 
     /// Runs the fault through the engine.

@@ -1,0 +1,278 @@
+import EventStore
+import Foundation
+import HTTPServer
+import Logging
+import Platform
+import Synchronization
+
+/// Where the stream reads events from: the store's readers (`EventQueries`), or a fake in unit tests.
+public protocol StreamSource: Sendable {
+    func streamEvents(after: Int64, limit: Int) throws(EventStoreError) -> [StreamEvent]
+    func streamHead() throws(EventStoreError) -> Int64
+    func prunedThrough() throws(EventStoreError) -> Int64
+}
+
+extension EventQueries: StreamSource {}
+
+/// `GET /v1/events/stream`: every reader's events, from one thread.
+///
+/// The store's commits wake a pump thread that reads what was committed once,
+/// keeps it in a shared window (`StreamWindow`), and writes each reader's share
+/// to its `HTTPStream` (the server's event loop does the socket work: no thread
+/// per reader). A reader resuming from far back is fed from the database a page
+/// at a time as it drains; a reader that has caught up and then lets its buffer
+/// fill is sent `overflow` with the id to resume from, and closed. Events are
+/// durable, so resuming loses nothing, and no reader can slow a vCPU, the writer
+/// or another reader.
+public final class EventStreamHub: Sendable {
+    public struct Limits: Sendable {
+        /// Streams open at once; one more gets 503.
+        public var maxStreams = 256
+        /// Unsent bytes a reader may hold before it counts as fallen behind.
+        public var bufferBytes = 256 << 10
+        /// A comment line this often keeps idle connections open.
+        public var heartbeatNanos: UInt64 = 15_000_000_000
+        /// Events read from the store at a time.
+        public var pageSize = 512
+        /// Recent events kept for readers that have caught up.
+        public var windowEvents = 16_384
+        public init() {}
+    }
+
+    private struct Shared {
+        var started = false
+        var reserved = 0
+        var arrivals: [Subscriber] = []
+        var signaled = false
+        var stopping = false
+    }
+
+    private let source: StreamSource
+    public let limits: Limits
+    private let logger: Logger
+    private let shared = Mutex(Shared())
+    private let wakeup = NSCondition()
+    private let done = DispatchSemaphore(value: 0)
+    /// Streams open now (for /metrics).
+    public var openStreams: Int { shared.withLock { $0.reserved } }
+    /// Readers sent `overflow` so far.
+    private let overflowCount = Atomic<UInt64>(0)
+    public var overflows: UInt64 { overflowCount.load(ordering: .relaxed) }
+
+    public init(source: StreamSource, limits: Limits = Limits(), logger: Logger) {
+        self.source = source
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// The pump thread, started with the first stream (an agent nobody streams from has none).
+    private func startPump() {
+        let thread = Thread { [self] in
+            pump()
+            done.signal()
+        }
+        thread.name = "memgate-event-stream"
+        thread.start()
+    }
+
+    /// Something was committed (or a reader drained, arrived or left): look again.
+    public func signal() {
+        wakeup.lock()
+        shared.withLock { $0.signaled = true }
+        wakeup.signal()
+        wakeup.unlock()
+    }
+
+    public func stop() {
+        let running = shared.withLock { state -> Bool in
+            defer { state.stopping = true }
+            return !state.stopping && state.started
+        }
+        guard running else { return }
+        signal()
+        done.wait()
+    }
+
+    /// A streamed response from event `after` on, or nil when `maxStreams` are open.
+    public func open(after: Int64, filter: StreamFilter) -> HTTPResponse? {
+        let (reserved, start) = shared.withLock { state -> (Bool, Bool) in
+            guard !state.stopping, state.reserved < limits.maxStreams else { return (false, false) }
+            state.reserved += 1
+            defer { state.started = true }
+            return (true, !state.started)
+        }
+        guard reserved else { return nil }
+        if start { startPump() }
+        // The slot is the lease's until the stream closes, or until the response is dropped unsent.
+        let lease = Lease(hub: self)
+        return .streaming(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"),
+                                    ("X-Accel-Buffering", "no")],
+                          body: HTTPStreamBody { [self] stream in attach(stream, lease: lease, after: after, filter: filter) })
+    }
+
+    fileprivate func release() {
+        shared.withLock { $0.reserved -= 1 }
+    }
+
+    private func attach(_ stream: HTTPStream, lease: Lease, after: Int64, filter: StreamFilter) {
+        let subscriber = Subscriber(stream: stream, lease: lease, cursor: after, filter: filter)
+        stream.send(SSEFrame.retry(milliseconds: 2000))
+        stream.onClose { [weak self] in
+            subscriber.closed.store(true, ordering: .releasing)
+            self?.signal()
+        }
+        stream.onDrain { [weak self] in self?.signal() }
+        shared.withLock { $0.arrivals.append(subscriber) }
+        signal()
+    }
+
+    // MARK: The pump thread
+
+    private func pump() {
+        var subscribers: [Subscriber] = []
+        var window = StreamWindow(capacity: limits.windowEvents)
+        var windowStale = true
+        var prunedThrough: Int64 = 0
+        var nextHeartbeat = MonotonicClock.nanos() + limits.heartbeatNanos
+        while true {
+            wait(until: nextHeartbeat)
+            let (arrivals, stopping) = shared.withLock { state in
+                defer { state.arrivals = [] }
+                return (state.arrivals, state.stopping)
+            }
+            if stopping {
+                for subscriber in subscribers + arrivals { subscriber.stream.finish() }
+                return
+            }
+            subscribers.removeAll { $0.closed.load(ordering: .acquiring) }
+            subscribers += arrivals
+            if subscribers.isEmpty {
+                windowStale = true
+                continue
+            }
+            do throws(EventStoreError) {
+                if windowStale {
+                    // Nobody read while no one listened: start the window at the present.
+                    window = StreamWindow(capacity: limits.windowEvents, head: try source.streamHead())
+                    windowStale = false
+                }
+                if !arrivals.isEmpty { prunedThrough = try source.prunedThrough() }
+                let more = try refresh(&window)
+                var unfinished = more
+                for subscriber in subscribers where !subscriber.closed.load(ordering: .acquiring) {
+                    if try serve(subscriber, window: window, prunedThrough: prunedThrough) { unfinished = true }
+                }
+                // Work left (a long catch-up, a burst): another round at once, after others had their turn.
+                if unfinished { shared.withLock { $0.signaled = true } }
+            } catch {
+                logger.warning("event stream could not read the store; retrying", metadata: ["error": "\(error)"])
+                Thread.sleep(forTimeInterval: 0.1)
+                shared.withLock { $0.signaled = true }
+            }
+            let now = MonotonicClock.nanos()
+            if now >= nextHeartbeat {
+                nextHeartbeat = now + limits.heartbeatNanos
+                for subscriber in subscribers where subscriber.stream.backlog < limits.bufferBytes {
+                    subscriber.stream.send(SSEFrame.heartbeat)
+                }
+            }
+        }
+    }
+
+    private func wait(until deadline: UInt64) {
+        wakeup.lock()
+        defer { wakeup.unlock() }
+        while !shared.withLock({ state in defer { state.signaled = false }; return state.signaled }) {
+            let now = MonotonicClock.nanos()
+            guard now < deadline else { return }
+            _ = wakeup.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
+        }
+    }
+
+    /// Reads what was committed since the window's head; true when a page limit left more.
+    private func refresh(_ window: inout StreamWindow) throws(EventStoreError) -> Bool {
+        for _ in 0..<16 {
+            let page = try source.streamEvents(after: window.head, limit: limits.pageSize)
+            window.append(page)
+            if page.count < limits.pageSize { return false }
+        }
+        return true
+    }
+
+    /// Writes a reader's share; true when it has more to take than one turn gives.
+    private func serve(_ subscriber: Subscriber, window: StreamWindow, prunedThrough: Int64) throws(EventStoreError) -> Bool {
+        let stream = subscriber.stream
+        if !subscriber.toldOfPrune {
+            subscriber.toldOfPrune = true
+            if prunedThrough > subscriber.cursor {
+                stream.send(SSEFrame.pruned(after: subscriber.cursor, through: prunedThrough))
+            }
+        }
+        for _ in 0..<8 {
+            // Catching up: the next page when this one has drained (the drain wakes the pump).
+            if !subscriber.live, stream.backlog >= limits.bufferBytes { return false }
+            let batch: [StreamEvent]
+            if subscriber.cursor >= window.floor {
+                batch = window.events(after: subscriber.cursor, limit: limits.pageSize)
+            } else {
+                batch = try source.streamEvents(after: subscriber.cursor, limit: limits.pageSize)
+                if batch.isEmpty {
+                    // Nothing final between the cursor and the window (pruned, or ids never used).
+                    subscriber.cursor = window.floor
+                    continue
+                }
+            }
+            guard let last = batch.last else {
+                subscriber.live = true
+                return false
+            }
+            if stream.backlog >= limits.bufferBytes {
+                overflowCount.add(1, ordering: .relaxed)
+                stream.send(SSEFrame.overflow(resumeAfter: subscriber.cursor, bufferBytes: limits.bufferBytes))
+                stream.finish()
+                subscriber.closed.store(true, ordering: .releasing)
+                return false
+            }
+            var bytes: [UInt8] = []
+            for event in batch where subscriber.filter.matches(event) {
+                SSEFrame.append(id: event.id, type: event.kind, data: event.json, to: &bytes)
+            }
+            subscriber.cursor = last.id
+            if !bytes.isEmpty { stream.send(bytes) }
+        }
+        return true
+    }
+}
+
+/// A reserved stream slot, given back when the last reference goes.
+private final class Lease: Sendable {
+    let hub: EventStreamHub
+
+    init(hub: EventStreamHub) {
+        self.hub = hub
+    }
+
+    deinit {
+        hub.release()
+    }
+}
+
+/// One reader. The pump thread alone touches `cursor`, `live` and `toldOfPrune`.
+private final class Subscriber: @unchecked Sendable {
+    let stream: HTTPStream
+    let lease: Lease
+    let filter: StreamFilter
+    /// The last event id this reader has been given or had filtered out.
+    var cursor: Int64
+    /// Caught up at least once: from then on, a full buffer means it fell behind.
+    var live = false
+    var toldOfPrune = false
+    let closed = Atomic<Bool>(false)
+
+    init(stream: HTTPStream, lease: Lease, cursor: Int64, filter: StreamFilter) {
+        self.stream = stream
+        self.lease = lease
+        self.cursor = cursor
+        self.filter = filter
+    }
+}
