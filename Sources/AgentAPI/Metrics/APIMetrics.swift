@@ -49,6 +49,8 @@ public final class APIMetrics: Sendable {
             out.sample("memgate_http_connections", [:], Double(server.connectionCount))
             out.help("memgate_http_buffered_bytes", "Request and response bytes the HTTP connections hold.", type: "gauge")
             out.sample("memgate_http_buffered_bytes", [:], Double(server.bufferedBytes))
+            out.help("memgate_http_buffered_bytes_peak", "The most bytes the HTTP connections have held at once since the agent started.", type: "gauge")
+            out.sample("memgate_http_buffered_bytes_peak", [:], Double(server.peakBufferedBytes))
         }
         out.help("memgate_http_requests_total", "HTTP requests by route, method and status.", type: "counter")
         for (key, count) in requests.sorted(by: { ($0.key.route.rawValue, $0.key.method.rawValue, $0.key.status) < ($1.key.route.rawValue, $1.key.method.rawValue, $1.key.status) }) {

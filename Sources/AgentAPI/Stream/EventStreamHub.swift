@@ -121,7 +121,10 @@ public final class EventStreamHub: Sendable {
             subscriber.closed.store(true, ordering: .releasing)
             self?.signal()
         }
-        stream.onDrain { [weak self] in self?.signal() }
+        stream.onDrain { [weak self] in
+            // Only a reader waiting for room needs the pump; a drain of a live reader is routine.
+            if subscriber.waitingForRoom.exchange(false, ordering: .acquiringAndReleasing) { self?.signal() }
+        }
         shared.withLock { $0.arrivals.append(subscriber) }
         signal()
     }
@@ -210,7 +213,11 @@ public final class EventStreamHub: Sendable {
         }
         for _ in 0..<8 {
             // Catching up: the next page when this one has drained (the drain wakes the pump).
-            if !subscriber.live, stream.backlog >= limits.bufferBytes { return false }
+            if !subscriber.live, stream.backlog >= limits.bufferBytes {
+                subscriber.waitingForRoom.store(true, ordering: .releasing)
+                // It may have drained between the look and the flag: look once more.
+                if stream.backlog >= limits.bufferBytes { return false }
+            }
             let batch: [StreamEvent]
             if subscriber.cursor >= window.floor {
                 batch = window.events(after: subscriber.cursor, limit: limits.pageSize)
@@ -268,6 +275,8 @@ private final class Subscriber: @unchecked Sendable {
     var live = false
     var toldOfPrune = false
     let closed = Atomic<Bool>(false)
+    /// Set while a catching-up reader waits for its buffer to drain.
+    let waitingForRoom = Atomic<Bool>(false)
 
     init(stream: HTTPStream, lease: Lease, cursor: Int64, filter: StreamFilter) {
         self.stream = stream

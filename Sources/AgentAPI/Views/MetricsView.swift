@@ -18,6 +18,11 @@ extension AgentAPI {
         for (source, count) in totals.faults.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             out.sample("memgate_memory_faults_total", ["source": source.rawValue], Double(count))
         }
+        out.help("memgate_memory_fault_accesses_total", "Memory faults of the VMs this agent has held, by access (read, write, exec, unknown).",
+                 type: "counter")
+        for (access, count) in totals.faultAccesses.sorted(by: { $0.key < $1.key }) {
+            out.sample("memgate_memory_fault_accesses_total", ["access": access], Double(count))
+        }
         out.help("memgate_conversions_total", "Conversions of the VMs this agent has held, by direction, trigger and decision.", type: "counter")
         for (key, count) in totals.conversions.sorted(by: { $0.key < $1.key }) {
             out.sample("memgate_conversions_total", ["direction": key.direction.rawValue, "trigger": key.trigger.rawValue,
@@ -35,6 +40,13 @@ extension AgentAPI {
                  "Events over a VM's recording budget: counted per second in event_aggregates instead of one row each, by kind.", type: "counter")
         for (kind, count) in totals.unrecorded.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             out.sample("memgate_events_unrecorded_total", ["kind": kind.rawValue], Double(count))
+        }
+        if let streams {
+            out.help("memgate_event_streams", "Event streams (GET /v1/events/stream) open now.", type: "gauge")
+            out.sample("memgate_event_streams", [:], Double(streams.openStreams))
+            out.help("memgate_event_stream_overflows_total", "Event-stream readers that fell behind their buffer and were told where to resume.",
+                     type: "counter")
+            out.sample("memgate_event_stream_overflows_total", [:], Double(streams.overflows))
         }
         let held = host.vms
         let pageStates = held.map { ($0, $0.machine.pageStates) }

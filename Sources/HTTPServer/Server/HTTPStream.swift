@@ -10,6 +10,8 @@ public final class HTTPStream: Sendable {
         var outbox: [UInt8] = []
         /// Bytes the event loop holds that the peer has not taken yet.
         var unsent = 0
+        /// The loop took bytes since the peer last had everything.
+        var inFlight = false
         var finishing = false
         var closed = false
         var onClose: (@Sendable () -> Void)?
@@ -79,6 +81,7 @@ public final class HTTPStream: Sendable {
     func take() -> (bytes: [UInt8], finish: Bool) {
         state.withLock { state in
             defer { state.outbox.removeAll(keepingCapacity: false) }
+            if !state.outbox.isEmpty { state.inFlight = true }
             return (state.outbox, state.finishing)
         }
     }
@@ -86,9 +89,10 @@ public final class HTTPStream: Sendable {
     /// The loop's count of bytes it holds for the peer, after a write.
     func loopHolds(_ bytes: Int) {
         let drained = state.withLock { state -> (@Sendable () -> Void)? in
-            let wasHolding = state.unsent > 0
             state.unsent = bytes
-            return wasHolding && bytes == 0 && state.outbox.isEmpty ? state.onDrain : nil
+            guard state.inFlight, bytes == 0, state.outbox.isEmpty else { return nil }
+            state.inFlight = false
+            return state.onDrain
         }
         drained?()
     }

@@ -20,6 +20,8 @@ public struct ConversionStatistics: Sendable, Equatable {
     public private(set) var conversions: [Key: Int] = [:]
     public private(set) var convertedBytes: [Key: UInt64] = [:]
     public private(set) var faults: [EventSource: Int] = [:]
+    /// Faults by access: read, write, exec, or unknown.
+    public private(set) var faultAccesses: [String: Int] = [:]
     /// Faults on pages already in the wanted state by the time they were handled
     /// (another vCPU converted them first): resolved without a conversion.
     public private(set) var faultsWithoutConversion = 0
@@ -47,6 +49,7 @@ public struct ConversionStatistics: Sendable, Equatable {
 
     public mutating func count(_ fault: MemoryFaultRecord) {
         faults[fault.source, default: 0] += 1
+        faultAccesses[fault.access?.rawValue ?? "unknown", default: 0] += 1
     }
 
     public mutating func countFaultWithoutConversion() {
