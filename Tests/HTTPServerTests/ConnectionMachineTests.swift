@@ -31,6 +31,28 @@ struct ConnectionMachineTests {
         #expect(old.completed(HTTPResponse(status: 200), now: 2) == [.send(HTTPResponse(status: 200), close: true, omitBody: false)])
     }
 
+    @Test func aStreamedResponseEndsTheConversationAndIgnoresInput() {
+        var machine = HTTPConnectionMachine(now: 0)
+        let pipelined = Array("GET /s HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        _ = machine.received(pipelined, now: 1)
+        let streamed = HTTPResponse.streaming(headers: [("Content-Type", "text/event-stream")], body: HTTPStreamBody { _ in })
+        #expect(machine.completed(streamed, now: 2) == [.stream(streamed)], "the pipelined request is never dispatched")
+        #expect(!machine.isHandling && machine.wantsInput && machine.bufferedBytes == 0)
+        #expect(machine.received(Self.get, now: 3).isEmpty, "input is only read to notice the peer leaving")
+        #expect(machine.tick(now: .max).isEmpty, "no request or idle timeout applies to a stream")
+        #expect(machine.peerClosed() == [.close])
+
+        var head = HTTPConnectionMachine(now: 0)
+        _ = head.received(Array("HEAD /s HTTP/1.1\r\nHost: x\r\n\r\n".utf8), now: 1)
+        #expect(head.completed(streamed, now: 2) == [.send(streamed, close: true, omitBody: true)], "HEAD: the head alone")
+    }
+
+    @Test func aStreamedHeadHasNoLengthAndClosesTheConnection() {
+        let streamed = HTTPResponse.streaming(headers: [("Content-Type", "text/event-stream")], body: HTTPStreamBody { _ in })
+        let head = String(decoding: HTTPResponseEncoder.head(streamed, close: false, date: nil), as: UTF8.self)
+        #expect(head == "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+    }
+
     @Test func headOmitsTheBody() {
         var machine = HTTPConnectionMachine(now: 0)
         _ = machine.received(Array("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8), now: 1)

@@ -13,7 +13,18 @@ final class TestHandler: HTTPHandler {
         request.path == "/fast" ? HTTPResponse(status: 200, contentType: "text/plain", body: Array("fast".utf8)) : nil
     }
 
+    /// The stream of the last `/stream` request, and whether it has closed.
+    let opened = Mutex<HTTPStream?>(nil)
+    let streamClosed = Atomic<Bool>(false)
+
     func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse {
+        if request.path == "/stream" {
+            return .streaming(headers: [("Content-Type", "text/plain")], body: HTTPStreamBody { [self] stream in
+                stream.onClose { [self] in streamClosed.store(true, ordering: .releasing) }
+                stream.send(Array("first\n".utf8))
+                opened.withLock { $0 = stream }
+            })
+        }
         if request.path == "/block" { gate.wait() }
         if request.path == "/big" { return HTTPResponse(status: 200, contentType: "text/plain", body: [UInt8](repeating: 0x62, count: 16 << 10)) }
         var transport = "tcp"
@@ -56,6 +67,67 @@ struct ServerSocketTests {
             #expect(client.isClosedByPeer(), "\(name): connection closed after the error")
         }
         try expectHealthy(port)
+    }
+
+    @Test func aStreamedResponseIsWrittenAsItIsSentAndNoticesThePeerLeaving() throws {
+        let (server, handler) = try makeServer()
+        defer { server.stop() }
+        let port = try #require(server.tcpPort)
+        let client = try BlockingHTTPClient(port: port)
+        try client.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        let head = try #require(try client.readResponse(isHead: true))
+        #expect(head.status == 200 && head.headers["content-length"] == nil && head.headers["connection"] == "close")
+        var seen = try client.readChunk()
+        while seen.count < 6 { seen += try client.readChunk() }
+        #expect(seen == Array("first\n".utf8))
+        let stream = try #require(handler.opened.withLock { $0 })
+        // Sent from another thread, written by the loop, in order.
+        DispatchQueue.global().async {
+            for line in 0..<100 { stream.send(Array("line \(line)\n".utf8)) }
+        }
+        let expected = (0..<100).map { "line \($0)\n" }.joined()
+        var rest: [UInt8] = []
+        while rest.count < expected.utf8.count {
+            let chunk = try client.readChunk()
+            if chunk.isEmpty { break }
+            rest += chunk
+        }
+        #expect(String(decoding: rest, as: UTF8.self) == expected)
+        #expect(stream.isOpen && stream.backlog == 0)
+        // Input on a stream is ignored; the peer leaving closes the stream, and the handler hears of it.
+        try client.send("ignored\r\n")
+        #expect(stream.isOpen)
+        client.hangUp()
+        var closed = false
+        for _ in 0..<500 where !closed {
+            closed = handler.streamClosed.load(ordering: .acquiring)
+            if !closed { usleep(10_000) }
+        }
+        #expect(closed && !stream.isOpen && !stream.send([1]))
+    }
+
+    @Test func finishingAStreamSendsWhatIsQueuedThenCloses() throws {
+        let (server, handler) = try makeServer()
+        defer { server.stop() }
+        let client = try BlockingHTTPClient(port: try #require(server.tcpPort))
+        try client.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = try client.readResponse(isHead: true)
+        var stream: HTTPStream?
+        for _ in 0..<500 where stream == nil {
+            stream = handler.opened.withLock { $0 }
+            if stream == nil { usleep(10_000) }
+        }
+        let open = try #require(stream)
+        open.send(Array("last\n".utf8))
+        open.finish()
+        #expect(!open.send([0x78]), "nothing after finish")
+        var all: [UInt8] = []
+        while true {
+            let chunk = try client.readChunk()
+            if chunk.isEmpty { break }
+            all += chunk
+        }
+        #expect(String(decoding: all, as: UTF8.self) == "first\nlast\n")
     }
 
     @Test func keepAlivePipeliningAndHead() throws {

@@ -87,6 +87,11 @@ public final class BlockingHTTPClient {
         return buffer
     }
 
+    /// Shuts the socket down both ways: the server sees the peer leave.
+    public func hangUp() {
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
     /// True once the server has closed the connection (reads EOF or a reset).
     public func isClosedByPeer() -> Bool {
         do { return try !fill() } catch { return true }
