@@ -86,6 +86,8 @@ extension AgentAPI {
             return try putPolicy(document, ifMatch: ifMatch, by: Self.client(principal, context))
         case .validatePolicy(let document):
             return try json(validate(document))
+        case .replayPolicy(let document, let window, let samples):
+            return try json(try replay(document, window: window, samples: samples))
         case .policyDocument(let version):
             let document = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyDocument(version: version) }
             guard let document else { throw .notFound("this agent never applied policy version \(version)") }
@@ -174,6 +176,40 @@ extension AgentAPI {
             return PolicyValidation(valid: false, version: nil, changed: false, currentVersion: current,
                                     field: error.field, message: error.message)
         }
+    }
+
+    func replay(_ document: [UInt8], window: EventQueries.ReplayWindow, samples: Int) throws(APIError) -> PolicyReplayReport {
+        let candidate: VersionedPolicy
+        do {
+            candidate = try VersionedPolicy(document: document)
+        } catch {
+            throw .invalidField(error.field, error.message)
+        }
+        var replay = PolicyReplay(candidate: candidate.policy, sampleLimit: samples)
+        let (unrecorded, pruned) = try read { (queries: EventQueries) throws(EventStoreError) in try queries.replay(&replay, window: window) }
+        func word(_ allowed: Bool) -> String { allowed ? "allowed" : "denied" }
+        let transitions = [true, false].flatMap { was in
+            [true, false].map { now in
+                PolicyReplayReport.Transition(from: word(was), to: word(now), count: replay.transitions[was]?[now] ?? 0)
+            }
+        }
+        return PolicyReplayReport(
+            candidateVersion: candidate.version, currentVersion: host.policies.policy.version, sinceNs: window.since,
+            untilNs: window.until, vmId: window.vm, requests: replay.requests, changed: replay.changed, transitions: transitions,
+            byRule: replay.byRule.sorted { $0.key < $1.key }.map { .init(source: $0.key, allowed: $0.value.allowed, denied: $0.value.denied) },
+            byVm: replay.byVM.sorted { $0.key < $1.key }.map {
+                .init(vmId: $0.key, name: $0.value.name, requests: $0.value.requests, allowedToDenied: $0.value.allowedToDenied,
+                      deniedToAllowed: $0.value.deniedToAllowed)
+            },
+            samples: replay.samples.map { difference in
+                let request = difference.request
+                return .init(eventId: request.eventID, vmId: request.vmID, requestedNs: request.requestedNanos, gpa: request.range.start,
+                             size: request.range.size, direction: request.direction.rawValue, trigger: request.trigger.rawValue,
+                             recorded: .init(decision: request.decision.rawValue, reason: request.reason),
+                             candidate: .init(decision: word(!difference.wasAllowed), reason: difference.newReason))
+            },
+            skipped: Dictionary(uniqueKeysWithValues: replay.skipped.map { ($0.key.rawValue, $0.value) }),
+            unrecordedDenials: unrecorded, historyPruned: pruned)
     }
 
     func vmCounts() -> [String: Int] {

@@ -3,6 +3,7 @@ import APITypes
 import Foundation
 import HTTPServer
 import MemoryModel
+import EventStore
 
 /// Request → `AgentAction`: method, path, query and body checked at the edge. Pure.
 public enum APIRouter {
@@ -30,6 +31,7 @@ public enum APIRouter {
             let middle = parts[parts.startIndex + 1]
             if middle == "vms" { return (.vm, vmID(parts.last)) }
             if middle == "policy", parts.last == "validate" { return (.policyValidate, nil) }
+            if middle == "policy", parts.last == "replay" { return (.policyReplay, nil) }
             if middle == "policy", parts.last == "history" { return (.policyHistory, nil) }
             if middle == "audit", parts.last == "requests" { return (.auditRequests, nil) }
             if middle == "events", parts.last == "stream" { return (.eventStream, nil) }
@@ -133,6 +135,15 @@ public enum APIRouter {
             }
             return .putPolicy(document: try jsonBody(request, parsed: false), ifMatch: tag)
         case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request, parsed: false))
+        case (.policyReplay, _):
+            var window = EventQueries.ReplayWindow(vm: try query.optionalInteger("vm", in: 1...Int64.max))
+            window.since = try query.optionalInteger("since", in: 0...Int64.max).map { UInt64($0) }
+            window.until = try query.optionalInteger("until", in: 1...Int64.max).map { UInt64($0) }
+            if let since = window.since, let until = window.until, until <= since {
+                throw APIError(422, "invalid_range", "until must be above since")
+            }
+            return .replayPolicy(document: try jsonBody(request, parsed: false), window: window,
+                                 samples: Int(try query.integer("samples", in: 0...1000, default: 20)))
         case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
         case (.policyDocument, _):
             let version = String(request.path.split(separator: "/").last ?? "")

@@ -1,4 +1,5 @@
 import APITypes
+import EventStore
 
 /// Every request the API understands, parsed at the edge into one typed value.
 public enum AgentAction: Sendable, Equatable {
@@ -27,6 +28,8 @@ public enum AgentAction: Sendable, Equatable {
     /// The new document (already known to parse) and the `If-Match` tag.
     case putPolicy(document: [UInt8], ifMatch: String)
     case validatePolicy(document: [UInt8])
+    /// What the candidate would have decided for the recorded requests in the window.
+    case replayPolicy(document: [UInt8], window: EventQueries.ReplayWindow, samples: Int)
     case policyHistory(limit: Int)
     case policyDocument(version: String)
     case auditRequests(after: Int64, limit: Int)
@@ -69,6 +72,7 @@ public enum Route: String, Sendable, CaseIterable {
     case eventStream = "/v1/events/stream"
     case policy = "/v1/policy"
     case policyValidate = "/v1/policy/validate"
+    case policyReplay = "/v1/policy/replay"
     case policyHistory = "/v1/policy/history"
     case policyDocument = "/v1/policy/documents/{version}"
     case auditRequests = "/v1/audit/requests"
@@ -80,7 +84,7 @@ public enum Route: String, Sendable, CaseIterable {
         switch self {
         case .vms: ["GET", "POST"]
         case .vm: ["GET", "DELETE"]
-        case .vmStart, .vmPause, .vmResume, .vmStop, .policyValidate, .logout: ["POST"]
+        case .vmStart, .vmPause, .vmResume, .vmStop, .policyValidate, .policyReplay, .logout: ["POST"]
         case .login: ["GET", "POST"]
         case .policy: ["GET", "PUT"]
         case .unknown: []
