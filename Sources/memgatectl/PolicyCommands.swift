@@ -7,8 +7,66 @@ import MemoryModel
 
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "policy", abstract: "Show, validate, diff and push the conversion policy across hosts.",
-        subcommands: [Show.self, Validate.self, Diff.self, Push.self])
+        commandName: "policy", abstract: "Show, validate, diff, replay and push the conversion policy across hosts.",
+        subcommands: [Show.self, Validate.self, Diff.self, Replay.self, Push.self])
+
+    /// Which recorded requests a replay decides again.
+    struct ReplayOptions: ParsableArguments {
+        @Option(help: "Replay requests at or after this time: 15m (ago; s, m, h, d), RFC 3339 or nanoseconds since the epoch.")
+        var since: String?
+        @Option(help: "Replay requests before this time (the same forms as --since).")
+        var until: String?
+        @Option(help: "Only this VM id (on every host).")
+        var vm: Int64?
+        @Option(help: "Requests decided differently to show per host (0-1000).")
+        var samples: Int = 5
+
+        func validate() throws {
+            guard (0...1000).contains(samples) else { throw ValidationError("--samples must be from 0 to 1000") }
+            if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
+            _ = try path()
+        }
+
+        func path() throws -> String {
+            let now = TimeFlag.nowNanos()
+            let since = try TimeFlag.nanos(self.since, flag: "--since", now: now)
+            let until = try TimeFlag.nanos(self.until, flag: "--until", now: now)
+            if let since, let until, until <= since { throw ValidationError("--until must be after --since") }
+            return PolicyReplayRun.path(since: since, until: until, vm: vm, samples: samples)
+        }
+    }
+
+    /// `policy replay`'s answer, and the replay part of `policy push --json`.
+    struct ReplayAnswer: Codable {
+        struct HostReport: Codable {
+            var host: String
+            var report: PolicyReplayReport?
+            var error: String?
+        }
+        var hosts: [HostReport]
+        var total: PolicyReplayRun.Totals
+
+        init(_ outcomes: [HostOutcome<PolicyReplayReport>]) {
+            hosts = outcomes.map { HostReport(host: $0.host.name, report: $0.value, error: $0.failure.map { "\($0.kind): \($0)" }) }
+            total = PolicyReplayRun.Totals(outcomes.compactMap(\.value))
+        }
+
+        func printTable() {
+            var table = Table(["HOST", "REQUESTS", "ALLOWED→DENIED", "DENIED→ALLOWED", "UNRECORDED", "DETAIL"])
+            for host in hosts {
+                guard let report = host.report else {
+                    table.add([host.host, "-", "-", "-", "-", host.error ?? "no answer"])
+                    continue
+                }
+                let denied = report.transitions.first { $0.from == "denied" && $0.to == "allowed" }?.count ?? 0
+                let first = report.samples.first.map { "e.g. event \($0.eventId) (vm \($0.vmId)): \($0.candidate.reason)" } ?? ""
+                table.add([host.host, "\(report.requests)", "\(report.allowedToDenied)", "\(denied)", "\(report.unrecordedDenials)", first])
+            }
+            table.add(["TOTAL", "\(total.requests)", "\(total.allowedToDenied)", "\(total.deniedToAllowed)", "\(total.unrecordedDenials)",
+                       "\(total.hosts) of \(hosts.count) hosts answered"])
+            Out.line(table.render())
+        }
+    }
 
     /// The fleet and the policy file every command but `show` takes.
     struct FileArguments: ParsableArguments {
@@ -158,11 +216,34 @@ struct PolicyCommand: ParsableCommand {
         }
     }
 
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "What FILE would have decided for the conversion requests every host recorded (changes nothing); per host and total.")
+        @OptionGroup var replay: ReplayOptions
+        @OptionGroup var arguments: FileArguments
+
+        func run() throws {
+            let fleet = arguments.fleet
+            let (document, policy) = try arguments.policy()
+            let outcomes = PolicyReplayRun.run(document, on: try fleet.fleet(), path: try replay.path())
+            let answer = ReplayAnswer(outcomes)
+            if fleet.json {
+                try Out.json(answer)
+            } else {
+                Out.line("candidate \(policy.version.prefix(12)): \(answer.total.summary)")
+                answer.printTable()
+            }
+            if outcomes.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
+        }
+    }
+
     struct Push: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate locally, dry-run on every host, then replace with If-Match; one row per host.")
         @Option(help: "Stop before writing once this many hosts failed (1-100000).") var maxFailures: Int?
         @Option(help: "Only replace a policy of this version; hosts with another report a conflict.") var expectVersion: String?
+        @Flag(help: "Push nowhere if the replay finds a recorded request the policy allowed that this one would deny (or a host cannot replay).")
+        var ifReplayClean = false
         @OptionGroup var arguments: FileArguments
         var fleet: FleetOptions { arguments.fleet }
 
@@ -173,6 +254,18 @@ struct PolicyCommand: ParsableCommand {
         func run() throws {
             let document = try arguments.document()
             let client = try fleet.fleet()
+            // What the new policy would have done to what already ran, before anything is written.
+            if (try? VersionedPolicy(document: document)) != nil {
+                let replay = ReplayAnswer(PolicyReplayRun.run(document, on: client))
+                let unanswered = replay.hosts.filter { $0.report == nil }.map(\.host)
+                Out.error("replay: \(replay.total.summary)" + (unanswered.isEmpty ? "" : "; no replay from \(unanswered.joined(separator: ", "))"))
+                if ifReplayClean, replay.total.allowedToDenied > 0 || !unanswered.isEmpty {
+                    if fleet.json { try Out.json(["replay": replay]) }
+                    throw CtlFailure.failed(replay.total.allowedToDenied > 0
+                        ? "not pushed: \(replay.total.allowedToDenied) recorded requests the policy allowed would be denied (see memgatectl policy replay)"
+                        : "not pushed: \(unanswered.count) hosts could not replay the policy, so --if-replay-clean cannot vouch for them")
+                }
+            }
             let outcomes = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures).run(client)
             let rows = zip(client.hosts, outcomes).map { Row(host: $0.name, result: $1.word, detail: $1.detail) }
             try Row.print(rows, json: fleet.json)

@@ -105,15 +105,12 @@ struct EventFilterOptions: ParsableArguments {
         if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
         if let cursor, cursor < 0 { throw ValidationError("--cursor must be at least 0") }
         if tail != nil, cursor != nil { throw ValidationError("--tail takes the newest rows; it cannot continue a --cursor") }
-        for (flag, value) in [("--since", since), ("--until", until)] {
-            if let value, TimeArgument.nanos(value, nowNanos: 0) == nil {
-                throw ValidationError("\(flag) takes 15m (s, m, h or d ago), an RFC 3339 time such as 2026-11-27T10:00:00Z, or nanoseconds; not \(value)")
-            }
-        }
+        _ = try TimeFlag.nanos(since, flag: "--since", now: 0)
+        _ = try TimeFlag.nanos(until, flag: "--until", now: 0)
     }
 
     func query(_ extra: [(String, String?)] = []) -> String {
-        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        let now = TimeFlag.nowNanos()
         let time = { (text: String?) in text.flatMap { TimeArgument.nanos($0, nowNanos: now) }.map { "\($0)" } }
         let pairs: [(String, String?)] = [("vm", vm.map { "\($0)" }), ("since", time(since)), ("until", time(until)),
                                           ("limit", "\(tail ?? limit)"), ("order", tail == nil ? nil : "newest"),

@@ -12,9 +12,11 @@ import TestSupport
         return AgentProcess.object(response)["id"] as? Int ?? -1
     }
 
-    /// Every event id in the store (faults, conversions, lifecycle, policy), in order.
-    func storedIDs(_ database: String, after: Int64 = 0) throws -> [Int64] {
-        try SQLiteConnection(path: database, readOnly: true).query("""
+    /// Every event id in the store (faults, conversions, lifecycle, policy), in order — after an
+    /// API read, which waits for the agent's writer to commit what it recorded.
+    func storedIDs(_ agent: AgentProcess, after: Int64 = 0) throws -> [Int64] {
+        _ = try agent.request("GET", "/v1/events?from=end")
+        return try SQLiteConnection(path: agent.database, readOnly: true).query("""
             SELECT event_id FROM memory_faults WHERE event_id > ?1 UNION ALL SELECT event_id FROM conversions WHERE event_id > ?1
             UNION ALL SELECT event_id FROM vm_events WHERE event_id > ?1 UNION ALL SELECT event_id FROM policy_applications WHERE event_id > ?1
             ORDER BY 1
@@ -78,7 +80,7 @@ import TestSupport
 
         let ids = received.compactMap(\.id)
         #expect(ids.count == received.count, "every event has an id")
-        #expect(ids == (try storedIDs(agent.database)), "every event exactly once, in order, across 22 connections and a restart")
+        #expect(ids == (try storedIDs(agent)), "every event exactly once, in order, across 22 connections and a restart")
         #expect(Set(received.map(\.type)).isSuperset(of: ["policy_applied", "vm_created", "vm_started", "conversion", "vm_ended"]))
         #expect(received.first?.type == "policy_applied")
 
@@ -95,7 +97,7 @@ import TestSupport
         #expect((notice["after"] as? Int).map(Int64.init) == resumeFrom)
         #expect(Int64(notice["pruned_through"] as? Int ?? 0) >= ids.last ?? .max)
         let remaining = afterPrune.dropFirst().compactMap(\.id)
-        #expect(remaining == (try storedIDs(agent.database, after: resumeFrom)), "what the prune left, once each, in order")
+        #expect(remaining == (try storedIDs(agent, after: resumeFrom)), "what the prune left, once each, in order")
         #expect((remaining.first { !ids.contains($0) } ?? 0) > ids.last ?? .max, "new ids continue past every id handed out")
     }
 
@@ -138,7 +140,7 @@ import TestSupport
         let rest = resumed.wait(until: ended(flood))
         resumed.kill()
         let first = delivered.first ?? 0
-        #expect(delivered + rest.compactMap(\.id) == (try storedIDs(agent.database, after: first - 1)))
+        #expect(delivered + rest.compactMap(\.id) == (try storedIDs(agent, after: first - 1)))
     }
 
     @Test func twoHundredFiftySixStreamsGetEveryEventAndOneMoreGets503() throws {
@@ -158,7 +160,7 @@ import TestSupport
 
         let vm = try create(agent, #"{"name":"many","image":"churn.elf","command_line":"200","memory_mib":16}"#)
         _ = try agent.waitForEnd(vm)
-        let expected = try storedIDs(agent.database).filter { $0 > 1 }
+        let expected = try storedIDs(agent).filter { $0 > 1 }
         for (index, reader) in readers.enumerated() {
             var parser = SSEParser()
             var events: [SSEEvent] = []
