@@ -11,13 +11,17 @@ public struct FaultEvent: Codable, Sendable, Equatable {
     /// kvm or emulated.
     public var source: String
     /// read, write, exec, or unknown (KVM did not say, or the row predates schema 6).
-    public var access: String
+    /// Absent only from agents older than the field.
+    public var access: String?
 
     public init(eventId: Int64, vmId: Int64, vcpu: Int, timeNs: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: String,
-                access: String = "unknown") {
+                access: String? = "unknown") {
         self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.timeNs = timeNs; self.gpa = gpa
         self.size = size; self.flags = flags; self.source = source; self.access = access
     }
+
+    /// read, write or exec; nil when unknown.
+    public var knownAccess: String? { access == "unknown" ? nil : access }
 }
 
 /// One conversion row.

@@ -1,3 +1,4 @@
+import APITypes
 import Foundation
 import Logging
 import SQLite
@@ -40,6 +41,33 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         let store = try EventStore(path: path, logger: quietLogger)
         store.close()
         #expect(try SQLiteConnection(path: path).query("PRAGMA journal_mode").first == [.text("wal")])
+    }
+
+    /// A store from schema 5 keeps its faults: after the migration they read as access unknown,
+    /// and the filter finds them by that word.
+    @Test func faultsFromBeforeSchemaSixReadAsAccessUnknown() throws {
+        let path = temporaryDatabase()
+        defer { removeDatabase(path) }
+        let five = try Migrator.bundled().filter { $0.version <= 5 }
+        do {
+            let connection = try Migrator.openForWriting(path: path)
+            try Migrator.migrate(connection, five)
+            try connection.execute("""
+            INSERT INTO vms (vm_id, name, memory_bytes, vcpus, backend, data_ram_start, data_ram_size, initial_state, created_ns)
+            VALUES (1, 'old', 67108864, 1, 'alias', 2097152, 65011712, 'private', 1);
+            INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (1, 1, 0, 5, 2097152, 4096, 8, 'emulated');
+            """)
+        }
+        #expect(try Maintenance.migrate(path: path).to == 6)
+        let queries = EventQueries(path: path)
+        #expect(try queries.faults(EventFilter()).map(\.access) == ["unknown"])
+        var unknown = EventFilter()
+        unknown.access = "unknown"
+        #expect(try queries.faults(unknown).count == 1)
+        unknown.access = "read"
+        #expect(try queries.faults(unknown).isEmpty)
+        let page = String(decoding: try queries.faultPageJSON(EventFilter()).json, as: UTF8.self)
+        #expect(page.contains(#""access":"unknown""#))
     }
 
     @Test func newerDatabaseIsRefused() throws {

@@ -32,6 +32,10 @@ public final class PostgresAuditSink: AuditSink {
         CREATE TABLE IF NOT EXISTS api_requests (host TEXT NOT NULL REFERENCES hosts (host), id BIGINT NOT NULL, time_ns BIGINT NOT NULL,
             method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, duration_ns BIGINT NOT NULL, client TEXT,
             PRIMARY KEY (host, id));
+        ALTER TABLE memory_faults ADD COLUMN IF NOT EXISTS access TEXT;
+        CREATE OR REPLACE VIEW fleet_fault_accesses AS
+            SELECT host, vm_id, coalesce(access, 'unknown') AS access, source, count(*) AS faults
+            FROM memory_faults GROUP BY host, vm_id, coalesce(access, 'unknown'), source;
         CREATE OR REPLACE VIEW fleet_policy_changes AS
             SELECT a.host, a.applied_ns, a.applied_by, a.version, d.name, d.document
             FROM policy_applications a JOIN policy_documents d ON d.version = a.version;
@@ -86,7 +90,8 @@ public final class PostgresAuditSink: AuditSink {
         for event in events {
             if let f = event.memoryFault {
                 faults.append("(\(h), \(f.eventId), \(f.vmId), \(f.vcpu), \(Self.integer(f.timeNs)), \(Self.integer(f.gpa)), "
-                              + "\(Self.integer(f.size)), \(Self.integer(f.flags)), \(try Self.literal(f.source)))")
+                              + "\(Self.integer(f.size)), \(Self.integer(f.flags)), \(try Self.literal(f.source)), "
+                              + "\(try f.knownAccess.map(Self.literal) ?? "NULL"))")
             }
             if let c = event.conversion {
                 conversions.append("(\(h), \(c.eventId), \(c.vmId), \(c.vcpu), \(Self.integer(c.requestedNs)), \(Self.integer(c.completedNs)), "
@@ -97,7 +102,7 @@ public final class PostgresAuditSink: AuditSink {
         }
         var sql = "BEGIN;"
         if !faults.isEmpty {
-            sql += "INSERT INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES "
+            sql += "INSERT INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access) VALUES "
                 + faults.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
         if !conversions.isEmpty {

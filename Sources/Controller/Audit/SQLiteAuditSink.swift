@@ -43,11 +43,11 @@ public final class SQLiteAuditSink: AuditSink {
             for event in events {
                 if let fault = event.memoryFault {
                     try connection.query("""
-                        INSERT OR IGNORE INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        INSERT OR IGNORE INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, [.text(host), .integer(fault.eventId), .integer(fault.vmId), .integer(Int64(fault.vcpu)),
                               .unsigned(fault.timeNs), .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags),
-                              .text(fault.source)])
+                              .text(fault.source), fault.knownAccess.map(SQLValue.text) ?? .null])
                 }
                 if let c = event.conversion {
                     try connection.query("""
