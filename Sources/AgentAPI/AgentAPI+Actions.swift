@@ -55,6 +55,18 @@ extension AgentAPI {
             let vm = try existing(id)
             let svg = MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: Self.utcNow(), from: from, to: to)
             return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
+        case .historySVG(let id):
+            let now = MonotonicClock.wallNanos()
+            let history = try read { (queries: EventQueries) throws(EventStoreError) in
+                try queries.vmHistory(id, columns: HistorySVG.plotWidth, nowNanos: now)
+            }
+            guard let history else { throw .notFound("no VM with id \(id) in this agent's store") }
+            let svg = HistorySVG.render(HistorySVG.Input(
+                vmID: id, name: history.name, startNanos: history.createdNanos, endNanos: history.endedNanos ?? now,
+                dataRAMBytes: history.dataRAMBytes, initialSharedBytes: history.initialSharedBytes,
+                columns: history.columns.map { HistorySVG.Column(index: $0.index, sharedDelta: $0.sharedDelta, applied: $0.applied, denied: $0.denied) },
+                drawnAt: Self.utcNow()))
+            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8), headers: [("Cache-Control", "no-store")])
         case .faults(let filter):
             let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.faultPageJSON(filter) }
             return HTTPResponse(status: 200, contentType: "application/json", body: page.json)

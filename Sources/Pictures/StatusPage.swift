@@ -1,8 +1,10 @@
 import APITypes
 
 /// The agent's read-only status page (`GET /`) and its login form: plain HTML and
-/// CSS, no framework, no external resource; the page reloads itself every few
-/// seconds with a meta refresh (no script at all). Pure: data in, HTML out.
+/// CSS, no framework, no external resource. With JavaScript, a few lines of it follow
+/// the event stream (`EventSource` on `/v1/events/stream`) and update the page as
+/// events happen; without, the page reloads itself every few seconds (a meta refresh
+/// inside `<noscript>`). Pure: data in, HTML out.
 public enum StatusPage {
     public struct VM: Sendable {
         public var info: VMInfo
@@ -18,8 +20,10 @@ public enum StatusPage {
         /// When the policy in force was last applied, and by whom (nil without a store).
         public var policyApplied: PolicyHistoryEntry?
         public var drawnAt: String
-        /// Seconds between reloads.
+        /// Seconds between reloads (without JavaScript).
         public var refreshSeconds: Int = 5
+        /// The agent records: the page follows the event stream and shows each VM's history picture.
+        public var live = false
 
         public init(host: HostInfo, vms: [VM], conversions: [ConversionEvent], denials: [ConversionEvent],
                     policyApplied: PolicyHistoryEntry?, drawnAt: String) {
@@ -33,13 +37,15 @@ public enum StatusPage {
         h1{font-size:20px}h2{font-size:16px;margin-top:28px}
         table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
         th{background:#eee}.vm{background:#fff;border:1px solid #ddd;padding:8px 12px;margin:12px 0}
-        .muted{color:#666;font-size:12px}a{color:#1f5fbf}
+        .muted{color:#666;font-size:12px}a{color:#1f5fbf}.map,.history{margin-top:6px}
         """
 
     static func escape(_ text: String) -> String { MemoryMapSVG.escape(text) }
 
-    static func page(title: String, refresh: Int?, to target: String? = nil, body: String) -> String {
-        let meta = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\(target.map { ";url=\($0)" } ?? "")\">" } ?? ""
+    static func page(title: String, refresh: Int?, to target: String? = nil, scripted: Bool = false, body: String) -> String {
+        var meta = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\(target.map { ";url=\($0)" } ?? "")\">" } ?? ""
+        // A scripted page updates itself; only a browser without JavaScript needs the reload.
+        if scripted { meta = "<noscript>\(meta)</noscript>" }
         return """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">\(meta)<title>\(escape(title))</title>
@@ -91,13 +97,22 @@ public enum StatusPage {
         if input.vms.isEmpty { body += "<p class=\"muted\">None.</p>" }
         for vm in input.vms {
             let info = vm.info
-            body += "<div class=\"vm\"><b>\(escape(info.name))</b> (VM \(info.id)): <b>\(escape(info.state))</b>"
+            body += "<div class=\"vm\" id=\"vm-\(info.id)\"><b>\(escape(info.name))</b> (VM \(info.id)): <b class=\"state\">\(escape(info.state))</b>"
             if let reason = info.reason { body += " — \(escape(reason))" }
             body += "<br><span class=\"muted\">\(escape(info.image)), \(info.memoryMib) MiB, \(info.vcpus) vCPU, \(escape(info.backend)); "
-                + "data RAM: private \(info.privateBytes) bytes, shared \(info.sharedBytes) bytes (\(Self.sharedPercent(info)) shared); \(info.memoryFaults) memory faults; "
+                + "data RAM: private <span class=\"private\">\(info.privateBytes)</span> bytes, shared <span class=\"shared\">\(info.sharedBytes)</span> bytes "
+                + "(\(Self.sharedPercent(info)) shared when drawn); \(info.memoryFaults) memory faults; "
                 + "<a href=\"/v1/vms/\(info.id)\">JSON</a> · <a href=\"/v1/vms/\(info.id)/memory\">memory</a> · "
                 + "<a href=\"/v1/vms/\(info.id)/memory.svg\">SVG</a></span><br>"
-            body += vm.memorySVG + "</div>"
+            body += "<div class=\"map\">" + vm.memorySVG + "</div>"
+            if input.live {
+                body += "<img class=\"history\" src=\"/v1/vms/\(info.id)/history.svg\" alt=\"shared bytes of VM \(info.id) over time\">"
+            }
+            body += "</div>"
+        }
+        if input.live {
+            body += "<h2>Live events</h2><p class=\"muted\" id=\"live-status\">Events appear here as they happen (needs JavaScript).</p>"
+                + "<table id=\"live\"><tr><th>event</th><th>kind</th><th>VM</th><th>detail</th></tr></table>"
         }
         body += "<h2>Latest conversions</h2>" + conversionRows(input.conversions)
         body += "<h2>Latest denials</h2>" + conversionRows(input.denials)
@@ -106,8 +121,43 @@ public enum StatusPage {
             .map { "<a href=\"\($0)\">\($0)</a>" }.joined(separator: " · ")
         body += "</p>"
         body += "<form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>"
-        return page(title: "MemGate: \(host.hostname)", refresh: input.refreshSeconds, body: body)
+        if input.live { body += "<script>\(liveScript)</script>" }
+        return page(title: "MemGate: \(host.hostname)", refresh: input.refreshSeconds, scripted: input.live, body: body)
     }
+
+    /// Follows the event stream: each event becomes a row of the live table (newest first, 50 kept);
+    /// a conversion moves its VM's byte counts and redraws its memory map (at most once a second);
+    /// a VM's lifecycle event updates its state (a VM created since the page loaded appears in the table).
+    /// EventSource reconnects by itself, sending Last-Event-ID: nothing is missed.
+    static let liveScript = #"""
+        (function(){
+        if(!window.EventSource)return;
+        var live=document.getElementById('live'),status=document.getElementById('live-status'),due={};
+        function row(id,kind,vm,detail){var r=live.insertRow(1);r.id='event-'+id;
+        [id,kind,vm,detail].forEach(function(t){r.insertCell().textContent=t;});
+        while(live.rows.length>51)live.deleteRow(51);}
+        function redraw(vm){if(due[vm])return;due[vm]=setTimeout(function(){due[vm]=0;
+        fetch('/v1/vms/'+vm+'/memory.svg').then(function(r){return r.ok?r.text():null;}).then(function(t){
+        var m=document.querySelector('#vm-'+vm+' .map');if(t&&m)m.innerHTML=t;});},1000);}
+        var es=new EventSource('/v1/events/stream');
+        es.onopen=function(){status.textContent='Following this agent\u2019s events live.';};
+        es.onerror=function(){status.textContent='Reconnecting to the event stream\u2026';};
+        es.addEventListener('conversion',function(e){var c=JSON.parse(e.data).conversion;
+        row(c.event_id,'conversion',c.vm_id,c.direction+' 0x'+c.gpa.toString(16)+' '+c.size+' B: '+c.decision+' ('+c.reason+')');
+        var v=document.getElementById('vm-'+c.vm_id);
+        if(v&&c.decision==='applied'){var s=v.querySelector('.shared'),p=v.querySelector('.private'),d=c.direction==='to_shared'?c.changed_bytes:-c.changed_bytes;
+        s.textContent=+s.textContent+d;p.textContent=+p.textContent-d;redraw(c.vm_id);}});
+        es.addEventListener('memory_fault',function(e){var f=JSON.parse(e.data).memory_fault;
+        row(f.event_id,'memory fault',f.vm_id,f.access+' 0x'+f.gpa.toString(16)+' ('+f.source+')');});
+        ['vm_created','vm_started','vm_paused','vm_resumed','vm_ended'].forEach(function(k){es.addEventListener(k,function(e){
+        var v=JSON.parse(e.data).vm_event,el=document.getElementById('vm-'+v.vm_id);
+        row(v.event_id,k.replace('_',' '),v.vm_id,v.reason||'');
+        if(el&&k!=='vm_created')el.querySelector('.state').textContent=v.final_state||k.slice(3);});});
+        es.addEventListener('policy_applied',function(e){var p=JSON.parse(e.data).policy_application;
+        row(p.event_id,'policy applied','',(p.name||'')+' '+p.version.slice(0,12)+' by '+p.applied_by);});
+        es.addEventListener('overflow',function(){location.reload();});
+        })();
+        """#
 
     /// The sign-in form for TCP clients (the Unix socket needs none).
     public static func login(message: String?) -> String {

@@ -128,4 +128,70 @@ struct PicturesTests {
             try FileManager.default.copyItem(at: shot, to: URL(fileURLWithPath: keep))
         }
     }
+
+    /// Headless Chromium on the status page (driven over the DevTools protocol): once the page
+    /// follows the event stream, a conversion made after it loaded appears on it without a reload.
+    @Test func theStatusPageShowsEventsAsTheyHappen() throws {
+        let chromium = "/usr/bin/chromium"
+        guard FileManager.default.isExecutableFile(atPath: chromium) else {
+            Issue.record("needs Chromium at \(chromium) (apt package chromium; `make check` installs it)")
+            return
+        }
+        let agent = try AgentProcess()
+        defer { agent.terminate(); agent.removeFiles() }
+        let form = agent.directory.appendingPathComponent("signin.html")
+        try Data("""
+            <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
+            <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
+            """.utf8).write(to: form)
+        let driver = Process()
+        driver.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        driver.arguments = [TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path, chromium,
+                            form.absoluteString]
+        driver.environment = ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path, "PATH": "/usr/bin:/bin"]
+        let input = Pipe(), output = Pipe()
+        driver.standardInput = input
+        driver.standardOutput = output
+        driver.standardError = FileHandle.nullDevice
+        try driver.run()
+        defer { if driver.isRunning { driver.terminate() } }
+        let lines = LineReader(output.fileHandleForReading)
+        let ready = lines.next()
+        try #require(ready == "READY", "the page did not start following the stream: \(ready ?? "nothing")")
+
+        // Made after the page loaded: a VM that converts memory.
+        let response = try agent.request("POST", "/v1/vms", json: #"{"name":"live","image":"churn.elf","command_line":"6","memory_mib":16}"#)
+        let vm = AgentProcess.object(response)["id"] as? Int ?? -1
+        _ = try agent.waitForEnd(vm)
+        let conversions = AgentProcess.object(try agent.request("GET", "/v1/conversions?vm=\(vm)"))["items"] as? [[String: Any]] ?? []
+        let ids = conversions.compactMap { $0["event_id"] as? Int }
+        #expect(ids.count == 6)
+        input.fileHandleForWriting.write(Data((ids.map(String.init).joined(separator: ",") + "\n").utf8))
+        let verdict = lines.next()
+        #expect(verdict == "FOUND", "\(verdict ?? "no answer"); \(lines.next() ?? "")")
+        driver.waitUntilExit()
+    }
+}
+
+/// Lines from a pipe, one at a time (blocking).
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer = Data()
+
+    init(_ handle: FileHandle) {
+        self.handle = handle
+    }
+
+    func next() -> String? {
+        while true {
+            if let newline = buffer.firstIndex(of: 0x0A) {
+                let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
+                buffer.removeSubrange(buffer.startIndex...newline)
+                return line
+            }
+            let chunk = handle.availableData
+            if chunk.isEmpty { return nil }
+            buffer += chunk
+        }
+    }
 }

@@ -47,6 +47,7 @@ public enum APIRouter {
             case "console": return (.console, id)
             case "memory": return (.memory, id)
             case "memory.svg": return (.memorySVG, id)
+            case "history.svg": return (.historySVG, id)
             default: break
             }
         default: break
@@ -104,6 +105,7 @@ public enum APIRouter {
             let to = try query.optionalInteger("to", in: 1...Int64.max).map { UInt64($0) }
             if let from, let to, to <= from { throw APIError(422, "invalid_range", "to must be above from") }
             return .memorySVG(try vm(), from: from, to: to)
+        case (.historySVG, _): return .historySVG(try vm())
         case (.faults, _): return .faults(try filter(query, conversions: false))
         case (.conversions, _): return .conversions(try filter(query, conversions: true))
         case (.events, _):

@@ -18,6 +18,8 @@ public enum AgentAction: Sendable, Equatable {
     case memory(Int64)
     /// The memory map as SVG, optionally zoomed to [from, to).
     case memorySVG(Int64, from: UInt64?, to: UInt64?)
+    /// Shared bytes over the VM's lifetime, from the records.
+    case historySVG(Int64)
     case faults(EventFilter)
     case conversions(EventFilter)
     /// `fromEnd`: no events, only the position from which to follow what comes next.
@@ -66,6 +68,7 @@ public enum Route: String, Sendable, CaseIterable {
     case console = "/v1/vms/{id}/console"
     case memory = "/v1/vms/{id}/memory"
     case memorySVG = "/v1/vms/{id}/memory.svg"
+    case historySVG = "/v1/vms/{id}/history.svg"
     case faults = "/v1/memory-faults"
     case conversions = "/v1/conversions"
     case events = "/v1/events"

@@ -38,8 +38,9 @@ extension AgentAPI {
         let conversions = (try? queries?.latestConversions(limit: 10)) ?? nil
         let denials = (try? queries?.latestConversions(limit: 10, decision: "denied")) ?? nil
         let applied = ((try? queries?.policyHistory(limit: 1)) ?? nil)?.first
-        let input = StatusPage.Input(host: snapshot.info(vms: vmCounts(), policy: host.policies.policy), vms: vms,
+        var input = StatusPage.Input(host: snapshot.info(vms: vmCounts(), policy: host.policies.policy), vms: vms,
                                      conversions: conversions ?? [], denials: denials ?? [], policyApplied: applied, drawnAt: drawnAt)
+        input.live = streams != nil
         return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.html(input).utf8),
                             headers: [("Cache-Control", "no-store")])
     }
