@@ -121,7 +121,7 @@ let package = Package(
             swiftSettings: strict),
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
-        .target(name: "TestSupport", dependencies: ["CNet"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["CNet", "Controller"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
@@ -146,7 +146,7 @@ let package = Package(
             name: "VMMTests",
             dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite"], exclude: ["Scripts"],
+        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite", "Controller"], exclude: ["Scripts"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -70,13 +70,41 @@ public struct ConversionPage: Codable, Sendable, Equatable {
     public init(items: [ConversionEvent], nextCursor: String?) { self.items = items; self.nextCursor = nextCursor }
 }
 
-/// One entry of `GET /v1/events`: exactly one of `memoryFault` or `conversion` is set.
+/// A VM's lifecycle step, as `GET /v1/events/stream` carries it (`vm_created` … `vm_ended`).
+public struct VMLifecycleEvent: Codable, Sendable, Equatable {
+    public var eventId: Int64
+    public var vmId: Int64
+    public var vmName: String
+    /// created, started, paused, resumed or ended.
+    public var what: String
+    public var timeNs: UInt64
+    /// Ended only: stopped, crashed, failed, faulted or lost, why, and the guest's exit status.
+    public var finalState: String?
+    public var reason: String?
+    public var exitStatus: Int?
+}
+
+/// A policy application, as `GET /v1/events/stream` carries it (`policy_applied`).
+public struct PolicyApplicationEvent: Codable, Sendable, Equatable {
+    public var eventId: Int64
+    /// The application's id in the policy history.
+    public var id: Int64
+    public var version: String
+    public var name: String?
+    public var appliedNs: UInt64
+    public var appliedBy: String
+}
+
+/// One entry of `GET /v1/events` (a fault or a conversion), or of its stream, which also
+/// carries VM lifecycle events and policy applications: exactly one member is set.
 public struct EventEntry: Codable, Sendable, Equatable {
     public var eventId: Int64
-    /// memory_fault or conversion.
+    /// memory_fault, conversion; on the stream also vm_created … vm_ended and policy_applied.
     public var kind: String
     public var memoryFault: FaultEvent?
     public var conversion: ConversionEvent?
+    public var vmEvent: VMLifecycleEvent?
+    public var policyApplication: PolicyApplicationEvent?
 
     public init(fault: FaultEvent) {
         eventId = fault.eventId; kind = "memory_fault"; memoryFault = fault; conversion = nil

@@ -87,6 +87,8 @@ static inline void ccurl_buffer_free(ccurl_buffer *buffer) {
 }
 static inline size_t ccurl_buffer_length(const ccurl_buffer *buffer) { return buffer->length; }
 static inline int ccurl_buffer_overflowed(const ccurl_buffer *buffer) { return buffer->overflowed; }
+/* Empties the buffer (a streamed body is taken a piece at a time). */
+static inline void ccurl_buffer_clear(ccurl_buffer *buffer) { buffer->length = 0; }
 /* Copies up to `capacity` bytes into `out`; returns how many. */
 static inline size_t ccurl_buffer_copy(const ccurl_buffer *buffer, uint8_t *out, size_t capacity) {
     size_t n = buffer->length < capacity ? buffer->length : capacity;

@@ -138,6 +138,30 @@ struct FleetOptions: ParsableArguments {
     }
 
     func client(_ entries: [HostEntry], _ context: ContextConfig.Context?) throws -> FleetClient {
+        let options = try transportOptions(context)
+        do {
+            let endpoints = entries.compactMap { Endpoint($0.url) }
+            return FleetClient(hosts: entries, transport: try CurlTransport(endpoints: endpoints, options: options))
+        } catch {
+            throw CtlFailure.usage("\(error)")
+        }
+    }
+
+    /// The selected hosts and a follower of their event streams.
+    func follower(path: String) throws -> ([HostEntry], CurlEventFollower) {
+        Out.format.withLock { $0 = format }
+        let context = try configContext()
+        let entries = try selectedEntries(context)
+        guard !entries.isEmpty else { throw CtlFailure.usage("no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS or a config context") }
+        do {
+            return (entries, try CurlEventFollower(endpoints: entries.compactMap { Endpoint($0.url) }, options: try transportOptions(context),
+                                                   path: path))
+        } catch {
+            throw CtlFailure.usage("\(error)")
+        }
+    }
+
+    func transportOptions(_ context: ContextConfig.Context?) throws -> TransportOptions {
         var options = TransportOptions()
         options.concurrency = concurrency
         options.connectTimeoutMilliseconds = Int(connectTimeout * 1000)
@@ -153,12 +177,7 @@ struct FleetOptions: ParsableArguments {
                 FileHandle.standardError.write(Data("\r\u{1B}[2Kmemgatectl: \(done)/\(total) requests done\(done == total ? "\r\u{1B}[2K" : "")".utf8))
             }
         }
-        do {
-            let endpoints = entries.compactMap { Endpoint($0.url) }
-            return FleetClient(hosts: entries, transport: try CurlTransport(endpoints: endpoints, options: options))
-        } catch {
-            throw CtlFailure.usage("\(error)")
-        }
+        return options
     }
 
     func token(_ context: ContextConfig.Context?) throws -> String? {

@@ -3,6 +3,7 @@ import ArgumentParser
 import Controller
 import Foundation
 import JSON
+import Platform
 import Synchronization
 
 /// Output helpers shared by the commands. Everything printed passes through
@@ -13,7 +14,16 @@ enum Out {
     static let format = Mutex(OutputFormat.json)
 
     static func line(_ text: String) {
-        FileHandle.standardOutput.write(Data((TerminalText.sanitize(text) + "\n").utf8))
+        write(Array((TerminalText.sanitize(text) + "\n").utf8))
+    }
+
+    /// Writes stdout with write(2): a reader that went away (`| head`) ends the command
+    /// quietly, as SIGPIPE would, instead of trapping in FileHandle.
+    private static func write(_ bytes: [UInt8]) {
+        guard let error = OutputDescriptor.standardOutput.writeAll(bytes) else { return }
+        if error == EPIPE { exit(0) }
+        FileHandle.standardError.write(Data("memgatectl: cannot write the output: \(String(cString: strerror(error)))\n".utf8))
+        exit(1)
     }
 
     /// Text as it came (a console), without a newline of its own; control characters escaped
@@ -22,7 +32,7 @@ enum Out {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
             line.split(separator: "\t", omittingEmptySubsequences: false).map { TerminalText.sanitize(String($0)) }.joined(separator: "\t")
         }
-        FileHandle.standardOutput.write(Data(lines.joined(separator: "\n").utf8))
+        write(Array(lines.joined(separator: "\n").utf8))
     }
 
     static func error(_ text: String) {

@@ -2,6 +2,7 @@ import APITypes
 import ArgumentParser
 import Controller
 import Foundation
+import JSON
 import Platform
 
 struct HostsCommand: ParsableCommand {
@@ -193,81 +194,132 @@ struct ConversionsCommand: ParsableCommand {
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
-        abstract: "New faults and conversions of every host, pulled with after= cursors; --follow keeps polling until interrupted.")
-    @Flag(help: "Keep polling every --interval seconds; only events from now on, unless --from-start or --after.") var follow = false
+        abstract: "Faults, conversions, VM lifecycle and policy events of every host; --follow streams them as they happen until interrupted.")
+    @Flag(help: "Stream events as they happen (GET /v1/events/stream, reconnecting with Last-Event-ID); only from now, unless --from-start, --after or --since-file.")
+    var follow = false
     @Flag(help: "With --follow: the whole history first, then what comes.") var fromStart = false
-    @Option(help: "Seconds between polls with --follow (0.05-3600).") var interval: Double = 1
     @Option(help: "Start after this event id on every host (default: from the start; with --follow, from now).") var after: Int64?
-    @Option(help: "Most events one host may hand out (1-100000000); a host past it fails. Default: 100000, no limit with --follow.")
+    @Option(help: "With --follow: a file that keeps each host's last event id; a follower started again resumes there, without loss or repeats.")
+    var sinceFile: String?
+    @Option(help: "Most events one host may hand out (1-100000000); a host past it fails. Default: 100000 (without --follow).")
     var maxRows: Int?
     @Option(help: "Seconds to run at most (0.1-86400); then stop (with --follow, cleanly).") var maxDuration: Double?
     @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
-        guard interval >= 0.05, interval <= 3600 else { throw ValidationError("--interval must be from 0.05 to 3600 seconds") }
         if let after, after < 0 { throw ValidationError("--after must be at least 0") }
         if fromStart, after != nil { throw ValidationError("--from-start and --after both say where to start; give one") }
+        if sinceFile != nil, !follow { throw ValidationError("--since-file goes with --follow") }
         if let maxRows, !(1...100_000_000).contains(maxRows) { throw ValidationError("--max-rows must be from 1 to 100000000") }
         if let maxDuration, !(0.1...86_400).contains(maxDuration) { throw ValidationError("--max-duration must be from 0.1 to 86400 seconds") }
     }
 
     func run() throws {
+        if follow { return try followStreams() }
         let client = try fleet.fleet()
         let started = ContinuousClock.now
-        let limit = maxRows ?? (follow ? Int.max : 100_000)
+        let limit = maxRows ?? 100_000
         var cursors = [EventCursor](repeating: EventCursor(position: after ?? 0, maxRows: limit), count: client.hosts.count)
         // Hosts that broke a promise are not asked again.
         var failed = Set<Int>()
-        if follow && after == nil && !fromStart {
-            // From now: each host says where its history ends; a host that cannot is asked from the start later.
-            for (index, outcome) in client.get("/v1/events?from=end", as: EventPage.self).enumerated() {
-                if let page = outcome.value { cursors[index] = EventCursor(position: page.nextAfter, maxRows: limit) }
+        var open = client.hosts.indices.filter { !failed.contains($0) }
+        while !open.isEmpty {
+            if let maxDuration, started.duration(to: .now) >= .seconds(maxDuration) {
+                for index in open { Out.error("\(client.hosts[index].name): not finished within --max-duration") }
+                failed.formUnion(open)
+                break
+            }
+            let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=1000" }, to: open)
+                .map { FleetClient.decode($0, as: EventPage.self) }
+            var batch: [(host: String, event: EventEntry)] = []
+            var next: [Int] = []
+            for (index, outcome) in zip(open, outcomes) {
+                switch outcome.result {
+                case .success(let page):
+                    switch cursors[index].advance(with: page, pageSize: 1000) {
+                    case .more(let events):
+                        batch += events.map { (outcome.host.name, $0) }
+                        next.append(index)
+                    case .done(let events):
+                        batch += events.map { (outcome.host.name, $0) }
+                    case .failed(let reason, let events):
+                        batch += events.map { (outcome.host.name, $0) }
+                        Out.error("\(outcome.host.name): \(reason)")
+                        failed.insert(index)
+                    }
+                case .failure(let failure):
+                    Out.error("\(outcome.host.name): \(failure)")
+                    failed.insert(index)
+                }
+            }
+            batch.sort { Self.time($0.event) < Self.time($1.event) }
+            for (host, event) in batch { try print(host, event) }
+            open = next
+        }
+        if !failed.isEmpty { throw CtlFailure.hostsFailed }
+    }
+
+    /// `--follow`: every host's stream on one multi handle until SIGINT, SIGTERM or --max-duration.
+    func followStreams() throws {
+        let (hosts, follower) = try fleet.follower(path: "/v1/events/stream")
+        var positions = try SinceFile.load(sinceFile)
+        let start: [Int64?] = hosts.map { host in
+            if let after { return after }
+            if fromStart { return 0 }
+            return positions[host.name]
+        }
+        // Signals end the follow cleanly: the loop returns, the positions are saved.
+        ProcessSignals.blockTermination()
+        Thread.detachNewThread {
+            _ = ProcessSignals.waitForSignal()
+            follower.stop()
+        }
+        if let maxDuration {
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: maxDuration)
+                follower.stop()
             }
         }
-        func pastDeadline() -> Bool { maxDuration.map { started.duration(to: .now) >= .seconds($0) } ?? false }
-        repeat {
-            var open = client.hosts.indices.filter { !failed.contains($0) }
-            while !open.isEmpty {
-                if pastDeadline() {
-                    if !follow {
-                        for index in open { Out.error("\(client.hosts[index].name): not finished within --max-duration") }
-                        failed.formUnion(open)
-                    }
-                    break
-                }
-                let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=1000" }, to: open)
-                    .map { FleetClient.decode($0, as: EventPage.self) }
-                var batch: [(host: String, event: EventEntry)] = []
-                var next: [Int] = []
-                for (index, outcome) in zip(open, outcomes) {
-                    switch outcome.result {
-                    case .success(let page):
-                        switch cursors[index].advance(with: page, pageSize: 1000) {
-                        case .more(let events):
-                            batch += events.map { (outcome.host.name, $0) }
-                            next.append(index)
-                        case .done(let events):
-                            batch += events.map { (outcome.host.name, $0) }
-                        case .failed(let reason, let events):
-                            batch += events.map { (outcome.host.name, $0) }
-                            Out.error("\(outcome.host.name): \(reason)")
-                            failed.insert(index)
-                        }
-                    case .failure(let failure):
-                        // While following, an unreachable host is asked again next round.
-                        if !follow {
-                            Out.error("\(outcome.host.name): \(failure)")
-                            failed.insert(index)
-                        }
+        var refused = Set<Int>()
+        var lastSaved = Date()
+        let decoder = APIJSON.decoder()
+        let final = try follower.follow(startAfter: start) { update in
+            switch update {
+            case .event(let index, let event):
+                let host = hosts[index].name
+                switch event.type {
+                case "overflow": Out.error("\(host): fell behind the agent's buffer; resuming from event \(event.id ?? 0)")
+                case "pruned": Out.error("\(host): events up to \((event.id).map(String.init) ?? "?") were pruned on the agent; what remains follows")
+                default:
+                    if fleet.json {
+                        // The event's own JSON with the host in front: no decoding and encoding on the way.
+                        var line = JSONWriter(capacity: 64)
+                        line.beginObject()
+                        line.field("host", host)
+                        Out.line(String(decoding: line.bytes, as: UTF8.self) + "," + event.data.dropFirst())
+                    } else if let entry = try? decoder.decode(EventEntry.self, from: Data(event.data.utf8)) {
+                        try print(host, entry)
                     }
                 }
-                batch.sort { Self.time($0.event) < Self.time($1.event) }
-                for (host, event) in batch { try print(host, event) }
-                open = next
+                positions[host] = event.id ?? positions[host]
+                if let sinceFile, Date().timeIntervalSince(lastSaved) >= 0.2 {
+                    try SinceFile.save(positions, to: sinceFile)
+                    lastSaved = Date()
+                }
+            case .connected:
+                break
+            case .disconnected(let index, let reason, let retryIn):
+                if let retryIn {
+                    Out.error("\(hosts[index].name): \(reason); reconnecting in \(String(format: "%.1f", retryIn)) s")
+                } else {
+                    Out.error("\(hosts[index].name): \(reason); not following this host")
+                    refused.insert(index)
+                }
             }
-            if follow && !pastDeadline() { Thread.sleep(forTimeInterval: interval) }
-        } while follow && !pastDeadline() && failed.count < client.hosts.count
-        if !failed.isEmpty { throw CtlFailure.hostsFailed }
+        }
+        for (index, host) in hosts.enumerated() { positions[host.name] = final[index] ?? positions[host.name] }
+        if let sinceFile { try SinceFile.save(positions, to: sinceFile) }
+        if !refused.isEmpty { throw CtlFailure.hostsFailed }
     }
 
     static func time(_ event: EventEntry) -> UInt64 { event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? 0 }
@@ -275,9 +327,14 @@ struct EventsCommand: ParsableCommand {
     func print(_ host: String, _ event: EventEntry) throws {
         if fleet.json { return try Out.jsonLine(HostTagged(host: host, row: event)) }
         if let fault = event.memoryFault {
-            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(fault.vmId)  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(fault.flags & 8 != 0 ? "private" : "shared") access, \(fault.source))")
+            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(fault.vmId)  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(fault.flags & 8 != 0 ? "private" : "shared") \(fault.access ?? "unknown"), \(fault.source))")
         } else if let c = event.conversion {
             Out.line("\(utcTime(c.requestedNs))  \(host)  vm \(c.vmId)  \(c.trigger) \(c.direction) 0x\(String(c.gpa, radix: 16)) +\(humanBytes(c.size)): \(c.decision) (\(c.reason))")
+        } else if let v = event.vmEvent {
+            let end = v.finalState.map { " \($0)" + (v.reason.map { ": \($0)" } ?? "") } ?? ""
+            Out.line("\(utcTime(v.timeNs))  \(host)  vm \(v.vmId)  \(v.what) (\(v.vmName))\(end)")
+        } else if let p = event.policyApplication {
+            Out.line("\(utcTime(p.appliedNs))  \(host)  policy \(p.version.prefix(12))\(p.name.map { " (\($0))" } ?? "") applied by \(p.appliedBy)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Controller
 import SQLite
 import Testing
 import TestSupport

@@ -1,54 +1,12 @@
+import Controller
 import Foundation
 import Glibc
 import Synchronization
 
-/// One Server-Sent Event as a client sees it.
-public struct SSEEvent: Sendable, Equatable {
-    public var id: Int64?
-    public var type: String
-    public var data: String
-
+extension SSEEvent {
     /// The event's JSON data as an object.
     public var object: [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(data.utf8))) as? [String: Any] ?? [:]
-    }
-}
-
-/// The `text/event-stream` format (WHATWG HTML §9.2.6): lines in, whole events out. Pure.
-public struct SSEParser: Sendable {
-    private var pending: [UInt8] = []
-    private var id: Int64?
-    private var type = ""
-    private var data: [String] = []
-
-    public init() {}
-
-    /// The events completed by `bytes` (an event is complete at its blank line).
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
-        pending += bytes
-        var events: [SSEEvent] = []
-        while let newline = pending.firstIndex(of: 0x0A) {
-            var line = String(decoding: pending[..<newline], as: UTF8.self)
-            pending.removeSubrange(...newline)
-            if line.hasSuffix("\r") { line.removeLast() }
-            if line.isEmpty {
-                if !data.isEmpty || !type.isEmpty { events.append(SSEEvent(id: id, type: type.isEmpty ? "message" : type, data: data.joined(separator: "\n"))) }
-                type = ""
-                data = []
-                continue
-            }
-            if line.hasPrefix(":") { continue }
-            let field = line.prefix { $0 != ":" }
-            var value = line.dropFirst(field.count).dropFirst()
-            if value.hasPrefix(" ") { value = value.dropFirst() }
-            switch field {
-            case "id": id = Int64(value)
-            case "event": type = String(value)
-            case "data": data.append(String(value))
-            default: break
-            }
-        }
-        return events
     }
 }
 

@@ -116,7 +116,9 @@ public final class EventStreamHub: Sendable {
 
     private func attach(_ stream: HTTPStream, lease: Lease, after: Int64, filter: StreamFilter) {
         let subscriber = Subscriber(stream: stream, lease: lease, cursor: after, filter: filter)
-        stream.send(SSEFrame.retry(milliseconds: 2000))
+        // The reconnection delay, and where this stream starts: a client that is cut off before
+        // its first event resumes from here (an id without data sets EventSource's lastEventId).
+        stream.send(SSEFrame.retry(milliseconds: 2000) + SSEFrame.position(after))
         stream.onClose { [weak self] in
             subscriber.closed.store(true, ordering: .releasing)
             self?.signal()

@@ -24,6 +24,9 @@ public enum SSEFrame {
     /// Tells the browser how long to wait before reconnecting, sent first.
     public static func retry(milliseconds: Int) -> [UInt8] { Array("retry: \(milliseconds)\n\n".utf8) }
 
+    /// Only an id: moves a client's last event id without an event (WHATWG: dispatch sets it, then drops empty data).
+    public static func position(_ id: Int64) -> [UInt8] { Array("id: \(id)\n\n".utf8) }
+
     /// A comment: keeps idle connections (and the proxies between) open; clients ignore it.
     public static let heartbeat = Array(": heartbeat\n\n".utf8)
 
