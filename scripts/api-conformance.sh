@@ -23,8 +23,9 @@ port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/agent.out")
 # A VM to find, so operations on /v1/vms/{id} also meet an existing one.
 curl -sf -H "Authorization: Bearer $secret" -H 'Content-Type: application/json' \
     -d '{"name":"conformance","image":"implicit.elf","memory_mib":16}' "http://127.0.0.1:$port/v1/vms" > /dev/null
+# The event stream never ends by design; the Swift tests read it with real SSE clients instead.
 "$venv/bin/st" run "$root/openapi.yaml" --url "http://127.0.0.1:$port" \
-    -H "Authorization: Bearer $secret" \
+    -H "Authorization: Bearer $secret" --exclude-operation-id streamEvents \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing --max-examples "$examples" --seed 1 --request-timeout 20 \
     --generation-database none --no-color --warnings off
