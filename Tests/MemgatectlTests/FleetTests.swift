@@ -138,17 +138,17 @@ struct FleetTests {
         let tokenFile = agent.directory.appendingPathComponent("ctl-token").path
         try Data(AgentProcess.adminToken.utf8).write(to: URL(fileURLWithPath: tokenFile))
         let follower = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
-                                          ["events", "--follow", "--from-start", "--interval", "0.1", "--json", "--hosts", hosts, "--token-file", tokenFile])
+                                          ["events", "--follow", "--from-start", "--json", "--hosts", hosts, "--token-file", tokenFile])
         defer { follower.kill(SIGKILL); follower.wait() }
         let created = try ctl(["vm", "create", "one", "--name", "walker", "--image", "implicit.elf", "--memory-mib", "32", "--hosts", hosts, "--json"])
         #expect(created.status == 0)
         let id = jsonObject(created.stdout)["id"] as? Int ?? 0
         #expect(id == 1)
-        for _ in 0..<200 where follower.stdout.split(separator: "\n").count < 4 { usleep(50_000) }
+        for _ in 0..<400 where !follower.stdout.contains(#""kind":"vm_ended""#) { usleep(50_000) }
         let lines = follower.stdout.split(separator: "\n").map { jsonObject(String($0)) }
-        #expect(lines.count == 4)
         #expect(lines.allSatisfy { $0["host"] as? String == "one" })
-        #expect(lines.map { $0["kind"] as? String } == ["memory_fault", "conversion", "memory_fault", "conversion"])
+        #expect(lines.map { $0["kind"] as? String } == ["policy_applied", "vm_created", "vm_started", "memory_fault", "conversion",
+                                                       "memory_fault", "conversion", "vm_ended"])
 
         let memory = try ctl(["memory", "one", "1", "--hosts", hosts, "--width", "32"])
         #expect(memory.status == 0)

@@ -2,13 +2,16 @@
 """Drives headless Chromium over the DevTools protocol (--remote-debugging-pipe) to
 watch the agent's status page update itself from the event stream.
 
-usage: live_page.py CHROMIUM SIGNIN_URL
-Prints READY once the page says it follows the stream. Then reads one line of
-comma-separated event ids from stdin and prints FOUND when a row #event-<id> is on
-the page for each, MISSING <ids> if not within 60 s. Exits when done."""
+usage: live_page.py CHROMIUM SIGNIN_URL [SCREENSHOT.png]
+Prints READY once the page says it follows the stream. With SCREENSHOT, saves a
+1000x1400 screenshot of the page there, prints SHOT and exits. Otherwise reads one
+line of comma-separated event ids from stdin and prints FOUND when a row
+#event-<id> is on the page for each, MISSING <ids> if not within 60 s."""
+import base64
 import json, os, subprocess, sys, time
 
 chromium, url = sys.argv[1], sys.argv[2]
+screenshot = sys.argv[3] if len(sys.argv) > 3 else None
 to_chrome_r, to_chrome_w = os.pipe()
 from_chrome_r, from_chrome_w = os.pipe()
 # Chromium reads commands on fd 3 and writes replies on fd 4.
@@ -65,6 +68,13 @@ try:
         print("NOT READY", status, flush=True)
         raise SystemExit(1)
     print("READY", flush=True)
+    if screenshot:
+        send("Emulation.setDeviceMetricsOverride", {"width": 1000, "height": 1400, "deviceScaleFactor": 1, "mobile": False}, session)
+        shot = send("Page.captureScreenshot", {"format": "png"}, session)
+        with open(screenshot, "wb") as out:
+            out.write(base64.b64decode(shot["data"]))
+        print("SHOT", flush=True)
+        raise SystemExit(0)
     wanted = [i for i in sys.stdin.readline().strip().split(",") if i]
     deadline = time.time() + 60
     missing = wanted
