@@ -48,7 +48,9 @@ public final class AgentProcess: @unchecked Sendable {
         process.standardError = try FileHandle(forWritingTo: directory.appendingPathComponent("agent.err"))
         try process.run()
         var found: UInt16?
-        for _ in 0..<300 {
+        // Returns as soon as the agent says where it serves; the bound only ends a wait for one that never
+        // will (under the nested host's emulation a start can take many seconds).
+        for _ in 0..<6000 {
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
             if let range = text.range(of: "serving on http://"), let colon = text[range.upperBound...].firstIndex(of: ":") {
                 found = UInt16(text[text.index(after: colon)...].prefix { $0.isNumber })

@@ -159,17 +159,11 @@ public final class CurlEventFollower: @unchecked Sendable {
         guard let handle = curl_easy_init() else { return nil }
         let connection = Connection(host: host, handle: handle, lastEventID: lastEventID)
         let endpoint = endpoints[host]
-        ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + path)
-        ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeoutMilliseconds)
+        CurlTransport.connect(handle, to: endpoint, path: path, options: options,
+                              connectTimeoutMilliseconds: options.connectTimeoutMilliseconds)
         // No overall timeout: a stream lasts. Silence longer than three heartbeats is a dead connection.
         ccurl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
         ccurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, silenceSeconds)
-        ccurl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
-        if let socket = endpoint.unixSocket { ccurl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket) }
-        if let caFile = options.caFile { ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
-        if let certificate = options.clientCertificate { ccurl_setopt_string(handle, CURLOPT_SSLCERT, certificate) }
-        if let key = options.clientKey { ccurl_setopt_string(handle, CURLOPT_SSLKEY, key) }
         ccurl_collect_body(handle, connection.body)
         var headers = ["Accept: text/event-stream"]
         if endpoint.unixSocket == nil, let token = options.token { headers.append("Authorization: Bearer \(token)") }

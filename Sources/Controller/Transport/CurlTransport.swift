@@ -167,16 +167,10 @@ public final class CurlTransport: Transport, @unchecked Sendable {
             return .failure(.failed("out of memory for a response buffer"))
         }
         let endpoint = endpoints[request.host]
-        ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + request.path)
-        ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
-        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(options.connectTimeoutMilliseconds, timeoutMilliseconds))
+        Self.connect(handle, to: endpoint, path: request.path, options: options,
+                     connectTimeoutMilliseconds: min(options.connectTimeoutMilliseconds, timeoutMilliseconds))
         ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds)
-        ccurl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
         ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
-        if let socket = endpoint.unixSocket { ccurl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket) }
-        if let caFile = options.caFile { ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
-        if let certificate = options.clientCertificate { ccurl_setopt_string(handle, CURLOPT_SSLCERT, certificate) }
-        if let key = options.clientKey { ccurl_setopt_string(handle, CURLOPT_SSLKEY, key) }
         ccurl_collect_body(handle, transfer.body)
         ccurl_collect_headers(handle, transfer.head)
 
@@ -238,6 +232,19 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         ccurl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
         return .success(HostResponse(status: status, headers: Self.parseHeaders(Transfer.bytes(transfer.head)),
                                      body: Transfer.bytes(transfer.body), seconds: seconds))
+    }
+
+    /// Where and how an easy handle connects: URL, Unix socket, TLS files, no signals, no Nagle.
+    static func connect(_ handle: UnsafeMutableRawPointer, to endpoint: Endpoint, path: String, options: TransportOptions,
+                        connectTimeoutMilliseconds: Int) {
+        ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + path)
+        ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
+        ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMilliseconds)
+        ccurl_setopt_long(handle, CURLOPT_TCP_NODELAY, 1)
+        if let socket = endpoint.unixSocket { ccurl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, socket) }
+        if let caFile = options.caFile { ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile) }
+        if let certificate = options.clientCertificate { ccurl_setopt_string(handle, CURLOPT_SSLCERT, certificate) }
+        if let key = options.clientKey { ccurl_setopt_string(handle, CURLOPT_SSLKEY, key) }
     }
 
     /// The last header block (after any 100 Continue), names lower-cased.
