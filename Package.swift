@@ -122,7 +122,7 @@ let package = Package(
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
         .target(name: "TestSupport", dependencies: ["CNet", "Controller"], path: "Tests/TestSupport", swiftSettings: strict),
-        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel"], swiftSettings: strict),
+        .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
             dependencies: ["EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],

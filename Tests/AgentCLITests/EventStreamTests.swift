@@ -49,7 +49,7 @@ import TestSupport
         // until at least 2,000 of its conversions came through; then it is stopped.
         let churn = try create(agent, #"{"name":"churn","image":"churn.elf","command_line":"0","memory_mib":16}"#)
         func conversions() -> Int { received.filter { $0.type == "conversion" }.count }
-        var random = SplitMix64(seed: 18)
+        var random = SplitMix64(state: 18)
         for _ in 0..<20 {
             let target = Int(random.next() % 150) + 1
             let reader = try stream(agent, after: last)
@@ -203,18 +203,5 @@ import TestSupport
         let badID = try agent.request("GET", "/v1/events/stream", token: AgentProcess.readOnlyToken, headers: ["Last-Event-ID": "x"])
         #expect(badID.status == 400 && badID.text.contains("Last-Event-ID"))
         #expect(try agent.request("GET", "/v1/events/stream", token: "").status == 401)
-    }
-}
-
-/// A small seeded generator: the same kill points on every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

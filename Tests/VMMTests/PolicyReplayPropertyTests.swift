@@ -3,23 +3,13 @@ import KVM
 import Logging
 import MemoryModel
 import Testing
+import TestSupport
 @testable import VMM
 
 /// Replay against the engine itself: histories the engine made under a policy, with
 /// shared-bytes and rate limits, replayed under that policy give back its decisions.
 @Suite struct PolicyReplayPropertyTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static func policy(_ random: inout Generator) -> String {
+    static func policy(_ random: inout SplitMix64) -> String {
         var rules: [String] = []
         for _ in 0..<Int.random(in: 0...3, using: &random) {
             let first = 0x20_0000 + UInt64.random(in: 0..<16, using: &random) * 4096
@@ -47,7 +37,7 @@ import Testing
 
     /// One generated history checked; returns the reasons of its denials.
     func replayOnce(seed: Int) throws -> [String] {
-        var random = Generator(state: UInt64(seed))
+        var random = SplitMix64(state: UInt64(seed))
         let document = Self.policy(&random)
         let clock = ManualClock()
         let events = InMemoryEventSink()
@@ -63,14 +53,7 @@ import Testing
         let recorded = events.conversions
 
         let policy = try VersionedPolicy(document: Array(document.utf8)).policy
-        var replay = PolicyReplay(candidate: policy, sampleLimit: 1000)
-        replay.add(vm: 9, PolicyReplay.VM(name: "engine", dataRAM: dataRAM, initialState: .private))
-        for (index, record) in recorded.enumerated() {
-            replay.replay(PolicyReplay.Request(
-                eventID: Int64(index + 1), vmID: 9, requestedNanos: record.requestedNanos,
-                range: PageRange(start: record.gpa, size: record.size), direction: record.direction, trigger: record.trigger,
-                vcpu: record.vcpu, decision: record.decision, reason: record.reason))
-        }
+        let replay = Self.replayed(recorded, under: policy, dataRAM: dataRAM, samples: 1000)
         let decided = recorded.filter { $0.decision != .invalid }
         #expect(replay.requests == decided.count)
         #expect(replay.changed == 0, "seed \(seed) \(document): \(replay.samples.prefix(3).map { "\($0.request.eventID): \($0.request.reason) → \($0.newReason)" })")
@@ -78,17 +61,23 @@ import Testing
 
         // And a candidate that denies every explicit to_private finds exactly the allowed ones.
         let strict = try VersionedPolicy(document: Array(#"{"rules":[{"match":{"direction":"to_private"},"action":"deny"}]}"#.utf8)).policy
-        var denying = PolicyReplay(candidate: strict, sampleLimit: 5)
-        denying.add(vm: 9, PolicyReplay.VM(name: "engine", dataRAM: dataRAM, initialState: .private))
-        for (index, record) in recorded.enumerated() {
-            denying.replay(PolicyReplay.Request(
-                eventID: Int64(index + 1), vmID: 9, requestedNanos: record.requestedNanos,
-                range: PageRange(start: record.gpa, size: record.size), direction: record.direction, trigger: record.trigger,
-                vcpu: record.vcpu, decision: record.decision, reason: record.reason))
-        }
+        let denying = Self.replayed(recorded, under: strict, dataRAM: dataRAM, samples: 5)
         let becomeDenied = recorded.enumerated().filter { $0.element.direction == .toPrivate && $0.element.decision == .applied }
         #expect(denying.allowedToDenied == becomeDenied.count)
         #expect(denying.samples.filter(\.wasAllowed).map(\.request.eventID) == becomeDenied.prefix(denying.samples.filter(\.wasAllowed).count).map { Int64($0.offset + 1) })
         return recorded.filter { $0.decision == .denied }.map(\.reason)
+    }
+
+    /// The engine's records replayed under `policy`, with event ids 1, 2, … in record order.
+    static func replayed(_ recorded: [ConversionRecord], under policy: Policy, dataRAM: PageRange, samples: Int) -> PolicyReplay {
+        var replay = PolicyReplay(candidate: policy, sampleLimit: samples)
+        replay.add(vm: 9, PolicyReplay.VM(name: "engine", dataRAM: dataRAM, initialState: .private))
+        for (index, record) in recorded.enumerated() {
+            replay.replay(PolicyReplay.Request(
+                eventID: Int64(index + 1), vmID: 9, requestedNanos: record.requestedNanos,
+                range: PageRange(start: record.gpa, size: record.size), direction: record.direction, trigger: record.trigger,
+                vcpu: record.vcpu, decision: record.decision, reason: record.reason))
+        }
+        return replay
     }
 }
