@@ -204,4 +204,30 @@ import TestSupport
         #expect(badID.status == 400 && badID.text.contains("Last-Event-ID"))
         #expect(try agent.request("GET", "/v1/events/stream", token: "").status == 401)
     }
+
+    /// The pump sleeps once the last stream closes: the agent's CPU time stays flat through
+    /// many heartbeat periods (it spun on the heartbeat long past, a whole core, before).
+    @Test func theAgentIdlesAfterItsLastStreamCloses() throws {
+        let agent = try AgentProcess(extraArguments: ["--stream-heartbeat", "0.1"])
+        defer { agent.terminate(); agent.removeFiles() }
+        let reader = try stream(agent, after: nil)
+        let vm = try create(agent, #"{"name":"a","image":"churn.elf","command_line":"20","memory_mib":16}"#)
+        #expect(reader.wait(until: ended(vm)).contains { $0.type == "conversion" }, "the stream was served")
+        reader.kill()
+        _ = try agent.request("GET", "/healthz")
+        usleep(300_000)  // past several heartbeats with nobody to send them to
+        let before = try Self.cpuTicks(agent.pid)
+        usleep(1_000_000)
+        let used = try Self.cpuTicks(agent.pid) - before
+        // An idle agent uses next to nothing; the spin took every tick it was given.
+        #expect(used <= 20, "the agent used \(used) of 100 clock ticks in one idle second")
+    }
+
+    /// utime + stime of a process, in clock ticks (100 a second).
+    static func cpuTicks(_ pid: Int32) throws -> Int {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")") ?? stat.startIndex)...].split(separator: " ")
+        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+    }
 }

@@ -152,7 +152,9 @@ public final class EventStreamHub: Sendable {
             subscribers.removeAll { $0.closed.load(ordering: .acquiring) }
             subscribers += arrivals
             if subscribers.isEmpty {
+                // Nobody to keep alive: sleep until the next signal, not until a heartbeat long past.
                 windowStale = true
+                nextHeartbeat = MonotonicClock.nanos() + limits.heartbeatNanos
                 continue
             }
             do throws(EventStoreError) {
