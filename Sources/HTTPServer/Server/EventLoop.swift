@@ -22,7 +22,7 @@ final class EventLoop: @unchecked Sendable {
         let peerAddress: String?
         var machine: HTTPConnectionMachine
         /// Bytes of a response not yet accepted by the kernel.
-        var pending: [UInt8] = []
+        var pending = OutputBuffer()
         /// When unsent output last moved (or appeared): the write-stall clock.
         var outputProgressNanos: UInt64 = 0
         /// A request held back while the peer does not read what it was already sent.
@@ -150,6 +150,8 @@ final class EventLoop: @unchecked Sendable {
                 let flags = events[index].events
                 if fd == wakeFD {
                     cnet_eventfd_drain(wakeFD)
+                    // Lowered before the work below: whatever is signalled during it wakes the loop again.
+                    waker.lower()
                     drainCompletions(now: now)
                     pumpStreams(now: now)
                 } else if let listener = listeners.first(where: { $0.fd == fd }) {
@@ -370,11 +372,11 @@ final class EventLoop: @unchecked Sendable {
             }
             let written = max(sent, 0)
             if written < head.count + body.count {
-                connection.pending = Array((head + body)[written...])
+                connection.pending.append(head + body, from: written)
                 connection.outputProgressNanos = now
             }
         } else {
-            connection.pending += head + body
+            connection.pending.append(head + body)
         }
         if connection.pending.isEmpty {
             if close { beginLinger(connection, now: now) }
@@ -385,7 +387,7 @@ final class EventLoop: @unchecked Sendable {
 
     private func flush(_ connection: Connection, now: UInt64) {
         guard !connection.pending.isEmpty else { return watchOutput(connection, false) }
-        let sent = connection.pending.withUnsafeBytes { p in
+        let sent = connection.pending.withUnsentBytes { p in
             // Safety: the pending buffer stays alive for the call.
             cnet_send2(connection.fd, p.baseAddress, p.count, nil, 0)
         }
@@ -393,7 +395,7 @@ final class EventLoop: @unchecked Sendable {
             if errno == EAGAIN || errno == EWOULDBLOCK { return }
             return finalClose(connection)
         }
-        connection.pending.removeFirst(sent)
+        connection.pending.consume(sent)
         if sent > 0 { connection.outputProgressNanos = now }
         connection.stream?.loopHolds(connection.pending.count)
         if connection.pending.isEmpty {
@@ -497,12 +499,12 @@ final class EventLoop: @unchecked Sendable {
             if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return finalClose(connection) }
             let written = max(sent, 0)
             if written < bytes.count {
-                connection.pending = Array(bytes[written...])
+                connection.pending.append(bytes, from: written)
                 connection.outputProgressNanos = now
                 watchOutput(connection, true)
             }
         } else {
-            connection.pending += bytes
+            connection.pending.append(bytes)
         }
     }
 
@@ -549,12 +551,21 @@ final class EventLoop: @unchecked Sendable {
     /// The eventfd that wakes the loop, signalled from any thread until the loop closes it.
     final class Waker: Sendable {
         private let fd: Mutex<Int32?>
+        /// Signalled and not yet seen by the loop: later signals need no write (64 streams fed
+        /// at once cost one eventfd write, not 64).
+        private let raised = Atomic<Bool>(false)
 
         init(fd: Int32) {
             self.fd = Mutex(fd)
         }
 
+        /// The loop has seen the signal: the next one writes the eventfd again.
+        func lower() {
+            raised.store(false, ordering: .sequentiallyConsistent)
+        }
+
         func signal() {
+            guard !raised.exchange(true, ordering: .sequentiallyConsistent) else { return }
             fd.withLock { fd in
                 if let fd { cnet_eventfd_signal(fd) }
             }

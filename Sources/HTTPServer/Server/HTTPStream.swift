@@ -42,7 +42,8 @@ public final class HTTPStream: Sendable {
         let wasEmpty: Bool? = state.withLock { state in
             guard !state.closed, !state.finishing else { return nil }
             let empty = state.outbox.isEmpty
-            state.outbox += bytes
+            // The first bytes are kept as they are (no copy): a reader's share is often one array.
+            if empty { state.outbox = bytes } else { state.outbox += bytes }
             return empty
         }
         guard let wasEmpty else { return false }
