@@ -69,6 +69,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Event streams (GET /v1/events/stream) open at once (1-100000); one more gets 503.")
     var maxStreams = Self.streams.maxStreams
 
+    @Option(help: "Unsent bytes an event stream's reader may fall behind before it is sent overflow and closed (65536-67108864).")
+    var streamBuffer = Self.streams.bufferBytes
+
     @Option(help: "Seconds between the event stream's heartbeat comments (0.1-3600).")
     var streamHeartbeat = Double(Self.streams.heartbeatNanos) / 1e9
 
@@ -90,6 +93,7 @@ struct ServeCommand: ParsableCommand {
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be from 1 to 256") }
         guard (1...4096).contains(maxVMs) else { throw ValidationError("--max-vms must be from 1 to 4096") }
         guard (1...100_000).contains(maxStreams) else { throw ValidationError("--max-streams must be from 1 to 100000") }
+        guard (65_536...67_108_864).contains(streamBuffer) else { throw ValidationError("--stream-buffer must be from 65536 to 67108864 bytes") }
         guard streamHeartbeat >= 0.1, streamHeartbeat <= 3600 else { throw ValidationError("--stream-heartbeat must be from 0.1 to 3600 seconds") }
         guard sessionTtl >= 60, sessionTtl <= 604_800 else { throw ValidationError("--session-ttl must be from 60 to 604800 seconds") }
         if listen != "none", ListenAddress(listen) == nil {
@@ -134,6 +138,7 @@ struct ServeCommand: ParsableCommand {
         apiConfiguration.secureCookie = cookieSecure
         apiConfiguration.streams.maxStreams = maxStreams
         apiConfiguration.streams.heartbeatNanos = UInt64(streamHeartbeat * 1e9)
+        apiConfiguration.streams.bufferBytes = streamBuffer
         let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
                            configuration: apiConfiguration, logger: logger)
 

@@ -50,4 +50,25 @@ struct StreamLogicTests {
         window.append([])
         #expect(window.head == 120)
     }
+
+    /// A reader's share is the frames of its events back to back, rendered once in the window.
+    @Test func theWindowSharesRenderedFramesAndFiltersRuns() {
+        var window = StreamWindow(capacity: 3, head: 0)
+        #expect(window.frames(after: 0, limit: 9, filter: StreamFilter()) == nil)
+        window.append([event(1), event(2, "vm_started", vm: 2), event(3), event(4, vm: 2)])
+        let frame = { (e: StreamEvent) in SSEFrame.event(id: e.id, type: e.kind, data: e.json) }
+        // Capacity three: event 1 went; the share starts after the floor.
+        let all = window.frames(after: 1, limit: 9, filter: StreamFilter())
+        #expect(all?.bytes == frame(event(2, "vm_started", vm: 2)) + frame(event(3)) + frame(event(4, vm: 2)) && all?.through == 4)
+        #expect(window.frames(after: 2, limit: 1, filter: StreamFilter())?.bytes == frame(event(3)))
+        let vm2 = window.frames(after: 1, limit: 9, filter: StreamFilter(vm: 2))
+        #expect(vm2?.bytes == frame(event(2, "vm_started", vm: 2)) + frame(event(4, vm: 2)) && vm2?.through == 4)
+        // Nothing passes, but the events were looked at: the cursor moves on.
+        let none = window.frames(after: 1, limit: 9, filter: StreamFilter(kinds: ["memory_fault"]))
+        #expect(none?.bytes.isEmpty == true && none?.through == 4)
+        #expect(window.frames(after: 4, limit: 9, filter: StreamFilter()) == nil)
+        // Many more than the capacity: what is left is still exact.
+        for id in Int64(5)...Int64(40) { window.append([event(id)]) }
+        #expect(window.frames(after: 37, limit: 9, filter: StreamFilter())?.bytes == frame(event(38)) + frame(event(39)) + frame(event(40)))
+    }
 }

@@ -103,7 +103,7 @@ import TestSupport
     }
 
     @Test func aReaderThatStopsReadingSlowsNothingGetsOverflowAndResumesWithoutLoss() throws {
-        let agent = try AgentProcess()
+        let agent = try AgentProcess(extraArguments: ["--stream-buffer", "262144"])
         defer { agent.terminate(); agent.removeFiles() }
         // A raw Unix-socket reader that sends its request and then reads nothing.
         let stalled = try BlockingHTTPClient(unixPath: agent.socket, timeoutMilliseconds: 60_000)
@@ -114,7 +114,7 @@ import TestSupport
         #expect(end["exit_status"] as? Int == 0, "the guest ran to its end with a reader that never read: \(end)")
         let metrics = try agent.request("GET", "/metrics").text
         #expect(metrics.contains("memgate_event_stream_overflows_total 1"), "\(metrics.split(separator: "\n").filter { $0.contains("stream") })")
-        // The agent held at most the stream's buffer (256 KiB) and one batch beyond it, never the whole flood.
+        // The agent held at most the stream's buffer (--stream-buffer 256 KiB) and one batch beyond it, never the whole flood.
         let peak = metrics.split(separator: "\n").first { $0.hasPrefix("memgate_http_buffered_bytes_peak ") }
             .flatMap { Int($0.split(separator: " ").last ?? "") } ?? .max
         #expect(peak < 1 << 20, "peak buffered bytes \(peak)")

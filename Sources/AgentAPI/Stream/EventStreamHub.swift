@@ -29,13 +29,16 @@ public final class EventStreamHub: Sendable {
         /// Streams open at once; one more gets 503.
         public var maxStreams = 256
         /// Unsent bytes a reader may hold before it counts as fallen behind.
-        public var bufferBytes = 256 << 10
+        public var bufferBytes = 1 << 20
         /// A comment line this often keeps idle connections open.
         public var heartbeatNanos: UInt64 = 15_000_000_000
         /// Events read from the store at a time.
         public var pageSize = 512
         /// Recent events kept for readers that have caught up.
         public var windowEvents = 16_384
+        /// Rounds of delivery are at least this far apart while events keep coming: a burst of
+        /// small commits reaches each reader as one write, not one per commit.
+        public var roundIntervalNanos: UInt64 = 4_000_000
         public init() {}
     }
 
@@ -139,8 +142,12 @@ public final class EventStreamHub: Sendable {
         var windowStale = true
         var prunedThrough: Int64 = 0
         var nextHeartbeat = MonotonicClock.nanos() + limits.heartbeatNanos
+        var lastRound: UInt64 = 0
         while true {
             wait(until: nextHeartbeat)
+            let sinceLast = MonotonicClock.nanos() &- lastRound
+            if sinceLast < limits.roundIntervalNanos { usleep(UInt32((limits.roundIntervalNanos - sinceLast) / 1000)) }
+            lastRound = MonotonicClock.nanos()
             let (arrivals, stopping) = shared.withLock { state in
                 defer { state.arrivals = [] }
                 return (state.arrivals, state.stopping)
@@ -166,8 +173,10 @@ public final class EventStreamHub: Sendable {
                 if !arrivals.isEmpty { prunedThrough = try source.prunedThrough() }
                 let more = try refresh(&window)
                 var unfinished = more
+                // Readers at the same cursor without a filter get the same bytes: one array for all.
+                var shares: [Int64: (bytes: [UInt8], through: Int64)] = [:]
                 for subscriber in subscribers where !subscriber.closed.load(ordering: .acquiring) {
-                    if try serve(subscriber, window: window, prunedThrough: prunedThrough) { unfinished = true }
+                    if try serve(subscriber, window: window, shares: &shares, prunedThrough: prunedThrough) { unfinished = true }
                 }
                 // Work left (a long catch-up, a burst): another round at once, after others had their turn.
                 if unfinished { shared.withLock { $0.signaled = true } }
@@ -207,7 +216,8 @@ public final class EventStreamHub: Sendable {
     }
 
     /// Writes a reader's share; true when it has more to take than one turn gives.
-    private func serve(_ subscriber: Subscriber, window: StreamWindow, prunedThrough: Int64) throws(EventStoreError) -> Bool {
+    private func serve(_ subscriber: Subscriber, window: StreamWindow, shares: inout [Int64: (bytes: [UInt8], through: Int64)],
+                       prunedThrough: Int64) throws(EventStoreError) -> Bool {
         let stream = subscriber.stream
         if !subscriber.toldOfPrune {
             subscriber.toldOfPrune = true
@@ -215,6 +225,7 @@ public final class EventStreamHub: Sendable {
                 stream.send(SSEFrame.pruned(after: subscriber.cursor, through: prunedThrough))
             }
         }
+        let filter = subscriber.filter
         for _ in 0..<8 {
             // Catching up: the next page when this one has drained (the drain wakes the pump).
             if !subscriber.live, stream.backlog >= limits.bufferBytes {
@@ -222,18 +233,28 @@ public final class EventStreamHub: Sendable {
                 // It may have drained between the look and the flag: look once more.
                 if stream.backlog >= limits.bufferBytes { return false }
             }
-            let batch: [StreamEvent]
+            let share: (bytes: [UInt8], through: Int64)?
             if subscriber.cursor >= window.floor {
-                batch = window.events(after: subscriber.cursor, limit: limits.pageSize)
+                if filter.passesEverything, let shared = shares[subscriber.cursor] {
+                    share = shared
+                } else {
+                    share = window.frames(after: subscriber.cursor, limit: limits.pageSize, filter: filter)
+                    if filter.passesEverything, let share { shares[subscriber.cursor] = share }
+                }
             } else {
-                batch = try source.streamEvents(after: subscriber.cursor, limit: limits.pageSize)
-                if batch.isEmpty {
+                let batch = try source.streamEvents(after: subscriber.cursor, limit: limits.pageSize)
+                guard let last = batch.last else {
                     // Nothing final between the cursor and the window (pruned, or ids never used).
                     subscriber.cursor = window.floor
                     continue
                 }
+                var bytes: [UInt8] = []
+                for event in batch where filter.matches(event) {
+                    SSEFrame.append(id: event.id, type: event.kind, data: event.json, to: &bytes)
+                }
+                share = (bytes, last.id)
             }
-            guard let last = batch.last else {
+            guard let share else {
                 subscriber.live = true
                 return false
             }
@@ -244,12 +265,8 @@ public final class EventStreamHub: Sendable {
                 subscriber.closed.store(true, ordering: .releasing)
                 return false
             }
-            var bytes: [UInt8] = []
-            for event in batch where subscriber.filter.matches(event) {
-                SSEFrame.append(id: event.id, type: event.kind, data: event.json, to: &bytes)
-            }
-            subscriber.cursor = last.id
-            if !bytes.isEmpty { stream.send(bytes) }
+            subscriber.cursor = share.through
+            if !share.bytes.isEmpty { stream.send(share.bytes) }
         }
         return true
     }

@@ -71,6 +71,9 @@ public struct StreamFilter: Sendable, Equatable {
         self.kinds = kinds
     }
 
+    /// No filter at all: every reader with it shares one copy of the window's bytes.
+    public var passesEverything: Bool { vm == nil && kinds == nil }
+
     public func matches(_ event: StreamEvent) -> Bool {
         if let vm, event.vmID != vm { return false }
         guard let kinds else { return true }
