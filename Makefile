@@ -18,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-privmem clean install
+.PHONY: all deps build guests demo check test api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-stream bench-privmem clean install
 
 all: build guests
 
@@ -125,6 +125,18 @@ bench-store: deps guests $(BENCH_OUT)/store-c
 bench-http: deps guests
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
 	bash Benchmarks/HTTP/bench-http.sh
+
+# 64 event streams while a guest converts as fast as it can, against no stream; a policy
+# replay over 1,000,000 recorded conversions.
+$(BENCH_OUT)/stream-readers: Benchmarks/Stream/readers.c
+	@mkdir -p $(BENCH_OUT)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-stream: deps guests $(BENCH_OUT)/stream-readers
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-stream
+	$(BUILD)/release/bench-stream --agent $(BUILD)/release/memgate-agent --readers $(BENCH_OUT)/stream-readers \
+	  --guest $(GUEST_OUT)/convert-bench.elf
 
 bench-fanout: deps
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent

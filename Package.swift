@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "bench-exitloop", targets: ["bench-exitloop"]),
         .executable(name: "bench-conversions", targets: ["bench-conversions"]),
         .executable(name: "bench-store", targets: ["bench-store"]),
+        .executable(name: "bench-stream", targets: ["bench-stream"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -108,6 +109,16 @@ let package = Package(
             ],
             path: "Benchmarks/Store",
             exclude: ["baseline.c"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "bench-stream",
+            dependencies: [
+                "Controller", "APITypes", "EventStore", "MemoryModel", "BenchmarkSupport", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Stream",
+            exclude: ["readers.c"],
             swiftSettings: strict),
         .executableTarget(
             name: "bench-exitloop",
