@@ -38,9 +38,9 @@ build: deps
 
 guests: $(GUESTS:%=$(GUEST_OUT)/%.elf)
 
-$(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/selftest.h Guests/src/crt0.S Guests/memgate.ld Guests/include/memgate_guest.h Guests/include/memgate_abi.h
+$(GUEST_OUT)/%.elf: Guests/src/%.c Guests/src/selftest.h Guests/src/crt0.S Guests/src/exceptions.c Guests/memgate.ld Guests/include/memgate_guest.h Guests/include/memgate_abi.h
 	@mkdir -p $(GUEST_OUT)
-	$(CC) $(GUEST_CFLAGS) -T Guests/memgate.ld -o $@ Guests/src/crt0.S $<
+	$(CC) $(GUEST_CFLAGS) -T Guests/memgate.ld -o $@ Guests/src/crt0.S Guests/src/exceptions.c $<
 
 demo: build guests
 	@bash scripts/demo.sh

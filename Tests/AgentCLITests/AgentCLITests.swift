@@ -35,6 +35,16 @@ struct AgentCLITests {
         #expect(lines.first?.contains("guest crashed: vCPU 0 triple-faulted") == true)
     }
 
+    /// The guest SDK's exception handlers write what happened before the vCPU triple-faults.
+    @Test func aGuestExceptionIsReportedOnTheConsoleBeforeTheCrash() throws {
+        let invalid = try agent("run", TestSupport.guestPath("crash"), "--arg", "ud")
+        #expect(invalid.status == 125 && invalid.stderr.contains("triple-faulted"))
+        #expect(invalid.stdout.hasPrefix("crashing now\nexception 6 at rip 0x1"), "\(invalid.stdout)")
+        let unmapped = try agent("run", TestSupport.guestPath("crash"), "--arg", "pf")
+        #expect(unmapped.status == 125)
+        #expect(unmapped.stdout.contains("exception 14 at rip 0x1") && unmapped.stdout.contains(" cr2 0x8000000000 "), "\(unmapped.stdout)")
+    }
+
     @Test func unhandledExitFailsWith126() throws {
         let result = try agent("run", TestSupport.guestPath("unhandled"), "--arg", "port")
         #expect(result.status == 126)
