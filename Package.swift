@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "Controller",
             dependencies: ["CCurl", "CPQ", "APITypes", "JSON", "MemoryModel", "Platform", "SQLite"],
-            resources: [.copy("FleetMigrations")],
+            resources: [.copy("FleetMigrations"), .copy("RolloutMigrations")],
             swiftSettings: strict),
         .executableTarget(
             name: "memgatectl",

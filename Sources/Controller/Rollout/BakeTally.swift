@@ -32,6 +32,10 @@ public struct BakeBreach: Sendable, Equatable {
     public var limit: Int
     /// What made the count (the first few are enough to act on).
     public var evidence: [BakeEvidence]
+
+    public init(kind: String, count: Int, limit: Int, evidence: [BakeEvidence]) {
+        self.kind = kind; self.count = count; self.limit = limit; self.evidence = evidence
+    }
 }
 
 /// What the event streams of a wave's hosts showed during its bake. Pure: fed the streams'
