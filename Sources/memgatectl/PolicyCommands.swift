@@ -8,7 +8,7 @@ import MemoryModel
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy", abstract: "Show, validate, diff, replay and push the conversion policy across hosts.",
-        subcommands: [Show.self, Validate.self, Diff.self, Replay.self, Push.self])
+        subcommands: [Show.self, Validate.self, Diff.self, Replay.self, Push.self, Rollout.self])
 
     /// Which recorded requests a replay decides again.
     struct ReplayOptions: ParsableArguments {

@@ -193,7 +193,13 @@ public final class RolloutStateStore {
     }
 
     public func update(_ id: Int64, host record: RolloutHostRecord) throws(RolloutStateError) {
+        try update(id, hosts: [record])
+    }
+
+    /// Many hosts in one transaction (a wave of thousands is one commit, not thousands).
+    public func update(_ id: Int64, hosts records: [RolloutHostRecord]) throws(RolloutStateError) {
         try write { () throws(SQLiteError) in
+            for record in records {
             try connection.query("""
                 UPDATE rollout_hosts SET state = ?, old_version = ?, old_document = ?, new_version = ?, after_event = ?, detail = ?
                 WHERE rollout_id = ? AND host = ?
@@ -201,6 +207,7 @@ public final class RolloutStateStore {
                       record.oldDocument.map { .text(String(decoding: $0, as: UTF8.self)) } ?? .null, record.newVersion.map(SQLValue.text) ?? .null,
                       record.afterEvent.map(SQLValue.integer) ?? .null, record.detail.map(SQLValue.text) ?? .null,
                       .integer(id), .integer(Int64(record.host))])
+            }
         }
     }
 
