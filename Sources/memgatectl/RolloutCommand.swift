@@ -17,7 +17,7 @@ extension PolicyCommand {
         var canarySelect: [String] = []
         @Option(help: "The seed of the canary's random choice (default: drawn, and printed so a rerun can repeat it).") var seed: UInt64?
         @Option(help: "Each wave after the canary is this many times the one before (1-1000).") var step: Double = 4
-        @Option(help: "Seconds to watch each wave before the next (0-86400).") var bake: Double = 60
+        @Option(help: "Seconds to watch each wave before the next (0-86400; default 60; with --resume, from then on).") var bake: Double?
         @Option(help: "Denials by the candidate during a bake that stop the rollout when passed.") var maxNewDenials = 0
         @Option(help: "VMs ending faulted during a bake that stop the rollout when passed.") var maxFaulted = 0
         @Option(help: "Hosts unreachable in a wave that stop the rollout when passed.") var maxUnreachable = 0
@@ -31,7 +31,7 @@ extension PolicyCommand {
         func validate() throws {
             guard CanarySize(canary) != nil else { throw ValidationError("--canary must be a number of hosts (1 or more) or a share such as 5%") }
             guard step.isFinite, (1...1000).contains(step) else { throw ValidationError("--step must be from 1 to 1000") }
-            guard bake.isFinite, (0...86_400).contains(bake) else { throw ValidationError("--bake must be from 0 to 86400 seconds") }
+            if let bake { guard bake.isFinite, (0...86_400).contains(bake) else { throw ValidationError("--bake must be from 0 to 86400 seconds") } }
             for (flag, value) in [("--max-new-denials", maxNewDenials), ("--max-faulted", maxFaulted), ("--max-unreachable", maxUnreachable)] {
                 guard (0...1_000_000).contains(value) else { throw ValidationError("\(flag) must be from 0 to 1000000") }
             }
@@ -68,7 +68,7 @@ extension PolicyCommand {
                 let client = try fleet.client(try Self.entries(rollout.hosts), try fleet.configContext())
                 let driver = PolicyRollout(fleet: client, streamOptions: try fleet.transportOptions(try fleet.configContext()), store: store,
                                            report: display.show)
-                let result = try outcome { () throws(RolloutError) in try rollback ? driver.rollback(rollout.id) : driver.resume(rollout.id) }
+                let result = try outcome { () throws(RolloutError) in try rollback ? driver.rollback(rollout.id) : driver.resume(rollout.id, bakeSeconds: bake) }
                 return try finish(result, display: display)
             }
             guard let file else { throw CtlFailure.usage("give the candidate policy FILE") }
@@ -97,7 +97,7 @@ extension PolicyCommand {
             limits.maxNewDenials = maxNewDenials
             limits.maxFaulted = maxFaulted
             limits.maxUnreachable = maxUnreachable
-            let settings = RolloutSettings(bakeSeconds: bake, limits: limits, canary: canary, select: labels, seed: seed, step: step)
+            let settings = RolloutSettings(bakeSeconds: bake ?? 60, limits: limits, canary: canary, select: labels, seed: seed, step: step)
             let driver = PolicyRollout(fleet: client, streamOptions: try fleet.transportOptions(try fleet.configContext()), store: store,
                                        report: display.show)
             let result = try outcome { () throws(RolloutError) in try driver.start(document: document, plan: plan, settings: settings) }

@@ -71,14 +71,15 @@ public final class PolicyRollout {
         return try proceed(id)
     }
 
-    /// Goes on with a rollout a controller left running (the newest one without `id`).
-    public func resume(_ id: Int64?) throws(RolloutError) -> RolloutReport {
+    /// Goes on with a rollout a controller left running (the newest one without `id`), with
+    /// its own bake unless `bakeSeconds` says otherwise from here on.
+    public func resume(_ id: Int64?, bakeSeconds: Double? = nil) throws(RolloutError) -> RolloutReport {
         let rollout = try record(id)
         guard rollout.state == .running else {
             throw RolloutError("rollout \(rollout.id) already ended (\(rollout.state.rawValue)): \(rollout.outcome ?? "")")
         }
         report(.started(id: rollout.id, waves: rollout.plan.waves.map(\.count)))
-        return try proceed(rollout.id)
+        return try proceed(rollout.id, bakeSeconds: bakeSeconds)
     }
 
     /// Restores every host a rollout changed (the newest one without `id`), whatever its state.
@@ -93,9 +94,10 @@ public final class PolicyRollout {
 
     // MARK: The waves
 
-    private func proceed(_ id: Int64) throws(RolloutError) -> RolloutReport {
+    private func proceed(_ id: Int64, bakeSeconds: Double? = nil) throws(RolloutError) -> RolloutReport {
         let rollout = try record(id)
         let limits = rollout.settings.limits.bakeLimits
+        let bakeLength = bakeSeconds ?? rollout.settings.bakeSeconds
         for wave in rollout.wave..<rollout.plan.waves.count {
             var bakeStarted = wave == rollout.wave ? rollout.bakeStartedNanos : nil
             if wave != rollout.wave || rollout.phase == .push {
@@ -108,7 +110,7 @@ public final class PolicyRollout {
             }
             // A bake resumed late still reads every event since the push (they are durable), for at least 2 s.
             let elapsed = Double(clock() &- (bakeStarted ?? clock())) / 1e9
-            let seconds = max(rollout.settings.bakeSeconds - elapsed, min(rollout.settings.bakeSeconds, 2))
+            let seconds = max(bakeLength - elapsed, min(bakeLength, 2))
             if let breach = try bake(id, wave: wave, seconds: seconds, candidateVersion: rollout.candidateVersion, limits: limits) {
                 return try breached(id, wave: wave, breach)
             }
@@ -145,6 +147,11 @@ public final class PolicyRollout {
             }
         }
         try state { () throws(RolloutStateError) in try store.update(id, hosts: records) }
+        // A wave that is already over a limit is not written to at all.
+        if let breach = try pushBreach(id, refused: refused, unreachable: unreachable) {
+            report(.pushed(wave: wave, applied: 0, unchanged: 0, unreachable: unreachable.count))
+            return breach
+        }
         let ready = records.indices.filter { records[$0].state == .pending }
         let writes = fleet.send("PUT", { _ in "/v1/policy" }, to: ready.map { records[$0].host },
                                 headers: { host in ["If-Match": ETag.quoted(records.first { $0.host == host }?.oldVersion ?? "")] },
@@ -164,6 +171,12 @@ public final class PolicyRollout {
         try state { () throws(RolloutStateError) in try store.update(id, hosts: records) }
         report(.pushed(wave: wave, applied: records.filter { $0.state == .pushed }.count,
                        unchanged: records.filter { $0.state == .unchanged }.count, unreachable: unreachable.count))
+        return try pushBreach(id, refused: refused, unreachable: unreachable)
+    }
+
+    /// A host that refused (a conflict, a rejected document, a refused token) stops the rollout;
+    /// hosts that could not be reached count against `--max-unreachable`.
+    private func pushBreach(_ id: Int64, refused: [BakeEvidence], unreachable: [BakeEvidence]) throws(RolloutError) -> BakeBreach? {
         if !refused.isEmpty {
             return BakeBreach(kind: "refused pushes", count: refused.count, limit: 0, evidence: Array(refused.prefix(5)))
         }
@@ -217,7 +230,15 @@ public final class PolicyRollout {
             if breach != nil { follower.stop() }
         }
         ticker.cancel()
-        return shared.tally.withLock { $0 }.breach(limits)
+        var tally = shared.tally.withLock { $0 }
+        if let early = tally.breach({ var early = limits; early.maxUnreachable = Int.max; return early }()) { return early }
+        // Whether each host still answers decides whether it counts as unreachable (a cut link
+        // leaves a stream silent, not closed, for longer than a short bake).
+        let probes = fleet.send("GET", { _ in "/healthz" }, to: members.map(\.host))
+        for (member, probe) in zip(members, probes) {
+            if case .failure(.transport(let error)) = probe.result { tally.lost(host: member.host, reason: "\(error)") } else { tally.regained(host: member.host) }
+        }
+        return tally.breach(limits)
     }
 
     private func breached(_ id: Int64, wave: Int, _ breach: BakeBreach) throws(RolloutError) -> RolloutReport {
