@@ -291,8 +291,10 @@ public final class AgentHost: Sendable {
         policyLock.lock()
         defer { policyLock.unlock() }
         let current = policies.policy
-        if let expected, expected != current.version { throw .versionMismatch(current: current.version) }
+        // Already in force: done, whatever the tag (RFC 9110 §13.1.1 lets a server say so for a
+        // change already made; a controller retrying a PUT whose answer it lost is not refused).
         guard policy.version != current.version else { return false }
+        if let expected, expected != current.version { throw .versionMismatch(current: current.version) }
         do {
             try store?.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
         } catch {

@@ -53,6 +53,15 @@ struct FleetOptions: ParsableArguments {
     @Flag(name: .customLong("json"), help: "The same as -o json.")
     var jsonFlag = false
 
+    @Flag(help: "A table row for every host even in a large fleet (past \(FleetOptions.summaryAbove) hosts, only hosts that failed get one, then a summary).")
+    var verbose = false
+
+    /// Tables longer than this show only the hosts that failed, and a summary, unless --verbose.
+    static let summaryAbove = 100
+
+    /// Whether a table of `hosts` rows shows them all.
+    func everyRow(hosts: Int) -> Bool { verbose || hosts <= Self.summaryAbove }
+
     var format: OutputFormat { jsonFlag ? .json : output }
     /// Structured output (json or jsonpath) rather than a table.
     var json: Bool { format.isStructured }

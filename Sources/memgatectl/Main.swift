@@ -1,6 +1,7 @@
 import APITypes
 import ArgumentParser
 import Foundation
+import Platform
 
 struct MemgateCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,6 +26,8 @@ enum Main {
             Out.error(message)
             exit(CtlFailure.usageStatus)
         }
+        // Thousands of hosts' connections (and a wave's event streams) need more than 1024 descriptors.
+        ProcessLimits.raiseFileLimit()
         do {
             var command = try MemgateCtl.parseAsRoot()
             try command.run()

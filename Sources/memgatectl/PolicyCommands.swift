@@ -104,11 +104,13 @@ struct PolicyCommand: ParsableCommand {
             self.host = host; self.result = result; self.detail = detail
         }
 
-        static func print(_ rows: [Row], json: Bool) throws {
+        /// Every row as JSON; as a table, every row in a small fleet, else the failed ones and a summary.
+        static func print(_ rows: [Row], json: Bool, everyRow: Bool = true, ok: Set<String> = ["valid", "same", "applied", "unchanged"]) throws {
             if json { return try Out.json(["hosts": rows]) }
             var table = Table(["HOST", "RESULT", "DETAIL"])
-            for row in rows { table.add([row.host, row.result, row.detail]) }
-            Out.line(table.render())
+            for row in rows where everyRow || !ok.contains(row.result) { table.add([row.host, row.result, row.detail]) }
+            if everyRow || !table.rows.isEmpty { Out.line(table.render()) }
+            if !everyRow { Out.line(Summary.line(rows.map(\.result))) }
         }
     }
 
@@ -268,7 +270,7 @@ struct PolicyCommand: ParsableCommand {
             }
             let outcomes = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures).run(client)
             let rows = zip(client.hosts, outcomes).map { Row(host: $0.name, result: $1.word, detail: $1.detail) }
-            try Row.print(rows, json: fleet.json)
+            try Row.print(rows, json: fleet.json, everyRow: fleet.everyRow(hosts: rows.count))
             if outcomes.contains(where: \.isFailure) { throw CtlFailure.hostsFailed }
         }
     }

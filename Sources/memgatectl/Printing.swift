@@ -134,3 +134,12 @@ enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
 
     static var allValueStrings: [String] { ["table", "wide", "json", "jsonpath=EXPR"] }
 }
+
+/// The one line a large fleet's table ends with instead of a row per host.
+enum Summary {
+    /// `10000 hosts: 9990 applied, 10 unreachable (give --verbose for a row per host)`.
+    static func line(_ results: [String]) -> String {
+        let counts = Dictionary(grouping: results, by: { $0 }).mapValues(\.count).sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        return "\(results.count) hosts: " + counts.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + " (give --verbose for a row per host)"
+    }
+}

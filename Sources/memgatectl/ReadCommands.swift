@@ -43,13 +43,15 @@ struct HostsCommand: ParsableCommand {
             try Out.json(["hosts": rows])
         } else {
             var table = Table(["HOST", "URL", "STATUS", "VERSION", "BACKEND", "VMS", "POLICY", "LATENCY"])
-            for row in rows {
+            let all = fleet.everyRow(hosts: rows.count)
+            for row in rows where all || !row.reachable || row.policyDrift != nil {
                 let policy = row.policyVersion.map { String($0.prefix(12)) + (row.policyName.map { " (\($0))" } ?? "") + (row.policyDrift.map { " \($0.uppercased())" } ?? "") }
                 table.add([row.host, row.url, row.reachable ? "ok" : (outcomes.first { $0.host.name == row.host }?.failure?.kind ?? "error"),
                            row.version ?? "-", row.backend ?? "-", row.vms.map(String.init) ?? "-", policy ?? "-",
                            row.latencyMs.map { String(format: "%.1f ms", $0) } ?? "-"])
             }
-            Out.line(table.render())
+            if all || !table.rows.isEmpty { Out.line(table.render()) }
+            if !all { Out.line(Summary.line(rows.map { $0.reachable ? "ok" : ($0.error?.split(separator: ":").first.map(String.init) ?? "error") })) }
             Out.failures(outcomes)
         }
         try Out.finish(outcomes)

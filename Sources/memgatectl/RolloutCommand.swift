@@ -25,7 +25,6 @@ extension PolicyCommand {
         @Flag(help: "Go on with the last rollout a killed controller left running (or --id).") var resume = false
         @Flag(help: "Restore every host the last rollout (or --id) changed to the policy it had.") var rollback = false
         @Option(help: "The rollout to --resume or --rollback (default: the newest in the state file).") var id: Int64?
-        @Flag(help: "A line per host at the end, not only the summary.") var verbose = false
         @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
@@ -133,7 +132,7 @@ extension PolicyCommand {
         }
 
         func finish(_ result: RolloutReport, display: RolloutDisplay) throws {
-            try display.summary(result, verbose: verbose)
+            try display.summary(result, verbose: fleet.verbose)
             switch result.state {
             case .completed, .rolledBack: return
             case .breached: throw CtlFailure.failed("rollout \(result.id) stopped and rolled back: \(result.outcome)")

@@ -203,5 +203,7 @@ struct AgentHostTests {
             try host.replacePolicy(.builtIn, expected: original, appliedBy: "test")
         }
         #expect(try !host.replacePolicy(deny, expected: deny.version, appliedBy: "test"))
+        #expect(try !host.replacePolicy(deny, expected: original, appliedBy: "test"),
+                "a write of what is already in force is done, whatever its tag (a retried PUT whose answer was lost)")
     }
 }

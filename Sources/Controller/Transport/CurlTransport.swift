@@ -76,6 +76,9 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// The most idle connections kept for reuse.
+    public static let maxCachedConnections = 1024
+
     private static let initialized: Bool = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK
 
     public init(endpoints: [Endpoint], options: TransportOptions) throws(TransportError) {
@@ -83,7 +86,9 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         self.endpoints = endpoints
         self.options = options
         self.multi = multi
-        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(options.concurrency, endpoints.count) + 8)
+        // Connections kept open between one command's phases (dry run, then write), at most
+        // `maxCachedConnections`: a fleet of 10,000 does not hold 10,000 descriptors.
+        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, min(max(options.concurrency, endpoints.count), Self.maxCachedConnections) + 8)
     }
 
     deinit {
