@@ -7,7 +7,7 @@ BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
 APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus \
-                linux-source-6.12 qemu-system-x86 bc bison flex libelf-dev libssl-dev
+                linux-source-6.12 qemu-system-x86 bc bison flex libelf-dev libssl-dev iptables libnetfilter-queue-dev
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).
 PY_TOOLS     := openapi-spec-validator schemathesis
@@ -18,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps build guests demo check test api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-stream bench-privmem clean install
+.PHONY: all deps build guests demo check test api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-privmem clean install
 
 all: build guests
 
@@ -137,6 +137,18 @@ bench-stream: deps guests $(BENCH_OUT)/stream-readers
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-stream
 	$(BUILD)/release/bench-stream --agent $(BUILD)/release/memgate-agent --readers $(BENCH_OUT)/stream-readers \
 	  --guest $(GUEST_OUT)/convert-bench.elf
+
+# As root: 64 agents in network namespaces 20 ms away (NFQUEUE delay: this kernel has no
+# netem), push to all vs one vs one after another; then 10,000 inventory entries on a
+# loopback-only namespace (hosts, push, the controller's RSS and descriptors).
+$(BENCH_OUT)/fleet-delay: Benchmarks/Fleet/delay.c
+	@mkdir -p $(BENCH_OUT)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lnetfilter_queue
+
+bench-fleet: deps $(BENCH_OUT)/fleet-delay
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgatectl
+	bash Benchmarks/Fleet/bench-fleet.sh
 
 bench-fanout: deps
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent

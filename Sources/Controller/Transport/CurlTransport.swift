@@ -86,9 +86,12 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         self.endpoints = endpoints
         self.options = options
         self.multi = multi
-        // Connections kept open between one command's phases (dry run, then write), at most
-        // `maxCachedConnections`: a fleet of 10,000 does not hold 10,000 descriptors.
-        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, min(max(options.concurrency, endpoints.count), Self.maxCachedConnections) + 8)
+        // A fleet up to `maxCachedConnections` keeps a connection to every host between one
+        // command's phases (dry run, then write: no second handshake). A larger one could not
+        // reuse them anyway (each phase walks every host before the next one starts), and libcurl
+        // scans its cache for every new connection: it keeps only those in flight.
+        let cached = endpoints.count <= Self.maxCachedConnections ? max(options.concurrency, endpoints.count) : options.concurrency
+        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, cached + 8)
     }
 
     deinit {
