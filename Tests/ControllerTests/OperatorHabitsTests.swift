@@ -92,4 +92,15 @@ import Testing
         #expect(AuditPull.checkedDocument(text, version: SHA256.hex(text)) != nil, "old agents hashed the bytes")
         #expect(AuditPull.checkedDocument(Array(#"{"defaults":{"explicit":"allow"}}"#.utf8), version: version) == nil, "a host cannot pass off another document")
     }
+
+    /// Addresses need no resolving (libcurl's DNS cache is switched off for them); names do.
+    @Test func addressLiteralsAreToldFromNames() {
+        for literal in ["http://127.1.2.3:7100", "https://10.0.0.1:8443/", "http://[::1]:80", "http://[fe80::1%25eth0]:80", "unix:///run/a.sock"] {
+            #expect(Endpoint(literal)?.isAddressLiteral == true, "\(literal)")
+        }
+        for name in ["http://agents.example:80", "http://localhost:7070", "http://256.1.1.1:80", "http://1.2.3:80", "http://1.2.3.4.5:80",
+                     "http://01234.1.1.1:80"] {
+            #expect(Endpoint(name)?.isAddressLiteral == false, "\(name)")
+        }
+    }
 }

@@ -43,6 +43,16 @@ public struct Endpoint: Sendable, Equatable {
         unixSocket = nil
     }
 
+    /// The host is an IPv4 address or a bracketed IPv6 one (or a Unix socket): nothing to resolve.
+    public var isAddressLiteral: Bool {
+        if unixSocket != nil { return true }
+        let authority = baseURL.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? ""
+        if authority.hasPrefix("[") { return authority.contains("]") }
+        let host = authority.split(separator: ":", maxSplits: 1).first ?? ""
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && (Int($0) ?? 256) <= 255 }
+    }
+
     var defaultName: String {
         if let unixSocket { return unixSocket }
         return String(baseURL.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? "")
