@@ -90,7 +90,8 @@ extension PolicyCommand {
             } catch {
                 throw CtlFailure.usage(error.message)
             }
-            display.planned(candidate: candidate.version, replay: replay, waves: plan.waves.map(\.count), seed: seed)
+            display.planned(candidate: candidate.version, replay: replay, waves: plan.waves.map(\.count), seed: seed,
+                            everyHost: dryRun || fleet.verbose)
             if dryRun { return }
             var limits = BakeLimits()
             limits.maxNewDenials = maxNewDenials

@@ -36,26 +36,31 @@ final class RolloutDisplay: Sendable {
         var seed: UInt64?
         var replayAllowedToDenied: Int?
         var replayRequests: Int?
+        var replay: PolicyCommand.ReplayAnswer?
 
         init(_ event: String) { self.event = event }
 
         enum CodingKeys: String, CodingKey {
             case event, rollout, wave, hosts, waves, applied, unchanged, unreachable, events, denials, faulted, down, breach, evidence,
-                 candidate, seed
+                 candidate, seed, replay
             case secondsLeft = "seconds_left"
             case replayAllowedToDenied = "replay_allowed_to_denied"
             case replayRequests = "replay_requests"
         }
     }
 
-    func planned(candidate: String, replay: PolicyCommand.ReplayAnswer, waves: [Int], seed: UInt64) {
+    /// The plan, and the replay merged over the fleet: every host's with `--dry-run` (or
+    /// `--verbose`), else only the total.
+    func planned(candidate: String, replay: PolicyCommand.ReplayAnswer, waves: [Int], seed: UInt64, everyHost: Bool) {
         if json {
             var step = Step("planned")
             step.candidate = candidate; step.waves = waves; step.seed = seed
             step.replayAllowedToDenied = replay.total.allowedToDenied; step.replayRequests = replay.total.requests
+            if everyHost { step.replay = replay }
             try? Out.jsonLine(step)
             return
         }
+        if everyHost { replay.printTable() }
         Out.error("candidate \(candidate.prefix(12)): replay: \(replay.total.summary)")
         Out.error("plan: \(waves.count) waves of \(waves.map(String.init).joined(separator: ", ")) hosts (canary seed \(seed))")
     }

@@ -78,6 +78,17 @@ final class NetworkLab {
         ((try? JSONSerialization.jsonObject(with: Data((try? request(index, "GET", "/v1/policy"))?.body ?? []))) as? [String: Any])?["name"] as? String
     }
 
+    /// Polls agent i until VM `vm` has ended (and so is recorded); false after a minute.
+    func waitForEnd(_ index: Int, vm: Int) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: 60)
+        while Date() < deadline {
+            let answer = (try? request(index, "GET", "/v1/vms/\(vm)"))?.body ?? []
+            if let state = ((try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: Any])?["ended_ns"], !(state is NSNull) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
     func cut(_ index: Int) throws {
         try shell("ip link set \(link(index)) down")
     }

@@ -47,10 +47,21 @@ struct RolloutTests {
         defer { lab.close() }
         // Every agent has run a guest; the canary runs one that converts until it is denied.
         for index in 0..<8 {
-            _ = try lab.request(index, "POST", "/v1/vms", json: #"{"name":"done","image":"churn.elf","command_line":"50","memory_mib":16}"#)
+            let created = try lab.request(index, "POST", "/v1/vms", json: #"{"name":"done","image":"churn.elf","command_line":"50","memory_mib":16}"#)
+            let id = (try? JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any])?["id"] as? Int ?? 0
+            #expect(lab.waitForEnd(index, vm: id), "VM \(id) on a\(index) ended")
         }
         let hosts = try lab.hostsFile { $0 == 3 ? "role=canary" : "role=main" }
         let state = stateFile()
+
+        // --dry-run: the replay on every host and the plan; nothing written.
+        let dry = try ctl(["policy", "rollout", try policyFile(Self.strict), "--hosts", hosts, "--dry-run", "--canary", "25%", "--seed", "1",
+                           "--state", state] + Self.quick)
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let planned = steps(dry.stdout).first { $0["event"] as? String == "planned" } ?? [:]
+        #expect(planned["waves"] as? [Int] == [2, 6] && ((planned["replay"] as? [String: Any])?["hosts"] as? [Any])?.count == 8)
+        #expect((planned["replay_allowed_to_denied"] as? Int ?? 0) > 0, "the guests' recorded conversions would be denied: \(planned)")
+        #expect((0..<8).allSatisfy { lab.policyName($0) == "built-in" })
 
         let rollout = try ctl(["policy", "rollout", try policyFile(Self.benign), "--hosts", hosts, "--canary", "1", "--canary-select", "role=canary",
                                "--bake", "1", "--state", state] + Self.quick)
@@ -65,8 +76,8 @@ struct RolloutTests {
 
         try churnForever(lab, 3)
         let denied = try ctl(["policy", "rollout", try policyFile(Self.strict), "--hosts", hosts, "--canary", "1", "--canary-select", "role=canary",
-                              "--bake", "30", "--state", state] + Self.quick)
-        #expect(denied.status == 1)
+                              "--bake", "600", "--state", state] + Self.quick)
+        #expect(denied.status == 1, "a denial ends the bake at once (the 600 s are never waited for)")
         #expect(denied.stderr.contains("new denials") && denied.stderr.contains("a3") && denied.stderr.contains("denied: default explicit deny"),
                 "\(denied.stderr)")
         let end = steps(denied.stdout).last ?? [:]
