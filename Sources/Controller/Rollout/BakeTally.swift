@@ -3,7 +3,7 @@ import Foundation
 
 /// How much harm a wave may show during its bake before the rollout stops and rolls back
 /// (`--max-new-denials`, `--max-faulted`, `--max-unreachable`; all 0 by default).
-public struct BakeLimits: Sendable, Equatable {
+public struct BakeLimits: Codable, Sendable, Equatable {
     public var maxNewDenials = 0
     public var maxFaulted = 0
     public var maxUnreachable = 0

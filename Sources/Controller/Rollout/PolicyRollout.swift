@@ -96,7 +96,7 @@ public final class PolicyRollout {
 
     private func proceed(_ id: Int64, bakeSeconds: Double? = nil) throws(RolloutError) -> RolloutReport {
         let rollout = try record(id)
-        let limits = rollout.settings.limits.bakeLimits
+        let limits = rollout.settings.limits
         let bakeLength = bakeSeconds ?? rollout.settings.bakeSeconds
         for wave in rollout.wave..<rollout.plan.waves.count {
             var bakeStarted = wave == rollout.wave ? rollout.bakeStartedNanos : nil

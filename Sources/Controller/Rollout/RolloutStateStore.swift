@@ -10,28 +10,14 @@ public struct RolloutStateError: Error, Sendable, Equatable, CustomStringConvert
 /// What a rollout was told to do, kept so `--resume` does the same.
 public struct RolloutSettings: Codable, Sendable, Equatable {
     public var bakeSeconds: Double
-    public var limits: Limits
+    public var limits: BakeLimits
     public var canary: String
     public var select: [String: String]
     public var seed: UInt64
     public var step: Double
 
-    public struct Limits: Codable, Sendable, Equatable {
-        public var maxNewDenials: Int
-        public var maxFaulted: Int
-        public var maxUnreachable: Int
-        public init(_ limits: BakeLimits) {
-            maxNewDenials = limits.maxNewDenials; maxFaulted = limits.maxFaulted; maxUnreachable = limits.maxUnreachable
-        }
-        public var bakeLimits: BakeLimits {
-            var limits = BakeLimits()
-            limits.maxNewDenials = maxNewDenials; limits.maxFaulted = maxFaulted; limits.maxUnreachable = maxUnreachable
-            return limits
-        }
-    }
-
     public init(bakeSeconds: Double, limits: BakeLimits, canary: String, select: [String: String], seed: UInt64, step: Double) {
-        self.bakeSeconds = bakeSeconds; self.limits = Limits(limits); self.canary = canary; self.select = select
+        self.bakeSeconds = bakeSeconds; self.limits = limits; self.canary = canary; self.select = select
         self.seed = seed; self.step = step
     }
 }
