@@ -153,8 +153,9 @@ public final class PolicyRollout {
             return breach
         }
         let ready = records.indices.filter { records[$0].state == .pending }
+        let oldVersions = Dictionary(records.map { ($0.host, $0.oldVersion ?? "") }, uniquingKeysWith: { first, _ in first })
         let writes = fleet.send("PUT", { _ in "/v1/policy" }, to: ready.map { records[$0].host },
-                                headers: { host in ["If-Match": ETag.quoted(records.first { $0.host == host }?.oldVersion ?? "")] },
+                                headers: { host in ["If-Match": ETag.quoted(oldVersions[host] ?? "")] },
                                 body: candidate)
         for (position, outcome) in zip(ready, writes) {
             switch FleetClient.decode(outcome, as: PolicyApplied.self).result {
@@ -268,10 +269,11 @@ public final class PolicyRollout {
         var records = try hostRecords(rollout.id).filter { ($0.state == .pushed || $0.state == .rollbackFailed) && $0.oldDocument != nil }
         report(.rollingBack(hosts: records.count))
         var restored = Restored()
+        let written = Dictionary(records.map { ($0.host, $0.newVersion ?? "") }, uniquingKeysWith: { first, _ in first })
         // One request per host, each with its own document: grouped by document so hosts that had the same share a request batch.
         for (document, group) in Dictionary(grouping: records.indices, by: { records[$0].oldDocument ?? [] }) {
             let outcomes = fleet.send("PUT", { _ in "/v1/policy" }, to: group.map { records[$0].host },
-                                      headers: { host in ["If-Match": ETag.quoted(records.first { $0.host == host }?.newVersion ?? "")] },
+                                      headers: { host in ["If-Match": ETag.quoted(written[host] ?? "")] },
                                       body: document)
             for (position, outcome) in zip(group, outcomes) {
                 switch outcome.result {
