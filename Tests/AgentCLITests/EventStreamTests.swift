@@ -127,7 +127,7 @@ import TestSupport
         while true {
             let chunk = try stalled.readChunk()
             if chunk.isEmpty { break }
-            events += parser.feed(chunk)
+            events += try parser.feed(chunk)
         }
         #expect(events.last?.type == "overflow")
         let resume = Int64(events.last?.object["resume_after"] as? Int ?? -1)
@@ -168,7 +168,7 @@ import TestSupport
             while !ended(vm)(events) {
                 let chunk = try reader.readChunk()
                 if chunk.isEmpty { break }
-                events += parser.feed(chunk)
+                events += try parser.feed(chunk)
             }
             #expect(events.compactMap(\.id) == expected, "reader \(index)")
         }

@@ -8,7 +8,7 @@ import TestSupport
 /// An "agent" that breaks API v1's promises: it repeats the same page, hands out
 /// ids without end, and names its VMs with terminal escape sequences.
 final class HostileAgent: HTTPHandler {
-    enum Mode { case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders }
+    enum Mode { case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders, endlessEvent }
     let mode: Mode
     static let evilName = "evil\u{1B}[2J\u{1B}[1;1H\u{9B}31m\u{202E}"
 
@@ -27,6 +27,10 @@ final class HostileAgent: HTTPHandler {
         case .manyHeaders:
             return HTTPResponse(status: 200, contentType: "application/json", body: Array("{}".utf8),
                                 headers: (0..<400).map { ("X-H\($0)", String(repeating: "a", count: 1000)) })
+        case .endlessEvent:
+            // One honest event, then one whose data never ends (2 MiB and no line end).
+            let stream = Array("id: 1\ndata: {\"n\":1}\n\ndata: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 2 << 20)
+            return HTTPResponse(status: 200, contentType: "text/event-stream", body: stream)
         case .repeatsPages, .endlessIDs:
             break
         }
@@ -133,4 +137,18 @@ final class HostileAgent: HTTPHandler {
         #expect(result.status == 1)
         #expect(result.stderr.contains(message), "\(result.stderr)")
     }
+
+    /// The stream reader holds at most one event's worth (1 MiB) per host: a host whose event
+    /// never ends is given up, with the limit named, after the events it sent before.
+    @Test func anEventThatNeverEndsStopsFollowingItsHost() throws {
+        let server = try HostileAgent.serve(.endlessEvent)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) endless"])
+        // --max-duration only bounds a regression (it would follow forever); the pass ends by itself.
+        let result = try ctl(["events", "--follow", "--hosts", hosts, "--json", "--max-duration", "120"])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains(#"{"host":"endless","n":1}"#), "\(result.stdout)")
+        #expect(result.stderr.contains("larger than 1048576 bytes; not following this host"), "\(result.stderr)")
+    }
 }
+

@@ -38,7 +38,8 @@ public final class CurlEventStream: @unchecked Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { break }
-                let events = parser.feed(chunk)
+                // An event past the parser's limit ends the test's stream, as it would the controller's.
+                guard let events = try? parser.feed(chunk) else { break }
                 received.state.withLock { $0.events += events }
             }
             received.state.withLock { $0.ended = true }

@@ -104,6 +104,7 @@ public final class CurlEventFollower: @unchecked Sendable {
             }
             var running: Int32 = 0
             curl_multi_perform(multi, &running)
+            var unreadable: [(Connection, SSEParserError)] = []
             for connection in active.values {
                 var status = 0
                 ccurl_getinfo_long(connection.handle, CURLINFO_RESPONSE_CODE, &status)
@@ -113,11 +114,24 @@ public final class CurlEventFollower: @unchecked Sendable {
                 }
                 let bytes = connection.take()
                 guard status == 200, !bytes.isEmpty else { continue }
-                for event in connection.parser.feed(bytes) {
+                var events: [SSEEvent] = []
+                do throws(SSEParserError) {
+                    events = try connection.parser.feed(bytes)
+                } catch {
+                    unreadable.append((connection, error))
+                }
+                for event in events {
                     failures[connection.host] = 0
                     try update(.event(host: connection.host, event))
                 }
                 lastIDs[connection.host] = connection.parser.lastEventID ?? lastIDs[connection.host]
+            }
+            // Resuming would send the same event again: the host is given up, and says why.
+            for (connection, error) in unreadable {
+                active.removeValue(forKey: connection.handle)
+                curl_multi_remove_handle(multi, connection.handle)
+                connection.release()
+                try update(.disconnected(host: connection.host, reason: error.description, retryIn: nil))
             }
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
@@ -126,8 +140,10 @@ public final class CurlEventFollower: @unchecked Sendable {
                 var status = 0
                 ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
                 // The last bytes of a stream that ended (an overflow notice, say) are events too.
+                // An unfinished event past the limit is dropped like any unfinished event at the end.
                 if status == 200 {
-                    for event in connection.parser.feed(connection.take()) { try update(.event(host: connection.host, event)) }
+                    let events = (try? connection.parser.feed(connection.take())) ?? []
+                    for event in events { try update(.event(host: connection.host, event)) }
                     lastIDs[connection.host] = connection.parser.lastEventID ?? lastIDs[connection.host]
                 }
                 let code = ccurl_message_result(message)

@@ -12,23 +12,45 @@ public struct SSEEvent: Sendable, Equatable {
     }
 }
 
+/// Why a stream's bytes cannot be read as events.
+public enum SSEParserError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// One event (its unfinished line included) grew past the parser's limit: the sender is
+    /// broken or hostile, and the stream cannot go on without holding unbounded memory.
+    case eventTooLarge(limit: Int)
+
+    public var description: String {
+        switch self {
+        case .eventTooLarge(let limit): return "the agent sent an event larger than \(limit) bytes"
+        }
+    }
+}
+
 /// The `text/event-stream` format (WHATWG HTML §9.2.6): bytes in, whole events out. Pure.
 public struct SSEParser: Sendable {
+    /// An agent's events are a few hundred bytes; this bounds what a broken one can make us hold.
+    public static let defaultMaxEventBytes = 1 << 20
+
+    public let maxEventBytes: Int
     private var pending: [UInt8] = []
     private var type = ""
     private var data: [String] = []
+    /// The bytes of `data`'s lines, counted against `maxEventBytes`.
+    private var dataBytes = 0
     /// The last event id seen, also from an `id:` without data (where a reconnection resumes).
     public private(set) var lastEventID: Int64?
 
-    public init(lastEventID: Int64? = nil) {
+    public init(lastEventID: Int64? = nil, maxEventBytes: Int = SSEParser.defaultMaxEventBytes) {
         self.lastEventID = lastEventID
+        self.maxEventBytes = maxEventBytes
     }
 
-    /// Bytes buffered that do not end a line yet.
-    public var bufferedBytes: Int { pending.count }
+    private var isOverLimit: Bool { dataBytes + pending.count > maxEventBytes }
 
-    /// The events completed by `bytes` (an event is complete at its blank line).
-    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSEEvent] {
+    /// The events completed by `bytes` (an event is complete at its blank line). Throws once
+    /// the unfinished event passes `maxEventBytes` — after handing over the events completed
+    /// before it, so none is lost; the caller then drops the stream.
+    public mutating func feed(_ bytes: some Sequence<UInt8>) throws(SSEParserError) -> [SSEEvent] {
+        guard !isOverLimit else { throw .eventTooLarge(limit: maxEventBytes) }
         pending += bytes
         var events: [SSEEvent] = []
         var start = 0
@@ -41,6 +63,7 @@ public struct SSEParser: Sendable {
                 if !data.isEmpty { events.append(SSEEvent(id: lastEventID, type: type.isEmpty ? "message" : type, data: data.joined(separator: "\n"))) }
                 type = ""
                 data = []
+                dataBytes = 0
                 continue
             }
             if line.hasPrefix(":") { continue }
@@ -50,11 +73,14 @@ public struct SSEParser: Sendable {
             switch field {
             case "id": if let id = Int64(value) { lastEventID = id }
             case "event": type = String(value)
-            case "data": data.append(String(value))
+            case "data":
+                data.append(String(value))
+                dataBytes += value.utf8.count
             default: break
             }
         }
         pending.removeFirst(start)
+        if isOverLimit && events.isEmpty { throw .eventTooLarge(limit: maxEventBytes) }
         return events
     }
 }
