@@ -109,9 +109,12 @@ struct PicturesTests {
         // Over the DevTools protocol: the live page keeps its event stream open, which a
         // --virtual-time-budget screenshot would wait for forever.
         let script = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path
+        let chromiumLog = agent.directory.appendingPathComponent("chromium.log")
         let browser = try TestSupport.run("/usr/bin/python3", [script, chromium, form.absoluteString, shot.path],
-                                          environment: ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path])
-        try #require(FileManager.default.fileExists(atPath: shot.path), "no screenshot: \(browser.stdout) \(browser.stderr.suffix(500))")
+                                          environment: ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
+                                                        "LIVE_PAGE_CHROMIUM_LOG": chromiumLog.path])
+        try #require(FileManager.default.fileExists(atPath: shot.path),
+                     "no screenshot: \(browser.stdout) \(browser.stderr.suffix(500)); chromium: \(((try? String(contentsOf: chromiumLog, encoding: .utf8)) ?? "").suffix(2000))")
         let measure = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/bars.py").path
         let measured = try TestSupport.run("/usr/bin/python3", [measure, shot.path])
         #expect(measured.status == 0, "\(measured.stderr)")
@@ -152,16 +155,24 @@ struct PicturesTests {
         driver.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         driver.arguments = [TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path, chromium,
                             form.absoluteString]
-        driver.environment = ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path, "PATH": "/usr/bin:/bin"]
-        let input = Pipe(), output = Pipe()
+        let chromiumLog = agent.directory.appendingPathComponent("chromium.log")
+        driver.environment = ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
+                              "LIVE_PAGE_CHROMIUM_LOG": chromiumLog.path, "PATH": "/usr/bin:/bin"]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
         driver.standardInput = input
         driver.standardOutput = output
-        driver.standardError = FileHandle.nullDevice
+        driver.standardError = errors
         try driver.run()
         defer { if driver.isRunning { driver.terminate() } }
         let lines = LineReader(output.fileHandleForReading)
         let ready = lines.next()
-        try #require(ready == "READY", "the page did not start following the stream: \(ready ?? "nothing")")
+        guard ready == "READY" else {
+            // Why, in the driver's and Chromium's own words.
+            let driverErrors = String(decoding: errors.fileHandleForReading.readDataToEndOfFile().suffix(1500), as: UTF8.self)
+            let chromium = ((try? String(contentsOf: chromiumLog, encoding: .utf8)) ?? "").suffix(2000)
+            Issue.record("the page did not start following the stream: \(ready ?? "nothing"); driver: \(driverErrors); chromium: \(chromium)")
+            return
+        }
 
         // Made after the page loaded: a VM that converts memory.
         let response = try agent.request("POST", "/v1/vms", json: #"{"name":"live","image":"churn.elf","command_line":"6","memory_mib":16}"#)
