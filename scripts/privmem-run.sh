@@ -8,7 +8,7 @@
 # (seconds, default 1200) bounds the whole run. MEMGATE_PRIVMEM_TCG=multi runs the nested
 # host's two vCPUs on two host threads; the default, single, runs them in turn on one: a
 # rare SHUTDOWN of a 2-vCPU guest that no guest exception preceded was seen only under
-# multi (README, "The suite itself"), and single costs about 5 s of the 30.
+# multi (README, "Tests"), and single costs about 6 s a run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }

@@ -109,12 +109,10 @@ struct PicturesTests {
         // Over the DevTools protocol: the live page keeps its event stream open, which a
         // --virtual-time-budget screenshot would wait for forever.
         let script = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path
-        let chromiumLog = agent.directory.appendingPathComponent("chromium.log")
         let browser = try TestSupport.run("/usr/bin/python3", [script, chromium, form.absoluteString, shot.path],
-                                          environment: ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
-                                                        "LIVE_PAGE_CHROMIUM_LOG": chromiumLog.path])
+                                          environment: LiveDriver.environment(agent))
         try #require(FileManager.default.fileExists(atPath: shot.path),
-                     "no screenshot: \(browser.stdout) \(browser.stderr.suffix(500)); chromium: \(((try? String(contentsOf: chromiumLog, encoding: .utf8)) ?? "").suffix(2000))")
+                     "no screenshot: \(browser.stdout) \(browser.stderr.suffix(500)); chromium: \(LiveDriver.chromiumLogTail(agent))")
         let measure = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/bars.py").path
         let measured = try TestSupport.run("/usr/bin/python3", [measure, shot.path])
         #expect(measured.status == 0, "\(measured.stderr)")
@@ -155,9 +153,7 @@ struct PicturesTests {
         driver.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         driver.arguments = [TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path, chromium,
                             form.absoluteString]
-        let chromiumLog = agent.directory.appendingPathComponent("chromium.log")
-        driver.environment = ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
-                              "LIVE_PAGE_CHROMIUM_LOG": chromiumLog.path, "PATH": "/usr/bin:/bin"]
+        driver.environment = LiveDriver.environment(agent).merging(["PATH": "/usr/bin:/bin"]) { _, path in path }
         let input = Pipe(), output = Pipe(), errors = Pipe()
         driver.standardInput = input
         driver.standardOutput = output
@@ -169,8 +165,7 @@ struct PicturesTests {
         guard ready == "READY" else {
             // Why, in the driver's and Chromium's own words.
             let driverErrors = String(decoding: errors.fileHandleForReading.readDataToEndOfFile().suffix(1500), as: UTF8.self)
-            let chromium = ((try? String(contentsOf: chromiumLog, encoding: .utf8)) ?? "").suffix(2000)
-            Issue.record("the page did not start following the stream: \(ready ?? "nothing"); driver: \(driverErrors); chromium: \(chromium)")
+            Issue.record("the page did not start following the stream: \(ready ?? "nothing"); driver: \(driverErrors); chromium: \(LiveDriver.chromiumLogTail(agent))")
             return
         }
 
@@ -186,6 +181,21 @@ struct PicturesTests {
         #expect(verdict == "FOUND", "\(verdict ?? "no answer"); \(lines.next() ?? "")")
         driver.waitUntilExit()
     }
+}
+
+/// Where `Scripts/live_page.py` keeps Chromium's profile and log, in the agent's directory.
+enum LiveDriver {
+    static func environment(_ agent: AgentProcess) -> [String: String] {
+        ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
+         "LIVE_PAGE_CHROMIUM_LOG": chromiumLog(agent).path]
+    }
+
+    /// The end of Chromium's own messages, for a failure's explanation.
+    static func chromiumLogTail(_ agent: AgentProcess) -> Substring {
+        ((try? String(contentsOf: chromiumLog(agent), encoding: .utf8)) ?? "").suffix(2000)
+    }
+
+    private static func chromiumLog(_ agent: AgentProcess) -> URL { agent.directory.appendingPathComponent("chromium.log") }
 }
 
 /// Lines from a pipe, one at a time (blocking).

@@ -83,7 +83,7 @@ final class NetworkLab {
         let deadline = Date(timeIntervalSinceNow: 60)
         while Date() < deadline {
             let answer = (try? request(index, "GET", "/v1/vms/\(vm)"))?.body ?? []
-            if let state = ((try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: Any])?["ended_ns"], !(state is NSNull) { return true }
+            if let ended = ((try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: Any])?["ended_ns"], !(ended is NSNull) { return true }
             usleep(20_000)
         }
         return false

@@ -37,7 +37,7 @@ public struct Endpoint: Sendable, Equatable {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else { return nil }
         var base = url
         while base.hasSuffix("/") { base.removeLast() }
-        let authority = base.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: true).dropFirst().first ?? ""
+        let authority = Self.authority(of: base)
         guard !authority.isEmpty, !authority.contains(where: { $0 == " " || $0 == "@" }) else { return nil }
         baseURL = base
         unixSocket = nil
@@ -46,7 +46,7 @@ public struct Endpoint: Sendable, Equatable {
     /// The host is an IPv4 address or a bracketed IPv6 one (or a Unix socket): nothing to resolve.
     public var isAddressLiteral: Bool {
         if unixSocket != nil { return true }
-        let authority = baseURL.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? ""
+        let authority = Self.authority(of: baseURL)
         if authority.hasPrefix("[") { return authority.contains("]") }
         let host = authority.split(separator: ":", maxSplits: 1).first ?? ""
         let octets = host.split(separator: ".", omittingEmptySubsequences: false)
@@ -55,7 +55,12 @@ public struct Endpoint: Sendable, Equatable {
 
     var defaultName: String {
         if let unixSocket { return unixSocket }
-        return String(baseURL.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        return String(Self.authority(of: baseURL))
+    }
+
+    /// `host:port` of `scheme://host:port/...` (empty when there is none).
+    private static func authority(of url: String) -> Substring {
+        url.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? ""
     }
 }
 
