@@ -30,7 +30,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Clocks, inherited descriptors, termination signals and process limits: the libc corner every layer shares.
-        .target(name: "Platform", swiftSettings: strict),
+        .target(name: "Platform", dependencies: ["CLinux"], swiftSettings: strict),
         .target(
             name: "KVM",
             dependencies: ["CKVM", "CLinux", .product(name: "Logging", package: "swift-log")],

@@ -1,9 +1,12 @@
 #define _GNU_SOURCE
 #include "clinux.h"
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 int clinux_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
@@ -18,3 +21,6 @@ int clinux_madvise_remove(void *addr, uint64_t length) { return madvise(addr, le
 
 uint64_t clinux_pthread_self(void) { return (uint64_t)pthread_self(); }
 int clinux_pthread_kill(uint64_t thread, int signo) { return pthread_kill((pthread_t)thread, signo); }
+
+long clinux_getdents64(int fd, void *buffer, size_t length) { return syscall(SYS_getdents64, fd, buffer, length); }
+int clinux_malloc_trim(void) { return malloc_trim(0); }

@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// This process as Prometheus's `process_*` metrics describe it, read from /proc/self.
@@ -39,16 +40,42 @@ public struct ProcessStats: Sendable, Equatable {
         return String(decoding: buffer.prefix(count), as: UTF8.self)
     }
 
+    /// Entries of a directory other than `.` and `..`, read with getdents64 into a buffer of our own:
+    /// a kernel dirent is only as long as its name (`d_reclen`), never the 280 bytes of `struct dirent`.
     static func countEntries(_ path: String) -> Int {
-        guard let directory = opendir(path) else { return 0 }
-        defer { closedir(directory) }
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32 << 10)
         var count = 0
-        while let entry = readdir(directory) {
-            // Safety: the dirent is valid until the next readdir; d_name is a NUL-terminated array read within its bounds.
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { count += 1 }
+        while true {
+            // Safety: the kernel writes at most buffer.count bytes into the array's storage.
+            let filled = buffer.withUnsafeMutableBytes { clinux_getdents64(fd, $0.baseAddress, $0.count) }
+            guard filled > 0 else { break }
+            count += DirectoryRecords.names(in: buffer.prefix(Int(filled))).count { $0 != "." && $0 != ".." }
         }
-        // The descriptor opendir itself holds is not the process's own.
+        // The descriptor this count itself holds is not the process's own.
         return max(count - 1, 0)
+    }
+}
+
+/// Decodes the `linux_dirent64` records getdents64 wrote. Pure: every field is read at its
+/// offset inside the record's own `d_reclen`, so a short or damaged record ends the walk.
+public enum DirectoryRecords {
+    static let reclenOffset = 16
+    static let nameOffset = 19
+
+    public static func names(in bytes: some Collection<UInt8>) -> [String] {
+        let bytes = Array(bytes)
+        var names: [String] = []
+        var offset = 0
+        while bytes.count - offset > nameOffset {
+            let length = Int(bytes[offset + reclenOffset]) | Int(bytes[offset + reclenOffset + 1]) << 8
+            guard length > nameOffset, length <= bytes.count - offset else { break }
+            let name = bytes[(offset + nameOffset)..<(offset + length)].prefix { $0 != 0 }
+            names.append(String(decoding: name, as: UTF8.self))
+            offset += length
+        }
+        return names
     }
 }
