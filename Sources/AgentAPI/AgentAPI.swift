@@ -24,6 +24,8 @@ public final class AgentAPI: HTTPHandler {
         public var secureCookie = false
         /// Limits of `GET /v1/events/stream`.
         public var streams = EventStreamHub.Limits()
+        /// The network a peer address counts under for the credential throttles (as for the per-peer cap).
+        public var peerPrefix = AddressPrefix()
         public init(tokens: TokenStore, images: ImageDirectory?) {
             self.tokens = tokens
             self.images = images
@@ -37,7 +39,9 @@ public final class AgentAPI: HTTPHandler {
     /// The token file as last read (SIGHUP reads it again, see `reloadTokens`).
     private let tokenStore: Mutex<TokenStore>
     let sessions: Mutex<SessionStore>
-    let signInThrottle = Mutex(SignInThrottle())
+    /// Wrong status-page sign-ins and wrong bearer tokens, each by network (see `CredentialThrottle`).
+    let signInThrottle: Mutex<CredentialThrottle>
+    let bearerThrottle: Mutex<CredentialThrottle>
     public let metrics = APIMetrics()
     /// Refused requests, counted a second at a time (see `RefusalLedger`).
     private let refusals = Mutex(RefusalLedger())
@@ -53,6 +57,8 @@ public final class AgentAPI: HTTPHandler {
         self.configuration = configuration
         tokenStore = Mutex(configuration.tokens)
         sessions = Mutex(SessionStore(lifetimeNanos: configuration.sessionLifetimeNanos))
+        signInThrottle = Mutex(CredentialThrottle(prefix: configuration.peerPrefix))
+        bearerThrottle = Mutex(CredentialThrottle(prefix: configuration.peerPrefix))
         self.logger = logger
         streams = queries.map { EventStreamHub(source: $0, limits: configuration.streams, logger: logger) }
         if let streams { host.store?.onCommit { [weak streams] in streams?.signal() } }
@@ -93,12 +99,14 @@ public final class AgentAPI: HTTPHandler {
         var principal: Principal?
         var action: AgentAction?
         var refusal: RefusalCount.Kind?
+        /// Authenticated, routed, parsed, authorized and mutating: the only requests that get an api_requests row.
+        var admitted = false
         let response: HTTPResponse
         do throws(APIError) {
             do {
                 principal = try authenticate(request, route: route, context: context)
             } catch {
-                refusal = .unauthenticated
+                refusal = error.status == 429 ? .throttled : .unauthenticated
                 throw error
             }
             let parsed = try APIRouter.parse(request, routed: routed)
@@ -111,10 +119,15 @@ public final class AgentAPI: HTTPHandler {
                 refusal = .forbidden
                 throw APIError(403, "forbidden", "token \(principal?.name ?? "") is read-only; \(request.method.rawValue) \(route.rawValue) needs an admin token")
             }
+            admitted = parsed.isMutating
             response = try perform(parsed, request: request, principal: principal, context: context)
             if case .login(.some) = parsed, response.status == 401 { refusal = .signInFailed }
+            if case .login(.some) = parsed, response.status == 429 { refusal = .throttled }
         } catch {
             response = error.response
+            // A write that named no endpoint or method, or whose body or query did not parse, was never
+            // admitted: it is counted, not written, so nobody can fill the disk with them.
+            if refusal == nil, action == nil, request.method.isWrite { refusal = .invalidWrite }
         }
         let elapsed = Self.now() &- context.receivedNanos
         metrics.observe(route: route, method: request.method, status: response.status, nanos: elapsed)
@@ -127,8 +140,8 @@ public final class AgentAPI: HTTPHandler {
             metrics.refused(refusal)
             closedSeconds = refusals.withLock { $0.note(peer: context.transport.peerAddress, kind: refusal, second: second) }
         } else {
-            if action?.isMutating ?? [HTTPMethod.POST, .PUT, .DELETE, .PATCH].contains(request.method) {
-                // An admitted request that changes something (or tried to, with a valid token) keeps its row, durably.
+            if admitted {
+                // An admitted request that changes something keeps its row, durably, whatever its outcome.
                 host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
                                              durationNanos: elapsed, client: Self.client(principal, context), atNanos: wall)
             }
@@ -136,6 +149,12 @@ public final class AgentAPI: HTTPHandler {
         }
         host.store?.recordRefusals(closedSeconds)
         return response
+    }
+
+    /// A connection in the server's token-only reserve keeps its slot only with a credential this agent accepts.
+    public func presentsValidCredential(_ request: HTTPRequest) -> Bool {
+        if let header = request.header("Authorization") { return tokens.authenticate(header) != nil }
+        return sessionPrincipal(request) != nil
     }
 
     /// Writes every refusal counted so far (the agent calls it before closing the store).
@@ -168,7 +187,14 @@ public final class AgentAPI: HTTPHandler {
                 if let session = sessionPrincipal(request) { return session }
                 throw APIError(401, "unauthorized", "send Authorization: Bearer <token>", headers: challenge)
             }
+            let peer = context.transport.peerAddress
+            let now = Self.now()
+            if case .refuse(let wait) = bearerThrottle.withLock({ $0.verdict(address: peer, nowNanos: now) }) {
+                throw APIError(429, "too_many_failures", "too many wrong tokens from \(peer); try again in \(wait) s",
+                               headers: ["Retry-After": "\(wait)"])
+            }
             guard let principal = tokens.authenticate(header) else {
+                bearerThrottle.withLock { $0.failed(address: peer, nowNanos: now) }
                 throw APIError(401, "unauthorized", "the token is not valid for this agent", headers: challenge)
             }
             return principal

@@ -7,6 +7,10 @@ public struct RefusalCount: Sendable, Equatable, Hashable {
         case forbidden
         /// A wrong token on the status page's sign-in form.
         case signInFailed = "sign_in_failed"
+        /// A write refused before admission: no such endpoint or method, or a body or query that does not parse.
+        case invalidWrite = "invalid_write"
+        /// A token or sign-in refused unchecked while its address prefix had failed too often (429).
+        case throttled
     }
 
     public var second: UInt64

@@ -58,7 +58,7 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
             INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (1, 1, 0, 5, 2097152, 4096, 8, 'emulated');
             """)
         }
-        #expect(try Maintenance.migrate(path: path).to == 6)
+        #expect(try Maintenance.migrate(path: path).to == 7)
         let queries = EventQueries(path: path)
         #expect(try queries.faults(EventFilter()).map(\.access) == ["unknown"])
         var unknown = EventFilter()
@@ -73,7 +73,7 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
     @Test func newerDatabaseIsRefused() throws {
         let path = temporaryDatabase()
         defer { removeDatabase(path) }
-        try SQLiteConnection(path: path).execute("PRAGMA user_version = 7")
+        try SQLiteConnection(path: path).execute("PRAGMA user_version = 99")
         #expect(throws: EventStoreError.self) { try EventStore(path: path, logger: quietLogger) }
         do {
             _ = try EventStore(path: path, logger: quietLogger)

@@ -2,6 +2,9 @@ import JSON
 /// The methods this server understands; anything else is answered 501.
 public enum HTTPMethod: String, Sendable, CaseIterable {
     case GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT, QUERY
+
+    /// A method that asks to change something.
+    public var isWrite: Bool { self == .POST || self == .PUT || self == .DELETE || self == .PATCH }
 }
 
 /// One parsed request. Header names are kept as sent; lookups ignore case.
