@@ -8,6 +8,8 @@ public struct JSONSyntaxError: Error, Sendable, Equatable, CustomStringConvertib
         case duplicateKey
         /// Nested deeper than `StrictJSON.maxDepth`.
         case tooDeep
+        /// The caller's deadline came before the end of the document.
+        case interrupted
     }
     public var kind: Kind
     /// `$` for the document itself, else `key.key[index]`.
@@ -27,22 +29,56 @@ public enum StrictJSON {
     public static let maxDepth = 64
 
     public static func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
-        var reader = Reader(bytes: bytes)
+        try parse(bytes, interrupt: nil)
+    }
+
+    /// Values read between two looks at `interrupt`.
+    public static let interruptStride = 4096
+
+    /// As `parse`, asking `interrupt` every `interruptStride` values whether to give up (a caller's
+    /// deadline): then it throws `.interrupted`. The cost is linear in the input whatever its shape.
+    public static func parse(_ bytes: [UInt8], interrupt: (() -> Bool)?) throws(JSONSyntaxError) -> JSONValue {
+        var reader = Reader(bytes: bytes, interrupt: interrupt)
         reader.skipSpace()
-        let value = try reader.value(path: "$", depth: 0)
+        let value = try reader.value(depth: 0)
         reader.skipSpace()
-        guard reader.index == bytes.count else { throw reader.error("$", "unexpected text after the document") }
+        guard reader.index == bytes.count else { throw reader.error("unexpected text after the document") }
         return value
+    }
+
+    /// Where the reader is: keys and indexes from the document down, rendered only for an error,
+    /// so a long key costs once, not once per element below it.
+    private enum Segment {
+        case key(String)
+        case index(Int)
     }
 
     private struct Reader {
         let bytes: [UInt8]
+        let interrupt: (() -> Bool)?
         var index = 0
+        var path: [Segment] = []
+        var valuesSinceLook = 0
 
-        init(bytes: [UInt8]) { self.bytes = bytes }
+        init(bytes: [UInt8], interrupt: (() -> Bool)?) {
+            self.bytes = bytes
+            self.interrupt = interrupt
+        }
 
-        func error(_ path: String, _ message: String, _ kind: JSONSyntaxError.Kind = .syntax) -> JSONSyntaxError {
-            JSONSyntaxError(kind: kind, path: path, offset: index, message: message)
+        var renderedPath: String {
+            guard !path.isEmpty else { return "$" }
+            var text = ""
+            for segment in path {
+                switch segment {
+                case .key(let key): text += text.isEmpty ? key : ".\(key)"
+                case .index(let position): text += text.isEmpty ? "$[\(position)]" : "[\(position)]"
+                }
+            }
+            return text
+        }
+
+        func error(_ message: String, _ kind: JSONSyntaxError.Kind = .syntax) -> JSONSyntaxError {
+            JSONSyntaxError(kind: kind, path: renderedPath, offset: index, message: message)
         }
 
         var current: UInt8? { index < bytes.count ? bytes[index] : nil }
@@ -51,35 +87,40 @@ public enum StrictJSON {
             while let byte = current, byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D { index += 1 }
         }
 
-        static func join(_ path: String, _ key: String) -> String { path == "$" ? key : "\(path).\(key)" }
-
-        mutating func value(path: String, depth: Int) throws(JSONSyntaxError) -> JSONValue {
-            guard let byte = current else { throw error(path, "the document ends where a value should be") }
+        mutating func value(depth: Int) throws(JSONSyntaxError) -> JSONValue {
+            if let interrupt {
+                valuesSinceLook += 1
+                if valuesSinceLook >= StrictJSON.interruptStride {
+                    valuesSinceLook = 0
+                    if interrupt() { throw error("parsing stopped at the deadline", .interrupted) }
+                }
+            }
+            guard let byte = current else { throw error("the document ends where a value should be") }
             switch byte {
             case UInt8(ascii: "{"):
-                guard depth < StrictJSON.maxDepth else { throw error(path, "nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep) }
-                return try object(path: path, depth: depth + 1)
+                guard depth < StrictJSON.maxDepth else { throw error("nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep) }
+                return try object(depth: depth + 1)
             case UInt8(ascii: "["):
-                guard depth < StrictJSON.maxDepth else { throw error(path, "nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep) }
-                return try array(path: path, depth: depth + 1)
+                guard depth < StrictJSON.maxDepth else { throw error("nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep) }
+                return try array(depth: depth + 1)
             case UInt8(ascii: "\""):
-                return .string(try string(path: path))
-            case UInt8(ascii: "t"): try literal("true", path); return .bool(true)
-            case UInt8(ascii: "f"): try literal("false", path); return .bool(false)
-            case UInt8(ascii: "n"): try literal("null", path); return .null
+                return .string(try string())
+            case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+            case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+            case UInt8(ascii: "n"): try literal("null"); return .null
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                return .number(try number(path: path))
+                return .number(try number())
             case UInt8(ascii: "/"):
-                throw error(path, "comments are not JSON")
+                throw error("comments are not JSON")
             case UInt8(ascii: "'"):
-                throw error(path, "strings take double quotes")
+                throw error("strings take double quotes")
             default:
-                throw error(path, byte == UInt8(ascii: "N") || byte == UInt8(ascii: "I")
+                throw error(byte == UInt8(ascii: "N") || byte == UInt8(ascii: "I")
                             ? "NaN and Infinity are not JSON numbers" : "expected a value")
             }
         }
 
-        mutating func object(path: String, depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        mutating func object(depth: Int) throws(JSONSyntaxError) -> JSONValue {
             index += 1
             var members: [JSONValue.Member] = []
             var seen = Set<String>()
@@ -88,50 +129,52 @@ public enum StrictJSON {
             while true {
                 skipSpace()
                 guard current == UInt8(ascii: "\"") else {
-                    throw error(path, current == UInt8(ascii: "}") ? "a comma before } (trailing commas are not JSON)" : "expected a key in double quotes")
+                    throw error(current == UInt8(ascii: "}") ? "a comma before } (trailing commas are not JSON)" : "expected a key in double quotes")
                 }
-                let key = try string(path: path)
-                let memberPath = Self.join(path, key)
+                let key = try string()
+                path.append(.key(key))
                 guard seen.insert(key).inserted else {
-                    throw error(memberPath, "appears more than once in its object; say it once", .duplicateKey)
+                    throw error("appears more than once in its object; say it once", .duplicateKey)
                 }
                 skipSpace()
-                guard current == UInt8(ascii: ":") else { throw error(memberPath, "expected : after the key") }
+                guard current == UInt8(ascii: ":") else { throw error("expected : after the key") }
                 index += 1
                 skipSpace()
-                members.append(JSONValue.Member(key: key, value: try value(path: memberPath, depth: depth)))
+                members.append(JSONValue.Member(key: key, value: try value(depth: depth)))
+                path.removeLast()
                 skipSpace()
                 switch current {
                 case UInt8(ascii: ","): index += 1
                 case UInt8(ascii: "}"): index += 1; return .object(members)
-                default: throw error(path, current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or } after a member")
+                default: throw error(current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or } after a member")
                 }
             }
         }
 
-        mutating func array(path: String, depth: Int) throws(JSONSyntaxError) -> JSONValue {
+        mutating func array(depth: Int) throws(JSONSyntaxError) -> JSONValue {
             index += 1
             var elements: [JSONValue] = []
             skipSpace()
             if current == UInt8(ascii: "]") { index += 1; return .array([]) }
             while true {
                 skipSpace()
-                let elementPath = "\(path)[\(elements.count)]"
-                if current == UInt8(ascii: "]") { throw error(elementPath, "a comma before ] (trailing commas are not JSON)") }
-                elements.append(try value(path: elementPath, depth: depth))
+                path.append(.index(elements.count))
+                if current == UInt8(ascii: "]") { throw error("a comma before ] (trailing commas are not JSON)") }
+                elements.append(try value(depth: depth))
+                path.removeLast()
                 skipSpace()
                 switch current {
                 case UInt8(ascii: ","): index += 1
                 case UInt8(ascii: "]"): index += 1; return .array(elements)
-                default: throw error(path, current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or ] after an element")
+                default: throw error(current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or ] after an element")
                 }
             }
         }
 
-        mutating func literal(_ word: String, _ path: String) throws(JSONSyntaxError) {
+        mutating func literal(_ word: String) throws(JSONSyntaxError) {
             let expected = Array(word.utf8)
             guard bytes.count - index >= expected.count, Array(bytes[index..<index + expected.count]) == expected else {
-                throw error(path, "expected \(word)")
+                throw error("expected \(word)")
             }
             index += expected.count
         }
@@ -142,29 +185,29 @@ public enum StrictJSON {
             return index - start
         }
 
-        mutating func number(path: String) throws(JSONSyntaxError) -> String {
+        mutating func number() throws(JSONSyntaxError) -> String {
             let start = index
             if current == UInt8(ascii: "-") { index += 1 }
             if current == UInt8(ascii: "0") {
                 index += 1
-                if let next = current, next >= UInt8(ascii: "0"), next <= UInt8(ascii: "9") { throw error(path, "numbers have no leading zeros") }
+                if let next = current, next >= UInt8(ascii: "0"), next <= UInt8(ascii: "9") { throw error("numbers have no leading zeros") }
             } else if digits() == 0 {
-                throw error(path, "expected digits")
+                throw error("expected digits")
             }
             if current == UInt8(ascii: ".") {
                 index += 1
-                guard digits() > 0 else { throw error(path, "expected digits after the decimal point") }
+                guard digits() > 0 else { throw error("expected digits after the decimal point") }
             }
             if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
                 index += 1
                 if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
-                guard digits() > 0 else { throw error(path, "expected digits in the exponent") }
+                guard digits() > 0 else { throw error("expected digits in the exponent") }
             }
             return String(decoding: bytes[start..<index], as: UTF8.self)
         }
 
-        mutating func hex4(path: String) throws(JSONSyntaxError) -> UInt32 {
-            guard bytes.count - index >= 4 else { throw error(path, "\\u needs four hex digits") }
+        mutating func hex4() throws(JSONSyntaxError) -> UInt32 {
+            guard bytes.count - index >= 4 else { throw error("\\u needs four hex digits") }
             var value: UInt32 = 0
             for _ in 0..<4 {
                 let byte = bytes[index]
@@ -173,7 +216,7 @@ public enum StrictJSON {
                 case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
                 case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
                 case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-                default: throw error(path, "\\u needs four hex digits")
+                default: throw error("\\u needs four hex digits")
                 }
                 value = value << 4 | UInt32(digit)
                 index += 1
@@ -181,19 +224,19 @@ public enum StrictJSON {
             return value
         }
 
-        mutating func string(path: String) throws(JSONSyntaxError) -> String {
+        mutating func string() throws(JSONSyntaxError) -> String {
             index += 1
             var out: [UInt8] = []
             while true {
-                guard let byte = current else { throw error(path, "a string is not closed") }
+                guard let byte = current else { throw error("a string is not closed") }
                 switch byte {
                 case UInt8(ascii: "\""):
                     index += 1
-                    guard let text = String(validating: out, as: UTF8.self) else { throw error(path, "a string is not valid UTF-8") }
+                    guard let text = String(validating: out, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
                     return text
                 case UInt8(ascii: "\\"):
                     index += 1
-                    guard let escape = current else { throw error(path, "a string is not closed") }
+                    guard let escape = current else { throw error("a string is not closed") }
                     index += 1
                     switch escape {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escape)
@@ -203,23 +246,23 @@ public enum StrictJSON {
                     case UInt8(ascii: "r"): out.append(0x0D)
                     case UInt8(ascii: "t"): out.append(0x09)
                     case UInt8(ascii: "u"):
-                        var scalar = try hex4(path: path)
+                        var scalar = try hex4()
                         if (0xD800...0xDBFF).contains(scalar) {
                             guard bytes.count - index >= 2, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                                throw error(path, "a lone UTF-16 surrogate is not a character")
+                                throw error("a lone UTF-16 surrogate is not a character")
                             }
                             index += 2
-                            let low = try hex4(path: path)
-                            guard (0xDC00...0xDFFF).contains(low) else { throw error(path, "a lone UTF-16 surrogate is not a character") }
+                            let low = try hex4()
+                            guard (0xDC00...0xDFFF).contains(low) else { throw error("a lone UTF-16 surrogate is not a character") }
                             scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                         }
-                        guard let character = Unicode.Scalar(scalar) else { throw error(path, "a lone UTF-16 surrogate is not a character") }
+                        guard let character = Unicode.Scalar(scalar) else { throw error("a lone UTF-16 surrogate is not a character") }
                         out.append(contentsOf: Array(String(Character(character)).utf8))
                     default:
-                        throw error(path, "\\\(Character(Unicode.Scalar(escape))) is not a JSON escape")
+                        throw error("\\\(Character(Unicode.Scalar(escape))) is not a JSON escape")
                     }
                 case 0..<0x20:
-                    throw error(path, "control characters in strings must be escaped")
+                    throw error("control characters in strings must be escaped")
                 default:
                     out.append(byte)
                     index += 1
