@@ -29,7 +29,8 @@ public struct AuditPull {
     }
 
     public func run(_ fleet: FleetClient, into sink: AuditSink, now: () -> UInt64) -> [PullReport] {
-        let started = ContinuousClock.now
+        // Every request of every phase (VMs, events, policy documents, API requests) ends by then.
+        let end = deadline.map { Date(timeIntervalSinceNow: $0) }
         var reports = fleet.hosts.map { PullReport(host: $0.name, events: 0, cursor: 0, failure: nil) }
         var cursors: [EventCursor] = []
         for (index, host) in fleet.hosts.enumerated() {
@@ -41,7 +42,7 @@ public struct AuditPull {
             }
         }
         // VMs first, so the rows about them have a name to join with.
-        for (index, outcome) in fleet.get("/v1/vms", as: VMList.self).enumerated() where reports[index].failure == nil {
+        for (index, outcome) in fleet.get("/v1/vms", as: VMList.self, commandDeadline: end).enumerated() where reports[index].failure == nil {
             switch outcome.result {
             case .success(let list):
                 do { try sink.write(host: outcome.host.name, vms: list.vms) } catch { reports[index].failure = error.message }
@@ -51,11 +52,11 @@ public struct AuditPull {
         }
         var open = fleet.hosts.indices.filter { reports[$0].failure == nil }
         while !open.isEmpty {
-            if let deadline, started.duration(to: .now) >= .seconds(deadline) {
-                for index in open { reports[index].failure = "not finished within --deadline \(deadline) s; run again to continue" }
+            if let end, end.timeIntervalSinceNow <= 0 {
+                for index in open { reports[index].failure = Self.outOfTime("events") }
                 break
             }
-            let pages = fetch(fleet, open, cursors)
+            let pages = fetch(fleet, open, cursors, end)
             var next: [Int] = []
             for (index, outcome) in zip(open, pages) {
                 switch outcome.result {
@@ -85,8 +86,8 @@ public struct AuditPull {
         }
         for index in reports.indices { reports[index].cursor = cursors[index].position }
         let healthy = fleet.hosts.indices.filter { reports[$0].failure == nil }
-        for (index, failure) in pullPolicies(fleet, healthy, into: sink) { reports[index].failure = failure }
-        for (index, failure) in pullRequests(fleet, healthy.filter { reports[$0].failure == nil }, into: sink, started: started) {
+        for (index, failure) in pullPolicies(fleet, healthy, into: sink, end: end) { reports[index].failure = failure }
+        for (index, failure) in pullRequests(fleet, healthy.filter { reports[$0].failure == nil }, into: sink, end: end) {
             reports[index].failure = failure
         }
         return reports
@@ -94,9 +95,9 @@ public struct AuditPull {
 
     /// Each host's policy history (its newest 1000 applications) and the documents the
     /// fleet database lacks, each checked against its version before it is stored.
-    func pullPolicies(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink) -> [(Int, String)] {
+    func pullPolicies(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink, end: Date?) -> [(Int, String)] {
         var failures: [(Int, String)] = []
-        let histories = fleet.get("/v1/policy/history?limit=1000", as: PolicyHistory.self, on: hosts)
+        let histories = fleet.get("/v1/policy/history?limit=1000", as: PolicyHistory.self, on: hosts, commandDeadline: end)
         for (index, outcome) in zip(hosts, histories) {
             guard let history = outcome.value else {
                 failures.append((index, "policy history: \(outcome.failure.map { "\($0)" } ?? "no answer")"))
@@ -106,9 +107,12 @@ public struct AuditPull {
                 let missing = try sink.missingDocuments(Set(history.entries.map(\.version)))
                 var documents: [PolicyDocumentRecord] = []
                 for version in missing.sorted() {
-                    let answer = fleet.send("GET", { _ in "/v1/policy/documents/\(version)" }, to: [index])[0]
+                    if let end, end.timeIntervalSinceNow <= 0 { throw AuditError(Self.outOfTime("policy documents")) }
+                    let answer = fleet.send("GET", { _ in "/v1/policy/documents/\(version)" }, to: [index], commandDeadline: end)[0]
                     guard let body = answer.value?.body else { throw AuditError("policy document \(version.prefix(12)): \(answer.failure.map { "\($0)" } ?? "no answer")") }
-                    guard let record = Self.checkedDocument(body, version: version) else {
+                    let pastEnd = { end.map { $0.timeIntervalSinceNow <= 0 } ?? false }
+                    guard let record = Self.checkedDocument(body, version: version, interrupt: pastEnd) else {
+                        if pastEnd() { throw AuditError(Self.outOfTime("policy documents")) }
                         throw AuditError("policy document \(version.prefix(12)) does not hash to its version; not stored")
                     }
                     documents.append(record)
@@ -123,8 +127,8 @@ public struct AuditPull {
 
     /// A document is stored under its version only if it is that version: the SHA-256 of its
     /// canonical form (or, from agents before canonical versions, of its bytes). Pure.
-    public static func checkedDocument(_ body: [UInt8], version: String) -> PolicyDocumentRecord? {
-        let parsed = try? StrictJSON.parse(body)
+    public static func checkedDocument(_ body: [UInt8], version: String, interrupt: (() -> Bool)? = nil) -> PolicyDocumentRecord? {
+        let parsed = try? StrictJSON.parse(body, interrupt: interrupt)
         guard parsed.map({ SHA256.hex($0.canonical()) == version }) == true || SHA256.hex(body) == version,
               let text = String(validating: body, as: UTF8.self) else { return nil }
         var name: String?
@@ -133,7 +137,7 @@ public struct AuditPull {
     }
 
     /// Each host's admitted writes after its stored cursor, page by page, at most `maxRows` a run.
-    func pullRequests(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink, started: ContinuousClock.Instant) -> [(Int, String)] {
+    func pullRequests(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink, end: Date?) -> [(Int, String)] {
         var failures: [(Int, String)] = []
         for index in hosts {
             let name = fleet.hosts[index].name
@@ -141,10 +145,9 @@ public struct AuditPull {
                 // The same promise as events: ids strictly ascending past the cursor, at most --max-rows a run.
                 var cursor = EventCursor(position: try sink.requestCursor(host: name), maxRows: maxRows)
                 pages: while true {
-                    if let deadline, started.duration(to: .now) >= .seconds(deadline) {
-                        throw AuditError("api requests not finished within the deadline; run again to continue")
-                    }
-                    let outcome = fleet.get("/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)", as: APIRequestPage.self, on: [index])[0]
+                    if let end, end.timeIntervalSinceNow <= 0 { throw AuditError(Self.outOfTime("api requests")) }
+                    let outcome = fleet.get("/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)", as: APIRequestPage.self, on: [index],
+                                            commandDeadline: end)[0]
                     guard let page = outcome.value else { throw AuditError("api requests: \(outcome.failure.map { "\($0)" } ?? "no answer")") }
                     switch cursor.advance(page.items, id: \.id, nextAfter: page.nextAfter, pageSize: pageSize, noun: "request") {
                     case .more(let requests):
@@ -164,8 +167,11 @@ public struct AuditPull {
         return failures
     }
 
-    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor]) -> [HostOutcome<EventPage>] {
-        fleet.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts).map {
+    /// What a host that ran out of `--max-duration` in `phase` is told.
+    static func outOfTime(_ phase: String) -> String { "\(phase) not finished within --max-duration; run again to continue" }
+
+    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], _ end: Date?) -> [HostOutcome<EventPage>] {
+        fleet.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts, commandDeadline: end).map {
             FleetClient.decode($0, as: EventPage.self)
         }
     }

@@ -68,10 +68,14 @@ public final class FleetClient: Sendable {
     }
 
     /// The raw answers to one request per selected host.
+    /// `commandDeadline`: no attempt runs past it (a command's `--max-duration`).
     public func send(_ method: String = "GET", _ path: (Int) -> String, to indices: [Int]? = nil,
-                     headers: (Int) -> [String: String] = { _ in [:] }, body: [UInt8]? = nil) -> [HostOutcome<HostResponse>] {
+                     headers: (Int) -> [String: String] = { _ in [:] }, body: [UInt8]? = nil,
+                     commandDeadline: Date? = nil) -> [HostOutcome<HostResponse>] {
         let targets = indices ?? Array(hosts.indices)
-        let requests = targets.map { HostRequest(host: $0, method: method, path: path($0), headers: headers($0), body: body) }
+        let requests = targets.map {
+            HostRequest(host: $0, method: method, path: path($0), headers: headers($0), body: body, commandDeadline: commandDeadline)
+        }
         let results = transport.perform(requests)
         return zip(targets, results).map { index, result in
             switch result {
@@ -87,8 +91,9 @@ public final class FleetClient: Sendable {
     }
 
     /// GET `path` on every host and decode `T`.
-    public func get<T: Decodable & Sendable>(_ path: String, as type: T.Type, on indices: [Int]? = nil) -> [HostOutcome<T>] {
-        send("GET", { _ in path }, to: indices).map { Self.decode($0, as: type) }
+    public func get<T: Decodable & Sendable>(_ path: String, as type: T.Type, on indices: [Int]? = nil,
+                                             commandDeadline: Date? = nil) -> [HostOutcome<T>] {
+        send("GET", { _ in path }, to: indices, commandDeadline: commandDeadline).map { Self.decode($0, as: type) }
     }
 
     public static func decode<T: Decodable & Sendable>(_ outcome: HostOutcome<HostResponse>, as type: T.Type) -> HostOutcome<T> {

@@ -33,9 +33,10 @@ public struct SSEParser: Sendable {
     public let maxEventBytes: Int
     private var pending: [UInt8] = []
     private var type = ""
-    private var data: [String] = []
-    /// The bytes of `data`'s lines, counted against `maxEventBytes`.
-    private var dataBytes = 0
+    /// The event's data lines joined by LF, as they will be handed over: what it holds is what
+    /// counts against `maxEventBytes`, so a flood of empty `data:` lines counts a byte each.
+    private var data: [UInt8] = []
+    private var dataLines = 0
     /// The last event id seen, also from an `id:` without data (where a reconnection resumes).
     public private(set) var lastEventID: Int64?
 
@@ -44,7 +45,7 @@ public struct SSEParser: Sendable {
         self.maxEventBytes = maxEventBytes
     }
 
-    private var isOverLimit: Bool { dataBytes + pending.count > maxEventBytes }
+    private var isOverLimit: Bool { data.count + pending.count > maxEventBytes }
 
     /// The events completed by `bytes` (an event is complete at its blank line). Throws once
     /// the unfinished event passes `maxEventBytes` — after handing over the events completed
@@ -60,10 +61,12 @@ public struct SSEParser: Sendable {
             let line = String(decoding: pending[start..<end], as: UTF8.self)
             start = newline + 1
             if line.isEmpty {
-                if !data.isEmpty { events.append(SSEEvent(id: lastEventID, type: type.isEmpty ? "message" : type, data: data.joined(separator: "\n"))) }
+                if dataLines > 0 {
+                    events.append(SSEEvent(id: lastEventID, type: type.isEmpty ? "message" : type, data: String(decoding: data, as: UTF8.self)))
+                }
                 type = ""
                 data = []
-                dataBytes = 0
+                dataLines = 0
                 continue
             }
             if line.hasPrefix(":") { continue }
@@ -74,8 +77,9 @@ public struct SSEParser: Sendable {
             case "id": if let id = Int64(value) { lastEventID = id }
             case "event": type = String(value)
             case "data":
-                data.append(String(value))
-                dataBytes += value.utf8.count
+                if dataLines > 0 { data.append(0x0A) }
+                data += value.utf8
+                dataLines += 1
             default: break
             }
         }

@@ -123,7 +123,15 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                 }
                 let first = firstStarted[index] ?? Date()
                 firstStarted[index] = first
-                let left = options.hostDeadlineMilliseconds - Int(Date().timeIntervalSince(first) * 1000)
+                var left = options.hostDeadlineMilliseconds - Int(Date().timeIntervalSince(first) * 1000)
+                if let end = request.commandDeadline {
+                    left = min(left, Int(end.timeIntervalSinceNow * 1000))
+                    guard left > 0 else {
+                        results[index] = .failure(.timeout("the command's time ran out before this request could be made"))
+                        finished += 1
+                        continue
+                    }
+                }
                 switch start(request, index: index, attempt: attempt, timeoutMilliseconds: max(1, min(options.totalTimeoutMilliseconds, left))) {
                 case .success(let transfer): active[transfer.handle] = transfer
                 case .failure(let error): results[index] = .failure(error)
@@ -139,7 +147,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                 curl_multi_remove_handle(multi, handle)
                 transfer.release()
                 let backoff = Double(options.retryBackoffMilliseconds) * pow(2, Double(transfer.attempt)) / 1000
-                let deadline = (firstStarted[transfer.index] ?? Date()).addingTimeInterval(Double(options.hostDeadlineMilliseconds) / 1000)
+                var deadline = (firstStarted[transfer.index] ?? Date()).addingTimeInterval(Double(options.hostDeadlineMilliseconds) / 1000)
+                if let end = transfer.request.commandDeadline { deadline = min(deadline, end) }
                 // A retry that could not even start before the host's deadline is not made.
                 if shouldRetry(transfer.request, outcome, attempt: transfer.attempt), Date(timeIntervalSinceNow: backoff) < deadline {
                     delayed.append((Date(timeIntervalSinceNow: backoff), transfer.index, transfer.attempt + 1))

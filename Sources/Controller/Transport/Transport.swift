@@ -1,3 +1,5 @@
+import Foundation
+
 /// One HTTP request to one host of the fleet.
 public struct HostRequest: Sendable, Equatable {
     public var host: Int
@@ -6,9 +8,14 @@ public struct HostRequest: Sendable, Equatable {
     public var path: String
     public var headers: [String: String]
     public var body: [UInt8]?
+    /// When the whole command must be done (`--max-duration`): no attempt runs past it, whatever
+    /// the host's own deadline leaves.
+    public var commandDeadline: Date?
 
-    public init(host: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: [UInt8]? = nil) {
+    public init(host: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: [UInt8]? = nil,
+                commandDeadline: Date? = nil) {
         self.host = host; self.method = method; self.path = path; self.headers = headers; self.body = body
+        self.commandDeadline = commandDeadline
     }
 
     /// Safe to send again after a failure that may have reached the host.
