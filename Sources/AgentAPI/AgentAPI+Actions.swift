@@ -85,11 +85,11 @@ extension AgentAPI {
             }
             var start = after ?? 0
             if after == nil { start = try read { (queries: EventQueries) throws(EventStoreError) in try queries.streamHead() } }
-            guard let response = streams.open(after: start, filter: filter) else {
-                throw APIError(503, "too_many_streams", "the agent serves at most \(streams.limits.maxStreams) event streams; retry later",
-                               headers: ["Retry-After": "5"])
+            let opener = EventStreamHub.Opener(name: Self.client(principal, context), isAdmin: principal?.role == .admin)
+            switch streams.open(after: start, filter: filter, by: opener) {
+            case .success(let response): return response
+            case .failure(let refusal): throw APIError(503, "too_many_streams", refusal.message, headers: ["Retry-After": "5"])
             }
-            return response
         case .getPolicy:
             let current = host.policies.policy
             return HTTPResponse(status: 200, contentType: "application/json", body: current.document,

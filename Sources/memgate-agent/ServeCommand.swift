@@ -42,8 +42,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most simultaneous connections (1-100000); beyond it, 503.")
     var maxConnections = Self.server.limits.maxConnections
 
-    @Option(help: "Most simultaneous TCP connections from one address (1-100000); beyond it, 503.")
+    @Option(help: "Most simultaneous TCP connections from one peer network (1-100000; see --ipv4-peer-prefix); beyond it, only the token reserve.")
     var maxConnectionsPerPeer = Self.server.limits.maxConnectionsPerPeer
+
+    @Option(help: "Leading bits of an IPv4 address that make one peer for the per-peer cap and the credential throttles (8-32).")
+    var ipv4PeerPrefix = Self.server.limits.peerPrefix.ipv4Bits
+
+    @Option(help: "Leading bits of an IPv6 address that make one peer for the per-peer cap and the credential throttles (16-128).")
+    var ipv6PeerPrefix = Self.server.limits.peerPrefix.ipv6Bits
+
+    @Option(help: "TCP connections past --max-connections (or a network's cap) that only a request with a valid token may hold (0-100000).")
+    var tokenReservedConnections = Self.server.limits.tokenReservedConnections
 
     @Option(help: "Unix-socket connections at most (1-4096): slots of their own that TCP clients cannot take.")
     var maxUnixConnections = Self.server.limits.maxUnixConnections
@@ -69,8 +78,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Event streams (GET /v1/events/stream) open at once (1-100000); one more gets 503.")
     var maxStreams = Self.streams.maxStreams
 
+    @Option(help: "Event streams one token or session may hold at once (1-100000).")
+    var maxStreamsPerPrincipal = Self.streams.maxStreamsPerPrincipal
+
+    @Option(help: "Event stream slots only admin tokens may take (0 to --max-streams minus 1).")
+    var adminStreamReserve = Self.streams.adminReserve
+
     @Option(help: "Unsent bytes an event stream's reader may fall behind before it is sent overflow and closed (65536-67108864).")
     var streamBuffer = Self.streams.bufferBytes
+
+    @Option(help: "Unsent event-stream bytes across all readers (1048576-4294967296); each reader's share is this over the readers open.")
+    var streamBufferTotal = Self.streams.totalBufferBytes
 
     @Option(help: "Seconds between the event stream's heartbeat comments (0.1-3600).")
     var streamHeartbeat = Double(Self.streams.heartbeatNanos) / 1e9
@@ -87,6 +105,9 @@ struct ServeCommand: ParsableCommand {
         guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be from 1 to 100000") }
         guard (1...100_000).contains(maxConnectionsPerPeer) else { throw ValidationError("--max-connections-per-peer must be from 1 to 100000") }
         guard (1...4096).contains(maxUnixConnections) else { throw ValidationError("--max-unix-connections must be from 1 to 4096") }
+        guard (8...32).contains(ipv4PeerPrefix) else { throw ValidationError("--ipv4-peer-prefix must be from 8 to 32 bits") }
+        guard (16...128).contains(ipv6PeerPrefix) else { throw ValidationError("--ipv6-peer-prefix must be from 16 to 128 bits") }
+        guard (0...100_000).contains(tokenReservedConnections) else { throw ValidationError("--token-reserved-connections must be from 0 to 100000") }
         for (flag, value) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--write-stall-timeout", writeStallTimeout)] {
             guard value >= 0.1, value <= 3600 else { throw ValidationError("\(flag) must be from 0.1 to 3600 seconds") }
         }
@@ -94,6 +115,13 @@ struct ServeCommand: ParsableCommand {
         guard (1...4096).contains(maxVMs) else { throw ValidationError("--max-vms must be from 1 to 4096") }
         guard (1...100_000).contains(maxStreams) else { throw ValidationError("--max-streams must be from 1 to 100000") }
         guard (65_536...67_108_864).contains(streamBuffer) else { throw ValidationError("--stream-buffer must be from 65536 to 67108864 bytes") }
+        guard (1...100_000).contains(maxStreamsPerPrincipal) else { throw ValidationError("--max-streams-per-principal must be from 1 to 100000") }
+        guard adminStreamReserve >= 0, adminStreamReserve < maxStreams else {
+            throw ValidationError("--admin-stream-reserve must be from 0 to --max-streams minus 1 (\(maxStreams - 1))")
+        }
+        guard (1 << 20...1 << 32).contains(streamBufferTotal) else {
+            throw ValidationError("--stream-buffer-total must be from 1048576 to 4294967296 bytes")
+        }
         guard streamHeartbeat >= 0.1, streamHeartbeat <= 3600 else { throw ValidationError("--stream-heartbeat must be from 0.1 to 3600 seconds") }
         guard sessionTtl >= 60, sessionTtl <= 604_800 else { throw ValidationError("--session-ttl must be from 60 to 604800 seconds") }
         if listen != "none", ListenAddress(listen) == nil {
@@ -139,12 +167,19 @@ struct ServeCommand: ParsableCommand {
         apiConfiguration.streams.maxStreams = maxStreams
         apiConfiguration.streams.heartbeatNanos = UInt64(streamHeartbeat * 1e9)
         apiConfiguration.streams.bufferBytes = streamBuffer
+        apiConfiguration.streams.maxStreamsPerPrincipal = maxStreamsPerPrincipal
+        apiConfiguration.streams.adminReserve = adminStreamReserve
+        apiConfiguration.streams.totalBufferBytes = streamBufferTotal
+        let peerPrefix = AddressPrefix(ipv4Bits: ipv4PeerPrefix, ipv6Bits: ipv6PeerPrefix)
+        apiConfiguration.peerPrefix = peerPrefix
         let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
                            configuration: apiConfiguration, logger: logger)
 
         var serverConfiguration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)
         serverConfiguration.limits.maxConnections = maxConnections
         serverConfiguration.limits.maxConnectionsPerPeer = maxConnectionsPerPeer
+        serverConfiguration.limits.peerPrefix = peerPrefix
+        serverConfiguration.limits.tokenReservedConnections = tokenReservedConnections
         serverConfiguration.limits.maxUnixConnections = maxUnixConnections
         serverConfiguration.limits.headerTimeoutNanos = UInt64(headerTimeout * 1e9)
         serverConfiguration.limits.bodyTimeoutNanos = UInt64(bodyTimeout * 1e9)

@@ -12,8 +12,10 @@ public struct SessionStore: Sendable {
         let expiresNanos: UInt64
     }
 
-    /// Sessions held at most; beyond, the one closest to expiring goes first.
+    /// Sessions held at most. Past it, the principal holding the most gives up its oldest.
     public static let capacity = 10_000
+    /// Sessions one principal holds at most; its own oldest goes first, never another's.
+    public static let perPrincipal = 64
     public let lifetimeNanos: UInt64
     private var sessions: [String: Session] = [:]
 
@@ -24,8 +26,16 @@ public struct SessionStore: Sendable {
     /// A new session for `principal`; returns the id that goes in the cookie.
     public mutating func create(for principal: Principal, nowNanos: UInt64) -> String {
         removeExpired(nowNanos: nowNanos)
-        if sessions.count >= Self.capacity, let oldest = sessions.min(by: { $0.value.expiresNanos < $1.value.expiresNanos })?.key {
-            sessions[oldest] = nil
+        let own = sessions.filter { $0.value.principal.name == principal.name }
+        if own.count >= Self.perPrincipal {
+            evictOldest(of: own)
+        } else if sessions.count >= Self.capacity {
+            // Full with every principal under its share: the largest holder gives one up (the table
+            // holds at most capacity / perPrincipal principals' worth, so that is never a lone session).
+            let holders = Dictionary(grouping: sessions, by: { $0.value.principal.name })
+            if let largest = holders.max(by: { $0.value.count < $1.value.count })?.value {
+                evictOldest(of: Dictionary(uniqueKeysWithValues: largest.map { ($0.key, $0.value) }))
+            }
         }
         var generator = SystemRandomNumberGenerator()  // getrandom(2): fit for secrets
         let id = (0..<4).map { _ in generator.next() as UInt64 }.map { word in
@@ -34,6 +44,10 @@ public struct SessionStore: Sendable {
         }.joined()
         sessions[Self.key(id)] = Session(principal: principal, expiresNanos: nowNanos &+ lifetimeNanos)
         return id
+    }
+
+    private mutating func evictOldest(of candidates: [String: Session]) {
+        if let oldest = candidates.min(by: { $0.value.expiresNanos < $1.value.expiresNanos })?.key { sessions[oldest] = nil }
     }
 
     /// Who a session id belongs to, while it lasts.
@@ -60,41 +74,4 @@ public struct SessionStore: Sendable {
     }
 
     static func key(_ id: String) -> String { SHA256.hex(Array(id.utf8)) }
-}
-
-/// Failed sign-ins per peer address: at most `limit` in any `windowNanos`; then
-/// the peer waits, whatever token it tries. Bounded: the fewest addresses are kept.
-public struct SignInThrottle: Sendable {
-    public let limit: Int
-    public let windowNanos: UInt64
-    public static let capacity = 4096
-    private var failures: [String: (start: UInt64, count: Int)] = [:]
-
-    public init(limit: Int = 10, windowNanos: UInt64 = 60_000_000_000) {
-        self.limit = limit
-        self.windowNanos = windowNanos
-    }
-
-    static let overflow = "other"
-
-    /// Seconds until `peer` may try again, or nil when it may try now.
-    public func retryAfter(peer: String, nowNanos: UInt64) -> UInt64? {
-        let peer = failures[peer] == nil && failures.count >= Self.capacity ? Self.overflow : peer
-        guard let entry = failures[peer], entry.count >= limit, nowNanos &- entry.start < windowNanos else { return nil }
-        return (windowNanos - (nowNanos &- entry.start)) / 1_000_000_000 + 1
-    }
-
-    public mutating func failed(peer: String, nowNanos: UInt64) {
-        var peer = peer
-        if failures.count >= Self.capacity, failures[peer] == nil {
-            failures = failures.filter { nowNanos &- $0.value.start < windowNanos }
-            // Still full: new addresses share one allowance rather than go uncounted.
-            if failures.count >= Self.capacity { peer = Self.overflow }
-        }
-        if let entry = failures[peer], nowNanos &- entry.start < windowNanos {
-            failures[peer] = (entry.start, entry.count + 1)
-        } else {
-            failures[peer] = (nowNanos, 1)
-        }
-    }
 }

@@ -28,6 +28,14 @@ public final class EventStreamHub: Sendable {
     public struct Limits: Sendable {
         /// Streams open at once; one more gets 503.
         public var maxStreams = 256
+        /// Streams one principal (a token's or a session's name) may hold at once.
+        public var maxStreamsPerPrincipal = 32
+        /// Slots of `maxStreams` only admin principals may take (a rollout's bake, an operator):
+        /// read-only principals share the rest, so they can never take them all.
+        public var adminReserve = 32
+        /// Unsent bytes across every reader of the process. Each reader may hold at most its share
+        /// (this over the readers open, never more than `bufferBytes` nor less than 64 KiB).
+        public var totalBufferBytes = 32 << 20
         /// Unsent bytes a reader may hold before it counts as fallen behind.
         public var bufferBytes = 1 << 20
         /// A comment line this often keeps idle connections open.
@@ -42,9 +50,39 @@ public final class EventStreamHub: Sendable {
         public init() {}
     }
 
+    /// Who opens a stream, for the per-principal share and the admin reserve.
+    public struct Opener: Sendable, Hashable {
+        public var name: String
+        public var isAdmin: Bool
+        public init(name: String, isAdmin: Bool) {
+            self.name = name
+            self.isAdmin = isAdmin
+        }
+    }
+
+    /// Why a stream was not opened (503).
+    public enum Refusal: Error, Sendable, Equatable {
+        case full(limit: Int)
+        case principalShare(name: String, limit: Int)
+        case readOnlyShare(limit: Int)
+        case stopping
+
+        public var message: String {
+            switch self {
+            case .full(let limit): "the agent serves at most \(limit) event streams; retry later"
+            case .principalShare(let name, let limit): "\(name) already holds \(limit) event streams, the most one principal may; close one"
+            case .readOnlyShare(let limit):
+                "read-only principals hold \(limit) event streams, all they may share (the rest are kept for admins); retry later"
+            case .stopping: "the agent is stopping"
+            }
+        }
+    }
+
     private struct Shared {
         var started = false
         var reserved = 0
+        var perPrincipal: [String: Int] = [:]
+        var readOnly = 0
         var arrivals: [Subscriber] = []
         var signaled = false
         var stopping = false
@@ -96,25 +134,42 @@ public final class EventStreamHub: Sendable {
         done.wait()
     }
 
-    /// A streamed response from event `after` on, or nil when `maxStreams` are open.
-    public func open(after: Int64, filter: StreamFilter) -> HTTPResponse? {
-        let (reserved, start) = shared.withLock { state -> (Bool, Bool) in
-            guard !state.stopping, state.reserved < limits.maxStreams else { return (false, false) }
+    /// A streamed response from event `after` on, or why none can be opened now.
+    public func open(after: Int64, filter: StreamFilter, by opener: Opener) -> Result<HTTPResponse, Refusal> {
+        let admitted = shared.withLock { state -> Result<Bool, Refusal> in
+            guard !state.stopping else { return .failure(.stopping) }
+            guard state.reserved < limits.maxStreams else { return .failure(.full(limit: limits.maxStreams)) }
+            guard state.perPrincipal[opener.name, default: 0] < limits.maxStreamsPerPrincipal else {
+                return .failure(.principalShare(name: opener.name, limit: limits.maxStreamsPerPrincipal))
+            }
+            let readOnlyLimit = max(limits.maxStreams - limits.adminReserve, 0)
+            if !opener.isAdmin, state.readOnly >= readOnlyLimit { return .failure(.readOnlyShare(limit: readOnlyLimit)) }
             state.reserved += 1
+            state.perPrincipal[opener.name, default: 0] += 1
+            if !opener.isAdmin { state.readOnly += 1 }
             defer { state.started = true }
-            return (true, !state.started)
+            return .success(!state.started)
         }
-        guard reserved else { return nil }
+        let start: Bool
+        switch admitted {
+        case .failure(let refusal): return .failure(refusal)
+        case .success(let first): start = first
+        }
         if start { startPump() }
         // The slot is the lease's until the stream closes, or until the response is dropped unsent.
-        let lease = Lease(hub: self)
-        return .streaming(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"),
-                                    ("X-Accel-Buffering", "no")],
-                          body: HTTPStreamBody { [self] stream in attach(stream, lease: lease, after: after, filter: filter) })
+        let lease = Lease(hub: self, opener: opener)
+        return .success(.streaming(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"),
+                                             ("X-Accel-Buffering", "no")],
+                                   body: HTTPStreamBody { [self] stream in attach(stream, lease: lease, after: after, filter: filter) }))
     }
 
-    fileprivate func release() {
-        shared.withLock { $0.reserved -= 1 }
+    fileprivate func release(_ opener: Opener) {
+        shared.withLock { state in
+            state.reserved -= 1
+            let left = state.perPrincipal[opener.name, default: 1] - 1
+            state.perPrincipal[opener.name] = left > 0 ? left : nil
+            if !opener.isAdmin { state.readOnly -= 1 }
+        }
     }
 
     private func attach(_ stream: HTTPStream, lease: Lease, after: Int64, filter: StreamFilter) {
@@ -156,7 +211,10 @@ public final class EventStreamHub: Sendable {
                 for subscriber in subscribers + arrivals { subscriber.stream.finish() }
                 return
             }
+            let before = subscribers.count
             subscribers.removeAll { $0.closed.load(ordering: .acquiring) }
+            // Readers left: what their buffers held goes back to the system, not only to malloc's free lists.
+            if subscribers.count < before { ProcessMemory.returnFreedMemory() }
             subscribers += arrivals
             if subscribers.isEmpty {
                 // Nobody to keep alive: sleep until the next signal, not until a heartbeat long past.
@@ -175,8 +233,11 @@ public final class EventStreamHub: Sendable {
                 var unfinished = more
                 // Readers at the same cursor without a filter get the same bytes: one array for all.
                 var shares: [Int64: (bytes: [UInt8], through: Int64)] = [:]
+                let readerLimit = Self.readerLimit(limits, readers: subscribers.count)
                 for subscriber in subscribers where !subscriber.closed.load(ordering: .acquiring) {
-                    if try serve(subscriber, window: window, shares: &shares, prunedThrough: prunedThrough) { unfinished = true }
+                    if try serve(subscriber, window: window, shares: &shares, prunedThrough: prunedThrough, limit: readerLimit) {
+                        unfinished = true
+                    }
                 }
                 // Work left (a long catch-up, a burst): another round at once, after others had their turn.
                 if unfinished { shared.withLock { $0.signaled = true } }
@@ -216,8 +277,13 @@ public final class EventStreamHub: Sendable {
     }
 
     /// Writes a reader's share; true when it has more to take than one turn gives.
+    /// What one reader may hold unsent when `readers` are open: its share of the process-wide budget. Pure.
+    static func readerLimit(_ limits: Limits, readers: Int) -> Int {
+        min(limits.bufferBytes, max(64 << 10, limits.totalBufferBytes / max(readers, 1)))
+    }
+
     private func serve(_ subscriber: Subscriber, window: StreamWindow, shares: inout [Int64: (bytes: [UInt8], through: Int64)],
-                       prunedThrough: Int64) throws(EventStoreError) -> Bool {
+                       prunedThrough: Int64, limit: Int) throws(EventStoreError) -> Bool {
         let stream = subscriber.stream
         if !subscriber.toldOfPrune {
             subscriber.toldOfPrune = true
@@ -228,10 +294,10 @@ public final class EventStreamHub: Sendable {
         let filter = subscriber.filter
         for _ in 0..<8 {
             // Catching up: the next page when this one has drained (the drain wakes the pump).
-            if !subscriber.live, stream.backlog >= limits.bufferBytes {
+            if !subscriber.live, stream.backlog >= limit {
                 subscriber.waitingForRoom.store(true, ordering: .releasing)
                 // It may have drained between the look and the flag: look once more.
-                if stream.backlog >= limits.bufferBytes { return false }
+                if stream.backlog >= limit { return false }
             }
             let share: (bytes: [UInt8], through: Int64)?
             if subscriber.cursor >= window.floor {
@@ -258,9 +324,9 @@ public final class EventStreamHub: Sendable {
                 subscriber.live = true
                 return false
             }
-            if stream.backlog >= limits.bufferBytes {
+            if stream.backlog >= limit {
                 overflowCount.add(1, ordering: .relaxed)
-                stream.send(SSEFrame.overflow(resumeAfter: subscriber.cursor, bufferBytes: limits.bufferBytes))
+                stream.send(SSEFrame.overflow(resumeAfter: subscriber.cursor, bufferBytes: limit))
                 stream.finish()
                 subscriber.closed.store(true, ordering: .releasing)
                 return false
@@ -275,13 +341,15 @@ public final class EventStreamHub: Sendable {
 /// A reserved stream slot, given back when the last reference goes.
 private final class Lease: Sendable {
     let hub: EventStreamHub
+    let opener: EventStreamHub.Opener
 
-    init(hub: EventStreamHub) {
+    init(hub: EventStreamHub, opener: EventStreamHub.Opener) {
         self.hub = hub
+        self.opener = opener
     }
 
     deinit {
-        hub.release()
+        hub.release(opener)
     }
 }
 

@@ -49,13 +49,13 @@ extension AgentAPI {
         guard let token else { return Self.loginPage(status: 200, message: nil) }
         let peer = context.transport.peerAddress
         let now = Self.now()
-        if let wait = signInThrottle.withLock({ $0.retryAfter(peer: peer, nowNanos: now) }) {
+        if case .refuse(let wait) = signInThrottle.withLock({ $0.verdict(address: peer, nowNanos: now) }) {
             var page = Self.loginPage(status: 429, message: "Too many failed sign-ins from \(peer); try again in \(wait) s.")
             page.headers.append(("Retry-After", "\(wait)"))
             return page
         }
         guard let principal = tokens.authenticate("Bearer " + token) else {
-            signInThrottle.withLock { $0.failed(peer: peer, nowNanos: now) }
+            signInThrottle.withLock { $0.failed(address: peer, nowNanos: now) }
             return Self.loginPage(status: 401, message: "That token is not valid for this agent.")
         }
         let id = sessions.withLock { $0.create(for: principal, nowNanos: now) }

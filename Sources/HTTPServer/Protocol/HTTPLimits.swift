@@ -28,8 +28,17 @@ public struct HTTPLimits: Sendable, Equatable {
     public var writeStallTimeoutNanos: UInt64 = 30_000_000_000
     /// Open TCP connections at most; the next one gets 503 and is closed.
     public var maxConnections = 4096
-    /// Open TCP connections from one peer address at most: 503 beyond.
+    /// Open TCP connections from one peer network (`peerPrefix`) at most; beyond, only the reserve.
     public var maxConnectionsPerPeer = 256
+    /// What counts as one peer for `maxConnectionsPerPeer` and the credential throttles: IPv4 /24, IPv6 /64.
+    public var peerPrefix = AddressPrefix()
+    /// TCP connections beyond `maxConnections`, or beyond a network's cap, that only a request with a
+    /// valid credential may hold: one that presents none once its headers are read gets 503 and is closed.
+    public var tokenReservedConnections = 256
+    /// Reserve connections one network may hold before they presented a credential.
+    public var reservePerNetwork = 4
+    /// Time a connection in the reserve has to present its credential; closed after.
+    public var reserveHeaderTimeoutNanos: UInt64 = 2_000_000_000
     /// Unix-socket connections at most, slots of their own that TCP clients can never take.
     public var maxUnixConnections = 64
     /// Request and response bytes buffered across all connections; above it, connections

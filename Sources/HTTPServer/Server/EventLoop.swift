@@ -18,8 +18,13 @@ final class EventLoop: @unchecked Sendable {
         let fd: Int32
         let generation: UInt64
         let transport: HTTPTransport
-        /// The peer's address without its port (TCP), the key of the per-peer cap.
-        let peerAddress: String?
+        /// The peer's network (TCP; `HTTPLimits.peerPrefix`), the key of the per-peer cap.
+        let network: String?
+        /// Holds a slot of the token-only reserve.
+        let inReserve: Bool
+        /// In the reserve and not yet shown a valid credential.
+        var awaitingCredential: Bool
+        let acceptedNanos: UInt64
         var machine: HTTPConnectionMachine
         /// Bytes of a response not yet accepted by the kernel.
         var pending = OutputBuffer()
@@ -40,9 +45,11 @@ final class EventLoop: @unchecked Sendable {
 
         var isUnix: Bool { if case .unix = transport { true } else { false } }
 
-        init(fd: Int32, generation: UInt64, transport: HTTPTransport, peerAddress: String?, machine: HTTPConnectionMachine) {
+        init(fd: Int32, generation: UInt64, transport: HTTPTransport, network: String?, inReserve: Bool, now: UInt64,
+             machine: HTTPConnectionMachine) {
             self.fd = fd; self.generation = generation; self.transport = transport
-            self.peerAddress = peerAddress; self.machine = machine
+            self.network = network; self.inReserve = inReserve; self.awaitingCredential = inReserve
+            self.acceptedNanos = now; self.machine = machine
         }
     }
 
@@ -80,8 +87,11 @@ final class EventLoop: @unchecked Sendable {
     /// Connections that count against the caps, by transport (lingering ones only drain and do not).
     private var activeTCP = 0
     private var activeUnix = 0
-    /// Open TCP connections per peer address.
+    /// Open TCP connections per peer network (the general pool only).
     private var perPeer: [String: Int] = [:]
+    /// Connections in the token-only reserve, and those of each network not yet shown a credential.
+    private var activeReserve = 0
+    private var awaitingPerNetwork: [String: Int] = [:]
     /// Request and response bytes held by all connections (see `HTTPLimits.maxBufferedBytes`).
     private var bufferedBytes = 0
     /// Listeners are out of epoll while the process has no file descriptors left.
@@ -174,6 +184,8 @@ final class EventLoop: @unchecked Sendable {
         activeTCP = 0
         activeUnix = 0
         perPeer.removeAll()
+        activeReserve = 0
+        awaitingPerNetwork.removeAll()
         bufferedBytes = 0
         connectionCount.store(0, ordering: .relaxed)
         for listener in listeners { close(listener.fd) }
@@ -195,7 +207,8 @@ final class EventLoop: @unchecked Sendable {
             }
             let limits = configuration.limits
             let transport: HTTPTransport
-            var peerAddress: String?
+            var network: String?
+            var inReserve = false
             if listener.isUnix {
                 // The operator's way in: slots of its own, which TCP clients cannot fill.
                 guard activeUnix < limits.maxUnixConnections else {
@@ -205,31 +218,46 @@ final class EventLoop: @unchecked Sendable {
                 let uid = cnet_peer_uid(fd)
                 transport = .unix(uid: uid >= 0 ? Int(uid) : nil)
             } else {
-                guard activeTCP < limits.maxConnections else {
-                    refuse(fd, code: "too_many_connections", "the agent serves at most \(limits.maxConnections) connections; retry later")
-                    continue
-                }
                 let peer = Self.peerName(fd)
-                let address = HTTPTransport.tcp(peer: peer).peerAddress
-                guard perPeer[address, default: 0] < limits.maxConnectionsPerPeer else {
-                    refuse(fd, code: "too_many_connections_from_peer",
-                           "the agent serves at most \(limits.maxConnectionsPerPeer) connections from one address; close some and retry")
-                    continue
+                let key = limits.peerPrefix.key(HTTPTransport.tcp(peer: peer).peerAddress)
+                let overNetwork = perPeer[key, default: 0] >= limits.maxConnectionsPerPeer
+                if overNetwork || activeTCP >= limits.maxConnections {
+                    // Past the general pool: only the reserve, which a credential must claim.
+                    guard activeReserve < limits.tokenReservedConnections,
+                          awaitingPerNetwork[key, default: 0] < limits.reservePerNetwork else {
+                        if overNetwork {
+                            refuse(fd, code: "too_many_connections_from_peer",
+                                   "the agent serves at most \(limits.maxConnectionsPerPeer) connections from one network (\(key)); close some and retry")
+                        } else {
+                            refuse(fd, code: "too_many_connections", "the agent serves at most \(limits.maxConnections) connections; retry later")
+                        }
+                        continue
+                    }
+                    inReserve = true
                 }
                 cnet_set_nodelay(fd)
                 transport = .tcp(peer: peer)
-                peerAddress = address
+                network = key
             }
-            let connection = Connection(fd: fd, generation: nextGeneration, transport: transport, peerAddress: peerAddress,
-                                        machine: HTTPConnectionMachine(limits: limits, now: now))
+            let connection = Connection(fd: fd, generation: nextGeneration, transport: transport, network: network, inReserve: inReserve,
+                                        now: now, machine: HTTPConnectionMachine(limits: limits, now: now))
             nextGeneration += 1
             guard cnet_epoll_ctl(epfd, 1, fd, UInt32(CNET_IN | CNET_RDHUP), UInt64(fd)) == 0 else {
                 close(fd)
                 continue
             }
             connections[fd] = connection
-            if connection.isUnix { activeUnix += 1 } else { activeTCP += 1 }
-            if let peerAddress { perPeer[peerAddress, default: 0] += 1 }
+            if connection.isUnix {
+                activeUnix += 1
+            } else if let network {
+                if inReserve {
+                    activeReserve += 1
+                    awaitingPerNetwork[network, default: 0] += 1
+                } else {
+                    activeTCP += 1
+                    perPeer[network, default: 0] += 1
+                }
+            }
             connectionCount.store(connections.count, ordering: .relaxed)
         }
     }
@@ -297,6 +325,15 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func dispatch(_ request: HTTPRequest, on connection: Connection, now: UInt64) {
+        if connection.awaitingCredential {
+            guard handler.presentsValidCredential(request) else {
+                refuse(connection.fd, code: "too_many_connections",
+                       "the agent's general connection slots are taken; the rest are for requests with a valid token")
+                return dropConnection(connection)
+            }
+            connection.awaitingCredential = false
+            if let network = connection.network { decrementAwaiting(network) }
+        }
         // Back-pressure: a peer that does not read its answers gets no more of them
         // (the request waits, reading stops, and the write-stall clock runs).
         if connection.pending.count >= configuration.limits.maxPendingOutputBytes {
@@ -420,11 +457,24 @@ final class EventLoop: @unchecked Sendable {
 
     /// Gives up the connection's slot under the caps (once: at its linger or its close).
     private func release(_ connection: Connection) {
-        if connection.isUnix { activeUnix -= 1 } else { activeTCP -= 1 }
-        if let address = connection.peerAddress {
-            let left = perPeer[address, default: 1] - 1
-            perPeer[address] = left > 0 ? left : nil
+        if connection.isUnix {
+            activeUnix -= 1
+        } else if connection.inReserve {
+            activeReserve -= 1
+            if connection.awaitingCredential, let network = connection.network { decrementAwaiting(network) }
+            connection.awaitingCredential = false
+        } else {
+            activeTCP -= 1
+            if let network = connection.network {
+                let left = perPeer[network, default: 1] - 1
+                perPeer[network] = left > 0 ? left : nil
+            }
         }
+    }
+
+    private func decrementAwaiting(_ network: String) {
+        let left = awaitingPerNetwork[network, default: 1] - 1
+        awaitingPerNetwork[network] = left > 0 ? left : nil
     }
 
     private func watchOutput(_ connection: Connection, _ on: Bool) {
@@ -446,14 +496,25 @@ final class EventLoop: @unchecked Sendable {
         cnet_epoll_ctl(epfd, 3, connection.fd, events, UInt64(connection.fd))
     }
 
-    private func finalClose(_ connection: Connection) {
-        guard connections[connection.fd] === connection else { return }
+    /// Forgets a connection: its slot, its bytes in the total, its stream. False when it was gone already.
+    private func forget(_ connection: Connection) -> Bool {
+        guard connections[connection.fd] === connection else { return false }
         connections[connection.fd] = nil
         endStream(connection)
         if connection.lingerUntil == nil { release(connection) }
         bufferedBytes -= connection.accountedBytes
         bufferedGauge.store(bufferedBytes, ordering: .relaxed)
         connectionCount.store(connections.count, ordering: .relaxed)
+        return true
+    }
+
+    /// A connection whose descriptor `refuse` already closed.
+    private func dropConnection(_ connection: Connection) {
+        if forget(connection), acceptPaused { resumeAccepting() }
+    }
+
+    private func finalClose(_ connection: Connection) {
+        guard forget(connection) else { return }
         close(connection.fd)  // also removes it from epoll
         if acceptPaused { resumeAccepting() }
     }
@@ -533,6 +594,11 @@ final class EventLoop: @unchecked Sendable {
         for connection in Array(connections.values) {
             if let until = connection.lingerUntil {
                 if now >= until { finalClose(connection) }
+                continue
+            }
+            if connection.awaitingCredential, now &- connection.acceptedNanos >= configuration.limits.reserveHeaderTimeoutNanos {
+                // A reserve slot is held only by a request that shows a credential, and only briefly before it does.
+                finalClose(connection)
                 continue
             }
             if !connection.pending.isEmpty, now &- connection.outputProgressNanos >= stall {

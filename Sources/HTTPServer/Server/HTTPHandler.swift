@@ -33,4 +33,11 @@ public protocol HTTPHandler: Sendable {
     func respondImmediately(to request: HTTPRequest, context: RequestContext) -> HTTPResponse?
     /// Called on a worker thread; may block.
     func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse
+    /// Called on the event-loop thread for a connection in the token-only reserve: whether the
+    /// request carries a credential the handler accepts (cheap, no I/O).
+    func presentsValidCredential(_ request: HTTPRequest) -> Bool
+}
+
+extension HTTPHandler {
+    public func presentsValidCredential(_ request: HTTPRequest) -> Bool { false }
 }
