@@ -25,6 +25,7 @@ extension PolicyCommand {
         @Flag(help: "Go on with the last rollout a killed controller left running (or --id).") var resume = false
         @Flag(help: "Restore every host the last rollout (or --id) changed to the policy it had.") var rollback = false
         @Option(help: "The rollout to --resume or --rollback (default: the newest in the state file).") var id: Int64?
+        @Flag(help: "Start even though the state file's newest rollout is still running (left by a killed controller).") var force = false
         @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
@@ -62,6 +63,20 @@ extension PolicyCommand {
                 throw CtlFailure.failed(error.message)
             }
             let display = RolloutDisplay(json: fleet.json, terminal: isatty(2) != 0 && !fleet.json)
+            if !dryRun {
+                let last: RolloutRecord?
+                do throws(RolloutStateError) {
+                    try store.lock()
+                    last = try store.rollout()
+                } catch {
+                    throw CtlFailure.failed(error.message)
+                }
+                // A rollout a killed controller left running still owns its hosts' policy.
+                if !(resume || rollback), !force, let last, last.state == .running {
+                    throw CtlFailure.failed("rollout \(last.id) (candidate \(last.candidateVersion.prefix(12))) is still running in \(store.path): "
+                        + "--resume or --rollback it, or pass --force to start another")
+                }
+            }
             if resume || rollback {
                 let rollout = try existing(store)
                 let client = try fleet.client(try Self.entries(rollout.hosts), try fleet.configContext())

@@ -51,6 +51,8 @@ public struct BakeTally: Sendable, Equatable {
     public private(set) var faulted: [BakeEvidence] = []
     /// Hosts whose stream is down now, and why.
     public private(set) var down: [Int: String] = [:]
+    /// Hosts whose stream was open at some time during the bake: only these were seen at all.
+    public private(set) var watched: Set<Int> = []
     /// Events read, all hosts together.
     public private(set) var events = 0
     private let candidateVersion: String
@@ -82,6 +84,18 @@ public struct BakeTally: Sendable, Equatable {
 
     public mutating func regained(host: Int) {
         down[host] = nil
+        watched.insert(host)
+    }
+
+    /// At the end of the bake, with what a last health look found: a host whose stream never opened
+    /// (refused, say, because its stream slots were taken) was never watched and counts as
+    /// unreachable whether or not it answers; one that was watched counts only if it is gone now.
+    public mutating func settle(host: Int, answers: Bool, reason: String) {
+        if !watched.contains(host) {
+            down[host] = down[host] ?? "its event stream never opened"
+        } else {
+            down[host] = answers ? nil : reason
+        }
     }
 
     /// The first limit passed, in the order denials, faulted VMs, unreachable hosts; nil when none is.

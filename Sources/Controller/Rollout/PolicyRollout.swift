@@ -237,7 +237,11 @@ public final class PolicyRollout {
         // leaves a stream silent, not closed, for longer than a short bake).
         let probes = fleet.send("GET", { _ in "/healthz" }, to: members.map(\.host))
         for (member, probe) in zip(members, probes) {
-            if case .failure(.transport(let error)) = probe.result { tally.lost(host: member.host, reason: "\(error)") } else { tally.regained(host: member.host) }
+            if case .failure(.transport(let error)) = probe.result {
+                tally.settle(host: member.host, answers: false, reason: "\(error)")
+            } else {
+                tally.settle(host: member.host, answers: true, reason: "")
+            }
         }
         return tally.breach(limits)
     }

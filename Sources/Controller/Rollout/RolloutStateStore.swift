@@ -1,3 +1,4 @@
+import Glibc
 import Foundation
 import SQLite
 
@@ -76,6 +77,8 @@ public struct RolloutHostRecord: Sendable, Equatable {
 public final class RolloutStateStore {
     private let connection: SQLiteConnection
     public let path: String
+    /// The open lock file while this process drives a rollout from this state file (see `lock`).
+    private var lockDescriptor: Int32 = -1
 
     /// `~/.local/state/memgate/rollouts.db` (or under `$XDG_STATE_HOME`).
     public static var defaultPath: String {
@@ -102,6 +105,31 @@ public final class RolloutStateStore {
         } catch {
             throw RolloutStateError("rollout state \(path): \(error)")
         }
+    }
+
+    deinit {
+        if lockDescriptor >= 0 { close(lockDescriptor) }
+    }
+
+    /// Takes `PATH.lock` for as long as this process lives (flock, released by the kernel when it ends,
+    /// crash included): one controller at a time drives the rollouts of a state file. Another one
+    /// holding it is named by the pid it wrote there.
+    public func lock() throws(RolloutStateError) {
+        guard lockDescriptor < 0 else { return }
+        let lockPath = path + ".lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw RolloutStateError("rollout state \(lockPath): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw RolloutStateError("another memgatectl\(holder.isEmpty ? "" : " (pid \(holder))") is driving a rollout from \(path); "
+                + "wait for it to end, or stop it and --resume")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        // Safety: the array outlives the call; a short write only shortens the message above.
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        lockDescriptor = fd
     }
 
     private func write(_ body: () throws(SQLiteError) -> Void) throws(RolloutStateError) {
