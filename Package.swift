@@ -140,6 +140,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: strict),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes", "JSON"], swiftSettings: strict),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore", "Platform"], swiftSettings: strict),
@@ -150,7 +151,7 @@ let package = Package(
         .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", "Platform"], swiftSettings: strict),
         .testTarget(
             name: "MemgatectlTests",
-            dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite"],
+            dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite", "MemoryModel"],
             swiftSettings: strict),
         .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "MemoryModel", "TestSupport"], swiftSettings: strict),
         .testTarget(

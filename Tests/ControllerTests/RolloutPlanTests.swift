@@ -104,3 +104,23 @@ struct RolloutPlanTests {
         #expect(tally.breach(limits) == nil)
     }
 }
+
+/// A bake that never saw a host cannot vouch for it.
+@Suite struct BakeSettleTests {
+    @Test func aHostWhoseStreamNeverOpenedIsUnreachableEvenIfItAnswers() {
+        var tally = BakeTally(candidateVersion: "v")
+        tally.lost(host: 0, reason: "its event stream never opened")
+        tally.lost(host: 1, reason: "its event stream never opened")
+        tally.lost(host: 1, reason: "503 too_many_streams: read-only principals hold all they may share")
+        tally.regained(host: 0)
+        tally.lost(host: 0, reason: "connection reset")
+        tally.settle(host: 0, answers: true, reason: "")
+        tally.settle(host: 1, answers: true, reason: "")
+        #expect(tally.down[0] == nil, "watched, then briefly cut, and answering at the end")
+        #expect(tally.down[1]?.contains("too_many_streams") == true)
+        #expect(tally.breach(BakeLimits())?.kind == "unreachable hosts")
+        var generous = BakeLimits()
+        generous.maxUnreachable = 1
+        #expect(tally.breach(generous) == nil)
+    }
+}

@@ -71,4 +71,16 @@ import Testing
         #expect(throws: SSEParserError.eventTooLarge(limit: 100)) { try parser.feed([]) }
         #expect(SSEParserError.eventTooLarge(limit: 100).description.contains("larger than 100 bytes"))
     }
+
+    /// Every data line counts, an empty one included (it adds the line feed the joined data holds).
+    @Test func emptyDataLinesCountAgainstTheLimit() throws {
+        var parser = SSEParser(maxEventBytes: 1000)
+        #expect(try parser.feed(Array(repeating: Array("data:\n".utf8), count: 500).flatMap { $0 }).isEmpty)
+        #expect(throws: SSEParserError.eventTooLarge(limit: 1000)) {
+            try parser.feed(Array(repeating: Array("data:\n".utf8), count: 600).flatMap { $0 })
+        }
+        // Under the limit, the event's data is its lines joined by LF, empty ones included.
+        var small = SSEParser()
+        #expect(try small.feed(Array("data:\ndata: a\ndata:\n\n".utf8)) == [SSEEvent(id: nil, type: "message", data: "\na\n")])
+    }
 }

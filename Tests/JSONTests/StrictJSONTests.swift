@@ -49,4 +49,31 @@ import Testing
         #expect(a.pretty().contains("\n  \"a\": true"))
         #expect(try parse(a.pretty()).canonical() == a.canonical())
     }
+
+    /// Paths are built only for an error: a long key above a long array costs the key once, not once
+    /// per element (1 MiB key x 200,000 elements was 200 GB of copying; now it is one linear pass).
+    /// The time limit only ends a regression; the parse takes well under a second.
+    @Test(.timeLimit(.minutes(1))) func aLongKeyAboveALongArrayIsLinear() throws {
+        let key = String(repeating: "k", count: 1 << 20)
+        let document = "{\"\(key)\":[" + Array(repeating: "1", count: 200_000).joined(separator: ",") + "]}"
+        guard case .object(let members) = try parse(document), case .array(let elements)? = members.first?.value else {
+            Issue.record("not an object holding an array"); return
+        }
+        #expect(elements.count == 200_000)
+        // The error path still names where: the key and the element.
+        let broken = "{\"rules\":[1,2,{\"a\":[true,nul]}]}"
+        #expect { try parse(broken) } throws: { ($0 as? JSONSyntaxError)?.path == "rules[2].a[1]" }
+        #expect { try parse("[1,[2,x]]") } throws: { ($0 as? JSONSyntaxError)?.path == "$[1][1]" }
+    }
+
+    /// A caller's deadline ends a parse between values, with a kind of its own.
+    @Test func anInterruptEndsTheParse() throws {
+        let document = Array(("[" + Array(repeating: "1", count: 3 * StrictJSON.interruptStride).joined(separator: ",") + "]").utf8)
+        var looks = 0
+        #expect { try StrictJSON.parse(document, interrupt: { looks += 1; return true }) } throws: {
+            ($0 as? JSONSyntaxError)?.kind == .interrupted
+        }
+        #expect(looks == 1)
+        _ = try StrictJSON.parse(document, interrupt: { false })
+    }
 }

@@ -2,13 +2,14 @@ import APITypes
 import Foundation
 import HTTPServer
 import Logging
+import MemoryModel
 import Testing
 import TestSupport
 
 /// An "agent" that breaks API v1's promises: it repeats the same page, hands out
 /// ids without end, and names its VMs with terminal escape sequences.
 final class HostileAgent: HTTPHandler {
-    enum Mode { case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders, endlessEvent }
+    enum Mode { case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders, endlessEvent, emptyDataLines, slowPolicyDocuments }
     let mode: Mode
     static let evilName = "evil\u{1B}[2J\u{1B}[1;1H\u{9B}31m\u{202E}"
 
@@ -31,6 +32,27 @@ final class HostileAgent: HTTPHandler {
             // One honest event, then one whose data never ends (2 MiB and no line end).
             let stream = Array("id: 1\ndata: {\"n\":1}\n\ndata: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 2 << 20)
             return HTTPResponse(status: 200, contentType: "text/event-stream", body: stream)
+        case .emptyDataLines:
+            // One honest event, then 2 Mi empty data lines with no blank line to end the event.
+            var stream = Array("id: 1\ndata: {\"n\":1}\n\n".utf8)
+            for _ in 0..<(2 << 20) { stream += Array("data:\n".utf8) }
+            return HTTPResponse(status: 200, contentType: "text/event-stream", body: stream)
+        case .slowPolicyDocuments:
+            // An empty host whose policy history names 1000 documents, each answered after 2 s.
+            switch path {
+            case "/v1/vms": return Self.json(VMList(vms: []))
+            case "/v1/events": return Self.json(EventPage(events: [], nextAfter: 0))
+            case "/v1/policy/history":
+                return Self.json(PolicyHistory(entries: (1...1000).map {
+                    PolicyHistoryEntry(id: Int64($0), version: SHA256.hex(Self.document($0)), appliedNs: 1, appliedBy: "x")
+                }))
+            default:
+                if path.hasPrefix("/v1/policy/documents/"), let n = (1...1000).first(where: { SHA256.hex(Self.document($0)) == path.split(separator: "/").last.map(String.init) }) {
+                    Thread.sleep(forTimeInterval: 2)
+                    return HTTPResponse(status: 200, contentType: "application/json", body: Self.document(n))
+                }
+                return Self.json(APIRequestPage(items: [], nextAfter: 0))
+            }
         case .repeatsPages, .endlessIDs:
             break
         }
@@ -51,6 +73,9 @@ final class HostileAgent: HTTPHandler {
         }
         return HTTPResponse(status: 404, contentType: "application/json", body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
     }
+
+    /// A document that is its own canonical form, so its version is the SHA-256 of these bytes.
+    static func document(_ n: Int) -> [UInt8] { Array(#"{"n":\#(n)}"#.utf8) }
 
     static func json<T: Encodable>(_ value: T) -> HTTPResponse {
         HTTPResponse(status: 200, contentType: "application/json", body: Array((try? APIJSON.encoder().encode(value)) ?? Data()))
@@ -150,5 +175,32 @@ final class HostileAgent: HTTPHandler {
         #expect(result.stdout.contains(#"{"host":"endless","n":1}"#), "\(result.stdout)")
         #expect(result.stderr.contains("larger than 1048576 bytes; not following this host"), "\(result.stderr)")
     }
-}
 
+    /// Empty `data:` lines count against the 1 MiB event limit too (a line each): a host that sends
+    /// millions of them is given up, as one whose single line never ends is.
+    @Test func endlessEmptyDataLinesStopFollowingItsHost() throws {
+        let server = try HostileAgent.serve(.emptyDataLines)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) blank"])
+        let result = try ctl(["events", "--follow", "--hosts", hosts, "--json", "--max-duration", "120"])
+        #expect(result.status == 1)
+        #expect(result.stdout.contains(#"{"host":"blank","n":1}"#), "\(result.stdout)")
+        #expect(result.stderr.contains("larger than 1048576 bytes; not following this host"), "\(result.stderr)")
+    }
+
+    /// `audit pull --max-duration` bounds the policy-document phase too: 1000 documents at 2 s each
+    /// would take over half an hour; the pull ends at its limit and says which phase it did not finish.
+    @Test(.timeLimit(.minutes(2))) func auditPullMaxDurationCoversPolicyDocuments() throws {
+        let server = try HostileAgent.serve(.slowPolicyDocuments)
+        defer { server.stop() }
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) slow"])
+        let started = Date()
+        let result = try ctl(["audit", "pull", "--hosts", hosts, "--db", database(), "--max-duration", "3", "--deadline", "5"])
+        let seconds = Date().timeIntervalSince(started)
+        #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("policy documents not finished within --max-duration")
+                || result.stderr.contains("policy documents not finished within --max-duration"), "\(result.stdout) \(result.stderr)")
+        // 3 s of pulling, a document in flight cut at the limit, and the process's own start and end.
+        #expect(seconds < 20, "audit pull --max-duration 3 took \(seconds) s")
+    }
+}

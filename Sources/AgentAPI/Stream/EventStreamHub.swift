@@ -278,7 +278,7 @@ public final class EventStreamHub: Sendable {
 
     /// Writes a reader's share; true when it has more to take than one turn gives.
     /// What one reader may hold unsent when `readers` are open: its share of the process-wide budget. Pure.
-    static func readerLimit(_ limits: Limits, readers: Int) -> Int {
+    public static func readerLimit(_ limits: Limits, readers: Int) -> Int {
         min(limits.bufferBytes, max(64 << 10, limits.totalBufferBytes / max(readers, 1)))
     }
 
