@@ -100,13 +100,22 @@ int cnet_local_port(int fd) {
     return -1;
 }
 
-int cnet_connect_tcp(const char *host, uint16_t port) {
-    struct sockaddr_storage address;
-    socklen_t length;
+int cnet_connect_tcp(const char *host, uint16_t port) { return cnet_connect_tcp_from(host, port, NULL); }
+
+int cnet_connect_tcp_from(const char *host, uint16_t port, const char *source) {
+    struct sockaddr_storage address, local;
+    socklen_t length, local_length;
     int family = parse_address(host, port, &address, &length);
     if (family < 0) return -1;
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
+    if (source != NULL && (parse_address(source, 0, &local, &local_length) != family
+                           || bind(fd, (struct sockaddr *)&local, local_length) < 0)) {
+        int saved = errno ? errno : EINVAL;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
     if (connect(fd, (struct sockaddr *)&address, length) < 0) {
         int saved = errno;
         close(fd);

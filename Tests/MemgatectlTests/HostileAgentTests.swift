@@ -195,7 +195,7 @@ final class HostileAgent: HTTPHandler {
         defer { server.stop() }
         let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) slow"])
         let started = Date()
-        let result = try ctl(["audit", "pull", "--hosts", hosts, "--db", database(), "--max-duration", "3", "--deadline", "5"])
+        let result = try ctl(["audit", "pull", "--hosts", hosts, "--into", database(), "--max-duration", "3", "--deadline", "5"])
         let seconds = Date().timeIntervalSince(started)
         #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
         #expect(result.stdout.contains("policy documents not finished within --max-duration")

@@ -18,13 +18,16 @@ public final class BlockingHTTPClient {
     }
 
     private let fd: Int32
+    /// The socket, for tests that read a response by hand (a stream's head).
+    public var descriptor: Int32 { fd }
     private var buffer: [UInt8] = []
     private var closed = false
 
     /// Connects to `127.0.0.1:port` style addresses, or a Unix socket path.
-    public init(host: String = "127.0.0.1", port: UInt16, timeoutMilliseconds: Int32 = 10_000) throws(ClientError) {
-        fd = cnet_connect_tcp(host, port)
-        guard fd >= 0 else { throw ClientError(message: "connect \(host):\(port): \(String(cString: strerror(errno)))") }
+    /// `source`: the local address to connect from (any of 127.0.0.0/8 on loopback), so one test can be many peers.
+    public init(host: String = "127.0.0.1", port: UInt16, source: String? = nil, timeoutMilliseconds: Int32 = 10_000) throws(ClientError) {
+        fd = source.map { cnet_connect_tcp_from(host, port, $0) } ?? cnet_connect_tcp(host, port)
+        guard fd >= 0 else { throw ClientError(message: "connect \(host):\(port) from \(source ?? "any"): \(String(cString: strerror(errno)))") }
         cnet_set_timeouts(fd, timeoutMilliseconds)
     }
 

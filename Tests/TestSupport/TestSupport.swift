@@ -145,6 +145,7 @@ public final class RunningProcess: @unchecked Sendable {
 
     /// What the process has written to stdout so far.
     public var stdout: String { lock.withLock { String(decoding: collected, as: UTF8.self) } }
+    public var pid: Int32 { process.processIdentifier }
     /// What the process has written to stderr so far.
     public var stderr: String { lock.withLock { String(decoding: collectedErrors, as: UTF8.self) } }
 

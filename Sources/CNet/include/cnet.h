@@ -42,6 +42,8 @@ int cnet_local_port(int fd);
 
 /* A blocking client socket (tests, probes); -1 with errno. */
 int cnet_connect_tcp(const char *host, uint16_t port);
+/* The same, from a chosen local address (e.g. one of 127.0.0.0/8); source NULL lets the kernel choose. */
+int cnet_connect_tcp_from(const char *host, uint16_t port, const char *source);
 int cnet_connect_unix(const char *path);
 
 int cnet_set_nodelay(int fd);

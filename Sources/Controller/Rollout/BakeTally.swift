@@ -53,6 +53,8 @@ public struct BakeTally: Sendable, Equatable {
     public private(set) var down: [Int: String] = [:]
     /// Hosts whose stream was open at some time during the bake: only these were seen at all.
     public private(set) var watched: Set<Int> = []
+    /// Hosts whose stream attempt failed or was refused (a 503 when its slots are taken).
+    public private(set) var failedAttempts: Set<Int> = []
     /// Events read, all hosts together.
     public private(set) var events = 0
     private let candidateVersion: String
@@ -87,11 +89,18 @@ public struct BakeTally: Sendable, Equatable {
         watched.insert(host)
     }
 
-    /// At the end of the bake, with what a last health look found: a host whose stream never opened
-    /// (refused, say, because its stream slots were taken) was never watched and counts as
-    /// unreachable whether or not it answers; one that was watched counts only if it is gone now.
+    /// The host's stream ended, or an attempt to open it failed or was refused.
+    public mutating func disconnected(host: Int, reason: String) {
+        down[host] = reason
+        failedAttempts.insert(host)
+    }
+
+    /// At the end of the bake, with what a last health look found: a host whose stream was refused or
+    /// failed and never opened (its stream slots taken, say) was never watched, and counts as
+    /// unreachable whether or not it answers. Otherwise the look decides: a watched host counts only
+    /// if it is gone now, and so does one whose stream was still connecting when the bake ended.
     public mutating func settle(host: Int, answers: Bool, reason: String) {
-        if !watched.contains(host) {
+        if !watched.contains(host), failedAttempts.contains(host) {
             down[host] = down[host] ?? "its event stream never opened"
         } else {
             down[host] = answers ? nil : reason

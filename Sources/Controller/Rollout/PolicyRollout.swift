@@ -221,7 +221,7 @@ public final class PolicyRollout {
                 switch update {
                 case .event(let host, let event): tally.record(host: members[host].host, eventID: event.id, type: event.type, data: event.data)
                 case .connected(let host): tally.regained(host: members[host].host)
-                case .disconnected(let host, let reason, _): tally.lost(host: members[host].host, reason: reason)
+                case .disconnected(let host, let reason, _): tally.disconnected(host: members[host].host, reason: reason)
                 }
                 // Denials and faulted VMs end the bake at once; a host down is judged at its end.
                 var early = limits
