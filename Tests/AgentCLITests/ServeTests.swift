@@ -182,12 +182,14 @@ struct ServeTests {
         let agent = try AgentProcess()
         defer { agent.terminate(); agent.removeFiles() }
         #expect(try create(agent, #"{"name":"target","image":"spin-io.elf","command_line":"forever","memory_mib":16,"start":false}"#) == 1)
-        for route in Self.routes {
+        for (index, route) in Self.routes.enumerated() {
             let headers = route.path == "/v1/policy" && route.method == "PUT" ? ["If-Match": "*"] : [:]
             let none = try agent.request(route.method, route.path, token: "", json: route.body, headers: headers)
             #expect(none.status == 401, "\(route.method) \(route.path) without a token")
             #expect(none.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
-            let wrong = try agent.request(route.method, route.path, token: "not-a-valid-token-at-all", json: route.body, headers: headers)
+            // Each wrong token from a network of its own: past 10 from one network they are throttled (RedTeamTests).
+            let wrong = try agent.request(route.method, route.path, token: "not-a-valid-token-at-all", json: route.body, headers: headers,
+                                          source: "127.0.\(100 + index).1")
             #expect(wrong.status == 401, "\(route.method) \(route.path) with a wrong token")
             let viewer = try agent.request(route.method, route.path, token: AgentProcess.readOnlyToken, json: route.body, headers: headers)
             if route.mutating {

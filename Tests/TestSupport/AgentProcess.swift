@@ -94,9 +94,10 @@ public final class AgentProcess: @unchecked Sendable {
     public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     /// One request on a fresh TCP connection.
+    /// `source`: the local address to send from (a 127.0.0.0/8 address: another peer network).
     public func request(_ method: String, _ path: String, token: String? = nil, json: String? = nil,
-                        headers: [String: String] = [:]) throws -> BlockingHTTPClient.Response {
-        let client = try BlockingHTTPClient(port: port, timeoutMilliseconds: 30_000)
+                        headers: [String: String] = [:], source: String? = nil) throws -> BlockingHTTPClient.Response {
+        let client = try BlockingHTTPClient(port: port, source: source, timeoutMilliseconds: 30_000)
         var all = headers
         all["Authorization"] = "Bearer \(token ?? adminSecret)"
         if token == "" { all["Authorization"] = nil }
