@@ -52,7 +52,7 @@ struct ServeCommand: ParsableCommand {
     var ipv6PeerPrefix = Self.server.limits.peerPrefix.ipv6Bits
 
     @Option(help: "TCP connections past --max-connections (or a network's cap) that only a request with a valid token may hold (0-100000).")
-    var tokenReservedConnections = Self.server.limits.tokenReservedConnections
+    var tokenReservedConnections = 256
 
     @Option(help: "Unix-socket connections at most (1-4096): slots of their own that TCP clients cannot take.")
     var maxUnixConnections = Self.server.limits.maxUnixConnections

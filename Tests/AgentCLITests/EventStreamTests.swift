@@ -145,7 +145,9 @@ import TestSupport
     }
 
     @Test func twoHundredFiftySixStreamsGetEveryEventAndOneMoreGets503() throws {
-        let agent = try AgentProcess(extraArguments: ["--max-connections-per-peer", "1000"])
+        // One read-only token holding them all: its share and the admin reserve lifted (RedTeamTests tests them).
+        let agent = try AgentProcess(extraArguments: ["--max-connections-per-peer", "1000", "--max-streams-per-principal", "1000",
+                                                      "--admin-stream-reserve", "0"])
         defer { agent.terminate(); agent.removeFiles() }
         var readers: [BlockingHTTPClient] = []
         for _ in 0..<256 {

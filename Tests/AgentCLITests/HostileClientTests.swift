@@ -114,8 +114,8 @@ struct HostileClientTests {
             try client.send("POST /v1/policy/validate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(agent.adminSecret)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
             drippers.append(client)
         }
-        // Every TCP slot is taken (the fifth is refused), the operator's socket is not.
-        // Refused at accept: the agent answers 503 and closes at once, so the client only reads.
+        // Every TCP slot is taken (the fifth is refused), the operator's socket is not. The fifth waits in the
+        // token reserve for a credential it never sends: 503 and closed within 2 s, so the client only reads.
         let fifth = try BlockingHTTPClient(port: agent.port).readResponse()
         #expect(fifth?.status == 503, "\(fifth?.text ?? "nil")")
         #expect(try BlockingHTTPClient(unixPath: agent.socket).request("GET", "/v1/host").status == 200)

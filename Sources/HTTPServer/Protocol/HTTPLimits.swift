@@ -34,7 +34,8 @@ public struct HTTPLimits: Sendable, Equatable {
     public var peerPrefix = AddressPrefix()
     /// TCP connections beyond `maxConnections`, or beyond a network's cap, that only a request with a
     /// valid credential may hold: one that presents none once its headers are read gets 503 and is closed.
-    public var tokenReservedConnections = 256
+    /// None by default (a handler that knows no credentials); memgate-agent keeps 256.
+    public var tokenReservedConnections = 0
     /// Reserve connections one network may hold before they presented a credential.
     public var reservePerNetwork = 4
     /// Time a connection in the reserve has to present its credential; closed after.

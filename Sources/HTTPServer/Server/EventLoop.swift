@@ -597,8 +597,11 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             if connection.awaitingCredential, now &- connection.acceptedNanos >= configuration.limits.reserveHeaderTimeoutNanos {
-                // A reserve slot is held only by a request that shows a credential, and only briefly before it does.
-                finalClose(connection)
+                // A reserve slot is held only by a request that shows a credential, and only briefly before it does;
+                // the peer is told why, as at any refusal.
+                refuse(connection.fd, code: "too_many_connections",
+                       "the agent's general connection slots are taken; the rest are for requests with a valid token")
+                dropConnection(connection)
                 continue
             }
             if !connection.pending.isEmpty, now &- connection.outputProgressNanos >= stall {
