@@ -132,7 +132,7 @@ let package = Package(
             swiftSettings: strict),
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
-        .target(name: "TestSupport", dependencies: ["CNet", "Controller"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["CNet", "Controller", "KVM", "VMM", .product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",

@@ -12,8 +12,11 @@ for file in "$tests" "$agent"; do
 done
 filter=${MEMGATE_PRIVMEM_FILTER:-PrivateMemory|AttributesBackendHost}
 started=$(date +%s)
+# The nested host's line of the capability matrix (scripts/capability-matrix.py).
+export MEMGATE_PRIVMEM_COLLECT=${MEMGATE_PRIVMEM_COLLECT:-$root/.build/capability-ledger}
 "$root/scripts/privmem-run.sh" bash -c "
   set -e
+  export MEMGATE_LEDGER=\$MEMGATE_PRIVMEM_OUT/nested.tsv MEMGATE_LEDGER_CONTEXT='nested host'
   echo '== memgate-agent caps (nested host: \$(uname -r))'
   '$agent' caps
   echo '== private-memory tests ($filter)'

@@ -8,7 +8,9 @@
 # (seconds, default 1200) bounds the whole run. MEMGATE_PRIVMEM_TCG=multi runs the nested
 # host's two vCPUs on two host threads; the default, single, runs them in turn on one: a
 # rare SHUTDOWN of a 2-vCPU guest that no guest exception preceded was seen only under
-# multi (README, "Tests"), and single costs about 6 s a run.
+# multi (README, "Tests"), and single costs about 6 s a run. The checkout is read-only inside:
+# what the command writes to $MEMGATE_PRIVMEM_OUT is copied to MEMGATE_PRIVMEM_COLLECT (a
+# directory on this host) when the nested host has finished, whatever the command's status.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ $# -ge 1 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
@@ -29,6 +31,10 @@ timeout "${MEMGATE_PRIVMEM_TIMEOUT:-1200}" qemu-system-x86_64 \
   -virtfs "local,path=$xfer,mount_tag=xfer,security_model=none" | tee "$console"
 qemu=${PIPESTATUS[0]}
 set -e
+if [ -n "${MEMGATE_PRIVMEM_COLLECT:-}" ] && [ -d "$xfer/out" ]; then
+  mkdir -p "$MEMGATE_PRIVMEM_COLLECT"
+  cp -R "$xfer/out/." "$MEMGATE_PRIVMEM_COLLECT/"
+fi
 if [ ! -f "$xfer/status" ]; then
   if [ "$qemu" = 124 ]; then
     echo "privmem-run: the nested host did not finish within ${MEMGATE_PRIVMEM_TIMEOUT:-1200} s" >&2

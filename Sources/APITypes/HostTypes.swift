@@ -16,8 +16,10 @@ public struct HostInfo: Codable, Sendable, Equatable {
     public var version: String
     public var hostname: String
     public var kernel: String
-    /// KVM_CHECK_EXTENSION results by capability name.
+    /// KVM_CHECK_EXTENSION results by capability name, as the agent sees them (hidden ones read 0).
     public var capabilities: [String: Int]
+    /// Capabilities the agent acts as if KVM lacked (MEMGATE_KVM_HIDE); absent when none.
+    public var hiddenCapabilities: [String]?
     public var backends: [Backend]
     public var hypercallProbe: HypercallProbe
     /// port or vmcall: what guests are told to use for explicit conversions.

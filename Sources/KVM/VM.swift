@@ -9,19 +9,27 @@ public final class VM: Sendable {
     public let fd: FileDescriptor
     public let type: VMType
     let vcpuMmapSize: Int
+    /// What the `System` that made this VM hides; the calls that need it fail with EOPNOTSUPP.
+    let hidden: HiddenCapabilities
 
-    init(fd: FileDescriptor, type: VMType, vcpuMmapSize: Int) {
+    init(fd: FileDescriptor, type: VMType, vcpuMmapSize: Int, hidden: HiddenCapabilities) {
         self.fd = fd
         self.type = type
         self.vcpuMmapSize = vcpuMmapSize
+        self.hidden = hidden
     }
 
-    /// `KVM_CHECK_EXTENSION` on the VM fd (some answers depend on the VM type).
+    /// `KVM_CHECK_EXTENSION` on the VM fd (some answers depend on the VM type), hidden ones taken away.
     public func check(_ capability: Capability) -> Int32 {
-        ckvm_check_extension(fd.rawValue, Int(capability.rawValue))
+        let answer = ckvm_check_extension(fd.rawValue, Int(capability.rawValue))
+        return answer < 0 ? answer : hidden.answer(capability, host: answer)
     }
 
     public func enable(_ capability: Capability, args: [UInt64] = []) throws(KVMError) {
+        if hidden.answer(capability, host: 1) == 0 {
+            throw KVMError("KVM_ENABLE_CAP(\(capability))", errno: EOPNOTSUPP,
+                           hint: "\(capability) is hidden by \(HiddenCapabilities.environmentVariable)")
+        }
         var request = kvm_enable_cap()
         request.cap = UInt32(capability.rawValue)
         withUnsafeMutableBytes(of: &request.args) { raw in
@@ -56,6 +64,7 @@ public final class VM: Sendable {
     public func setMemoryRegion2(slot: UInt32, guestPhysicalAddress: UInt64, size: UInt64,
                                  memory: HostMemory?, offset: Int = 0,
                                  guestMemfd: GuestMemfd?, guestMemfdOffset: UInt64 = 0) throws(KVMError) {
+        if hidden.hides(.userMemory2) { throw hidden.refusal("KVM_SET_USER_MEMORY_REGION2(slot \(slot))", .userMemory2) }
         var region = ckvm_userspace_memory_region2()
         region.slot = slot
         region.guest_phys_addr = guestPhysicalAddress
@@ -82,6 +91,7 @@ public final class VM: Sendable {
 
     /// `KVM_SET_MEMORY_ATTRIBUTES` over a page-aligned range.
     public func setMemoryAttributes(guestPhysicalAddress: UInt64, size: UInt64, attributes: UInt64) throws(KVMError) {
+        if hidden.hides(.memoryAttributes) { throw hidden.refusal("KVM_SET_MEMORY_ATTRIBUTES", .memoryAttributes) }
         var request = ckvm_memory_attributes(address: guestPhysicalAddress, size: size, attributes: attributes, flags: 0)
         guard ckvm_set_memory_attributes(fd.rawValue, &request) == 0 else {
             throw KVMError.last("KVM_SET_MEMORY_ATTRIBUTES(0x\(String(guestPhysicalAddress, radix: 16)), \(size))")
@@ -89,6 +99,10 @@ public final class VM: Sendable {
     }
 
     public func createGuestMemfd(size: UInt64, flags: UInt64 = 0) throws(KVMError) -> GuestMemfd {
+        if hidden.hides(.guestMemfd) { throw hidden.refusal("KVM_CREATE_GUEST_MEMFD", .guestMemfd) }
+        if flags & GuestMemfdFlag.mmap != 0, hidden.hides(.guestMemfdMmap) {
+            throw hidden.refusal("KVM_CREATE_GUEST_MEMFD(flags \(flags))", .guestMemfdMmap)
+        }
         var request = ckvm_create_guest_memfd()
         request.size = size
         request.flags = flags

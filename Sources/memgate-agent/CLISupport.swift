@@ -67,10 +67,16 @@ struct RecordingOptions: ParsableArguments {
     }
 }
 
-/// Opens /dev/kvm.
+/// Opens /dev/kvm, hiding what `MEMGATE_KVM_HIDE` names (an unknown name is a usage error).
 func openKVM() throws(AgentFailure) -> KVM.System {
+    let hidden: HiddenCapabilities
+    do throws(HiddenCapabilitiesError) {
+        hidden = try HiddenCapabilities.fromEnvironment()
+    } catch {
+        throw .usage(error.description)
+    }
     do throws(KVMError) {
-        return try KVM.System()
+        return try KVM.System(hiding: hidden)
     } catch {
         throw .kvmUnavailable(error)
     }

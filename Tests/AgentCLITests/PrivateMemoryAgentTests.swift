@@ -2,20 +2,9 @@ import Foundation
 import Testing
 import TestSupport
 
-/// Whether `memgate-agent caps` says the attributes backend is usable here.
-enum PrivateMemoryHost {
-    static let usable: Bool = {
-        guard let path = try? TestSupport.binaryPath("memgate-agent"),
-              let result = try? TestSupport.run(path, ["caps", "--json"]),
-              let caps = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any],
-              let backends = caps["backends"] as? [[String: Any]] else { return false }
-        return backends.contains { $0["name"] as? String == "attributes" && $0["usable"] as? Bool == true }
-    }()
-}
-
 /// The agent daemon on a real private-memory KVM (inside `make check-privmem`'s nested host).
-@Suite(.enabled(if: PrivateMemoryHost.usable,
-                "private-memory tests skipped: this host's KVM has no VM type with the PRIVATE memory attribute (run make check-privmem)"))
+@Suite(.enabled(if: HostCapabilities.current.attributesBackend,
+                "private-memory tests skipped: this host's KVM cannot run the attributes backend (no PRIVATE memory attribute, guest_memfd, USER_MEMORY2 or MEMORY_FAULT_INFO; run make check-privmem)"))
 struct PrivateMemoryAgentTests {
     @Test func aVMOnTheAttributesBackendThroughTheAPI() throws {
         let agent = try AgentProcess()

@@ -58,15 +58,8 @@ struct SystemTests {
         try vm.deleteMemoryRegion(slot: 0)
     }
 
-    /// Whether this host's KVM makes guest_memfd files that can be mapped (KVM_CAP_GUEST_MEMFD and
-    /// KVM_CAP_GUEST_MEMFD_FLAGS with GUEST_MEMFD_FLAG_MMAP): 6.18 and later, and not every such host.
-    static let mmapGuestMemfd: Bool = {
-        guard let system = try? System() else { return false }
-        return system.check(.guestMemfd) > 0 && UInt64(system.check(.guestMemfdFlags)) & GuestMemfdFlag.mmap != 0
-    }()
-
     // Needs KVM_CAP_GUEST_MEMFD with GUEST_MEMFD_FLAG_MMAP (the alias backend falls back to memfd without it).
-    @Test(.enabled(if: SystemTests.mmapGuestMemfd, "requires mmap-able guest_memfd (KVM_CAP_GUEST_MEMFD_FLAGS & GUEST_MEMFD_FLAG_MMAP); this host lacks it"))
+    @Test(.enabled(if: HostCapabilities.current.mmapGuestMemfd, "requires mmap-able guest_memfd (KVM_CAP_GUEST_MEMFD_FLAGS & GUEST_MEMFD_FLAG_MMAP); this host lacks it or MEMGATE_KVM_HIDE hides it"))
     func guestMemfdPunchHoleReadsZeroes() throws {
         let system = try System()
         let vm = try system.createVM()

@@ -19,7 +19,7 @@ public final class AgentProcess: @unchecked Sendable {
     private let launcher: [String]
 
     public init(extraArguments: [String] = [], directory existing: URL? = nil, adminToken: String = AgentProcess.adminToken,
-                listen: String = "127.0.0.1:0", launcher: [String] = []) throws {
+                listen: String = "127.0.0.1:0", launcher: [String] = [], environment: [String: String] = [:]) throws {
         adminSecret = adminToken
         self.launcher = launcher
         directory = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("memgate-agent-\(UUID().uuidString)")
@@ -41,6 +41,9 @@ public final class AgentProcess: @unchecked Sendable {
         process.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [agent]) + ["serve", "--listen", listen, "--unix", directory.appendingPathComponent("agent.sock").path,
                              "--db", directory.appendingPathComponent("agent.db").path, "--images-dir", images.path,
                              "--token-file", tokens.path] + extraArguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = directory.appendingPathComponent("agent.out")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("agent.err").path, contents: nil)

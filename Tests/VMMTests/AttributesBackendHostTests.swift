@@ -4,20 +4,12 @@ import Testing
 import TestSupport
 @testable import VMM
 
-/// Whether this host can run the attributes backend, and if not, why (for the skip message).
-enum AttributesHost {
-    static let report: CapabilityReport? = try? KVM.System().capabilityReport()
-    static var usable: Bool {
-        guard let report else { return false }
-        return HostReport.backends(for: report).first { $0.name == .attributes }?.usable == true
-    }
-}
-
 /// The attributes backend on a host whose KVM has private memory: guest_memfd
 /// slots, KVM_SET_MEMORY_ATTRIBUTES, and faults reported by KVM itself.
 /// Elsewhere (this project's machines) Swift Testing lists these as skipped, with the reason.
-@Suite(.enabled(if: AttributesHost.usable,
-                "attributes backend skipped: this host's KVM has no VM type with the PRIVATE memory attribute (KVM_CAP_VM_TYPES lacks sw_protected/snp/tdx or KVM_CAP_MEMORY_ATTRIBUTES lacks PRIVATE)"))
+// Needs a VM type with the PRIVATE memory attribute, guest_memfd, USER_MEMORY2 and MEMORY_FAULT_INFO.
+@Suite(.enabled(if: HostCapabilities.current.attributesBackend,
+                "attributes backend skipped: this host's KVM has no VM type with the PRIVATE memory attribute, or lacks guest_memfd, USER_MEMORY2 or MEMORY_FAULT_INFO (memgate-agent caps says which; make check-privmem runs these)"))
 struct AttributesBackendHostTests {
     @Test(arguments: [false, true])
     func privateMemConversionsOnAttributes(discard: Bool) throws {

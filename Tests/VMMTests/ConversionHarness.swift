@@ -75,7 +75,7 @@ struct ConversionFixture {
 
     func makeVM(_ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 32, commandLine: String = "",
                 initialState: PageState = .private, policy: PolicyStore = PolicyStore(), maxRuns: Int? = nil,
-                backend: BackendKind = .alias, mechanism: AliasMechanism = .protect,
+                backend: BackendKind = .alias, mechanism: AliasMechanism = .protect, transport: ConversionTransport = .port,
                 events: InMemoryEventSink = InMemoryEventSink(), harness: SelftestHarness? = nil) throws -> VirtualMachine {
         var configuration = VMConfiguration(name: guest)
         configuration.vcpuCount = vcpus
@@ -85,6 +85,8 @@ struct ConversionFixture {
         configuration.backend = backend
         configuration.maxRuns = maxRuns
         configuration.aliasMechanism = mechanism
+        configuration.transport = transport
+        configuration.enableHypercallExit = transport == .vmcall
         let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
         return try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
                                   policies: policy, events: events, syncHandler: harness?.handler)
@@ -96,6 +98,23 @@ struct ConversionFixture {
             vm.stop(reason: "test timeout")
             return "TIMEOUT\n" + String(decoding: vm.consoleOutput, as: UTF8.self)
         }
+        if vm.lifecycle.exitStatus == 0 { Self.recordAreas(of: vm) }
         return String(decoding: vm.consoleOutput, as: UTF8.self)
+    }
+
+    /// Tells the capability ledger which host-dependent paths a guest that passed went through.
+    static func recordAreas(of vm: VirtualMachine) {
+        let exits = Dictionary(vm.exitCounts.map { ($0.kind, $0.count) }, uniquingKeysWith: +)
+        let explicit = vm.statistics.total(decision: .applied, trigger: .explicit)
+        if vm.backendKind == .attributes {
+            CapabilityLedger.ran(.attributesBackend, vm.name)
+        } else if vm.stores.privateFile != nil {
+            CapabilityLedger.ran(.guestMemfdStore, vm.name)
+        } else if vm.stores.privateMemory != nil {
+            CapabilityLedger.ran(.memfdStore, vm.name)
+        }
+        if exits["memory_fault", default: 0] > 0 { CapabilityLedger.ran(.memoryFaultExit, vm.name) }
+        if explicit > 0, exits["hypercall", default: 0] > 0 { CapabilityLedger.ran(.hypercallExit, vm.name) }
+        if explicit > 0, vm.configuration.transport == .port { CapabilityLedger.ran(.pvPort, vm.name) }
     }
 }

@@ -16,6 +16,23 @@ struct ConversionScenarioTests {
         fixture = try ConversionFixture()
     }
 
+    /// The same conversions requested with VMCALL: each arrives as KVM_EXIT_HYPERCALL (MAP_GPA_RANGE).
+    // Needs KVM_CAP_EXIT_HYPERCALL with MAP_GPA_RANGE and a probe that saw the exit reach userspace.
+    @Test(.enabled(if: HostCapabilities.current.conversionTransport == .vmcall,
+                   "requires VMCALL conversions (KVM_CAP_EXIT_HYPERCALL for MAP_GPA_RANGE, and the probe's exit reaching the agent); this host converts through the PV port"))
+    func privateMemConversionsOverVMCALL() throws {
+        let harness = SelftestHarness()
+        let events = InMemoryEventSink()
+        let vm = try fixture.makeVM("conversions", commandLine: "keep", initialState: .shared, transport: .vmcall,
+                                    events: events, harness: harness)
+        let console = try fixture.run(vm)
+        #expect(harness.failures == [])
+        #expect(vm.lifecycle.exitStatus == 0, "\(vm.lifecycle.reason ?? "") console: \(console)")
+        let hypercalls = vm.exitCounts.first { $0.kind == "hypercall" }?.count ?? 0
+        #expect(hypercalls > 0, "the guest converted through VMCALL")
+        #expect(!events.conversions.isEmpty && events.conversions.allSatisfy { $0.decision == .applied && $0.trigger == .explicit })
+    }
+
     /// private_mem_conversions_test: explicit conversions, then punch-hole imprecise and precise.
     @Test(arguments: AliasMechanism.allCases, [(1, false), (1, true), (2, false), (2, true)])
     func privateMemConversions(mechanism: AliasMechanism, vcpusAndDiscard: (Int, Bool)) throws {
@@ -46,10 +63,9 @@ struct ConversionScenarioTests {
         #expect(vm.pageStates.runs.count == 1 && vm.pageStates.sharedBytes == vm.pageStates.bounds.size)
 
         // The private store follows the host: guest_memfd where KVM makes mmap-able ones, memfd otherwise.
-        let caps = try System().capabilityReport()
-        let guestMemfdStore = caps.guestMemfd && caps.guestMemfdFlags & GuestMemfdFlag.mmap != 0
-        #expect((vm.stores.privateFile != nil) == guestMemfdStore,
-                "guest_memfd \(caps.guestMemfd), flags \(caps.guestMemfdFlags): the private store is \(vm.stores.privateFile == nil ? "memfd" : "guest_memfd")")
+        let host = HostCapabilities.current
+        #expect((vm.stores.privateFile != nil) == host.mmapGuestMemfd,
+                "mmap-able guest_memfd \(host.mmapGuestMemfd) (hidden: \(host.hidden)): the private store is \(vm.stores.privateFile == nil ? "memfd" : "guest_memfd")")
         #expect(vm.stores.privateMemory != nil, "the alias backend maps its private store")
         vm.stop()
         // Freeing the VM leaves a guest_memfd usable: punch and re-allocate the whole file.

@@ -8,8 +8,9 @@ import TestSupport
 /// The attributes backend on a real private-memory KVM (`make check-privmem` runs these
 /// inside the nested host: our own kernel with KVM_SW_PROTECTED_VM under QEMU). On hosts
 /// without private memory Swift Testing lists them as skipped, with the reason.
-@Suite(.enabled(if: AttributesHost.usable,
-                "private-memory tests skipped: this host's KVM has no VM type with the PRIVATE memory attribute (run make check-privmem)"))
+// Needs what the attributes backend needs: a private-memory VM type, guest_memfd, USER_MEMORY2, MEMORY_FAULT_INFO.
+@Suite(.enabled(if: HostCapabilities.current.attributesBackend,
+                "private-memory tests skipped: this host's KVM cannot run the attributes backend (no PRIVATE memory attribute, guest_memfd, USER_MEMORY2 or MEMORY_FAULT_INFO; run make check-privmem)"))
 struct PrivateMemoryTests {
     let fixture: ConversionFixture
 
@@ -21,11 +22,12 @@ struct PrivateMemoryTests {
         console.split(separator: "\n").compactMap { line in line.split(separator: "=").last.flatMap { Int64($0) } }
     }
 
-    @Test func theHostHasSoftwareProtectedVMs() throws {
-        let report = try #require(AttributesHost.report)
-        #expect(report.vmTypes.contains(.swProtected))
+    @Test func attributesVMsGetThePrivateMemoryVMType() throws {
+        let type = HostCapabilities.current.capabilities?.privateMemoryVMType
+        #expect(type?.supportsPrivateMemory == true)
         let vm = try fixture.makeVM("hello", backend: .attributes)
         #expect(vm.backendKind == .attributes && vm.memoryDescription.hasPrefix("attributes"))
+        #expect(vm.kvmVM.type == type)
     }
 
     /// private_mem_conversions_test on the attributes backend: 1 and 2 vCPUs, discard on and off;

@@ -18,7 +18,9 @@ checkout=$(sed -n 's/.*memgate.checkout=\([^ ]*\).*/\1/p' /proc/cmdline)
 mkdir -p "$checkout" 2>/dev/null
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=loose,ro checkout "$checkout"
 ip link set lo up 2>/dev/null || true
-export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
+# Files the command leaves in $MEMGATE_PRIVMEM_OUT reach the outer host (the checkout is read-only here).
+mkdir -p "$xfer/out"
+export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 MEMGATE_PRIVMEM_OUT=$xfer/out
 bash "$xfer/command" < /dev/null
 echo $? > "$xfer/status"
 sync

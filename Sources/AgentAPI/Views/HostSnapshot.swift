@@ -27,6 +27,7 @@ public struct HostSnapshot: Sendable {
                                   probeOutcome: report.aliasProbe.outcome.rawValue, probeDetail: report.aliasProbe.detail),
             uptimeSeconds: Date().timeIntervalSince(startedAt), vms: vms, policyVersion: policy.version)
         info.policyName = policy.policy.name
+        info.hiddenCapabilities = report.capabilities.hidden.isEmpty ? nil : report.capabilities.hidden
         return info
     }
 }

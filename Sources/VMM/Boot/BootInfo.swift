@@ -8,6 +8,21 @@ public enum ConversionTransport: UInt32, Sendable, Codable, CustomStringConverti
     case vmcall = 1
 
     public var description: String { self == .port ? "port" : "vmcall" }
+
+    /// In JSON (`caps --json`) by name, as `GET /v1/host` spells it, never by the ABI number.
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        switch name {
+        case "port": self = .port
+        case "vmcall": self = .vmcall
+        default: throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown transport \(name)"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }
 
 /// The per-vCPU boot info (`struct mg_boot_info`), encoded with the offsets

@@ -41,12 +41,23 @@ public struct HostReport: Sendable, Codable, Equatable {
                    aliasProbe: AliasProbe.cached(system: system, logger: logger), aliasMechanism: aliasMechanism)
     }
 
+    /// The capability whose loss changes the most about how VMs run here, for testing the
+    /// fallback below it: the attributes backend, else guest_memfd, else VMCALL conversions
+    /// (when the probe found them usable), else register sync. Nil when none is in use. Pure.
+    public var strongestCapability: HiddenCapabilities.Name? {
+        if backends.first(where: { $0.name == .attributes })?.usable == true { return .memoryAttributes }
+        if capabilities.guestMemfd { return .guestMemfd }
+        if conversionTransport == .vmcall { return .exitHypercall }
+        if capabilities.syncRegsMask != 0 { return .syncRegs }
+        return nil
+    }
+
     /// Which backends these capabilities allow. Pure.
     public static func backends(for caps: CapabilityReport) -> [BackendAvailability] {
         let attributes: BackendAvailability
-        if let type = caps.privateMemoryVMType, caps.guestMemfd, caps.userMemory2 {
+        if let type = caps.privateMemoryVMType, caps.guestMemfd, caps.userMemory2, caps.memoryFaultInfo {
             attributes = .init(name: .attributes, usable: true,
-                               reason: "VM type \(type) has private memory attributes, guest_memfd and USER_MEMORY2")
+                               reason: "VM type \(type) has private memory attributes, guest_memfd, USER_MEMORY2 and MEMORY_FAULT_INFO")
         } else {
             var missing: [String] = []
             let asked = caps.memoryAttributesByVMType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
@@ -55,6 +66,7 @@ public struct HostReport: Sendable, Codable, Equatable {
             }
             if !caps.guestMemfd { missing.append("no GUEST_MEMFD") }
             if !caps.userMemory2 { missing.append("no USER_MEMORY2") }
+            if !caps.memoryFaultInfo { missing.append("no MEMORY_FAULT_INFO") }
             attributes = .init(name: .attributes, usable: false, reason: missing.joined(separator: "; "))
         }
         let mmapable = caps.guestMemfd && caps.guestMemfdFlags & GuestMemfdFlag.mmap != 0
@@ -62,6 +74,8 @@ public struct HostReport: Sendable, Codable, Equatable {
             name: .alias, usable: true,
             reason: mmapable ? "private pages in mmap-able guest_memfd, shared pages in memfd, one alias per page"
                              : "private pages in memfd (no mmap-able guest_memfd), shared pages in memfd")
-        return [attributes, alias]
+        guard !caps.hidden.isEmpty else { return [attributes, alias] }
+        let masked = " (\(HiddenCapabilities.environmentVariable)=\(caps.hidden.joined(separator: ",")))"
+        return [attributes, alias].map { var backend = $0; backend.reason += masked; return backend }
     }
 }

@@ -46,7 +46,8 @@ public enum HypercallProbe {
     public static func run(system: KVM.System, deadline: Duration = .milliseconds(500), logger: Logger) -> HypercallProbeResult {
         let mask = UInt64(UInt32(bitPattern: system.check(.exitHypercall)))
         guard mask & (1 << Hypercall.mapGPARange) != 0 else {
-            return HypercallProbeResult(outcome: .unavailable, detail: "KVM_CAP_EXIT_HYPERCALL lacks KVM_HC_MAP_GPA_RANGE")
+            let why = system.hidden.hides(.exitHypercall) ? " (exit_hypercall is hidden by \(HiddenCapabilities.environmentVariable))" : ""
+            return HypercallProbeResult(outcome: .unavailable, detail: "KVM_CAP_EXIT_HYPERCALL lacks KVM_HC_MAP_GPA_RANGE\(why)")
         }
         let image = GuestImage(segments: [.init(address: BootLayout.imageBase, bytes: code,
                                                 memorySize: UInt64(code.count), executable: true)],

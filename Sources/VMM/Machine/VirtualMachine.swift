@@ -103,7 +103,7 @@ public final class VirtualMachine: Sendable {
         ])
     }
 
-    private static func chooseBackend(_ requested: BackendKind?, caps: CapabilityReport) throws(VMCreationError) -> BackendKind {
+    static func chooseBackend(_ requested: BackendKind?, caps: CapabilityReport) throws(VMCreationError) -> BackendKind {
         let availability = HostReport.backends(for: caps)
         let attributes = availability.first { $0.name == .attributes }
         let usable = attributes?.usable ?? false

@@ -55,7 +55,7 @@ struct MemoryBuilder {
         if caps.guestMemfd, caps.guestMemfdFlags & GuestMemfdFlag.mmap != 0, dataRAM.size > 0 {
             let flags = GuestMemfdFlag.mmap | (caps.guestMemfdFlags & GuestMemfdFlag.initShared)
             if let file = try? vm.createGuestMemfd(size: dataRAM.size, flags: flags), let mapping = try? file.map() {
-                attempts.append((file, mapping, true, "guest_memfd bound with KVM_MEM_GUEST_MEMFD"))
+                if caps.userMemory2 { attempts.append((file, mapping, true, "guest_memfd bound with KVM_MEM_GUEST_MEMFD")) }
                 attempts.append((file, mapping, false, "guest_memfd mapped as ordinary memory"))
             }
         }
