@@ -7,7 +7,7 @@ BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
 APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus \
-                linux-source-6.12 qemu-system-x86 bc bison flex libelf-dev libssl-dev iptables libnetfilter-queue-dev
+                linux-source-6.12 qemu-system-x86 bc bison flex libelf-dev libssl-dev iptables libnetfilter-queue-dev linux-perf
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).
 PY_TOOLS     := openapi-spec-validator schemathesis
@@ -18,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-privmem clean install
+.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-privmem profile-privmem clean install
 
 all: build guests
 
@@ -111,6 +111,22 @@ bench-privmem: deps guests $(BENCH_OUT)/conversions-floor
 	  '$(BUILD)/release/bench-conversions --privmem --guest $(GUEST_OUT)/convert-bench.elf \
 	   --floor $(BENCH_OUT)/conversions-floor --conversions 20000 --output "$$MEMGATE_PRIVMEM_OUT/results.txt"'
 	cat $(BENCH_OUT)/privmem-out/results.txt >> $(BENCH_OUT)/results.txt
+
+# Where bench-privmem's time goes inside the nested host: perf's software cpu-clock sampling
+# (TCG has no PMU) over a shorter run of the same three series, by process, library and
+# function, Swift names demangled; written to $(BENCH_OUT)/privmem-profile/.
+profile-privmem: deps guests $(BENCH_OUT)/conversions-floor
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-conversions
+	@rm -rf $(BENCH_OUT)/privmem-profile
+	MEMGATE_PRIVMEM_COLLECT=$(CURDIR)/$(BENCH_OUT)/privmem-profile bash scripts/privmem-run.sh bash -c \
+	  'set -e; perf record -q -e cpu-clock -F 499 -g -o /tmp/perf.data -- $(BUILD)/release/bench-conversions --privmem \
+	     --guest $(GUEST_OUT)/convert-bench.elf --floor $(BENCH_OUT)/conversions-floor --conversions 5000 --rounds 1 \
+	     --output "$$MEMGATE_PRIVMEM_OUT/results.txt" > "$$MEMGATE_PRIVMEM_OUT/bench.txt"; \
+	   perf report -q -i /tmp/perf.data --no-children --sort comm,dso --stdio > "$$MEMGATE_PRIVMEM_OUT/by-dso.txt"; \
+	   perf report -q -i /tmp/perf.data --no-children --sort comm,dso,sym --stdio -g none --percent-limit 0.5 > "$$MEMGATE_PRIVMEM_OUT/by-symbol.txt"'
+	swift demangle --simplified < $(BENCH_OUT)/privmem-profile/by-symbol.txt > $(BENCH_OUT)/privmem-profile/by-symbol-demangled.txt
+	cat $(BENCH_OUT)/privmem-profile/bench.txt $(BENCH_OUT)/privmem-profile/by-dso.txt
+	head -60 $(BENCH_OUT)/privmem-profile/by-symbol-demangled.txt
 
 # Hostile guests for longer: make chaos SECONDS=600
 SECONDS ?= 60

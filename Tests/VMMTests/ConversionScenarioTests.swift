@@ -23,7 +23,8 @@ struct ConversionScenarioTests {
     func privateMemConversionsOverVMCALL() throws {
         let harness = SelftestHarness()
         let events = InMemoryEventSink()
-        let vm = try fixture.makeVM("conversions", commandLine: "keep", initialState: .shared, transport: .vmcall,
+        let vm = try fixture.makeVM("conversions", commandLine: "keep", initialState: .shared,
+                                    policy: try fixture.policy(#"{"defaults":{"discard":false}}"#), transport: .vmcall,
                                     events: events, harness: harness)
         let console = try fixture.run(vm)
         #expect(harness.failures == [])
