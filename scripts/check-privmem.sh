@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make check-privmem: the attributes backend on a real private-memory KVM. Boots our own
-# kernel (KVM_SW_PROTECTED_VM) under QEMU TCG and runs, inside it, `memgate-agent caps`
+# kernel (KVM_SW_PROTECTED_VM) under QEMU TCG and runs, inside it, `memgate-agent caps`,
 # the test cases that need private memory (they are skipped by name elsewhere), and the
 # VMCALL conversions (KVM_EXIT_HYPERCALL reaches userspace on nested SVM).
 # Needs the host's debug build and test build (make check's `test` target makes them).
