@@ -104,6 +104,7 @@ struct PrivateMemoryTests {
         #expect((vm.exitCounts.first { $0.kind == "memory_fault" }?.count ?? 0) >= 1)
         #expect(bystander.waitUntilFinished(timeout: .seconds(120)) && bystander.lifecycle.exitStatus == 0)
         print("privmem: exit39_handled=\(vm.exitCounts.first { $0.kind == "memory_fault" }?.count ?? 0) (no guest_memfd)")
+        if vm.state == .faulted, fault.source == .kvm { CapabilityLedger.ran(.memoryFaultExit, "no guest_memfd") }
     }
 
     /// Real exit 39 (b): one vCPU converts a window back and forth while another reads and
