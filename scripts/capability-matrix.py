@@ -50,7 +50,7 @@ def main(paths):
             count = runs.get((context, area), 0)
             status, detail = availability.get((context, area), ("available", ""))
             if count:
-                cells[(context, area)] = f"ran ({count} guests)"
+                cells[(context, area)] = f"ran ({count} guest{'' if count == 1 else 's'})"
             elif status == "missing":
                 if detail not in notes:
                     notes.append(detail)
