@@ -15,7 +15,9 @@ final class RunningAgent {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--db", folder.appendingPathComponent(database).path,
                              "--images-dir", folder.appendingPathComponent("images").path,
-                             "--token-file", folder.appendingPathComponent("tokens").path, "--log-level", "error"]
+                             "--token-file", folder.appendingPathComponent("tokens").path, "--log-level", "error",
+                             // The 64 readers share one token; a principal's default share is 32 streams.
+                             "--max-streams-per-principal", "64"]
         process.standardOutput = try FileHandle(forWritingTo: out)
         try process.run()
         var found: UInt16?
