@@ -27,13 +27,8 @@ struct HiddenCapabilitiesTests {
         }
     }
 
-    /// A host that has everything, as KVM_CHECK_EXTENSION would answer.
-    static let everything: [Capability: Int32] = [
-        .guestMemfd: 1, .guestMemfdFlags: Int32(GuestMemfdFlag.mmap | GuestMemfdFlag.initShared),
-        .memoryAttributes: Int32(MemoryAttribute.private), .vmTypes: 0b11_0011, .memoryFaultInfo: 1,
-        .userMemory2: 1, .preFaultMemory: 1, .exitHypercall: 1 << 12, .syncRegs: 7,
-        .nrVCPUs: 2, .nrMemslots: 32764, .maxVCPUs: 1024, .immediateExit: 1,
-    ]
+    /// A host that has everything, with VM types default, sw_protected, snp and tdx.
+    static let everything = FakeKVMAnswers.everything(vmTypes: 0b11_0011)
 
     @Test(arguments: Name.allCases)
     func eachNameTakesAwayOnlyWhatItNames(_ name: Name) {

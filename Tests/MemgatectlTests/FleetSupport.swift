@@ -20,6 +20,18 @@ func hostsFile(_ lines: [String]) throws -> String {
     return path
 }
 
+/// A policy document in a file of its own, for `policy push` and `policy rollout`.
+func policyFile(_ text: String) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-policy-\(UUID().uuidString).json").path
+    try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+/// Where a rollout keeps its state: a database in a folder that does not exist yet.
+func rolloutStateFile() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("rollout-state-\(UUID().uuidString)/rollouts.db").path
+}
+
 func jsonObject(_ text: String) -> [String: Any] {
     (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
 }

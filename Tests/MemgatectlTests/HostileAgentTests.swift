@@ -163,28 +163,18 @@ final class HostileAgent: HTTPHandler {
         #expect(result.stderr.contains(message), "\(result.stderr)")
     }
 
-    /// The stream reader holds at most one event's worth (1 MiB) per host: a host whose event
-    /// never ends is given up, with the limit named, after the events it sent before.
-    @Test func anEventThatNeverEndsStopsFollowingItsHost() throws {
-        let server = try HostileAgent.serve(.endlessEvent)
+    /// The stream reader holds at most one event's worth (1 MiB) per host: a host whose event never
+    /// ends (`endlessEvent`), or that sends millions of empty `data:` lines, each counting against the
+    /// limit (`emptyDataLines`), is given up with the limit named, after the events it sent before.
+    @Test(arguments: [(HostileAgent.Mode.endlessEvent, "endless"), (.emptyDataLines, "blank")])
+    func anEventThatNeverEndsStopsFollowingItsHost(mode: HostileAgent.Mode, name: String) throws {
+        let server = try HostileAgent.serve(mode)
         defer { server.stop() }
-        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) endless"])
+        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) \(name)"])
         // --max-duration only bounds a regression (it would follow forever); the pass ends by itself.
         let result = try ctl(["events", "--follow", "--hosts", hosts, "--json", "--max-duration", "120"])
         #expect(result.status == 1)
-        #expect(result.stdout.contains(#"{"host":"endless","n":1}"#), "\(result.stdout)")
-        #expect(result.stderr.contains("larger than 1048576 bytes; not following this host"), "\(result.stderr)")
-    }
-
-    /// Empty `data:` lines count against the 1 MiB event limit too (a line each): a host that sends
-    /// millions of them is given up, as one whose single line never ends is.
-    @Test func endlessEmptyDataLinesStopFollowingItsHost() throws {
-        let server = try HostileAgent.serve(.emptyDataLines)
-        defer { server.stop() }
-        let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) blank"])
-        let result = try ctl(["events", "--follow", "--hosts", hosts, "--json", "--max-duration", "120"])
-        #expect(result.status == 1)
-        #expect(result.stdout.contains(#"{"host":"blank","n":1}"#), "\(result.stdout)")
+        #expect(result.stdout.contains(#"{"host":"\#(name)","n":1}"#), "\(result.stdout)")
         #expect(result.stderr.contains("larger than 1048576 bytes; not following this host"), "\(result.stderr)")
     }
 

@@ -9,16 +9,6 @@ struct RolloutGuardTests {
     static let benign = #"{"name":"benign","defaults":{"explicit":"allow","implicit":"allow","discard":true}}"#
     static let quick = ["--connect-timeout", "1", "--retries", "0", "--json"]
 
-    func file(_ text: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("guard-\(UUID().uuidString).json").path
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
-    func stateFile() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("guard-state-\(UUID().uuidString)/rollouts.db").path
-    }
-
     func steps(_ stdout: String) -> [[String: Any]] { stdout.split(separator: "\n").map { jsonObject(String($0)) } }
 
     /// A read-only peer holding the only stream slot blinds the bake: the host counts as unreachable
@@ -31,7 +21,7 @@ struct RolloutGuardTests {
         for _ in 0..<3000 where try RedTeamProbe.openStreams(agent) < 1 { usleep(10_000) }
         #expect(try RedTeamProbe.openStreams(agent) == 1)
         let hosts = try hostsFile(["\(agent.url) solo"])
-        let result = try ctl(["policy", "rollout", try file(Self.benign), "--hosts", hosts, "--bake", "2", "--state", stateFile()] + Self.quick)
+        let result = try ctl(["policy", "rollout", try policyFile(Self.benign), "--hosts", hosts, "--bake", "2", "--state", rolloutStateFile()] + Self.quick)
         #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
         let last = steps(result.stdout).last ?? [:]
         #expect(last["state"] as? String == "breached", "\(result.stdout)")
@@ -44,11 +34,11 @@ struct RolloutGuardTests {
         let agent = try AgentProcess()
         defer { agent.terminate(); agent.removeFiles() }
         let hosts = try hostsFile(["\(agent.url) solo"])
-        let state = stateFile()
+        let state = rolloutStateFile()
         let token = FileManager.default.temporaryDirectory.appendingPathComponent("guard-token-\(UUID().uuidString)").path
         try Data(AgentProcess.adminToken.utf8).write(to: URL(fileURLWithPath: token))
         let first = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
-                                       ["policy", "rollout", try file(Self.benign), "--hosts", hosts, "--bake", "600", "--state", state,
+                                       ["policy", "rollout", try policyFile(Self.benign), "--hosts", hosts, "--bake", "600", "--state", state,
                                         "--token-file", token] + Self.quick)
         var baking = false
         for _ in 0..<6000 where !baking {
@@ -56,17 +46,17 @@ struct RolloutGuardTests {
             usleep(10_000)
         }
         #expect(baking, "\(first.stdout) \(first.stderr)")
-        let second = try ctl(["policy", "rollout", try file(Self.benign), "--hosts", hosts, "--bake", "1", "--state", state] + Self.quick)
+        let second = try ctl(["policy", "rollout", try policyFile(Self.benign), "--hosts", hosts, "--bake", "1", "--state", state] + Self.quick)
         #expect(second.status == 1 && second.stderr.contains("another memgatectl (pid \(first.pid))"), "\(second.stderr)")
         let resumedBeside = try ctl(["policy", "rollout", "--resume", "--hosts", hosts, "--state", state] + Self.quick)
         #expect(resumedBeside.status == 1 && resumedBeside.stderr.contains("another memgatectl"), "\(resumedBeside.stderr)")
         first.kill(SIGKILL)
         _ = first.wait()
-        let third = try ctl(["policy", "rollout", try file(Self.benign), "--hosts", hosts, "--bake", "1", "--state", state] + Self.quick)
+        let third = try ctl(["policy", "rollout", try policyFile(Self.benign), "--hosts", hosts, "--bake", "1", "--state", state] + Self.quick)
         #expect(third.status == 1 && third.stderr.contains("is still running") && third.stderr.contains("--force"), "\(third.stderr)")
         let rolledBack = try ctl(["policy", "rollout", "--rollback", "--hosts", hosts, "--state", state] + Self.quick)
         #expect(rolledBack.status == 0, "\(rolledBack.stdout) \(rolledBack.stderr)")
-        let forced = try ctl(["policy", "rollout", try file(Self.benign), "--hosts", hosts, "--bake", "0", "--state", state] + Self.quick)
+        let forced = try ctl(["policy", "rollout", try policyFile(Self.benign), "--hosts", hosts, "--bake", "0", "--state", state] + Self.quick)
         #expect(forced.status == 0, "nothing is running now: \(forced.stdout) \(forced.stderr)")
     }
 }

@@ -10,16 +10,6 @@ struct RolloutTests {
     static let benign = #"{"name":"benign","defaults":{"explicit":"allow","implicit":"allow","discard":true}}"#
     static let strict = #"{"name":"strict","defaults":{"explicit":"deny"}}"#
 
-    func policyFile(_ text: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("rollout-\(UUID().uuidString).json").path
-        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
-        return path
-    }
-
-    func stateFile() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("rollout-state-\(UUID().uuidString)/rollouts.db").path
-    }
-
     /// A guest converting until its policy denies it (churn with no limit), on agent `index`.
     func churnForever(_ lab: NetworkLab, _ index: Int) throws {
         let created = try lab.request(index, "POST", "/v1/vms", json: #"{"name":"busy","image":"churn.elf","command_line":"0","memory_mib":16}"#)
@@ -52,7 +42,7 @@ struct RolloutTests {
             #expect(lab.waitForEnd(index, vm: id), "VM \(id) on a\(index) ended")
         }
         let hosts = try lab.hostsFile { $0 == 3 ? "role=canary" : "role=main" }
-        let state = stateFile()
+        let state = rolloutStateFile()
 
         // --dry-run: the replay on every host and the plan; nothing written.
         let dry = try ctl(["policy", "rollout", try policyFile(Self.strict), "--hosts", hosts, "--dry-run", "--canary", "25%", "--seed", "1",
@@ -94,7 +84,7 @@ struct RolloutTests {
         // A long bake that only a breach ends: nothing here depends on how fast anything runs.
         let process = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
                                          ["policy", "rollout", try policyFile(Self.strict), "--hosts", hosts, "--canary", "2",
-                                          "--canary-select", "role=canary", "--bake", "600", "--state", stateFile(), "--token-file", try tokenFile()]
+                                          "--canary-select", "role=canary", "--bake", "600", "--state", rolloutStateFile(), "--token-file", try tokenFile()]
                                          + Self.quick)
         #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
         // Someone else changes one canary's policy; then a guest on the other is denied.
@@ -117,7 +107,7 @@ struct RolloutTests {
         let lab = try NetworkLab(agents: 5)
         defer { lab.close() }
         let hosts = try lab.hostsFile()
-        let state = stateFile()
+        let state = rolloutStateFile()
         let token = try tokenFile()
         let arguments = ["--hosts", hosts, "--canary", "1", "--seed", "11", "--state", state, "--token-file", token] + Self.quick
 
@@ -158,7 +148,7 @@ struct RolloutTests {
             let process = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
                                              ["policy", "rollout", try policyFile(allowed == 0 ? Self.benign : Self.strict), "--hosts", hosts,
                                               "--canary-select", "role=canary", "--bake", "2", "--max-unreachable", "\(allowed)",
-                                              "--state", stateFile(), "--token-file", token] + Self.quick)
+                                              "--state", rolloutStateFile(), "--token-file", token] + Self.quick)
             #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
             if allowed == 0 { try lab.cut(2) }  // a host of the next wave drops off the network
             let status = process.wait()

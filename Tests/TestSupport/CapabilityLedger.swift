@@ -47,7 +47,7 @@ public enum CapabilityLedger {
         case .attributesBackend, .memoryFaultExit:
             guard !host.attributesBackend else { return nil }
             return hiding(["guest_memfd", "memory_attributes", "sw_protected", "user_memory2", "memory_fault_info"])
-                ?? host.attributesBackendReason.replacingOccurrences(of: " (MEMGATE_KVM_HIDE=\(report.capabilities.hidden.joined(separator: ",")))", with: "")
+                ?? host.attributesBackendReason
         case .guestMemfdStore:
             return host.mmapGuestMemfd ? nil : hiding(["guest_memfd", "guest_memfd_mmap"]) ?? "no mmap-able guest_memfd"
         case .memfdStore:

@@ -21,9 +21,11 @@ public struct HostCapabilities: Sendable {
 
     /// The attributes backend runs here (a VM type with private memory, guest_memfd, USER_MEMORY2, MEMORY_FAULT_INFO).
     public var attributesBackend: Bool { report?.backends.first { $0.name == .attributes }?.usable == true }
-    /// The reason the attributes backend does not run here, for skip messages.
+    /// Why the attributes backend does not run here, in the host's own terms (without the mask's suffix).
     public var attributesBackendReason: String {
-        report?.backends.first { $0.name == .attributes }?.reason ?? (unavailableReason ?? "no KVM")
+        guard var caps = capabilities else { return unavailableReason ?? "no KVM" }
+        caps.hidden = []
+        return HostReport.backends(for: caps).first { $0.name == .attributes }?.reason ?? "not reported"
     }
     /// KVM makes guest_memfd files the host can map: the alias backend's private store is guest_memfd.
     public var mmapGuestMemfd: Bool {
@@ -34,21 +36,21 @@ public struct HostCapabilities: Sendable {
     public var conversionTransport: ConversionTransport { report?.conversionTransport ?? .port }
 
     static func read() -> HostCapabilities {
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
-            let missing = access("/dev/kvm", F_OK) != 0
-            let capabilities = HostCapabilities(report: nil, unavailableReason: missing ? "no /dev/kvm" : "/dev/kvm is not read-write")
-            CapabilityLedger.recordAvailability(capabilities)
-            return capabilities
-        }
-        let logger = Logger(label: "test.host-capabilities") { _ in SwiftLogNoOpLogHandler() }
-        let capabilities: HostCapabilities
-        do throws(KVMError) {
-            let system = try KVM.System()
-            capabilities = HostCapabilities(report: HostReport.probe(system: system, logger: logger), unavailableReason: nil)
-        } catch {
-            capabilities = HostCapabilities(report: nil, unavailableReason: "\(error)")
-        }
+        let capabilities = probe()
         CapabilityLedger.recordAvailability(capabilities)
         return capabilities
+    }
+
+    private static func probe() -> HostCapabilities {
+        guard access("/dev/kvm", R_OK | W_OK) == 0 else {
+            let missing = access("/dev/kvm", F_OK) != 0
+            return HostCapabilities(report: nil, unavailableReason: missing ? "no /dev/kvm" : "/dev/kvm is not read-write")
+        }
+        let logger = Logger(label: "test.host-capabilities") { _ in SwiftLogNoOpLogHandler() }
+        do throws(KVMError) {
+            return HostCapabilities(report: HostReport.probe(system: try KVM.System(), logger: logger), unavailableReason: nil)
+        } catch {
+            return HostCapabilities(report: nil, unavailableReason: "\(error)")
+        }
     }
 }

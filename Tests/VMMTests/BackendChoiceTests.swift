@@ -1,5 +1,6 @@
 import KVM
 import Testing
+import TestSupport
 @testable import VMM
 
 /// What every combination of MEMGATE_KVM_HIDE names does to a host that has everything: which
@@ -7,13 +8,8 @@ import Testing
 struct BackendChoiceTests {
     typealias Name = HiddenCapabilities.Name
 
-    /// KVM_CHECK_EXTENSION answers of a host with every capability MemGate uses (VM types default and sw_protected).
-    static let everything: [Capability: Int32] = [
-        .guestMemfd: 1, .guestMemfdFlags: Int32(GuestMemfdFlag.mmap | GuestMemfdFlag.initShared),
-        .memoryAttributes: Int32(MemoryAttribute.private), .vmTypes: 0b11, .memoryFaultInfo: 1,
-        .userMemory2: 1, .preFaultMemory: 1, .exitHypercall: 1 << 12, .syncRegs: 7,
-        .nrVCPUs: 2, .nrMemslots: 32764, .maxVCPUs: 1024, .immediateExit: 1,
-    ]
+    /// A host with every capability MemGate uses and VM types default and sw_protected.
+    static let everything = FakeKVMAnswers.everything(vmTypes: 0b11)
 
     static func report(hiding hidden: HiddenCapabilities) -> CapabilityReport {
         CapabilityReport.build(hidden: hidden, check: { hidden.answer($0, host: everything[$0] ?? 0) },
