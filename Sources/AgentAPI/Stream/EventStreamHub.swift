@@ -166,8 +166,7 @@ public final class EventStreamHub: Sendable {
     fileprivate func release(_ opener: Opener) {
         shared.withLock { state in
             state.reserved -= 1
-            let left = state.perPrincipal[opener.name, default: 1] - 1
-            state.perPrincipal[opener.name] = left > 0 ? left : nil
+            state.perPrincipal.decrementCount(opener.name)
             if !opener.isAdmin { state.readOnly -= 1 }
         }
     }
@@ -276,11 +275,12 @@ public final class EventStreamHub: Sendable {
         return true
     }
 
-    /// Writes a reader's share; true when it has more to take than one turn gives.
     /// What one reader may hold unsent when `readers` are open: its share of the process-wide budget. Pure.
     public static func readerLimit(_ limits: Limits, readers: Int) -> Int {
         min(limits.bufferBytes, max(64 << 10, limits.totalBufferBytes / max(readers, 1)))
     }
+
+    /// Writes a reader's share; true when it has more to take than one turn gives.
 
     private func serve(_ subscriber: Subscriber, window: StreamWindow, shares: inout [Int64: (bytes: [UInt8], through: Int64)],
                        prunedThrough: Int64, limit: Int) throws(EventStoreError) -> Bool {

@@ -52,7 +52,7 @@ public struct AuditPull {
         }
         var open = fleet.hosts.indices.filter { reports[$0].failure == nil }
         while !open.isEmpty {
-            if let end, end.timeIntervalSinceNow <= 0 {
+            if Self.isPast(end) {
                 for index in open { reports[index].failure = Self.outOfTime("events") }
                 break
             }
@@ -107,7 +107,7 @@ public struct AuditPull {
                 let missing = try sink.missingDocuments(Set(history.entries.map(\.version)))
                 var documents: [PolicyDocumentRecord] = []
                 for version in missing.sorted() {
-                    if let end, end.timeIntervalSinceNow <= 0 { throw AuditError(Self.outOfTime("policy documents")) }
+                    if Self.isPast(end) { throw AuditError(Self.outOfTime("policy documents")) }
                     let answer = fleet.send("GET", { _ in "/v1/policy/documents/\(version)" }, to: [index], commandDeadline: end)[0]
                     // A transfer cut at the command's end finishes a moment before it: within 0.1 s counts as the end.
                     let pastEnd = { end.map { $0.timeIntervalSinceNow <= 0.1 } ?? false }
@@ -149,7 +149,7 @@ public struct AuditPull {
                 // The same promise as events: ids strictly ascending past the cursor, at most --max-rows a run.
                 var cursor = EventCursor(position: try sink.requestCursor(host: name), maxRows: maxRows)
                 pages: while true {
-                    if let end, end.timeIntervalSinceNow <= 0 { throw AuditError(Self.outOfTime("api requests")) }
+                    if Self.isPast(end) { throw AuditError(Self.outOfTime("api requests")) }
                     let outcome = fleet.get("/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)", as: APIRequestPage.self, on: [index],
                                             commandDeadline: end)[0]
                     guard let page = outcome.value else { throw AuditError("api requests: \(outcome.failure.map { "\($0)" } ?? "no answer")") }
@@ -170,6 +170,9 @@ public struct AuditPull {
         }
         return failures
     }
+
+    /// True once `--max-duration`'s end (if any) has come.
+    static func isPast(_ end: Date?) -> Bool { end.map { $0.timeIntervalSinceNow <= 0 } ?? false }
 
     /// What a host that ran out of `--max-duration` in `phase` is told.
     static func outOfTime(_ phase: String) -> String { "\(phase) not finished within --max-duration; run again to continue" }

@@ -327,12 +327,11 @@ final class EventLoop: @unchecked Sendable {
     private func dispatch(_ request: HTTPRequest, on connection: Connection, now: UInt64) {
         if connection.awaitingCredential {
             guard handler.presentsValidCredential(request) else {
-                refuse(connection.fd, code: "too_many_connections",
-                       "the agent's general connection slots are taken; the rest are for requests with a valid token")
+                refuse(connection.fd, code: "too_many_connections", Self.reserveRefusal)
                 return dropConnection(connection)
             }
             connection.awaitingCredential = false
-            if let network = connection.network { decrementAwaiting(network) }
+            if let network = connection.network { awaitingPerNetwork.decrementCount(network) }
         }
         // Back-pressure: a peer that does not read its answers gets no more of them
         // (the request waits, reading stops, and the write-stall clock runs).
@@ -461,21 +460,16 @@ final class EventLoop: @unchecked Sendable {
             activeUnix -= 1
         } else if connection.inReserve {
             activeReserve -= 1
-            if connection.awaitingCredential, let network = connection.network { decrementAwaiting(network) }
+            if connection.awaitingCredential, let network = connection.network { awaitingPerNetwork.decrementCount(network) }
             connection.awaitingCredential = false
         } else {
             activeTCP -= 1
-            if let network = connection.network {
-                let left = perPeer[network, default: 1] - 1
-                perPeer[network] = left > 0 ? left : nil
-            }
+            if let network = connection.network { perPeer.decrementCount(network) }
         }
     }
 
-    private func decrementAwaiting(_ network: String) {
-        let left = awaitingPerNetwork[network, default: 1] - 1
-        awaitingPerNetwork[network] = left > 0 ? left : nil
-    }
+    /// Why a reserve slot is refused or closed: it is held only by a request with a valid token.
+    private static let reserveRefusal = "the agent's general connection slots are taken; the rest are for requests with a valid token"
 
     private func watchOutput(_ connection: Connection, _ on: Bool) {
         guard connection.watchingOutput != on else { return }
@@ -599,8 +593,7 @@ final class EventLoop: @unchecked Sendable {
             if connection.awaitingCredential, now &- connection.acceptedNanos >= configuration.limits.reserveHeaderTimeoutNanos {
                 // A reserve slot is held only by a request that shows a credential, and only briefly before it does;
                 // the peer is told why, as at any refusal.
-                refuse(connection.fd, code: "too_many_connections",
-                       "the agent's general connection slots are taken; the rest are for requests with a valid token")
+                refuse(connection.fd, code: "too_many_connections", Self.reserveRefusal)
                 dropConnection(connection)
                 continue
             }
