@@ -42,7 +42,11 @@ struct PreflightTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let node = directory + "/kvm"
         #expect(try TestSupport.run("/bin/mknod", ["-m", "0644", node, "c", "10", "232"]).status == 0)
-        let result = try TestSupport.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash", Self.script],
+        // The other user may not reach the checkout (a clone under a 0700 mktemp folder): it runs a copy beside the node.
+        let script = directory + "/preflight.sh"
+        try FileManager.default.copyItem(atPath: Self.script, toPath: script)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script)
+        let result = try TestSupport.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/bin/bash", script],
                                          environment: ["KVM_DEVICE": node])
         #expect(result.status == 1)
         #expect(result.stderr.contains("cannot be opened read-write") && result.stderr.contains("group kvm"), "\(result.stderr)")
