@@ -9,7 +9,7 @@ import SQLite
 enum EventRingCodec {
     /// The statements a record may carry, by the number stored in ring files (only ever append).
     enum Statement: UInt8, CaseIterable, Sendable {
-        case insertFault, insertConversion, finishConversion, insertAPIRequest, insertFaultWithAccess
+        case insertFault, insertConversion, finishConversion, insertAPIRequest, insertFaultWithAccess, insertVMConversion
 
         var sql: String {
             switch self {
@@ -18,6 +18,7 @@ enum EventRingCodec {
             case .finishConversion: EventStore.finishConversion
             case .insertAPIRequest: EventStore.insertAPIRequest
             case .insertFaultWithAccess: EventStore.insertFaultWithAccess
+            case .insertVMConversion: EventStore.insertVMConversion
             }
         }
     }

@@ -14,6 +14,11 @@ public struct VMRegistration: Sendable {
     public var backend: String
     public var dataRAM: PageRange
     public var initialState: PageState
+    /// How the image is named to people, the command line, and the VM process (nil: inside the agent).
+    public var image = ""
+    public var commandLine = ""
+    public var timeoutMillis: Int64?
+    public var pid: Int32?
 
     public init(name: String, labels: [String: String] = [:], memoryBytes: UInt64, vcpus: Int, backend: String,
                 dataRAM: PageRange, initialState: PageState) {
@@ -72,29 +77,38 @@ extension EventStore {
         let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
             ((), [EventWriter.Write(sql: """
                 INSERT INTO vms (vm_id, name, labels, memory_bytes, vcpus, backend, data_ram_start, data_ram_size,
-                                 initial_state, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 initial_state, created_ns, image, command_line, timeout_ms, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, values: [.integer(id), .text(registration.name), .text(labels), .unsigned(registration.memoryBytes),
                               .integer(Int64(registration.vcpus)), .text(registration.backend),
                               .unsigned(registration.dataRAM.start), .unsigned(registration.dataRAM.size),
-                              .text(registration.initialState.rawValue), .unsigned(createdNanos)]),
+                              .text(registration.initialState.rawValue), .unsigned(createdNanos), .text(registration.image),
+                              .text(registration.commandLine), registration.timeoutMillis.map(SQLValue.integer) ?? .null,
+                              registration.pid.map { .integer(Int64($0)) } ?? .null]),
                   vmEventWrite(id, .created, atNanos: createdNanos)])
         }
         if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }
     }
 
     public func vmStarted(_ id: Int64, atNanos time: UInt64) {
+        vmLifecycle(id, .started, atNanos: time)
+    }
+
+    /// A start, pause or resume, for the event stream (the vms row keeps only the VM's start and end).
+    public func vmLifecycle(_ id: Int64, _ what: VMEventKind, atNanos time: UInt64) {
         _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
-            ((), [EventWriter.Write(sql: "UPDATE vms SET started_ns = coalesce(started_ns, ?) WHERE vm_id = ?",
-                                    values: [.unsigned(time), .integer(id)]),
-                  vmEventWrite(id, .started, atNanos: time)])
+            ((), vmLifecycleWrites(id, what, atNanos: time))
         }
     }
 
-    /// A pause or resume, for the event stream (the vms row keeps only the VM's start and end).
-    public func vmLifecycle(_ id: Int64, _ what: VMEventKind, atNanos time: UInt64) {
-        _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
-            ((), [vmEventWrite(id, what, atNanos: time)])
+    /// The rows of a start, pause or resume under the next event id; call inside the writer's `enqueue`.
+    func vmLifecycleWrites(_ id: Int64, _ what: VMEventKind, atNanos time: UInt64) -> [EventWriter.Write] {
+        var writes: [EventWriter.Write] = []
+        if what == .started {
+            writes.append(EventWriter.Write(sql: "UPDATE vms SET started_ns = coalesce(started_ns, ?) WHERE vm_id = ?",
+                                            values: [.unsigned(time), .integer(id)]))
         }
+        writes.append(vmEventWrite(id, what, atNanos: time))
+        return writes
     }
 
     /// Records how a VM ended and its final private/shared layout; waits until durable.
@@ -102,20 +116,34 @@ extension EventStore {
     @discardableResult
     public func vmEnded(_ id: Int64, atNanos time: UInt64, state: String, reason: String?, exitStatus: Int32?,
                         layout: PageStateMap) -> RecordingFailure? {
+        let runs = layout.runs.map { (start: $0.range.start, end: $0.range.end, state: $0.state) }
         let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
-            var writes = [EventWriter.Write(sql: """
-                UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ? AND ended_ns IS NULL
-                """, values: [.unsigned(time), .text(state), reason.map { .text($0) } ?? .null,
-                              exitStatus.map { .integer(Int64($0)) } ?? .null, .integer(id)]),
-                          vmEventWrite(id, .ended, atNanos: time, state: state, reason: reason, exitStatus: exitStatus)]
-            for run in layout.runs {
-                writes.append(EventWriter.Write(sql: "INSERT OR REPLACE INTO memory_layout (vm_id, start_gpa, end_gpa, state) VALUES (?, ?, ?, ?)",
-                                                values: [.integer(id), .unsigned(run.range.start), .unsigned(run.range.end),
-                                                         .text(run.state.rawValue)]))
-            }
-            return ((), writes)
+            ((), vmEndedWrites(id, atNanos: time, state: state, reason: reason, exitStatus: exitStatus, runs: runs))
         }
         return writer.waitCommitted(sequence)
+    }
+
+    /// The rows of a VM's end under the next event id; call inside the writer's `enqueue`.
+    func vmEndedWrites(_ id: Int64, atNanos time: UInt64, state: String, reason: String?, exitStatus: Int32?,
+                       runs: [(start: UInt64, end: UInt64, state: PageState)]) -> [EventWriter.Write] {
+        var writes = [EventWriter.Write(sql: """
+            UPDATE vms SET ended_ns = ?, final_state = ?, final_reason = ?, exit_status = ? WHERE vm_id = ? AND ended_ns IS NULL
+            """, values: [.unsigned(time), .text(state), reason.map { .text($0) } ?? .null,
+                          exitStatus.map { .integer(Int64($0)) } ?? .null, .integer(id)]),
+                      vmEventWrite(id, .ended, atNanos: time, state: state, reason: reason, exitStatus: exitStatus)]
+        for run in runs {
+            writes.append(EventWriter.Write(sql: "INSERT OR REPLACE INTO memory_layout (vm_id, start_gpa, end_gpa, state) VALUES (?, ?, ?, ?)",
+                                            values: [.integer(id), .unsigned(run.start), .unsigned(run.end), .text(run.state.rawValue)]))
+        }
+        return writes
+    }
+
+    /// DELETE: the VM is no longer listed, here or after a restart (its rows stay).
+    public func vmDeleted(_ id: Int64, atNanos time: UInt64) {
+        let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
+            ((), [EventWriter.Write(sql: "UPDATE vms SET deleted_ns = ? WHERE vm_id = ?", values: [.unsigned(time), .integer(id)])])
+        }
+        _ = writer.waitCommitted(sequence)
     }
 
     public func recordPolicy(_ policy: VersionedPolicy, appliedBy: String, atNanos time: UInt64) throws(EventStoreError) {

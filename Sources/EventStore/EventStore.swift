@@ -33,7 +33,9 @@ public final class EventStore: EventSink {
     /// Opens (creating and migrating) the database at `path`. VMs that a previous
     /// agent left without an end are closed as `lost`, their pending conversions
     /// marked `incomplete`.
-    public init(path: String, durability: Durability = .normal, migrations: [Migration]? = nil,
+    /// - Parameter closeLostVMs: false when the caller adopts VMs whose processes outlived their agent
+    ///   (it then closes the ones it cannot adopt itself).
+    public init(path: String, durability: Durability = .normal, migrations: [Migration]? = nil, closeLostVMs: Bool = true,
                 logger: Logger) throws(EventStoreError) {
         self.path = path
         ownership = try WriterLock(databasePath: path)
@@ -59,7 +61,8 @@ public final class EventStore: EventSink {
             try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
             // What a dead agent left in the ring goes in before anything else looks at the tables.
             let replayed = try ring.map { ring throws(SQLiteError) in try Self.apply(ring, to: connection) } ?? 0
-            let recovered = try Self.closeLostVMs(connection, atNanos: MonotonicClock.wallNanos(), replayed: replayed)
+            let recovered = closeLostVMs ? try Self.closeLostVMs(connection, atNanos: MonotonicClock.wallNanos(), replayed: replayed)
+                : RecoveryReport(vms: 0, incompleteConversions: 0, replayedRecords: replayed)
             let lastEvent = try connection.scalar("""
                 SELECT max(\(Self.highestEventIDs), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
                 """) ?? 0

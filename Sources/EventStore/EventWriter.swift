@@ -230,13 +230,13 @@ final class EventWriter: @unchecked Sendable {
         var pendingInsert: [Int64: Int] = [:]
         for write in batch {
             switch write.ringStatement {
-            case .insertConversion:
+            case .insertConversion, .insertVMConversion:
                 if case .integer(let id) = write.values.first { pendingInsert[id] = out.count }
                 out.append(write)
             case .finishConversion:
                 // decision, reason (nil keeps the recorded one), completed_ns, discarded_bytes, guest_result, event_id
                 guard write.values.count == 6, case .integer(let id) = write.values[5], let index = pendingInsert[id],
-                      out[index].values.count == 17 else {
+                      out[index].values.count >= 17 else {
                     out.append(write)
                     continue
                 }

@@ -12,6 +12,10 @@ public struct EventAggregate: Sendable, Equatable {
     public var second: UInt64
     public var kind: AggregateKind
     public var events: UInt64
+
+    public init(vmID: Int64, second: UInt64, kind: AggregateKind, events: UInt64) {
+        self.vmID = vmID; self.second = second; self.kind = kind; self.events = events
+    }
 }
 
 /// A per-VM budget of rows per second for each kind a guest can produce at will
