@@ -166,6 +166,13 @@ long cnet_peer_uid(int fd) {
     return (long)credentials.uid;
 }
 
+long cnet_peer_pid(int fd) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -1;
+    return (long)credentials.pid;
+}
+
 int cnet_peer_name(int fd, char *out, size_t out_len) {
     struct sockaddr_storage address;
     socklen_t length = sizeof address;

@@ -16,6 +16,12 @@ public struct LatencyHistogram: Sendable, Equatable {
         counts = Array(repeating: 0, count: bounds.count + 1)
     }
 
+    /// A histogram another process counted; nil unless `counts` fits `bounds`.
+    public init?(bounds: [Double], counts: [UInt64], sumSeconds: Double, count: UInt64) {
+        guard counts.count == bounds.count + 1 else { return nil }
+        self.bounds = bounds; self.counts = counts; self.sumSeconds = sumSeconds; self.count = count
+    }
+
     public mutating func observe(nanos: UInt64) {
         let seconds = Double(nanos) / 1e9
         let index = bounds.firstIndex { seconds <= $0 } ?? bounds.count

@@ -57,6 +57,8 @@ ssize_t cnet_recv(int fd, void *buffer, size_t length);
 
 /* The peer's uid on a Unix socket (SO_PEERCRED), or -1. */
 long cnet_peer_uid(int fd);
+/* The peer's pid by SO_PEERCRED (-1 with errno). */
+long cnet_peer_pid(int fd);
 /* The peer's address as text ("127.0.0.1:5555", "[::1]:5555"), written into out. */
 int cnet_peer_name(int fd, char *out, size_t out_len);
 

@@ -32,6 +32,13 @@ public struct ConversionStatistics: Sendable, Equatable {
 
     public init() {}
 
+    /// Counts another process made (a VM process's statistics on the wire).
+    public init(conversions: [Key: Int], convertedBytes: [Key: UInt64], faults: [EventSource: Int], faultAccesses: [String: Int],
+                faultsWithoutConversion: Int, latency: LatencyHistogram, unrecorded: [AggregateKind: Int]) {
+        self.conversions = conversions; self.convertedBytes = convertedBytes; self.faults = faults; self.faultAccesses = faultAccesses
+        self.faultsWithoutConversion = faultsWithoutConversion; self.latency = latency; self.unrecorded = unrecorded
+    }
+
     public mutating func count(_ record: ConversionRecord) {
         let key = Key(direction: record.direction, trigger: record.trigger, decision: record.decision)
         conversions[key, default: 0] += 1

@@ -57,6 +57,11 @@ public struct VMLifecycle: Sendable, Equatable {
 
     public init() {}
 
+    /// A lifecycle as another process reported it (a VM process, or the store after a restart).
+    public init(state: VMState, reason: String?, exitStatus: Int32?) {
+        self.state = state; self.reason = reason; self.exitStatus = exitStatus
+    }
+
     public mutating func apply(_ event: VMLifecycleEvent) throws(LifecycleError) {
         let next: VMState
         switch (state, event) {
