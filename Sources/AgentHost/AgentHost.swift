@@ -6,6 +6,7 @@ import MemoryModel
 import Platform
 import Synchronization
 import VMM
+import VMProcess
 
 /// The one place that owns the VMs of a host: creation (with registration in
 /// the store), lifecycle, and the record of every VM's end on every path —
@@ -17,22 +18,26 @@ public final class AgentHost: Sendable {
     public let store: EventStore?
     public let policies: PolicyStore
     public let maxVMs: Int
-    private let logger: Logger
-    private let memorySink = InMemoryEventSink()
-    private let defaults: VMDefaults
+    let logger: Logger
+    /// Set when VMs run in processes of their own (`serve`); nil: inside this process.
+    let processes: VMProcessOptions?
+    /// Reads every VM process's ring into the store (with `processes`).
+    let drain: RingDrain?
+    let memorySink = InMemoryEventSink()
+    let defaults: VMDefaults
     /// Page-state runs a VM may have unless its spec says: `maxVMs` VMs at this limit fit
     /// the process's mapping budget, so no VM's fragmentation can fail another's conversion.
     public var runLimit: Int { defaults.runLimit }
 
     /// What every VM of this host gets unless its spec says otherwise.
-    private struct VMDefaults {
+    struct VMDefaults {
         var aliasMechanism: AliasMechanism?
         /// Rows per second per VM and kind for what guests can cause at will (VMConfiguration.recordingBudget).
         var recordingBudget: UInt64?
         var runLimit: Int
     }
 
-    private struct State {
+    struct State {
         var vms: [Int64: ManagedVM] = [:]
         var draining = false
         var recordingFailure: RecordingFailure?
@@ -40,21 +45,26 @@ public final class AgentHost: Sendable {
         /// Counts of the VMs deleted so far, so the process-wide totals never go down.
         var retired = HostTotals()
     }
-    private let state = Mutex(State())
+    let state = Mutex(State())
     /// Serializes policy replacement (compare-and-swap on the version).
     private let policyLock = NSLock()
 
     /// - Parameter aliasMechanism: how alias-backend VMs convert (nil: the host probe decides, `AliasProbe`).
     public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64,
-                aliasMechanism: AliasMechanism? = nil, recordingBudget: UInt64? = 1000, logger: Logger) {
+                aliasMechanism: AliasMechanism? = nil, recordingBudget: UInt64? = 1000, processes: VMProcessOptions? = nil,
+                logger: Logger) {
         self.system = system
         self.store = store
         self.policies = policies
         self.maxVMs = maxVMs
+        // VM processes record into rings only the store drains: without a store they run inside the agent.
+        self.processes = store == nil ? nil : processes
+        drain = self.processes == nil ? nil : store.map { RingDrain(store: $0, logger: logger) }
         let runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
         defaults = VMDefaults(aliasMechanism: aliasMechanism, recordingBudget: recordingBudget, runLimit: runLimit)
         self.logger = logger
         store?.onFailure { [weak self] reason in self?.recordingFailed(reason) }
+        drain?.start()
     }
 
     // MARK: Creation
@@ -82,39 +92,19 @@ public final class AgentHost: Sendable {
         } catch {
             throw .badImage("\(error)")
         }
-        var configuration = VMConfiguration(name: spec.name)
-        configuration.id = vmID
-        configuration.memoryBytes = memoryBytes
-        configuration.vcpuCount = spec.vcpus
-        configuration.commandLine = spec.commandLine
-        configuration.initialState = spec.initialState
-        configuration.backend = spec.backend
-        configuration.maxRuns = spec.maxRuns ?? runLimit
-        configuration.recordingBudget = defaults.recordingBudget
-        configuration.aliasMechanism = spec.aliasMechanism ?? defaults.aliasMechanism
-        let machine: VirtualMachine
-        do {
-            machine = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
-                                         policies: policies, events: store ?? memorySink, consoleStream: spec.consoleStream)
-        } catch {
-            throw .creationFailed(error.description)
+        let vm: ManagedVM
+        if let processes {
+            vm = try createProcess(spec, id: vmID, options: processes)
+        } else {
+            vm = try createInProcess(spec, id: vmID, image: image)
         }
-        let created = MonotonicClock.wallNanos()
-        do {
-            try store?.register(VMRegistration(name: spec.name, labels: spec.labels, memoryBytes: memoryBytes, vcpus: spec.vcpus,
-                                               backend: machine.backendKind.rawValue, dataRAM: machine.pageStates.bounds,
-                                               initialState: spec.initialState), id: vmID, createdNanos: created)
-        } catch {
-            throw .store(error)
-        }
-        let vm = ManagedVM(id: vmID, spec: spec, createdNanos: created, machine: machine)
         let admitted = state.withLock { state -> Bool in
             guard !state.draining else { return false }
             state.vms[vmID] = vm
             return true
         }
         guard admitted else {
-            recordEnd(vm)
+            abandon(vm, reason: "the agent began shutting down as it was created")
             throw .shuttingDown
         }
         logger.info("VM created", metadata: ["vm_id": "\(vmID)", "name": "\(spec.name)"])
@@ -122,8 +112,8 @@ public final class AgentHost: Sendable {
             do throws(AgentHostError) {
                 try self.start(vmID)
             } catch {
+                abandon(vm, reason: "it could not be started: \(error)")
                 remove(vmID)
-                recordEnd(vm)
                 throw error
             }
         }
@@ -147,36 +137,42 @@ public final class AgentHost: Sendable {
     public func start(_ id: Int64) throws(AgentHostError) {
         let vm = try existing(id)
         guard !state.withLock({ $0.draining }) else { throw .shuttingDown }
-        do {
-            try vm.machine.start()
+        do throws(VMRuntimeError) {
+            try vm.runtime.start()
         } catch {
             throw .conflict(error.description)
         }
         let now = MonotonicClock.wallNanos()
         vm.markStarted(at: now)
-        store?.vmStarted(id, atNanos: now)
+        // A VM process records its start in its ring, in order with what its guest does.
+        if !vm.runtime.recordsItsLifecycle { store?.vmStarted(id, atNanos: now) }
+        watchStarted(vm)
+    }
+
+    /// Waits (on a thread of its own) for a started VM to end or time out.
+    func watchStarted(_ vm: ManagedVM) {
         let watcher = Thread { [self] in watch(vm) }
-        watcher.name = "memgate-vm\(id)-watch"
+        watcher.name = "memgate-vm\(vm.id)-watch"
         watcher.start()
     }
 
     public func pause(_ id: Int64) throws(AgentHostError) {
-        do { try existing(id).machine.pause() } catch let error as LifecycleError { throw .conflict(error.description) }
-        catch let error as AgentHostError { throw error } catch { throw .conflict("\(error)") }
-        store?.vmLifecycle(id, .paused, atNanos: MonotonicClock.wallNanos())
+        let vm = try existing(id)
+        do throws(VMRuntimeError) { try vm.runtime.pause() } catch { throw .conflict(error.description) }
+        if !vm.runtime.recordsItsLifecycle { store?.vmLifecycle(id, .paused, atNanos: MonotonicClock.wallNanos()) }
     }
 
     public func resume(_ id: Int64) throws(AgentHostError) {
-        do { try existing(id).machine.resume() } catch let error as LifecycleError { throw .conflict(error.description) }
-        catch let error as AgentHostError { throw error } catch { throw .conflict("\(error)") }
-        store?.vmLifecycle(id, .resumed, atNanos: MonotonicClock.wallNanos())
+        let vm = try existing(id)
+        do throws(VMRuntimeError) { try vm.runtime.resume() } catch { throw .conflict(error.description) }
+        if !vm.runtime.recordsItsLifecycle { store?.vmLifecycle(id, .resumed, atNanos: MonotonicClock.wallNanos()) }
     }
 
     /// Stops the VM (if it has not ended) and returns once its end is recorded.
     public func stop(_ id: Int64, reason: String = "stopped through the API") throws(AgentHostError) {
         let vm = try existing(id)
-        vm.machine.stop(reason: reason)
-        if vm.startedNanos == nil { recordEnd(vm) }
+        vm.runtime.stop(reason: reason)
+        if vm.startedNanos == nil && !vm.runtime.recordsItsLifecycle { recordEnd(vm) }
         vm.waitUntilRecorded()
     }
 
@@ -188,44 +184,57 @@ public final class AgentHost: Sendable {
             throw .conflict("VM \(id) is \(current.rawValue); stop it before deleting it")
         }
         if current == .created {
-            vm.machine.stop(reason: "deleted before it was started")
-            recordEnd(vm)
+            vm.runtime.stop(reason: "deleted before it was started")
+            if !vm.runtime.recordsItsLifecycle { recordEnd(vm) }
         }
         vm.waitUntilRecorded()
         remove(id)
+        store?.vmDeleted(id, atNanos: MonotonicClock.wallNanos())
+        processes?.runDirectory.removeFiles(of: id, keepLog: false)
         logger.info("VM deleted", metadata: ["vm_id": "\(id)"])
     }
 
     /// Forgets a VM, keeping its counts in the process-wide totals (in the same step, so a
     /// scrape sees them either on the VM or in the totals, never neither or both).
-    private func remove(_ id: Int64) {
+    func remove(_ id: Int64) {
+        guard let vm = vm(id) else { return }
+        let last = vm.snapshot
         state.withLock { state in
-            guard let vm = state.vms.removeValue(forKey: id) else { return }
-            state.retired.add(vm.machine)
+            guard state.vms.removeValue(forKey: id) != nil else { return }
+            state.retired.add(last)
         }
     }
 
     /// Exits, faults and conversions of every VM this agent has held since it started.
     public var totals: HostTotals {
-        state.withLock { state in
-            var totals = state.retired
-            for vm in state.vms.values { totals.add(vm.machine) }
-            return totals
-        }
+        // Each VM process is asked outside the lock; a VM deleted meanwhile is counted at most once.
+        let (retired, held) = state.withLock { ($0.retired, Array($0.vms.values)) }
+        var totals = retired
+        for vm in held { totals.add(vm.snapshot) }
+        return totals
     }
 
-    /// Stops every VM, records every end, and refuses new work: the first half
-    /// of a graceful agent exit (the caller then closes the store).
-    public func shutdown(reason: String = "the agent is shutting down") {
+    /// Refuses new work and then either stops every VM and records every end, or (VMs in
+    /// processes of their own, `stopVMs` false) leaves them running for the next agent after
+    /// committing what their rings hold: the first half of an agent exit (the caller then closes the store).
+    public func shutdown(reason: String = "the agent is shutting down", stopVMs: Bool = true) {
         let all = state.withLock { state -> [ManagedVM] in
             state.draining = true
             return Array(state.vms.values)
         }
+        if processes != nil && !stopVMs {
+            drain?.stop()
+            let running = all.filter { !$0.isRecorded }
+            for vm in running { (vm.runtime as? ProcessRuntime)?.client.close() }
+            logger.notice("VMs left running for the next agent", metadata: ["vms": "\(running.count)"])
+            return
+        }
         for vm in all {
-            vm.machine.stop(reason: reason)
-            if vm.startedNanos == nil { recordEnd(vm) }
+            vm.runtime.stop(reason: reason)
+            if vm.startedNanos == nil && !vm.runtime.recordsItsLifecycle { recordEnd(vm) }
         }
         for vm in all { vm.waitUntilRecorded() }
+        drain?.stop()
         logger.info("all VMs ended", metadata: ["vms": "\(all.count)"])
     }
 
@@ -237,7 +246,7 @@ public final class AgentHost: Sendable {
             return Array(state.vms.values)
         }
         logger.error("recording failed; failing every VM", metadata: ["error": "\(failure)", "vms": "\(all.count)"])
-        for vm in all { vm.machine.fail(reason: "event store failed: \(failure)") }
+        for vm in all { vm.runtime.fail(reason: "event store failed: \(failure)") }
     }
 
     /// Why recording stopped for good, if it has (the agent then exits with a status that says so).
@@ -245,32 +254,31 @@ public final class AgentHost: Sendable {
 
     /// Waits for a started VM to end (or its timeout), then records the end.
     private func watch(_ vm: ManagedVM) {
-        if !vm.machine.waitUntilFinished(timeout: vm.timeout) {
+        if !vm.runtime.waitUntilFinished(timeout: vm.timeout) {
             vm.markTimedOut()
             let seconds = vm.timeout.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
-            vm.machine.stop(reason: "timeout: still running after \(seconds) s")
+            vm.runtime.stop(reason: "timeout: still running after \(seconds) s")
         }
         recordEnd(vm)
     }
 
     /// Records how the VM ended, exactly once.
-    private func recordEnd(_ vm: ManagedVM) {
+    func recordEnd(_ vm: ManagedVM) {
         let now = MonotonicClock.wallNanos()
         guard vm.claimEnd(at: now) else { return }
         let outcome = vm.lifecycle
         let state = outcome.state.isTerminal ? outcome.state.rawValue : VMState.stopped.rawValue
-        vm.machine.flushAggregates()
-        if let failure = store?.vmEnded(vm.id, atNanos: now, state: state, reason: outcome.reason,
-                                        exitStatus: outcome.exitStatus, layout: vm.machine.pageStates) {
-            logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])
+        // A VM process's end reached the store with its ring's last record (or was recorded when its process died).
+        if !vm.runtime.recordsItsLifecycle {
+            vm.machine?.flushAggregates()
+            if let failure = store?.vmEnded(vm.id, atNanos: now, state: state, reason: outcome.reason,
+                                            exitStatus: outcome.exitStatus, layout: vm.snapshot.pageStates) {
+                logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])
+            }
         }
         logger.info("VM ended", metadata: ["vm_id": "\(vm.id)", "state": "\(state)", "reason": "\(outcome.reason ?? "")"])
         // An ended VM stays listed until DELETE for its record; its RAM goes back to the host now.
-        do throws(KVMError) {
-            try vm.machine.releaseMemory()
-        } catch {
-            logger.warning("could not free an ended VM's memory", metadata: ["vm_id": "\(vm.id)", "error": "\(error)"])
-        }
+        vm.runtime.release { [logger] message in logger.warning("\(message)", metadata: ["vm_id": "\(vm.id)"]) }
         vm.setRecorded()
         vm.endRecorded()
     }
@@ -302,6 +310,8 @@ public final class AgentHost: Sendable {
         }
         policies.replace(with: policy)
         logger.notice("policy replaced", metadata: ["version": "\(policy.version)", "by": "\(appliedBy)"])
+        // VM processes hold their own copy; one that cannot be reached gets it when an agent adopts it.
+        for vm in vms where !vm.isRecorded { vm.runtime.policyChanged(policy) }
         return true
     }
 }

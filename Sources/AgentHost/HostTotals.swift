@@ -46,8 +46,8 @@ public struct HostTotals: Sendable, Equatable {
         conversionLatency.merge(statistics.latency)
     }
 
-    /// Adds the counts of a VM's machine.
-    public mutating func add(_ machine: VirtualMachine) {
-        add(exits: machine.exitCounts, statistics: machine.statistics)
+    /// Adds the counts of a VM as it looks now.
+    public mutating func add(_ snapshot: VMSnapshot) {
+        add(exits: snapshot.exitCounts, statistics: snapshot.statistics)
     }
 }

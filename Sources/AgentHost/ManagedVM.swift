@@ -1,3 +1,4 @@
+import EventStore
 import Foundation
 import MemoryModel
 import Synchronization
@@ -16,7 +17,12 @@ public final class ManagedVM: Sendable {
     public let initialState: PageState
     public let createdNanos: UInt64
     public let timeout: Duration?
-    public let machine: VirtualMachine
+    /// Where the VM runs: inside the agent, in its own process, or (ended before a restart) nowhere.
+    public let runtime: VMRuntime
+    /// The VM inside the agent's process, when it runs there.
+    public var machine: VirtualMachine? { (runtime as? InProcessRuntime)?.machine }
+    /// The VM's process, when it has one.
+    public var pid: Int32? { (runtime as? ProcessRuntime)?.pid }
 
     private struct Times {
         var startedNanos: UInt64?
@@ -26,7 +32,7 @@ public final class ManagedVM: Sendable {
     private let times = Mutex(Times())
     private let ended = NSCondition()
 
-    init(id: Int64, spec: VMSpec, createdNanos: UInt64, machine: VirtualMachine) {
+    init(id: Int64, spec: VMSpec, createdNanos: UInt64, runtime: VMRuntime) {
         self.id = id
         name = spec.name
         imageName = spec.imageName
@@ -37,14 +43,37 @@ public final class ManagedVM: Sendable {
         initialState = spec.initialState
         self.createdNanos = createdNanos
         timeout = spec.timeout
-        self.machine = machine
+        self.runtime = runtime
     }
+
+    /// A VM this agent found in the store: ended before it started, or adopted with its process.
+    init(stored: StoredVM, runtime: VMRuntime) {
+        id = stored.id
+        name = stored.name
+        imageName = stored.image
+        memoryMib = stored.memoryBytes >> 20
+        vcpus = stored.vcpus
+        commandLine = stored.commandLine
+        labels = stored.labels
+        initialState = stored.initialState
+        createdNanos = stored.createdNanos
+        timeout = stored.timeoutMillis.map { Duration.milliseconds($0) }
+        self.runtime = runtime
+        times.withLock {
+            $0.startedNanos = stored.startedNanos
+            $0.endedNanos = stored.endedNanos
+        }
+        if stored.endedNanos != nil { setRecorded() }
+    }
+
+    /// What the VM looks like now (one request to its process, if it has one).
+    public var snapshot: VMSnapshot { runtime.snapshot }
 
     public var startedNanos: UInt64? { times.withLock { $0.startedNanos } }
     public var endedNanos: UInt64? { times.withLock { $0.endedNanos } }
     /// True when the agent stopped it because its timeout passed.
     public var timedOut: Bool { times.withLock { $0.timedOut } }
-    public var lifecycle: VMLifecycle { machine.lifecycle }
+    public var lifecycle: VMLifecycle { runtime.lifecycle }
 
     func markStarted(at nanos: UInt64) { times.withLock { $0.startedNanos = nanos } }
     func markTimedOut() { times.withLock { $0.timedOut = true } }
