@@ -57,8 +57,12 @@ let package = Package(
             swiftSettings: strict),
         // The VMs of one host: creation with registration, lifecycle, the record of every end.
         .target(
+            name: "VMProcess",
+            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", "Platform", "CLinux", "CNet", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
             name: "AgentHost",
-            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", "Platform", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", "VMProcess", "Platform", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // API v1: requests become typed actions at the edge; one place maps errors to responses.
         .target(
@@ -84,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "APITypes", "HTTPServer", "Platform",
+                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "APITypes", "HTTPServer", "Platform", "VMProcess", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -143,6 +147,7 @@ let package = Package(
         .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes", "JSON"], swiftSettings: strict),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
+        .testTarget(name: "VMProcessTests", dependencies: ["VMProcess", "VMM", "MemoryModel", "Platform"], swiftSettings: strict),
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore", "Platform"], swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",

@@ -16,6 +16,7 @@ final class RunningAgent {
         process.arguments = ["serve", "--listen", "127.0.0.1:0", "--db", folder.appendingPathComponent(database).path,
                              "--images-dir", folder.appendingPathComponent("images").path,
                              "--token-file", folder.appendingPathComponent("tokens").path, "--log-level", "error",
+                             "--run-dir", folder.appendingPathComponent("\(database).run").path, "--stop-vms-on-exit",
                              // The 64 readers share one token (a principal's default share is 32 streams), and each
                              // may hold the full 1 MiB unsent, as before the 32 MiB process-wide budget (512 KiB each).
                              "--max-streams-per-principal", "64", "--stream-buffer-total", "\(64 << 20)"]

@@ -48,6 +48,13 @@ public struct VMInfo: Codable, Sendable, Equatable {
     public var memoryFaults: Int
     /// Console bytes the guest has written so far.
     public var consoleBytes: Int
+    /// The VM's own process (absent: inside the agent, or ended).
+    public var pid: Int32?
+    /// The policy version the VM enforces (absent: the agent's, shared).
+    public var policyVersion: String?
+    /// Records that waited for room in the VM's ring (no agent draining it), and how long in all.
+    public var ringWaits: UInt64?
+    public var ringWaitSeconds: Double?
 
     public init(id: Int64, name: String, state: String, reason: String?, exitStatus: Int32?, image: String,
                 memoryMib: UInt64, vcpus: Int, backend: String, initialState: String, commandLine: String,

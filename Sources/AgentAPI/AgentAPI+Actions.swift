@@ -46,7 +46,7 @@ extension AgentAPI {
             return HTTPResponse(status: 204)
         case .console(let id, let after):
             let vm = try existing(id)
-            let chunk = vm.machine.console(from: after)
+            let chunk = vm.runtime.console(from: after)
             return try json(ConsoleChunk(vmId: id, offset: chunk.start, nextOffset: chunk.start + chunk.bytes.count,
                                          droppedBytes: chunk.dropped, data: String(decoding: chunk.bytes, as: UTF8.self)))
         case .memory(let id):

@@ -29,6 +29,8 @@ enum AgentFailure: Error, CustomStringConvertible {
     case maintenance(EventStoreError)
     /// `db check` found a problem it already printed.
     case checkFailed
+    /// `vm stop` could not reach or stop a VM process.
+    case vmProcess(String)
 
     var status: Int32 {
         switch self {
@@ -36,7 +38,7 @@ enum AgentFailure: Error, CustomStringConvertible {
         case .kvmUnavailable: AgentExitCode.unavailable
         case .recordingFailed: AgentExitCode.recordingFailed
         case .vmEnded(let status, _): status
-        case .maintenance, .checkFailed: 1
+        case .maintenance, .checkFailed, .vmProcess: 1
         }
     }
 
@@ -52,6 +54,7 @@ enum AgentFailure: Error, CustomStringConvertible {
         case .vmEnded(_, let message): message
         case .maintenance(let error): "\(error)"
         case .checkFailed: "the database check failed"
+        case .vmProcess(let message): message
         }
     }
 }

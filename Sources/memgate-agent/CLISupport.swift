@@ -45,10 +45,11 @@ struct RecordingOptions: ParsableArguments {
     }
 
     /// The store, unless --no-record.
-    func open(logger: Logger) throws(AgentFailure) -> EventStore? {
+    /// - Parameter adoptsVMs: the caller adopts VMs whose processes outlived their agent (it closes the rest).
+    func open(logger: Logger, adoptsVMs: Bool = false) throws(AgentFailure) -> EventStore? {
         guard !noRecord else { return nil }
         do throws(EventStoreError) {
-            return try EventStore(path: db, durability: durability, logger: logger)
+            return try EventStore(path: db, durability: durability, closeLostVMs: !adoptsVMs, logger: logger)
         } catch {
             throw .store(error)
         }
@@ -56,8 +57,8 @@ struct RecordingOptions: ParsableArguments {
 
     /// The store (unless --no-record) and the policy to start with: --policy, else the store's
     /// policy in force. A store whose policy cannot be resolved is closed again.
-    func openWithPolicy(command: String, logger: Logger) throws -> (store: EventStore?, policy: PolicyInForce) {
-        let store = try open(logger: logger)
+    func openWithPolicy(command: String, logger: Logger, adoptsVMs: Bool = false) throws -> (store: EventStore?, policy: PolicyInForce) {
+        let store = try open(logger: logger, adoptsVMs: adoptsVMs)
         do {
             return (store, try PolicyInForce.resolve(file: policy, store: store, command: command))
         } catch {

@@ -6,5 +6,5 @@ struct MemGateAgent: ParsableCommand {
         commandName: "memgate-agent",
         abstract: "Runs confidential-style guests on KVM and governs their memory conversions.",
         version: BuildInfo.version,
-        subcommands: [ServeCommand.self, RunCommand.self, CapsCommand.self, DatabaseCommand.self])
+        subcommands: [ServeCommand.self, RunCommand.self, CapsCommand.self, DatabaseCommand.self, VMCommand.self])
 }

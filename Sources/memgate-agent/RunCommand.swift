@@ -97,9 +97,11 @@ struct RunCommand: ParsableCommand {
             throw AgentFailure.usage(error.errorDescription(guest: guest))
         }
         vm.waitUntilRecorded()
-        vm.machine.finishConsoleStream()
-        if vm.machine.droppedConsoleBytes > 0 {
-            printError("\(vm.machine.droppedConsoleBytes) bytes of console output were not written to stdout (it was too slow or closed)")
+        // `run` holds its one VM in this process (its AgentHost has no VM processes).
+        guard let machine = vm.machine else { throw AgentFailure.usage("internal: run's VM is not in this process") }
+        machine.finishConsoleStream()
+        if machine.droppedConsoleBytes > 0 {
+            printError("\(machine.droppedConsoleBytes) bytes of console output were not written to stdout (it was too slow or closed)")
         }
         if let failure = host.recordingFailure {
             throw AgentFailure.recordingFailed(failure, what: "the VM was stopped so that nothing it did goes unrecorded")
@@ -107,7 +109,7 @@ struct RunCommand: ParsableCommand {
         if vm.timedOut {
             throw AgentFailure.vmEnded(status: AgentExitCode.timeout, message: "timeout: guest still running after \(timeout ?? 0) s; stopped")
         }
-        printSummary(vm.machine)
+        printSummary(machine)
         let outcome = vm.lifecycle
         let reason = outcome.reason ?? "unknown reason"
         switch outcome.state {

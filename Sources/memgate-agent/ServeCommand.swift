@@ -9,6 +9,7 @@ import Logging
 import MemoryModel
 import Platform
 import VMM
+import VMProcess
 
 struct ServeCommand: ParsableCommand {
     /// The server's own defaults are the flags' defaults: one source for each.
@@ -21,8 +22,10 @@ struct ServeCommand: ParsableCommand {
         discussion: """
             On TCP every /v1 request needs `Authorization: Bearer <token>` from --token-file \
             (lines `NAME ROLE SECRET`, ROLE admin or read-only, file mode 0600); /healthz and /metrics stay open. \
-            The Unix socket is created 0600 and needs no token. SIGTERM or SIGINT stops every VM, \
-            records how each ended, flushes the event store and exits 0.
+            The Unix socket is created 0600 and needs no token. Each VM runs in a process of its own \
+            (--run-dir): SIGTERM or SIGINT commits what the VMs recorded and exits 0, and the VMs keep running \
+            until the next serve on the same --db and --run-dir adopts them. With --stop-vms-on-exit (or \
+            --vms-in-agent) it stops every VM and records how each ended first.
             """)
 
     @Option(help: "TCP address to listen on, HOST:PORT (port 0 picks a free one; 'none' for no TCP).")
@@ -99,6 +102,18 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Mark the session cookie Secure (when browsers reach the agent through TLS).")
     var cookieSecure = false
 
+    @Option(help: "Directory of the VM processes' sockets, rings and logs (created 0700; default /run/memgate for root).")
+    var runDir: String = RunDirectory.defaultPath
+
+    @Option(help: "Bytes of each VM's record ring (a power of two, 65536-1073741824): how much a VM records with no agent draining it before its conversions wait.")
+    var vmRingBytes = VMRing.defaultCapacity
+
+    @Flag(name: .customLong("stop-vms-on-exit"), help: "Stop every VM when the agent exits (default: VMs keep running and the next agent adopts them).")
+    var stopVMsOnExit = false
+
+    @Flag(help: "Run VMs inside the agent's process: they end with it (always so with --no-record or --durability full).")
+    var vmsInAgent = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -126,6 +141,9 @@ struct ServeCommand: ParsableCommand {
         guard sessionTtl >= 60, sessionTtl <= 604_800 else { throw ValidationError("--session-ttl must be from 60 to 604800 seconds") }
         if listen != "none", ListenAddress(listen) == nil {
             throw ValidationError("--listen must be HOST:PORT with an IPv4 or [IPv6] literal and a port from 0 to 65535, or none")
+        }
+        guard (VMRing.minimumCapacity...VMRing.maximumCapacity).contains(vmRingBytes), vmRingBytes.nonzeroBitCount == 1 else {
+            throw ValidationError("--vm-ring-bytes must be a power of two from 65536 to 1073741824")
         }
         if listen == "none", unix == nil { throw ValidationError("with --listen none, give --unix PATH") }
     }
@@ -155,11 +173,37 @@ struct ServeCommand: ParsableCommand {
                 throw AgentFailure.images(error)
             }
         }
-        let (store, inForce) = try recording.openWithPolicy(command: "serve", logger: logger)
+        // VM processes record through rings the store drains, durable as the normal mode promises.
+        let ownProcesses = !vmsInAgent && !recording.noRecord && recording.durability == .normal
+        var processes: VMProcessOptions?
+        if ownProcesses {
+            do throws(RunDirectoryError) {
+                let directory = try RunDirectory(path: runDir)
+                // Held until this process ends (the descriptor is never closed).
+                _ = try directory.lock()
+                processes = VMProcessOptions(runDirectory: directory, logLevel: "\(logging.logLevel)", ringBytes: vmRingBytes)
+            } catch {
+                throw AgentFailure.usage("--run-dir \(error)")
+            }
+        }
+        let (store, inForce) = try recording.openWithPolicy(command: "serve", logger: logger, adoptsVMs: ownProcesses)
         let initialPolicy = inForce.policy
         let report = HostReport.probe(system: system, aliasMechanism: aliasMechanism, logger: logger)
         let host = AgentHost(system: system, store: store, policies: PolicyStore(initialPolicy), maxVMs: maxVMs,
-                             aliasMechanism: report.aliasMechanism, recordingBudget: recording.recordBudget, logger: logger)
+                             aliasMechanism: report.aliasMechanism, recordingBudget: recording.recordBudget, processes: processes,
+                             logger: logger)
+        // Before anyone is answered: the VMs a previous agent left are adopted or closed.
+        do throws(AgentHostError) {
+            let adoption = try host.adopt()
+            if !adoption.adopted.isEmpty || !adoption.closed.isEmpty || !adoption.refused.isEmpty {
+                logger.notice("VMs of a previous agent", metadata: [
+                    "adopted": "\(adoption.adopted)", "closed": "\(adoption.closed)", "ended": "\(adoption.ended.count)",
+                    "refused": "\(adoption.refused)"])
+            }
+        } catch {
+            store?.close()
+            throw AgentFailure.usage("adopting the VMs of a previous agent: \(error)")
+        }
         let snapshot = HostSnapshot(report: report)
         var apiConfiguration = AgentAPI.Configuration(tokens: tokens, images: images)
         apiConfiguration.sessionLifetimeNanos = UInt64(sessionTtl * 1e9)
@@ -223,12 +267,14 @@ struct ServeCommand: ParsableCommand {
         api.stopStreams()
         server.stop()
         api.flushAudit()
-        host.shutdown(reason: "the agent is shutting down (signal \(signal))")
+        let leaveRunning = ownProcesses && !stopVMsOnExit && host.recordingFailure == nil
+        host.shutdown(reason: "the agent is shutting down (signal \(signal))", stopVMs: !leaveRunning)
         store?.close()
         if let failure = host.recordingFailure {
             throw AgentFailure.recordingFailed(failure, what: "every VM was failed and the agent stopped")
         }
-        printError("stopped: every VM ended and recorded")
+        printError(leaveRunning ? "stopped: VMs keep running in their processes; the next serve on this --db and --run-dir adopts them"
+            : "stopped: every VM ended and recorded")
     }
 }
 

@@ -18,7 +18,7 @@ func report(_ outcome: HostOutcome<VMInfo>, json: Bool) throws {
 struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "Create, show, start, pause, resume, stop or delete a VM on one host, or read its console.",
-        subcommands: [Create.self, VMGet.self, VMConsole.self, Action.self])
+        subcommands: [Create.self, VMGet.self, VMConsole.self, Action.self, StopAll.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM (started unless --no-start).")
@@ -53,6 +53,41 @@ struct VMCommand: ParsableCommand {
             let body = [UInt8](try APIJSON.encoder().encode(request))
             let outcome = client.send("POST", { _ in "/v1/vms" }, to: [index], body: body).map { FleetClient.decode($0, as: VMInfo.self) }
             try report(outcome[0], json: fleet.json)
+        }
+    }
+
+    /// Draining a host is explicit: VMs outlive their agent, so this is how an operator ends them all.
+    struct StopAll: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stop", abstract: "Stop every VM of a host that has not ended: memgatectl vm stop --all HOST (one VM: vm do stop HOST ID).")
+        @Flag(help: "Every VM of the host (required: draining a host is never implicit).") var all = false
+        @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
+        @OptionGroup var fleet: FleetOptions
+
+        func validate() throws {
+            guard all else { throw ValidationError("give --all to stop every VM of the host (one VM: memgatectl vm do stop HOST ID)") }
+        }
+
+        func run() throws {
+            let (client, index) = try fleet.oneHost(host)
+            let listing = client.get("/v1/vms", as: VMList.self, on: [index])[0]
+            let vms: [VMInfo]
+            switch listing.result {
+            case .success(let list): vms = list.vms
+            case .failure(let failure): throw CtlFailure.failed("\(listing.host.name): \(failure)")
+            }
+            let live = vms.filter { ["created", "running", "paused"].contains($0.state) }
+            var failures: [String] = []
+            for vm in live {
+                let outcome = client.send("POST", { _ in "/v1/vms/\(vm.id)/stop" }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }[0]
+                switch outcome.result {
+                case .success(let stopped): Out.line("\(outcome.host.name): VM \(stopped.id) \(stopped.name) is \(stopped.state)")
+                case .failure(let failure) where failure.kind == "conflict": continue  // it ended meanwhile
+                case .failure(let failure): failures.append("VM \(vm.id): \(failure)")
+                }
+            }
+            if live.isEmpty { Out.line("\(listing.host.name): no VM to stop") }
+            guard failures.isEmpty else { throw CtlFailure.failed("\(listing.host.name): " + failures.joined(separator: "; ")) }
         }
     }
 

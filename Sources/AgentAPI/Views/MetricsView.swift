@@ -49,7 +49,7 @@ extension AgentAPI {
             out.sample("memgate_event_stream_overflows_total", [:], Double(streams.overflows))
         }
         let held = host.vms
-        let pageStates = held.map { ($0, $0.machine.pageStates) }
+        let pageStates = held.map { ($0, $0.snapshot.pageStates) }
         for (state, help) in [(PageState.shared, "shared with the host"), (.private, "private to the guest")] {
             let name = "memgate_vm_\(state.rawValue)_bytes"
             out.help(name, "Data RAM \(help), per VM this agent holds.", type: "gauge")

@@ -2,25 +2,30 @@ import AgentHost
 import APITypes
 import VMM
 
-/// How a ManagedVM looks on the wire. Pure mapping.
+/// How a ManagedVM looks on the wire. Pure mapping of one snapshot.
 enum VMView {
     static func info(_ vm: ManagedVM) -> VMInfo {
-        let lifecycle = vm.lifecycle
-        let states = vm.machine.pageStates
-        let statistics = vm.machine.statistics
-        var byDecision: [String: Int] = [:]
-        for (key, count) in statistics.conversions { byDecision[key.decision.rawValue, default: 0] += count }
-        return VMInfo(id: vm.id, name: vm.name, state: lifecycle.state.rawValue, reason: lifecycle.reason,
-                      exitStatus: lifecycle.exitStatus, image: vm.imageName, memoryMib: vm.memoryMib, vcpus: vm.vcpus,
-                      backend: vm.machine.backendKind.rawValue, initialState: vm.initialState.rawValue,
-                      commandLine: vm.commandLine, labels: vm.labels, createdNs: vm.createdNanos, startedNs: vm.startedNanos,
-                      endedNs: vm.endedNanos, privateBytes: states.privateBytes, sharedBytes: states.sharedBytes,
-                      conversions: byDecision, memoryFaults: statistics.faults.values.reduce(0, +),
-                      consoleBytes: vm.machine.consoleBytes)
+        info(vm, vm.snapshot)
+    }
+
+    static func info(_ vm: ManagedVM, _ snapshot: VMSnapshot) -> VMInfo {
+        let states = snapshot.pageStates
+        var info = VMInfo(id: vm.id, name: vm.name, state: snapshot.state, reason: snapshot.lifecycle.reason,
+                          exitStatus: snapshot.lifecycle.exitStatus, image: vm.imageName, memoryMib: vm.memoryMib, vcpus: vm.vcpus,
+                          backend: snapshot.backend, initialState: vm.initialState.rawValue,
+                          commandLine: vm.commandLine, labels: vm.labels, createdNs: vm.createdNanos, startedNs: vm.startedNanos,
+                          endedNs: vm.endedNanos, privateBytes: states.privateBytes, sharedBytes: states.sharedBytes,
+                          conversions: snapshot.conversionsByDecision, memoryFaults: snapshot.memoryFaults,
+                          consoleBytes: snapshot.consoleBytes)
+        info.pid = snapshot.pid
+        info.policyVersion = snapshot.policyVersion
+        info.ringWaits = snapshot.ringWaits
+        info.ringWaitSeconds = snapshot.ringWaitNanos.map { Double($0) / 1e9 }
+        return info
     }
 
     static func memory(_ vm: ManagedVM) -> VMMemory {
-        let states = vm.machine.pageStates
+        let states = vm.snapshot.pageStates
         return VMMemory(vmId: vm.id,
                         bootRegion: MemoryRun(start: 0, end: states.bounds.start, state: "boot"),
                         dataRamStart: states.bounds.start, dataRamEnd: states.bounds.end,
