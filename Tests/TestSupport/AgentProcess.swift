@@ -11,6 +11,8 @@ public final class AgentProcess: @unchecked Sendable {
     public var database: String { directory.appendingPathComponent("agent.db").path }
     public var socket: String { directory.appendingPathComponent("agent.sock").path }
     public var stderrPath: String { directory.appendingPathComponent("agent.err").path }
+    /// The VM processes' sockets, rings and logs (`--run-dir`).
+    public var runDirectory: String { directory.appendingPathComponent("run").path }
     private let process = Process()
 
     /// The admin token this agent accepts (another one makes a "wrong token" host).
@@ -18,8 +20,11 @@ public final class AgentProcess: @unchecked Sendable {
     /// The command that starts it, for running it elsewhere (e.g. in a network namespace).
     private let launcher: [String]
 
+    /// - Parameter leavesVMsRunning: false (most tests) adds `--stop-vms-on-exit`, so a test's VMs end with its agent;
+    ///   the restart tests pass true, as operators run it.
     public init(extraArguments: [String] = [], directory existing: URL? = nil, adminToken: String = AgentProcess.adminToken,
-                listen: String = "127.0.0.1:0", launcher: [String] = [], environment: [String: String] = [:]) throws {
+                listen: String = "127.0.0.1:0", launcher: [String] = [], environment: [String: String] = [:],
+                leavesVMsRunning: Bool = false, executable: String? = nil) throws {
         adminSecret = adminToken
         self.launcher = launcher
         directory = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("memgate-agent-\(UUID().uuidString)")
@@ -36,11 +41,13 @@ public final class AgentProcess: @unchecked Sendable {
         try Data("admin admin \(adminToken)\nviewer read-only \(Self.readOnlyToken)\n".utf8).write(to: tokens)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokens.path)
 
-        let agent = try TestSupport.binaryPath("memgate-agent")
+        let agent = try executable ?? TestSupport.binaryPath("memgate-agent")
+        self.agentBinary = agent
         process.executableURL = URL(fileURLWithPath: launcher.first ?? agent)
         process.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [agent]) + ["serve", "--listen", listen, "--unix", directory.appendingPathComponent("agent.sock").path,
                              "--db", directory.appendingPathComponent("agent.db").path, "--images-dir", images.path,
-                             "--token-file", tokens.path] + extraArguments
+                             "--token-file", tokens.path, "--run-dir", directory.appendingPathComponent("run").path]
+            + (leavesVMsRunning ? [] : ["--stop-vms-on-exit"]) + extraArguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
@@ -75,6 +82,15 @@ public final class AgentProcess: @unchecked Sendable {
             process.terminate()
             process.waitUntilExit()
         }
+        stopVMProcesses()
+    }
+
+    private let agentBinary: String
+
+    /// Ends every VM process left in the run directory (a test that killed its agent cleans up so).
+    public func stopVMProcesses() {
+        guard FileManager.default.fileExists(atPath: runDirectory) else { return }
+        _ = try? TestSupport.run(agentBinary, ["vm", "stop", "--all", "--run-dir", runDirectory, "--reason", "test cleanup"])
     }
 
     /// Removes the agent's directory (after it stopped).
