@@ -87,9 +87,16 @@ public final class AgentProcess: @unchecked Sendable {
 
     private let agentBinary: String
 
-    /// Ends every VM process left in the run directory (a test that killed its agent cleans up so).
+    /// Ends every VM process left in the run directory (a test that killed its agent cleans up so),
+    /// unless another agent now serves it (a restart test's next agent holds `agent.lock`).
     public func stopVMProcesses() {
         guard FileManager.default.fileExists(atPath: runDirectory) else { return }
+        if process.isRunning { terminate() }
+        let lock = open(runDirectory + "/agent.lock", O_RDWR | O_CLOEXEC)
+        if lock >= 0 {
+            defer { close(lock) }
+            guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { return }
+        }
         _ = try? TestSupport.run(agentBinary, ["vm", "stop", "--all", "--run-dir", runDirectory, "--reason", "test cleanup"])
     }
 
