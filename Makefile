@@ -18,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-privmem profile-privmem clean install
+.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-lifecycle bench-privmem profile-privmem clean install
 
 all: build guests
 
@@ -160,7 +160,9 @@ $(BENCH_OUT)/conversions-floor: Benchmarks/Conversions/floor.c Benchmarks/BareVM
 
 bench-conversions: deps guests $(BENCH_OUT)/conversions-floor
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-conversions
-	$(BUILD)/release/bench-conversions --guest $(GUEST_OUT)/convert-bench.elf --floor $(BENCH_OUT)/conversions-floor --conversions 100000
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(BUILD)/release/bench-conversions --guest $(GUEST_OUT)/convert-bench.elf --floor $(BENCH_OUT)/conversions-floor --conversions 100000 \
+	  --agent $(BUILD)/release/memgate-agent
 
 $(BENCH_OUT)/store-c: Benchmarks/Store/baseline.c
 	@mkdir -p $(BENCH_OUT)
@@ -168,7 +170,14 @@ $(BENCH_OUT)/store-c: Benchmarks/Store/baseline.c
 
 bench-store: deps guests $(BENCH_OUT)/store-c
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-store
-	$(BUILD)/release/bench-store --baseline $(BENCH_OUT)/store-c --guest $(GUEST_OUT)/convert-bench.elf
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(BUILD)/release/bench-store --baseline $(BENCH_OUT)/store-c --guest $(GUEST_OUT)/convert-bench.elf --agent $(BUILD)/release/memgate-agent
+
+# VM create → first guest conversion in a VM process against inside the agent, and 32 VMs adopted after a restart.
+bench-lifecycle: deps guests
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-lifecycle
+	$(BUILD)/release/bench-lifecycle --agent $(BUILD)/release/memgate-agent --guest $(GUEST_OUT)/convert-bench.elf
 
 bench-http: deps guests
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent

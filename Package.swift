@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "bench-conversions", targets: ["bench-conversions"]),
         .executable(name: "bench-store", targets: ["bench-store"]),
         .executable(name: "bench-stream", targets: ["bench-stream"]),
+        .executable(name: "bench-lifecycle", targets: ["bench-lifecycle"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -94,10 +95,16 @@ let package = Package(
             ],
             swiftSettings: strict),
         .target(name: "BenchmarkSupport", path: "Benchmarks/Support", swiftSettings: strict),
+        // A guest as serve runs it (its own process, its ring drained into a store), for the benchmarks that compare.
+        .target(
+            name: "BenchmarkOwnProcess",
+            dependencies: ["AgentHost", "EventStore", "VMProcess", "KVM", "VMM", "MemoryModel", "Platform",
+                           .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/OwnProcess", swiftSettings: strict),
         .executableTarget(
             name: "bench-conversions",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "BenchmarkSupport",
+                "VMM", "KVM", "MemoryModel", "BenchmarkSupport", "BenchmarkOwnProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -107,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "bench-store",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore", "BenchmarkSupport", "Platform",
+                "VMM", "KVM", "MemoryModel", "EventStore", "BenchmarkSupport", "BenchmarkOwnProcess", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -123,6 +130,15 @@ let package = Package(
             ],
             path: "Benchmarks/Stream",
             exclude: ["readers.c"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "bench-lifecycle",
+            dependencies: [
+                "AgentHost", "EventStore", "VMProcess", "VMM", "KVM", "MemoryModel", "Platform", "BenchmarkSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Lifecycle",
             swiftSettings: strict),
         .executableTarget(
             name: "bench-exitloop",

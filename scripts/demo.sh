@@ -31,7 +31,8 @@ say "memgate-agent caps"
 
 say "memgate-agent serve (store: $work/memgate.db)"
 "$agent" serve --listen 127.0.0.1:0 --unix "$work/agent.sock" --db "$work/memgate.db" \
-    --images-dir "$work/images" --token-file "$work/tokens" --policy "$work/policy.json" > "$work/agent.out" 2> "$work/agent.err" &
+    --images-dir "$work/images" --token-file "$work/tokens" --policy "$work/policy.json" \
+    --run-dir "$work/run" --stop-vms-on-exit > "$work/agent.out" 2> "$work/agent.err" &
 pid=$!
 for _ in $(seq 100); do grep -q "serving on" "$work/agent.out" 2>/dev/null && break; sleep 0.1; done
 cat "$work/agent.out"
@@ -91,7 +92,7 @@ sqlite3 -header -column "$work/fleet.db" "SELECT host, direction, trigger, decis
 say "GET /metrics (excerpt)"
 curl -sS "$base/metrics" | grep -E '^memgate_(conversions_total|vms\{state="(stopped|faulted)"|memory_faults_total)'
 
-say "SIGTERM: every VM ends and is recorded, the store is flushed"
+say "SIGTERM with --stop-vms-on-exit: every VM ends and is recorded, the store is flushed (without it, VMs keep running for the next agent)"
 kill -TERM $pid; wait $pid; pid=""
 cat "$work/agent.err" | grep -v '^$' | tail -2
 "$agent" db check --db "$work/memgate.db"

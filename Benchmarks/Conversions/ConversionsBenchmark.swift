@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchmarkOwnProcess
 import BenchmarkSupport
 import Foundation
 import KVM
@@ -35,6 +36,9 @@ struct ConversionsBenchmark: ParsableCommand {
     @Option(help: "Where to append the RESULT line.")
     var output: String = ".build/bench/results.txt"
 
+    @Option(help: "The memgate-agent binary: the explicit series also runs in a VM process of its own, as serve runs it.")
+    var agent: String?
+
     @Flag(help: "The private-memory run (make bench-privmem, inside the nested host): the attributes backend against alias (protect) and a bare C floor doing KVM_SET_MEMORY_ATTRIBUTES and the discard.")
     var privmem = false
 
@@ -64,6 +68,7 @@ struct ConversionsBenchmark: ParsableCommand {
             keep("smp2", try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 2, count: conversions).run)
             keep("memslot", try measure(system: system, file: file, mode: "explicit", mechanism: .memslot, vcpus: 1,
                                         count: memslotConversions).run)
+            if let agent { keep("own", try measureOwnProcess(agent: agent, system: system, file: file)) }
         }
         func rate(_ name: String) -> Double { best[name]?.perSecond ?? 0 }
         let result = String(format: "RESULT conversions explicit_per_s=%.0f implicit_per_s=%.0f memslot_explicit_per_s=%.0f smp2_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f vs_memslot=%.2f",
@@ -71,6 +76,26 @@ struct ConversionsBenchmark: ParsableCommand {
                             rate("explicit") / rate("floor"), rate("explicit") / rate("memslot"))
         try BenchmarkResults.append(result, to: output)
         print(result)
+        if agent != nil {
+            // As serve runs it: the VM in its own process, every conversion recorded through its ring into SQLite.
+            let own = String(format: "RESULT conversions vm_process=own explicit_per_s=%.0f in_process_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f vs_in_process=%.3f",
+                             rate("own"), rate("explicit"), rate("floor"), rate("own") / rate("floor"), rate("own") / rate("explicit"))
+            try BenchmarkResults.append(own, to: output)
+            print(own)
+        }
+    }
+
+    /// The explicit series in a VM process of its own, recorded into a store as serve records it.
+    func measureOwnProcess(agent: String, system: KVM.System, file: [UInt8]) throws -> Run {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-bench-own-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let outcome = try OwnProcessVM(agentBinary: agent, folder: folder, system: system)
+            .run(name: "bench-own", image: file, commandLine: "explicit \(conversions)")
+        guard outcome.state == "stopped", outcome.applied == conversions else {
+            throw BenchmarkError("bench-own ended \(outcome.state) (\(outcome.reason ?? "")) with \(outcome.applied) conversions applied")
+        }
+        return Run(perSecond: Double(conversions) / outcome.seconds,
+                   detail: String(format: "own process, recorded through its ring, %.2f s", outcome.seconds))
     }
 
     /// One agent VM; returns its rate and which private store the floor must use to match it.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchmarkOwnProcess
 import BenchmarkSupport
 import EventStore
 import Foundation
@@ -33,7 +34,10 @@ struct StoreBenchmark: ParsableCommand {
     var conversions: Int = 20_000
 
     @Option(help: "Interleaved on/off rounds in part 2 (medians are compared).")
-    var rounds: Int = 4
+    var rounds: Int = 5
+
+    @Option(help: "The memgate-agent binary: part 2 records as serve does, from a VM process through its ring.")
+    var agent: String?
 
     @Option(help: "Where to append the RESULT line.")
     var output: String = ".build/bench/results.txt"
@@ -54,19 +58,32 @@ struct StoreBenchmark: ParsableCommand {
             let path = folder.appendingPathComponent("run\(round).db").path
             // Alternate which side goes first, so warm-up or leftovers of the previous VM favour neither.
             var recorded = 0.0, unrecorded = 0.0
+            func recordedRun() throws -> Double {
+                if let agent {
+                    let outcome = try OwnProcessVM(agentBinary: agent, folder: folder, system: system)
+                        .run(name: "bench-record", image: file, commandLine: "explicit \(conversions)")
+                    guard outcome.state == "stopped", outcome.applied == conversions else {
+                        throw BenchmarkError("bench-record ended \(outcome.state) (\(outcome.reason ?? "")), \(outcome.applied) applied")
+                    }
+                    return outcome.seconds
+                }
+                return try conversionRun(system: system, file: file, store: try EventStore(path: path, logger: Self.quiet))
+            }
             if round % 2 == 1 {
-                recorded = try conversionRun(system: system, file: file, store: try EventStore(path: path, logger: Self.quiet))
+                recorded = try recordedRun()
                 unrecorded = try conversionRun(system: system, file: file, store: nil)
             } else {
                 unrecorded = try conversionRun(system: system, file: file, store: nil)
-                recorded = try conversionRun(system: system, file: file, store: try EventStore(path: path, logger: Self.quiet))
+                recorded = try recordedRun()
             }
             on.append(recorded)
             off.append(unrecorded)
             print(String(format: "round %d: %.3f s recorded, %.3f s not recorded", round, recorded, unrecorded))
         }
         let overhead = median(on) / median(off) - 1
-        let result = String(format: "RESULT store events_per_s=%.0f c_rows_per_s=%.0f record_overhead=%.3f", store, c, overhead)
+        let perRound = zip(on, off).map { String(format: "%.3f", $0 / $1 - 1) }.joined(separator: ",")
+        let result = String(format: "RESULT store events_per_s=%.0f c_rows_per_s=%.0f record_overhead=%.3f vm_process=%@ rounds=%@",
+                            store, c, overhead, agent == nil ? "agent" : "own", perRound)
         try BenchmarkResults.append(result, to: output)
         print(result)
     }

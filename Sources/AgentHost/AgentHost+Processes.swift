@@ -6,6 +6,7 @@ import KVM
 import Logging
 import MemoryModel
 import Platform
+import Synchronization
 import VMM
 import VMProcess
 
@@ -83,7 +84,7 @@ extension AgentHost {
         }
     }
 
-    func createProcess(_ spec: VMSpec, id vmID: Int64, options: VMProcessOptions) throws(AgentHostError) -> ManagedVM {
+    func createProcess(_ spec: VMSpec, id vmID: Int64, options: VMProcessOptions, start: Bool) throws(AgentHostError) -> ManagedVM {
         let configuration = configuration(spec, id: vmID)
         var processSpec = VMProcessSpec(
             vmID: vmID, name: spec.name, memoryBytes: configuration.memoryBytes, vcpus: spec.vcpus, commandLine: spec.commandLine,
@@ -91,6 +92,7 @@ extension AgentHost {
             recordingBudget: configuration.recordingBudget, aliasMechanism: configuration.aliasMechanism?.rawValue,
             policy: String(decoding: policies.policy.document, as: UTF8.self))
         processSpec.ringBytes = options.ringBytes
+        processSpec.startAtOnce = start
         let spawned: SpawnedVM
         do {
             spawned = try options.spawner.spawn(processSpec, image: spec.image, logLevel: options.logLevel)
@@ -121,6 +123,7 @@ extension AgentHost {
             throw .creationFailed("the VM process's ring: \(error)")
         }
         follow(vm, runtime: runtime, ring: ring, pending: [:])
+        if let started = spawned.ready.startedNanos { vm.markStarted(at: started) }
         return vm
     }
 
@@ -191,6 +194,9 @@ extension AgentHost {
         let stored: [StoredVM]
         do { stored = try store.storedVMs() } catch { throw .store(error) }
         let known = Set(stored.map(\.id))
+        let pendingByVM: [Int64: [UInt64: Int64]]
+        do { pendingByVM = try store.pendingVMConversions() } catch { throw .store(error) }
+        var candidates: [(vm: StoredVM, pid: Int32, runtime: ProcessRuntime, managed: ManagedVM)] = []
         for vm in stored {
             if vm.endedNanos != nil {
                 insert(ManagedVM(stored: vm, runtime: StoredRuntime(Self.view(of: vm))))
@@ -199,29 +205,46 @@ extension AgentHost {
             }
             if let processes, let pid = vm.pid, let (runtime, ring) = candidate(vm, pid: pid, options: processes, report: &report) {
                 let managed = ManagedVM(stored: vm, runtime: runtime)
-                let pending: [UInt64: Int64]
-                do { pending = try store.pendingVMConversions(of: vm.id) } catch { throw .store(error) }
-                // Draining first: a guest waiting for room in a full ring holds what the handshake reads.
+                // Draining first: a guest waiting for room in a full ring needs it before anything else.
                 ring.markRead(vm.ringRead)
-                follow(managed, runtime: runtime, ring: ring, pending: pending)
+                follow(managed, runtime: runtime, ring: ring, pending: pendingByVM[vm.id] ?? [:])
                 insert(managed)
-                do throws(VMChannelError) {
-                    let hello = try runtime.client.hello()
-                    guard hello.pid == pid else { throw VMChannelError("the handshake named pid \(hello.pid.map(String.init) ?? "?")") }
-                    runtime.heard(hello.status)
-                } catch {
-                    logger.error("a VM process did not answer its handshake; ending it", metadata: ["vm_id": "\(vm.id)", "error": "\(error)"])
-                    runtime.kill(reason: "its process (pid \(pid)) did not answer the adopting agent's handshake (\(error)); it was killed")
-                    report.closed.append(vm.id)
-                    continue
-                }
+                candidates.append((vm, pid, runtime, managed))
+                continue
+            }
+            close(vm, report: &report)
+        }
+        // The handshakes at once: each waits on its own process, which may be busy converting.
+        let answers = Mutex([Int64: Result<String?, VMChannelError>]())
+        let asked = candidates.map { (id: $0.vm.id, pid: $0.pid, client: $0.runtime.client) }
+        DispatchQueue.concurrentPerform(iterations: asked.count) { index in
+            let candidate = asked[index]
+            let answer: Result<String?, VMChannelError>
+            do throws(VMChannelError) {
+                let hello = try candidate.client.hello()
+                guard hello.pid == candidate.pid else { throw VMChannelError("the handshake named pid \(hello.pid.map(String.init) ?? "?")") }
+                answer = .success(hello.policyVersion)
+            } catch {
+                answer = .failure(error)
+            }
+            answers.withLock { $0[candidate.id] = answer }
+        }
+        for candidate in candidates {
+            let (vm, pid, runtime, managed) = candidate
+            switch answers.withLock({ $0[vm.id] }) {
+            case .success(let policyVersion)?:
+                runtime.heard(policyVersion: policyVersion)
                 if runtime.policyVersion != policies.policy.version { runtime.policyChanged(policies.policy) }
                 if vm.startedNanos != nil { watchStarted(managed) }
                 report.adopted.append(vm.id)
                 logger.notice("adopted a running VM", metadata: ["vm_id": "\(vm.id)", "pid": "\(pid)"])
-                continue
+            case .failure(let error)?:
+                logger.error("a VM process did not answer its handshake; ending it", metadata: ["vm_id": "\(vm.id)", "error": "\(error)"])
+                runtime.kill(reason: "its process (pid \(pid)) did not answer the adopting agent's handshake (\(error)); it was killed")
+                report.closed.append(vm.id)
+            case nil:
+                report.closed.append(vm.id)
             }
-            close(vm, report: &report)
         }
         // Files of VMs the store does not know (a run directory shared by mistake): reported, never touched.
         if let processes {
@@ -268,7 +291,7 @@ extension AgentHost {
         var ended = false
         if let processes, let drain, let ring = try? VMRing.open(path: processes.runDirectory.ringPath(vm.id), vmID: vm.id) {
             ring.markRead(vm.ringRead)
-            let pending = (try? store.pendingVMConversions(of: vm.id)) ?? [:]
+            let pending = (try? store.pendingVMConversions())?[vm.id] ?? [:]
             drain.add(vmID: vm.id, ring: ring, name: vm.name, pending: pending, onEnding: { _ in }, onCorrupt: {})
             ended = drain.finish(vm.id)
             drain.remove(vm.id)

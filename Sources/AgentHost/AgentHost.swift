@@ -94,7 +94,7 @@ public final class AgentHost: Sendable {
         }
         let vm: ManagedVM
         if let processes {
-            vm = try createProcess(spec, id: vmID, options: processes)
+            vm = try createProcess(spec, id: vmID, options: processes, start: start)
         } else {
             vm = try createInProcess(spec, id: vmID, image: image)
         }
@@ -108,7 +108,10 @@ public final class AgentHost: Sendable {
             throw .shuttingDown
         }
         logger.info("VM created", metadata: ["vm_id": "\(vmID)", "name": "\(spec.name)"])
-        if start {
+        // A VM process asked to start at once has (its ring recorded when); only its end is watched for.
+        if start, vm.startedNanos != nil {
+            watchStarted(vm)
+        } else if start {
             do throws(AgentHostError) {
                 try self.start(vmID)
             } catch {

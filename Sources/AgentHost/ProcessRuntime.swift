@@ -46,16 +46,15 @@ final class ProcessRuntime: VMRuntime {
     var pid: Int32 { client.pid }
 
     var snapshot: VMSnapshot {
-        if let final = state.withLock({ $0.final }) {
-            return VMSnapshot(lifecycle: final.lifecycle, state: final.lifecycle.state.rawValue, backend: backend, pageStates: final.runs,
-                              statistics: final.statistics, exitCounts: final.exits, consoleBytes: final.consoleBytes, pid: nil,
-                              policyVersion: state.withLock { $0.policyVersion }, ringWaits: final.ringWaits.count,
-                              ringWaitNanos: final.ringWaits.nanos, recorded: final.recorded)
-        }
+        if let final = finalSnapshot { return final }
         if !isFinished.load(ordering: .acquiring), let reply = try? client.call(VMRequest(.status)), let status = reply.status {
             state.withLock {
                 $0.lastStatus = status
                 $0.policyVersion = status.policyVersion
+            }
+            // Its guest has ended and the process is about to: answer with the end as recorded.
+            if VMState(rawValue: status.state)?.isTerminal == true, waitUntilFinished(timeout: Self.endGrace), let final = finalSnapshot {
+                return final
             }
         }
         let status = state.withLock { $0.lastStatus }
@@ -68,6 +67,15 @@ final class ProcessRuntime: VMRuntime {
                           ringWaits: status?.ringWaits ?? 0, ringWaitNanos: status?.ringWaitNanos ?? 0)
     }
 
+    /// The VM as it ended, once its process is gone and its ring committed.
+    private var finalSnapshot: VMSnapshot? {
+        guard let final = state.withLock({ $0.final }) else { return nil }
+        return VMSnapshot(lifecycle: final.lifecycle, state: final.lifecycle.state.rawValue, backend: backend, pageStates: final.runs,
+                          statistics: final.statistics, exitCounts: final.exits, consoleBytes: final.consoleBytes, pid: nil,
+                          policyVersion: state.withLock { $0.policyVersion }, ringWaits: final.ringWaits.count,
+                          ringWaitNanos: final.ringWaits.nanos, recorded: final.recorded)
+    }
+
     var lifecycle: VMLifecycle { snapshot.lifecycle }
     var recordsItsLifecycle: Bool { true }
 
@@ -78,9 +86,15 @@ final class ProcessRuntime: VMRuntime {
             let bytes = skip < final.console.count ? Array(final.console[skip...]) : []
             return (min(start, final.consoleBytes), bytes, max(0, start - offset))
         }
-        guard let reply = try? client.call(VMRequest(.console, after: offset)), let chunk = reply.console else { return (offset, [], 0) }
+        guard let reply = try? client.call(VMRequest(.console, after: offset)), let chunk = reply.console else {
+            // The process is gone or going: its last record holds the console's end.
+            return waitUntilFinished(timeout: Self.endGrace) ? console(from: offset) : (offset, [], 0)
+        }
         return (chunk.start, [UInt8](chunk.data), chunk.dropped)
     }
+
+    /// How long a read waits for a VM process that is ending to be drained and recorded.
+    static let endGrace: Duration = .seconds(5)
 
     private func command(_ request: VMRequest) throws(VMRuntimeError) {
         let reply: VMReply
@@ -116,10 +130,10 @@ final class ProcessRuntime: VMRuntime {
         }
     }
 
-    /// What the VM process said of itself (its handshake).
-    func heard(_ status: VMStatusWire?) {
-        guard let status else { return }
-        state.withLock { $0.lastStatus = status; $0.policyVersion = status.policyVersion }
+    /// What the VM process said of itself in its handshake: the policy version it enforces.
+    func heard(policyVersion: String?) {
+        guard let policyVersion else { return }
+        state.withLock { $0.policyVersion = policyVersion }
     }
 
     /// Ends a VM process that cannot be trusted or reached; `reason` is recorded as its end.

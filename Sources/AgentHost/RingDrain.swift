@@ -2,6 +2,7 @@ import EventStore
 import Foundation
 import Logging
 import MemoryModel
+import Platform
 import Synchronization
 
 /// The agent's one reader of every VM process's ring: it hands their records to the
@@ -73,16 +74,22 @@ final class RingDrain: Sendable {
         _ = round(only: nil)
     }
 
+    /// While records flow, rounds start at least this far apart: each commit then carries a few
+    /// milliseconds of every VM's records (one transaction, not one per handful), which is what
+    /// keeps recording cheap next to the guests on a small host. Readers see a record this much later.
+    static let busyRoundNanos: UInt64 = 4_000_000
+    /// How often an idle drain looks (a quiet host costs a few hundred cheap wake-ups a second).
+    static let idlePollMicros: UInt32 = 2000
+
     private func run() {
-        var idleRounds = 0
         while !stopping.load(ordering: .acquiring) {
+            let started = MonotonicClock.nanos()
             if round(only: nil) > 0 {
-                idleRounds = 0
+                let spent = MonotonicClock.nanos() &- started
+                if spent < Self.busyRoundNanos { usleep(UInt32((Self.busyRoundNanos - spent) / 1000)) }
                 continue
             }
-            idleRounds += 1
-            // Prompt while records flow; a quiet host costs a few wake-ups a second.
-            usleep(idleRounds < 500 ? 1000 : 10_000)
+            usleep(Self.idlePollMicros)
         }
         running.withLock { $0 = false }
         stopped.lock()
@@ -105,16 +112,17 @@ final class RingDrain: Sendable {
                 continue
             }
             guard let end = raw.last?.end else { continue }
-            var records: [VMRecord] = []
-            records.reserveCapacity(raw.count)
+            var decoded: [VMRecord] = []
+            decoded.reserveCapacity(raw.count)
             for item in raw {
                 guard let record = VMRecord.decode(item.payload, vmID: id, name: entry.name) else { break }
-                records.append(record)
+                decoded.append(record)
             }
-            guard records.count == raw.count else {
+            guard decoded.count == raw.count else {
                 markCorrupt(id)
                 continue
             }
+            let records = VMRecord.coalesced(decoded)
             var pending = entry.pending
             last = store.ingest(vmID: id, records: records, through: end, pending: &pending)
             count += records.count

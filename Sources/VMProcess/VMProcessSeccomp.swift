@@ -7,14 +7,17 @@ import Glibc
 /// the clock. Everything else — opening files, exec, new sockets, ptrace, mounts — fails
 /// with EPERM: the call's caller reports it, the VM goes on, and nothing it asked is done.
 enum VMProcessSeccomp {
+    /// The filter compares in this order: the calls of every conversion come first.
     static let allowed: [Int32] = [
+        // every conversion: KVM_RUN, the alias backend's protection changes and discards
+        SYS_ioctl, SYS_mprotect, SYS_madvise, SYS_fallocate, SYS_futex,
         // memory: guest RAM, the heap, thread stacks
-        SYS_mmap, SYS_munmap, SYS_mprotect, SYS_madvise, SYS_mremap, SYS_brk, SYS_fallocate,
-        // KVM and descriptors already open
-        SYS_ioctl, SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_pread64, SYS_pwrite64, SYS_close, SYS_fstat,
-        SYS_newfstatat, SYS_lseek, SYS_fcntl, SYS_dup, SYS_dup3,
+        SYS_mmap, SYS_munmap, SYS_mremap, SYS_brk,
+        // descriptors already open
+        SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_pread64, SYS_pwrite64, SYS_close, SYS_fstat,
+        SYS_newfstatat, SYS_lseek, SYS_fcntl, SYS_dup, SYS_dup2, SYS_dup3,
         // threads, their locks and signals (vCPU kicks are signals to a thread)
-        SYS_clone, SYS_clone3, SYS_futex, SYS_set_robust_list, SYS_get_robust_list, SYS_rseq, SYS_exit, SYS_exit_group,
+        SYS_clone, SYS_clone3, SYS_set_robust_list, SYS_get_robust_list, SYS_rseq, SYS_exit, SYS_exit_group,
         SYS_rt_sigprocmask, SYS_rt_sigaction, SYS_rt_sigreturn, SYS_sigaltstack, SYS_tgkill, SYS_tkill, SYS_gettid,
         SYS_getpid, SYS_prctl, SYS_sched_yield, SYS_sched_getaffinity, SYS_restart_syscall, SYS_membarrier,
         // time

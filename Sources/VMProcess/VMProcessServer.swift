@@ -163,24 +163,12 @@ public final class VMProcessServer: @unchecked Sendable {
             reply.protocolVersion = VMWire.protocolVersion
             reply.vmID = spec.vmID
             reply.pid = getpid()
-            reply.status = status
+            // Nothing that waits for the engine: a guest waiting for room in a full ring holds it.
+            reply.state = machine.lifecycle.state.rawValue
+            reply.policyVersion = policies.policy.version
             return reply
         case .start:
-            guard machine.lifecycle.state == .created else { return VMReply(ok: false, error: "cannot start a VM that is \(machine.lifecycle.state.rawValue)") }
-            // Before the first guest instruction, so the start precedes every record of the guest's.
-            sink.recordLifecycle(.started, atNanos: MonotonicClock.wallNanos())
-            do {
-                try machine.start()
-            } catch {
-                return VMReply(ok: false, error: error.description)
-            }
-            state.withLock { $0.started = true }
-            let watcher = Thread { [self] in
-                _ = machine.waitUntilFinished()
-                finish()
-            }
-            watcher.name = "memgate-vm-watch"
-            watcher.start()
+            if let refusal = startGuest() { return VMReply(ok: false, error: refusal) }
         case .pause:
             do { try machine.pause() } catch { return VMReply(ok: false, error: error.description) }
             sink.recordLifecycle(.paused, atNanos: MonotonicClock.wallNanos())
@@ -214,6 +202,26 @@ public final class VMProcessServer: @unchecked Sendable {
         var reply = VMReply(ok: true)
         reply.status = status
         return reply
+    }
+
+    /// Starts the guest (once); the reason it cannot, if it cannot.
+    public func startGuest() -> String? {
+        guard machine.lifecycle.state == .created else { return "cannot start a VM that is \(machine.lifecycle.state.rawValue)" }
+        // Before the first guest instruction, so the start precedes every record of the guest's.
+        sink.recordLifecycle(.started, atNanos: MonotonicClock.wallNanos())
+        do {
+            try machine.start()
+        } catch {
+            return error.description
+        }
+        state.withLock { $0.started = true }
+        let watcher = Thread { [self] in
+            _ = machine.waitUntilFinished()
+            finish()
+        }
+        watcher.name = "memgate-vm-watch"
+        watcher.start()
+        return nil
     }
 
     var status: VMStatusWire {

@@ -92,7 +92,8 @@ public struct VMSpawner: Sendable {
             _ = clinux_pidfd_reap(pidfd, &code, &signal)
             close(pidfd)
             let said = line.flatMap { WireCoding.decode(VMReady.self, from: Data($0)) }?.error
-            throw VMSpawnError(said ?? (line == nil ? "the VM process did not say it was ready within \(readyTimeoutSeconds) s (see \(runDirectory.logPath(spec.vmID)))"
+            throw VMSpawnError(said ?? (line == nil
+                ? "the VM process ended, or did not say it was ready within \(readyTimeoutSeconds) s (its log: \(runDirectory.logPath(spec.vmID)))"
                 : "the VM process's ready line was not understood"))
         }
         return SpawnedVM(pid: pid, pidfd: pidfd, ready: ready)
@@ -105,7 +106,11 @@ public struct VMSpawner: Sendable {
         let deadline = Date().addingTimeInterval(TimeInterval(readyTimeoutSeconds))
         while line.count < 65_536 {
             let left = Int32(max(0, deadline.timeIntervalSinceNow) * 1000)
-            guard left > 0, clinux_poll_readable(fd, left) == 1 else { return nil }
+            guard left > 0 else { return nil }
+            let ready = clinux_poll_readable(fd, left)
+            // A signal (SIGCHLD when another VM process ends) interrupts the wait; it is not an answer.
+            if ready < 0 && errno == EINTR { continue }
+            guard ready == 1 else { return nil }
             // Safety: read into our buffer within its count.
             let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }

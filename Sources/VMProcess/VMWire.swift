@@ -29,6 +29,9 @@ public struct VMProcessSpec: Codable, Sendable, Equatable {
     public var policy: String
     /// Bytes of the VM's ring (a power of two).
     public var ringBytes: Int = VMRing.defaultCapacity
+    /// Start the guest as soon as it is built (`POST /v1/vms` with start): its first instructions
+    /// run while the agent registers the VM; its records wait in the ring until then.
+    public var startAtOnce = false
 
     public init(vmID: Int64, name: String, memoryBytes: UInt64, vcpus: Int, commandLine: String, initialState: String,
                 backend: String?, maxRuns: Int?, recordingBudget: UInt64?, aliasMechanism: String?, policy: String) {
@@ -45,6 +48,8 @@ public struct VMReady: Codable, Sendable, Equatable {
     public var dataRAMStart: UInt64?
     public var dataRAMEnd: UInt64?
     public var error: String?
+    /// With `startAtOnce`: when the guest started (nil: it did not start, and `error` may say why).
+    public var startedNanos: UInt64?
 
     public init(pid: Int32? = nil, backend: String? = nil, dataRAMStart: UInt64? = nil, dataRAMEnd: UInt64? = nil, error: String? = nil) {
         self.pid = pid; self.backend = backend; self.dataRAMStart = dataRAMStart; self.dataRAMEnd = dataRAMEnd; self.error = error
@@ -79,6 +84,9 @@ public struct VMReply: Codable, Sendable, Equatable {
     public var pid: Int32?
     public var status: VMStatusWire?
     public var console: VMConsoleWire?
+    /// hello: the VM's state and the policy version it enforces (the engine is not asked).
+    public var state: String?
+    public var policyVersion: String?
 
     public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
 }

@@ -75,6 +75,14 @@ enum AgentExitCode {
 enum Main {
     static func main() {
         do {
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            // A VM process parses only its own command: building the whole command tree by reflection
+            // is most of a process's start, and a VM's create waits for it (bench-lifecycle).
+            if arguments.starts(with: ["vm", "process"]) {
+                var command = try VMProcessCommand.parseAsRoot(Array(arguments.dropFirst(2)))
+                try command.run()
+                return
+            }
             var command = try MemGateAgent.parseAsRoot()
             try command.run()
         } catch let failure as AgentFailure {

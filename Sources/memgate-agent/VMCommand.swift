@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import KVM
 import Logging
+import Platform
 import VMProcess
 
 /// `memgate-agent vm`: the VM processes `serve` starts, seen from outside.
@@ -44,7 +45,7 @@ struct VMListCommand: ParsableCommand {
         for id in runDirectory.vmIDs() {
             do throws(VMChannelError) {
                 let reply = try VMProcessClient.ask(runDirectory, vmID: id, VMRequest(.hello))
-                print("\(id)\t\(reply.pid.map(String.init) ?? "-")\t\(reply.status?.state ?? "-")\t\(reply.status?.policyVersion.prefix(12) ?? "-")")
+                print("\(id)\t\(reply.pid.map(String.init) ?? "-")\t\(reply.state ?? "-")\t\(reply.policyVersion?.prefix(12) ?? "-")")
             } catch {
                 print("\(id)\t-\tunreachable: \(error)")
             }
@@ -122,11 +123,20 @@ struct VMProcessCommand: ParsableCommand {
         } catch {
             fail(error.description)
         }
-        report(server.ready)
-        // The ready pipe is done: stdout goes nowhere, so a gone agent never blocks or kills this process.
-        let devNull = Glibc.open("/dev/null", O_WRONLY)
-        if devNull >= 0 { dup2(devNull, 1); Glibc.close(devNull) }
+        // Opened before the filter, which refuses opening files.
+        let devNull = Glibc.open("/dev/null", O_WRONLY | O_CLOEXEC)
         let confinement = server.confine()
+        var ready = server.ready
+        if spec.startAtOnce {
+            if let refusal = server.startGuest() {
+                logger.error("the guest did not start", metadata: ["error": "\(refusal)"])
+            } else {
+                ready.startedNanos = MonotonicClock.wallNanos()
+            }
+        }
+        report(ready)
+        // The ready pipe is done: stdout goes nowhere, so a gone agent never blocks or kills this process.
+        if devNull >= 0 { dup2(devNull, 1); Glibc.close(devNull) }
         logger.info("VM process ready", metadata: ["pid": "\(getpid())", "confinement": "\(confinement + [cgroup])"])
         server.serve()
     }

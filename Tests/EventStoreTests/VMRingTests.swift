@@ -49,6 +49,20 @@ import Testing
         #expect(VMRecord.decode(unknown, vmID: 1, name: "vm") == nil)
     }
 
+    @Test func aBeginAndItsFinishInOneDrainBecomeOneFinalRow() {
+        let finished = VMRecord.finish(sequence: 1, decision: .applied, reason: nil, completedNanos: 9, discardedBytes: 4096, guestResult: 0)
+        let lone = VMRecord.finish(sequence: 7, decision: .failed, reason: "ENOMEM", completedNanos: 9, discardedBytes: 0, guestResult: -12)
+        let out = VMRecord.coalesced([.begin(sequence: 1, conversion()), .begin(sequence: 2, conversion()), finished, lone])
+        #expect(out.count == 3)
+        guard case .begin(1, let first) = out[0], case .begin(2, let second) = out[1] else {
+            Issue.record("\(out)")
+            return
+        }
+        #expect(first.decision == .applied && first.completedNanos == 9 && first.discardedBytes == 4096 && first.reason == "default (allow)")
+        #expect(second.decision == .pending, "its finish is in a later drain")
+        #expect(out[2] == lone, "a finish whose begin an earlier drain committed stays a finish")
+    }
+
     func temporaryRing(capacity: Int = VMRing.minimumCapacity) throws -> (VMRing, String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vmring-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -153,7 +167,7 @@ import Testing
         // A new agent: its pending map comes from the store, and the finish of conversion 2 finds its row.
         let store = try EventStore(path: path, closeLostVMs: false, logger: quietLogger)
         defer { store.close() }
-        var pending = try store.pendingVMConversions(of: 1)
+        var pending = try store.pendingVMConversions()[1] ?? [:]
         #expect(pending.count == 1)
         let second = store.ingest(vmID: 1, records: [.finish(sequence: 2, decision: .applied, reason: nil, completedNanos: 6,
                                                              discardedBytes: 0, guestResult: 0),

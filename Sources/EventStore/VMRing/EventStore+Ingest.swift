@@ -53,7 +53,8 @@ extension EventStore {
                     writes.append(Self.conversionWrite(conversion, id: nextEventID()))
                 case .begin(let sequence, let conversion):
                     let id = nextEventID()
-                    open[sequence] = id
+                    // Already final when its finish came in the same drain (VMRecord.coalesced).
+                    if conversion.decision == .pending { open[sequence] = id }
                     writes.append(Self.conversionWrite(conversion, id: id, vmSequence: sequence))
                 case .finish(let sequence, let decision, let reason, let completed, let discarded, let result):
                     if let id = open.removeValue(forKey: sequence) {
@@ -136,7 +137,8 @@ extension EventStore {
                     timeoutMillis: row.isNull(17) ? nil : row.int64(17), pid: row.isNull(18) ? nil : Int32(truncatingIfNeeded: row.int64(18)),
                     ringRead: row.unsigned(19), runs: [], conversions: [:], faults: 0)
             }
-            for index in vms.indices {
+            // Counts and layouts are listed for ended VMs; a running VM's come from its process.
+            for index in vms.indices where vms[index].endedNanos != nil {
                 let id = vms[index].id
                 vms[index].runs = try connection.rows(
                     "SELECT start_gpa, end_gpa, state FROM memory_layout WHERE vm_id = ? ORDER BY start_gpa", [.integer(id)]) { row in
@@ -152,15 +154,16 @@ extension EventStore {
         }
     }
 
-    /// The conversions a VM left pending, by its own number: a drain resumed after a restart finishes them.
-    public func pendingVMConversions(of id: Int64) throws(EventStoreError) -> [UInt64: Int64] {
-        try EventStoreError.wrapping { () throws(SQLiteError) -> [UInt64: Int64] in
+    /// The conversions VM processes left pending, by VM and the VM's own number: a drain resumed
+    /// after a restart finishes them. One query (the decision index), however many VMs.
+    public func pendingVMConversions() throws(EventStoreError) -> [Int64: [UInt64: Int64]] {
+        try EventStoreError.wrapping { () throws(SQLiteError) -> [Int64: [UInt64: Int64]] in
             let connection = try SQLiteConnection(path: path, readOnly: true)
-            var out: [UInt64: Int64] = [:]
-            for (sequence, id) in try connection.rows("""
-                SELECT vm_seq, event_id FROM conversions WHERE vm_id = ? AND decision = 'pending' AND vm_seq IS NOT NULL
-                """, [.integer(id)], { ($0.unsigned(0), $0.int64(1)) }) {
-                out[sequence] = id
+            var out: [Int64: [UInt64: Int64]] = [:]
+            for (vm, sequence, id) in try connection.rows(
+                "SELECT vm_id, vm_seq, event_id FROM conversions WHERE decision = 'pending' AND vm_seq IS NOT NULL", [],
+                { ($0.int64(0), $0.unsigned(1), $0.int64(2)) }) {
+                out[vm, default: [:]][sequence] = id
             }
             return out
         }

@@ -43,6 +43,35 @@ public enum VMRecord: Sendable, Equatable {
     case lifecycle(EventStore.VMEventKind, timeNanos: UInt64)
     case ended(VMEnding)
 
+    /// A conversion begun and finished within one drain becomes one `begin` already final: the
+    /// same row in the store, half the work (most conversions finish within a round). Pure.
+    public static func coalesced(_ records: [VMRecord]) -> [VMRecord] {
+        var out: [VMRecord] = []
+        out.reserveCapacity(records.count)
+        var begun: [UInt64: Int] = [:]
+        for record in records {
+            switch record {
+            case .begin(let sequence, _):
+                begun[sequence] = out.count
+                out.append(record)
+            case .finish(let sequence, let decision, let reason, let completed, let discarded, let result):
+                guard let index = begun.removeValue(forKey: sequence), case .begin(_, var conversion) = out[index] else {
+                    out.append(record)
+                    continue
+                }
+                conversion.decision = decision
+                if let reason { conversion.reason = reason }
+                conversion.completedNanos = completed
+                conversion.discardedBytes = discarded
+                conversion.guestResult = result
+                out[index] = .begin(sequence: sequence, conversion)
+            default:
+                out.append(record)
+            }
+        }
+        return out
+    }
+
     private enum Tag: UInt8 { case fault = 1, conversion, begin, finish, aggregate, ended, lifecycle }
 
     public func encoded() -> [UInt8] {

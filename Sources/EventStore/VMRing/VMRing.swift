@@ -94,11 +94,11 @@ public final class VMRing: @unchecked Sendable {
         return appendLock.withLock { _ in
             let write = file.load(UInt64.self, at: 24)
             guard UInt64(capacity) - (write &- readPosition) >= UInt64(needed) else { return false }
-            var bytes = [UInt8](repeating: 0, count: needed)
-            store(UInt32(payload.count), into: &bytes, at: 0)
-            store(EventRingCodec.checksum(payload), into: &bytes, at: 4)
-            bytes.replaceSubrange(Self.recordHeader..<Self.recordHeader + payload.count, with: payload)
-            copyIn(bytes, at: write)
+            var header = [UInt8](repeating: 0, count: Self.recordHeader)
+            store(UInt32(payload.count), into: &header, at: 0)
+            store(EventRingCodec.checksum(payload), into: &header, at: 4)
+            copyIn(header, at: write)
+            copyIn(payload, at: write &+ UInt64(Self.recordHeader))
             // The position last: a consumer never sees a record before its bytes.
             atomicMemoryFence(ordering: .releasing)
             file.store(write &+ UInt64(needed), at: 24)
@@ -141,12 +141,13 @@ public final class VMRing: @unchecked Sendable {
         guard write &- position <= UInt64(capacity) else { return nil }
         var out: [(payload: [UInt8], end: UInt64)] = []
         while position < write, out.count < limit {
-            let header = copyOut(at: position, count: Self.recordHeader)
-            let length = Int(load(UInt32.self, from: header, at: 0))
+            // Records are 8-byte aligned and the capacity a power of two: a header never straddles the wrap.
+            let at = Self.headerSize + Int(position % UInt64(capacity))
+            let length = Int(file.load(UInt32.self, at: at))
             let needed = Self.padded(length)
             guard length <= capacity / 2, UInt64(needed) <= write &- position else { return nil }
             let payload = copyOut(at: position &+ UInt64(Self.recordHeader), count: length)
-            guard EventRingCodec.checksum(payload) == load(UInt32.self, from: header, at: 4) else { return nil }
+            guard EventRingCodec.checksum(payload) == file.load(UInt32.self, at: at + 4) else { return nil }
             position &+= UInt64(needed)
             out.append((payload, position))
         }
@@ -166,8 +167,12 @@ public final class VMRing: @unchecked Sendable {
     private func copyIn(_ bytes: [UInt8], at position: UInt64) {
         let offset = Int(position % UInt64(capacity))
         let first = min(bytes.count, capacity - offset)
-        file.write(Array(bytes[0..<first]), at: Self.headerSize + offset)
-        if first < bytes.count { file.write(Array(bytes[first...]), at: Self.headerSize) }
+        if first == bytes.count {
+            file.write(bytes, at: Self.headerSize + offset)
+        } else {
+            file.write(Array(bytes[0..<first]), at: Self.headerSize + offset)
+            file.write(Array(bytes[first...]), at: Self.headerSize)
+        }
     }
 
     private func copyOut(at position: UInt64, count: Int) -> [UInt8] {
@@ -182,10 +187,4 @@ public final class VMRing: @unchecked Sendable {
         for index in 0..<4 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
     }
 
-    private func load(_: UInt32.Type, from bytes: [UInt8], at offset: Int) -> UInt32 {
-        guard bytes.count >= offset + 4 else { return 0 }
-        var value: UInt32 = 0
-        for index in 0..<4 { value |= UInt32(bytes[offset + index]) << (8 * index) }
-        return value
-    }
 }
