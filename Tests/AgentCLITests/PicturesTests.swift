@@ -171,6 +171,7 @@ struct PicturesTests {
 
         // Made after the page loaded: a VM that converts memory.
         let response = try agent.request("POST", "/v1/vms", json: #"{"name":"live","image":"churn.elf","command_line":"6","memory_mib":16}"#)
+        #expect(response.status == 201, "\(response.text)")
         let vm = AgentProcess.object(response)["id"] as? Int ?? -1
         _ = try agent.waitForEnd(vm)
         let conversions = AgentProcess.object(try agent.request("GET", "/v1/conversions?vm=\(vm)"))["items"] as? [[String: Any]] ?? []
