@@ -15,6 +15,7 @@ secret=schemathesis-admin-$RANDOM$RANDOM$RANDOM
 printf 'fuzzer admin %s\n' "$secret" > "$work/tokens"
 chmod 600 "$work/tokens"
 "$agent" serve --listen 127.0.0.1:0 --db "$work/agent.db" --images-dir "$work/images" --token-file "$work/tokens" \
+    --run-dir "$work/run" --stop-vms-on-exit \
     > "$work/agent.out" 2> "$work/agent.err" &
 pid=$!
 for _ in $(seq 100); do grep -q "serving on" "$work/agent.out" 2>/dev/null && break; sleep 0.1; done

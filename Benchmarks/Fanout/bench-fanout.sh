@@ -25,6 +25,7 @@ printf '%s' "$token" > "$work/ctl-token"
 echo "starting $hosts agents"
 for i in $(seq 1 "$hosts"); do
     "$agent" serve --listen 127.0.0.1:0 --db "$work/agent$i.db" --token-file "$work/tokens" --log-level error \
+        --run-dir "$work/run$i" --stop-vms-on-exit \
         > "$work/agent$i.out" 2> "$work/agent$i.err" &
     pids+=($!)
 done

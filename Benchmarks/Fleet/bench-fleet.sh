@@ -81,7 +81,7 @@ for i in $(seq 0 $((hosts - 1))); do
     ip netns exec "$ns" ip link set "mgfb${tag}i$i" up
     ip netns exec "$ns" ip link set lo up
     ip netns exec "$ns" "$agent" serve --listen "$net.$((10 + i)):7070" --db "$work/agent$i.db" --token-file "$work/tokens" \
-        --log-level error > "$work/agent$i.out" 2> "$work/agent$i.err" &
+        --run-dir "$work/run$i" --stop-vms-on-exit --log-level error > "$work/agent$i.out" 2> "$work/agent$i.err" &
     pids+=($!)
 done
 for i in $(seq 0 $((hosts - 1))); do
@@ -145,7 +145,7 @@ ip netns exec "$scale_ns" ip link set lo up
 for k in $(seq 0 $((scale_agents - 1))); do
     ip netns exec "$scale_ns" bash -c "ulimit -n 65536; exec \"\$0\" \"\$@\"" "$agent" serve --listen "0.0.0.0:$((7100 + k))" \
         --db "$work/scale$k.db" --token-file "$work/tokens" --max-connections 30000 --max-connections-per-peer 30000 \
-        --log-level error > "$work/scale$k.out" 2> "$work/scale$k.err" &
+        --run-dir "$work/scalerun$k" --stop-vms-on-exit --log-level error > "$work/scale$k.out" 2> "$work/scale$k.err" &
     pids+=($!)
 done
 for k in $(seq 0 $((scale_agents - 1))); do

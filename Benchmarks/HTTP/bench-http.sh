@@ -43,6 +43,7 @@ token=bench-admin-0123456789abcdef
 printf 'bench admin %s\n' "$token" > "$work/tokens"; chmod 600 "$work/tokens"
 agent_port=$(free_port)
 "$agent" serve --listen "127.0.0.1:$agent_port" --db "$work/bench.db" --token-file "$work/tokens" --log-level error \
+    --run-dir "$work/run" --stop-vms-on-exit \
     > "$work/agent.out" 2> "$work/agent.err" &
 agent_pid=$!
 

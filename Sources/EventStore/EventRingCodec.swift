@@ -25,32 +25,32 @@ enum EventRingCodec {
 
     /// nil when a write is not an event statement (the caller then waits for SQLite instead).
     static func encode(_ writes: [EventWriter.Write]) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        append(UInt16(truncatingIfNeeded: writes.count), to: &out)
+        var out = ByteWriter()
+        out.bytes.reserveCapacity(256)
+        out.integer(UInt16(truncatingIfNeeded: writes.count))
         for write in writes {
             guard let statement = write.ringStatement else { return nil }
-            out.append(statement.rawValue)
-            append(UInt16(truncatingIfNeeded: write.values.count), to: &out)
+            out.bytes.append(statement.rawValue)
+            out.integer(UInt16(truncatingIfNeeded: write.values.count))
             for value in write.values {
                 switch value {
                 case .null:
-                    out.append(0)
+                    out.bytes.append(0)
                 case .integer(let number):
-                    out.append(1)
-                    append(UInt64(bitPattern: number), to: &out)
+                    out.bytes.append(1)
+                    out.integer(UInt64(bitPattern: number))
                 case .text(let text):
-                    out.append(2)
-                    appendText(text, to: &out)
+                    out.bytes.append(2)
+                    out.text(text)
                 }
             }
         }
-        return out
+        return out.bytes
     }
 
     /// nil when the bytes are not a whole record (never trusted further than their own lengths).
     static func decode(_ bytes: [UInt8]) -> [EventWriter.Write]? {
-        var reader = Reader(bytes: bytes)
+        var reader = ByteReader(bytes)
         guard let count = reader.integer(UInt16.self) else { return nil }
         var writes: [EventWriter.Write] = []
         for _ in 0..<count {
@@ -80,43 +80,5 @@ enum EventRingCodec {
         var hash: UInt32 = 0x811C_9DC5
         for byte in bytes { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
         return hash
-    }
-
-    private static func append<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
-        for index in 0..<MemoryLayout<T>.size { out.append(UInt8(truncatingIfNeeded: value >> (8 * index))) }
-    }
-
-    private static func appendText(_ text: String, to out: inout [UInt8]) {
-        let utf8 = Array(text.utf8)
-        append(UInt32(truncatingIfNeeded: utf8.count), to: &out)
-        out.append(contentsOf: utf8)
-    }
-
-    private struct Reader {
-        let bytes: [UInt8]
-        var offset = 0
-
-        var atEnd: Bool { offset == bytes.count }
-
-        mutating func byte() -> UInt8? {
-            guard offset < bytes.count else { return nil }
-            defer { offset += 1 }
-            return bytes[offset]
-        }
-
-        mutating func integer<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) -> T? {
-            let size = MemoryLayout<T>.size
-            guard bytes.count - offset >= size else { return nil }
-            var value: T = 0
-            for index in 0..<size { value |= T(bytes[offset + index]) << (8 * index) }
-            offset += size
-            return value
-        }
-
-        mutating func text() -> String? {
-            guard let length = integer(UInt32.self), bytes.count - offset >= Int(length) else { return nil }
-            defer { offset += Int(length) }
-            return String(decoding: bytes[offset..<offset + Int(length)], as: UTF8.self)
-        }
     }
 }

@@ -211,7 +211,7 @@ struct HostileClientTests {
         let database = directory.appendingPathComponent("agent.db").path
         try FileManager.default.createSymbolicLink(atPath: database + "-ring", withDestinationPath: target.path)
         let agent = try RunningProcess(try TestSupport.binaryPath("memgate-agent"), [
-            "serve", "--listen", "127.0.0.1:0", "--db", database])
+            "serve", "--listen", "127.0.0.1:0", "--db", database, "--run-dir", directory.appendingPathComponent("run").path])
         #expect(agent.waitForExit(seconds: 30))
         if agent.isRunning { agent.kill() }
         #expect(agent.wait() != 0)

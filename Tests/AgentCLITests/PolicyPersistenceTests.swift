@@ -35,7 +35,8 @@ struct PolicyPersistenceTests {
         try Data(#"{"defaults":{"explicit":"allow","implicit":"allow"}}"#.utf8).write(to: file)
         // A start that fails (the Unix socket's directory does not exist) leaves the history alone.
         let failed = try TestSupport.runAgent(["serve", "--listen", "127.0.0.1:0", "--unix", directory.appendingPathComponent("missing/agent.sock").path,
-                                               "--db", directory.appendingPathComponent("agent.db").path, "--policy", file.path])
+                                               "--db", directory.appendingPathComponent("agent.db").path, "--policy", file.path,
+                                               "--run-dir", directory.appendingPathComponent("run").path])
         #expect(failed.status != 0)
 
         // An explicit --policy replaces it, recorded with the file's path.

@@ -48,8 +48,9 @@ extension AgentAPI {
                      type: "counter")
             out.sample("memgate_event_stream_overflows_total", [:], Double(streams.overflows))
         }
-        let held = host.vms
-        let pageStates = held.map { ($0, $0.snapshot.pageStates) }
+        // One look at each VM (a request to its process) serves every per-VM gauge.
+        let held = host.vms.map { ($0, $0.snapshot) }
+        let pageStates = held.map { ($0.0, $0.1.pageStates) }
         for (state, help) in [(PageState.shared, "shared with the host"), (.private, "private to the guest")] {
             let name = "memgate_vm_\(state.rawValue)_bytes"
             out.help(name, "Data RAM \(help), per VM this agent holds.", type: "gauge")
@@ -58,7 +59,7 @@ extension AgentAPI {
             }
         }
         var states: [String: Int] = [:]
-        for vm in host.vms { states[vm.lifecycle.state.rawValue, default: 0] += 1 }
+        for (_, snapshot) in held { states[snapshot.lifecycle.state.rawValue, default: 0] += 1 }
         out.help("memgate_vms", "VMs this agent holds, by state.", type: "gauge")
         for state in VMState.allCases {
             out.sample("memgate_vms", ["state": state.rawValue], Double(states[state.rawValue] ?? 0))

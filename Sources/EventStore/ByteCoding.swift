@@ -1,4 +1,4 @@
-/// Little-endian fields for the ring records. Pure.
+/// Little-endian fields of the ring records (the agent's ring and every VM's). Pure.
 struct ByteWriter {
     var bytes: [UInt8] = []
 
