@@ -34,3 +34,9 @@ enum VMProcessSeccomp {
         allowed.withUnsafeBufferPointer { clinux_seccomp_allow($0.baseAddress, Int32($0.count), EPERM) == 0 }
     }
 }
+
+/// What `caps` reports of a VM process's confinement.
+public enum VMProcessConfinement {
+    /// How many system calls a VM process may make once its VM is built.
+    public static var allowedSystemCalls: Int { VMProcessSeccomp.allowed.count }
+}

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVM
 import VMM
+import VMProcess
 
 struct CapsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,13 +31,22 @@ struct CapsCommand: ParsableCommand {
             FileHandle.standardOutput.write(try encoder.encode(report))
             print("")
         } else {
-            print(CapsText.render(report))
+            print(CapsText.render(report) + "\n" + CapsText.vmProcessLines(cgroupUnavailable: CgroupPlacement().unavailableReason))
         }
     }
 }
 
 /// Human-readable form of the host report.
 enum CapsText {
+    /// What each VM process of `serve` drops once its VM is built, and whether it gets a cgroup here.
+    static func vmProcessLines(cgroupUnavailable: String?) -> String {
+        [
+            "VM process confinement no_new_privs, seccomp (\(VMProcessConfinement.allowedSystemCalls) system calls; any other fails with EPERM)",
+            "VM process cgroup      " + (cgroupUnavailable.map { "none: \($0); VMs run without one" }
+                ?? "memgate/vm-ID under the cgroup v2 root, memory.max = guest RAM + \(CgroupPlacement.overheadBytes >> 20) MiB + its ring"),
+        ].joined(separator: "\n")
+    }
+
     static func render(_ report: HostReport) -> String {
         let caps = report.capabilities
         func yes(_ flag: Bool) -> String { flag ? "yes" : "no" }

@@ -81,9 +81,12 @@ struct AgentCLITests {
         #expect(text.status == 0)
         for label in ["kernel", "KVM API version", "VM types", "guest_memfd", "exit hypercall mask", "backends:",
                       "attributes", "alias", "VMCALL hypercall exit", "conversion transport", "closed-page access",
-                      "alias mechanism        "] {
+                      "alias mechanism        ", "VM process confinement", "VM process cgroup      "] {
             #expect(text.stdout.contains(label), "caps output lacks \(label)")
         }
+        // Whether VM processes get a cgroup here follows the host: cgroup v2 mounted (and writable), or a reason.
+        let cgroupV2 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
+        #expect(text.stdout.contains("VM process cgroup      none: cgroup v2 is not mounted") == !cgroupV2, "\(text.stdout)")
 
         let json = try agent("caps", "--json")
         #expect(json.status == 0)
