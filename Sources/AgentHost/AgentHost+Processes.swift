@@ -149,6 +149,8 @@ extension AgentHost {
             let recorded = failure == nil ? nil : (try? store.storedVMs(only: vm.id))?.first.map { ($0.conversions, $0.faults) }
             runtime.markFinished(ending: endings.value, failure: failure, recorded: recorded, ringWaits: ring.fullWaits)
             processes.runDirectory.removeFiles(of: vm.id)
+            // Its cgroup, if it had one (the kernel removes only an empty one).
+            CgroupPlacement().remove(vmID: vm.id)
             recordEnd(vm)
         }
         watcher.name = "memgate-vm\(vm.id)-process"
