@@ -86,16 +86,22 @@ extension AgentHost {
 
     func createProcess(_ spec: VMSpec, id vmID: Int64, options: VMProcessOptions, start: Bool) throws(AgentHostError) -> ManagedVM {
         let configuration = configuration(spec, id: vmID)
+        // One look at the policy: the VM gets this document and is known to enforce this version.
+        let policy = policies.policy
         var processSpec = VMProcessSpec(
             vmID: vmID, name: spec.name, memoryBytes: configuration.memoryBytes, vcpus: spec.vcpus, commandLine: spec.commandLine,
             initialState: spec.initialState.rawValue, backend: spec.backend?.rawValue, maxRuns: configuration.maxRuns,
             recordingBudget: configuration.recordingBudget, aliasMechanism: configuration.aliasMechanism?.rawValue,
-            policy: String(decoding: policies.policy.document, as: UTF8.self))
+            policy: String(decoding: policy.document, as: UTF8.self))
         processSpec.ringBytes = options.ringBytes
         processSpec.startAtOnce = start
         let spawned: SpawnedVM
-        do {
-            spawned = try options.spawner.spawn(processSpec, image: spec.image, logLevel: options.logLevel)
+        do throws(VMSpawnError) {
+            if let fromSpare = spawnFromSpare(processSpec, image: spec.image, options: options) {
+                spawned = fromSpare
+            } else {
+                spawned = try options.spawner.spawn(processSpec, image: spec.image, logLevel: options.logLevel)
+            }
         } catch {
             options.runDirectory.removeFiles(of: vmID, keepLog: true)
             throw .creationFailed(error.description)
@@ -106,6 +112,7 @@ extension AgentHost {
         let client = VMProcessClient(runDirectory: options.runDirectory, vmID: vmID, pid: spawned.pid)
         let runtime = ProcessRuntime(vmID: vmID, client: client, pidfd: spawned.pidfd, isChild: true, backend: backend, dataRAM: dataRAM,
                                      status: nil)
+        runtime.heard(policyVersion: policy.version)
         do throws(AgentHostError) {
             try register(spec, id: vmID, backend: backend, dataRAM: dataRAM, pid: spawned.pid, created: created)
         } catch {
@@ -125,6 +132,18 @@ extension AgentHost {
         follow(vm, runtime: runtime, ring: ring, pending: [:])
         if let started = spawned.ready.startedNanos { vm.markStarted(at: started) }
         return vm
+    }
+
+    /// The waiting spare gets this VM (and another is started for the next); nil when there is none
+    /// or it failed (the caller then starts a process of its own).
+    private func spawnFromSpare(_ spec: VMProcessSpec, image: [UInt8], options: VMProcessOptions) -> SpawnedVM? {
+        guard let spare = spares?.take() else { return nil }
+        do throws(VMSpawnError) {
+            return try options.spawner.assign(spare, spec: spec, image: image)
+        } catch {
+            logger.warning("a spare VM process failed; starting one for this VM", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 
     /// Drains the VM's ring and watches its process until it ends, then records the end.
@@ -248,12 +267,21 @@ extension AgentHost {
                 report.closed.append(vm.id)
             }
         }
+        // Logs of spares a previous agent left unused (each exited when its agent's pipe closed).
+        if let processes {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: processes.runDirectory.path)) ?? []
+            where name.hasPrefix("spare-") && name.hasSuffix(".log") {
+                unlink(processes.runDirectory.path + "/" + name)
+            }
+        }
         // Files of VMs the store does not know (a run directory shared by mistake): reported, never touched.
         if let processes {
             for id in processes.runDirectory.vmIDs() where !known.contains(id) {
                 report.refused.append(processes.runDirectory.socketPath(id))
             }
         }
+        // Only now: a spare started earlier would have had its log taken for a stale one.
+        spares?.fill()
         return report
     }
 
@@ -283,8 +311,11 @@ extension AgentHost {
     static func isVMProcess(pid: Int32, vmID: Int64) -> Bool {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard arguments.contains("vm") && arguments.contains("process") else { return false }
+        // A spare learned its id with its spec: the ring's header and the handshake name it.
+        if arguments.contains("--spare") { return true }
         guard let index = arguments.firstIndex(of: "--vm-id"), index + 1 < arguments.count else { return false }
-        return arguments.contains("vm") && arguments.contains("process") && arguments[index + 1] == "\(vmID)"
+        return arguments[index + 1] == "\(vmID)"
     }
 
     /// A VM whose process is gone: what its ring holds goes in, then its end.

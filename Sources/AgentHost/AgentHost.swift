@@ -23,6 +23,8 @@ public final class AgentHost: Sendable {
     let processes: VMProcessOptions?
     /// Reads every VM process's ring into the store (with `processes`).
     let drain: RingDrain?
+    /// A VM process started ahead of the next create (with `processes`).
+    let spares: SparePool?
     let memorySink = InMemoryEventSink()
     let defaults: VMDefaults
     /// Page-state runs a VM may have unless its spec says: `maxVMs` VMs at this limit fit
@@ -60,6 +62,7 @@ public final class AgentHost: Sendable {
         // VM processes record into rings only the store drains: without a store they run inside the agent.
         self.processes = store == nil ? nil : processes
         drain = self.processes == nil ? nil : store.map { RingDrain(store: $0, logger: logger) }
+        spares = self.processes.map { SparePool(spawner: $0.spawner, logLevel: $0.logLevel, logger: logger) }
         let runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
         defaults = VMDefaults(aliasMechanism: aliasMechanism, recordingBudget: recordingBudget, runLimit: runLimit)
         self.logger = logger
@@ -108,6 +111,10 @@ public final class AgentHost: Sendable {
             throw .shuttingDown
         }
         logger.info("VM created", metadata: ["vm_id": "\(vmID)", "name": "\(spec.name)"])
+        // A policy replaced while the VM process started did not reach it (it was not listed yet).
+        if let runtime = vm.runtime as? ProcessRuntime, runtime.policyVersion != policies.policy.version {
+            runtime.policyChanged(policies.policy)
+        }
         // A VM process asked to start at once has (its ring recorded when); only its end is watched for.
         if start, vm.startedNanos != nil {
             watchStarted(vm)
@@ -225,6 +232,7 @@ public final class AgentHost: Sendable {
             state.draining = true
             return Array(state.vms.values)
         }
+        spares?.close()
         if processes != nil && !stopVMs {
             drain?.stop()
             let running = all.filter { !$0.isRecorded }

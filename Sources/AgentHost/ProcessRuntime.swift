@@ -47,13 +47,18 @@ final class ProcessRuntime: VMRuntime {
 
     var snapshot: VMSnapshot {
         if let final = finalSnapshot { return final }
-        if !isFinished.load(ordering: .acquiring), let reply = try? client.call(VMRequest(.status)), let status = reply.status {
-            state.withLock {
-                $0.lastStatus = status
-                $0.policyVersion = status.policyVersion
-            }
-            // Its guest has ended and the process is about to: answer with the end as recorded.
-            if VMState(rawValue: status.state)?.isTerminal == true, waitUntilFinished(timeout: Self.endGrace), let final = finalSnapshot {
+        if !isFinished.load(ordering: .acquiring) {
+            if let reply = try? client.call(VMRequest(.status)), let status = reply.status {
+                state.withLock {
+                    $0.lastStatus = status
+                    $0.policyVersion = status.policyVersion
+                }
+                // Its guest has ended and the process is about to: answer with the end as recorded.
+                if VMState(rawValue: status.state)?.isTerminal == true, waitUntilFinished(timeout: Self.endGrace), let final = finalSnapshot {
+                    return final
+                }
+            } else if waitUntilFinished(timeout: Self.endGrace), let final = finalSnapshot {
+                // No answer: the process is gone or going, and its end is being recorded.
                 return final
             }
         }

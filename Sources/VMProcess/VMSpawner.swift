@@ -86,17 +86,77 @@ public struct VMSpawner: Sendable {
         guard pidfd >= 0 else { throw VMSpawnError("pidfd_open(\(pid)): \(String(cString: strerror(errno)))") }
         let line = readLine(readyFD)
         guard let ready = line.flatMap({ WireCoding.decode(VMReady.self, from: Data($0)) }), ready.error == nil, ready.pid == pid else {
-            _ = clinux_pidfd_signal(pidfd, SIGKILL)
+            // How it ended, if it did on its own, before it is killed.
+            let endedOnItsOwn = clinux_poll_readable(pidfd, 0) == 1
+            if !endedOnItsOwn { _ = clinux_pidfd_signal(pidfd, SIGKILL) }
             var code: Int32 = 0, signal: Int32 = 0
             _ = clinux_poll_readable(pidfd, 5000)
-            _ = clinux_pidfd_reap(pidfd, &code, &signal)
+            let reaped = clinux_pidfd_reap(pidfd, &code, &signal) == 1
             close(pidfd)
+            let how = !endedOnItsOwn ? "did not say it was ready within \(readyTimeoutSeconds) s"
+                : !reaped ? "ended" : signal != 0 ? "was killed by signal \(signal)" : "exited with status \(code)"
             let said = line.flatMap { WireCoding.decode(VMReady.self, from: Data($0)) }?.error
             throw VMSpawnError(said ?? (line == nil
-                ? "the VM process ended, or did not say it was ready within \(readyTimeoutSeconds) s (its log: \(runDirectory.logPath(spec.vmID)))"
+                ? "the VM process (pid \(pid)) \(how) before it was ready (its log: \(runDirectory.logPath(spec.vmID)))"
                 : "the VM process's ready line was not understood"))
         }
         return SpawnedVM(pid: pid, pidfd: pidfd, ready: ready)
+    }
+
+    /// Starts a spare VM process: exec'd and its runtime started, waiting on two pipes for the
+    /// spec and image of the next VM, so a create does not wait for a process to start.
+    public func spawnSpare(logLevel: String) throws(VMSpawnError) -> SpareVMProcess {
+        var opened: [Int32] = []
+        defer { for fd in opened { close(fd) } }
+        func pipePair() throws(VMSpawnError) -> (read: Int32, write: Int32) {
+            var fds: [Int32] = [-1, -1]
+            guard pipe(&fds) == 0 else { throw VMSpawnError("pipe: \(String(cString: strerror(errno)))") }
+            _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+            return (fds[0], fds[1])
+        }
+        let devNull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        guard devNull >= 0 else { throw VMSpawnError("open /dev/null: \(String(cString: strerror(errno)))") }
+        opened.append(devNull)
+        let logPath = runDirectory.path + "/spare-\(UUID().uuidString.prefix(8)).log"
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard log >= 0 else { throw VMSpawnError("open \(logPath): \(String(cString: strerror(errno)))") }
+        opened.append(log)
+        let ready = try pipePair(), spec = try pipePair(), image = try pipePair()
+        opened += [ready.write, spec.read, image.read]
+        var keep = [ready.read, spec.write, image.write]
+        defer { for fd in keep { close(fd) } }
+        let arguments = [Self.displayName, "vm", "process", "--run-dir", runDirectory.path, "--spare", "--log-level", logLevel]
+        var pid: Int32 = 0
+        let descriptors: [Int32] = [devNull, ready.write, log, spec.read, image.read]
+        // Safety: argv as NUL-terminated C strings that live across the call; descriptors are ours.
+        let result = withCStrings(arguments) { argv in
+            descriptors.withUnsafeBufferPointer { fds in clinux_spawn_session(executable, argv, fds.baseAddress, Int32(fds.count), &pid) }
+        }
+        guard result == 0 else { throw VMSpawnError("could not start \(executable): \(String(cString: strerror(result)))") }
+        let pidfd = clinux_pidfd_open(pid)
+        guard pidfd >= 0 else { throw VMSpawnError("pidfd_open(\(pid)): \(String(cString: strerror(errno)))") }
+        keep = []
+        return SpareVMProcess(pid: pid, pidfd: pidfd, readyFD: ready.read, specFD: spec.write, imageFD: image.write, logPath: logPath)
+    }
+
+    /// Hands a spare its VM: the spec, then the image, then waits for it to say it is ready.
+    public func assign(_ spare: SpareVMProcess, spec: VMProcessSpec, image: [UInt8]) throws(VMSpawnError) -> SpawnedVM {
+        // The spare's log becomes the VM's (the descriptor it writes to stays the same).
+        _ = rename(spare.logPath, runDirectory.logPath(spec.vmID))
+        let handedOver = spare.send([UInt8](WireCoding.encode(spec)), image: image)
+        guard handedOver else {
+            spare.discard()
+            throw VMSpawnError("the spare VM process did not take its spec")
+        }
+        let line = readLine(spare.readyFD)
+        spare.closeReady()
+        guard let ready = line.flatMap({ WireCoding.decode(VMReady.self, from: Data($0)) }), ready.error == nil, ready.pid == spare.pid else {
+            let said = line.flatMap { WireCoding.decode(VMReady.self, from: Data($0)) }?.error
+            spare.discard()
+            throw VMSpawnError(said ?? "the VM process ended, or did not say it was ready (its log: \(runDirectory.logPath(spec.vmID)))")
+        }
+        return SpawnedVM(pid: spare.pid, pidfd: spare.takePidfd(), ready: ready)
     }
 
     /// One line from the ready pipe, within the timeout; nil on EOF or timeout.
@@ -128,4 +188,71 @@ func withCStrings<T>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?
     let pointers = strings.map { strdup($0) } + [nil]
     defer { for pointer in pointers { free(pointer) } }
     return body(pointers)
+}
+
+/// A VM process started before it was needed, holding the agent's ends of its pipes.
+public final class SpareVMProcess: @unchecked Sendable {
+    public let pid: Int32
+    private var pidfd: Int32
+    let readyFD: Int32
+    private var specFD: Int32
+    private var imageFD: Int32
+    let logPath: String
+    private let lock = NSLock()
+
+    init(pid: Int32, pidfd: Int32, readyFD: Int32, specFD: Int32, imageFD: Int32, logPath: String) {
+        self.pid = pid; self.pidfd = pidfd; self.readyFD = readyFD; self.specFD = specFD; self.imageFD = imageFD; self.logPath = logPath
+    }
+
+    /// Writes the spec, closes it, then the image (the spare reads them in that order); false if it is gone.
+    func send(_ spec: [UInt8], image: [UInt8]) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let sent = Self.writeAll(specFD, spec)
+        close(specFD)
+        specFD = -1
+        let imaged = sent && Self.writeAll(imageFD, image)
+        close(imageFD)
+        imageFD = -1
+        return imaged
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            // Safety: write from our array's storage within its count, to our pipe (SIGPIPE is ignored: EPIPE if it is gone).
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+
+    func closeReady() { close(readyFD) }
+
+    /// The pidfd, now the caller's.
+    func takePidfd() -> Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        let fd = pidfd
+        pidfd = -1
+        return fd
+    }
+
+    /// Ends a spare that will not be used, and reaps it.
+    public func discard() {
+        lock.lock()
+        defer { lock.unlock() }
+        if specFD >= 0 { close(specFD); specFD = -1 }
+        if imageFD >= 0 { close(imageFD); imageFD = -1 }
+        guard pidfd >= 0 else { return }
+        _ = clinux_pidfd_signal(pidfd, SIGKILL)
+        var code: Int32 = 0, signal: Int32 = 0
+        _ = clinux_poll_readable(pidfd, 5000)
+        _ = clinux_pidfd_reap(pidfd, &code, &signal)
+        close(pidfd)
+        pidfd = -1
+        unlink(logPath)
+    }
 }

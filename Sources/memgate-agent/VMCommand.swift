@@ -91,13 +91,19 @@ struct VMProcessCommand: ParsableCommand {
         commandName: "process", abstract: "Run one VM for an agent (started by serve; not meant for people).", shouldDisplay: false)
     @OptionGroup var directory: RunDirectoryOption
     @Option(help: "The VM's id in the agent's store.")
-    var vmId: Int64
+    var vmId: Int64?
+    @Flag(help: "Start ahead of need: the VM's id comes with its spec.")
+    var spare = false
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (vmId == nil) == spare else { throw ValidationError("give --vm-id ID, or --spare") }
+    }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         var logger = logging.makeLogger(label: "memgate.vm")
-        logger[metadataKey: "vm_id"] = "\(vmId)"
+        if let vmId { logger[metadataKey: "vm_id"] = "\(vmId)" }
         func fail(_ message: String) -> Never {
             report(VMReady(error: message))
             logger.error("VM process not started", metadata: ["error": "\(message)"])
@@ -107,13 +113,14 @@ struct VMProcessCommand: ParsableCommand {
         let image = readAll(4)
         Glibc.close(3)
         Glibc.close(4)
-        guard let spec = WireCoding.decode(VMProcessSpec.self, from: Data(specBytes)), spec.vmID == vmId else {
-            fail("the VM spec on descriptor 3 is missing or not for VM \(vmId)")
+        guard let spec = WireCoding.decode(VMProcessSpec.self, from: Data(specBytes)), spec.vmID == vmId ?? spec.vmID, spare || vmId != nil else {
+            fail("the VM spec on descriptor 3 is missing or not for VM \(vmId.map(String.init) ?? "(spare)")")
         }
+        logger[metadataKey: "vm_id"] = "\(spec.vmID)"
         let runDirectory: RunDirectory
         do { runDirectory = try directory.open() } catch { fail("\(error)") }
         // Before any guest memory exists, so all of it is charged to the VM's own cgroup.
-        let cgroup = CgroupPlacement().placeSelf(vmID: vmId, memoryMax: CgroupPlacement.memoryMax(memoryBytes: spec.memoryBytes,
+        let cgroup = CgroupPlacement().placeSelf(vmID: spec.vmID, memoryMax: CgroupPlacement.memoryMax(memoryBytes: spec.memoryBytes,
                                                                                                      ringBytes: spec.ringBytes))
         let system: KVM.System
         do { system = try openKVM() } catch { fail("\(error)") }
