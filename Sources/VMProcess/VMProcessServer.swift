@@ -29,6 +29,8 @@ public final class VMProcessServer: @unchecked Sendable {
         var connections = 0
         /// Requests being handled or answered: the process does not exit under one.
         var inFlight = 0
+        /// The ready line is written: a guest that ends at once must not take the process down before it.
+        var readyReported = false
     }
     private let state = Mutex(State())
     /// Connections ended for a bad or oversized message, or refused for their credentials.
@@ -87,6 +89,9 @@ public final class VMProcessServer: @unchecked Sendable {
             throw StartError(description: "listen on \(socket): \(String(cString: strerror(code)))")
         }
     }
+
+    /// The ready line is written (a guest that already ended may now end the process).
+    public func readyWasReported() { state.withLock { $0.readyReported = true } }
 
     /// What the agent learns from the ready pipe.
     public var ready: VMReady {
@@ -255,8 +260,13 @@ public final class VMProcessServer: @unchecked Sendable {
         let recorded = sink.recordEnd(ending)
         logger.info("VM ended", metadata: ["state": "\(final)", "reason": "\(lifecycle.reason ?? "")", "recorded": "\(recorded)"])
         unlink(runDirectory.socketPath(spec.vmID))
-        // The stop that ended the guest gets its answer before the process goes (bounded: a peer that does not read).
-        for _ in 0..<1000 where state.withLock({ $0.inFlight }) > 0 { usleep(1000) }
+        // The stop that ended the guest gets its answer, and the agent its ready line, before the process
+        // goes (bounded: a peer that does not read).
+        var waited = 0
+        while waited < 10_000 && state.withLock({ $0.inFlight > 0 || !$0.readyReported }) {
+            usleep(1000)
+            waited += 1
+        }
         exit(0)
     }
 }

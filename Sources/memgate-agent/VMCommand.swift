@@ -142,6 +142,7 @@ struct VMProcessCommand: ParsableCommand {
             }
         }
         report(ready)
+        server.readyWasReported()
         // The ready pipe is done: stdout goes nowhere, so a gone agent never blocks or kills this process.
         if devNull >= 0 { dup2(devNull, 1); Glibc.close(devNull) }
         logger.info("VM process ready", metadata: ["pid": "\(getpid())", "confinement": "\(confinement + [cgroup])"])

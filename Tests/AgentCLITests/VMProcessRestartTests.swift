@@ -58,6 +58,13 @@ struct VMProcessRestartTests {
         return capacity > 0 && capacity - (write &- read) < 512
     }
 
+    /// True when `pid` has exited (gone, or a zombie its new parent has not reaped yet).
+    static func isGone(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return true }
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        return stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+
     static func rows(_ database: String, _ sql: String) throws -> [[SQLValue]] {
         try SQLiteConnection(path: database, readOnly: true).query(sql)
     }
@@ -149,6 +156,51 @@ struct VMProcessRestartTests {
         #expect(try Self.vm(agent, vm.id)["state"] as? String == "running")
     }
 
+    /// The agent keeps a VM process started ahead of need; a create takes it (its log becomes the VM's),
+    /// and a spare whose agent dies exits instead of waiting forever.
+    @Test func aSpareTakesTheNextVMAndDiesWithItsAgent() throws {
+        let directory = try Self.directory()
+        let agent = try Self.agent(directory)
+        let run = directory.appendingPathComponent("run").path
+        func spares() -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).filter { $0.hasPrefix("spare-") }
+        }
+        func sparePIDs() -> [Int32] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
+                let line = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                return line.contains("--spare") && line.contains(run)
+            }
+        }
+        try Self.wait("a spare is started") { spares().count == 1 }
+        let vm = try Self.create(agent, name: "from-spare", commandLine: "0")
+        let cmdline = String(decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(vm.pid)/cmdline")), as: UTF8.self)
+        #expect(cmdline.contains("--spare"), "the VM came from the spare: \(cmdline)")
+        #expect(FileManager.default.fileExists(atPath: run + "/vm-\(vm.id).log"))
+        try Self.wait("the next spare is started") { spares().count == 1 && sparePIDs().filter { $0 != vm.pid }.count == 1 }
+        let spare = try #require(sparePIDs().first { $0 != vm.pid })
+        agent.terminate(signal: SIGKILL)
+        try Self.wait("the orphaned spare exits") { Self.isGone(spare) }
+        #expect(kill(vm.pid, 0) == 0, "the VM it became runs on")
+        let second = try Self.agent(directory)
+        defer { second.terminate(); second.stopVMProcesses(); second.removeFiles() }
+        #expect(try Self.vm(second, vm.id)["state"] as? String == "running", "a VM from a spare is adopted like any other")
+    }
+
+    /// A guest that ends at once (started with its create) never takes its process down before the
+    /// agent has its ready line: every create answers 201 and every VM ends as its guest did.
+    @Test func guestsThatEndAtOnceAreCreatedAndRecorded() throws {
+        let directory = try Self.directory()
+        let agent = try Self.agent(directory)
+        defer { agent.terminate(); agent.stopVMProcesses(); agent.removeFiles() }
+        for index in 0..<20 {
+            let response = try agent.request("POST", "/v1/vms", json: #"{"name":"brief-\#(index)","image":"hello.elf","memory_mib":16}"#)
+            #expect(response.status == 201, "\(response.text)")
+            let id = AgentProcess.object(response)["id"] as? Int ?? -1
+            let ended = try agent.waitForEnd(id)
+            #expect(ended["state"] as? String == "stopped" && ended["exit_status"] as? Int == 0, "\(ended)")
+        }
+    }
+
     /// A policy pushed while no agent reached the VM (the next agent starts with --policy) reaches it on adoption.
     @Test func policyPushedAcrossARestartReachesTheAdoptedVM() throws {
         let directory = try Self.directory()
@@ -182,7 +234,7 @@ struct VMProcessRestartTests {
         try Self.wait("converting") { try Self.applied(first, vm.id) > 10 }
         first.terminate(signal: SIGKILL)
         #expect(kill(vm.pid, SIGKILL) == 0)
-        try Self.wait("the VM process is gone") { kill(vm.pid, 0) != 0 }
+        try Self.wait("the VM process is gone") { Self.isGone(vm.pid) }
         let second = try Self.agent(directory)
         defer { second.terminate(); second.removeFiles() }
         let closed = try Self.vm(second, vm.id)
@@ -207,7 +259,7 @@ struct VMProcessRestartTests {
         let ended = try second.waitForEnd(vm.id, seconds: 60)
         #expect(ended["state"] as? String == "failed", "\(ended)")
         #expect((ended["reason"] as? String ?? "").contains("did not answer"), "\(ended)")
-        try Self.wait("the silent process is gone") { kill(vm.pid, 0) != 0 }
+        try Self.wait("the silent process is gone") { Self.isGone(vm.pid) }
     }
 
     enum Impostor: String, CaseIterable, Sendable { case symbolicLink, otherOwner }
@@ -272,7 +324,7 @@ struct VMProcessRestartTests {
         first.terminate()
         let stop = try TestSupport.runAgent(["vm", "stop", "--all", "--run-dir", directory.appendingPathComponent("run").path])
         #expect(stop.status == 0, "\(stop.stdout) \(stop.stderr)")
-        try Self.wait("the VM process ends") { kill(vm.pid, 0) != 0 }
+        try Self.wait("the VM process ends") { Self.isGone(vm.pid) }
         let second = try Self.agent(directory)
         defer { second.terminate(); second.removeFiles() }
         let ended = try Self.vm(second, vm.id)
