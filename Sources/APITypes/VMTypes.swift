@@ -55,6 +55,8 @@ public struct VMInfo: Codable, Sendable, Equatable {
     /// Records that waited for room in the VM's ring (no agent draining it), and how long in all.
     public var ringWaits: UInt64?
     public var ringWaitSeconds: Double?
+    /// Connections the VM's process refused or ended: another user's, or a bad or oversized message.
+    public var refusedConnections: Int?
 
     public init(id: Int64, name: String, state: String, reason: String?, exitStatus: Int32?, image: String,
                 memoryMib: UInt64, vcpus: Int, backend: String, initialState: String, commandLine: String,

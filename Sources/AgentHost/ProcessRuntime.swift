@@ -69,7 +69,8 @@ final class ProcessRuntime: VMRuntime {
                           pageStates: status?.pageStates ?? PageStateMap(bounds: dataRAM, initial: .private),
                           statistics: status?.statistics.statistics ?? ConversionStatistics(), exitCounts: status?.statistics.exitCounts ?? [],
                           consoleBytes: status?.consoleBytes ?? 0, pid: pid, policyVersion: status?.policyVersion,
-                          ringWaits: status?.ringWaits ?? 0, ringWaitNanos: status?.ringWaitNanos ?? 0)
+                          ringWaits: status?.ringWaits ?? 0, ringWaitNanos: status?.ringWaitNanos ?? 0,
+                          refusedConnections: status?.refusedConnections)
     }
 
     /// The VM as it ended, once its process is gone and its ring committed.

@@ -26,6 +26,8 @@ public struct VMSnapshot: Sendable {
     /// Records that waited for room in the VM's ring, and how long in all (nil: the VM has no ring).
     public var ringWaits: UInt64?
     public var ringWaitNanos: UInt64?
+    /// Connections its VM process refused or ended (another user's, a bad or oversized message).
+    public var refusedConnections: Int?
     /// For a VM read from the store after a restart: its recorded conversions by decision and faults.
     public var recorded: (conversions: [String: Int], faults: Int)?
 

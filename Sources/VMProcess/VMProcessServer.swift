@@ -238,7 +238,8 @@ public final class VMProcessServer: @unchecked Sendable {
             backend: machine.backendKind.rawValue, policyVersion: policies.policy.version, consoleBytes: machine.consoleBytes,
             dataRAMStart: states.bounds.start, dataRAMEnd: states.bounds.end,
             runs: states.runs.map { VMRunWire(start: $0.range.start, end: $0.range.end, shared: $0.state == .shared) },
-            statistics: VMStatisticsWire(machine.statistics, exits: machine.exitCounts), ringWaits: waits.count, ringWaitNanos: waits.nanos)
+            statistics: VMStatisticsWire(machine.statistics, exits: machine.exitCounts), ringWaits: waits.count, ringWaitNanos: waits.nanos,
+            refusedConnections: refused.load(ordering: .relaxed))
     }
 
     /// The guest ended (or was stopped before it started): the last record, then the process ends.

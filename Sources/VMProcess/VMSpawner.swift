@@ -229,7 +229,14 @@ public final class SpareVMProcess: @unchecked Sendable {
         return true
     }
 
-    func closeReady() { close(readyFD) }
+    private var readyOpen = true
+
+    func closeReady() {
+        lock.lock()
+        defer { lock.unlock() }
+        if readyOpen { close(readyFD) }
+        readyOpen = false
+    }
 
     /// The pidfd, now the caller's.
     func takePidfd() -> Int32 {
@@ -246,6 +253,7 @@ public final class SpareVMProcess: @unchecked Sendable {
         defer { lock.unlock() }
         if specFD >= 0 { close(specFD); specFD = -1 }
         if imageFD >= 0 { close(imageFD); imageFD = -1 }
+        if readyOpen { close(readyFD); readyOpen = false }
         guard pidfd >= 0 else { return }
         _ = clinux_pidfd_signal(pidfd, SIGKILL)
         var code: Int32 = 0, signal: Int32 = 0

@@ -113,6 +113,8 @@ public struct VMStatusWire: Codable, Sendable, Equatable {
     /// Records that waited for room in the ring, and how long in all.
     public var ringWaits: UInt64
     public var ringWaitNanos: UInt64
+    /// Connections the VM process refused or ended: another user's, or a bad or oversized message.
+    public var refusedConnections: Int?
 }
 
 public struct VMRunWire: Codable, Sendable, Equatable {

@@ -154,6 +154,21 @@ struct VMProcessRestartTests {
         let fields = try String(contentsOfFile: "/proc/\(vm.pid)/stat", encoding: .utf8).split(separator: ")").last?.split(separator: " ")
         #expect(fields.map { Int32($0[3]) } == Int32(vm.pid), "the VM process leads its own session")
         #expect(try Self.vm(agent, vm.id)["state"] as? String == "running")
+        // Bytes that are not a message end that connection, are counted, and harm nothing.
+        let socket = directory.appendingPathComponent("run/vm-\(vm.id).sock").path
+        let junk = try TestSupport.run("/usr/bin/python3", ["-c", """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+            s.sendall(b"\\xff\\xff\\xff\\x7fjunk")
+            try:
+                print(len(s.recv(16)))
+            except ConnectionResetError:
+                print(0)
+            """, socket])
+        #expect(junk.status == 0 && junk.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "closed at once: \(junk.stdout) \(junk.stderr)")
+        let after = try Self.vm(agent, vm.id)
+        #expect(after["refused_connections"] as? Int == 1, "\(after)")
+        #expect(after["state"] as? String == "running")
     }
 
     /// The agent keeps a VM process started ahead of need; a create takes it (its log becomes the VM's),

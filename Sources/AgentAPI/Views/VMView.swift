@@ -21,6 +21,7 @@ enum VMView {
         info.policyVersion = snapshot.policyVersion
         info.ringWaits = snapshot.ringWaits
         info.ringWaitSeconds = snapshot.ringWaitNanos.map { Double($0) / 1e9 }
+        info.refusedConnections = snapshot.refusedConnections
         return info
     }
 
