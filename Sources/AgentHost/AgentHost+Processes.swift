@@ -345,10 +345,7 @@ extension AgentHost {
     }
 
     static func view(of vm: StoredVM) -> StoredRuntime.StoredVMView {
-        var map = PageStateMap(bounds: vm.dataRAM, initial: vm.initialState)
-        for run in vm.runs where run.start >= vm.dataRAM.start && run.end <= vm.dataRAM.end && run.start < run.end {
-            _ = map.set(PageRange(start: run.start, end: run.end), to: run.state)
-        }
+        let map = PageStateMap(bounds: vm.dataRAM, initial: vm.initialState, runs: vm.runs)
         let statistics = ConversionStatistics()
         let state = VMState(rawValue: vm.finalState ?? "") ?? .failed
         return StoredRuntime.StoredVMView(lifecycle: VMLifecycle(state: state, reason: vm.finalReason, exitStatus: vm.exitStatus),

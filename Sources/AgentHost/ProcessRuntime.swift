@@ -184,11 +184,7 @@ final class ProcessRuntime: VMRuntime {
                 statistics = wire.statistics
                 exits = wire.exitCounts
             }
-            var map = PageStateMap(bounds: dataRAM, initial: .private)
-            for run in ending.runs where run.start >= dataRAM.start && run.end <= dataRAM.end && run.start < run.end {
-                _ = map.set(PageRange(start: run.start, end: run.end), to: run.state)
-            }
-            if !ending.runs.isEmpty { runs = map }
+            if !ending.runs.isEmpty { runs = PageStateMap(bounds: dataRAM, initial: .private, runs: ending.runs) }
             console = ending.consoleTail
             consoleBytes = ending.consoleBytes
         } else {

@@ -14,6 +14,15 @@ public struct PageStateMap: Sendable, Equatable {
     public var sharedBytes: UInt64 { bounds.size - privateBytes }
 
     /// Bounds that are not page aligned are shrunk to the whole pages inside them.
+    /// A map rebuilt from runs another process or the store reported; runs outside `bounds`
+    /// (or empty) are ignored, so nothing read from outside can trap. Pure.
+    public init(bounds: PageRange, initial: PageState, runs: [(start: UInt64, end: UInt64, state: PageState)]) {
+        self.init(bounds: bounds, initial: initial)
+        for run in runs where run.start >= bounds.start && run.end <= bounds.end && run.start < run.end {
+            _ = set(PageRange(start: run.start, end: run.end), to: run.state)
+        }
+    }
+
     public init(bounds: PageRange, initial: PageState) {
         let mask = PageRange.pageSize - 1
         let start = bounds.start & mask == 0 ? bounds.start : min((bounds.start | mask) &+ 1, bounds.end & ~mask)

@@ -183,12 +183,8 @@ public struct VMStatisticsWire: Codable, Sendable, Equatable {
 extension VMStatusWire {
     /// The page-state map the runs describe (runs outside the bounds are ignored).
     public var pageStates: PageStateMap {
-        let bounds = PageRange(start: dataRAMStart, end: max(dataRAMStart, dataRAMEnd))
-        var map = PageStateMap(bounds: bounds, initial: .private)
-        for run in runs where run.start >= bounds.start && run.end <= bounds.end && run.start < run.end {
-            _ = map.set(PageRange(start: run.start, end: run.end), to: run.shared ? .shared : .private)
-        }
-        return map
+        PageStateMap(bounds: PageRange(start: dataRAMStart, end: max(dataRAMStart, dataRAMEnd)), initial: .private,
+                     runs: runs.map { (start: $0.start, end: $0.end, state: $0.shared ? .shared : .private) })
     }
 }
 

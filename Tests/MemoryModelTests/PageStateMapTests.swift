@@ -93,4 +93,13 @@ import TestSupport
         let odd = PageStateMap(bounds: PageRange(start: 0x20_0010, end: 0x20_3010), initial: .shared)
         #expect(odd.bounds == PageRange(start: 0x20_1000, end: 0x20_3000))
     }
+
+    @Test func aMapRebuiltFromReportedRunsIgnoresRunsOutsideItsBounds() {
+        let bounds = PageRange(start: 0x20_0000, end: 0x40_0000)
+        let map = PageStateMap(bounds: bounds, initial: .private, runs: [
+            (0x20_0000, 0x21_0000, .shared), (0x10_0000, 0x21_0000, .shared), (0x3F_F000, 0x50_0000, .shared), (0x30_0000, 0x30_0000, .shared),
+        ])
+        #expect(map.sharedBytes == 0x1_0000)
+        #expect(map.state(at: 0x20_0000) == .shared && map.state(at: 0x21_0000) == .private && map.state(at: 0x3F_F000) == .private)
+    }
 }
