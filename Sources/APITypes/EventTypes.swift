@@ -93,12 +93,20 @@ public struct PolicyApplicationEvent: Codable, Sendable, Equatable {
     public var name: String?
     public var appliedNs: UInt64
     public var appliedBy: String
+    /// Who (token name, or session), through what (`api`, `--policy FILE`, `rollout ID wave N`,
+    /// `rollback of rollout ID`), the rollout, and the request's Idempotency-Key. Absent on older rows.
+    public var principal: String?
+    public var channel: String?
+    public var rolloutId: String?
+    public var idempotencyKey: String?
 }
 
 /// One entry of `GET /v1/events` (a fault or a conversion), or of its stream, which also
 /// carries VM lifecycle events and policy applications: exactly one member is set.
 public struct EventEntry: Codable, Sendable, Equatable {
     public var eventId: Int64
+    /// The audit chain's value after this event (hex SHA-256; docs/AUDIT-CHAIN.md). Absent from agents before it.
+    public var chain: String?
     /// memory_fault, conversion; on the stream also vm_created … vm_ended and policy_applied.
     public var kind: String
     public var memoryFault: FaultEvent?

@@ -116,10 +116,13 @@ public struct APIRequestRecord: Codable, Sendable, Equatable {
     public var durationNs: UInt64
     /// The token's name, or `unix uid N` on the Unix socket.
     public var client: String?
+    /// The request chain's value after this row (hex SHA-256; docs/AUDIT-CHAIN.md). Absent from agents before it.
+    public var chain: String?
 
-    public init(id: Int64, timeNs: UInt64, method: String, path: String, status: Int, durationNs: UInt64, client: String?) {
+    public init(id: Int64, timeNs: UInt64, method: String, path: String, status: Int, durationNs: UInt64, client: String?,
+                chain: String? = nil) {
         self.id = id; self.timeNs = timeNs; self.method = method; self.path = path; self.status = status
-        self.durationNs = durationNs; self.client = client
+        self.durationNs = durationNs; self.client = client; self.chain = chain
     }
 }
 

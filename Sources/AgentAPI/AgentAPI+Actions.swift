@@ -105,6 +105,11 @@ extension AgentAPI {
             guard let document else { throw .notFound("this agent never applied policy version \(version)") }
             return HTTPResponse(status: 200, contentType: "application/json", body: document,
                                 headers: [("ETag", ETag.quoted(version)), ("Cache-Control", "max-age=31536000, immutable")])
+        case .auditHead:
+            return try json(try read { (queries: EventQueries) throws(EventStoreError) in try queries.auditHead() })
+        case .allEvents(let after, let limit):
+            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.allEventsPageJSON(after: after, limit: limit) }
+            return HTTPResponse(status: 200, contentType: "application/json", body: page)
         case .auditRequests(let after, let limit):
             return try json(try read { (queries: EventQueries) throws(EventStoreError) in try queries.apiRequests(after: after, limit: limit) })
         case .policyHistory(let limit):

@@ -21,11 +21,12 @@ public struct StreamEvent: Sendable, Equatable {
 /// The event stream's reads: every kind of event in one id order, final only.
 extension EventQueries {
     static let streamVMEventsSQL = """
-        SELECT e.event_id, e.vm_id, e.time_ns, e.what, e.final_state, e.reason, e.exit_status, v.name
+        SELECT e.event_id, e.vm_id, e.time_ns, e.what, e.final_state, e.reason, e.exit_status, v.name, e.chain
         FROM vm_events e JOIN vms v USING (vm_id) WHERE e.event_id > ? AND e.event_id < ? ORDER BY e.event_id LIMIT ?
         """
     static let streamPoliciesSQL = """
-        SELECT a.event_id, a.id, a.version, p.name, a.applied_ns, a.applied_by
+        SELECT a.event_id, a.id, a.version, a.applied_ns, a.applied_by, a.principal, a.channel, a.idempotency_key, a.rollout_id,
+               p.name, a.chain
         FROM policy_applications a JOIN policies p ON p.version = a.version
         WHERE a.event_id > ? AND a.event_id < ? ORDER BY a.event_id LIMIT ?
         """
@@ -38,8 +39,9 @@ extension EventQueries {
             try connection.transaction("BEGIN") { () throws(SQLiteError) -> [StreamEvent] in
                 let bound = try Self.eventBounds(after: after, limit: limit, connection)
                 var events = try connection.rows(Self.eventFaultsSQL, bound) { row in
-                    var out = JSONWriter(capacity: 320)
+                    var out = JSONWriter(capacity: 400)
                     out.beginObject()
+                    out.chain(row, 9)
                     out.field("event_id", row.int64(0))
                     out.field("kind", "memory_fault")
                     out.key("memory_fault")
@@ -48,8 +50,9 @@ extension EventQueries {
                     return StreamEvent(id: row.int64(0), kind: "memory_fault", vmID: row.int64(1), json: out.bytes)
                 }
                 events += try connection.rows(Self.eventConversionsSQL, bound) { row in
-                    var out = JSONWriter(capacity: 480)
+                    var out = JSONWriter(capacity: 560)
                     out.beginObject()
+                    out.chain(row, 17)
                     out.key("conversion")
                     out.conversion(row)
                     out.field("event_id", row.int64(0))
@@ -59,44 +62,59 @@ extension EventQueries {
                 }
                 events += try connection.rows(Self.streamVMEventsSQL, bound) { row in
                     let kind = "vm_" + row.text(3)
-                    var out = JSONWriter(capacity: 256)
+                    var out = JSONWriter(capacity: 320)
                     out.beginObject()
+                    out.chain(row, 8)
                     out.field("event_id", row.int64(0))
                     out.field("kind", kind)
                     out.key("vm_event")
-                    out.beginObject()
-                    out.field("event_id", row.int64(0))
-                    if !row.isNull(6) { out.field("exit_status", row.int64(6)) }
-                    if !row.isNull(4) { out.field("final_state", text: 4, of: row) }
-                    if !row.isNull(5) { out.field("reason", text: 5, of: row) }
-                    out.field("time_ns", row.unsigned(2))
-                    out.field("vm_id", row.int64(1))
-                    out.field("vm_name", text: 7, of: row)
-                    out.field("what", text: 3, of: row)
-                    out.endObject()
+                    out.vmEvent(row, name: 7)
                     out.endObject()
                     return StreamEvent(id: row.int64(0), kind: kind, vmID: row.int64(1), json: out.bytes)
                 }
                 events += try connection.rows(Self.streamPoliciesSQL, bound) { row in
-                    var out = JSONWriter(capacity: 256)
+                    var out = JSONWriter(capacity: 400)
                     out.beginObject()
+                    out.chain(row, 10)
                     out.field("event_id", row.int64(0))
                     out.field("kind", "policy_applied")
                     out.key("policy_application")
-                    out.beginObject()
-                    out.field("applied_by", text: 5, of: row)
-                    out.field("applied_ns", row.unsigned(4))
-                    out.field("event_id", row.int64(0))
-                    out.field("id", row.int64(1))
-                    if !row.isNull(3) { out.field("name", text: 3, of: row) }
-                    out.field("version", text: 2, of: row)
-                    out.endObject()
+                    out.policyApplication(row, name: 9)
                     out.endObject()
                     return StreamEvent(id: row.int64(0), kind: "policy_applied", vmID: nil, json: out.bytes)
                 }
                 events.sort { $0.id < $1.id }
                 return Array(events.prefix(limit))
             }
+        }
+    }
+
+    /// Every kind of event after `after` as an `EventPage` document (`GET /v1/events?kinds=all`): what
+    /// `audit pull` verifies the chain over.
+    public func allEventsPageJSON(after: Int64, limit: Int) throws(EventStoreError) -> [UInt8] {
+        store?.flush()
+        let events = try streamEvents(after: after, limit: limit)
+        var out: [UInt8] = []
+        out.reserveCapacity(events.reduce(64) { $0 + $1.json.count + 1 })
+        out += Array(#"{"events":["#.utf8)
+        for (index, event) in events.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out += event.json
+        }
+        var tail = JSONWriter(capacity: 32)
+        tail.beginObject()
+        tail.field("next_after", events.last?.id ?? after)
+        tail.endObject()
+        // `],` then the object's member without its opening brace.
+        out += Array("],".utf8) + tail.bytes.dropFirst()
+        out.append(0x0A)
+        return out
+    }
+
+    /// The heads of both audit chains.
+    public func auditHead() throws(EventStoreError) -> AuditHead {
+        try withConnection { connection throws(SQLiteError) in
+            AuditHead(events: try ChainVerifier.head(.events, connection), requests: try ChainVerifier.head(.requests, connection))
         }
     }
 

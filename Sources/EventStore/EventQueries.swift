@@ -13,7 +13,7 @@ public final class EventQueries: Sendable {
     /// The store recording into `path`, if in this process: every read first waits
     /// for the events already recorded (durable in its ring) to be committed, so a
     /// reader never misses an event that happened before its query.
-    private let store: EventStore?
+    let store: EventStore?
 
     public init(path: String) {
         self.path = path
@@ -156,10 +156,11 @@ public final class EventQueries: Sendable {
         }
     }
 
+    // The chain value is the column after the API's (9 for faults, 17 for conversions).
     static let eventFaultsSQL =
-        "SELECT \(faultColumns) FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
+        "SELECT \(faultColumns), chain FROM memory_faults WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
     static let eventConversionsSQL =
-        "SELECT \(conversionColumns) FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
+        "SELECT \(conversionColumns), chain FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
 
     /// The values of both event queries: after `after`, before the first conversion still pending, at most `limit`.
     static func eventBounds(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [SQLValue] {
@@ -195,6 +196,7 @@ public final class EventQueries: Sendable {
                     out.beginObject()
                     if fault && (!conversion || faults.int64(0) < conversions.int64(0)) {
                         last = faults.int64(0)
+                        out.chain(faults, 9)
                         out.field("event_id", last)
                         out.field("kind", "memory_fault")
                         out.key("memory_fault")
@@ -202,6 +204,7 @@ public final class EventQueries: Sendable {
                         fault = try faults.step()
                     } else {
                         last = conversions.int64(0)
+                        out.chain(conversions, 17)
                         out.key("conversion")
                         out.conversion(conversions)
                         out.field("event_id", last)
@@ -255,10 +258,11 @@ public final class EventQueries: Sendable {
     public func apiRequests(after: Int64, limit: Int) throws(EventStoreError) -> APIRequestPage {
         try withConnection { connection throws(SQLiteError) in
             let items = try connection.query("""
-                SELECT id, time_ns, method, path, status, duration_ns, client FROM api_requests WHERE id > ? ORDER BY id LIMIT ?
+                SELECT id, time_ns, method, path, status, duration_ns, client, chain FROM api_requests WHERE id > ? ORDER BY id LIMIT ?
                 """, [.integer(after), .integer(Int64(limit))]).map { row in
                 APIRequestRecord(id: row[0].integer, timeNs: row[1].unsigned, method: row[2].text, path: row[3].text,
-                                 status: Int(row[4].integer), durationNs: row[5].unsigned, client: row[6] == .null ? nil : row[6].text)
+                                 status: Int(row[4].integer), durationNs: row[5].unsigned, client: row[6] == .null ? nil : row[6].text,
+                                 chain: row[7] == .null ? nil : row[7].text)
             }
             return APIRequestPage(items: items, nextAfter: items.last?.id ?? after)
         }

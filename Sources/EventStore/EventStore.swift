@@ -69,8 +69,10 @@ public final class EventStore: EventSink {
             let lastVM = try connection.scalar("""
                 SELECT max(coalesce((SELECT max(vm_id) FROM vms), 0), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'vm'), 0))
                 """) ?? 0
+            // Rows from before schema 9, or left unchained by a replayed ring, join the chain before anything new.
+            let chain = try ChainLinker.catchUp(connection)
             return (IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), recovered,
-                    EventWriter(connection: connection, ring: ring, logger: logger))
+                    EventWriter(connection: connection, chain: chain, ring: ring, logger: logger))
         }
         if recovered.replayedRecords > 0 {
             logger.notice("applied events a previous agent left in the ring", metadata: ["records": "\(recovered.replayedRecords)"])

@@ -31,6 +31,8 @@ final class EventWriter: @unchecked Sendable {
     }
 
     private let connection: SQLiteConnection
+    /// The audit chain's heads; used on the writer thread only.
+    private var chain: ChainLinker
     /// Event records durable before their commit (nil with `Durability.full`). Guarded by `condition`.
     private let ring: EventRing?
     private let logger: Logger
@@ -74,8 +76,9 @@ final class EventWriter: @unchecked Sendable {
         return latency
     }
 
-    init(connection: SQLiteConnection, ring: EventRing?, logger: Logger) {
+    init(connection: SQLiteConnection, chain: ChainLinker, ring: EventRing?, logger: Logger) {
         self.connection = connection
+        self.chain = chain
         self.ring = ring
         self.logger = logger
         let thread = Thread { [self] in run() }
@@ -256,8 +259,12 @@ final class EventWriter: @unchecked Sendable {
         do throws(SQLiteError) {
             try connection.transaction("BEGIN") { () throws(SQLiteError) in
                 for write in Self.coalesce(batch) { try connection.statement(write.sql).run(write.values) }
+                // The rows this batch made final join the chain in the same transaction.
+                try chain.extend(connection)
             }
+            chain.commit()
         } catch {
+            chain.rollback()
             return RecordingFailure(operation: error.operation, code: error.code, message: error.message)
         }
         // A database removed or replaced under us keeps accepting writes into a file

@@ -20,6 +20,8 @@ public enum Maintenance {
     public struct PruneReport: Sendable {
         public var faults: Int
         public var conversions: Int
+        /// VM lifecycle events.
+        public var lifecycle = 0
         public var vms: Int
         /// Rows of `api_requests` and `api_refusals` older than the cutoff.
         public var apiRequests: Int
@@ -39,6 +41,7 @@ public enum Maintenance {
             }
             defer { withExtendedLifetime(lock) {} }
             let applied = try EventStore.apply(try EventRing(databasePath: path), to: connection)
+            _ = try ChainLinker.catchUp(connection)
             return (from, to, applied)
         }
     }
@@ -65,16 +68,35 @@ public enum Maintenance {
         }
     }
 
+    /// Recomputes both audit chains from their genesis (read-only; an agent may be recording).
+    public static func verify(path: String) throws(EventStoreError) -> [ChainVerifier.Report] {
+        try EventStoreError.wrapping {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw EventStoreError.migrations("\(path) does not exist; run `memgate-agent db migrate --db \(path)`")
+            }
+            let connection = try SQLiteConnection(path: path, readOnly: true)
+            let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
+            guard version >= 9 else {
+                throw EventStoreError.migrations("\(path) is at schema \(version), before the audit chain (9); run `memgate-agent db migrate --db \(path)`")
+            }
+            return try AuditChain.Name.allCases.map { name throws(SQLiteError) in try ChainVerifier.verify(name, connection) }
+        }
+    }
+
     /// Rows each prune transaction deletes: small enough that an agent's commit never
     /// waits for one longer than a few milliseconds.
     public static let pruneBatch = 1000
 
-    /// Deletes API audit rows older than `cutoffNanos`, and events older than it of VMs that have ended, then VMs that
-    /// ended before the cutoff and have nothing left; VMs still known (not ended) keep
-    /// every row. Works in small transactions of `batch` rows, so an agent recording
-    /// into the same database is never held up for long; what a deleted applied
-    /// conversion changed is added to its VM's pruned totals in the same transaction,
-    /// so `vm_memory_state` stays exact. Frees the space with an incremental vacuum.
+    /// Deletes the oldest events and API audit rows: each chain is cut at its newest row
+    /// such that every row up to it is older than `cutoffNanos` (and, for events, belongs
+    /// to a VM that has ended), so the rows that stay still verify from the cut. The cut's
+    /// chain value becomes the chain's genesis, with the count and time span removed;
+    /// policy applications are kept (they are the policy history), outside the verified
+    /// range. Then VMs that ended before the cutoff with nothing left go. Works in small
+    /// transactions of `batch` rows, so an agent recording into the same database is never
+    /// held up for long; what a deleted applied conversion changed is added to its VM's
+    /// pruned totals in the same transaction, so `vm_memory_state` stays exact. Frees the
+    /// space with an incremental vacuum.
     public static func prune(path: String, olderThan cutoffNanos: UInt64, batch: Int = pruneBatch) throws(EventStoreError) -> PruneReport {
         try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
@@ -91,73 +113,19 @@ public enum Maintenance {
                     ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)
                     """)
             }
-            // The newest event this prune deletes: stream readers resuming from before it are told.
-            let ended = "vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)"
-            let deletedThrough = try connection.scalar("""
-                SELECT max(id) FROM (
-                    SELECT max(event_id) AS id FROM memory_faults WHERE time_ns < ?1 AND \(ended)
-                    UNION ALL SELECT max(event_id) FROM conversions WHERE requested_ns < ?1 AND \(ended)
-                    UNION ALL SELECT max(event_id) FROM vm_events WHERE time_ns < ?1 AND \(ended))
-                """, [cutoff])
-            var faults = 0
-            while true {
-                let deleted = try connection.transaction { () throws(SQLiteError) in
-                    try connection.query("""
-                        DELETE FROM memory_faults WHERE event_id IN (
-                            SELECT event_id FROM memory_faults WHERE time_ns < ?1 AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
-                            LIMIT ?2)
-                        """, [cutoff, limit])
-                    return connection.changes
-                }
-                faults += deleted
-                if deleted == 0 { break }
-                try checkpoint(connection)
+            // A cut needs the chain value where it falls: rows no agent chained yet (an older store) are chained first.
+            _ = try ChainLinker.catchUp(connection)
+            var report = PruneReport(faults: 0, conversions: 0, vms: 0, apiRequests: 0, refusalCounts: 0)
+            if let through = try cutEvents(connection, cutoff: cutoff) {
+                report.faults = try deleteInBatches(connection, """
+                    DELETE FROM memory_faults WHERE event_id IN (SELECT event_id FROM memory_faults WHERE event_id <= ?1 LIMIT ?2)
+                    """, [.integer(through), limit])
+                report.conversions = try deleteConversions(connection, through: through, limit: limit)
+                report.lifecycle = try deleteInBatches(connection, """
+                    DELETE FROM vm_events WHERE event_id IN (SELECT event_id FROM vm_events WHERE event_id <= ?1 LIMIT ?2)
+                    """, [.integer(through), limit])
             }
-            var conversions = 0
-            while true {
-                let deleted = try connection.transaction { () throws(SQLiteError) in
-                    try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
-                    try connection.query("""
-                        CREATE TEMP TABLE prune_batch AS
-                        SELECT event_id, vm_id, direction, decision, changed_bytes FROM conversions
-                        WHERE requested_ns < ?1 AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL) LIMIT ?2
-                        """, [cutoff, limit])
-                    try connection.execute("""
-                        UPDATE vms SET
-                            pruned_to_shared_bytes = pruned_to_shared_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
-                                WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_shared'), 0),
-                            pruned_to_private_bytes = pruned_to_private_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
-                                WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_private'), 0)
-                        WHERE vm_id IN (SELECT vm_id FROM temp.prune_batch)
-                        """)
-                    try connection.execute("DELETE FROM conversions WHERE event_id IN (SELECT event_id FROM temp.prune_batch)")
-                    let count = connection.changes
-                    try connection.execute("DROP TABLE temp.prune_batch")
-                    return count
-                }
-                conversions += deleted
-                if deleted == 0 { break }
-                try checkpoint(connection)
-            }
-            var lifecycle = 0
-            while true {
-                let deleted = try connection.transaction { () throws(SQLiteError) in
-                    try connection.query("""
-                        DELETE FROM vm_events WHERE event_id IN (SELECT event_id FROM vm_events WHERE time_ns < ?1 AND \(ended) LIMIT ?2)
-                        """, [cutoff, limit])
-                    return connection.changes
-                }
-                lifecycle += deleted
-                if deleted == 0 { break }
-                try checkpoint(connection)
-            }
-            if let deletedThrough, faults + conversions + lifecycle > 0 {
-                try connection.transaction { () throws(SQLiteError) in
-                    try connection.query("INSERT INTO prunes (time_ns, cutoff_ns, through_event_id, events) VALUES (?, ?, ?, ?)", [
-                        .unsigned(MonotonicClock.wallNanos()), cutoff, .integer(deletedThrough), .integer(Int64(faults + conversions + lifecycle))])
-                }
-            }
-            let vms = try connection.transaction { () throws(SQLiteError) in
+            report.vms = try connection.transaction { () throws(SQLiteError) in
                 let gone = """
                     SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1
                     AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id)
@@ -166,6 +134,7 @@ public enum Maintenance {
                     """
                 try connection.query("DELETE FROM memory_layout WHERE vm_id IN (\(gone))", [cutoff])
                 try connection.query("DELETE FROM event_aggregates WHERE vm_id IN (\(gone))", [cutoff])
+                try connection.query("DELETE FROM memory_checkpoints WHERE vm_id IN (\(gone))", [cutoff])
                 try connection.query("DELETE FROM vms WHERE vm_id IN (\(gone))", [cutoff])
                 return connection.changes
             }
@@ -176,20 +145,13 @@ public enum Maintenance {
                     AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
                     """, [cutoff])
             }
-            // The API audit ages out by its own time: admitted requests a batch at a time, refusal counts by second.
-            var apiRequests = 0
-            while true {
-                let deleted = try connection.transaction { () throws(SQLiteError) in
-                    try connection.query(
-                        "DELETE FROM api_requests WHERE rowid IN (SELECT rowid FROM api_requests WHERE time_ns < ?1 LIMIT ?2)",
-                        [cutoff, limit])
-                    return connection.changes
-                }
-                apiRequests += deleted
-                if deleted == 0 { break }
-                try checkpoint(connection)
+            // The API audit ages out by its own time: admitted requests up to their cut, refusal counts by second.
+            if let through = try cutRequests(connection, cutoff: cutoff) {
+                report.apiRequests = try deleteInBatches(connection, """
+                    DELETE FROM api_requests WHERE id IN (SELECT id FROM api_requests WHERE id <= ?1 LIMIT ?2)
+                    """, [.integer(through), limit])
             }
-            let refusalCounts = try connection.transaction { () throws(SQLiteError) in
+            report.refusalCounts = try connection.transaction { () throws(SQLiteError) in
                 try connection.query("DELETE FROM api_refusals WHERE second < ?1 / 1000000000", [cutoff])
                 return connection.changes
             }
@@ -198,13 +160,127 @@ public enum Maintenance {
                 try connection.execute("PRAGMA incremental_vacuum(256)")
                 try checkpoint(connection)
             }
-            return PruneReport(faults: faults, conversions: conversions, vms: vms, apiRequests: apiRequests, refusalCounts: refusalCounts)
+            return report
+        }
+    }
+
+    /// Finds where the event chain can be cut and records the cut (the new genesis, and a
+    /// `prunes` row for stream readers) before anything is deleted; nil when nothing goes.
+    static func cutEvents(_ connection: SQLiteConnection, cutoff: SQLValue) throws(SQLiteError) -> Int64? {
+        try connection.transaction { () throws(SQLiteError) -> Int64? in
+            let running = "vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NULL)"
+            // The oldest row that must stay: one at or after the cutoff, or one of a VM still known.
+            let kept = try connection.scalar("""
+                SELECT min(id) FROM (
+                    SELECT min(event_id) AS id FROM memory_faults WHERE time_ns >= ?1 OR \(running)
+                    UNION ALL SELECT min(event_id) FROM conversions WHERE requested_ns >= ?1 OR decision = 'pending' OR \(running)
+                    UNION ALL SELECT min(event_id) FROM vm_events WHERE time_ns >= ?1 OR \(running))
+                """, [cutoff])
+            let head = try ChainLinker.loadHead(.events, connection)
+            let start = try ChainLinker.genesis(.events, connection)?.throughID ?? 0
+            let bound = min(kept.map { $0 - 1 } ?? Int64.max, head.id)
+            let range = "event_id > ?1 AND event_id <= ?2"
+            let values: [SQLValue] = [.integer(start), .integer(bound)]
+            // The cut falls on the newest row at or below the bound: its chain value is the genesis.
+            guard let through = try connection.scalar("""
+                SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults WHERE \(range)
+                    UNION ALL SELECT max(event_id) FROM conversions WHERE \(range)
+                    UNION ALL SELECT max(event_id) FROM vm_events WHERE \(range)
+                    UNION ALL SELECT max(event_id) FROM policy_applications WHERE \(range))
+                """, values), let chain = try chainValue(connection, eventID: through) else { return nil }
+            let span = try connection.query("""
+                SELECT sum(n), min(first), max(last) FROM (
+                    SELECT count(*) AS n, min(time_ns) AS first, max(time_ns) AS last FROM memory_faults WHERE \(range)
+                    UNION ALL SELECT count(*), min(requested_ns), max(requested_ns) FROM conversions WHERE \(range)
+                    UNION ALL SELECT count(*), min(time_ns), max(time_ns) FROM vm_events WHERE \(range))
+                """, [.integer(start), .integer(through)]).first ?? []
+            let pruned = span.first?.integer ?? 0
+            guard pruned > 0 else { return nil }
+            let now = SQLValue.unsigned(MonotonicClock.wallNanos())
+            try connection.query("""
+                INSERT INTO chain_genesis (chain_name, through_id, chain, pruned, first_ns, last_ns, time_ns) VALUES ('events', ?, ?, ?, ?, ?, ?)
+                """, [.integer(through), .text(chain), .integer(pruned), span[1], span[2], now])
+            try connection.query("INSERT INTO prunes (time_ns, cutoff_ns, through_event_id, events) VALUES (?, ?, ?, ?)",
+                                 [now, cutoff, .integer(through), .integer(pruned)])
+            return through
+        }
+    }
+
+    /// The stored chain value of event `id`, whichever table holds it.
+    static func chainValue(_ connection: SQLiteConnection, eventID id: Int64) throws(SQLiteError) -> String? {
+        for table in ["memory_faults", "conversions", "vm_events", "policy_applications"] {
+            if case .text(let chain)? = try connection.query("SELECT chain FROM \(table) WHERE event_id = ?", [.integer(id)]).first?.first {
+                return chain
+            }
+        }
+        return nil
+    }
+
+    /// Where the request chain can be cut (every request up to it older than the cutoff), recorded as its genesis.
+    static func cutRequests(_ connection: SQLiteConnection, cutoff: SQLValue) throws(SQLiteError) -> Int64? {
+        try connection.transaction { () throws(SQLiteError) -> Int64? in
+            let start = try ChainLinker.genesis(.requests, connection)?.throughID ?? 0
+            let head = try ChainLinker.loadHead(.requests, connection)
+            let kept = try connection.scalar("SELECT min(id) FROM api_requests WHERE time_ns >= ?", [cutoff])
+            let bound = min(kept.map { $0 - 1 } ?? Int64.max, head.id)
+            guard let row = try connection.query("""
+                SELECT max(id), count(*), min(time_ns), max(time_ns) FROM api_requests WHERE id > ? AND id <= ?
+                """, [.integer(start), .integer(bound)]).first, case .integer(let through) = row[0],
+                case .text(let chain)? = try connection.query("SELECT chain FROM api_requests WHERE id = ?", [.integer(through)]).first?.first
+            else { return nil }
+            try connection.query("""
+                INSERT INTO chain_genesis (chain_name, through_id, chain, pruned, first_ns, last_ns, time_ns) VALUES ('requests', ?, ?, ?, ?, ?, ?)
+                """, [.integer(through), .text(chain), row[1], row[2], row[3], .unsigned(MonotonicClock.wallNanos())])
+            return through
+        }
+    }
+
+    /// Runs `sql` (a DELETE of at most ?2 rows) in transactions of its own until it deletes nothing; returns the rows deleted.
+    static func deleteInBatches(_ connection: SQLiteConnection, _ sql: String, _ values: [SQLValue]) throws(SQLiteError) -> Int {
+        var total = 0
+        while true {
+            let deleted = try connection.transaction { () throws(SQLiteError) in
+                try connection.query(sql, values)
+                return connection.changes
+            }
+            total += deleted
+            if deleted == 0 { return total }
+            try checkpoint(connection)
+        }
+    }
+
+    /// Deletes conversions up to `through`, a batch a transaction, adding what applied ones changed to their VMs' pruned totals.
+    static func deleteConversions(_ connection: SQLiteConnection, through: Int64, limit: SQLValue) throws(SQLiteError) -> Int {
+        var total = 0
+        while true {
+            let deleted = try connection.transaction { () throws(SQLiteError) in
+                try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
+                try connection.query("""
+                    CREATE TEMP TABLE prune_batch AS
+                    SELECT event_id, vm_id, direction, decision, changed_bytes FROM conversions WHERE event_id <= ?1 LIMIT ?2
+                    """, [.integer(through), limit])
+                try connection.execute("""
+                    UPDATE vms SET
+                        pruned_to_shared_bytes = pruned_to_shared_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
+                            WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_shared'), 0),
+                        pruned_to_private_bytes = pruned_to_private_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
+                            WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_private'), 0)
+                    WHERE vm_id IN (SELECT vm_id FROM temp.prune_batch)
+                    """)
+                try connection.execute("DELETE FROM conversions WHERE event_id IN (SELECT event_id FROM temp.prune_batch)")
+                let count = connection.changes
+                try connection.execute("DROP TABLE temp.prune_batch")
+                return count
+            }
+            total += deleted
+            if deleted == 0 { return total }
+            try checkpoint(connection)
         }
     }
 
     /// Moves the WAL's pages into the database between batches (never waiting for
     /// readers), so the agent's next commit does not find a large WAL to checkpoint.
-    static func checkpoint(_ connection: SQLiteConnection) throws {
+    static func checkpoint(_ connection: SQLiteConnection) throws(SQLiteError) {
         try connection.query("PRAGMA wal_checkpoint(PASSIVE)")
     }
 }

@@ -58,7 +58,7 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
             INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (1, 1, 0, 5, 2097152, 4096, 8, 'emulated');
             """)
         }
-        #expect(try Maintenance.migrate(path: path).to == 8)
+        #expect(try Maintenance.migrate(path: path).to == 9)
         let queries = EventQueries(path: path)
         #expect(try queries.faults(EventFilter()).map(\.access) == ["unknown"])
         var unknown = EventFilter()

@@ -61,10 +61,11 @@ import Testing
                 VALUES (\(vm), 'vm\(vm)', 33554432, 1, 'alias', 2097152, \(16 * page), 'private', 1, 1000, '\(vm == 1 ? "stopped" : "lost")');
                 """)
             // Three pages shared early, one back to private late: 13 private, 3 shared... then one more shared late.
-            try connection.execute(conversionSQL(10 * vm + 1, vm: vm, at: 100, size: 3 * page, direction: "to_shared", decision: "applied", changed: 3 * page)
-                + conversionSQL(10 * vm + 2, vm: vm, at: 110, size: page, direction: "to_shared", decision: "denied", changed: 0)
-                + conversionSQL(10 * vm + 3, vm: vm, at: 300, size: page, direction: "to_private", decision: "applied", changed: page)
-                + conversionSQL(10 * vm + 4, vm: vm, at: 310, size: 2 * page, direction: "to_shared", decision: "applied", changed: 2 * page))
+            // Ids follow time, as the writer hands them out: the old rows of both VMs (1-4) come before the new (5-8).
+            try connection.execute(conversionSQL(2 * vm - 1, vm: vm, at: 100, size: 3 * page, direction: "to_shared", decision: "applied", changed: 3 * page)
+                + conversionSQL(2 * vm, vm: vm, at: 110, size: page, direction: "to_shared", decision: "denied", changed: 0)
+                + conversionSQL(4 + 2 * vm - 1, vm: vm, at: 300, size: page, direction: "to_private", decision: "applied", changed: page)
+                + conversionSQL(4 + 2 * vm, vm: vm, at: 310, size: 2 * page, direction: "to_shared", decision: "applied", changed: 2 * page))
         }
         // VM 1 ended normally: its layout was recorded (12 private pages, then 4 shared).
         try connection.execute("""

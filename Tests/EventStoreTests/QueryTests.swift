@@ -17,10 +17,10 @@ struct QueryTests {
             INSERT INTO conversions SELECT 2 * i, 1, i % 3, 1000 + i, CASE WHEN i % 7 = 0 THEN NULL ELSE 2000 + i END,
                    4096 * i, 4096, CASE i % 2 WHEN 0 THEN 'to_shared' ELSE 'to_private' END, 'explicit',
                    CASE WHEN i % 5 = 0 THEN 'denied' ELSE 'applied' END, 'rule ' || i || ': "quoted" \\ tab' || char(9) || 'nl' || char(10) || char(1),
-                   'v1', 'emulated', 4096, 0, CASE WHEN i % 5 = 0 THEN -1 ELSE 0 END, CASE WHEN i = 3 THEN 9223372036854775807 END, NULL FROM n;
+                   'v1', 'emulated', 4096, 0, CASE WHEN i % 5 = 0 THEN -1 ELSE 0 END, CASE WHEN i = 3 THEN 9223372036854775807 END, NULL, NULL FROM n;
             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
             INSERT INTO memory_faults SELECT 2 * i - 1, 1, 0, 999 + i, 4096 * i, 4096, 8 * (i % 2), 'emulated',
-                CASE i % 3 WHEN 0 THEN 'read' WHEN 1 THEN 'write' END FROM n;
+                CASE i % 3 WHEN 0 THEN 'read' WHEN 1 THEN 'write' END, NULL FROM n;
             """)
         return path
     }

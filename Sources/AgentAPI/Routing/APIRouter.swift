@@ -34,6 +34,7 @@ public enum APIRouter {
             if middle == "policy", parts.last == "replay" { return (.policyReplay, nil) }
             if middle == "policy", parts.last == "history" { return (.policyHistory, nil) }
             if middle == "audit", parts.last == "requests" { return (.auditRequests, nil) }
+            if middle == "audit", parts.last == "head" { return (.auditHead, nil) }
             if middle == "events", parts.last == "stream" { return (.eventStream, nil) }
         case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "policy" && parts[parts.startIndex + 2] == "documents":
             return (.policyDocument, nil)
@@ -109,6 +110,12 @@ public enum APIRouter {
         case (.faults, _): return .faults(try filter(query, conversions: false))
         case (.conversions, _): return .conversions(try filter(query, conversions: true))
         case (.events, _):
+            if let kinds = query["kinds"] {
+                guard kinds == "all" else { throw .badParameter("kinds", "takes all (every kind of event, as the stream carries them)") }
+                guard query["from"] == nil else { throw .badParameter("from", "does not go with kinds=all") }
+                return .allEvents(after: try query.integer("after", in: 0...Int64.max, default: 0),
+                                  limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+            }
             return .events(after: try query.integer("after", in: 0...Int64.max, default: 0),
                            limit: Int(try query.integer("limit", in: 1...1000, default: 100)),
                            fromEnd: try query.choice("from", of: ["start", "end"]) == "end")
@@ -153,6 +160,7 @@ public enum APIRouter {
                 throw .notFound("policy versions are 64 lower-case hex digits; \(request.path) names none")
             }
             return .policyDocument(version: version)
+        case (.auditHead, _): return .auditHead
         case (.auditRequests, _):
             return .auditRequests(after: try query.integer("after", in: 0...Int64.max, default: 0),
                                   limit: Int(try query.integer("limit", in: 1...1000, default: 100)))

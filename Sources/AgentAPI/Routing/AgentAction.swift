@@ -35,6 +35,10 @@ public enum AgentAction: Sendable, Equatable {
     case policyHistory(limit: Int)
     case policyDocument(version: String)
     case auditRequests(after: Int64, limit: Int)
+    /// The heads of the audit chains.
+    case auditHead
+    /// Every kind of event (`kinds=all`), each with its chain value: what `audit pull` verifies.
+    case allEvents(after: Int64, limit: Int)
     /// The HTML status page.
     case statusPage
     /// The status page's sign-in: a token from the login form (nil: show the form).
@@ -79,6 +83,7 @@ public enum Route: String, Sendable, CaseIterable {
     case policyHistory = "/v1/policy/history"
     case policyDocument = "/v1/policy/documents/{version}"
     case auditRequests = "/v1/audit/requests"
+    case auditHead = "/v1/audit/head"
     /// Anything else (404).
     case unknown = "other"
 
