@@ -91,8 +91,17 @@ public struct PolicyHistoryEntry: Codable, Sendable, Equatable {
     public var appliedBy: String
     /// The document's `name`, when it has one.
     public var name: String?
-    public init(id: Int64, version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil) {
+    /// Who (token name or session), through what (`api`, `--policy FILE`, `rollout ID wave N`, `rollback of rollout ID`),
+    /// the rollout, and the request's Idempotency-Key. Absent on rows from before they were recorded.
+    public var principal: String?
+    public var channel: String?
+    public var rolloutId: String?
+    public var idempotencyKey: String?
+
+    public init(id: Int64, version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil, principal: String? = nil,
+                channel: String? = nil, rolloutId: String? = nil, idempotencyKey: String? = nil) {
         self.id = id; self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy; self.name = name
+        self.principal = principal; self.channel = channel; self.rolloutId = rolloutId; self.idempotencyKey = idempotencyKey
     }
 }
 

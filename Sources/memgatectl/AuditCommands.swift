@@ -1,10 +1,11 @@
 import ArgumentParser
 import Controller
 import Foundation
+import Platform
 
 struct AuditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "audit", abstract: "Collect the fleet's events for audit.",
-                                                    subcommands: [Pull.self])
+                                                    subcommands: [Pull.self, Verify.self])
 
     struct Pull: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -40,12 +41,53 @@ struct AuditCommand: ParsableCommand {
                 throw CtlFailure.failed("\(error)")
             }
             let reports = AuditPull(pageSize: pageSize, maxRows: maxRows, deadline: maxDuration).run(client, into: sink) {
-                UInt64(Date().timeIntervalSince1970 * 1_000_000_000)
+                MonotonicClock.wallNanos()
             }
             let rows = reports.map { Row(host: $0.host, events: $0.events, cursor: $0.cursor, error: $0.failure) }
             if fleet.json { try Out.json(["hosts": rows]) } else {
                 var table = Table(["HOST", "NEW EVENTS", "CURSOR", "STATUS"])
                 for row in rows { table.add([row.host, "\(row.events)", "\(row.cursor)", row.error ?? "ok"]) }
+                Out.line(table.render())
+            }
+            if reports.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Compare every host's live audit chain heads with the heads the fleet database keeps, without pulling.",
+            discussion: """
+                Each host must still show, at the head stored by the last `audit pull`, the chain value it showed then, and its \
+                chain must not end before it. A host whose history was rewritten, or whose rows were removed, is recorded in \
+                fleet_chain_breaks and named; the command then exits 1. A prune on the host is accepted (the cut is recorded).
+                """)
+        @Option(help: "The fleet database: a SQLite path, or a postgresql:// connection URI.") var into: String
+        @OptionGroup var fleet: FleetOptions
+
+        struct Row: Codable {
+            var host: String
+            var chain: String
+            var fleetHead: Int64?
+            var hostHead: Int64?
+            var error: String?
+        }
+
+        func run() throws {
+            let client = try fleet.fleet()
+            let sink: AuditSink
+            do {
+                sink = into.hasPrefix("postgresql://") || into.hasPrefix("postgres://")
+                    ? try PostgresAuditSink(uri: into) : try SQLiteAuditSink(path: into)
+            } catch {
+                throw CtlFailure.failed("\(error)")
+            }
+            let reports = AuditVerify(deadline: fleet.deadline).run(client, against: sink) { MonotonicClock.wallNanos() }
+            let rows = reports.map { Row(host: $0.host, chain: $0.chain, fleetHead: $0.stored?.id, hostHead: $0.live?.lastId, error: $0.failure) }
+            if fleet.json { try Out.json(["hosts": rows]) } else {
+                var table = Table(["HOST", "CHAIN", "FLEET HEAD", "HOST HEAD", "STATUS"])
+                for row in rows {
+                    table.add([row.host, row.chain, row.fleetHead.map(String.init) ?? "-", row.hostHead.map(String.init) ?? "-", row.error ?? "ok"])
+                }
                 Out.line(table.render())
             }
             if reports.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }

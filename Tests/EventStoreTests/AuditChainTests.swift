@@ -62,7 +62,7 @@ import Testing
         var kinds = Set<String>()
         for entry in entries {
             guard case .string(let chain)? = entry["chain"], case .string(let kind)? = entry["kind"] else { Issue.record("entry without chain: \(entry)"); return }
-            previous = AuditChain.link(previous, AuditChain.canonical(entry: entry))
+            previous = AuditChain.link(previous, ChainLink.canonical(entry: entry))
             #expect(SHA256.hexString(previous) == chain, "\(kind) entry does not recompute")
             kinds.insert(kind)
         }

@@ -29,7 +29,7 @@ public struct AuditPull {
     }
 
     public func run(_ fleet: FleetClient, into sink: AuditSink, now: () -> UInt64) -> [PullReport] {
-        // Every request of every phase (VMs, events, policy documents, API requests) ends by then.
+        // Every request of every phase (heads, VMs, events, policy documents, API requests) ends by then.
         let end = deadline.map { Date(timeIntervalSinceNow: $0) }
         var reports = fleet.hosts.map { PullReport(host: $0.name, events: 0, cursor: 0, failure: nil) }
         var cursors: [EventCursor] = []
@@ -41,6 +41,14 @@ public struct AuditPull {
                 reports[index].failure = error.message
             }
         }
+        // Where each host's chains stand now, and whether they still extend what this database holds.
+        var heads: [AuditHead?] = Array(repeating: nil, count: fleet.hosts.count)
+        for (index, outcome) in fleet.get("/v1/audit/head", as: AuditHead.self, commandDeadline: end).enumerated()
+        where reports[index].failure == nil {
+            if let head = outcome.value { heads[index] = head } else { reports[index].failure = "audit head: \(outcome.failure.map { "\($0)" } ?? "no answer")" }
+        }
+        var followers = startFollowers(fleet, chain: "events", heads: heads, positions: cursors.map(\.position), sink: sink, reports: &reports,
+                                       end: end, now: now)
         // VMs first, so the rows about them have a name to join with.
         for (index, outcome) in fleet.get("/v1/vms", as: VMList.self, commandDeadline: end).enumerated() where reports[index].failure == nil {
             switch outcome.result {
@@ -59,27 +67,38 @@ public struct AuditPull {
             let pages = fetch(fleet, open, cursors, end)
             var next: [Int] = []
             for (index, outcome) in zip(open, pages) {
-                switch outcome.result {
-                case .success(let page):
-                    let before = cursors[index]
-                    let step = cursors[index].advance(with: page, pageSize: pageSize)
-                    let fresh: [EventEntry]
-                    switch step {
-                    case .more(let events): fresh = events; next.append(index)
-                    case .done(let events): fresh = events
-                    case .failed(let reason, let events): fresh = events; reports[index].failure = reason
-                    }
-                    guard !fresh.isEmpty || cursors[index].position != before.position else { continue }
-                    do {
-                        try sink.write(host: outcome.host.name, events: fresh, after: cursors[index].position, atNanos: now())
-                        reports[index].events += fresh.count
-                    } catch {
-                        cursors[index] = before
+                guard let (page, entries) = outcome.value else {
+                    reports[index].failure = outcome.failure.map { "\($0)" } ?? "no answer"
+                    continue
+                }
+                let before = cursors[index]
+                var fresh: [EventEntry]
+                switch cursors[index].advance(with: page, pageSize: pageSize) {
+                case .more(let events): fresh = events; next.append(index)
+                case .done(let events): fresh = events
+                case .failed(let reason, let events): fresh = events; reports[index].failure = reason
+                }
+                var after = cursors[index].position
+                // Every row must extend the chain; the rows before a break are kept, the host stops there.
+                if var follower = followers[index] {
+                    let (valid, broke) = follower.accept(Array(entries.prefix(fresh.count)))
+                    followers[index] = follower
+                    if let broke {
+                        fresh = Array(fresh.prefix(valid))
+                        after = fresh.last?.eventId ?? before.position
                         next.removeAll { $0 == index }
-                        reports[index].failure = error.message
+                        reports[index].failure = Self.broken(broke, host: outcome.host.name, sink: sink, now: now)
                     }
-                case .failure(let failure):
-                    reports[index].failure = "\(failure)"
+                }
+                guard !fresh.isEmpty || after != before.position else { continue }
+                do {
+                    try sink.write(host: outcome.host.name, events: fresh, after: after, head: followers[index]?.head, atNanos: now())
+                    reports[index].events += fresh.count
+                    cursors[index] = EventCursor(position: after, maxRows: maxRows, rows: cursors[index].rows)
+                } catch {
+                    cursors[index] = before
+                    next.removeAll { $0 == index }
+                    reports[index].failure = error.message
                 }
             }
             open = next
@@ -87,10 +106,77 @@ public struct AuditPull {
         for index in reports.indices { reports[index].cursor = cursors[index].position }
         let healthy = fleet.hosts.indices.filter { reports[$0].failure == nil }
         for (index, failure) in pullPolicies(fleet, healthy, into: sink, end: end) { reports[index].failure = failure }
-        for (index, failure) in pullRequests(fleet, healthy.filter { reports[$0].failure == nil }, into: sink, end: end) {
+        for (index, failure) in pullRequests(fleet, healthy.filter { reports[$0].failure == nil }, heads: heads, into: sink, end: end, now: now) {
             reports[index].failure = failure
         }
         return reports
+    }
+
+    /// Records a break and says what the operator is told about it.
+    static func broken(_ found: ChainBreak, host: String, sink: AuditSink, now: () -> UInt64) -> String {
+        let recorded = (try? sink.record(host: host, break: found, atNanos: now())) != nil
+        return "chain break (\(found.chain)): \(found.reason)\(recorded ? "; recorded in fleet_chain_breaks" : "")"
+    }
+
+    /// Each host's chain follower for `chain`, from the head stored here and the host's live head:
+    /// a host that no longer shows the head it showed is recorded as broken (and gets none).
+    func startFollowers(_ fleet: FleetClient, chain: String, heads: [AuditHead?], positions: [Int64], sink: AuditSink,
+                        reports: inout [PullReport], end: Date?, now: () -> UInt64) -> [ChainFollower?] {
+        var followers: [ChainFollower?] = Array(repeating: nil, count: fleet.hosts.count)
+        var checks: [(index: Int, head: StoredChainHead, adopt: Bool)] = []
+        for index in fleet.hosts.indices where reports[index].failure == nil {
+            guard let live = heads[index].map({ chain == "events" ? $0.events : $0.requests }) else { continue }
+            let name = fleet.hosts[index].name
+            let stored: StoredChainHead?
+            do { stored = try sink.chainHead(host: name, chain: chain) } catch { reports[index].failure = error.message; continue }
+            let genesis = live.genesis?.throughId ?? 0
+            // Rows pulled before this database kept chains: the chain is taken up at the cursor, as the host shows it now.
+            if stored == nil, positions[index] > genesis {
+                checks.append((index, StoredChainHead(id: positions[index], chain: ""), true))
+                continue
+            }
+            switch ChainFollower.start(chain: chain, stored: stored, live: live) {
+            case .failure(let found):
+                reports[index].failure = Self.broken(found, host: name, sink: sink, now: now)
+            case .success(let start):
+                followers[index] = start.follower
+                if let cut = start.acceptedCut {
+                    try? sink.recordCut(host: name, chain: chain, from: cut.from, through: cut.through, pruned: cut.rows, atNanos: now())
+                }
+                if let head = start.mustShow { checks.append((index, head, false)) }
+            }
+        }
+        guard !checks.isEmpty else { return followers }
+        let path: (Int64) -> String = { id in
+            chain == "events" ? "/v1/events?kinds=all&after=\(id - 1)&limit=1" : "/v1/audit/requests?after=\(id - 1)&limit=1"
+        }
+        let answers = fleet.send("GET", { index in path(checks.first { $0.index == index }?.head.id ?? 1) }, to: checks.map(\.index),
+                                 commandDeadline: end)
+        for (check, answer) in zip(checks, answers) {
+            let name = fleet.hosts[check.index].name
+            guard let body = answer.value?.body, let entries = Self.entries(body, chain: chain) else {
+                reports[check.index].failure = "\(chain) chain at \(check.head.id): \(answer.failure.map { "\($0)" } ?? "an answer that is not a page")"
+                continue
+            }
+            let entry = entries.first
+            if check.adopt {
+                guard let follower = ChainFollower(adopting: entry, at: check.head.id, chain: chain) else {
+                    reports[check.index].failure = "\(chain) chain: the host shows no chained row at the cursor \(check.head.id) to take the chain up from"
+                    continue
+                }
+                followers[check.index] = follower
+            } else if let found = ChainFollower.showsHead(check.head, entry: entry, chain: chain) {
+                reports[check.index].failure = Self.broken(found, host: name, sink: sink, now: now)
+                followers[check.index] = nil
+            }
+        }
+        return followers
+    }
+
+    /// The entries of an events page (`events`) or of a requests page (`items`), as JSON values.
+    static func entries(_ body: [UInt8], chain: String) -> [JSONValue]? {
+        guard let page = try? StrictJSON.parse(body), case .array(let entries)? = page[chain == "events" ? "events" : "items"] else { return nil }
+        return entries
     }
 
     /// Each host's policy history (its newest 1000 applications) and the documents the
@@ -140,29 +226,55 @@ public struct AuditPull {
         return PolicyDocumentRecord(version: version, name: name, document: text)
     }
 
-    /// Each host's admitted writes after its stored cursor, page by page, at most `maxRows` a run.
-    func pullRequests(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink, end: Date?) -> [(Int, String)] {
+    /// Each host's admitted writes after its stored cursor, page by page, at most `maxRows` a run, each
+    /// checked against the request chain.
+    func pullRequests(_ fleet: FleetClient, _ hosts: [Int], heads: [AuditHead?], into sink: AuditSink, end: Date?,
+                      now: () -> UInt64) -> [(Int, String)] {
         var failures: [(Int, String)] = []
+        var reports = fleet.hosts.map { PullReport(host: $0.name, events: 0, cursor: 0, failure: nil) }
+        var positions: [Int64] = Array(repeating: 0, count: fleet.hosts.count)
+        for index in fleet.hosts.indices {
+            guard hosts.contains(index) else { reports[index].failure = "not pulled"; continue }
+            do { positions[index] = try sink.requestCursor(host: fleet.hosts[index].name) } catch { reports[index].failure = error.message }
+        }
+        var followers = startFollowers(fleet, chain: "requests", heads: heads, positions: positions, sink: sink, reports: &reports, end: end, now: now)
         for index in hosts {
+            if let failure = reports[index].failure { failures.append((index, failure)); continue }
             let name = fleet.hosts[index].name
             do throws(AuditError) {
                 // The same promise as events: ids strictly ascending past the cursor, at most --max-rows a run.
-                var cursor = EventCursor(position: try sink.requestCursor(host: name), maxRows: maxRows)
+                var cursor = EventCursor(position: positions[index], maxRows: maxRows)
                 pages: while true {
                     if Self.isPast(end) { throw AuditError(Self.outOfTime("api requests")) }
-                    let outcome = fleet.get("/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)", as: APIRequestPage.self, on: [index],
-                                            commandDeadline: end)[0]
-                    guard let page = outcome.value else { throw AuditError("api requests: \(outcome.failure.map { "\($0)" } ?? "no answer")") }
-                    switch cursor.advance(page.items, id: \.id, nextAfter: page.nextAfter, pageSize: pageSize, noun: "request") {
-                    case .more(let requests):
-                        try sink.write(host: name, requests: requests, after: cursor.position)
-                    case .done(let requests):
-                        try sink.write(host: name, requests: requests, after: cursor.position)
-                        break pages
-                    case .failed(let reason, let requests):
-                        try sink.write(host: name, requests: requests, after: cursor.position)
-                        throw AuditError("api requests: \(reason)")
+                    let outcome = fleet.send("GET", { _ in "/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)" }, to: [index],
+                                             commandDeadline: end)[0]
+                    guard let body = outcome.value?.body, let entries = Self.entries(body, chain: "requests"),
+                          let page = FleetClient.decode(outcome, as: APIRequestPage.self).value else {
+                        throw AuditError("api requests: \(outcome.failure.map { "\($0)" } ?? "an answer that is not a page")")
                     }
+                    let step = cursor.advance(page.items, id: \.id, nextAfter: page.nextAfter, pageSize: pageSize, noun: "request")
+                    var requests: [APIRequestRecord]
+                    var problem: String?
+                    var done = false
+                    switch step {
+                    case .more(let items): requests = items
+                    case .done(let items): requests = items; done = true
+                    case .failed(let reason, let items): requests = items; problem = "api requests: \(reason)"
+                    }
+                    var after = cursor.position
+                    if var follower = followers[index] {
+                        let (valid, broke) = follower.accept(Array(entries.prefix(requests.count)))
+                        followers[index] = follower
+                        if let broke {
+                            requests = Array(requests.prefix(valid))
+                            after = requests.last?.id ?? positions[index]
+                            problem = Self.broken(broke, host: name, sink: sink, now: now)
+                        }
+                    }
+                    try sink.write(host: name, requests: requests, after: after, head: followers[index]?.head)
+                    positions[index] = after
+                    if let problem { throw AuditError(problem) }
+                    if done { break pages }
                 }
             } catch {
                 failures.append((index, error.message))
@@ -177,9 +289,22 @@ public struct AuditPull {
     /// What a host that ran out of `--max-duration` in `phase` is told.
     static func outOfTime(_ phase: String) -> String { "\(phase) not finished within --max-duration; run again to continue" }
 
-    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], _ end: Date?) -> [HostOutcome<EventPage>] {
-        fleet.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts, commandDeadline: end).map {
-            FleetClient.decode($0, as: EventPage.self)
+    /// The next page of every kind of event from each host, typed and as JSON values (for the chain).
+    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], _ end: Date?) -> [HostOutcome<(EventPage, [JSONValue])>] {
+        fleet.send("GET", { "/v1/events?kinds=all&after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts, commandDeadline: end).map { outcome in
+            let typed = FleetClient.decode(outcome, as: EventPage.self)
+            var result = HostOutcome<(EventPage, [JSONValue])>(host: outcome.host, result: .failure(.malformed("no page")), seconds: outcome.seconds)
+            switch typed.result {
+            case .success(let page):
+                if let body = outcome.value?.body, let entries = Self.entries(body, chain: "events"), entries.count == page.events.count {
+                    result.result = .success((page, entries))
+                } else {
+                    result.result = .failure(.malformed("an events page whose entries do not parse"))
+                }
+            case .failure(let failure):
+                result.result = .failure(failure)
+            }
+            return result
         }
     }
 }

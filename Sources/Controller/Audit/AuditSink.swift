@@ -6,8 +6,15 @@ import APITypes
 public protocol AuditSink: AnyObject {
     /// The stored cursor of `host` (0 when new), registering it.
     func cursor(host: String, url: String) throws(AuditError) -> Int64
-    /// Writes events (all of `host`, ids above the stored cursor) and moves the cursor to `after`.
-    func write(host: String, events: [EventEntry], after: Int64, atNanos: UInt64) throws(AuditError)
+    /// Writes events (all of `host`, ids above the stored cursor, their chain verified) and moves the
+    /// cursor to `after` and the host's event chain head to `head`.
+    func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64) throws(AuditError)
+    /// The chain head ("events" or "requests") stored for `host` by the last pull (nil: none yet).
+    func chainHead(host: String, chain: String) throws(AuditError) -> StoredChainHead?
+    /// Records a break in a host's chain.
+    func record(host: String, break: ChainBreak, atNanos: UInt64) throws(AuditError)
+    /// Records a prune on a host that cut rows before they were pulled.
+    func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64) throws(AuditError)
     /// Records the VMs the host reports (replacing earlier reports of the same ids).
     func write(host: String, vms: [VMInfo]) throws(AuditError)
     /// The versions among `versions` whose documents are not stored yet.
@@ -16,8 +23,8 @@ public protocol AuditSink: AnyObject {
     func write(host: String, documents: [PolicyDocumentRecord], history: [PolicyHistoryEntry]) throws(AuditError)
     /// The stored `api_requests` cursor of `host`.
     func requestCursor(host: String) throws(AuditError) -> Int64
-    /// Writes a page of the host's admitted requests and moves its cursor to `after`.
-    func write(host: String, requests: [APIRequestRecord], after: Int64) throws(AuditError)
+    /// Writes a page of the host's admitted requests (chain verified), moves its cursor to `after` and its request chain head to `head`.
+    func write(host: String, requests: [APIRequestRecord], after: Int64, head: StoredChainHead?) throws(AuditError)
 }
 
 /// A policy document whose bytes were checked against its version.

@@ -12,9 +12,10 @@ public struct EventCursor: Sendable, Equatable {
     public private(set) var rows = 0
     public let maxRows: Int
 
-    public init(position: Int64, maxRows: Int) {
+    public init(position: Int64, maxRows: Int, rows: Int = 0) {
         self.position = position
         self.maxRows = maxRows
+        self.rows = rows
     }
 
     public enum Step<Item: Sendable>: Sendable {

@@ -36,8 +36,29 @@ public final class PostgresAuditSink: AuditSink {
         CREATE OR REPLACE VIEW fleet_fault_accesses AS
             SELECT host, vm_id, coalesce(access, 'unknown') AS access, source, count(*) AS faults
             FROM memory_faults GROUP BY host, vm_id, coalesce(access, 'unknown'), source;
-        CREATE OR REPLACE VIEW fleet_policy_changes AS
-            SELECT a.host, a.applied_ns, a.applied_by, a.version, d.name, d.document
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS chain_event_id BIGINT;
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS chain TEXT;
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS request_chain_id BIGINT;
+        ALTER TABLE hosts ADD COLUMN IF NOT EXISTS request_chain TEXT;
+        ALTER TABLE memory_faults ADD COLUMN IF NOT EXISTS chain TEXT;
+        ALTER TABLE conversions ADD COLUMN IF NOT EXISTS chain TEXT;
+        ALTER TABLE api_requests ADD COLUMN IF NOT EXISTS chain TEXT;
+        CREATE TABLE IF NOT EXISTS vm_events (host TEXT NOT NULL REFERENCES hosts (host), event_id BIGINT NOT NULL, vm_id BIGINT NOT NULL,
+            time_ns BIGINT NOT NULL, what TEXT NOT NULL, final_state TEXT, reason TEXT, exit_status BIGINT, chain TEXT,
+            PRIMARY KEY (host, event_id));
+        ALTER TABLE policy_applications ADD COLUMN IF NOT EXISTS principal TEXT;
+        ALTER TABLE policy_applications ADD COLUMN IF NOT EXISTS channel TEXT;
+        ALTER TABLE policy_applications ADD COLUMN IF NOT EXISTS rollout_id TEXT;
+        ALTER TABLE policy_applications ADD COLUMN IF NOT EXISTS idempotency_key TEXT;
+        CREATE TABLE IF NOT EXISTS fleet_chain_breaks (id BIGSERIAL PRIMARY KEY, host TEXT NOT NULL REFERENCES hosts (host),
+            chain TEXT NOT NULL, detected_ns BIGINT NOT NULL, row_id BIGINT NOT NULL, after_id BIGINT NOT NULL, expected TEXT,
+            found TEXT, reason TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS fleet_chain_cuts (host TEXT NOT NULL REFERENCES hosts (host), chain TEXT NOT NULL,
+            from_id BIGINT NOT NULL, through_id BIGINT NOT NULL, pruned BIGINT NOT NULL, detected_ns BIGINT NOT NULL,
+            PRIMARY KEY (host, chain, through_id));
+        DROP VIEW IF EXISTS fleet_policy_changes;
+        CREATE VIEW fleet_policy_changes AS
+            SELECT a.host, a.applied_ns, a.applied_by, a.principal, a.channel, a.rollout_id, a.idempotency_key, a.version, d.name, d.document
             FROM policy_applications a JOIN policy_documents d ON d.version = a.version;
         """
 
@@ -83,36 +104,74 @@ public final class PostgresAuditSink: AuditSink {
         return Int64(try execute("SELECT after_event_id FROM hosts WHERE host = \(h)").first ?? "0") ?? 0
     }
 
-    public func write(host: String, events: [EventEntry], after: Int64, atNanos: UInt64) throws(AuditError) {
+    public func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64) throws(AuditError) {
         let h = try Self.literal(host)
         var faults: [String] = []
         var conversions: [String] = []
+        var lifecycle: [String] = []
         for event in events {
+            let chain = try event.chain.map(Self.literal) ?? "NULL"
             if let f = event.memoryFault {
                 faults.append("(\(h), \(f.eventId), \(f.vmId), \(f.vcpu), \(Self.integer(f.timeNs)), \(Self.integer(f.gpa)), "
                               + "\(Self.integer(f.size)), \(Self.integer(f.flags)), \(try Self.literal(f.source)), "
-                              + "\(try f.knownAccess.map(Self.literal) ?? "NULL"))")
+                              + "\(try f.knownAccess.map(Self.literal) ?? "NULL"), \(chain))")
             }
             if let c = event.conversion {
                 conversions.append("(\(h), \(c.eventId), \(c.vmId), \(c.vcpu), \(Self.integer(c.requestedNs)), \(Self.integer(c.completedNs)), "
                                    + "\(Self.integer(c.gpa)), \(Self.integer(c.size)), \(try Self.literal(c.direction)), \(try Self.literal(c.trigger)), "
                                    + "\(try Self.literal(c.decision)), \(try Self.literal(c.reason)), \(try Self.literal(c.policyVersion)), "
-                                   + "\(try Self.literal(c.source)), \(Self.integer(c.changedBytes)), \(Self.integer(c.discardedBytes)), \(c.guestResult))")
+                                   + "\(try Self.literal(c.source)), \(Self.integer(c.changedBytes)), \(Self.integer(c.discardedBytes)), \(c.guestResult), "
+                                   + "\(chain))")
+            }
+            if let e = event.vmEvent {
+                lifecycle.append("(\(h), \(e.eventId), \(e.vmId), \(Self.integer(e.timeNs)), \(try Self.literal(e.what)), "
+                                 + "\(try e.finalState.map(Self.literal) ?? "NULL"), \(try e.reason.map(Self.literal) ?? "NULL"), "
+                                 + "\(e.exitStatus.map(String.init) ?? "NULL"), \(chain))")
             }
         }
         var sql = "BEGIN;"
         if !faults.isEmpty {
-            sql += "INSERT INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access) VALUES "
+            sql += "INSERT INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access, chain) VALUES "
                 + faults.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
         if !conversions.isEmpty {
             sql += "INSERT INTO conversions (host, event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, "
-                + "decision, reason, policy_version, source, changed_bytes, discarded_bytes, guest_result) VALUES "
+                + "decision, reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, chain) VALUES "
                 + conversions.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
+        if !lifecycle.isEmpty {
+            sql += "INSERT INTO vm_events (host, event_id, vm_id, time_ns, what, final_state, reason, exit_status, chain) VALUES "
+                + lifecycle.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
+        }
         sql += "UPDATE hosts SET after_event_id = greatest(after_event_id, \(after)), last_pull_ns = \(Self.integer(atNanos)) WHERE host = \(h);"
+        if let head {
+            sql += "UPDATE hosts SET chain_event_id = \(head.id), chain = \(try Self.literal(head.chain)) WHERE host = \(h);"
+        }
         sql += "COMMIT"
         try execute(sql)
+    }
+
+    public func chainHead(host: String, chain: String) throws(AuditError) -> StoredChainHead? {
+        let columns = chain == "requests" ? "request_chain_id || ' ' || request_chain" : "chain_event_id || ' ' || chain"
+        guard let text = try execute("SELECT \(columns) FROM hosts WHERE host = \(try Self.literal(host))").first else { return nil }
+        let parts = text.split(separator: " ")
+        guard parts.count == 2, let id = Int64(parts[0]) else { return nil }
+        return StoredChainHead(id: id, chain: String(parts[1]))
+    }
+
+    public func record(host: String, break found: ChainBreak, atNanos: UInt64) throws(AuditError) {
+        try execute("""
+            INSERT INTO fleet_chain_breaks (host, chain, detected_ns, row_id, after_id, expected, found, reason) VALUES (\(try Self.literal(host)), \
+            \(try Self.literal(found.chain)), \(Self.integer(atNanos)), \(found.id), \(found.afterID), \(try found.expected.map(Self.literal) ?? "NULL"), \
+            \(try found.found.map(Self.literal) ?? "NULL"), \(try Self.literal(found.reason)))
+            """)
+    }
+
+    public func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64) throws(AuditError) {
+        try execute("""
+            INSERT INTO fleet_chain_cuts (host, chain, from_id, through_id, pruned, detected_ns) VALUES (\(try Self.literal(host)), \
+            \(try Self.literal(chain)), \(from), \(through), \(pruned), \(Self.integer(atNanos))) ON CONFLICT DO NOTHING
+            """)
     }
 
     public func write(host: String, vms: [VMInfo]) throws(AuditError) {
@@ -146,8 +205,10 @@ public final class PostgresAuditSink: AuditSink {
                 + "\(try document.name.map(Self.literal) ?? "NULL"), \(try Self.literal(document.document))) ON CONFLICT DO NOTHING;"
         }
         for entry in history {
-            sql += "INSERT INTO policy_applications (host, id, version, applied_ns, applied_by) VALUES (\(h), \(entry.id), "
-                + "\(try Self.literal(entry.version)), \(Self.integer(entry.appliedNs)), \(try Self.literal(entry.appliedBy))) ON CONFLICT DO NOTHING;"
+            sql += "INSERT INTO policy_applications (host, id, version, applied_ns, applied_by, principal, channel, rollout_id, idempotency_key) "
+                + "VALUES (\(h), \(entry.id), \(try Self.literal(entry.version)), \(Self.integer(entry.appliedNs)), \(try Self.literal(entry.appliedBy)), "
+                + "\(try entry.principal.map(Self.literal) ?? "NULL"), \(try entry.channel.map(Self.literal) ?? "NULL"), "
+                + "\(try entry.rolloutId.map(Self.literal) ?? "NULL"), \(try entry.idempotencyKey.map(Self.literal) ?? "NULL")) ON CONFLICT DO NOTHING;"
         }
         try execute(sql + "COMMIT")
     }
@@ -156,16 +217,19 @@ public final class PostgresAuditSink: AuditSink {
         Int64(try execute("SELECT after_request_id FROM hosts WHERE host = \(try Self.literal(host))").first ?? "0") ?? 0
     }
 
-    public func write(host: String, requests: [APIRequestRecord], after: Int64) throws(AuditError) {
+    public func write(host: String, requests: [APIRequestRecord], after: Int64, head: StoredChainHead?) throws(AuditError) {
         let h = try Self.literal(host)
         var sql = "BEGIN;"
         if !requests.isEmpty {
             let rows = try requests.map { r throws(AuditError) in
                 "(\(h), \(r.id), \(Self.integer(r.timeNs)), \(try Self.literal(r.method)), \(try Self.literal(r.path)), \(r.status), "
-                    + "\(Self.integer(r.durationNs)), \(try r.client.map(Self.literal) ?? "NULL"))"
+                    + "\(Self.integer(r.durationNs)), \(try r.client.map(Self.literal) ?? "NULL"), \(try r.chain.map(Self.literal) ?? "NULL"))"
             }
-            sql += "INSERT INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client) VALUES "
+            sql += "INSERT INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client, chain) VALUES "
                 + rows.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
+        }
+        if let head {
+            sql += "UPDATE hosts SET request_chain_id = \(head.id), request_chain = \(try Self.literal(head.chain)) WHERE host = \(h);"
         }
         try execute(sql + "UPDATE hosts SET after_request_id = greatest(after_request_id, \(after)) WHERE host = \(h); COMMIT")
     }

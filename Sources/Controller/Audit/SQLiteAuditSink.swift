@@ -38,30 +38,71 @@ public final class SQLiteAuditSink: AuditSink {
         return cursor
     }
 
-    public func write(host: String, events: [EventEntry], after: Int64, atNanos: UInt64) throws(AuditError) {
+    public func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64) throws(AuditError) {
         try transaction { () throws(SQLiteError) in
             for event in events {
+                let chain = event.chain.map(SQLValue.text) ?? .null
                 if let fault = event.memoryFault {
                     try connection.query("""
-                        INSERT OR IGNORE INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        INSERT OR IGNORE INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access, chain)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, [.text(host), .integer(fault.eventId), .integer(fault.vmId), .integer(Int64(fault.vcpu)),
                               .unsigned(fault.timeNs), .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags),
-                              .text(fault.source), fault.knownAccess.map(SQLValue.text) ?? .null])
+                              .text(fault.source), fault.knownAccess.map(SQLValue.text) ?? .null, chain])
                 }
                 if let c = event.conversion {
                     try connection.query("""
                         INSERT OR IGNORE INTO conversions (host, event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction,
-                            trigger, decision, reason, policy_version, source, changed_bytes, discarded_bytes, guest_result)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            trigger, decision, reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, chain)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, [.text(host), .integer(c.eventId), .integer(c.vmId), .integer(Int64(c.vcpu)), .unsigned(c.requestedNs),
                               .optional(c.completedNs), .unsigned(c.gpa), .unsigned(c.size), .text(c.direction), .text(c.trigger),
                               .text(c.decision), .text(c.reason), .text(c.policyVersion), .text(c.source),
-                              .unsigned(c.changedBytes), .unsigned(c.discardedBytes), .integer(c.guestResult)])
+                              .unsigned(c.changedBytes), .unsigned(c.discardedBytes), .integer(c.guestResult), chain])
+                }
+                if let e = event.vmEvent {
+                    try connection.query("""
+                        INSERT OR IGNORE INTO vm_events (host, event_id, vm_id, time_ns, what, final_state, reason, exit_status, chain)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, [.text(host), .integer(e.eventId), .integer(e.vmId), .unsigned(e.timeNs), .text(e.what),
+                              e.finalState.map(SQLValue.text) ?? .null, e.reason.map(SQLValue.text) ?? .null,
+                              e.exitStatus.map { .integer(Int64($0)) } ?? .null, chain])
                 }
             }
             try connection.query("UPDATE hosts SET after_event_id = max(after_event_id, ?), last_pull_ns = ? WHERE host = ?",
                                  [.integer(after), .unsigned(atNanos), .text(host)])
+            if let head {
+                try connection.query("UPDATE hosts SET chain_event_id = ?, chain = ? WHERE host = ?", [.integer(head.id), .text(head.chain), .text(host)])
+            }
+        }
+    }
+
+    public func chainHead(host: String, chain: String) throws(AuditError) -> StoredChainHead? {
+        var head: StoredChainHead?
+        let columns = chain == "requests" ? "request_chain_id, request_chain" : "chain_event_id, chain"
+        try transaction { () throws(SQLiteError) in
+            if let row = try connection.query("SELECT \(columns) FROM hosts WHERE host = ?", [.text(host)]).first,
+               case .integer(let id) = row[0], case .text(let value) = row[1] {
+                head = StoredChainHead(id: id, chain: value)
+            }
+        }
+        return head
+    }
+
+    public func record(host: String, break found: ChainBreak, atNanos: UInt64) throws(AuditError) {
+        try transaction { () throws(SQLiteError) in
+            try connection.query("""
+                INSERT INTO fleet_chain_breaks (host, chain, detected_ns, row_id, after_id, expected, found, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.text(host), .text(found.chain), .unsigned(atNanos), .integer(found.id), .integer(found.afterID),
+                      found.expected.map(SQLValue.text) ?? .null, found.found.map(SQLValue.text) ?? .null, .text(found.reason)])
+        }
+    }
+
+    public func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64) throws(AuditError) {
+        try transaction { () throws(SQLiteError) in
+            try connection.query("""
+                INSERT OR IGNORE INTO fleet_chain_cuts (host, chain, from_id, through_id, pruned, detected_ns) VALUES (?, ?, ?, ?, ?, ?)
+                """, [.text(host), .text(chain), .integer(from), .integer(through), .integer(pruned), .unsigned(atNanos)])
         }
     }
 
@@ -98,8 +139,11 @@ public final class SQLiteAuditSink: AuditSink {
             }
             for entry in history {
                 try connection.query("""
-                    INSERT OR IGNORE INTO policy_applications (host, id, version, applied_ns, applied_by) VALUES (?, ?, ?, ?, ?)
-                    """, [.text(host), .integer(entry.id), .text(entry.version), .unsigned(entry.appliedNs), .text(entry.appliedBy)])
+                    INSERT OR IGNORE INTO policy_applications (host, id, version, applied_ns, applied_by, principal, channel, rollout_id,
+                                                              idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.text(host), .integer(entry.id), .text(entry.version), .unsigned(entry.appliedNs), .text(entry.appliedBy),
+                          entry.principal.map(SQLValue.text) ?? .null, entry.channel.map(SQLValue.text) ?? .null,
+                          entry.rolloutId.map(SQLValue.text) ?? .null, entry.idempotencyKey.map(SQLValue.text) ?? .null])
             }
         }
     }
@@ -112,16 +156,21 @@ public final class SQLiteAuditSink: AuditSink {
         return cursor
     }
 
-    public func write(host: String, requests: [APIRequestRecord], after: Int64) throws(AuditError) {
+    public func write(host: String, requests: [APIRequestRecord], after: Int64, head: StoredChainHead?) throws(AuditError) {
         try transaction { () throws(SQLiteError) in
             for request in requests {
                 try connection.query("""
-                    INSERT OR IGNORE INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR IGNORE INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client, chain)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, [.text(host), .integer(request.id), .unsigned(request.timeNs), .text(request.method), .text(request.path),
-                          .integer(Int64(request.status)), .unsigned(request.durationNs), request.client.map { .text($0) } ?? .null])
+                          .integer(Int64(request.status)), .unsigned(request.durationNs), request.client.map { .text($0) } ?? .null,
+                          request.chain.map(SQLValue.text) ?? .null])
             }
             try connection.query("UPDATE hosts SET after_request_id = max(after_request_id, ?) WHERE host = ?", [.integer(after), .text(host)])
+            if let head {
+                try connection.query("UPDATE hosts SET request_chain_id = ?, request_chain = ? WHERE host = ?",
+                                     [.integer(head.id), .text(head.chain), .text(host)])
+            }
         }
     }
 }

@@ -13,12 +13,9 @@ public enum AuditChain {
     }
 
     /// The value before the first row of a chain nobody pruned.
-    public static let zero = [UInt8](repeating: 0, count: 32)
+    public static var zero: [UInt8] { ChainLink.zero }
 
-    /// The next link: SHA-256 of the previous value's 32 bytes followed by the row's canonical bytes.
-    public static func link(_ previous: [UInt8], _ canonical: [UInt8]) -> [UInt8] {
-        SHA256.digest(previous, canonical)
-    }
+    public static func link(_ previous: [UInt8], _ canonical: [UInt8]) -> [UInt8] { ChainLink.link(previous, canonical) }
 
     /// The tables whose rows are chained, with the column that holds each row's id.
     enum Table: String, CaseIterable {
@@ -150,21 +147,6 @@ public enum AuditChain {
         var out = JSONWriter(capacity: 256)
         out.apiRequest(row)
         return out.bytes
-    }
-
-    /// What a reader of the API recomputes: an entry's JSON without `chain` and the joined
-    /// names, in canonical form. The controller's side of `canonical…` above. Pure.
-    public static func canonical(entry: JSONValue) -> [UInt8] {
-        guard case .object(let members) = entry else { return entry.canonical() }
-        let joined: Set<String> = ["vm_name", "name"]
-        let stripped = members.compactMap { member -> JSONValue.Member? in
-            guard member.key != "chain" else { return nil }
-            if member.key == "vm_event" || member.key == "policy_application", case .object(let inner) = member.value {
-                return JSONValue.Member(key: member.key, value: .object(inner.filter { !joined.contains($0.key) }))
-            }
-            return member
-        }
-        return JSONValue.object(stripped).canonical()
     }
 }
 
