@@ -94,8 +94,14 @@ extension AgentAPI {
             let current = host.policies.policy
             return HTTPResponse(status: 200, contentType: "application/json", body: current.document,
                                 headers: [("ETag", ETag.quoted(current.version))])
-        case .putPolicy(let document, let ifMatch):
-            return try putPolicy(document, ifMatch: ifMatch, by: Self.client(principal, context))
+        case .putPolicy(let document, let ifMatch, let channel):
+            let change: PolicyChange
+            do throws(PolicyChange.ChannelError) {
+                change = try .api(principal: Self.client(principal, context), channel: channel, idempotencyKey: request.header("Idempotency-Key"))
+            } catch {
+                throw APIError(400, "invalid_change_channel", error.description)
+            }
+            return try putPolicy(document, ifMatch: ifMatch, change: change)
         case .validatePolicy(let document):
             return try json(validate(document))
         case .replayPolicy(let document, let window, let samples):
@@ -161,7 +167,7 @@ extension AgentAPI {
         return created
     }
 
-    func putPolicy(_ document: [UInt8], ifMatch: String, by client: String) throws(APIError) -> HTTPResponse {
+    func putPolicy(_ document: [UInt8], ifMatch: String, change: PolicyChange) throws(APIError) -> HTTPResponse {
         let policy: VersionedPolicy
         do {
             policy = try VersionedPolicy(document: document)
@@ -171,7 +177,7 @@ extension AgentAPI {
         let expected = ETag.version(ifMatch)
         let changed: Bool
         do throws(AgentHost.PolicyReplaceError) {
-            changed = try host.replacePolicy(policy, expected: expected == "*" ? nil : expected, appliedBy: "api: \(client)")
+            changed = try host.replacePolicy(policy, expected: expected == "*" ? nil : expected, change: change)
         } catch {
             switch error {
             case .versionMismatch(let current):

@@ -306,7 +306,7 @@ public final class AgentHost: Sendable {
     /// Replaces the policy if the one in force has version `expected` (nil: unconditionally).
     /// Recorded with who applied it before it takes effect; returns whether it changed.
     @discardableResult
-    public func replacePolicy(_ policy: VersionedPolicy, expected: String?, appliedBy: String) throws(PolicyReplaceError) -> Bool {
+    public func replacePolicy(_ policy: VersionedPolicy, expected: String?, change: PolicyChange) throws(PolicyReplaceError) -> Bool {
         policyLock.lock()
         defer { policyLock.unlock() }
         let current = policies.policy
@@ -315,12 +315,12 @@ public final class AgentHost: Sendable {
         guard policy.version != current.version else { return false }
         if let expected, expected != current.version { throw .versionMismatch(current: current.version) }
         do {
-            try store?.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
+            try store?.recordPolicy(policy, change: change, atNanos: MonotonicClock.wallNanos())
         } catch {
             throw .store(error)
         }
         policies.replace(with: policy)
-        logger.notice("policy replaced", metadata: ["version": "\(policy.version)", "by": "\(appliedBy)"])
+        logger.notice("policy replaced", metadata: ["version": "\(policy.version)", "by": "\(change.appliedBy)"])
         // VM processes hold their own copy; one that cannot be reached gets it when an agent adopts it.
         for vm in vms where !vm.isRecorded { vm.runtime.policyChanged(policy) }
         return true

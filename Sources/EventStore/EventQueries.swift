@@ -238,11 +238,13 @@ public final class EventQueries: Sendable {
     public func policyHistory(limit: Int) throws(EventStoreError) -> [PolicyHistoryEntry] {
         try withConnection { connection throws(SQLiteError) in
             try connection.query("""
-                SELECT a.version, a.applied_ns, a.applied_by, p.name, a.id FROM policy_applications a
-                JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT ?
+                SELECT a.version, a.applied_ns, a.applied_by, p.name, a.id, a.principal, a.channel, a.rollout_id, a.idempotency_key
+                FROM policy_applications a JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT ?
                 """, [.integer(Int64(limit))]).map { row in
-                PolicyHistoryEntry(id: row[4].integer, version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
-                                   name: row[3] == .null ? nil : row[3].text)
+                func optional(_ value: SQLValue) -> String? { value == .null ? nil : value.text }
+                return PolicyHistoryEntry(id: row[4].integer, version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
+                                          name: optional(row[3]), principal: optional(row[5]), channel: optional(row[6]),
+                                          rolloutId: optional(row[7]), idempotencyKey: optional(row[8]))
             }
         }
     }

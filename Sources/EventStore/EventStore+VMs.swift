@@ -146,14 +146,18 @@ extension EventStore {
         _ = writer.waitCommitted(sequence)
     }
 
-    public func recordPolicy(_ policy: VersionedPolicy, appliedBy: String, atNanos time: UInt64) throws(EventStoreError) {
+    public func recordPolicy(_ policy: VersionedPolicy, change: PolicyChange, atNanos time: UInt64) throws(EventStoreError) {
         let (_, sequence) = writer.enqueue { () -> (Void, [EventWriter.Write]) in
             ((), [
                 EventWriter.Write(sql: "INSERT OR IGNORE INTO policies (version, document, first_applied_ns, name) VALUES (?, ?, ?, ?)",
                                   values: [.text(policy.version), .text(String(decoding: policy.document, as: UTF8.self)), .unsigned(time),
                                            policy.policy.name.map(SQLValue.text) ?? .null]),
-                EventWriter.Write(sql: "INSERT INTO policy_applications (version, applied_ns, applied_by, event_id) VALUES (?, ?, ?, ?)",
-                                  values: [.text(policy.version), .unsigned(time), .text(appliedBy), .integer(nextEventID())]),
+                EventWriter.Write(sql: """
+                    INSERT INTO policy_applications (version, applied_ns, applied_by, event_id, principal, channel, rollout_id, idempotency_key)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """, values: [.text(policy.version), .unsigned(time), .text(change.appliedBy), .integer(nextEventID()),
+                                  change.principal.map(SQLValue.text) ?? .null, .text(change.channel),
+                                  change.rolloutID.map(SQLValue.text) ?? .null, change.idempotencyKey.map(SQLValue.text) ?? .null]),
             ])
         }
         if let failure = writer.waitCommitted(sequence) { throw .recording(failure) }

@@ -10,22 +10,22 @@ import MemoryModel
 struct PolicyInForce {
     var policy: VersionedPolicy
     /// What to write to `policy_applications` once the agent is up (nil: nothing changed).
-    var appliedBy: String?
+    var change: PolicyChange?
 
     /// - Parameter command: `serve` or `run`, for the history row of a replacement.
     static func resolve(file: String?, store: EventStore?, command: String) throws(AgentFailure) -> PolicyInForce {
         if let file {
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
-            return PolicyInForce(policy: try load(file), appliedBy: "\(command) --policy \(path)")
+            return PolicyInForce(policy: try load(file), change: PolicyChange(principal: "unix uid \(getuid())", channel: "\(command) --policy \(path)"))
         }
-        guard let store else { return PolicyInForce(policy: .builtIn, appliedBy: nil) }
+        guard let store else { return PolicyInForce(policy: .builtIn, change: nil) }
         let stored: StoredPolicy?
         do throws(EventStoreError) {
             stored = try EventQueries(store: store).policyInForce()
         } catch {
             throw .store(error)
         }
-        guard let stored else { return PolicyInForce(policy: .builtIn, appliedBy: "built-in (first start)") }
+        guard let stored else { return PolicyInForce(policy: .builtIn, change: PolicyChange(principal: nil, channel: "built-in (first start)")) }
         let policy: VersionedPolicy
         do {
             policy = try VersionedPolicy(document: stored.document)
@@ -36,16 +36,17 @@ struct PolicyInForce {
                 """)
         }
         // Stores written before versions hashed the canonical form: the same document, re-versioned once.
-        let appliedBy = policy.version == stored.version ? nil : "restored (was version \(stored.version.prefix(12)) before canonical versions)"
-        return PolicyInForce(policy: policy, appliedBy: appliedBy)
+        let change = policy.version == stored.version
+            ? nil : PolicyChange(principal: nil, channel: "restored (was version \(stored.version.prefix(12)) before canonical versions)")
+        return PolicyInForce(policy: policy, change: change)
     }
 
     /// Writes the history row, if the start owes one. Call it once the agent is serving,
     /// so that a start that fails leaves the history as it was.
     func record(in store: EventStore?) throws(AgentFailure) {
-        guard let store, let appliedBy else { return }
+        guard let store, let change else { return }
         do throws(EventStoreError) {
-            try store.recordPolicy(policy, appliedBy: appliedBy, atNanos: MonotonicClock.wallNanos())
+            try store.recordPolicy(policy, change: change, atNanos: MonotonicClock.wallNanos())
         } catch {
             throw .store(error)
         }

@@ -88,9 +88,12 @@ struct DurabilityTests {
         #expect(check.stdout.contains("integrity: ok") && check.stdout.contains("conversions: 10 (0 pending"))
         // Nothing is older than a day, and VMs that have not ended are never pruned.
         let prune = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "1d"])
-        #expect(prune.status == 0 && prune.stdout.contains("pruned 0 memory faults, 0 conversions, 0 VMs"))
+        #expect(prune.status == 0 && prune.stdout.contains("pruned 0 memory faults, 0 conversions, 0 VM lifecycle events, 0 VMs"))
         let pruneAll = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "0s"])
-        #expect(pruneAll.stdout.contains("10 conversions, 1 VMs"))
+        #expect(pruneAll.stdout.contains("10 conversions, 3 VM lifecycle events, 1 VMs"), "\(pruneAll.stdout)")
+        // What stays still verifies, from the genesis the prune left.
+        let verify = try TestSupport.run(agent, ["db", "verify", "--db", db])
+        #expect(verify.status == 0 && verify.stdout.contains("events chain: ok") && verify.stdout.contains("from its genesis after"), "\(verify.stdout)")
         let bad = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "soon"])
         #expect(bad.status != 0 && bad.stderr.contains("--older-than"))
         // A newer schema is refused with a clear message.

@@ -199,12 +199,12 @@ struct AgentHostTests {
         let host = AgentHost(system: try KVM.System(), store: nil, policies: PolicyStore(), logger: quiet)
         let original = host.policies.policy.version
         let deny = try VersionedPolicy(document: Array(#"{"defaults":{"explicit":"deny"}}"#.utf8))
-        #expect(try host.replacePolicy(deny, expected: original, appliedBy: "test"))
+        #expect(try host.replacePolicy(deny, expected: original, change: PolicyChange(principal: "test", channel: "api")))
         #expect(throws: AgentHost.PolicyReplaceError.versionMismatch(current: deny.version)) {
-            try host.replacePolicy(.builtIn, expected: original, appliedBy: "test")
+            try host.replacePolicy(.builtIn, expected: original, change: PolicyChange(principal: "test", channel: "api"))
         }
-        #expect(try !host.replacePolicy(deny, expected: deny.version, appliedBy: "test"))
-        #expect(try !host.replacePolicy(deny, expected: original, appliedBy: "test"),
+        #expect(try !host.replacePolicy(deny, expected: deny.version, change: PolicyChange(principal: "test", channel: "api")))
+        #expect(try !host.replacePolicy(deny, expected: original, change: PolicyChange(principal: "test", channel: "api")),
                 "a write of what is already in force is done, whatever its tag (a retried PUT whose answer was lost)")
     }
 }

@@ -27,7 +27,7 @@ import Testing
                                                    dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
                                     createdNanos: 100)
         store.vmStarted(vm, atNanos: 110)
-        try store.recordPolicy(VersionedPolicy.builtIn, appliedBy: "api: alice", atNanos: 120)
+        try store.recordPolicy(VersionedPolicy.builtIn, change: PolicyChange(principal: "alice", channel: "rollout 7 wave 1", rolloutID: "7", idempotencyKey: "k-1"), atNanos: 120)
         let pending = store.begin(conversion: conversion(vm, 0, decision: .pending, at: 130))
         for index in 1...20 as ClosedRange<UInt64> {
             _ = store.record(fault: MemoryFaultRecord(vmID: vm, vm: "chained", vcpu: 0, timeNanos: 130 + index, gpa: 0x20_0000 + index * 4096,

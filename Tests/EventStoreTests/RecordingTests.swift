@@ -66,7 +66,7 @@ struct RecordedRun {
         configuration.backend = .alias
         configuration.id = store.reserveVMID()
         let versioned = try policy.map { try VersionedPolicy(document: Array($0.utf8)) } ?? .builtIn
-        try store.recordPolicy(versioned, appliedBy: "test", atNanos: MonotonicClock.wallNanos())
+        try store.recordPolicy(versioned, change: PolicyChange(principal: "test", channel: "api"), atNanos: MonotonicClock.wallNanos())
         let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
         let vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: quietLogger,
                                     policies: PolicyStore(versioned), events: sink)

@@ -42,6 +42,9 @@ final class HostileAgent: HTTPHandler {
             switch path {
             case "/v1/vms": return Self.json(VMList(vms: []))
             case "/v1/events": return Self.json(EventPage(events: [], nextAfter: 0))
+            // An agent from before the audit chain: its rows are pulled unverified.
+            case "/v1/audit/head": return HTTPResponse(status: 404, contentType: "application/json",
+                                                       body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
             case "/v1/policy/history":
                 return Self.json(PolicyHistory(entries: (1...1000).map {
                     PolicyHistoryEntry(id: Int64($0), version: SHA256.hex(Self.document($0)), appliedNs: 1, appliedBy: "x")

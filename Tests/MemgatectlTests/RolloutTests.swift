@@ -1,4 +1,5 @@
 import Foundation
+import SQLite
 import Testing
 import TestSupport
 
@@ -75,6 +76,24 @@ struct RolloutTests {
         #expect((end["hosts"] as? [String: Any])?["rolled_back"] as? Int == 1 && (end["hosts"] as? [String: Any])?["pending"] as? Int == 7,
                 "only the canary was changed, and it was restored: \(end)")
         #expect((0..<8).allSatisfy { lab.policyName($0) == "benign" }, "every host on the policy it had")
+
+        // Who and what: the canary's rows name the rollout, its wave, and the rollback; nothing looks manual.
+        let first = steps(rollout.stdout).first { $0["event"] as? String == "started" }?["rollout"] as? Int ?? -1
+        let second = steps(denied.stdout).first { $0["event"] as? String == "started" }?["rollout"] as? Int ?? -1
+        let fleet = FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-fleet-\(UUID().uuidString).db").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: fleet + suffix) } }
+        let pulled = try ctl(["audit", "pull", "--into", fleet, "--hosts", hosts, "--json"])
+        #expect(pulled.status == 0, "\(pulled.stdout) \(pulled.stderr)")
+        #expect(try sqliteRows(fleet, "SELECT host, principal, channel, rollout_id FROM fleet_policy_changes WHERE host = 'a3' AND channel != 'built-in (first start)' ORDER BY applied_ns")
+                == "a3|admin|rollout \(first) wave 0|\(first)\na3|admin|rollout \(second) wave 0|\(second)\na3|admin|rollback of rollout \(second)|\(second)\n")
+        // The README's queries: every change made by a rollout (its rollback included), and every manual change.
+        let byRollout = try TestSupport.readmeQueries(section: "Fleet audit SQL").first { $0.contains("rollout_id = :rollout") }
+        #expect(byRollout != nil, "the README has the query for every change a rollout made")
+        if let byRollout {
+            let rows = try SQLiteConnection(path: fleet, readOnly: true).query(byRollout, [.text("\(second)")])
+            #expect(rows.count == 2 && rows.last?[3] == .text("rollback of rollout \(second)"), "\(rows)")
+        }
+        #expect(try sqliteRows(fleet, "SELECT count(*) FROM fleet_policy_changes WHERE channel = 'api'") == "0\n", "no row looks manual")
     }
 
     @Test func aHostChangedBySomeoneElseDuringTheBakeIsLeftAloneAndReported() throws {

@@ -142,7 +142,15 @@ public enum APIRouter {
             guard let tag = request.header("If-Match") else {
                 throw APIError(428, "precondition_required", "PUT /v1/policy needs If-Match with the ETag of GET /v1/policy")
             }
-            return .putPolicy(document: try jsonBody(request, parsed: false), ifMatch: tag)
+            let channel = request.header("MemGate-Change")
+            if let channel {
+                do throws(PolicyChange.ChannelError) {
+                    _ = try PolicyChange.channel(parsing: channel)
+                } catch {
+                    throw APIError(400, "invalid_change_channel", error.description)
+                }
+            }
+            return .putPolicy(document: try jsonBody(request, parsed: false), ifMatch: tag, channel: channel)
         case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request, parsed: false))
         case (.policyReplay, _):
             var window = EventQueries.ReplayWindow(vm: try query.optionalInteger("vm", in: 1...Int64.max))

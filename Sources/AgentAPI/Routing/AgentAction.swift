@@ -27,8 +27,8 @@ public enum AgentAction: Sendable, Equatable {
     /// Server-Sent Events from `after` (nil: from now on).
     case eventStream(after: Int64?, filter: StreamFilter)
     case getPolicy
-    /// The new document (already known to parse) and the `If-Match` tag.
-    case putPolicy(document: [UInt8], ifMatch: String)
+    /// The new document (already known to parse), the `If-Match` tag, and the channel `MemGate-Change` named (checked; nil: api).
+    case putPolicy(document: [UInt8], ifMatch: String, channel: String? = nil)
     case validatePolicy(document: [UInt8])
     /// What the candidate would have decided for the recorded requests in the window.
     case replayPolicy(document: [UInt8], window: EventQueries.ReplayWindow, samples: Int)

@@ -155,7 +155,7 @@ public final class PolicyRollout {
         let ready = records.indices.filter { records[$0].state == .pending }
         let oldVersions = Dictionary(records.map { ($0.host, $0.oldVersion ?? "") }, uniquingKeysWith: { first, _ in first })
         let writes = fleet.send("PUT", { _ in "/v1/policy" }, to: ready.map { records[$0].host },
-                                headers: { host in ["If-Match": ETag.quoted(oldVersions[host] ?? "")] },
+                                headers: { host in ["If-Match": ETag.quoted(oldVersions[host] ?? ""), "MemGate-Change": "rollout \(id) wave \(wave)"] },
                                 body: candidate)
         for (position, outcome) in zip(ready, writes) {
             switch FleetClient.decode(outcome, as: PolicyApplied.self).result {
@@ -277,7 +277,9 @@ public final class PolicyRollout {
         // One request per host, each with its own document: grouped by document so hosts that had the same share a request batch.
         for (document, group) in Dictionary(grouping: records.indices, by: { records[$0].oldDocument ?? [] }) {
             let outcomes = fleet.send("PUT", { _ in "/v1/policy" }, to: group.map { records[$0].host },
-                                      headers: { host in ["If-Match": ETag.quoted(written[host] ?? "")] },
+                                      headers: { host in
+                                          ["If-Match": ETag.quoted(written[host] ?? ""), "MemGate-Change": "rollback of rollout \(rollout.id)"]
+                                      },
                                       body: document)
             for (position, outcome) in zip(group, outcomes) {
                 switch outcome.result {
