@@ -40,6 +40,7 @@ extension AgentAPI {
         case .store(let error): APIError(503, "store_unavailable", error.description)
         case .shuttingDown: APIError(503, "shutting_down", error.description)
         case .tooManyVMs: APIError(409, "too_many_vms", error.description)
+        case .nameTaken: APIError(409, "name_taken", error.description)
         }
     }
 

@@ -45,6 +45,8 @@ public final class AgentAPI: HTTPHandler {
     public let metrics = APIMetrics()
     /// Refused requests, counted a second at a time (see `RefusalLedger`).
     private let refusals = Mutex(RefusalLedger())
+    /// The first answer to each Idempotency-Key (see `IdempotencyLedger`), restored from the store.
+    let idempotency: Mutex<IdempotencyLedger>
     let logger: Logger
     /// The event stream (nil with --no-record: there are no durable events to stream).
     public let streams: EventStreamHub?
@@ -55,6 +57,13 @@ public final class AgentAPI: HTTPHandler {
         self.queries = queries
         self.snapshot = snapshot
         self.configuration = configuration
+        let now = MonotonicClock.wallNanos()
+        let kept = (try? queries?.idempotentAnswers(since: now > IdempotencyLedger.lifetimeNanos ? now - IdempotencyLedger.lifetimeNanos : 0,
+                                                    limit: IdempotencyLedger.capacity)) ?? []
+        idempotency = Mutex(IdempotencyLedger(kept.map {
+            IdempotencyLedger.Stored(principal: $0.principal, key: $0.key, fingerprint: $0.fingerprint,
+                                     answer: .init(status: $0.status, headers: $0.headers, body: $0.body), createdNanos: $0.createdNanos)
+        }))
         tokenStore = Mutex(configuration.tokens)
         sessions = Mutex(SessionStore(lifetimeNanos: configuration.sessionLifetimeNanos))
         signInThrottle = Mutex(CredentialThrottle(prefix: configuration.peerPrefix))
@@ -120,7 +129,7 @@ public final class AgentAPI: HTTPHandler {
                 throw APIError(403, "forbidden", "token \(principal?.name ?? "") is read-only; \(request.method.rawValue) \(route.rawValue) needs an admin token")
             }
             admitted = parsed.isMutating
-            response = try perform(parsed, request: request, principal: principal, context: context)
+            response = try performOnce(parsed, request: request, principal: principal, context: context)
             if case .login(.some) = parsed, response.status == 401 { refusal = .signInFailed }
             if case .login(.some) = parsed, response.status == 429 { refusal = .throttled }
         } catch {

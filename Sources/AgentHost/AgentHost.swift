@@ -44,6 +44,8 @@ public final class AgentHost: Sendable {
         var draining = false
         var recordingFailure: RecordingFailure?
         var nextLocalID: Int64 = 1
+        /// Names of VMs being created (not yet in `vms`): a name is unique among the VMs not deleted.
+        var reservedNames: Set<String> = []
         /// Counts of the VMs deleted so far, so the process-wide totals never go down.
         var retired = HostTotals()
     }
@@ -83,9 +85,14 @@ public final class AgentHost: Sendable {
             guard !state.draining else { throw .shuttingDown }
             if let failure = state.recordingFailure { throw .store(.recording(failure)) }
             guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
+            // Names address VMs: one per name among the VMs not deleted (an ended VM keeps its name until DELETE).
+            if let holder = state.vms.values.first(where: { $0.name == spec.name }) { throw .nameTaken(spec.name, id: holder.id) }
+            guard state.reservedNames.insert(spec.name).inserted else { throw .nameTaken(spec.name, id: nil) }
             defer { state.nextLocalID += 1 }
             return state.nextLocalID
         }
+        // Held from here until the VM is listed (or its creation failed).
+        defer { _ = state.withLock { $0.reservedNames.remove(spec.name) } }
         // The store's ids outlive this process; without a store, a per-agent counter will do.
         let vmID = store?.reserveVMID() ?? localID
         let memoryBytes = spec.memoryMib << 20

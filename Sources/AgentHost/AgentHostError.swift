@@ -16,6 +16,8 @@ public enum AgentHostError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The agent is draining; nothing new starts.
     case shuttingDown
     case tooManyVMs(Int)
+    /// Another VM not deleted has this name (its id; nil: it is being created).
+    case nameTaken(String, id: Int64?)
 
     public var description: String {
         switch self {
@@ -27,6 +29,8 @@ public enum AgentHostError: Error, Sendable, Equatable, CustomStringConvertible 
         case .store(let error): "\(error)"
         case .shuttingDown: "the agent is shutting down"
         case .tooManyVMs(let limit): "this agent already holds \(limit) VMs; delete ended ones first"
+        case .nameTaken(let name, let id):
+            "VM name \(name) is taken by \(id.map { "VM \($0)" } ?? "a VM being created"); names are unique among VMs not deleted (DELETE an ended one to reuse its name)"
         }
     }
 }

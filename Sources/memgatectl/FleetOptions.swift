@@ -34,7 +34,7 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Extra attempts for idempotent requests (0-10).")
     var retries = Self.transport.retries
 
-    @Option(help: "Seconds one host may take in all, retries included (0.1-3600); no host holds a command up longer.")
+    @Option(help: "Seconds one host may take in all, retries included (0.1-3600); no host holds a command up longer. A command of several phases (policy push: replay then write; vm commands: lookup then write) gets it once, for all of them.")
     var deadline = Double(Self.transport.hostDeadlineMilliseconds) / 1000
 
     @Option(help: "CA certificates for https:// agents.")
@@ -89,14 +89,17 @@ struct FleetOptions: ParsableArguments {
     }
 
     /// A client for one host: an inventory host by name or URL, or any agent URL.
-    func oneHost(_ name: String) throws -> (FleetClient, Int) {
+    /// - Parameter bounded: the whole command (name lookup, the write, and anything after) ends within --deadline;
+    ///   false for a command that follows (a console with -f) or walks many VMs.
+    func oneHost(_ name: String, bounded: Bool = true) throws -> (FleetClient, Int) {
         Out.format.withLock { $0 = format }
         let context = try configContext()
         let entries = try selectedEntries(context)
+        let limit = { (client: FleetClient) in bounded ? client.within(seconds: deadline) : client }
         if let index = entries.firstIndex(where: { $0.name == name || $0.url == name }) {
-            return (try client(entries, context), index)
+            return (limit(try client(entries, context)), index)
         }
-        if let entry = try? HostEntry(url: name) { return (try client([entry], context), 0) }
+        if let entry = try? HostEntry(url: name) { return (limit(try client([entry], context)), 0) }
         throw CtlFailure.usage(entries.isEmpty
             ? "\(name) is not an agent URL (http://HOST:PORT, https://HOST:PORT or unix:///PATH), and no inventory was given"
             : "no host named \(name) among \(entries.map(\.name).joined(separator: ", ")); give a name from the inventory or an agent URL")

@@ -255,23 +255,39 @@ struct PolicyCommand: ParsableCommand {
 
         func run() throws {
             let document = try arguments.document()
-            let client = try fleet.fleet()
-            // What the new policy would have done to what already ran, before anything is written.
-            if (try? VersionedPolicy(document: document)) != nil {
-                let replay = ReplayAnswer(PolicyReplayRun.run(document, on: client))
-                let unanswered = replay.hosts.filter { $0.report == nil }.map(\.host)
-                Out.error("replay: \(replay.total.summary)" + (unanswered.isEmpty ? "" : "; no replay from \(unanswered.joined(separator: ", "))"))
-                if ifReplayClean, replay.total.allowedToDenied > 0 || !unanswered.isEmpty {
-                    if fleet.json { try Out.json(["replay": replay]) }
-                    throw CtlFailure.failed(replay.total.allowedToDenied > 0
-                        ? "not pushed: \(replay.total.allowedToDenied) recorded requests the policy allowed would be denied (see memgatectl policy replay)"
-                        : "not pushed: \(unanswered.count) hosts could not replay the policy, so --if-replay-clean cannot vouch for them")
-                }
+            // One deadline for the whole push: the replay and the write share it, each host getting what is left.
+            let client = try fleet.fleet().within(seconds: fleet.deadline)
+            let push = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures)
+            let outcomes: [PushOutcome]
+            if (try? VersionedPolicy(document: document)) == nil {
+                outcomes = push.run(client)
+            } else if ifReplayClean || maxFailures != nil {
+                // Both need every host's replay (or dry run) before anything is written.
+                let replayed = PolicyReplayRun.run(document, on: client)
+                try reportReplay(replayed, stopIfUnclean: ifReplayClean)
+                outcomes = push.run(client, dryRun: PolicyPush.dryRun(from: replayed))
+            } else {
+                // Each host on its own: its replay (its dry run too), then at once its write.
+                let (replayed, pushed) = push.runPipelined(client, replayPath: PolicyReplayRun.path())
+                try reportReplay(replayed, stopIfUnclean: false)
+                outcomes = pushed
             }
-            let outcomes = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures).run(client)
             let rows = zip(client.hosts, outcomes).map { Row(host: $0.name, result: $1.word, detail: $1.detail) }
             try Row.print(rows, json: fleet.json, everyRow: fleet.everyRow(hosts: rows.count))
             if outcomes.contains(where: \.isFailure) { throw CtlFailure.hostsFailed }
+        }
+
+        /// What the new policy would have done to what already ran; with `stopIfUnclean`, nothing is pushed when it would deny.
+        func reportReplay(_ outcomes: [HostOutcome<PolicyReplayReport>], stopIfUnclean: Bool) throws {
+            let replay = ReplayAnswer(outcomes)
+            let unanswered = replay.hosts.filter { $0.report == nil }.map(\.host)
+            Out.error("replay: \(replay.total.summary)" + (unanswered.isEmpty ? "" : "; no replay from \(unanswered.joined(separator: ", "))"))
+            if stopIfUnclean, replay.total.allowedToDenied > 0 || !unanswered.isEmpty {
+                if fleet.json { try Out.json(["replay": replay]) }
+                throw CtlFailure.failed(replay.total.allowedToDenied > 0
+                    ? "not pushed: \(replay.total.allowedToDenied) recorded requests the policy allowed would be denied (see memgatectl policy replay)"
+                    : "not pushed: \(unanswered.count) hosts could not replay the policy, so --if-replay-clean cannot vouch for them")
+            }
         }
     }
 }

@@ -4,15 +4,22 @@ import Controller
 import Foundation
 
 /// Prints one host's VM answer and exits 1 if it failed.
-func report(_ outcome: HostOutcome<VMInfo>, json: Bool) throws {
+/// - Parameter check: for a write, the command that shows whether it applied after all (said when its answer timed out).
+func report(_ outcome: HostOutcome<VMInfo>, json: Bool, check: String? = nil) throws {
     switch outcome.result {
     case .success(let vm):
         if json { return try Out.json(HostTagged(host: outcome.host.name, row: vm)) }
         Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")\(vm.exitStatus.map { ", exit status \($0)" } ?? "")")
     case .failure(let failure):
-        if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)")]]) }
-        throw CtlFailure.failed("\(outcome.host.name): \(failure)")
+        let hint = outcome.mayHaveApplied ? check.map(uncertain) ?? "" : ""
+        if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)\(hint)")]]) }
+        throw CtlFailure.failed("\(outcome.host.name): \(failure)\(hint)")
     }
+}
+
+/// What a write whose answer timed out tells the operator: it may still apply, and how to see.
+func uncertain(_ check: String) -> String {
+    "; the write may still apply (the agent may have received it, and a retry with the same Idempotency-Key is answered once): \(check)"
 }
 
 struct VMCommand: ParsableCommand {
@@ -52,7 +59,7 @@ struct VMCommand: ParsableCommand {
                                           start: !noStart)
             let body = [UInt8](try APIJSON.encoder().encode(request))
             let outcome = client.send("POST", { _ in "/v1/vms" }, to: [index], body: body).map { FleetClient.decode($0, as: VMInfo.self) }
-            try report(outcome[0], json: fleet.json)
+            try report(outcome[0], json: fleet.json, check: "check with: memgatectl vm get \(host) \(name)")
         }
     }
 
@@ -69,7 +76,7 @@ struct VMCommand: ParsableCommand {
         }
 
         func run() throws {
-            let (client, index) = try fleet.oneHost(host)
+            let (client, index) = try fleet.oneHost(host, bounded: false)
             let listing = client.get("/v1/vms", as: VMList.self, on: [index])[0]
             let vms: [VMInfo]
             switch listing.result {
@@ -97,7 +104,7 @@ struct VMCommand: ParsableCommand {
             aliases: [])
         @Argument(help: "start, pause, resume, stop or delete.") var action: String
         @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-        @Argument(help: "The VM id.") var id: Int64
+        @Argument(help: "The VM: its id or its name.") var vm: VMReference
         @Flag(help: "With delete: stop a running or paused VM first.") var force = false
         @OptionGroup var fleet: FleetOptions
 
@@ -105,12 +112,13 @@ struct VMCommand: ParsableCommand {
             guard ["start", "pause", "resume", "stop", "delete"].contains(action) else {
                 throw ValidationError("the action must be start, pause, resume, stop or delete")
             }
-            guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
             if force, action != "delete" { throw ValidationError("--force goes with delete only") }
         }
 
         func run() throws {
             let (client, index) = try fleet.oneHost(host)
+            let id = try vm.resolve(client, index)
+            let check = "check with: memgatectl vm get \(host) \(id)"
             if action == "delete" {
                 if force {
                     // Stopping a VM that already ended is a conflict, and harmless: the delete decides.
@@ -119,12 +127,12 @@ struct VMCommand: ParsableCommand {
                 }
                 let outcome = client.send("DELETE", { _ in "/v1/vms/\(id)" }, to: [index])[0]
                 if let failure = outcome.failure {
-                    throw CtlFailure.failed("\(outcome.host.name): \(failure)")
+                    throw CtlFailure.failed("\(outcome.host.name): \(failure)\(outcome.mayHaveApplied ? uncertain(check) : "")")
                 }
                 return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"]) : Out.line("\(outcome.host.name): VM \(id) deleted")
             }
             let outcome = client.send("POST", { _ in "/v1/vms/\(id)/\(action)" }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }
-            try report(outcome[0], json: fleet.json)
+            try report(outcome[0], json: fleet.json, check: check)
         }
     }
 }
@@ -132,19 +140,19 @@ struct VMCommand: ParsableCommand {
 struct MemoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "memory", abstract: "Draw a VM's memory map: private and shared runs to scale.")
     @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-    @Argument(help: "The VM id.") var id: Int64
+    @Argument(help: "The VM: its id or its name.") var vm: VMReference
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
     @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
     @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
         guard (8...400).contains(width) else { throw ValidationError("--width must be from 8 to 400") }
-        guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
         if let svg, svg.isEmpty { throw ValidationError("--svg needs a file name") }
     }
 
     func run() throws {
         let (client, index) = try fleet.oneHost(host)
+        let id = try vm.resolve(client, index)
         if let svg {
             let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" }, to: [index])[0]
             switch picture.result {
@@ -173,15 +181,12 @@ struct MemoryCommand: ParsableCommand {
 struct VMGet: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "One VM: state, how it ended (reason, exit status), memory, labels.")
     @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-    @Argument(help: "The VM id.") var id: Int64
+    @Argument(help: "The VM: its id or its name.") var vm: VMReference
     @OptionGroup var fleet: FleetOptions
-
-    func validate() throws {
-        guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
-    }
 
     func run() throws {
         let (client, index) = try fleet.oneHost(host)
+        let id = try vm.resolve(client, index)
         let outcome = client.get("/v1/vms/\(id)", as: VMInfo.self, on: [index])[0]
         guard let vm = outcome.value else { return try report(outcome, json: fleet.json) }
         if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: vm)) }
@@ -215,18 +220,18 @@ struct VMGet: ParsableCommand {
 struct VMConsole: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "console", abstract: "Print a VM's console; -f keeps printing until the VM ends.")
     @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-    @Argument(help: "The VM id.") var id: Int64
+    @Argument(help: "The VM: its id or its name.") var vm: VMReference
     @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes until it ends.") var follow = false
     @Option(help: "Seconds between polls with -f (0.05-60).") var interval: Double = 0.5
     @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
-        guard id >= 1 else { throw ValidationError("the VM id must be a positive integer") }
         guard interval >= 0.05, interval <= 60 else { throw ValidationError("--interval must be from 0.05 to 60 seconds") }
     }
 
     func run() throws {
-        let (client, index) = try fleet.oneHost(host)
+        let (client, index) = try fleet.oneHost(host, bounded: !follow)
+        let id = try vm.resolve(client, index)
         var after = 0
         while true {
             let outcome = client.get("/v1/vms/\(id)/console?after=\(after)", as: ConsoleChunk.self, on: [index])[0]

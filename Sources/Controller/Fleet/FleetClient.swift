@@ -53,6 +53,12 @@ public struct HostOutcome<T: Sendable>: Sendable {
     }
 
     public var value: T? { try? result.get() }
+
+    /// A write whose answer did not come back in time may still have been applied.
+    public var mayHaveApplied: Bool {
+        if case .failure(.transport(.timeout)) = result { return true }
+        return false
+    }
     public var failure: HostFailure? { if case .failure(let f) = result { f } else { nil } }
 }
 
@@ -61,10 +67,19 @@ public struct HostOutcome<T: Sendable>: Sendable {
 public final class FleetClient: Sendable {
     public let hosts: [HostEntry]
     let transport: Transport
+    /// When the whole command must be done: every request of every phase ends by then (nil: each request has its own deadline only).
+    public let commandDeadline: Date?
 
-    public init(hosts: [HostEntry], transport: Transport) {
+    public init(hosts: [HostEntry], transport: Transport, commandDeadline: Date? = nil) {
         self.hosts = hosts
         self.transport = transport
+        self.commandDeadline = commandDeadline
+    }
+
+    /// The same fleet, with every request of every phase from now on ending within `seconds`: one deadline per
+    /// command, each host getting what is left of it.
+    public func within(seconds: Double) -> FleetClient {
+        FleetClient(hosts: hosts, transport: transport, commandDeadline: Date(timeIntervalSinceNow: seconds))
     }
 
     /// The raw answers to one request per selected host.
@@ -74,19 +89,43 @@ public final class FleetClient: Sendable {
                      commandDeadline: Date? = nil) -> [HostOutcome<HostResponse>] {
         let targets = indices ?? Array(hosts.indices)
         let requests = targets.map {
-            HostRequest(host: $0, method: method, path: path($0), headers: headers($0), body: body, commandDeadline: commandDeadline)
+            request($0, method, path($0), headers($0), body, deadline: [commandDeadline, self.commandDeadline].compactMap { $0 }.min())
         }
         let results = transport.perform(requests)
-        return zip(targets, results).map { index, result in
-            switch result {
-            case .success(let response):
-                if (200..<300).contains(response.status) {
-                    return HostOutcome(host: hosts[index], result: .success(response), seconds: response.seconds)
-                }
-                return HostOutcome(host: hosts[index], result: .failure(Self.apiFailure(response)), seconds: response.seconds)
-            case .failure(let error):
-                return HostOutcome(host: hosts[index], result: .failure(.transport(error)), seconds: 0)
+        return zip(targets, results).map { outcome($0, $1) }
+    }
+
+    /// One request per selected host, and after each answer the request `next` names for that host (nil: done), sent
+    /// at once: a host's phases follow each other without waiting for the other hosts. Returns each host's last answer.
+    public func sendChained(_ method: String, _ path: (Int) -> String, to indices: [Int]? = nil, body: [UInt8]? = nil,
+                            next: (Int, HostOutcome<HostResponse>) -> (method: String, path: String, headers: [String: String], body: [UInt8]?)?)
+        -> [HostOutcome<HostResponse>] {
+        let targets = indices ?? Array(hosts.indices)
+        let results = transport.perform(targets.map { request($0, method, path($0), [:], body, deadline: commandDeadline) }) { position, result in
+            let host = targets[position]
+            guard let following = next(host, outcome(host, result)) else { return nil }
+            return request(host, following.method, following.path, following.headers, following.body, deadline: commandDeadline)
+        }
+        return zip(targets, results).map { outcome($0, $1) }
+    }
+
+    /// Every write carries a key of its own, kept across the transport's retries: a repeat is answered, not applied twice.
+    private func request(_ host: Int, _ method: String, _ path: String, _ headers: [String: String], _ body: [UInt8]?,
+                         deadline: Date?) -> HostRequest {
+        var named = headers
+        if method != "GET", method != "HEAD", named["Idempotency-Key"] == nil { named["Idempotency-Key"] = "memgatectl-\(UUID().uuidString)" }
+        return HostRequest(host: host, method: method, path: path, headers: named, body: body, commandDeadline: deadline)
+    }
+
+    private func outcome(_ index: Int, _ result: Result<HostResponse, TransportError>) -> HostOutcome<HostResponse> {
+        switch result {
+        case .success(let response):
+            if (200..<300).contains(response.status) {
+                return HostOutcome(host: hosts[index], result: .success(response), seconds: response.seconds)
             }
+            return HostOutcome(host: hosts[index], result: .failure(Self.apiFailure(response)), seconds: response.seconds)
+        case .failure(let error):
+            return HostOutcome(host: hosts[index], result: .failure(.transport(error)), seconds: 0)
         }
     }
 

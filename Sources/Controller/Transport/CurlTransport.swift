@@ -101,8 +101,14 @@ public final class CurlTransport: Transport, @unchecked Sendable {
     }
 
     public func perform(_ requests: [HostRequest]) -> [Result<HostResponse, TransportError>] {
+        perform(requests) { _, _ in nil }
+    }
+
+    public func perform(_ initial: [HostRequest], next: (Int, Result<HostResponse, TransportError>) -> HostRequest?)
+        -> [Result<HostResponse, TransportError>] {
         lock.lock()
         defer { lock.unlock() }
+        var requests = initial
         var results = [Result<HostResponse, TransportError>?](repeating: nil, count: requests.count)
         var waiting = Array(requests.enumerated().map { ($0.offset, 0) }.reversed())
         var delayed: [(at: Date, index: Int, attempt: Int)] = []
@@ -152,6 +158,10 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                 // A retry that could not even start before the host's deadline is not made.
                 if shouldRetry(transfer.request, outcome, attempt: transfer.attempt), Date(timeIntervalSinceNow: backoff) < deadline {
                     delayed.append((Date(timeIntervalSinceNow: backoff), transfer.index, transfer.attempt + 1))
+                } else if let following = next(transfer.index, outcome) {
+                    // The host's next request goes out now, within what is left of its deadline.
+                    requests[transfer.index] = following
+                    waiting.append((transfer.index, 0))
                 } else {
                     results[transfer.index] = outcome
                     finished += 1

@@ -19,7 +19,8 @@ public struct HostRequest: Sendable, Equatable {
     }
 
     /// Safe to send again after a failure that may have reached the host.
-    public var isIdempotent: Bool { method == "GET" || method == "HEAD" }
+    /// Safe to send again: a read, or a write carrying an Idempotency-Key (the agent answers a repeat with the first answer).
+    public var isIdempotent: Bool { method == "GET" || method == "HEAD" || headers["Idempotency-Key"] != nil }
 }
 
 /// What came back: any HTTP status (4xx and 5xx are answers, not transport failures).
@@ -57,4 +58,24 @@ public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible 
 /// The fan-out logic above it (merging, partial failure, exit codes) is tested with a fake.
 public protocol Transport: Sendable {
     func perform(_ requests: [HostRequest]) -> [Result<HostResponse, TransportError>]
+    /// Like `perform`, and when request `i` is answered `next(i, answer)` may name the request that follows it for
+    /// the same host, sent at once (no host waits for another's answer); the last answer of each chain is returned.
+    func perform(_ requests: [HostRequest], next: (Int, Result<HostResponse, TransportError>) -> HostRequest?)
+        -> [Result<HostResponse, TransportError>]
+}
+
+extension Transport {
+    /// Chains phase by phase (a transport that cannot interleave them): correct, not pipelined.
+    public func perform(_ requests: [HostRequest], next: (Int, Result<HostResponse, TransportError>) -> HostRequest?)
+        -> [Result<HostResponse, TransportError>] {
+        var results = perform(requests)
+        var pending = Array(results.indices)
+        while !pending.isEmpty {
+            let followUps = pending.compactMap { index in next(index, results[index]).map { (index, $0) } }
+            guard !followUps.isEmpty else { break }
+            for ((index, _), answer) in zip(followUps, perform(followUps.map(\.1))) { results[index] = answer }
+            pending = followUps.map(\.0)
+        }
+        return results
+    }
 }

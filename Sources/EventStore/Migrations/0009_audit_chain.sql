@@ -42,7 +42,7 @@ CREATE TABLE idempotency_keys (
     path            TEXT    NOT NULL,
     request_hash    TEXT    NOT NULL,                -- SHA-256 of method, path and body
     status          INTEGER NOT NULL,
-    content_type    TEXT    NOT NULL,
+    headers         TEXT    NOT NULL,                -- "Name: value" lines
     response        TEXT    NOT NULL,
     created_ns      INTEGER NOT NULL,
     PRIMARY KEY (principal, key)
