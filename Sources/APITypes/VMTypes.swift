@@ -95,11 +95,16 @@ public struct VMMemory: Codable, Sendable, Equatable {
     public var privateBytes: UInt64
     public var sharedBytes: UInt64
     public var runs: [MemoryRun]
+    /// With `?at=`: the moment asked for (an event id, or a time), and the last applied conversion the state includes.
+    public var atEventId: Int64?
+    public var atNs: UInt64?
+    public var throughEventId: Int64?
 
     public init(vmId: Int64, bootRegion: MemoryRun, dataRamStart: UInt64, dataRamEnd: UInt64, privateBytes: UInt64,
-                sharedBytes: UInt64, runs: [MemoryRun]) {
+                sharedBytes: UInt64, runs: [MemoryRun], atEventId: Int64? = nil, atNs: UInt64? = nil, throughEventId: Int64? = nil) {
         self.vmId = vmId; self.bootRegion = bootRegion; self.dataRamStart = dataRamStart; self.dataRamEnd = dataRamEnd
         self.privateBytes = privateBytes; self.sharedBytes = sharedBytes; self.runs = runs
+        self.atEventId = atEventId; self.atNs = atNs; self.throughEventId = throughEventId
     }
 }
 

@@ -51,7 +51,16 @@ extension AgentAPI {
                                          droppedBytes: chunk.dropped, data: String(decoding: chunk.bytes, as: UTF8.self)))
         case .memory(let id):
             return try json(VMView.memory(try existing(id)))
-        case .memorySVG(let id, let from, let to):
+        case .pastMemory(let id, let at):
+            return try json(try pastMemory(id, at: at))
+        case .memorySVG(let id, let from, let to, let at):
+            if let at {
+                let memory = try pastMemory(id, at: at)
+                let name = host.vm(id)?.name ?? "VM \(id)"
+                let moment = switch at { case .event(let event): "after event \(event)"; case .time(let time): "at \(utcSeconds(time))" }
+                let svg = MemoryMapSVG().render(memory, name: "\(name) \(moment)", drawnAt: Self.utcNow(), from: from, to: to)
+                return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
+            }
             let vm = try existing(id)
             let svg = MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: Self.utcNow(), from: from, to: to)
             return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
@@ -127,6 +136,29 @@ extension AgentAPI {
             return login(token: token, context: context)
         case .logout:
             return logout(request)
+        }
+    }
+
+    /// A VM's memory at a past moment, from the records (the VM may have ended, or been deleted).
+    func pastMemory(_ id: Int64, at moment: MemoryHistory.Moment) throws(APIError) -> VMMemory {
+        let answer = try read { (queries: EventQueries) throws(EventStoreError) in try queries.pastMemory(vm: id, at: moment) }
+        switch answer {
+        case .success(let past):
+            let states = past.map
+            var memory = VMMemory(vmId: id, bootRegion: MemoryRun(start: 0, end: states.bounds.start, state: "boot"),
+                                  dataRamStart: states.bounds.start, dataRamEnd: states.bounds.end, privateBytes: states.privateBytes,
+                                  sharedBytes: states.sharedBytes,
+                                  runs: states.runs.map { MemoryRun(start: $0.range.start, end: $0.range.end, state: $0.state.rawValue) })
+            memory.throughEventId = past.throughEventID
+            switch moment {
+            case .event(let event): memory.atEventId = event
+            case .time(let time): memory.atNs = time
+            }
+            return memory
+        case .failure(.noVM):
+            throw .notFound("no VM with id \(id) in this agent's store")
+        case .failure(.pruned(let through)):
+            throw APIError(410, "pruned", "the records this moment depends on were pruned (events up to \(through) are gone); ask for a later moment")
         }
     }
 

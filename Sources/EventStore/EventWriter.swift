@@ -33,6 +33,8 @@ final class EventWriter: @unchecked Sendable {
     private let connection: SQLiteConnection
     /// The audit chain's heads; used on the writer thread only.
     private var chain: ChainLinker
+    /// Memory checkpoints of the VMs being recorded; writer thread only.
+    private var checkpoints = CheckpointKeeper()
     /// Event records durable before their commit (nil with `Durability.full`). Guarded by `condition`.
     private let ring: EventRing?
     private let logger: Logger
@@ -259,12 +261,13 @@ final class EventWriter: @unchecked Sendable {
         do throws(SQLiteError) {
             try connection.transaction("BEGIN") { () throws(SQLiteError) in
                 for write in Self.coalesce(batch) { try connection.statement(write.sql).run(write.values) }
-                // The rows this batch made final join the chain in the same transaction.
-                try chain.extend(connection)
+                // The rows this batch made final join the chain in the same transaction, and the checkpoints follow them.
+                try chain.extend(connection) { row throws(SQLiteError) in try checkpoints.observe(row, connection) }
             }
             chain.commit()
         } catch {
             chain.rollback()
+            checkpoints.forget()
             return RecordingFailure(operation: error.operation, code: error.code, message: error.message)
         }
         // A database removed or replaced under us keeps accepting writes into a file

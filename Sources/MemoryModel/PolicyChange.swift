@@ -15,9 +15,10 @@ public struct PolicyChange: Sendable, Equatable {
         self.idempotencyKey = idempotencyKey
     }
 
-    /// The one-line summary kept in `applied_by` (what older readers show): `api: alice`, `rollout 3 wave 2: alice`.
+    /// The one-line summary kept in `applied_by` (what older readers show): `api: alice`, `rollout 3 wave 2: alice`,
+    /// `serve --policy /etc/memgate/policy.json` (the principal of a local start is in its own column).
     public var appliedBy: String {
-        guard let principal else { return channel }
+        guard let principal, channel == "api" || rolloutID != nil else { return channel }
         return "\(channel): \(principal)"
     }
 

@@ -105,6 +105,10 @@ public enum StatusPage {
                 + "<a href=\"/v1/vms/\(info.id)\">JSON</a> · <a href=\"/v1/vms/\(info.id)/memory\">memory</a> · "
                 + "<a href=\"/v1/vms/\(info.id)/memory.svg\">SVG</a></span><br>"
             body += "<div class=\"map\">" + vm.memorySVG + "</div>"
+            // The map at any past moment, from the records (a plain GET form: no script needed).
+            body += "<form class=\"at\" method=\"get\" action=\"/v1/vms/\(info.id)/memory.svg\"><label>memory at "
+                + "<input name=\"at\" type=\"text\" size=\"24\" placeholder=\"2026-12-06T14:02:17Z or an event id\" required></label> "
+                + "<button type=\"submit\">draw</button></form>"
             if input.live {
                 body += "<img class=\"history\" src=\"/v1/vms/\(info.id)/history.svg\" alt=\"shared bytes of VM \(info.id) over time\">"
             }

@@ -2,6 +2,7 @@ import APITypes
 import ArgumentParser
 import Controller
 import Foundation
+import Platform
 
 /// Prints one host's VM answer and exits 1 if it failed.
 /// - Parameter check: for a write, the command that shows whether it applied after all (said when its answer timed out).
@@ -143,10 +144,20 @@ struct MemoryCommand: ParsableCommand {
     @Argument(help: "The VM: its id or its name.") var vm: VMReference
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
     @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
+    @Option(help: "The map at a past moment, from the records: an RFC 3339 time (2026-12-06T14:02:17Z) or an event id.") var at: String?
     @OptionGroup var fleet: FleetOptions
+
+    /// The `at=` query, checked here so a typo is one local error.
+    var moment: String? {
+        guard let at else { return nil }
+        return "at=" + at.replacingOccurrences(of: "+", with: "%2B")
+    }
 
     func validate() throws {
         guard (8...400).contains(width) else { throw ValidationError("--width must be from 8 to 400") }
+        if let at, !(Int64(at).map { $0 >= 1 } ?? false), TimeArgument.rfc3339(at) == nil {
+            throw ValidationError("--at takes an RFC 3339 time such as 2026-12-06T14:02:17Z or an event id (a positive integer), not \(at)")
+        }
         if let svg, svg.isEmpty { throw ValidationError("--svg needs a file name") }
     }
 
@@ -154,7 +165,7 @@ struct MemoryCommand: ParsableCommand {
         let (client, index) = try fleet.oneHost(host)
         let id = try vm.resolve(client, index)
         if let svg {
-            let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" }, to: [index])[0]
+            let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" + (moment.map { "?" + $0 } ?? "") }, to: [index])[0]
             switch picture.result {
             case .success(let response):
                 do {
@@ -166,7 +177,7 @@ struct MemoryCommand: ParsableCommand {
                 throw CtlFailure.failed("\(picture.host.name): \(failure)")
             }
         }
-        let outcome = client.get("/v1/vms/\(id)/memory", as: VMMemory.self, on: [index])[0]
+        let outcome = client.get("/v1/vms/\(id)/memory" + (moment.map { "?" + $0 } ?? ""), as: VMMemory.self, on: [index])[0]
         switch outcome.result {
         case .success(let memory):
             if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory)) }

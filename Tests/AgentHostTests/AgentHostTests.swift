@@ -107,17 +107,21 @@ struct AgentHostTests {
         #expect(try rows(path, "SELECT final_reason FROM vms WHERE vm_id = \(timedOut.id)").first?.first.map { "\($0)" }?.contains("timeout") == true)
     }
 
-    @Test func idsAreNeverReusedAndNamesMayRepeat() throws {
+    @Test func idsAreNeverReusedAndNamesAreUnique() throws {
         let path = temporaryDatabase()
         defer { removeDatabase(path) }
         var ids: [Int64] = []
-        for _ in 0..<2 {
+        for round in 0..<2 {
             let store = try EventStore(path: path, logger: quiet)
             let host = AgentHost(system: try KVM.System(), store: store, policies: PolicyStore(), logger: quiet)
-            for _ in 0..<2 {
-                let vm = try host.create(try spec("implicit", name: "same-name"), start: true)
+            for index in 0..<2 {
+                let vm = try host.create(try spec("implicit", name: "vm-\(round)-\(index)"), start: true)
                 vm.waitUntilRecorded()
                 ids.append(vm.id)
+                // A name addresses one VM among those not deleted: a second is refused, naming the first.
+                #expect(throws: AgentHostError.nameTaken("vm-\(round)-\(index)", id: vm.id)) {
+                    try host.create(try spec("implicit", name: "vm-\(round)-\(index)"), start: true)
+                }
             }
             store.close()
             // Deleting the newest VM and its events (a prune) must not free their ids.

@@ -3,6 +3,7 @@ import APITypes
 import Foundation
 import HTTPServer
 import MemoryModel
+import Platform
 import EventStore
 
 /// Request → `AgentAction`: method, path, query and body checked at the edge. Pure.
@@ -100,12 +101,14 @@ public enum APIRouter {
         case (.vmStop, _): return .stopVM(try vm())
         case (.console, _):
             return .console(try vm(), after: Int(try query.integer("after", in: 0...Int64.max, default: 0)))
-        case (.memory, _): return .memory(try vm())
+        case (.memory, _):
+            if let at = try moment(query) { return .pastMemory(try vm(), at: at) }
+            return .memory(try vm())
         case (.memorySVG, _):
             let from = try query.optionalInteger("from", in: 0...Int64.max).map { UInt64($0) }
             let to = try query.optionalInteger("to", in: 1...Int64.max).map { UInt64($0) }
             if let from, let to, to <= from { throw APIError(422, "invalid_range", "to must be above from") }
-            return .memorySVG(try vm(), from: from, to: to)
+            return .memorySVG(try vm(), from: from, to: to, at: try moment(query))
         case (.historySVG, _): return .historySVG(try vm())
         case (.faults, _): return .faults(try filter(query, conversions: false))
         case (.conversions, _): return .conversions(try filter(query, conversions: true))
@@ -174,6 +177,14 @@ public enum APIRouter {
                                   limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
         default: throw .notFound("no such endpoint: \(request.path)")
         }
+    }
+
+    /// `at=`: an event id (a positive integer) or an RFC 3339 time.
+    static func moment(_ query: QueryString) throws(APIError) -> MemoryHistory.Moment? {
+        guard let text = query["at"] else { return nil }
+        if let id = Int64(text), id >= 1 { return .event(id) }
+        if let time = TimeArgument.rfc3339(text) { return .time(time) }
+        throw .badParameter("at", "takes an event id (a positive integer) or an RFC 3339 time such as 2026-12-06T14:02:17Z, not \(text.prefix(40))")
     }
 
     static func filter(_ query: QueryString, conversions: Bool) throws(APIError) -> EventFilter {

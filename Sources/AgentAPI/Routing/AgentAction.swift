@@ -16,8 +16,10 @@ public enum AgentAction: Sendable, Equatable {
     case deleteVM(Int64)
     case console(Int64, after: Int)
     case memory(Int64)
-    /// The memory map as SVG, optionally zoomed to [from, to).
-    case memorySVG(Int64, from: UInt64?, to: UInt64?)
+    /// The memory map at a past moment (`?at=EVENT_ID|RFC3339`), from the records.
+    case pastMemory(Int64, at: MemoryHistory.Moment)
+    /// The memory map as SVG, optionally zoomed to [from, to), and at a past moment.
+    case memorySVG(Int64, from: UInt64?, to: UInt64?, at: MemoryHistory.Moment? = nil)
     /// Shared bytes over the VM's lifetime, from the records.
     case historySVG(Int64)
     case faults(EventFilter)

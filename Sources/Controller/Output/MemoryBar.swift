@@ -35,8 +35,11 @@ public enum MemoryBar {
         func percent(_ part: UInt64) -> String {
             data == 0 ? "0.0%" : String(format: "%.1f%%", Double(part) * 100 / Double(data))
         }
+        // A past moment says which, and the last conversion it includes.
+        let moment = memory.atEventId.map { " after event \($0)" } ?? memory.atNs.map { " at \(utcTime($0)) UTC" } ?? ""
+        let through = moment.isEmpty ? "" : memory.throughEventId.map { " (through conversion \($0))" } ?? " (before any conversion)"
         return """
-            VM \(memory.vmId) on \(host): \(humanBytes(memory.dataRamEnd)) of guest RAM, 0x0 – 0x\(String(memory.dataRamEnd, radix: 16))
+            VM \(memory.vmId) on \(host)\(moment)\(through): \(humanBytes(memory.dataRamEnd)) of guest RAM, 0x0 – 0x\(String(memory.dataRamEnd, radix: 16))
             [\(bar)]
             \(bootCell) boot region \(humanBytes(memory.bootRegion.end - memory.bootRegion.start))   \
             \(privateCell) private \(humanBytes(memory.privateBytes)) (\(percent(memory.privateBytes)))   \

@@ -33,6 +33,16 @@ public enum AuditChain {
         var canonical: [UInt8]
         var stored: String?
         var timeNanos: UInt64
+        /// An applied conversion's change to its VM's memory (what checkpoints follow).
+        var applied: AppliedChange? = nil
+    }
+
+    /// What an applied conversion did: pages [start, end) of VM `vmID` became `state`.
+    struct AppliedChange: Equatable {
+        var vmID: Int64
+        var start: UInt64
+        var end: UInt64
+        var state: PageState
     }
 
     // The readers: the same columns the API renders, plus the stored chain value last.
@@ -63,7 +73,7 @@ public enum AuditChain {
         }
         rows += try connection.rows(conversionsSQL, bound) { row in
             Row(id: row.int64(0), table: .conversions, canonical: canonicalConversion(row), stored: storedChain(row, 17),
-                timeNanos: row.unsigned(3))
+                timeNanos: row.unsigned(3), applied: appliedChange(row))
         }
         rows += try connection.rows(vmEventsSQL, bound) { row in
             Row(id: row.int64(0), table: .vmEvents, canonical: canonicalVMEvent(row), stored: storedChain(row, 7), timeNanos: row.unsigned(2))
@@ -88,6 +98,15 @@ public enum AuditChain {
         case .events: try eventRows(after: after, limit: limit, connection)
         case .requests: try requestRows(after: after, limit: limit, connection)
         }
+    }
+
+    /// An applied conversion row's change (columns in `EventQueries.conversionColumns` order); nil for any other decision.
+    static func appliedChange(_ row: Statement) -> AppliedChange? {
+        guard row.text(9) == "applied" else { return nil }
+        let start = row.unsigned(5)
+        let (end, overflow) = start.addingReportingOverflow(row.unsigned(6))
+        guard !overflow else { return nil }
+        return AppliedChange(vmID: row.int64(1), start: start, end: end, state: row.text(7) == "to_shared" ? .shared : .private)
     }
 
     private static func storedChain(_ row: Statement, _ column: Int32) -> String? {

@@ -59,8 +59,10 @@ struct ChainLinker {
     }
 
     /// Chains every final row after the heads (call inside the transaction); returns the rows chained.
+    /// `observe` sees each event row once, in chain order (what the memory checkpoints follow).
     @discardableResult
-    mutating func extend(_ connection: SQLiteConnection) throws(SQLiteError) -> Int {
+    mutating func extend(_ connection: SQLiteConnection,
+                         observe: (AuditChain.Row) throws(SQLiteError) -> Void = { _ throws(SQLiteError) in }) throws(SQLiteError) -> Int {
         var linked = 0
         for name in AuditChain.Name.allCases {
             guard var head = staged[name] ?? heads[name] else { continue }
@@ -70,6 +72,7 @@ struct ChainLinker {
                     head.chain = AuditChain.link(head.chain, row.canonical)
                     head.id = row.id
                     try connection.statement(row.table.updateSQL).run([.text(SHA256.hexString(head.chain)), .integer(row.id)])
+                    try observe(row)
                 }
                 linked += rows.count
                 if rows.count < Self.page { break }
