@@ -18,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-lifecycle bench-privmem profile-privmem clean install
+.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-lifecycle bench-history bench-privmem profile-privmem clean install
 
 all: build guests
 
@@ -178,6 +178,11 @@ bench-lifecycle: deps guests
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-lifecycle
 	$(BUILD)/release/bench-lifecycle --agent $(BUILD)/release/memgate-agent --guest $(GUEST_OUT)/convert-bench.elf
+
+# A VM's memory at 400 random past moments of 1,000,000 recorded conversions, against a replay from its start.
+bench-history: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product bench-history
+	$(BUILD)/release/bench-history
 
 bench-http: deps guests
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product memgate-agent

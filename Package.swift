@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "bench-store", targets: ["bench-store"]),
         .executable(name: "bench-stream", targets: ["bench-stream"]),
         .executable(name: "bench-lifecycle", targets: ["bench-lifecycle"]),
+        .executable(name: "bench-history", targets: ["bench-history"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -139,6 +140,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/Lifecycle",
+            swiftSettings: strict),
+        .executableTarget(
+            name: "bench-history",
+            dependencies: [
+                "EventStore", "SQLite", "MemoryModel", "Platform", "BenchmarkSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/History",
             swiftSettings: strict),
         .executableTarget(
             name: "bench-exitloop",

@@ -18,10 +18,37 @@ public struct PageStateMap: Sendable, Equatable {
     /// (or empty) are ignored, so nothing read from outside can trap. Pure.
     public init(bounds: PageRange, initial: PageState, runs: [(start: UInt64, end: UInt64, state: PageState)]) {
         self.init(bounds: bounds, initial: initial)
+        // Runs that tile the bounds exactly, page aligned and in order (what a map's own runs are) are taken as they
+        // are, in one pass; anything else is applied run by run, so nothing read from outside can trap.
+        if let tiled = Self.tiling(runs, bounds: self.bounds) {
+            self.runs = tiled
+            privateBytes = tiled.reduce(0) { $0 + ($1.state == .private ? $1.range.size : 0) }
+            return
+        }
         for run in runs where run.start >= bounds.start && run.end <= bounds.end && run.start < run.end {
             _ = set(PageRange(start: run.start, end: run.end), to: run.state)
         }
     }
+
+    /// `runs` as this map's runs (neighbours of equal state joined) when they tile `bounds` in order; nil otherwise.
+    private static func tiling(_ runs: [(start: UInt64, end: UInt64, state: PageState)], bounds: PageRange) -> [Run]? {
+        guard !bounds.isEmpty, runs.first?.start == bounds.start, runs.last?.end == bounds.end else { return nil }
+        var out: [Run] = []
+        out.reserveCapacity(runs.count)
+        var next = bounds.start
+        for run in runs {
+            guard run.start == next, run.start < run.end, run.start % pageSizeOf == 0, run.end % pageSizeOf == 0 else { return nil }
+            if let last = out.last, last.state == run.state {
+                out[out.count - 1].range.end = run.end
+            } else {
+                out.append(Run(range: PageRange(start: run.start, end: run.end), state: run.state))
+            }
+            next = run.end
+        }
+        return out
+    }
+
+    private static var pageSizeOf: UInt64 { PageRange.pageSize }
 
     public init(bounds: PageRange, initial: PageState) {
         let mask = PageRange.pageSize - 1

@@ -85,7 +85,9 @@ public enum MemoryHistory {
             let gpa = statement.unsigned(1)
             let (end, overflow) = gpa.addingReportingOverflow(statement.unsigned(2))
             guard !overflow else { continue }
-            map.set(PageRange(start: gpa, end: end), to: statement.text(3) == "to_shared" ? .shared : .private)
+            // direction is to_shared or to_private: the fourth byte tells them apart without a String.
+            let toShared = statement.withText(3) { $0.count > 3 && $0[3] == UInt8(ascii: "s") }
+            map.set(PageRange(start: gpa, end: end), to: toShared ? .shared : .private)
             replayed += 1
             through = statement.int64(0)
         }
@@ -100,16 +102,48 @@ enum CheckpointRuns {
             .joined(separator: ",")
     }
 
-    /// nil when the text is not runs (a row someone edited): the checkpoint is then not used.
+    /// nil when the text is not runs (a row someone edited): the checkpoint is then not used. Reads the bytes
+    /// directly: a checkpoint of a fragmented map holds thousands of runs, and each query reads one.
     static func decode(_ text: String) -> [(start: UInt64, end: UInt64, state: PageState)]? {
-        guard !text.isEmpty else { return [] }
         var runs: [(start: UInt64, end: UInt64, state: PageState)] = []
-        for item in text.split(separator: ",") {
-            let parts = item.split(separator: ":")
-            guard parts.count == 2, let range = parts.first?.split(separator: "-"), range.count == 2,
-                  let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16), start < end,
-                  parts[1] == "p" || parts[1] == "s" else { return nil }
-            runs.append((start, end, parts[1] == "p" ? .private : .shared))
+        var utf8 = text.utf8.makeIterator()
+        var byte = utf8.next()
+        /// Hex digits up to `terminator` (consumed); nil if there are none, too many, or another byte comes first.
+        func number(until terminator: UInt8) -> UInt64? {
+            var value: UInt64 = 0
+            var digits = 0
+            while let current = byte, current != terminator {
+                let nibble: UInt64
+                switch current {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = UInt64(current - UInt8(ascii: "0"))
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = UInt64(current - UInt8(ascii: "a") + 10)
+                default: return nil
+                }
+                guard digits < 16 else { return nil }
+                value = value << 4 | nibble
+                digits += 1
+                byte = utf8.next()
+            }
+            guard digits > 0, byte == terminator else { return nil }
+            byte = utf8.next()
+            return value
+        }
+        while byte != nil {
+            guard let start = number(until: UInt8(ascii: "-")), let end = number(until: UInt8(ascii: ":")), start < end else { return nil }
+            let state: PageState
+            switch byte {
+            case UInt8(ascii: "p"): state = .private
+            case UInt8(ascii: "s"): state = .shared
+            default: return nil
+            }
+            byte = utf8.next()
+            runs.append((start, end, state))
+            if byte == UInt8(ascii: ",") {
+                byte = utf8.next()
+                guard byte != nil else { return nil }
+            } else if byte != nil {
+                return nil
+            }
         }
         return runs
     }
