@@ -25,6 +25,20 @@ extension EventStore {
                                  reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, requested_pages, vm_seq)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
+    // The same inserts with the row's audit-chain value, when the writer links it as it is inserted (ChainLinker.linkInline).
+    static let insertFaultChained = """
+        INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+    static let insertConversionChained = """
+        INSERT INTO conversions (event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision,
+                                 reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, requested_pages, chain)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+    static let insertVMConversionChained = """
+        INSERT INTO conversions (event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, decision,
+                                 reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, requested_pages, vm_seq, chain)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
     static let finishConversion = """
         UPDATE conversions SET decision = ?, reason = coalesce(?, reason), completed_ns = ?, discarded_bytes = ?, guest_result = ?
         WHERE event_id = ?

@@ -37,6 +37,9 @@ extension EventStore {
     static let insertVMEvent = """
         INSERT INTO vm_events (event_id, vm_id, time_ns, what, final_state, reason, exit_status) VALUES (?, ?, ?, ?, ?, ?, ?)
         """
+    static let insertVMEventChained = """
+        INSERT INTO vm_events (event_id, vm_id, time_ns, what, final_state, reason, exit_status, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        """
 
     /// A lifecycle row under the next event id; call inside the writer's `enqueue`, which keeps ids in queue order.
     private func vmEventWrite(_ vmID: Int64, _ what: VMEventKind, atNanos time: UInt64, state: String? = nil,

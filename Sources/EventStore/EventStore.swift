@@ -116,6 +116,9 @@ public final class EventStore: EventSink {
         writer.onCommit(handler)
     }
 
+    /// Rows of the audit chains linked as they were inserted, and by reading them back after.
+    public var auditChainLinks: (inline: Int, readBack: Int) { writer.chainCounts }
+
     /// Transactions committed so far (each may hold many events).
     public var commitCount: UInt64 { writer.batches }
 

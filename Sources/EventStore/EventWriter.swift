@@ -9,7 +9,7 @@ import SQLite
 /// vCPUs) and then wakes whoever waits for those statements.
 final class EventWriter: @unchecked Sendable {
     struct Write {
-        let sql: String
+        var sql: String
         var values: [SQLValue]
         /// The event statement this is, when the ring may carry it (nil: only SQLite may).
         let ringStatement: EventRingCodec.Statement?
@@ -71,6 +71,15 @@ final class EventWriter: @unchecked Sendable {
         let waiting = enqueued &- committed
         return (waiting, waiting == 0 ? 0 : oldestQueued.map { Date().timeIntervalSince($0) } ?? 0)
     }
+
+    /// Rows chained as they were inserted, and by reading them back (the writer's own count; read under the lock).
+    var chainCounts: (inline: Int, readBack: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (chainInline, chainReadBack)
+    }
+    private var chainInline = 0
+    private var chainReadBack = 0
 
     var commitLatency: LatencyHistogram {
         condition.lock()
@@ -217,6 +226,7 @@ final class EventWriter: @unchecked Sendable {
             } else {
                 committed = last
                 batches += 1
+                (chainInline, chainReadBack) = (chain.linkedInline, chain.linkedReadBack)
                 if let ring, let newest = batch.last(where: { $0.ringSequence != 0 })?.ringSequence { ring.markIngested(newest) }
             }
             let committedHandlers = commitHandlers
@@ -260,8 +270,20 @@ final class EventWriter: @unchecked Sendable {
     private func commit(_ batch: [Write]) -> RecordingFailure? {
         do throws(SQLiteError) {
             try connection.transaction("BEGIN") { () throws(SQLiteError) in
-                for write in Self.coalesce(batch) { try connection.statement(write.sql).run(write.values) }
-                // The rows this batch made final join the chain in the same transaction, and the checkpoints follow them.
+                // Events inserted final, in id order, are chained as they go in (no read-back, no update) until one cannot be.
+                var inline = chain.inlineReady
+                for var write in Self.coalesce(batch) {
+                    if inline {
+                        switch chain.linkInline(&write) {
+                        case .linked(let row): try checkpoints.observe(row, connection)
+                        case .other: break
+                        case .stop: inline = false
+                        }
+                    }
+                    try connection.statement(write.sql).run(write.values)
+                }
+                // What became final otherwise (a finish, rows behind a pending conversion, admitted requests) joins the chain
+                // in the same transaction, read back in id order; the checkpoints follow those rows too.
                 try chain.extend(connection) { row throws(SQLiteError) in try checkpoints.observe(row, connection) }
             }
             chain.commit()

@@ -7,12 +7,12 @@ import SQLite
 /// `GET /v1/conversions` and `/v1/memory-faults`.
 extension JSONWriter {
     /// A text column as a string field.
-    mutating func field(_ name: StaticString, text column: Int32, of row: Statement) {
+    mutating func field<Row: SQLRow>(_ name: StaticString, text column: Int32, of row: Row) {
         row.withText(column) { field(name, utf8: $0) }
     }
 
     /// One conversion row (columns in `EventQueries.conversionColumns` order).
-    mutating func conversion(_ row: Statement) {
+    mutating func conversion<Row: SQLRow>(_ row: Row) {
         beginObject()
         field("changed_bytes", row.unsigned(13))
         if !row.isNull(4) { field("completed_ns", row.unsigned(4)) }
@@ -35,7 +35,7 @@ extension JSONWriter {
     }
 
     /// One memory-fault row (columns in `EventQueries.faultColumns` order).
-    mutating func fault(_ row: Statement) {
+    mutating func fault<Row: SQLRow>(_ row: Row) {
         beginObject()
         if row.isNull(8) { field("access", "unknown") } else { field("access", text: 8, of: row) }
         field("event_id", row.int64(0))

@@ -43,6 +43,9 @@ import Testing
         store.recordAPIRequest(method: "PUT", path: "/v1/policy", status: 200, durationNanos: 9, client: "bob", atNanos: 160)
         if endVM { _ = store.vmEnded(vm, atNanos: 300, state: "stopped", reason: nil, exitStatus: 0, layout: PageStateMap(bounds: PageRange(start: 0x20_0000, end: 0x200_0000), initial: .private)) }
         store.flush()
+        // Both ways of linking ran: rows behind the pending conversion were read back, the ones after it linked as inserted.
+        let links = store.auditChainLinks
+        #expect(links.inline > 0 && links.readBack > 0, "\(links)")
         return vm
     }
 

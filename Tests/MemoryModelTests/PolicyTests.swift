@@ -178,3 +178,14 @@ import Testing
         #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1000)).hasPrefix("41edece42d63e8d9bf515a9ba6932e1c"))
     }
 }
+
+/// The hasher is incremental: any split of a message gives the one-shot digest.
+@Test func sha256OfSplitMessagesEqualsTheWhole() {
+    let message = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+    for length in [0, 1, 55, 56, 63, 64, 65, 119, 128, 300] {
+        let whole = SHA256.digest(Array(message.prefix(length)))
+        for split in stride(from: 0, through: length, by: max(1, length / 7)) {
+            #expect(SHA256.digest(Array(message.prefix(split)), Array(message[split..<length])) == whole, "\(length) split at \(split)")
+        }
+    }
+}

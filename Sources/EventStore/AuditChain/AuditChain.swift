@@ -101,7 +101,7 @@ public enum AuditChain {
     }
 
     /// An applied conversion row's change (columns in `EventQueries.conversionColumns` order); nil for any other decision.
-    static func appliedChange(_ row: Statement) -> AppliedChange? {
+    static func appliedChange<R: SQLRow>(_ row: R) -> AppliedChange? {
         guard row.text(9) == "applied" else { return nil }
         let start = row.unsigned(5)
         let (end, overflow) = start.addingReportingOverflow(row.unsigned(6))
@@ -118,7 +118,7 @@ public enum AuditChain {
     // canonical JSON (keys sorted by their bytes, no white space). `ChainCanonicalTests` pins
     // each against the API's own rendering.
 
-    static func canonicalFault(_ row: Statement) -> [UInt8] {
+    static func canonicalFault<R: SQLRow>(_ row: R) -> [UInt8] {
         var out = JSONWriter(capacity: 320)
         out.beginObject()
         out.field("event_id", row.int64(0))
@@ -129,7 +129,7 @@ public enum AuditChain {
         return out.bytes
     }
 
-    static func canonicalConversion(_ row: Statement) -> [UInt8] {
+    static func canonicalConversion<R: SQLRow>(_ row: R) -> [UInt8] {
         var out = JSONWriter(capacity: 480)
         out.beginObject()
         out.key("conversion")
@@ -140,7 +140,7 @@ public enum AuditChain {
         return out.bytes
     }
 
-    static func canonicalVMEvent(_ row: Statement) -> [UInt8] {
+    static func canonicalVMEvent<R: SQLRow>(_ row: R) -> [UInt8] {
         var out = JSONWriter(capacity: 256)
         out.beginObject()
         out.field("event_id", row.int64(0))
@@ -151,7 +151,7 @@ public enum AuditChain {
         return out.bytes
     }
 
-    static func canonicalPolicyApplication(_ row: Statement) -> [UInt8] {
+    static func canonicalPolicyApplication<R: SQLRow>(_ row: R) -> [UInt8] {
         var out = JSONWriter(capacity: 320)
         out.beginObject()
         out.field("event_id", row.int64(0))
@@ -162,7 +162,7 @@ public enum AuditChain {
         return out.bytes
     }
 
-    static func canonicalRequest(_ row: Statement) -> [UInt8] {
+    static func canonicalRequest<R: SQLRow>(_ row: R) -> [UInt8] {
         var out = JSONWriter(capacity: 256)
         out.apiRequest(row)
         return out.bytes
@@ -172,7 +172,7 @@ public enum AuditChain {
 /// The JSON of the event kinds only the stream (and `kinds=all`) carries, and of admitted requests.
 extension JSONWriter {
     /// A vm_events row (event_id, vm_id, time_ns, what, final_state, reason, exit_status); `name` joined in when given.
-    mutating func vmEvent(_ row: Statement, name: Int32?) {
+    mutating func vmEvent<R: SQLRow>(_ row: R, name: Int32?) {
         beginObject()
         field("event_id", row.int64(0))
         if !row.isNull(6) { field("exit_status", row.int64(6)) }
@@ -187,7 +187,7 @@ extension JSONWriter {
 
     /// A policy_applications row (event_id, id, version, applied_ns, applied_by, principal, channel,
     /// idempotency_key, rollout_id); the document's `name` joined in when given.
-    mutating func policyApplication(_ row: Statement, name: Int32?) {
+    mutating func policyApplication<R: SQLRow>(_ row: R, name: Int32?) {
         beginObject()
         field("applied_by", text: 4, of: row)
         field("applied_ns", row.unsigned(3))
@@ -203,12 +203,12 @@ extension JSONWriter {
     }
 
     /// The `chain` member (hex), when the row has one; first, as keys sort.
-    mutating func chain(_ row: Statement, _ column: Int32) {
+    mutating func chain<R: SQLRow>(_ row: R, _ column: Int32) {
         if !row.isNull(column) { field("chain", text: column, of: row) }
     }
 
     /// An api_requests row (id, time_ns, method, path, status, duration_ns, client).
-    mutating func apiRequest(_ row: Statement) {
+    mutating func apiRequest<R: SQLRow>(_ row: R) {
         beginObject()
         if !row.isNull(6) { field("client", text: 6, of: row) }
         field("duration_ns", row.unsigned(5))

@@ -12,6 +12,14 @@ struct ChainLinker {
 
     private(set) var heads: [AuditChain.Name: Head]
     private var staged: [AuditChain.Name: Head] = [:]
+    /// Whether event rows may be chained as they are inserted (`linkInline`): nothing in the store waits behind a
+    /// pending conversion, so the next event inserted is the next link. Decided after each transaction.
+    private(set) var inlineReady = false
+    private var stagedInlineReady: Bool?
+    /// Rows chained as they were inserted, and rows chained by reading them back (committed ones only).
+    private(set) var linkedInline = 0
+    private(set) var linkedReadBack = 0
+    private var stagedCounts = (inline: 0, readBack: 0)
 
     /// Rows chained per read: bounds the memory of a catch-up over a store from before schema 9.
     static let page = 4096
@@ -75,11 +83,62 @@ struct ChainLinker {
                     try observe(row)
                 }
                 linked += rows.count
+                stagedCounts.readBack += rows.count
                 if rows.count < Self.page { break }
             }
             staged[name] = head
+            if name == .events { stagedInlineReady = try EventQueries.firstPending(after: head.id, connection) == nil }
         }
         return linked
+    }
+
+    /// What `linkInline` did with a write.
+    enum Inline {
+        /// An event insert, now carrying its chain value.
+        case linked(AuditChain.Row)
+        /// Not an event insert (a VM row, an aggregate, an admitted request...): the events chain is not concerned.
+        case other
+        /// An event that cannot be linked as it is inserted (a pending conversion, a finish, a policy application, whose id
+        /// SQLite gives): this batch's later events wait for `extend`.
+        case stop
+    }
+
+    /// Chains an event insert from the values it binds (`ValueRow`: the same renderer as a row read back), appending its
+    /// chain value to the statement, so the row needs no read-back and no update. Call only while `inlineReady` and
+    /// before `stop` in this batch; rows must come in id order.
+    mutating func linkInline(_ write: inout EventWriter.Write) -> Inline {
+        let values = ValueRow(write.values)
+        let chained: (table: AuditChain.Table, sql: String, canonical: [UInt8], time: UInt64)
+        switch write.ringStatement {
+        case .insertFaultWithAccess?:
+            chained = (.memoryFaults, EventStore.insertFaultChained, AuditChain.canonicalFault(values), values.unsigned(3))
+        case .insertConversion?, .insertVMConversion?:
+            guard values.text(9) != ConversionDecision.pending.rawValue else { return .stop }
+            let sql = write.ringStatement == .insertConversion ? EventStore.insertConversionChained : EventStore.insertVMConversionChained
+            chained = (.conversions, sql, AuditChain.canonicalConversion(values), values.unsigned(3))
+        case .insertFault?, .finishConversion?:
+            return .stop
+        case .insertAPIRequest?:
+            return .other
+        case nil:
+            if write.sql == EventStore.insertVMEvent {
+                chained = (.vmEvents, EventStore.insertVMEventChained, AuditChain.canonicalVMEvent(values), values.unsigned(2))
+            } else if write.sql.hasPrefix("INSERT INTO policy_applications") || write.sql.hasPrefix("UPDATE conversions") {
+                return .stop
+            } else {
+                return .other
+            }
+        }
+        guard var head = staged[.events] ?? heads[.events], values.int64(0) > head.id else { return .stop }
+        head.chain = AuditChain.link(head.chain, chained.canonical)
+        head.id = values.int64(0)
+        staged[.events] = head
+        let hex = SHA256.hexString(head.chain)
+        write.sql = chained.sql
+        write.values.append(.text(hex))
+        stagedCounts.inline += 1
+        return .linked(AuditChain.Row(id: head.id, table: chained.table, canonical: chained.canonical, stored: hex, timeNanos: chained.time,
+                                      applied: chained.table == .conversions ? AuditChain.appliedChange(values) : nil))
     }
 
     /// A linker whose heads cover every final row, chaining what is not yet in its own transaction.
@@ -94,8 +153,18 @@ struct ChainLinker {
     mutating func commit() {
         for (name, head) in staged { heads[name] = head }
         staged = [:]
+        if let ready = stagedInlineReady { inlineReady = ready }
+        stagedInlineReady = nil
+        linkedInline += stagedCounts.inline
+        linkedReadBack += stagedCounts.readBack
+        stagedCounts = (0, 0)
     }
 
-    /// The transaction rolled back: forget what was staged.
-    mutating func rollback() { staged = [:] }
+    /// The transaction rolled back: forget what was staged; the next batch links by reading back.
+    mutating func rollback() {
+        staged = [:]
+        stagedCounts = (0, 0)
+        stagedInlineReady = nil
+        inlineReady = false
+    }
 }
