@@ -4,6 +4,16 @@ import Foundation
 import Platform
 
 struct AuditCommand: ParsableCommand {
+    /// The fleet database `--into` names: a postgresql:// URI, else a SQLite file.
+    static func openSink(_ into: String) throws -> AuditSink {
+        do {
+            return into.hasPrefix("postgresql://") || into.hasPrefix("postgres://")
+                ? try PostgresAuditSink(uri: into) : try SQLiteAuditSink(path: into)
+        } catch {
+            throw CtlFailure.failed("\(error)")
+        }
+    }
+
     static let configuration = CommandConfiguration(commandName: "audit", abstract: "Collect the fleet's events for audit.",
                                                     subcommands: [Pull.self, Verify.self])
 
@@ -33,13 +43,7 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             let client = try fleet.fleet()
-            let sink: AuditSink
-            do {
-                sink = into.hasPrefix("postgresql://") || into.hasPrefix("postgres://")
-                    ? try PostgresAuditSink(uri: into) : try SQLiteAuditSink(path: into)
-            } catch {
-                throw CtlFailure.failed("\(error)")
-            }
+            let sink = try AuditCommand.openSink(into)
             let reports = AuditPull(pageSize: pageSize, maxRows: maxRows, deadline: maxDuration).run(client, into: sink) {
                 MonotonicClock.wallNanos()
             }
@@ -74,13 +78,7 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             let client = try fleet.fleet()
-            let sink: AuditSink
-            do {
-                sink = into.hasPrefix("postgresql://") || into.hasPrefix("postgres://")
-                    ? try PostgresAuditSink(uri: into) : try SQLiteAuditSink(path: into)
-            } catch {
-                throw CtlFailure.failed("\(error)")
-            }
+            let sink = try AuditCommand.openSink(into)
             let reports = AuditVerify(deadline: fleet.deadline).run(client, against: sink) { MonotonicClock.wallNanos() }
             let rows = reports.map { Row(host: $0.host, chain: $0.chain, fleetHead: $0.stored?.id, hostHead: $0.live?.lastId, error: $0.failure) }
             if fleet.json { try Out.json(["hosts": rows]) } else {

@@ -30,15 +30,21 @@ struct ChainAuditTests {
         try ctl(["audit", "pull", "--into", into, "--hosts", hosts, "--json"])
     }
 
-    @Test(arguments: ["edit", "delete", "insert"])
-    func aRowAlteredBetweenPullsIsCaught(_ change: String) throws {
+    /// An agent that ran one converting guest, a hosts file naming it host-a, and a fleet database that pulled it once.
+    func pulledOnce() throws -> (agent: AgentProcess, hosts: String, fleet: String) {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
         let hosts = try hostsFile(["\(agent.url) host-a"])
         let fleet = agent.directory.appendingPathComponent("fleet.db").path
         try converge(agent, vm: 1)
         let first = try pull(fleet, hosts)
         #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+        return (agent, hosts, fleet)
+    }
+
+    @Test(arguments: ["edit", "delete", "insert"])
+    func aRowAlteredBetweenPullsIsCaught(_ change: String) throws {
+        let (agent, hosts, fleet) = try pulledOnce()
+        defer { agent.terminate(); agent.removeFiles() }
         let pulledFirst = try scalar(fleet, "SELECT chain_event_id FROM hosts")
         #expect(pulledFirst > 0)
 
@@ -77,12 +83,8 @@ struct ChainAuditTests {
 
     /// A history rewritten under a head the fleet keeps: `audit verify` (no pull) and the next pull both name the host.
     @Test func aRewrittenHistoryIsCaughtWithoutPulling() throws {
-        let agent = try AgentProcess()
+        let (agent, hosts, fleet) = try pulledOnce()
         defer { agent.terminate(); agent.removeFiles() }
-        let hosts = try hostsFile(["\(agent.url) host-a"])
-        let fleet = agent.directory.appendingPathComponent("fleet.db").path
-        try converge(agent, vm: 1)
-        #expect(try pull(fleet, hosts).status == 0)
         let clean = try ctl(["audit", "verify", "--into", fleet, "--hosts", hosts])
         #expect(clean.status == 0, "\(clean.stdout) \(clean.stderr)")
         let head = try scalar(fleet, "SELECT chain_event_id FROM hosts")
@@ -103,12 +105,8 @@ struct ChainAuditTests {
 
     /// A prune on the host (rows cut before they were pulled) is accepted, recorded, and the chain goes on from its genesis.
     @Test func aPruneIsAcceptedAndTheChainGoesOn() throws {
-        let agent = try AgentProcess()
+        let (agent, hosts, fleet) = try pulledOnce()
         defer { agent.terminate(); agent.removeFiles() }
-        let hosts = try hostsFile(["\(agent.url) host-a"])
-        let fleet = agent.directory.appendingPathComponent("fleet.db").path
-        try converge(agent, vm: 1)
-        #expect(try pull(fleet, hosts).status == 0)
         let stored = try scalar(fleet, "SELECT chain_event_id FROM hosts")
         try converge(agent, vm: 2)
         let pruned = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), ["db", "prune", "--db", agent.database, "--older-than", "0s"])
