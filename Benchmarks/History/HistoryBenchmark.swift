@@ -55,8 +55,11 @@ struct HistoryBenchmark: ParsableCommand {
         let recordSeconds = BenchmarkResults.seconds(ContinuousClock.now - started)
         let connection = try SQLiteConnection(path: path, readOnly: true)
         let checkpoints = try connection.scalar("SELECT count(*) FROM memory_checkpoints") ?? 0
+        let checkpointBytes = try connection.scalar("SELECT coalesce(sum(length(runs)), 0) FROM memory_checkpoints") ?? 0
+        let conversionBytes = (try? connection.scalar("SELECT sum(pgsize) FROM dbstat WHERE name = 'conversions'")) ?? 0
         let lastEvent = try connection.scalar("SELECT max(event_id) FROM conversions") ?? 0
-        print(String(format: "recorded %d conversions in %.1f s (%lld checkpoints, last event %lld)", conversions, recordSeconds, checkpoints, lastEvent))
+        print(String(format: "recorded %d conversions in %.1f s (%lld checkpoints of %.1f MiB in all, the conversions table %.1f MiB; last event %lld)",
+                     conversions, recordSeconds, checkpoints, Double(checkpointBytes) / 1_048_576, Double(conversionBytes) / 1_048_576, lastEvent))
 
         // Random moments, half by event id and half by time, each answered as the API answers it.
         let queries = EventQueries(path: path)
@@ -90,8 +93,8 @@ struct HistoryBenchmark: ParsableCommand {
         }
         full.sort()
         let fullMedian = full[full.count / 2]
-        let result = String(format: "RESULT history conversions=%d moments=%d at_p50_ms=%.2f at_p99_ms=%.2f at_max_ms=%.2f full_replay_ms=%.1f vs_full_replay=%.4f checkpoints=%lld",
-                            conversions, moments, p50, p99, worst, fullMedian, p99 / fullMedian, checkpoints)
+        let result = String(format: "RESULT history conversions=%d moments=%d at_p50_ms=%.2f at_p99_ms=%.2f at_max_ms=%.2f full_replay_ms=%.1f vs_full_replay=%.4f checkpoints=%lld checkpoint_mib=%.1f",
+                            conversions, moments, p50, p99, worst, fullMedian, p99 / fullMedian, checkpoints, Double(checkpointBytes) / 1_048_576)
         try BenchmarkResults.append(result, to: output)
         print(result)
     }
