@@ -6,7 +6,7 @@ CC           ?= cc
 BUILD        := .build
 GUEST_OUT    := $(BUILD)/guests
 BENCH_OUT    := $(BUILD)/bench
-APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus \
+APT_PACKAGES := gcc make pkg-config libcurl4-openssl-dev libsqlite3-dev sqlite3 curl python3 python3-yaml wrk nginx-light libpq-dev postgresql openssl iproute2 chromium fonts-dejavu-core prometheus \
                 linux-source-6.12 qemu-system-x86 bc bison flex libelf-dev libssl-dev iptables libnetfilter-queue-dev linux-perf
 VENV         := $(BUILD)/venv
 # Python tools for the API checks, in a virtual environment (never the system's site-packages).

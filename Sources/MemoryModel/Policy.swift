@@ -75,8 +75,22 @@ extension Policy {
         do {
             return try StrictJSON.parse(bytes)
         } catch {
-            throw PolicyError(field: error.path, message: error.kind == .duplicateKey ? error.message : "not valid JSON at byte \(error.offset): \(error.message)")
+            let (line, column) = Self.lineAndColumn(of: error.offset, in: bytes)
+            throw PolicyError(field: error.path, message: error.kind == .duplicateKey
+                ? error.message : "not valid JSON at line \(line), column \(column) (byte \(error.offset)): \(error.message)")
         }
+    }
+
+    /// Where byte `offset` is as an editor shows it: lines from 1 after each LF, columns from 1 in characters. Pure.
+    static func lineAndColumn(of offset: Int, in bytes: [UInt8]) -> (line: Int, column: Int) {
+        var line = 1
+        var start = 0
+        for index in 0..<min(max(offset, 0), bytes.count) where bytes[index] == 0x0A {
+            line += 1
+            start = index + 1
+        }
+        let before = Array(bytes[start..<min(max(offset, start), bytes.count)])
+        return (line, String(decoding: before, as: UTF8.self).count + 1)
     }
 
     static func parse(_ root: JSONValue) throws(PolicyError) -> Policy {

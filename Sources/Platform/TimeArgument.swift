@@ -1,10 +1,11 @@
 /// A time on the command line, as operators write one: `15m` (that long ago; s, m,
 /// h, d), RFC 3339 (`2026-11-27T10:00:00Z`, `2026-11-27T12:00:00.5+02:00`), or
-/// nanoseconds since the epoch. Pure; the clock is passed in.
+/// nanoseconds since the epoch with their unit (`1795773600000000000ns`). A bare number
+/// is none of them (`--since 10`: ten what?). Pure; the clock is passed in.
 public enum TimeArgument {
     /// Nanoseconds since the epoch, or nil when `text` is none of the forms.
     public static func nanos(_ text: String, nowNanos: UInt64) -> UInt64? {
-        if let raw = UInt64(text) { return raw }
+        if text.hasSuffix("ns"), let raw = UInt64(text.dropLast(2)) { return raw }
         if let ago = duration(text) { return nowNanos >= ago ? nowNanos - ago : 0 }
         return rfc3339(text)
     }

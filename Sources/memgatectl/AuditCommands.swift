@@ -24,7 +24,8 @@ struct AuditCommand: ParsableCommand {
         @Option(help: "Events per request (1-1000).") var pageSize: Int = 1000
         @Option(help: "Most events one host may hand out in this run (1-100000000); a host past it fails, and the next run continues.")
         var maxRows: Int = 1_000_000
-        @Option(help: "Seconds the whole pull may take (0.1-86400); hosts not done by then fail, and the next run continues.")
+        @Option(help: "Seconds the whole pull may take (0.1-86400: 600, 600s, 10m); hosts not done by then fail, and the next run continues.",
+                transform: DurationFlag.seconds)
         var maxDuration: Double?
         @OptionGroup var fleet: FleetOptions
 

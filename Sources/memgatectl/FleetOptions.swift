@@ -7,10 +7,12 @@ struct FleetOptions: ParsableArguments {
     /// The transport's own defaults are the flags' defaults: one source for each.
     private static let transport = TransportOptions()
 
-    @Option(help: "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments (default: MEMGATE_HOSTS, then the context's).")
+    @Option(help: "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments (default: MEMGATE_HOSTS, then the context's).",
+            completion: .file())
     var hosts: String?
 
-    @Option(help: "The context of the config file to use (MEMGATE_CONFIG, else ~/.config/memgate/config.json; default: its current_context).")
+    @Option(help: "The context of the config file to use (MEMGATE_CONFIG, else ~/.config/memgate/config.json; default: its current_context).",
+            completion: .custom(CompletionSources.contextNames))
     var context: String?
 
     @Option(name: .customLong("host"), help: "An agent URL: http://HOST:PORT, https://HOST:PORT or unix:///PATH (repeatable).")
@@ -25,16 +27,17 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Requests in flight at once (1-1024).")
     var concurrency = Self.transport.concurrency
 
-    @Option(help: "Seconds to connect to a host (0.1-300).")
+    @Option(help: "Seconds to connect to a host (0.1-300; 3, 500ms, 3s).", transform: DurationFlag.seconds)
     var connectTimeout = Double(Self.transport.connectTimeoutMilliseconds) / 1000
 
-    @Option(help: "Seconds for a whole request (0.1-3600).")
+    @Option(help: "Seconds for a whole request (0.1-3600; 15, 15s, 1m).", transform: DurationFlag.seconds)
     var timeout = Double(Self.transport.totalTimeoutMilliseconds) / 1000
 
     @Option(help: "Extra attempts for idempotent requests (0-10).")
     var retries = Self.transport.retries
 
-    @Option(help: "Seconds one host may take in all, retries included (0.1-3600); no host holds a command up longer. A command of several phases (policy push: replay then write; vm commands: lookup then write) gets it once, for all of them.")
+    @Option(help: "Seconds one host may take in all, retries included (0.1-3600: 20, 20s, 1m); no host holds a command up longer. A command of several phases (policy push: replay then write; vm commands: lookup then write) gets it once, for all of them.",
+            transform: DurationFlag.seconds)
     var deadline = Double(Self.transport.hostDeadlineMilliseconds) / 1000
 
     @Option(help: "CA certificates for https:// agents.")
@@ -47,7 +50,8 @@ struct FleetOptions: ParsableArguments {
     var clientKey: String?
 
     @Option(name: [.customShort("o"), .customLong("output")],
-            help: "table, wide (more columns where a command has them), json (a stable shape, documented in the README) or jsonpath=EXPR.")
+            help: "table, wide (more columns where a command has them), json (a stable shape, documented in the README), yaml (the same shape), name (HOST/NAME per item) or jsonpath=EXPR; attached as kubectl takes it (-ojson) or not.",
+            completion: .list(OutputFormat.allValueStrings.map { $0 == "jsonpath=EXPR" ? "jsonpath=" : $0 }), transform: OutputFormat.parse)
     var output: OutputFormat = .table
 
     @Flag(name: .customLong("json"), help: "The same as -o json.")
@@ -151,6 +155,7 @@ struct FleetOptions: ParsableArguments {
 
     func client(_ entries: [HostEntry], _ context: ContextConfig.Context?) throws -> FleetClient {
         let options = try transportOptions(context)
+        try Self.requireToken(options.token, for: entries)
         do {
             let endpoints = entries.compactMap { Endpoint($0.url) }
             return FleetClient(hosts: entries, transport: try CurlTransport(endpoints: endpoints, options: options))
@@ -165,9 +170,10 @@ struct FleetOptions: ParsableArguments {
         let context = try configContext()
         let entries = try selectedEntries(context)
         guard !entries.isEmpty else { throw CtlFailure.usage("no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS or a config context") }
+        let options = try transportOptions(context)
+        try Self.requireToken(options.token, for: entries)
         do {
-            return (entries, try CurlEventFollower(endpoints: entries.compactMap { Endpoint($0.url) }, options: try transportOptions(context),
-                                                   path: path))
+            return (entries, try CurlEventFollower(endpoints: entries.compactMap { Endpoint($0.url) }, options: options, path: path))
         } catch {
             throw CtlFailure.usage("\(error)")
         }
@@ -190,6 +196,13 @@ struct FleetOptions: ParsableArguments {
             }
         }
         return options
+    }
+
+    /// No token and a host reached over TCP (which answers every /v1 request with 401 without one): one local line,
+    /// not a 401 from every host. Unix-socket hosts need none.
+    static func requireToken(_ token: String?, for entries: [HostEntry]) throws {
+        guard token == nil, entries.contains(where: { !$0.url.hasPrefix("unix://") }) else { return }
+        throw CtlFailure.usage("no token: give --token-file FILE, set MEMGATE_TOKEN, or name a token_file in the context (hosts on unix:// need none)")
     }
 
     func token(_ context: ContextConfig.Context?) throws -> String? {

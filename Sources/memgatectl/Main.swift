@@ -8,13 +8,17 @@ struct MemgateCtl: ParsableCommand {
         commandName: "memgatectl",
         abstract: "Query and steer many memgate-agents at once.",
         discussion: """
-            Hosts come from --hosts FILE (one `URL [NAME] [key=value ...]` a line), --host URL (repeatable) \
-            or MEMGATE_HOSTS; the token from --token-file or MEMGATE_TOKEN. Exit status: 0 when every host \
-            answered, 1 when some did not (each row says why), 2 for a usage error.
+            Hosts come from --hosts FILE (one `URL [NAME] [key=value ...]` a line), --host URL (repeatable), \
+            MEMGATE_HOSTS, or the context; the token from --token-file, MEMGATE_TOKEN, or the context. Contexts \
+            (named fleets, as kubeconfig's) live in $MEMGATE_CONFIG, else ~/.config/memgate/config.json: \
+            memgatectl config get-contexts | current-context | use-context NAME | set-context NAME; --context NAME \
+            picks one for a command. Output: -o table | wide | json | yaml | name | jsonpath=EXPR (-ojson works too). \
+            Completions: memgatectl completion bash | zsh | fish. Exit status: 0 when every host answered, 1 when \
+            some did not (each row says why), 2 for a usage error.
             """,
         version: BuildInfo.version,
         subcommands: [HostsCommand.self, VMsCommand.self, FaultsCommand.self, ConversionsCommand.self, EventsCommand.self,
-                      VMCommand.self, MemoryCommand.self, PolicyCommand.self, AuditCommand.self])
+                      VMCommand.self, MemoryCommand.self, PolicyCommand.self, AuditCommand.self, ConfigCommand.self, CompletionCommand.self])
 }
 
 /// The one place errors become a message and an exit status: 2 for a usage error (as
@@ -22,14 +26,15 @@ struct MemgateCtl: ParsableCommand {
 @main
 enum Main {
     static func main() {
-        if let message = SubcommandSuggestion.check(Array(CommandLine.arguments.dropFirst()), root: MemgateCtl.self) {
+        let arguments = OutputFormat.attachedValuesSeparated(Array(CommandLine.arguments.dropFirst()))
+        if let message = SubcommandSuggestion.check(arguments, root: MemgateCtl.self) {
             Out.error(message)
             exit(CtlFailure.usageStatus)
         }
         // Thousands of hosts' connections (and a wave's event streams) need more than 1024 descriptors.
         ProcessLimits.raiseFileLimit()
         do {
-            var command = try MemgateCtl.parseAsRoot()
+            var command = try MemgateCtl.parseAsRoot(arguments)
             try command.run()
         } catch let failure as CtlFailure {
             if let message = failure.message { Out.error(message) }

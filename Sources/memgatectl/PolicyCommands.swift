@@ -208,10 +208,16 @@ struct PolicyCommand: ParsableCommand {
                                 detail: lines.joined(separator: "\n")))
             }
             if fleet.json { try Out.json(["version": new.version] as [String: String]); try Out.json(["hosts": rows]) } else {
-                for row in rows {
-                    Out.line("== \(row.host): \(row.result)")
-                    if !row.detail.isEmpty { Out.line(row.detail) }
+                // One diff per distinct current document, with the hosts that have it, the most common first; then the failures.
+                let answered = rows.filter { $0.result == "changes" || $0.result == "unchanged" }
+                let groups = Dictionary(grouping: answered, by: \.detail).values
+                    .sorted { $0.count != $1.count ? $0.count > $1.count : ($0.first?.host ?? "") < ($1.first?.host ?? "") }
+                for group in groups {
+                    let hosts = group.map(\.host)
+                    Out.line("== \(counted(hosts.count, "host")) (\(hosts.joined(separator: ", "))): \(group.first?.result ?? "")")
+                    if let detail = group.first?.detail, !detail.isEmpty { Out.line(detail) }
                 }
+                for row in rows where row.result != "changes" && row.result != "unchanged" { Out.line("== \(row.host): \(row.result) \(row.detail)") }
             }
             try Out.finish(outcomes)
             if rows.contains(where: { $0.result == "changes" }) { throw CtlFailure.differences }
@@ -254,14 +260,13 @@ struct PolicyCommand: ParsableCommand {
         }
 
         func run() throws {
-            let document = try arguments.document()
+            // An invalid document is one local error, said once; no host is asked.
+            let (document, _) = try arguments.policy()
             // One deadline for the whole push: the replay and the write share it, each host getting what is left.
             let client = try fleet.fleet().within(seconds: fleet.deadline)
             let push = PolicyPush(document: document, expectedVersion: expectVersion, maxFailures: maxFailures)
             let outcomes: [PushOutcome]
-            if (try? VersionedPolicy(document: document)) == nil {
-                outcomes = push.run(client)
-            } else if ifReplayClean || maxFailures != nil {
+            if ifReplayClean || maxFailures != nil {
                 // Both need every host's replay (or dry run) before anything is written.
                 let replayed = PolicyReplayRun.run(document, on: client)
                 try reportReplay(replayed, stopIfUnclean: ifReplayClean)

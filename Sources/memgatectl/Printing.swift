@@ -46,16 +46,44 @@ enum Out {
         try emit(try encoder.encode(value))
     }
 
-    /// JSON as it is, or what `-o jsonpath=` selects from it.
+    /// JSON as it is, or what `-o jsonpath=` selects from it, or the same shape as YAML, or the names in it.
     private static func emit(_ bytes: Data) throws {
-        if case .jsonPath(let path) = format.withLock({ $0 }) {
-            // Our own encoder's output is strict JSON; a failure here would be a bug, said as such.
-            guard let document = try? StrictJSON.parse([UInt8](bytes)) else { throw CtlFailure.failed("internal: output is not JSON") }
+        let chosen = format.withLock { $0 }
+        if case .json = chosen { return line(String(decoding: bytes, as: UTF8.self)) }
+        // Our own encoder's output is strict JSON; a failure here would be a bug, said as such.
+        guard let document = try? StrictJSON.parse([UInt8](bytes)) else { throw CtlFailure.failed("internal: output is not JSON") }
+        switch chosen {
+        case .jsonPath(let path):
             let text = path.render(document)
             if !text.isEmpty { line(text) }
-            return
+        case .yaml:
+            line(YAMLText.render(document))
+        case .name:
+            for name in names(in: document) { line(name) }
+        case .json, .table, .wide:
+            line(String(decoding: bytes, as: UTF8.self))
         }
-        line(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// `-o name`: `HOST/NAME` for each item of a list (its `name`, else its `id` or `event_id`), the host of each
+    /// per-host report, and the `name` (else `id`) of a single object.
+    static func names(in document: JSONValue) -> [String] {
+        func text(_ value: JSONValue?) -> String? {
+            switch value {
+            case .string(let text)?: text
+            case .number(let text)?: text
+            default: nil
+            }
+        }
+        func name(_ item: JSONValue) -> String? { text(item["name"]) ?? text(item["id"]) ?? text(item["event_id"]) }
+        if case .array(let items)? = document["items"] {
+            return items.compactMap { item in
+                guard let name = name(item) else { return nil }
+                return text(item["host"]).map { "\($0)/\(name)" } ?? name
+            }
+        }
+        if case .array(let hosts)? = document["hosts"] { return hosts.compactMap { text($0["host"]) } }
+        return [text(document["host"]).map { host in name(document).map { "\(host)/\($0)" } ?? host } ?? name(document)].compactMap { $0 }
     }
 
     /// One line of JSON (for streams such as `events --follow`).
@@ -111,7 +139,7 @@ struct Listing<Row: Encodable>: Encodable {
 
 /// `-o`: how a command prints.
 enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
-    case table, wide, json
+    case table, wide, json, yaml, name
     case jsonPath(JSONPath)
 
     init?(argument: String) {
@@ -119,6 +147,8 @@ enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
         case "table": self = .table
         case "wide": self = .wide
         case "json": self = .json
+        case "yaml": self = .yaml
+        case "name": self = .name
         default:
             guard argument.hasPrefix("jsonpath="), let path = try? JSONPath(String(argument.dropFirst("jsonpath=".count))) else { return nil }
             self = .jsonPath(path)
@@ -127,12 +157,49 @@ enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
 
     var isStructured: Bool {
         switch self {
-        case .json, .jsonPath: true
+        case .json, .jsonPath, .yaml, .name: true
         case .table, .wide: false
         }
     }
 
-    static var allValueStrings: [String] { ["table", "wide", "json", "jsonpath=EXPR"] }
+    static var allValueStrings: [String] { ["table", "wide", "json", "yaml", "name", "jsonpath=EXPR"] }
+
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// `-o VALUE`, with the reason when it is none of the forms (a JSONPath's names the part it does not take).
+    static func parse(_ text: String) throws -> OutputFormat {
+        if text.hasPrefix("jsonpath=") {
+            do throws(JSONPath.SyntaxError) {
+                return .jsonPath(try JSONPath(String(text.dropFirst("jsonpath=".count))))
+            } catch {
+                throw Invalid(description: error.description)
+            }
+        }
+        guard let format = OutputFormat(argument: text) else {
+            throw Invalid(description: "takes table, wide, json, yaml, name or jsonpath=EXPR, not \(text)")
+        }
+        return format
+    }
+
+    /// kubectl's habit: `-ojson`, `-ojsonpath=...` with the value attached to `-o`, which ArgumentParser would
+    /// read as a cluster of short flags; `-o=VALUE` and `--output VALUE` already work. Stops at `--`. Pure.
+    static func attachedValuesSeparated(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        var literal = false
+        for argument in arguments {
+            if literal || argument == "--" {
+                literal = true
+                out.append(argument)
+            } else if argument.hasPrefix("-o"), argument.count > 2, !argument.hasPrefix("-o=") {
+                out += ["-o", String(argument.dropFirst(2))]
+            } else {
+                out.append(argument)
+            }
+        }
+        return out
+    }
 }
 
 /// The one line a large fleet's table ends with instead of a row per host.
@@ -142,4 +209,9 @@ enum Summary {
         let counts = Dictionary(grouping: results, by: { $0 }).mapValues(\.count).sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
         return "\(results.count) hosts: " + counts.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + " (give --verbose for a row per host)"
     }
+}
+
+/// `1 host`, `2 hosts`, `0 hosts`: a count with its noun, plural unless it is one.
+func counted(_ count: Int, _ noun: String) -> String {
+    "\(count) \(noun)\(count == 1 ? "" : "s")"
 }

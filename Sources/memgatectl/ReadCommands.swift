@@ -3,6 +3,7 @@ import ArgumentParser
 import Controller
 import Foundation
 import JSON
+import MemoryModel
 import Platform
 
 struct HostsCommand: ParsableCommand {
@@ -132,6 +133,11 @@ struct EventFilterOptions: ParsableArguments {
 }
 
 struct FaultsCommand: ParsableCommand {
+    /// Which side of the VM's memory the guest reached: KVM's PRIVATE flag (MemoryFaultRecord.flagPrivate).
+    static func side(_ fault: FaultEvent) -> String {
+        fault.flags & MemoryFaultRecord.flagPrivate != 0 ? "private" : "shared"
+    }
+
     static let configuration = CommandConfiguration(commandName: "faults", abstract: "Memory faults of every host, merged and sorted by time.")
     @OptionGroup var filter: EventFilterOptions
     @OptionGroup var fleet: FleetOptions
@@ -144,10 +150,11 @@ struct FaultsCommand: ParsableCommand {
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
         } else if outcomes.contains(where: { $0.failure == nil }) {
-            var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "SOURCE", "EVENT"])
+            // The access (what the guest did) and the page's side (private or shared) are two things, each its own column.
+            var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "PAGE", "SOURCE", "EVENT"])
             for (host, fault) in merged {
                 table.add([utcTime(fault.timeNs), host, "\(fault.vmId)", "\(fault.vcpu)", "0x" + String(fault.gpa, radix: 16),
-                           humanBytes(fault.size), fault.flags & 8 != 0 ? "private" : "shared", fault.source, "\(fault.eventId)"])
+                           humanBytes(fault.size), fault.access ?? "unknown", Self.side(fault), fault.source, "\(fault.eventId)"])
             }
             Out.line(table.render())
         }
@@ -205,10 +212,51 @@ struct EventsCommand: ParsableCommand {
     var sinceFile: String?
     @Option(help: "Most events one host may hand out (1-100000000); a host past it fails. Default: 100000 (without --follow).")
     var maxRows: Int?
-    @Option(help: "Seconds to run at most (0.1-86400); then stop (with --follow, cleanly).") var maxDuration: Double?
+    @Option(help: "Seconds to run at most (0.1-86400: 30, 30s, 5m); then stop (with --follow, cleanly).", transform: DurationFlag.seconds)
+    var maxDuration: Double?
+    @Option(help: "Events at or after this time: 15m (ago), RFC 3339, or 1795773600000000000ns (not with --follow).") var since: String?
+    @Option(help: "Events before this time (same forms; not with --follow).") var until: String?
+    @Option(help: "Only the newest N events (1-100000) over every host, oldest first (not with --follow).") var tail: Int?
+    @Option(help: "Only this VM's events; needs one host (--host, or a --select that leaves one), since VM ids are per host.")
+    var vm: Int64?
+    @Option(help: "Only these kinds, comma-separated: memory_fault, conversion, vm (every lifecycle kind), vm_created, vm_started, vm_paused, vm_resumed, vm_ended, policy_applied.")
+    var kind: String?
     @OptionGroup var fleet: FleetOptions
 
+    static let kinds: Set<String> = ["memory_fault", "conversion", "vm", "vm_created", "vm_started", "vm_paused", "vm_resumed", "vm_ended", "policy_applied"]
+
+    /// The kinds `--kind` names, `vm` spread into every lifecycle kind (nil: all).
+    var kindFilter: Set<String>? {
+        guard let kind else { return nil }
+        var named = Set(kind.split(separator: ",").map(String.init))
+        if named.remove("vm") != nil { named.formUnion(["vm_created", "vm_started", "vm_paused", "vm_resumed", "vm_ended"]) }
+        return named
+    }
+
+    /// Whether `event` passes --vm, --kind, --since and --until.
+    func matches(_ event: EventEntry, since: UInt64?, until: UInt64?) -> Bool {
+        if let kinds = kindFilter, !kinds.contains(event.kind) { return false }
+        if let vm, (event.memoryFault?.vmId ?? event.conversion?.vmId ?? event.vmEvent?.vmId) != vm { return false }
+        let time = Self.time(event)
+        if let since, time < since { return false }
+        if let until, time >= until { return false }
+        return true
+    }
+
     func validate() throws {
+        if let kind {
+            let named = Set(kind.split(separator: ",", omittingEmptySubsequences: false).map(String.init))
+            guard !named.isEmpty, named.isSubset(of: Self.kinds) else {
+                throw ValidationError("--kind takes a comma-separated list of \(Self.kinds.sorted().joined(separator: ", ")), not \(kind)")
+            }
+        }
+        if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
+        if let tail, !(1...100_000).contains(tail) { throw ValidationError("--tail must be from 1 to 100000") }
+        if follow, since != nil || until != nil || tail != nil {
+            throw ValidationError("--since, --until and --tail read what is recorded; with --follow use --from-start, --after or --since-file")
+        }
+        _ = try TimeFlag.nanos(since, flag: "--since", now: 0)
+        _ = try TimeFlag.nanos(until, flag: "--until", now: 0)
         if let after, after < 0 { throw ValidationError("--after must be at least 0") }
         if fromStart, after != nil { throw ValidationError("--from-start and --after both say where to start; give one") }
         if sinceFile != nil, !follow { throw ValidationError("--since-file goes with --follow") }
@@ -216,9 +264,19 @@ struct EventsCommand: ParsableCommand {
         if let maxDuration, !(0.1...86_400).contains(maxDuration) { throw ValidationError("--max-duration must be from 0.1 to 86400 seconds") }
     }
 
+    /// VM ids are per host: `--vm` with several hosts would mix VM N of every host.
+    func requireOneHost(_ hosts: [HostEntry]) throws {
+        guard vm != nil, hosts.count != 1 else { return }
+        throw CtlFailure.usage("--vm names a VM of one host, and \(counted(hosts.count, "host")) are selected; give --host URL or a --select that leaves one")
+    }
+
     func run() throws {
         if follow { return try followStreams() }
         let client = try fleet.fleet()
+        try requireOneHost(client.hosts)
+        let now = TimeFlag.nowNanos()
+        let since = try TimeFlag.nanos(self.since, flag: "--since", now: now), until = try TimeFlag.nanos(self.until, flag: "--until", now: now)
+        var kept: [(host: String, event: EventEntry)] = []
         let started = ContinuousClock.now
         let limit = maxRows ?? 100_000
         var cursors = [EventCursor](repeating: EventCursor(position: after ?? 0, maxRows: limit), count: client.hosts.count)
@@ -231,7 +289,9 @@ struct EventsCommand: ParsableCommand {
                 failed.formUnion(open)
                 break
             }
-            let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=1000" }, to: open)
+            // Lifecycle events and policy applications come only with kinds=all: asked for when --kind wants them.
+            let all = kindFilter.map { !$0.isSubset(of: ["memory_fault", "conversion"]) } ?? false
+            let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=1000\(all ? "&kinds=all" : "")" }, to: open)
                 .map { FleetClient.decode($0, as: EventPage.self) }
             var batch: [(host: String, event: EventEntry)] = []
             var next: [Int] = []
@@ -254,16 +314,26 @@ struct EventsCommand: ParsableCommand {
                     failed.insert(index)
                 }
             }
+            batch = batch.filter { matches($0.event, since: since, until: until) }
             batch.sort { Self.time($0.event) < Self.time($1.event) }
-            for (host, event) in batch { try print(host, event) }
+            if let tail {
+                // The newest N over every host: kept until every host is read.
+                kept = Array((kept + batch).sorted { Self.time($0.event) < Self.time($1.event) }.suffix(tail))
+            } else {
+                for (host, event) in batch { try print(host, event) }
+            }
             open = next
         }
+        for (host, event) in kept { try print(host, event) }
         if !failed.isEmpty { throw CtlFailure.hostsFailed }
     }
 
     /// `--follow`: every host's stream on one multi handle until SIGINT, SIGTERM or --max-duration.
     func followStreams() throws {
-        let (hosts, follower) = try fleet.follower(path: "/v1/events/stream")
+        // --vm and --kind are the stream's own filters.
+        let query = [vm.map { "vm=\($0)" }, kind.map { "kind=\($0)" }].compactMap { $0 }.joined(separator: "&")
+        let (hosts, follower) = try fleet.follower(path: "/v1/events/stream" + (query.isEmpty ? "" : "?" + query))
+        try requireOneHost(hosts)
         var positions = try SinceFile.load(sinceFile)
         let start: [Int64?] = hosts.map { host in
             if let after { return after }
@@ -283,6 +353,7 @@ struct EventsCommand: ParsableCommand {
             }
         }
         var refused = Set<Int>()
+        var lost = Set<Int>()
         var lastSaved = Date()
         let decoder = APIJSON.decoder()
         let final = try follower.follow(startAfter: start) { update in
@@ -308,9 +379,13 @@ struct EventsCommand: ParsableCommand {
                     try SinceFile.save(positions, to: sinceFile)
                     lastSaved = Date()
                 }
-            case .connected:
-                break
+            case .connected(let index):
+                // Said only after a loss: the first connection of each host is the normal start.
+                if lost.remove(index) != nil {
+                    Out.error("\(hosts[index].name): reconnected; resuming after event \(positions[hosts[index].name].map(String.init) ?? "the start")")
+                }
             case .disconnected(let index, let reason, let retryIn):
+                if retryIn != nil { lost.insert(index) }
                 if let retryIn {
                     Out.error("\(hosts[index].name): \(reason); reconnecting in \(String(format: "%.1f", retryIn)) s")
                 } else {
@@ -324,12 +399,14 @@ struct EventsCommand: ParsableCommand {
         if !refused.isEmpty { throw CtlFailure.hostsFailed }
     }
 
-    static func time(_ event: EventEntry) -> UInt64 { event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? 0 }
+    static func time(_ event: EventEntry) -> UInt64 {
+        event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? event.vmEvent?.timeNs ?? event.policyApplication?.appliedNs ?? 0
+    }
 
     func print(_ host: String, _ event: EventEntry) throws {
         if fleet.json { return try Out.jsonLine(HostTagged(host: host, row: event)) }
         if let fault = event.memoryFault {
-            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(fault.vmId)  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(fault.flags & 8 != 0 ? "private" : "shared") \(fault.access ?? "unknown"), \(fault.source))")
+            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(fault.vmId)  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(FaultsCommand.side(fault)) \(fault.access ?? "unknown"), \(fault.source))")
         } else if let c = event.conversion {
             Out.line("\(utcTime(c.requestedNs))  \(host)  vm \(c.vmId)  \(c.trigger) \(c.direction) 0x\(String(c.gpa, radix: 16)) +\(humanBytes(c.size)): \(c.decision) (\(c.reason))")
         } else if let v = event.vmEvent {

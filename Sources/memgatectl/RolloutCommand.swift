@@ -17,7 +17,8 @@ extension PolicyCommand {
         var canarySelect: [String] = []
         @Option(help: "The seed of the canary's random choice (default: drawn, and printed so a rerun can repeat it).") var seed: UInt64?
         @Option(help: "Each wave after the canary is this many times the one before (1-1000).") var step: Double = 4
-        @Option(help: "Seconds to watch each wave before the next (0-86400; default 60; with --resume, from then on).") var bake: Double?
+        @Option(help: "Seconds to watch each wave before the next (0-86400: 60, 90s, 2m; default 60; with --resume, from then on).",
+                transform: DurationFlag.seconds) var bake: Double?
         @Option(help: "Denials by the candidate during a bake that stop the rollout when passed.") var maxNewDenials = 0
         @Option(help: "VMs ending faulted during a bake that stop the rollout when passed.") var maxFaulted = 0
         @Option(help: "Hosts unreachable in a wave that stop the rollout when passed.") var maxUnreachable = 0
@@ -62,7 +63,8 @@ extension PolicyCommand {
             } catch {
                 throw CtlFailure.failed(error.message)
             }
-            let display = RolloutDisplay(json: fleet.json, terminal: isatty(2) != 0 && !fleet.json)
+            let display = RolloutDisplay(json: fleet.json, terminal: isatty(2) != 0 && !fleet.json,
+                                         names: try fleet.selectedEntries(try fleet.configContext()).map(\.name))
             if !dryRun {
                 let last: RolloutRecord?
                 do throws(RolloutStateError) {
@@ -105,7 +107,7 @@ extension PolicyCommand {
             } catch {
                 throw CtlFailure.usage(error.message)
             }
-            display.planned(candidate: candidate.version, replay: replay, waves: plan.waves.map(\.count), seed: seed,
+            display.planned(candidate: candidate.version, replay: replay, waves: plan.waves, seed: labels.isEmpty ? seed : nil,
                             everyHost: dryRun || fleet.verbose)
             if dryRun { return }
             var limits = BakeLimits()

@@ -7,13 +7,22 @@ import Synchronization
 final class RolloutDisplay: Sendable {
     private let json: Bool
     private let terminal: Bool
+    /// The inventory's names, by host index: every line names hosts as the operator does.
+    private let names: [String]
     /// The bake line is shown at most once every 10 s when it cannot be redrawn in place.
     private let lastPlainBake = Mutex<Date>(.distantPast)
 
-    init(json: Bool, terminal: Bool) {
+    init(json: Bool, terminal: Bool, names: [String]) {
         self.json = json
         self.terminal = terminal
+        self.names = names
     }
+
+    /// A host's name (its index when the inventory has none for it).
+    private func name(_ host: Int) -> String { names.indices.contains(host) ? names[host] : "host \(host)" }
+
+    /// Evidence naming its host: `a3: event 5: ...`.
+    private func named(_ evidence: BakeEvidence) -> String { "\(name(evidence.host)): \(evidence)" }
 
     /// One step as JSON.
     struct Step: Encodable {
@@ -22,6 +31,7 @@ final class RolloutDisplay: Sendable {
         var wave: Int?
         var hosts: Int?
         var waves: [Int]?
+        var waveHosts: [[String]]?
         var applied: Int?
         var unchanged: Int?
         var unreachable: Int?
@@ -44,17 +54,19 @@ final class RolloutDisplay: Sendable {
             case event, rollout, wave, hosts, waves, applied, unchanged, unreachable, events, denials, faulted, down, breach, evidence,
                  candidate, seed, replay
             case secondsLeft = "seconds_left"
+            case waveHosts = "wave_hosts"
             case replayAllowedToDenied = "replay_allowed_to_denied"
             case replayRequests = "replay_requests"
         }
     }
 
-    /// The plan, and the replay merged over the fleet: every host's with `--dry-run` (or
-    /// `--verbose`), else only the total.
-    func planned(candidate: String, replay: PolicyCommand.ReplayAnswer, waves: [Int], seed: UInt64, everyHost: Bool) {
+    /// The plan (each wave's hosts by name), and the replay merged over the fleet: every host's with `--dry-run`
+    /// (or `--verbose`), else only the total. `seed` is nil when labels, not chance, chose the canary.
+    func planned(candidate: String, replay: PolicyCommand.ReplayAnswer, waves: [[Int]], seed: UInt64?, everyHost: Bool) {
+        let hosts = waves.map { $0.map(name) }
         if json {
             var step = Step("planned")
-            step.candidate = candidate; step.waves = waves; step.seed = seed
+            step.candidate = candidate; step.waves = waves.map(\.count); step.waveHosts = hosts; step.seed = seed
             step.replayAllowedToDenied = replay.total.allowedToDenied; step.replayRequests = replay.total.requests
             if everyHost { step.replay = replay }
             try? Out.jsonLine(step)
@@ -62,21 +74,28 @@ final class RolloutDisplay: Sendable {
         }
         if everyHost { replay.printTable() }
         Out.error("candidate \(candidate.prefix(12)): replay: \(replay.total.summary)")
-        Out.error("plan: \(waves.count) waves of \(waves.map(String.init).joined(separator: ", ")) hosts (canary seed \(seed))")
+        Out.error("plan: \(counted(waves.count, "wave")) of \(waves.map { String($0.count) }.joined(separator: ", ")) hosts"
+                  + (seed.map { " (canary seed \($0))" } ?? " (canary chosen by --canary-select)"))
+        for (index, wave) in hosts.enumerated() {
+            // A wave of many hosts is named in part: the table and --json have them all.
+            let shown = wave.prefix(8).joined(separator: ", ") + (wave.count > 8 ? ", and \(wave.count - 8) more" : "")
+            Out.error("  wave \(index): \(shown)")
+        }
     }
 
     func show(_ update: RolloutUpdate) {
         if json { return showJSON(update) }
         switch update {
         case .started(let id, let waves):
-            line("rollout \(id): \(waves.reduce(0, +)) hosts in \(waves.count) waves")
+            line("rollout \(id): \(counted(waves.reduce(0, +), "host")) in \(counted(waves.count, "wave"))")
         case .pushing(let wave, let hosts):
-            line("wave \(wave): pushing to \(hosts) hosts")
+            line("wave \(wave): pushing to \(counted(hosts, "host"))")
         case .pushed(let wave, let applied, let unchanged, let unreachable):
             line("wave \(wave): \(applied) changed, \(unchanged) already had it, \(unreachable) unreachable")
         case .baking(let wave, let left, let events, let denials, let faulted, let down):
-            let text = "wave \(wave): baking, \(Int(left.rounded(.up))) s left; \(events) events, \(denials) new denials, "
-                + "\(faulted) faulted VMs, \(down) hosts without a stream"
+            // A host's stream opens as the bake starts: one not (or no longer) streaming is said only when there is one.
+            let text = "wave \(wave): baking, \(Int(left.rounded(.up))) s left; \(counted(events, "event")), \(counted(denials, "new denial")), "
+                + "\(counted(faulted, "faulted VM"))" + (down > 0 ? ", \(counted(down, "host")) not streaming (connecting, or reconnecting)" : "")
             if terminal {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
             } else if lastPlainBake.withLock({ last in
@@ -87,9 +106,9 @@ final class RolloutDisplay: Sendable {
             }
         case .breached(let wave, let breach):
             line("wave \(wave): \(breach.count) \(breach.kind), over the limit of \(breach.limit):")
-            for evidence in breach.evidence { line("  host \(evidence.host): \(evidence)") }
+            for evidence in breach.evidence { line("  \(named(evidence))") }
         case .rollingBack(let hosts):
-            line("rolling back \(hosts) hosts")
+            line("rolling back \(counted(hosts, "host"))")
         case .finished:
             break
         }
@@ -112,7 +131,7 @@ final class RolloutDisplay: Sendable {
             step = Step("baking"); step.wave = wave; step.secondsLeft = (left * 10).rounded() / 10; step.events = events
             step.denials = denials; step.faulted = faulted; step.down = down
         case .breached(let wave, let breach):
-            step = Step("breached"); step.wave = wave; step.breach = breach.kind; step.evidence = breach.evidence.map(\.description)
+            step = Step("breached"); step.wave = wave; step.breach = breach.kind; step.evidence = breach.evidence.map(named)
         case .rollingBack(let hosts):
             step = Step("rolling_back"); step.hosts = hosts
         case .finished:

@@ -30,7 +30,7 @@ struct VMCommand: ParsableCommand {
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM (started unless --no-start).")
-        @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
+        @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
         @Option(help: "The VM's name.") var name: String
         @Option(help: "Image path relative to the agent's --images-dir.") var image: String
         @Option(help: "Guest RAM in MiB (even, 4-65536).") var memoryMib: UInt64 = 64
@@ -69,7 +69,7 @@ struct VMCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "stop", abstract: "Stop every VM of a host that has not ended: memgatectl vm stop --all HOST (one VM: vm do stop HOST ID).")
         @Flag(help: "Every VM of the host (required: draining a host is never implicit).") var all = false
-        @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
+        @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
         @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
@@ -103,9 +103,10 @@ struct VMCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "do", abstract: "start | pause | resume | stop | delete a VM: memgatectl vm do stop HOST ID",
             aliases: [])
-        @Argument(help: "start, pause, resume, stop or delete.") var action: String
-        @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-        @Argument(help: "The VM: its id or its name.") var vm: VMReference
+        @Argument(help: "start, pause, resume, stop or delete.", completion: .list(["start", "pause", "resume", "stop", "delete"]))
+        var action: String
+        @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+        @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
         @Flag(help: "With delete: stop a running or paused VM first.") var force = false
         @OptionGroup var fleet: FleetOptions
 
@@ -140,8 +141,8 @@ struct VMCommand: ParsableCommand {
 
 struct MemoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "memory", abstract: "Draw a VM's memory map: private and shared runs to scale.")
-    @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-    @Argument(help: "The VM: its id or its name.") var vm: VMReference
+    @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+    @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
     @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
     @Option(help: "The map at a past moment, from the records: an RFC 3339 time (2026-12-06T14:02:17Z) or an event id.") var at: String?
@@ -191,8 +192,8 @@ struct MemoryCommand: ParsableCommand {
 /// `vm get HOST ID`: one VM whole, with why and how it ended.
 struct VMGet: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "get", abstract: "One VM: state, how it ended (reason, exit status), memory, labels.")
-    @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-    @Argument(help: "The VM: its id or its name.") var vm: VMReference
+    @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+    @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
     @OptionGroup var fleet: FleetOptions
 
     func run() throws {
@@ -230,10 +231,10 @@ struct VMGet: ParsableCommand {
 /// `vm console HOST ID [-f]`: what the guest wrote, and with -f what it writes next.
 struct VMConsole: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "console", abstract: "Print a VM's console; -f keeps printing until the VM ends.")
-    @Argument(help: "The host: a name from the inventory, or an agent URL.") var host: String
-    @Argument(help: "The VM: its id or its name.") var vm: VMReference
+    @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+    @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
     @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes until it ends.") var follow = false
-    @Option(help: "Seconds between polls with -f (0.05-60).") var interval: Double = 0.5
+    @Option(help: "Seconds between polls with -f (0.05-60: 0.5, 500ms, 2s).", transform: DurationFlag.seconds) var interval: Double = 0.5
     @OptionGroup var fleet: FleetOptions
 
     func validate() throws {

@@ -13,6 +13,7 @@ struct FollowTests {
         let process = Process()
         let lines: PipeLines
         let tokenFile: URL
+        let errors: URL
 
         init(_ arguments: [String]) throws {
             tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("follow-token-\(UUID().uuidString)")
@@ -22,7 +23,9 @@ struct FollowTests {
             process.environment = ["HOME": "/nonexistent-memgate-home", "PATH": "/usr/bin:/bin"]
             let output = Pipe()
             process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
+            errors = FileManager.default.temporaryDirectory.appendingPathComponent("follow-stderr-\(UUID().uuidString)")
+            _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: errors)
             lines = PipeLines(output.fileHandleForReading)
             try process.run()
         }
@@ -43,6 +46,9 @@ struct FollowTests {
             try? FileManager.default.removeItem(at: tokenFile)
             return process.terminationStatus
         }
+
+        /// What the follower said on stderr so far.
+        var stderr: String { (try? String(contentsOf: errors, encoding: .utf8)) ?? "" }
     }
 
     func create(_ agent: AgentProcess, _ name: String, _ count: Int) throws -> Int {
@@ -85,6 +91,8 @@ struct FollowTests {
         second = try AgentProcess(directory: secondDirectory, listen: "127.0.0.1:\(secondPort)")
         let c = try create(second, "c", 200)
         seen += follower.read(until: ended("two", c))
+        // Events after the restart arrived, so it reconnected: and it said so, not only that it was going to.
+        #expect(follower.stderr.contains("two: reconnected; resuming after event"), "\(follower.stderr)")
         #expect(follower.end(SIGINT) == 0, "SIGINT ends the follow cleanly")
 
         // Made while nobody followed: the next follower starts where the file says.

@@ -100,6 +100,13 @@ struct OperatorCLITests {
         try Data(#"{"defaults":{"explicit":"deny"},}"#.utf8).write(to: sloppy)
         let validated = try ctl(["policy", "validate", sloppy.path, "--hosts", hosts])
         #expect(validated.status == 1 && validated.stderr.contains("not valid JSON") && validated.stderr.contains("trailing commas"), "\(validated.stderr)")
+        // Where, as an editor shows it; and a push of it is one local error, not one per host.
+        let multiline = directory.appendingPathComponent("multiline.json")
+        try Data("{\n  \"name\": \"x\",\n  \"defaults\": {\"explicit\": deny}\n}\n".utf8).write(to: multiline)
+        let twoHosts = try hostsFile(["\(agent.url) one", "\(agent.url) two"])
+        let pushed = try ctl(["policy", "push", multiline.path, "--hosts", twoHosts])
+        #expect(pushed.status == 1 && pushed.stderr.contains("line 3, column 28"), "\(pushed.stderr)")
+        #expect(pushed.stderr.components(separatedBy: "not valid JSON").count == 2 && pushed.stdout.isEmpty, "\(pushed.stdout) \(pushed.stderr)")
         let good = directory.appendingPathComponent("good.json")
         try Data(#"{"name":"deny-explicit","defaults":{"explicit":"deny"}}"#.utf8).write(to: good)
         let forbidden = try ctl(["policy", "push", good.path, "--hosts", hosts, "--json"], token: AgentProcess.readOnlyToken)

@@ -59,6 +59,9 @@ struct RolloutTests {
         #expect(rollout.status == 0, "\(rollout.stdout) \(rollout.stderr)")
         let lines = steps(rollout.stdout)
         #expect(lines.first { $0["event"] as? String == "planned" }?["waves"] as? [Int] == [1, 4, 3])
+        // The plan names each wave's hosts, and no seed: the label chose the canary, not chance.
+        let plannedSteps = lines.first { $0["event"] as? String == "planned" } ?? [:]
+        #expect((plannedSteps["wave_hosts"] as? [[String]])?.first == ["a3"] && plannedSteps["seed"] == nil, "\(plannedSteps)")
         #expect(lines.first { $0["event"] as? String == "pushing" }?["hosts"] as? Int == 1, "the canary wave first")
         let done = lines.last ?? [:]
         #expect(done["event"] as? String == "finished" && done["state"] as? String == "completed")
@@ -73,6 +76,8 @@ struct RolloutTests {
                 "\(denied.stderr)")
         let end = steps(denied.stdout).last ?? [:]
         #expect(end["state"] as? String == "breached")
+        let breachStep = steps(denied.stdout).first { $0["event"] as? String == "breached" } ?? [:]
+        #expect((breachStep["evidence"] as? [String])?.allSatisfy { $0.hasPrefix("a3: ") } == true, "evidence names its host: \(breachStep)")
         #expect((end["hosts"] as? [String: Any])?["rolled_back"] as? Int == 1 && (end["hosts"] as? [String: Any])?["pending"] as? Int == 7,
                 "only the canary was changed, and it was restored: \(end)")
         #expect((0..<8).allSatisfy { lab.policyName($0) == "benign" }, "every host on the policy it had")

@@ -83,4 +83,19 @@ public struct ContextConfig: Sendable, Equatable {
         }
         return currentContext.flatMap { contexts[$0] }
     }
+
+    /// The file as `config set-context` and `use-context` write it: the same fields, keys sorted, two-space indents.
+    public func rendered() -> String {
+        func string(_ key: String, _ value: String?) -> JSONValue.Member? { value.map { JSONValue.Member(key: key, value: .string($0)) } }
+        let named = contexts.keys.sorted().map { name -> JSONValue.Member in
+            let context = contexts[name] ?? Context()
+            var fields = [string("hosts", context.hosts), string("token_file", context.tokenFile), string("ca_file", context.caFile),
+                          string("client_cert", context.clientCert), string("client_key", context.clientKey)].compactMap { $0 }
+            if !context.select.isEmpty { fields.append(JSONValue.Member(key: "select", value: .array(context.select.map(JSONValue.string)))) }
+            return JSONValue.Member(key: name, value: .object(fields))
+        }
+        var root = [JSONValue.Member(key: "contexts", value: .object(named))]
+        if let currentContext { root.append(JSONValue.Member(key: "current_context", value: .string(currentContext))) }
+        return JSONValue.object(root).pretty() + "\n"
+    }
 }

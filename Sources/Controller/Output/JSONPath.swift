@@ -18,7 +18,19 @@ public struct JSONPath: Sendable, Equatable {
         public var description: String { "jsonpath \(path): \(message)" }
     }
 
+    /// kubectl's JSONPath features this subset does not take, each named in the error.
+    static let unsupported: [(marker: String, name: String)] = [
+        ("?(", "filters ([?(...)])"), ("{range", "range/end templates ({range ...}{end})"), ("{end}", "range/end templates ({range ...}{end})"),
+        ("..", "recursive descent (..)"), ("@", "the current-node @ (filters)"),
+    ]
+
     public init(_ text: String) throws(SyntaxError) {
+        for feature in Self.unsupported where text.contains(feature.marker) {
+            throw SyntaxError(path: text, message: "\(feature.name) are not supported; this subset takes .field, .*, [N], [*] and ['name']")
+        }
+        if let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]"), text[open..<close].contains(":") {
+            throw SyntaxError(path: text, message: "slices ([a:b]) are not supported; this subset takes .field, .*, [N], [*] and ['name']")
+        }
         var body = Substring(text.trimmingCharacters(in: .whitespaces))
         if body.hasPrefix("{") {
             guard body.hasSuffix("}") else { throw SyntaxError(path: text, message: "a { needs its }") }
