@@ -88,9 +88,15 @@ struct VMsCommand: ParsableCommand {
     }
 }
 
+/// VM ids are per host: `--vm N` over several hosts would mix VM N of every host, so it needs exactly one.
+func requireOneHost(vm: Int64?, _ hosts: [HostEntry]) throws {
+    guard vm != nil, hosts.count != 1 else { return }
+    throw CtlFailure.usage("--vm names a VM of one host, and \(counted(hosts.count, "host")) are selected; give --host URL or a --select that leaves one")
+}
+
 /// The API's event filters, as flags.
 struct EventFilterOptions: ParsableArguments {
-    @Option(help: "Only this VM id (on every host).")
+    @Option(help: "Only this VM id; needs one host (--host, or a --select that leaves one), since VM ids are per host.")
     var vm: Int64?
     @Option(help: "Rows at or after this time: 15m (ago; s, m, h, d), RFC 3339 (2026-11-27T10:00:00Z) or nanoseconds since the epoch.")
     var since: String?
@@ -144,6 +150,7 @@ struct FaultsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
+        try requireOneHost(vm: filter.vm, client.hosts)
         let outcomes = client.get("/v1/memory-faults?\(filter.query())", as: FaultPage.self)
         let merged = filter.finish(Merge.rows(outcomes.map { $0.map(\.items) }, by: \.timeNs),
                                    cursors: outcomes.map { ($0.host.name, $0.value?.nextCursor) })
@@ -181,6 +188,7 @@ struct ConversionsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
+        try requireOneHost(vm: filter.vm, client.hosts)
         let query = filter.query([("direction", direction), ("trigger", trigger), ("decision", decision)])
         let outcomes = client.get("/v1/conversions?\(query)", as: ConversionPage.self)
         let merged = filter.finish(Merge.rows(outcomes.map { $0.map(\.items) }, by: \.requestedNs),
@@ -264,16 +272,10 @@ struct EventsCommand: ParsableCommand {
         if let maxDuration, !(0.1...86_400).contains(maxDuration) { throw ValidationError("--max-duration must be from 0.1 to 86400 seconds") }
     }
 
-    /// VM ids are per host: `--vm` with several hosts would mix VM N of every host.
-    func requireOneHost(_ hosts: [HostEntry]) throws {
-        guard vm != nil, hosts.count != 1 else { return }
-        throw CtlFailure.usage("--vm names a VM of one host, and \(counted(hosts.count, "host")) are selected; give --host URL or a --select that leaves one")
-    }
-
     func run() throws {
         if follow { return try followStreams() }
         let client = try fleet.fleet()
-        try requireOneHost(client.hosts)
+        try requireOneHost(vm: vm, client.hosts)
         let now = TimeFlag.nowNanos()
         let since = try TimeFlag.nanos(self.since, flag: "--since", now: now), until = try TimeFlag.nanos(self.until, flag: "--until", now: now)
         var kept: [(host: String, event: EventEntry)] = []
@@ -333,7 +335,7 @@ struct EventsCommand: ParsableCommand {
         // --vm and --kind are the stream's own filters.
         let query = [vm.map { "vm=\($0)" }, kind.map { "kind=\($0)" }].compactMap { $0 }.joined(separator: "&")
         let (hosts, follower) = try fleet.follower(path: "/v1/events/stream" + (query.isEmpty ? "" : "?" + query))
-        try requireOneHost(hosts)
+        try requireOneHost(vm: vm, hosts)
         var positions = try SinceFile.load(sinceFile)
         let start: [Int64?] = hosts.map { host in
             if let after { return after }

@@ -97,6 +97,10 @@ struct OutputHabitsTests {
         // VM ids are per host: --vm over two hosts is refused, not mixed.
         let mixed = try ctl(["events", "--hosts", two, "--vm", "1"])
         #expect(mixed.status == 2 && mixed.stderr.contains("--vm"), "\(mixed.stderr)")
+        for command in ["faults", "conversions"] {
+            #expect(try ctl([command, "--hosts", two, "--vm", "1"]).status == 2, "\(command) --vm over two hosts")
+            #expect(try ctl([command, "--hosts", one, "--vm", "1"]).status == 0, "\(command) --vm on one host")
+        }
         #expect(try ctl(["events", "--hosts", one, "--follow", "--since", "1m"]).status == 2)
         #expect(try ctl(["events", "--hosts", one, "--kind", "faults"]).status == 2)
     }
