@@ -69,8 +69,13 @@ say "POST /v1/vms under the new policy: the implicit fault is denied, only that 
 api -H 'Content-Type: application/json' -d '{"name":"tenant-a-2","image":"implicit.elf","memory_mib":32}' "$base/v1/vms"
 sleep 1
 api "$base/v1/vms/3"
-say "GET /v1/policy/history"
+say "GET /v1/policy/history (who, through what channel)"
 api "$base/v1/policy/history"
+say "GET /v1/audit/head: every event carries SHA-256 of the one before and itself"
+api "$base/v1/audit/head"
+say "GET /v1/vms/2/memory?at=EVENT: the memory as it was after an event, from the records"
+first=$(curl -sS -H "Authorization: Bearer $token" "$base/v1/conversions?vm=2&decision=applied&limit=1" | sed -n 's/.*"event_id":\([0-9]*\).*/\1/p')
+api "$base/v1/vms/2/memory?at=${first:-1}"
 say "the Unix socket needs no token"
 curl -sS --unix-socket "$work/agent.sock" http://agent/v1/vms | head -c 120; echo " ..."
 ctl=$root/.build/debug/memgatectl
@@ -87,6 +92,8 @@ say "memgatectl policy push (dry run, then PUT with If-Match)"
 say "memgatectl audit pull --into fleet.db, twice: the second adds nothing"
 "$ctl" audit pull --into "$work/fleet.db" --host "$base" --token-file "$work/ctl-token"
 "$ctl" audit pull --into "$work/fleet.db" --host "$base" --token-file "$work/ctl-token"
+say "memgatectl audit verify: the agent's chain still extends the head the fleet database keeps"
+"$ctl" audit verify --into "$work/fleet.db" --host "$base" --token-file "$work/ctl-token"
 sqlite3 -header -column "$work/fleet.db" "SELECT host, direction, trigger, decision, conversions, bytes FROM fleet_conversion_summary"
 
 say "GET /metrics (excerpt)"
@@ -96,5 +103,6 @@ say "SIGTERM with --stop-vms-on-exit: every VM ends and is recorded, the store i
 kill -TERM $pid; wait $pid; pid=""
 cat "$work/agent.err" | grep -v '^$' | tail -2
 "$agent" db check --db "$work/memgate.db"
+"$agent" db verify --db "$work/memgate.db"
 sqlite3 -header -column "$work/memgate.db" "SELECT vm, direction, trigger, decision, conversions, bytes FROM conversion_summary"
 sqlite3 -header -column "$work/memgate.db" "SELECT method, path, status, client FROM api_requests"
