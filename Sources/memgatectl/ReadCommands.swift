@@ -61,12 +61,37 @@ struct HostsCommand: ParsableCommand {
 
 struct VMsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "vms", abstract: "Every VM of every host, merged and sorted by creation time.")
+    @Option(name: [.customShort("l"), .customLong("selector")],
+            help: "Only VMs whose labels match, as kubectl's: tenant=c, tenant!=c, 'tenant in (a,b)', 'tenant notin (a,b)', canary, '!canary'; comma-separated, all must hold. (--select picks hosts by their labels.)")
+    var selector: String?
+    @Option(help: "Only VMs in these states, comma-separated: created, running, paused, stopped, exited, crashed, failed, faulted, lost.")
+    var state: String?
     @OptionGroup var fleet: FleetOptions
+
+    static let states: Set<String> = ["created", "running", "paused", "stopped", "exited", "crashed", "failed", "faulted", "lost"]
+
+    func validate() throws {
+        if let selector {
+            do throws(LabelSelector.SyntaxError) { _ = try LabelSelector(selector) } catch { throw ValidationError(error.description) }
+        }
+        if let state {
+            let named = Set(state.split(separator: ",", omittingEmptySubsequences: false).map(String.init))
+            guard named.isSubset(of: Self.states) else {
+                throw ValidationError("--state takes a comma-separated list of \(Self.states.sorted().joined(separator: ", ")), not \(state)")
+            }
+        }
+    }
 
     func run() throws {
         let client = try fleet.fleet()
         let outcomes = client.get("/v1/vms", as: VMList.self)
-        let merged = Merge.rows(outcomes.map { $0.map(\.vms) }, by: \.createdNs)
+        let labels = try selector.map { text throws in
+            do throws(LabelSelector.SyntaxError) { return try LabelSelector(text) } catch { throw CtlFailure.usage(error.description) }
+        }
+        let states = state.map { Set($0.split(separator: ",").map(String.init)) }
+        let merged = Merge.rows(outcomes.map { $0.map(\.vms) }, by: \.createdNs).filter { _, vm in
+            (labels?.matches(vm.labels) ?? true) && (states?.contains(vm.state) ?? true)
+        }
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
         } else if outcomes.contains(where: { $0.failure == nil }) {

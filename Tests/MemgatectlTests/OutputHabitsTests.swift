@@ -104,4 +104,32 @@ struct OutputHabitsTests {
         #expect(try ctl(["events", "--hosts", one, "--follow", "--since", "1m"]).status == 2)
         #expect(try ctl(["events", "--hosts", one, "--kind", "faults"]).status == 2)
     }
+
+    /// `vms -l` takes kubectl's label selectors; `--select` keeps choosing hosts; `--state` filters by state.
+    @Test func vmsByLabelSelectorAndState() throws {
+        let agent = try AgentProcess()
+        defer { agent.stopVMProcesses(); agent.terminate(); agent.removeFiles() }
+        let vms = [("a-1", #"{"tenant":"a","canary":"yes"}"#, "5"), ("b-1", #"{"tenant":"b"}"#, "5"), ("c-1", #"{"tenant":"c"}"#, "0")]
+        for (name, labels, count) in vms {
+            let created = try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"churn.elf","command_line":"\#(count)","memory_mib":16,"labels":\#(labels)}"#)
+            #expect(created.status == 201)
+        }
+        let ended = try agent.waitForEnd(1, seconds: 60)["state"] as? String ?? "?"
+        _ = try agent.waitForEnd(2, seconds: 60)
+        let hosts = try hostsFile(["\(agent.url) host-a zone=eu"])
+        func names(_ arguments: [String]) throws -> [String] {
+            let result = try ctl(["vms", "--hosts", hosts, "-o", "name"] + arguments)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            return result.stdout.split(separator: "\n").map(String.init).sorted()
+        }
+        #expect(try names(["-l", "tenant=c"]) == ["host-a/c-1"])
+        #expect(try names(["-l", "tenant in (a,b)"]) == ["host-a/a-1", "host-a/b-1"])
+        #expect(try names(["-l", "!canary"]) == ["host-a/b-1", "host-a/c-1"])
+        #expect(try names(["-l", "tenant notin (a),!canary", "--select", "zone=eu"]) == ["host-a/b-1", "host-a/c-1"])
+        #expect(try names(["--state", "running"]) == ["host-a/c-1"])
+        #expect(try names(["--state", ended, "-l", "canary"]) == ["host-a/a-1"], "a-1 ended \(ended)")
+        let bad = try ctl(["vms", "--hosts", hosts, "-l", "tenant in a"])
+        #expect(bad.status == 2 && bad.stderr.contains("parentheses"), "\(bad.stderr)")
+        #expect(try ctl(["vms", "--hosts", hosts, "--state", "sleeping"]).status == 2)
+    }
 }
