@@ -34,6 +34,17 @@ struct RouterTests {
         // Offsets past 2^31: a guest may write more than 2 GiB of console in its life.
         #expect(try parse(.GET, "/v1/vms/7/console?after=3000000000").get() == .console(7, after: 3_000_000_000))
         #expect(try parse(.GET, "/v1/vms/7/memory").get() == .memory(7))
+        // Issue 30 and 31: a past moment, the audit routes, and addresses as every label shows them (hex).
+        #expect(try parse(.GET, "/v1/vms/7/memory?at=42").get() == .pastMemory(7, at: .event(42)))
+        #expect(try parse(.GET, "/v1/vms/7/memory?at=1970-01-01T00:00:01Z").get() == .pastMemory(7, at: .time(1_000_000_000)))
+        #expect(try parse(.GET, "/v1/vms/7/memory.svg?from=0x400000&to=4202496").get() == .memorySVG(7, from: 0x40_0000, to: 4_202_496))
+        #expect((try? parse(.GET, "/v1/vms/7/memory.svg?from=0xZZ").get()) == nil)
+        #expect(try parse(.GET, "/v1/audit/head").get() == .auditHead)
+        #expect(try parse(.GET, "/v1/events?kinds=all&after=3").get() == .allEvents(after: 3, limit: 100))
+        #expect((try? parse(.GET, "/v1/events?kinds=some").get()) == nil)
+        #expect(try parse(.PUT, "/v1/policy", body: "{}", headers: Self.json + [("If-Match", "*"), ("MemGate-Change", "rollback of rollout 3")]).get()
+                == .putPolicy(document: Array("{}".utf8), ifMatch: "*", channel: "rollback of rollout 3"))
+        #expect((try? parse(.PUT, "/v1/policy", body: "{}", headers: Self.json + [("If-Match", "*"), ("MemGate-Change", "rollout x")]).get()) == nil)
         #expect(try parse(.GET, "/v1/events?after=5&limit=10").get() == .events(after: 5, limit: 10, fromEnd: false))
         #expect(try parse(.GET, "/v1/events?from=end").get() == .events(after: 0, limit: 100, fromEnd: true))
         #expect(try parse(.GET, "/v1/policy").get() == .getPolicy)

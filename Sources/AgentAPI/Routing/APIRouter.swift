@@ -105,8 +105,8 @@ public enum APIRouter {
             if let at = try moment(query) { return .pastMemory(try vm(), at: at) }
             return .memory(try vm())
         case (.memorySVG, _):
-            let from = try query.optionalInteger("from", in: 0...Int64.max).map { UInt64($0) }
-            let to = try query.optionalInteger("to", in: 1...Int64.max).map { UInt64($0) }
+            let from = try query.optionalAddress("from", in: 0...Int64.max).map { UInt64($0) }
+            let to = try query.optionalAddress("to", in: 1...Int64.max).map { UInt64($0) }
             if let from, let to, to <= from { throw APIError(422, "invalid_range", "to must be above from") }
             return .memorySVG(try vm(), from: from, to: to, at: try moment(query))
         case (.historySVG, _): return .historySVG(try vm())

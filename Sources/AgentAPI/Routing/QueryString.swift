@@ -53,6 +53,16 @@ struct QueryString: Sendable {
         return try integer(name, in: range, default: 0)
     }
 
+    /// An address: decimal, or hex with 0x as every address label shows it (`from=0x400000`).
+    func optionalAddress(_ name: String, in range: ClosedRange<Int64>) throws(APIError) -> Int64? {
+        guard let text = values[name] else { return nil }
+        let number = text.hasPrefix("0x") || text.hasPrefix("0X") ? Int64(text.dropFirst(2), radix: 16) : Int64(text)
+        guard let number, range.contains(number) else {
+            throw .badParameter(name, "must be an address from \(range.lowerBound) to \(range.upperBound), in decimal or 0x hex")
+        }
+        return number
+    }
+
     func choice(_ name: String, of allowed: [String]) throws(APIError) -> String? {
         guard let text = values[name] else { return nil }
         guard allowed.contains(text) else { throw .badParameter(name, "must be one of \(allowed.joined(separator: ", "))") }
