@@ -113,6 +113,22 @@ struct VMsCommand: ParsableCommand {
     }
 }
 
+/// Each answering host's VM names by id, for tables that show a name next to an id (one more request per host;
+/// a host that does not answer it shows ids alone).
+func vmNames(_ client: FleetClient, on hosts: [Int]) -> [String: [Int64: String]] {
+    var names: [String: [Int64: String]] = [:]
+    for outcome in client.get("/v1/vms", as: VMList.self, on: hosts) {
+        guard let list = outcome.value else { continue }
+        names[outcome.host.name] = Dictionary(list.vms.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+    }
+    return names
+}
+
+/// `3 (tenant-a-2)`: an id with its VM's name when known.
+func vmLabel(_ id: Int64, host: String, _ names: [String: [Int64: String]]) -> String {
+    names[host]?[id].map { "\(id) (\($0))" } ?? "\(id)"
+}
+
 /// VM ids are per host: `--vm N` over several hosts would mix VM N of every host, so it needs exactly one.
 func requireOneHost(vm: Int64?, _ hosts: [HostEntry]) throws {
     guard vm != nil, hosts.count != 1 else { return }
@@ -184,8 +200,9 @@ struct FaultsCommand: ParsableCommand {
         } else if outcomes.contains(where: { $0.failure == nil }) {
             // The access (what the guest did) and the page's side (private or shared) are two things, each its own column.
             var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "PAGE", "SOURCE", "EVENT"])
+            let names = vmNames(client, on: outcomes.indices.filter { outcomes[$0].failure == nil })
             for (host, fault) in merged {
-                table.add([utcTime(fault.timeNs), host, "\(fault.vmId)", "\(fault.vcpu)", "0x" + String(fault.gpa, radix: 16),
+                table.add([utcTime(fault.timeNs), host, vmLabel(fault.vmId, host: host, names), "\(fault.vcpu)", "0x" + String(fault.gpa, radix: 16),
                            humanBytes(fault.size), fault.access ?? "unknown", Self.side(fault), fault.source, "\(fault.eventId)"])
             }
             Out.line(table.render())
@@ -222,8 +239,9 @@ struct ConversionsCommand: ParsableCommand {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
         } else if outcomes.contains(where: { $0.failure == nil }) {
             var table = Table(["TIME (UTC)", "HOST", "VM", "GPA", "SIZE", "DIRECTION", "TRIGGER", "DECISION", "REASON"])
+            let names = vmNames(client, on: outcomes.indices.filter { outcomes[$0].failure == nil })
             for (host, c) in merged {
-                table.add([utcTime(c.requestedNs), host, "\(c.vmId)", "0x" + String(c.gpa, radix: 16), humanBytes(c.size), c.direction,
+                table.add([utcTime(c.requestedNs), host, vmLabel(c.vmId, host: host, names), "0x" + String(c.gpa, radix: 16), humanBytes(c.size), c.direction,
                            c.trigger, c.decision, c.reason])
             }
             Out.line(table.render())
@@ -304,6 +322,7 @@ struct EventsCommand: ParsableCommand {
         let now = TimeFlag.nowNanos()
         let since = try TimeFlag.nanos(self.since, flag: "--since", now: now), until = try TimeFlag.nanos(self.until, flag: "--until", now: now)
         var kept: [(host: String, event: EventEntry)] = []
+        let names = fleet.json ? [:] : vmNames(client, on: Array(client.hosts.indices))
         let started = ContinuousClock.now
         let limit = maxRows ?? 100_000
         var cursors = [EventCursor](repeating: EventCursor(position: after ?? 0, maxRows: limit), count: client.hosts.count)
@@ -347,11 +366,11 @@ struct EventsCommand: ParsableCommand {
                 // The newest N over every host: kept until every host is read.
                 kept = Array((kept + batch).sorted { Self.time($0.event) < Self.time($1.event) }.suffix(tail))
             } else {
-                for (host, event) in batch { try print(host, event) }
+                for (host, event) in batch { try print(host, event, names: names) }
             }
             open = next
         }
-        for (host, event) in kept { try print(host, event) }
+        for (host, event) in kept { try print(host, event, names: names) }
         if !failed.isEmpty { throw CtlFailure.hostsFailed }
     }
 
@@ -430,12 +449,13 @@ struct EventsCommand: ParsableCommand {
         event.memoryFault?.timeNs ?? event.conversion?.requestedNs ?? event.vmEvent?.timeNs ?? event.policyApplication?.appliedNs ?? 0
     }
 
-    func print(_ host: String, _ event: EventEntry) throws {
+    /// One event a line; `names` (host → VM id → name) puts the VM's name next to its id where known.
+    func print(_ host: String, _ event: EventEntry, names: [String: [Int64: String]] = [:]) throws {
         if fleet.json { return try Out.jsonLine(HostTagged(host: host, row: event)) }
         if let fault = event.memoryFault {
-            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(fault.vmId)  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(FaultsCommand.side(fault)) \(fault.access ?? "unknown"), \(fault.source))")
+            Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(vmLabel(fault.vmId, host: host, names))  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(FaultsCommand.side(fault)) \(fault.access ?? "unknown"), \(fault.source))")
         } else if let c = event.conversion {
-            Out.line("\(utcTime(c.requestedNs))  \(host)  vm \(c.vmId)  \(c.trigger) \(c.direction) 0x\(String(c.gpa, radix: 16)) +\(humanBytes(c.size)): \(c.decision) (\(c.reason))")
+            Out.line("\(utcTime(c.requestedNs))  \(host)  vm \(vmLabel(c.vmId, host: host, names))  \(c.trigger) \(c.direction) 0x\(String(c.gpa, radix: 16)) +\(humanBytes(c.size)): \(c.decision) (\(c.reason))")
         } else if let v = event.vmEvent {
             let end = v.finalState.map { " \($0)" + (v.reason.map { ": \($0)" } ?? "") } ?? ""
             Out.line("\(utcTime(v.timeNs))  \(host)  vm \(v.vmId)  \(v.what) (\(v.vmName))\(end)")

@@ -128,6 +128,11 @@ struct OutputHabitsTests {
         #expect(try names(["-l", "tenant notin (a),!canary", "--select", "zone=eu"]) == ["host-a/b-1", "host-a/c-1"])
         #expect(try names(["--state", "running"]) == ["host-a/c-1"])
         #expect(try names(["--state", ended, "-l", "canary"]) == ["host-a/a-1"], "a-1 ended \(ended)")
+        // Tables and event lines name the VM next to its id.
+        let conversions = try ctl(["conversions", "--hosts", hosts, "--vm", "2"])
+        #expect(conversions.status == 0 && conversions.stdout.contains("2 (b-1)"), "\(conversions.stdout)")
+        let events = try ctl(["events", "--hosts", hosts, "--vm", "2", "--kind", "conversion"])
+        #expect(events.status == 0 && events.stdout.contains("vm 2 (b-1)"), "\(events.stdout)")
         let bad = try ctl(["vms", "--hosts", hosts, "-l", "tenant in a"])
         #expect(bad.status == 2 && bad.stderr.contains("parentheses"), "\(bad.stderr)")
         #expect(try ctl(["vms", "--hosts", hosts, "--state", "sleeping"]).status == 2)
