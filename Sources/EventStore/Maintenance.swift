@@ -208,8 +208,8 @@ public enum Maintenance {
 
     /// The stored chain value of event `id`, whichever table holds it.
     static func chainValue(_ connection: SQLiteConnection, eventID id: Int64) throws(SQLiteError) -> String? {
-        for table in ["memory_faults", "conversions", "vm_events", "policy_applications"] {
-            if case .text(let chain)? = try connection.query("SELECT chain FROM \(table) WHERE event_id = ?", [.integer(id)]).first?.first {
+        for table in AuditChain.Name.events.tables {
+            if case .text(let chain)? = try connection.query("SELECT chain FROM \(table.rawValue) WHERE event_id = ?", [.integer(id)]).first?.first {
                 return chain
             }
         }

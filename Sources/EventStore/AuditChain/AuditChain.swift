@@ -10,6 +10,9 @@ public enum AuditChain {
     /// The two chains a store keeps.
     public enum Name: String, Sendable, CaseIterable {
         case events, requests
+
+        /// The tables whose rows make up this chain.
+        var tables: [Table] { self == .requests ? [.apiRequests] : [.memoryFaults, .conversions, .vmEvents, .policyApplications] }
     }
 
     /// The value before the first row of a chain nobody pruned.

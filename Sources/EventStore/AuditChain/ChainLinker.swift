@@ -33,8 +33,7 @@ struct ChainLinker {
     /// The newest chained row of `name`, or its genesis when nothing after it is chained.
     static func loadHead(_ name: AuditChain.Name, _ connection: SQLiteConnection) throws(SQLiteError) -> Head {
         var best = try genesis(name, connection).map { Head(id: $0.throughID, chain: $0.chain) } ?? Head(id: 0, chain: AuditChain.zero)
-        let tables: [AuditChain.Table] = name == .requests ? [.apiRequests] : [.memoryFaults, .conversions, .vmEvents, .policyApplications]
-        for table in tables {
+        for table in name.tables {
             let newest = try connection.query(
                 "SELECT \(table.idColumn), chain FROM \(table.rawValue) WHERE chain IS NOT NULL ORDER BY \(table.idColumn) DESC LIMIT 1")
             guard let row = newest.first, case .integer(let id) = row[0], case .text(let hex) = row[1], id > best.id,

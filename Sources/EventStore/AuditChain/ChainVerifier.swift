@@ -60,8 +60,7 @@ public enum ChainVerifier {
                 if rows.count < ChainLinker.page { break }
             }
             // Past the last final event only rows that wait for a pending conversion, and none of them chained.
-            let tables: [AuditChain.Table] = name == .requests ? [.apiRequests] : [.memoryFaults, .conversions, .vmEvents, .policyApplications]
-            for table in tables {
+            for table in name.tables {
                 let stray = try connection.scalar(
                     "SELECT min(\(table.idColumn)) FROM \(table.rawValue) WHERE \(table.idColumn) > ? AND chain IS NOT NULL", [.integer(after)])
                 if let stray {
@@ -82,9 +81,8 @@ public enum ChainVerifier {
             let genesis = try ChainLinker.genesis(name, connection)
             let head = try ChainLinker.loadHead(name, connection)
             let start = genesis?.throughID ?? 0
-            let tables: [AuditChain.Table] = name == .requests ? [.apiRequests] : [.memoryFaults, .conversions, .vmEvents, .policyApplications]
-            var count: Int64 = 0
-            for table in tables {
+                        var count: Int64 = 0
+            for table in name.tables {
                 count += try connection.scalar(
                     "SELECT count(*) FROM \(table.rawValue) WHERE \(table.idColumn) > ? AND \(table.idColumn) <= ?",
                     [.integer(start), .integer(head.id)]) ?? 0
