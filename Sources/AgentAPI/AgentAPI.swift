@@ -48,6 +48,8 @@ public final class AgentAPI: HTTPHandler {
     /// The first answer to each Idempotency-Key (see `IdempotencyLedger`), restored from the store.
     let idempotency: Mutex<IdempotencyLedger>
     let logger: Logger
+    /// Where the server answers, once it is bound (`announce(endpoints:)`): the status page names them.
+    let endpoints = Mutex<[String]>([])
     /// The event stream (nil with --no-record: there are no durable events to stream).
     public let streams: EventStreamHub?
     static let healthBody = Array(#"{"status":"ok"}"#.utf8) + [0x0A]

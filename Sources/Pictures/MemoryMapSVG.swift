@@ -1,9 +1,9 @@
 import APITypes
 
 /// A VM's guest-physical memory drawn to scale as one bar: the boot region,
-/// private runs and shared runs in distinct colours, with a legend, addresses at
-/// run boundaries where they fit, totals in bytes and percent, and when it was
-/// drawn. Pure: text in, text out.
+/// private runs and shared runs in distinct colours, with a legend, the address of
+/// each run boundary on the first of two rows with room for it (never overlapping;
+/// the picture counts any left out), totals and percentages, and when it was drawn. Sizes in binary units, exact bytes in `data-bytes`. Pure: text in, text out.
 ///
 /// Runs narrower than a pixel are merged into the pixel they share (drawn in the
 /// colour holding most of its bytes), and the picture says how many were merged,
@@ -104,7 +104,7 @@ public struct MemoryMapSVG: Sendable {
         for run in runs { bytes[run.kind, default: 0] += run.end - run.start }
         let total = max(upper - lower, 1)
         let width = barWidth + 2 * margin
-        let barY = 40, height = 150
+        let barY = 40, height = 184
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" \
             font-family="sans-serif" font-size="12">
@@ -122,37 +122,67 @@ public struct MemoryMapSVG: Sendable {
 
                 """
         }
-        // Addresses at boundaries, left to right, where the previous label leaves room.
-        var nextFree = -1
-        for (index, segment) in segments.enumerated() where index == 0 || segment.kind != segments[index - 1].kind {
-            let x = margin + segment.x
-            guard x >= nextFree, x + 70 <= width else { continue }
-            svg += "<text x=\"\(x)\" y=\"\(barY + barHeight + 14)\" font-size=\"10\">\(Self.hex(segment.start))</text>\n"
-            nextFree = x + 80
+        // An address at every boundary, left to right, on the first of two rows with room for it.
+        let boundaries = segments.indices.filter { $0 == 0 || segments[$0].kind != segments[$0 - 1].kind }
+            .map { (x: margin + segments[$0].x, address: segments[$0].start) } + (segments.isEmpty ? [] : [(x: margin + barWidth, address: upper)])
+        let labels = Self.placeLabels(boundaries, rightEdge: Double(width - 4))
+        for label in labels {
+            let baseline = barY + barHeight + 14 + 13 * label.row
+            svg += "<line x1=\"\(label.x)\" y1=\"\(barY + barHeight)\" x2=\"\(label.x)\" y2=\"\(baseline - 9)\" stroke=\"#888\"/>"
+            svg += "<text class=\"boundary\" x=\"\(label.x)\" y=\"\(baseline)\" font-size=\"10\"\(label.anchorEnd ? " text-anchor=\"end\"" : "")>"
+                + "\(Self.hex(label.address))</text>\n"
         }
-        let legendY = barY + barHeight + 40
+        let unlabelled = boundaries.count - labels.count
+        let legendY = barY + barHeight + 52
         var legendX = margin
         // Percentages of data RAM in view, as everywhere else (the CLI's bar, the status page).
         let data = max((bytes[.private] ?? 0) + (bytes[.shared] ?? 0), 1)
         for kind in [Kind.boot, .private, .shared] {
             let amount = bytes[kind] ?? 0
-            let label = kind == .boot ? "boot region: \(amount) bytes (not data RAM)"
-                : "\(kind.rawValue): \(amount) bytes (\(Self.percent(Double(amount) / Double(data) * 100)) of data RAM)"
+            let label = kind == .boot ? "boot region: \(humanBytes(amount)) (not data RAM)"
+                : "\(kind.rawValue): \(humanBytes(amount)) (\(Self.percent(Double(amount) / Double(data) * 100)) of data RAM)"
             svg += """
                 <rect x="\(legendX)" y="\(legendY - 10)" width="12" height="12" fill="\(kind.color)"/>\
-                <text class="total-\(kind.rawValue)" x="\(legendX + 16)" y="\(legendY)">\(label)</text>
+                <text class="total-\(kind.rawValue)" x="\(legendX + 16)" y="\(legendY)" data-bytes="\(amount)">\(label)</text>
 
                 """
             legendX += 270
         }
-        let mergedNote = merged > 0 ? "; \(merged) runs narrower than a pixel merged" : ""
-        svg += """
-            <text x="\(margin)" y="\(legendY + 28)" font-size="10" fill="#444444">\(total) bytes shown, \
-            \(runs.count { $0.kind != .boot }) runs of data RAM in \(segments.count) segments\(mergedNote); drawn \(Self.escape(drawnAt))</text>
-            </svg>
-
-            """
+        // Totals, then what the bar could not show one by one (when anything), then when: one line each, so none runs off the picture.
+        let notes = [merged > 0 ? "\(merged) \(merged == 1 ? "run" : "runs") narrower than a pixel merged" : nil,
+                     unlabelled > 0 ? "\(unlabelled) \(unlabelled == 1 ? "boundary" : "boundaries") too close to label (zoom in with from and to)" : nil].compactMap { $0 }
+        let lines = ["\(humanBytes(total)) shown, \(runs.count { $0.kind != .boot }) runs of data RAM in \(segments.count) segments",
+                     notes.joined(separator: "; "), "drawn \(Self.escape(drawnAt))"].filter { !$0.isEmpty }
+        for (index, line) in lines.enumerated() {
+            svg += "<text x=\"\(margin)\" y=\"\(legendY + 26 + 14 * index)\" font-size=\"10\" fill=\"#444444\"\(index == 0 ? " data-bytes=\"\(total)\"" : "")>\(line)</text>\n"
+        }
+        svg += "</svg>\n"
         return svg
+    }
+
+    /// One boundary's address label: where it stands, which of the two rows, and which way it runs from `x`.
+    struct Label: Equatable {
+        var x: Int
+        var address: UInt64
+        var row: Int
+        var anchorEnd: Bool
+    }
+
+    /// Labels for `boundaries` (in x order), each on the first row where it clears the
+    /// previous label by 4 px; a label that would pass `rightEdge` runs leftwards from
+    /// its boundary. A boundary with room on neither row goes unlabelled.
+    static func placeLabels(_ boundaries: [(x: Int, address: UInt64)], rightEdge: Double) -> [Label] {
+        var rowEnds = [-Double.infinity, -Double.infinity]
+        var labels: [Label] = []
+        for boundary in boundaries {
+            let width = Axis.textWidth(hex(boundary.address), fontSize: 10)
+            let anchorEnd = Double(boundary.x) + width > rightEdge
+            let left = anchorEnd ? Double(boundary.x) - width : Double(boundary.x)
+            guard let row = rowEnds.indices.first(where: { left >= rowEnds[$0] + 4 }) else { continue }
+            rowEnds[row] = left + width
+            labels.append(Label(x: boundary.x, address: boundary.address, row: row, anchorEnd: anchorEnd))
+        }
+        return labels
     }
 
     static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

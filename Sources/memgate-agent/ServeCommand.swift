@@ -252,6 +252,7 @@ struct ServeCommand: ParsableCommand {
         var endpoints: [String] = []
         if let port = server.tcpPort, let address = ListenAddress(listen) { endpoints.append("http://\(address.urlHost):\(port)") }
         if let unix { endpoints.append("unix://\(unix)") }
+        api.announce(endpoints: endpoints)
         // One line on stdout that scripts and tests read to find the port.
         FileHandle.standardOutput.write(Data("memgate-agent: serving on \(endpoints.joined(separator: " "))\n".utf8))
         logger.notice("serving", metadata: ["endpoints": "\(endpoints.joined(separator: " "))", "db": "\(recording.noRecord ? "none" : recording.db)"])

@@ -1,6 +1,6 @@
 import APITypes
 import Foundation
-import Pictures
+@testable import Pictures
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
@@ -28,15 +28,25 @@ import Testing
     final class Collector: NSObject, XMLParserDelegate {
         var rects: [[String: String]] = []
         var texts: [String] = []
+        /// Each text element's attributes and content.
+        var labelled: [(attributes: [String: String], text: String)] = []
         var current = ""
+        var attributes: [String: String] = [:]
         func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
                     attributes: [String: String] = [:]) {
             if name == "rect" { rects.append(attributes) }
+            self.attributes = attributes
             current = ""
         }
         func parser(_ parser: XMLParser, foundCharacters string: String) { current += string }
         func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
             if name == "text" || name == "title" { texts.append(current) }
+            if name == "text" { labelled.append((attributes, current)) }
+        }
+
+        /// The exact bytes behind the text of class `total-KIND`.
+        func exactBytes(_ kind: String) -> UInt64? {
+            labelled.first { $0.attributes["class"] == "total-\(kind)" }.flatMap { UInt64($0.attributes["data-bytes"] ?? "") }
         }
     }
 
@@ -63,14 +73,17 @@ import Testing
         // 2 MiB boot, 6 MiB shared, 24 MiB private of 32 MiB: 50, 150 and 600 pixels.
         #expect(widths == ["boot": 50, "shared": 150, "private": 600])
         // Percentages of data RAM, as the CLI's bar and the status page give them.
-        #expect(picture.texts.contains("boot region: 2097152 bytes (not data RAM)"))
-        #expect(picture.texts.contains("shared: 6291456 bytes (20.0% of data RAM)"))
-        #expect(picture.texts.contains("private: 25165824 bytes (80.0% of data RAM)"))
+        // Binary units to read, exact bytes in data-bytes.
+        #expect(picture.texts.contains("boot region: 2.0 MiB (not data RAM)"))
+        #expect(picture.texts.contains("shared: 6.0 MiB (20.0% of data RAM)"))
+        #expect(picture.texts.contains("private: 24.0 MiB (80.0% of data RAM)"))
+        #expect(picture.exactBytes("boot") == 2_097_152 && picture.exactBytes("shared") == 6_291_456 && picture.exactBytes("private") == 25_165_824)
         #expect(picture.texts.contains { $0.contains("1537 runs of data RAM in 3 segments") }, "\(picture.texts)")
         #expect(picture.texts.contains { $0.contains("tenant <a> & \"b\"") })
         #expect(picture.texts.contains { $0.contains("drawn 2026-11-25 12:00:00 UTC") })
-        // Boundary addresses where they fit: 0x200000 is too close to 0x0 for a label, but its rectangle says it.
-        #expect(picture.texts.contains("0x0") && picture.texts.contains("0x800000") && !picture.texts.contains("0x200000"))
+        // Every run boundary has its address, and the end of the range too.
+        let boundaries = picture.labelled.filter { $0.attributes["class"] == "boundary" }.map(\.text)
+        #expect(boundaries == ["0x0", "0x200000", "0x800000", "0x2000000"])
         #expect(picture.rects.contains { $0["class"] == "shared" && $0["data-start"] == "0x200000" && $0["data-end"] == "0x800000" })
     }
 
@@ -91,6 +104,15 @@ import Testing
         #expect(picture.rects.contains { $0["class"] == "private" && $0["data-start"] == "0x980000" })
     }
 
+    /// Labels never overlap by the estimate (the Chromium test measures the real boxes), and a
+    /// boundary without room on either row is left out, not drawn over another.
+    @Test func labelsTakeTheFirstRowWithRoom() {
+        let placed = MemoryMapSVG.placeLabels([(16, 0), (20, 0x1000), (24, 0x2000), (200, 0x300000), (828, 0x2000000)], rightEdge: 828)
+        #expect(placed.map(\.row) == [0, 1, 0, 0])
+        #expect(placed.map(\.address) == [0, 0x1000, 0x300000, 0x2000000])
+        #expect(placed.last?.anchorEnd == true && placed.first?.anchorEnd == false)
+    }
+
     @Test func thousandsOfRunsMergeIntoPixels() throws {
         let pages = Array(stride(from: UInt64(0), to: 7680, by: 2))  // every other page shared: 7,680 runs
         // Drawn column by column: the picture's size is bounded by its width, whatever the run count.
@@ -99,7 +121,8 @@ import Testing
         #expect(barWidths(picture).values.reduce(0, +) == 800)
         #expect(picture.rects.count < 820)
         #expect(picture.texts.contains { $0.contains("7680 runs narrower than a pixel merged") })
-        #expect(picture.texts.contains("shared: 15728640 bytes (50.0% of data RAM)"))
+        #expect(picture.texts.contains { $0.contains("boundaries too close to label (zoom in with from and to)") })
+        #expect(picture.texts.contains("shared: 15.0 MiB (50.0% of data RAM)") && picture.exactBytes("shared") == 15_728_640)
     }
 
     @Test func zoomShowsOnlyTheRange() throws {
@@ -107,8 +130,10 @@ import Testing
         let svg = MemoryMapSVG().render(memory, name: "z", drawnAt: "now", from: 0x20_0000, to: 0x60_0000)
         let picture = try parse(svg)
         #expect(barWidths(picture) == ["private": 600, "shared": 200])
-        #expect(picture.texts.contains("shared: 1048576 bytes (25.0% of data RAM)"))
-        #expect(picture.texts.contains("boot region: 0 bytes (not data RAM)"))
+        #expect(picture.texts.contains("shared: 1.0 MiB (25.0% of data RAM)") && picture.exactBytes("shared") == 1_048_576)
+        #expect(picture.texts.contains("boot region: 0 B (not data RAM)"))
+        let boundaries = picture.labelled.filter { $0.attributes["class"] == "boundary" }.map(\.text)
+        #expect(boundaries == ["0x200000", "0x300000", "0x400000", "0x600000"])
         // A range outside RAM is an empty bar, not a trap.
         let empty = try parse(MemoryMapSVG().render(memory, name: "z", drawnAt: "now", from: 1 << 40, to: 1 << 41))
         #expect(barWidths(empty).isEmpty)

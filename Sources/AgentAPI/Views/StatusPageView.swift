@@ -3,6 +3,7 @@ import EventStore
 import Foundation
 import HTTPServer
 import Pictures
+import Platform
 
 /// `GET /`, `POST /login` and `POST /logout`: the HTML status page and its browser
 /// sessions. Signing in trades a token for a random session id (`SessionStore`) in
@@ -29,6 +30,22 @@ extension AgentAPI {
         return principal
     }
 
+    /// Where the server answers (`http://127.0.0.1:8620`, `unix:///run/memgate.sock`), known once it is bound.
+    public func announce(endpoints: [String]) {
+        self.endpoints.withLock { $0 = endpoints }
+    }
+
+    /// The newest events of every kind (oldest first) and the id the page's stream starts after:
+    /// the last one shown, so no event falls between the page and its stream.
+    func recentEvents(_ count: Int64) -> (events: [EventEntry], after: Int64)? {
+        guard let queries, let head = try? queries.streamHead() else { return nil }
+        let from = max(head - count, 0)
+        let events = ((try? queries.streamEvents(after: from, limit: Int(count))) ?? []).compactMap {
+            try? APIJSON.decoder().decode(EventEntry.self, from: Data($0.json))
+        }
+        return (events, events.last?.eventId ?? from)
+    }
+
     func statusPage(_ request: HTTPRequest, context: RequestContext) -> HTTPResponse {
         guard pagePrincipal(request, context: context) != nil else { return Self.loginPage(status: 401, message: nil) }
         let drawnAt = Self.utcNow()
@@ -41,6 +58,12 @@ extension AgentAPI {
         var input = StatusPage.Input(host: snapshot.info(vms: vmCounts(), policy: host.policies.policy), vms: vms,
                                      conversions: conversions ?? [], denials: denials ?? [], policyApplied: applied, drawnAt: drawnAt)
         input.live = streams != nil
+        input.endpoints = endpoints.withLock { $0 }
+        input.nowNanos = MonotonicClock.wallNanos()
+        if input.live, let recent = recentEvents(20) {
+            input.recentEvents = recent.events
+            input.streamAfter = recent.after
+        }
         return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.html(input).utf8),
                             headers: [("Cache-Control", "no-store")])
     }
