@@ -146,6 +146,8 @@ struct MemoryCommand: ParsableCommand {
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
     @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
     @Option(help: "The map at a past moment, from the records: an RFC 3339 time (2026-12-06T14:02:17Z) or an event id.") var at: String?
+    @Option(help: "Zoom: draw from this guest-physical address (0x400000 or decimal).", transform: GuestAddress.parse) var from: UInt64?
+    @Option(help: "Zoom: draw up to this address (exclusive; same forms).", transform: GuestAddress.parse) var to: UInt64?
     @OptionGroup var fleet: FleetOptions
 
     /// The `at=` query, checked here so a typo is one local error.
@@ -160,13 +162,20 @@ struct MemoryCommand: ParsableCommand {
             throw ValidationError("--at takes an RFC 3339 time such as 2026-12-06T14:02:17Z or an event id (a positive integer), not \(at)")
         }
         if let svg, svg.isEmpty { throw ValidationError("--svg needs a file name") }
+        if let from, let to, from >= to { throw ValidationError("--from must be below --to") }
+    }
+
+    /// The SVG's query: the moment and the zoom, as the API takes them.
+    var svgQuery: String {
+        let pairs = [moment, from.map { "from=0x" + String($0, radix: 16) }, to.map { "to=0x" + String($0, radix: 16) }].compactMap { $0 }
+        return pairs.isEmpty ? "" : "?" + pairs.joined(separator: "&")
     }
 
     func run() throws {
         let (client, index) = try fleet.oneHost(host)
         let id = try vm.resolve(client, index)
         if let svg {
-            let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" + (moment.map { "?" + $0 } ?? "") }, to: [index])[0]
+            let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" + svgQuery }, to: [index])[0]
             switch picture.result {
             case .success(let response):
                 do {
@@ -182,7 +191,7 @@ struct MemoryCommand: ParsableCommand {
         switch outcome.result {
         case .success(let memory):
             if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory)) }
-            Out.line(MemoryBar.render(memory, host: outcome.host.name, width: width))
+            Out.line(MemoryBar.render(memory, host: outcome.host.name, width: width, from: from, to: to))
         case .failure(let failure):
             throw CtlFailure.failed("\(outcome.host.name): \(failure)")
         }

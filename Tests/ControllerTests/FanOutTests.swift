@@ -153,6 +153,14 @@ struct OutputTests {
         let cells = MemoryBar.cells(memory, width: 16)
         #expect(String(cells) == "##=======.......")
         #expect(MemoryBar.render(memory, host: "h", width: 16).contains("private 7.0 MiB (50.0%)"))
+        // Zoomed on the boundary: 2 MiB either side of 0x900000, each run listed with its addresses.
+        #expect(String(MemoryBar.cells(memory, width: 8, from: 0x70_0000, to: 0xB0_0000)) == "====....")
+        let zoomed = MemoryBar.render(memory, host: "h", width: 8, from: 0x70_0000, to: 0xB0_0000)
+        #expect(zoomed.contains("4.0 MiB shown of 16.0 MiB of guest RAM, 0x700000 – 0xb00000"), "\(zoomed)")
+        #expect(zoomed.contains("  0x700000 – 0x900000  private  2.0 MiB") && zoomed.contains("  0x900000 – 0xb00000  shared   2.0 MiB"))
+        #expect(zoomed.contains("private 2.0 MiB (50.0%)"))
+        // Past the end is an empty view, not a trap.
+        #expect(MemoryBar.cells(memory, width: 8, from: 1 << 40, to: 1 << 41).isEmpty)
     }
 
     @Test func tablesDiffsAndTimes() {

@@ -161,7 +161,18 @@ struct FleetTests {
         let drawn = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", picture.path])
         #expect(drawn.status == 0, "\(drawn.stderr)")
         let svg = (try? String(contentsOf: picture, encoding: .utf8)) ?? ""
-        #expect(svg.hasPrefix("<svg") && svg.contains("private: 31457280 bytes (100.0% of data RAM)"), "\(svg.prefix(300))")
+        #expect(svg.hasPrefix("<svg") && svg.contains("private: 30.0 MiB (100.0% of data RAM)") && svg.contains("data-bytes=\"31457280\""),
+                "\(svg.prefix(300))")
+        // Zoom: by name, in hex, the bar and the SVG both; each run in view listed with its addresses.
+        let zoomed = try ctl(["memory", "one", "walker", "--from", "0x200000", "--to", "0x300000", "--width", "16", "--hosts", hosts, "--svg", picture.path])
+        #expect(zoomed.status == 0, "\(zoomed.stderr)")
+        #expect(zoomed.stdout.contains("1.0 MiB shown of 32.0 MiB of guest RAM, 0x200000 – 0x300000"), "\(zoomed.stdout)")
+        #expect(zoomed.stdout.contains("  0x200000 – 0x300000  private  1.0 MiB"), "\(zoomed.stdout)")
+        #expect(((try? String(contentsOf: picture, encoding: .utf8)) ?? "").contains("0x200000 – 0x300000"))
+        let backwards = try ctl(["memory", "one", "walker", "--from", "0x300000", "--to", "0x200000", "--hosts", hosts])
+        #expect(backwards.status == 2 && backwards.stderr.contains("--from must be below --to"), "\(backwards.stderr)")
+        let typo = try ctl(["memory", "one", "walker", "--from", "0xzz", "--hosts", hosts])
+        #expect(typo.status == 2 && typo.stderr.contains("hex with 0x (0x400000) or decimal"), "\(typo.stderr)")
         let unwritable = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", "/nonexistent-dir/map.svg"])
         #expect(unwritable.status == 1 && unwritable.stderr.contains("cannot write /nonexistent-dir/map.svg"))
         #expect(try ctl(["vm", "do", "delete", "one", "1", "--hosts", hosts]).status == 0)
