@@ -135,6 +135,8 @@ struct HostTagged<Row: Encodable>: Encodable {
 struct Listing<Row: Encodable>: Encodable {
     var items: [HostTagged<Row>]
     var failures: [HostFailureRow]
+    /// A paged listing's `--cursor` to continue with, when more rows match.
+    var nextCursor: String? = nil
 }
 
 /// `-o`: how a command prints.

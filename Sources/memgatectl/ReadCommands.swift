@@ -136,6 +136,16 @@ func requireOneHost(vm: Int64?, _ hosts: [HostEntry]) throws {
 }
 
 /// The API's event filters, as flags.
+/// A page of rows one agent lists: faults or conversions.
+protocol PagedRows: Decodable, Sendable {
+    associatedtype Row: Sendable
+    var items: [Row] { get }
+    var nextCursor: String? { get }
+}
+
+extension FaultPage: PagedRows {}
+extension ConversionPage: PagedRows {}
+
 struct EventFilterOptions: ParsableArguments {
     @Option(help: "Only this VM id; needs one host (--host, or a --select that leaves one), since VM ids are per host.")
     var vm: Int64?
@@ -143,39 +153,76 @@ struct EventFilterOptions: ParsableArguments {
     var since: String?
     @Option(help: "Rows before this time (the same forms as --since).")
     var until: String?
-    @Option(help: "Rows per host (1-1000), oldest first.")
+    @Option(help: """
+        Rows per host in a page (1-1000). The default listing is the oldest matching rows first, merged by time without holes;         when more match, it prints a --cursor that continues every host where it stopped.
+        """)
     var limit: Int = 100
     @Option(help: "The N newest matching rows instead (1-1000), merged across hosts and listed oldest first.")
     var tail: Int?
-    @Option(help: "Continue after this cursor (a host's next_cursor, from a notice of rows cut).")
-    var cursor: Int64?
+    @Option(help: "Continue a listing: the mgc1.… cursor it printed (each host's place), or with one host its own next_cursor.")
+    var cursor: String?
 
     func validate() throws {
         guard (1...1000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000") }
         if let tail, !(1...1000).contains(tail) { throw ValidationError("--tail must be from 1 to 1000") }
         if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
-        if let cursor, cursor < 0 { throw ValidationError("--cursor must be at least 0") }
+        if let cursor, !cursor.hasPrefix(FleetCursor.prefix), !(Int64(cursor).map { $0 >= 0 } ?? false) {
+            throw ValidationError("--cursor takes the mgc1.… cursor a listing printed, or one host's next_cursor (a number), not \(cursor)")
+        }
         if tail != nil, cursor != nil { throw ValidationError("--tail takes the newest rows; it cannot continue a --cursor") }
         _ = try TimeFlag.nanos(since, flag: "--since", now: 0)
         _ = try TimeFlag.nanos(until, flag: "--until", now: 0)
     }
 
-    func query(_ extra: [(String, String?)] = []) -> String {
+    /// Each host's place to continue from (nil: from the start).
+    func start(_ hosts: [String]) throws -> FleetCursor? {
+        guard let cursor else { return nil }
+        if let number = Int64(cursor) {
+            guard hosts.count == 1, let host = hosts.first else {
+                throw CtlFailure.usage("--cursor \(cursor) is one host's place, but this listing asks \(hosts.count) hosts: "
+                                       + "pass the mgc1.… cursor the listing printed, or name one host")
+            }
+            return FleetCursor(positions: [host: number])
+        }
+        do {
+            return try FleetCursor(parsing: cursor, hosts: hosts)
+        } catch {
+            throw CtlFailure.usage("--cursor: \(error.description)")
+        }
+    }
+
+    func query(_ extra: [(String, String?)] = [], after: Int64?) -> String {
         let now = TimeFlag.nowNanos()
         let time = { (text: String?) in text.flatMap { TimeArgument.nanos($0, nowNanos: now) }.map { "\($0)" } }
         let pairs: [(String, String?)] = [("vm", vm.map { "\($0)" }), ("since", time(since)), ("until", time(until)),
                                           ("limit", "\(tail ?? limit)"), ("order", tail == nil ? nil : "newest"),
-                                          ("cursor", cursor.map { "\($0)" })] + extra
+                                          ("cursor", after.map { "\($0)" })] + extra
         return pairs.compactMap { name, value in value.map { "\(name)=\($0)" } }.joined(separator: "&")
     }
 
-    /// Merged rows, the newest `--tail` of them when asked; and a notice for every host that had more.
-    func finish<Row>(_ merged: [(host: String, row: Row)], cursors: [(host: String, cursor: String?)]) -> [(host: String, row: Row)] {
-        for (host, cursor) in cursors {
-            guard let cursor else { continue }
-            Out.error("\(host): more rows match than --limit \(limit); continue with --cursor \(cursor), or narrow with --since/--until, or see the newest with --tail")
+    /// One page of `path` from every host, merged by `time`: the newest `--tail` rows, or the
+    /// oldest rows after each host's place without holes, with a notice of the cursor that continues.
+    func list<Page: PagedRows>(_ client: FleetClient, _ path: String, _ extra: [(String, String?)] = [], as page: Page.Type,
+                               time: (Page.Row) -> UInt64, id: (Page.Row) -> Int64)
+        throws -> (rows: [(host: String, row: Page.Row)], outcomes: [HostOutcome<Page>], next: FleetCursor?) {
+        let hosts = client.hosts.map(\.name)
+        let start = try start(hosts)
+        let outcomes = client.send("GET", { "\(path)?" + query(extra, after: start?.positions[hosts[$0]]) })
+            .map { FleetClient.decode($0, as: Page.self) }
+        if let tail {
+            return (Array(Merge.rows(outcomes.map { $0.map(\.items) }, by: time).suffix(tail)), outcomes, nil)
         }
-        return tail.map { Array(merged.suffix($0)) } ?? merged
+        let answered = outcomes.compactMap { outcome in
+            outcome.value.map { FleetPage.HostRows(host: outcome.host.name, rows: $0.items, more: $0.nextCursor != nil) }
+        }
+        var (rows, next) = FleetPage.merge(answered, from: start ?? FleetCursor(positions: [:]), time: time, id: id)
+        // A host that failed keeps its place, so the cursor still continues it.
+        for host in hosts where next != nil && next?.positions[host] == nil { next?.positions[host] = start?.positions[host] ?? 0 }
+        if let next {
+            Out.error("more rows match: continue with --cursor \(next.encoded()) (every host's place), "
+                      + "or narrow with --since/--until, or see the newest with --tail N")
+        }
+        return (rows, outcomes, next)
     }
 }
 
@@ -192,11 +239,10 @@ struct FaultsCommand: ParsableCommand {
     func run() throws {
         let client = try fleet.fleet()
         try requireOneHost(vm: filter.vm, client.hosts)
-        let outcomes = client.get("/v1/memory-faults?\(filter.query())", as: FaultPage.self)
-        let merged = filter.finish(Merge.rows(outcomes.map { $0.map(\.items) }, by: \.timeNs),
-                                   cursors: outcomes.map { ($0.host.name, $0.value?.nextCursor) })
+        let (merged, outcomes, next) = try filter.list(client, "/v1/memory-faults", as: FaultPage.self, time: \.timeNs, id: \.eventId)
         if fleet.json {
-            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
+            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
+                                 nextCursor: next?.encoded()))
         } else if outcomes.contains(where: { $0.failure == nil }) {
             // The access (what the guest did) and the page's side (private or shared) are two things, each its own column.
             var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "PAGE", "SOURCE", "EVENT"])
@@ -231,12 +277,11 @@ struct ConversionsCommand: ParsableCommand {
     func run() throws {
         let client = try fleet.fleet()
         try requireOneHost(vm: filter.vm, client.hosts)
-        let query = filter.query([("direction", direction), ("trigger", trigger), ("decision", decision)])
-        let outcomes = client.get("/v1/conversions?\(query)", as: ConversionPage.self)
-        let merged = filter.finish(Merge.rows(outcomes.map { $0.map(\.items) }, by: \.requestedNs),
-                                   cursors: outcomes.map { ($0.host.name, $0.value?.nextCursor) })
+        let (merged, outcomes, next) = try filter.list(client, "/v1/conversions", [("direction", direction), ("trigger", trigger), ("decision", decision)],
+                                                       as: ConversionPage.self, time: \.requestedNs, id: \.eventId)
         if fleet.json {
-            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
+            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
+                                 nextCursor: next?.encoded()))
         } else if outcomes.contains(where: { $0.failure == nil }) {
             var table = Table(["TIME (UTC)", "HOST", "VM", "GPA", "SIZE", "DIRECTION", "TRIGGER", "DECISION", "REASON"])
             let names = vmNames(client, on: outcomes.indices.filter { outcomes[$0].failure == nil })

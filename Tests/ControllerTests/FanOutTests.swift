@@ -174,3 +174,37 @@ struct OutputTests {
         #expect(CurlTransport.parseHeaders(Array("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nETag: \"v\"\r\n\r\n".utf8)) == ["etag": "\"v\""])
     }
 }
+
+/// The fleet cursor and the hole-free merge, without hosts.
+struct FleetCursorTests {
+    struct Row { var id: Int64; var time: UInt64 }
+
+    @Test func theCursorRoundTripsAndRefusesOtherHosts() throws {
+        let cursor = FleetCursor(positions: ["a": 12, "b/ü": 0])
+        let text = cursor.encoded()
+        #expect(text.hasPrefix("mgc1.") && !text.contains("=") && !text.contains("/") && !text.contains("+"))
+        #expect(try FleetCursor(parsing: text, hosts: ["b/ü", "a"]) == cursor)
+        #expect(throws: FleetCursor.ParseError.otherHosts(cursor: ["a", "b/ü"], asked: ["a"])) { try FleetCursor(parsing: text, hosts: ["a"]) }
+        for bad in ["12", "mgc1.", "mgc1.@@", "mgc1." + Data(#"{"a":-1}"#.utf8).base64EncodedString()] {
+            #expect(throws: FleetCursor.ParseError.self) { try FleetCursor(parsing: bad, hosts: ["a"]) }
+        }
+    }
+
+    /// A row later than the last row of a host with more is held back; places move past what was listed.
+    @Test func mergeHoldsBackWhatAnotherHostMayPrecede() {
+        let a = FleetPage.HostRows(host: "a", rows: [Row(id: 1, time: 10), Row(id: 2, time: 20)], more: true)
+        let b = FleetPage.HostRows(host: "b", rows: [Row(id: 7, time: 15), Row(id: 8, time: 30)], more: false)
+        let (rows, next) = FleetPage.merge([a, b], from: FleetCursor(positions: [:]), time: \.time, id: \.id)
+        #expect(rows.map { "\($0.host)\($0.row.id)" } == ["a1", "b7", "a2"])
+        #expect(next == FleetCursor(positions: ["a": 2, "b": 7]))
+        // Nothing more anywhere: everything listed, no cursor.
+        let done = FleetPage.merge([FleetPage.HostRows(host: "a", rows: [Row(id: 3, time: 40)], more: false)],
+                                   from: FleetCursor(positions: ["a": 2]), time: \.time, id: \.id)
+        #expect(done.rows.count == 1 && done.next == nil)
+        // A host with nothing new keeps its place.
+        let idle = FleetPage.merge([FleetPage.HostRows(host: "a", rows: [Row(id: 3, time: 40)], more: true),
+                                    FleetPage.HostRows(host: "b", rows: [Row](), more: false)],
+                                   from: FleetCursor(positions: ["a": 2, "b": 9]), time: \.time, id: \.id)
+        #expect(idle.next == FleetCursor(positions: ["a": 3, "b": 9]))
+    }
+}
