@@ -184,7 +184,7 @@ let package = Package(
             name: "MemgatectlTests",
             dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite", "MemoryModel"],
             swiftSettings: strict),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "MemoryModel", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "CGuestABI", "MemoryModel", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "VMMTests",
             dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],

@@ -1,3 +1,4 @@
+import APITypes
 import ArgumentParser
 import Controller
 import Foundation
@@ -37,7 +38,7 @@ struct AuditCommand: ParsableCommand {
         }
 
         func validate() throws {
-            guard (1...1000).contains(pageSize) else { throw ValidationError("--page-size must be from 1 to 1000") }
+            guard PageLimit.range.contains(pageSize) else { throw ValidationError("--page-size must be \(PageLimit.words)") }
             guard (1...100_000_000).contains(maxRows) else { throw ValidationError("--max-rows must be from 1 to 100000000") }
             if let maxDuration, !(0.1...86_400).contains(maxDuration) { throw ValidationError("--max-duration must be from 0.1 to 86400 seconds") }
         }

@@ -12,27 +12,18 @@ struct PolicyCommand: ParsableCommand {
 
     /// Which recorded requests a replay decides again.
     struct ReplayOptions: ParsableArguments {
-        @Option(help: "Replay requests at or after this time: 15m (ago; s, m, h, d), RFC 3339 or nanoseconds since the epoch.")
-        var since: String?
-        @Option(help: "Replay requests before this time (the same forms as --since).")
-        var until: String?
-        @Option(help: "Only this VM id (on every host).")
-        var vm: Int64?
+        /// Which requests: one VM's (of one host), and when they were made.
+        @OptionGroup var window: WindowOptions
         @Option(help: "Requests decided differently to show per host (0-1000).")
         var samples: Int = 5
 
         func validate() throws {
             guard (0...1000).contains(samples) else { throw ValidationError("--samples must be from 0 to 1000") }
-            if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
-            _ = try path()
         }
 
         func path() throws -> String {
-            let now = TimeFlag.nowNanos()
-            let since = try TimeFlag.nanos(self.since, flag: "--since", now: now)
-            let until = try TimeFlag.nanos(self.until, flag: "--until", now: now)
-            if let since, let until, until <= since { throw ValidationError("--until must be after --since") }
-            return PolicyReplayRun.path(since: since, until: until, vm: vm, samples: samples)
+            let (since, until) = try window.resolved(now: TimeFlag.nowNanos())
+            return PolicyReplayRun.path(since: since, until: until, vm: window.vm, samples: samples)
         }
     }
 
@@ -233,7 +224,9 @@ struct PolicyCommand: ParsableCommand {
         func run() throws {
             let fleet = arguments.fleet
             let (document, policy) = try arguments.policy()
-            let outcomes = PolicyReplayRun.run(document, on: try fleet.fleet(), path: try replay.path())
+            let client = try fleet.fleet()
+            try replay.window.requireOneHost(client.hosts)
+            let outcomes = PolicyReplayRun.run(document, on: client, path: try replay.path())
             let answer = ReplayAnswer(outcomes)
             if fleet.json {
                 try Out.json(answer)

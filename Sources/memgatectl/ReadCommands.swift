@@ -129,12 +129,6 @@ func vmLabel(_ id: Int64, host: String, _ names: [String: [Int64: String]]) -> S
     names[host]?[id].map { "\(id) (\($0))" } ?? "\(id)"
 }
 
-/// VM ids are per host: `--vm N` over several hosts would mix VM N of every host, so it needs exactly one.
-func requireOneHost(vm: Int64?, _ hosts: [HostEntry]) throws {
-    guard vm != nil, hosts.count != 1 else { return }
-    throw CtlFailure.usage("--vm names a VM of one host, and \(counted(hosts.count, "host")) are selected; give --host URL or a --select that leaves one")
-}
-
 /// The API's event filters, as flags.
 /// A page of rows one agent lists: faults or conversions.
 protocol PagedRows: Decodable, Sendable {
@@ -147,14 +141,10 @@ extension FaultPage: PagedRows {}
 extension ConversionPage: PagedRows {}
 
 struct EventFilterOptions: ParsableArguments {
-    @Option(help: "Only this VM id; needs one host (--host, or a --select that leaves one), since VM ids are per host.")
-    var vm: Int64?
-    @Option(help: "Rows at or after this time: 15m (ago; s, m, h, d), RFC 3339 (2026-11-27T10:00:00Z) or nanoseconds since the epoch.")
-    var since: String?
-    @Option(help: "Rows before this time (the same forms as --since).")
-    var until: String?
+    @OptionGroup var window: WindowOptions
     @Option(help: """
-        Rows per host in a page (1-1000). The default listing is the oldest matching rows first, merged by time without holes;         when more match, it prints a --cursor that continues every host where it stopped.
+        Rows per host in a page (1-1000). The default listing is the oldest matching rows first, merged by time without holes; \
+        when more match, it prints a --cursor that continues every host where it stopped.
         """)
     var limit: Int = 100
     @Option(help: "The N newest matching rows instead (1-1000), merged across hosts and listed oldest first.")
@@ -163,15 +153,12 @@ struct EventFilterOptions: ParsableArguments {
     var cursor: String?
 
     func validate() throws {
-        guard (1...1000).contains(limit) else { throw ValidationError("--limit must be from 1 to 1000") }
-        if let tail, !(1...1000).contains(tail) { throw ValidationError("--tail must be from 1 to 1000") }
-        if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
+        guard PageLimit.range.contains(limit) else { throw ValidationError("--limit must be \(PageLimit.words)") }
+        if let tail, !PageLimit.range.contains(tail) { throw ValidationError("--tail must be \(PageLimit.words)") }
         if let cursor, !cursor.hasPrefix(FleetCursor.prefix), !(Int64(cursor).map { $0 >= 0 } ?? false) {
             throw ValidationError("--cursor takes the mgc1.… cursor a listing printed, or one host's next_cursor (a number), not \(cursor)")
         }
         if tail != nil, cursor != nil { throw ValidationError("--tail takes the newest rows; it cannot continue a --cursor") }
-        _ = try TimeFlag.nanos(since, flag: "--since", now: 0)
-        _ = try TimeFlag.nanos(until, flag: "--until", now: 0)
     }
 
     /// Each host's place to continue from (nil: from the start).
@@ -191,10 +178,9 @@ struct EventFilterOptions: ParsableArguments {
         }
     }
 
-    func query(_ extra: [(String, String?)] = [], after: Int64?) -> String {
-        let now = TimeFlag.nowNanos()
-        let time = { (text: String?) in text.flatMap { TimeArgument.nanos($0, nowNanos: now) }.map { "\($0)" } }
-        let pairs: [(String, String?)] = [("vm", vm.map { "\($0)" }), ("since", time(since)), ("until", time(until)),
+    func query(_ extra: [(String, String?)] = [], after: Int64?) throws -> String {
+        let (since, until) = try window.resolved(now: TimeFlag.nowNanos())
+        let pairs: [(String, String?)] = [("vm", window.vm.map { "\($0)" }), ("since", since.map { "\($0)" }), ("until", until.map { "\($0)" }),
                                           ("limit", "\(tail ?? limit)"), ("order", tail == nil ? nil : "newest"),
                                           ("cursor", after.map { "\($0)" })] + extra
         return pairs.compactMap { name, value in value.map { "\(name)=\($0)" } }.joined(separator: "&")
@@ -205,9 +191,11 @@ struct EventFilterOptions: ParsableArguments {
     func list<Page: PagedRows>(_ client: FleetClient, _ path: String, _ extra: [(String, String?)] = [], as page: Page.Type,
                                time: (Page.Row) -> UInt64, id: (Page.Row) -> Int64)
         throws -> (rows: [(host: String, row: Page.Row)], outcomes: [HostOutcome<Page>], next: FleetCursor?) {
+        try window.requireOneHost(client.hosts)
         let hosts = client.hosts.map(\.name)
         let start = try start(hosts)
-        let outcomes = client.send("GET", { "\(path)?" + query(extra, after: start?.positions[hosts[$0]]) })
+        let queries = try hosts.indices.map { try query(extra, after: start?.positions[hosts[$0]]) }
+        let outcomes = client.send("GET", { "\(path)?" + queries[$0] })
             .map { FleetClient.decode($0, as: Page.self) }
         if let tail {
             return (Array(Merge.rows(outcomes.map { $0.map(\.items) }, by: time).suffix(tail)), outcomes, nil)
@@ -238,7 +226,6 @@ struct FaultsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
-        try requireOneHost(vm: filter.vm, client.hosts)
         let (merged, outcomes, next) = try filter.list(client, "/v1/memory-faults", as: FaultPage.self, time: \.timeNs, id: \.eventId)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
@@ -261,23 +248,14 @@ struct FaultsCommand: ParsableCommand {
 struct ConversionsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "conversions", abstract: "Conversions of every host, merged and sorted by time.")
     @OptionGroup var filter: EventFilterOptions
-    @Option(help: "to_private or to_shared.") var direction: String?
-    @Option(help: "explicit or implicit.") var trigger: String?
-    @Option(help: "applied, denied, invalid, failed, pending or incomplete.") var decision: String?
+    @Option(help: "Only this direction.") var direction: ConversionDirection?
+    @Option(help: "Only this trigger.") var trigger: ConversionTrigger?
+    @Option(help: "Only this decision.") var decision: ConversionDecision?
     @OptionGroup var fleet: FleetOptions
-
-    func validate() throws {
-        if let direction, !["to_private", "to_shared"].contains(direction) { throw ValidationError("--direction must be to_private or to_shared") }
-        if let trigger, !["explicit", "implicit"].contains(trigger) { throw ValidationError("--trigger must be explicit or implicit") }
-        if let decision, !["applied", "denied", "invalid", "failed", "pending", "incomplete"].contains(decision) {
-            throw ValidationError("--decision must be applied, denied, invalid, failed, pending or incomplete")
-        }
-    }
 
     func run() throws {
         let client = try fleet.fleet()
-        try requireOneHost(vm: filter.vm, client.hosts)
-        let (merged, outcomes, next) = try filter.list(client, "/v1/conversions", [("direction", direction), ("trigger", trigger), ("decision", decision)],
+        let (merged, outcomes, next) = try filter.list(client, "/v1/conversions", [("direction", direction?.rawValue), ("trigger", trigger?.rawValue), ("decision", decision?.rawValue)],
                                                        as: ConversionPage.self, time: \.requestedNs, id: \.eventId)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
@@ -310,11 +288,9 @@ struct EventsCommand: ParsableCommand {
     var maxRows: Int?
     @Option(help: "Seconds to run at most (0.1-86400: 30, 30s, 5m); then stop (with --follow, cleanly).", transform: DurationFlag.seconds)
     var maxDuration: Double?
-    @Option(help: "Events at or after this time: 15m (ago), RFC 3339, or 1795773600000000000ns (not with --follow).") var since: String?
-    @Option(help: "Events before this time (same forms; not with --follow).") var until: String?
     @Option(help: "Only the newest N events (1-100000) over every host, oldest first (not with --follow).") var tail: Int?
-    @Option(help: "Only this VM's events; needs one host (--host, or a --select that leaves one), since VM ids are per host.")
-    var vm: Int64?
+    /// --since and --until read what is recorded (not with --follow); --vm goes with both.
+    @OptionGroup var window: WindowOptions
     @Option(help: "Only these kinds, comma-separated: memory_fault, conversion, vm (every lifecycle kind), vm_created, vm_started, vm_paused, vm_resumed, vm_ended, policy_applied.")
     var kind: String?
     @OptionGroup var fleet: FleetOptions
@@ -332,7 +308,7 @@ struct EventsCommand: ParsableCommand {
     /// Whether `event` passes --vm, --kind, --since and --until.
     func matches(_ event: EventEntry, since: UInt64?, until: UInt64?) -> Bool {
         if let kinds = kindFilter, !kinds.contains(event.kind) { return false }
-        if let vm, (event.memoryFault?.vmId ?? event.conversion?.vmId ?? event.vmEvent?.vmId) != vm { return false }
+        if let vm = window.vm, (event.memoryFault?.vmId ?? event.conversion?.vmId ?? event.vmEvent?.vmId) != vm { return false }
         let time = Self.time(event)
         if let since, time < since { return false }
         if let until, time >= until { return false }
@@ -346,13 +322,10 @@ struct EventsCommand: ParsableCommand {
                 throw ValidationError("--kind takes a comma-separated list of \(Self.kinds.sorted().joined(separator: ", ")), not \(kind)")
             }
         }
-        if let vm, vm < 1 { throw ValidationError("--vm must be a positive VM id") }
         if let tail, !(1...100_000).contains(tail) { throw ValidationError("--tail must be from 1 to 100000") }
-        if follow, since != nil || until != nil || tail != nil {
+        if follow, window.since != nil || window.until != nil || tail != nil {
             throw ValidationError("--since, --until and --tail read what is recorded; with --follow use --from-start, --after or --since-file")
         }
-        _ = try TimeFlag.nanos(since, flag: "--since", now: 0)
-        _ = try TimeFlag.nanos(until, flag: "--until", now: 0)
         if let after, after < 0 { throw ValidationError("--after must be at least 0") }
         if fromStart, after != nil { throw ValidationError("--from-start and --after both say where to start; give one") }
         if sinceFile != nil, !follow { throw ValidationError("--since-file goes with --follow") }
@@ -363,9 +336,9 @@ struct EventsCommand: ParsableCommand {
     func run() throws {
         if follow { return try followStreams() }
         let client = try fleet.fleet()
-        try requireOneHost(vm: vm, client.hosts)
+        try window.requireOneHost(client.hosts)
         let now = TimeFlag.nowNanos()
-        let since = try TimeFlag.nanos(self.since, flag: "--since", now: now), until = try TimeFlag.nanos(self.until, flag: "--until", now: now)
+        let (since, until) = try window.resolved(now: now)
         var kept: [(host: String, event: EventEntry)] = []
         let names = fleet.json ? [:] : vmNames(client, on: Array(client.hosts.indices))
         let started = ContinuousClock.now
@@ -422,9 +395,9 @@ struct EventsCommand: ParsableCommand {
     /// `--follow`: every host's stream on one multi handle until SIGINT, SIGTERM or --max-duration.
     func followStreams() throws {
         // --vm and --kind are the stream's own filters.
-        let query = [vm.map { "vm=\($0)" }, kind.map { "kind=\($0)" }].compactMap { $0 }.joined(separator: "&")
+        let query = [window.vm.map { "vm=\($0)" }, kind.map { "kind=\($0)" }].compactMap { $0 }.joined(separator: "&")
         let (hosts, follower) = try fleet.follower(path: "/v1/events/stream" + (query.isEmpty ? "" : "?" + query))
-        try requireOneHost(vm: vm, hosts)
+        try window.requireOneHost(hosts)
         var positions = try SinceFile.load(sinceFile)
         let start: [Int64?] = hosts.map { host in
             if let after { return after }

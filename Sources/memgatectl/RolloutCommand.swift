@@ -2,6 +2,7 @@ import ArgumentParser
 import Controller
 import Foundation
 import MemoryModel
+import Platform
 
 extension PolicyCommand {
     /// `memgatectl policy rollout FILE`: replay, then push in waves with a bake after each,
@@ -83,7 +84,7 @@ extension PolicyCommand {
                 let rollout = try existing(store)
                 let client = try fleet.client(try Self.entries(rollout.hosts), try fleet.configContext())
                 let driver = PolicyRollout(fleet: client, streamOptions: try fleet.transportOptions(try fleet.configContext()), store: store,
-                                           report: display.show)
+                                           clock: MonotonicClock.wallNanos, report: display.show)
                 let result = try outcome { () throws(RolloutError) in try rollback ? driver.rollback(rollout.id) : driver.resume(rollout.id, bakeSeconds: bake) }
                 return try finish(result, display: display)
             }
@@ -116,7 +117,7 @@ extension PolicyCommand {
             limits.maxUnreachable = maxUnreachable
             let settings = RolloutSettings(bakeSeconds: bake ?? 60, limits: limits, canary: canary, select: labels, seed: seed, step: step)
             let driver = PolicyRollout(fleet: client, streamOptions: try fleet.transportOptions(try fleet.configContext()), store: store,
-                                       report: display.show)
+                                       clock: MonotonicClock.wallNanos, report: display.show)
             let result = try outcome { () throws(RolloutError) in try driver.start(document: document, plan: plan, settings: settings) }
             try finish(result, display: display)
         }

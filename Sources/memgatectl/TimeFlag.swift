@@ -4,7 +4,7 @@ import Platform
 
 /// `--since` / `--until` values: 15m (ago), RFC 3339, or nanoseconds since the epoch with `ns`.
 enum TimeFlag {
-    static func nowNanos() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1e9) }
+    static func nowNanos() -> UInt64 { MonotonicClock.wallNanos() }
 
     /// The time `value` names, nil when absent; a usage error naming `flag` when it names none.
     static func nanos(_ value: String?, flag: String, now: UInt64) throws -> UInt64? {

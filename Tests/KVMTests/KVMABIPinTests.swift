@@ -1,10 +1,11 @@
+import CGuestABI
 import CKVM
 import KVM
 import MemoryModel
 import Testing
 
-/// MemoryModel keeps its own copies of a few KVM numbers (it stays free of C).
-/// Each must equal the one in `ckvm.h`, the project's single source of the ABI.
+/// MemoryModel keeps its own copies of a few KVM and guest-ABI numbers (it stays free of C).
+/// Each must equal the one in `ckvm.h` or `memgate_abi.h`, the project's sources of the ABI.
 struct KVMABIPinTests {
     @Test func guestErrorCodesAreKVMsErrnos() {
         #expect(GuestErrorCode.invalid.rawValue == -Int64(CKVM_EINVAL))
@@ -22,6 +23,11 @@ struct KVMABIPinTests {
         #expect(FaultAccess.flagWrite == UInt64(CKVM_MEMORY_EXIT_FLAG_WRITE))
         #expect(FaultAccess.flagExec == UInt64(CKVM_MEMORY_EXIT_FLAG_EXEC))
         #expect(Hypercall.mapGPARange == UInt64(CKVM_HC_MAP_GPA_RANGE))
+    }
+
+    /// The page the model counts in is the one the guest SDK converts in.
+    @Test func thePageSizeIsTheGuestABIs() {
+        #expect(PageRange.pageSize == UInt64(MG_PAGE_SIZE))
     }
 
     @Test func capabilityAndVMTypeNumbersComeFromTheHeader() {

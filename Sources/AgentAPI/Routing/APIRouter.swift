@@ -117,10 +117,10 @@ public enum APIRouter {
                 guard kinds == "all" else { throw .badParameter("kinds", "takes all (every kind of event, as the stream carries them)") }
                 guard query["from"] == nil else { throw .badParameter("from", "does not go with kinds=all") }
                 return .allEvents(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                                  limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+                                  limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
             }
             return .events(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                           limit: Int(try query.integer("limit", in: 1...1000, default: 100)),
+                           limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))),
                            fromEnd: try query.choice("from", of: ["start", "end"]) == "end")
         case (.eventStream, _):
             // A reconnecting EventSource sends Last-Event-ID; it wins over the URL it reconnects to.
@@ -164,7 +164,7 @@ public enum APIRouter {
             }
             return .replayPolicy(document: try jsonBody(request, parsed: false), window: window,
                                  samples: Int(try query.integer("samples", in: 0...1000, default: 20)))
-        case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+        case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
         case (.policyDocument, _):
             let version = String(request.path.split(separator: "/").last ?? "")
             guard version.count == 64, version.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
@@ -174,7 +174,7 @@ public enum APIRouter {
         case (.auditHead, _): return .auditHead
         case (.auditRequests, _):
             return .auditRequests(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                                  limit: Int(try query.integer("limit", in: 1...1000, default: 100)))
+                                  limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
         default: throw .notFound("no such endpoint: \(request.path)")
         }
     }
@@ -191,17 +191,17 @@ public enum APIRouter {
         var filter = EventFilter()
         filter.vm = try query.optionalInteger("vm", in: 1...Int64.max)
         if !conversions {
-            filter.access = try query.choice("access", of: ["read", "write", "exec", "unknown"])
+            filter.access = try query.choice("access", of: FaultAccess.allCases.map(\.rawValue) + ["unknown"])
         }
         if conversions {
-            filter.direction = try query.choice("direction", of: ["to_private", "to_shared"])
-            filter.trigger = try query.choice("trigger", of: ["explicit", "implicit"])
-            filter.decision = try query.choice("decision", of: ["pending", "applied", "denied", "invalid", "failed", "incomplete"])
+            filter.direction = try query.choice("direction", of: ConversionDirection.self)
+            filter.trigger = try query.choice("trigger", of: ConversionTrigger.self)
+            filter.decision = try query.choice("decision", of: ConversionDecision.self)
         }
         filter.since = try query.optionalInteger("since", in: 0...Int64.max).map { UInt64($0) }
         filter.until = try query.optionalInteger("until", in: 0...Int64.max).map { UInt64($0) }
         filter.after = try query.integer("cursor", in: 0...Int64.max, default: 0)
-        filter.limit = Int(try query.integer("limit", in: 1...1000, default: 100))
+        filter.limit = Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default)))
         filter.newest = try query.choice("order", of: ["oldest", "newest"]) == "newest"
         return filter
     }

@@ -68,4 +68,10 @@ struct QueryString: Sendable {
         guard allowed.contains(text) else { throw .badParameter(name, "must be one of \(allowed.joined(separator: ", "))") }
         return text
     }
+
+    /// One of an enum's raw values, the allowed list derived from the enum.
+    func choice<Choice: RawRepresentable & CaseIterable>(_ name: String, of type: Choice.Type) throws(APIError) -> String?
+    where Choice.RawValue == String {
+        try choice(name, of: Choice.allCases.map(\.rawValue))
+    }
 }

@@ -43,10 +43,11 @@ public final class PolicyRollout {
     let streamOptions: TransportOptions
     let store: RolloutStateStore
     let report: @Sendable (RolloutUpdate) -> Void
+    /// Wall-clock nanoseconds since the epoch (the caller's clock: `MonotonicClock.wallNanos` in memgatectl).
     private let clock: @Sendable () -> UInt64
 
     public init(fleet: FleetClient, streamOptions: TransportOptions, store: RolloutStateStore,
-                clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1e9) },
+                clock: @escaping @Sendable () -> UInt64,
                 report: @escaping @Sendable (RolloutUpdate) -> Void) {
         self.fleet = fleet
         self.streamOptions = streamOptions
