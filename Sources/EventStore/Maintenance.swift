@@ -104,63 +104,84 @@ public enum Maintenance {
             try connection.execute("PRAGMA foreign_keys = ON")
             let cutoff = SQLValue.unsigned(cutoffNanos)
             let limit = SQLValue.integer(Int64(max(batch, 1)))
-            // Remember the highest ids first: deleting the newest rows must not let them be handed out again.
-            try connection.transaction { () throws(SQLiteError) in
-                try connection.execute("""
-                    INSERT INTO id_watermarks (name, last_id)
-                    VALUES ('event', max(\(EventStore.highestEventIDs))),
-                           ('vm', coalesce((SELECT max(vm_id) FROM vms), 0))
-                    ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)
-                    """)
-            }
+            try keepWatermarks(connection)
             // A cut needs the chain value where it falls: rows no agent chained yet (an older store) are chained first.
             _ = try ChainLinker.catchUp(connection)
             var report = PruneReport(faults: 0, conversions: 0, vms: 0, apiRequests: 0, refusalCounts: 0)
-            if let through = try cutEvents(connection, cutoff: cutoff) {
-                report.faults = try deleteInBatches(connection, """
-                    DELETE FROM memory_faults WHERE event_id IN (SELECT event_id FROM memory_faults WHERE event_id <= ?1 LIMIT ?2)
-                    """, [.integer(through), limit])
-                report.conversions = try deleteConversions(connection, through: through, limit: limit)
-                report.lifecycle = try deleteInBatches(connection, """
-                    DELETE FROM vm_events WHERE event_id IN (SELECT event_id FROM vm_events WHERE event_id <= ?1 LIMIT ?2)
-                    """, [.integer(through), limit])
-            }
-            report.vms = try connection.transaction { () throws(SQLiteError) in
-                let gone = """
-                    SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1
-                    AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id)
-                    AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.vm_id = v.vm_id)
-                    AND NOT EXISTS (SELECT 1 FROM vm_events e WHERE e.vm_id = v.vm_id)
-                    """
-                try connection.query("DELETE FROM memory_layout WHERE vm_id IN (\(gone))", [cutoff])
-                try connection.query("DELETE FROM event_aggregates WHERE vm_id IN (\(gone))", [cutoff])
-                try connection.query("DELETE FROM memory_checkpoints WHERE vm_id IN (\(gone))", [cutoff])
-                try connection.query("DELETE FROM vms WHERE vm_id IN (\(gone))", [cutoff])
-                return connection.changes
-            }
-            // Aggregated counts of ended VMs age out like the events they stand for.
-            try connection.transaction { () throws(SQLiteError) in
-                try connection.query("""
-                    DELETE FROM event_aggregates WHERE second < ?1 / 1000000000
-                    AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
-                    """, [cutoff])
-            }
-            // The API audit ages out by its own time: admitted requests up to their cut, refusal counts by second.
-            if let through = try cutRequests(connection, cutoff: cutoff) {
-                report.apiRequests = try deleteInBatches(connection, """
-                    DELETE FROM api_requests WHERE id IN (SELECT id FROM api_requests WHERE id <= ?1 LIMIT ?2)
-                    """, [.integer(through), limit])
-            }
-            report.refusalCounts = try connection.transaction { () throws(SQLiteError) in
-                try connection.query("DELETE FROM api_refusals WHERE second < ?1 / 1000000000", [cutoff])
-                return connection.changes
-            }
-            // Free the space a few hundred pages at a time, each its own short transaction.
-            while (try connection.scalar("PRAGMA freelist_count") ?? 0) > 0 {
-                try connection.execute("PRAGMA incremental_vacuum(256)")
-                try checkpoint(connection)
-            }
+            try pruneEvents(connection, cutoff: cutoff, limit: limit, into: &report)
+            report.vms = try pruneEndedVMs(connection, cutoff: cutoff)
+            try pruneRequests(connection, cutoff: cutoff, limit: limit, into: &report)
+            try vacuum(connection)
             return report
+        }
+    }
+
+    /// Remembers the highest ids first: deleting the newest rows must not let them be handed out again.
+    static func keepWatermarks(_ connection: SQLiteConnection) throws(SQLiteError) {
+        try connection.transaction { () throws(SQLiteError) in
+            try connection.execute("""
+                INSERT INTO id_watermarks (name, last_id)
+                VALUES ('event', max(\(EventStore.highestEventIDs))),
+                       ('vm', coalesce((SELECT max(vm_id) FROM vms), 0))
+                ON CONFLICT (name) DO UPDATE SET last_id = max(last_id, excluded.last_id)
+                """)
+        }
+    }
+
+    /// The events up to the chain's cut, table by table, a batch a transaction.
+    static func pruneEvents(_ connection: SQLiteConnection, cutoff: SQLValue, limit: SQLValue, into report: inout PruneReport) throws(SQLiteError) {
+        guard let through = try cutEvents(connection, cutoff: cutoff) else { return }
+        report.faults = try deleteInBatches(connection, """
+            DELETE FROM memory_faults WHERE event_id IN (SELECT event_id FROM memory_faults WHERE event_id <= ?1 LIMIT ?2)
+            """, [.integer(through), limit])
+        report.conversions = try deleteConversions(connection, through: through, limit: limit)
+        report.lifecycle = try deleteInBatches(connection, """
+            DELETE FROM vm_events WHERE event_id IN (SELECT event_id FROM vm_events WHERE event_id <= ?1 LIMIT ?2)
+            """, [.integer(through), limit])
+    }
+
+    /// VMs that ended before the cutoff with no event left, with what hangs off them; then the
+    /// aggregated counts of ended VMs, which age out like the events they stand for. Returns the VMs deleted.
+    static func pruneEndedVMs(_ connection: SQLiteConnection, cutoff: SQLValue) throws(SQLiteError) -> Int {
+        let vms = try connection.transaction { () throws(SQLiteError) in
+            let gone = """
+                SELECT vm_id FROM vms v WHERE ended_ns IS NOT NULL AND ended_ns < ?1
+                AND NOT EXISTS (SELECT 1 FROM memory_faults f WHERE f.vm_id = v.vm_id)
+                AND NOT EXISTS (SELECT 1 FROM conversions c WHERE c.vm_id = v.vm_id)
+                AND NOT EXISTS (SELECT 1 FROM vm_events e WHERE e.vm_id = v.vm_id)
+                """
+            for table in ["memory_layout", "event_aggregates", "memory_checkpoints", "vms"] {
+                try connection.query("DELETE FROM \(table) WHERE vm_id IN (\(gone))", [cutoff])
+            }
+            return connection.changes
+        }
+        try connection.transaction { () throws(SQLiteError) in
+            try connection.query("""
+                DELETE FROM event_aggregates WHERE second < ?1 / 1000000000
+                AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
+                """, [cutoff])
+        }
+        return vms
+    }
+
+    /// The API audit ages out by its own time: admitted requests up to their chain's cut, refusal counts by second.
+    static func pruneRequests(_ connection: SQLiteConnection, cutoff: SQLValue, limit: SQLValue, into report: inout PruneReport) throws(SQLiteError) {
+        if let through = try cutRequests(connection, cutoff: cutoff) {
+            report.apiRequests = try deleteInBatches(connection, """
+                DELETE FROM api_requests WHERE id IN (SELECT id FROM api_requests WHERE id <= ?1 LIMIT ?2)
+                """, [.integer(through), limit])
+        }
+        report.refusalCounts = try connection.transaction { () throws(SQLiteError) in
+            try connection.query("DELETE FROM api_refusals WHERE second < ?1 / 1000000000", [cutoff])
+            return connection.changes
+        }
+    }
+
+    /// Frees the space a few hundred pages at a time, each its own short transaction.
+    static func vacuum(_ connection: SQLiteConnection) throws(SQLiteError) {
+        while (try connection.scalar("PRAGMA freelist_count") ?? 0) > 0 {
+            try connection.execute("PRAGMA incremental_vacuum(256)")
+            try checkpoint(connection)
         }
     }
 
@@ -237,12 +258,18 @@ public enum Maintenance {
 
     /// Runs `sql` (a DELETE of at most ?2 rows) in transactions of its own until it deletes nothing; returns the rows deleted.
     static func deleteInBatches(_ connection: SQLiteConnection, _ sql: String, _ values: [SQLValue]) throws(SQLiteError) -> Int {
+        try deleteInBatches(connection) { () throws(SQLiteError) in
+            try connection.query(sql, values)
+            return connection.changes
+        }
+    }
+
+    /// Runs `batch` (which deletes some rows and says how many) in transactions of its own until it
+    /// deletes nothing, checkpointing between them; returns the rows deleted.
+    static func deleteInBatches(_ connection: SQLiteConnection, _ batch: () throws(SQLiteError) -> Int) throws(SQLiteError) -> Int {
         var total = 0
         while true {
-            let deleted = try connection.transaction { () throws(SQLiteError) in
-                try connection.query(sql, values)
-                return connection.changes
-            }
+            let deleted = try connection.transaction("BEGIN IMMEDIATE", batch)
             total += deleted
             if deleted == 0 { return total }
             try checkpoint(connection)
@@ -251,30 +278,24 @@ public enum Maintenance {
 
     /// Deletes conversions up to `through`, a batch a transaction, adding what applied ones changed to their VMs' pruned totals.
     static func deleteConversions(_ connection: SQLiteConnection, through: Int64, limit: SQLValue) throws(SQLiteError) -> Int {
-        var total = 0
-        while true {
-            let deleted = try connection.transaction { () throws(SQLiteError) in
-                try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
-                try connection.query("""
-                    CREATE TEMP TABLE prune_batch AS
-                    SELECT event_id, vm_id, direction, decision, changed_bytes FROM conversions WHERE event_id <= ?1 LIMIT ?2
-                    """, [.integer(through), limit])
-                try connection.execute("""
-                    UPDATE vms SET
-                        pruned_to_shared_bytes = pruned_to_shared_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
-                            WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_shared'), 0),
-                        pruned_to_private_bytes = pruned_to_private_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
-                            WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_private'), 0)
-                    WHERE vm_id IN (SELECT vm_id FROM temp.prune_batch)
-                    """)
-                try connection.execute("DELETE FROM conversions WHERE event_id IN (SELECT event_id FROM temp.prune_batch)")
-                let count = connection.changes
-                try connection.execute("DROP TABLE temp.prune_batch")
-                return count
-            }
-            total += deleted
-            if deleted == 0 { return total }
-            try checkpoint(connection)
+        try deleteInBatches(connection) { () throws(SQLiteError) in
+            try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
+            try connection.query("""
+                CREATE TEMP TABLE prune_batch AS
+                SELECT event_id, vm_id, direction, decision, changed_bytes FROM conversions WHERE event_id <= ?1 LIMIT ?2
+                """, [.integer(through), limit])
+            try connection.execute("""
+                UPDATE vms SET
+                    pruned_to_shared_bytes = pruned_to_shared_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
+                        WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_shared'), 0),
+                    pruned_to_private_bytes = pruned_to_private_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
+                        WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_private'), 0)
+                WHERE vm_id IN (SELECT vm_id FROM temp.prune_batch)
+                """)
+            try connection.execute("DELETE FROM conversions WHERE event_id IN (SELECT event_id FROM temp.prune_batch)")
+            let count = connection.changes
+            try connection.execute("DROP TABLE temp.prune_batch")
+            return count
         }
     }
 
