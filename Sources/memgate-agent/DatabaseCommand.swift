@@ -1,3 +1,4 @@
+import APITypes
 import ArgumentParser
 import EventStore
 import Foundation

@@ -1,3 +1,4 @@
+import APITypes
 import ArgumentParser
 import Foundation
 import Platform
