@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Platform", dependencies: ["CLinux"], swiftSettings: strict),
         .target(
             name: "KVM",
-            dependencies: ["CKVM", "CLinux", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CKVM", "CLinux"],
             swiftSettings: strict),
         // Pure logic, no I/O: page-state map, conversion requests, policy.
         .target(name: "MemoryModel", dependencies: ["JSON"], swiftSettings: strict),
@@ -75,7 +75,7 @@ let package = Package(
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
         .target(
             name: "Controller",
-            dependencies: ["CCurl", "CPQ", "APITypes", "JSON", "MemoryModel", "Platform", "SQLite"],
+            dependencies: ["CCurl", "CPQ", "APITypes", "JSON", "MemoryModel", "SQLite"],
             resources: [.copy("FleetMigrations"), .copy("RolloutMigrations")],
             swiftSettings: strict),
         .executableTarget(

@@ -49,15 +49,6 @@ final class RolloutDisplay: Sendable {
         var replay: PolicyCommand.ReplayAnswer?
 
         init(_ event: String) { self.event = event }
-
-        enum CodingKeys: String, CodingKey {
-            case event, rollout, wave, hosts, waves, applied, unchanged, unreachable, events, denials, faulted, down, breach, evidence,
-                 candidate, seed, replay
-            case secondsLeft = "seconds_left"
-            case waveHosts = "wave_hosts"
-            case replayAllowedToDenied = "replay_allowed_to_denied"
-            case replayRequests = "replay_requests"
-        }
     }
 
     /// The plan (each wave's hosts by name), and the replay merged over the fleet: every host's with `--dry-run`

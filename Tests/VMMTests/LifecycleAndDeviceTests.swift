@@ -3,7 +3,7 @@ import Testing
 @testable import VMM
 
 @Suite struct VMLifecycleTests {
-    func lifecycle(after events: [VMLifecycleEvent]) throws -> VMLifecycle {
+    func lifecycle(after events: [VMTransition]) throws -> VMLifecycle {
         var machine = VMLifecycle()
         for event in events { try machine.apply(event) }
         return machine
@@ -15,13 +15,13 @@ import Testing
     }
 
     @Test(arguments: [
-        (VMLifecycleEvent.crash(reason: "tf"), VMState.crashed),
+        (VMTransition.crash(reason: "tf"), VMState.crashed),
         (.fail(reason: "unhandled"), .failed),
         (.stop(reason: "operator"), .stopped),
         (.allVCPUsHalted, .stopped),
         (.guestExited(status: 0), .stopped),
     ])
-    func terminalEventsFromRunningAndPaused(event: VMLifecycleEvent, expected: VMState) throws {
+    func terminalEventsFromRunningAndPaused(event: VMTransition, expected: VMState) throws {
         #expect(try lifecycle(after: [.start, event]).state == expected)
         #expect(try lifecycle(after: [.start, .pause, event]).state == expected)
         #expect(expected.isTerminal)
@@ -33,8 +33,8 @@ import Testing
         #expect(throws: LifecycleError(state: .running, event: "start")) { try lifecycle(after: [.start, .start]) }
         #expect(throws: LifecycleError(state: .running, event: "resume")) { try lifecycle(after: [.start, .resume]) }
         #expect(throws: LifecycleError(state: .created, event: "crash")) { try lifecycle(after: [.crash(reason: "x")]) }
-        for terminal: [VMLifecycleEvent] in [[.start, .crash(reason: "x")], [.start, .fail(reason: "y")], [.stop(reason: "z")]] {
-            for event: VMLifecycleEvent in [.start, .pause, .resume, .stop(reason: "again"), .guestExited(status: 1)] {
+        for terminal: [VMTransition] in [[.start, .crash(reason: "x")], [.start, .fail(reason: "y")], [.stop(reason: "z")]] {
+            for event: VMTransition in [.start, .pause, .resume, .stop(reason: "again"), .guestExited(status: 1)] {
                 #expect(throws: LifecycleError.self) { try lifecycle(after: terminal + [event]) }
             }
         }

@@ -8,7 +8,7 @@ public enum VMState: String, Sendable, Codable, CaseIterable {
 }
 
 /// What can happen to a VM.
-public enum VMLifecycleEvent: Sendable, Equatable {
+public enum VMTransition: Sendable, Equatable {
     case start
     case pause
     case resume
@@ -62,7 +62,7 @@ public struct VMLifecycle: Sendable, Equatable {
         self.state = state; self.reason = reason; self.exitStatus = exitStatus
     }
 
-    public mutating func apply(_ event: VMLifecycleEvent) throws(LifecycleError) {
+    public mutating func apply(_ event: VMTransition) throws(LifecycleError) {
         let next: VMState
         switch (state, event) {
         case (.created, .start): next = .running

@@ -29,11 +29,6 @@ public struct GuestMemoryView: Sendable {
         engine.backend.write(bytes, gpa: gpa, as: .shared)
     }
 
-    /// The private copy, where the host can map it (alias backend); nil otherwise.
-    public func readPrivate(gpa: UInt64, count: Int) -> [UInt8]? {
-        engine.backend.read(gpa: gpa, count: count, as: .private)
-    }
-
     /// What the guest sees at `gpa` now: the copy its current state selects.
     public func read(gpa: UInt64, count: Int) -> [UInt8]? {
         let state = engine.pageStates.state(at: gpa) ?? .private

@@ -37,7 +37,7 @@ struct VCPURunner: Sendable {
         case resume
         /// This vCPU stops. With an event the VM ends that way; without one the VM goes on
         /// without this vCPU (it halted), or is already ending.
-        case stop(VMLifecycleEvent?)
+        case stop(VMTransition?)
     }
 
     let vcpu: VCPUChannel

@@ -63,7 +63,7 @@ final class VMControl: @unchecked Sendable {
     }
 
     /// A terminal event from inside the VM: the first one decides the outcome.
-    func finish(_ event: VMLifecycleEvent) {
+    func finish(_ event: VMTransition) {
         condition.lock()
         defer { condition.unlock() }
         if !lifecycle.state.isTerminal { try? lifecycle.apply(event) }

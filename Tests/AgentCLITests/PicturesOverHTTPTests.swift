@@ -10,7 +10,7 @@ import TestSupport
 /// The memory map SVG, the status page with its sign-in, and the page as a real
 /// browser draws it.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
-struct PicturesTests {
+struct PicturesOverHTTPTests {
     /// An agent with two ended VMs: a quarter and a half of data RAM shared (32 MiB: 30 MiB of data RAM).
     func agentWithTwoVMs() throws -> (AgentProcess, [Int: Double]) {
         let agent = try AgentProcess()
