@@ -50,7 +50,7 @@ struct AuditCommand: ParsableCommand {
                 MonotonicClock.wallNanos()
             }
             let rows = reports.map { Row(host: $0.host, events: $0.events, cursor: $0.cursor, error: $0.failure) }
-            if fleet.json { try Out.json(["hosts": rows]) } else {
+            if fleet.json { try Out.json(["hosts": rows], as: fleet.format) } else {
                 var table = Table(["HOST", "NEW EVENTS", "CURSOR", "STATUS"])
                 for row in rows { table.add([row.host, "\(row.events)", "\(row.cursor)", row.error ?? "ok"]) }
                 Out.line(table.render())
@@ -83,7 +83,7 @@ struct AuditCommand: ParsableCommand {
             let sink = try AuditCommand.openSink(into)
             let reports = AuditVerify(deadline: fleet.deadline).run(client, against: sink) { MonotonicClock.wallNanos() }
             let rows = reports.map { Row(host: $0.host, chain: $0.chain, fleetHead: $0.stored?.id, hostHead: $0.live?.lastId, error: $0.failure) }
-            if fleet.json { try Out.json(["hosts": rows]) } else {
+            if fleet.json { try Out.json(["hosts": rows], as: fleet.format) } else {
                 var table = Table(["HOST", "CHAIN", "FLEET HEAD", "HOST HEAD", "STATUS"])
                 for row in rows {
                     table.add([row.host, row.chain, row.fleetHead.map(String.init) ?? "-", row.hostHead.map(String.init) ?? "-", row.error ?? "ok"])

@@ -79,9 +79,8 @@ struct FleetOptions: ParsableArguments {
         guard deadline >= 0.1, deadline <= 3600 else { throw ValidationError("--deadline must be from 0.1 to 3600 seconds") }
     }
 
-    /// The selected hosts and a client for them (and the output format, for `Out`).
+    /// The selected hosts and a client for them.
     func fleet() throws -> FleetClient {
-        Out.format.withLock { $0 = format }
         let context = try configContext()
         let entries = try selectedEntries(context)
         guard !entries.isEmpty else {
@@ -96,7 +95,6 @@ struct FleetOptions: ParsableArguments {
     /// - Parameter bounded: the whole command (name lookup, the write, and anything after) ends within --deadline;
     ///   false for a command that follows (a console with -f) or walks many VMs.
     func oneHost(_ name: String, bounded: Bool = true) throws -> (FleetClient, Int) {
-        Out.format.withLock { $0 = format }
         let context = try configContext()
         let entries = try selectedEntries(context)
         let limit = { (client: FleetClient) in bounded ? client.within(seconds: deadline) : client }
@@ -166,7 +164,6 @@ struct FleetOptions: ParsableArguments {
 
     /// The selected hosts and a follower of their event streams.
     func follower(path: String) throws -> ([HostEntry], CurlEventFollower) {
-        Out.format.withLock { $0 = format }
         let context = try configContext()
         let entries = try selectedEntries(context)
         guard !entries.isEmpty else { throw CtlFailure.usage("no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS or a config context") }

@@ -96,8 +96,8 @@ struct PolicyCommand: ParsableCommand {
         }
 
         /// Every row as JSON; as a table, every row in a small fleet, else the failed ones and a summary.
-        static func print(_ rows: [Row], json: Bool, everyRow: Bool = true, ok: Set<String> = ["valid", "same", "applied", "unchanged"]) throws {
-            if json { return try Out.json(["hosts": rows]) }
+        static func print(_ rows: [Row], format: OutputFormat, everyRow: Bool = true, ok: Set<String> = ["valid", "same", "applied", "unchanged"]) throws {
+            if format.isStructured { return try Out.json(["hosts": rows], as: format) }
             var table = Table(["HOST", "RESULT", "DETAIL"])
             for row in rows where everyRow || !ok.contains(row.result) { table.add([row.host, row.result, row.detail]) }
             if everyRow || !table.rows.isEmpty { Out.line(table.render()) }
@@ -137,7 +137,7 @@ struct PolicyCommand: ParsableCommand {
                            error: outcomes[index].failure.map { "\($0.kind): \($0)" })
             }
             if fleet.json {
-                try Out.json(Answer(referenceVersion: drift.reference, hosts: rows))
+                try Out.json(Answer(referenceVersion: drift.reference, hosts: rows), as: fleet.format)
             } else {
                 var table = Table(["HOST", "VERSION", "NAME", "STATE"])
                 for row in rows {
@@ -174,7 +174,7 @@ struct PolicyCommand: ParsableCommand {
                 return Row(host: outcome.host.name, result: validation.valid ? (validation.changed ? "valid, would change" : "valid, unchanged") : "invalid",
                            detail: validation.valid ? "current \(validation.currentVersion.prefix(12))" : "\(validation.field ?? ""): \(validation.message ?? "")")
             }
-            try Row.print(rows, json: fleet.json)
+            try Row.print(rows, format: fleet.format)
             if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
         }
     }
@@ -198,7 +198,7 @@ struct PolicyCommand: ParsableCommand {
                 rows.append(Row(host: outcome.host.name, result: lines.isEmpty ? "unchanged" : "changes",
                                 detail: lines.joined(separator: "\n")))
             }
-            if fleet.json { try Out.json(["version": new.version] as [String: String]); try Out.json(["hosts": rows]) } else {
+            if fleet.json { try Out.json(["version": new.version] as [String: String], as: fleet.format); try Out.json(["hosts": rows], as: fleet.format) } else {
                 // One diff per distinct current document, with the hosts that have it, the most common first; then the failures.
                 let answered = rows.filter { $0.result == "changes" || $0.result == "unchanged" }
                 let groups = Dictionary(grouping: answered, by: \.detail).values
@@ -229,7 +229,7 @@ struct PolicyCommand: ParsableCommand {
             let outcomes = PolicyReplayRun.run(document, on: client, path: try replay.path())
             let answer = ReplayAnswer(outcomes)
             if fleet.json {
-                try Out.json(answer)
+                try Out.json(answer, as: fleet.format)
             } else {
                 Out.line("candidate \(policy.version.prefix(12)): \(answer.total.summary)")
                 answer.printTable()
@@ -271,7 +271,7 @@ struct PolicyCommand: ParsableCommand {
                 outcomes = pushed
             }
             let rows = zip(client.hosts, outcomes).map { Row(host: $0.name, result: $1.word, detail: $1.detail) }
-            try Row.print(rows, json: fleet.json, everyRow: fleet.everyRow(hosts: rows.count))
+            try Row.print(rows, format: fleet.format, everyRow: fleet.everyRow(hosts: rows.count))
             if outcomes.contains(where: \.isFailure) { throw CtlFailure.hostsFailed }
         }
 
@@ -281,7 +281,7 @@ struct PolicyCommand: ParsableCommand {
             let unanswered = replay.hosts.filter { $0.report == nil }.map(\.host)
             Out.error("replay: \(replay.total.summary)" + (unanswered.isEmpty ? "" : "; no replay from \(unanswered.joined(separator: ", "))"))
             if stopIfUnclean, replay.total.allowedToDenied > 0 || !unanswered.isEmpty {
-                if fleet.json { try Out.json(["replay": replay]) }
+                if fleet.json { try Out.json(["replay": replay], as: fleet.format) }
                 throw CtlFailure.failed(replay.total.allowedToDenied > 0
                     ? "not pushed: \(replay.total.allowedToDenied) recorded requests the policy allowed would be denied (see memgatectl policy replay)"
                     : "not pushed: \(unanswered.count) hosts could not replay the policy, so --if-replay-clean cannot vouch for them")

@@ -4,15 +4,11 @@ import Controller
 import Foundation
 import JSON
 import Platform
-import Synchronization
 
 /// Output helpers shared by the commands. Everything printed passes through
 /// `TerminalText.sanitize`: agents (and guests naming their VMs) supply much of
 /// it, and none of it may drive the operator's terminal.
 enum Out {
-    /// The command's output format (set once, from its `FleetOptions`).
-    static let format = Mutex(OutputFormat.json)
-
     static func line(_ text: String) {
         write(Array((TerminalText.sanitize(text) + "\n").utf8))
     }
@@ -40,15 +36,15 @@ enum Out {
     }
 
     /// Pretty, sorted, snake_case JSON on stdout.
-    static func json<T: Encodable>(_ value: T) throws {
+    /// - Parameter format: the command's `-o` (json, yaml, name or jsonpath; a table command's own JSON is json).
+    static func json<T: Encodable>(_ value: T, as format: OutputFormat = .json) throws {
         let encoder = APIJSON.encoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try emit(try encoder.encode(value))
+        try emit(try encoder.encode(value), format)
     }
 
     /// JSON as it is, or what `-o jsonpath=` selects from it, or the same shape as YAML, or the names in it.
-    private static func emit(_ bytes: Data) throws {
-        let chosen = format.withLock { $0 }
+    private static func emit(_ bytes: Data, _ chosen: OutputFormat) throws {
         if case .json = chosen { return line(String(decoding: bytes, as: UTF8.self)) }
         // Our own encoder's output is strict JSON; a failure here would be a bug, said as such.
         guard let document = try? StrictJSON.parse([UInt8](bytes)) else { throw CtlFailure.failed("internal: output is not JSON") }
@@ -87,8 +83,8 @@ enum Out {
     }
 
     /// One line of JSON (for streams such as `events --follow`).
-    static func jsonLine<T: Encodable>(_ value: T) throws {
-        try emit(try APIJSON.encoder().encode(value))
+    static func jsonLine<T: Encodable>(_ value: T, as format: OutputFormat = .json) throws {
+        try emit(try APIJSON.encoder().encode(value), format)
     }
 
     /// Hosts that failed, on stderr (tables) — JSON carries them in `failures`.

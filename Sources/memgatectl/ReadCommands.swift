@@ -41,7 +41,7 @@ struct HostsCommand: ParsableCommand {
                        latencyMs: info == nil ? nil : (outcome.seconds * 100_000).rounded() / 100, error: outcome.failure.map { "\($0.kind): \($0)" })
         }
         if fleet.json {
-            try Out.json(["hosts": rows])
+            try Out.json(["hosts": rows], as: fleet.format)
         } else {
             var table = Table(["HOST", "URL", "STATUS", "VERSION", "BACKEND", "VMS", "POLICY", "LATENCY"])
             let all = fleet.everyRow(hosts: rows.count)
@@ -93,7 +93,7 @@ struct VMsCommand: ParsableCommand {
             (labels?.matches(vm.labels) ?? true) && (states?.contains(vm.state) ?? true)
         }
         if fleet.json {
-            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)))
+            try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes)), as: fleet.format)
         } else if outcomes.contains(where: { $0.failure == nil }) {
             var columns = ["HOST", "ID", "NAME", "STATE", "MEMORY", "PRIVATE", "SHARED", "CREATED", "ENDED"]
             if fleet.wide { columns += ["BACKEND", "VCPUS", "LABELS"] }
@@ -229,7 +229,7 @@ struct FaultsCommand: ParsableCommand {
         let (merged, outcomes, next) = try filter.list(client, "/v1/memory-faults", as: FaultPage.self, time: \.timeNs, id: \.eventId)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
-                                 nextCursor: next?.encoded()))
+                                 nextCursor: next?.encoded()), as: fleet.format)
         } else if outcomes.contains(where: { $0.failure == nil }) {
             // The access (what the guest did) and the page's side (private or shared) are two things, each its own column.
             var table = Table(["TIME (UTC)", "HOST", "VM", "VCPU", "GPA", "SIZE", "ACCESS", "PAGE", "SOURCE", "EVENT"])
@@ -259,7 +259,7 @@ struct ConversionsCommand: ParsableCommand {
                                                        as: ConversionPage.self, time: \.requestedNs, id: \.eventId)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
-                                 nextCursor: next?.encoded()))
+                                 nextCursor: next?.encoded()), as: fleet.format)
         } else if outcomes.contains(where: { $0.failure == nil }) {
             var table = Table(["TIME (UTC)", "HOST", "VM", "GPA", "SIZE", "DIRECTION", "TRIGGER", "DECISION", "REASON"])
             let names = vmNames(client, on: outcomes.indices.filter { outcomes[$0].failure == nil })
@@ -469,7 +469,7 @@ struct EventsCommand: ParsableCommand {
 
     /// One event a line; `names` (host → VM id → name) puts the VM's name next to its id where known.
     func print(_ host: String, _ event: EventEntry, names: [String: [Int64: String]] = [:]) throws {
-        if fleet.json { return try Out.jsonLine(HostTagged(host: host, row: event)) }
+        if fleet.json { return try Out.jsonLine(HostTagged(host: host, row: event), as: fleet.format) }
         if let fault = event.memoryFault {
             Out.line("\(utcTime(fault.timeNs))  \(host)  vm \(vmLabel(fault.vmId, host: host, names))  memory fault at 0x\(String(fault.gpa, radix: 16)) (\(FaultsCommand.side(fault)) \(fault.access ?? "unknown"), \(fault.source))")
         } else if let c = event.conversion {

@@ -64,7 +64,7 @@ extension PolicyCommand {
             } catch {
                 throw CtlFailure.failed(error.message)
             }
-            let display = RolloutDisplay(json: fleet.json, terminal: isatty(2) != 0 && !fleet.json,
+            let display = RolloutDisplay(format: fleet.format, terminal: isatty(2) != 0 && !fleet.json,
                                          names: try fleet.selectedEntries(try fleet.configContext()).map(\.name))
             if !dryRun {
                 let last: RolloutRecord?

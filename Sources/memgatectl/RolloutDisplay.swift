@@ -6,14 +6,17 @@ import Synchronization
 /// plain line per step otherwise, one JSON object per step with `--json` (stdout).
 final class RolloutDisplay: Sendable {
     private let json: Bool
+    /// `-o`: the JSON steps' form (json, yaml, jsonpath).
+    private let format: OutputFormat
     private let terminal: Bool
     /// The inventory's names, by host index: every line names hosts as the operator does.
     private let names: [String]
     /// The bake line is shown at most once every 10 s when it cannot be redrawn in place.
     private let lastPlainBake = Mutex<Date>(.distantPast)
 
-    init(json: Bool, terminal: Bool, names: [String]) {
-        self.json = json
+    init(format: OutputFormat, terminal: Bool, names: [String]) {
+        self.format = format
+        self.json = format.isStructured
         self.terminal = terminal
         self.names = names
     }
@@ -60,7 +63,7 @@ final class RolloutDisplay: Sendable {
             step.candidate = candidate; step.waves = waves.map(\.count); step.waveHosts = hosts; step.seed = seed
             step.replayAllowedToDenied = replay.total.allowedToDenied; step.replayRequests = replay.total.requests
             if everyHost { step.replay = replay }
-            try? Out.jsonLine(step)
+            try? Out.jsonLine(step, as: format)
             return
         }
         if everyHost { replay.printTable() }
@@ -128,7 +131,7 @@ final class RolloutDisplay: Sendable {
         case .finished:
             return
         }
-        try? Out.jsonLine(step)
+        try? Out.jsonLine(step, as: format)
     }
 
     /// The end: counts of hosts by what became of them, and each host with --verbose (always
@@ -152,7 +155,7 @@ final class RolloutDisplay: Sendable {
         let details = notable.map { Host(host: $0.name, wave: $0.wave, state: $0.state.rawValue, detail: $0.detail) }
         if json {
             try Out.jsonLine(Summary(rollout: result.id, state: result.state.rawValue, outcome: result.outcome, hosts: result.counts,
-                                     details: details))
+                                     details: details), as: format)
             return
         }
         if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }

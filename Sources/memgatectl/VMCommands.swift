@@ -6,14 +6,15 @@ import Platform
 
 /// Prints one host's VM answer and exits 1 if it failed.
 /// - Parameter check: for a write, the command that shows whether it applied after all (said when its answer timed out).
-func report(_ outcome: HostOutcome<VMInfo>, json: Bool, check: String? = nil) throws {
+func report(_ outcome: HostOutcome<VMInfo>, format: OutputFormat, check: String? = nil) throws {
+    let json = format.isStructured
     switch outcome.result {
     case .success(let vm):
-        if json { return try Out.json(HostTagged(host: outcome.host.name, row: vm)) }
+        if json { return try Out.json(HostTagged(host: outcome.host.name, row: vm), as: format) }
         Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")\(vm.exitStatus.map { ", exit status \($0)" } ?? "")")
     case .failure(let failure):
         let hint = outcome.mayHaveApplied ? check.map(uncertain) ?? "" : ""
-        if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)\(hint)")]]) }
+        if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)\(hint)")]], as: format) }
         throw CtlFailure.failed("\(outcome.host.name): \(failure)\(hint)")
     }
 }
@@ -60,7 +61,7 @@ struct VMCommand: ParsableCommand {
                                           start: !noStart)
             let body = [UInt8](try APIJSON.encoder().encode(request))
             let outcome = client.send("POST", { _ in "/v1/vms" }, to: [index], body: body).map { FleetClient.decode($0, as: VMInfo.self) }
-            try report(outcome[0], json: fleet.json, check: "check with: memgatectl vm get \(host) \(name)")
+            try report(outcome[0], format: fleet.format, check: "check with: memgatectl vm get \(host) \(name)")
         }
     }
 
@@ -131,10 +132,10 @@ struct VMCommand: ParsableCommand {
                 if let failure = outcome.failure {
                     throw CtlFailure.failed("\(outcome.host.name): \(failure)\(outcome.mayHaveApplied ? uncertain(check) : "")")
                 }
-                return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"]) : Out.line("\(outcome.host.name): VM \(id) deleted")
+                return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"], as: fleet.format) : Out.line("\(outcome.host.name): VM \(id) deleted")
             }
             let outcome = client.send("POST", { _ in "/v1/vms/\(id)/\(action)" }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }
-            try report(outcome[0], json: fleet.json, check: check)
+            try report(outcome[0], format: fleet.format, check: check)
         }
     }
 }
@@ -190,7 +191,7 @@ struct MemoryCommand: ParsableCommand {
         let outcome = client.get("/v1/vms/\(id)/memory" + (moment.map { "?" + $0 } ?? ""), as: VMMemory.self, on: [index])[0]
         switch outcome.result {
         case .success(let memory):
-            if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory)) }
+            if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory), as: fleet.format) }
             Out.line(MemoryBar.render(memory, host: outcome.host.name, width: width, from: from, to: to))
         case .failure(let failure):
             throw CtlFailure.failed("\(outcome.host.name): \(failure)")
@@ -209,8 +210,8 @@ struct VMGet: ParsableCommand {
         let (client, index) = try fleet.oneHost(host)
         let id = try vm.resolve(client, index)
         let outcome = client.get("/v1/vms/\(id)", as: VMInfo.self, on: [index])[0]
-        guard let vm = outcome.value else { return try report(outcome, json: fleet.json) }
-        if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: vm)) }
+        guard let vm = outcome.value else { return try report(outcome, format: fleet.format) }
+        if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: vm), as: fleet.format) }
         var table = Table(["FIELD", "VALUE"])
         let rows: [(String, String)] = [
             ("host", outcome.host.name), ("id", "\(vm.id)"), ("name", vm.name), ("state", vm.state), ("ended", Self.ending(vm, width: nil)),
