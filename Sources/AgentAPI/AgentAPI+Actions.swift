@@ -1,9 +1,9 @@
-import JSON
 import AgentHost
 import APITypes
 import EventStore
 import Foundation
 import HTTPServer
+import JSON
 import Logging
 import MemoryModel
 import Pictures

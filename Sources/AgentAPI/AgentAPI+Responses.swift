@@ -9,7 +9,6 @@ import MemoryModel
 import Pictures
 import Platform
 import Synchronization
-import VMM
 
 /// Where failures become API errors and values become response bodies.
 extension AgentAPI {

@@ -9,7 +9,6 @@ import MemoryModel
 import Pictures
 import Platform
 import Synchronization
-import VMM
 
 /// API v1: every request becomes an `AgentAction` at the edge, is authorized,
 /// runs against the AgentHost or the store's readers, and every failure is

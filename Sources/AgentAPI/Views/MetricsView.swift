@@ -1,7 +1,7 @@
-import MemoryModel
-import APITypes
-import Platform
 import AgentHost
+import APITypes
+import MemoryModel
+import Platform
 import VMM
 
 extension AgentAPI {

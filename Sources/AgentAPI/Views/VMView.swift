@@ -1,6 +1,5 @@
 import AgentHost
 import APITypes
-import VMM
 
 /// How a ManagedVM looks on the wire. Pure mapping of one snapshot.
 enum VMView {
