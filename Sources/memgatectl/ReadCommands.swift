@@ -339,57 +339,39 @@ struct EventsCommand: ParsableCommand {
         try window.requireOneHost(client.hosts)
         let now = TimeFlag.nowNanos()
         let (since, until) = try window.resolved(now: now)
-        var kept: [(host: String, event: EventEntry)] = []
         let names = fleet.json ? [:] : vmNames(client, on: Array(client.hosts.indices))
-        let started = ContinuousClock.now
-        let limit = maxRows ?? 100_000
-        var cursors = [EventCursor](repeating: EventCursor(position: after ?? 0, maxRows: limit), count: client.hosts.count)
-        // Hosts that broke a promise are not asked again.
-        var failed = Set<Int>()
-        var open = client.hosts.indices.filter { !failed.contains($0) }
-        while !open.isEmpty {
-            if let maxDuration, started.duration(to: .now) >= .seconds(maxDuration) {
-                for index in open { Out.error("\(client.hosts[index].name): not finished within --max-duration") }
-                failed.formUnion(open)
-                break
-            }
-            // Lifecycle events and policy applications come only with kinds=all: asked for when --kind wants them.
-            let all = kindFilter.map { !$0.isSubset(of: ["memory_fault", "conversion"]) } ?? false
-            let outcomes = client.send("GET", { "/v1/events?after=\(cursors[$0].position)&limit=1000\(all ? "&kinds=all" : "")" }, to: open)
-                .map { FleetClient.decode($0, as: EventPage.self) }
-            var batch: [(host: String, event: EventEntry)] = []
-            var next: [Int] = []
-            for (index, outcome) in zip(open, outcomes) {
-                switch outcome.result {
-                case .success(let page):
-                    switch cursors[index].advance(with: page, pageSize: 1000) {
-                    case .more(let events):
-                        batch += events.map { (outcome.host.name, $0) }
-                        next.append(index)
-                    case .done(let events):
-                        batch += events.map { (outcome.host.name, $0) }
-                    case .failed(let reason, let events):
-                        batch += events.map { (outcome.host.name, $0) }
-                        Out.error("\(outcome.host.name): \(reason)")
-                        failed.insert(index)
-                    }
-                case .failure(let failure):
-                    Out.error("\(outcome.host.name): \(failure)")
-                    failed.insert(index)
+        let end = maxDuration.map { Date(timeIntervalSinceNow: $0) }
+        // Lifecycle events and policy applications come only with kinds=all: asked for when --kind wants them.
+        let all = kindFilter.map { !$0.isSubset(of: ["memory_fault", "conversion"]) } ?? false
+        let pull = EventPull(pageSize: 1000, maxRows: maxRows ?? 100_000, allKinds: all)
+        let hosts = Array(client.hosts.indices)
+        // What is recorded when the command starts: a host whose guests keep converting does not keep it going.
+        let heads = EventPull.heads(client, hosts: hosts, end: end)
+        var kept: [(host: String, event: EventEntry)] = [], round: [(host: String, event: EventEntry)] = []
+        var printFailure: (any Error)?
+        let (_, failures) = pull.run(client, hosts: hosts, from: Array(repeating: after ?? 0, count: hosts.count), through: heads, end: end,
+                                     take: { batch in
+            let host = client.hosts[batch.host].name
+            round += batch.events.filter { matches($0, since: since, until: until) }.map { (host: host, event: $0) }
+            return EventPull.Taken(position: batch.position)
+        }, roundEnded: {
+            // Each round merged over every host by time; with --tail, the newest N kept until every host is read.
+            round.sort { Self.time($0.event) < Self.time($1.event) }
+            if let tail {
+                kept = Array((kept + round).sorted { Self.time($0.event) < Self.time($1.event) }.suffix(tail))
+            } else if printFailure == nil {
+                do {
+                    for (host, event) in round { try print(host, event, names: names) }
+                } catch {
+                    printFailure = error
                 }
             }
-            batch = batch.filter { matches($0.event, since: since, until: until) }
-            batch.sort { Self.time($0.event) < Self.time($1.event) }
-            if let tail {
-                // The newest N over every host: kept until every host is read.
-                kept = Array((kept + batch).sorted { Self.time($0.event) < Self.time($1.event) }.suffix(tail))
-            } else {
-                for (host, event) in batch { try print(host, event, names: names) }
-            }
-            open = next
-        }
+            round = []
+        })
+        if let printFailure { throw printFailure }
+        for index in failures.keys.sorted() { Out.error("\(client.hosts[index].name): \(failures[index] ?? "")") }
         for (host, event) in kept { try print(host, event, names: names) }
-        if !failed.isEmpty { throw CtlFailure.hostsFailed }
+        if !failures.isEmpty { throw CtlFailure.hostsFailed }
     }
 
     /// `--follow`: every host's stream on one multi handle until SIGINT, SIGTERM or --max-duration.

@@ -83,3 +83,60 @@ struct TerminalTextTests {
         #expect(table.render() == "A        B\nx\\u001b  y")
     }
 }
+
+/// The events path's own guard against a host that starts a page at the cursor (the request path has one too).
+struct EventCursorRepeatTests {
+    @Test func aPageStartingAtTheCursorFails() {
+        var cursor = EventCursor(position: 10, maxRows: 100)
+        let page = EventPage(events: [10, 11, 12].map {
+            EventEntry(fault: FaultEvent(eventId: $0, vmId: 1, vcpu: 0, timeNs: 0, gpa: 0, size: 4096, flags: 0, source: "kvm"))
+        }, nextAfter: 12)
+        guard case .failed(let reason, let kept) = cursor.advance(with: page, pageSize: 3) else {
+            Issue.record("event 10 again at cursor 10 must fail"); return
+        }
+        #expect(reason.contains("event 10 again") && kept.isEmpty && cursor.position == 10)
+    }
+}
+
+/// The one fleet pull loop (`audit pull`, `events`), against fake hosts.
+struct EventPullTests {
+    static func faults(_ ids: ClosedRange<Int64>) -> [EventEntry] {
+        ids.map { EventEntry(fault: FaultEvent(eventId: $0, vmId: 1, vcpu: 0, timeNs: UInt64($0), gpa: 0, size: 4096, flags: 0, source: "kvm")) }
+    }
+
+    /// A host whose guests keep converting: the pull stops at the head it began with.
+    @Test func aBusyHostEndsAtTheHeadThePullBeganWith() {
+        let transport = FakeTransport { request in
+            if request.path.contains("from=end") { return json(EventPage(events: [], nextAfter: 25)) }
+            let after = Int64(request.path.split(separator: "after=").last?.prefix { $0.isNumber } ?? "") ?? 0
+            // Always a full page: ids never run out.
+            return json(EventPage(events: Self.faults((after + 1)...(after + 10)), nextAfter: after + 10))
+        }
+        let fleet = FleetClient(hosts: hosts(2), transport: transport)
+        let heads = EventPull.heads(fleet, hosts: [0, 1], end: nil)
+        #expect(heads == [0: 25, 1: 25])
+        var taken: [Int: [Int64]] = [:]
+        var rounds = 0
+        let (positions, failures) = EventPull(pageSize: 10, maxRows: 1000, allKinds: false)
+            .run(fleet, hosts: [0, 1], from: [0, 0], through: heads, end: nil, take: { batch in
+                taken[batch.host, default: []] += batch.events.map(\.eventId)
+                return EventPull.Taken(position: batch.position)
+            }, roundEnded: { rounds += 1 })
+        #expect(failures.isEmpty && positions == [25, 25] && rounds == 3)
+        #expect(taken[0] == Array(1...25) && taken[1] == Array(1...25))
+    }
+
+    /// A taker that fails a host stops it there, its cursor where the taker left it; the other goes on.
+    @Test func aFailedTakeStopsOnlyThatHost() {
+        let transport = FakeTransport { request in
+            let after = Int64(request.path.split(separator: "after=").last?.prefix { $0.isNumber } ?? "") ?? 0
+            return json(EventPage(events: after >= 20 ? [] : Self.faults((after + 1)...(after + 10)), nextAfter: min(after + 10, 20)))
+        }
+        let fleet = FleetClient(hosts: hosts(2), transport: transport)
+        let (positions, failures) = EventPull(pageSize: 10, maxRows: 1000, allKinds: true).run(fleet, hosts: [0, 1], from: [0, 0], end: nil) { batch in
+            batch.host == 0 ? EventPull.Taken(position: nil, failure: "disk full") : EventPull.Taken(position: batch.position)
+        }
+        #expect(failures == [0: "disk full"] && positions == [0, 20])
+        #expect(transport.requests.allSatisfy { $0.path.contains("kinds=all") })
+    }
+}

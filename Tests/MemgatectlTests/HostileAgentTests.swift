@@ -66,6 +66,10 @@ final class HostileAgent: HTTPHandler {
                             conversions: [:], memoryFaults: 0, consoleBytes: 0)
             return Self.json(VMList(vms: [vm]))
         }
+        if path == "/v1/events", request.target.contains("from=end") {
+            // A host whose ids never end claims a head as endless: --max-rows, not the head, must end the pull.
+            return Self.json(EventPage(events: [], nextAfter: Int64.max / 2))
+        }
         if path == "/v1/events" {
             let after = request.target.split(separator: "after=").last.flatMap { Int64($0.prefix { $0.isNumber }) } ?? 0
             let first = mode == .repeatsPages ? 1 : after + 1

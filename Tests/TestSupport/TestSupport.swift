@@ -79,7 +79,12 @@ public enum TestSupport {
         return try run(try binaryPath("memgate-agent"), arguments)
     }
 
-    /// Runs a program to completion and captures its output.
+    /// Seconds a program run by `run` may take before it is killed: far beyond any command's
+    /// honest run, so only a hang reaches it, and the test then fails in minutes, not never.
+    public static let hangBound: Double = 300
+
+    /// Runs a program to completion and captures its output. A program still running after
+    /// `hangBound` seconds is killed (SIGKILL), and its result says so on stderr.
     /// - Parameter environment: variables set (or, with nil, removed) for the child only.
     public static func run(_ path: String, _ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {
         let process = Process()
@@ -94,6 +99,14 @@ public enum TestSupport {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        let finished = DispatchSemaphore(value: 0), hung = Box<Bool>()
+        Thread {
+            if finished.wait(timeout: .now() + hangBound) == .timedOut {
+                hung.value = true
+                kill(process.processIdentifier, SIGKILL)
+            }
+        }.start()
+        defer { finished.signal() }
         // Read both pipes before waiting so a chatty child cannot block on a full pipe.
         let errData = Box<Data>()
         let reader = Thread { errData.value = err.fileHandleForReading.readDataToEndOfFile() }
@@ -101,9 +114,10 @@ public enum TestSupport {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while errData.value == nil { usleep(1000) }
+        let note = hung.value == true ? "\n[test support: \(path) \(arguments.joined(separator: " ")) did not end within \(Int(hangBound)) s; killed]" : ""
         return ProcessResult(status: process.terminationStatus,
                              stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData.value ?? Data(), as: UTF8.self))
+                             stderr: String(decoding: errData.value ?? Data(), as: UTF8.self) + note)
     }
 
     final class Box<T>: @unchecked Sendable {

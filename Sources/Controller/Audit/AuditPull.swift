@@ -69,51 +69,33 @@ public struct AuditPull {
                 reports[index].failure = "\(failure)"
             }
         }
-        var open = fleet.hosts.indices.filter { reports[$0].failure == nil }
-        while !open.isEmpty {
-            if Self.isPast(end) {
-                for index in open { reports[index].failure = Self.outOfTime("events") }
-                break
-            }
-            let pages = fetch(fleet, open, cursors, end)
-            var next: [Int] = []
-            for (index, outcome) in zip(open, pages) {
-                guard let (page, entries) = outcome.value else {
-                    reports[index].failure = outcome.failure.map { "\($0)" } ?? "no answer"
-                    continue
-                }
-                let before = cursors[index]
-                var fresh: [EventEntry]
-                switch cursors[index].advance(with: page, pageSize: pageSize) {
-                case .more(let events): fresh = events; next.append(index)
-                case .done(let events): fresh = events
-                case .failed(let reason, let events): fresh = events; reports[index].failure = reason
-                }
-                var after = cursors[index].position
-                // Every row must extend the chain; the rows before a break are kept, the host stops there.
-                if var follower = followers[index] {
-                    let (valid, broke) = follower.accept(Array(entries.prefix(fresh.count)))
-                    followers[index] = follower
-                    if let broke {
-                        fresh = Array(fresh.prefix(valid))
-                        after = fresh.last?.eventId ?? before.position
-                        next.removeAll { $0 == index }
-                        reports[index].failure = Self.broken(broke, host: outcome.host.name, sink: sink, now: now)
-                    }
-                }
-                guard !fresh.isEmpty || after != before.position else { continue }
-                do {
-                    try sink.write(host: outcome.host.name, events: fresh, after: after, head: followers[index]?.head, atNanos: now())
-                    reports[index].events += fresh.count
-                    cursors[index] = EventCursor(position: after, maxRows: maxRows, rows: cursors[index].rows)
-                } catch {
-                    cursors[index] = before
-                    next.removeAll { $0 == index }
-                    reports[index].failure = error.message
+        let pull = EventPull(pageSize: pageSize, maxRows: maxRows, allKinds: true)
+        let (positions, failures) = pull.run(fleet, hosts: fleet.hosts.indices.filter { reports[$0].failure == nil }, from: cursors.map(\.position),
+                                             rawEntries: true, end: end) { batch in
+            let host = fleet.hosts[batch.host].name
+            var events = batch.events, after = batch.position, failure: String?
+            // Every row must extend the chain; the rows before a break are kept, the host stops there.
+            if var follower = followers[batch.host] {
+                let (valid, broke) = follower.accept(batch.entries)
+                followers[batch.host] = follower
+                if let broke {
+                    events = Array(events.prefix(valid))
+                    after = events.last?.eventId ?? cursors[batch.host].position
+                    failure = Self.broken(broke, host: host, sink: sink, now: now)
                 }
             }
-            open = next
+            guard !events.isEmpty || after != cursors[batch.host].position else { return EventPull.Taken(position: after, failure: failure) }
+            do throws(AuditError) {
+                try sink.write(host: host, events: events, after: after, head: followers[batch.host]?.head, atNanos: now())
+                reports[batch.host].events += events.count
+                cursors[batch.host] = EventCursor(position: after, maxRows: maxRows)
+                return EventPull.Taken(position: after, failure: failure)
+            } catch {
+                return EventPull.Taken(position: nil, failure: error.message)
+            }
         }
+        for (index, failure) in failures { reports[index].failure = failure }
+        for index in cursors.indices { cursors[index] = EventCursor(position: positions[index], maxRows: maxRows) }
         for index in reports.indices { reports[index].cursor = cursors[index].position }
         let healthy = fleet.hosts.indices.filter { reports[$0].failure == nil }
         for (index, failure) in pullPolicies(fleet, healthy, into: sink, end: end) { reports[index].failure = failure }
@@ -299,23 +281,4 @@ public struct AuditPull {
 
     /// What a host that ran out of `--max-duration` in `phase` is told.
     static func outOfTime(_ phase: String) -> String { "\(phase) not finished within --max-duration; run again to continue" }
-
-    /// The next page of every kind of event from each host, typed and as JSON values (for the chain).
-    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], _ end: Date?) -> [HostOutcome<(EventPage, [JSONValue])>] {
-        fleet.send("GET", { "/v1/events?kinds=all&after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts, commandDeadline: end).map { outcome in
-            let typed = FleetClient.decode(outcome, as: EventPage.self)
-            var result = HostOutcome<(EventPage, [JSONValue])>(host: outcome.host, result: .failure(.malformed("no page")), seconds: outcome.seconds)
-            switch typed.result {
-            case .success(let page):
-                if let body = outcome.value?.body, let entries = Self.entries(body, chain: "events"), entries.count == page.events.count {
-                    result.result = .success((page, entries))
-                } else {
-                    result.result = .failure(.malformed("an events page whose entries do not parse"))
-                }
-            case .failure(let failure):
-                result.result = .failure(failure)
-            }
-            return result
-        }
-    }
 }
