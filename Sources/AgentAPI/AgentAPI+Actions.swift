@@ -26,7 +26,7 @@ extension AgentAPI {
             return try json(VMList(vms: host.vms.map(VMView.info)))
         case .createVM(let body):
             let vm = try createVM(body)
-            return try json(VMView.info(vm), status: 201, headers: [("Location", "/v1/vms/\(vm.id)")])
+            return try json(VMView.info(vm), status: 201, headers: [("Location", APIRoute.vm.path(vm.id))])
         case .getVM(let id):
             return try json(VMView.info(try existing(id)))
         case .startVM(let id):

@@ -99,7 +99,7 @@ public final class AgentAPI: HTTPHandler {
         // Reading the policy takes no lock that is held for long, does no I/O and costs the same
         // whatever the request holds: answered on the event loop, it skips two thread hand-offs.
         // Anything whose cost grows with the body (a policy dry run included) goes to the workers.
-        let inline = request.method == .GET && request.path == Route.policy.rawValue
+        let inline = request.method == .GET && request.path == APIRoute.policy.rawValue
         return inline ? respond(to: request, context: context) : nil
     }
 
@@ -186,7 +186,7 @@ public final class AgentAPI: HTTPHandler {
     static func utcNow() -> String { utcSeconds(MonotonicClock.wallNanos()) }
 
     /// TCP requests under /v1 need a bearer token; the Unix socket is trusted (its mode is 0600).
-    private func authenticate(_ request: HTTPRequest, route: Route, context: RequestContext) throws(APIError) -> Principal? {
+    private func authenticate(_ request: HTTPRequest, route: APIRoute, context: RequestContext) throws(APIError) -> Principal? {
         switch context.transport {
         case .unix(let uid):
             return Principal(name: "unix uid \(uid.map(String.init) ?? "unknown")", role: .admin)

@@ -120,7 +120,7 @@ public enum StatusPage {
         body += "<h2>Latest conversions</h2>" + conversionRows(input.conversions, names: names, now: input.nowNanos)
         body += "<h2>Latest denials</h2>" + conversionRows(input.denials, names: names, now: input.nowNanos)
         body += "<h2>JSON endpoints</h2><p>"
-        body += ["/v1/host", "/v1/vms", "/v1/conversions", "/v1/memory-faults", "/v1/events", "/v1/policy", "/v1/policy/history", "/metrics"]
+        body += [APIRoute.host, .vms, .conversions, .faults, .events, .policy, .policyHistory, .metrics].map(\.rawValue)
             .map { "<a href=\"\($0)\">\($0)</a>" }.joined(separator: " · ")
         body += "</p>"
         body += "<form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form>"
@@ -145,15 +145,15 @@ public enum StatusPage {
             + "created \(time(info.createdNs, now: input.nowNanos)); data RAM: private <span class=\"private\" data-bytes=\"\(info.privateBytes)\">"
             + "\(humanBytes(info.privateBytes))</span>, shared <span class=\"shared\" data-bytes=\"\(info.sharedBytes)\">\(humanBytes(info.sharedBytes))</span> "
             + "(\(Self.sharedPercent(info)) shared when drawn); \(info.memoryFaults) memory faults; "
-            + "<a href=\"/v1/vms/\(info.id)\">JSON</a> · <a href=\"/v1/vms/\(info.id)/memory\">memory</a> · "
-            + "<a href=\"/v1/vms/\(info.id)/memory.svg\">SVG</a></span><br>"
+            + "<a href=\"\(APIRoute.vm.path(info.id))\">JSON</a> · <a href=\"\(APIRoute.memory.path(info.id))\">memory</a> · "
+            + "<a href=\"\(APIRoute.memorySVG.path(info.id))\">SVG</a></span><br>"
         html += "<div class=\"map\">" + vm.memorySVG + "</div>"
         // The map at any past moment, from the records (a plain GET form: no script needed).
-        html += "<form class=\"at\" method=\"get\" action=\"/v1/vms/\(info.id)/memory.svg\"><label>memory at "
+        html += "<form class=\"at\" method=\"get\" action=\"\(APIRoute.memorySVG.path(info.id))\"><label>memory at "
             + "<input name=\"at\" type=\"text\" size=\"24\" placeholder=\"2026-12-06T14:02:17Z or an event id\" required></label> "
             + "<button type=\"submit\">draw</button></form>"
         if input.live {
-            html += "<img class=\"history\" src=\"/v1/vms/\(info.id)/history.svg\" alt=\"shared bytes of VM \(info.id) over time\">"
+            html += "<img class=\"history\" src=\"\(APIRoute.historySVG.path(info.id))\" alt=\"shared bytes of VM \(info.id) over time\">"
         }
         return html + "</div>"
     }

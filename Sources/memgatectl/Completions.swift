@@ -77,7 +77,7 @@ enum CompletionSources {
         options.token = environment ?? tokenFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         guard let transport = try? CurlTransport(endpoints: [endpoint], options: options) else { return [] }
-        let list = FleetClient(hosts: [entry], transport: transport).get("/v1/vms", as: VMList.self)[0].value
+        let list = FleetClient(hosts: [entry], transport: transport).get(APIRoute.vms.path(), as: VMList.self)[0].value
         return (list?.vms.map(\.name) ?? []).filter { $0.hasPrefix(prefix) }.sorted()
     }
 }

@@ -128,7 +128,7 @@ struct PolicyCommand: ParsableCommand {
 
         func run() throws {
             let client = try fleet.fleet()
-            let outcomes = client.send("GET", { _ in "/v1/policy" })
+            let outcomes = client.send("GET", { _ in APIRoute.policy.path() })
             let versions = outcomes.map { $0.value.flatMap { $0.headers["etag"] }.map(ETag.version) }
             let drift = PolicyDrift(versions: versions, expected: expectVersion)
             let rows = outcomes.indices.map { index in
@@ -187,7 +187,7 @@ struct PolicyCommand: ParsableCommand {
             let fleet = arguments.fleet
             let (document, new) = try arguments.policy()
             let client = try fleet.fleet()
-            let outcomes = client.send("GET", { _ in "/v1/policy" })
+            let outcomes = client.send("GET", { _ in APIRoute.policy.path() })
             var rows: [Row] = []
             for outcome in outcomes {
                 guard let current = outcome.value else {

@@ -31,7 +31,7 @@ struct HostsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
-        let outcomes = client.get("/v1/host", as: HostInfo.self)
+        let outcomes = client.get(APIRoute.host.path(), as: HostInfo.self)
         let drift = PolicyDrift(versions: outcomes.map { $0.value?.policyVersion }, expected: expectVersion)
         let rows = outcomes.enumerated().map { index, outcome in
             let info = outcome.value
@@ -84,7 +84,7 @@ struct VMsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
-        let outcomes = client.get("/v1/vms", as: VMList.self)
+        let outcomes = client.get(APIRoute.vms.path(), as: VMList.self)
         let labels = try selector.map { text throws in
             do throws(LabelSelector.SyntaxError) { return try LabelSelector(text) } catch { throw CtlFailure.usage(error.description) }
         }
@@ -117,7 +117,7 @@ struct VMsCommand: ParsableCommand {
 /// a host that does not answer it shows ids alone).
 func vmNames(_ client: FleetClient, on hosts: [Int]) -> [String: [Int64: String]] {
     var names: [String: [Int64: String]] = [:]
-    for outcome in client.get("/v1/vms", as: VMList.self, on: hosts) {
+    for outcome in client.get(APIRoute.vms.path(), as: VMList.self, on: hosts) {
         guard let list = outcome.value else { continue }
         names[outcome.host.name] = Dictionary(list.vms.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
     }
@@ -226,7 +226,7 @@ struct FaultsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
-        let (merged, outcomes, next) = try filter.list(client, "/v1/memory-faults", as: FaultPage.self, time: \.timeNs, id: \.eventId)
+        let (merged, outcomes, next) = try filter.list(client, APIRoute.faults.path(), as: FaultPage.self, time: \.timeNs, id: \.eventId)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
                                  nextCursor: next?.encoded()), as: fleet.format)
@@ -255,7 +255,7 @@ struct ConversionsCommand: ParsableCommand {
 
     func run() throws {
         let client = try fleet.fleet()
-        let (merged, outcomes, next) = try filter.list(client, "/v1/conversions", [("direction", direction?.rawValue), ("trigger", trigger?.rawValue), ("decision", decision?.rawValue)],
+        let (merged, outcomes, next) = try filter.list(client, APIRoute.conversions.path(), [("direction", direction?.rawValue), ("trigger", trigger?.rawValue), ("decision", decision?.rawValue)],
                                                        as: ConversionPage.self, time: \.requestedNs, id: \.eventId)
         if fleet.json {
             try Out.json(Listing(items: merged.map { HostTagged(host: $0.host, row: $0.row) }, failures: Out.failureList(outcomes),
@@ -378,7 +378,7 @@ struct EventsCommand: ParsableCommand {
     func followStreams() throws {
         // --vm and --kind are the stream's own filters.
         let query = [window.vm.map { "vm=\($0)" }, kind.map { "kind=\($0)" }].compactMap { $0 }.joined(separator: "&")
-        let (hosts, follower) = try fleet.follower(path: "/v1/events/stream" + (query.isEmpty ? "" : "?" + query))
+        let (hosts, follower) = try fleet.follower(path: APIRoute.eventStream.path(query: query))
         try window.requireOneHost(hosts)
         var positions = try SinceFile.load(sinceFile)
         let start: [Int64?] = hosts.map { host in

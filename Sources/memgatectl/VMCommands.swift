@@ -60,7 +60,7 @@ struct VMCommand: ParsableCommand {
                                           labels: labels.isEmpty ? nil : labels, backend: backend, initialState: initialState,
                                           start: !noStart)
             let body = [UInt8](try APIJSON.encoder().encode(request))
-            let outcome = client.send("POST", { _ in "/v1/vms" }, to: [index], body: body).map { FleetClient.decode($0, as: VMInfo.self) }
+            let outcome = client.send("POST", { _ in APIRoute.vms.path() }, to: [index], body: body).map { FleetClient.decode($0, as: VMInfo.self) }
             try report(outcome[0], format: fleet.format, check: "check with: memgatectl vm get \(host) \(name)")
         }
     }
@@ -79,7 +79,7 @@ struct VMCommand: ParsableCommand {
 
         func run() throws {
             let (client, index) = try fleet.oneHost(host, bounded: false)
-            let listing = client.get("/v1/vms", as: VMList.self, on: [index])[0]
+            let listing = client.get(APIRoute.vms.path(), as: VMList.self, on: [index])[0]
             let vms: [VMInfo]
             switch listing.result {
             case .success(let list): vms = list.vms
@@ -88,7 +88,7 @@ struct VMCommand: ParsableCommand {
             let live = vms.filter { ["created", "running", "paused"].contains($0.state) }
             var failures: [String] = []
             for vm in live {
-                let outcome = client.send("POST", { _ in "/v1/vms/\(vm.id)/stop" }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }[0]
+                let outcome = client.send("POST", { _ in APIRoute.vmStop.path(vm.id) }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }[0]
                 switch outcome.result {
                 case .success(let stopped): Out.line("\(outcome.host.name): VM \(stopped.id) \(stopped.name) is \(stopped.state)")
                 case .failure(let failure) where failure.kind == "conflict": continue  // it ended meanwhile
@@ -100,41 +100,52 @@ struct VMCommand: ParsableCommand {
         }
     }
 
+    /// What `vm do` does, and the route that does it (delete is `DELETE` on the VM itself).
+    enum VMAction: String, CaseIterable, ExpressibleByArgument {
+        case start, pause, resume, stop, delete
+
+        var route: APIRoute {
+            switch self {
+            case .start: .vmStart
+            case .pause: .vmPause
+            case .resume: .vmResume
+            case .stop: .vmStop
+            case .delete: .vm
+            }
+        }
+    }
+
     struct Action: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "do", abstract: "start | pause | resume | stop | delete a VM: memgatectl vm do stop HOST ID",
             aliases: [])
-        @Argument(help: "start, pause, resume, stop or delete.", completion: .list(["start", "pause", "resume", "stop", "delete"]))
-        var action: String
+        @Argument(help: "What to do.") var action: VMAction
         @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
         @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
         @Flag(help: "With delete: stop a running or paused VM first.") var force = false
         @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
-            guard ["start", "pause", "resume", "stop", "delete"].contains(action) else {
-                throw ValidationError("the action must be start, pause, resume, stop or delete")
-            }
-            if force, action != "delete" { throw ValidationError("--force goes with delete only") }
+            if force, action != .delete { throw ValidationError("--force goes with delete only") }
         }
 
         func run() throws {
             let (client, index) = try fleet.oneHost(host)
             let id = try vm.resolve(client, index)
             let check = "check with: memgatectl vm get \(host) \(id)"
-            if action == "delete" {
+            if action == .delete {
                 if force {
                     // Stopping a VM that already ended is a conflict, and harmless: the delete decides.
-                    let stop = client.send("POST", { _ in "/v1/vms/\(id)/stop" }, to: [index])[0]
+                    let stop = client.send("POST", { _ in APIRoute.vmStop.path(id) }, to: [index])[0]
                     if let failure = stop.failure, failure.kind != "conflict" { throw CtlFailure.failed("\(stop.host.name): \(failure)") }
                 }
-                let outcome = client.send("DELETE", { _ in "/v1/vms/\(id)" }, to: [index])[0]
+                let outcome = client.send("DELETE", { _ in APIRoute.vm.path(id) }, to: [index])[0]
                 if let failure = outcome.failure {
                     throw CtlFailure.failed("\(outcome.host.name): \(failure)\(outcome.mayHaveApplied ? uncertain(check) : "")")
                 }
                 return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"], as: fleet.format) : Out.line("\(outcome.host.name): VM \(id) deleted")
             }
-            let outcome = client.send("POST", { _ in "/v1/vms/\(id)/\(action)" }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }
+            let outcome = client.send("POST", { _ in action.route.path(id) }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }
             try report(outcome[0], format: fleet.format, check: check)
         }
     }
@@ -176,7 +187,7 @@ struct MemoryCommand: ParsableCommand {
         let (client, index) = try fleet.oneHost(host)
         let id = try vm.resolve(client, index)
         if let svg {
-            let picture = client.send("GET", { _ in "/v1/vms/\(id)/memory.svg" + svgQuery }, to: [index])[0]
+            let picture = client.send("GET", { _ in APIRoute.memorySVG.path(id) + svgQuery }, to: [index])[0]
             switch picture.result {
             case .success(let response):
                 do {
@@ -188,7 +199,7 @@ struct MemoryCommand: ParsableCommand {
                 throw CtlFailure.failed("\(picture.host.name): \(failure)")
             }
         }
-        let outcome = client.get("/v1/vms/\(id)/memory" + (moment.map { "?" + $0 } ?? ""), as: VMMemory.self, on: [index])[0]
+        let outcome = client.get(APIRoute.memory.path(id, query: moment ?? ""), as: VMMemory.self, on: [index])[0]
         switch outcome.result {
         case .success(let memory):
             if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: memory), as: fleet.format) }
@@ -209,7 +220,7 @@ struct VMGet: ParsableCommand {
     func run() throws {
         let (client, index) = try fleet.oneHost(host)
         let id = try vm.resolve(client, index)
-        let outcome = client.get("/v1/vms/\(id)", as: VMInfo.self, on: [index])[0]
+        let outcome = client.get(APIRoute.vm.path(id), as: VMInfo.self, on: [index])[0]
         guard let vm = outcome.value else { return try report(outcome, format: fleet.format) }
         if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: vm), as: fleet.format) }
         var table = Table(["FIELD", "VALUE"])
@@ -256,7 +267,7 @@ struct VMConsole: ParsableCommand {
         let id = try vm.resolve(client, index)
         var after = 0
         while true {
-            let outcome = client.get("/v1/vms/\(id)/console?after=\(after)", as: ConsoleChunk.self, on: [index])[0]
+            let outcome = client.get(APIRoute.console.path(id, query: "after=\(after)"), as: ConsoleChunk.self, on: [index])[0]
             guard let chunk = outcome.value else { throw CtlFailure.failed("\(outcome.host.name): \(outcome.failure.map { "\($0)" } ?? "no answer")") }
             if chunk.droppedBytes > 0 { Out.error("\(chunk.droppedBytes) bytes of console output were overwritten before they were read") }
             if !chunk.data.isEmpty { Out.text(chunk.data) }
@@ -264,9 +275,9 @@ struct VMConsole: ParsableCommand {
             guard follow else { return }
             if chunk.data.isEmpty {
                 // Drained: stop once the VM has ended (its last bytes are already read).
-                let vm = client.get("/v1/vms/\(id)", as: VMInfo.self, on: [index])[0].value
+                let vm = client.get(APIRoute.vm.path(id), as: VMInfo.self, on: [index])[0].value
                 if let vm, !["created", "running", "paused"].contains(vm.state) {
-                    let last = client.get("/v1/vms/\(id)/console?after=\(after)", as: ConsoleChunk.self, on: [index])[0].value
+                    let last = client.get(APIRoute.console.path(id, query: "after=\(after)"), as: ConsoleChunk.self, on: [index])[0].value
                     if let last, !last.data.isEmpty { Out.text(last.data) }
                     return
                 }

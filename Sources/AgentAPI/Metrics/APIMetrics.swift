@@ -1,3 +1,4 @@
+import APITypes
 import Platform
 import EventStore
 import HTTPServer
@@ -6,13 +7,13 @@ import Synchronization
 /// HTTP request counts by route, method and status, and latency per route.
 public final class APIMetrics: Sendable {
     struct Key: Hashable, Sendable {
-        let route: Route
+        let route: APIRoute
         let method: HTTPMethod
         let status: Int
     }
     private struct State {
         var requests: [Key: UInt64] = [:]
-        var latency: [Route: LatencyHistogram] = [:]
+        var latency: [APIRoute: LatencyHistogram] = [:]
         var refusals: [RefusalCount.Kind: UInt64] = [:]
     }
     private let state = Mutex(State())
@@ -30,7 +31,7 @@ public final class APIMetrics: Sendable {
 
     public init() {}
 
-    public func observe(route: Route, method: HTTPMethod, status: Int, nanos: UInt64) {
+    public func observe(route: APIRoute, method: HTTPMethod, status: Int, nanos: UInt64) {
         state.withLock { state in
             state.requests[Key(route: route, method: method, status: status), default: 0] += 1
             state.latency[route, default: LatencyHistogram()].observe(nanos: nanos)

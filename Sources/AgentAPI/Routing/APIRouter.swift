@@ -8,53 +8,10 @@ import EventStore
 
 /// Request → `AgentAction`: method, path, query and body checked at the edge. Pure.
 public enum APIRouter {
-    /// The route a path belongs to and the VM id in it, if any.
-    public static func route(of path: Substring) -> (Route, Int64?) {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        switch parts.count {
-        case 1:
-            if parts.first == "" { return (.statusPage, nil) }
-            if parts.first == "login" { return (.login, nil) }
-            if parts.first == "logout" { return (.logout, nil) }
-            if parts.first == "healthz" { return (.healthz, nil) }
-            if parts.first == "metrics" { return (.metrics, nil) }
-        case 2 where parts.first == "v1":
-            switch parts.last {
-            case "host": return (.host, nil)
-            case "vms": return (.vms, nil)
-            case "memory-faults": return (.faults, nil)
-            case "conversions": return (.conversions, nil)
-            case "events": return (.events, nil)
-            case "policy": return (.policy, nil)
-            default: break
-            }
-        case 3 where parts.first == "v1":
-            let middle = parts[parts.startIndex + 1]
-            if middle == "vms" { return (.vm, vmID(parts.last)) }
-            if middle == "policy", parts.last == "validate" { return (.policyValidate, nil) }
-            if middle == "policy", parts.last == "replay" { return (.policyReplay, nil) }
-            if middle == "policy", parts.last == "history" { return (.policyHistory, nil) }
-            if middle == "audit", parts.last == "requests" { return (.auditRequests, nil) }
-            if middle == "audit", parts.last == "head" { return (.auditHead, nil) }
-            if middle == "events", parts.last == "stream" { return (.eventStream, nil) }
-        case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "policy" && parts[parts.startIndex + 2] == "documents":
-            return (.policyDocument, nil)
-        case 4 where parts.first == "v1" && parts[parts.startIndex + 1] == "vms":
-            let id = vmID(parts[parts.startIndex + 2])
-            switch parts.last {
-            case "start": return (.vmStart, id)
-            case "pause": return (.vmPause, id)
-            case "resume": return (.vmResume, id)
-            case "stop": return (.vmStop, id)
-            case "console": return (.console, id)
-            case "memory": return (.memory, id)
-            case "memory.svg": return (.memorySVG, id)
-            case "history.svg": return (.historySVG, id)
-            default: break
-            }
-        default: break
-        }
-        return (.unknown, nil)
+    /// The route a path belongs to (the one table in `APIRoute`) and the VM id in it, if any.
+    public static func route(of path: Substring) -> (APIRoute, Int64?) {
+        let (route, parameter) = APIRoute.match(path)
+        return (route, route.rawValue.contains("{id}") ? vmID(parameter) : nil)
     }
 
     /// A VM id is a positive decimal; anything else (`-1`, `abc`, too big) gets a distinct marker.
@@ -70,7 +27,7 @@ public enum APIRouter {
     }
 
     /// `parse` for a request whose route the caller already computed (once per request).
-    public static func parse(_ request: HTTPRequest, routed: (Route, Int64?)) throws(APIError) -> AgentAction {
+    public static func parse(_ request: HTTPRequest, routed: (APIRoute, Int64?)) throws(APIError) -> AgentAction {
         let (route, id) = routed
         guard route != .unknown else { throw .notFound("no such endpoint: \(request.path)") }
         let method = request.method == .HEAD ? "GET" : request.method.rawValue

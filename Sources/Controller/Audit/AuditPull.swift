@@ -43,7 +43,7 @@ public struct AuditPull {
         }
         // Where each host's chains stand now, and whether they still extend what this database holds.
         var heads: [AuditHead?] = Array(repeating: nil, count: fleet.hosts.count)
-        for (index, outcome) in fleet.get("/v1/audit/head", as: AuditHead.self, commandDeadline: end).enumerated()
+        for (index, outcome) in fleet.get(APIRoute.auditHead.path(), as: AuditHead.self, commandDeadline: end).enumerated()
         where reports[index].failure == nil {
             switch outcome.result {
             case .success(let head): heads[index] = head
@@ -61,7 +61,7 @@ public struct AuditPull {
         var followers = startFollowers(fleet, chain: "events", heads: heads, positions: cursors.map(\.position), sink: sink, reports: &reports,
                                        end: end, now: now)
         // VMs first, so the rows about them have a name to join with.
-        for (index, outcome) in fleet.get("/v1/vms", as: VMList.self, commandDeadline: end).enumerated() where reports[index].failure == nil {
+        for (index, outcome) in fleet.get(APIRoute.vms.path(), as: VMList.self, commandDeadline: end).enumerated() where reports[index].failure == nil {
             switch outcome.result {
             case .success(let list):
                 do { try sink.write(host: outcome.host.name, vms: list.vms) } catch { reports[index].failure = error.message }
@@ -141,7 +141,7 @@ public struct AuditPull {
         }
         guard !checks.isEmpty else { return followers }
         let path: (Int64) -> String = { id in
-            chain == "events" ? "/v1/events?kinds=all&after=\(id - 1)&limit=1" : "/v1/audit/requests?after=\(id - 1)&limit=1"
+            chain == "events" ? APIRoute.events.path(query: "kinds=all&after=\(id - 1)&limit=1") : APIRoute.auditRequests.path(query: "after=\(id - 1)&limit=1")
         }
         let answers = fleet.send("GET", { index in path(checks.first { $0.index == index }?.head.id ?? 1) }, to: checks.map(\.index),
                                  commandDeadline: end)
@@ -176,7 +176,7 @@ public struct AuditPull {
     /// fleet database lacks, each checked against its version before it is stored.
     func pullPolicies(_ fleet: FleetClient, _ hosts: [Int], into sink: AuditSink, end: Date?) -> [(Int, String)] {
         var failures: [(Int, String)] = []
-        let histories = fleet.get("/v1/policy/history?limit=1000", as: PolicyHistory.self, on: hosts, commandDeadline: end)
+        let histories = fleet.get(APIRoute.policyHistory.path(query: "limit=\(PageLimit.range.upperBound)"), as: PolicyHistory.self, on: hosts, commandDeadline: end)
         for (index, outcome) in zip(hosts, histories) {
             guard let history = outcome.value else {
                 failures.append((index, "policy history: \(outcome.failure.map { "\($0)" } ?? "no answer")"))
@@ -187,7 +187,7 @@ public struct AuditPull {
                 var documents: [PolicyDocumentRecord] = []
                 for version in missing.sorted() {
                     if Self.isPast(end) { throw AuditError(Self.outOfTime("policy documents")) }
-                    let answer = fleet.send("GET", { _ in "/v1/policy/documents/\(version)" }, to: [index], commandDeadline: end)[0]
+                    let answer = fleet.send("GET", { _ in APIRoute.policyDocument.path(version) }, to: [index], commandDeadline: end)[0]
                     // A transfer cut at the command's end finishes a moment before it: within 0.1 s counts as the end.
                     let pastEnd = { end.map { $0.timeIntervalSinceNow <= 0.1 } ?? false }
                     guard let body = answer.value?.body else {
@@ -239,7 +239,7 @@ public struct AuditPull {
                 var cursor = EventCursor(position: positions[index], maxRows: maxRows)
                 pages: while true {
                     if Self.isPast(end) { throw AuditError(Self.outOfTime("api requests")) }
-                    let outcome = fleet.send("GET", { _ in "/v1/audit/requests?after=\(cursor.position)&limit=\(pageSize)" }, to: [index],
+                    let outcome = fleet.send("GET", { _ in APIRoute.auditRequests.path(query: "after=\(cursor.position)&limit=\(pageSize)") }, to: [index],
                                              commandDeadline: end)[0]
                     guard let body = outcome.value?.body, let entries = Self.entries(body, chain: "requests"),
                           let page = FleetClient.decode(outcome, as: APIRequestPage.self).value else {

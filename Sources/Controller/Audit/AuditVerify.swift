@@ -25,7 +25,7 @@ public struct AuditVerify {
         let end = deadline.map { Date(timeIntervalSinceNow: $0) }
         var heads: [AuditHead?] = Array(repeating: nil, count: fleet.hosts.count)
         var failures: [String?] = Array(repeating: nil, count: fleet.hosts.count)
-        for (index, outcome) in fleet.get("/v1/audit/head", as: AuditHead.self, commandDeadline: end).enumerated() {
+        for (index, outcome) in fleet.get(APIRoute.auditHead.path(), as: AuditHead.self, commandDeadline: end).enumerated() {
             if let head = outcome.value { heads[index] = head } else { failures[index] = "audit head: \(outcome.failure.map { "\($0)" } ?? "no answer")" }
         }
         var out: [ChainCheckReport] = []

@@ -44,7 +44,7 @@ public struct EventPull {
     /// Each host's head now (`GET /v1/events?from=end`): a pull bounded by it ends even while guests keep converting.
     public static func heads(_ fleet: FleetClient, hosts: [Int], end: Date?) -> [Int: Int64] {
         var heads: [Int: Int64] = [:]
-        for (index, outcome) in zip(hosts, fleet.get("/v1/events?from=end&limit=1", as: EventPage.self, on: hosts, commandDeadline: end)) {
+        for (index, outcome) in zip(hosts, fleet.get(APIRoute.events.path(query: "from=end&limit=1"), as: EventPage.self, on: hosts, commandDeadline: end)) {
             if let head = outcome.value?.nextAfter { heads[index] = head }
         }
         return heads
@@ -101,7 +101,7 @@ public struct EventPull {
     private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], rawEntries: Bool,
                        end: Date?) -> [HostOutcome<(EventPage, [JSONValue])>] {
         let kinds = allKinds ? "kinds=all&" : ""
-        return fleet.send("GET", { "/v1/events?\(kinds)after=\(cursors[$0].position)&limit=\(pageSize)" }, to: hosts, commandDeadline: end)
+        return fleet.send("GET", { APIRoute.events.path(query: "\(kinds)after=\(cursors[$0].position)&limit=\(pageSize)") }, to: hosts, commandDeadline: end)
             .map { outcome in
                 let typed = FleetClient.decode(outcome, as: EventPage.self)
                 var result = HostOutcome<(EventPage, [JSONValue])>(host: outcome.host, result: .failure(.malformed("no page")), seconds: outcome.seconds)

@@ -93,7 +93,7 @@ public struct PolicyPush: Sendable {
             return outcomes.map { $0 ?? .skipped }
         }
         // 2. The write, conditional on the version the dry run saw.
-        for (index, outcome) in zip(due, fleet.send("PUT", { _ in "/v1/policy" }, to: due, headers: { ["If-Match": etags[$0]] },
+        for (index, outcome) in zip(due, fleet.send("PUT", { _ in APIRoute.policy.path() }, to: due, headers: { ["If-Match": etags[$0]] },
                                                     body: document)) {
             outcomes[index] = written(outcome, local: local)
         }
@@ -125,7 +125,7 @@ public struct PolicyPush: Sendable {
                 // An agent that answered but could not replay (no store): its dry run is the validate endpoint.
                 if case .failure(.api(let status, _, _)) = replay.result, status != 422 {
                     phases[index] = .validate
-                    return ("POST", "/v1/policy/validate", [:], document)
+                    return ("POST", APIRoute.policyValidate.path(), [:], document)
                 }
                 dryRun = Self.dryRun(from: [replay])[0]
             case .validate:
@@ -139,7 +139,7 @@ public struct PolicyPush: Sendable {
                 return nil
             }
             phases[index] = .write
-            return ("PUT", "/v1/policy", ["If-Match": etag], document)
+            return ("PUT", APIRoute.policy.path(), ["If-Match": etag], document)
         }
         // A host whose chain stopped before its write (no answer in time) failed where it stopped.
         for (index, answer) in answers.enumerated() where outcomes[index] == nil {
@@ -196,7 +196,7 @@ public struct PolicyPush: Sendable {
 
     /// `POST /v1/policy/validate` on every host: would it take `document`, and what is in force there.
     public static func dryRun(_ document: [UInt8], on fleet: FleetClient, hosts: [Int]? = nil) -> [HostOutcome<PolicyValidation>] {
-        fleet.send("POST", { _ in "/v1/policy/validate" }, to: hosts, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
+        fleet.send("POST", { _ in APIRoute.policyValidate.path() }, to: hosts, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
     }
 
     /// A host's failure as a push outcome, by the one meaning `HostFailure.kind` gives each status.

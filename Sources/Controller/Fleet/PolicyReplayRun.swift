@@ -10,7 +10,7 @@ public enum PolicyReplayRun {
         if let since { query.append("since=\(since)") }
         if let until { query.append("until=\(until)") }
         if let vm { query.append("vm=\(vm)") }
-        return "/v1/policy/replay?" + query.joined(separator: "&")
+        return APIRoute.policyReplay.path(query: query.joined(separator: "&"))
     }
 
     public static func run(_ document: [UInt8], on fleet: FleetClient, path: String = path()) -> [HostOutcome<PolicyReplayReport>] {

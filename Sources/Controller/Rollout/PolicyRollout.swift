@@ -130,8 +130,8 @@ public final class PolicyRollout {
         var records = try hostRecords(id).filter { $0.wave == wave && $0.state == .pending }
         report(.pushing(wave: wave, hosts: records.count))
         let indices = records.map(\.host)
-        let policies = fleet.send("GET", { _ in "/v1/policy" }, to: indices)
-        let heads = fleet.send("GET", { _ in "/v1/events?from=end" }, to: indices).map { FleetClient.decode($0, as: EventPage.self) }
+        let policies = fleet.send("GET", { _ in APIRoute.policy.path() }, to: indices)
+        let heads = fleet.send("GET", { _ in APIRoute.events.path(query: "from=end") }, to: indices).map { FleetClient.decode($0, as: EventPage.self) }
         var unreachable: [BakeEvidence] = []
         var refused: [BakeEvidence] = []
         for position in records.indices {
@@ -155,7 +155,7 @@ public final class PolicyRollout {
         }
         let ready = records.indices.filter { records[$0].state == .pending }
         let oldVersions = Dictionary(records.map { ($0.host, $0.oldVersion ?? "") }, uniquingKeysWith: { first, _ in first })
-        let writes = fleet.send("PUT", { _ in "/v1/policy" }, to: ready.map { records[$0].host },
+        let writes = fleet.send("PUT", { _ in APIRoute.policy.path() }, to: ready.map { records[$0].host },
                                 headers: { host in ["If-Match": ETag.quoted(oldVersions[host] ?? ""), "MemGate-Change": "rollout \(id) wave \(wave)"] },
                                 body: candidate)
         for (position, outcome) in zip(ready, writes) {
@@ -197,7 +197,7 @@ public final class PolicyRollout {
         let follower: CurlEventFollower
         do {
             follower = try CurlEventFollower(endpoints: members.compactMap { Endpoint($0.url) }, options: streamOptions,
-                                             path: "/v1/events/stream?kind=conversion,vm_ended", silenceSeconds: max(Int(seconds), 5))
+                                             path: APIRoute.eventStream.path(query: "kind=conversion,vm_ended"), silenceSeconds: max(Int(seconds), 5))
         } catch {
             throw RolloutError("cannot follow the wave's hosts: \(error)")
         }
@@ -236,7 +236,7 @@ public final class PolicyRollout {
         if let early = tally.breach({ var early = limits; early.maxUnreachable = Int.max; return early }()) { return early }
         // Whether each host still answers decides whether it counts as unreachable (a cut link
         // leaves a stream silent, not closed, for longer than a short bake).
-        let probes = fleet.send("GET", { _ in "/healthz" }, to: members.map(\.host))
+        let probes = fleet.send("GET", { _ in APIRoute.healthz.path() }, to: members.map(\.host))
         for (member, probe) in zip(members, probes) {
             if case .failure(.transport(let error)) = probe.result {
                 tally.settle(host: member.host, answers: false, reason: "\(error)")
@@ -277,7 +277,7 @@ public final class PolicyRollout {
         let written = Dictionary(records.map { ($0.host, $0.newVersion ?? "") }, uniquingKeysWith: { first, _ in first })
         // One request per host, each with its own document: grouped by document so hosts that had the same share a request batch.
         for (document, group) in Dictionary(grouping: records.indices, by: { records[$0].oldDocument ?? [] }) {
-            let outcomes = fleet.send("PUT", { _ in "/v1/policy" }, to: group.map { records[$0].host },
+            let outcomes = fleet.send("PUT", { _ in APIRoute.policy.path() }, to: group.map { records[$0].host },
                                       headers: { host in
                                           ["If-Match": ETag.quoted(written[host] ?? ""), "MemGate-Change": "rollback of rollout \(rollout.id)"]
                                       },

@@ -1,3 +1,4 @@
+import APITypes
 import CCurl
 import Foundation
 import Synchronization
@@ -60,7 +61,7 @@ public final class CurlEventFollower: @unchecked Sendable {
     /// - Parameters:
     ///   - path: the stream's path and query (`/v1/events/stream?kind=conversion`).
     ///   - silenceSeconds: three heartbeats (the agent sends one every 15 s) by default.
-    public init(endpoints: [Endpoint], options: TransportOptions, path: String = "/v1/events/stream",
+    public init(endpoints: [Endpoint], options: TransportOptions, path: String = APIRoute.eventStream.path(),
                 silenceSeconds: Int = 45) throws(TransportError) {
         guard curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK, let multi = curl_multi_init() else {
             throw .failed("libcurl could not be initialized")
