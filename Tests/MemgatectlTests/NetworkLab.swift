@@ -93,6 +93,11 @@ final class NetworkLab {
         try shell("ip link set \(link(index)) down")
     }
 
+    /// Puts a cut host back on the network.
+    func mend(_ index: Int) throws {
+        try shell("ip link set \(link(index)) up")
+    }
+
     func close() {
         guard !closed else { return }
         closed = true

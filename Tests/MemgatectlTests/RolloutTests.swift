@@ -163,6 +163,30 @@ struct RolloutTests {
         #expect(try ctl(["policy", "rollout", "--resume", "--hosts", hosts, "--state", state] + Self.quick).status == 1)
     }
 
+    /// A host the rollback could not reach is restored by the next --rollback, once it is back.
+    @Test func aRollbackThatMissedAHostRetriesItLater() throws {
+        let lab = try NetworkLab(agents: 3)
+        defer { lab.close() }
+        let hosts = try lab.hostsFile()
+        let state = rolloutStateFile()
+        let arguments = ["--hosts", hosts, "--canary", "1", "--seed", "11", "--state", state, "--token-file", try tokenFile()] + Self.quick
+        let process = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
+                                         ["policy", "rollout", try policyFile(Self.strict), "--bake", "600"] + arguments)
+        #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
+        process.kill(SIGKILL)
+        _ = process.wait()
+        let canary = try #require((0..<3).first { lab.policyName($0) == "strict" }, "the canary was pushed")
+        // The canary drops off the network: the rollback cannot restore it, and says so.
+        try lab.cut(canary)
+        let missed = try ctl(["policy", "rollout", "--rollback", "--hosts", hosts, "--state", state] + Self.quick)
+        #expect(missed.status == 1 && steps(missed.stdout).last?["state"] as? String == "rollback_incomplete", "\(missed.stdout) \(missed.stderr)")
+        // Back on the network, the next --rollback retries it: the old policy is in force everywhere.
+        try lab.mend(canary)
+        let retried = try ctl(["policy", "rollout", "--rollback", "--hosts", hosts, "--state", state] + Self.quick)
+        #expect(retried.status == 0 && steps(retried.stdout).last?["state"] as? String == "rolled_back", "\(retried.stdout) \(retried.stderr)")
+        #expect((0..<3).allSatisfy { lab.policyName($0) == "built-in" })
+    }
+
     @Test func aHostCutOffMidRolloutCountsAgainstMaxUnreachable() throws {
         let lab = try NetworkLab(agents: 4)
         defer { lab.close() }

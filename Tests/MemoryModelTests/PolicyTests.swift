@@ -139,6 +139,30 @@ import Testing
         #expect(explicitDefault.allowed && !explicitDefault.discard)
     }
 
+    /// A rule that allows without saying `discard` takes the defaults' (false here), not true.
+    @Test func anAllowRuleWithoutDiscardTakesTheDefault() {
+        let policy = Policy(defaults: { var d = Policy.Defaults(); d.discard = false; return d }(),
+                            rules: [Policy.Rule(match: Policy.Match(vm: "keep-*"), action: .allow)])
+        let kept = decide(policy, request(.toShared, .explicit), vm: "keep-1")
+        #expect(kept.allowed && kept.ruleIndex == 0 && !kept.discard)
+        let parsed = try? Policy.parse(Array(#"{"defaults":{"discard":false},"rules":[{"match":{"vm":"keep-*"},"action":"allow"}]}"#.utf8))
+        #expect(parsed.map { decide($0, request(.toShared, .explicit), vm: "keep-1").discard } == false)
+    }
+
+    /// A rule's GPA range ends before its `end`: a request starting there is outside it
+    /// (pinned here, so a host without /dev/kvm catches an inclusive end too).
+    @Test func aRulesRangeExcludesItsEnd() {
+        let policy = Policy(rules: [Policy.Rule(match: Policy.Match(gpa: PageRange(start: 0x40_0000, end: 0x40_2000)), action: .deny)])
+        #expect(!decide(policy, request(.toShared, .explicit, at: 0x40_1000)).allowed, "the last page inside")
+        #expect(decide(policy, request(.toShared, .explicit, at: 0x40_2000)).allowed, "the first page past the end")
+        #expect(decide(policy, request(.toShared, .explicit, at: 0x3F_F000)).allowed, "the page before the start")
+        #expect(!decide(policy, request(.toShared, .explicit, at: 0x3F_F000, pages: 2)).allowed, "a request reaching into it")
+        // The same range as a document writes it, [start, end] with the end exclusive.
+        let parsed = try? Policy.parse(Array(#"{"rules":[{"match":{"gpa":[4194304,4202496]},"action":"deny"}]}"#.utf8))
+        #expect(parsed.map { decide($0, request(.toShared, .explicit, at: 0x40_2000)).allowed } == true)
+        #expect(parsed.map { decide($0, request(.toShared, .explicit, at: 0x40_1000)).allowed } == false)
+    }
+
     @Test func sharedBytesLimitOnlyLimitsSharing() {
         let policy = Policy(limits: Policy.Limits(maxSharedBytes: 8192))
         #expect(decide(policy, request(.toShared, .explicit), shared: 8192).allowed)
