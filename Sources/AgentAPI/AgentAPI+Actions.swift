@@ -11,132 +11,23 @@ import Platform
 import Synchronization
 import VMM
 
-/// Each typed action carried out against the AgentHost or the store's readers.
+/// Each typed action carried out against the AgentHost or the store's readers: `perform` hands it
+/// to its resource's performer (`Actions/`, one file each), and the helpers they share.
 extension AgentAPI {
     func perform(_ action: AgentAction, request: HTTPRequest, principal: Principal?,
-                         context: RequestContext) throws(APIError) -> HTTPResponse {
-        switch action {
-        case .health:
-            return HTTPResponse(status: 200, contentType: "application/json", body: Self.healthBody)
-        case .metrics:
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: Array(renderMetrics().utf8))
-        case .host:
-            return try json(snapshot.info(vms: vmCounts(), policy: host.policies.policy))
-        case .listVMs:
-            return try json(VMList(vms: host.vms.map(VMView.info)))
-        case .createVM(let body):
-            let vm = try createVM(body)
-            return try json(VMView.info(vm), status: 201, headers: [("Location", APIRoute.vm.path(vm.id))])
-        case .getVM(let id):
-            return try json(VMView.info(try existing(id)))
-        case .startVM(let id):
-            try hostCall { () throws(AgentHostError) in try host.start(id) }
-            return try json(VMView.info(try existing(id)))
-        case .pauseVM(let id):
-            try hostCall { () throws(AgentHostError) in try host.pause(id) }
-            return try json(VMView.info(try existing(id)))
-        case .resumeVM(let id):
-            try hostCall { () throws(AgentHostError) in try host.resume(id) }
-            return try json(VMView.info(try existing(id)))
-        case .stopVM(let id):
-            try hostCall { () throws(AgentHostError) in try host.stop(id, reason: "stopped through the API by \(Self.client(principal, context))") }
-            return try json(VMView.info(try existing(id)))
-        case .deleteVM(let id):
-            try hostCall { () throws(AgentHostError) in try host.delete(id) }
-            return HTTPResponse(status: 204)
-        case .console(let id, let after):
-            let vm = try existing(id)
-            let chunk = vm.runtime.console(from: after)
-            return try json(ConsoleChunk(vmId: id, offset: chunk.start, nextOffset: chunk.start + chunk.bytes.count,
-                                         droppedBytes: chunk.dropped, data: String(decoding: chunk.bytes, as: UTF8.self)))
-        case .memory(let id):
-            return try json(VMView.memory(try existing(id)))
-        case .pastMemory(let id, let at):
-            return try json(try pastMemory(id, at: at))
-        case .memorySVG(let id, let from, let to, let at):
-            if let at {
-                let memory = try pastMemory(id, at: at)
-                let name = host.vm(id)?.name ?? "VM \(id)"
-                let moment = switch at { case .event(let event): "after event \(event)"; case .time(let time): "at \(utcSeconds(time))" }
-                let svg = MemoryMapSVG().render(memory, name: "\(name) \(moment)", drawnAt: Self.utcNow(), from: from, to: to)
-                return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
-            }
-            let vm = try existing(id)
-            let svg = MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: Self.utcNow(), from: from, to: to)
-            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8))
-        case .historySVG(let id):
-            let now = MonotonicClock.wallNanos()
-            let history = try read { (queries: EventQueries) throws(EventStoreError) in
-                try queries.vmHistory(id, columns: HistorySVG.plotWidth, nowNanos: now)
-            }
-            guard let history else { throw .notFound("no VM with id \(id) in this agent's store") }
-            let svg = HistorySVG.render(HistorySVG.Input(
-                vmID: id, name: history.name, startNanos: history.createdNanos, endNanos: history.endedNanos ?? now,
-                dataRAMBytes: history.dataRAMBytes, initialSharedBytes: history.initialSharedBytes,
-                columns: history.columns.map { HistorySVG.Column(index: $0.index, sharedDelta: $0.sharedDelta, applied: $0.applied, denied: $0.denied) },
-                drawnAt: Self.utcNow()))
-            return HTTPResponse(status: 200, contentType: "image/svg+xml", body: Array(svg.utf8), headers: [("Cache-Control", "no-store")])
-        case .faults(let filter):
-            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.faultPageJSON(filter) }
-            return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
-        case .conversions(let filter):
-            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.conversionPageJSON(filter) }
-            return HTTPResponse(status: 200, contentType: "application/json", body: page.json)
-        case .events(_, _, fromEnd: true):
-            let position = try read { (queries: EventQueries) throws(EventStoreError) in try queries.streamHead() }
-            return try json(EventPage(events: [], nextAfter: position))
-        case .events(let after, let limit, fromEnd: false):
-            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.eventPageJSON(after: after, limit: limit) }
-            return HTTPResponse(status: 200, contentType: "application/json", body: page)
-        case .eventStream(let after, let filter):
-            guard let streams else {
-                throw APIError(409, "not_recording", "this agent runs with --no-record; there are no stored events to stream")
-            }
-            var start = after ?? 0
-            if after == nil { start = try read { (queries: EventQueries) throws(EventStoreError) in try queries.streamHead() } }
-            let opener = EventStreamHub.Opener(name: Self.client(principal, context), isAdmin: principal?.role == .admin)
-            switch streams.open(after: start, filter: filter, by: opener) {
-            case .success(let response): return response
-            case .failure(let refusal): throw APIError(503, "too_many_streams", refusal.message, headers: ["Retry-After": "5"])
-            }
-        case .getPolicy:
-            let current = host.policies.policy
-            return HTTPResponse(status: 200, contentType: "application/json", body: current.document,
-                                headers: [("ETag", ETag.quoted(current.version))])
-        case .putPolicy(let document, let ifMatch, let channel):
-            let change: PolicyChange
-            do throws(PolicyChange.ChannelError) {
-                change = try .api(principal: Self.client(principal, context), channel: channel, idempotencyKey: request.header("Idempotency-Key"))
-            } catch {
-                throw APIError(400, "invalid_change_channel", error.description)
-            }
-            return try putPolicy(document, ifMatch: ifMatch, change: change)
-        case .validatePolicy(let document):
-            return try json(validate(document))
-        case .replayPolicy(let document, let window, let samples):
-            return try json(try replay(document, window: window, samples: samples))
-        case .policyDocument(let version):
-            let document = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyDocument(version: version) }
-            guard let document else { throw .notFound("this agent never applied policy version \(version)") }
-            return HTTPResponse(status: 200, contentType: "application/json", body: document,
-                                headers: [("ETag", ETag.quoted(version)), ("Cache-Control", "max-age=31536000, immutable")])
-        case .auditHead:
-            return try json(try read { (queries: EventQueries) throws(EventStoreError) in try queries.auditHead() })
-        case .allEvents(let after, let limit):
-            let page = try read { (queries: EventQueries) throws(EventStoreError) in try queries.allEventsPageJSON(after: after, limit: limit) }
-            return HTTPResponse(status: 200, contentType: "application/json", body: page)
-        case .auditRequests(let after, let limit):
-            return try json(try read { (queries: EventQueries) throws(EventStoreError) in try queries.apiRequests(after: after, limit: limit) })
-        case .policyHistory(let limit):
-            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyHistory(limit: limit) }
-            return try json(PolicyHistory(entries: rows))
-        case .statusPage:
-            return statusPage(request, context: context)
-        case .login(let token):
-            return login(token: token, context: context)
-        case .logout:
-            return logout(request)
+                 context: RequestContext) throws(APIError) -> HTTPResponse {
+        switch action.resource {
+        case .pages: try performPage(action, request: request, principal: principal, context: context)
+        case .vms: try performVM(action, request: request, principal: principal, context: context)
+        case .events: try performEvents(action, request: request, principal: principal, context: context)
+        case .policy: try performPolicy(action, request: request, principal: principal, context: context)
+        case .audit: try performAudit(action, request: request, principal: principal, context: context)
         }
+    }
+
+    /// An action handed to a performer that is not its own: `AgentAction.resource` and the performers disagree (a bug, said as one).
+    static func misrouted(_ action: AgentAction) -> APIError {
+        APIError(500, "internal", "no performer for \(action)")
     }
 
     /// A VM's memory at a past moment, from the records (the VM may have ended, or been deleted).

@@ -14,6 +14,20 @@ public enum APIRouter {
         return (route, route.rawValue.contains("{id}") ? vmID(parameter) : nil)
     }
 
+    /// What a resource's parser reads of a request: the request, its query, its method (HEAD as GET) and the VM id in its path.
+    struct Parts {
+        var request: HTTPRequest
+        var query: QueryString
+        var method: String
+        var id: Int64?
+
+        /// The path's VM id, or 404 when it names none.
+        func vm() throws(APIError) -> Int64 {
+            guard let id else { throw .notFound("VM ids are positive integers; \(request.path) names none") }
+            return id
+        }
+    }
+
     /// A VM id is a positive decimal; anything else (`-1`, `abc`, too big) gets a distinct marker.
     private static func vmID(_ text: Substring?) -> Int64? {
         guard let text, !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int64(text), id > 0 else {
@@ -36,103 +50,13 @@ public enum APIRouter {
                            headers: ["Allow": route.methods.joined(separator: ", ")])
         }
         let query = try QueryString(request.query)
-        func vm() throws(APIError) -> Int64 {
-            guard let id else { throw .notFound("VM ids are positive integers; \(request.path) names none") }
-            return id
-        }
-        switch (route, method) {
-        case (.statusPage, _): return .statusPage
-        case (.login, "GET"): return .login(token: nil)
-        case (.login, _): return .login(token: try formField("token", request))
-        case (.logout, _): return .logout
-        case (.healthz, _): return .health
-        case (.metrics, _): return .metrics
-        case (.host, _): return .host
-        case (.vms, "GET"): return .listVMs
-        case (.vms, _): return .createVM(try decodeCreate(request))
-        case (.vm, "GET"): return .getVM(try vm())
-        case (.vm, _): return .deleteVM(try vm())
-        case (.vmStart, _): return .startVM(try vm())
-        case (.vmPause, _): return .pauseVM(try vm())
-        case (.vmResume, _): return .resumeVM(try vm())
-        case (.vmStop, _): return .stopVM(try vm())
-        case (.console, _):
-            return .console(try vm(), after: Int(try query.integer("after", in: 0...Int64.max, default: 0)))
-        case (.memory, _):
-            if let at = try moment(query) { return .pastMemory(try vm(), at: at) }
-            return .memory(try vm())
-        case (.memorySVG, _):
-            let from = try query.optionalAddress("from", in: 0...Int64.max).map { UInt64($0) }
-            let to = try query.optionalAddress("to", in: 1...Int64.max).map { UInt64($0) }
-            if let from, let to, to <= from { throw APIError(422, "invalid_range", "to must be above from") }
-            return .memorySVG(try vm(), from: from, to: to, at: try moment(query))
-        case (.historySVG, _): return .historySVG(try vm())
-        case (.faults, _): return .faults(try filter(query, conversions: false))
-        case (.conversions, _): return .conversions(try filter(query, conversions: true))
-        case (.events, _):
-            if let kinds = query["kinds"] {
-                guard kinds == "all" else { throw .badParameter("kinds", "takes all (every kind of event, as the stream carries them)") }
-                guard query["from"] == nil else { throw .badParameter("from", "does not go with kinds=all") }
-                return .allEvents(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                                  limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
-            }
-            return .events(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                           limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))),
-                           fromEnd: try query.choice("from", of: ["start", "end"]) == "end")
-        case (.eventStream, _):
-            // A reconnecting EventSource sends Last-Event-ID; it wins over the URL it reconnects to.
-            var after = try query.optionalInteger("after", in: 0...Int64.max)
-            if let last = request.header("Last-Event-ID") {
-                guard let id = Int64(last.trimmingCharacters(in: .whitespaces)), id >= 0 else {
-                    throw APIError(400, "invalid_last_event_id", "Last-Event-ID must be an event id (a non-negative integer), not \(last)")
-                }
-                after = id
-            }
-            var filter = StreamFilter(vm: try query.optionalInteger("vm", in: 1...Int64.max))
-            if let kinds = query["kind"] {
-                let named = Set(kinds.split(separator: ",").map(String.init))
-                guard !named.isEmpty, named.isSubset(of: StreamFilter.kinds) else {
-                    throw .badParameter("kind", "takes a comma-separated list of \(StreamFilter.kinds.joined(separator: ", "))")
-                }
-                filter.kinds = named
-            }
-            return .eventStream(after: after, filter: filter)
-        case (.policy, "GET"): return .getPolicy
-        case (.policy, _):
-            guard let tag = request.header("If-Match") else {
-                throw APIError(428, "precondition_required", "PUT /v1/policy needs If-Match with the ETag of GET /v1/policy")
-            }
-            let channel = request.header("MemGate-Change")
-            if let channel {
-                do throws(PolicyChange.ChannelError) {
-                    _ = try PolicyChange.channel(parsing: channel)
-                } catch {
-                    throw APIError(400, "invalid_change_channel", error.description)
-                }
-            }
-            return .putPolicy(document: try jsonBody(request, parsed: false), ifMatch: tag, channel: channel)
-        case (.policyValidate, _): return .validatePolicy(document: try jsonBody(request, parsed: false))
-        case (.policyReplay, _):
-            var window = EventQueries.ReplayWindow(vm: try query.optionalInteger("vm", in: 1...Int64.max))
-            window.since = try query.optionalInteger("since", in: 0...Int64.max).map { UInt64($0) }
-            window.until = try query.optionalInteger("until", in: 1...Int64.max).map { UInt64($0) }
-            if let since = window.since, let until = window.until, until <= since {
-                throw APIError(422, "invalid_range", "until must be above since")
-            }
-            return .replayPolicy(document: try jsonBody(request, parsed: false), window: window,
-                                 samples: Int(try query.integer("samples", in: 0...1000, default: 20)))
-        case (.policyHistory, _): return .policyHistory(limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
-        case (.policyDocument, _):
-            let version = String(request.path.split(separator: "/").last ?? "")
-            guard version.count == 64, version.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
-                throw .notFound("policy versions are 64 lower-case hex digits; \(request.path) names none")
-            }
-            return .policyDocument(version: version)
-        case (.auditHead, _): return .auditHead
-        case (.auditRequests, _):
-            return .auditRequests(after: try query.integer("after", in: 0...Int64.max, default: 0),
-                                  limit: Int(try query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
-        default: throw .notFound("no such endpoint: \(request.path)")
+        let parts = Parts(request: request, query: query, method: method, id: id)
+        switch route.resource {
+        case .pages: return try parsePage(route, parts)
+        case .vms: return try parseVM(route, parts)
+        case .events: return try parseEvents(route, parts)
+        case .policy: return try parsePolicy(route, parts)
+        case .audit: return try parseAudit(route, parts)
         }
     }
 

@@ -48,11 +48,40 @@ public enum AgentAction: Sendable, Equatable {
     /// Ends the browser session the cookie names.
     case logout
 
+    /// Which performer carries an action out (`Actions/`, one file a resource).
+    public enum Resource: Sendable {
+        case pages, vms, events, policy, audit
+    }
+
+    public var resource: Resource {
+        switch self {
+        case .health, .metrics, .host, .statusPage, .login, .logout: .pages
+        case .listVMs, .createVM, .getVM, .startVM, .pauseVM, .resumeVM, .stopVM, .deleteVM, .console, .memory, .pastMemory, .memorySVG,
+             .historySVG: .vms
+        case .faults, .conversions, .events, .eventStream, .allEvents: .events
+        case .getPolicy, .putPolicy, .validatePolicy, .replayPolicy, .policyDocument, .policyHistory: .policy
+        case .auditHead, .auditRequests: .audit
+        }
+    }
+
     /// Whether the action changes anything (read-only tokens may not; recorded in `api_requests`).
     public var isMutating: Bool {
         switch self {
         case .createVM, .startVM, .pauseVM, .resumeVM, .stopVM, .deleteVM, .putPolicy: true
         default: false
+        }
+    }
+}
+
+extension APIRoute {
+    /// Which resource's parser reads a request on this route (`Parse+*.swift`, one file a resource).
+    var resource: AgentAction.Resource {
+        switch self {
+        case .statusPage, .login, .logout, .healthz, .metrics, .host, .unknown: .pages
+        case .vms, .vm, .vmStart, .vmPause, .vmResume, .vmStop, .console, .memory, .memorySVG, .historySVG: .vms
+        case .faults, .conversions, .events, .eventStream: .events
+        case .policy, .policyValidate, .policyReplay, .policyHistory, .policyDocument: .policy
+        case .auditRequests, .auditHead: .audit
         }
     }
 }
