@@ -148,44 +148,81 @@ struct ServeCommand: ParsableCommand {
         if listen == "none", unix == nil { throw ValidationError("with --listen none, give --unix PATH") }
     }
 
+    /// The API tokens (none without --token-file: TCP clients are then refused, which is said).
+    func loadTokens() throws -> TokenStore {
+        guard let tokenFile else {
+            if listen != "none" { printError("warning: no --token-file; every /v1 request over TCP will be refused (401)") }
+            return TokenStore()
+        }
+        do throws(TokenFileError) {
+            return try TokenStore.load(path: tokenFile)
+        } catch {
+            throw AgentFailure.tokens(error)
+        }
+    }
+
+    func openImages() throws -> ImageDirectory? {
+        guard let imagesDir else { return nil }
+        do throws(ImageDirectoryError) {
+            return try ImageDirectory(path: imagesDir)
+        } catch {
+            throw AgentFailure.images(error)
+        }
+    }
+
+    /// Where VM processes live and how they log and record; the run directory's lock is held until this process ends.
+    func processOptions() throws -> VMProcessOptions {
+        do throws(RunDirectoryError) {
+            let directory = try RunDirectory(path: runDir)
+            // Held until this process ends (the descriptor is never closed).
+            _ = try directory.lock()
+            return VMProcessOptions(runDirectory: directory, logLevel: "\(logging.logLevel)", ringBytes: vmRingBytes)
+        } catch {
+            throw AgentFailure.usage("--run-dir \(error)")
+        }
+    }
+
+    var peerPrefix: AddressPrefix { AddressPrefix(ipv4Bits: ipv4PeerPrefix, ipv6Bits: ipv6PeerPrefix) }
+
+    func apiConfiguration(tokens: TokenStore, images: ImageDirectory?) -> AgentAPI.Configuration {
+        var configuration = AgentAPI.Configuration(tokens: tokens, images: images)
+        configuration.sessionLifetimeNanos = UInt64(sessionTtl * 1e9)
+        configuration.secureCookie = cookieSecure
+        configuration.streams.maxStreams = maxStreams
+        configuration.streams.heartbeatNanos = UInt64(streamHeartbeat * 1e9)
+        configuration.streams.bufferBytes = streamBuffer
+        configuration.streams.maxStreamsPerPrincipal = maxStreamsPerPrincipal
+        configuration.streams.adminReserve = adminStreamReserve
+        configuration.streams.totalBufferBytes = streamBufferTotal
+        configuration.peerPrefix = peerPrefix
+        return configuration
+    }
+
+    func serverConfiguration() -> HTTPServerConfiguration {
+        var configuration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)
+        configuration.limits.maxConnections = maxConnections
+        configuration.limits.maxConnectionsPerPeer = maxConnectionsPerPeer
+        configuration.limits.peerPrefix = peerPrefix
+        configuration.limits.tokenReservedConnections = tokenReservedConnections
+        configuration.limits.maxUnixConnections = maxUnixConnections
+        configuration.limits.headerTimeoutNanos = UInt64(headerTimeout * 1e9)
+        configuration.limits.bodyTimeoutNanos = UInt64(bodyTimeout * 1e9)
+        configuration.limits.writeStallTimeoutNanos = UInt64(writeStallTimeout * 1e9)
+        configuration.workerThreads = workers
+        configuration.startsAtOnce = false
+        return configuration
+    }
+
     func run() throws {
         // Before any thread starts: termination signals are taken by sigwait below, SIGPIPE ignored.
         ProcessSignals.blockTermination()
         let logger = logging.makeLogger(label: "memgate.agent")
         let system = try openKVM()
 
-        var tokens = TokenStore()
-        if let tokenFile {
-            do throws(TokenFileError) {
-                tokens = try TokenStore.load(path: tokenFile)
-            } catch {
-                throw AgentFailure.tokens(error)
-            }
-        }
-        if tokens.isEmpty && listen != "none" {
-            printError("warning: no --token-file; every /v1 request over TCP will be refused (401)")
-        }
-        var images: ImageDirectory?
-        if let imagesDir {
-            do throws(ImageDirectoryError) {
-                images = try ImageDirectory(path: imagesDir)
-            } catch {
-                throw AgentFailure.images(error)
-            }
-        }
+        let tokens = try loadTokens(), images = try openImages()
         // VM processes record through rings the store drains, durable as the normal mode promises.
         let ownProcesses = !vmsInAgent && !recording.noRecord && recording.durability == .normal
-        var processes: VMProcessOptions?
-        if ownProcesses {
-            do throws(RunDirectoryError) {
-                let directory = try RunDirectory(path: runDir)
-                // Held until this process ends (the descriptor is never closed).
-                _ = try directory.lock()
-                processes = VMProcessOptions(runDirectory: directory, logLevel: "\(logging.logLevel)", ringBytes: vmRingBytes)
-            } catch {
-                throw AgentFailure.usage("--run-dir \(error)")
-            }
-        }
+        let processes = ownProcesses ? try processOptions() : nil
         let (store, inForce) = try recording.openWithPolicy(command: "serve", logger: logger, adoptsVMs: ownProcesses)
         let initialPolicy = inForce.policy
         let report = HostReport.probe(system: system, aliasMechanism: aliasMechanism, logger: logger)
@@ -205,35 +242,12 @@ struct ServeCommand: ParsableCommand {
             throw AgentFailure.usage("adopting the VMs of a previous agent: \(error)")
         }
         let snapshot = HostSnapshot(report: report)
-        var apiConfiguration = AgentAPI.Configuration(tokens: tokens, images: images)
-        apiConfiguration.sessionLifetimeNanos = UInt64(sessionTtl * 1e9)
-        apiConfiguration.secureCookie = cookieSecure
-        apiConfiguration.streams.maxStreams = maxStreams
-        apiConfiguration.streams.heartbeatNanos = UInt64(streamHeartbeat * 1e9)
-        apiConfiguration.streams.bufferBytes = streamBuffer
-        apiConfiguration.streams.maxStreamsPerPrincipal = maxStreamsPerPrincipal
-        apiConfiguration.streams.adminReserve = adminStreamReserve
-        apiConfiguration.streams.totalBufferBytes = streamBufferTotal
-        let peerPrefix = AddressPrefix(ipv4Bits: ipv4PeerPrefix, ipv6Bits: ipv6PeerPrefix)
-        apiConfiguration.peerPrefix = peerPrefix
         let api = AgentAPI(host: host, queries: store.map { EventQueries(store: $0) }, snapshot: snapshot,
-                           configuration: apiConfiguration, logger: logger)
-
-        var serverConfiguration = HTTPServerConfiguration(tcp: ListenAddress(listen).map { ($0.host, $0.port) }, unixPath: unix)
-        serverConfiguration.limits.maxConnections = maxConnections
-        serverConfiguration.limits.maxConnectionsPerPeer = maxConnectionsPerPeer
-        serverConfiguration.limits.peerPrefix = peerPrefix
-        serverConfiguration.limits.tokenReservedConnections = tokenReservedConnections
-        serverConfiguration.limits.maxUnixConnections = maxUnixConnections
-        serverConfiguration.limits.headerTimeoutNanos = UInt64(headerTimeout * 1e9)
-        serverConfiguration.limits.bodyTimeoutNanos = UInt64(bodyTimeout * 1e9)
-        serverConfiguration.limits.writeStallTimeoutNanos = UInt64(writeStallTimeout * 1e9)
-        serverConfiguration.workerThreads = workers
-        serverConfiguration.startsAtOnce = false
+                           configuration: apiConfiguration(tokens: tokens, images: images), logger: logger)
         ProcessLimits.raiseFileLimit()
         let server: HTTPServer
         do {
-            server = try HTTPServer(configuration: serverConfiguration, handler: api, logger: logger)
+            server = try HTTPServer(configuration: serverConfiguration(), handler: api, logger: logger)
         } catch {
             store?.close()
             throw AgentFailure.listen(error)

@@ -8,7 +8,18 @@ extension AgentAPI {
     /// `GET /metrics`: exits, faults, conversions, VM states, HTTP and SQLite latencies.
     func renderMetrics() -> String {
         var out = PrometheusText()
-        // Counters over every VM since the agent started (deleted ones included): they never go down.
+        renderTotals(into: &out)
+        renderStreams(into: &out)
+        renderVMs(into: &out)
+        metrics.render(into: &out)
+        renderStore(into: &out)
+        renderInfo(into: &out)
+        renderProcess(into: &out)
+        return out.text
+    }
+
+    /// Counters over every VM since the agent started (deleted ones included): they never go down.
+    func renderTotals(into out: inout PrometheusText) {
         let totals = host.totals
         out.help("memgate_vm_exits_total", "KVM_RUN exits of the VMs this agent has held, by reason.", type: "counter")
         for (kind, count) in totals.exits.sorted(by: { $0.key < $1.key }) {
@@ -41,6 +52,10 @@ extension AgentAPI {
         for (kind, count) in totals.unrecorded.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             out.sample("memgate_events_unrecorded_total", ["kind": kind.rawValue], Double(count))
         }
+    }
+
+    /// The event streams open now, and the readers that fell behind.
+    func renderStreams(into out: inout PrometheusText) {
         if let streams {
             out.help("memgate_event_streams", "Event streams (GET /v1/events/stream) open now.", type: "gauge")
             out.sample("memgate_event_streams", [:], Double(streams.openStreams))
@@ -48,6 +63,10 @@ extension AgentAPI {
                      type: "counter")
             out.sample("memgate_event_stream_overflows_total", [:], Double(streams.overflows))
         }
+    }
+
+    /// Per-VM gauges, and the VMs by state.
+    func renderVMs(into out: inout PrometheusText) {
         // One look at each VM (a request to its process) serves every per-VM gauge.
         let held = host.vms.map { ($0, $0.snapshot) }
         let pageStates = held.map { ($0.0, $0.1.pageStates) }
@@ -64,7 +83,10 @@ extension AgentAPI {
         for state in VMState.allCases {
             out.sample("memgate_vms", ["state": state.rawValue], Double(states[state.rawValue] ?? 0))
         }
-        metrics.render(into: &out)
+    }
+
+    /// The event store: commit latency and backlog.
+    func renderStore(into out: inout PrometheusText) {
         if let store = host.store {
             out.help("memgate_sqlite_commit_duration_seconds", "Time of one event-store commit (a group of events).", type: "histogram")
             out.histogram("memgate_sqlite_commit_duration_seconds", [:], store.commitLatency)
@@ -74,11 +96,19 @@ extension AgentAPI {
             out.help("memgate_event_store_lag_seconds", "How long the oldest uncommitted write has waited (0 when none waits).", type: "gauge")
             out.sample("memgate_event_store_lag_seconds", [:], backlog.oldestSeconds)
         }
+    }
+
+    /// The policy in force and this build, as info gauges.
+    func renderInfo(into out: inout PrometheusText) {
         let policy = host.policies.policy
         out.help("memgate_policy_info", "The conversion policy in force (1); alert on more than one version across the fleet.", type: "gauge")
         out.sample("memgate_policy_info", ["version": policy.version, "name": policy.policy.name ?? ""], 1)
         out.help("memgate_build_info", "This agent's build (1).", type: "gauge")
         out.sample("memgate_build_info", ["version": BuildInfo.version], 1)
+    }
+
+    /// The process metrics Prometheus clients export by convention.
+    func renderProcess(into out: inout PrometheusText) {
         if let process = ProcessStats.current() {
             let samples: [(String, String, String, Double)] = [
                 ("process_cpu_seconds_total", "User and system CPU time spent in seconds.", "counter", process.cpuSeconds),
@@ -93,6 +123,5 @@ extension AgentAPI {
                 out.sample(name, [:], value)
             }
         }
-        return out.text
     }
 }

@@ -86,90 +86,112 @@ public final class CurlEventFollower: @unchecked Sendable {
     /// Follows every host from `startAfter[host]` (nil: from now) until `stop()`.
     /// Returns each host's last event id. `update` runs on this thread.
     public func follow(startAfter: [Int64?], update: (Update) throws -> Void) rethrows -> [Int64?] {
-        var lastIDs = startAfter
-        var active: [UnsafeMutableRawPointer: Connection] = [:]
-        var due: [(at: Date, host: Int)] = endpoints.indices.map { (Date.distantPast, $0) }
-        var failures = [Int](repeating: 0, count: endpoints.count)
-        defer { for connection in active.values { curl_multi_remove_handle(multi, connection.handle); connection.release() } }
-
+        var state = FollowState(lastIDs: startAfter, due: endpoints.indices.map { (Date.distantPast, $0) },
+                                failures: [Int](repeating: 0, count: endpoints.count))
+        defer { for connection in state.active.values { curl_multi_remove_handle(multi, connection.handle); connection.release() } }
         while !stopping.load(ordering: .acquiring) {
-            let now = Date()
-            let ready = due.filter { $0.at <= now }
-            due.removeAll { $0.at <= now }
-            for entry in ready {
-                if let connection = open(entry.host, lastEventID: lastIDs[entry.host]) {
-                    active[connection.handle] = connection
-                } else {
-                    due.append((Date(timeIntervalSinceNow: 1), entry.host))
-                }
-            }
+            openDue(&state)
             var running: Int32 = 0
             curl_multi_perform(multi, &running)
-            var unreadable: [(Connection, SSEParserError)] = []
-            for connection in active.values {
-                var status = 0
-                ccurl_getinfo_long(connection.handle, CURLINFO_RESPONSE_CODE, &status)
-                if status == 200 && !connection.announced {
-                    connection.announced = true
-                    try update(.connected(host: connection.host))
-                }
-                let bytes = connection.take()
-                guard status == 200, !bytes.isEmpty else { continue }
-                var events: [SSEEvent] = []
-                do throws(SSEParserError) {
-                    events = try connection.parser.feed(bytes)
-                } catch {
-                    unreadable.append((connection, error))
-                }
-                for event in events {
-                    failures[connection.host] = 0
-                    try update(.event(host: connection.host, event))
-                }
-                lastIDs[connection.host] = connection.parser.lastEventID ?? lastIDs[connection.host]
-            }
-            // Resuming would send the same event again: the host is given up, and says why.
-            for (connection, error) in unreadable {
-                active.removeValue(forKey: connection.handle)
-                curl_multi_remove_handle(multi, connection.handle)
-                connection.release()
-                try update(.disconnected(host: connection.host, reason: error.description, retryIn: nil))
-            }
-            var left: Int32 = 0
-            while let message = curl_multi_info_read(multi, &left) {
-                guard ccurl_message_is_done(message) != 0, let handle = ccurl_message_handle(message),
-                      let connection = active.removeValue(forKey: handle) else { continue }
-                var status = 0
-                ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-                // The last bytes of a stream that ended (an overflow notice, say) are events too.
-                // An unfinished event past the limit is dropped like any unfinished event at the end.
-                if status == 200 {
-                    let events = (try? connection.parser.feed(connection.take())) ?? []
-                    for event in events { try update(.event(host: connection.host, event)) }
-                    lastIDs[connection.host] = connection.parser.lastEventID ?? lastIDs[connection.host]
-                }
-                let code = ccurl_message_result(message)
-                let answer = status == 200 ? "" : String(decoding: connection.take().prefix(300), as: UTF8.self)
-                curl_multi_remove_handle(multi, handle)
-                connection.release()
-                let reason = status == 200 || status == 0
-                    ? (code == CURLE_OK ? "the stream ended" : String(cString: curl_easy_strerror(code)))
-                    : "HTTP \(status) \(answer)"
-                // A refused token or an agent without the stream will not change by retrying.
-                if [401, 403, 404].contains(status) {
-                    try update(.disconnected(host: connection.host, reason: reason, retryIn: nil))
-                    continue
-                }
-                failures[connection.host] += 1
-                let delay = min(0.2 * pow(2, Double(failures[connection.host] - 1)), 10)
-                due.append((Date(timeIntervalSinceNow: delay), connection.host))
-                try update(.disconnected(host: connection.host, reason: reason, retryIn: delay))
-            }
-            if active.isEmpty && due.isEmpty { break }
-            let wait = due.map { $0.at.timeIntervalSinceNow }.min().map { max(0, min($0, 1)) } ?? 1
+            try readActive(&state, update: update)
+            try finishDone(&state, update: update)
+            if state.active.isEmpty && state.due.isEmpty { break }
+            let wait = state.due.map { $0.at.timeIntervalSinceNow }.min().map { max(0, min($0, 1)) } ?? 1
             var descriptors: Int32 = 0
             curl_multi_poll(multi, nil, 0, Int32(wait * 1000), &descriptors)
         }
-        return lastIDs
+        return state.lastIDs
+    }
+
+    /// What `follow` keeps between turns: each host's last event id, its open connection,
+    /// when each closed host is next tried, and how many times in a row each failed.
+    private struct FollowState {
+        var lastIDs: [Int64?]
+        var active: [UnsafeMutableRawPointer: Connection] = [:]
+        var due: [(at: Date, host: Int)]
+        var failures: [Int]
+    }
+
+    /// Opens a stream to every host whose retry time has come (one that cannot be opened is tried again in a second).
+    private func openDue(_ state: inout FollowState) {
+        let now = Date()
+        let ready = state.due.filter { $0.at <= now }
+        state.due.removeAll { $0.at <= now }
+        for entry in ready {
+            if let connection = open(entry.host, lastEventID: state.lastIDs[entry.host]) {
+                state.active[connection.handle] = connection
+            } else {
+                state.due.append((Date(timeIntervalSinceNow: 1), entry.host))
+            }
+        }
+    }
+
+    /// Hands on the events each open stream has brought; a stream that cannot be read is given up.
+    private func readActive(_ state: inout FollowState, update: (Update) throws -> Void) rethrows {
+        var unreadable: [(Connection, SSEParserError)] = []
+        for connection in state.active.values {
+            var status = 0
+            ccurl_getinfo_long(connection.handle, CURLINFO_RESPONSE_CODE, &status)
+            if status == 200 && !connection.announced {
+                connection.announced = true
+                try update(.connected(host: connection.host))
+            }
+            let bytes = connection.take()
+            guard status == 200, !bytes.isEmpty else { continue }
+            var events: [SSEEvent] = []
+            do throws(SSEParserError) {
+                events = try connection.parser.feed(bytes)
+            } catch {
+                unreadable.append((connection, error))
+            }
+            for event in events {
+                state.failures[connection.host] = 0
+                try update(.event(host: connection.host, event))
+            }
+            state.lastIDs[connection.host] = connection.parser.lastEventID ?? state.lastIDs[connection.host]
+        }
+        // Resuming would send the same event again: the host is given up, and says why.
+        for (connection, error) in unreadable {
+            state.active.removeValue(forKey: connection.handle)
+            curl_multi_remove_handle(multi, connection.handle)
+            connection.release()
+            try update(.disconnected(host: connection.host, reason: error.description, retryIn: nil))
+        }
+    }
+
+    /// Closes the streams that ended: their last events are handed on, and each host is
+    /// tried again after a backoff, unless its answer will not change by retrying.
+    private func finishDone(_ state: inout FollowState, update: (Update) throws -> Void) rethrows {
+        var left: Int32 = 0
+        while let message = curl_multi_info_read(multi, &left) {
+            guard ccurl_message_is_done(message) != 0, let handle = ccurl_message_handle(message),
+                  let connection = state.active.removeValue(forKey: handle) else { continue }
+            var status = 0
+            ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+            // The last bytes of a stream that ended (an overflow notice, say) are events too.
+            // An unfinished event past the limit is dropped like any unfinished event at the end.
+            if status == 200 {
+                let events = (try? connection.parser.feed(connection.take())) ?? []
+                for event in events { try update(.event(host: connection.host, event)) }
+                state.lastIDs[connection.host] = connection.parser.lastEventID ?? state.lastIDs[connection.host]
+            }
+            let code = ccurl_message_result(message)
+            let answer = status == 200 ? "" : String(decoding: connection.take().prefix(300), as: UTF8.self)
+            curl_multi_remove_handle(multi, handle)
+            connection.release()
+            let reason = status == 200 || status == 0
+                ? (code == CURLE_OK ? "the stream ended" : String(cString: curl_easy_strerror(code)))
+                : "HTTP \(status) \(answer)"
+            // A refused token or an agent without the stream will not change by retrying.
+            if [401, 403, 404].contains(status) {
+                try update(.disconnected(host: connection.host, reason: reason, retryIn: nil))
+                continue
+            }
+            state.failures[connection.host] += 1
+            let delay = min(0.2 * pow(2, Double(state.failures[connection.host] - 1)), 10)
+            state.due.append((Date(timeIntervalSinceNow: delay), connection.host))
+            try update(.disconnected(host: connection.host, reason: reason, retryIn: delay))
+        }
     }
 
     private func open(_ host: Int, lastEventID: Int64?) -> Connection? {
