@@ -13,7 +13,7 @@
  * (explicit conversions only: on this VM type the attribute decides what is private).
  * Prints: floor_per_s=<n> conversions=<n> seconds=<s> store=<store>
  * Exits 3 when the store cannot be used this way on this host (so the probe
- * findings in DESIGN/README can be re-checked by hand).
+ * findings in the README can be re-checked by hand).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,7 +1,7 @@
 import Foundation
 import JSON
 
-/// The conversion policy of DESIGN §4: defaults, first-match rules, limits.
+/// The conversion policy (the README's *Conversion policy*): defaults, first-match rules, limits.
 public struct Policy: Sendable, Equatable {
     public enum Action: String, Sendable, Codable, CaseIterable { case allow, deny }
 

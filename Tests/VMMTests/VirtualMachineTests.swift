@@ -188,7 +188,7 @@ struct VirtualMachineTests {
         #expect(report.conversionTransport == (result.outcome == .exitsToUserspace ? .vmcall : .port))
     }
 
-    /// On this project's machines a closed page exits as MMIO (DESIGN §2), so the probe picks
+    /// On this project's machines a closed page exits as MMIO (docs/KVM-ABI.md; the README's *Memory conversions*), so the probe picks
     /// protect; wherever it runs, a VM left to choose gets what the probe chose.
     @Test func aliasProbeDecidesTheMechanismVMsGet() throws {
         let result = AliasProbe.run(system: system, logger: logger)

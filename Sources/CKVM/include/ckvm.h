@@ -4,7 +4,7 @@
  * The classic structures (kvm_regs, kvm_sregs, kvm_run, kvm_cpuid2, ...) come
  * from the system's <linux/kvm.h>. Debian 12 ships 6.1 headers, which lack the
  * private-memory ABI, so those items are declared below under a CKVM_ prefix
- * (values and layouts are kernel ABI facts, see DESIGN.md section 1) to never
+ * (values and layouts are kernel ABI facts, see docs/KVM-ABI.md) to never
  * collide with a newer system header.
  */
 #ifndef CKVM_H

@@ -74,6 +74,7 @@ public final class PostgresAuditSink: AuditSink {
         try execute("BEGIN; SELECT pg_advisory_xact_lock(7260431); \(Self.schema) COMMIT")
     }
 
+    // Safety: the connection is this object's alone, and no result outlives the query that made it.
     deinit { PQfinish(connection) }
 
     /// Runs SQL; returns the first column of each row.
@@ -87,6 +88,7 @@ public final class PostgresAuditSink: AuditSink {
             _ = PQexec(connection, "ROLLBACK").map { PQclear($0) }
             throw AuditError("PostgreSQL: \(message)")
         }
+        // Safety: rows below PQntuples, column 0 of a one-column query; each value is NUL-terminated and read before PQclear.
         return (0..<PQntuples(result)).map { String(cString: PQgetvalue(result, $0, 0)) }
     }
 

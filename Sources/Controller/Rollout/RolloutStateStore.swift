@@ -128,6 +128,7 @@ public final class RolloutStateStore {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         // Safety: the array outlives the call; a short write only shortens the message above.
+        // Safety: pwrite reads exactly the string's bytes, within the closure that lends them.
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         lockDescriptor = fd
     }

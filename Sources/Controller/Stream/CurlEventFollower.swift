@@ -35,6 +35,7 @@ public final class CurlEventFollower: @unchecked Sendable {
         }
 
         func release() {
+            // Safety: called once per connection, after its handle left the multi handle; each pointer is freed by its own allocator.
             curl_easy_cleanup(handle)
             curl_slist_free_all(headerList)
             ccurl_buffer_free(body)
@@ -43,6 +44,7 @@ public final class CurlEventFollower: @unchecked Sendable {
         /// What arrived since the last look.
         func take() -> [UInt8] {
             guard let body else { return [] }
+            // Safety: the shim copies at most bytes.count bytes into the array it is handed.
             var bytes = [UInt8](repeating: 0, count: ccurl_buffer_length(body))
             let copied = ccurl_buffer_copy(body, &bytes, bytes.count)
             ccurl_buffer_clear(body)
@@ -74,6 +76,7 @@ public final class CurlEventFollower: @unchecked Sendable {
     }
 
     deinit {
+        // Safety: follow() removed every easy handle before it returned; nothing else holds the multi handle.
         curl_multi_cleanup(multi)
     }
 
@@ -208,6 +211,7 @@ public final class CurlEventFollower: @unchecked Sendable {
         if endpoint.unixSocket == nil, let token = options.token { headers.append("Authorization: Bearer \(token)") }
         // Where to resume; a first connection without one starts from the agent's present.
         if let lastEventID { headers.append("Last-Event-ID: \(lastEventID)") }
+        // Safety: curl copies each string; the list is freed in release(), after the connection ends.
         for header in headers { connection.headerList = curl_slist_append(connection.headerList, header) }
         ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, connection.headerList)
         guard curl_multi_add_handle(multi, handle) == CURLM_OK else {

@@ -61,6 +61,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         }
 
         func release() {
+            // Safety: called once per transfer, after its handle left the multi handle; each pointer is freed by its own allocator.
             curl_easy_cleanup(handle)
             curl_slist_free_all(headerList)
             ccurl_buffer_free(body)
@@ -70,6 +71,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         /// Copies out what libcurl wrote into a buffer.
         static func bytes(_ buffer: UnsafeMutablePointer<ccurl_buffer>?) -> [UInt8] {
             guard let buffer else { return [] }
+            // Safety: the shim copies at most bytes.count bytes into the array it is handed.
             var bytes = [UInt8](repeating: 0, count: ccurl_buffer_length(buffer))
             let copied = ccurl_buffer_copy(buffer, &bytes, bytes.count)
             return Array(bytes.prefix(copied))
@@ -97,6 +99,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
     }
 
     deinit {
+        // Safety: perform() removes every easy handle before it returns; nothing else holds the multi handle.
         curl_multi_cleanup(multi)
     }
 
@@ -209,6 +212,7 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         if request.body != nil, headers["Content-Type"] == nil { headers["Content-Type"] = "application/json" }
         headers["Expect"] = ""  // no 100-continue round trip
         for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
+            // Safety: curl copies the string; the list is freed in release(), after the transfer ends.
             transfer.headerList = curl_slist_append(transfer.headerList, "\(name): \(value)")
         }
         ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, transfer.headerList)

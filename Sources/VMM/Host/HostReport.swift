@@ -1,7 +1,7 @@
 import KVM
 import Logging
 
-/// Whether one memory backend (DESIGN §2) can run on this host, and why.
+/// Whether one memory backend (the README's *Memory conversions*) can run on this host, and why.
 public struct BackendAvailability: Sendable, Codable, Equatable {
     public enum Name: String, Sendable, Codable { case attributes, alias }
     public var name: Name

@@ -1,7 +1,7 @@
 import KVM
 import MemoryModel
 
-/// DESIGN §2 attributes backend, for VM types with private memory: one
+/// The attributes backend (the README's *Memory conversions*), for VM types with private memory: one
 /// guest_memfd-backed memslot over data RAM, page state set with
 /// KVM_SET_MEMORY_ATTRIBUTES, and memory faults reported by KVM itself.
 public final class AttributesBackend: MemoryBackend {

@@ -1,7 +1,7 @@
 import KVM
 import MemoryModel
 
-/// The two ways MemGate backs private and shared guest memory (DESIGN §2).
+/// The two ways MemGate backs private and shared guest memory (the README's *Memory conversions*).
 public enum BackendKind: String, Sendable, Codable, CaseIterable {
     /// guest_memfd + KVM_SET_MEMORY_ATTRIBUTES; KVM reports memory faults itself.
     case attributes

@@ -2,7 +2,7 @@ import KVM
 import MemoryModel
 import Synchronization
 
-/// The alias backend's `memslot` mechanism (DESIGN §2): every data-RAM page is
+/// The alias backend's `memslot` mechanism (the README's *Memory conversions*): every data-RAM page is
 /// mapped only at the alias matching its state, with one memslot per maximal
 /// run. A guest access through the other alias finds no memslot and arrives as
 /// MMIO. Rewriting a slot other vCPUs may be using happens with them held
