@@ -18,7 +18,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -ffreestanding -nostdlib -static -fno-pic -no-pie
                 -Wl,--build-id=none -Wl,-n
 SWIFT_FLAGS  := -j 2
 
-.PHONY: all deps preflight build guests demo check test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-lifecycle bench-history bench-privmem profile-privmem clean install
+.PHONY: all deps preflight build guests demo check lint format test test-masked capability-matrix api-check check-privmem chaos bench-exitloop bench-conversions bench-store bench-http bench-fanout bench-fleet bench-stream bench-lifecycle bench-history bench-privmem profile-privmem clean install
 
 all: build guests
 
@@ -50,11 +50,20 @@ preflight:
 demo: preflight build guests
 	@bash scripts/demo.sh
 
-check: preflight build guests test test-masked api-check check-privmem capability-matrix
+check: preflight lint build guests test test-masked api-check check-privmem capability-matrix
 
 # Every test process notes which capability-dependent areas it ran, and why it skipped the
 # others (Tests/TestSupport/CapabilityLedger.swift); capability-matrix prints the table.
 LEDGER := $(BUILD)/capability-ledger
+
+# The house format (.swift-format: 120 columns, ordered imports, no semicolons joining statements),
+# checked with the toolchain's swift-format; `make format` applies it.
+FORMATTED := Sources Tests Benchmarks Package.swift
+lint:
+	$(SWIFT) format lint --strict --recursive --parallel $(FORMATTED)
+
+format:
+	$(SWIFT) format --in-place --recursive --parallel $(FORMATTED)
 
 test:
 	@rm -rf $(LEDGER) && mkdir -p $(LEDGER)
