@@ -41,7 +41,9 @@ let package = Package(
         .target(name: "MemoryModel", dependencies: ["JSON"], swiftSettings: strict),
         .target(
             name: "VMM",
-            dependencies: ["KVM", "MemoryModel", "CGuestABI", "Platform", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KVM", "MemoryModel", "CGuestABI", "Platform", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // The one JSON byte writer (escaping, integers): hot pages, rows from SQLite, error bodies.
         .target(name: "JSON", swiftSettings: strict),
@@ -54,23 +56,35 @@ let package = Package(
         // SQLite event store; Migrations/ (linked in as a resource) is the schema's single source.
         .target(
             name: "EventStore",
-            dependencies: ["SQLite", "JSON", "MemoryModel", "APITypes", "Platform", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "SQLite", "JSON", "MemoryModel", "APITypes", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [.copy("Migrations")],
             swiftSettings: strict),
         // The VMs of one host: creation with registration, lifecycle, the record of every end.
         .target(
             name: "VMProcess",
-            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", "Platform", "CLinux", "CNet", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "VMM", "KVM", "MemoryModel", "EventStore", "Platform", "CLinux", "CNet",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .target(
             name: "AgentHost",
-            dependencies: ["VMM", "KVM", "MemoryModel", "EventStore", "VMProcess", "Platform", "CLinux", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "VMM", "KVM", "MemoryModel", "EventStore", "VMProcess", "Platform", "CLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // API v1: requests become typed actions at the edge; one place maps errors to responses.
         .target(
             name: "AgentAPI",
-            dependencies: ["AgentHost", "APITypes", "JSON", "Pictures", "EventStore", "HTTPServer", "VMM", "MemoryModel", "Platform",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AgentHost", "APITypes", "JSON", "Pictures", "EventStore", "HTTPServer", "VMM", "MemoryModel",
+                "Platform",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         // The fleet controller: libcurl multi fan-out, merging, policy push, audit pull. Never imports KVM or VMM.
         .target(
@@ -80,7 +94,10 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "memgatectl",
-            dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", "Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Controller", "APITypes", "JSON", "MemoryModel", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict),
         // epoll HTTP/1.1 server: pure parser and connection state machine, thin socket shell.
         .target(
@@ -90,7 +107,8 @@ let package = Package(
         .executableTarget(
             name: "memgate-agent",
             dependencies: [
-                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "APITypes", "HTTPServer", "Platform", "VMProcess", "CLinux",
+                "VMM", "KVM", "MemoryModel", "EventStore", "AgentHost", "AgentAPI", "APITypes", "HTTPServer",
+                "Platform", "VMProcess", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -99,8 +117,10 @@ let package = Package(
         // A guest as serve runs it (its own process, its ring drained into a store), for the benchmarks that compare.
         .target(
             name: "BenchmarkOwnProcess",
-            dependencies: ["AgentHost", "EventStore", "VMProcess", "KVM", "VMM", "MemoryModel", "Platform",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AgentHost", "EventStore", "VMProcess", "KVM", "VMM", "MemoryModel", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/OwnProcess", swiftSettings: strict),
         .executableTarget(
             name: "bench-conversions",
@@ -162,35 +182,60 @@ let package = Package(
             swiftSettings: strict),
 
         // Helpers shared by the test targets: paths to built guests and binaries, subprocesses.
-        .target(name: "TestSupport", dependencies: ["CNet", "Controller", "KVM", "VMM", .product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(
+            name: "TestSupport",
+            dependencies: ["CNet", "Controller", "KVM", "VMM", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "MemoryModelTests", dependencies: ["MemoryModel", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "EventStoreTests",
-            dependencies: ["EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "EventStore", "SQLite", "MemoryModel", "VMM", "KVM", "Platform", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "HTTPServerTests",
+            dependencies: ["HTTPServer", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: strict),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"], swiftSettings: strict),
         .testTarget(name: "APITypesTests", dependencies: ["APITypes", "JSON"], swiftSettings: strict),
         .testTarget(name: "PicturesTests", dependencies: ["Pictures", "APITypes"], swiftSettings: strict),
-        .testTarget(name: "VMProcessTests", dependencies: ["VMProcess", "VMM", "MemoryModel", "Platform"], swiftSettings: strict),
-        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore", "Platform"], swiftSettings: strict),
+        .testTarget(
+            name: "VMProcessTests", dependencies: ["VMProcess", "VMM", "MemoryModel", "Platform"], swiftSettings: strict
+        ),
+        .testTarget(
+            name: "AgentAPITests", dependencies: ["AgentAPI", "APITypes", "HTTPServer", "EventStore", "Platform"],
+            swiftSettings: strict),
         .testTarget(
             name: "AgentHostTests",
-            dependencies: ["AgentHost", "EventStore", "SQLite", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "AgentHost", "EventStore", "SQLite", "KVM", "MemoryModel", "VMM", "Platform", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
-        .testTarget(name: "ControllerTests", dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", "Platform"], swiftSettings: strict),
+        .testTarget(
+            name: "ControllerTests", dependencies: ["Controller", "APITypes", "JSON", "MemoryModel", "Platform"],
+            swiftSettings: strict),
         .testTarget(
             name: "MemgatectlTests",
             dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite", "MemoryModel"],
             swiftSettings: strict),
-        .testTarget(name: "KVMTests", dependencies: ["KVM", "CKVM", "CGuestABI", "MemoryModel", "TestSupport"], swiftSettings: strict),
+        .testTarget(
+            name: "KVMTests", dependencies: ["KVM", "CKVM", "CGuestABI", "MemoryModel", "TestSupport"],
+            swiftSettings: strict),
         .testTarget(
             name: "VMMTests",
-            dependencies: ["VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "VMM", "KVM", "MemoryModel", "CGuestABI", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
-        .testTarget(name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite", "Controller"], exclude: ["Scripts"],
-                    swiftSettings: strict),
+        .testTarget(
+            name: "AgentCLITests", dependencies: ["TestSupport", "HTTPServer", "APITypes", "SQLite", "Controller"],
+            exclude: ["Scripts"],
+            swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

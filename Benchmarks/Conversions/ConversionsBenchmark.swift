@@ -36,10 +36,14 @@ struct ConversionsBenchmark: ParsableCommand {
     @Option(help: "Where to append the RESULT line.")
     var output: String = ".build/bench/results.txt"
 
-    @Option(help: "The memgate-agent binary: the explicit series also runs in a VM process of its own, as serve runs it.")
+    @Option(
+        help: "The memgate-agent binary: the explicit series also runs in a VM process of its own, as serve runs it.")
     var agent: String?
 
-    @Flag(help: "The private-memory run (make bench-privmem, inside the nested host): the attributes backend against alias (protect) and a bare C floor doing KVM_SET_MEMORY_ATTRIBUTES and the discard.")
+    @Flag(
+        help:
+            "The private-memory run (make bench-privmem, inside the nested host): the attributes backend against alias (protect) and a bare C floor doing KVM_SET_MEMORY_ATTRIBUTES and the discard."
+    )
     var privmem = false
 
     struct Run {
@@ -48,8 +52,11 @@ struct ConversionsBenchmark: ParsableCommand {
     }
 
     func run() throws {
-        guard (1...10_000_000).contains(conversions), (1...10_000_000).contains(memslotConversions), (1...20).contains(rounds) else {
-            throw ValidationError("--conversions and --memslot-conversions must be from 1 to 10000000, --rounds from 1 to 20")
+        guard (1...10_000_000).contains(conversions), (1...10_000_000).contains(memslotConversions),
+            (1...20).contains(rounds)
+        else {
+            throw ValidationError(
+                "--conversions and --memslot-conversions must be from 1 to 10000000, --rounds from 1 to 20")
         }
         let system = try KVM.System()
         let file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: guest)))
@@ -61,25 +68,43 @@ struct ConversionsBenchmark: ParsableCommand {
         }
         // Interleaved, so drift on this shared host favours no series.
         for _ in 1...rounds {
-            let explicit = try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions)
+            let explicit = try measure(
+                system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions)
             keep("explicit", explicit.run)
             keep("floor", try runFloor(store: explicit.floorStore))
-            keep("implicit", try measure(system: system, file: file, mode: "implicit", mechanism: .protect, vcpus: 1, count: conversions).run)
-            keep("smp2", try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 2, count: conversions).run)
-            keep("memslot", try measure(system: system, file: file, mode: "explicit", mechanism: .memslot, vcpus: 1,
-                                        count: memslotConversions).run)
+            keep(
+                "implicit",
+                try measure(
+                    system: system, file: file, mode: "implicit", mechanism: .protect, vcpus: 1, count: conversions
+                ).run)
+            keep(
+                "smp2",
+                try measure(
+                    system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 2, count: conversions
+                ).run)
+            keep(
+                "memslot",
+                try measure(
+                    system: system, file: file, mode: "explicit", mechanism: .memslot, vcpus: 1,
+                    count: memslotConversions
+                ).run)
             if let agent { keep("own", try measureOwnProcess(agent: agent, system: system, file: file)) }
         }
         func rate(_ name: String) -> Double { best[name]?.perSecond ?? 0 }
-        let result = String(format: "RESULT conversions explicit_per_s=%.0f implicit_per_s=%.0f memslot_explicit_per_s=%.0f smp2_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f vs_memslot=%.2f",
-                            rate("explicit"), rate("implicit"), rate("memslot"), rate("smp2"), rate("floor"),
-                            rate("explicit") / rate("floor"), rate("explicit") / rate("memslot"))
+        let result = String(
+            format:
+                "RESULT conversions explicit_per_s=%.0f implicit_per_s=%.0f memslot_explicit_per_s=%.0f smp2_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f vs_memslot=%.2f",
+            rate("explicit"), rate("implicit"), rate("memslot"), rate("smp2"), rate("floor"),
+            rate("explicit") / rate("floor"), rate("explicit") / rate("memslot"))
         try BenchmarkResults.append(result, to: output)
         print(result)
         if agent != nil {
             // As serve runs it: the VM in its own process, every conversion recorded through its ring into SQLite.
-            let own = String(format: "RESULT conversions vm_process=own explicit_per_s=%.0f in_process_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f vs_in_process=%.3f",
-                             rate("own"), rate("explicit"), rate("floor"), rate("own") / rate("floor"), rate("own") / rate("explicit"))
+            let own = String(
+                format:
+                    "RESULT conversions vm_process=own explicit_per_s=%.0f in_process_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f vs_in_process=%.3f",
+                rate("own"), rate("explicit"), rate("floor"), rate("own") / rate("floor"),
+                rate("own") / rate("explicit"))
             try BenchmarkResults.append(own, to: output)
             print(own)
         }
@@ -92,15 +117,20 @@ struct ConversionsBenchmark: ParsableCommand {
         let outcome = try OwnProcessVM(agentBinary: agent, folder: folder, system: system)
             .run(name: "bench-own", image: file, commandLine: "explicit \(conversions)")
         guard outcome.state == "stopped", outcome.applied == conversions else {
-            throw BenchmarkError("bench-own ended \(outcome.state) (\(outcome.reason ?? "")) with \(outcome.applied) conversions applied")
+            throw BenchmarkError(
+                "bench-own ended \(outcome.state) (\(outcome.reason ?? "")) with \(outcome.applied) conversions applied"
+            )
         }
-        return Run(perSecond: Double(conversions) / outcome.seconds,
-                   detail: String(format: "own process, recorded through its ring, %.2f s", outcome.seconds))
+        return Run(
+            perSecond: Double(conversions) / outcome.seconds,
+            detail: String(format: "own process, recorded through its ring, %.2f s", outcome.seconds))
     }
 
     /// One agent VM; returns its rate and which private store the floor must use to match it.
-    func measure(system: KVM.System, file: [UInt8], mode: String, mechanism: AliasMechanism, vcpus: Int,
-                 count: Int, backend: BackendKind = .alias) throws -> (run: Run, floorStore: String) {
+    func measure(
+        system: KVM.System, file: [UInt8], mode: String, mechanism: AliasMechanism, vcpus: Int,
+        count: Int, backend: BackendKind = .alias
+    ) throws -> (run: Run, floorStore: String) {
         var configuration = VMConfiguration(name: "bench-\(mode)-\(backend)-\(mechanism)-\(vcpus)")
         configuration.memoryBytes = 64 << 20
         configuration.vcpuCount = vcpus
@@ -108,14 +138,19 @@ struct ConversionsBenchmark: ParsableCommand {
         configuration.aliasMechanism = mechanism
         configuration.commandLine = "\(mode) \(count)"
         let image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
-        let vm = try VirtualMachine(system: system, configuration: configuration, image: image,
-                                    logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, events: InMemoryEventSink())
+        let vm = try VirtualMachine(
+            system: system, configuration: configuration, image: image,
+            logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, events: InMemoryEventSink())
         let switchesBefore = Self.contextSwitches()
         let started = ContinuousClock.now
         try vm.start()
-        guard vm.waitUntilFinished(timeout: .seconds(600)) else { throw BenchmarkError("\(configuration.name) did not finish") }
+        guard vm.waitUntilFinished(timeout: .seconds(600)) else {
+            throw BenchmarkError("\(configuration.name) did not finish")
+        }
         let seconds = BenchmarkResults.seconds(ContinuousClock.now - started)
-        guard vm.lifecycle.exitStatus == 0 else { throw BenchmarkError("\(configuration.name) ended: \(vm.lifecycle.reason ?? "?")") }
+        guard vm.lifecycle.exitStatus == 0 else {
+            throw BenchmarkError("\(configuration.name) ended: \(vm.lifecycle.reason ?? "?")")
+        }
         let converted = vm.statistics.total(decision: .applied)
         guard converted == count * vcpus else {
             throw BenchmarkError("\(configuration.name): \(converted) conversions applied, expected \(count * vcpus)")
@@ -123,11 +158,17 @@ struct ConversionsBenchmark: ParsableCommand {
         let time = vm.kvmTime
         let exits = vm.exitCounts.reduce(UInt64(0)) { $0 + $1.count }
         let switches = Self.contextSwitches() - switchesBefore
-        let detail = String(format: "%@, %.2f s, %.1f µs each, %.2f exits and %.2f context switches each, %.0f%% in KVM_RUN, %.0f%% in mprotect/memslot/discard calls",
-                            vm.memoryDescription, seconds, seconds / Double(converted) * 1e6 * Double(vcpus), Double(exits) / Double(converted),
-                            Double(switches) / Double(converted),
-                            Double(time.runNanos) / 1e9 / seconds / Double(vcpus) * 100, Double(time.memoryNanos) / 1e9 / seconds / Double(vcpus) * 100)
-        let store = vm.memoryDescription.contains("bound with") ? "gmem-bound"
+        let detail = String(
+            format:
+                "%@, %.2f s, %.1f µs each, %.2f exits and %.2f context switches each, %.0f%% in KVM_RUN, %.0f%% in mprotect/memslot/discard calls",
+            vm.memoryDescription, seconds, seconds / Double(converted) * 1e6 * Double(vcpus),
+            Double(exits) / Double(converted),
+            Double(switches) / Double(converted),
+            Double(time.runNanos) / 1e9 / seconds / Double(vcpus) * 100,
+            Double(time.memoryNanos) / 1e9 / seconds / Double(vcpus) * 100)
+        let store =
+            vm.memoryDescription.contains("bound with")
+            ? "gmem-bound"
             : vm.memoryDescription.contains("guest_memfd mapped") ? "gmem-mapped" : "memfd"
         return (Run(perSecond: Double(converted) / seconds, detail: detail), store)
     }
@@ -141,16 +182,28 @@ struct ConversionsBenchmark: ParsableCommand {
             if run.perSecond > best[name]?.perSecond ?? 0 { best[name] = run }
         }
         for _ in 1...rounds {
-            keep("attributes", try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions,
-                                           backend: .attributes).run)
+            keep(
+                "attributes",
+                try measure(
+                    system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions,
+                    backend: .attributes
+                ).run)
             keep("floor", try runFloor(store: "attributes"))
-            keep("alias", try measure(system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions).run)
+            keep(
+                "alias",
+                try measure(
+                    system: system, file: file, mode: "explicit", mechanism: .protect, vcpus: 1, count: conversions
+                ).run)
         }
         let exit39 = try exit39Handled(system: system)
         func rate(_ name: String) -> Double { best[name]?.perSecond ?? 0 }
-        let kernel = (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
-        let result = String(format: "RESULT privmem kernel=%@ vm_type=sw_protected attributes_per_s=%.0f alias_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f exit39_handled=%llu",
-                            kernel, rate("attributes"), rate("alias"), rate("floor"), rate("attributes") / rate("floor"), exit39)
+        let kernel =
+            (try? String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8))?.trimmingCharacters(
+                in: .whitespacesAndNewlines) ?? "unknown"
+        let result = String(
+            format:
+                "RESULT privmem kernel=%@ vm_type=sw_protected attributes_per_s=%.0f alias_per_s=%.0f floor_per_s=%.0f vs_floor=%.3f exit39_handled=%llu",
+            kernel, rate("attributes"), rate("alias"), rate("floor"), rate("attributes") / rate("floor"), exit39)
         try BenchmarkResults.append(result, to: output)
         print(result)
     }
@@ -161,11 +214,17 @@ struct ConversionsBenchmark: ParsableCommand {
         var configuration = VMConfiguration(name: "bench-exit39")
         configuration.memoryBytes = 32 << 20
         configuration.backend = .attributes
-        let implicit = [UInt8](try Data(contentsOf: URL(fileURLWithPath: guest).deletingLastPathComponent().appendingPathComponent("implicit.elf")))
+        let implicit = [UInt8](
+            try Data(
+                contentsOf: URL(fileURLWithPath: guest).deletingLastPathComponent().appendingPathComponent(
+                    "implicit.elf")))
         let image = try ELFLoader.parse(implicit, loadable: BootLayout.imageBase..<configuration.memoryBytes)
-        let vm = try VirtualMachine(system: system, configuration: configuration, image: image,
-                                    logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, events: InMemoryEventSink())
-        guard let backend = vm.engine.backend as? AttributesBackend else { throw BenchmarkError("bench-exit39 is not on the attributes backend") }
+        let vm = try VirtualMachine(
+            system: system, configuration: configuration, image: image,
+            logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, events: InMemoryEventSink())
+        guard let backend = vm.engine.backend as? AttributesBackend else {
+            throw BenchmarkError("bench-exit39 is not on the attributes backend")
+        }
         try backend.removePrivateStore()
         try vm.start()
         guard vm.waitUntilFinished(timeout: .seconds(120)) else { throw BenchmarkError("bench-exit39 did not finish") }
@@ -177,13 +236,16 @@ struct ConversionsBenchmark: ParsableCommand {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
         return tasks.reduce(0) { total, task in
             let status = (try? String(contentsOfFile: "/proc/self/task/\(task)/status", encoding: .utf8)) ?? ""
-            return total + status.split(separator: "\n").filter { $0.contains("ctxt_switches:") }
-                .compactMap { $0.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }.reduce(0, +)
+            return total
+                + status.split(separator: "\n").filter { $0.contains("ctxt_switches:") }
+                .compactMap { $0.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+                .reduce(0, +)
         }
     }
 
     func runFloor(store: String) throws -> Run {
-        let rate = try BenchmarkResults.runBaseline(floor, [guest, "explicit", String(conversions), store], field: "floor_per_s")
+        let rate = try BenchmarkResults.runBaseline(
+            floor, [guest, "explicit", String(conversions), store], field: "floor_per_s")
         return Run(perSecond: rate, detail: "bare C VMM, private store \(store)")
     }
 }

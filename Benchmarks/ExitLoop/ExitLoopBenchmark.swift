@@ -40,7 +40,8 @@ struct ExitLoopBenchmark: ParsableCommand {
             print(String(format: "round %d: agent %.0f exits/s, C %.0f exits/s", round, agent, c))
         }
         let agent = median(agentRates), c = median(cRates)
-        let result = String(format: "RESULT exitloop agent_exits_per_s=%.0f c_exits_per_s=%.0f ratio=%.3f", agent, c, agent / c)
+        let result = String(
+            format: "RESULT exitloop agent_exits_per_s=%.0f c_exits_per_s=%.0f ratio=%.3f", agent, c, agent / c)
         try BenchmarkResults.append(result, to: output)
         print(result)
     }

@@ -36,8 +36,11 @@ struct LifecycleBenchmark: ParsableCommand {
     static let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 
     func run() throws {
-        guard (1...1000).contains(vms), (1...256).contains(adopt) else { throw ValidationError("--vms from 1 to 1000, --adopt from 1 to 256") }
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-bench-lifecycle-\(getpid())")
+        guard (1...1000).contains(vms), (1...256).contains(adopt) else {
+            throw ValidationError("--vms from 1 to 1000, --adopt from 1 to 256")
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-bench-lifecycle-\(getpid())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         let system = try KVM.System()
@@ -48,7 +51,8 @@ struct LifecycleBenchmark: ParsableCommand {
             try withHost(system: system, folder: folder, name: "inside", processes: false) { insideHost, _ in
                 for index in 0..<vms {
                     own.append(try firstConversion(host: host, image: image, name: "own-\(index)", ring: runDirectory))
-                    inside.append(try firstConversion(host: insideHost, image: image, name: "inside-\(index)", ring: nil))
+                    inside.append(
+                        try firstConversion(host: insideHost, image: image, name: "inside-\(index)", ring: nil))
                 }
             }
         }
@@ -57,20 +61,27 @@ struct LifecycleBenchmark: ParsableCommand {
             let sorted = values.sorted()
             return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)] * 1000
         }
-        let result = String(format: "RESULT lifecycle vms=%d own_p50_ms=%.2f own_p99_ms=%.2f in_process_p50_ms=%.2f in_process_p99_ms=%.2f adopt_vms=%d adopt_s=%.3f",
-                            vms, percentile(own, 0.5), percentile(own, 0.99), percentile(inside, 0.5), percentile(inside, 0.99), adopt, adoption)
+        let result = String(
+            format:
+                "RESULT lifecycle vms=%d own_p50_ms=%.2f own_p99_ms=%.2f in_process_p50_ms=%.2f in_process_p99_ms=%.2f adopt_vms=%d adopt_s=%.3f",
+            vms, percentile(own, 0.5), percentile(own, 0.99), percentile(inside, 0.5), percentile(inside, 0.99), adopt,
+            adoption)
         try BenchmarkResults.append(result, to: output)
         print(result)
     }
 
     /// An agent's host on its own store (and run directory, with VM processes).
-    func withHost(system: KVM.System, folder: URL, name: String, processes: Bool,
-                  _ body: (AgentHost, RunDirectory?) throws -> Void) throws {
-        let store = try EventStore(path: folder.appendingPathComponent("\(name).db").path, closeLostVMs: false, logger: Self.quiet)
+    func withHost(
+        system: KVM.System, folder: URL, name: String, processes: Bool,
+        _ body: (AgentHost, RunDirectory?) throws -> Void
+    ) throws {
+        let store = try EventStore(
+            path: folder.appendingPathComponent("\(name).db").path, closeLostVMs: false, logger: Self.quiet)
         defer { store.close() }
         let runDirectory = processes ? try RunDirectory(path: folder.appendingPathComponent("\(name).run").path) : nil
         let options = runDirectory.map { VMProcessOptions(runDirectory: $0, executable: agent, logLevel: "error") }
-        let host = AgentHost(system: system, store: store, policies: PolicyStore(), maxVMs: 256, processes: options, logger: Self.quiet)
+        let host = AgentHost(
+            system: system, store: store, policies: PolicyStore(), maxVMs: 256, processes: options, logger: Self.quiet)
         defer { host.shutdown(reason: "benchmark over", stopVMs: true) }
         try body(host, runDirectory)
     }
@@ -85,7 +96,8 @@ struct LifecycleBenchmark: ParsableCommand {
 
     /// Seconds from the create request to the guest's first conversion handled (its first record
     /// in the VM's ring, or the first exit of a VM inside the agent).
-    func firstConversion(host: AgentHost, image: [UInt8], name: String, ring directory: RunDirectory?) throws -> Double {
+    func firstConversion(host: AgentHost, image: [UInt8], name: String, ring directory: RunDirectory?) throws -> Double
+    {
         let started = ContinuousClock.now
         let vm = try host.create(spec(name, image: image, commandLine: "explicit 100000000"), start: true)
         var ring: VMRing?
@@ -113,22 +125,32 @@ struct LifecycleBenchmark: ParsableCommand {
         let options = VMProcessOptions(runDirectory: runDirectory, executable: agent, logLevel: "error")
         do {
             let store = try EventStore(path: database, closeLostVMs: false, logger: Self.quiet)
-            let first = AgentHost(system: system, store: store, policies: PolicyStore(), maxVMs: 256, processes: options, logger: Self.quiet)
-            for index in 0..<adopt { _ = try first.create(spec("adopted-\(index)", image: image, commandLine: "explicit 100000000"), start: true) }
+            let first = AgentHost(
+                system: system, store: store, policies: PolicyStore(), maxVMs: 256, processes: options,
+                logger: Self.quiet)
+            for index in 0..<adopt {
+                _ = try first.create(
+                    spec("adopted-\(index)", image: image, commandLine: "explicit 100000000"), start: true)
+            }
             first.shutdown(reason: "restart", stopVMs: false)
             store.close()
         }
         let started = ContinuousClock.now
         let store = try EventStore(path: database, closeLostVMs: false, logger: Self.quiet)
         defer { store.close() }
-        let next = AgentHost(system: system, store: store, policies: PolicyStore(), maxVMs: 256, processes: options, logger: Self.quiet)
+        let next = AgentHost(
+            system: system, store: store, policies: PolicyStore(), maxVMs: 256, processes: options, logger: Self.quiet)
         let report = try next.adopt()
         let elapsed = BenchmarkResults.seconds(ContinuousClock.now - started)
         defer { next.shutdown(reason: "benchmark over", stopVMs: true) }
         guard report.adopted.count == adopt else {
-            throw BenchmarkError("adopted \(report.adopted.count) of \(adopt) VMs (closed \(report.closed), ended \(report.ended), refused \(report.refused))")
+            throw BenchmarkError(
+                "adopted \(report.adopted.count) of \(adopt) VMs (closed \(report.closed), ended \(report.ended), refused \(report.refused))"
+            )
         }
-        print(String(format: "adopted %d running VMs in %.3f s (store opened, each checked and draining)", adopt, elapsed))
+        print(
+            String(format: "adopted %d running VMs in %.3f s (store opened, each checked and draining)", adopt, elapsed)
+        )
         return elapsed
     }
 }

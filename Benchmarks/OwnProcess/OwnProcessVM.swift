@@ -33,15 +33,20 @@ public struct OwnProcessVM {
     }
 
     /// Creates, starts and waits for one VM; everything it recorded is committed when this returns.
-    public func run(name: String, image: [UInt8], commandLine: String, memoryMib: UInt64 = 64, vcpus: Int = 1) throws -> Outcome {
+    public func run(name: String, image: [UInt8], commandLine: String, memoryMib: UInt64 = 64, vcpus: Int = 1) throws
+        -> Outcome
+    {
         let round = folder.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: round, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: round) }
-        let store = try EventStore(path: round.appendingPathComponent("agent.db").path, closeLostVMs: false, logger: Self.quiet)
+        let store = try EventStore(
+            path: round.appendingPathComponent("agent.db").path, closeLostVMs: false, logger: Self.quiet)
         defer { store.close() }
-        let options = VMProcessOptions(runDirectory: try RunDirectory(path: round.appendingPathComponent("run").path),
-                                       executable: agentBinary, logLevel: "error")
-        let host = AgentHost(system: system, store: store, policies: PolicyStore(), processes: options, logger: Self.quiet)
+        let options = VMProcessOptions(
+            runDirectory: try RunDirectory(path: round.appendingPathComponent("run").path),
+            executable: agentBinary, logLevel: "error")
+        let host = AgentHost(
+            system: system, store: store, policies: PolicyStore(), processes: options, logger: Self.quiet)
         defer { host.shutdown(reason: "benchmark over", stopVMs: true) }
         var spec = VMSpec(name: name, imageName: name, image: image)
         spec.memoryMib = memoryMib
@@ -55,7 +60,9 @@ public struct OwnProcessVM {
         vm.waitUntilRecorded()
         let elapsed = ContinuousClock.now - started
         let snapshot = vm.snapshot
-        return Outcome(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                       applied: snapshot.conversionsByDecision["applied"] ?? 0, state: snapshot.state, reason: snapshot.lifecycle.reason)
+        return Outcome(
+            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            applied: snapshot.conversionsByDecision["applied"] ?? 0, state: snapshot.state,
+            reason: snapshot.lifecycle.reason)
     }
 }

@@ -49,7 +49,11 @@ struct StoreBenchmark: ParsableCommand {
 
         let store = try storeEventsPerSecond(path: folder.appendingPathComponent("store.db").path)
         let c = try baselineRowsPerSecond(path: folder.appendingPathComponent("c.db").path)
-        print(String(format: "store: %.0f events/s with commit-before-resume from 2 threads; C: %.0f rows/s in one transaction", store, c))
+        print(
+            String(
+                format:
+                    "store: %.0f events/s with commit-before-resume from 2 threads; C: %.0f rows/s in one transaction",
+                store, c))
 
         var on: [Double] = [], off: [Double] = []
         let system = try KVM.System()
@@ -63,11 +67,13 @@ struct StoreBenchmark: ParsableCommand {
                     let outcome = try OwnProcessVM(agentBinary: agent, folder: folder, system: system)
                         .run(name: "bench-record", image: file, commandLine: "explicit \(conversions)")
                     guard outcome.state == "stopped", outcome.applied == conversions else {
-                        throw BenchmarkError("bench-record ended \(outcome.state) (\(outcome.reason ?? "")), \(outcome.applied) applied")
+                        throw BenchmarkError(
+                            "bench-record ended \(outcome.state) (\(outcome.reason ?? "")), \(outcome.applied) applied")
                     }
                     return outcome.seconds
                 }
-                return try conversionRun(system: system, file: file, store: try EventStore(path: path, logger: Self.quiet))
+                return try conversionRun(
+                    system: system, file: file, store: try EventStore(path: path, logger: Self.quiet))
             }
             if round % 2 == 1 {
                 recorded = try recordedRun()
@@ -82,8 +88,9 @@ struct StoreBenchmark: ParsableCommand {
         }
         let overhead = median(on) / median(off) - 1
         let perRound = zip(on, off).map { String(format: "%.3f", $0 / $1 - 1) }.joined(separator: ",")
-        let result = String(format: "RESULT store events_per_s=%.0f c_rows_per_s=%.0f record_overhead=%.3f vm_process=%@ rounds=%@",
-                            store, c, overhead, agent == nil ? "agent" : "own", perRound)
+        let result = String(
+            format: "RESULT store events_per_s=%.0f c_rows_per_s=%.0f record_overhead=%.3f vm_process=%@ rounds=%@",
+            store, c, overhead, agent == nil ? "agent" : "own", perRound)
         try BenchmarkResults.append(result, to: output)
         print(result)
     }
@@ -93,9 +100,11 @@ struct StoreBenchmark: ParsableCommand {
     /// Two threads each record `events` conversions and wait for each commit, as vCPUs do.
     func storeEventsPerSecond(path: String) throws -> Double {
         let store = try EventStore(path: path, logger: Self.quiet)
-        let vmID = try store.register(VMRegistration(name: "bench", memoryBytes: 32 << 20, vcpus: 2, backend: "alias",
-                                          dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
-                           createdNanos: MonotonicClock.wallNanos())
+        let vmID = try store.register(
+            VMRegistration(
+                name: "bench", memoryBytes: 32 << 20, vcpus: 2, backend: "alias",
+                dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
+            createdNanos: MonotonicClock.wallNanos())
         let done = Mutex(0)
         let started = ContinuousClock.now
         for vcpu in 0..<2 {
@@ -131,11 +140,14 @@ struct StoreBenchmark: ParsableCommand {
         configuration.commandLine = "explicit \(conversions)"
         configuration.id = store?.reserveVMID() ?? 0
         let image = try ELFLoader.parse(file, loadable: BootLayout.imageBase..<configuration.memoryBytes)
-        let vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: Self.quiet,
-                                    events: store ?? InMemoryEventSink())
-        try store?.register(VMRegistration(name: "bench-record", memoryBytes: configuration.memoryBytes, vcpus: 1,
-                                           backend: "alias", dataRAM: vm.pageStates.bounds, initialState: .private),
-                            id: configuration.id, createdNanos: MonotonicClock.wallNanos())
+        let vm = try VirtualMachine(
+            system: system, configuration: configuration, image: image, logger: Self.quiet,
+            events: store ?? InMemoryEventSink())
+        try store?.register(
+            VMRegistration(
+                name: "bench-record", memoryBytes: configuration.memoryBytes, vcpus: 1,
+                backend: "alias", dataRAM: vm.pageStates.bounds, initialState: .private),
+            id: configuration.id, createdNanos: MonotonicClock.wallNanos())
         let started = ContinuousClock.now
         try vm.start()
         guard vm.waitUntilFinished(timeout: .seconds(600)), vm.lifecycle.exitStatus == 0 else {

@@ -26,9 +26,12 @@ enum RecordedHistory {
         let start = MonotonicClock.wallNanos() - UInt64(conversions) * 30_000
         var ids: [Int64] = []
         for index in 0..<vms {
-            ids.append(try store.register(VMRegistration(name: "bench-\(index / 4)\(index % 4)", memoryBytes: 64 << 20, vcpus: 1,
-                                                         backend: "alias", dataRAM: dataRAM, initialState: .private),
-                                          createdNanos: start))
+            ids.append(
+                try store.register(
+                    VMRegistration(
+                        name: "bench-\(index / 4)\(index % 4)", memoryBytes: 64 << 20, vcpus: 1,
+                        backend: "alias", dataRAM: dataRAM, initialState: .private),
+                    createdNanos: start))
         }
         let pages = dataRAM.size / 4096 / 2
         for i in 0..<conversions {
@@ -37,9 +40,11 @@ enum RecordedHistory {
             let page = (round / 2) % pages
             let time = start + UInt64(i) * 30_000
             let record = ConversionRecord(
-                vmID: ids[vm], vm: "bench-\(vm / 4)\(vm % 4)", vcpu: 0, requestedNanos: time, completedNanos: time + 20_000,
+                vmID: ids[vm], vm: "bench-\(vm / 4)\(vm % 4)", vcpu: 0, requestedNanos: time,
+                completedNanos: time + 20_000,
                 gpa: dataRAM.start + page * 2 * 4096, size: 4096, direction: round % 2 == 0 ? .toShared : .toPrivate,
-                trigger: .explicit, decision: .applied, reason: "default explicit allow", policyVersion: VersionedPolicy.builtIn.version,
+                trigger: .explicit, decision: .applied, reason: "default explicit allow",
+                policyVersion: VersionedPolicy.builtIn.version,
                 source: .emulated, changedBytes: 4096, discardedBytes: 4096, guestResult: 0)
             let receipt = store.record(conversion: record)
             // Now and then wait, so the writer's queue stays bounded.

@@ -13,13 +13,15 @@ final class RunningAgent {
         let out = folder.appendingPathComponent("\(database).out")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--listen", "127.0.0.1:0", "--db", folder.appendingPathComponent(database).path,
-                             "--images-dir", folder.appendingPathComponent("images").path,
-                             "--token-file", folder.appendingPathComponent("tokens").path, "--log-level", "error",
-                             "--run-dir", folder.appendingPathComponent("\(database).run").path, "--stop-vms-on-exit",
-                             // The 64 readers share one token (a principal's default share is 32 streams), and each
-                             // may hold the full 1 MiB unsent, as before the 32 MiB process-wide budget (512 KiB each).
-                             "--max-streams-per-principal", "64", "--stream-buffer-total", "\(64 << 20)"]
+        process.arguments = [
+            "serve", "--listen", "127.0.0.1:0", "--db", folder.appendingPathComponent(database).path,
+            "--images-dir", folder.appendingPathComponent("images").path,
+            "--token-file", folder.appendingPathComponent("tokens").path, "--log-level", "error",
+            "--run-dir", folder.appendingPathComponent("\(database).run").path, "--stop-vms-on-exit",
+            // The 64 readers share one token (a principal's default share is 32 streams), and each
+            // may hold the full 1 MiB unsent, as before the 32 MiB process-wide budget (512 KiB each).
+            "--max-streams-per-principal", "64", "--stream-buffer-total", "\(64 << 20)",
+        ]
         process.standardOutput = try FileHandle(forWritingTo: out)
         try process.run()
         var found: UInt16?
@@ -33,7 +35,8 @@ final class RunningAgent {
         }
         guard let found, let endpoint = Endpoint("http://127.0.0.1:\(found)") else {
             process.terminate()
-            throw BenchmarkError("memgate-agent serve did not start (status \(process.isRunning ? 0 : process.terminationStatus))")
+            throw BenchmarkError(
+                "memgate-agent serve did not start (status \(process.isRunning ? 0 : process.terminationStatus))")
         }
         port = found
         var options = TransportOptions()
@@ -51,8 +54,9 @@ final class RunningAgent {
     }
 
     func request(_ method: String, _ path: String, json: String? = nil) throws -> HostResponse {
-        let request = HostRequest(host: 0, method: method, path: path, headers: json == nil ? [:] : ["Content-Type": "application/json"],
-                                  body: json.map { Array($0.utf8) })
+        let request = HostRequest(
+            host: 0, method: method, path: path, headers: json == nil ? [:] : ["Content-Type": "application/json"],
+            body: json.map { Array($0.utf8) })
         switch transport.perform([request])[0] {
         case .success(let response): return response
         case .failure(let error): throw BenchmarkError("\(method) \(path): \(error)")
@@ -62,11 +66,15 @@ final class RunningAgent {
     /// Runs convert-bench for `conversions` explicit conversions and returns its conversions per
     /// second, from the agent's own start and end times of the VM.
     func convert(name: String, conversions: Int) throws -> Double {
-        let created = try request("POST", "/v1/vms", json: """
-            {"name":"\(name)","image":"convert-bench.elf","command_line":"explicit \(conversions)","memory_mib":64}
-            """)
-        guard created.status == 201, let vm = try? APIJSON.decoder().decode(VMInfo.self, from: Data(created.body)) else {
-            throw BenchmarkError("POST /v1/vms answered \(created.status): \(String(decoding: created.body, as: UTF8.self))")
+        let created = try request(
+            "POST", "/v1/vms",
+            json: """
+                {"name":"\(name)","image":"convert-bench.elf","command_line":"explicit \(conversions)","memory_mib":64}
+                """)
+        guard created.status == 201, let vm = try? APIJSON.decoder().decode(VMInfo.self, from: Data(created.body))
+        else {
+            throw BenchmarkError(
+                "POST /v1/vms answered \(created.status): \(String(decoding: created.body, as: UTF8.self))")
         }
         while true {
             let answer = try request("GET", "/v1/vms/\(vm.id)")
@@ -88,8 +96,12 @@ final class RunningAgent {
         let started = ContinuousClock.now
         let answer = try request("POST", "/v1/policy/replay", json: candidate)
         let milliseconds = BenchmarkResults.seconds(ContinuousClock.now - started) * 1000
-        guard answer.status == 200, let report = try? APIJSON.decoder().decode(PolicyReplayReport.self, from: Data(answer.body)) else {
-            throw BenchmarkError("POST /v1/policy/replay answered \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))")
+        guard answer.status == 200,
+            let report = try? APIJSON.decoder().decode(PolicyReplayReport.self, from: Data(answer.body))
+        else {
+            throw BenchmarkError(
+                "POST /v1/policy/replay answered \(answer.status): \(String(decoding: answer.body.prefix(300), as: UTF8.self))"
+            )
         }
         return (milliseconds, report)
     }

@@ -45,16 +45,22 @@ struct StreamBenchmark: ParsableCommand {
 
     func validate() throws {
         guard (1...4096).contains(streams) else { throw ValidationError("--streams must be 1-4096") }
-        guard (1_000...10_000_000).contains(conversions) else { throw ValidationError("--conversions must be 1000-10000000") }
+        guard (1_000...10_000_000).contains(conversions) else {
+            throw ValidationError("--conversions must be 1000-10000000")
+        }
         guard (1...20).contains(rounds) else { throw ValidationError("--rounds must be 1-20") }
-        guard (1_000...20_000_000).contains(replayConversions) else { throw ValidationError("--replay-conversions must be 1000-20000000") }
+        guard (1_000...20_000_000).contains(replayConversions) else {
+            throw ValidationError("--replay-conversions must be 1000-20000000")
+        }
     }
 
     func run() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-bench-stream-\(getpid())")
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        try FileManager.default.copyItem(atPath: guest, toPath: folder.appendingPathComponent("images/convert-bench.elf").path)
+        try FileManager.default.copyItem(
+            atPath: guest, toPath: folder.appendingPathComponent("images/convert-bench.elf").path)
         let tokens = folder.appendingPathComponent("tokens")
         try Data("bench admin \(Self.token)\n".utf8).write(to: tokens)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokens.path)
@@ -69,8 +75,12 @@ struct StreamBenchmark: ParsableCommand {
                 if streamed {
                     let run = try streamedRun(live, name: "streamed-\(round)")
                     with.append(run)
-                    print(String(format: "round %d: %.0f conversions/s with %d streams; %.0f events/s delivered, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d overflows",
-                                 round, run.conversionsPerSecond, streams, run.eventsPerSecond, run.p50ms, run.p99ms, run.maxms, run.overflows))
+                    print(
+                        String(
+                            format:
+                                "round %d: %.0f conversions/s with %d streams; %.0f events/s delivered, p50 %.2f ms, p99 %.2f ms, max %.2f ms, %d overflows",
+                            round, run.conversionsPerSecond, streams, run.eventsPerSecond, run.p50ms, run.p99ms,
+                            run.maxms, run.overflows))
                 } else {
                     let rate = try live.convert(name: "alone-\(round)", conversions: conversions)
                     without.append(rate)
@@ -84,8 +94,10 @@ struct StreamBenchmark: ParsableCommand {
         let replayDB = folder.appendingPathComponent("replay.db").path
         let recordStarted = ContinuousClock.now
         try RecordedHistory.write(conversions: replayConversions, to: replayDB, logger: Self.quiet)
-        print(String(format: "recorded %d conversions for the replay in %.1f s", replayConversions,
-                     BenchmarkResults.seconds(ContinuousClock.now - recordStarted)))
+        print(
+            String(
+                format: "recorded %d conversions for the replay in %.1f s", replayConversions,
+                BenchmarkResults.seconds(ContinuousClock.now - recordStarted)))
         let archive = try RunningAgent(binary: agent, folder: folder, database: "replay.db")
         defer { archive.stop() }
         var replayTimes: [Double] = []
@@ -94,14 +106,21 @@ struct StreamBenchmark: ParsableCommand {
             let (milliseconds, report) = try archive.replay(RecordedHistory.candidate)
             replayTimes.append(milliseconds)
             replayed = report.requests
-            print(String(format: "replay %d: %d requests in %.0f ms, %d decided differently (%@)", attempt, report.requests, milliseconds,
-                         report.changed, report.transitions.map { "\($0.from)→\($0.to) \($0.count)" }.joined(separator: ", ")))
+            print(
+                String(
+                    format: "replay %d: %d requests in %.0f ms, %d decided differently (%@)", attempt, report.requests,
+                    milliseconds,
+                    report.changed, report.transitions.map { "\($0.from)→\($0.to) \($0.count)" }.joined(separator: ", ")
+                ))
         }
         archive.stop()
 
         let ratio = median(with.map(\.conversionsPerSecond)) / median(without)
-        let result = String(format: "RESULT stream events_per_s=%.0f deliver_p99_ms=%.2f streams=%d conversions_vs_nostream=%.3f replay_events=%d replay_ms=%.0f",
-                            median(with.map(\.eventsPerSecond)), median(with.map(\.p99ms)), streams, ratio, replayed, median(replayTimes))
+        let result = String(
+            format:
+                "RESULT stream events_per_s=%.0f deliver_p99_ms=%.2f streams=%d conversions_vs_nostream=%.3f replay_events=%d replay_ms=%.0f",
+            median(with.map(\.eventsPerSecond)), median(with.map(\.p99ms)), streams, ratio, replayed,
+            median(replayTimes))
         try BenchmarkResults.append(result, to: output)
         print(result)
     }
@@ -123,22 +142,26 @@ struct StreamBenchmark: ParsableCommand {
         let rate = try agent.convert(name: name, conversions: conversions)
         let summary = lines.next() ?? ""
         process.waitUntilExit()
-        let fields = Dictionary(summary.split(separator: " ").compactMap { pair -> (String, Double)? in
-            let parts = pair.split(separator: "=")
-            guard parts.count == 2, let value = Double(parts[1]) else { return nil }
-            return (String(parts[0]), value)
-        }, uniquingKeysWith: { $1 })
+        let fields = Dictionary(
+            summary.split(separator: " ").compactMap { pair -> (String, Double)? in
+                let parts = pair.split(separator: "=")
+                guard parts.count == 2, let value = Double(parts[1]) else { return nil }
+                return (String(parts[0]), value)
+            }, uniquingKeysWith: { $1 })
         guard process.terminationStatus == 0, let events = fields["events"], let complete = fields["complete"],
-              let fewest = fields["min_stream"], let overflows = fields["overflows"], let p50 = fields["p50_us"],
-              let p99 = fields["p99_us"], let maxUs = fields["max_us"], let first = fields["first_ns"], let last = fields["last_ns"] else {
+            let fewest = fields["min_stream"], let overflows = fields["overflows"], let p50 = fields["p50_us"],
+            let p99 = fields["p99_us"], let maxUs = fields["max_us"], let first = fields["first_ns"],
+            let last = fields["last_ns"]
+        else {
             throw BenchmarkError("the readers failed (status \(process.terminationStatus)): \(summary)")
         }
         guard Int(complete) == streams, Int(fewest) == conversions, overflows == 0 else {
             throw BenchmarkError("not every stream got every event: \(summary)")
         }
         let seconds = max((last - first) / 1e9, 1e-9)
-        return StreamRun(conversionsPerSecond: rate, eventsPerSecond: events / seconds, p50ms: p50 / 1000, p99ms: p99 / 1000,
-                         maxms: maxUs / 1000, overflows: Int(overflows))
+        return StreamRun(
+            conversionsPerSecond: rate, eventsPerSecond: events / seconds, p50ms: p50 / 1000, p99ms: p99 / 1000,
+            maxms: maxUs / 1000, overflows: Int(overflows))
     }
 
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

@@ -28,8 +28,10 @@ public enum BenchmarkResults {
         process.waitUntilExit()
         let prefix = field + "="
         guard process.terminationStatus == 0,
-              let token = output.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix(prefix) }),
-              let value = Double(token.dropFirst(prefix.count)) else {
+            let token = output.split(whereSeparator: { $0 == " " || $0 == "\n" }).first(where: { $0.hasPrefix(prefix) }
+            ),
+            let value = Double(token.dropFirst(prefix.count))
+        else {
             throw BenchmarkError("baseline \(path) failed (status \(process.terminationStatus)): \(output)")
         }
         return value

@@ -62,7 +62,8 @@ public enum APIRoute: String, Sendable, CaseIterable {
     }
 
     /// The templates split into segments, literal templates before those with a parameter.
-    private static let table: [(route: APIRoute, segments: [Substring])] = templates
+    private static let table: [(route: APIRoute, segments: [Substring])] =
+        templates
         .map { ($0, $0.rawValue.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { $0 }) }
         .sorted { !$0.route.rawValue.contains("{") && $1.route.rawValue.contains("{") }
 

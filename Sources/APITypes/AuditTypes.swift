@@ -10,7 +10,11 @@ public struct ChainGenesis: Codable, Sendable, Equatable {
     public var timeNs: UInt64
 
     public init(throughId: Int64, chain: String, pruned: Int64, firstNs: UInt64?, lastNs: UInt64?, timeNs: UInt64) {
-        self.throughId = throughId; self.chain = chain; self.pruned = pruned; self.firstNs = firstNs; self.lastNs = lastNs
+        self.throughId = throughId
+        self.chain = chain
+        self.pruned = pruned
+        self.firstNs = firstNs
+        self.lastNs = lastNs
         self.timeNs = timeNs
     }
 }
@@ -25,7 +29,11 @@ public struct ChainHead: Codable, Sendable, Equatable {
     public var genesis: ChainGenesis?
 
     public init(lastId: Int64, chain: String, count: Int64, timeNs: UInt64?, genesis: ChainGenesis?) {
-        self.lastId = lastId; self.chain = chain; self.count = count; self.timeNs = timeNs; self.genesis = genesis
+        self.lastId = lastId
+        self.chain = chain
+        self.count = count
+        self.timeNs = timeNs
+        self.genesis = genesis
     }
 }
 
@@ -34,5 +42,8 @@ public struct AuditHead: Codable, Sendable, Equatable {
     public var events: ChainHead
     public var requests: ChainHead
 
-    public init(events: ChainHead, requests: ChainHead) { self.events = events; self.requests = requests }
+    public init(events: ChainHead, requests: ChainHead) {
+        self.events = events
+        self.requests = requests
+    }
 }

@@ -14,10 +14,20 @@ public struct FaultEvent: Codable, Sendable, Equatable {
     /// Absent only from agents older than the field.
     public var access: String?
 
-    public init(eventId: Int64, vmId: Int64, vcpu: Int, timeNs: UInt64, gpa: UInt64, size: UInt64, flags: UInt64, source: String,
-                access: String? = "unknown") {
-        self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.timeNs = timeNs; self.gpa = gpa
-        self.size = size; self.flags = flags; self.source = source; self.access = access
+    public init(
+        eventId: Int64, vmId: Int64, vcpu: Int, timeNs: UInt64, gpa: UInt64, size: UInt64, flags: UInt64,
+        source: String,
+        access: String? = "unknown"
+    ) {
+        self.eventId = eventId
+        self.vmId = vmId
+        self.vcpu = vcpu
+        self.timeNs = timeNs
+        self.gpa = gpa
+        self.size = size
+        self.flags = flags
+        self.source = source
+        self.access = access
     }
 
     /// read, write or exec; nil when unknown.
@@ -45,14 +55,27 @@ public struct ConversionEvent: Codable, Sendable, Equatable {
     /// Invalid requests only: the page count the guest asked for (their size is 0).
     public var requestedPages: UInt64?
 
-    public init(eventId: Int64, vmId: Int64, vcpu: Int, requestedNs: UInt64, completedNs: UInt64?, gpa: UInt64, size: UInt64,
-                direction: String, trigger: String, decision: String, reason: String, policyVersion: String, source: String,
-                changedBytes: UInt64, discardedBytes: UInt64, guestResult: Int64, requestedPages: UInt64? = nil) {
+    public init(
+        eventId: Int64, vmId: Int64, vcpu: Int, requestedNs: UInt64, completedNs: UInt64?, gpa: UInt64, size: UInt64,
+        direction: String, trigger: String, decision: String, reason: String, policyVersion: String, source: String,
+        changedBytes: UInt64, discardedBytes: UInt64, guestResult: Int64, requestedPages: UInt64? = nil
+    ) {
         self.requestedPages = requestedPages
-        self.eventId = eventId; self.vmId = vmId; self.vcpu = vcpu; self.requestedNs = requestedNs
-        self.completedNs = completedNs; self.gpa = gpa; self.size = size; self.direction = direction
-        self.trigger = trigger; self.decision = decision; self.reason = reason; self.policyVersion = policyVersion
-        self.source = source; self.changedBytes = changedBytes; self.discardedBytes = discardedBytes
+        self.eventId = eventId
+        self.vmId = vmId
+        self.vcpu = vcpu
+        self.requestedNs = requestedNs
+        self.completedNs = completedNs
+        self.gpa = gpa
+        self.size = size
+        self.direction = direction
+        self.trigger = trigger
+        self.decision = decision
+        self.reason = reason
+        self.policyVersion = policyVersion
+        self.source = source
+        self.changedBytes = changedBytes
+        self.discardedBytes = discardedBytes
         self.guestResult = guestResult
     }
 }
@@ -61,13 +84,19 @@ public struct ConversionEvent: Codable, Sendable, Equatable {
 public struct FaultPage: Codable, Sendable, Equatable {
     public var items: [FaultEvent]
     public var nextCursor: String?
-    public init(items: [FaultEvent], nextCursor: String?) { self.items = items; self.nextCursor = nextCursor }
+    public init(items: [FaultEvent], nextCursor: String?) {
+        self.items = items
+        self.nextCursor = nextCursor
+    }
 }
 
 public struct ConversionPage: Codable, Sendable, Equatable {
     public var items: [ConversionEvent]
     public var nextCursor: String?
-    public init(items: [ConversionEvent], nextCursor: String?) { self.items = items; self.nextCursor = nextCursor }
+    public init(items: [ConversionEvent], nextCursor: String?) {
+        self.items = items
+        self.nextCursor = nextCursor
+    }
 }
 
 /// A VM's lifecycle step, as `GET /v1/events/stream` carries it (`vm_created` … `vm_ended`).
@@ -115,11 +144,17 @@ public struct EventEntry: Codable, Sendable, Equatable {
     public var policyApplication: PolicyApplicationEvent?
 
     public init(fault: FaultEvent) {
-        eventId = fault.eventId; kind = "memory_fault"; memoryFault = fault; conversion = nil
+        eventId = fault.eventId
+        kind = "memory_fault"
+        memoryFault = fault
+        conversion = nil
     }
 
     public init(conversion: ConversionEvent) {
-        eventId = conversion.eventId; kind = "conversion"; memoryFault = nil; self.conversion = conversion
+        eventId = conversion.eventId
+        kind = "conversion"
+        memoryFault = nil
+        self.conversion = conversion
     }
 }
 
@@ -128,7 +163,10 @@ public struct EventPage: Codable, Sendable, Equatable {
     public var events: [EventEntry]
     /// The cursor for the next pull (the last id returned, or `after` when none were).
     public var nextAfter: Int64
-    public init(events: [EventEntry], nextAfter: Int64) { self.events = events; self.nextAfter = nextAfter }
+    public init(events: [EventEntry], nextAfter: Int64) {
+        self.events = events
+        self.nextAfter = nextAfter
+    }
 }
 
 /// Filters shared by `GET /v1/memory-faults` and `GET /v1/conversions`.

@@ -4,13 +4,20 @@ public struct HostInfo: Codable, Sendable, Equatable {
         public var name: String
         public var usable: Bool
         public var reason: String
-        public init(name: String, usable: Bool, reason: String) { self.name = name; self.usable = usable; self.reason = reason }
+        public init(name: String, usable: Bool, reason: String) {
+            self.name = name
+            self.usable = usable
+            self.reason = reason
+        }
     }
 
     public struct HypercallProbe: Codable, Sendable, Equatable {
         public var outcome: String
         public var detail: String
-        public init(outcome: String, detail: String) { self.outcome = outcome; self.detail = detail }
+        public init(outcome: String, detail: String) {
+            self.outcome = outcome
+            self.detail = detail
+        }
     }
 
     public var version: String
@@ -35,7 +42,10 @@ public struct HostInfo: Codable, Sendable, Equatable {
         public var probeOutcome: String
         public var probeDetail: String
         public init(chosen: String, overridden: Bool, probeOutcome: String, probeDetail: String) {
-            self.chosen = chosen; self.overridden = overridden; self.probeOutcome = probeOutcome; self.probeDetail = probeDetail
+            self.chosen = chosen
+            self.overridden = overridden
+            self.probeOutcome = probeOutcome
+            self.probeDetail = probeDetail
         }
     }
 
@@ -46,13 +56,22 @@ public struct HostInfo: Codable, Sendable, Equatable {
     /// The `name` of the policy in force, when it has one.
     public var policyName: String?
 
-    public init(version: String, hostname: String, kernel: String, capabilities: [String: Int], backends: [Backend],
-                hypercallProbe: HypercallProbe, conversionTransport: String, aliasMechanism: AliasMechanismInfo? = nil,
-                uptimeSeconds: Double, vms: [String: Int], policyVersion: String) {
+    public init(
+        version: String, hostname: String, kernel: String, capabilities: [String: Int], backends: [Backend],
+        hypercallProbe: HypercallProbe, conversionTransport: String, aliasMechanism: AliasMechanismInfo? = nil,
+        uptimeSeconds: Double, vms: [String: Int], policyVersion: String
+    ) {
         self.aliasMechanism = aliasMechanism
-        self.version = version; self.hostname = hostname; self.kernel = kernel; self.capabilities = capabilities
-        self.backends = backends; self.hypercallProbe = hypercallProbe; self.conversionTransport = conversionTransport
-        self.uptimeSeconds = uptimeSeconds; self.vms = vms; self.policyVersion = policyVersion
+        self.version = version
+        self.hostname = hostname
+        self.kernel = kernel
+        self.capabilities = capabilities
+        self.backends = backends
+        self.hypercallProbe = hypercallProbe
+        self.conversionTransport = conversionTransport
+        self.uptimeSeconds = uptimeSeconds
+        self.vms = vms
+        self.policyVersion = policyVersion
     }
 }
 
@@ -68,9 +87,16 @@ public struct PolicyValidation: Codable, Sendable, Equatable {
     public var field: String?
     public var message: String?
 
-    public init(valid: Bool, version: String?, changed: Bool, currentVersion: String, field: String? = nil, message: String? = nil) {
-        self.valid = valid; self.version = version; self.changed = changed; self.currentVersion = currentVersion
-        self.field = field; self.message = message
+    public init(
+        valid: Bool, version: String?, changed: Bool, currentVersion: String, field: String? = nil,
+        message: String? = nil
+    ) {
+        self.valid = valid
+        self.version = version
+        self.changed = changed
+        self.currentVersion = currentVersion
+        self.field = field
+        self.message = message
     }
 }
 
@@ -79,7 +105,10 @@ public struct PolicyApplied: Codable, Sendable, Equatable {
     public var version: String
     /// False when the document equals the policy already in force.
     public var changed: Bool
-    public init(version: String, changed: Bool) { self.version = version; self.changed = changed }
+    public init(version: String, changed: Bool) {
+        self.version = version
+        self.changed = changed
+    }
 }
 
 /// One application of a policy version.
@@ -98,10 +127,19 @@ public struct PolicyHistoryEntry: Codable, Sendable, Equatable {
     public var rolloutId: String?
     public var idempotencyKey: String?
 
-    public init(id: Int64, version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil, principal: String? = nil,
-                channel: String? = nil, rolloutId: String? = nil, idempotencyKey: String? = nil) {
-        self.id = id; self.version = version; self.appliedNs = appliedNs; self.appliedBy = appliedBy; self.name = name
-        self.principal = principal; self.channel = channel; self.rolloutId = rolloutId; self.idempotencyKey = idempotencyKey
+    public init(
+        id: Int64, version: String, appliedNs: UInt64, appliedBy: String, name: String? = nil, principal: String? = nil,
+        channel: String? = nil, rolloutId: String? = nil, idempotencyKey: String? = nil
+    ) {
+        self.id = id
+        self.version = version
+        self.appliedNs = appliedNs
+        self.appliedBy = appliedBy
+        self.name = name
+        self.principal = principal
+        self.channel = channel
+        self.rolloutId = rolloutId
+        self.idempotencyKey = idempotencyKey
     }
 }
 
@@ -128,10 +166,18 @@ public struct APIRequestRecord: Codable, Sendable, Equatable {
     /// The request chain's value after this row (hex SHA-256; docs/AUDIT-CHAIN.md). Absent from agents before it.
     public var chain: String?
 
-    public init(id: Int64, timeNs: UInt64, method: String, path: String, status: Int, durationNs: UInt64, client: String?,
-                chain: String? = nil) {
-        self.id = id; self.timeNs = timeNs; self.method = method; self.path = path; self.status = status
-        self.durationNs = durationNs; self.client = client; self.chain = chain
+    public init(
+        id: Int64, timeNs: UInt64, method: String, path: String, status: Int, durationNs: UInt64, client: String?,
+        chain: String? = nil
+    ) {
+        self.id = id
+        self.timeNs = timeNs
+        self.method = method
+        self.path = path
+        self.status = status
+        self.durationNs = durationNs
+        self.client = client
+        self.chain = chain
     }
 }
 
@@ -139,5 +185,8 @@ public struct APIRequestRecord: Codable, Sendable, Equatable {
 public struct APIRequestPage: Codable, Sendable, Equatable {
     public var items: [APIRequestRecord]
     public var nextAfter: Int64
-    public init(items: [APIRequestRecord], nextAfter: Int64) { self.items = items; self.nextAfter = nextAfter }
+    public init(items: [APIRequestRecord], nextAfter: Int64) {
+        self.items = items
+        self.nextAfter = nextAfter
+    }
 }

@@ -9,4 +9,3 @@ public func humanBytes(_ bytes: UInt64) -> String {
     }
     return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
 }
-

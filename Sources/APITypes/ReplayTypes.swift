@@ -6,7 +6,11 @@ public struct PolicyReplayReport: Codable, Sendable, Equatable {
         public var from: String
         public var to: String
         public var count: Int
-        public init(from: String, to: String, count: Int) { self.from = from; self.to = to; self.count = count }
+        public init(from: String, to: String, count: Int) {
+            self.from = from
+            self.to = to
+            self.count = count
+        }
     }
 
     public struct RuleCount: Codable, Sendable, Equatable {
@@ -14,7 +18,11 @@ public struct PolicyReplayReport: Codable, Sendable, Equatable {
         public var source: String
         public var allowed: Int
         public var denied: Int
-        public init(source: String, allowed: Int, denied: Int) { self.source = source; self.allowed = allowed; self.denied = denied }
+        public init(source: String, allowed: Int, denied: Int) {
+            self.source = source
+            self.allowed = allowed
+            self.denied = denied
+        }
     }
 
     public struct VMCount: Codable, Sendable, Equatable {
@@ -24,8 +32,11 @@ public struct PolicyReplayReport: Codable, Sendable, Equatable {
         public var allowedToDenied: Int
         public var deniedToAllowed: Int
         public init(vmId: Int64, name: String, requests: Int, allowedToDenied: Int, deniedToAllowed: Int) {
-            self.vmId = vmId; self.name = name; self.requests = requests
-            self.allowedToDenied = allowedToDenied; self.deniedToAllowed = deniedToAllowed
+            self.vmId = vmId
+            self.name = name
+            self.requests = requests
+            self.allowedToDenied = allowedToDenied
+            self.deniedToAllowed = deniedToAllowed
         }
     }
 
@@ -33,7 +44,10 @@ public struct PolicyReplayReport: Codable, Sendable, Equatable {
         /// The recorded decision (applied, denied, failed, incomplete), or the candidate's (allowed, denied).
         public var decision: String
         public var reason: String
-        public init(decision: String, reason: String) { self.decision = decision; self.reason = reason }
+        public init(decision: String, reason: String) {
+            self.decision = decision
+            self.reason = reason
+        }
     }
 
     public struct Sample: Codable, Sendable, Equatable {
@@ -46,10 +60,20 @@ public struct PolicyReplayReport: Codable, Sendable, Equatable {
         public var trigger: String
         public var recorded: Decision
         public var candidate: Decision
-        public init(eventId: Int64, vmId: Int64, requestedNs: UInt64, gpa: UInt64, size: UInt64, direction: String, trigger: String,
-                    recorded: Decision, candidate: Decision) {
-            self.eventId = eventId; self.vmId = vmId; self.requestedNs = requestedNs; self.gpa = gpa; self.size = size
-            self.direction = direction; self.trigger = trigger; self.recorded = recorded; self.candidate = candidate
+        public init(
+            eventId: Int64, vmId: Int64, requestedNs: UInt64, gpa: UInt64, size: UInt64, direction: String,
+            trigger: String,
+            recorded: Decision, candidate: Decision
+        ) {
+            self.eventId = eventId
+            self.vmId = vmId
+            self.requestedNs = requestedNs
+            self.gpa = gpa
+            self.size = size
+            self.direction = direction
+            self.trigger = trigger
+            self.recorded = recorded
+            self.candidate = candidate
         }
     }
 
@@ -76,12 +100,25 @@ public struct PolicyReplayReport: Codable, Sendable, Equatable {
     /// True when `db prune` removed events of the window: the replay sees only what remains.
     public var historyPruned: Bool
 
-    public init(candidateVersion: String, currentVersion: String, sinceNs: UInt64?, untilNs: UInt64?, vmId: Int64?, requests: Int,
-                changed: Int, transitions: [Transition], byRule: [RuleCount], byVm: [VMCount], samples: [Sample],
-                skipped: [String: Int], unrecordedDenials: Int, historyPruned: Bool) {
-        self.candidateVersion = candidateVersion; self.currentVersion = currentVersion; self.sinceNs = sinceNs; self.untilNs = untilNs
-        self.vmId = vmId; self.requests = requests; self.changed = changed; self.transitions = transitions; self.byRule = byRule
-        self.byVm = byVm; self.samples = samples; self.skipped = skipped; self.unrecordedDenials = unrecordedDenials
+    public init(
+        candidateVersion: String, currentVersion: String, sinceNs: UInt64?, untilNs: UInt64?, vmId: Int64?,
+        requests: Int,
+        changed: Int, transitions: [Transition], byRule: [RuleCount], byVm: [VMCount], samples: [Sample],
+        skipped: [String: Int], unrecordedDenials: Int, historyPruned: Bool
+    ) {
+        self.candidateVersion = candidateVersion
+        self.currentVersion = currentVersion
+        self.sinceNs = sinceNs
+        self.untilNs = untilNs
+        self.vmId = vmId
+        self.requests = requests
+        self.changed = changed
+        self.transitions = transitions
+        self.byRule = byRule
+        self.byVm = byVm
+        self.samples = samples
+        self.skipped = skipped
+        self.unrecordedDenials = unrecordedDenials
         self.historyPruned = historyPruned
     }
 

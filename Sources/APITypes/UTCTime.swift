@@ -21,5 +21,6 @@ public func utcTime(_ nanos: UInt64) -> String {
     let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
     func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
     let millisText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-    return "\(year)-\(two(Int(month)))-\(two(Int(day))) \(two(rest / 3600)):\(two(rest / 60 % 60)):\(two(rest % 60)).\(millisText)"
+    return
+        "\(year)-\(two(Int(month)))-\(two(Int(day))) \(two(rest / 3600)):\(two(rest / 60 % 60)):\(two(rest % 60)).\(millisText)"
 }

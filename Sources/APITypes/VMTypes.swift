@@ -14,11 +14,19 @@ public struct VMCreateRequest: Codable, Sendable, Equatable {
     /// Start at once (default true).
     public var start: Bool?
 
-    public init(name: String, image: String, memoryMib: UInt64? = nil, vcpus: Int? = nil, commandLine: String? = nil,
-                labels: [String: String]? = nil, backend: String? = nil, initialState: String? = nil, start: Bool? = nil) {
-        self.name = name; self.image = image; self.memoryMib = memoryMib; self.vcpus = vcpus
-        self.commandLine = commandLine; self.labels = labels; self.backend = backend
-        self.initialState = initialState; self.start = start
+    public init(
+        name: String, image: String, memoryMib: UInt64? = nil, vcpus: Int? = nil, commandLine: String? = nil,
+        labels: [String: String]? = nil, backend: String? = nil, initialState: String? = nil, start: Bool? = nil
+    ) {
+        self.name = name
+        self.image = image
+        self.memoryMib = memoryMib
+        self.vcpus = vcpus
+        self.commandLine = commandLine
+        self.labels = labels
+        self.backend = backend
+        self.initialState = initialState
+        self.start = start
     }
 }
 
@@ -58,16 +66,32 @@ public struct VMInfo: Codable, Sendable, Equatable {
     /// Connections the VM's process refused or ended: another user's, or a bad or oversized message.
     public var refusedConnections: Int?
 
-    public init(id: Int64, name: String, state: String, reason: String?, exitStatus: Int32?, image: String,
-                memoryMib: UInt64, vcpus: Int, backend: String, initialState: String, commandLine: String,
-                labels: [String: String], createdNs: UInt64, startedNs: UInt64?, endedNs: UInt64?,
-                privateBytes: UInt64, sharedBytes: UInt64, conversions: [String: Int], memoryFaults: Int, consoleBytes: Int) {
-        self.id = id; self.name = name; self.state = state; self.reason = reason; self.exitStatus = exitStatus
-        self.image = image; self.memoryMib = memoryMib; self.vcpus = vcpus; self.backend = backend
-        self.initialState = initialState; self.commandLine = commandLine; self.labels = labels
-        self.createdNs = createdNs; self.startedNs = startedNs; self.endedNs = endedNs
-        self.privateBytes = privateBytes; self.sharedBytes = sharedBytes; self.conversions = conversions
-        self.memoryFaults = memoryFaults; self.consoleBytes = consoleBytes
+    public init(
+        id: Int64, name: String, state: String, reason: String?, exitStatus: Int32?, image: String,
+        memoryMib: UInt64, vcpus: Int, backend: String, initialState: String, commandLine: String,
+        labels: [String: String], createdNs: UInt64, startedNs: UInt64?, endedNs: UInt64?,
+        privateBytes: UInt64, sharedBytes: UInt64, conversions: [String: Int], memoryFaults: Int, consoleBytes: Int
+    ) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.reason = reason
+        self.exitStatus = exitStatus
+        self.image = image
+        self.memoryMib = memoryMib
+        self.vcpus = vcpus
+        self.backend = backend
+        self.initialState = initialState
+        self.commandLine = commandLine
+        self.labels = labels
+        self.createdNs = createdNs
+        self.startedNs = startedNs
+        self.endedNs = endedNs
+        self.privateBytes = privateBytes
+        self.sharedBytes = sharedBytes
+        self.conversions = conversions
+        self.memoryFaults = memoryFaults
+        self.consoleBytes = consoleBytes
     }
 }
 
@@ -82,7 +106,11 @@ public struct MemoryRun: Codable, Sendable, Equatable {
     public var end: UInt64
     /// private or shared.
     public var state: String
-    public init(start: UInt64, end: UInt64, state: String) { self.start = start; self.end = end; self.state = state }
+    public init(start: UInt64, end: UInt64, state: String) {
+        self.start = start
+        self.end = end
+        self.state = state
+    }
 }
 
 /// `GET /v1/vms/{id}/memory`: the live page-state map.
@@ -100,11 +128,21 @@ public struct VMMemory: Codable, Sendable, Equatable {
     public var atNs: UInt64?
     public var throughEventId: Int64?
 
-    public init(vmId: Int64, bootRegion: MemoryRun, dataRamStart: UInt64, dataRamEnd: UInt64, privateBytes: UInt64,
-                sharedBytes: UInt64, runs: [MemoryRun], atEventId: Int64? = nil, atNs: UInt64? = nil, throughEventId: Int64? = nil) {
-        self.vmId = vmId; self.bootRegion = bootRegion; self.dataRamStart = dataRamStart; self.dataRamEnd = dataRamEnd
-        self.privateBytes = privateBytes; self.sharedBytes = sharedBytes; self.runs = runs
-        self.atEventId = atEventId; self.atNs = atNs; self.throughEventId = throughEventId
+    public init(
+        vmId: Int64, bootRegion: MemoryRun, dataRamStart: UInt64, dataRamEnd: UInt64, privateBytes: UInt64,
+        sharedBytes: UInt64, runs: [MemoryRun], atEventId: Int64? = nil, atNs: UInt64? = nil,
+        throughEventId: Int64? = nil
+    ) {
+        self.vmId = vmId
+        self.bootRegion = bootRegion
+        self.dataRamStart = dataRamStart
+        self.dataRamEnd = dataRamEnd
+        self.privateBytes = privateBytes
+        self.sharedBytes = sharedBytes
+        self.runs = runs
+        self.atEventId = atEventId
+        self.atNs = atNs
+        self.throughEventId = throughEventId
     }
 }
 
@@ -121,6 +159,10 @@ public struct ConsoleChunk: Codable, Sendable, Equatable {
     public var data: String
 
     public init(vmId: Int64, offset: Int, nextOffset: Int, droppedBytes: Int, data: String) {
-        self.vmId = vmId; self.offset = offset; self.nextOffset = nextOffset; self.droppedBytes = droppedBytes; self.data = data
+        self.vmId = vmId
+        self.offset = offset
+        self.nextOffset = nextOffset
+        self.droppedBytes = droppedBytes
+        self.data = data
     }
 }

@@ -1,5 +1,5 @@
-import AgentHost
 import APITypes
+import AgentHost
 import EventStore
 import Foundation
 import HTTPServer
@@ -14,8 +14,10 @@ import VMM
 /// Each typed action carried out against the AgentHost or the store's readers: `perform` hands it
 /// to its resource's performer (`Actions/`, one file each), and the helpers they share.
 extension AgentAPI {
-    func perform(_ action: AgentAction, request: HTTPRequest, principal: Principal?,
-                 context: RequestContext) throws(APIError) -> HTTPResponse {
+    func perform(
+        _ action: AgentAction, request: HTTPRequest, principal: Principal?,
+        context: RequestContext
+    ) throws(APIError) -> HTTPResponse {
         switch action.resource {
         case .pages: try performPage(action, request: request, principal: principal, context: context)
         case .vms: try performVM(action, request: request, principal: principal, context: context)
@@ -32,14 +34,17 @@ extension AgentAPI {
 
     /// A VM's memory at a past moment, from the records (the VM may have ended, or been deleted).
     func pastMemory(_ id: Int64, at moment: MemoryHistory.Moment) throws(APIError) -> VMMemory {
-        let answer = try read { (queries: EventQueries) throws(EventStoreError) in try queries.pastMemory(vm: id, at: moment) }
+        let answer = try read { (queries: EventQueries) throws(EventStoreError) in
+            try queries.pastMemory(vm: id, at: moment)
+        }
         switch answer {
         case .success(let past):
             let states = past.map
-            var memory = VMMemory(vmId: id, bootRegion: MemoryRun(start: 0, end: states.bounds.start, state: "boot"),
-                                  dataRamStart: states.bounds.start, dataRamEnd: states.bounds.end, privateBytes: states.privateBytes,
-                                  sharedBytes: states.sharedBytes,
-                                  runs: states.runs.map { MemoryRun(start: $0.range.start, end: $0.range.end, state: $0.state.rawValue) })
+            var memory = VMMemory(
+                vmId: id, bootRegion: MemoryRun(start: 0, end: states.bounds.start, state: "boot"),
+                dataRamStart: states.bounds.start, dataRamEnd: states.bounds.end, privateBytes: states.privateBytes,
+                sharedBytes: states.sharedBytes,
+                runs: states.runs.map { MemoryRun(start: $0.range.start, end: $0.range.end, state: $0.state.rawValue) })
             memory.throughEventId = past.throughEventID
             switch moment {
             case .event(let event): memory.atEventId = event
@@ -49,7 +54,10 @@ extension AgentAPI {
         case .failure(.noVM):
             throw .notFound("no VM with id \(id) in this agent's store")
         case .failure(.pruned(let through)):
-            throw APIError(410, "pruned", "the records this moment depends on were pruned (events up to \(through) are gone); ask for a later moment")
+            throw APIError(
+                410, "pruned",
+                "the records this moment depends on were pruned (events up to \(through) are gone); ask for a later moment"
+            )
         }
     }
 
@@ -68,11 +76,15 @@ extension AgentAPI {
         spec.commandLine = body.commandLine ?? ""
         spec.labels = body.labels ?? [:]
         if let backend = body.backend {
-            guard let kind = BackendKind(rawValue: backend) else { throw .invalidField("backend", "must be alias or attributes") }
+            guard let kind = BackendKind(rawValue: backend) else {
+                throw .invalidField("backend", "must be alias or attributes")
+            }
             spec.backend = kind
         }
         if let initial = body.initialState {
-            guard let state = PageState(rawValue: initial) else { throw .invalidField("initial_state", "must be private or shared") }
+            guard let state = PageState(rawValue: initial) else {
+                throw .invalidField("initial_state", "must be private or shared")
+            }
             spec.initialState = state
         }
         guard spec.commandLine.utf8.count <= 200 else {
@@ -104,27 +116,34 @@ extension AgentAPI {
         } catch {
             switch error {
             case .versionMismatch(let current):
-                throw APIError(412, "precondition_failed", "the policy in force is \(current), not \(expected); GET it again and retry",
-                               headers: ["ETag": ETag.quoted(current)])
+                throw APIError(
+                    412, "precondition_failed",
+                    "the policy in force is \(current), not \(expected); GET it again and retry",
+                    headers: ["ETag": ETag.quoted(current)])
             case .store(let message):
                 throw APIError(503, "store_unavailable", "the policy was not applied: \(message)")
             }
         }
-        return try json(PolicyApplied(version: policy.version, changed: changed), headers: [("ETag", ETag.quoted(policy.version))])
+        return try json(
+            PolicyApplied(version: policy.version, changed: changed), headers: [("ETag", ETag.quoted(policy.version))])
     }
 
     func validate(_ document: [UInt8]) -> PolicyValidation {
         let current = host.policies.policy.version
         do {
             let policy = try VersionedPolicy(document: document)
-            return PolicyValidation(valid: true, version: policy.version, changed: policy.version != current, currentVersion: current)
+            return PolicyValidation(
+                valid: true, version: policy.version, changed: policy.version != current, currentVersion: current)
         } catch {
-            return PolicyValidation(valid: false, version: nil, changed: false, currentVersion: current,
-                                    field: error.field, message: error.message)
+            return PolicyValidation(
+                valid: false, version: nil, changed: false, currentVersion: current,
+                field: error.field, message: error.message)
         }
     }
 
-    func replay(_ document: [UInt8], window: EventQueries.ReplayWindow, samples: Int) throws(APIError) -> PolicyReplayReport {
+    func replay(_ document: [UInt8], window: EventQueries.ReplayWindow, samples: Int) throws(APIError)
+        -> PolicyReplayReport
+    {
         let candidate: VersionedPolicy
         do {
             candidate = try VersionedPolicy(document: document)
@@ -132,7 +151,9 @@ extension AgentAPI {
             throw .invalidField(error.field, error.message)
         }
         var replay = PolicyReplay(candidate: candidate.policy, sampleLimit: samples)
-        let (unrecorded, pruned) = try read { (queries: EventQueries) throws(EventStoreError) in try queries.replay(&replay, window: window) }
+        let (unrecorded, pruned) = try read { (queries: EventQueries) throws(EventStoreError) in
+            try queries.replay(&replay, window: window)
+        }
         func word(_ allowed: Bool) -> String { allowed ? "allowed" : "denied" }
         let transitions = [true, false].flatMap { was in
             [true, false].map { now in
@@ -141,18 +162,25 @@ extension AgentAPI {
         }
         return PolicyReplayReport(
             candidateVersion: candidate.version, currentVersion: host.policies.policy.version, sinceNs: window.since,
-            untilNs: window.until, vmId: window.vm, requests: replay.requests, changed: replay.changed, transitions: transitions,
-            byRule: replay.byRule.sorted { $0.key < $1.key }.map { .init(source: $0.key, allowed: $0.value.allowed, denied: $0.value.denied) },
+            untilNs: window.until, vmId: window.vm, requests: replay.requests, changed: replay.changed,
+            transitions: transitions,
+            byRule: replay.byRule.sorted { $0.key < $1.key }.map {
+                .init(source: $0.key, allowed: $0.value.allowed, denied: $0.value.denied)
+            },
             byVm: replay.byVM.sorted { $0.key < $1.key }.map {
-                .init(vmId: $0.key, name: $0.value.name, requests: $0.value.requests, allowedToDenied: $0.value.allowedToDenied,
-                      deniedToAllowed: $0.value.deniedToAllowed)
+                .init(
+                    vmId: $0.key, name: $0.value.name, requests: $0.value.requests,
+                    allowedToDenied: $0.value.allowedToDenied,
+                    deniedToAllowed: $0.value.deniedToAllowed)
             },
             samples: replay.samples.map { difference in
                 let request = difference.request
-                return .init(eventId: request.eventID, vmId: request.vmID, requestedNs: request.requestedNanos, gpa: request.range.start,
-                             size: request.range.size, direction: request.direction.rawValue, trigger: request.trigger.rawValue,
-                             recorded: .init(decision: request.decision.rawValue, reason: request.reason),
-                             candidate: .init(decision: word(!difference.wasAllowed), reason: difference.newReason))
+                return .init(
+                    eventId: request.eventID, vmId: request.vmID, requestedNs: request.requestedNanos,
+                    gpa: request.range.start,
+                    size: request.range.size, direction: request.direction.rawValue, trigger: request.trigger.rawValue,
+                    recorded: .init(decision: request.decision.rawValue, reason: request.reason),
+                    candidate: .init(decision: word(!difference.wasAllowed), reason: difference.newReason))
             },
             skipped: Dictionary(uniqueKeysWithValues: replay.skipped.map { ($0.key.rawValue, $0.value) }),
             unrecordedDenials: unrecorded, historyPruned: pruned)

@@ -1,9 +1,9 @@
-import JSON
-import AgentHost
 import APITypes
+import AgentHost
 import EventStore
 import Foundation
 import HTTPServer
+import JSON
 import Logging
 import MemoryModel
 import Pictures
@@ -44,14 +44,19 @@ extension AgentAPI {
     }
 
     /// Pages of events, the hot path: written directly, not through JSONEncoder.
-    func json<T: Encodable & JSONWritable>(_ value: T, status: Int = 200,
-                                                   headers: [(name: String, value: String)] = []) throws(APIError) -> HTTPResponse {
+    func json<T: Encodable & JSONWritable>(
+        _ value: T, status: Int = 200,
+        headers: [(name: String, value: String)] = []
+    ) throws(APIError) -> HTTPResponse {
         var writer = JSONWriter(capacity: 4096)
         value.write(to: &writer)
-        return HTTPResponse(status: status, contentType: "application/json", body: writer.bytes + [0x0A], headers: headers)
+        return HTTPResponse(
+            status: status, contentType: "application/json", body: writer.bytes + [0x0A], headers: headers)
     }
 
-    func json<T: Encodable>(_ value: T, status: Int = 200, headers: [(name: String, value: String)] = []) throws(APIError) -> HTTPResponse {
+    func json<T: Encodable>(_ value: T, status: Int = 200, headers: [(name: String, value: String)] = [])
+        throws(APIError) -> HTTPResponse
+    {
         do {
             var body = try APIJSON.encoder().encode(value)
             body.append(0x0A)

@@ -1,9 +1,9 @@
-import JSON
-import AgentHost
 import APITypes
+import AgentHost
 import EventStore
 import Foundation
 import HTTPServer
+import JSON
 import Logging
 import MemoryModel
 import Pictures
@@ -53,18 +53,26 @@ public final class AgentAPI: HTTPHandler {
     public let streams: EventStreamHub?
     static let healthBody = Array(#"{"status":"ok"}"#.utf8) + [0x0A]
 
-    public init(host: AgentHost, queries: EventQueries?, snapshot: HostSnapshot, configuration: Configuration, logger: Logger) {
+    public init(
+        host: AgentHost, queries: EventQueries?, snapshot: HostSnapshot, configuration: Configuration, logger: Logger
+    ) {
         self.host = host
         self.queries = queries
         self.snapshot = snapshot
         self.configuration = configuration
         let now = MonotonicClock.wallNanos()
-        let kept = (try? queries?.idempotentAnswers(since: now > IdempotencyLedger.lifetimeNanos ? now - IdempotencyLedger.lifetimeNanos : 0,
-                                                    limit: IdempotencyLedger.capacity)) ?? []
-        idempotency = Mutex(IdempotencyLedger(kept.map {
-            IdempotencyLedger.Stored(principal: $0.principal, key: $0.key, fingerprint: $0.fingerprint,
-                                     answer: .init(status: $0.status, headers: $0.headers, body: $0.body), createdNanos: $0.createdNanos)
-        }))
+        let kept =
+            (try? queries?.idempotentAnswers(
+                since: now > IdempotencyLedger.lifetimeNanos ? now - IdempotencyLedger.lifetimeNanos : 0,
+                limit: IdempotencyLedger.capacity)) ?? []
+        idempotency = Mutex(
+            IdempotencyLedger(
+                kept.map {
+                    IdempotencyLedger.Stored(
+                        principal: $0.principal, key: $0.key, fingerprint: $0.fingerprint,
+                        answer: .init(status: $0.status, headers: $0.headers, body: $0.body),
+                        createdNanos: $0.createdNanos)
+                }))
         tokenStore = Mutex(configuration.tokens)
         sessions = Mutex(SessionStore(lifetimeNanos: configuration.sessionLifetimeNanos))
         signInThrottle = Mutex(CredentialThrottle(prefix: configuration.peerPrefix))
@@ -93,7 +101,8 @@ public final class AgentAPI: HTTPHandler {
     public func respondImmediately(to request: HTTPRequest, context: RequestContext) -> HTTPResponse? {
         if request.path == "/healthz", request.method == .GET || request.method == .HEAD {
             let response = HTTPResponse(status: 200, contentType: "application/json", body: Self.healthBody)
-            metrics.observe(route: .healthz, method: request.method, status: 200, nanos: Self.now() &- context.receivedNanos)
+            metrics.observe(
+                route: .healthz, method: request.method, status: 200, nanos: Self.now() &- context.receivedNanos)
             return response
         }
         // Reading the policy takes no lock that is held for long, does no I/O and costs the same
@@ -123,11 +132,17 @@ public final class AgentAPI: HTTPHandler {
             action = parsed
             if parsed.isMutating, principal?.viaSession == true {
                 refusal = .forbidden
-                throw APIError(403, "forbidden", "a browser session may only read; \(request.method.rawValue) \(route.rawValue) needs Authorization: Bearer with an admin token")
+                throw APIError(
+                    403, "forbidden",
+                    "a browser session may only read; \(request.method.rawValue) \(route.rawValue) needs Authorization: Bearer with an admin token"
+                )
             }
             if parsed.isMutating, principal?.role == .readOnly {
                 refusal = .forbidden
-                throw APIError(403, "forbidden", "token \(principal?.name ?? "") is read-only; \(request.method.rawValue) \(route.rawValue) needs an admin token")
+                throw APIError(
+                    403, "forbidden",
+                    "token \(principal?.name ?? "") is read-only; \(request.method.rawValue) \(route.rawValue) needs an admin token"
+                )
             }
             admitted = parsed.isMutating
             response = try performOnce(parsed, request: request, principal: principal, context: context)
@@ -148,12 +163,15 @@ public final class AgentAPI: HTTPHandler {
         if let refusal {
             // Refusals are counted, not written one row each: nobody without a token can fill the disk.
             metrics.refused(refusal)
-            closedSeconds = refusals.withLock { $0.note(peer: context.transport.peerAddress, kind: refusal, second: second) }
+            closedSeconds = refusals.withLock {
+                $0.note(peer: context.transport.peerAddress, kind: refusal, second: second)
+            }
         } else {
             if admitted {
                 // An admitted request that changes something keeps its row, durably, whatever its outcome.
-                host.store?.recordAPIRequest(method: request.method.rawValue, path: String(request.path), status: response.status,
-                                             durationNanos: elapsed, client: Self.client(principal, context), atNanos: wall)
+                host.store?.recordAPIRequest(
+                    method: request.method.rawValue, path: String(request.path), status: response.status,
+                    durationNanos: elapsed, client: Self.client(principal, context), atNanos: wall)
             }
             closedSeconds = refusals.withLock { $0.drain(before: second) }
         }
@@ -186,7 +204,9 @@ public final class AgentAPI: HTTPHandler {
     static func utcNow() -> String { utcSeconds(MonotonicClock.wallNanos()) }
 
     /// TCP requests under /v1 need a bearer token; the Unix socket is trusted (its mode is 0600).
-    private func authenticate(_ request: HTTPRequest, route: APIRoute, context: RequestContext) throws(APIError) -> Principal? {
+    private func authenticate(_ request: HTTPRequest, route: APIRoute, context: RequestContext) throws(APIError)
+        -> Principal?
+    {
         switch context.transport {
         case .unix(let uid):
             return Principal(name: "unix uid \(uid.map(String.init) ?? "unknown")", role: .admin)
@@ -200,8 +220,9 @@ public final class AgentAPI: HTTPHandler {
             let peer = context.transport.peerAddress
             let now = Self.now()
             if case .refuse(let wait) = bearerThrottle.withLock({ $0.verdict(address: peer, nowNanos: now) }) {
-                throw APIError(429, "too_many_failures", "too many wrong tokens from \(peer); try again in \(wait) s",
-                               headers: ["Retry-After": "\(wait)"])
+                throw APIError(
+                    429, "too_many_failures", "too many wrong tokens from \(peer); try again in \(wait) s",
+                    headers: ["Retry-After": "\(wait)"])
             }
             guard let principal = tokens.authenticate(header) else {
                 bearerThrottle.withLock { $0.failed(address: peer, nowNanos: now) }

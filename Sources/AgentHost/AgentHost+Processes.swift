@@ -19,8 +19,10 @@ public struct VMProcessOptions: Sendable {
     /// Bytes of each VM's ring: how long a VM converts with no agent draining it before its conversions wait.
     public var ringBytes: Int
 
-    public init(runDirectory: RunDirectory, executable: String = VMSpawner.currentExecutable, logLevel: String = "info",
-                ringBytes: Int = VMRing.defaultCapacity) {
+    public init(
+        runDirectory: RunDirectory, executable: String = VMSpawner.currentExecutable, logLevel: String = "info",
+        ringBytes: Int = VMRing.defaultCapacity
+    ) {
         self.runDirectory = runDirectory
         spawner = VMSpawner(executable: executable, runDirectory: runDirectory)
         self.logLevel = logLevel
@@ -46,13 +48,16 @@ extension AgentHost {
     func createInProcess(_ spec: VMSpec, id vmID: Int64, image: GuestImage) throws(AgentHostError) -> ManagedVM {
         let machine: VirtualMachine
         do {
-            machine = try VirtualMachine(system: system, configuration: configuration(spec, id: vmID), image: image, logger: logger,
-                                         policies: policies, events: store ?? memorySink, consoleStream: spec.consoleStream)
+            machine = try VirtualMachine(
+                system: system, configuration: configuration(spec, id: vmID), image: image, logger: logger,
+                policies: policies, events: store ?? memorySink, consoleStream: spec.consoleStream)
         } catch {
             throw .creationFailed(error.description)
         }
         let created = MonotonicClock.wallNanos()
-        try register(spec, id: vmID, backend: machine.backendKind.rawValue, dataRAM: machine.pageStates.bounds, pid: nil, created: created)
+        try register(
+            spec, id: vmID, backend: machine.backendKind.rawValue, dataRAM: machine.pageStates.bounds, pid: nil,
+            created: created)
         return ManagedVM(id: vmID, spec: spec, createdNanos: created, runtime: InProcessRuntime(machine))
     }
 
@@ -70,12 +75,17 @@ extension AgentHost {
         return configuration
     }
 
-    private func register(_ spec: VMSpec, id vmID: Int64, backend: String, dataRAM: PageRange, pid: Int32?, created: UInt64) throws(AgentHostError) {
-        var registration = VMRegistration(name: spec.name, labels: spec.labels, memoryBytes: spec.memoryMib << 20, vcpus: spec.vcpus,
-                                          backend: backend, dataRAM: dataRAM, initialState: spec.initialState)
+    private func register(
+        _ spec: VMSpec, id vmID: Int64, backend: String, dataRAM: PageRange, pid: Int32?, created: UInt64
+    ) throws(AgentHostError) {
+        var registration = VMRegistration(
+            name: spec.name, labels: spec.labels, memoryBytes: spec.memoryMib << 20, vcpus: spec.vcpus,
+            backend: backend, dataRAM: dataRAM, initialState: spec.initialState)
         registration.image = spec.imageName
         registration.commandLine = spec.commandLine
-        registration.timeoutMillis = spec.timeout.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
+        registration.timeoutMillis = spec.timeout.map {
+            $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000
+        }
         registration.pid = pid
         do {
             try store?.register(registration, id: vmID, createdNanos: created)
@@ -84,12 +94,15 @@ extension AgentHost {
         }
     }
 
-    func createProcess(_ spec: VMSpec, id vmID: Int64, options: VMProcessOptions, start: Bool) throws(AgentHostError) -> ManagedVM {
+    func createProcess(_ spec: VMSpec, id vmID: Int64, options: VMProcessOptions, start: Bool) throws(AgentHostError)
+        -> ManagedVM
+    {
         let configuration = configuration(spec, id: vmID)
         // One look at the policy: the VM gets this document and is known to enforce this version.
         let policy = policies.policy
         var processSpec = VMProcessSpec(
-            vmID: vmID, name: spec.name, memoryBytes: configuration.memoryBytes, vcpus: spec.vcpus, commandLine: spec.commandLine,
+            vmID: vmID, name: spec.name, memoryBytes: configuration.memoryBytes, vcpus: spec.vcpus,
+            commandLine: spec.commandLine,
             initialState: spec.initialState.rawValue, backend: spec.backend?.rawValue, maxRuns: configuration.maxRuns,
             recordingBudget: configuration.recordingBudget, aliasMechanism: configuration.aliasMechanism?.rawValue,
             policy: String(decoding: policy.document, as: UTF8.self))
@@ -110,8 +123,9 @@ extension AgentHost {
         let backend = spawned.ready.backend ?? BackendKind.alias.rawValue
         let created = MonotonicClock.wallNanos()
         let client = VMProcessClient(runDirectory: options.runDirectory, vmID: vmID, pid: spawned.pid)
-        let runtime = ProcessRuntime(vmID: vmID, client: client, pidfd: spawned.pidfd, isChild: true, backend: backend, dataRAM: dataRAM,
-                                     status: nil)
+        let runtime = ProcessRuntime(
+            vmID: vmID, client: client, pidfd: spawned.pidfd, isChild: true, backend: backend, dataRAM: dataRAM,
+            status: nil)
         runtime.heard(policyVersion: policy.version)
         do throws(AgentHostError) {
             try register(spec, id: vmID, backend: backend, dataRAM: dataRAM, pid: spawned.pid, created: created)
@@ -150,9 +164,11 @@ extension AgentHost {
     func follow(_ vm: ManagedVM, runtime: ProcessRuntime, ring: VMRing, pending: [UInt64: Int64]) {
         guard let processes, let drain, let store else { return }
         let endings = EndingBox()
-        drain.add(vmID: vm.id, ring: ring, name: vm.name, pending: pending, onEnding: { endings.set($0) }, onCorrupt: { [weak runtime] in
-            runtime?.stop(reason: "its ring held bytes that are not records")
-        })
+        drain.add(
+            vmID: vm.id, ring: ring, name: vm.name, pending: pending, onEnding: { endings.set($0) },
+            onCorrupt: { [weak runtime] in
+                runtime?.stop(reason: "its ring held bytes that are not records")
+            })
         let watcher = Thread { [self] in
             let exit = runtime.waitForExit()
             let ended = drain.finish(vm.id)
@@ -160,12 +176,15 @@ extension AgentHost {
             var failure: String?
             if !ended {
                 failure = runtime.killReason ?? Self.describeDeath(pid: runtime.pid, exit: exit)
-                store.vmEnded(vm.id, atNanos: MonotonicClock.wallNanos(), state: VMState.failed.rawValue, reason: failure, exitStatus: nil)
+                store.vmEnded(
+                    vm.id, atNanos: MonotonicClock.wallNanos(), state: VMState.failed.rawValue, reason: failure,
+                    exitStatus: nil)
                 store.closePendingConversions(of: vm.id)
             }
             store.vmProcess(vm.id, pid: nil)
             // Without its last record, what the store holds is the VM's final count.
-            let recorded = failure == nil ? nil : (try? store.storedVMs(only: vm.id))?.first.map { ($0.conversions, $0.faults) }
+            let recorded =
+                failure == nil ? nil : (try? store.storedVMs(only: vm.id))?.first.map { ($0.conversions, $0.faults) }
             runtime.markFinished(ending: endings.value, failure: failure, recorded: recorded, ringWaits: ring.fullWaits)
             processes.runDirectory.removeFiles(of: vm.id)
             // Its cgroup, if it had one (the kernel removes only an empty one).
@@ -179,7 +198,8 @@ extension AgentHost {
     /// Why a VM process ended without its last record, in words an operator can act on.
     static func describeDeath(pid: Int32, exit: (code: Int32, signal: Int32)?) -> String {
         guard let exit else {
-            return "the VM process (pid \(pid)) ended without recording how its guest ended (it was not this agent's child, so its exit status is unknown)"
+            return
+                "the VM process (pid \(pid)) ended without recording how its guest ended (it was not this agent's child, so its exit status is unknown)"
         }
         if exit.signal != 0 {
             return "the VM process (pid \(pid)) was killed by signal \(exit.signal) (\(signalName(exit.signal)))"
@@ -188,8 +208,10 @@ extension AgentHost {
     }
 
     static func signalName(_ signal: Int32) -> String {
-        let names: [Int32: String] = [1: "SIGHUP", 2: "SIGINT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL",
-                                      11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM", 31: "SIGSYS"]
+        let names: [Int32: String] = [
+            1: "SIGHUP", 2: "SIGINT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL",
+            11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM", 31: "SIGSYS",
+        ]
         return names[signal] ?? "signal \(signal)"
     }
 
@@ -224,7 +246,9 @@ extension AgentHost {
                 report.ended.append(vm.id)
                 continue
             }
-            if let processes, let pid = vm.pid, let (runtime, ring) = candidate(vm, pid: pid, options: processes, report: &report) {
+            if let processes, let pid = vm.pid,
+                let (runtime, ring) = candidate(vm, pid: pid, options: processes, report: &report)
+            {
                 let managed = ManagedVM(stored: vm, runtime: runtime)
                 // Draining first: a guest waiting for room in a full ring needs it before anything else.
                 ring.markRead(vm.ringRead)
@@ -243,7 +267,9 @@ extension AgentHost {
             let answer: Result<String?, VMChannelError>
             do throws(VMChannelError) {
                 let hello = try candidate.client.hello()
-                guard hello.pid == candidate.pid else { throw VMChannelError("the handshake named pid \(hello.pid.map(String.init) ?? "?")") }
+                guard hello.pid == candidate.pid else {
+                    throw VMChannelError("the handshake named pid \(hello.pid.map(String.init) ?? "?")")
+                }
                 answer = .success(hello.policyVersion)
             } catch {
                 answer = .failure(error)
@@ -260,8 +286,13 @@ extension AgentHost {
                 report.adopted.append(vm.id)
                 logger.notice("adopted a running VM", metadata: ["vm_id": "\(vm.id)", "pid": "\(pid)"])
             case .failure(let error)?:
-                logger.error("a VM process did not answer its handshake; ending it", metadata: ["vm_id": "\(vm.id)", "error": "\(error)"])
-                runtime.kill(reason: "its process (pid \(pid)) did not answer the adopting agent's handshake (\(error)); it was killed")
+                logger.error(
+                    "a VM process did not answer its handshake; ending it",
+                    metadata: ["vm_id": "\(vm.id)", "error": "\(error)"])
+                runtime.kill(
+                    reason:
+                        "its process (pid \(pid)) did not answer the adopting agent's handshake (\(error)); it was killed"
+                )
                 report.closed.append(vm.id)
             case nil:
                 report.closed.append(vm.id)
@@ -291,7 +322,9 @@ extension AgentHost {
 
     /// A VM process that is still there and is the one the store names: its pid runs this binary's
     /// `vm process` for this VM, and its ring was made by that pid. nil otherwise (the VM is then closed).
-    private func candidate(_ vm: StoredVM, pid: Int32, options: VMProcessOptions, report: inout AdoptionReport) -> (ProcessRuntime, VMRing)? {
+    private func candidate(_ vm: StoredVM, pid: Int32, options: VMProcessOptions, report: inout AdoptionReport) -> (
+        ProcessRuntime, VMRing
+    )? {
         let socket = options.runDirectory.socketPath(vm.id)
         if let problem = RunDirectory.socketProblem(socket), !problem.hasPrefix("cannot stat") {
             logger.error("refused a VM socket", metadata: ["path": "\(socket)", "problem": "\(problem)"])
@@ -299,12 +332,17 @@ extension AgentHost {
             return nil
         }
         guard Self.isVMProcess(pid: pid, vmID: vm.id) else { return nil }
-        guard let ring = try? VMRing.open(path: options.runDirectory.ringPath(vm.id), vmID: vm.id), ring.producerPID == pid else { return nil }
+        guard let ring = try? VMRing.open(path: options.runDirectory.ringPath(vm.id), vmID: vm.id),
+            ring.producerPID == pid
+        else { return nil }
         let pidfd = clinux_pidfd_open(pid)
         guard pidfd >= 0 else { return nil }
         let client = VMProcessClient(runDirectory: options.runDirectory, vmID: vm.id, pid: pid)
-        return (ProcessRuntime(vmID: vm.id, client: client, pidfd: pidfd, isChild: false, backend: vm.backend, dataRAM: vm.dataRAM,
-                               status: nil), ring)
+        return (
+            ProcessRuntime(
+                vmID: vm.id, client: client, pidfd: pidfd, isChild: false, backend: vm.backend, dataRAM: vm.dataRAM,
+                status: nil), ring
+        )
     }
 
     /// True when `pid` runs `vm process` for `vmID` (a pid the kernel gave to someone else is not).
@@ -322,7 +360,9 @@ extension AgentHost {
     private func close(_ vm: StoredVM, report: inout AdoptionReport) {
         guard let store else { return }
         var ended = false
-        if let processes, let drain, let ring = try? VMRing.open(path: processes.runDirectory.ringPath(vm.id), vmID: vm.id) {
+        if let processes, let drain,
+            let ring = try? VMRing.open(path: processes.runDirectory.ringPath(vm.id), vmID: vm.id)
+        {
             ring.markRead(vm.ringRead)
             let pending = (try? store.pendingVMConversions())?[vm.id] ?? [:]
             drain.add(vmID: vm.id, ring: ring, name: vm.name, pending: pending, onEnding: { _ in }, onCorrupt: {})
@@ -330,7 +370,10 @@ extension AgentHost {
             drain.remove(vm.id)
         }
         if !ended {
-            let reason = vm.pid.map { "its process (pid \($0)) was gone when the agent started, without recording how its guest ended" }
+            let reason =
+                vm.pid.map {
+                    "its process (pid \($0)) was gone when the agent started, without recording how its guest ended"
+                }
                 ?? "the agent that ran it ended without recording how the VM ended"
             store.vmEnded(vm.id, atNanos: MonotonicClock.wallNanos(), state: "lost", reason: reason, exitStatus: nil)
             store.closePendingConversions(of: vm.id)
@@ -348,9 +391,10 @@ extension AgentHost {
         let map = PageStateMap(bounds: vm.dataRAM, initial: vm.initialState, runs: vm.runs)
         let statistics = ConversionStatistics()
         let state = VMState(rawValue: vm.finalState ?? "") ?? .failed
-        return StoredRuntime.StoredVMView(lifecycle: VMLifecycle(state: state, reason: vm.finalReason, exitStatus: vm.exitStatus),
-                                          state: vm.finalState ?? "lost", backend: vm.backend, pageStates: map,
-                                          statistics: statistics, conversions: vm.conversions, faults: vm.faults)
+        return StoredRuntime.StoredVMView(
+            lifecycle: VMLifecycle(state: state, reason: vm.finalReason, exitStatus: vm.exitStatus),
+            state: vm.finalState ?? "lost", backend: vm.backend, pageStates: map,
+            statistics: statistics, conversions: vm.conversions, faults: vm.faults)
     }
 }
 
@@ -358,6 +402,14 @@ extension AgentHost {
 final class EndingBox: @unchecked Sendable {
     private let lock = NSLock()
     private var ending: VMEnding?
-    func set(_ value: VMEnding) { lock.lock(); ending = value; lock.unlock() }
-    var value: VMEnding? { lock.lock(); defer { lock.unlock() }; return ending }
+    func set(_ value: VMEnding) {
+        lock.lock()
+        ending = value
+        lock.unlock()
+    }
+    var value: VMEnding? {
+        lock.lock()
+        defer { lock.unlock() }
+        return ending
+    }
 }

@@ -54,9 +54,11 @@ public final class AgentHost: Sendable {
     private let policyLock = NSLock()
 
     /// - Parameter aliasMechanism: how alias-backend VMs convert (nil: the host probe decides, `AliasProbe`).
-    public init(system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64,
-                aliasMechanism: AliasMechanism? = nil, recordingBudget: UInt64? = 1000, processes: VMProcessOptions? = nil,
-                logger: Logger) {
+    public init(
+        system: KVM.System, store: EventStore?, policies: PolicyStore, maxVMs: Int = 64,
+        aliasMechanism: AliasMechanism? = nil, recordingBudget: UInt64? = 1000, processes: VMProcessOptions? = nil,
+        logger: Logger
+    ) {
         self.system = system
         self.store = store
         self.policies = policies
@@ -65,7 +67,8 @@ public final class AgentHost: Sendable {
         self.processes = store == nil ? nil : processes
         drain = self.processes == nil ? nil : store.map { RingDrain(store: $0, logger: logger) }
         spares = self.processes.map { SparePool(spawner: $0.spawner, logLevel: $0.logLevel, logger: logger) }
-        let runLimit = ProtectAliasBackend.runLimit(maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
+        let runLimit = ProtectAliasBackend.runLimit(
+            maxMapCount: HostLimits.maxMapCount() ?? HostLimits.defaultMaxMapCount, vms: maxVMs)
         defaults = VMDefaults(aliasMechanism: aliasMechanism, recordingBudget: recordingBudget, runLimit: runLimit)
         self.logger = logger
         store?.onFailure { [weak self] reason in self?.recordingFailed(reason) }
@@ -79,14 +82,18 @@ public final class AgentHost: Sendable {
     public func create(_ spec: VMSpec, start: Bool) throws(AgentHostError) -> ManagedVM {
         try spec.validate()
         if let maxRuns = spec.maxRuns, maxRuns > runLimit {
-            throw .invalid(field: "max_runs", message: "must be from 1 to \(runLimit) on this agent (each VM's share of vm.max_map_count)")
+            throw .invalid(
+                field: "max_runs",
+                message: "must be from 1 to \(runLimit) on this agent (each VM's share of vm.max_map_count)")
         }
         let localID = try state.withLock { state throws(AgentHostError) -> Int64 in
             guard !state.draining else { throw .shuttingDown }
             if let failure = state.recordingFailure { throw .store(.recording(failure)) }
             guard state.vms.count < maxVMs else { throw .tooManyVMs(maxVMs) }
             // Names address VMs: one per name among the VMs not deleted (an ended VM keeps its name until DELETE).
-            if let holder = state.vms.values.first(where: { $0.name == spec.name }) { throw .nameTaken(spec.name, id: holder.id) }
+            if let holder = state.vms.values.first(where: { $0.name == spec.name }) {
+                throw .nameTaken(spec.name, id: holder.id)
+            }
             guard state.reservedNames.insert(spec.name).inserted else { throw .nameTaken(spec.name, id: nil) }
             defer { state.nextLocalID += 1 }
             return state.nextLocalID
@@ -274,7 +281,8 @@ public final class AgentHost: Sendable {
     private func watch(_ vm: ManagedVM) {
         if !vm.runtime.waitUntilFinished(timeout: vm.timeout) {
             vm.markTimedOut()
-            let seconds = vm.timeout.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
+            let seconds =
+                vm.timeout.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
             vm.runtime.stop(reason: "timeout: still running after \(seconds) s")
         }
         recordEnd(vm)
@@ -289,12 +297,16 @@ public final class AgentHost: Sendable {
         // A VM process's end reached the store with its ring's last record (or was recorded when its process died).
         if !vm.runtime.recordsItsLifecycle {
             vm.machine?.flushAggregates()
-            if let failure = store?.vmEnded(vm.id, atNanos: now, state: state, reason: outcome.reason,
-                                            exitStatus: outcome.exitStatus, layout: vm.snapshot.pageStates) {
-                logger.error("could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])
+            if let failure = store?.vmEnded(
+                vm.id, atNanos: now, state: state, reason: outcome.reason,
+                exitStatus: outcome.exitStatus, layout: vm.snapshot.pageStates)
+            {
+                logger.error(
+                    "could not record the end of a VM", metadata: ["vm_id": "\(vm.id)", "error": "\(failure)"])
             }
         }
-        logger.info("VM ended", metadata: ["vm_id": "\(vm.id)", "state": "\(state)", "reason": "\(outcome.reason ?? "")"])
+        logger.info(
+            "VM ended", metadata: ["vm_id": "\(vm.id)", "state": "\(state)", "reason": "\(outcome.reason ?? "")"])
         // An ended VM stays listed until DELETE for its record; its RAM goes back to the host now.
         vm.runtime.release { [logger] message in logger.warning("\(message)", metadata: ["vm_id": "\(vm.id)"]) }
         vm.setRecorded()
@@ -313,7 +325,9 @@ public final class AgentHost: Sendable {
     /// Replaces the policy if the one in force has version `expected` (nil: unconditionally).
     /// Recorded with who applied it before it takes effect; returns whether it changed.
     @discardableResult
-    public func replacePolicy(_ policy: VersionedPolicy, expected: String?, change: PolicyChange) throws(PolicyReplaceError) -> Bool {
+    public func replacePolicy(_ policy: VersionedPolicy, expected: String?, change: PolicyChange)
+        throws(PolicyReplaceError) -> Bool
+    {
         policyLock.lock()
         defer { policyLock.unlock() }
         let current = policies.policy

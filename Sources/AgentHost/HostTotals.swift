@@ -1,6 +1,6 @@
-import Platform
 import KVM
 import MemoryModel
+import Platform
 import VMM
 
 /// Counts over every VM this agent has held since it started, deleted ones
@@ -20,13 +20,15 @@ public struct HostTotals: Sendable, Equatable {
     public init() {
         exits = Dictionary(uniqueKeysWithValues: VCPUExit.Kind.allCases.map { ($0.name, 0) })
         faults = Dictionary(uniqueKeysWithValues: EventSource.allCases.map { ($0, 0) })
-        faultAccesses = Dictionary(uniqueKeysWithValues: (FaultAccess.allCases.map(\.rawValue) + ["unknown"]).map { ($0, 0) })
+        faultAccesses = Dictionary(
+            uniqueKeysWithValues: (FaultAccess.allCases.map(\.rawValue) + ["unknown"]).map { ($0, 0) })
         var conversions: [ConversionStatistics.Key: UInt64] = [:]
         for direction in ConversionDirection.allCases {
             for trigger in ConversionTrigger.allCases {
                 // Pending and incomplete are states of a row, never a final count.
                 for decision in ConversionDecision.allCases where decision != .pending && decision != .incomplete {
-                    conversions[ConversionStatistics.Key(direction: direction, trigger: trigger, decision: decision)] = 0
+                    conversions[ConversionStatistics.Key(direction: direction, trigger: trigger, decision: decision)] =
+                        0
                 }
             }
         }

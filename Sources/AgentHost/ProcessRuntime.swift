@@ -22,8 +22,13 @@ final class ProcessRuntime: VMRuntime {
 
     private struct State {
         var lastStatus: VMStatusWire?
-        var final: (lifecycle: VMLifecycle, statistics: ConversionStatistics, exits: [(kind: String, count: UInt64)], runs: PageStateMap,
-                    console: [UInt8], consoleBytes: Int, recorded: (conversions: [String: Int], faults: Int)?, ringWaits: (count: UInt64, nanos: UInt64))?
+        var final:
+            (
+                lifecycle: VMLifecycle, statistics: ConversionStatistics, exits: [(kind: String, count: UInt64)],
+                runs: PageStateMap,
+                console: [UInt8], consoleBytes: Int, recorded: (conversions: [String: Int], faults: Int)?,
+                ringWaits: (count: UInt64, nanos: UInt64)
+            )?
         var policyVersion: String?
         var killReason: String?
     }
@@ -31,7 +36,10 @@ final class ProcessRuntime: VMRuntime {
     private let finished = NSCondition()
     private let isFinished = Atomic<Bool>(false)
 
-    init(vmID: Int64, client: VMProcessClient, pidfd: Int32, isChild: Bool, backend: String, dataRAM: PageRange, status: VMStatusWire?) {
+    init(
+        vmID: Int64, client: VMProcessClient, pidfd: Int32, isChild: Bool, backend: String, dataRAM: PageRange,
+        status: VMStatusWire?
+    ) {
         self.vmID = vmID
         self.client = client
         self.pidfd = pidfd
@@ -54,7 +62,9 @@ final class ProcessRuntime: VMRuntime {
                     $0.policyVersion = status.policyVersion
                 }
                 // Its guest has ended and the process is about to: answer with the end as recorded.
-                if VMState(rawValue: status.state)?.isTerminal == true, waitUntilFinished(timeout: Self.endGrace), let final = finalSnapshot {
+                if VMState(rawValue: status.state)?.isTerminal == true, waitUntilFinished(timeout: Self.endGrace),
+                    let final = finalSnapshot
+                {
                     return final
                 }
             } else if waitUntilFinished(timeout: Self.endGrace), let final = finalSnapshot {
@@ -63,23 +73,29 @@ final class ProcessRuntime: VMRuntime {
             }
         }
         let status = state.withLock { $0.lastStatus }
-        let lifecycle = status.map { VMLifecycle(state: VMState(rawValue: $0.state) ?? .failed, reason: $0.reason, exitStatus: $0.exitStatus) }
+        let lifecycle =
+            status.map {
+                VMLifecycle(state: VMState(rawValue: $0.state) ?? .failed, reason: $0.reason, exitStatus: $0.exitStatus)
+            }
             ?? VMLifecycle()
-        return VMSnapshot(lifecycle: lifecycle, state: lifecycle.state.rawValue, backend: backend,
-                          pageStates: status?.pageStates ?? PageStateMap(bounds: dataRAM, initial: .private),
-                          statistics: status?.statistics.statistics ?? ConversionStatistics(), exitCounts: status?.statistics.exitCounts ?? [],
-                          consoleBytes: status?.consoleBytes ?? 0, pid: pid, policyVersion: status?.policyVersion,
-                          ringWaits: status?.ringWaits ?? 0, ringWaitNanos: status?.ringWaitNanos ?? 0,
-                          refusedConnections: status?.refusedConnections)
+        return VMSnapshot(
+            lifecycle: lifecycle, state: lifecycle.state.rawValue, backend: backend,
+            pageStates: status?.pageStates ?? PageStateMap(bounds: dataRAM, initial: .private),
+            statistics: status?.statistics.statistics ?? ConversionStatistics(),
+            exitCounts: status?.statistics.exitCounts ?? [],
+            consoleBytes: status?.consoleBytes ?? 0, pid: pid, policyVersion: status?.policyVersion,
+            ringWaits: status?.ringWaits ?? 0, ringWaitNanos: status?.ringWaitNanos ?? 0,
+            refusedConnections: status?.refusedConnections)
     }
 
     /// The VM as it ended, once its process is gone and its ring committed.
     private var finalSnapshot: VMSnapshot? {
         guard let final = state.withLock({ $0.final }) else { return nil }
-        return VMSnapshot(lifecycle: final.lifecycle, state: final.lifecycle.state.rawValue, backend: backend, pageStates: final.runs,
-                          statistics: final.statistics, exitCounts: final.exits, consoleBytes: final.consoleBytes, pid: nil,
-                          policyVersion: state.withLock { $0.policyVersion }, ringWaits: final.ringWaits.count,
-                          ringWaitNanos: final.ringWaits.nanos, recorded: final.recorded)
+        return VMSnapshot(
+            lifecycle: final.lifecycle, state: final.lifecycle.state.rawValue, backend: backend, pageStates: final.runs,
+            statistics: final.statistics, exitCounts: final.exits, consoleBytes: final.consoleBytes, pid: nil,
+            policyVersion: state.withLock { $0.policyVersion }, ringWaits: final.ringWaits.count,
+            ringWaitNanos: final.ringWaits.nanos, recorded: final.recorded)
     }
 
     var lifecycle: VMLifecycle { snapshot.lifecycle }
@@ -110,7 +126,12 @@ final class ProcessRuntime: VMRuntime {
             throw VMRuntimeError("the VM process (pid \(pid)) did not answer: \(error)")
         }
         guard reply.ok else { throw VMRuntimeError(reply.error ?? "the VM process refused") }
-        if let status = reply.status { state.withLock { $0.lastStatus = status; $0.policyVersion = status.policyVersion } }
+        if let status = reply.status {
+            state.withLock {
+                $0.lastStatus = status
+                $0.policyVersion = status.policyVersion
+            }
+        }
     }
 
     func start() throws(VMRuntimeError) { try command(VMRequest(.start)) }
@@ -155,7 +176,9 @@ final class ProcessRuntime: VMRuntime {
     var policyVersion: String? { state.withLock { $0.policyVersion } }
 
     func waitUntilFinished(timeout: Duration?) -> Bool {
-        let deadline = timeout.map { Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }
+        let deadline = timeout.map {
+            Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18)
+        }
         finished.lock()
         defer { finished.unlock() }
         while !isFinished.load(ordering: .acquiring) {
@@ -169,8 +192,10 @@ final class ProcessRuntime: VMRuntime {
     }
 
     /// The process is gone and its ring drained: `ending` is its last record, if it wrote one.
-    func markFinished(ending: VMEnding?, failure: String?, recorded: (conversions: [String: Int], faults: Int)?,
-                      ringWaits: (count: UInt64, nanos: UInt64)) {
+    func markFinished(
+        ending: VMEnding?, failure: String?, recorded: (conversions: [String: Int], faults: Int)?,
+        ringWaits: (count: UInt64, nanos: UInt64)
+    ) {
         let status = state.withLock { $0.lastStatus }
         let lifecycle: VMLifecycle
         var statistics = status?.statistics.statistics ?? ConversionStatistics()
@@ -179,7 +204,9 @@ final class ProcessRuntime: VMRuntime {
         var console: [UInt8] = []
         var consoleBytes = status?.consoleBytes ?? 0
         if let ending {
-            lifecycle = VMLifecycle(state: VMState(rawValue: ending.state) ?? .stopped, reason: ending.reason, exitStatus: ending.exitStatus)
+            lifecycle = VMLifecycle(
+                state: VMState(rawValue: ending.state) ?? .stopped, reason: ending.reason, exitStatus: ending.exitStatus
+            )
             if let wire = WireCoding.decode(VMStatisticsWire.self, from: Data(ending.statistics)) {
                 statistics = wire.statistics
                 exits = wire.exitCounts
@@ -211,4 +238,3 @@ final class ProcessRuntime: VMRuntime {
         return (code, signal)
     }
 }
-

@@ -46,9 +46,13 @@ final class RingDrain: Sendable {
         thread.start()
     }
 
-    func add(vmID: Int64, ring: VMRing, name: String, pending: [UInt64: Int64] = [:],
-             onEnding: @escaping @Sendable (VMEnding) -> Void, onCorrupt: @escaping @Sendable () -> Void) {
-        entries.withLock { $0[vmID] = Entry(ring: ring, name: name, pending: pending, onEnding: onEnding, onCorrupt: onCorrupt) }
+    func add(
+        vmID: Int64, ring: VMRing, name: String, pending: [UInt64: Int64] = [:],
+        onEnding: @escaping @Sendable (VMEnding) -> Void, onCorrupt: @escaping @Sendable () -> Void
+    ) {
+        entries.withLock {
+            $0[vmID] = Entry(ring: ring, name: name, pending: pending, onEnding: onEnding, onCorrupt: onCorrupt)
+        }
     }
 
     func remove(_ vmID: Int64) { _ = entries.withLock { $0.removeValue(forKey: vmID) } }

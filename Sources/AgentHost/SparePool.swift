@@ -36,7 +36,8 @@ final class SparePool: Sendable {
             do throws(VMSpawnError) {
                 started = try spawner.spawnSpare(logLevel: logLevel)
             } catch {
-                logger.warning("could not start a spare VM process; VMs start their own", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "could not start a spare VM process; VMs start their own", metadata: ["error": "\(error)"])
             }
             let unused = state.withLock { state -> SpareVMProcess? in
                 state.filling = false

@@ -70,9 +70,10 @@ final class InProcessRuntime: VMRuntime {
 
     var snapshot: VMSnapshot {
         let lifecycle = machine.lifecycle
-        return VMSnapshot(lifecycle: lifecycle, state: lifecycle.state.rawValue, backend: machine.backendKind.rawValue,
-                          pageStates: machine.pageStates, statistics: machine.statistics, exitCounts: machine.exitCounts,
-                          consoleBytes: machine.consoleBytes, pid: nil, policyVersion: nil)
+        return VMSnapshot(
+            lifecycle: lifecycle, state: lifecycle.state.rawValue, backend: machine.backendKind.rawValue,
+            pageStates: machine.pageStates, statistics: machine.statistics, exitCounts: machine.exitCounts,
+            consoleBytes: machine.consoleBytes, pid: nil, policyVersion: nil)
     }
     var lifecycle: VMLifecycle { machine.lifecycle }
     var recordsItsLifecycle: Bool { false }
@@ -121,9 +122,10 @@ final class StoredRuntime: VMRuntime {
     init(_ stored: StoredVMView) { self.stored = stored }
 
     var snapshot: VMSnapshot {
-        VMSnapshot(lifecycle: stored.lifecycle, state: stored.state, backend: stored.backend, pageStates: stored.pageStates,
-                   statistics: stored.statistics, exitCounts: [], consoleBytes: 0, pid: nil, policyVersion: nil,
-                   recorded: (stored.conversions, stored.faults))
+        VMSnapshot(
+            lifecycle: stored.lifecycle, state: stored.state, backend: stored.backend, pageStates: stored.pageStates,
+            statistics: stored.statistics, exitCounts: [], consoleBytes: 0, pid: nil, policyVersion: nil,
+            recorded: (stored.conversions, stored.faults))
     }
     var lifecycle: VMLifecycle { stored.lifecycle }
     var recordsItsLifecycle: Bool { true }

@@ -42,10 +42,14 @@ public struct VMSpec: Sendable {
     /// Checks every field a client controls; the error names the field.
     public func validate() throws(AgentHostError) {
         guard !name.isEmpty, name.utf8.count <= 128, Self.isPrintable(name) else {
-            throw .invalid(field: "name", message: "must be 1 to 128 printable characters (no control, bidi-override or non-characters)")
+            throw .invalid(
+                field: "name",
+                message: "must be 1 to 128 printable characters (no control, bidi-override or non-characters)")
         }
         guard memoryMib >= Self.minMemoryMib, memoryMib <= Self.maxMemoryMib, memoryMib % 2 == 0 else {
-            throw .invalid(field: "memory_mib", message: "must be an even number from \(Self.minMemoryMib) to \(Self.maxMemoryMib)")
+            throw .invalid(
+                field: "memory_mib", message: "must be an even number from \(Self.minMemoryMib) to \(Self.maxMemoryMib)"
+            )
         }
         guard vcpus >= 1, vcpus <= Self.maxVCPUs else {
             throw .invalid(field: "vcpus", message: "must be from 1 to \(Self.maxVCPUs)")
@@ -59,7 +63,9 @@ public struct VMSpec: Sendable {
                 throw .invalid(field: "labels", message: "keys must be 1 to 128 printable characters")
             }
             guard Self.isPrintable(value) else {
-                throw .invalid(field: "labels.\(key)", message: "must be printable characters (no control, bidi-override or non-characters)")
+                throw .invalid(
+                    field: "labels.\(key)",
+                    message: "must be printable characters (no control, bidi-override or non-characters)")
             }
         }
         if let maxRuns, !(1...Self.maxRunLimit).contains(maxRuns) {

@@ -22,7 +22,8 @@ extension EventQueries {
     public func vmHistory(_ vmID: Int64, columns: Int, nowNanos: UInt64) throws(EventStoreError) -> VMHistory? {
         try withConnection { connection throws(SQLiteError) in
             try connection.transaction("BEGIN") { () throws(SQLiteError) -> VMHistory? in
-                let vm = try connection.query("""
+                let vm = try connection.query(
+                    """
                     SELECT name, created_ns, ended_ns, data_ram_size, initial_state, pruned_to_shared_bytes, pruned_to_private_bytes
                     FROM vms WHERE vm_id = ?
                     """, [.integer(vmID)])
@@ -33,17 +34,22 @@ extension EventQueries {
                 // What pruned conversions changed is kept on the VM, so the remaining history starts at the right level.
                 let initial = Int64(row[4].text == "shared" ? size : 0) + row[5].integer - row[6].integer
                 let span = max((ended ?? nowNanos) &- created, 1)
-                let buckets = try connection.rows("""
+                let buckets = try connection.rows(
+                    """
                     SELECT min(max((coalesce(completed_ns, requested_ns) - ?1) * ?2 / ?3, 0), ?2 - 1) AS col,
                            sum(CASE WHEN decision = 'applied' THEN CASE direction WHEN 'to_shared' THEN changed_bytes ELSE -changed_bytes END
                                ELSE 0 END),
                            sum(decision = 'applied'), sum(decision = 'denied')
                     FROM conversions WHERE vm_id = ?4 GROUP BY col ORDER BY col
-                    """, [.unsigned(created), .integer(Int64(columns)), .unsigned(span), .integer(vmID)]) { row in
-                    VMHistory.Column(index: Int(row.int64(0)), sharedDelta: row.int64(1), applied: Int(row.int64(2)), denied: Int(row.int64(3)))
+                    """, [.unsigned(created), .integer(Int64(columns)), .unsigned(span), .integer(vmID)]
+                ) { row in
+                    VMHistory.Column(
+                        index: Int(row.int64(0)), sharedDelta: row.int64(1), applied: Int(row.int64(2)),
+                        denied: Int(row.int64(3)))
                 }
-                return VMHistory(name: row[0].text, createdNanos: created, endedNanos: ended, dataRAMBytes: size,
-                                 initialSharedBytes: UInt64(max(initial, 0)), columns: buckets)
+                return VMHistory(
+                    name: row[0].text, createdNanos: created, endedNanos: ended, dataRAMBytes: size,
+                    initialSharedBytes: UInt64(max(initial, 0)), columns: buckets)
             }
         }
     }

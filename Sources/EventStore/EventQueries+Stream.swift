@@ -14,7 +14,10 @@ public struct StreamEvent: Sendable, Equatable {
     public var json: [UInt8]
 
     public init(id: Int64, kind: String, vmID: Int64?, json: [UInt8]) {
-        self.id = id; self.kind = kind; self.vmID = vmID; self.json = json
+        self.id = id
+        self.kind = kind
+        self.vmID = vmID
+        self.json = json
     }
 }
 
@@ -114,7 +117,9 @@ extension EventQueries {
     /// The heads of both audit chains.
     public func auditHead() throws(EventStoreError) -> AuditHead {
         try withConnection { connection throws(SQLiteError) in
-            AuditHead(events: try ChainVerifier.head(.events, connection), requests: try ChainVerifier.head(.requests, connection))
+            AuditHead(
+                events: try ChainVerifier.head(.events, connection),
+                requests: try ChainVerifier.head(.requests, connection))
         }
     }
 
@@ -122,10 +127,12 @@ extension EventQueries {
     public func streamHead() throws(EventStoreError) -> Int64 {
         try withConnection { connection throws(SQLiteError) in
             try connection.transaction("BEGIN") { () throws(SQLiteError) -> Int64 in
-                let newest = try connection.scalar("""
-                    SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults UNION ALL SELECT max(event_id) FROM conversions
-                                         UNION ALL SELECT max(event_id) FROM vm_events UNION ALL SELECT max(event_id) FROM policy_applications)
-                    """) ?? 0
+                let newest =
+                    try connection.scalar(
+                        """
+                        SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults UNION ALL SELECT max(event_id) FROM conversions
+                                             UNION ALL SELECT max(event_id) FROM vm_events UNION ALL SELECT max(event_id) FROM policy_applications)
+                        """) ?? 0
                 return min(newest, (try Self.firstPending(after: 0, connection) ?? Int64.max) - 1)
             }
         }

@@ -26,7 +26,9 @@ public final class EventQueries: Sendable {
     }
 
     /// - Parameter flushing: false for a reader that is woken by commits (the event stream) and must not wait for the next.
-    func withConnection<T>(flushing: Bool = true, _ body: (SQLiteConnection) throws(SQLiteError) -> T) throws(EventStoreError) -> T {
+    func withConnection<T>(flushing: Bool = true, _ body: (SQLiteConnection) throws(SQLiteError) -> T)
+        throws(EventStoreError) -> T
+    {
         if flushing { store?.flush() }
         let borrowed = idle.withLock { $0.popLast() }
         let connection: SQLiteConnection
@@ -73,8 +75,10 @@ public final class EventQueries: Sendable {
     }
 
     /// - Parameter limit: the page size, for its cursor; nil for a page that has none.
-    private func page(_ sql: String, _ values: [SQLValue], limit: Int?,
-                      _ render: (inout JSONWriter, Statement) -> Void) throws(EventStoreError) -> JSONPage {
+    private func page(
+        _ sql: String, _ values: [SQLValue], limit: Int?,
+        _ render: (inout JSONWriter, Statement) -> Void
+    ) throws(EventStoreError) -> JSONPage {
         try withConnection { connection throws(SQLiteError) in
             let statement = try connection.statement(sql)
             defer { statement.reset() }
@@ -99,32 +103,74 @@ public final class EventQueries: Sendable {
     static func faultQuery(_ filter: EventFilter) -> (String, [SQLValue]) {
         var clauses = ["event_id > ?"]
         var values: [SQLValue] = [.integer(filter.after)]
-        if let vm = filter.vm { clauses.append("vm_id = ?"); values.append(.integer(vm)) }
-        if let access = filter.access {
-            if access == "unknown" { clauses.append("access IS NULL") } else { clauses.append("access = ?"); values.append(.text(access)) }
+        if let vm = filter.vm {
+            clauses.append("vm_id = ?")
+            values.append(.integer(vm))
         }
-        if let since = filter.since { clauses.append("time_ns >= ?"); values.append(.unsigned(since)) }
-        if let until = filter.until { clauses.append("time_ns < ?"); values.append(.unsigned(until)) }
+        if let access = filter.access {
+            if access == "unknown" {
+                clauses.append("access IS NULL")
+            } else {
+                clauses.append("access = ?")
+                values.append(.text(access))
+            }
+        }
+        if let since = filter.since {
+            clauses.append("time_ns >= ?")
+            values.append(.unsigned(since))
+        }
+        if let until = filter.until {
+            clauses.append("time_ns < ?")
+            values.append(.unsigned(until))
+        }
         values.append(.integer(Int64(filter.limit)))
-        return (ordered("SELECT \(faultColumns) FROM memory_faults WHERE \(clauses.joined(separator: " AND "))", newest: filter.newest), values)
+        return (
+            ordered(
+                "SELECT \(faultColumns) FROM memory_faults WHERE \(clauses.joined(separator: " AND "))",
+                newest: filter.newest), values
+        )
     }
 
     static func conversionQuery(_ filter: EventFilter) -> (String, [SQLValue]) {
         var clauses = ["event_id > ?"]
         var values: [SQLValue] = [.integer(filter.after)]
-        if let vm = filter.vm { clauses.append("vm_id = ?"); values.append(.integer(vm)) }
-        if let direction = filter.direction { clauses.append("direction = ?"); values.append(.text(direction)) }
-        if let trigger = filter.trigger { clauses.append("trigger = ?"); values.append(.text(trigger)) }
-        if let decision = filter.decision { clauses.append("decision = ?"); values.append(.text(decision)) }
-        if let since = filter.since { clauses.append("requested_ns >= ?"); values.append(.unsigned(since)) }
-        if let until = filter.until { clauses.append("requested_ns < ?"); values.append(.unsigned(until)) }
+        if let vm = filter.vm {
+            clauses.append("vm_id = ?")
+            values.append(.integer(vm))
+        }
+        if let direction = filter.direction {
+            clauses.append("direction = ?")
+            values.append(.text(direction))
+        }
+        if let trigger = filter.trigger {
+            clauses.append("trigger = ?")
+            values.append(.text(trigger))
+        }
+        if let decision = filter.decision {
+            clauses.append("decision = ?")
+            values.append(.text(decision))
+        }
+        if let since = filter.since {
+            clauses.append("requested_ns >= ?")
+            values.append(.unsigned(since))
+        }
+        if let until = filter.until {
+            clauses.append("requested_ns < ?")
+            values.append(.unsigned(until))
+        }
         values.append(.integer(Int64(filter.limit)))
-        return (ordered("SELECT \(conversionColumns) FROM conversions WHERE \(clauses.joined(separator: " AND "))", newest: filter.newest), values)
+        return (
+            ordered(
+                "SELECT \(conversionColumns) FROM conversions WHERE \(clauses.joined(separator: " AND "))",
+                newest: filter.newest), values
+        )
     }
 
     /// The first (or, for `newest`, the last) `?` rows of a selection, listed in event-id order.
     static func ordered(_ selection: String, newest: Bool) -> String {
-        newest ? "SELECT * FROM (\(selection) ORDER BY event_id DESC LIMIT ?) ORDER BY event_id" : "\(selection) ORDER BY event_id LIMIT ?"
+        newest
+            ? "SELECT * FROM (\(selection) ORDER BY event_id DESC LIMIT ?) ORDER BY event_id"
+            : "\(selection) ORDER BY event_id LIMIT ?"
     }
 
     /// Memory faults matching `filter`, in event-id order, after `filter.after`.
@@ -136,7 +182,8 @@ public final class EventQueries: Sendable {
     /// Conversions matching `filter`, in event-id order, after `filter.after`.
     public func conversions(_ filter: EventFilter) throws(EventStoreError) -> [ConversionEvent] {
         let (sql, values) = Self.conversionQuery(filter)
-        return try withConnection { connection throws(SQLiteError) in try connection.rows(sql, values, Self.conversion) }
+        return try withConnection { connection throws(SQLiteError) in try connection.rows(sql, values, Self.conversion)
+        }
     }
 
     /// Faults and conversions after `after`, in id order, up to `limit` — but never
@@ -163,13 +210,15 @@ public final class EventQueries: Sendable {
         "SELECT \(conversionColumns), chain FROM conversions WHERE event_id > ? AND event_id < ? ORDER BY event_id LIMIT ?"
 
     /// The values of both event queries: after `after`, before the first conversion still pending, at most `limit`.
-    static func eventBounds(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [SQLValue] {
+    static func eventBounds(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [SQLValue]
+    {
         [.integer(after), .integer(try firstPending(after: after, connection) ?? Int64.max), .integer(Int64(limit))]
     }
 
     /// The first conversion after `after` still pending: where the final events end.
     static func firstPending(after: Int64, _ connection: SQLiteConnection) throws(SQLiteError) -> Int64? {
-        try connection.scalar("SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
+        try connection.scalar(
+            "SELECT min(event_id) FROM conversions WHERE decision = 'pending' AND event_id > ?", [.integer(after)])
     }
 
     /// `events(after:limit:)` as an `EventPage` JSON document, rendered from the rows directly:
@@ -226,25 +275,30 @@ public final class EventQueries: Sendable {
     public func latestConversions(limit: Int, decision: String? = nil) throws(EventStoreError) -> [ConversionEvent] {
         try withConnection { connection throws(SQLiteError) in
             if let decision {
-                return try connection.rows("SELECT \(Self.conversionColumns) FROM conversions WHERE decision = ? ORDER BY event_id DESC LIMIT ?",
-                                           [.text(decision), .integer(Int64(limit))], Self.conversion)
+                return try connection.rows(
+                    "SELECT \(Self.conversionColumns) FROM conversions WHERE decision = ? ORDER BY event_id DESC LIMIT ?",
+                    [.text(decision), .integer(Int64(limit))], Self.conversion)
             }
-            return try connection.rows("SELECT \(Self.conversionColumns) FROM conversions ORDER BY event_id DESC LIMIT ?",
-                                       [.integer(Int64(limit))], Self.conversion)
+            return try connection.rows(
+                "SELECT \(Self.conversionColumns) FROM conversions ORDER BY event_id DESC LIMIT ?",
+                [.integer(Int64(limit))], Self.conversion)
         }
     }
 
     /// Policy applications, newest first.
     public func policyHistory(limit: Int) throws(EventStoreError) -> [PolicyHistoryEntry] {
         try withConnection { connection throws(SQLiteError) in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT a.version, a.applied_ns, a.applied_by, p.name, a.id, a.principal, a.channel, a.rollout_id, a.idempotency_key
                 FROM policy_applications a JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT ?
-                """, [.integer(Int64(limit))]).map { row in
+                """, [.integer(Int64(limit))]
+            ).map { row in
                 func optional(_ value: SQLValue) -> String? { value == .null ? nil : value.text }
-                return PolicyHistoryEntry(id: row[4].integer, version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
-                                          name: optional(row[3]), principal: optional(row[5]), channel: optional(row[6]),
-                                          rolloutId: optional(row[7]), idempotencyKey: optional(row[8]))
+                return PolicyHistoryEntry(
+                    id: row[4].integer, version: row[0].text, appliedNs: row[1].unsigned, appliedBy: row[2].text,
+                    name: optional(row[3]), principal: optional(row[5]), channel: optional(row[6]),
+                    rolloutId: optional(row[7]), idempotencyKey: optional(row[8]))
             }
         }
     }
@@ -252,19 +306,25 @@ public final class EventQueries: Sendable {
     /// A policy document by its version, as it was applied (nil if this store never had it).
     public func policyDocument(version: String) throws(EventStoreError) -> [UInt8]? {
         try withConnection { connection throws(SQLiteError) in
-            try connection.query("SELECT document FROM policies WHERE version = ?", [.text(version)]).first.map { Array($0[0].text.utf8) }
+            try connection.query("SELECT document FROM policies WHERE version = ?", [.text(version)]).first.map {
+                Array($0[0].text.utf8)
+            }
         }
     }
 
     /// Admitted requests that changed something, after `after`, in id order.
     public func apiRequests(after: Int64, limit: Int) throws(EventStoreError) -> APIRequestPage {
         try withConnection { connection throws(SQLiteError) in
-            let items = try connection.query("""
+            let items = try connection.query(
+                """
                 SELECT id, time_ns, method, path, status, duration_ns, client, chain FROM api_requests WHERE id > ? ORDER BY id LIMIT ?
-                """, [.integer(after), .integer(Int64(limit))]).map { row in
-                APIRequestRecord(id: row[0].integer, timeNs: row[1].unsigned, method: row[2].text, path: row[3].text,
-                                 status: Int(row[4].integer), durationNs: row[5].unsigned, client: row[6] == .null ? nil : row[6].text,
-                                 chain: row[7] == .null ? nil : row[7].text)
+                """, [.integer(after), .integer(Int64(limit))]
+            ).map { row in
+                APIRequestRecord(
+                    id: row[0].integer, timeNs: row[1].unsigned, method: row[2].text, path: row[3].text,
+                    status: Int(row[4].integer), durationNs: row[5].unsigned,
+                    client: row[6] == .null ? nil : row[6].text,
+                    chain: row[7] == .null ? nil : row[7].text)
             }
             return APIRequestPage(items: items, nextAfter: items.last?.id ?? after)
         }
@@ -273,28 +333,34 @@ public final class EventQueries: Sendable {
     /// The policy of the newest application: what the agent restores on start (nil on a new store).
     public func policyInForce() throws(EventStoreError) -> StoredPolicy? {
         try withConnection { connection throws(SQLiteError) in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT a.version, p.document, a.applied_ns, a.applied_by FROM policy_applications a
                 JOIN policies p ON p.version = a.version ORDER BY a.id DESC LIMIT 1
-                """).first.map { row in
-                StoredPolicy(version: row[0].text, document: Array(row[1].text.utf8), appliedNs: row[2].unsigned, appliedBy: row[3].text)
+                """
+            ).first.map { row in
+                StoredPolicy(
+                    version: row[0].text, document: Array(row[1].text.utf8), appliedNs: row[2].unsigned,
+                    appliedBy: row[3].text)
             }
         }
     }
 
     static func fault(_ row: Statement) -> FaultEvent {
-        FaultEvent(eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), timeNs: row.unsigned(3),
-                   gpa: row.unsigned(4), size: row.unsigned(5), flags: row.unsigned(6), source: row.text(7),
-                   access: row.isNull(8) ? "unknown" : row.text(8))
+        FaultEvent(
+            eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), timeNs: row.unsigned(3),
+            gpa: row.unsigned(4), size: row.unsigned(5), flags: row.unsigned(6), source: row.text(7),
+            access: row.isNull(8) ? "unknown" : row.text(8))
     }
 
     static func conversion(_ row: Statement) -> ConversionEvent {
-        ConversionEvent(eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), requestedNs: row.unsigned(3),
-                        completedNs: row.isNull(4) ? nil : row.unsigned(4), gpa: row.unsigned(5), size: row.unsigned(6),
-                        direction: row.text(7), trigger: row.text(8), decision: row.text(9), reason: row.text(10),
-                        policyVersion: row.text(11), source: row.text(12), changedBytes: row.unsigned(13),
-                        discardedBytes: row.unsigned(14), guestResult: row.int64(15),
-                        requestedPages: row.isNull(16) ? nil : row.unsigned(16))
+        ConversionEvent(
+            eventId: row.int64(0), vmId: row.int64(1), vcpu: Int(row.int64(2)), requestedNs: row.unsigned(3),
+            completedNs: row.isNull(4) ? nil : row.unsigned(4), gpa: row.unsigned(5), size: row.unsigned(6),
+            direction: row.text(7), trigger: row.text(8), decision: row.text(9), reason: row.text(10),
+            policyVersion: row.text(11), source: row.text(12), changedBytes: row.unsigned(13),
+            discardedBytes: row.unsigned(14), guestResult: row.int64(15),
+            requestedPages: row.isNull(16) ? nil : row.unsigned(16))
     }
 }
 

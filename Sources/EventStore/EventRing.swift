@@ -39,7 +39,8 @@ final class EventRing: @unchecked Sendable {
         file = try MappedFile(path: databasePath + "-ring", size: Self.headerSize + slotSize * slotCount)
         // A ring written with another geometry (or a new file) holds nothing we can read.
         if file.load(UInt64.self, at: 0) != Self.magic || file.load(UInt32.self, at: 8) != UInt32(slotSize)
-            || file.load(UInt32.self, at: 12) != UInt32(slotCount) {
+            || file.load(UInt32.self, at: 12) != UInt32(slotCount)
+        {
             reset()
         }
     }
@@ -82,7 +83,9 @@ final class EventRing: @unchecked Sendable {
             let length = Int(file.load(UInt32.self, at: offset + 8))
             guard sequence > floor, length <= slotSize - Self.slotHeader else { continue }
             let record = file.bytes(at: offset + Self.slotHeader, count: length)
-            if EventRingCodec.checksum(record) == file.load(UInt32.self, at: offset + 12) { found.append((sequence, record)) }
+            if EventRingCodec.checksum(record) == file.load(UInt32.self, at: offset + 12) {
+                found.append((sequence, record))
+            }
         }
         return found.sorted { $0.0 < $1.0 }.map(\.1)
     }

@@ -1,4 +1,5 @@
 import SQLite
+
 /// The bytes of one ring record: the statements a record consists of, with
 /// their bound values. Pure, so it can be tested without files.
 ///
@@ -9,7 +10,8 @@ import SQLite
 enum EventRingCodec {
     /// The statements a record may carry, by the number stored in ring files (only ever append).
     enum Statement: UInt8, CaseIterable, Sendable {
-        case insertFault, insertConversion, finishConversion, insertAPIRequest, insertFaultWithAccess, insertVMConversion
+        case insertFault, insertConversion, finishConversion, insertAPIRequest, insertFaultWithAccess,
+            insertVMConversion
 
         var sql: String {
             switch self {
@@ -54,7 +56,9 @@ enum EventRingCodec {
         guard let count = reader.integer(UInt16.self) else { return nil }
         var writes: [EventWriter.Write] = []
         for _ in 0..<count {
-            guard let statement = reader.byte().flatMap(Statement.init(rawValue:)), let valueCount = reader.integer(UInt16.self) else {
+            guard let statement = reader.byte().flatMap(Statement.init(rawValue:)),
+                let valueCount = reader.integer(UInt16.self)
+            else {
                 return nil
             }
             var values: [SQLValue] = []

@@ -21,13 +21,22 @@ extension EventStore {
     /// Records one admitted API request that changed something, durably like an event
     /// (in the ring at once, or committed); returns the store's failure if it could not be.
     @discardableResult
-    public func recordAPIRequest(method: String, path: String, status: Int, durationNanos: UInt64, client: String,
-                                 atNanos time: UInt64) -> RecordingFailure? {
+    public func recordAPIRequest(
+        method: String, path: String, status: Int, durationNanos: UInt64, client: String,
+        atNanos time: UInt64
+    ) -> RecordingFailure? {
         let (_, sequence, durable) = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
-            ((), [EventWriter.Write(.insertAPIRequest, values: [
-                .unsigned(time), .text(method), .text(Self.truncated(path, to: Self.maxAuditedPathBytes)),
-                .integer(Int64(status)), .unsigned(durationNanos), .text(Self.truncated(client, to: 128)),
-            ])])
+            (
+                (),
+                [
+                    EventWriter.Write(
+                        .insertAPIRequest,
+                        values: [
+                            .unsigned(time), .text(method), .text(Self.truncated(path, to: Self.maxAuditedPathBytes)),
+                            .integer(Int64(status)), .unsigned(durationNanos), .text(Self.truncated(client, to: 128)),
+                        ])
+                ]
+            )
         }
         return durable ? nil : writer.waitCommitted(sequence)
     }
@@ -36,12 +45,18 @@ extension EventStore {
     public func recordRefusals(_ counts: [RefusalCount]) {
         guard !counts.isEmpty else { return }
         _ = writer.enqueue { () -> (Void, [EventWriter.Write]) in
-            ((), counts.map { count in
-                EventWriter.Write(sql: Self.countRefusals, values: [
-                    .unsigned(count.second), .text(Self.truncated(count.peer, to: 64)), .text(count.kind.rawValue),
-                    .unsigned(count.requests),
-                ])
-            })
+            (
+                (),
+                counts.map { count in
+                    EventWriter.Write(
+                        sql: Self.countRefusals,
+                        values: [
+                            .unsigned(count.second), .text(Self.truncated(count.peer, to: 64)),
+                            .text(count.kind.rawValue),
+                            .unsigned(count.requests),
+                        ])
+                }
+            )
         }
     }
 

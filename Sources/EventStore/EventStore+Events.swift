@@ -63,7 +63,9 @@ extension EventStore {
     }
 
     /// The insert of a conversion under event id `id`; with `vmSequence`, a VM process's.
-    static func conversionWrite(_ conversion: ConversionRecord, id: Int64, vmSequence: UInt64? = nil) -> EventWriter.Write {
+    static func conversionWrite(_ conversion: ConversionRecord, id: Int64, vmSequence: UInt64? = nil)
+        -> EventWriter.Write
+    {
         var values: [SQLValue] = [
             .integer(id), .integer(conversion.vmID), .integer(Int64(conversion.vcpu)),
             .unsigned(conversion.requestedNanos), .optional(conversion.completedNanos), .unsigned(conversion.gpa),
@@ -79,27 +81,37 @@ extension EventStore {
     }
 
     static func faultWrite(_ fault: MemoryFaultRecord, id: Int64) -> EventWriter.Write {
-        EventWriter.Write(.insertFaultWithAccess, values: [
-            .integer(id), .integer(fault.vmID), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
-            .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags), .text(fault.source.rawValue),
-            fault.access.map { .text($0.rawValue) } ?? .null,
-        ])
+        EventWriter.Write(
+            .insertFaultWithAccess,
+            values: [
+                .integer(id), .integer(fault.vmID), .integer(Int64(fault.vcpu)), .unsigned(fault.timeNanos),
+                .unsigned(fault.gpa), .unsigned(fault.size), .unsigned(fault.flags), .text(fault.source.rawValue),
+                fault.access.map { .text($0.rawValue) } ?? .null,
+            ])
     }
 
-    static func finishWrite(eventID: Int64, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                            discardedBytes: UInt64, guestResult: Int64) -> EventWriter.Write {
-        EventWriter.Write(.finishConversion, values: [
-            .text(decision.rawValue), reason.map { .text($0) } ?? .null, .unsigned(completedNanos),
-            .unsigned(discardedBytes), .integer(guestResult), .integer(eventID),
-        ])
+    static func finishWrite(
+        eventID: Int64, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
+        discardedBytes: UInt64, guestResult: Int64
+    ) -> EventWriter.Write {
+        EventWriter.Write(
+            .finishConversion,
+            values: [
+                .text(decision.rawValue), reason.map { .text($0) } ?? .null, .unsigned(completedNanos),
+                .unsigned(discardedBytes), .integer(guestResult), .integer(eventID),
+            ])
     }
 
     static func aggregateWrite(_ aggregate: EventAggregate) -> EventWriter.Write {
-        EventWriter.Write(sql: """
-            INSERT INTO event_aggregates (vm_id, second, kind, events) VALUES (?, ?, ?, ?)
-            ON CONFLICT (vm_id, second, kind) DO UPDATE SET events = events + excluded.events
-            """, values: [.integer(aggregate.vmID), .unsigned(aggregate.second), .text(aggregate.kind.rawValue),
-                          .unsigned(aggregate.events)])
+        EventWriter.Write(
+            sql: """
+                INSERT INTO event_aggregates (vm_id, second, kind, events) VALUES (?, ?, ?, ?)
+                ON CONFLICT (vm_id, second, kind) DO UPDATE SET events = events + excluded.events
+                """,
+            values: [
+                .integer(aggregate.vmID), .unsigned(aggregate.second), .text(aggregate.kind.rawValue),
+                .unsigned(aggregate.events),
+            ])
     }
 
     public func record(conversion: ConversionRecord) -> EventReceipt {
@@ -118,11 +130,19 @@ extension EventStore {
         }
     }
 
-    public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                       discardedBytes: UInt64, guestResult: Int64) {
+    public func finish(
+        _ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
+        discardedBytes: UInt64, guestResult: Int64
+    ) {
         _ = writer.enqueueDurably { () -> (Void, [EventWriter.Write]) in
-            ((), [Self.finishWrite(eventID: Int64(ticket.id), decision: decision, reason: reason, completedNanos: completedNanos,
-                                   discardedBytes: discardedBytes, guestResult: guestResult)])
+            (
+                (),
+                [
+                    Self.finishWrite(
+                        eventID: Int64(ticket.id), decision: decision, reason: reason, completedNanos: completedNanos,
+                        discardedBytes: discardedBytes, guestResult: guestResult)
+                ]
+            )
         }
     }
 }

@@ -39,7 +39,7 @@ extension EventStore {
                 for write in writes {
                     do throws(SQLiteError) {
                         try connection.statement(write.sql).run(write.values)
-                    } catch where error.code & 0xFF == 19 {
+                    } catch  where error.code & 0xFF == 19 {
                         // SQLITE_CONSTRAINT: already there.
                     }
                 }
@@ -49,16 +49,20 @@ extension EventStore {
         }
     }
 
-    static func closeLostVMs(_ connection: SQLiteConnection, atNanos now: UInt64,
-                                     replayed: Int) throws(SQLiteError) -> RecoveryReport {
+    static func closeLostVMs(
+        _ connection: SQLiteConnection, atNanos now: UInt64,
+        replayed: Int
+    ) throws(SQLiteError) -> RecoveryReport {
         try connection.transaction { () throws(SQLiteError) -> RecoveryReport in
-            try connection.query("""
+            try connection.query(
+                """
                 UPDATE conversions SET decision = 'incomplete',
                        reason = reason || ' (the agent stopped before it completed; whether it took effect is unknown)'
                 WHERE decision = 'pending' AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NULL)
                 """)
             let conversions = connection.changes
-            try connection.query("""
+            try connection.query(
+                """
                 UPDATE vms SET ended_ns = ?, final_state = 'lost',
                        final_reason = 'the agent that ran it ended without recording how the VM ended'
                 WHERE ended_ns IS NULL

@@ -35,8 +35,10 @@ public final class EventStore: EventSink {
     /// marked `incomplete`.
     /// - Parameter closeLostVMs: false when the caller adopts VMs whose processes outlived their agent
     ///   (it then closes the ones it cannot adopt itself).
-    public init(path: String, durability: Durability = .normal, migrations: [Migration]? = nil, closeLostVMs: Bool = true,
-                logger: Logger) throws(EventStoreError) {
+    public init(
+        path: String, durability: Durability = .normal, migrations: [Migration]? = nil, closeLostVMs: Bool = true,
+        logger: Logger
+    ) throws(EventStoreError) {
         self.path = path
         ownership = try WriterLock(databasePath: path)
         do throws(StoreFileError) {
@@ -51,7 +53,9 @@ public final class EventStore: EventSink {
                 ring = try EventRing(databasePath: path)
             } catch {
                 // Recording still works without it: vCPUs then wait for each group commit.
-                logger.warning("event ring unavailable; every event now waits for its SQLite commit", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "event ring unavailable; every event now waits for its SQLite commit",
+                    metadata: ["error": "\(error)"])
             }
         }
         let (initial, recovered, writer) = try EventStoreError.wrapping {
@@ -61,25 +65,38 @@ public final class EventStore: EventSink {
             try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
             // What a dead agent left in the ring goes in before anything else looks at the tables.
             let replayed = try ring.map { ring throws(SQLiteError) in try Self.apply(ring, to: connection) } ?? 0
-            let recovered = closeLostVMs ? try Self.closeLostVMs(connection, atNanos: MonotonicClock.wallNanos(), replayed: replayed)
+            let recovered =
+                closeLostVMs
+                ? try Self.closeLostVMs(connection, atNanos: MonotonicClock.wallNanos(), replayed: replayed)
                 : RecoveryReport(vms: 0, incompleteConversions: 0, replayedRecords: replayed)
-            let lastEvent = try connection.scalar("""
-                SELECT max(\(Self.highestEventIDs), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
-                """) ?? 0
-            let lastVM = try connection.scalar("""
-                SELECT max(coalesce((SELECT max(vm_id) FROM vms), 0), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'vm'), 0))
-                """) ?? 0
+            let lastEvent =
+                try connection.scalar(
+                    """
+                    SELECT max(\(Self.highestEventIDs), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'event'), 0))
+                    """) ?? 0
+            let lastVM =
+                try connection.scalar(
+                    """
+                    SELECT max(coalesce((SELECT max(vm_id) FROM vms), 0), coalesce((SELECT last_id FROM id_watermarks WHERE name = 'vm'), 0))
+                    """) ?? 0
             // Rows from before schema 9, or left unchained by a replayed ring, join the chain before anything new.
             let chain = try ChainLinker.catchUp(connection)
-            return (IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), recovered,
-                    EventWriter(connection: connection, chain: chain, ring: ring, logger: logger))
+            return (
+                IDs(nextEvent: lastEvent + 1, nextVM: lastVM + 1), recovered,
+                EventWriter(connection: connection, chain: chain, ring: ring, logger: logger)
+            )
         }
         if recovered.replayedRecords > 0 {
-            logger.notice("applied events a previous agent left in the ring", metadata: ["records": "\(recovered.replayedRecords)"])
+            logger.notice(
+                "applied events a previous agent left in the ring",
+                metadata: ["records": "\(recovered.replayedRecords)"])
         }
         if recovered.vms > 0 {
-            logger.warning("closed VMs a previous agent left running as lost", metadata: [
-                "vms": "\(recovered.vms)", "incomplete_conversions": "\(recovered.incompleteConversions)"])
+            logger.warning(
+                "closed VMs a previous agent left running as lost",
+                metadata: [
+                    "vms": "\(recovered.vms)", "incomplete_conversions": "\(recovered.incompleteConversions)",
+                ])
         }
         ids = Mutex(initial)
         self.recovered = recovered

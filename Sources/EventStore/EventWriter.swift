@@ -118,7 +118,8 @@ final class EventWriter: @unchecked Sendable {
         defer { condition.unlock() }
         var (value, writes) = prepare()
         var durable = false
-        if let ring, failure == nil, let record = EventRingCodec.encode(writes), let ringSequence = ring.append(record) {
+        if let ring, failure == nil, let record = EventRingCodec.encode(writes), let ringSequence = ring.append(record)
+        {
             for index in writes.indices { writes[index].ringSequence = ringSequence }
             durable = true
         }
@@ -187,7 +188,9 @@ final class EventWriter: @unchecked Sendable {
             while !(stopping || !queue.isEmpty && (waiters > 0 || queue.count >= Self.batchLimit)) {
                 if queue.isEmpty {
                     condition.wait()
-                } else if let oldest = oldestQueued, !condition.wait(until: oldest.addingTimeInterval(Self.lingerSeconds)) {
+                } else if let oldest = oldestQueued,
+                    !condition.wait(until: oldest.addingTimeInterval(Self.lingerSeconds))
+                {
                     break
                 }
             }
@@ -227,7 +230,9 @@ final class EventWriter: @unchecked Sendable {
                 committed = last
                 batches += 1
                 (chainInline, chainReadBack) = (chain.linkedInline, chain.linkedReadBack)
-                if let ring, let newest = batch.last(where: { $0.ringSequence != 0 })?.ringSequence { ring.markIngested(newest) }
+                if let ring, let newest = batch.last(where: { $0.ringSequence != 0 })?.ringSequence {
+                    ring.markIngested(newest)
+                }
             }
             let committedHandlers = commitHandlers
             condition.broadcast()
@@ -251,7 +256,8 @@ final class EventWriter: @unchecked Sendable {
             case .finishConversion:
                 // decision, reason (nil keeps the recorded one), completed_ns, discarded_bytes, guest_result, event_id
                 guard write.values.count == 6, case .integer(let id) = write.values[5], let index = pendingInsert[id],
-                      out[index].values.count >= 17 else {
+                    out[index].values.count >= 17
+                else {
                     out.append(write)
                     continue
                 }
@@ -295,8 +301,11 @@ final class EventWriter: @unchecked Sendable {
         // A database removed or replaced under us keeps accepting writes into a file
         // nobody can open again: that is a failure, not a commit.
         if connection.fileHasMoved {
-            return RecordingFailure(operation: "commit",
-                                    message: "the database file \(connection.path) was removed or replaced while the agent was recording into it")
+            return RecordingFailure(
+                operation: "commit",
+                message:
+                    "the database file \(connection.path) was removed or replaced while the agent was recording into it"
+            )
         }
         return nil
     }

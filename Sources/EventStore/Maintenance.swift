@@ -31,12 +31,15 @@ public enum Maintenance {
     /// Creates or upgrades the schema and, unless an agent is recording into the
     /// database, applies the events a killed agent left in its ring. Returns the
     /// versions before and after, and the ring records applied.
-    public static func migrate(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> (from: Int, to: Int, fromRing: Int) {
+    public static func migrate(path: String, migrations: [Migration]? = nil) throws(EventStoreError) -> (
+        from: Int, to: Int, fromRing: Int
+    ) {
         try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             let (from, to) = try Migrator.migrate(connection, try migrations ?? Migrator.bundled())
             // A running agent owns its ring; only a free database's ring is ours to apply.
-            guard let lock = try? WriterLock(databasePath: path), FileManager.default.fileExists(atPath: path + "-ring") else {
+            guard let lock = try? WriterLock(databasePath: path), FileManager.default.fileExists(atPath: path + "-ring")
+            else {
                 return (from, to, 0)
             }
             defer { withExtendedLifetime(lock) {} }
@@ -59,12 +62,13 @@ public enum Maintenance {
             let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
             let binary = try (migrations ?? Migrator.bundled()).last?.version ?? 0
             func count(_ sql: String) throws -> Int64 { version == 0 ? 0 : try connection.scalar(sql) ?? 0 }
-            return CheckReport(integrity: integrity, schemaVersion: version, binaryVersion: binary,
-                               vms: try count("SELECT count(*) FROM vms"),
-                               faults: try count("SELECT count(*) FROM memory_faults"),
-                               conversions: try count("SELECT count(*) FROM conversions"),
-                               pendingConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'pending'"),
-                               incompleteConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'incomplete'"))
+            return CheckReport(
+                integrity: integrity, schemaVersion: version, binaryVersion: binary,
+                vms: try count("SELECT count(*) FROM vms"),
+                faults: try count("SELECT count(*) FROM memory_faults"),
+                conversions: try count("SELECT count(*) FROM conversions"),
+                pendingConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'pending'"),
+                incompleteConversions: try count("SELECT count(*) FROM conversions WHERE decision = 'incomplete'"))
         }
     }
 
@@ -77,9 +81,13 @@ public enum Maintenance {
             let connection = try SQLiteConnection(path: path, readOnly: true)
             let version = Int(try connection.scalar("PRAGMA user_version") ?? 0)
             guard version >= 9 else {
-                throw EventStoreError.migrations("\(path) is at schema \(version), before the audit chain (9); run `memgate-agent db migrate --db \(path)`")
+                throw EventStoreError.migrations(
+                    "\(path) is at schema \(version), before the audit chain (9); run `memgate-agent db migrate --db \(path)`"
+                )
             }
-            return try AuditChain.Name.allCases.map { name throws(SQLiteError) in try ChainVerifier.verify(name, connection) }
+            return try AuditChain.Name.allCases.map { name throws(SQLiteError) in
+                try ChainVerifier.verify(name, connection)
+            }
         }
     }
 
@@ -97,7 +105,9 @@ public enum Maintenance {
     /// held up for long; what a deleted applied conversion changed is added to its VM's
     /// pruned totals in the same transaction, so `vm_memory_state` stays exact. Frees the
     /// space with an incremental vacuum.
-    public static func prune(path: String, olderThan cutoffNanos: UInt64, batch: Int = pruneBatch) throws(EventStoreError) -> PruneReport {
+    public static func prune(path: String, olderThan cutoffNanos: UInt64, batch: Int = pruneBatch)
+        throws(EventStoreError) -> PruneReport
+    {
         try EventStoreError.wrapping {
             let connection = try Migrator.openForWriting(path: path)
             try Migrator.migrate(connection, try Migrator.bundled())
@@ -119,7 +129,8 @@ public enum Maintenance {
     /// Remembers the highest ids first: deleting the newest rows must not let them be handed out again.
     static func keepWatermarks(_ connection: SQLiteConnection) throws(SQLiteError) {
         try connection.transaction { () throws(SQLiteError) in
-            try connection.execute("""
+            try connection.execute(
+                """
                 INSERT INTO id_watermarks (name, last_id)
                 VALUES ('event', max(\(EventStore.highestEventIDs))),
                        ('vm', coalesce((SELECT max(vm_id) FROM vms), 0))
@@ -129,13 +140,19 @@ public enum Maintenance {
     }
 
     /// The events up to the chain's cut, table by table, a batch a transaction.
-    static func pruneEvents(_ connection: SQLiteConnection, cutoff: SQLValue, limit: SQLValue, into report: inout PruneReport) throws(SQLiteError) {
+    static func pruneEvents(
+        _ connection: SQLiteConnection, cutoff: SQLValue, limit: SQLValue, into report: inout PruneReport
+    ) throws(SQLiteError) {
         guard let through = try cutEvents(connection, cutoff: cutoff) else { return }
-        report.faults = try deleteInBatches(connection, """
+        report.faults = try deleteInBatches(
+            connection,
+            """
             DELETE FROM memory_faults WHERE event_id IN (SELECT event_id FROM memory_faults WHERE event_id <= ?1 LIMIT ?2)
             """, [.integer(through), limit])
         report.conversions = try deleteConversions(connection, through: through, limit: limit)
-        report.lifecycle = try deleteInBatches(connection, """
+        report.lifecycle = try deleteInBatches(
+            connection,
+            """
             DELETE FROM vm_events WHERE event_id IN (SELECT event_id FROM vm_events WHERE event_id <= ?1 LIMIT ?2)
             """, [.integer(through), limit])
     }
@@ -156,7 +173,8 @@ public enum Maintenance {
             return connection.changes
         }
         try connection.transaction { () throws(SQLiteError) in
-            try connection.query("""
+            try connection.query(
+                """
                 DELETE FROM event_aggregates WHERE second < ?1 / 1000000000
                 AND vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NOT NULL)
                 """, [cutoff])
@@ -165,9 +183,13 @@ public enum Maintenance {
     }
 
     /// The API audit ages out by its own time: admitted requests up to their chain's cut, refusal counts by second.
-    static func pruneRequests(_ connection: SQLiteConnection, cutoff: SQLValue, limit: SQLValue, into report: inout PruneReport) throws(SQLiteError) {
+    static func pruneRequests(
+        _ connection: SQLiteConnection, cutoff: SQLValue, limit: SQLValue, into report: inout PruneReport
+    ) throws(SQLiteError) {
         if let through = try cutRequests(connection, cutoff: cutoff) {
-            report.apiRequests = try deleteInBatches(connection, """
+            report.apiRequests = try deleteInBatches(
+                connection,
+                """
                 DELETE FROM api_requests WHERE id IN (SELECT id FROM api_requests WHERE id <= ?1 LIMIT ?2)
                 """, [.integer(through), limit])
         }
@@ -191,7 +213,8 @@ public enum Maintenance {
         try connection.transaction { () throws(SQLiteError) -> Int64? in
             let running = "vm_id IN (SELECT vm_id FROM vms WHERE ended_ns IS NULL)"
             // The oldest row that must stay: one at or after the cutoff, or one of a VM still known.
-            let kept = try connection.scalar("""
+            let kept = try connection.scalar(
+                """
                 SELECT min(id) FROM (
                     SELECT min(event_id) AS id FROM memory_faults WHERE time_ns >= ?1 OR \(running)
                     UNION ALL SELECT min(event_id) FROM conversions WHERE requested_ns >= ?1 OR decision = 'pending' OR \(running)
@@ -203,26 +226,34 @@ public enum Maintenance {
             let range = "event_id > ?1 AND event_id <= ?2"
             let values: [SQLValue] = [.integer(start), .integer(bound)]
             // The cut falls on the newest row at or below the bound: its chain value is the genesis.
-            guard let through = try connection.scalar("""
-                SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults WHERE \(range)
-                    UNION ALL SELECT max(event_id) FROM conversions WHERE \(range)
-                    UNION ALL SELECT max(event_id) FROM vm_events WHERE \(range)
-                    UNION ALL SELECT max(event_id) FROM policy_applications WHERE \(range))
-                """, values), let chain = try chainValue(connection, eventID: through) else { return nil }
-            let span = try connection.query("""
-                SELECT sum(n), min(first), max(last) FROM (
-                    SELECT count(*) AS n, min(time_ns) AS first, max(time_ns) AS last FROM memory_faults WHERE \(range)
-                    UNION ALL SELECT count(*), min(requested_ns), max(requested_ns) FROM conversions WHERE \(range)
-                    UNION ALL SELECT count(*), min(time_ns), max(time_ns) FROM vm_events WHERE \(range))
-                """, [.integer(start), .integer(through)]).first ?? []
+            guard
+                let through = try connection.scalar(
+                    """
+                    SELECT max(id) FROM (SELECT max(event_id) AS id FROM memory_faults WHERE \(range)
+                        UNION ALL SELECT max(event_id) FROM conversions WHERE \(range)
+                        UNION ALL SELECT max(event_id) FROM vm_events WHERE \(range)
+                        UNION ALL SELECT max(event_id) FROM policy_applications WHERE \(range))
+                    """, values), let chain = try chainValue(connection, eventID: through)
+            else { return nil }
+            let span =
+                try connection.query(
+                    """
+                    SELECT sum(n), min(first), max(last) FROM (
+                        SELECT count(*) AS n, min(time_ns) AS first, max(time_ns) AS last FROM memory_faults WHERE \(range)
+                        UNION ALL SELECT count(*), min(requested_ns), max(requested_ns) FROM conversions WHERE \(range)
+                        UNION ALL SELECT count(*), min(time_ns), max(time_ns) FROM vm_events WHERE \(range))
+                    """, [.integer(start), .integer(through)]
+                ).first ?? []
             let pruned = span.first?.integer ?? 0
             guard pruned > 0 else { return nil }
             let now = SQLValue.unsigned(MonotonicClock.wallNanos())
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO chain_genesis (chain_name, through_id, chain, pruned, first_ns, last_ns, time_ns) VALUES ('events', ?, ?, ?, ?, ?, ?)
                 """, [.integer(through), .text(chain), .integer(pruned), span[1], span[2], now])
-            try connection.query("INSERT INTO prunes (time_ns, cutoff_ns, through_event_id, events) VALUES (?, ?, ?, ?)",
-                                 [now, cutoff, .integer(through), .integer(pruned)])
+            try connection.query(
+                "INSERT INTO prunes (time_ns, cutoff_ns, through_event_id, events) VALUES (?, ?, ?, ?)",
+                [now, cutoff, .integer(through), .integer(pruned)])
             return through
         }
     }
@@ -230,7 +261,9 @@ public enum Maintenance {
     /// The stored chain value of event `id`, whichever table holds it.
     static func chainValue(_ connection: SQLiteConnection, eventID id: Int64) throws(SQLiteError) -> String? {
         for table in AuditChain.Name.events.tables {
-            if case .text(let chain)? = try connection.query("SELECT chain FROM \(table.rawValue) WHERE event_id = ?", [.integer(id)]).first?.first {
+            if case .text(let chain)? = try connection.query(
+                "SELECT chain FROM \(table.rawValue) WHERE event_id = ?", [.integer(id)]
+            ).first?.first {
                 return chain
             }
         }
@@ -244,12 +277,18 @@ public enum Maintenance {
             let head = try ChainLinker.loadHead(.requests, connection)
             let kept = try connection.scalar("SELECT min(id) FROM api_requests WHERE time_ns >= ?", [cutoff])
             let bound = min(kept.map { $0 - 1 } ?? Int64.max, head.id)
-            guard let row = try connection.query("""
-                SELECT max(id), count(*), min(time_ns), max(time_ns) FROM api_requests WHERE id > ? AND id <= ?
-                """, [.integer(start), .integer(bound)]).first, case .integer(let through) = row[0],
-                case .text(let chain)? = try connection.query("SELECT chain FROM api_requests WHERE id = ?", [.integer(through)]).first?.first
+            guard
+                let row = try connection.query(
+                    """
+                    SELECT max(id), count(*), min(time_ns), max(time_ns) FROM api_requests WHERE id > ? AND id <= ?
+                    """, [.integer(start), .integer(bound)]
+                ).first, case .integer(let through) = row[0],
+                case .text(let chain)? = try connection.query(
+                    "SELECT chain FROM api_requests WHERE id = ?", [.integer(through)]
+                ).first?.first
             else { return nil }
-            try connection.query("""
+            try connection.query(
+                """
                 INSERT INTO chain_genesis (chain_name, through_id, chain, pruned, first_ns, last_ns, time_ns) VALUES ('requests', ?, ?, ?, ?, ?, ?)
                 """, [.integer(through), .text(chain), row[1], row[2], row[3], .unsigned(MonotonicClock.wallNanos())])
             return through
@@ -257,7 +296,9 @@ public enum Maintenance {
     }
 
     /// Runs `sql` (a DELETE of at most ?2 rows) in transactions of its own until it deletes nothing; returns the rows deleted.
-    static func deleteInBatches(_ connection: SQLiteConnection, _ sql: String, _ values: [SQLValue]) throws(SQLiteError) -> Int {
+    static func deleteInBatches(_ connection: SQLiteConnection, _ sql: String, _ values: [SQLValue]) throws(SQLiteError)
+        -> Int
+    {
         try deleteInBatches(connection) { () throws(SQLiteError) in
             try connection.query(sql, values)
             return connection.changes
@@ -266,7 +307,9 @@ public enum Maintenance {
 
     /// Runs `batch` (which deletes some rows and says how many) in transactions of its own until it
     /// deletes nothing, checkpointing between them; returns the rows deleted.
-    static func deleteInBatches(_ connection: SQLiteConnection, _ batch: () throws(SQLiteError) -> Int) throws(SQLiteError) -> Int {
+    static func deleteInBatches(_ connection: SQLiteConnection, _ batch: () throws(SQLiteError) -> Int)
+        throws(SQLiteError) -> Int
+    {
         var total = 0
         while true {
             let deleted = try connection.transaction("BEGIN IMMEDIATE", batch)
@@ -277,14 +320,18 @@ public enum Maintenance {
     }
 
     /// Deletes conversions up to `through`, a batch a transaction, adding what applied ones changed to their VMs' pruned totals.
-    static func deleteConversions(_ connection: SQLiteConnection, through: Int64, limit: SQLValue) throws(SQLiteError) -> Int {
+    static func deleteConversions(_ connection: SQLiteConnection, through: Int64, limit: SQLValue) throws(SQLiteError)
+        -> Int
+    {
         try deleteInBatches(connection) { () throws(SQLiteError) in
             try connection.execute("DROP TABLE IF EXISTS temp.prune_batch")
-            try connection.query("""
+            try connection.query(
+                """
                 CREATE TEMP TABLE prune_batch AS
                 SELECT event_id, vm_id, direction, decision, changed_bytes FROM conversions WHERE event_id <= ?1 LIMIT ?2
                 """, [.integer(through), limit])
-            try connection.execute("""
+            try connection.execute(
+                """
                 UPDATE vms SET
                     pruned_to_shared_bytes = pruned_to_shared_bytes + coalesce((SELECT sum(changed_bytes) FROM temp.prune_batch b
                         WHERE b.vm_id = vms.vm_id AND b.decision = 'applied' AND b.direction = 'to_shared'), 0),

@@ -19,6 +19,9 @@ public struct RefusalCount: Sendable, Equatable, Hashable {
     public var requests: UInt64
 
     public init(second: UInt64, peer: String, kind: Kind, requests: UInt64) {
-        self.second = second; self.peer = peer; self.kind = kind; self.requests = requests
+        self.second = second
+        self.peer = peer
+        self.kind = kind
+        self.requests = requests
     }
 }

@@ -17,8 +17,10 @@ final class WriterLock: Sendable {
         }
         // Safety: flock on the descriptor just opened; it is closed in deinit, which releases the lock.
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let reason = errno == EWOULDBLOCK ? "another memgate-agent is recording into \(databasePath); give each agent its own --db"
-                                              : "cannot lock \(path): \(String(cString: strerror(errno)))"
+            let reason =
+                errno == EWOULDBLOCK
+                ? "another memgate-agent is recording into \(databasePath); give each agent its own --db"
+                : "cannot lock \(path): \(String(cString: strerror(errno)))"
             close(fd)
             throw .busy(reason)
         }

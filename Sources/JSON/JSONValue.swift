@@ -13,7 +13,10 @@ public enum JSONValue: Sendable, Equatable {
     public struct Member: Sendable, Equatable {
         public var key: String
         public var value: JSONValue
-        public init(key: String, value: JSONValue) { self.key = key; self.value = value }
+        public init(key: String, value: JSONValue) {
+            self.key = key
+            self.value = value
+        }
     }
 
     /// The value of `key` when this is an object.

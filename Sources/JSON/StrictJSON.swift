@@ -98,16 +98,26 @@ public enum StrictJSON {
             guard let byte = current else { throw error("the document ends where a value should be") }
             switch byte {
             case UInt8(ascii: "{"):
-                guard depth < StrictJSON.maxDepth else { throw error("nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep) }
+                guard depth < StrictJSON.maxDepth else {
+                    throw error("nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep)
+                }
                 return try object(depth: depth + 1)
             case UInt8(ascii: "["):
-                guard depth < StrictJSON.maxDepth else { throw error("nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep) }
+                guard depth < StrictJSON.maxDepth else {
+                    throw error("nested deeper than \(StrictJSON.maxDepth) levels", .tooDeep)
+                }
                 return try array(depth: depth + 1)
             case UInt8(ascii: "\""):
                 return .string(try string())
-            case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-            case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-            case UInt8(ascii: "n"): try literal("null"); return .null
+            case UInt8(ascii: "t"):
+                try literal("true")
+                return .bool(true)
+            case UInt8(ascii: "f"):
+                try literal("false")
+                return .bool(false)
+            case UInt8(ascii: "n"):
+                try literal("null")
+                return .null
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
                 return .number(try number())
             case UInt8(ascii: "/"):
@@ -115,8 +125,9 @@ public enum StrictJSON {
             case UInt8(ascii: "'"):
                 throw error("strings take double quotes")
             default:
-                throw error(byte == UInt8(ascii: "N") || byte == UInt8(ascii: "I")
-                            ? "NaN and Infinity are not JSON numbers" : "expected a value")
+                throw error(
+                    byte == UInt8(ascii: "N") || byte == UInt8(ascii: "I")
+                        ? "NaN and Infinity are not JSON numbers" : "expected a value")
             }
         }
 
@@ -125,11 +136,16 @@ public enum StrictJSON {
             var members: [JSONValue.Member] = []
             var seen = Set<String>()
             skipSpace()
-            if current == UInt8(ascii: "}") { index += 1; return .object([]) }
+            if current == UInt8(ascii: "}") {
+                index += 1
+                return .object([])
+            }
             while true {
                 skipSpace()
                 guard current == UInt8(ascii: "\"") else {
-                    throw error(current == UInt8(ascii: "}") ? "a comma before } (trailing commas are not JSON)" : "expected a key in double quotes")
+                    throw error(
+                        current == UInt8(ascii: "}")
+                            ? "a comma before } (trailing commas are not JSON)" : "expected a key in double quotes")
                 }
                 let key = try string()
                 path.append(.key(key))
@@ -145,8 +161,12 @@ public enum StrictJSON {
                 skipSpace()
                 switch current {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "}"): index += 1; return .object(members)
-                default: throw error(current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or } after a member")
+                case UInt8(ascii: "}"):
+                    index += 1
+                    return .object(members)
+                default:
+                    throw error(
+                        current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or } after a member")
                 }
             }
         }
@@ -155,7 +175,10 @@ public enum StrictJSON {
             index += 1
             var elements: [JSONValue] = []
             skipSpace()
-            if current == UInt8(ascii: "]") { index += 1; return .array([]) }
+            if current == UInt8(ascii: "]") {
+                index += 1
+                return .array([])
+            }
             while true {
                 skipSpace()
                 path.append(.index(elements.count))
@@ -165,8 +188,12 @@ public enum StrictJSON {
                 skipSpace()
                 switch current {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "]"): index += 1; return .array(elements)
-                default: throw error(current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or ] after an element")
+                case UInt8(ascii: "]"):
+                    index += 1
+                    return .array(elements)
+                default:
+                    throw error(
+                        current == UInt8(ascii: "/") ? "comments are not JSON" : "expected , or ] after an element")
                 }
             }
         }
@@ -190,7 +217,9 @@ public enum StrictJSON {
             if current == UInt8(ascii: "-") { index += 1 }
             if current == UInt8(ascii: "0") {
                 index += 1
-                if let next = current, next >= UInt8(ascii: "0"), next <= UInt8(ascii: "9") { throw error("numbers have no leading zeros") }
+                if let next = current, next >= UInt8(ascii: "0"), next <= UInt8(ascii: "9") {
+                    throw error("numbers have no leading zeros")
+                }
             } else if digits() == 0 {
                 throw error("expected digits")
             }
@@ -232,7 +261,9 @@ public enum StrictJSON {
                 switch byte {
                 case UInt8(ascii: "\""):
                     index += 1
-                    guard let text = String(validating: out, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
+                    guard let text = String(validating: out, as: UTF8.self) else {
+                        throw error("a string is not valid UTF-8")
+                    }
                     return text
                 case UInt8(ascii: "\\"):
                     index += 1
@@ -248,15 +279,21 @@ public enum StrictJSON {
                     case UInt8(ascii: "u"):
                         var scalar = try hex4()
                         if (0xD800...0xDBFF).contains(scalar) {
-                            guard bytes.count - index >= 2, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                            guard bytes.count - index >= 2, bytes[index] == UInt8(ascii: "\\"),
+                                bytes[index + 1] == UInt8(ascii: "u")
+                            else {
                                 throw error("a lone UTF-16 surrogate is not a character")
                             }
                             index += 2
                             let low = try hex4()
-                            guard (0xDC00...0xDFFF).contains(low) else { throw error("a lone UTF-16 surrogate is not a character") }
+                            guard (0xDC00...0xDFFF).contains(low) else {
+                                throw error("a lone UTF-16 surrogate is not a character")
+                            }
                             scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                         }
-                        guard let character = Unicode.Scalar(scalar) else { throw error("a lone UTF-16 surrogate is not a character") }
+                        guard let character = Unicode.Scalar(scalar) else {
+                            throw error("a lone UTF-16 surrogate is not a character")
+                        }
                         out.append(contentsOf: Array(String(Character(character)).utf8))
                     default:
                         throw error("\\\(Character(Unicode.Scalar(escape))) is not a JSON escape")

@@ -2,17 +2,17 @@ import CKVM
 
 /// KVM capabilities MemGate asks about (`KVM_CHECK_EXTENSION`); numbers from `ckvm.h`.
 public enum Capability: CaseIterable, Sendable, Codable, RawRepresentable, CustomStringConvertible {
-    case nrVCPUs            // recommended vCPUs
+    case nrVCPUs  // recommended vCPUs
     case nrMemslots
     case maxVCPUs
-    case syncRegs           // bitmask of register sets
+    case syncRegs  // bitmask of register sets
     case immediateExit
-    case exitHypercall      // bitmask of 1 << hypercall
+    case exitHypercall  // bitmask of 1 << hypercall
     case userMemory2
     case memoryFaultInfo
-    case memoryAttributes   // ask the VM fd
+    case memoryAttributes  // ask the VM fd
     case guestMemfd
-    case vmTypes            // bitmask of 1 << type
+    case vmTypes  // bitmask of 1 << type
     case preFaultMemory
     case guestMemfdFlags
 

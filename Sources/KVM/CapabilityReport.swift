@@ -18,20 +18,34 @@ public struct CapabilityReport: Sendable, Codable, Equatable {
     public var vcpusMax: Int
     public var maxMemslots: Int
 
-    public init(apiVersion: Int32, hidden: [String] = [], system: [String: Int32], vmTypes: [VMType], memoryAttributesByVMType: [String: UInt64],
-                guestMemfd: Bool, guestMemfdFlags: UInt64, exitHypercallMask: UInt64, memoryFaultInfo: Bool,
-                syncRegsMask: UInt32, userMemory2: Bool, vcpusRecommended: Int, vcpusMax: Int, maxMemslots: Int) {
-        self.apiVersion = apiVersion; self.hidden = hidden; self.system = system; self.vmTypes = vmTypes
-        self.memoryAttributesByVMType = memoryAttributesByVMType; self.guestMemfd = guestMemfd
-        self.guestMemfdFlags = guestMemfdFlags; self.exitHypercallMask = exitHypercallMask
-        self.memoryFaultInfo = memoryFaultInfo; self.syncRegsMask = syncRegsMask; self.userMemory2 = userMemory2
-        self.vcpusRecommended = vcpusRecommended; self.vcpusMax = vcpusMax; self.maxMemslots = maxMemslots
+    public init(
+        apiVersion: Int32, hidden: [String] = [], system: [String: Int32], vmTypes: [VMType],
+        memoryAttributesByVMType: [String: UInt64],
+        guestMemfd: Bool, guestMemfdFlags: UInt64, exitHypercallMask: UInt64, memoryFaultInfo: Bool,
+        syncRegsMask: UInt32, userMemory2: Bool, vcpusRecommended: Int, vcpusMax: Int, maxMemslots: Int
+    ) {
+        self.apiVersion = apiVersion
+        self.hidden = hidden
+        self.system = system
+        self.vmTypes = vmTypes
+        self.memoryAttributesByVMType = memoryAttributesByVMType
+        self.guestMemfd = guestMemfd
+        self.guestMemfdFlags = guestMemfdFlags
+        self.exitHypercallMask = exitHypercallMask
+        self.memoryFaultInfo = memoryFaultInfo
+        self.syncRegsMask = syncRegsMask
+        self.userMemory2 = userMemory2
+        self.vcpusRecommended = vcpusRecommended
+        self.vcpusMax = vcpusMax
+        self.maxMemslots = maxMemslots
     }
 
     /// Builds the report from `KVM_CHECK_EXTENSION` answers on /dev/kvm (`check`) and on a VM fd
     /// of each type (`memoryAttributes`, nil when the type cannot be created). Pure given its sources.
-    public static func build(hidden: HiddenCapabilities, check: (Capability) -> Int32,
-                             memoryAttributes: (VMType) -> UInt64?) -> CapabilityReport {
+    public static func build(
+        hidden: HiddenCapabilities, check: (Capability) -> Int32,
+        memoryAttributes: (VMType) -> UInt64?
+    ) -> CapabilityReport {
         var raw: [String: Int32] = [:]
         for capability in Capability.allCases { raw[capability.description] = check(capability) }
         var types = VMType.decode(mask: check(.vmTypes))

@@ -68,7 +68,8 @@ public struct HiddenCapabilities: Sendable, Equatable, CustomStringConvertible {
         switch capability {
         case .guestMemfd: hides(.guestMemfd) ? 0 : value
         case .guestMemfdFlags:
-            hides(.guestMemfd) ? 0 : hides(.guestMemfdMmap) ? value & ~Int32(truncatingIfNeeded: GuestMemfdFlag.mmap) : value
+            hides(.guestMemfd)
+                ? 0 : hides(.guestMemfdMmap) ? value & ~Int32(truncatingIfNeeded: GuestMemfdFlag.mmap) : value
         case .memoryAttributes: hides(.memoryAttributes) ? 0 : value
         case .vmTypes: hides(.swProtected) ? value & ~(1 << Int32(VMType.swProtected.rawValue)) : value
         case .memoryFaultInfo: hides(.memoryFaultInfo) ? 0 : value

@@ -30,7 +30,8 @@ public final class HostMemory: @unchecked Sendable {
         // Safety: a fresh mapping with no address hint; the result is checked before use.
         let pointer = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let pointer, pointer != MAP_FAILED else {
-            throw KVMError.last("mmap(anonymous, \(size) bytes)", hint: "lower --memory-mib or raise the process's memory limits")
+            throw KVMError.last(
+                "mmap(anonymous, \(size) bytes)", hint: "lower --memory-mib or raise the process's memory limits")
         }
         return HostMemory(base: pointer, size: size, backing: nil)
     }
@@ -47,7 +48,9 @@ public final class HostMemory: @unchecked Sendable {
 
     /// Another shared mapping of the same file range, with its own protections.
     public func mappedAgain() throws(KVMError) -> HostMemory {
-        guard let backing else { throw KVMError("mmap", errno: EINVAL, hint: "anonymous memory cannot be mapped twice") }
+        guard let backing else {
+            throw KVMError("mmap", errno: EINVAL, hint: "anonymous memory cannot be mapped twice")
+        }
         return try Self.mapShared(backing, offset: 0, length: size)
     }
 
@@ -55,12 +58,14 @@ public final class HostMemory: @unchecked Sendable {
     /// touching an inaccessible page through a memslot leaves KVM_RUN (MMIO or EFAULT).
     public func protect(at offset: Int, count: Int, accessible: Bool) throws(KVMError) {
         guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
-            throw KVMError("mprotect", errno: EINVAL, hint: "range [\(offset), +\(count)) outside mapping of \(size) bytes")
+            throw KVMError(
+                "mprotect", errno: EINVAL, hint: "range [\(offset), +\(count)) outside mapping of \(size) bytes")
         }
         // Safety: range checked above; changes protections only, never unmaps.
         guard mprotect(base + offset, count, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0 else {
-            throw KVMError.last("mprotect(\(accessible ? "PROT_READ|PROT_WRITE" : "PROT_NONE"), \(count) bytes)",
-                                hint: "the process may have hit vm.max_map_count; fewer page-state runs are needed")
+            throw KVMError.last(
+                "mprotect(\(accessible ? "PROT_READ|PROT_WRITE" : "PROT_NONE"), \(count) bytes)",
+                hint: "the process may have hit vm.max_map_count; fewer page-state runs are needed")
         }
     }
 
@@ -81,8 +86,9 @@ public final class HostMemory: @unchecked Sendable {
 
     @inline(__always)
     private func checkRange(_ offset: Int, _ count: Int) {
-        precondition(offset >= 0 && count >= 0 && offset <= size && count <= size - offset,
-                     "access [\(offset), +\(count)) outside mapping of \(size) bytes")
+        precondition(
+            offset >= 0 && count >= 0 && offset <= size && count <= size - offset,
+            "access [\(offset), +\(count)) outside mapping of \(size) bytes")
     }
 
     public func write(_ bytes: [UInt8], at offset: Int) {

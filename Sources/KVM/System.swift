@@ -18,12 +18,16 @@ public final class System: Sendable {
         }
         let raw = open(path, O_RDWR | O_CLOEXEC)
         guard raw >= 0 else {
-            throw KVMError.last("open(\(path))", hint: "MemGate needs KVM: load kvm_intel/kvm_amd and run as a user who can open \(path)")
+            throw KVMError.last(
+                "open(\(path))",
+                hint: "MemGate needs KVM: load kvm_intel/kvm_amd and run as a user who can open \(path)")
         }
         fd = FileDescriptor(owning: raw)
         let version = ckvm_get_api_version(raw)
         guard version == Self.expectedAPIVersion else {
-            throw KVMError("KVM_GET_API_VERSION", errno: EINVAL, hint: "KVM API version is \(version), MemGate needs \(Self.expectedAPIVersion)")
+            throw KVMError(
+                "KVM_GET_API_VERSION", errno: EINVAL,
+                hint: "KVM API version is \(version), MemGate needs \(Self.expectedAPIVersion)")
         }
         let size = ckvm_get_vcpu_mmap_size(raw)
         guard size > 0 else { throw KVMError.last("KVM_GET_VCPU_MMAP_SIZE") }
@@ -44,7 +48,9 @@ public final class System: Sendable {
         }
         let raw = ckvm_create_vm(fd.rawValue, UInt(type.rawValue))
         guard raw >= 0 else {
-            throw KVMError.last("KVM_CREATE_VM(type \(type))", hint: type == .default ? nil : "this host's KVM_CAP_VM_TYPES may not include \(type)")
+            throw KVMError.last(
+                "KVM_CREATE_VM(type \(type))",
+                hint: type == .default ? nil : "this host's KVM_CAP_VM_TYPES may not include \(type)")
         }
         return VM(fd: FileDescriptor(owning: raw), type: type, vcpuMmapSize: vcpuMmapSize, hidden: hidden)
     }

@@ -35,8 +35,9 @@ public final class VCPU: @unchecked Sendable {
         let result = ckvm_run(fd.rawValue)
         let savedErrno = result < 0 ? Glibc.errno : 0
         // Safety: the kvm_run mapping is runSize bytes and lives as long as self.
-        return try VCPUExit.decode(run: UnsafeRawBufferPointer(start: runPage, count: runSize),
-                                   ioctlResult: result, errno: savedErrno)
+        return try VCPUExit.decode(
+            run: UnsafeRawBufferPointer(start: runPage, count: runSize),
+            ioctlResult: result, errno: savedErrno)
     }
 
     /// The bytes an OUT exit wrote (all `count` elements).
@@ -55,8 +56,9 @@ public final class VCPU: @unchecked Sendable {
         for element in 0..<Int(io.count) {
             for byte in 0..<size {
                 // Safety: inside the data range checked above.
-                runPage.storeBytes(of: UInt8(truncatingIfNeeded: value >> (8 * byte)),
-                               toByteOffset: Int(io.dataOffset) + element * size + byte, as: UInt8.self)
+                runPage.storeBytes(
+                    of: UInt8(truncatingIfNeeded: value >> (8 * byte)),
+                    toByteOffset: Int(io.dataOffset) + element * size + byte, as: UInt8.self)
             }
         }
     }
@@ -116,16 +118,20 @@ public final class VCPU: @unchecked Sendable {
     }
 
     /// One register-block read: the ioctl fills `initial`'s storage.
-    private func read<Block>(_ ioctl: String, _ initial: Block,
-                             _ call: (Int32, UnsafeMutablePointer<Block>) -> Int32) throws(KVMError) -> Block {
+    private func read<Block>(
+        _ ioctl: String, _ initial: Block,
+        _ call: (Int32, UnsafeMutablePointer<Block>) -> Int32
+    ) throws(KVMError) -> Block {
         var block = initial
         // Safety: `block` is a live, correctly typed kvm_* struct for the ioctl's duration.
         guard call(fd.rawValue, &block) == 0 else { throw KVMError.last("\(ioctl)(vcpu \(index))") }
         return block
     }
 
-    private func write<Block>(_ ioctl: String, _ block: Block,
-                              _ call: (Int32, UnsafePointer<Block>) -> Int32) throws(KVMError) {
+    private func write<Block>(
+        _ ioctl: String, _ block: Block,
+        _ call: (Int32, UnsafePointer<Block>) -> Int32
+    ) throws(KVMError) {
         var block = block
         // Safety: as in read; the kernel only reads the struct.
         guard call(fd.rawValue, &block) == 0 else { throw KVMError.last("\(ioctl)(vcpu \(index))") }

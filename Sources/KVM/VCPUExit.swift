@@ -31,7 +31,8 @@ public enum VCPUExit: Sendable, Equatable {
 extension VCPUExit {
     /// The exit's kind: metrics count exits by it (`memgate_vm_exits_total{reason}`).
     public enum Kind: Int, CaseIterable, Sendable {
-        case io, mmio, hlt, shutdown, hypercall, memoryFault, internalError, failEntry, systemEvent, interrupted, unsupported
+        case io, mmio, hlt, shutdown, hypercall, memoryFault, internalError, failEntry, systemEvent, interrupted,
+            unsupported
 
         /// The metric label.
         public var name: String {
@@ -82,8 +83,12 @@ public struct IOExit: Sendable, Equatable {
     public var value: UInt64
 
     public init(direction: Direction, port: UInt16, size: UInt8, count: UInt32, dataOffset: UInt64, value: UInt64) {
-        self.direction = direction; self.port = port; self.size = size
-        self.count = count; self.dataOffset = dataOffset; self.value = value
+        self.direction = direction
+        self.port = port
+        self.size = size
+        self.count = count
+        self.dataOffset = dataOffset
+        self.value = value
     }
 }
 
@@ -100,10 +105,18 @@ public struct HypercallExit: Sendable, Equatable {
     public var arg0: UInt64, arg1: UInt64, arg2: UInt64, arg3: UInt64, arg4: UInt64, arg5: UInt64
     public var longMode: Bool
 
-    public init(number: UInt64, arg0: UInt64 = 0, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
-                arg4: UInt64 = 0, arg5: UInt64 = 0, longMode: Bool = true) {
-        self.number = number; self.arg0 = arg0; self.arg1 = arg1; self.arg2 = arg2
-        self.arg3 = arg3; self.arg4 = arg4; self.arg5 = arg5; self.longMode = longMode
+    public init(
+        number: UInt64, arg0: UInt64 = 0, arg1: UInt64 = 0, arg2: UInt64 = 0, arg3: UInt64 = 0,
+        arg4: UInt64 = 0, arg5: UInt64 = 0, longMode: Bool = true
+    ) {
+        self.number = number
+        self.arg0 = arg0
+        self.arg1 = arg1
+        self.arg2 = arg2
+        self.arg3 = arg3
+        self.arg4 = arg4
+        self.arg5 = arg5
+        self.longMode = longMode
     }
 }
 
@@ -116,7 +129,9 @@ public struct MemoryFaultExit: Sendable, Equatable {
     public var isPrivate: Bool { flags & Self.flagPrivate != 0 }
 
     public init(flags: UInt64, gpa: UInt64, size: UInt64) {
-        self.flags = flags; self.gpa = gpa; self.size = size
+        self.flags = flags
+        self.gpa = gpa
+        self.size = size
     }
 }
 
@@ -184,13 +199,21 @@ extension VCPUExit {
     /// Decodes the kvm_run page after `KVM_RUN` returned `ioctlResult` with `errno`.
     static func decode(run: UnsafeRawBufferPointer, ioctlResult: Int32, errno: Int32) throws(KVMError) -> VCPUExit {
         guard run.count >= RunLayout.headSize else {
-            throw KVMError("decode kvm_run", errno: EINVAL, hint: "\(run.count) bytes is shorter than kvm_run's \(RunLayout.headSize)-byte head")
+            throw KVMError(
+                "decode kvm_run", errno: EINVAL,
+                hint: "\(run.count) bytes is shorter than kvm_run's \(RunLayout.headSize)-byte head")
         }
         // Safety: every offset below is inside the fixed head checked above.
         @inline(__always) func u8(_ offset: Int) -> UInt8 { run.load(fromByteOffset: offset, as: UInt8.self) }
-        @inline(__always) func u16(_ offset: Int) -> UInt16 { run.loadUnaligned(fromByteOffset: offset, as: UInt16.self) }
-        @inline(__always) func u32(_ offset: Int) -> UInt32 { run.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
-        @inline(__always) func u64(_ offset: Int) -> UInt64 { run.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+        @inline(__always) func u16(_ offset: Int) -> UInt16 {
+            run.loadUnaligned(fromByteOffset: offset, as: UInt16.self)
+        }
+        @inline(__always) func u32(_ offset: Int) -> UInt32 {
+            run.loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+        }
+        @inline(__always) func u64(_ offset: Int) -> UInt64 {
+            run.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        }
         func words(count offset: Int, data: Int) -> [UInt64] {
             (0..<min(Int(u32(offset)), RunLayout.dataWords)).map { u64(data + 8 * $0) }
         }
@@ -201,8 +224,10 @@ extension VCPUExit {
             case EINTR:
                 return .interrupted
             case EFAULT where reason == ExitReason.memoryFault, EHWPOISON where reason == ExitReason.memoryFault:
-                return .memoryFault(MemoryFaultExit(flags: u64(RunLayout.memoryFaultFlags), gpa: u64(RunLayout.memoryFaultGPA),
-                                                    size: u64(RunLayout.memoryFaultSize)))
+                return .memoryFault(
+                    MemoryFaultExit(
+                        flags: u64(RunLayout.memoryFaultFlags), gpa: u64(RunLayout.memoryFaultGPA),
+                        size: u64(RunLayout.memoryFaultSize)))
             default:
                 // exit_reason is stale for any other errno: never decode it.
                 throw KVMError("KVM_RUN", errno: errno)
@@ -224,34 +249,44 @@ extension VCPUExit {
             if direction == .out {
                 for index in 0..<Int(size) { value |= UInt64(u8(Int(dataOffset) + index)) << (8 * index) }
             }
-            return .io(IOExit(direction: direction, port: u16(RunLayout.ioPort), size: size, count: u32(RunLayout.ioCount),
-                              dataOffset: dataOffset, value: value))
+            return .io(
+                IOExit(
+                    direction: direction, port: u16(RunLayout.ioPort), size: size, count: u32(RunLayout.ioCount),
+                    dataOffset: dataOffset, value: value))
         case ExitReason.mmio:
-            return .mmio(MMIOExit(address: u64(RunLayout.mmioAddress), length: u32(RunLayout.mmioLength),
-                                  isWrite: u8(RunLayout.mmioIsWrite) != 0, data: u64(RunLayout.mmioData)))
+            return .mmio(
+                MMIOExit(
+                    address: u64(RunLayout.mmioAddress), length: u32(RunLayout.mmioLength),
+                    isWrite: u8(RunLayout.mmioIsWrite) != 0, data: u64(RunLayout.mmioData)))
         case ExitReason.hlt:
             return .hlt
         case ExitReason.shutdown:
             return .shutdown
         case ExitReason.hypercall:
             let args = (0..<6).map { u64(RunLayout.hypercallArgs + 8 * $0) }
-            return .hypercall(HypercallExit(number: u64(RunLayout.hypercallNumber), arg0: args[0], arg1: args[1], arg2: args[2],
-                                            arg3: args[3], arg4: args[4], arg5: args[5],
-                                            longMode: u32(RunLayout.hypercallLongMode) != 0))
+            return .hypercall(
+                HypercallExit(
+                    number: u64(RunLayout.hypercallNumber), arg0: args[0], arg1: args[1], arg2: args[2],
+                    arg3: args[3], arg4: args[4], arg5: args[5],
+                    longMode: u32(RunLayout.hypercallLongMode) != 0))
         case ExitReason.failEntry:
             return .failEntry(hardwareReason: u64(RunLayout.failEntryReason), cpu: u32(RunLayout.failEntryCPU))
         case ExitReason.internalError:
-            return .internalError(suberror: u32(RunLayout.internalSuberror),
-                                  data: words(count: RunLayout.internalCount, data: RunLayout.internalData))
+            return .internalError(
+                suberror: u32(RunLayout.internalSuberror),
+                data: words(count: RunLayout.internalCount, data: RunLayout.internalData))
         case ExitReason.systemEvent:
-            return .systemEvent(type: u32(RunLayout.systemEventType),
-                                data: words(count: RunLayout.systemEventCount, data: RunLayout.systemEventData))
+            return .systemEvent(
+                type: u32(RunLayout.systemEventType),
+                data: words(count: RunLayout.systemEventCount, data: RunLayout.systemEventData))
         case ExitReason.memoryFault:
             // KVM reports memory faults only through a failed KVM_RUN; a 0 return means a broken kernel.
             return .unsupported(reason: reason, detail: "KVM_EXIT_MEMORY_FAULT with KVM_RUN returning 0")
         case ExitReason.unknown:
             // The unknown-exit union holds the hardware exit reason where fail_entry holds its own.
-            return .unsupported(reason: reason, detail: "KVM_EXIT_UNKNOWN, hardware exit reason 0x\(String(u64(RunLayout.failEntryReason), radix: 16))")
+            return .unsupported(
+                reason: reason,
+                detail: "KVM_EXIT_UNKNOWN, hardware exit reason 0x\(String(u64(RunLayout.failEntryReason), radix: 16))")
         default:
             return .unsupported(reason: reason, detail: "exit reason \(reason) is not handled by MemGate")
         }
@@ -270,7 +305,8 @@ extension VCPUExit: CustomStringConvertible {
         case .shutdown: return "shutdown (triple fault)"
         case .hypercall(let h): return "hypercall \(h.number) (\(hex(h.arg0)), \(hex(h.arg1)), \(hex(h.arg2)))"
         case .memoryFault(let f):
-            return "memory fault at gpa \(hex(f.gpa)) size \(f.size) flags \(hex(f.flags))\(f.isPrivate ? " (private)" : "")"
+            return
+                "memory fault at gpa \(hex(f.gpa)) size \(f.size) flags \(hex(f.flags))\(f.isPrivate ? " (private)" : "")"
         case .internalError(let sub, let data):
             return "KVM internal error, suberror \(sub), data [\(data.map { hex($0) }.joined(separator: ", "))]"
         case .failEntry(let reason, let cpu): return "VM entry failed, hardware reason \(hex(reason)) on cpu \(cpu)"

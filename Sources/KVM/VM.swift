@@ -27,14 +27,17 @@ public final class VM: Sendable {
 
     public func enable(_ capability: Capability, args: [UInt64] = []) throws(KVMError) {
         if hidden.answer(capability, host: 1) == 0 {
-            throw KVMError("KVM_ENABLE_CAP(\(capability))", errno: EOPNOTSUPP,
-                           hint: "\(capability) is hidden by \(HiddenCapabilities.environmentVariable)")
+            throw KVMError(
+                "KVM_ENABLE_CAP(\(capability))", errno: EOPNOTSUPP,
+                hint: "\(capability) is hidden by \(HiddenCapabilities.environmentVariable)")
         }
         var request = kvm_enable_cap()
         request.cap = UInt32(capability.rawValue)
         withUnsafeMutableBytes(of: &request.args) { raw in
             // Safety: args is a fixed array of four u64; at most four are copied.
-            for (index, value) in args.prefix(4).enumerated() { raw.storeBytes(of: value, toByteOffset: index * 8, as: UInt64.self) }
+            for (index, value) in args.prefix(4).enumerated() {
+                raw.storeBytes(of: value, toByteOffset: index * 8, as: UInt64.self)
+            }
         }
         guard ckvm_enable_cap(fd.rawValue, &request) == 0 else {
             throw KVMError.last("KVM_ENABLE_CAP(\(capability))")
@@ -47,8 +50,10 @@ public final class VM: Sendable {
     }
 
     /// Maps `size` bytes of `memory` from `offset` at `guestPhysicalAddress` (`KVM_SET_USER_MEMORY_REGION`).
-    public func setMemoryRegion(slot: UInt32, guestPhysicalAddress: UInt64, size: UInt64,
-                                memory: HostMemory, offset: Int = 0, readOnly: Bool = false) throws(KVMError) {
+    public func setMemoryRegion(
+        slot: UInt32, guestPhysicalAddress: UInt64, size: UInt64,
+        memory: HostMemory, offset: Int = 0, readOnly: Bool = false
+    ) throws(KVMError) {
         var region = kvm_userspace_memory_region()
         region.slot = slot
         region.flags = readOnly ? UInt32(KVM_MEM_READONLY) : 0
@@ -56,15 +61,20 @@ public final class VM: Sendable {
         region.memory_size = size
         region.userspace_addr = memory.hostAddress(at: offset)
         guard ckvm_set_user_memory_region(fd.rawValue, &region) == 0 else {
-            throw KVMError.last("KVM_SET_USER_MEMORY_REGION(slot \(slot), gpa 0x\(String(guestPhysicalAddress, radix: 16)))")
+            throw KVMError.last(
+                "KVM_SET_USER_MEMORY_REGION(slot \(slot), gpa 0x\(String(guestPhysicalAddress, radix: 16)))")
         }
     }
 
     /// `KVM_SET_USER_MEMORY_REGION2`, optionally binding private memory from a guest_memfd.
-    public func setMemoryRegion2(slot: UInt32, guestPhysicalAddress: UInt64, size: UInt64,
-                                 memory: HostMemory?, offset: Int = 0,
-                                 guestMemfd: GuestMemfd?, guestMemfdOffset: UInt64 = 0) throws(KVMError) {
-        if hidden.hides(.userMemory2) { throw hidden.refusal("KVM_SET_USER_MEMORY_REGION2(slot \(slot))", .userMemory2) }
+    public func setMemoryRegion2(
+        slot: UInt32, guestPhysicalAddress: UInt64, size: UInt64,
+        memory: HostMemory?, offset: Int = 0,
+        guestMemfd: GuestMemfd?, guestMemfdOffset: UInt64 = 0
+    ) throws(KVMError) {
+        if hidden.hides(.userMemory2) {
+            throw hidden.refusal("KVM_SET_USER_MEMORY_REGION2(slot \(slot))", .userMemory2)
+        }
         var region = ckvm_userspace_memory_region2()
         region.slot = slot
         region.guest_phys_addr = guestPhysicalAddress
@@ -76,7 +86,8 @@ public final class VM: Sendable {
             region.guest_memfd_offset = guestMemfdOffset
         }
         guard ckvm_set_user_memory_region2(fd.rawValue, &region) == 0 else {
-            throw KVMError.last("KVM_SET_USER_MEMORY_REGION2(slot \(slot), gpa 0x\(String(guestPhysicalAddress, radix: 16)))")
+            throw KVMError.last(
+                "KVM_SET_USER_MEMORY_REGION2(slot \(slot), gpa 0x\(String(guestPhysicalAddress, radix: 16)))")
         }
     }
 
@@ -92,7 +103,8 @@ public final class VM: Sendable {
     /// `KVM_SET_MEMORY_ATTRIBUTES` over a page-aligned range.
     public func setMemoryAttributes(guestPhysicalAddress: UInt64, size: UInt64, attributes: UInt64) throws(KVMError) {
         if hidden.hides(.memoryAttributes) { throw hidden.refusal("KVM_SET_MEMORY_ATTRIBUTES", .memoryAttributes) }
-        var request = ckvm_memory_attributes(address: guestPhysicalAddress, size: size, attributes: attributes, flags: 0)
+        var request = ckvm_memory_attributes(
+            address: guestPhysicalAddress, size: size, attributes: attributes, flags: 0)
         guard ckvm_set_memory_attributes(fd.rawValue, &request) == 0 else {
             throw KVMError.last("KVM_SET_MEMORY_ATTRIBUTES(0x\(String(guestPhysicalAddress, radix: 16)), \(size))")
         }

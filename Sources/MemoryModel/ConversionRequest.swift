@@ -17,11 +17,11 @@ public struct ConversionRequest: Sendable, Equatable {
 /// MemoryModel stays free of C, so these KVM numbers are copies: `KVMABIPinTests`
 /// checks each against `ckvm.h`.
 public enum GuestErrorCode: Int64, Sendable, Codable {
-    case invalid = -22     // -KVM_EINVAL
-    case permission = -1   // -KVM_EPERM
+    case invalid = -22  // -KVM_EINVAL
+    case permission = -1  // -KVM_EPERM
     case notSupported = -1000  // -KVM_ENOSYS
     /// The host cannot carry the conversion out (the VM would exceed its memslot limit).
-    case tooBig = -7       // -KVM_E2BIG
+    case tooBig = -7  // -KVM_E2BIG
 
     /// The value as the guest's RAX holds it.
     public var raxValue: UInt64 { UInt64(bitPattern: rawValue) }
@@ -37,8 +37,8 @@ public struct RequestRejection: Error, Sendable, Equatable, CustomStringConverti
 /// The raw KVM_HC_MAP_GPA_RANGE call: RBX = gpa, RCX = npages, RDX = attributes.
 /// (Copies of KVM numbers, pinned to `ckvm.h` by `KVMABIPinTests`.)
 public struct MapGPARangeCall: Sendable, Equatable {
-    public static let pageSizeMask: UInt64 = 0xF   // KVM_MAP_GPA_RANGE_PAGE_SZ_MASK
-    public static let encrypted: UInt64 = 1 << 4   // KVM_MAP_GPA_RANGE_ENCRYPTED
+    public static let pageSizeMask: UInt64 = 0xF  // KVM_MAP_GPA_RANGE_PAGE_SZ_MASK
+    public static let encrypted: UInt64 = 1 << 4  // KVM_MAP_GPA_RANGE_ENCRYPTED
     /// Bits 63:5 are reserved.
     public static let reservedMask: UInt64 = ~((1 << 5) - 1)
 
@@ -55,11 +55,15 @@ public struct MapGPARangeCall: Sendable, Equatable {
     /// Validates the call exactly as KVM does before exiting (alignment, zero
     /// pages, overflow), then as a VMM must (reserved attribute bits, page-size
     /// field), then MemGate's own rule: the range lies in convertible data RAM.
-    public func validate(dataRAM: PageRange, ramSize: UInt64, vcpu: UInt32) -> Result<ConversionRequest, RequestRejection> {
+    public func validate(dataRAM: PageRange, ramSize: UInt64, vcpu: UInt32) -> Result<
+        ConversionRequest, RequestRejection
+    > {
         func reject(_ reason: String) -> Result<ConversionRequest, RequestRejection> {
             .failure(RequestRejection(code: .invalid, reason: reason))
         }
-        guard gpa % PageRange.pageSize == 0 else { return reject("gpa 0x\(String(gpa, radix: 16)) is not page aligned") }
+        guard gpa % PageRange.pageSize == 0 else {
+            return reject("gpa 0x\(String(gpa, radix: 16)) is not page aligned")
+        }
         guard pageCount > 0 else { return reject("npages is 0") }
         let firstFrame = gpa / PageRange.pageSize
         let (lastFrame, overflow) = firstFrame.addingReportingOverflow(pageCount)
@@ -74,7 +78,9 @@ public struct MapGPARangeCall: Sendable, Equatable {
         }
         let range = PageRange(start: gpa, end: lastFrame * PageRange.pageSize)
         guard range.end <= ramSize else { return reject("range \(range) is outside guest RAM (\(ramSize) bytes)") }
-        guard dataRAM.contains(range) else { return reject("range \(range) touches the boot region, which is not convertible") }
+        guard dataRAM.contains(range) else {
+            return reject("range \(range) touches the boot region, which is not convertible")
+        }
         let direction: ConversionDirection = attributes & Self.encrypted != 0 ? .toPrivate : .toShared
         return .success(ConversionRequest(range: range, direction: direction, trigger: .explicit, vcpu: vcpu))
     }

@@ -6,11 +6,16 @@ public enum Glob {
         var starPattern = -1, starName = 0
         while ni < n.count {
             if pi < p.count, p[pi] == "?" || p[pi] == n[ni] {
-                pi += 1; ni += 1
+                pi += 1
+                ni += 1
             } else if pi < p.count, p[pi] == "*" {
-                starPattern = pi; starName = ni; pi += 1
+                starPattern = pi
+                starName = ni
+                pi += 1
             } else if starPattern >= 0 {
-                pi = starPattern + 1; starName += 1; ni = starName
+                pi = starPattern + 1
+                starName += 1
+                ni = starName
             } else {
                 return false
             }

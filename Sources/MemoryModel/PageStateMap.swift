@@ -37,7 +37,9 @@ public struct PageStateMap: Sendable, Equatable {
         out.reserveCapacity(runs.count)
         var next = bounds.start
         for run in runs {
-            guard run.start == next, run.start < run.end, run.start % pageSizeOf == 0, run.end % pageSizeOf == 0 else { return nil }
+            guard run.start == next, run.start < run.end, run.start % pageSizeOf == 0, run.end % pageSizeOf == 0 else {
+                return nil
+            }
             if let last = out.last, last.state == run.state {
                 out[out.count - 1].range.end = run.end
             } else {
@@ -115,7 +117,9 @@ public struct PageStateMap: Sendable, Equatable {
 
     /// How many runs the map would have after `set(range, to: state)`, without changing it.
     public func runCount(afterSetting range: PageRange, to state: PageState) -> Int {
-        guard !range.isEmpty, bounds.contains(range), bytes(in: range, state: state.opposite) > 0 else { return runs.count }
+        guard !range.isEmpty, bounds.contains(range), bytes(in: range, state: state.opposite) > 0 else {
+            return runs.count
+        }
         let (first, last, replacement) = recoalesced(range, to: state)
         return runs.count - (last - first + 1) + replacement.count
     }

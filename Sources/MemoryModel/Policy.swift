@@ -18,8 +18,14 @@ public struct Policy: Sendable, Equatable {
         public var trigger: ConversionTrigger?
         /// Matches requests overlapping this range.
         public var gpa: PageRange?
-        public init(vm: String? = nil, direction: ConversionDirection? = nil, trigger: ConversionTrigger? = nil, gpa: PageRange? = nil) {
-            self.vm = vm; self.direction = direction; self.trigger = trigger; self.gpa = gpa
+        public init(
+            vm: String? = nil, direction: ConversionDirection? = nil, trigger: ConversionTrigger? = nil,
+            gpa: PageRange? = nil
+        ) {
+            self.vm = vm
+            self.direction = direction
+            self.trigger = trigger
+            self.gpa = gpa
         }
     }
 
@@ -30,7 +36,10 @@ public struct Policy: Sendable, Equatable {
         /// Overrides `defaults.discard` for conversions this rule allows.
         public var discard: Bool?
         public init(match: Match, action: Action, reason: String? = nil, discard: Bool? = nil) {
-            self.match = match; self.action = action; self.reason = reason; self.discard = discard
+            self.match = match
+            self.action = action
+            self.reason = reason
+            self.discard = discard
         }
     }
 
@@ -39,7 +48,8 @@ public struct Policy: Sendable, Equatable {
         public var maxSharedBytes: UInt64?
         public var maxConversionsPerSecond: UInt64?
         public init(maxSharedBytes: UInt64? = nil, maxConversionsPerSecond: UInt64? = nil) {
-            self.maxSharedBytes = maxSharedBytes; self.maxConversionsPerSecond = maxConversionsPerSecond
+            self.maxSharedBytes = maxSharedBytes
+            self.maxConversionsPerSecond = maxConversionsPerSecond
         }
     }
 
@@ -51,7 +61,9 @@ public struct Policy: Sendable, Equatable {
     public var limits = Limits()
 
     public init(defaults: Defaults = Defaults(), rules: [Rule] = [], limits: Limits = Limits()) {
-        self.defaults = defaults; self.rules = rules; self.limits = limits
+        self.defaults = defaults
+        self.rules = rules
+        self.limits = limits
     }
 }
 
@@ -76,8 +88,11 @@ extension Policy {
             return try StrictJSON.parse(bytes)
         } catch {
             let (line, column) = Self.lineAndColumn(of: error.offset, in: bytes)
-            throw PolicyError(field: error.path, message: error.kind == .duplicateKey
-                ? error.message : "not valid JSON at line \(line), column \(column) (byte \(error.offset)): \(error.message)")
+            throw PolicyError(
+                field: error.path,
+                message: error.kind == .duplicateKey
+                    ? error.message
+                    : "not valid JSON at line \(line), column \(column) (byte \(error.offset)): \(error.message)")
         }
     }
 
@@ -99,10 +114,15 @@ extension Policy {
     }
 
     private struct Parser {
-        func object(_ value: JSONValue, _ path: String, allowed: Set<String>) throws(PolicyError) -> [String: JSONValue] {
-            guard case .object(let members) = value else { throw PolicyError(field: path, message: "must be an object") }
+        func object(_ value: JSONValue, _ path: String, allowed: Set<String>) throws(PolicyError) -> [String: JSONValue]
+        {
+            guard case .object(let members) = value else {
+                throw PolicyError(field: path, message: "must be an object")
+            }
             if let unknown = members.map(\.key).sorted().first(where: { !allowed.contains($0) }) {
-                throw PolicyError(field: join(path, unknown), message: "unknown field (allowed: \(allowed.sorted().joined(separator: ", ")))")
+                throw PolicyError(
+                    field: join(path, unknown),
+                    message: "unknown field (allowed: \(allowed.sorted().joined(separator: ", ")))")
             }
             return Dictionary(members.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
         }
@@ -123,7 +143,8 @@ extension Policy {
         where T.RawValue == String, T: CaseIterable {
             let raw = try string(value, path)
             guard let parsed = T(rawValue: raw) else {
-                throw PolicyError(field: path, message: "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw PolicyError(
+                    field: path, message: "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             return parsed
         }
@@ -132,10 +153,13 @@ extension Policy {
         func unsigned(_ value: JSONValue, _ path: String) throws(PolicyError) -> UInt64 {
             switch value {
             case .number(let text):
-                guard let parsed = UInt64(text) else { throw PolicyError(field: path, message: "must be a non-negative integer below 2^64") }
+                guard let parsed = UInt64(text) else {
+                    throw PolicyError(field: path, message: "must be a non-negative integer below 2^64")
+                }
                 return parsed
             case .string(let text):
-                let parsed = text.hasPrefix("0x") || text.hasPrefix("0X") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+                let parsed =
+                    text.hasPrefix("0x") || text.hasPrefix("0X") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
                 if let parsed { return parsed }
             default:
                 break
@@ -148,39 +172,58 @@ extension Policy {
             var policy = Policy()
             if let value = dict["name"] {
                 let name = try string(value, "name")
-                guard (1...128).contains(name.count), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                guard (1...128).contains(name.count),
+                    !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+                else {
                     throw PolicyError(field: "name", message: "must be 1 to 128 characters without control characters")
                 }
                 policy.name = name
             }
             if let value = dict["labels"] {
-                guard case .object(let members) = value else { throw PolicyError(field: "labels", message: "must be an object of strings") }
+                guard case .object(let members) = value else {
+                    throw PolicyError(field: "labels", message: "must be an object of strings")
+                }
                 guard members.count <= 32 else { throw PolicyError(field: "labels", message: "at most 32 labels") }
                 for member in members {
                     let text = try string(member.value, "labels.\(member.key)")
                     guard (1...63).contains(member.key.count), text.count <= 256,
-                          !(member.key + text).unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-                        throw PolicyError(field: "labels.\(member.key)", message: "keys are 1 to 63 characters, values at most 256, no control characters")
+                        !(member.key + text).unicodeScalars.contains(where: {
+                            $0.properties.generalCategory == .control
+                        })
+                    else {
+                        throw PolicyError(
+                            field: "labels.\(member.key)",
+                            message: "keys are 1 to 63 characters, values at most 256, no control characters")
                     }
                     policy.labels[member.key] = text
                 }
             }
             if let value = dict["defaults"] {
                 let d = try object(value, "defaults", allowed: ["explicit", "implicit", "discard"])
-                if let v = d["explicit"] { policy.defaults.explicit = try enumValue(v, "defaults.explicit", Action.self) }
-                if let v = d["implicit"] { policy.defaults.implicit = try enumValue(v, "defaults.implicit", Action.self) }
+                if let v = d["explicit"] {
+                    policy.defaults.explicit = try enumValue(v, "defaults.explicit", Action.self)
+                }
+                if let v = d["implicit"] {
+                    policy.defaults.implicit = try enumValue(v, "defaults.implicit", Action.self)
+                }
                 if let v = d["discard"] { policy.defaults.discard = try bool(v, "defaults.discard") }
             }
             if let value = dict["rules"] {
-                guard case .array(let list) = value else { throw PolicyError(field: "rules", message: "must be an array") }
+                guard case .array(let list) = value else {
+                    throw PolicyError(field: "rules", message: "must be an array")
+                }
                 for (index, item) in list.enumerated() { policy.rules.append(try rule(item, "rules[\(index)]")) }
             }
             if let value = dict["limits"] {
                 let l = try object(value, "limits", allowed: ["max_shared_bytes", "max_conversions_per_second"])
-                if let v = l["max_shared_bytes"] { policy.limits.maxSharedBytes = try unsigned(v, "limits.max_shared_bytes") }
+                if let v = l["max_shared_bytes"] {
+                    policy.limits.maxSharedBytes = try unsigned(v, "limits.max_shared_bytes")
+                }
                 if let v = l["max_conversions_per_second"] {
                     let rate = try unsigned(v, "limits.max_conversions_per_second")
-                    guard rate > 0 else { throw PolicyError(field: "limits.max_conversions_per_second", message: "must be at least 1") }
+                    guard rate > 0 else {
+                        throw PolicyError(field: "limits.max_conversions_per_second", message: "must be at least 1")
+                    }
                     policy.limits.maxConversionsPerSecond = rate
                 }
             }
@@ -189,7 +232,9 @@ extension Policy {
 
         func rule(_ value: JSONValue, _ path: String) throws(PolicyError) -> Rule {
             let dict = try object(value, path, allowed: ["match", "action", "reason", "discard"])
-            guard let actionValue = dict["action"] else { throw PolicyError(field: "\(path).action", message: "is required") }
+            guard let actionValue = dict["action"] else {
+                throw PolicyError(field: "\(path).action", message: "is required")
+            }
             var rule = Rule(match: Match(), action: try enumValue(actionValue, "\(path).action", Action.self))
             if let v = dict["reason"] { rule.reason = try string(v, "\(path).reason") }
             if let v = dict["discard"] { rule.discard = try bool(v, "\(path).discard") }
@@ -197,18 +242,26 @@ extension Policy {
                 let m = try object(v, "\(path).match", allowed: ["vm", "direction", "trigger", "gpa"])
                 if let vm = m["vm"] {
                     let pattern = try string(vm, "\(path).match.vm")
-                    guard !pattern.isEmpty else { throw PolicyError(field: "\(path).match.vm", message: "must not be empty") }
+                    guard !pattern.isEmpty else {
+                        throw PolicyError(field: "\(path).match.vm", message: "must not be empty")
+                    }
                     rule.match.vm = pattern
                 }
-                if let d = m["direction"] { rule.match.direction = try enumValue(d, "\(path).match.direction", ConversionDirection.self) }
-                if let t = m["trigger"] { rule.match.trigger = try enumValue(t, "\(path).match.trigger", ConversionTrigger.self) }
+                if let d = m["direction"] {
+                    rule.match.direction = try enumValue(d, "\(path).match.direction", ConversionDirection.self)
+                }
+                if let t = m["trigger"] {
+                    rule.match.trigger = try enumValue(t, "\(path).match.trigger", ConversionTrigger.self)
+                }
                 if let g = m["gpa"] {
                     guard case .array(let pair) = g, pair.count == 2 else {
                         throw PolicyError(field: "\(path).match.gpa", message: "must be [start, end] (end exclusive)")
                     }
                     let start = try unsigned(pair[0], "\(path).match.gpa[0]")
                     let end = try unsigned(pair[1], "\(path).match.gpa[1]")
-                    guard start < end else { throw PolicyError(field: "\(path).match.gpa", message: "start must be below end") }
+                    guard start < end else {
+                        throw PolicyError(field: "\(path).match.gpa", message: "start must be below end")
+                    }
                     rule.match.gpa = PageRange(start: start, end: end)
                 }
             }
@@ -226,7 +279,10 @@ public struct PolicyDecision: Sendable, Equatable {
     public var ruleIndex: Int?
 
     public init(allowed: Bool, reason: String, discard: Bool, ruleIndex: Int? = nil) {
-        self.allowed = allowed; self.reason = reason; self.discard = discard; self.ruleIndex = ruleIndex
+        self.allowed = allowed
+        self.reason = reason
+        self.discard = discard
+        self.ruleIndex = ruleIndex
     }
 }
 
@@ -235,30 +291,36 @@ extension Policy {
     /// - Parameters:
     ///   - sharedBytesAfter: the VM's shared bytes if this request were applied.
     ///   - limiter: the VM's rate limiter for `limits.maxConversionsPerSecond` (nil when unlimited).
-    public func evaluate(_ request: ConversionRequest, vm: String, sharedBytesAfter: UInt64,
-                         nowNanos: UInt64, limiter: inout RateLimiter?) -> PolicyDecision {
+    public func evaluate(
+        _ request: ConversionRequest, vm: String, sharedBytesAfter: UInt64,
+        nowNanos: UInt64, limiter: inout RateLimiter?
+    ) -> PolicyDecision {
         var decision: PolicyDecision
         if let index = rules.firstIndex(where: { $0.match.matches(request, vm: vm) }) {
             let rule = rules[index]
-            decision = PolicyDecision(allowed: rule.action == .allow,
-                                      reason: rule.reason ?? "rule \(index) (\(rule.action.rawValue))",
-                                      discard: rule.discard ?? defaults.discard, ruleIndex: index)
+            decision = PolicyDecision(
+                allowed: rule.action == .allow,
+                reason: rule.reason ?? "rule \(index) (\(rule.action.rawValue))",
+                discard: rule.discard ?? defaults.discard, ruleIndex: index)
         } else {
             let action = request.trigger == .explicit ? defaults.explicit : defaults.implicit
-            decision = PolicyDecision(allowed: action == .allow, reason: "default \(request.trigger.rawValue) \(action.rawValue)",
-                                      discard: defaults.discard)
+            decision = PolicyDecision(
+                allowed: action == .allow, reason: "default \(request.trigger.rawValue) \(action.rawValue)",
+                discard: defaults.discard)
         }
         guard decision.allowed else { return decision }
         if request.direction == .toShared, let max = limits.maxSharedBytes, sharedBytesAfter > max {
-            return PolicyDecision(allowed: false, reason: "max_shared_bytes \(max) exceeded (would be \(sharedBytesAfter))",
-                                  discard: decision.discard)
+            return PolicyDecision(
+                allowed: false, reason: "max_shared_bytes \(max) exceeded (would be \(sharedBytesAfter))",
+                discard: decision.discard)
         }
         if var bucket = limiter {
             let allowed = bucket.allow(atNanos: nowNanos)
             limiter = bucket
             if !allowed {
-                return PolicyDecision(allowed: false, reason: "max_conversions_per_second \(bucket.rate) exceeded",
-                                      discard: decision.discard)
+                return PolicyDecision(
+                    allowed: false, reason: "max_conversions_per_second \(bucket.rate) exceeded",
+                    discard: decision.discard)
             }
         }
         return decision
@@ -292,12 +354,16 @@ public struct VersionedPolicy: Sendable, Equatable {
 
     /// The built-in policy: allow everything, discard on conversion (QEMU's behaviour).
     public static let builtIn: VersionedPolicy = {
-        let text = #"{"name":"built-in","defaults":{"explicit":"allow","implicit":"allow","discard":true},"rules":[],"limits":{}}"#
+        let text =
+            #"{"name":"built-in","defaults":{"explicit":"allow","implicit":"allow","discard":true},"rules":[],"limits":{}}"#
         // The literal above is valid; should that ever change, an empty policy is the same allow-all.
-        return (try? VersionedPolicy(document: Array(text.utf8))) ?? VersionedPolicy(policy: Policy(), version: SHA256.hex([]), document: [])
+        return (try? VersionedPolicy(document: Array(text.utf8)))
+            ?? VersionedPolicy(policy: Policy(), version: SHA256.hex([]), document: [])
     }()
 
     private init(policy: Policy, version: String, document: [UInt8]) {
-        self.policy = policy; self.version = version; self.document = document
+        self.policy = policy
+        self.version = version
+        self.document = document
     }
 }

@@ -23,8 +23,12 @@ public struct PolicyChange: Sendable, Equatable {
     }
 
     /// A change through the API by `principal`, on the channel its `MemGate-Change` header named (nil: plain `api`).
-    public static func api(principal: String, channel: String?, idempotencyKey: String?) throws(ChannelError) -> PolicyChange {
-        guard let channel else { return PolicyChange(principal: principal, channel: "api", idempotencyKey: idempotencyKey) }
+    public static func api(principal: String, channel: String?, idempotencyKey: String?) throws(ChannelError)
+        -> PolicyChange
+    {
+        guard let channel else {
+            return PolicyChange(principal: principal, channel: "api", idempotencyKey: idempotencyKey)
+        }
         let (name, rollout) = try Self.channel(parsing: channel)
         return PolicyChange(principal: principal, channel: name, rolloutID: rollout, idempotencyKey: idempotencyKey)
     }
@@ -38,18 +42,25 @@ public struct PolicyChange: Sendable, Equatable {
     public static func channel(parsing text: String) throws(ChannelError) -> (channel: String, rollout: String?) {
         let words = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         func isID(_ word: String) -> Bool {
-            (1...64).contains(word.utf8.count) && word.utf8.allSatisfy { byte in
-                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2E || byte == 0x5F || byte == 0x2D
-            }
+            (1...64).contains(word.utf8.count)
+                && word.utf8.allSatisfy { byte in
+                    (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                        || byte == 0x2E || byte == 0x5F || byte == 0x2D
+                }
         }
         if words == ["api"] { return ("api", nil) }
-        if words.count == 4, words[0] == "rollout", isID(words[1]), words[2] == "wave", let wave = Int(words[3]), (0...999_999).contains(wave),
-           String(wave) == words[3] {
+        if words.count == 4, words[0] == "rollout", isID(words[1]), words[2] == "wave", let wave = Int(words[3]),
+            (0...999_999).contains(wave),
+            String(wave) == words[3]
+        {
             return (text, words[1])
         }
         if words.count == 4, words[0] == "rollback", words[1] == "of", words[2] == "rollout", isID(words[3]) {
             return (text, words[3])
         }
-        throw ChannelError(description: "MemGate-Change must be `api`, `rollout ID wave N` or `rollback of rollout ID` (ID: letters, digits, . _ -), not \(text.prefix(80))")
+        throw ChannelError(
+            description:
+                "MemGate-Change must be `api`, `rollout ID wave N` or `rollback of rollout ID` (ID: letters, digits, . _ -), not \(text.prefix(80))"
+        )
     }
 }

@@ -13,7 +13,9 @@ public struct PolicyReplay: Sendable {
         public var initialState: PageState
 
         public init(name: String, dataRAM: PageRange, initialState: PageState) {
-            self.name = name; self.dataRAM = dataRAM; self.initialState = initialState
+            self.name = name
+            self.dataRAM = dataRAM
+            self.initialState = initialState
         }
     }
 
@@ -29,10 +31,19 @@ public struct PolicyReplay: Sendable {
         public var decision: ConversionDecision
         public var reason: String
 
-        public init(eventID: Int64, vmID: Int64, requestedNanos: UInt64, range: PageRange, direction: ConversionDirection,
-                    trigger: ConversionTrigger, vcpu: UInt32, decision: ConversionDecision, reason: String) {
-            self.eventID = eventID; self.vmID = vmID; self.requestedNanos = requestedNanos; self.range = range
-            self.direction = direction; self.trigger = trigger; self.vcpu = vcpu; self.decision = decision; self.reason = reason
+        public init(
+            eventID: Int64, vmID: Int64, requestedNanos: UInt64, range: PageRange, direction: ConversionDirection,
+            trigger: ConversionTrigger, vcpu: UInt32, decision: ConversionDecision, reason: String
+        ) {
+            self.eventID = eventID
+            self.vmID = vmID
+            self.requestedNanos = requestedNanos
+            self.range = range
+            self.direction = direction
+            self.trigger = trigger
+            self.vcpu = vcpu
+            self.decision = decision
+            self.reason = reason
         }
     }
 
@@ -65,7 +76,9 @@ public struct PolicyReplay: Sendable {
     public let sampleLimit: Int
     private var states: [Int64: VMState] = [:]
     /// Requests replayed, by (was allowed, is allowed).
-    public private(set) var transitions: [Bool: [Bool: Int]] = [true: [true: 0, false: 0], false: [true: 0, false: 0]]
+    public private(set) var transitions: [Bool: [Bool: Int]] = [
+        true: [true: 0, false: 0], false: [true: 0, false: 0],
+    ]
     public private(set) var byVM: [Int64: VMCounts] = [:]
     /// The candidate's decisions by what decided them: `rule N`, `default explicit`, `max_shared_bytes` ….
     public private(set) var byRule: [String: RuleCounts] = [:]
@@ -86,8 +99,9 @@ public struct PolicyReplay: Sendable {
 
     /// Makes a VM known before its requests come.
     public mutating func add(vm id: Int64, _ vm: VM) {
-        states[id] = VMState(vm: vm, map: PageStateMap(bounds: vm.dataRAM, initial: vm.initialState),
-                             limiter: candidate.limits.maxConversionsPerSecond.map { RateLimiter(perSecond: $0) })
+        states[id] = VMState(
+            vm: vm, map: PageStateMap(bounds: vm.dataRAM, initial: vm.initialState),
+            limiter: candidate.limits.maxConversionsPerSecond.map { RateLimiter(perSecond: $0) })
     }
 
     /// A request from before the replayed window: its recorded outcome only moves the page states.
@@ -110,10 +124,12 @@ public struct PolicyReplay: Sendable {
             unknownVM += 1
             return
         }
-        let conversion = ConversionRequest(range: request.range, direction: request.direction, trigger: request.trigger, vcpu: request.vcpu)
+        let conversion = ConversionRequest(
+            range: request.range, direction: request.direction, trigger: request.trigger, vcpu: request.vcpu)
         let goingShared = request.direction == .toShared ? state.map.bytes(in: request.range, state: .private) : 0
-        let decision = candidate.evaluate(conversion, vm: state.vm.name, sharedBytesAfter: state.map.sharedBytes + goingShared,
-                                          nowNanos: request.requestedNanos, limiter: &state.limiter)
+        let decision = candidate.evaluate(
+            conversion, vm: state.vm.name, sharedBytesAfter: state.map.sharedBytes + goingShared,
+            nowNanos: request.requestedNanos, limiter: &state.limiter)
         // A conversion the backend failed fails again; an allowed one changes the pages.
         if decision.allowed, request.decision != .failed, state.map.bounds.contains(request.range) {
             _ = state.map.set(request.range, to: request.direction.target)
@@ -127,7 +143,11 @@ public struct PolicyReplay: Sendable {
         if !wasAllowed && decision.allowed { counts.deniedToAllowed += 1 }
         byVM[request.vmID] = counts
         let source = Self.source(of: decision, trigger: request.trigger)
-        if decision.allowed { byRule[source, default: RuleCounts()].allowed += 1 } else { byRule[source, default: RuleCounts()].denied += 1 }
+        if decision.allowed {
+            byRule[source, default: RuleCounts()].allowed += 1
+        } else {
+            byRule[source, default: RuleCounts()].denied += 1
+        }
         if wasAllowed != decision.allowed, samples.count < sampleLimit {
             samples.append(Difference(request: request, wasAllowed: wasAllowed, newReason: decision.reason))
         }
@@ -136,7 +156,9 @@ public struct PolicyReplay: Sendable {
     /// What made a decision, as the report groups it.
     static func source(of decision: PolicyDecision, trigger: ConversionTrigger) -> String {
         if let rule = decision.ruleIndex { return "rule \(rule)" }
-        for limit in ["max_shared_bytes", "max_conversions_per_second"] where decision.reason.hasPrefix(limit) { return limit }
+        for limit in ["max_shared_bytes", "max_conversions_per_second"] where decision.reason.hasPrefix(limit) {
+            return limit
+        }
         return "default \(trigger.rawValue)"
     }
 }

@@ -90,8 +90,10 @@ public struct SHA256: Sendable {
         var w14 = word(14)
         var w15 = word(15)
         var (a, b, c, d, e, f, g, h) = (state.0, state.1, state.2, state.3, state.4, state.5, state.6, state.7)
-        @inline(__always) func round(_ k: UInt32, _ w: UInt32, _ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
-                                     _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32) {
+        @inline(__always) func round(
+            _ k: UInt32, _ w: UInt32, _ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
+            _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32
+        ) {
             let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ k &+ w
             let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
             d = d &+ t1
@@ -212,7 +214,10 @@ public struct SHA256: Sendable {
         round(0xbef9a3f7, w14, c, d, e, &f, g, h, a, &b)
         w15 = schedule(w0, w13, w15, w8)
         round(0xc67178f2, w15, b, c, d, &e, f, g, h, &a)
-        state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d, state.4 &+ e, state.5 &+ f, state.6 &+ g, state.7 &+ h)
+        state = (
+            state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d, state.4 &+ e, state.5 &+ f, state.6 &+ g,
+            state.7 &+ h
+        )
     }
 
     public static func digest(_ message: [UInt8]) -> [UInt8] {

@@ -16,7 +16,9 @@ public enum Axis {
         }
         let second: UInt64 = 1_000_000_000, minute = 60 * second, hour = 60 * minute, day = 24 * hour
         steps += [1, 2, 5, 10, 15, 30].map { $0 * second } + [1, 2, 5, 10, 15, 30].map { $0 * minute }
-        steps += [1, 2, 3, 6, 12].map { $0 * hour } + [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000].map { $0 * day }
+        steps +=
+            [1, 2, 3, 6, 12].map { $0 * hour }
+            + [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000].map { $0 * day }
         return steps
     }()
 
@@ -51,7 +53,9 @@ public enum Axis {
         var step: UInt64 = 1
         while step < (maximum + intervals - 1) / intervals, step < UInt64(1) << 62 { step <<= 1 }
         let top = (maximum + step - 1) / step * step
-        let units: [(String, UInt64)] = [("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("PiB", 1 << 50)]
+        let units: [(String, UInt64)] = [
+            ("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("PiB", 1 << 50),
+        ]
         let unit = units.last { $0.1 <= top } ?? units[0]
         let decimals = self.decimals(step: step, unit: unit.1)
         let ticks = stride(from: UInt64(0), through: top, by: Int(clamping: step)).map { value in

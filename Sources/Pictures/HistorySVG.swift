@@ -15,7 +15,10 @@ public struct HistorySVG: Sendable {
         public var applied: Int
         public var denied: Int
         public init(index: Int, sharedDelta: Int64, applied: Int, denied: Int) {
-            self.index = index; self.sharedDelta = sharedDelta; self.applied = applied; self.denied = denied
+            self.index = index
+            self.sharedDelta = sharedDelta
+            self.applied = applied
+            self.denied = denied
         }
     }
 
@@ -30,10 +33,19 @@ public struct HistorySVG: Sendable {
         public var initialSharedBytes: UInt64
         public var columns: [Column]
         public var drawnAt: String
-        public init(vmID: Int64, name: String, startNanos: UInt64, endNanos: UInt64, dataRAMBytes: UInt64, initialSharedBytes: UInt64,
-                    columns: [Column], drawnAt: String) {
-            self.vmID = vmID; self.name = name; self.startNanos = startNanos; self.endNanos = endNanos; self.dataRAMBytes = dataRAMBytes
-            self.initialSharedBytes = initialSharedBytes; self.columns = columns; self.drawnAt = drawnAt
+        public init(
+            vmID: Int64, name: String, startNanos: UInt64, endNanos: UInt64, dataRAMBytes: UInt64,
+            initialSharedBytes: UInt64,
+            columns: [Column], drawnAt: String
+        ) {
+            self.vmID = vmID
+            self.name = name
+            self.startNanos = startNanos
+            self.endNanos = endNanos
+            self.dataRAMBytes = dataRAMBytes
+            self.initialSharedBytes = initialSharedBytes
+            self.columns = columns
+            self.drawnAt = drawnAt
         }
     }
 
@@ -48,7 +60,8 @@ public struct HistorySVG: Sendable {
         var level = Int64(clamping: input.initialSharedBytes)
         var peak = max(level, 0)
         var steps: [(Column, Int64)] = []
-        for column in input.columns.sorted(by: { $0.index < $1.index }) where column.index >= 0 && column.index < plotWidth {
+        for column in input.columns.sorted(by: { $0.index < $1.index })
+        where column.index >= 0 && column.index < plotWidth {
             level = level.addingReportingOverflow(column.sharedDelta).partialValue
             peak = max(peak, level)
             steps.append((column, level))
@@ -78,16 +91,22 @@ public struct HistorySVG: Sendable {
             """
         for tick in byteTicks {
             let level = y(Int64(clamping: tick.value))
-            svg += "<line x1=\"\(left - 4)\" y1=\"\(f(level))\" x2=\"\(left + plotWidth)\" y2=\"\(f(level))\" stroke=\"#eee\"/>"
-            svg += "<text class=\"y-tick\" x=\"\(left - 6)\" y=\"\(f(level + 4))\" text-anchor=\"end\">\(tick.label)</text>\n"
+            svg +=
+                "<line x1=\"\(left - 4)\" y1=\"\(f(level))\" x2=\"\(left + plotWidth)\" y2=\"\(f(level))\" stroke=\"#eee\"/>"
+            svg +=
+                "<text class=\"y-tick\" x=\"\(left - 6)\" y=\"\(f(level + 4))\" text-anchor=\"end\">\(tick.label)</text>\n"
         }
         for tick in Axis.timeTicks(span: span) {
             let x = Double(left) + Double(plotWidth) * Double(tick.value) / Double(span)
-            svg += "<line x1=\"\(f(x))\" y1=\"\(top + plotHeight)\" x2=\"\(f(x))\" y2=\"\(top + plotHeight + 4)\" stroke=\"#999\"/>"
-            svg += "<text class=\"x-tick\" x=\"\(f(x))\" y=\"\(top + plotHeight + 16)\" text-anchor=\"middle\">\(tick.label)</text>\n"
+            svg +=
+                "<line x1=\"\(f(x))\" y1=\"\(top + plotHeight)\" x2=\"\(f(x))\" y2=\"\(top + plotHeight + 4)\" stroke=\"#999\"/>"
+            svg +=
+                "<text class=\"x-tick\" x=\"\(f(x))\" y=\"\(top + plotHeight + 16)\" text-anchor=\"middle\">\(tick.label)</text>\n"
         }
-        svg += "<text x=\"\(left + plotWidth / 2 - 60)\" y=\"\(height - 6)\" text-anchor=\"middle\" fill=\"#555\">time since the VM was created</text>\n"
-        svg += "<text x=\"\(width - 10)\" y=\"\(height - 6)\" text-anchor=\"end\" font-size=\"10\" fill=\"#555\">drawn \(MemoryMapSVG.escape(input.drawnAt))</text>\n"
+        svg +=
+            "<text x=\"\(left + plotWidth / 2 - 60)\" y=\"\(height - 6)\" text-anchor=\"middle\" fill=\"#555\">time since the VM was created</text>\n"
+        svg +=
+            "<text x=\"\(width - 10)\" y=\"\(height - 6)\" text-anchor=\"end\" font-size=\"10\" fill=\"#555\">drawn \(MemoryMapSVG.escape(input.drawnAt))</text>\n"
         // The step line: flat within a column, a step at its end.
         var level = Int64(clamping: input.initialSharedBytes)
         var path = "M\(left),\(f(y(level)))"
@@ -100,7 +119,8 @@ public struct HistorySVG: Sendable {
                 path += " H\(f(x)) V\(f(y(level)))"
             }
             if column.applied > 0 {
-                ticks += "<line x1=\"\(f(x))\" y1=\"\(top - 9)\" x2=\"\(f(x))\" y2=\"\(top - 3)\" stroke=\"\(MemoryMapSVG.sharedColor)\"/>"
+                ticks +=
+                    "<line x1=\"\(f(x))\" y1=\"\(top - 9)\" x2=\"\(f(x))\" y2=\"\(top - 3)\" stroke=\"\(MemoryMapSVG.sharedColor)\"/>"
                 applied += column.applied
             }
             if column.denied > 0 {
@@ -109,9 +129,11 @@ public struct HistorySVG: Sendable {
             }
         }
         path += " H\(left + plotWidth)"
-        svg += "<path class=\"step\" d=\"\(path)\" fill=\"none\" stroke=\"\(MemoryMapSVG.sharedColor)\" stroke-width=\"2\"/>\n"
+        svg +=
+            "<path class=\"step\" d=\"\(path)\" fill=\"none\" stroke=\"\(MemoryMapSVG.sharedColor)\" stroke-width=\"2\"/>\n"
         svg += ticks + "\n" + denials + "\n"
-        svg += "<text class=\"summary\" x=\"10\" y=\"34\" fill=\"#555\">\(applied) applied (ticks above), \(denied) denied (red marks below); "
+        svg +=
+            "<text class=\"summary\" x=\"10\" y=\"34\" fill=\"#555\">\(applied) applied (ticks above), \(denied) denied (red marks below); "
             + "now \(humanBytes(UInt64(max(level, 0)))) shared of \(humanBytes(input.dataRAMBytes)) data RAM</text>\n"
         return svg + "</svg>\n"
     }

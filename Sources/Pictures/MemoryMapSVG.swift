@@ -55,7 +55,9 @@ public struct MemoryMapSVG: Sendable {
     /// kind holding most of its bytes, and equal neighbours join. Widths are whole
     /// pixels adding up to `barWidth` exactly. Also returns how many runs were
     /// narrower than a pixel (drawn merged into a neighbour's column).
-    func segments(_ runs: [(start: UInt64, end: UInt64, kind: Kind)], from: UInt64, to: UInt64) -> (segments: [Segment], merged: Int) {
+    func segments(_ runs: [(start: UInt64, end: UInt64, kind: Kind)], from: UInt64, to: UInt64) -> (
+        segments: [Segment], merged: Int
+    ) {
         guard to > from, !runs.isEmpty, barWidth > 0 else { return ([], 0) }
         let span = Double(to - from)
         func boundary(_ column: Int) -> UInt64 {
@@ -78,7 +80,8 @@ public struct MemoryMapSVG: Sendable {
                 probe += 1
             }
             // A column between runs (a gap in the map) keeps its neighbour's kind.
-            let kind = bytes.max { $0.value == $1.value ? $0.key.rawValue > $1.key.rawValue : $0.value < $1.value }?.key
+            let kind =
+                bytes.max { $0.value == $1.value ? $0.key.rawValue > $1.key.rawValue : $0.value < $1.value }?.key
                 ?? segments.last?.kind ?? .private
             if let last = segments.last, last.kind == kind {
                 segments[segments.count - 1].width += 1
@@ -95,7 +98,9 @@ public struct MemoryMapSVG: Sendable {
     }
 
     /// The whole picture. `drawnAt` is shown as given (the caller formats the time).
-    public func render(_ memory: VMMemory, name: String, drawnAt: String, from: UInt64? = nil, to: UInt64? = nil) -> String {
+    public func render(_ memory: VMMemory, name: String, drawnAt: String, from: UInt64? = nil, to: UInt64? = nil)
+        -> String
+    {
         let ramEnd = max(memory.dataRamEnd, memory.bootRegion.end)
         let lower = min(from ?? 0, ramEnd), upper = max(min(to ?? ramEnd, ramEnd), lower)
         let runs = Self.runs(of: memory, from: lower, to: upper)
@@ -123,13 +128,17 @@ public struct MemoryMapSVG: Sendable {
                 """
         }
         // An address at every boundary, left to right, on the first of two rows with room for it.
-        let boundaries = segments.indices.filter { $0 == 0 || segments[$0].kind != segments[$0 - 1].kind }
-            .map { (x: margin + segments[$0].x, address: segments[$0].start) } + (segments.isEmpty ? [] : [(x: margin + barWidth, address: upper)])
+        let boundaries =
+            segments.indices.filter { $0 == 0 || segments[$0].kind != segments[$0 - 1].kind }
+            .map { (x: margin + segments[$0].x, address: segments[$0].start) }
+            + (segments.isEmpty ? [] : [(x: margin + barWidth, address: upper)])
         let labels = Self.placeLabels(boundaries, rightEdge: Double(width - 4))
         for label in labels {
             let baseline = barY + barHeight + 14 + 13 * label.row
-            svg += "<line x1=\"\(label.x)\" y1=\"\(barY + barHeight)\" x2=\"\(label.x)\" y2=\"\(baseline - 9)\" stroke=\"#888\"/>"
-            svg += "<text class=\"boundary\" x=\"\(label.x)\" y=\"\(baseline)\" font-size=\"10\"\(label.anchorEnd ? " text-anchor=\"end\"" : "")>"
+            svg +=
+                "<line x1=\"\(label.x)\" y1=\"\(barY + barHeight)\" x2=\"\(label.x)\" y2=\"\(baseline - 9)\" stroke=\"#888\"/>"
+            svg +=
+                "<text class=\"boundary\" x=\"\(label.x)\" y=\"\(baseline)\" font-size=\"10\"\(label.anchorEnd ? " text-anchor=\"end\"" : "")>"
                 + "\(Self.hex(label.address))</text>\n"
         }
         let unlabelled = boundaries.count - labels.count
@@ -139,7 +148,9 @@ public struct MemoryMapSVG: Sendable {
         let data = max((bytes[.private] ?? 0) + (bytes[.shared] ?? 0), 1)
         for kind in [Kind.boot, .private, .shared] {
             let amount = bytes[kind] ?? 0
-            let label = kind == .boot ? "boot region: \(humanBytes(amount)) (not data RAM)"
+            let label =
+                kind == .boot
+                ? "boot region: \(humanBytes(amount)) (not data RAM)"
                 : "\(kind.rawValue): \(humanBytes(amount)) (\(Self.percent(Double(amount) / Double(data) * 100)) of data RAM)"
             svg += """
                 <rect x="\(legendX)" y="\(legendY - 10)" width="12" height="12" fill="\(kind.color)"/>\
@@ -149,12 +160,19 @@ public struct MemoryMapSVG: Sendable {
             legendX += 270
         }
         // Totals, then what the bar could not show one by one (when anything), then when: one line each, so none runs off the picture.
-        let notes = [merged > 0 ? "\(merged) \(merged == 1 ? "run" : "runs") narrower than a pixel merged" : nil,
-                     unlabelled > 0 ? "\(unlabelled) \(unlabelled == 1 ? "boundary" : "boundaries") too close to label (zoom in with from and to)" : nil].compactMap { $0 }
-        let lines = ["\(humanBytes(total)) shown, \(runs.count { $0.kind != .boot }) runs of data RAM in \(segments.count) segments",
-                     notes.joined(separator: "; "), "drawn \(Self.escape(drawnAt))"].filter { !$0.isEmpty }
+        let notes = [
+            merged > 0 ? "\(merged) \(merged == 1 ? "run" : "runs") narrower than a pixel merged" : nil,
+            unlabelled > 0
+                ? "\(unlabelled) \(unlabelled == 1 ? "boundary" : "boundaries") too close to label (zoom in with from and to)"
+                : nil,
+        ].compactMap { $0 }
+        let lines = [
+            "\(humanBytes(total)) shown, \(runs.count { $0.kind != .boot }) runs of data RAM in \(segments.count) segments",
+            notes.joined(separator: "; "), "drawn \(Self.escape(drawnAt))",
+        ].filter { !$0.isEmpty }
         for (index, line) in lines.enumerated() {
-            svg += "<text x=\"\(margin)\" y=\"\(legendY + 26 + 14 * index)\" font-size=\"10\" fill=\"#444444\"\(index == 0 ? " data-bytes=\"\(total)\"" : "")>\(line)</text>\n"
+            svg +=
+                "<text x=\"\(margin)\" y=\"\(legendY + 26 + 14 * index)\" font-size=\"10\" fill=\"#444444\"\(index == 0 ? " data-bytes=\"\(total)\"" : "")>\(line)</text>\n"
         }
         svg += "</svg>\n"
         return svg
@@ -204,7 +222,9 @@ public struct MemoryMapSVG: Sendable {
             case "'": out += "&#39;"
             default:
                 // XML 1.0 forbids most control characters even escaped, and the non-characters U+FFFE and U+FFFF.
-                let forbidden = (scalar.value < 0x20 && scalar != "\t" && scalar != "\n") || scalar.value == 0xFFFE || scalar.value == 0xFFFF
+                let forbidden =
+                    (scalar.value < 0x20 && scalar != "\t" && scalar != "\n") || scalar.value == 0xFFFE
+                    || scalar.value == 0xFFFF
                 if forbidden { out += "\u{FFFD}" } else { out.unicodeScalars.append(scalar) }
             }
         }

@@ -30,8 +30,10 @@ extension StatusPage {
     static func liveRow(_ event: EventEntry, names: [Int64: String], now: UInt64) -> String? {
         let cells: (time: UInt64, kind: String, vm: Int64?, detail: String)
         if let c = event.conversion {
-            cells = (c.requestedNs, "conversion", c.vmId,
-                     "\(c.direction) \(hex(c.gpa)) \(humanBytes(c.size)): \(c.decision) (\(c.reason))")
+            cells = (
+                c.requestedNs, "conversion", c.vmId,
+                "\(c.direction) \(hex(c.gpa)) \(humanBytes(c.size)): \(c.decision) (\(c.reason))"
+            )
         } else if let f = event.memoryFault {
             cells = (f.timeNs, "memory fault", f.vmId, "\(f.access ?? "unknown") \(hex(f.gpa)) (\(f.source))")
         } else if let v = event.vmEvent {
@@ -42,7 +44,8 @@ extension StatusPage {
             return nil
         }
         let vm = cells.vm.map { vmLabel($0, names) } ?? ""
-        return "<tr id=\"event-\(event.eventId)\"><td>\(event.eventId)</td><td>\(time(cells.time, now: now))</td><td>\(escape(cells.kind))</td>"
+        return
+            "<tr id=\"event-\(event.eventId)\"><td>\(event.eventId)</td><td>\(time(cells.time, now: now))</td><td>\(escape(cells.kind))</td>"
             + "<td>\(vm)</td><td>\(escape(cells.detail))</td></tr>"
     }
 }

@@ -9,7 +9,10 @@ public enum StatusPage {
     public struct VM: Sendable {
         public var info: VMInfo
         public var memorySVG: String
-        public init(info: VMInfo, memorySVG: String) { self.info = info; self.memorySVG = memorySVG }
+        public init(info: VMInfo, memorySVG: String) {
+            self.info = info
+            self.memorySVG = memorySVG
+        }
     }
 
     public struct Input: Sendable {
@@ -33,10 +36,16 @@ public enum StatusPage {
         /// The last event id the page shows: its stream starts after it, so nothing falls between.
         public var streamAfter: Int64?
 
-        public init(host: HostInfo, vms: [VM], conversions: [ConversionEvent], denials: [ConversionEvent],
-                    policyApplied: PolicyHistoryEntry?, drawnAt: String) {
-            self.host = host; self.vms = vms; self.conversions = conversions; self.denials = denials
-            self.policyApplied = policyApplied; self.drawnAt = drawnAt
+        public init(
+            host: HostInfo, vms: [VM], conversions: [ConversionEvent], denials: [ConversionEvent],
+            policyApplied: PolicyHistoryEntry?, drawnAt: String
+        ) {
+            self.host = host
+            self.vms = vms
+            self.conversions = conversions
+            self.denials = denials
+            self.policyApplied = policyApplied
+            self.drawnAt = drawnAt
         }
     }
 
@@ -50,8 +59,11 @@ public enum StatusPage {
 
     static func escape(_ text: String) -> String { MemoryMapSVG.escape(text) }
 
-    static func page(title: String, refresh: Int?, to target: String? = nil, scripted: Bool = false, body: String) -> String {
-        var meta = refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\(target.map { ";url=\($0)" } ?? "")\">" } ?? ""
+    static func page(title: String, refresh: Int?, to target: String? = nil, scripted: Bool = false, body: String)
+        -> String
+    {
+        var meta =
+            refresh.map { "<meta http-equiv=\"refresh\" content=\"\($0)\(target.map { ";url=\($0)" } ?? "")\">" } ?? ""
         // A scripted page updates itself; only a browser without JavaScript needs the reload.
         if scripted { meta = "<noscript>\(meta)</noscript>" }
         return """
@@ -68,10 +80,12 @@ public enum StatusPage {
 
     static func conversionRows(_ rows: [ConversionEvent], names: [Int64: String], now: UInt64) -> String {
         guard !rows.isEmpty else { return "<p class=\"muted\">None.</p>" }
-        var html = "<table><tr><th>time</th><th>event</th><th>VM</th><th>vCPU</th><th>gpa</th><th>size</th><th>direction</th><th>trigger</th>"
+        var html =
+            "<table><tr><th>time</th><th>event</th><th>VM</th><th>vCPU</th><th>gpa</th><th>size</th><th>direction</th><th>trigger</th>"
             + "<th>decision</th><th>reason</th></tr>"
         for row in rows {
-            html += "<tr><td>\(time(row.requestedNs, now: now))</td><td>\(row.eventId)</td><td>\(vmLabel(row.vmId, names))</td><td>\(row.vcpu)</td>"
+            html +=
+                "<tr><td>\(time(row.requestedNs, now: now))</td><td>\(row.eventId)</td><td>\(vmLabel(row.vmId, names))</td><td>\(row.vcpu)</td>"
                 + "<td>\(hex(row.gpa))</td><td>\(humanBytes(row.size))</td><td>\(escape(row.direction))</td><td>\(escape(row.trigger))</td>"
                 + "<td>\(escape(row.decision))</td><td>\(escape(row.reason))</td></tr>"
         }
@@ -89,19 +103,24 @@ public enum StatusPage {
         let names = Dictionary(input.vms.map { ($0.info.id, $0.info.name) }, uniquingKeysWith: { first, _ in first })
         let at = input.endpoints.isEmpty ? "" : " at " + input.endpoints.map(escape).joined(separator: " and ")
         var body = "<h1>MemGate agent on \(escape(host.hostname))\(at)</h1>"
-        body += "<p class=\"muted\">Version \(escape(host.version)), kernel \(escape(host.kernel)), up \(uptime(host.uptimeSeconds)); "
+        body +=
+            "<p class=\"muted\">Version \(escape(host.version)), kernel \(escape(host.kernel)), up \(uptime(host.uptimeSeconds)); "
             + "drawn \(escape(input.drawnAt))\(input.live ? ", updated live" : ", reloads every \(input.refreshSeconds) s").</p>"
         body += "<h2>Host</h2><table>"
         for backend in host.backends {
-            body += "<tr><th>backend \(escape(backend.name))</th><td>\(backend.usable ? "usable" : "not usable"): \(escape(backend.reason))</td></tr>"
+            body +=
+                "<tr><th>backend \(escape(backend.name))</th><td>\(backend.usable ? "usable" : "not usable"): \(escape(backend.reason))</td></tr>"
         }
         body += "<tr><th>conversion transport</th><td>\(escape(host.conversionTransport))</td></tr>"
         if let alias = host.aliasMechanism {
-            body += "<tr><th>alias mechanism</th><td>\(escape(alias.chosen)) (probe: \(escape(alias.probeOutcome)))</td></tr>"
+            body +=
+                "<tr><th>alias mechanism</th><td>\(escape(alias.chosen)) (probe: \(escape(alias.probeOutcome)))</td></tr>"
         }
-        let capabilities = host.capabilities.sorted { $0.key < $1.key }.map { "\(escape($0.key))=\($0.value)" }.joined(separator: ", ")
+        let capabilities = host.capabilities.sorted { $0.key < $1.key }.map { "\(escape($0.key))=\($0.value)" }.joined(
+            separator: ", ")
         body += "<tr><th>capabilities</th><td>\(capabilities)</td></tr>"
-        body += "<tr><th>policy in force</th><td>\(host.policyName.map { "<b>\(escape($0))</b> " } ?? "")<code>\(escape(host.policyVersion))</code>"
+        body +=
+            "<tr><th>policy in force</th><td>\(host.policyName.map { "<b>\(escape($0))</b> " } ?? "")<code>\(escape(host.policyVersion))</code>"
         if let applied = input.policyApplied {
             body += ", applied \(time(applied.appliedNs, now: input.nowNanos)) by \(escape(applied.appliedBy))"
         }
@@ -110,7 +129,8 @@ public enum StatusPage {
         if input.vms.isEmpty { body += "<p class=\"muted\">None.</p>" }
         for vm in input.vms { body += vmBlock(vm, input) }
         if input.live {
-            body += "<h2>Live events</h2><p class=\"muted\" id=\"live-status\">Events appear here as they happen (needs JavaScript).</p>"
+            body +=
+                "<h2>Live events</h2><p class=\"muted\" id=\"live-status\">Events appear here as they happen (needs JavaScript).</p>"
                 + "<table id=\"live\" data-after=\"\(input.streamAfter ?? 0)\"><tr><th>event</th><th>time</th><th>kind</th><th>VM</th><th>detail</th></tr>"
             for event in input.recentEvents.reversed() {
                 body += liveRow(event, names: names, now: input.nowNanos) ?? ""
@@ -135,13 +155,19 @@ public enum StatusPage {
     /// moment, and its history chart.
     static func vmBlock(_ vm: VM, _ input: Input) -> String {
         let info = vm.info
-        var html = "<div class=\"vm\" id=\"vm-\(info.id)\"><b>\(escape(info.name))</b> (VM \(info.id)): <b class=\"state\">\(escape(info.state))</b>"
+        var html =
+            "<div class=\"vm\" id=\"vm-\(info.id)\"><b>\(escape(info.name))</b> (VM \(info.id)): <b class=\"state\">\(escape(info.state))</b>"
         if let reason = info.reason { html += " — \(escape(reason))" }
         if !info.labels.isEmpty {
-            html += " " + info.labels.sorted { $0.key < $1.key }.map { "<code class=\"label\">\(escape($0.key))=\(escape($0.value))</code>" }
+            html +=
+                " "
+                + info.labels.sorted { $0.key < $1.key }.map {
+                    "<code class=\"label\">\(escape($0.key))=\(escape($0.value))</code>"
+                }
                 .joined(separator: " ")
         }
-        html += "<br><span class=\"muted\">\(escape(info.image)), \(info.memoryMib) MiB, \(info.vcpus) vCPU, \(escape(info.backend)), "
+        html +=
+            "<br><span class=\"muted\">\(escape(info.image)), \(info.memoryMib) MiB, \(info.vcpus) vCPU, \(escape(info.backend)), "
             + "created \(time(info.createdNs, now: input.nowNanos)); data RAM: private <span class=\"private\" data-bytes=\"\(info.privateBytes)\">"
             + "\(humanBytes(info.privateBytes))</span>, shared <span class=\"shared\" data-bytes=\"\(info.sharedBytes)\">\(humanBytes(info.sharedBytes))</span> "
             + "(\(Self.sharedPercent(info)) shared when drawn); \(info.memoryFaults) memory faults; "
@@ -149,11 +175,13 @@ public enum StatusPage {
             + "<a href=\"\(APIRoute.memorySVG.path(info.id))\">SVG</a></span><br>"
         html += "<div class=\"map\">" + vm.memorySVG + "</div>"
         // The map at any past moment, from the records (a plain GET form: no script needed).
-        html += "<form class=\"at\" method=\"get\" action=\"\(APIRoute.memorySVG.path(info.id))\"><label>memory at "
+        html +=
+            "<form class=\"at\" method=\"get\" action=\"\(APIRoute.memorySVG.path(info.id))\"><label>memory at "
             + "<input name=\"at\" type=\"text\" size=\"24\" placeholder=\"2026-12-06T14:02:17Z or an event id\" required></label> "
             + "<button type=\"submit\">draw</button></form>"
         if input.live {
-            html += "<img class=\"history\" src=\"\(APIRoute.historySVG.path(info.id))\" alt=\"shared bytes of VM \(info.id) over time\">"
+            html +=
+                "<img class=\"history\" src=\"\(APIRoute.historySVG.path(info.id))\" alt=\"shared bytes of VM \(info.id) over time\">"
         }
         return html + "</div>"
     }
@@ -221,7 +249,8 @@ public enum StatusPage {
 
     /// The sign-in form for TCP clients (the Unix socket needs none).
     public static func login(message: String?) -> String {
-        var body = "<h1>MemGate agent</h1><p>Sign in with an API token (admin or read-only) to see this agent's status.</p>"
+        var body =
+            "<h1>MemGate agent</h1><p>Sign in with an API token (admin or read-only) to see this agent's status.</p>"
         if let message { body += "<p style=\"color:#b00\">\(escape(message))</p>" }
         body += """
             <form method="post" action="/login"><label>Token <input type="password" name="token" autocomplete="off" autofocus></label> \

@@ -3,7 +3,9 @@ import Glibc
 /// A fixed-bucket latency histogram (Prometheus-style cumulative buckets). Pure value type.
 public struct LatencyHistogram: Sendable, Equatable {
     /// Upper bounds in seconds.
-    public static let defaultBounds: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+    public static let defaultBounds: [Double] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+    ]
 
     public let bounds: [Double]
     /// Observations per bucket (not cumulative); the last counts those above every bound.
@@ -19,7 +21,10 @@ public struct LatencyHistogram: Sendable, Equatable {
     /// A histogram another process counted; nil unless `counts` fits `bounds`.
     public init?(bounds: [Double], counts: [UInt64], sumSeconds: Double, count: UInt64) {
         guard counts.count == bounds.count + 1 else { return nil }
-        self.bounds = bounds; self.counts = counts; self.sumSeconds = sumSeconds; self.count = count
+        self.bounds = bounds
+        self.counts = counts
+        self.sumSeconds = sumSeconds
+        self.count = count
     }
 
     public mutating func observe(nanos: UInt64) {

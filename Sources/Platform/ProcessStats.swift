@@ -17,18 +17,21 @@ public struct ProcessStats: Sendable, Equatable {
         guard let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // fields[0] is field 3 (state): utime 14, stime 15, starttime 22, vsize 23, rss 24.
-        guard fields.count > 21, let utime = Double(fields[11]), let stime = Double(fields[12]), let start = Double(fields[19]),
-              let vsize = UInt64(fields[20]), let rss = UInt64(fields[21]),
-              let up = uptime.split(separator: " ").first.flatMap({ Double($0) }) else { return nil }
+        guard fields.count > 21, let utime = Double(fields[11]), let stime = Double(fields[12]),
+            let start = Double(fields[19]),
+            let vsize = UInt64(fields[20]), let rss = UInt64(fields[21]),
+            let up = uptime.split(separator: " ").first.flatMap({ Double($0) })
+        else { return nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let bootSeconds = Double(MonotonicClock.wallNanos()) / 1e9 - up
         var limit = rlimit()
         // Safety: a local rlimit filled by the call.
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
-        return ProcessStats(cpuSeconds: (utime + stime) / ticks, residentBytes: rss * page, virtualBytes: vsize,
-                            startTimeSeconds: bootSeconds + start / ticks, openFileDescriptors: countEntries("/proc/self/fd"),
-                            maxFileDescriptors: UInt64(limit.rlim_cur))
+        return ProcessStats(
+            cpuSeconds: (utime + stime) / ticks, residentBytes: rss * page, virtualBytes: vsize,
+            startTimeSeconds: bootSeconds + start / ticks, openFileDescriptors: countEntries("/proc/self/fd"),
+            maxFileDescriptors: UInt64(limit.rlim_cur))
     }
 
     static func read(_ path: String) -> String? {

@@ -13,7 +13,8 @@ public enum MigrationError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .sqlite(let error): "\(error)"
-        case .schemaTooNew(let database, let binary): "the database has schema version \(database) but this program knows only up to \(binary)"
+        case .schemaTooNew(let database, let binary):
+            "the database has schema version \(database) but this program knows only up to \(binary)"
         case .unusable(let message): "migrations: \(message)"
         case .unsafeFile(let error): "\(error)"
         }
@@ -27,7 +28,9 @@ public struct Migration: Sendable, Equatable {
     public let sql: String
 
     public init(version: Int, name: String, sql: String) {
-        self.version = version; self.name = name; self.sql = sql
+        self.version = version
+        self.name = name
+        self.sql = sql
     }
 }
 
@@ -61,7 +64,7 @@ public enum Migrator {
             do {
                 try connection.execute("PRAGMA journal_mode = WAL")
                 return connection
-            } catch where error.code & 0xFF == 5 && attempts < 1000 {
+            } catch  where error.code & 0xFF == 5 && attempts < 1000 {
                 attempts += 1
                 usleep(5000)
             }
@@ -72,7 +75,8 @@ public enum Migrator {
     public static func load(directory: URL) throws(MigrationError) -> [Migration] {
         let names: [String]
         do {
-            names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }
+                .sorted()
         } catch {
             throw .unusable("cannot list \(directory.path): \(error.localizedDescription)")
         }
@@ -96,7 +100,9 @@ public enum Migrator {
     /// Applies the missing migrations in one transaction; refuses a newer database.
     /// Returns the schema versions before and after.
     @discardableResult
-    public static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws(MigrationError) -> (from: Int, to: Int) {
+    public static func migrate(_ connection: SQLiteConnection, _ migrations: [Migration]) throws(MigrationError) -> (
+        from: Int, to: Int
+    ) {
         let latest = migrations.last?.version ?? 0
         let current: Int
         do throws(SQLiteError) {

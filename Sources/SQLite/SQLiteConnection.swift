@@ -29,9 +29,12 @@ public final class SQLiteConnection: @unchecked Sendable {
 
     /// Opens (creating if needed) the database at `path`.
     /// `noFollow`: refuse a database path that is a symbolic link (SQLITE_OPEN_NOFOLLOW).
-    public init(path: String, readOnly: Bool = false, noFollow: Bool = false, busyTimeoutMilliseconds: Int32 = 5000) throws(SQLiteError) {
+    public init(path: String, readOnly: Bool = false, noFollow: Bool = false, busyTimeoutMilliseconds: Int32 = 5000)
+        throws(SQLiteError)
+    {
         var db: OpaquePointer?
-        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+        let flags =
+            (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
             | (noFollow ? SQLITE_OPEN_NOFOLLOW : 0)
         let code = sqlite3_open_v2(path, &db, flags, nil)
         guard code == SQLITE_OK, let db else {
@@ -65,7 +68,9 @@ public final class SQLiteConnection: @unchecked Sendable {
     /// Runs `body` in a transaction opened with `begin` (`BEGIN IMMEDIATE` takes the write lock
     /// at once); commits when it returns, rolls back when it throws.
     @discardableResult
-    public func transaction<T>(_ begin: String = "BEGIN IMMEDIATE", _ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
+    public func transaction<T>(_ begin: String = "BEGIN IMMEDIATE", _ body: () throws(SQLiteError) -> T)
+        throws(SQLiteError) -> T
+    {
         try execute(begin)
         do {
             let result = try body()

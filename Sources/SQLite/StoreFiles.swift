@@ -26,7 +26,10 @@ public enum StoreFiles {
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0o600)
         guard fd >= 0 else {
             let code = errno
-            if code == ELOOP { throw StoreFileError(path: path, problem: "is a symbolic link; the agent never writes through one (remove it)", errno: 0) }
+            if code == ELOOP {
+                throw StoreFileError(
+                    path: path, problem: "is a symbolic link; the agent never writes through one (remove it)", errno: 0)
+            }
             throw StoreFileError(path: path, problem: "cannot open it", errno: code)
         }
         var info = stat()
@@ -54,7 +57,8 @@ public enum StoreFiles {
             throw StoreFileError(path: path, problem: "cannot stat it", errno: errno)
         }
         if info.st_mode & S_IFMT == S_IFLNK {
-            throw StoreFileError(path: path, problem: "is a symbolic link; the agent never writes through one (remove it)", errno: 0)
+            throw StoreFileError(
+                path: path, problem: "is a symbolic link; the agent never writes through one (remove it)", errno: 0)
         }
         if let problem = Self.problem(with: info) { throw StoreFileError(path: path, problem: problem, errno: 0) }
     }
@@ -62,8 +66,12 @@ public enum StoreFiles {
     /// What is wrong with a file the store would write, or nil. Pure.
     public static func problem(with info: stat, owner: uid_t = geteuid()) -> String? {
         if info.st_mode & S_IFMT != S_IFREG { return "is not a plain file; remove it or choose another --db" }
-        if info.st_nlink > 1 { return "has \(info.st_nlink) hard links; the agent writes only files of its own (remove it)" }
-        if info.st_uid != owner { return "belongs to uid \(info.st_uid), not to this agent's uid \(owner); remove it or choose another --db" }
+        if info.st_nlink > 1 {
+            return "has \(info.st_nlink) hard links; the agent writes only files of its own (remove it)"
+        }
+        if info.st_uid != owner {
+            return "belongs to uid \(info.st_uid), not to this agent's uid \(owner); remove it or choose another --db"
+        }
         return nil
     }
 }

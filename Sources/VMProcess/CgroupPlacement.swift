@@ -28,7 +28,11 @@ public struct CgroupPlacement: Sendable, Equatable {
             return "cgroup v2 is not mounted at \(root) (this host uses cgroup v1 or none)"
         }
         let controllers = (try? String(contentsOfFile: root + "/cgroup.controllers", encoding: .utf8)) ?? ""
-        guard controllers.split(separator: " ").contains(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines) == "memory" }) else {
+        guard
+            controllers.split(separator: " ").contains(where: {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines) == "memory"
+            })
+        else {
             return "the memory controller is not available in \(root)"
         }
         // Safety: access(2) on a path string.
@@ -42,12 +46,18 @@ public struct CgroupPlacement: Sendable, Equatable {
         let parent = root + "/memgate"
         // Safety: mkdir and small writes to cgroup files by path; every result checked.
         _ = mkdir(parent, 0o755)
-        guard write("+memory", to: root + "/cgroup.subtree_control"), write("+memory", to: parent + "/cgroup.subtree_control") else {
+        guard write("+memory", to: root + "/cgroup.subtree_control"),
+            write("+memory", to: parent + "/cgroup.subtree_control")
+        else {
             return "no cgroup: could not enable the memory controller under \(parent)"
         }
         let directory = directory(vmID: vmID)
-        guard mkdir(directory, 0o755) == 0 || errno == EEXIST else { return "no cgroup: mkdir \(directory): \(String(cString: strerror(errno)))" }
-        guard write("\(memoryMax)", to: directory + "/memory.max"), write("\(getpid())", to: directory + "/cgroup.procs") else {
+        guard mkdir(directory, 0o755) == 0 || errno == EEXIST else {
+            return "no cgroup: mkdir \(directory): \(String(cString: strerror(errno)))"
+        }
+        guard write("\(memoryMax)", to: directory + "/memory.max"),
+            write("\(getpid())", to: directory + "/cgroup.procs")
+        else {
             rmdir(directory)
             return "no cgroup: could not set \(directory)/memory.max or join it"
         }
@@ -73,8 +83,10 @@ extension VMProcessServer {
         var inForce: [String] = []
         // Safety: prctl and seccomp(2) through the C shim; results checked.
         if clinux_no_new_privs() == 0 { inForce.append("no_new_privs") }
-        inForce.append(VMProcessSeccomp.install() ? "seccomp (\(VMProcessSeccomp.allowed.count) syscalls; others fail with EPERM)"
-                       : "no seccomp: \(String(cString: strerror(errno)))")
+        inForce.append(
+            VMProcessSeccomp.install()
+                ? "seccomp (\(VMProcessSeccomp.allowed.count) syscalls; others fail with EPERM)"
+                : "no seccomp: \(String(cString: strerror(errno)))")
         return inForce
     }
 }

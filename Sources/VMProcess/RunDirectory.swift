@@ -23,11 +23,20 @@ public struct RunDirectory: Sendable, Equatable {
             throw RunDirectoryError(path: path, problem: "cannot create it: \(String(cString: strerror(errno)))")
         }
         var info = stat()
-        guard lstat(path, &info) == 0 else { throw RunDirectoryError(path: path, problem: "cannot stat it: \(String(cString: strerror(errno)))") }
-        guard info.st_mode & S_IFMT == S_IFDIR else { throw RunDirectoryError(path: path, problem: "is not a directory (a link is never followed)") }
-        guard info.st_uid == geteuid() else { throw RunDirectoryError(path: path, problem: "belongs to uid \(info.st_uid), not to this user (\(geteuid()))") }
+        guard lstat(path, &info) == 0 else {
+            throw RunDirectoryError(path: path, problem: "cannot stat it: \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw RunDirectoryError(path: path, problem: "is not a directory (a link is never followed)")
+        }
+        guard info.st_uid == geteuid() else {
+            throw RunDirectoryError(
+                path: path, problem: "belongs to uid \(info.st_uid), not to this user (\(geteuid()))")
+        }
         guard info.st_mode & 0o077 == 0 else {
-            throw RunDirectoryError(path: path, problem: "is mode \(String(info.st_mode & 0o777, radix: 8)); it must be 0700 (chmod 700 it)")
+            throw RunDirectoryError(
+                path: path, problem: "is mode \(String(info.st_mode & 0o777, radix: 8)); it must be 0700 (chmod 700 it)"
+            )
         }
     }
 
@@ -37,10 +46,14 @@ public struct RunDirectory: Sendable, Equatable {
         let path = self.path + "/agent.lock"
         // Safety: open/flock on a path string; the descriptor is the caller's for the process's life.
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw RunDirectoryError(path: path, problem: "cannot open it: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw RunDirectoryError(path: path, problem: "cannot open it: \(String(cString: strerror(errno)))")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             Glibc.close(fd)
-            throw RunDirectoryError(path: self.path, problem: "another agent is using this run directory; give each agent its own --run-dir")
+            throw RunDirectoryError(
+                path: self.path, problem: "another agent is using this run directory; give each agent its own --run-dir"
+            )
         }
         return fd
     }
@@ -51,7 +64,9 @@ public struct RunDirectory: Sendable, Equatable {
     /// The default: /run/memgate for root, else $XDG_RUNTIME_DIR/memgate (or /tmp/memgate-UID).
     public static var defaultPath: String {
         if geteuid() == 0 { return "/run/memgate" }
-        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return runtime + "/memgate" }
+        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
+            return runtime + "/memgate"
+        }
         return "/tmp/memgate-\(geteuid())"
     }
 

@@ -6,8 +6,13 @@ import Glibc
 public struct VMChannelError: Error, Sendable, Equatable, CustomStringConvertible {
     public let message: String
     public let errno: Int32
-    public init(_ message: String, errno: Int32 = 0) { self.message = message; self.errno = errno }
-    public var description: String { errno == 0 ? message : "\(message): \(String(cString: strerror(errno))) (errno \(errno))" }
+    public init(_ message: String, errno: Int32 = 0) {
+        self.message = message
+        self.errno = errno
+    }
+    public var description: String {
+        errno == 0 ? message : "\(message): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
 }
 
 /// One end of a VM-process socket: whole messages, each a u32 little-endian length
@@ -46,7 +51,9 @@ public final class VMChannel: @unchecked Sendable {
 
     public func send<T: Encodable>(_ message: T) throws(VMChannelError) {
         let body = WireCoding.encode(message)
-        guard body.count <= VMWire.maxMessageBytes else { throw VMChannelError("message of \(body.count) bytes is over the limit") }
+        guard body.count <= VMWire.maxMessageBytes else {
+            throw VMChannelError("message of \(body.count) bytes is over the limit")
+        }
         var frame = [UInt8](repeating: 0, count: 4)
         for index in 0..<4 { frame[index] = UInt8(truncatingIfNeeded: UInt32(body.count) >> (8 * index)) }
         frame.append(contentsOf: body)
@@ -57,9 +64,15 @@ public final class VMChannel: @unchecked Sendable {
     public func receive<T: Decodable>(_: T.Type) throws(VMChannelError) -> T? {
         guard let header = try readExactly(4, endOK: true) else { return nil }
         let length = header.enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        guard length <= VMWire.maxMessageBytes else { throw VMChannelError("message of \(length) bytes is over the limit of \(VMWire.maxMessageBytes)") }
-        guard let body = try readExactly(length, endOK: false) else { throw VMChannelError("the peer closed mid-message") }
-        guard let message = WireCoding.decode(T.self, from: Data(body)) else { throw VMChannelError("a message that is not a valid \(T.self)") }
+        guard length <= VMWire.maxMessageBytes else {
+            throw VMChannelError("message of \(length) bytes is over the limit of \(VMWire.maxMessageBytes)")
+        }
+        guard let body = try readExactly(length, endOK: false) else {
+            throw VMChannelError("the peer closed mid-message")
+        }
+        guard let message = WireCoding.decode(T.self, from: Data(body)) else {
+            throw VMChannelError("a message that is not a valid \(T.self)")
+        }
         return message
     }
 
@@ -92,8 +105,9 @@ public final class VMChannel: @unchecked Sendable {
             }
             if received < 0 {
                 if errno == EINTR { continue }
-                throw VMChannelError(errno == EAGAIN || errno == EWOULDBLOCK ? "timed out waiting for the peer" : "recv",
-                                     errno: errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno)
+                throw VMChannelError(
+                    errno == EAGAIN || errno == EWOULDBLOCK ? "timed out waiting for the peer" : "recv",
+                    errno: errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno)
             }
             offset += received
         }

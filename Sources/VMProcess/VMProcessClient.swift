@@ -31,7 +31,9 @@ public final class VMProcessClient: @unchecked Sendable {
             do throws(VMChannelError) {
                 let channel = try connected()
                 try channel.send(request)
-                guard let reply = try channel.receive(VMReply.self) else { throw VMChannelError("the VM process closed the connection") }
+                guard let reply = try channel.receive(VMReply.self) else {
+                    throw VMChannelError("the VM process closed the connection")
+                }
                 return reply
             } catch {
                 channel?.close()
@@ -53,21 +55,27 @@ public final class VMProcessClient: @unchecked Sendable {
 
     /// One request to a VM process whose pid is not known (`memgate-agent vm`): the socket must be
     /// this user's, reached without a link, and its peer this user.
-    public static func ask(_ directory: RunDirectory, vmID: Int64, _ request: VMRequest) throws(VMChannelError) -> VMReply {
+    public static func ask(_ directory: RunDirectory, vmID: Int64, _ request: VMRequest) throws(VMChannelError)
+        -> VMReply
+    {
         let path = directory.socketPath(vmID)
         if let problem = RunDirectory.socketProblem(path) { throw VMChannelError("\(path) \(problem)") }
         let fd = cnet_connect_unix(path)
         guard fd >= 0 else { throw VMChannelError("connect \(path)", errno: errno) }
         let channel = VMChannel(fd: fd, timeoutMillis: 10_000)
         defer { channel.close() }
-        guard let peer = channel.peer, peer.uid == geteuid() else { throw VMChannelError("\(path) is answered by another user") }
+        guard let peer = channel.peer, peer.uid == geteuid() else {
+            throw VMChannelError("\(path) is answered by another user")
+        }
         try channel.send(VMRequest(.hello, protocolVersion: VMWire.protocolVersion))
         guard let hello = try channel.receive(VMReply.self), hello.ok, hello.vmID == vmID else {
             throw VMChannelError("the VM process refused the handshake")
         }
         if request.op == .hello { return hello }
         try channel.send(request)
-        guard let reply = try channel.receive(VMReply.self) else { throw VMChannelError("the VM process closed the connection") }
+        guard let reply = try channel.receive(VMReply.self) else {
+            throw VMChannelError("the VM process closed the connection")
+        }
         return reply
     }
 
@@ -90,7 +98,9 @@ public final class VMProcessClient: @unchecked Sendable {
         let channel = VMChannel(fd: fd, timeoutMillis: timeoutMillis)
         guard let peer = channel.peer, peer.uid == geteuid(), peer.pid == pid else {
             channel.close()
-            throw VMChannelError("\(socketPath) is answered by \(channel.peer.map { "uid \($0.uid) pid \($0.pid)" } ?? "an unknown peer"), not by VM \(vmID)'s process (pid \(pid))")
+            throw VMChannelError(
+                "\(socketPath) is answered by \(channel.peer.map { "uid \($0.uid) pid \($0.pid)" } ?? "an unknown peer"), not by VM \(vmID)'s process (pid \(pid))"
+            )
         }
         try channel.send(VMRequest(.hello, protocolVersion: VMWire.protocolVersion))
         guard let reply = try channel.receive(VMReply.self) else {
@@ -99,7 +109,10 @@ public final class VMProcessClient: @unchecked Sendable {
         }
         guard reply.ok, reply.protocolVersion == VMWire.protocolVersion, reply.vmID == vmID else {
             channel.close()
-            throw VMChannelError(reply.error ?? "the handshake named VM \(reply.vmID.map(String.init) ?? "?"), protocol \(reply.protocolVersion.map(String.init) ?? "?")")
+            throw VMChannelError(
+                reply.error
+                    ?? "the handshake named VM \(reply.vmID.map(String.init) ?? "?"), protocol \(reply.protocolVersion.map(String.init) ?? "?")"
+            )
         }
         self.channel = channel
         return (channel, reply)

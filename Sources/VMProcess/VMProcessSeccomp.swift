@@ -23,7 +23,8 @@ enum VMProcessSeccomp {
         // time
         SYS_nanosleep, SYS_clock_nanosleep, SYS_clock_gettime, SYS_gettimeofday,
         // its socket: accept, messages, credentials, timeouts; its socket file at the end
-        SYS_poll, SYS_ppoll, SYS_accept, SYS_accept4, SYS_recvfrom, SYS_sendto, SYS_recvmsg, SYS_sendmsg, SYS_getsockopt,
+        SYS_poll, SYS_ppoll, SYS_accept, SYS_accept4, SYS_recvfrom, SYS_sendto, SYS_recvmsg, SYS_sendmsg,
+        SYS_getsockopt,
         SYS_setsockopt, SYS_shutdown, SYS_unlink,
         // what the runtime asks of the system
         SYS_getrandom, SYS_getuid, SYS_geteuid, SYS_getgid, SYS_getegid, SYS_uname, SYS_getrlimit, SYS_prlimit64,

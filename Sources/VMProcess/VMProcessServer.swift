@@ -42,14 +42,20 @@ public final class VMProcessServer: @unchecked Sendable {
     }
 
     /// Builds the VM and binds its socket; nothing runs yet.
-    public init(spec: VMProcessSpec, image: [UInt8], runDirectory: RunDirectory, system: KVM.System, logger: Logger) throws(StartError) {
+    public init(spec: VMProcessSpec, image: [UInt8], runDirectory: RunDirectory, system: KVM.System, logger: Logger)
+        throws(StartError)
+    {
         self.spec = spec
         self.runDirectory = runDirectory
         self.logger = logger
         let policy: VersionedPolicy
-        do { policy = try VersionedPolicy(document: Array(spec.policy.utf8)) } catch { throw StartError(description: "policy: \(error)") }
+        do { policy = try VersionedPolicy(document: Array(spec.policy.utf8)) } catch {
+            throw StartError(description: "policy: \(error)")
+        }
         policies = PolicyStore(policy)
-        guard let initial = PageState(rawValue: spec.initialState) else { throw StartError(description: "initial_state: \(spec.initialState)") }
+        guard let initial = PageState(rawValue: spec.initialState) else {
+            throw StartError(description: "initial_state: \(spec.initialState)")
+        }
         let parsedImage: GuestImage
         do {
             parsedImage = try ELFLoader.parse(image, loadable: BootLayout.imageBase..<spec.memoryBytes)
@@ -74,8 +80,9 @@ public final class VMProcessServer: @unchecked Sendable {
         configuration.recordingBudget = spec.recordingBudget
         configuration.aliasMechanism = spec.aliasMechanism.flatMap(AliasMechanism.init(rawValue:))
         do {
-            machine = try VirtualMachine(system: system, configuration: configuration, image: parsedImage, logger: logger,
-                                         policies: policies, events: sink)
+            machine = try VirtualMachine(
+                system: system, configuration: configuration, image: parsedImage, logger: logger,
+                policies: policies, events: sink)
         } catch {
             ring.unlink()
             throw StartError(description: "\(error)")
@@ -96,7 +103,8 @@ public final class VMProcessServer: @unchecked Sendable {
     /// What the agent learns from the ready pipe.
     public var ready: VMReady {
         let bounds = machine.pageStates.bounds
-        return VMReady(pid: getpid(), backend: machine.backendKind.rawValue, dataRAMStart: bounds.start, dataRAMEnd: bounds.end)
+        return VMReady(
+            pid: getpid(), backend: machine.backendKind.rawValue, dataRAMStart: bounds.start, dataRAMEnd: bounds.end)
     }
 
     /// Serves the agent until the guest ends; never returns (the process exits after the last record).
@@ -109,7 +117,9 @@ public final class VMProcessServer: @unchecked Sendable {
             // Only the agent's user: anyone else is refused before a byte is read.
             guard let peer = channel.peer, peer.uid == geteuid() else {
                 refused.wrappingAdd(1, ordering: .relaxed)
-                logger.warning("refused a connection from another user", metadata: ["uid": "\(channel.peer.map { "\($0.uid)" } ?? "?")"])
+                logger.warning(
+                    "refused a connection from another user",
+                    metadata: ["uid": "\(channel.peer.map { "\($0.uid)" } ?? "?")"])
                 channel.close()
                 continue
             }
@@ -162,7 +172,11 @@ public final class VMProcessServer: @unchecked Sendable {
         switch request.op {
         case .hello:
             guard request.protocolVersion == VMWire.protocolVersion else {
-                return VMReply(ok: false, error: "protocol version \(request.protocolVersion.map(String.init) ?? "none") is not this VM process's \(VMWire.protocolVersion); stop the VM with the binary that started it, or run that agent")
+                return VMReply(
+                    ok: false,
+                    error:
+                        "protocol version \(request.protocolVersion.map(String.init) ?? "none") is not this VM process's \(VMWire.protocolVersion); stop the VM with the binary that started it, or run that agent"
+                )
             }
             var reply = VMReply(ok: true)
             reply.protocolVersion = VMWire.protocolVersion
@@ -211,7 +225,9 @@ public final class VMProcessServer: @unchecked Sendable {
 
     /// Starts the guest (once); the reason it cannot, if it cannot.
     public func startGuest() -> String? {
-        guard machine.lifecycle.state == .created else { return "cannot start a VM that is \(machine.lifecycle.state.rawValue)" }
+        guard machine.lifecycle.state == .created else {
+            return "cannot start a VM that is \(machine.lifecycle.state.rawValue)"
+        }
         // Before the first guest instruction, so the start precedes every record of the guest's.
         sink.recordLifecycle(.started, atNanos: MonotonicClock.wallNanos())
         do {
@@ -235,19 +251,23 @@ public final class VMProcessServer: @unchecked Sendable {
         let waits = sink.ring.fullWaits
         return VMStatusWire(
             state: lifecycle.state.rawValue, reason: lifecycle.reason, exitStatus: lifecycle.exitStatus,
-            backend: machine.backendKind.rawValue, policyVersion: policies.policy.version, consoleBytes: machine.consoleBytes,
+            backend: machine.backendKind.rawValue, policyVersion: policies.policy.version,
+            consoleBytes: machine.consoleBytes,
             dataRAMStart: states.bounds.start, dataRAMEnd: states.bounds.end,
             runs: states.runs.map { VMRunWire(start: $0.range.start, end: $0.range.end, shared: $0.state == .shared) },
-            statistics: VMStatisticsWire(machine.statistics, exits: machine.exitCounts), ringWaits: waits.count, ringWaitNanos: waits.nanos,
+            statistics: VMStatisticsWire(machine.statistics, exits: machine.exitCounts), ringWaits: waits.count,
+            ringWaitNanos: waits.nanos,
             refusedConnections: refused.load(ordering: .relaxed))
     }
 
     /// The guest ended (or was stopped before it started): the last record, then the process ends.
     private func finish() {
-        guard state.withLock({ state -> Bool in
-            defer { state.finishing = true }
-            return !state.finishing
-        }) else { return }
+        guard
+            state.withLock({ state -> Bool in
+                defer { state.finishing = true }
+                return !state.finishing
+            })
+        else { return }
         machine.flushAggregates()
         let lifecycle = machine.lifecycle
         let final = lifecycle.state.isTerminal ? lifecycle.state.rawValue : VMState.stopped.rawValue
@@ -256,10 +276,13 @@ public final class VMProcessServer: @unchecked Sendable {
         var runs = machine.pageStates.runs.map { (start: $0.range.start, end: $0.range.end, state: $0.state) }
         // A layout too large for one record is left to the store's last one (never seen in practice: runs are bounded).
         if runs.count * 17 > sink.ring.capacity / 4 { runs = [] }
-        let ending = VMEnding(state: final, reason: lifecycle.reason, exitStatus: lifecycle.exitStatus, runs: runs,
-                              statistics: statistics, consoleTail: console.bytes, consoleBytes: machine.consoleBytes)
+        let ending = VMEnding(
+            state: final, reason: lifecycle.reason, exitStatus: lifecycle.exitStatus, runs: runs,
+            statistics: statistics, consoleTail: console.bytes, consoleBytes: machine.consoleBytes)
         let recorded = sink.recordEnd(ending)
-        logger.info("VM ended", metadata: ["state": "\(final)", "reason": "\(lifecycle.reason ?? "")", "recorded": "\(recorded)"])
+        logger.info(
+            "VM ended",
+            metadata: ["state": "\(final)", "reason": "\(lifecycle.reason ?? "")", "recorded": "\(recorded)"])
         unlink(runDirectory.socketPath(spec.vmID))
         // The stop that ended the guest gets its answer, and the agent its ready line, before the process
         // goes (bounded: a peer that does not read).

@@ -48,8 +48,12 @@ public struct VMSpawner: Sendable {
             var offset = 0
             while offset < bytes.count {
                 // Safety: write from our array's storage within its count, to our own memfd.
-                let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset) }
-                guard written > 0 else { throw VMSpawnError("writing the VM's \(name): \(String(cString: strerror(errno)))") }
+                let written = bytes.withUnsafeBytes {
+                    Glibc.write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset)
+                }
+                guard written > 0 else {
+                    throw VMSpawnError("writing the VM's \(name): \(String(cString: strerror(errno)))")
+                }
                 offset += written
             }
             return fd
@@ -60,16 +64,23 @@ public struct VMSpawner: Sendable {
         guard devNull >= 0 else { throw VMSpawnError("open /dev/null: \(String(cString: strerror(errno)))") }
         opened.append(devNull)
         let log = open(runDirectory.logPath(spec.vmID), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard log >= 0 else { throw VMSpawnError("open \(runDirectory.logPath(spec.vmID)): \(String(cString: strerror(errno)))") }
+        guard log >= 0 else {
+            throw VMSpawnError("open \(runDirectory.logPath(spec.vmID)): \(String(cString: strerror(errno)))")
+        }
         opened.append(log)
         var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC) == 0 else { throw VMSpawnError("pipe2: \(String(cString: strerror(errno)))") }
+        guard pipe(&pipeFDs) == 0, fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC) == 0,
+            fcntl(pipeFDs[1], F_SETFD, FD_CLOEXEC) == 0
+        else { throw VMSpawnError("pipe2: \(String(cString: strerror(errno)))") }
         opened.append(pipeFDs[1])
         // Another thread may spawn between pipe and fcntl: it only inherits until its exec (closefrom).
         let readyFD = pipeFDs[0]
         defer { close(readyFD) }
 
-        let arguments = [Self.displayName, "vm", "process", "--run-dir", runDirectory.path, "--vm-id", "\(spec.vmID)", "--log-level", logLevel]
+        let arguments = [
+            Self.displayName, "vm", "process", "--run-dir", runDirectory.path, "--vm-id", "\(spec.vmID)", "--log-level",
+            logLevel,
+        ]
         var pid: Int32 = 0
         let descriptors: [Int32] = [devNull, pipeFDs[1], log, specFD, imageFD]
         // Safety: argv as NUL-terminated C strings that live across the call; descriptors are ours.
@@ -78,14 +89,18 @@ public struct VMSpawner: Sendable {
                 clinux_spawn_session(executable, argv, fds.baseAddress, Int32(fds.count), &pid)
             }
         }
-        guard result == 0 else { throw VMSpawnError("could not start \(executable): \(String(cString: strerror(result)))") }
+        guard result == 0 else {
+            throw VMSpawnError("could not start \(executable): \(String(cString: strerror(result)))")
+        }
         let pidfd = clinux_pidfd_open(pid)
         // Our end of the pipe closes now, so EOF means the VM process is gone.
         for fd in opened { close(fd) }
         opened = []
         guard pidfd >= 0 else { throw VMSpawnError("pidfd_open(\(pid)): \(String(cString: strerror(errno)))") }
         let line = readLine(readyFD)
-        guard let ready = line.flatMap({ WireCoding.decode(VMReady.self, from: Data($0)) }), ready.error == nil, ready.pid == pid else {
+        guard let ready = line.flatMap({ WireCoding.decode(VMReady.self, from: Data($0)) }), ready.error == nil,
+            ready.pid == pid
+        else {
             // How it ended, if it did on its own, before it is killed.
             let endedOnItsOwn = clinux_poll_readable(pidfd, 0) == 1
             if !endedOnItsOwn { _ = clinux_pidfd_signal(pidfd, SIGKILL) }
@@ -93,12 +108,16 @@ public struct VMSpawner: Sendable {
             _ = clinux_poll_readable(pidfd, 5000)
             let reaped = clinux_pidfd_reap(pidfd, &code, &signal) == 1
             close(pidfd)
-            let how = !endedOnItsOwn ? "did not say it was ready within \(readyTimeoutSeconds) s"
+            let how =
+                !endedOnItsOwn
+                ? "did not say it was ready within \(readyTimeoutSeconds) s"
                 : !reaped ? "ended" : signal != 0 ? "was killed by signal \(signal)" : "exited with status \(code)"
             let said = line.flatMap { WireCoding.decode(VMReady.self, from: Data($0)) }?.error
-            throw VMSpawnError(said ?? (line == nil
-                ? "the VM process (pid \(pid)) \(how) before it was ready (its log: \(runDirectory.logPath(spec.vmID)))"
-                : "the VM process's ready line was not understood"))
+            throw VMSpawnError(
+                said
+                    ?? (line == nil
+                        ? "the VM process (pid \(pid)) \(how) before it was ready (its log: \(runDirectory.logPath(spec.vmID)))"
+                        : "the VM process's ready line was not understood"))
         }
         return SpawnedVM(pid: pid, pidfd: pidfd, ready: ready)
     }
@@ -126,18 +145,25 @@ public struct VMSpawner: Sendable {
         opened += [ready.write, spec.read, image.read]
         var keep = [ready.read, spec.write, image.write]
         defer { for fd in keep { close(fd) } }
-        let arguments = [Self.displayName, "vm", "process", "--run-dir", runDirectory.path, "--spare", "--log-level", logLevel]
+        let arguments = [
+            Self.displayName, "vm", "process", "--run-dir", runDirectory.path, "--spare", "--log-level", logLevel,
+        ]
         var pid: Int32 = 0
         let descriptors: [Int32] = [devNull, ready.write, log, spec.read, image.read]
         // Safety: argv as NUL-terminated C strings that live across the call; descriptors are ours.
         let result = withCStrings(arguments) { argv in
-            descriptors.withUnsafeBufferPointer { fds in clinux_spawn_session(executable, argv, fds.baseAddress, Int32(fds.count), &pid) }
+            descriptors.withUnsafeBufferPointer { fds in
+                clinux_spawn_session(executable, argv, fds.baseAddress, Int32(fds.count), &pid)
+            }
         }
-        guard result == 0 else { throw VMSpawnError("could not start \(executable): \(String(cString: strerror(result)))") }
+        guard result == 0 else {
+            throw VMSpawnError("could not start \(executable): \(String(cString: strerror(result)))")
+        }
         let pidfd = clinux_pidfd_open(pid)
         guard pidfd >= 0 else { throw VMSpawnError("pidfd_open(\(pid)): \(String(cString: strerror(errno)))") }
         keep = []
-        return SpareVMProcess(pid: pid, pidfd: pidfd, readyFD: ready.read, specFD: spec.write, imageFD: image.write, logPath: logPath)
+        return SpareVMProcess(
+            pid: pid, pidfd: pidfd, readyFD: ready.read, specFD: spec.write, imageFD: image.write, logPath: logPath)
     }
 
     /// Hands a spare its VM: the spec, then the image, then waits for it to say it is ready.
@@ -151,10 +177,15 @@ public struct VMSpawner: Sendable {
         }
         let line = readLine(spare.readyFD)
         spare.closeReady()
-        guard let ready = line.flatMap({ WireCoding.decode(VMReady.self, from: Data($0)) }), ready.error == nil, ready.pid == spare.pid else {
+        guard let ready = line.flatMap({ WireCoding.decode(VMReady.self, from: Data($0)) }), ready.error == nil,
+            ready.pid == spare.pid
+        else {
             let said = line.flatMap { WireCoding.decode(VMReady.self, from: Data($0)) }?.error
             spare.discard()
-            throw VMSpawnError(said ?? "the VM process ended, or did not say it was ready (its log: \(runDirectory.logPath(spec.vmID)))")
+            throw VMSpawnError(
+                said
+                    ?? "the VM process ended, or did not say it was ready (its log: \(runDirectory.logPath(spec.vmID)))"
+            )
         }
         return SpawnedVM(pid: spare.pid, pidfd: spare.takePidfd(), ready: ready)
     }
@@ -201,7 +232,12 @@ public final class SpareVMProcess: @unchecked Sendable {
     private let lock = NSLock()
 
     init(pid: Int32, pidfd: Int32, readyFD: Int32, specFD: Int32, imageFD: Int32, logPath: String) {
-        self.pid = pid; self.pidfd = pidfd; self.readyFD = readyFD; self.specFD = specFD; self.imageFD = imageFD; self.logPath = logPath
+        self.pid = pid
+        self.pidfd = pidfd
+        self.readyFD = readyFD
+        self.specFD = specFD
+        self.imageFD = imageFD
+        self.logPath = logPath
     }
 
     /// Writes the spec, closes it, then the image (the spare reads them in that order); false if it is gone.
@@ -221,7 +257,9 @@ public final class SpareVMProcess: @unchecked Sendable {
         var offset = 0
         while offset < bytes.count {
             // Safety: write from our array's storage within its count, to our pipe (SIGPIPE is ignored: EPIPE if it is gone).
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset) }
+            let written = bytes.withUnsafeBytes {
+                Glibc.write(fd, $0.baseAddress.map { $0 + offset }, bytes.count - offset)
+            }
             if written < 0 && errno == EINTR { continue }
             guard written > 0 else { return false }
             offset += written
@@ -251,9 +289,18 @@ public final class SpareVMProcess: @unchecked Sendable {
     public func discard() {
         lock.lock()
         defer { lock.unlock() }
-        if specFD >= 0 { close(specFD); specFD = -1 }
-        if imageFD >= 0 { close(imageFD); imageFD = -1 }
-        if readyOpen { close(readyFD); readyOpen = false }
+        if specFD >= 0 {
+            close(specFD)
+            specFD = -1
+        }
+        if imageFD >= 0 {
+            close(imageFD)
+            imageFD = -1
+        }
+        if readyOpen {
+            close(readyFD)
+            readyOpen = false
+        }
         guard pidfd >= 0 else { return }
         _ = clinux_pidfd_signal(pidfd, SIGKILL)
         var code: Int32 = 0, signal: Int32 = 0

@@ -33,11 +33,21 @@ public struct VMProcessSpec: Codable, Sendable, Equatable {
     /// run while the agent registers the VM; its records wait in the ring until then.
     public var startAtOnce = false
 
-    public init(vmID: Int64, name: String, memoryBytes: UInt64, vcpus: Int, commandLine: String, initialState: String,
-                backend: String?, maxRuns: Int?, recordingBudget: UInt64?, aliasMechanism: String?, policy: String) {
-        self.vmID = vmID; self.name = name; self.memoryBytes = memoryBytes; self.vcpus = vcpus; self.commandLine = commandLine
-        self.initialState = initialState; self.backend = backend; self.maxRuns = maxRuns; self.recordingBudget = recordingBudget
-        self.aliasMechanism = aliasMechanism; self.policy = policy
+    public init(
+        vmID: Int64, name: String, memoryBytes: UInt64, vcpus: Int, commandLine: String, initialState: String,
+        backend: String?, maxRuns: Int?, recordingBudget: UInt64?, aliasMechanism: String?, policy: String
+    ) {
+        self.vmID = vmID
+        self.name = name
+        self.memoryBytes = memoryBytes
+        self.vcpus = vcpus
+        self.commandLine = commandLine
+        self.initialState = initialState
+        self.backend = backend
+        self.maxRuns = maxRuns
+        self.recordingBudget = recordingBudget
+        self.aliasMechanism = aliasMechanism
+        self.policy = policy
     }
 }
 
@@ -51,8 +61,15 @@ public struct VMReady: Codable, Sendable, Equatable {
     /// With `startAtOnce`: when the guest started (nil: it did not start, and `error` may say why).
     public var startedNanos: UInt64?
 
-    public init(pid: Int32? = nil, backend: String? = nil, dataRAMStart: UInt64? = nil, dataRAMEnd: UInt64? = nil, error: String? = nil) {
-        self.pid = pid; self.backend = backend; self.dataRAMStart = dataRAMStart; self.dataRAMEnd = dataRAMEnd; self.error = error
+    public init(
+        pid: Int32? = nil, backend: String? = nil, dataRAMStart: UInt64? = nil, dataRAMEnd: UInt64? = nil,
+        error: String? = nil
+    ) {
+        self.pid = pid
+        self.backend = backend
+        self.dataRAMStart = dataRAMStart
+        self.dataRAMEnd = dataRAMEnd
+        self.error = error
     }
 }
 
@@ -70,8 +87,14 @@ public struct VMRequest: Codable, Sendable, Equatable {
     /// console: the offset to read from.
     public var after: Int?
 
-    public init(_ op: Operation, protocolVersion: Int? = nil, reason: String? = nil, policy: String? = nil, after: Int? = nil) {
-        self.op = op; self.protocolVersion = protocolVersion; self.reason = reason; self.policy = policy; self.after = after
+    public init(
+        _ op: Operation, protocolVersion: Int? = nil, reason: String? = nil, policy: String? = nil, after: Int? = nil
+    ) {
+        self.op = op
+        self.protocolVersion = protocolVersion
+        self.reason = reason
+        self.policy = policy
+        self.after = after
     }
 }
 
@@ -88,14 +111,21 @@ public struct VMReply: Codable, Sendable, Equatable {
     public var state: String?
     public var policyVersion: String?
 
-    public init(ok: Bool, error: String? = nil) { self.ok = ok; self.error = error }
+    public init(ok: Bool, error: String? = nil) {
+        self.ok = ok
+        self.error = error
+    }
 }
 
 public struct VMConsoleWire: Codable, Sendable, Equatable {
     public var start: Int
     public var data: Data
     public var dropped: Int
-    public init(start: Int, data: Data, dropped: Int) { self.start = start; self.data = data; self.dropped = dropped }
+    public init(start: Int, data: Data, dropped: Int) {
+        self.start = start
+        self.data = data
+        self.dropped = dropped
+    }
 }
 
 /// A VM's state as its process sees it.
@@ -144,8 +174,9 @@ public struct VMStatisticsWire: Codable, Sendable, Equatable {
 
     public init(_ statistics: ConversionStatistics, exits: [(kind: String, count: UInt64)]) {
         conversions = statistics.conversions.keys.sorted().map { key in
-            Count(direction: key.direction.rawValue, trigger: key.trigger.rawValue, decision: key.decision.rawValue,
-                  count: statistics.conversions[key] ?? 0, bytes: statistics.convertedBytes[key] ?? 0)
+            Count(
+                direction: key.direction.rawValue, trigger: key.trigger.rawValue, decision: key.decision.rawValue,
+                count: statistics.conversions[key] ?? 0, bytes: statistics.convertedBytes[key] ?? 0)
         }
         faults = Dictionary(uniqueKeysWithValues: statistics.faults.map { ($0.key.rawValue, $0.value) })
         faultAccesses = statistics.faultAccesses
@@ -162,29 +193,41 @@ public struct VMStatisticsWire: Codable, Sendable, Equatable {
         var conversions: [ConversionStatistics.Key: Int] = [:]
         var bytes: [ConversionStatistics.Key: UInt64] = [:]
         for count in self.conversions {
-            guard let direction = ConversionDirection(rawValue: count.direction), let trigger = ConversionTrigger(rawValue: count.trigger),
-                  let decision = ConversionDecision(rawValue: count.decision) else { continue }
+            guard let direction = ConversionDirection(rawValue: count.direction),
+                let trigger = ConversionTrigger(rawValue: count.trigger),
+                let decision = ConversionDecision(rawValue: count.decision)
+            else { continue }
             let key = ConversionStatistics.Key(direction: direction, trigger: trigger, decision: decision)
             conversions[key] = count.count
             bytes[key] = count.bytes
         }
-        let latency = LatencyHistogram(bounds: LatencyHistogram.defaultBounds, counts: latencyCounts, sumSeconds: latencySumSeconds,
-                                       count: latencyCount) ?? LatencyHistogram()
+        let latency =
+            LatencyHistogram(
+                bounds: LatencyHistogram.defaultBounds, counts: latencyCounts, sumSeconds: latencySumSeconds,
+                count: latencyCount) ?? LatencyHistogram()
         return ConversionStatistics(
             conversions: conversions, convertedBytes: bytes,
-            faults: Dictionary(uniqueKeysWithValues: faults.compactMap { key, value in EventSource(rawValue: key).map { ($0, value) } }),
+            faults: Dictionary(
+                uniqueKeysWithValues: faults.compactMap { key, value in EventSource(rawValue: key).map { ($0, value) } }
+            ),
             faultAccesses: faultAccesses, faultsWithoutConversion: faultsWithoutConversion, latency: latency,
-            unrecorded: Dictionary(uniqueKeysWithValues: unrecorded.compactMap { key, value in AggregateKind(rawValue: key).map { ($0, value) } }))
+            unrecorded: Dictionary(
+                uniqueKeysWithValues: unrecorded.compactMap { key, value in
+                    AggregateKind(rawValue: key).map { ($0, value) }
+                }))
     }
 
-    public var exitCounts: [(kind: String, count: UInt64)] { exits.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    public var exitCounts: [(kind: String, count: UInt64)] {
+        exits.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
 }
 
 extension VMStatusWire {
     /// The page-state map the runs describe (runs outside the bounds are ignored).
     public var pageStates: PageStateMap {
-        PageStateMap(bounds: PageRange(start: dataRAMStart, end: max(dataRAMStart, dataRAMEnd)), initial: .private,
-                     runs: runs.map { (start: $0.start, end: $0.end, state: $0.shared ? .shared : .private) })
+        PageStateMap(
+            bounds: PageRange(start: dataRAMStart, end: max(dataRAMStart, dataRAMEnd)), initial: .private,
+            runs: runs.map { (start: $0.start, end: $0.end, state: $0.shared ? .shared : .private) })
     }
 }
 

@@ -32,10 +32,16 @@ struct RecordingOptions: ParsableArguments {
     @Option(help: "normal: events survive the agent dying; full: they also survive power loss.")
     var durability: Durability = .normal
 
-    @Option(help: "Rows per second each VM may add for each of invalid requests, denied requests and memory faults; beyond it they are counted per second in event_aggregates (1-1000000).")
+    @Option(
+        help:
+            "Rows per second each VM may add for each of invalid requests, denied requests and memory faults; beyond it they are counted per second in event_aggregates (1-1000000)."
+    )
     var recordBudget: UInt64 = 1000
 
-    @Option(help: "Replace the stored conversion policy with this file (JSON), recorded with its path. Default: the policy in force when the agent last ran (the built-in allow-all on a new store).")
+    @Option(
+        help:
+            "Replace the stored conversion policy with this file (JSON), recorded with its path. Default: the policy in force when the agent last ran (the built-in allow-all on a new store)."
+    )
     var policy: String?
 
     func validate() throws {
@@ -57,7 +63,9 @@ struct RecordingOptions: ParsableArguments {
 
     /// The store (unless --no-record) and the policy to start with: --policy, else the store's
     /// policy in force. A store whose policy cannot be resolved is closed again.
-    func openWithPolicy(command: String, logger: Logger, adoptsVMs: Bool = false) throws -> (store: EventStore?, policy: PolicyInForce) {
+    func openWithPolicy(command: String, logger: Logger, adoptsVMs: Bool = false) throws -> (
+        store: EventStore?, policy: PolicyInForce
+    ) {
         let store = try open(logger: logger, adoptsVMs: adoptsVMs)
         do {
             return (store, try PolicyInForce.resolve(file: policy, store: store, command: command))

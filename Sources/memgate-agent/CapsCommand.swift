@@ -12,8 +12,11 @@ struct CapsCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
-    @Flag(help: ArgumentHelp("Print only the name of the strongest capability this host has that \(HiddenCapabilities.environmentVariable) can hide, or 'none'.",
-                             discussion: "make check hides it for a second run of the backend suites, so one host proves the fallback too."))
+    @Flag(
+        help: ArgumentHelp(
+            "Print only the name of the strongest capability this host has that \(HiddenCapabilities.environmentVariable) can hide, or 'none'.",
+            discussion:
+                "make check hides it for a second run of the backend suites, so one host proves the fallback too."))
     var strongest = false
 
     @OptionGroup var logging: LoggingOptions
@@ -31,7 +34,9 @@ struct CapsCommand: ParsableCommand {
             FileHandle.standardOutput.write(try encoder.encode(report))
             print("")
         } else {
-            print(CapsText.render(report) + "\n" + CapsText.vmProcessLines(cgroupUnavailable: CgroupPlacement().unavailableReason))
+            print(
+                CapsText.render(report) + "\n"
+                    + CapsText.vmProcessLines(cgroupUnavailable: CgroupPlacement().unavailableReason))
         }
     }
 }
@@ -42,8 +47,9 @@ enum CapsText {
     static func vmProcessLines(cgroupUnavailable: String?) -> String {
         [
             "VM process confinement no_new_privs, seccomp (\(VMProcessConfinement.allowedSystemCalls) system calls; any other fails with EPERM)",
-            "VM process cgroup      " + (cgroupUnavailable.map { "none: \($0); VMs run without one" }
-                ?? "memgate/vm-ID under the cgroup v2 root, memory.max = guest RAM + \(CgroupPlacement.overheadBytes >> 20) MiB + its ring"),
+            "VM process cgroup      "
+                + (cgroupUnavailable.map { "none: \($0); VMs run without one" }
+                    ?? "memgate/vm-ID under the cgroup v2 root, memory.max = guest RAM + \(CgroupPlacement.overheadBytes >> 20) MiB + its ring"),
         ].joined(separator: "\n")
     }
 
@@ -52,10 +58,13 @@ enum CapsText {
         func yes(_ flag: Bool) -> String { flag ? "yes" : "no" }
         var lines = [
             "kernel                 \(report.kernel)",
-            "hidden                 " + (caps.hidden.isEmpty ? "nothing" : "\(caps.hidden.joined(separator: ", ")) (\(HiddenCapabilities.environmentVariable))"),
+            "hidden                 "
+                + (caps.hidden.isEmpty
+                    ? "nothing" : "\(caps.hidden.joined(separator: ", ")) (\(HiddenCapabilities.environmentVariable))"),
             "KVM API version        \(caps.apiVersion)",
             "VM types               \(caps.vmTypes.map(\.description).joined(separator: ", "))",
-            "memory attributes      " + caps.memoryAttributesByVMType.sorted { $0.key < $1.key }
+            "memory attributes      "
+                + caps.memoryAttributesByVMType.sorted { $0.key < $1.key }
                 .map { "\($0.key): 0x\(String($0.value, radix: 16))" }.joined(separator: ", "),
             "guest_memfd            \(yes(caps.guestMemfd)) (flags 0x\(String(caps.guestMemfdFlags, radix: 16)))",
             "user memory2           \(yes(caps.userMemory2))",
@@ -68,15 +77,20 @@ enum CapsText {
             "capabilities (KVM_CHECK_EXTENSION on /dev/kvm):",
         ]
         for capability in Capability.allCases {
-            lines.append("  \(capability.description.padding(toLength: 20, withPad: " ", startingAt: 0)) \(caps.system[capability.description] ?? 0)")
+            lines.append(
+                "  \(capability.description.padding(toLength: 20, withPad: " ", startingAt: 0)) \(caps.system[capability.description] ?? 0)"
+            )
         }
         lines.append("")
         lines.append("backends:")
         for backend in report.backends {
-            lines.append("  \(backend.name.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(backend.usable ? "usable" : "unusable"): \(backend.reason)")
+            lines.append(
+                "  \(backend.name.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(backend.usable ? "usable" : "unusable"): \(backend.reason)"
+            )
         }
         lines.append("")
-        lines.append("VMCALL hypercall exit  \(report.hypercallProbe.outcome.rawValue): \(report.hypercallProbe.detail)")
+        lines.append(
+            "VMCALL hypercall exit  \(report.hypercallProbe.outcome.rawValue): \(report.hypercallProbe.detail)")
         lines.append("conversion transport   \(report.conversionTransport)")
         lines.append("closed-page access     \(report.aliasProbe.outcome.rawValue): \(report.aliasProbe.detail)")
         lines.append("alias mechanism        \(report.aliasMechanism)")

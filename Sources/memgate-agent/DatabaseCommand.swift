@@ -18,14 +18,21 @@ struct DatabaseCommand: ParsableCommand {
     }
 
     struct Migrate: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create the database or bring its schema up to date; apply events a killed agent left in its ring.")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Create the database or bring its schema up to date; apply events a killed agent left in its ring.")
         @OptionGroup var location: Location
 
         func run() throws {
             do {
                 let (from, to, fromRing) = try Maintenance.migrate(path: location.db)
-                print(from == to ? "\(location.db): schema version \(to), up to date" : "\(location.db): schema version \(from) -> \(to)")
-                if fromRing > 0 { print("\(location.db): applied \(fromRing) events a stopped agent left in \(location.db)-ring") }
+                print(
+                    from == to
+                        ? "\(location.db): schema version \(to), up to date"
+                        : "\(location.db): schema version \(from) -> \(to)")
+                if fromRing > 0 {
+                    print("\(location.db): applied \(fromRing) events a stopped agent left in \(location.db)-ring")
+                }
             } catch {
                 throw AgentFailure.maintenance(error)
             }
@@ -33,7 +40,8 @@ struct DatabaseCommand: ParsableCommand {
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check integrity and schema version; print row counts.")
+        static let configuration = CommandConfiguration(
+            abstract: "Check integrity and schema version; print row counts.")
         @OptionGroup var location: Location
 
         func run() throws {
@@ -45,8 +53,12 @@ struct DatabaseCommand: ParsableCommand {
             }
             print("integrity: \(report.integrity)")
             print("schema version: \(report.schemaVersion) (this binary: \(report.binaryVersion))")
-            print("vms: \(report.vms), memory faults: \(report.faults), conversions: \(report.conversions) (\(report.pendingConversions) pending, \(report.incompleteConversions) incomplete)")
-            guard report.integrity == "ok", report.schemaVersion == report.binaryVersion else { throw AgentFailure.checkFailed }
+            print(
+                "vms: \(report.vms), memory faults: \(report.faults), conversions: \(report.conversions) (\(report.pendingConversions) pending, \(report.incompleteConversions) incomplete)"
+            )
+            guard report.integrity == "ok", report.schemaVersion == report.binaryVersion else {
+                throw AgentFailure.checkFailed
+            }
         }
     }
 
@@ -69,15 +81,21 @@ struct DatabaseCommand: ParsableCommand {
             }
             var failed = false
             for report in reports {
-                let start = report.genesisID == 0 ? "from the start" : "from its genesis after \(report.genesisID) (\(report.genesisChain.prefix(16))…)"
+                let start =
+                    report.genesisID == 0
+                    ? "from the start"
+                    : "from its genesis after \(report.genesisID) (\(report.genesisChain.prefix(16))…)"
                 if let problem = report.problem {
                     failed = true
-                    printError("\(report.chain.rawValue) chain: BROKEN at \(problem.table) \(problem.id): \(problem.reason)")
+                    printError(
+                        "\(report.chain.rawValue) chain: BROKEN at \(problem.table) \(problem.id): \(problem.reason)")
                     printError("  stored:   \(problem.stored ?? "none")")
                     printError("  computed: \(problem.computed ?? "none")")
                     printError("  \(report.rows) rows verified \(start), through \(report.lastID)")
                 } else {
-                    print("\(report.chain.rawValue) chain: ok, \(report.rows) rows \(start), head \(report.lastID) \(report.lastChain)")
+                    print(
+                        "\(report.chain.rawValue) chain: ok, \(report.rows) rows \(start), head \(report.lastID) \(report.lastChain)"
+                    )
                 }
             }
             if failed { throw AgentFailure.checkFailed }
@@ -99,16 +117,21 @@ struct DatabaseCommand: ParsableCommand {
 
         func validate() throws {
             guard TimeArgument.duration(olderThan) != nil else {
-                throw ValidationError("--older-than must be a number followed by s, m, h or d (e.g. 7d), not \(olderThan)")
+                throw ValidationError(
+                    "--older-than must be a number followed by s, m, h or d (e.g. 7d), not \(olderThan)")
             }
         }
 
         func run() throws {
-            guard let age = TimeArgument.duration(olderThan) else { throw AgentFailure.usage("--older-than \(olderThan) is not a duration") }
+            guard let age = TimeArgument.duration(olderThan) else {
+                throw AgentFailure.usage("--older-than \(olderThan) is not a duration")
+            }
             let now = MonotonicClock.wallNanos()
             do {
                 let report = try Maintenance.prune(path: location.db, olderThan: now > age ? now - age : 0)
-                print("pruned \(report.faults) memory faults, \(report.conversions) conversions, \(report.lifecycle) VM lifecycle events, \(report.vms) VMs, \(report.apiRequests) API requests, \(report.refusalCounts) refusal counts")
+                print(
+                    "pruned \(report.faults) memory faults, \(report.conversions) conversions, \(report.lifecycle) VM lifecycle events, \(report.vms) VMs, \(report.apiRequests) API requests, \(report.refusalCounts) refusal counts"
+                )
             } catch {
                 throw AgentFailure.maintenance(error)
             }

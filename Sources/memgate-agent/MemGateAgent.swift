@@ -1,5 +1,5 @@
-import ArgumentParser
 import APITypes
+import ArgumentParser
 
 struct MemGateAgent: ParsableCommand {
     static let configuration = CommandConfiguration(

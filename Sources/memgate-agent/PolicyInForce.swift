@@ -1,7 +1,7 @@
-import Platform
 import EventStore
 import Foundation
 import MemoryModel
+import Platform
 
 /// The policy an agent starts with, and the history row its start owes the store.
 /// Desired state persists: without `--policy` the store's newest application stands;
@@ -16,7 +16,9 @@ struct PolicyInForce {
     static func resolve(file: String?, store: EventStore?, command: String) throws(AgentFailure) -> PolicyInForce {
         if let file {
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
-            return PolicyInForce(policy: try load(file), change: PolicyChange(principal: "unix uid \(getuid())", channel: "\(command) --policy \(path)"))
+            return PolicyInForce(
+                policy: try load(file),
+                change: PolicyChange(principal: "unix uid \(getuid())", channel: "\(command) --policy \(path)"))
         }
         guard let store else { return PolicyInForce(policy: .builtIn, change: nil) }
         let stored: StoredPolicy?
@@ -25,19 +27,27 @@ struct PolicyInForce {
         } catch {
             throw .store(error)
         }
-        guard let stored else { return PolicyInForce(policy: .builtIn, change: PolicyChange(principal: nil, channel: "built-in (first start)")) }
+        guard let stored else {
+            return PolicyInForce(
+                policy: .builtIn, change: PolicyChange(principal: nil, channel: "built-in (first start)"))
+        }
         let policy: VersionedPolicy
         do {
             policy = try VersionedPolicy(document: stored.document)
         } catch {
-            throw .usage("""
+            throw .usage(
+                """
                 the stored policy \(stored.version.prefix(12)) (applied by \(stored.appliedBy)) is no longer valid: \(error); \
                 start once with --policy FILE to replace it
                 """)
         }
         // Stores written before versions hashed the canonical form: the same document, re-versioned once.
-        let change = policy.version == stored.version
-            ? nil : PolicyChange(principal: nil, channel: "restored (was version \(stored.version.prefix(12)) before canonical versions)")
+        let change =
+            policy.version == stored.version
+            ? nil
+            : PolicyChange(
+                principal: nil, channel: "restored (was version \(stored.version.prefix(12)) before canonical versions)"
+            )
         return PolicyInForce(policy: policy, change: change)
     }
 

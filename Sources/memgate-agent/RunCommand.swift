@@ -1,5 +1,5 @@
-import ArgumentParser
 import AgentHost
+import ArgumentParser
 import EventStore
 import Foundation
 import KVM
@@ -45,10 +45,16 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Memory backend: attributes or alias (default: attributes where the host has private memory).")
     var backend: BackendKind?
 
-    @Option(help: "Most runs of page state data RAM may be split into; each needs a memslot or host mappings (default: what KVM allows, 4096 under protect).")
+    @Option(
+        help:
+            "Most runs of page state data RAM may be split into; each needs a memslot or host mappings (default: what KVM allows, 4096 under protect)."
+    )
     var maxRuns: Int?
 
-    @Option(help: "How the alias backend converts: protect (mprotect of two fixed mappings) or memslot (default: what the host probe chose).")
+    @Option(
+        help:
+            "How the alias backend converts: protect (mprotect of two fixed mappings) or memslot (default: what the host probe chose)."
+    )
     var aliasMechanism: AliasMechanism?
 
     @OptionGroup var recording: RecordingOptions
@@ -57,14 +63,17 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if let timeout, !(timeout > 0 && timeout <= 31_536_000) {
-            throw ValidationError("--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
+            throw ValidationError(
+                "--timeout must be a number of seconds from above 0 to 31536000 (a year), not \(timeout)")
         }
         // The same rules as POST /v1/vms: VMSpec's, reported with the flag's name.
         do throws(AgentHostError) {
             try spec(image: []).validate()
         } catch {
             guard case .invalid(let field, let message) = error else { throw ValidationError("\(error)") }
-            let flag = ["memory_mib": "--memory-mib", "vcpus": "--vcpus", "max_runs": "--max-runs", "name": "--name"][field] ?? field
+            let flag =
+                ["memory_mib": "--memory-mib", "vcpus": "--vcpus", "max_runs": "--max-runs", "name": "--name"][field]
+                ?? field
             throw ValidationError("\(flag) \(message)")
         }
     }
@@ -81,8 +90,9 @@ struct RunCommand: ParsableCommand {
         let (store, inForce) = try recording.openWithPolicy(command: "run", logger: logger)
         defer { store?.close() }
         try inForce.record(in: store)
-        let host = AgentHost(system: system, store: store, policies: PolicyStore(inForce.policy), maxVMs: 1,
-                             recordingBudget: recording.recordBudget, logger: logger)
+        let host = AgentHost(
+            system: system, store: store, policies: PolicyStore(inForce.policy), maxVMs: 1,
+            recordingBudget: recording.recordBudget, logger: logger)
 
         var spec = spec(image: file)
         // A stdout nobody drains, a closed pipe or a full disk stops the streaming, never the VM.
@@ -101,13 +111,17 @@ struct RunCommand: ParsableCommand {
         guard let machine = vm.machine else { throw AgentFailure.usage("internal: run's VM is not in this process") }
         machine.finishConsoleStream()
         if machine.droppedConsoleBytes > 0 {
-            printError("\(machine.droppedConsoleBytes) bytes of console output were not written to stdout (it was too slow or closed)")
+            printError(
+                "\(machine.droppedConsoleBytes) bytes of console output were not written to stdout (it was too slow or closed)"
+            )
         }
         if let failure = host.recordingFailure {
-            throw AgentFailure.recordingFailed(failure, what: "the VM was stopped so that nothing it did goes unrecorded")
+            throw AgentFailure.recordingFailed(
+                failure, what: "the VM was stopped so that nothing it did goes unrecorded")
         }
         if vm.timedOut {
-            throw AgentFailure.vmEnded(status: AgentExitCode.timeout, message: "timeout: guest still running after \(timeout ?? 0) s; stopped")
+            throw AgentFailure.vmEnded(
+                status: AgentExitCode.timeout, message: "timeout: guest still running after \(timeout ?? 0) s; stopped")
         }
         printSummary(machine)
         let outcome = vm.lifecycle
@@ -138,8 +152,9 @@ struct RunCommand: ParsableCommand {
 
     /// The VM these flags describe; `validate` checks the same spec that `run` starts.
     private func spec(image: [UInt8]) -> VMSpec {
-        var spec = VMSpec(name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent,
-                          imageName: guest, image: image)
+        var spec = VMSpec(
+            name: name ?? URL(fileURLWithPath: guest).deletingPathExtension().lastPathComponent,
+            imageName: guest, image: image)
         spec.memoryMib = memoryMib
         spec.vcpus = vcpus
         spec.commandLine = arg

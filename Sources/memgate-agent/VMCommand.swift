@@ -36,7 +36,8 @@ struct RunDirectoryOption: ParsableArguments {
 }
 
 struct VMListCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the VM processes of a run directory.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the VM processes of a run directory.")
     @OptionGroup var directory: RunDirectoryOption
 
     func run() throws {
@@ -45,7 +46,9 @@ struct VMListCommand: ParsableCommand {
         for id in runDirectory.vmIDs() {
             do throws(VMChannelError) {
                 let reply = try VMProcessClient.ask(runDirectory, vmID: id, VMRequest(.hello))
-                print("\(id)\t\(reply.pid.map(String.init) ?? "-")\t\(reply.state ?? "-")\t\(reply.policyVersion?.prefix(12) ?? "-")")
+                print(
+                    "\(id)\t\(reply.pid.map(String.init) ?? "-")\t\(reply.state ?? "-")\t\(reply.policyVersion?.prefix(12) ?? "-")"
+                )
             } catch {
                 print("\(id)\t-\tunreachable: \(error)")
             }
@@ -75,7 +78,11 @@ struct VMStopCommand: ParsableCommand {
         for id in ids {
             do throws(VMChannelError) {
                 let reply = try VMProcessClient.ask(runDirectory, vmID: id, VMRequest(.stop, reason: reason))
-                if reply.ok { print("VM \(id): stopping") } else { failed.append("VM \(id): \(reply.error ?? "refused")") }
+                if reply.ok {
+                    print("VM \(id): stopping")
+                } else {
+                    failed.append("VM \(id): \(reply.error ?? "refused")")
+                }
             } catch {
                 failed.append("VM \(id): \(error)")
             }
@@ -88,7 +95,8 @@ struct VMStopCommand: ParsableCommand {
 /// its ready pipe on stdout and its log on stderr.
 struct VMProcessCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "process", abstract: "Run one VM for an agent (started by serve; not meant for people).", shouldDisplay: false)
+        commandName: "process", abstract: "Run one VM for an agent (started by serve; not meant for people).",
+        shouldDisplay: false)
     @OptionGroup var directory: RunDirectoryOption
     @Option(help: "The VM's id in the agent's store.")
     var vmId: Int64?
@@ -113,20 +121,26 @@ struct VMProcessCommand: ParsableCommand {
         let image = readAll(4)
         Glibc.close(3)
         Glibc.close(4)
-        guard let spec = WireCoding.decode(VMProcessSpec.self, from: Data(specBytes)), spec.vmID == vmId ?? spec.vmID, spare || vmId != nil else {
+        guard let spec = WireCoding.decode(VMProcessSpec.self, from: Data(specBytes)), spec.vmID == vmId ?? spec.vmID,
+            spare || vmId != nil
+        else {
             fail("the VM spec on descriptor 3 is missing or not for VM \(vmId.map(String.init) ?? "(spare)")")
         }
         logger[metadataKey: "vm_id"] = "\(spec.vmID)"
         let runDirectory: RunDirectory
         do { runDirectory = try directory.open() } catch { fail("\(error)") }
         // Before any guest memory exists, so all of it is charged to the VM's own cgroup.
-        let cgroup = CgroupPlacement().placeSelf(vmID: spec.vmID, memoryMax: CgroupPlacement.memoryMax(memoryBytes: spec.memoryBytes,
-                                                                                                     ringBytes: spec.ringBytes))
+        let cgroup = CgroupPlacement().placeSelf(
+            vmID: spec.vmID,
+            memoryMax: CgroupPlacement.memoryMax(
+                memoryBytes: spec.memoryBytes,
+                ringBytes: spec.ringBytes))
         let system: KVM.System
         do { system = try openKVM() } catch { fail("\(error)") }
         let server: VMProcessServer
         do throws(VMProcessServer.StartError) {
-            server = try VMProcessServer(spec: spec, image: image, runDirectory: runDirectory, system: system, logger: logger)
+            server = try VMProcessServer(
+                spec: spec, image: image, runDirectory: runDirectory, system: system, logger: logger)
         } catch {
             fail(error.description)
         }
@@ -144,7 +158,10 @@ struct VMProcessCommand: ParsableCommand {
         report(ready)
         server.readyWasReported()
         // The ready pipe is done: stdout goes nowhere, so a gone agent never blocks or kills this process.
-        if devNull >= 0 { dup2(devNull, 1); Glibc.close(devNull) }
+        if devNull >= 0 {
+            dup2(devNull, 1)
+            Glibc.close(devNull)
+        }
         logger.info("VM process ready", metadata: ["pid": "\(getpid())", "confinement": "\(confinement + [cgroup])"])
         server.serve()
     }

@@ -18,11 +18,15 @@ struct CompletionCommand: ParsableCommand {
     @Argument(help: "bash, zsh or fish.", completion: .list(["bash", "zsh", "fish"])) var shell: String
 
     func validate() throws {
-        guard CompletionShell(rawValue: shell) != nil else { throw ValidationError("the shell must be bash, zsh or fish, not \(shell)") }
+        guard CompletionShell(rawValue: shell) != nil else {
+            throw ValidationError("the shell must be bash, zsh or fish, not \(shell)")
+        }
     }
 
     func run() throws {
-        guard let kind = CompletionShell(rawValue: shell) else { throw CtlFailure.usage("the shell must be bash, zsh or fish") }
+        guard let kind = CompletionShell(rawValue: shell) else {
+            throw CtlFailure.usage("the shell must be bash, zsh or fish")
+        }
         Out.text(MemgateCtl.completionScript(for: kind))
     }
 }
@@ -38,7 +42,8 @@ enum CompletionSources {
     /// The config's context the words name (`--context`), else its current one.
     static func context(_ words: [String]) -> ContextConfig.Context? {
         guard let data = FileManager.default.contents(atPath: ConfigCommand.path),
-              let config = try? ContextConfig(bytes: [UInt8](data), path: ConfigCommand.path) else { return nil }
+            let config = try? ContextConfig(bytes: [UInt8](data), path: ConfigCommand.path)
+        else { return nil }
         return try? config.context(value(of: "--context", in: words))
     }
 
@@ -46,7 +51,9 @@ enum CompletionSources {
     static func inventory(_ words: [String]) -> [HostEntry] {
         let environment = ProcessInfo.processInfo.environment["MEMGATE_HOSTS"].flatMap { $0.isEmpty ? nil : $0 }
         if let file = value(of: "--hosts", in: words) ?? environment ?? context(words)?.hosts {
-            if let text = try? String(contentsOfFile: file, encoding: .utf8) { return (try? Inventory.parse(text, source: file)) ?? [] }
+            if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+                return (try? Inventory.parse(text, source: file)) ?? []
+            }
             return (try? Inventory.parseList(file)) ?? []
         }
         return []
@@ -58,7 +65,8 @@ enum CompletionSources {
 
     @Sendable static func contextNames(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
         guard let data = FileManager.default.contents(atPath: ConfigCommand.path),
-              let config = try? ContextConfig(bytes: [UInt8](data), path: ConfigCommand.path) else { return [] }
+            let config = try? ContextConfig(bytes: [UInt8](data), path: ConfigCommand.path)
+        else { return [] }
         return config.contexts.keys.sorted().filter { $0.hasPrefix(prefix) }
     }
 
@@ -66,15 +74,20 @@ enum CompletionSources {
     @Sendable static func vmNames(_ words: [String], _ index: Int, _ prefix: String) -> [String] {
         guard index >= 1, index - 1 < words.count else { return [] }
         let hostWord = words[index - 1]
-        guard let entry = inventory(words).first(where: { $0.name == hostWord || $0.url == hostWord }) ?? (try? HostEntry(url: hostWord)),
-              let endpoint = Endpoint(entry.url) else { return [] }
+        guard
+            let entry = inventory(words).first(where: { $0.name == hostWord || $0.url == hostWord })
+                ?? (try? HostEntry(url: hostWord)),
+            let endpoint = Endpoint(entry.url)
+        else { return [] }
         var options = TransportOptions()
         options.hostDeadlineMilliseconds = 2_000
         options.connectTimeoutMilliseconds = 1_000
         options.retries = 0
         let environment = ProcessInfo.processInfo.environment["MEMGATE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         let tokenFile = value(of: "--token-file", in: words) ?? context(words)?.tokenFile
-        options.token = environment ?? tokenFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
+        options.token =
+            environment
+            ?? tokenFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         guard let transport = try? CurlTransport(endpoints: [endpoint], options: options) else { return [] }
         let list = FleetClient(hosts: [entry], transport: transport).get(APIRoute.vms.path(), as: VMList.self)[0].value

@@ -19,8 +19,10 @@ enum DurationFlag {
             break
         }
         // Digits and one point only: no signs, exponents, hex, inf or nan.
-        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), number.filter({ $0 == "." }).count <= 1,
-              let value = Double(number), value.isFinite else { throw Invalid(text: text) }
+        guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+            number.filter({ $0 == "." }).count <= 1,
+            let value = Double(number), value.isFinite
+        else { throw Invalid(text: text) }
         return value * scale
     }
 }

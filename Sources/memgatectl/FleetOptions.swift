@@ -7,15 +7,21 @@ struct FleetOptions: ParsableArguments {
     /// The transport's own defaults are the flags' defaults: one source for each.
     private static let transport = TransportOptions()
 
-    @Option(help: "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments (default: MEMGATE_HOSTS, then the context's).",
-            completion: .file())
+    @Option(
+        help:
+            "Hosts file: one `URL [NAME] [key=value ...]` a line, # comments (default: MEMGATE_HOSTS, then the context's).",
+        completion: .file())
     var hosts: String?
 
-    @Option(help: "The context of the config file to use (MEMGATE_CONFIG, else ~/.config/memgate/config.json; default: its current_context).",
-            completion: .custom(CompletionSources.contextNames))
+    @Option(
+        help:
+            "The context of the config file to use (MEMGATE_CONFIG, else ~/.config/memgate/config.json; default: its current_context).",
+        completion: .custom(CompletionSources.contextNames))
     var context: String?
 
-    @Option(name: .customLong("host"), help: "An agent URL: http://HOST:PORT, https://HOST:PORT or unix:///PATH (repeatable).")
+    @Option(
+        name: .customLong("host"),
+        help: "An agent URL: http://HOST:PORT, https://HOST:PORT or unix:///PATH (repeatable).")
     var hostURLs: [String] = []
 
     @Option(help: "Only hosts with this label=value (repeatable; all must match).")
@@ -36,8 +42,10 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Extra attempts for idempotent requests (0-10).")
     var retries = Self.transport.retries
 
-    @Option(help: "Seconds one host may take in all, retries included (0.1-3600: 20, 20s, 1m); no host holds a command up longer. A command of several phases (policy push: replay then write; vm commands: lookup then write) gets it once, for all of them.",
-            transform: DurationFlag.seconds)
+    @Option(
+        help:
+            "Seconds one host may take in all, retries included (0.1-3600: 20, 20s, 1m); no host holds a command up longer. A command of several phases (policy push: replay then write; vm commands: lookup then write) gets it once, for all of them.",
+        transform: DurationFlag.seconds)
     var deadline = Double(Self.transport.hostDeadlineMilliseconds) / 1000
 
     @Option(help: "CA certificates for https:// agents.")
@@ -49,15 +57,21 @@ struct FleetOptions: ParsableArguments {
     @Option(help: "Client key (PEM) for --client-cert.")
     var clientKey: String?
 
-    @Option(name: [.customShort("o"), .customLong("output")],
-            help: "table, wide (more columns where a command has them), json (a stable shape, documented in the README), yaml (the same shape), name (HOST/NAME per item) or jsonpath=EXPR; attached as kubectl takes it (-ojson) or not.",
-            completion: .list(OutputFormat.allValueStrings.map { $0 == "jsonpath=EXPR" ? "jsonpath=" : $0 }), transform: OutputFormat.parse)
+    @Option(
+        name: [.customShort("o"), .customLong("output")],
+        help:
+            "table, wide (more columns where a command has them), json (a stable shape, documented in the README), yaml (the same shape), name (HOST/NAME per item) or jsonpath=EXPR; attached as kubectl takes it (-ojson) or not.",
+        completion: .list(OutputFormat.allValueStrings.map { $0 == "jsonpath=EXPR" ? "jsonpath=" : $0 }),
+        transform: OutputFormat.parse)
     var output: OutputFormat = .table
 
     @Flag(name: .customLong("json"), help: "The same as -o json.")
     var jsonFlag = false
 
-    @Flag(help: "A table row for every host even in a large fleet (past \(FleetOptions.summaryAbove) hosts, only hosts that failed get one, then a summary).")
+    @Flag(
+        help:
+            "A table row for every host even in a large fleet (past \(FleetOptions.summaryAbove) hosts, only hosts that failed get one, then a summary)."
+    )
     var verbose = false
 
     /// Tables longer than this show only the hosts that failed, and a summary, unless --verbose.
@@ -73,10 +87,16 @@ struct FleetOptions: ParsableArguments {
 
     func validate() throws {
         guard (1...1024).contains(concurrency) else { throw ValidationError("--concurrency must be from 1 to 1024") }
-        guard connectTimeout >= 0.1, connectTimeout <= 300 else { throw ValidationError("--connect-timeout must be from 0.1 to 300 seconds") }
-        guard timeout >= 0.1, timeout <= 3600 else { throw ValidationError("--timeout must be from 0.1 to 3600 seconds") }
+        guard connectTimeout >= 0.1, connectTimeout <= 300 else {
+            throw ValidationError("--connect-timeout must be from 0.1 to 300 seconds")
+        }
+        guard timeout >= 0.1, timeout <= 3600 else {
+            throw ValidationError("--timeout must be from 0.1 to 3600 seconds")
+        }
         guard (0...10).contains(retries) else { throw ValidationError("--retries must be from 0 to 10") }
-        guard deadline >= 0.1, deadline <= 3600 else { throw ValidationError("--deadline must be from 0.1 to 3600 seconds") }
+        guard deadline >= 0.1, deadline <= 3600 else {
+            throw ValidationError("--deadline must be from 0.1 to 3600 seconds")
+        }
     }
 
     /// The selected hosts and a client for them.
@@ -84,9 +104,10 @@ struct FleetOptions: ParsableArguments {
         let context = try configContext()
         let entries = try selectedEntries(context)
         guard !entries.isEmpty else {
-            throw CtlFailure.usage(select.isEmpty && (context?.select ?? []).isEmpty
-                ? "no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS (URLs or a hosts file) or a config context"
-                : "no host matches --select \((select + (context?.select ?? [])).joined(separator: " "))")
+            throw CtlFailure.usage(
+                select.isEmpty && (context?.select ?? []).isEmpty
+                    ? "no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS (URLs or a hosts file) or a config context"
+                    : "no host matches --select \((select + (context?.select ?? [])).joined(separator: " "))")
         }
         return try client(entries, context)
     }
@@ -102,9 +123,11 @@ struct FleetOptions: ParsableArguments {
             return (limit(try client(entries, context)), index)
         }
         if let entry = try? HostEntry(url: name) { return (limit(try client([entry], context)), 0) }
-        throw CtlFailure.usage(entries.isEmpty
-            ? "\(name) is not an agent URL (http://HOST:PORT, https://HOST:PORT or unix:///PATH), and no inventory was given"
-            : "no host named \(name) among \(entries.map(\.name).joined(separator: ", ")); give a name from the inventory or an agent URL")
+        throw CtlFailure.usage(
+            entries.isEmpty
+                ? "\(name) is not an agent URL (http://HOST:PORT, https://HOST:PORT or unix:///PATH), and no inventory was given"
+                : "no host named \(name) among \(entries.map(\.name).joined(separator: ", ")); give a name from the inventory or an agent URL"
+        )
     }
 
     func configContext() throws -> ContextConfig.Context? {
@@ -133,7 +156,9 @@ struct FleetOptions: ParsableArguments {
             if hosts == nil, hostURLs.isEmpty {
                 if let environment {
                     // A list of URLs, or the path of a hosts file.
-                    entries = environment.contains("://") ? try Inventory.parseList(environment) : try Self.inventory(environment)
+                    entries =
+                        environment.contains("://")
+                        ? try Inventory.parseList(environment) : try Self.inventory(environment)
                 } else if let file = context?.hosts {
                     entries = try Self.inventory(file)
                 }
@@ -147,7 +172,9 @@ struct FleetOptions: ParsableArguments {
     }
 
     static func inventory(_ file: String) throws -> [HostEntry] {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw CtlFailure.usage("cannot read the hosts file \(file)") }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw CtlFailure.usage("cannot read the hosts file \(file)")
+        }
         return try Inventory.parse(text, source: file)
     }
 
@@ -166,11 +193,16 @@ struct FleetOptions: ParsableArguments {
     func follower(path: String) throws -> ([HostEntry], CurlEventFollower) {
         let context = try configContext()
         let entries = try selectedEntries(context)
-        guard !entries.isEmpty else { throw CtlFailure.usage("no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS or a config context") }
+        guard !entries.isEmpty else {
+            throw CtlFailure.usage("no hosts: give --hosts FILE, --host URL, MEMGATE_HOSTS or a config context")
+        }
         let options = try transportOptions(context)
         try Self.requireToken(options.token, for: entries)
         do {
-            return (entries, try CurlEventFollower(endpoints: entries.compactMap { Endpoint($0.url) }, options: options, path: path))
+            return (
+                entries,
+                try CurlEventFollower(endpoints: entries.compactMap { Endpoint($0.url) }, options: options, path: path)
+            )
         } catch {
             throw CtlFailure.usage("\(error)")
         }
@@ -189,7 +221,10 @@ struct FleetOptions: ParsableArguments {
         options.clientKey = clientKey ?? context?.clientKey
         if isatty(2) != 0 && !json {
             options.progress = { done, total in
-                FileHandle.standardError.write(Data("\r\u{1B}[2Kmemgatectl: \(done)/\(total) requests done\(done == total ? "\r\u{1B}[2K" : "")".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "\r\u{1B}[2Kmemgatectl: \(done)/\(total) requests done\(done == total ? "\r\u{1B}[2K" : "")"
+                            .utf8))
             }
         }
         return options
@@ -199,7 +234,9 @@ struct FleetOptions: ParsableArguments {
     /// not a 401 from every host. Unix-socket hosts need none.
     static func requireToken(_ token: String?, for entries: [HostEntry]) throws {
         guard token == nil, entries.contains(where: { !$0.url.hasPrefix("unix://") }) else { return }
-        throw CtlFailure.usage("no token: give --token-file FILE, set MEMGATE_TOKEN, or name a token_file in the context (hosts on unix:// need none)")
+        throw CtlFailure.usage(
+            "no token: give --token-file FILE, set MEMGATE_TOKEN, or name a token_file in the context (hosts on unix:// need none)"
+        )
     }
 
     func token(_ context: ContextConfig.Context?) throws -> String? {
@@ -210,7 +247,9 @@ struct FleetOptions: ParsableArguments {
     }
 
     static func readToken(_ tokenFile: String) throws -> String? {
-        guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw CtlFailure.usage("cannot read the token file \(tokenFile)") }
+        guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+            throw CtlFailure.usage("cannot read the token file \(tokenFile)")
+        }
         let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
             throw CtlFailure.usage("the token file \(tokenFile) must hold the token alone")

@@ -17,8 +17,11 @@ struct MemgateCtl: ParsableCommand {
             some did not (each row says why), 2 for a usage error.
             """,
         version: BuildInfo.version,
-        subcommands: [HostsCommand.self, VMsCommand.self, FaultsCommand.self, ConversionsCommand.self, EventsCommand.self,
-                      VMCommand.self, MemoryCommand.self, PolicyCommand.self, AuditCommand.self, ConfigCommand.self, CompletionCommand.self])
+        subcommands: [
+            HostsCommand.self, VMsCommand.self, FaultsCommand.self, ConversionsCommand.self, EventsCommand.self,
+            VMCommand.self, MemoryCommand.self, PolicyCommand.self, AuditCommand.self, ConfigCommand.self,
+            CompletionCommand.self,
+        ])
 }
 
 /// The one place errors become a message and an exit status: 2 for a usage error (as

@@ -38,7 +38,9 @@ struct PolicyCommand: ParsableCommand {
         var total: PolicyReplayRun.Totals
 
         init(_ outcomes: [HostOutcome<PolicyReplayReport>]) {
-            hosts = outcomes.map { HostReport(host: $0.host.name, report: $0.value, error: $0.failure.map { "\($0.kind): \($0)" }) }
+            hosts = outcomes.map {
+                HostReport(host: $0.host.name, report: $0.value, error: $0.failure.map { "\($0.kind): \($0)" })
+            }
             total = PolicyReplayRun.Totals(outcomes.compactMap(\.value))
         }
 
@@ -50,11 +52,19 @@ struct PolicyCommand: ParsableCommand {
                     continue
                 }
                 let denied = report.transitions.first { $0.from == "denied" && $0.to == "allowed" }?.count ?? 0
-                let first = report.samples.first.map { "e.g. event \($0.eventId) (vm \($0.vmId)): \($0.candidate.reason)" } ?? ""
-                table.add([host.host, "\(report.requests)", "\(report.allowedToDenied)", "\(denied)", "\(report.unrecordedDenials)", first])
+                let first =
+                    report.samples.first.map { "e.g. event \($0.eventId) (vm \($0.vmId)): \($0.candidate.reason)" }
+                    ?? ""
+                table.add([
+                    host.host, "\(report.requests)", "\(report.allowedToDenied)", "\(denied)",
+                    "\(report.unrecordedDenials)", first,
+                ])
             }
-            table.add(["TOTAL", "\(total.requests)", "\(total.allowedToDenied)", "\(total.deniedToAllowed)", "\(total.unrecordedDenials)",
-                       "\(total.hosts) of \(hosts.count) hosts answered"])
+            table.add([
+                "TOTAL", "\(total.requests)", "\(total.allowedToDenied)", "\(total.deniedToAllowed)",
+                "\(total.unrecordedDenials)",
+                "\(total.hosts) of \(hosts.count) hosts answered",
+            ])
             Out.line(table.render())
         }
     }
@@ -65,7 +75,9 @@ struct PolicyCommand: ParsableCommand {
         @Argument(help: "The policy document (JSON).") var file: String
 
         func document() throws -> [UInt8] {
-            guard let data = FileManager.default.contents(atPath: file) else { throw CtlFailure.usage("cannot read \(file)") }
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw CtlFailure.usage("cannot read \(file)")
+            }
             return [UInt8](data)
         }
 
@@ -88,18 +100,27 @@ struct PolicyCommand: ParsableCommand {
 
         /// A host that gave no answer: its failure's kind and text.
         init<Value>(_ outcome: HostOutcome<Value>) {
-            self.init(host: outcome.host.name, result: outcome.failure?.kind ?? "error", detail: outcome.failure.map { "\($0)" } ?? "")
+            self.init(
+                host: outcome.host.name, result: outcome.failure?.kind ?? "error",
+                detail: outcome.failure.map { "\($0)" } ?? "")
         }
 
         init(host: String, result: String, detail: String) {
-            self.host = host; self.result = result; self.detail = detail
+            self.host = host
+            self.result = result
+            self.detail = detail
         }
 
         /// Every row as JSON; as a table, every row in a small fleet, else the failed ones and a summary.
-        static func print(_ rows: [Row], format: OutputFormat, everyRow: Bool = true, ok: Set<String> = ["valid", "same", "applied", "unchanged"]) throws {
+        static func print(
+            _ rows: [Row], format: OutputFormat, everyRow: Bool = true,
+            ok: Set<String> = ["valid", "same", "applied", "unchanged"]
+        ) throws {
             if format.isStructured { return try Out.json(["hosts": rows], as: format) }
             var table = Table(["HOST", "RESULT", "DETAIL"])
-            for row in rows where everyRow || !ok.contains(row.result) { table.add([row.host, row.result, row.detail]) }
+            for row in rows where everyRow || !ok.contains(row.result) {
+                table.add([row.host, row.result, row.detail])
+            }
             if everyRow || !table.rows.isEmpty { Out.line(table.render()) }
             if !everyRow { Out.line(Summary.line(rows.map(\.result))) }
         }
@@ -107,7 +128,9 @@ struct PolicyCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Every host's policy version and name, hosts off the fleet's version flagged (exit 1), and the document when all agree.")
+            abstract:
+                "Every host's policy version and name, hosts off the fleet's version flagged (exit 1), and the document when all agree."
+        )
         @Option(help: "The version every host should run (a prefix will do); default: the one most hosts run.")
         var expectVersion: String?
         @OptionGroup var fleet: FleetOptions
@@ -132,25 +155,30 @@ struct PolicyCommand: ParsableCommand {
             let versions = outcomes.map { $0.value.flatMap { $0.headers["etag"] }.map(ETag.version) }
             let drift = PolicyDrift(versions: versions, expected: expectVersion)
             let rows = outcomes.indices.map { index in
-                HostPolicy(host: outcomes[index].host.name, version: versions[index],
-                           name: outcomes[index].value.flatMap { PolicyText.name(of: $0.body) }, drift: drift.flag(index),
-                           error: outcomes[index].failure.map { "\($0.kind): \($0)" })
+                HostPolicy(
+                    host: outcomes[index].host.name, version: versions[index],
+                    name: outcomes[index].value.flatMap { PolicyText.name(of: $0.body) }, drift: drift.flag(index),
+                    error: outcomes[index].failure.map { "\($0.kind): \($0)" })
             }
             if fleet.json {
                 try Out.json(Answer(referenceVersion: drift.reference, hosts: rows), as: fleet.format)
             } else {
                 var table = Table(["HOST", "VERSION", "NAME", "STATE"])
                 for row in rows {
-                    table.add([row.host, row.version.map { String($0.prefix(12)) } ?? "-", row.name ?? "-",
-                               row.error.map { String($0.prefix { $0 != ":" }) } ?? row.drift.map { $0.uppercased() } ?? "in force"])
+                    table.add([
+                        row.host, row.version.map { String($0.prefix(12)) } ?? "-", row.name ?? "-",
+                        row.error.map { String($0.prefix { $0 != ":" }) } ?? row.drift.map { $0.uppercased() }
+                            ?? "in force",
+                    ])
                 }
                 Out.line(table.render())
                 let documents = Set(outcomes.compactMap { $0.value?.body })
                 if documents.count == 1, let document = documents.first, !drift.anyDrift {
                     Out.line("\nevery reachable host has:\n" + String(decoding: document, as: UTF8.self))
                 } else if drift.anyDrift {
-                    Out.error(drift.reference.map { "hosts not on version \($0.prefix(12)) are marked DRIFT" }
-                              ?? "no version is run by more hosts than every other: the fleet is SPLIT")
+                    Out.error(
+                        drift.reference.map { "hosts not on version \($0.prefix(12)) are marked DRIFT" }
+                            ?? "no version is run by more hosts than every other: the fleet is SPLIT")
                 }
                 Out.failures(outcomes)
             }
@@ -160,7 +188,8 @@ struct PolicyCommand: ParsableCommand {
     }
 
     struct Validate: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate a policy file locally and as a dry run on every host.")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a policy file locally and as a dry run on every host.")
         @OptionGroup var arguments: FileArguments
 
         func run() throws {
@@ -171,16 +200,24 @@ struct PolicyCommand: ParsableCommand {
             let outcomes = PolicyPush.dryRun(document, on: client)
             let rows = outcomes.map { outcome in
                 guard let validation = outcome.value else { return Row(outcome) }
-                return Row(host: outcome.host.name, result: validation.valid ? (validation.changed ? "valid, would change" : "valid, unchanged") : "invalid",
-                           detail: validation.valid ? "current \(validation.currentVersion.prefix(12))" : "\(validation.field ?? ""): \(validation.message ?? "")")
+                return Row(
+                    host: outcome.host.name,
+                    result: validation.valid
+                        ? (validation.changed ? "valid, would change" : "valid, unchanged") : "invalid",
+                    detail: validation.valid
+                        ? "current \(validation.currentVersion.prefix(12))"
+                        : "\(validation.field ?? ""): \(validation.message ?? "")")
             }
             try Row.print(rows, format: fleet.format)
-            if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) { throw CtlFailure.hostsFailed }
+            if rows.contains(where: { $0.result == "invalid" }) || outcomes.contains(where: { $0.failure != nil }) {
+                throw CtlFailure.hostsFailed
+            }
         }
     }
 
     struct Diff: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "What pushing FILE would change on each host (exit 1 when anything would, as diff).")
+        static let configuration = CommandConfiguration(
+            abstract: "What pushing FILE would change on each host (exit 1 when anything would, as diff).")
         @OptionGroup var arguments: FileArguments
 
         func run() throws {
@@ -195,20 +232,31 @@ struct PolicyCommand: ParsableCommand {
                     continue
                 }
                 let lines = LineDiff.diff(PolicyText.pretty(current.body), PolicyText.pretty(document))
-                rows.append(Row(host: outcome.host.name, result: lines.isEmpty ? "unchanged" : "changes",
-                                detail: lines.joined(separator: "\n")))
+                rows.append(
+                    Row(
+                        host: outcome.host.name, result: lines.isEmpty ? "unchanged" : "changes",
+                        detail: lines.joined(separator: "\n")))
             }
-            if fleet.json { try Out.json(["version": new.version] as [String: String], as: fleet.format); try Out.json(["hosts": rows], as: fleet.format) } else {
+            if fleet.json {
+                try Out.json(["version": new.version] as [String: String], as: fleet.format)
+                try Out.json(["hosts": rows], as: fleet.format)
+            } else {
                 // One diff per distinct current document, with the hosts that have it, the most common first; then the failures.
                 let answered = rows.filter { $0.result == "changes" || $0.result == "unchanged" }
                 let groups = Dictionary(grouping: answered, by: \.detail).values
-                    .sorted { $0.count != $1.count ? $0.count > $1.count : ($0.first?.host ?? "") < ($1.first?.host ?? "") }
+                    .sorted {
+                        $0.count != $1.count ? $0.count > $1.count : ($0.first?.host ?? "") < ($1.first?.host ?? "")
+                    }
                 for group in groups {
                     let hosts = group.map(\.host)
-                    Out.line("== \(counted(hosts.count, "host")) (\(hosts.joined(separator: ", "))): \(group.first?.result ?? "")")
+                    Out.line(
+                        "== \(counted(hosts.count, "host")) (\(hosts.joined(separator: ", "))): \(group.first?.result ?? "")"
+                    )
                     if let detail = group.first?.detail, !detail.isEmpty { Out.line(detail) }
                 }
-                for row in rows where row.result != "changes" && row.result != "unchanged" { Out.line("== \(row.host): \(row.result) \(row.detail)") }
+                for row in rows where row.result != "changes" && row.result != "unchanged" {
+                    Out.line("== \(row.host): \(row.result) \(row.detail)")
+                }
             }
             try Out.finish(outcomes)
             if rows.contains(where: { $0.result == "changes" }) { throw CtlFailure.differences }
@@ -217,7 +265,9 @@ struct PolicyCommand: ParsableCommand {
 
     struct Replay: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "What FILE would have decided for the conversion requests every host recorded (changes nothing); per host and total.")
+            abstract:
+                "What FILE would have decided for the conversion requests every host recorded (changes nothing); per host and total."
+        )
         @OptionGroup var replay: ReplayOptions
         @OptionGroup var arguments: FileArguments
 
@@ -242,14 +292,20 @@ struct PolicyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate locally, dry-run on every host, then replace with If-Match; one row per host.")
         @Option(help: "Stop before writing once this many hosts failed (1-100000).") var maxFailures: Int?
-        @Option(help: "Only replace a policy of this version; hosts with another report a conflict.") var expectVersion: String?
-        @Flag(help: "Push nowhere if the replay finds a recorded request the policy allowed that this one would deny (or a host cannot replay).")
+        @Option(help: "Only replace a policy of this version; hosts with another report a conflict.") var expectVersion:
+            String?
+        @Flag(
+            help:
+                "Push nowhere if the replay finds a recorded request the policy allowed that this one would deny (or a host cannot replay)."
+        )
         var ifReplayClean = false
         @OptionGroup var arguments: FileArguments
         var fleet: FleetOptions { arguments.fleet }
 
         func validate() throws {
-            if let maxFailures, !(1...100_000).contains(maxFailures) { throw ValidationError("--max-failures must be from 1 to 100000") }
+            if let maxFailures, !(1...100_000).contains(maxFailures) {
+                throw ValidationError("--max-failures must be from 1 to 100000")
+            }
         }
 
         func run() throws {
@@ -279,12 +335,16 @@ struct PolicyCommand: ParsableCommand {
         func reportReplay(_ outcomes: [HostOutcome<PolicyReplayReport>], stopIfUnclean: Bool) throws {
             let replay = ReplayAnswer(outcomes)
             let unanswered = replay.hosts.filter { $0.report == nil }.map(\.host)
-            Out.error("replay: \(replay.total.summary)" + (unanswered.isEmpty ? "" : "; no replay from \(unanswered.joined(separator: ", "))"))
+            Out.error(
+                "replay: \(replay.total.summary)"
+                    + (unanswered.isEmpty ? "" : "; no replay from \(unanswered.joined(separator: ", "))"))
             if stopIfUnclean, replay.total.allowedToDenied > 0 || !unanswered.isEmpty {
                 if fleet.json { try Out.json(["replay": replay], as: fleet.format) }
-                throw CtlFailure.failed(replay.total.allowedToDenied > 0
-                    ? "not pushed: \(replay.total.allowedToDenied) recorded requests the policy allowed would be denied (see memgatectl policy replay)"
-                    : "not pushed: \(unanswered.count) hosts could not replay the policy, so --if-replay-clean cannot vouch for them")
+                throw CtlFailure.failed(
+                    replay.total.allowedToDenied > 0
+                        ? "not pushed: \(replay.total.allowedToDenied) recorded requests the policy allowed would be denied (see memgatectl policy replay)"
+                        : "not pushed: \(unanswered.count) hosts could not replay the policy, so --if-replay-clean cannot vouch for them"
+                )
             }
         }
     }
@@ -300,7 +360,9 @@ enum PolicyText {
 
     static func pretty(_ bytes: [UInt8]) -> [String] {
         // Not strict JSON (a host running an older agent may hold such a document): its lines as they are.
-        guard let document = try? StrictJSON.parse(bytes) else { return String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n") }
+        guard let document = try? StrictJSON.parse(bytes) else {
+            return String(decoding: bytes, as: UTF8.self).components(separatedBy: "\n")
+        }
         return document.pretty().components(separatedBy: "\n")
     }
 }

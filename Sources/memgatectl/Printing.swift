@@ -18,7 +18,8 @@ enum Out {
     private static func write(_ bytes: [UInt8]) {
         guard let error = OutputDescriptor.standardOutput.writeAll(bytes) else { return }
         if error == EPIPE { exit(0) }
-        FileHandle.standardError.write(Data("memgatectl: cannot write the output: \(String(cString: strerror(error)))\n".utf8))
+        FileHandle.standardError.write(
+            Data("memgatectl: cannot write the output: \(String(cString: strerror(error)))\n".utf8))
         exit(1)
     }
 
@@ -26,7 +27,8 @@ enum Out {
     /// except newlines and tabs, which a console needs.
     static func text(_ text: String) {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            line.split(separator: "\t", omittingEmptySubsequences: false).map { TerminalText.sanitize(String($0)) }.joined(separator: "\t")
+            line.split(separator: "\t", omittingEmptySubsequences: false).map { TerminalText.sanitize(String($0)) }
+                .joined(separator: "\t")
         }
         write(Array(lines.joined(separator: "\n").utf8))
     }
@@ -47,7 +49,9 @@ enum Out {
     private static func emit(_ bytes: Data, _ chosen: OutputFormat) throws {
         if case .json = chosen { return line(String(decoding: bytes, as: UTF8.self)) }
         // Our own encoder's output is strict JSON; a failure here would be a bug, said as such.
-        guard let document = try? StrictJSON.parse([UInt8](bytes)) else { throw CtlFailure.failed("internal: output is not JSON") }
+        guard let document = try? StrictJSON.parse([UInt8](bytes)) else {
+            throw CtlFailure.failed("internal: output is not JSON")
+        }
         switch chosen {
         case .jsonPath(let path):
             let text = path.render(document)
@@ -79,7 +83,8 @@ enum Out {
             }
         }
         if case .array(let hosts)? = document["hosts"] { return hosts.compactMap { text($0["host"]) } }
-        return [text(document["host"]).map { host in name(document).map { "\(host)/\($0)" } ?? host } ?? name(document)].compactMap { $0 }
+        return [text(document["host"]).map { host in name(document).map { "\(host)/\($0)" } ?? host } ?? name(document)]
+            .compactMap { $0 }
     }
 
     /// One line of JSON (for streams such as `events --follow`).
@@ -148,7 +153,9 @@ enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
         case "yaml": self = .yaml
         case "name": self = .name
         default:
-            guard argument.hasPrefix("jsonpath="), let path = try? JSONPath(String(argument.dropFirst("jsonpath=".count))) else { return nil }
+            guard argument.hasPrefix("jsonpath="),
+                let path = try? JSONPath(String(argument.dropFirst("jsonpath=".count)))
+            else { return nil }
             self = .jsonPath(path)
         }
     }
@@ -204,8 +211,11 @@ enum OutputFormat: ExpressibleByArgument, Equatable, Sendable {
 enum Summary {
     /// `10000 hosts: 9990 applied, 10 unreachable (give --verbose for a row per host)`.
     static func line(_ results: [String]) -> String {
-        let counts = Dictionary(grouping: results, by: { $0 }).mapValues(\.count).sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        return "\(results.count) hosts: " + counts.map { "\($0.value) \($0.key)" }.joined(separator: ", ") + " (give --verbose for a row per host)"
+        let counts = Dictionary(grouping: results, by: { $0 }).mapValues(\.count).sorted {
+            $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key
+        }
+        return "\(results.count) hosts: " + counts.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            + " (give --verbose for a row per host)"
     }
 }
 

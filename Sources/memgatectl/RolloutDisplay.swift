@@ -56,20 +56,26 @@ final class RolloutDisplay: Sendable {
 
     /// The plan (each wave's hosts by name), and the replay merged over the fleet: every host's with `--dry-run`
     /// (or `--verbose`), else only the total. `seed` is nil when labels, not chance, chose the canary.
-    func planned(candidate: String, replay: PolicyCommand.ReplayAnswer, waves: [[Int]], seed: UInt64?, everyHost: Bool) {
+    func planned(candidate: String, replay: PolicyCommand.ReplayAnswer, waves: [[Int]], seed: UInt64?, everyHost: Bool)
+    {
         let hosts = waves.map { $0.map(name) }
         if json {
             var step = Step("planned")
-            step.candidate = candidate; step.waves = waves.map(\.count); step.waveHosts = hosts; step.seed = seed
-            step.replayAllowedToDenied = replay.total.allowedToDenied; step.replayRequests = replay.total.requests
+            step.candidate = candidate
+            step.waves = waves.map(\.count)
+            step.waveHosts = hosts
+            step.seed = seed
+            step.replayAllowedToDenied = replay.total.allowedToDenied
+            step.replayRequests = replay.total.requests
             if everyHost { step.replay = replay }
             try? Out.jsonLine(step, as: format)
             return
         }
         if everyHost { replay.printTable() }
         Out.error("candidate \(candidate.prefix(12)): replay: \(replay.total.summary)")
-        Out.error("plan: \(counted(waves.count, "wave")) of \(waves.map { String($0.count) }.joined(separator: ", ")) hosts"
-                  + (seed.map { " (canary seed \($0))" } ?? " (canary chosen by --canary-select)"))
+        Out.error(
+            "plan: \(counted(waves.count, "wave")) of \(waves.map { String($0.count) }.joined(separator: ", ")) hosts"
+                + (seed.map { " (canary seed \($0))" } ?? " (canary chosen by --canary-select)"))
         for (index, wave) in hosts.enumerated() {
             // A wave of many hosts is named in part: the table and --json have them all.
             let shown = wave.prefix(8).joined(separator: ", ") + (wave.count > 8 ? ", and \(wave.count - 8) more" : "")
@@ -88,8 +94,10 @@ final class RolloutDisplay: Sendable {
             line("wave \(wave): \(applied) changed, \(unchanged) already had it, \(unreachable) unreachable")
         case .baking(let wave, let left, let events, let denials, let faulted, let down):
             // A host's stream opens as the bake starts: one not (or no longer) streaming is said only when there is one.
-            let text = "wave \(wave): baking, \(Int(left.rounded(.up))) s left; \(counted(events, "event")), \(counted(denials, "new denial")), "
-                + "\(counted(faulted, "faulted VM"))" + (down > 0 ? ", \(counted(down, "host")) not streaming (connecting, or reconnecting)" : "")
+            let text =
+                "wave \(wave): baking, \(Int(left.rounded(.up))) s left; \(counted(events, "event")), \(counted(denials, "new denial")), "
+                + "\(counted(faulted, "faulted VM"))"
+                + (down > 0 ? ", \(counted(down, "host")) not streaming (connecting, or reconnecting)" : "")
             if terminal {
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
             } else if lastPlainBake.withLock({ last in
@@ -116,18 +124,35 @@ final class RolloutDisplay: Sendable {
         var step: Step
         switch update {
         case .started(let id, let waves):
-            step = Step("started"); step.rollout = id; step.waves = waves
+            step = Step("started")
+            step.rollout = id
+            step.waves = waves
         case .pushing(let wave, let hosts):
-            step = Step("pushing"); step.wave = wave; step.hosts = hosts
+            step = Step("pushing")
+            step.wave = wave
+            step.hosts = hosts
         case .pushed(let wave, let applied, let unchanged, let unreachable):
-            step = Step("pushed"); step.wave = wave; step.applied = applied; step.unchanged = unchanged; step.unreachable = unreachable
+            step = Step("pushed")
+            step.wave = wave
+            step.applied = applied
+            step.unchanged = unchanged
+            step.unreachable = unreachable
         case .baking(let wave, let left, let events, let denials, let faulted, let down):
-            step = Step("baking"); step.wave = wave; step.secondsLeft = (left * 10).rounded() / 10; step.events = events
-            step.denials = denials; step.faulted = faulted; step.down = down
+            step = Step("baking")
+            step.wave = wave
+            step.secondsLeft = (left * 10).rounded() / 10
+            step.events = events
+            step.denials = denials
+            step.faulted = faulted
+            step.down = down
         case .breached(let wave, let breach):
-            step = Step("breached"); step.wave = wave; step.breach = breach.kind; step.evidence = breach.evidence.map(named)
+            step = Step("breached")
+            step.wave = wave
+            step.breach = breach.kind
+            step.evidence = breach.evidence.map(named)
         case .rollingBack(let hosts):
-            step = Step("rolling_back"); step.hosts = hosts
+            step = Step("rolling_back")
+            step.hosts = hosts
         case .finished:
             return
         }
@@ -154,13 +179,17 @@ final class RolloutDisplay: Sendable {
         let notable = result.hosts.filter { verbose || [.failed, .changedSince, .rollbackFailed].contains($0.state) }
         let details = notable.map { Host(host: $0.name, wave: $0.wave, state: $0.state.rawValue, detail: $0.detail) }
         if json {
-            try Out.jsonLine(Summary(rollout: result.id, state: result.state.rawValue, outcome: result.outcome, hosts: result.counts,
-                                     details: details), as: format)
+            try Out.jsonLine(
+                Summary(
+                    rollout: result.id, state: result.state.rawValue, outcome: result.outcome, hosts: result.counts,
+                    details: details), as: format)
             return
         }
         if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         Out.line("rollout \(result.id) \(result.state.rawValue): \(result.outcome)")
         Out.line(result.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
-        for host in details { Out.line("  \(host.host) (wave \(host.wave)): \(host.state)\(host.detail.map { ": \($0)" } ?? "")") }
+        for host in details {
+            Out.line("  \(host.host) (wave \(host.wave)): \(host.state)\(host.detail.map { ": \($0)" } ?? "")")
+        }
     }
 }

@@ -11,8 +11,11 @@ enum SinceFile {
     static func load(_ path: String?) throws -> [String: Int64] {
         guard let path, FileManager.default.fileExists(atPath: path) else { return [:] }
         guard let data = FileManager.default.contents(atPath: path),
-              let contents = try? JSONDecoder().decode(Contents.self, from: data) else {
-            throw CtlFailure.usage("\(path) is not a --since-file memgatectl wrote ({\"hosts\":{\"NAME\":ID,…}}); move it away to start afresh")
+            let contents = try? JSONDecoder().decode(Contents.self, from: data)
+        else {
+            throw CtlFailure.usage(
+                "\(path) is not a --since-file memgatectl wrote ({\"hosts\":{\"NAME\":ID,…}}); move it away to start afresh"
+            )
         }
         return contents.hosts
     }
@@ -23,7 +26,9 @@ enum SinceFile {
         let temporary = path + ".tmp"
         do {
             try encoder.encode(Contents(hosts: positions)).write(to: URL(fileURLWithPath: temporary))
-            guard rename(temporary, path) == 0 else { throw CtlFailure.failed("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))") }
+            guard rename(temporary, path) == 0 else {
+                throw CtlFailure.failed("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+            }
         } catch let failure as CtlFailure {
             throw failure
         } catch {

@@ -11,9 +11,13 @@ enum SubcommandSuggestion {
             let subcommands = command.configuration.subcommands
             guard !subcommands.isEmpty, !word.hasPrefix("-") else { return nil }
             if word == "help" { return nil }
-            guard let next = subcommands.first(where: { name(of: $0) == word || $0.configuration.aliases.contains(word) }) else {
+            guard
+                let next = subcommands.first(where: { name(of: $0) == word || $0.configuration.aliases.contains(word) })
+            else {
                 let names = subcommands.map(name(of:))
-                let near = names.filter { distance($0, word) <= max(2, word.count / 3) || $0.hasPrefix(word) || word.hasPrefix($0) }
+                let near = names.filter {
+                    distance($0, word) <= max(2, word.count / 3) || $0.hasPrefix(word) || word.hasPrefix($0)
+                }
                 return "unknown subcommand '\(word)' for '\(path.joined(separator: " "))'"
                     + (near.isEmpty ? "" : " (did you mean \(near.map { "'\($0)'" }.joined(separator: " or "))?)")
                     + "; its subcommands: \(names.joined(separator: ", "))"

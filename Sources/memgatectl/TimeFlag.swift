@@ -11,7 +11,8 @@ enum TimeFlag {
     static func nanos(_ value: String?, flag: String, now: UInt64) throws -> UInt64? {
         guard let value else { return nil }
         guard let nanos = TimeArgument.nanos(value, nowNanos: now) else {
-            throw ValidationError("""
+            throw ValidationError(
+                """
                 \(flag) takes 15m (s, m, h or d ago), an RFC 3339 time such as 2026-11-27T10:00:00Z, or nanoseconds since the epoch \
                 with their unit (1795773600000000000ns); not \(value)
                 """)

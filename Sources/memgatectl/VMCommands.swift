@@ -11,10 +11,16 @@ func report(_ outcome: HostOutcome<VMInfo>, format: OutputFormat, check: String?
     switch outcome.result {
     case .success(let vm):
         if json { return try Out.json(HostTagged(host: outcome.host.name, row: vm), as: format) }
-        Out.line("\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")\(vm.exitStatus.map { ", exit status \($0)" } ?? "")")
+        Out.line(
+            "\(outcome.host.name): VM \(vm.id) \(vm.name) is \(vm.state)\(vm.reason.map { " (\($0))" } ?? "")\(vm.exitStatus.map { ", exit status \($0)" } ?? "")"
+        )
     case .failure(let failure):
         let hint = outcome.mayHaveApplied ? check.map(uncertain) ?? "" : ""
-        if json { try Out.json(["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)\(hint)")]], as: format) }
+        if json {
+            try Out.json(
+                ["failures": [HostFailureRow(host: outcome.host.name, kind: failure.kind, error: "\(failure)\(hint)")]],
+                as: format)
+        }
         throw CtlFailure.failed("\(outcome.host.name): \(failure)\(hint)")
     }
 }
@@ -26,12 +32,15 @@ func uncertain(_ check: String) -> String {
 
 struct VMCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "vm", abstract: "Create, show, start, pause, resume, stop or delete a VM on one host, or read its console.",
+        commandName: "vm",
+        abstract: "Create, show, start, pause, resume, stop or delete a VM on one host, or read its console.",
         subcommands: [Create.self, VMGet.self, VMConsole.self, Action.self, StopAll.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a VM (started unless --no-start).")
-        @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+        @Argument(
+            help: "The host: a name from the inventory, or an agent URL.",
+            completion: .custom(CompletionSources.hostNames)) var host: String
         @Option(help: "The VM's name.") var name: String
         @Option(help: "Image path relative to the agent's --images-dir.") var image: String
         @Option(help: "Guest RAM in MiB (even, 4-65536).") var memoryMib: UInt64 = 64
@@ -44,9 +53,13 @@ struct VMCommand: ParsableCommand {
         @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
-            guard memoryMib >= 4, memoryMib <= 65536, memoryMib % 2 == 0 else { throw ValidationError("--memory-mib must be even, from 4 to 65536") }
+            guard memoryMib >= 4, memoryMib <= 65536, memoryMib % 2 == 0 else {
+                throw ValidationError("--memory-mib must be even, from 4 to 65536")
+            }
             guard (1...64).contains(vcpus) else { throw ValidationError("--vcpus must be from 1 to 64") }
-            for item in label where !item.contains("=") { throw ValidationError("--label takes key=value, not \(item)") }
+            for item in label where !item.contains("=") {
+                throw ValidationError("--label takes key=value, not \(item)")
+            }
         }
 
         func run() throws {
@@ -56,11 +69,14 @@ struct VMCommand: ParsableCommand {
                 let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
                 labels[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
             }
-            let request = VMCreateRequest(name: name, image: image, memoryMib: memoryMib, vcpus: vcpus, commandLine: commandLine,
-                                          labels: labels.isEmpty ? nil : labels, backend: backend, initialState: initialState,
-                                          start: !noStart)
+            let request = VMCreateRequest(
+                name: name, image: image, memoryMib: memoryMib, vcpus: vcpus, commandLine: commandLine,
+                labels: labels.isEmpty ? nil : labels, backend: backend, initialState: initialState,
+                start: !noStart)
             let body = [UInt8](try APIJSON.encoder().encode(request))
-            let outcome = client.send("POST", { _ in APIRoute.vms.path() }, to: [index], body: body).map { FleetClient.decode($0, as: VMInfo.self) }
+            let outcome = client.send("POST", { _ in APIRoute.vms.path() }, to: [index], body: body).map {
+                FleetClient.decode($0, as: VMInfo.self)
+            }
             try report(outcome[0], format: fleet.format, check: "check with: memgatectl vm get \(host) \(name)")
         }
     }
@@ -68,13 +84,20 @@ struct VMCommand: ParsableCommand {
     /// Draining a host is explicit: VMs outlive their agent, so this is how an operator ends them all.
     struct StopAll: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "stop", abstract: "Stop every VM of a host that has not ended: memgatectl vm stop --all HOST (one VM: vm do stop HOST ID).")
+            commandName: "stop",
+            abstract:
+                "Stop every VM of a host that has not ended: memgatectl vm stop --all HOST (one VM: vm do stop HOST ID)."
+        )
         @Flag(help: "Every VM of the host (required: draining a host is never implicit).") var all = false
-        @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+        @Argument(
+            help: "The host: a name from the inventory, or an agent URL.",
+            completion: .custom(CompletionSources.hostNames)) var host: String
         @OptionGroup var fleet: FleetOptions
 
         func validate() throws {
-            guard all else { throw ValidationError("give --all to stop every VM of the host (one VM: memgatectl vm do stop HOST ID)") }
+            guard all else {
+                throw ValidationError("give --all to stop every VM of the host (one VM: memgatectl vm do stop HOST ID)")
+            }
         }
 
         func run() throws {
@@ -88,15 +111,20 @@ struct VMCommand: ParsableCommand {
             let live = vms.filter { ["created", "running", "paused"].contains($0.state) }
             var failures: [String] = []
             for vm in live {
-                let outcome = client.send("POST", { _ in APIRoute.vmStop.path(vm.id) }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }[0]
+                let outcome = client.send("POST", { _ in APIRoute.vmStop.path(vm.id) }, to: [index]).map {
+                    FleetClient.decode($0, as: VMInfo.self)
+                }[0]
                 switch outcome.result {
-                case .success(let stopped): Out.line("\(outcome.host.name): VM \(stopped.id) \(stopped.name) is \(stopped.state)")
+                case .success(let stopped):
+                    Out.line("\(outcome.host.name): VM \(stopped.id) \(stopped.name) is \(stopped.state)")
                 case .failure(let failure) where failure.kind == "conflict": continue  // it ended meanwhile
                 case .failure(let failure): failures.append("VM \(vm.id): \(failure)")
                 }
             }
             if live.isEmpty { Out.line("\(listing.host.name): no VM to stop") }
-            guard failures.isEmpty else { throw CtlFailure.failed("\(listing.host.name): " + failures.joined(separator: "; ")) }
+            guard failures.isEmpty else {
+                throw CtlFailure.failed("\(listing.host.name): " + failures.joined(separator: "; "))
+            }
         }
     }
 
@@ -120,8 +148,11 @@ struct VMCommand: ParsableCommand {
             commandName: "do", abstract: "start | pause | resume | stop | delete a VM: memgatectl vm do stop HOST ID",
             aliases: [])
         @Argument(help: "What to do.") var action: VMAction
-        @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
-        @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
+        @Argument(
+            help: "The host: a name from the inventory, or an agent URL.",
+            completion: .custom(CompletionSources.hostNames)) var host: String
+        @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm:
+            VMReference
         @Flag(help: "With delete: stop a running or paused VM first.") var force = false
         @OptionGroup var fleet: FleetOptions
 
@@ -137,29 +168,43 @@ struct VMCommand: ParsableCommand {
                 if force {
                     // Stopping a VM that already ended is a conflict, and harmless: the delete decides.
                     let stop = client.send("POST", { _ in APIRoute.vmStop.path(id) }, to: [index])[0]
-                    if let failure = stop.failure, failure.kind != "conflict" { throw CtlFailure.failed("\(stop.host.name): \(failure)") }
+                    if let failure = stop.failure, failure.kind != "conflict" {
+                        throw CtlFailure.failed("\(stop.host.name): \(failure)")
+                    }
                 }
                 let outcome = client.send("DELETE", { _ in APIRoute.vm.path(id) }, to: [index])[0]
                 if let failure = outcome.failure {
-                    throw CtlFailure.failed("\(outcome.host.name): \(failure)\(outcome.mayHaveApplied ? uncertain(check) : "")")
+                    throw CtlFailure.failed(
+                        "\(outcome.host.name): \(failure)\(outcome.mayHaveApplied ? uncertain(check) : "")")
                 }
-                return fleet.json ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"], as: fleet.format) : Out.line("\(outcome.host.name): VM \(id) deleted")
+                return fleet.json
+                    ? try Out.json(["host": outcome.host.name, "deleted": "\(id)"], as: fleet.format)
+                    : Out.line("\(outcome.host.name): VM \(id) deleted")
             }
-            let outcome = client.send("POST", { _ in action.route.path(id) }, to: [index]).map { FleetClient.decode($0, as: VMInfo.self) }
+            let outcome = client.send("POST", { _ in action.route.path(id) }, to: [index]).map {
+                FleetClient.decode($0, as: VMInfo.self)
+            }
             try report(outcome[0], format: fleet.format, check: check)
         }
     }
 }
 
 struct MemoryCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "memory", abstract: "Draw a VM's memory map: private and shared runs to scale.")
-    @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+    static let configuration = CommandConfiguration(
+        commandName: "memory", abstract: "Draw a VM's memory map: private and shared runs to scale.")
+    @Argument(
+        help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames))
+    var host: String
     @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
     @Option(help: "Bar width in cells (8-400).") var width: Int = 64
-    @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg: String?
-    @Option(help: "The map at a past moment, from the records: an RFC 3339 time (2026-12-06T14:02:17Z) or an event id.") var at: String?
-    @Option(help: "Zoom: draw from this guest-physical address (0x400000 or decimal).", transform: GuestAddress.parse) var from: UInt64?
-    @Option(help: "Zoom: draw up to this address (exclusive; same forms).", transform: GuestAddress.parse) var to: UInt64?
+    @Option(help: "Also write the agent's SVG picture of the map (GET /v1/vms/{id}/memory.svg) to this file.") var svg:
+        String?
+    @Option(help: "The map at a past moment, from the records: an RFC 3339 time (2026-12-06T14:02:17Z) or an event id.")
+    var at: String?
+    @Option(help: "Zoom: draw from this guest-physical address (0x400000 or decimal).", transform: GuestAddress.parse)
+    var from: UInt64?
+    @Option(help: "Zoom: draw up to this address (exclusive; same forms).", transform: GuestAddress.parse) var to:
+        UInt64?
     @OptionGroup var fleet: FleetOptions
 
     /// The `at=` query, checked here so a typo is one local error.
@@ -171,7 +216,9 @@ struct MemoryCommand: ParsableCommand {
     func validate() throws {
         guard (8...400).contains(width) else { throw ValidationError("--width must be from 8 to 400") }
         if let at, !(Int64(at).map { $0 >= 1 } ?? false), TimeArgument.rfc3339(at) == nil {
-            throw ValidationError("--at takes an RFC 3339 time such as 2026-12-06T14:02:17Z or an event id (a positive integer), not \(at)")
+            throw ValidationError(
+                "--at takes an RFC 3339 time such as 2026-12-06T14:02:17Z or an event id (a positive integer), not \(at)"
+            )
         }
         if let svg, svg.isEmpty { throw ValidationError("--svg needs a file name") }
         if let from, let to, from >= to { throw ValidationError("--from must be below --to") }
@@ -179,7 +226,9 @@ struct MemoryCommand: ParsableCommand {
 
     /// The SVG's query: the moment and the zoom, as the API takes them.
     var svgQuery: String {
-        let pairs = [moment, from.map { "from=0x" + String($0, radix: 16) }, to.map { "to=0x" + String($0, radix: 16) }].compactMap { $0 }
+        let pairs = [
+            moment, from.map { "from=0x" + String($0, radix: 16) }, to.map { "to=0x" + String($0, radix: 16) },
+        ].compactMap { $0 }
         return pairs.isEmpty ? "" : "?" + pairs.joined(separator: "&")
     }
 
@@ -212,8 +261,11 @@ struct MemoryCommand: ParsableCommand {
 
 /// `vm get HOST ID`: one VM whole, with why and how it ended.
 struct VMGet: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "get", abstract: "One VM: state, how it ended (reason, exit status), memory, labels.")
-    @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+    static let configuration = CommandConfiguration(
+        commandName: "get", abstract: "One VM: state, how it ended (reason, exit status), memory, labels.")
+    @Argument(
+        help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames))
+    var host: String
     @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
     @OptionGroup var fleet: FleetOptions
 
@@ -225,13 +277,18 @@ struct VMGet: ParsableCommand {
         if fleet.json { return try Out.json(HostTagged(host: outcome.host.name, row: vm), as: fleet.format) }
         var table = Table(["FIELD", "VALUE"])
         let rows: [(String, String)] = [
-            ("host", outcome.host.name), ("id", "\(vm.id)"), ("name", vm.name), ("state", vm.state), ("ended", Self.ending(vm, width: nil)),
+            ("host", outcome.host.name), ("id", "\(vm.id)"), ("name", vm.name), ("state", vm.state),
+            ("ended", Self.ending(vm, width: nil)),
             ("image", vm.image), ("memory", "\(vm.memoryMib) MiB, \(vm.vcpus) vCPU, \(vm.backend) backend"),
             ("data RAM", "\(humanBytes(vm.privateBytes)) private, \(humanBytes(vm.sharedBytes)) shared"),
-            ("conversions", vm.conversions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
+            (
+                "conversions",
+                vm.conversions.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            ),
             ("memory faults", "\(vm.memoryFaults)"), ("console", humanBytes(UInt64(max(vm.consoleBytes, 0)))),
             ("labels", vm.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")),
-            ("created", utcTime(vm.createdNs)), ("started", vm.startedNs.map(utcTime) ?? "-"), ("ended at", vm.endedNs.map(utcTime) ?? "-"),
+            ("created", utcTime(vm.createdNs)), ("started", vm.startedNs.map(utcTime) ?? "-"),
+            ("ended at", vm.endedNs.map(utcTime) ?? "-"),
         ]
         for (field, value) in rows { table.add([field, value.isEmpty ? "-" : value]) }
         Out.line(table.render())
@@ -251,15 +308,22 @@ struct VMGet: ParsableCommand {
 
 /// `vm console HOST ID [-f]`: what the guest wrote, and with -f what it writes next.
 struct VMConsole: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "console", abstract: "Print a VM's console; -f keeps printing until the VM ends.")
-    @Argument(help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames)) var host: String
+    static let configuration = CommandConfiguration(
+        commandName: "console", abstract: "Print a VM's console; -f keeps printing until the VM ends.")
+    @Argument(
+        help: "The host: a name from the inventory, or an agent URL.", completion: .custom(CompletionSources.hostNames))
+    var host: String
     @Argument(help: "The VM: its id or its name.", completion: .custom(CompletionSources.vmNames)) var vm: VMReference
-    @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes until it ends.") var follow = false
-    @Option(help: "Seconds between polls with -f (0.05-60: 0.5, 500ms, 2s).", transform: DurationFlag.seconds) var interval: Double = 0.5
+    @Flag(name: [.customShort("f"), .long], help: "Keep printing what the guest writes until it ends.") var follow =
+        false
+    @Option(help: "Seconds between polls with -f (0.05-60: 0.5, 500ms, 2s).", transform: DurationFlag.seconds)
+    var interval: Double = 0.5
     @OptionGroup var fleet: FleetOptions
 
     func validate() throws {
-        guard interval >= 0.05, interval <= 60 else { throw ValidationError("--interval must be from 0.05 to 60 seconds") }
+        guard interval >= 0.05, interval <= 60 else {
+            throw ValidationError("--interval must be from 0.05 to 60 seconds")
+        }
     }
 
     func run() throws {
@@ -267,9 +331,14 @@ struct VMConsole: ParsableCommand {
         let id = try vm.resolve(client, index)
         var after = 0
         while true {
-            let outcome = client.get(APIRoute.console.path(id, query: "after=\(after)"), as: ConsoleChunk.self, on: [index])[0]
-            guard let chunk = outcome.value else { throw CtlFailure.failed("\(outcome.host.name): \(outcome.failure.map { "\($0)" } ?? "no answer")") }
-            if chunk.droppedBytes > 0 { Out.error("\(chunk.droppedBytes) bytes of console output were overwritten before they were read") }
+            let outcome = client.get(
+                APIRoute.console.path(id, query: "after=\(after)"), as: ConsoleChunk.self, on: [index])[0]
+            guard let chunk = outcome.value else {
+                throw CtlFailure.failed("\(outcome.host.name): \(outcome.failure.map { "\($0)" } ?? "no answer")")
+            }
+            if chunk.droppedBytes > 0 {
+                Out.error("\(chunk.droppedBytes) bytes of console output were overwritten before they were read")
+            }
             if !chunk.data.isEmpty { Out.text(chunk.data) }
             after = chunk.nextOffset
             guard follow else { return }
@@ -277,7 +346,8 @@ struct VMConsole: ParsableCommand {
                 // Drained: stop once the VM has ended (its last bytes are already read).
                 let vm = client.get(APIRoute.vm.path(id), as: VMInfo.self, on: [index])[0].value
                 if let vm, !["created", "running", "paused"].contains(vm.state) {
-                    let last = client.get(APIRoute.console.path(id, query: "after=\(after)"), as: ConsoleChunk.self, on: [index])[0].value
+                    let last = client.get(
+                        APIRoute.console.path(id, query: "after=\(after)"), as: ConsoleChunk.self, on: [index])[0].value
                     if let last, !last.data.isEmpty { Out.text(last.data) }
                     return
                 }

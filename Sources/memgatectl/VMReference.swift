@@ -26,15 +26,25 @@ enum VMReference: ExpressibleByArgument, CustomStringConvertible, Equatable {
 
     /// The VM's id on host `index`: a name is looked up in its list; none, or (from an older agent) several, is an error.
     func resolve(_ client: FleetClient, _ index: Int) throws -> Int64 {
-        guard case .name(let name) = self else { if case .id(let id) = self { return id }; return 0 }
+        guard case .name(let name) = self else {
+            if case .id(let id) = self { return id }
+            return 0
+        }
         let listing = client.get(APIRoute.vms.path(), as: VMList.self, on: [index])[0]
-        guard let list = listing.value else { throw CtlFailure.failed("\(listing.host.name): \(listing.failure.map { "\($0)" } ?? "no answer")") }
+        guard let list = listing.value else {
+            throw CtlFailure.failed("\(listing.host.name): \(listing.failure.map { "\($0)" } ?? "no answer")")
+        }
         let matches = list.vms.filter { $0.name == name }
         switch matches.count {
         case 1: return matches[0].id
-        case 0: throw CtlFailure.failed("\(listing.host.name): no VM named \(name) (give its id, or see `memgatectl vms --hosts \(listing.host.name)`)")
+        case 0:
+            throw CtlFailure.failed(
+                "\(listing.host.name): no VM named \(name) (give its id, or see `memgatectl vms --hosts \(listing.host.name)`)"
+            )
         default:
-            throw CtlFailure.failed("\(listing.host.name): \(matches.count) VMs are named \(name) (ids \(matches.map { "\($0.id)" }.joined(separator: ", "))); give the id")
+            throw CtlFailure.failed(
+                "\(listing.host.name): \(matches.count) VMs are named \(name) (ids \(matches.map { "\($0.id)" }.joined(separator: ", "))); give the id"
+            )
         }
     }
 }

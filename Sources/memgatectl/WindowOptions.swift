@@ -6,10 +6,11 @@ import Controller
 struct WindowOptions: ParsableArguments {
     @Option(help: "Only this VM id; needs one host (--host, or a --select that leaves one), since VM ids are per host.")
     var vm: Int64?
-    @Option(help: """
-        At or after this time: 15m (ago; s, m, h, d), RFC 3339 (2026-11-27T10:00:00Z) or nanoseconds since the epoch \
-        with their unit (1795773600000000000ns).
-        """)
+    @Option(
+        help: """
+            At or after this time: 15m (ago; s, m, h, d), RFC 3339 (2026-11-27T10:00:00Z) or nanoseconds since the epoch \
+            with their unit (1795773600000000000ns).
+            """)
     var since: String?
     @Option(help: "Before this time (the same forms as --since).")
     var until: String?
@@ -30,6 +31,8 @@ struct WindowOptions: ParsableArguments {
     /// VM ids are per host: `--vm N` over several hosts would mix VM N of every host, so it needs exactly one.
     func requireOneHost(_ hosts: [HostEntry]) throws {
         guard vm != nil, hosts.count != 1 else { return }
-        throw CtlFailure.usage("--vm names a VM of one host, and \(counted(hosts.count, "host")) are selected; give --host URL or a --select that leaves one")
+        throw CtlFailure.usage(
+            "--vm names a VM of one host, and \(counted(hosts.count, "host")) are selected; give --host URL or a --select that leaves one"
+        )
     }
 }

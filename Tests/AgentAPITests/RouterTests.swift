@@ -1,19 +1,24 @@
-import Platform
-import EventStore
 import APITypes
+import EventStore
 import Foundation
 import HTTPServer
+import Platform
 import Testing
+
 @testable import AgentAPI
 
 /// Requests become typed actions at the edge; everything else is a precise error.
 struct RouterTests {
-    func request(_ method: HTTPMethod, _ target: String, body: String = "", headers: [(name: String, value: String)] = []) -> HTTPRequest {
+    func request(
+        _ method: HTTPMethod, _ target: String, body: String = "", headers: [(name: String, value: String)] = []
+    ) -> HTTPRequest {
         HTTPRequest(method: method, target: target, headers: [("Host", "x")] + headers, body: Array(body.utf8))
     }
 
-    func parse(_ method: HTTPMethod, _ target: String, body: String = "",
-               headers: [(name: String, value: String)] = []) -> Result<AgentAction, APIError> {
+    func parse(
+        _ method: HTTPMethod, _ target: String, body: String = "",
+        headers: [(name: String, value: String)] = []
+    ) -> Result<AgentAction, APIError> {
         Result { () throws(APIError) in try APIRouter.parse(request(method, target, body: body, headers: headers)) }
     }
 
@@ -36,34 +41,65 @@ struct RouterTests {
         #expect(try parse(.GET, "/v1/vms/7/memory").get() == .memory(7))
         // Issue 30 and 31: a past moment, the audit routes, and addresses as every label shows them (hex).
         #expect(try parse(.GET, "/v1/vms/7/memory?at=42").get() == .pastMemory(7, at: .event(42)))
-        #expect(try parse(.GET, "/v1/vms/7/memory?at=1970-01-01T00:00:01Z").get() == .pastMemory(7, at: .time(1_000_000_000)))
-        #expect(try parse(.GET, "/v1/vms/7/memory.svg?from=0x400000&to=4202496").get() == .memorySVG(7, from: 0x40_0000, to: 4_202_496))
+        #expect(
+            try parse(.GET, "/v1/vms/7/memory?at=1970-01-01T00:00:01Z").get()
+                == .pastMemory(7, at: .time(1_000_000_000)))
+        #expect(
+            try parse(.GET, "/v1/vms/7/memory.svg?from=0x400000&to=4202496").get()
+                == .memorySVG(7, from: 0x40_0000, to: 4_202_496))
         #expect((try? parse(.GET, "/v1/vms/7/memory.svg?from=0xZZ").get()) == nil)
         #expect(try parse(.GET, "/v1/audit/head").get() == .auditHead)
         #expect(try parse(.GET, "/v1/events?kinds=all&after=3").get() == .allEvents(after: 3, limit: 100))
         #expect((try? parse(.GET, "/v1/events?kinds=some").get()) == nil)
-        #expect(try parse(.PUT, "/v1/policy", body: "{}", headers: Self.json + [("If-Match", "*"), ("MemGate-Change", "rollback of rollout 3")]).get()
+        #expect(
+            try parse(
+                .PUT, "/v1/policy", body: "{}",
+                headers: Self.json + [("If-Match", "*"), ("MemGate-Change", "rollback of rollout 3")]
+            ).get()
                 == .putPolicy(document: Array("{}".utf8), ifMatch: "*", channel: "rollback of rollout 3"))
-        #expect((try? parse(.PUT, "/v1/policy", body: "{}", headers: Self.json + [("If-Match", "*"), ("MemGate-Change", "rollout x")]).get()) == nil)
+        #expect(
+            (try? parse(
+                .PUT, "/v1/policy", body: "{}",
+                headers: Self.json + [("If-Match", "*"), ("MemGate-Change", "rollout x")]
+            ).get()) == nil)
         #expect(try parse(.GET, "/v1/events?after=5&limit=10").get() == .events(after: 5, limit: 10, fromEnd: false))
         #expect(try parse(.GET, "/v1/events?from=end").get() == .events(after: 0, limit: 100, fromEnd: true))
         #expect(try parse(.GET, "/v1/policy").get() == .getPolicy)
         #expect(try parse(.GET, "/v1/policy/history").get() == .policyHistory(limit: 100))
-        #expect(try parse(.POST, "/v1/policy/validate", body: "{}", headers: Self.json).get() == .validatePolicy(document: Array("{}".utf8)))
-        #expect(try parse(.PUT, "/v1/policy", body: "{}", headers: Self.json + [("If-Match", "\"v\"")]).get()
+        #expect(
+            try parse(.POST, "/v1/policy/validate", body: "{}", headers: Self.json).get()
+                == .validatePolicy(document: Array("{}".utf8)))
+        #expect(
+            try parse(.PUT, "/v1/policy", body: "{}", headers: Self.json + [("If-Match", "\"v\"")]).get()
                 == .putPolicy(document: Array("{}".utf8), ifMatch: "\"v\""))
-        let create = try? parse(.POST, "/v1/vms", body: #"{"name":"a","image":"hello.elf","memory_mib":32,"labels":{"t":"x"}}"#, headers: Self.json).get()
+        let create = try? parse(
+            .POST, "/v1/vms", body: #"{"name":"a","image":"hello.elf","memory_mib":32,"labels":{"t":"x"}}"#,
+            headers: Self.json
+        ).get()
         #expect(create == .createVM(VMCreateRequest(name: "a", image: "hello.elf", memoryMib: 32, labels: ["t": "x"])))
     }
 
     @Test func filtersAreCheckedAndDecoded() throws {
-        guard case .conversions(let filter) = try parse(.GET, "/v1/conversions?vm=3&direction=to_shared&trigger=implicit&decision=denied&since=10&until=20&cursor=99&limit=5").get() else {
-            Issue.record("not conversions"); return
+        guard
+            case .conversions(let filter) = try parse(
+                .GET,
+                "/v1/conversions?vm=3&direction=to_shared&trigger=implicit&decision=denied&since=10&until=20&cursor=99&limit=5"
+            ).get()
+        else {
+            Issue.record("not conversions")
+            return
         }
-        #expect(filter.vm == 3 && filter.direction == "to_shared" && filter.trigger == "implicit" && filter.decision == "denied")
+        #expect(
+            filter.vm == 3 && filter.direction == "to_shared" && filter.trigger == "implicit"
+                && filter.decision == "denied")
         #expect(filter.since == 10 && filter.until == 20 && filter.after == 99 && filter.limit == 5)
-        for bad in ["limit=0", "limit=1001", "limit=x", "vm=0", "direction=sideways", "since=-1", "cursor=1&cursor=2", "vm=%ZZ"] {
-            guard case .failure(let error) = parse(.GET, "/v1/conversions?\(bad)") else { Issue.record("\(bad) accepted"); continue }
+        for bad in [
+            "limit=0", "limit=1001", "limit=x", "vm=0", "direction=sideways", "since=-1", "cursor=1&cursor=2", "vm=%ZZ",
+        ] {
+            guard case .failure(let error) = parse(.GET, "/v1/conversions?\(bad)") else {
+                Issue.record("\(bad) accepted")
+                continue
+            }
             #expect(error.status == 400, "\(bad)")
         }
     }
@@ -88,15 +124,24 @@ struct RouterTests {
         ]
         for (method, target, body, headers, status) in cases {
             guard case .failure(let error) = parse(method, target, body: body, headers: headers) else {
-                Issue.record("\(method) \(target) accepted"); continue
+                Issue.record("\(method) \(target) accepted")
+                continue
             }
             #expect(error.status == status, "\(method) \(target): \(error)")
         }
-        guard case .failure(let missing) = parse(.POST, "/v1/vms", body: #"{"image":"x"}"#, headers: Self.json) else { return }
+        guard case .failure(let missing) = parse(.POST, "/v1/vms", body: #"{"image":"x"}"#, headers: Self.json) else {
+            return
+        }
         #expect(missing.message.contains("name"))
-        guard case .failure(let wrongType) = parse(.POST, "/v1/vms", body: #"{"name":"a","image":"x","memory_mib":"lots"}"#, headers: Self.json) else { return }
+        guard
+            case .failure(let wrongType) = parse(
+                .POST, "/v1/vms", body: #"{"name":"a","image":"x","memory_mib":"lots"}"#, headers: Self.json)
+        else { return }
         #expect(wrongType.message.contains("memory_mib"))
-        guard case .failure(let repeated) = parse(.POST, "/v1/vms", body: #"{"name":"a","image":"x","labels":{"t":"1","t":"2"}}"#, headers: Self.json) else { return }
+        guard
+            case .failure(let repeated) = parse(
+                .POST, "/v1/vms", body: #"{"name":"a","image":"x","labels":{"t":"1","t":"2"}}"#, headers: Self.json)
+        else { return }
         #expect(repeated.message.contains("labels.t") && repeated.message.contains("twice"), "\(repeated.message)")
         guard case .failure(let notAllowed) = parse(.PUT, "/v1/vms") else { return }
         #expect(notAllowed.headers["Allow"] == "GET, POST")
@@ -147,18 +192,22 @@ struct TokenStoreTests {
 
     /// CRLF files, secrets holding `#`, and names given twice.
     @Test func crlfAndHashesInSecretsAndDuplicateNames() throws {
-        let crlf = try TokenStore(text: "ops admin 0123456789abcdef0123\r\nviewer read-only fedc#a9876543210fedc # note\r\n")
+        let crlf = try TokenStore(
+            text: "ops admin 0123456789abcdef0123\r\nviewer read-only fedc#a9876543210fedc # note\r\n")
         #expect(crlf.count == 2)
         #expect(crlf.authenticate("Bearer 0123456789abcdef0123")?.name == "ops")
         #expect(crlf.authenticate("Bearer fedc#a9876543210fedc")?.name == "viewer")
         #expect(crlf.authenticate("Bearer fedc") == nil)
-        #expect(throws: TokenFileError.self) { try TokenStore(text: "ops admin 0123456789abcdef0123\nops read-only fedcba9876543210fedc\n") }
+        #expect(throws: TokenFileError.self) {
+            try TokenStore(text: "ops admin 0123456789abcdef0123\nops read-only fedcba9876543210fedc\n")
+        }
         // A secret that starts with # reads as a comment: the line is short a field, and says so.
         #expect(throws: TokenFileError.self) { try TokenStore(text: "ops admin #123456789abcdef0123\n") }
     }
 
     @Test func followsASymlinkedFileAndChecksItsOwnMode() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-tokens-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-tokens-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("..data-tokens").path
@@ -172,13 +221,17 @@ struct TokenStoreTests {
     }
 
     @Test func rejectsBadFiles() {
-        for bad in ["ops admin", "ops root 0123456789abcdef0123", "ops admin short", "a admin 0123456789abcdef0123\nb admin 0123456789abcdef0123"] {
+        for bad in [
+            "ops admin", "ops root 0123456789abcdef0123", "ops admin short",
+            "a admin 0123456789abcdef0123\nb admin 0123456789abcdef0123",
+        ] {
             #expect(throws: TokenFileError.self, "\(bad)") { try TokenStore(text: bad) }
         }
     }
 
     @Test func refusesAFileOthersCanRead() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-tokens-\(UUID().uuidString)").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-tokens-\(UUID().uuidString)")
+            .path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try Data(Self.text.utf8).write(to: URL(fileURLWithPath: path))
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
@@ -199,14 +252,17 @@ struct ImageDirectoryTests {
     @Test func onlyRegularFilesInsideTheDirectory() throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-images-\(UUID().uuidString)")
         let images = base.appendingPathComponent("images")
-        try FileManager.default.createDirectory(at: images.appendingPathComponent("sub"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: images.appendingPathComponent("sub"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: base) }
         try Data([1, 2, 3]).write(to: images.appendingPathComponent("sub/ok.elf"))
         try Data([9]).write(to: base.appendingPathComponent("secret.elf"))
-        try FileManager.default.createSymbolicLink(atPath: images.appendingPathComponent("escape.elf").path,
-                                                   withDestinationPath: base.appendingPathComponent("secret.elf").path)
-        try FileManager.default.createSymbolicLink(atPath: images.appendingPathComponent("inside.elf").path,
-                                                   withDestinationPath: "sub/ok.elf")
+        try FileManager.default.createSymbolicLink(
+            atPath: images.appendingPathComponent("escape.elf").path,
+            withDestinationPath: base.appendingPathComponent("secret.elf").path)
+        try FileManager.default.createSymbolicLink(
+            atPath: images.appendingPathComponent("inside.elf").path,
+            withDestinationPath: "sub/ok.elf")
         let directory = try ImageDirectory(path: images.path)
         #expect(try directory.load("sub/ok.elf") == [1, 2, 3])
         #expect(try directory.load("inside.elf") == [1, 2, 3])
@@ -242,10 +298,14 @@ struct RefusalLedgerTests {
         #expect(ledger.drain(before: 100).isEmpty, "a second still running is not written")
         let closed = ledger.note(peer: "10.0.0.1", kind: .signInFailed, second: 101)
         #expect(closed.count == RefusalLedger.peersPerSecond + 1)
-        #expect(closed.first { $0.peer == "10.0.0.1" } == RefusalCount(second: 100, peer: "10.0.0.1", kind: .unauthenticated, requests: 1000))
+        #expect(
+            closed.first { $0.peer == "10.0.0.1" }
+                == RefusalCount(second: 100, peer: "10.0.0.1", kind: .unauthenticated, requests: 1000))
         #expect(closed.first { $0.peer == RefusalLedger.otherPeer }?.requests == 6)
         #expect(closed.reduce(0) { $0 + $1.requests } == 1000 + UInt64(RefusalLedger.peersPerSecond) + 5)
-        #expect(ledger.drain(before: 102) == [RefusalCount(second: 101, peer: "10.0.0.1", kind: .signInFailed, requests: 1)])
+        #expect(
+            ledger.drain(before: 102) == [RefusalCount(second: 101, peer: "10.0.0.1", kind: .signInFailed, requests: 1)]
+        )
         #expect(ledger.drain().isEmpty)
     }
 }

@@ -1,6 +1,7 @@
-@testable import AgentAPI
 import HTTPServer
 import Testing
+
+@testable import AgentAPI
 
 @Suite struct SessionStoreTests {
     let viewer = Principal(name: "viewer", role: .readOnly)
@@ -54,7 +55,9 @@ import Testing
         #expect(throttle.verdict(address: "10.0.0.1", nowNanos: 0) == .check)
         for _ in 0..<2 { throttle.failed(address: "10.0.0.1", nowNanos: 0) }
         #expect(throttle.verdict(address: "10.0.0.1", nowNanos: 10 * second) == .refuse(retryAfterSeconds: 51))
-        #expect(throttle.verdict(address: "10.0.0.77", nowNanos: 10 * second) == .check, "another address of the network is checked")
+        #expect(
+            throttle.verdict(address: "10.0.0.77", nowNanos: 10 * second) == .check,
+            "another address of the network is checked")
         #expect(throttle.verdict(address: "10.0.1.1", nowNanos: 10 * second) == .check)
         #expect(throttle.verdict(address: "10.0.0.1", nowNanos: 60 * second) == .check)
     }
@@ -102,6 +105,8 @@ import Testing
         #expect(EventStreamHub.readerLimit(limits, readers: 1) == 1 << 20)
         #expect(EventStreamHub.readerLimit(limits, readers: 256) == 128 << 10)
         #expect(EventStreamHub.readerLimit(limits, readers: 100_000) == 64 << 10)
-        for readers in [1, 16, 64, 256] { #expect(EventStreamHub.readerLimit(limits, readers: readers) * readers <= 32 << 20) }
+        for readers in [1, 16, 64, 256] {
+            #expect(EventStreamHub.readerLimit(limits, readers: readers) * readers <= 32 << 20)
+        }
     }
 }

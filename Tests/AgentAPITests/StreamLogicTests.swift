@@ -1,5 +1,6 @@
 import EventStore
 import Testing
+
 @testable import AgentAPI
 
 /// The event stream's pure parts: framing, filters, the shared window.
@@ -9,10 +10,13 @@ struct StreamLogicTests {
     }
 
     @Test func framesAreWhatTheSpecificationParses() {
-        #expect(String(decoding: SSEFrame.event(id: 42, type: "conversion", data: Array("{\"a\":1}".utf8)), as: UTF8.self)
+        #expect(
+            String(decoding: SSEFrame.event(id: 42, type: "conversion", data: Array("{\"a\":1}".utf8)), as: UTF8.self)
                 == "id: 42\nevent: conversion\ndata: {\"a\":1}\n\n")
         let overflow = String(decoding: SSEFrame.overflow(resumeAfter: 7, bufferBytes: 1024), as: UTF8.self)
-        #expect(overflow.hasPrefix("id: 7\nevent: overflow\ndata: {") && overflow.contains("\"resume_after\":7") && overflow.hasSuffix("}\n\n"))
+        #expect(
+            overflow.hasPrefix("id: 7\nevent: overflow\ndata: {") && overflow.contains("\"resume_after\":7")
+                && overflow.hasSuffix("}\n\n"))
         #expect(!overflow.dropLast(2).contains("\n\n"), "one event")
         let pruned = String(decoding: SSEFrame.pruned(after: 3, through: 90), as: UTF8.self)
         #expect(pruned.hasPrefix("id: 3\nevent: pruned\n") && pruned.contains("\"pruned_through\":90"))
@@ -23,11 +27,16 @@ struct StreamLogicTests {
         let all = StreamFilter()
         #expect(all.matches(event(1)) && all.matches(event(2, "policy_applied", vm: nil)))
         let vm = StreamFilter(vm: 2)
-        #expect(!vm.matches(event(1)) && vm.matches(event(1, vm: 2)) && !vm.matches(event(3, "policy_applied", vm: nil)))
+        #expect(
+            !vm.matches(event(1)) && vm.matches(event(1, vm: 2)) && !vm.matches(event(3, "policy_applied", vm: nil)))
         let lifecycle = StreamFilter(kinds: ["vm"])
-        #expect(lifecycle.matches(event(1, "vm_started")) && lifecycle.matches(event(2, "vm_ended")) && !lifecycle.matches(event(3)))
+        #expect(
+            lifecycle.matches(event(1, "vm_started")) && lifecycle.matches(event(2, "vm_ended"))
+                && !lifecycle.matches(event(3)))
         let exact = StreamFilter(kinds: ["vm_ended", "memory_fault"])
-        #expect(exact.matches(event(1, "vm_ended")) && !exact.matches(event(2, "vm_started")) && exact.matches(event(3, "memory_fault")))
+        #expect(
+            exact.matches(event(1, "vm_ended")) && !exact.matches(event(2, "vm_started"))
+                && exact.matches(event(3, "memory_fault")))
     }
 
     @Test func theWindowServesEveryEventAfterACursorAtOrPastItsFloor() {
@@ -59,7 +68,9 @@ struct StreamLogicTests {
         let frame = { (e: StreamEvent) in SSEFrame.event(id: e.id, type: e.kind, data: e.json) }
         // Capacity three: event 1 went; the share starts after the floor.
         let all = window.frames(after: 1, limit: 9, filter: StreamFilter())
-        #expect(all?.bytes == frame(event(2, "vm_started", vm: 2)) + frame(event(3)) + frame(event(4, vm: 2)) && all?.through == 4)
+        #expect(
+            all?.bytes == frame(event(2, "vm_started", vm: 2)) + frame(event(3)) + frame(event(4, vm: 2))
+                && all?.through == 4)
         #expect(window.frames(after: 2, limit: 1, filter: StreamFilter())?.bytes == frame(event(3)))
         let vm2 = window.frames(after: 1, limit: 9, filter: StreamFilter(vm: 2))
         #expect(vm2?.bytes == frame(event(2, "vm_started", vm: 2)) + frame(event(4, vm: 2)) && vm2?.through == 4)
@@ -69,6 +80,8 @@ struct StreamLogicTests {
         #expect(window.frames(after: 4, limit: 9, filter: StreamFilter()) == nil)
         // Many more than the capacity: what is left is still exact.
         for id in Int64(5)...Int64(40) { window.append([event(id)]) }
-        #expect(window.frames(after: 37, limit: 9, filter: StreamFilter())?.bytes == frame(event(38)) + frame(event(39)) + frame(event(40)))
+        #expect(
+            window.frames(after: 37, limit: 9, filter: StreamFilter())?.bytes == frame(event(38)) + frame(event(39))
+                + frame(event(40)))
     }
 }

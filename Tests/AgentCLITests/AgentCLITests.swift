@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `memgate-agent` as a user runs it: a real process, real guests, real KVM.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
@@ -42,7 +42,9 @@ struct AgentCLITests {
         #expect(invalid.stdout.hasPrefix("crashing now\nexception 6 at rip 0x1"), "\(invalid.stdout)")
         let unmapped = try agent("run", TestSupport.guestPath("crash"), "--arg", "pf")
         #expect(unmapped.status == 125)
-        #expect(unmapped.stdout.contains("exception 14 at rip 0x1") && unmapped.stdout.contains(" cr2 0x8000000000 "), "\(unmapped.stdout)")
+        #expect(
+            unmapped.stdout.contains("exception 14 at rip 0x1") && unmapped.stdout.contains(" cr2 0x8000000000 "),
+            "\(unmapped.stdout)")
     }
 
     @Test func unhandledExitFailsWith126() throws {
@@ -79,36 +81,51 @@ struct AgentCLITests {
     @Test func capsReportsEveryField() throws {
         let text = try agent("caps")
         #expect(text.status == 0)
-        for label in ["kernel", "KVM API version", "VM types", "guest_memfd", "exit hypercall mask", "backends:",
-                      "attributes", "alias", "VMCALL hypercall exit", "conversion transport", "closed-page access",
-                      "alias mechanism        ", "VM process confinement", "VM process cgroup      "] {
+        for label in [
+            "kernel", "KVM API version", "VM types", "guest_memfd", "exit hypercall mask", "backends:",
+            "attributes", "alias", "VMCALL hypercall exit", "conversion transport", "closed-page access",
+            "alias mechanism        ", "VM process confinement", "VM process cgroup      ",
+        ] {
             #expect(text.stdout.contains(label), "caps output lacks \(label)")
         }
         // Whether VM processes get a cgroup here follows the host: cgroup v2 mounted (and writable), or a reason.
         let cgroupV2 = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers")
-        #expect(text.stdout.contains("VM process cgroup      none: cgroup v2 is not mounted") == !cgroupV2, "\(text.stdout)")
+        #expect(
+            text.stdout.contains("VM process cgroup      none: cgroup v2 is not mounted") == !cgroupV2, "\(text.stdout)"
+        )
 
         let json = try agent("caps", "--json")
         #expect(json.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["kernel", "capabilities", "backends", "hypercall_probe", "conversion_transport",
-                                     "alias_probe", "alias_mechanism"])
+        #expect(
+            Set(object.keys) == [
+                "kernel", "capabilities", "backends", "hypercall_probe", "conversion_transport",
+                "alias_probe", "alias_mechanism",
+            ])
         let aliasProbe = try #require(object["alias_probe"] as? [String: Any])
         // The outcome is the host's; the mechanism it implies is the contract (a closed page that comes back with its address: protect).
         let outcome = aliasProbe["outcome"] as? String ?? ""
         let probed = ["mmio_exit", "memory_fault_exit"].contains(outcome) ? "protect" : "memslot"
-        #expect(aliasProbe["mechanism"] as? String == probed && object["alias_mechanism"] as? String == probed, "\(outcome)")
-        #expect(text.stdout.contains("alias mechanism        protect") || text.stdout.contains("alias mechanism        memslot"))
+        #expect(
+            aliasProbe["mechanism"] as? String == probed && object["alias_mechanism"] as? String == probed, "\(outcome)"
+        )
+        #expect(
+            text.stdout.contains("alias mechanism        protect")
+                || text.stdout.contains("alias mechanism        memslot"))
         let caps = try #require(object["capabilities"] as? [String: Any])
-        for key in ["api_version", "vm_types", "memory_attributes_by_vm_type", "guest_memfd", "guest_memfd_flags",
-                    "exit_hypercall_mask", "memory_fault_info", "sync_regs_mask", "user_memory2",
-                    "vcpus_recommended", "vcpus_max", "max_memslots", "system"] {
+        for key in [
+            "api_version", "vm_types", "memory_attributes_by_vm_type", "guest_memfd", "guest_memfd_flags",
+            "exit_hypercall_mask", "memory_fault_info", "sync_regs_mask", "user_memory2",
+            "vcpus_recommended", "vcpus_max", "max_memslots", "system",
+        ] {
             #expect(caps[key] != nil, "capabilities lacks \(key)")
         }
         #expect(caps["api_version"] as? Int == 12)
         let backends = try #require(object["backends"] as? [[String: Any]])
         #expect(backends.compactMap { $0["name"] as? String } == ["attributes", "alias"])
         let probe = try #require(object["hypercall_probe"] as? [String: Any])
-        #expect(["exits_to_userspace", "returns_in_guest", "spins", "faults", "unavailable"].contains(probe["outcome"] as? String ?? ""))
+        #expect(
+            ["exits_to_userspace", "returns_in_guest", "spins", "faults", "unavailable"].contains(
+                probe["outcome"] as? String ?? ""))
     }
 }

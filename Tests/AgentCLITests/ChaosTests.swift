@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `make chaos` (and, for 20 s, `make check`): four hostile `chaos` guests at a time,
 /// each replaced by a new seed when it ends, in one agent next to bystanders, while a
@@ -10,7 +10,7 @@ import TestSupport
 /// rate allow, and the client's refused writes are counted, not recorded one by one.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
 struct ChaosTests {
-    static let budget = 20        // --record-budget: rows per second per VM and kind (low, so chaos goes over it)
+    static let budget = 20  // --record-budget: rows per second per VM and kind (low, so chaos goes over it)
     static let conversionRate = 200  // policy limit: applied conversions per second per VM (bursts as large)
 
     var seconds: Double {
@@ -24,7 +24,8 @@ struct ChaosTests {
     }
 
     @Test func fourChaosGuestsNextToBystanders() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-chaos-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-chaos-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let policy = directory.appendingPathComponent("policy.json")
         try Data(#"{"limits":{"max_conversions_per_second":\#(Self.conversionRate)}}"#.utf8).write(to: policy)
@@ -43,7 +44,8 @@ struct ChaosTests {
         }
         func vm(_ id: Int) throws -> [String: Any] { AgentProcess.object(try agent.request("GET", "/v1/vms/\(id)")) }
 
-        let spinner = try create(#"{"name":"bystander-spin","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
+        let spinner = try create(
+            #"{"name":"bystander-spin","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
         var chaos: Set<Int> = []
         var seed = 1
         var ended: [String: Int] = [:]
@@ -58,7 +60,9 @@ struct ChaosTests {
                 #expect(try agent.request("DELETE", "/v1/vms/\(id)").status == 204)
             }
             while chaos.count < 4 {
-                chaos.insert(try create(#"{"name":"chaos-\#(seed)","image":"chaos.elf","command_line":"\#(seed)","memory_mib":16}"#))
+                chaos.insert(
+                    try create(
+                        #"{"name":"chaos-\#(seed)","image":"chaos.elf","command_line":"\#(seed)","memory_mib":16}"#))
                 seed += 1
             }
             // Once, a third of the way in: the agent is killed, and the next one adopts every VM.
@@ -69,21 +73,29 @@ struct ChaosTests {
                 agent.terminate(signal: SIGKILL)
                 agent = try AgentProcess(extraArguments: arguments, directory: directory)
                 let survivor = try vm(spinner)
-                #expect(survivor["state"] as? String == "running", "the bystander outlived the agent: \(survivor) \(agent.stderr)")
+                #expect(
+                    survivor["state"] as? String == "running",
+                    "the bystander outlived the agent: \(survivor) \(agent.stderr)")
                 hostile = HostileClient(port: agent.port)
                 hostile.start()
             }
             if bystanders.isEmpty && Date().timeIntervalSince(started) > seconds / 2 {
-                bystanders = [try create(#"{"name":"bystander-hello","image":"hello.elf","memory_mib":16}"#),
-                              try create(#"{"name":"bystander-convert","image":"smp-convert.elf","command_line":"windows 40 discard","memory_mib":16}"#)]
+                bystanders = [
+                    try create(#"{"name":"bystander-hello","image":"hello.elf","memory_mib":16}"#),
+                    try create(
+                        #"{"name":"bystander-convert","image":"smp-convert.elf","command_line":"windows 40 discard","memory_mib":16}"#
+                    ),
+                ]
             }
             usleep(50_000)
         }
         for id in chaos { _ = try agent.request("POST", "/v1/vms/\(id)/stop") }
         hostile.stop()
         let refused = hostile.refused.load(ordering: .relaxed)
-        print("chaos: \(seed - 1) chaos VMs over \(Int(seconds)) s, the agent killed once, ended as \(ended.sorted { $0.key < $1.key }); "
-              + "hostile client: \(hostile.rounds.load(ordering: .relaxed)) rounds, \(refusedBeforeKill) + \(refused) writes refused")
+        print(
+            "chaos: \(seed - 1) chaos VMs over \(Int(seconds)) s, the agent killed once, ended as \(ended.sorted { $0.key < $1.key }); "
+                + "hostile client: \(hostile.rounds.load(ordering: .relaxed)) rounds, \(refusedBeforeKill) + \(refused) writes refused"
+        )
         #expect(killedAgent)
         #expect(refused > 0, "the hostile client was never answered")
         let metrics = try agent.request("GET", "/metrics", token: "").text
@@ -97,16 +109,24 @@ struct ChaosTests {
             #expect(end["state"] as? String == "stopped" && end["exit_status"] as? Int == 0, "\(end)")
         }
         #expect(bystanders.count == 2)
-        #expect(agent.terminate() == 0, "the agent did not stop cleanly: \((try? String(contentsOfFile: agent.stderrPath, encoding: .utf8)) ?? "")")
+        #expect(
+            agent.terminate() == 0,
+            "the agent did not stop cleanly: \((try? String(contentsOfFile: agent.stderrPath, encoding: .utf8)) ?? "")")
 
         // The record.
         #expect(try sqlite(agent.database, "PRAGMA integrity_check;") == "ok\n")
         #expect(try sqlite(agent.database, "SELECT count(*) FROM api_requests WHERE status = 401;") == "0\n")
         // The killed agent's refusals counted since its last flush died with it; the second agent's are all there.
-        let refusals = Int(try sqlite(agent.database, "SELECT sum(requests) FROM api_refusals WHERE kind = 'unauthenticated';")
-            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-        #expect(refusals >= refused && refusals <= refused + refusedBeforeKill, "\(refusals) vs \(refusedBeforeKill) + \(refused)")
-        let perVM = try sqlite(agent.database, """
+        let refusals =
+            Int(
+                try sqlite(agent.database, "SELECT sum(requests) FROM api_refusals WHERE kind = 'unauthenticated';")
+                    .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        #expect(
+            refusals >= refused && refusals <= refused + refusedBeforeKill,
+            "\(refusals) vs \(refusedBeforeKill) + \(refused)")
+        let perVM = try sqlite(
+            agent.database,
+            """
             SELECT v.name, (coalesce(v.ended_ns, v.created_ns) - coalesce(v.started_ns, v.created_ns)) / 1e9,
                    (SELECT count(*) FROM memory_faults f WHERE f.vm_id = v.vm_id) + (SELECT count(*) FROM conversions c WHERE c.vm_id = v.vm_id)
             FROM vms v WHERE v.name LIKE 'chaos-%';
@@ -114,7 +134,10 @@ struct ChaosTests {
         var totalRows = 0
         for line in perVM.split(separator: "\n") {
             let fields = line.split(separator: "|")
-            guard fields.count == 3, let lifetime = Double(fields[1]), let rows = Int(fields[2]) else { Issue.record("bad row \(line)"); continue }
+            guard fields.count == 3, let lifetime = Double(fields[1]), let rows = Int(fields[2]) else {
+                Issue.record("bad row \(line)")
+                continue
+            }
             // Per second: at most `budget` rows of each of faults, invalid and denied requests, and the
             // policy's applied conversions (plus one burst); one second of slack at each end.
             let bound = Int((lifetime + 2) * Double(3 * Self.budget + Self.conversionRate)) + Self.conversionRate
@@ -123,7 +146,11 @@ struct ChaosTests {
         }
         let aggregated = try sqlite(agent.database, "SELECT count(*), coalesce(sum(events), 0) FROM event_aggregates;")
         let size = (try? FileManager.default.attributesOfItem(atPath: agent.database)[.size] as? Int) ?? 0
-        print("chaos: \(totalRows) event rows for the chaos VMs, aggregates (rows|events): \(aggregated.trimmingCharacters(in: .whitespacesAndNewlines)), database \(size / 1024) KiB")
-        #expect(aggregated.split(separator: "|").first.flatMap { Int($0) } ?? 0 > 0, "no chaos guest ever went over its budget")
+        print(
+            "chaos: \(totalRows) event rows for the chaos VMs, aggregates (rows|events): \(aggregated.trimmingCharacters(in: .whitespacesAndNewlines)), database \(size / 1024) KiB"
+        )
+        #expect(
+            aggregated.split(separator: "|").first.flatMap { Int($0) } ?? 0 > 0,
+            "no chaos guest ever went over its budget")
     }
 }

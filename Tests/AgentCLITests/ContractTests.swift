@@ -1,15 +1,17 @@
 import APITypes
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Every endpoint's JSON decodes into its `APITypes` type with `APIJSON.decoder()`, the
 /// controller's own decoder (schemathesis checks the same bodies against openapi.yaml in
 /// `make api-check`): the agent, the spec and the controller agree on one shape.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
 struct ContractTests {
-    func decode<T: Decodable>(_ type: T.Type, _ agent: AgentProcess, _ method: String, _ path: String, json: String? = nil,
-                              headers: [String: String] = [:], status: Int = 200) throws -> T {
+    func decode<T: Decodable>(
+        _ type: T.Type, _ agent: AgentProcess, _ method: String, _ path: String, json: String? = nil,
+        headers: [String: String] = [:], status: Int = 200
+    ) throws -> T {
         let response = try agent.request(method, path, json: json, headers: headers)
         #expect(response.status == status, "\(method) \(path): \(response.status) \(response.text)")
         #expect(response.headers["content-type"] == "application/json", "\(method) \(path)")
@@ -23,9 +25,13 @@ struct ContractTests {
 
     @Test func everyEndpointDecodesIntoItsAPIType() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
-        let created = try decode(VMInfo.self, agent, "POST", "/v1/vms",
-                                 json: #"{"name":"contract","image":"implicit.elf","memory_mib":32,"labels":{"t":"1"}}"#, status: 201)
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
+        let created = try decode(
+            VMInfo.self, agent, "POST", "/v1/vms",
+            json: #"{"name":"contract","image":"implicit.elf","memory_mib":32,"labels":{"t":"1"}}"#, status: 201)
         _ = try agent.waitForEnd(Int(created.id))
         let id = created.id
         let health = try decode(Health.self, agent, "GET", "/healthz")
@@ -39,10 +45,12 @@ struct ContractTests {
         #expect(try decode(FaultPage.self, agent, "GET", "/v1/memory-faults?vm=\(id)").items.count == 2)
         #expect(try decode(ConversionPage.self, agent, "GET", "/v1/conversions?vm=\(id)").items.count == 2)
         #expect(try decode(EventPage.self, agent, "GET", "/v1/events?after=0").events.count == 4)
-        let validation = try decode(PolicyValidation.self, agent, "POST", "/v1/policy/validate", json: #"{"defaults":{"explicit":"deny"}}"#)
+        let validation = try decode(
+            PolicyValidation.self, agent, "POST", "/v1/policy/validate", json: #"{"defaults":{"explicit":"deny"}}"#)
         #expect(validation.valid && validation.changed)
-        let applied = try decode(PolicyApplied.self, agent, "PUT", "/v1/policy", json: #"{"defaults":{"explicit":"deny"}}"#,
-                                 headers: ["If-Match": "*"])
+        let applied = try decode(
+            PolicyApplied.self, agent, "PUT", "/v1/policy", json: #"{"defaults":{"explicit":"deny"}}"#,
+            headers: ["If-Match": "*"])
         #expect(applied.changed && applied.version == validation.version)
         let history = try decode(PolicyHistory.self, agent, "GET", "/v1/policy/history")
         #expect(history.entries.first?.version == applied.version)
@@ -60,7 +68,8 @@ struct ContractTests {
         // Errors have the one shape too.
         let missing = try decode(APIErrorBody.self, agent, "GET", "/v1/vms/999", status: 404)
         #expect(missing.error.code == "not_found")
-        let invalid = try decode(APIErrorBody.self, agent, "POST", "/v1/vms", json: #"{"name":"x","image":"y","name":"z"}"#, status: 422)
+        let invalid = try decode(
+            APIErrorBody.self, agent, "POST", "/v1/vms", json: #"{"name":"x","image":"y","name":"z"}"#, status: 422)
         #expect(invalid.error.message.contains("twice"))
     }
 }

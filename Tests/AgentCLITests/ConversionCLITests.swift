@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `memgate-agent run` with conversions: policy files, initial state, backend choice, summary.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
@@ -10,7 +10,8 @@ struct ConversionCLITests {
     }
 
     func policyFile(_ json: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-policy-\(UUID().uuidString).json")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-policy-\(UUID().uuidString).json")
         try Data(json.utf8).write(to: url)
         return url
     }
@@ -26,7 +27,9 @@ struct ConversionCLITests {
     }
 
     @Test func deniedImplicitFaultExits127() throws {
-        let policy = try policyFile(#"{"rules":[{"match":{"vm":"impl*","trigger":"implicit"},"action":"deny","reason":"no implicit conversions"}]}"#)
+        let policy = try policyFile(
+            #"{"rules":[{"match":{"vm":"impl*","trigger":"implicit"},"action":"deny","reason":"no implicit conversions"}]}"#
+        )
         defer { try? FileManager.default.removeItem(at: policy) }
         let result = try agent(["run", TestSupport.guestPath("implicit"), "--policy", policy.path])
         #expect(result.status == 127)
@@ -76,7 +79,9 @@ struct ConversionCLITests {
     @Test func selftestGuestWithoutHarnessFailsItsFirstHostCheck() throws {
         // Without a host-side harness the sync points answer 0 and change nothing,
         // so the guest's own check after SYNC_SHARED fails: the guest reports it and exits 103.
-        let result = try agent(["run", TestSupport.guestPath("conversions"), "--initial-state", "shared", "--arg", "keep"])
+        let result = try agent([
+            "run", TestSupport.guestPath("conversions"), "--initial-state", "shared", "--arg", "keep",
+        ])
         #expect(result.status == 103)
         #expect(result.stdout.contains("FAIL vcpu 0 step 3"))
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The event store as operators use it: kill -9 at random moments, the db subcommands.
 @Suite(.enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
@@ -14,7 +14,9 @@ struct DurabilityTests {
     }
 
     func removeDatabase(_ path: String) {
-        for suffix in ["", "-wal", "-shm", "-ring", ".lock"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        for suffix in ["", "-wal", "-shm", "-ring", ".lock"] {
+            try? FileManager.default.removeItem(atPath: path + suffix)
+        }
     }
 
     /// One agent records into a database; a second one on the same file is refused clearly.
@@ -45,26 +47,32 @@ struct DurabilityTests {
         for round in 1...20 {
             let db = temporaryDatabase()
             defer { removeDatabase(db) }
-            let child = try RunningProcess(agent, ["run", TestSupport.guestPath("churn"), "--db", db, "--memory-mib", "16"])
+            let child = try RunningProcess(
+                agent, ["run", TestSupport.guestPath("churn"), "--db", db, "--memory-mib", "16"])
             // Wait until it is converting, then kill it at a random moment.
             for _ in 0..<5000 where !child.stdout.contains("acked") { usleep(1000) }
             usleep(UInt32.random(in: 1_000...150_000, using: &generator))
             child.kill(SIGKILL)
             child.wait()
             #expect(child.exitedBySignal, "round \(round): the agent ended before it was killed")
-            let acked = child.stdout.split(separator: "\n").compactMap { line in
-                line.hasPrefix("acked ") ? Int(line.dropFirst(6)) : nil
-            }.max() ?? 0
+            let acked =
+                child.stdout.split(separator: "\n").compactMap { line in
+                    line.hasPrefix("acked ") ? Int(line.dropFirst(6)) : nil
+                }.max() ?? 0
             #expect(acked > 0, "round \(round): the guest acknowledged nothing before the kill")
             // Acknowledged events the agent had not yet committed are in its ring; `db migrate`
             // (or the next agent on this database) applies them.
             let migrate = try TestSupport.run(agent, ["db", "migrate", "--db", db])
             #expect(migrate.status == 0, "round \(round): \(migrate.stderr)")
-            let check = try sqlite(db, "PRAGMA integrity_check; SELECT count(*) FROM conversions c JOIN vms v USING (vm_id) WHERE v.name = 'churn';")
+            let check = try sqlite(
+                db,
+                "PRAGMA integrity_check; SELECT count(*) FROM conversions c JOIN vms v USING (vm_id) WHERE v.name = 'churn';"
+            )
             let lines = check.stdout.split(separator: "\n").map(String.init)
             #expect(check.status == 0 && lines.first == "ok", "round \(round): \(check.stdout) \(check.stderr)")
             let recorded = Int(lines.last ?? "") ?? -1
-            #expect(recorded >= acked, "round \(round): \(recorded) conversions recorded, guest saw \(acked) acknowledged")
+            #expect(
+                recorded >= acked, "round \(round): \(recorded) conversions recorded, guest saw \(acked) acknowledged")
         }
     }
 
@@ -75,8 +83,10 @@ struct DurabilityTests {
         let missing = try TestSupport.run(agent, ["db", "check", "--db", db])
         #expect(missing.status == 1 && missing.stderr.contains("does not exist"))
         // The newest schema is the number of bundled migrations (one file each, numbered from 1).
-        let latest = try FileManager.default.contentsOfDirectory(atPath: TestSupport.packageRoot.appendingPathComponent("Migrations").path)
-            .filter { $0.hasSuffix(".sql") }.count
+        let latest = try FileManager.default.contentsOfDirectory(
+            atPath: TestSupport.packageRoot.appendingPathComponent("Migrations").path
+        )
+        .filter { $0.hasSuffix(".sql") }.count
         let migrate = try TestSupport.run(agent, ["db", "migrate", "--db", db])
         #expect(migrate.status == 0 && migrate.stdout.contains("schema version 0 -> \(latest)"), "\(migrate.stdout)")
         let again = try TestSupport.run(agent, ["db", "migrate", "--db", db])
@@ -88,12 +98,16 @@ struct DurabilityTests {
         #expect(check.stdout.contains("integrity: ok") && check.stdout.contains("conversions: 10 (0 pending"))
         // Nothing is older than a day, and VMs that have not ended are never pruned.
         let prune = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "1d"])
-        #expect(prune.status == 0 && prune.stdout.contains("pruned 0 memory faults, 0 conversions, 0 VM lifecycle events, 0 VMs"))
+        #expect(
+            prune.status == 0
+                && prune.stdout.contains("pruned 0 memory faults, 0 conversions, 0 VM lifecycle events, 0 VMs"))
         let pruneAll = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "0s"])
         #expect(pruneAll.stdout.contains("10 conversions, 3 VM lifecycle events, 1 VMs"), "\(pruneAll.stdout)")
         // What stays still verifies, from the genesis the prune left.
         let verify = try TestSupport.run(agent, ["db", "verify", "--db", db])
-        #expect(verify.status == 0 && verify.stdout.contains("events chain: ok") && verify.stdout.contains("from its genesis after"), "\(verify.stdout)")
+        #expect(
+            verify.status == 0 && verify.stdout.contains("events chain: ok")
+                && verify.stdout.contains("from its genesis after"), "\(verify.stdout)")
         let bad = try TestSupport.run(agent, ["db", "prune", "--db", db, "--older-than", "soon"])
         #expect(bad.status != 0 && bad.stderr.contains("--older-than"))
         // A newer schema is refused with a clear message.
@@ -104,8 +118,9 @@ struct DurabilityTests {
 
     @Test func noRecordLeavesNoDatabase() throws {
         let db = temporaryDatabase()
-        let result = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"),
-                                         ["run", TestSupport.guestPath("implicit"), "--db", db, "--no-record"])
+        let result = try TestSupport.run(
+            try TestSupport.binaryPath("memgate-agent"),
+            ["run", TestSupport.guestPath("implicit"), "--db", db, "--no-record"])
         #expect(result.status == 0)
         #expect(!FileManager.default.fileExists(atPath: db))
     }

@@ -1,8 +1,8 @@
-import Foundation
 import Controller
+import Foundation
 import SQLite
-import Testing
 import TestSupport
+import Testing
 
 /// `GET /v1/events/stream` against a real agent, read by real clients: curl (an SSE
 /// client that is not ours), killed at arbitrary points, and raw sockets that never read.
@@ -17,11 +17,13 @@ import TestSupport
     /// API read, which waits for the agent's writer to commit what it recorded.
     func storedIDs(_ agent: AgentProcess, after: Int64 = 0) throws -> [Int64] {
         _ = try agent.request("GET", "/v1/events?from=end")
-        return try SQLiteConnection(path: agent.database, readOnly: true).query("""
+        return try SQLiteConnection(path: agent.database, readOnly: true).query(
+            """
             SELECT event_id FROM memory_faults WHERE event_id > ?1 UNION ALL SELECT event_id FROM conversions WHERE event_id > ?1
             UNION ALL SELECT event_id FROM vm_events WHERE event_id > ?1 UNION ALL SELECT event_id FROM policy_applications WHERE event_id > ?1
             ORDER BY 1
-            """, [.integer(after)]).compactMap { row -> Int64? in if case .integer(let id) = row[0] { id } else { nil } }
+            """, [.integer(after)]
+        ).compactMap { row -> Int64? in if case .integer(let id) = row[0] { id } else { nil } }
     }
 
     func stream(_ agent: AgentProcess, after last: Int64?, query: String = "") throws -> CurlEventStream {
@@ -31,13 +33,20 @@ import TestSupport
     }
 
     func ended(_ vm: Int) -> ([SSEEvent]) -> Bool {
-        { events in events.contains { $0.type == "vm_ended" && ($0.object["vm_event"] as? [String: Any])?["vm_id"] as? Int == vm } }
+        { events in
+            events.contains {
+                $0.type == "vm_ended" && ($0.object["vm_event"] as? [String: Any])?["vm_id"] as? Int == vm
+            }
+        }
     }
 
     @Test func everyEventOnceInOrderAcrossKilledConnectionsARestartAndAPrune() throws {
         var agent = try AgentProcess()
         let directory = agent.directory
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         var received: [SSEEvent] = []
         var last: Int64?
         func take(_ events: [SSEEvent]) {
@@ -70,7 +79,9 @@ import TestSupport
         // A SIGTERM restart in the middle of a second guest's conversions.
         let second = try create(agent, #"{"name":"second","image":"churn.elf","command_line":"0","memory_mib":16}"#)
         let before = try stream(agent, after: last)
-        before.wait { $0.filter { ($0.object["conversion"] as? [String: Any])?["vm_id"] as? Int == second }.count >= 50 }
+        before.wait {
+            $0.filter { ($0.object["conversion"] as? [String: Any])?["vm_id"] as? Int == second }.count >= 50
+        }
         #expect(agent.terminate() == 0)
         take(before.kill())
         agent = try AgentProcess(directory: directory)
@@ -81,13 +92,18 @@ import TestSupport
 
         let ids = received.compactMap(\.id)
         #expect(ids.count == received.count, "every event has an id")
-        #expect(ids == (try storedIDs(agent)), "every event exactly once, in order, across 22 connections and a restart")
-        #expect(Set(received.map(\.type)).isSuperset(of: ["policy_applied", "vm_created", "vm_started", "conversion", "vm_ended"]))
+        #expect(
+            ids == (try storedIDs(agent)), "every event exactly once, in order, across 22 connections and a restart")
+        #expect(
+            Set(received.map(\.type)).isSuperset(of: [
+                "policy_applied", "vm_created", "vm_started", "conversion", "vm_ended",
+            ]))
         #expect(received.first?.type == "policy_applied")
 
         // A prune deletes the ended VMs' events: a reader resuming from before it is told once, then gets what remains.
         let resumeFrom = ids[ids.count / 2]
-        let prune = try TestSupport.run(try TestSupport.binaryPath("memgate-agent"), ["db", "prune", "--db", agent.database, "--older-than", "0s"])
+        let prune = try TestSupport.run(
+            try TestSupport.binaryPath("memgate-agent"), ["db", "prune", "--db", agent.database, "--older-than", "0s"])
         #expect(prune.status == 0, "\(prune.stderr)")
         let third = try create(agent, #"{"name":"third","image":"churn.elf","command_line":"10","memory_mib":16}"#)
         let pruned = try stream(agent, after: resumeFrom)
@@ -99,12 +115,17 @@ import TestSupport
         #expect(Int64(notice["pruned_through"] as? Int ?? 0) >= ids.last ?? .max)
         let remaining = afterPrune.dropFirst().compactMap(\.id)
         #expect(remaining == (try storedIDs(agent, after: resumeFrom)), "what the prune left, once each, in order")
-        #expect((remaining.first { !ids.contains($0) } ?? 0) > ids.last ?? .max, "new ids continue past every id handed out")
+        #expect(
+            (remaining.first { !ids.contains($0) } ?? 0) > ids.last ?? .max, "new ids continue past every id handed out"
+        )
     }
 
     @Test func aReaderThatStopsReadingSlowsNothingGetsOverflowAndResumesWithoutLoss() throws {
         let agent = try AgentProcess(extraArguments: ["--stream-buffer", "262144"])
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         // A raw Unix-socket reader that sends its request and then reads nothing.
         let stalled = try BlockingHTTPClient(unixPath: agent.socket, timeoutMilliseconds: 60_000)
         try stalled.send("GET /v1/events/stream HTTP/1.1\r\nHost: memgate\r\n\r\n")
@@ -113,14 +134,20 @@ import TestSupport
         let end = try agent.waitForEnd(flood, seconds: 120)
         #expect(end["exit_status"] as? Int == 0, "the guest ran to its end with a reader that never read: \(end)")
         let metrics = try agent.request("GET", "/metrics").text
-        #expect(metrics.contains("memgate_event_stream_overflows_total 1"), "\(metrics.split(separator: "\n").filter { $0.contains("stream") })")
+        #expect(
+            metrics.contains("memgate_event_stream_overflows_total 1"),
+            "\(metrics.split(separator: "\n").filter { $0.contains("stream") })")
         // The agent held at most the stream's buffer (--stream-buffer 256 KiB) and one batch beyond it, never the whole flood.
-        let peak = metrics.split(separator: "\n").first { $0.hasPrefix("memgate_http_buffered_bytes_peak ") }
+        let peak =
+            metrics.split(separator: "\n").first { $0.hasPrefix("memgate_http_buffered_bytes_peak ") }
             .flatMap { Int($0.split(separator: " ").last ?? "") } ?? .max
         #expect(peak < 1 << 20, "peak buffered bytes \(peak)")
 
         // Now read what was sent: events in order, then one overflow naming where to resume.
-        guard let head = try stalled.readResponse(isHead: true) else { Issue.record("no response head"); return }
+        guard let head = try stalled.readResponse(isHead: true) else {
+            Issue.record("no response head")
+            return
+        }
         #expect(head.status == 200 && head.headers["content-type"] == "text/event-stream")
         var parser = SSEParser()
         var events: [SSEEvent] = []
@@ -137,7 +164,8 @@ import TestSupport
         #expect(delivered == delivered.sorted() && Set(delivered).count == delivered.count)
 
         // Resuming there loses nothing.
-        let resumed = try CurlEventStream(url: agent.url + "/v1/events/stream", token: AgentProcess.readOnlyToken, lastEventID: resume)
+        let resumed = try CurlEventStream(
+            url: agent.url + "/v1/events/stream", token: AgentProcess.readOnlyToken, lastEventID: resume)
         let rest = resumed.wait(until: ended(flood))
         resumed.kill()
         let first = delivered.first ?? 0
@@ -146,13 +174,20 @@ import TestSupport
 
     @Test func twoHundredFiftySixStreamsGetEveryEventAndOneMoreGets503() throws {
         // One read-only token holding them all: its share and the admin reserve lifted (RedTeamTests tests them).
-        let agent = try AgentProcess(extraArguments: ["--max-connections-per-peer", "1000", "--max-streams-per-principal", "1000",
-                                                      "--admin-stream-reserve", "0"])
-        defer { agent.terminate(); agent.removeFiles() }
+        let agent = try AgentProcess(extraArguments: [
+            "--max-connections-per-peer", "1000", "--max-streams-per-principal", "1000",
+            "--admin-stream-reserve", "0",
+        ])
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         var readers: [BlockingHTTPClient] = []
         for _ in 0..<256 {
             let reader = try BlockingHTTPClient(port: agent.port, timeoutMilliseconds: 60_000)
-            try reader.send("GET /v1/events/stream HTTP/1.1\r\nHost: memgate\r\nAuthorization: Bearer \(AgentProcess.readOnlyToken)\r\n\r\n")
+            try reader.send(
+                "GET /v1/events/stream HTTP/1.1\r\nHost: memgate\r\nAuthorization: Bearer \(AgentProcess.readOnlyToken)\r\n\r\n"
+            )
             let head = try reader.readResponse(isHead: true)
             #expect(head?.status == 200)
             readers.append(reader)
@@ -178,7 +213,8 @@ import TestSupport
         readers.removeAll()
         var reopened: BlockingHTTPClient.Response?
         for _ in 0..<500 {
-            reopened = try agent.request("GET", "/v1/events/stream?after=0&kind=policy_applied", token: AgentProcess.readOnlyToken)
+            reopened = try agent.request(
+                "GET", "/v1/events/stream?after=0&kind=policy_applied", token: AgentProcess.readOnlyToken)
             if reopened?.status == 200 { break }
             usleep(10_000)
         }
@@ -187,7 +223,10 @@ import TestSupport
 
     @Test func filtersAndBadStartsAreAnsweredAtTheEdge() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let a = try create(agent, #"{"name":"a","image":"churn.elf","command_line":"20","memory_mib":16}"#)
         let b = try create(agent, #"{"name":"b","image":"churn.elf","command_line":"20","memory_mib":16}"#)
         _ = try agent.waitForEnd(a)
@@ -197,12 +236,17 @@ import TestSupport
         onlyB.kill()
         #expect(events.count == 20 + 3)
         #expect(events.allSatisfy { $0.type == "conversion" || $0.type.hasPrefix("vm_") })
-        #expect(events.allSatisfy { ($0.object["conversion"] as? [String: Any] ?? $0.object["vm_event"] as? [String: Any])?["vm_id"] as? Int == b })
+        #expect(
+            events.allSatisfy {
+                ($0.object["conversion"] as? [String: Any] ?? $0.object["vm_event"] as? [String: Any])?["vm_id"] as? Int
+                    == b
+            })
         for (query, code) in [("?kind=nope", 400), ("?vm=0", 400), ("?after=-1", 400)] {
             let response = try agent.request("GET", "/v1/events/stream\(query)", token: AgentProcess.readOnlyToken)
             #expect(response.status == code, "\(query): \(response.text)")
         }
-        let badID = try agent.request("GET", "/v1/events/stream", token: AgentProcess.readOnlyToken, headers: ["Last-Event-ID": "x"])
+        let badID = try agent.request(
+            "GET", "/v1/events/stream", token: AgentProcess.readOnlyToken, headers: ["Last-Event-ID": "x"])
         #expect(badID.status == 400 && badID.text.contains("Last-Event-ID"))
         #expect(try agent.request("GET", "/v1/events/stream", token: "").status == 401)
     }
@@ -211,7 +255,10 @@ import TestSupport
     /// many heartbeat periods (it spun on the heartbeat long past, a whole core, before).
     @Test func theAgentIdlesAfterItsLastStreamCloses() throws {
         let agent = try AgentProcess(extraArguments: ["--stream-heartbeat", "0.1"])
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let reader = try stream(agent, after: nil)
         let vm = try create(agent, #"{"name":"a","image":"churn.elf","command_line":"20","memory_mib":16}"#)
         #expect(reader.wait(until: ended(vm)).contains { $0.type == "conversion" }, "the stream was served")

@@ -1,7 +1,7 @@
 import Foundation
-import TestSupport
 import HTTPServer
 import Synchronization
+import TestSupport
 
 /// A client that attacks an agent until stopped, as the chaos run's hostile neighbour:
 /// pipeliners that never read (four held at a time), bursts of unauthenticated writes,
@@ -50,7 +50,9 @@ final class HostileClient: Sendable {
                 do { try current.send("a") } catch { dripper = nil }
             } else {
                 dripper = try? BlockingHTTPClient(port: port)
-                try? dripper?.send("POST /v1/vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+                try? dripper?.send(
+                    "POST /v1/vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+                )
             }
             rounds.add(1, ordering: .relaxed)
             usleep(50_000)

@@ -1,8 +1,8 @@
 import Foundation
-import Synchronization
 import HTTPServer
-import Testing
+import Synchronization
 import TestSupport
+import Testing
 
 /// Clients trying to take a host down, against a real agent process with a running
 /// VM: nothing they do may grow the agent without bound, fill its disk, hold its
@@ -24,7 +24,9 @@ struct HostileClientTests {
     }
 
     func spinner(_ agent: AgentProcess) throws -> Int {
-        let response = try agent.request("POST", "/v1/vms", json: #"{"name":"bystander","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
+        let response = try agent.request(
+            "POST", "/v1/vms",
+            json: #"{"name":"bystander","image":"spin-io.elf","command_line":"forever","memory_mib":16}"#)
         #expect(response.status == 201, "\(response.text)")
         return AgentProcess.object(response)["id"] as? Int ?? -1
     }
@@ -38,7 +40,10 @@ struct HostileClientTests {
     /// the agent's memory stays put, others are served at once, and the clients are cut off.
     @Test func nonReadingPipelinersNeitherGrowNorStallTheAgent() throws {
         let agent = try AgentProcess(extraArguments: ["--write-stall-timeout", "2"])
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let vm = try spinner(agent)
         let before = Self.rss(agent.pid)
         var pipeliners: [BlockingHTTPClient] = []
@@ -64,7 +69,9 @@ struct HostileClientTests {
         }
         #expect(connections == 1, "only the metrics request itself is left once the pipeliners are cut off")
         let growth = Self.rss(agent.pid) - before
-        print("hostile: four non-reading pipeliners grew the agent by \(growth >> 10) KiB; slowest answer meanwhile \(Int(slowest * 1000)) ms")
+        print(
+            "hostile: four non-reading pipeliners grew the agent by \(growth >> 10) KiB; slowest answer meanwhile \(Int(slowest * 1000)) ms"
+        )
         #expect(growth < 32 << 20, "the agent grew by \(growth >> 20) MiB")
         try expectRunning(agent, vm)
         withExtendedLifetime(pipeliners) {}
@@ -77,7 +84,8 @@ struct HostileClientTests {
         let vm = try spinner(agent)
         let started = Date()
         let perConnection = 5000, connections = 4, batch = 100
-        let request = "POST /v1/vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        let request =
+            "POST /v1/vms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
         for _ in 0..<connections {
             let client = try BlockingHTTPClient(port: agent.port)
             for _ in 0..<(perConnection / batch) {
@@ -91,7 +99,8 @@ struct HostileClientTests {
         try expectRunning(agent, vm)
         #expect(agent.terminate() == 0)
         func sql(_ query: String) throws -> String {
-            try TestSupport.run("/usr/bin/sqlite3", [agent.database, query]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            try TestSupport.run("/usr/bin/sqlite3", [agent.database, query]).stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines)
         }
         #expect(try sql("SELECT sum(requests) FROM api_refusals WHERE kind = 'unauthenticated'") == "\(total)")
         // One row per second (and kind and address), however many requests.
@@ -107,11 +116,16 @@ struct HostileClientTests {
     /// deadline; while they hold every TCP slot, the Unix socket still gets in.
     @Test func bodyDrippersAreCutOffAndTheUnixSocketAlwaysGetsIn() throws {
         let agent = try AgentProcess(extraArguments: ["--max-connections", "4", "--body-timeout", "3"])
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         var drippers: [BlockingHTTPClient] = []
         for _ in 0..<4 {
             let client = try BlockingHTTPClient(port: agent.port, timeoutMilliseconds: 30_000)
-            try client.send("POST /v1/policy/validate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(agent.adminSecret)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            try client.send(
+                "POST /v1/policy/validate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(agent.adminSecret)\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            )
             drippers.append(client)
         }
         // Every TCP slot is taken (the fifth is refused), the operator's socket is not. The fifth waits in the
@@ -138,7 +152,10 @@ struct HostileClientTests {
     /// /healthz must come back in a small fraction of one validation's time.
     @Test func largeValidationsDoNotStallTheEventLoop() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let rule = #"{"match":{"vm":"t*"},"action":"deny"},"#
         let rules = String(repeating: rule, count: (1 << 20) / rule.utf8.count - 2).dropLast()
         let document = Array((#"{"defaults":{"explicit":"allow"},"rules":["# + rules + "]}").utf8)
@@ -149,9 +166,13 @@ struct HostileClientTests {
         for _ in 0..<3 {
             DispatchQueue.global().async(group: group) {
                 let started = Date()
-                let status = (try? BlockingHTTPClient(port: port, timeoutMilliseconds: 120_000)
-                    .request("POST", "/v1/policy/validate", headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
-                             body: document).status) ?? -1
+                let status =
+                    (try? BlockingHTTPClient(port: port, timeoutMilliseconds: 120_000)
+                        .request(
+                            "POST", "/v1/policy/validate",
+                            headers: ["Authorization": "Bearer \(token)", "Content-Type": "application/json"],
+                            body: document
+                        ).status) ?? -1
                 results.withLock { $0.append((status, Date().timeIntervalSince(started))) }
             }
         }
@@ -164,7 +185,9 @@ struct HostileClientTests {
         let done = results.withLock { $0 }
         #expect(done.map(\.status) == [200, 200, 200])
         let quickest = done.map(\.seconds).min() ?? 0
-        #expect(slowest < quickest / 4, "slowest /healthz \(slowest) s while 1 MiB policies were validated (quickest \(quickest) s)")
+        #expect(
+            slowest < quickest / 4,
+            "slowest /healthz \(slowest) s while 1 MiB policies were validated (quickest \(quickest) s)")
     }
 
     /// Admitted writes are recorded before they are answered: a `kill -9` loses none of their rows.
@@ -175,24 +198,35 @@ struct HostileClientTests {
         let client = try BlockingHTTPClient(port: agent.port)
         let writes = 300
         for index in 0..<writes {
-            let response = try client.request("PUT", "/v1/policy", headers: [
-                "Authorization": "Bearer \(agent.adminSecret)", "Content-Type": "application/json", "If-Match": "*"],
+            let response = try client.request(
+                "PUT", "/v1/policy",
+                headers: [
+                    "Authorization": "Bearer \(agent.adminSecret)", "Content-Type": "application/json", "If-Match": "*",
+                ],
                 body: Array(documents[index % 2].utf8))
             #expect(response.status == 200)
         }
         agent.terminate(signal: SIGKILL)
         // What the ring holds goes into SQLite when the database is next opened.
         #expect(try TestSupport.runAgent(["db", "migrate", "--db", agent.database]).status == 0)
-        let rows = try TestSupport.run("/usr/bin/sqlite3", [agent.database, "SELECT count(*) FROM api_requests WHERE method = 'PUT' AND status = 200"])
+        let rows = try TestSupport.run(
+            "/usr/bin/sqlite3",
+            [agent.database, "SELECT count(*) FROM api_requests WHERE method = 'PUT' AND status = 200"])
         #expect(rows.stdout == "\(writes)\n")
     }
 
     /// A second agent on a live agent's socket is refused and the first keeps its socket.
     @Test func aLiveAgentsSocketIsNeverTakenOver() throws {
         let first = try AgentProcess()
-        defer { first.terminate(); first.removeFiles() }
-        let second = try RunningProcess(try TestSupport.binaryPath("memgate-agent"), [
-            "serve", "--listen", "127.0.0.1:0", "--unix", first.socket, "--no-record"])
+        defer {
+            first.terminate()
+            first.removeFiles()
+        }
+        let second = try RunningProcess(
+            try TestSupport.binaryPath("memgate-agent"),
+            [
+                "serve", "--listen", "127.0.0.1:0", "--unix", first.socket, "--no-record",
+            ])
         #expect(second.waitForExit(seconds: 30))
         if second.isRunning { second.kill() }
         #expect(second.wait() != 0)
@@ -202,7 +236,8 @@ struct HostileClientTests {
 
     /// A symlink planted at `<db>-ring` is refused before anything is written through it.
     @Test func aSymlinkedRingIsRefusedAndItsTargetUntouched() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-ring-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-ring-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let target = directory.appendingPathComponent("precious")
@@ -210,8 +245,12 @@ struct HostileClientTests {
         try bytes.write(to: target)
         let database = directory.appendingPathComponent("agent.db").path
         try FileManager.default.createSymbolicLink(atPath: database + "-ring", withDestinationPath: target.path)
-        let agent = try RunningProcess(try TestSupport.binaryPath("memgate-agent"), [
-            "serve", "--listen", "127.0.0.1:0", "--db", database, "--run-dir", directory.appendingPathComponent("run").path])
+        let agent = try RunningProcess(
+            try TestSupport.binaryPath("memgate-agent"),
+            [
+                "serve", "--listen", "127.0.0.1:0", "--db", database, "--run-dir",
+                directory.appendingPathComponent("run").path,
+            ])
         #expect(agent.waitForExit(seconds: 30))
         if agent.isRunning { agent.kill() }
         #expect(agent.wait() != 0)

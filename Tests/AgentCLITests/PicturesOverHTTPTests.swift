@@ -1,11 +1,12 @@
 import APITypes
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 import HTTPServer
-import Testing
 import TestSupport
+import Testing
+
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
 
 /// The memory map SVG, the status page with its sign-in, and the page as a real
 /// browser draws it.
@@ -16,7 +17,9 @@ struct PicturesOverHTTPTests {
         let agent = try AgentProcess()
         var truth: [Int: Double] = [:]
         for (name, pages, fraction) in [("quarter", "780", 0.25), ("half", "f00", 0.5)] {
-            let response = try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"explicit.elf","memory_mib":32,"command_line":"0:\#(pages):0"}"#)
+            let response = try agent.request(
+                "POST", "/v1/vms",
+                json: #"{"name":"\#(name)","image":"explicit.elf","memory_mib":32,"command_line":"0:\#(pages):0"}"#)
             #expect(response.status == 201, "\(response.text)")
             let id = AgentProcess.object(response)["id"] as? Int ?? -1
             _ = try agent.waitForEnd(id)
@@ -31,10 +34,14 @@ struct PicturesOverHTTPTests {
         /// `data-bytes` of each legend total, by its class.
         var exact: [String: Int] = [:]
         var current = ""
-        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
-                    attributes: [String: String] = [:]) {
+        func parser(
+            _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+            attributes: [String: String] = [:]
+        ) {
             if name == "rect", attributes["class"] != nil { widths += Int(attributes["width"] ?? "") ?? 0 }
-            if name == "text", let kind = attributes["class"], let bytes = attributes["data-bytes"] { exact[kind] = Int(bytes) }
+            if name == "text", let kind = attributes["class"], let bytes = attributes["data-bytes"] {
+                exact[kind] = Int(bytes)
+            }
             current = ""
         }
         func parser(_ parser: XMLParser, foundCharacters string: String) { current += string }
@@ -45,7 +52,10 @@ struct PicturesOverHTTPTests {
 
     @Test func memorySVGMatchesTheJSONExactly() throws {
         let (agent, truth) = try agentWithTwoVMs()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         for id in truth.keys {
             let memory = AgentProcess.object(try agent.request("GET", "/v1/vms/\(id)/memory"))
             let response = try agent.request("GET", "/v1/vms/\(id)/memory.svg")
@@ -56,8 +66,11 @@ struct PicturesOverHTTPTests {
             #expect(parser.parse(), "not well-formed: \(String(describing: parser.parserError))")
             #expect(totals.widths == 800)
             let shared = memory["shared_bytes"] as? Int ?? -1, privateBytes = memory["private_bytes"] as? Int ?? -1
-            #expect(totals.exact["total-shared"] == shared && totals.exact["total-private"] == privateBytes, "\(totals.exact)")
-            #expect(totals.texts.contains { $0.hasPrefix("shared: \(humanBytes(UInt64(shared))) (") }, "\(totals.texts)")
+            #expect(
+                totals.exact["total-shared"] == shared && totals.exact["total-private"] == privateBytes,
+                "\(totals.exact)")
+            #expect(
+                totals.texts.contains { $0.hasPrefix("shared: \(humanBytes(UInt64(shared))) (") }, "\(totals.texts)")
         }
         let id = try #require(truth.keys.first)
         #expect(try agent.request("GET", "/v1/vms/\(id)/memory.svg?from=2097152&to=4194304").status == 200)
@@ -68,13 +81,17 @@ struct PicturesOverHTTPTests {
 
     @Test func theStatusPageNeedsASignInOnTCPOnly() throws {
         let (agent, _) = try agentWithTwoVMs()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let anonymous = try agent.request("GET", "/", token: "")
         #expect(anonymous.status == 401 && anonymous.text.contains("<form method=\"post\" action=\"/login\">"))
         func login(_ token: String) throws -> BlockingHTTPClient.Response {
             let client = try BlockingHTTPClient(port: agent.port)
-            return try client.request("POST", "/login", headers: ["Content-Type": "application/x-www-form-urlencoded"],
-                                      body: Array("token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")".utf8))
+            return try client.request(
+                "POST", "/login", headers: ["Content-Type": "application/x-www-form-urlencoded"],
+                body: Array("token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")".utf8))
         }
         #expect(try login("wrong").status == 401)
         let signedIn = try login(AgentProcess.readOnlyToken)
@@ -84,7 +101,9 @@ struct PicturesOverHTTPTests {
         let session = String(cookie.prefix { $0 != ";" })
         let page = try agent.request("GET", "/", token: "", headers: ["Cookie": session])
         #expect(page.status == 200 && page.headers["content-type"] == "text/html; charset=utf-8")
-        for expected in ["quarter", "half", "<svg", "Latest conversions", "Latest denials", "/v1/host", "policy in force"] {
+        for expected in [
+            "quarter", "half", "<svg", "Latest conversions", "Latest denials", "/v1/host", "policy in force",
+        ] {
             #expect(page.text.contains(expected), "the page lacks \(expected)")
         }
         // No external resource: nothing is loaded from anywhere but this agent.
@@ -103,20 +122,28 @@ struct PicturesOverHTTPTests {
             return
         }
         let (agent, truth) = try agentWithTwoVMs()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let form = agent.directory.appendingPathComponent("signin.html")
-        try Data("""
+        try Data(
+            """
             <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
             <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
-            """.utf8).write(to: form)
+            """.utf8
+        ).write(to: form)
         let shot = agent.directory.appendingPathComponent("status.png")
         // Over the DevTools protocol: the live page keeps its event stream open, which a
         // --virtual-time-budget screenshot would wait for forever.
         let script = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path
-        let browser = try TestSupport.run("/usr/bin/python3", [script, chromium, form.absoluteString, shot.path],
-                                          environment: LiveDriver.environment(agent))
-        try #require(FileManager.default.fileExists(atPath: shot.path),
-                     "no screenshot: \(browser.stdout) \(browser.stderr.suffix(500)); chromium: \(LiveDriver.chromiumLogTail(agent))")
+        let browser = try TestSupport.run(
+            "/usr/bin/python3", [script, chromium, form.absoluteString, shot.path],
+            environment: LiveDriver.environment(agent))
+        try #require(
+            FileManager.default.fileExists(atPath: shot.path),
+            "no screenshot: \(browser.stdout) \(browser.stderr.suffix(500)); chromium: \(LiveDriver.chromiumLogTail(agent))"
+        )
         let measure = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/bars.py").path
         let measured = try TestSupport.run("/usr/bin/python3", [measure, shot.path])
         #expect(measured.status == 0, "\(measured.stderr)")
@@ -128,7 +155,9 @@ struct PicturesOverHTTPTests {
         for (bar, id) in zip(bars, truth.keys.sorted()) where bar.count == 4 {
             let fraction = bar[3] / (bar[2] + bar[3])
             let expected = truth[id] ?? -1
-            #expect(abs(fraction - expected) <= 0.02, "VM \(id): shared \(fraction) of the data-RAM pixels, expected \(expected)")
+            #expect(
+                abs(fraction - expected) <= 0.02,
+                "VM \(id): shared \(fraction) of the data-RAM pixels, expected \(expected)")
             #expect(bar[1] - bar[0] >= 20, "the bar is \(bar[1] - bar[0] + 1) pixels high")
         }
     }
@@ -142,16 +171,23 @@ struct PicturesOverHTTPTests {
             return
         }
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let form = agent.directory.appendingPathComponent("signin.html")
-        try Data("""
+        try Data(
+            """
             <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
             <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
-            """.utf8).write(to: form)
+            """.utf8
+        ).write(to: form)
         let driver = Process()
         driver.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        driver.arguments = [TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path, chromium,
-                            form.absoluteString]
+        driver.arguments = [
+            TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/live_page.py").path, chromium,
+            form.absoluteString,
+        ]
         driver.environment = LiveDriver.environment(agent).merging(["PATH": "/usr/bin:/bin"]) { _, path in path }
         let input = Pipe(), output = Pipe(), errors = Pipe()
         driver.standardInput = input
@@ -163,17 +199,22 @@ struct PicturesOverHTTPTests {
         let ready = lines.next()
         guard ready == "READY" else {
             // Why, in the driver's and Chromium's own words.
-            let driverErrors = String(decoding: errors.fileHandleForReading.readDataToEndOfFile().suffix(1500), as: UTF8.self)
-            Issue.record("the page did not start following the stream: \(ready ?? "nothing"); driver: \(driverErrors); chromium: \(LiveDriver.chromiumLogTail(agent))")
+            let driverErrors = String(
+                decoding: errors.fileHandleForReading.readDataToEndOfFile().suffix(1500), as: UTF8.self)
+            Issue.record(
+                "the page did not start following the stream: \(ready ?? "nothing"); driver: \(driverErrors); chromium: \(LiveDriver.chromiumLogTail(agent))"
+            )
             return
         }
 
         // Made after the page loaded: a VM that converts memory.
-        let response = try agent.request("POST", "/v1/vms", json: #"{"name":"live","image":"churn.elf","command_line":"6","memory_mib":16}"#)
+        let response = try agent.request(
+            "POST", "/v1/vms", json: #"{"name":"live","image":"churn.elf","command_line":"6","memory_mib":16}"#)
         #expect(response.status == 201, "\(response.text)")
         let vm = AgentProcess.object(response)["id"] as? Int ?? -1
         _ = try agent.waitForEnd(vm)
-        let conversions = AgentProcess.object(try agent.request("GET", "/v1/conversions?vm=\(vm)"))["items"] as? [[String: Any]] ?? []
+        let conversions =
+            AgentProcess.object(try agent.request("GET", "/v1/conversions?vm=\(vm)"))["items"] as? [[String: Any]] ?? []
         let ids = conversions.compactMap { $0["event_id"] as? Int }
         #expect(ids.count == 6)
         input.fileHandleForWriting.write(Data((ids.map(String.init).joined(separator: ",") + "\n").utf8))
@@ -186,8 +227,10 @@ struct PicturesOverHTTPTests {
 /// Where `Scripts/live_page.py` keeps Chromium's profile and log, in the agent's directory.
 enum LiveDriver {
     static func environment(_ agent: AgentProcess) -> [String: String] {
-        ["LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
-         "LIVE_PAGE_CHROMIUM_LOG": chromiumLog(agent).path]
+        [
+            "LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
+            "LIVE_PAGE_CHROMIUM_LOG": chromiumLog(agent).path,
+        ]
     }
 
     /// The end of Chromium's own messages, for a failure's explanation.
@@ -195,7 +238,9 @@ enum LiveDriver {
         ((try? String(contentsOf: chromiumLog(agent), encoding: .utf8)) ?? "").suffix(2000)
     }
 
-    private static func chromiumLog(_ agent: AgentProcess) -> URL { agent.directory.appendingPathComponent("chromium.log") }
+    private static func chromiumLog(_ agent: AgentProcess) -> URL {
+        agent.directory.appendingPathComponent("chromium.log")
+    }
 }
 
 /// Lines from a pipe, one at a time (blocking).

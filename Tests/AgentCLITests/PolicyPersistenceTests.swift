@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The policy in force is desired state: it survives restarts, and only an explicit
 /// `--policy FILE` (recorded with its path) or a PUT replaces it.
@@ -34,9 +34,11 @@ struct PolicyPersistenceTests {
         let file = directory.appendingPathComponent("allow.json")
         try Data(#"{"defaults":{"explicit":"allow","implicit":"allow"}}"#.utf8).write(to: file)
         // A start that fails (the Unix socket's directory does not exist) leaves the history alone.
-        let failed = try TestSupport.runAgent(["serve", "--listen", "127.0.0.1:0", "--unix", directory.appendingPathComponent("missing/agent.sock").path,
-                                               "--db", directory.appendingPathComponent("agent.db").path, "--policy", file.path,
-                                               "--run-dir", directory.appendingPathComponent("run").path])
+        let failed = try TestSupport.runAgent([
+            "serve", "--listen", "127.0.0.1:0", "--unix", directory.appendingPathComponent("missing/agent.sock").path,
+            "--db", directory.appendingPathComponent("agent.db").path, "--policy", file.path,
+            "--run-dir", directory.appendingPathComponent("run").path,
+        ])
         #expect(failed.status != 0)
 
         // An explicit --policy replaces it, recorded with the file's path.
@@ -50,16 +52,25 @@ struct PolicyPersistenceTests {
 
     @Test func sloppyJSONIsRefusedByTheAPIWithItsPlace() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let etag = try #require(try agent.request("GET", "/v1/policy").headers["etag"])
-        for document in [#"{"defaults":{"explicit":"deny"},}"#, #"{"defaults":{"explicit":"deny"}/**/}"#, #"{"limits":{"max_shared_bytes":NaN}}"#] {
+        for document in [
+            #"{"defaults":{"explicit":"deny"},}"#, #"{"defaults":{"explicit":"deny"}/**/}"#,
+            #"{"limits":{"max_shared_bytes":NaN}}"#,
+        ] {
             let put = try agent.request("PUT", "/v1/policy", json: document, headers: ["If-Match": etag])
             #expect(put.status == 422, "\(document): \(put.text)")
             let validation = AgentProcess.object(try agent.request("POST", "/v1/policy/validate", json: document))
             #expect(validation["valid"] as? Bool == false)
             #expect((validation["message"] as? String)?.contains("not valid JSON") == true, "\(validation)")
         }
-        #expect(AgentProcess.object(try agent.request("POST", "/v1/policy/validate", json: #"{"limits":{"max_shared_bytes":NaN}}"#))["field"] as? String
+        #expect(
+            AgentProcess.object(
+                try agent.request("POST", "/v1/policy/validate", json: #"{"limits":{"max_shared_bytes":NaN}}"#))[
+                    "field"] as? String
                 == "limits.max_shared_bytes")
         // Other bodies are strict too.
         let create = try agent.request("POST", "/v1/vms", json: #"{"name":"x","image":"spin-io.elf",}"#)
@@ -71,7 +82,8 @@ struct PolicyPersistenceTests {
         #expect(try agent.request("PUT", "/v1/policy", json: compact, headers: ["If-Match": etag]).status == 200)
         let version = try #require(try agent.request("GET", "/v1/policy").headers["etag"])
         let pretty = "{\n  \"defaults\": {\n    \"implicit\": \"allow\",\n    \"explicit\": \"deny\"\n  }\n}\n"
-        let again = AgentProcess.object(try agent.request("PUT", "/v1/policy", json: pretty, headers: ["If-Match": version]))
+        let again = AgentProcess.object(
+            try agent.request("PUT", "/v1/policy", json: pretty, headers: ["If-Match": version]))
         #expect(again["changed"] as? Bool == false)
         #expect(try agent.request("GET", "/v1/policy").headers["etag"] == version)
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// When the event store breaks, recording stops for good, every VM fails with the
 /// store's reason, and the agent says so on stderr and in its exit status (74).
@@ -15,7 +15,8 @@ struct RecordingFailureTests {
     /// Waits for the churn guest to be converting, then `act`s; the agent must end with 74.
     func expectRecordingFailure(db: String, reasonContains: String, act: () throws -> Void) throws {
         let agent = try TestSupport.binaryPath("memgate-agent")
-        let child = try RunningProcess(agent, ["run", TestSupport.guestPath("churn"), "--db", db, "--memory-mib", "16"])
+        let child = try RunningProcess(
+            agent, ["run", TestSupport.guestPath("churn"), "--db", db, "--memory-mib", "16"])
         for _ in 0..<5000 where !child.stdout.contains("acked") { usleep(1000) }
         #expect(child.stdout.contains("acked"), "the guest never started converting: \(child.stderr)")
         try act()
@@ -43,7 +44,8 @@ struct RecordingFailureTests {
     func diskFillsUp() throws {
         let folder = try directory()
         defer { try? FileManager.default.removeItem(at: folder) }
-        let mount = try TestSupport.run("/bin/mount", ["-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", folder.path])
+        let mount = try TestSupport.run(
+            "/bin/mount", ["-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", folder.path])
         try #require(mount.status == 0, "mount failed: \(mount.stderr)")
         defer { _ = try? TestSupport.run("/bin/umount", ["-l", folder.path]) }
         try expectRecordingFailure(db: folder.appendingPathComponent("events.db").path, reasonContains: "full") {}

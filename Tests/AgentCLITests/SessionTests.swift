@@ -1,7 +1,7 @@
 import Foundation
 import HTTPServer
-import Testing
 import TestSupport
+import Testing
 
 /// Status-page sessions as a browser uses them: a random id in the cookie (never the
 /// token), the whole read-only API, no write, signed out by logout and by a token
@@ -10,8 +10,9 @@ import TestSupport
 struct SessionTests {
     func signIn(_ agent: AgentProcess, _ token: String) throws -> BlockingHTTPClient.Response {
         let client = try BlockingHTTPClient(port: agent.port)
-        return try client.request("POST", "/login", headers: ["Content-Type": "application/x-www-form-urlencoded"],
-                                  body: Array("token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")".utf8))
+        return try client.request(
+            "POST", "/login", headers: ["Content-Type": "application/x-www-form-urlencoded"],
+            body: Array("token=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")".utf8))
     }
 
     func cookie(_ response: BlockingHTTPClient.Response) throws -> String {
@@ -20,25 +21,37 @@ struct SessionTests {
 
     @Test func aSessionReadsTheWholeAPIButNeverWrites() throws {
         let agent = try AgentProcess(extraArguments: ["--cookie-secure", "--session-ttl", "600"])
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let signedIn = try signIn(agent, AgentProcess.adminToken)
         let header = try #require(signedIn.headers["set-cookie"])
-        for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=600", "Path=/"] { #expect(header.contains(attribute), "\(header)") }
+        for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=600", "Path=/"] {
+            #expect(header.contains(attribute), "\(header)")
+        }
         let session = try cookie(signedIn)
         let id = String(session.drop { $0 != "=" }.dropFirst())
         #expect(id.count == 64 && id.allSatisfy(\.isHexDigit))
-        #expect(!header.contains(AgentProcess.adminToken) && !header.lowercased().contains(Array(AgentProcess.adminToken.utf8).map { String($0, radix: 16) }.joined()))
+        #expect(
+            !header.contains(AgentProcess.adminToken)
+                && !header.lowercased().contains(
+                    Array(AgentProcess.adminToken.utf8).map { String($0, radix: 16) }.joined())
+        )
         #expect(try cookie(try signIn(agent, AgentProcess.adminToken)) != session, "every sign-in gets its own id")
 
         for path in ["/v1/vms", "/v1/host", "/v1/policy", "/v1/policy/history", "/v1/conversions", "/v1/events", "/"] {
             #expect(try agent.request("GET", path, token: "", headers: ["Cookie": session]).status == 200, "\(path)")
         }
         // Signed in with an admin token, and still: a cookie never changes anything.
-        let create = try agent.request("POST", "/v1/vms", token: "", json: #"{"name":"x","image":"spin-io.elf","start":false}"#,
-                                       headers: ["Cookie": session])
+        let create = try agent.request(
+            "POST", "/v1/vms", token: "", json: #"{"name":"x","image":"spin-io.elf","start":false}"#,
+            headers: ["Cookie": session])
         #expect(create.status == 403 && create.text.contains("browser session"), "\(create.text)")
         let policy = try agent.request("GET", "/v1/policy", token: "", headers: ["Cookie": session])
-        let put = try agent.request("PUT", "/v1/policy", token: "", json: "{}", headers: ["Cookie": session, "If-Match": policy.headers["etag"] ?? ""])
+        let put = try agent.request(
+            "PUT", "/v1/policy", token: "", json: "{}",
+            headers: ["Cookie": session, "If-Match": policy.headers["etag"] ?? ""])
         #expect(put.status == 403)
         let vms = AgentProcess.object(try agent.request("GET", "/v1/vms"))["vms"] as? [Any]
         #expect(vms?.isEmpty == true, "the refused create made no VM")
@@ -48,12 +61,18 @@ struct SessionTests {
         let out = try client.request("POST", "/logout", headers: ["Cookie": session])
         #expect(out.status == 200 && out.headers["set-cookie"]?.contains("Max-Age=0") == true)
         #expect(try agent.request("GET", "/v1/vms", token: "", headers: ["Cookie": session]).status == 401)
-        #expect(try agent.request("GET", "/v1/vms", token: "", headers: ["Cookie": "memgate_session=\(String(repeating: "0", count: 64))"]).status == 401)
+        #expect(
+            try agent.request(
+                "GET", "/v1/vms", token: "", headers: ["Cookie": "memgate_session=\(String(repeating: "0", count: 64))"]
+            ).status == 401)
     }
 
     @Test func removingATokenFromTheFileEndsItsSessionsOnReload() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let viewer = try cookie(try signIn(agent, AgentProcess.readOnlyToken))
         let admin = try cookie(try signIn(agent, AgentProcess.adminToken))
         #expect(try agent.request("GET", "/v1/vms", token: "", headers: ["Cookie": viewer]).status == 200)
@@ -74,7 +93,10 @@ struct SessionTests {
 
     @Test func failedSignInsAreThrottledPerAddress() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         // 10 failures throttle the network; then this address has 3 of its own before it must wait.
         for attempt in 1...13 {
             #expect(try signIn(agent, "wrong-\(attempt)").status == 401)

@@ -1,8 +1,8 @@
 import Foundation
 import Glibc
 import SQLite
-import Testing
 import TestSupport
+import Testing
 
 /// VMs in processes of their own outlive their agent: real agents, real VM processes,
 /// real KVM, the store read with SQLite. Nothing here waits for a time to pass: each
@@ -14,18 +14,24 @@ struct VMProcessRestartTests {
     static let ringBytes = "65536"
 
     static func agent(_ directory: URL, executable: String? = nil) throws -> AgentProcess {
-        try AgentProcess(extraArguments: ["--vm-ring-bytes", ringBytes, "--log-level", "info"], directory: directory,
-                         leavesVMsRunning: true, executable: executable)
+        try AgentProcess(
+            extraArguments: ["--vm-ring-bytes", ringBytes, "--log-level", "info"], directory: directory,
+            leavesVMsRunning: true, executable: executable)
     }
 
     static func directory() throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-restart-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-restart-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         return directory
     }
 
-    static func create(_ agent: AgentProcess, name: String, image: String = "churn.elf", commandLine: String) throws -> (id: Int, pid: Int32) {
-        let response = try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"\#(image)","memory_mib":16,"command_line":"\#(commandLine)"}"#)
+    static func create(_ agent: AgentProcess, name: String, image: String = "churn.elf", commandLine: String) throws
+        -> (id: Int, pid: Int32)
+    {
+        let response = try agent.request(
+            "POST", "/v1/vms",
+            json: #"{"name":"\#(name)","image":"\#(image)","memory_mib":16,"command_line":"\#(commandLine)"}"#)
         #expect(response.status == 201, "\(response.text)")
         let object = AgentProcess.object(response)
         return (object["id"] as? Int ?? -1, Int32(object["pid"] as? Int ?? -1))
@@ -51,9 +57,13 @@ struct VMProcessRestartTests {
 
     /// True when the VM's ring has less room than one more record: its guest now waits for an agent.
     static func ringIsFull(_ directory: URL, _ id: Int) -> Bool {
-        guard let data = FileManager.default.contents(atPath: directory.appendingPathComponent("run/vm-\(id).ring").path),
-              data.count >= 4096 else { return false }
-        func u64(_ offset: Int) -> UInt64 { data[offset..<offset + 8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } }
+        guard
+            let data = FileManager.default.contents(atPath: directory.appendingPathComponent("run/vm-\(id).ring").path),
+            data.count >= 4096
+        else { return false }
+        func u64(_ offset: Int) -> UInt64 {
+            data[offset..<offset + 8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) }
+        }
         let capacity = u64(8), write = u64(24), read = u64(32)
         return capacity > 0 && capacity - (write &- read) < 512
     }
@@ -80,7 +90,9 @@ struct VMProcessRestartTests {
         let first = try Self.agent(directory)
         let vms = try ["a", "b"].map { try Self.create(first, name: "churn-\($0)", commandLine: "\(n)") }
         try Self.wait("progress before the restart") { try vms.allSatisfy { try Self.applied(first, $0.id) >= 50 } }
-        #expect(first.terminate(signal: restart == .sigterm ? SIGTERM : SIGKILL) == (restart == .sigterm ? 0 : 128 + SIGKILL) || restart != .sigterm)
+        #expect(
+            first.terminate(signal: restart == .sigterm ? SIGTERM : SIGKILL)
+                == (restart == .sigterm ? 0 : 128 + SIGKILL) || restart != .sigterm)
         // With no agent the guests go on until their rings are full, then wait: nothing answered unrecorded.
         try Self.wait("both rings full while no agent runs") { vms.allSatisfy { Self.ringIsFull(directory, $0.id) } }
         for vm in vms { #expect(kill(vm.pid, 0) == 0, "VM process \(vm.pid) survived its agent") }
@@ -93,22 +105,33 @@ struct VMProcessRestartTests {
             executable = copy
         }
         let second = try Self.agent(directory, executable: executable)
-        defer { second.terminate(); second.stopVMProcesses(); second.removeFiles() }
+        defer {
+            second.terminate()
+            second.stopVMProcesses()
+            second.removeFiles()
+        }
         #expect(second.stderr.contains("adopted a running VM"), "\(second.stderr)")
         for vm in vms {
-            #expect(second.stderr.contains("pid=\(vm.pid) vm_id=\(vm.id) [AgentHost] adopted a running VM"), "\(second.stderr)")
+            #expect(
+                second.stderr.contains("pid=\(vm.pid) vm_id=\(vm.id) [AgentHost] adopted a running VM"),
+                "\(second.stderr)")
             let ended = try second.waitForEnd(vm.id, seconds: 300)
             #expect((ended["ring_waits"] as? Int ?? 0) >= 1, "its guest waited for room while no agent ran: \(ended)")
             #expect(ended["state"] as? String == "stopped", "\(ended)")
             #expect(ended["exit_status"] as? Int == 0, "\(ended)")
         }
         for vm in vms {
-            let counts = try Self.rows(second.database, """
+            let counts = try Self.rows(
+                second.database,
+                """
                 SELECT count(*), count(DISTINCT event_id), sum(decision = 'applied'), sum(decision NOT IN ('applied'))
                 FROM conversions WHERE vm_id = \(vm.id)
                 """)
-            #expect(counts.first == [.integer(Int64(n)), .integer(Int64(n)), .integer(Int64(n)), .integer(0)], "VM \(vm.id): \(counts)")
-            let ends = try Self.rows(second.database, "SELECT count(*) FROM vm_events WHERE vm_id = \(vm.id) AND what = 'ended'")
+            #expect(
+                counts.first == [.integer(Int64(n)), .integer(Int64(n)), .integer(Int64(n)), .integer(0)],
+                "VM \(vm.id): \(counts)")
+            let ends = try Self.rows(
+                second.database, "SELECT count(*) FROM vm_events WHERE vm_id = \(vm.id) AND what = 'ended'")
             #expect(ends.first == [.integer(1)], "one end recorded")
         }
         // Event ids are unique across the whole store, too.
@@ -120,10 +143,16 @@ struct VMProcessRestartTests {
     @Test func killingOneVMProcessEndsThatVMAlone() throws {
         let directory = try Self.directory()
         let agent = try Self.agent(directory)
-        defer { agent.terminate(); agent.stopVMProcesses(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.stopVMProcesses()
+            agent.removeFiles()
+        }
         let victim = try Self.create(agent, name: "victim", commandLine: "0")
         let neighbour = try Self.create(agent, name: "neighbour", commandLine: "0")
-        try Self.wait("both converting") { try Self.applied(agent, victim.id) > 10 && Self.applied(agent, neighbour.id) > 10 }
+        try Self.wait("both converting") {
+            try Self.applied(agent, victim.id) > 10 && Self.applied(agent, neighbour.id) > 10
+        }
         #expect(kill(victim.pid, SIGKILL) == 0)
         let ended = try agent.waitForEnd(victim.id)
         #expect(ended["state"] as? String == "failed")
@@ -132,7 +161,8 @@ struct VMProcessRestartTests {
         try Self.wait("the neighbour converts on") { try Self.applied(agent, neighbour.id) > before + 100 }
         #expect(try Self.vm(agent, neighbour.id)["state"] as? String == "running")
         #expect(agent.isRunning)
-        let pending = try Self.rows(agent.database, "SELECT count(*) FROM conversions WHERE vm_id = \(victim.id) AND decision = 'pending'")
+        let pending = try Self.rows(
+            agent.database, "SELECT count(*) FROM conversions WHERE vm_id = \(victim.id) AND decision = 'pending'")
         #expect(pending.first == [.integer(0)], "a killed VM's conversions are final or incomplete, never left pending")
     }
 
@@ -140,7 +170,11 @@ struct VMProcessRestartTests {
     @Test func aVMProcessHoldsOnlyItsOwnAndIsConfined() throws {
         let directory = try Self.directory()
         let agent = try Self.agent(directory)
-        defer { agent.terminate(); agent.stopVMProcesses(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.stopVMProcesses()
+            agent.removeFiles()
+        }
         let vm = try Self.create(agent, name: "confined", commandLine: "0")
         let status = try String(contentsOfFile: "/proc/\(vm.pid)/status", encoding: .utf8)
         #expect(status.contains("NoNewPrivs:\t1"), "\(status)")
@@ -148,24 +182,34 @@ struct VMProcessRestartTests {
         let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(vm.pid)/fd").compactMap {
             try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vm.pid)/fd/\($0)")
         }
-        #expect(!descriptors.contains { $0.contains("agent.db") || $0.contains("tokens") || $0.contains("agent.sock") }, "\(descriptors)")
+        #expect(
+            !descriptors.contains { $0.contains("agent.db") || $0.contains("tokens") || $0.contains("agent.sock") },
+            "\(descriptors)")
         #expect(descriptors.contains { $0.hasSuffix("/vm-\(vm.id).log") }, "\(descriptors)")
         // Its own session: a signal to the agent's process group does not reach it.
-        let fields = try String(contentsOfFile: "/proc/\(vm.pid)/stat", encoding: .utf8).split(separator: ")").last?.split(separator: " ")
+        let fields = try String(contentsOfFile: "/proc/\(vm.pid)/stat", encoding: .utf8).split(separator: ")").last?
+            .split(separator: " ")
         #expect(fields.map { Int32($0[3]) } == Int32(vm.pid), "the VM process leads its own session")
         #expect(try Self.vm(agent, vm.id)["state"] as? String == "running")
         // Bytes that are not a message end that connection, are counted, and harm nothing.
         let socket = directory.appendingPathComponent("run/vm-\(vm.id).sock").path
-        let junk = try TestSupport.run("/usr/bin/python3", ["-c", """
-            import socket, sys
-            s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-            s.sendall(b"\\xff\\xff\\xff\\x7fjunk")
-            try:
-                print(len(s.recv(16)))
-            except ConnectionResetError:
-                print(0)
-            """, socket])
-        #expect(junk.status == 0 && junk.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "closed at once: \(junk.stdout) \(junk.stderr)")
+        let junk = try TestSupport.run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import socket, sys
+                s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+                s.sendall(b"\\xff\\xff\\xff\\x7fjunk")
+                try:
+                    print(len(s.recv(16)))
+                except ConnectionResetError:
+                    print(0)
+                """, socket,
+            ])
+        #expect(
+            junk.status == 0 && junk.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0",
+            "closed at once: \(junk.stdout) \(junk.stderr)")
         let after = try Self.vm(agent, vm.id)
         #expect(after["refused_connections"] as? Int == 1, "\(after)")
         #expect(after["state"] as? String == "running")
@@ -181,24 +225,36 @@ struct VMProcessRestartTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: run)) ?? []).filter { $0.hasPrefix("spare-") }
         }
         func sparePIDs() -> [Int32] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter { pid in
-                let line = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap(Int32.init).filter {
+                pid in
+                let line =
+                    (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))).map {
+                        String(decoding: $0, as: UTF8.self)
+                    } ?? ""
                 return line.contains("--spare") && line.contains(run)
             }
         }
         try Self.wait("a spare is started") { spares().count == 1 }
         let vm = try Self.create(agent, name: "from-spare", commandLine: "0")
-        let cmdline = String(decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(vm.pid)/cmdline")), as: UTF8.self)
+        let cmdline = String(
+            decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(vm.pid)/cmdline")), as: UTF8.self)
         #expect(cmdline.contains("--spare"), "the VM came from the spare: \(cmdline)")
         #expect(FileManager.default.fileExists(atPath: run + "/vm-\(vm.id).log"))
-        try Self.wait("the next spare is started") { spares().count == 1 && sparePIDs().filter { $0 != vm.pid }.count == 1 }
+        try Self.wait("the next spare is started") {
+            spares().count == 1 && sparePIDs().filter { $0 != vm.pid }.count == 1
+        }
         let spare = try #require(sparePIDs().first { $0 != vm.pid })
         agent.terminate(signal: SIGKILL)
         try Self.wait("the orphaned spare exits") { Self.isGone(spare) }
         #expect(kill(vm.pid, 0) == 0, "the VM it became runs on")
         let second = try Self.agent(directory)
-        defer { second.terminate(); second.stopVMProcesses(); second.removeFiles() }
-        #expect(try Self.vm(second, vm.id)["state"] as? String == "running", "a VM from a spare is adopted like any other")
+        defer {
+            second.terminate()
+            second.stopVMProcesses()
+            second.removeFiles()
+        }
+        #expect(
+            try Self.vm(second, vm.id)["state"] as? String == "running", "a VM from a spare is adopted like any other")
     }
 
     /// A guest that ends at once (started with its create) never takes its process down before the
@@ -206,9 +262,14 @@ struct VMProcessRestartTests {
     @Test func guestsThatEndAtOnceAreCreatedAndRecorded() throws {
         let directory = try Self.directory()
         let agent = try Self.agent(directory)
-        defer { agent.terminate(); agent.stopVMProcesses(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.stopVMProcesses()
+            agent.removeFiles()
+        }
         for index in 0..<20 {
-            let response = try agent.request("POST", "/v1/vms", json: #"{"name":"brief-\#(index)","image":"hello.elf","memory_mib":16}"#)
+            let response = try agent.request(
+                "POST", "/v1/vms", json: #"{"name":"brief-\#(index)","image":"hello.elf","memory_mib":16}"#)
             #expect(response.status == 201, "\(response.text)")
             let id = AgentProcess.object(response)["id"] as? Int ?? -1
             let ended = try agent.waitForEnd(id)
@@ -225,11 +286,17 @@ struct VMProcessRestartTests {
         first.terminate(signal: SIGKILL)
         let policy = directory.appendingPathComponent("new-policy.json")
         try Data(#"{"name":"after-restart","defaults":{"explicit":"allow","implicit":"allow"}}"#.utf8).write(to: policy)
-        let second = try AgentProcess(extraArguments: ["--vm-ring-bytes", Self.ringBytes, "--policy", policy.path], directory: directory,
-                                      leavesVMsRunning: true)
-        defer { second.terminate(); second.stopVMProcesses(); second.removeFiles() }
+        let second = try AgentProcess(
+            extraArguments: ["--vm-ring-bytes", Self.ringBytes, "--policy", policy.path], directory: directory,
+            leavesVMsRunning: true)
+        defer {
+            second.terminate()
+            second.stopVMProcesses()
+            second.removeFiles()
+        }
         let inForce = AgentProcess.object(try second.request("GET", "/v1/policy"))
-        let version = try second.request("GET", "/v1/policy").headers["etag"]?.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        let version = try second.request("GET", "/v1/policy").headers["etag"]?.trimmingCharacters(
+            in: CharacterSet(charactersIn: "\""))
         let adopted = try Self.vm(second, vm.id)
         #expect(adopted["policy_version"] as? String == version, "\(adopted) \(inForce)")
         #expect(adopted["policy_version"] as? String != before)
@@ -237,7 +304,8 @@ struct VMProcessRestartTests {
         let third = #"{"name":"third","defaults":{"explicit":"allow","implicit":"allow","discard":false}}"#
         let put = try second.request("PUT", "/v1/policy", json: third, headers: ["If-Match": "\"\(version ?? "")\""])
         #expect(put.status == 200, "\(put.text)")
-        let now = try second.request("GET", "/v1/policy").headers["etag"]?.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+        let now = try second.request("GET", "/v1/policy").headers["etag"]?.trimmingCharacters(
+            in: CharacterSet(charactersIn: "\""))
         #expect(try Self.vm(second, vm.id)["policy_version"] as? String == now)
     }
 
@@ -251,14 +319,20 @@ struct VMProcessRestartTests {
         #expect(kill(vm.pid, SIGKILL) == 0)
         try Self.wait("the VM process is gone") { Self.isGone(vm.pid) }
         let second = try Self.agent(directory)
-        defer { second.terminate(); second.removeFiles() }
+        defer {
+            second.terminate()
+            second.removeFiles()
+        }
         let closed = try Self.vm(second, vm.id)
         #expect(closed["state"] as? String == "lost", "\(closed)")
         #expect((closed["reason"] as? String ?? "").contains("gone"), "\(closed)")
         #expect(closed["pid"] == nil)
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: second.runDirectory).filter { $0.hasSuffix(".sock") || $0.hasSuffix(".ring") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: second.runDirectory).filter {
+            $0.hasSuffix(".sock") || $0.hasSuffix(".ring")
+        }
         #expect(leftovers.isEmpty, "\(leftovers)")
-        let pending = try Self.rows(second.database, "SELECT count(*) FROM conversions WHERE vm_id = \(vm.id) AND decision = 'pending'")
+        let pending = try Self.rows(
+            second.database, "SELECT count(*) FROM conversions WHERE vm_id = \(vm.id) AND decision = 'pending'")
         #expect(pending.first == [.integer(0)])
     }
 
@@ -270,7 +344,10 @@ struct VMProcessRestartTests {
         first.terminate(signal: SIGKILL)
         #expect(kill(vm.pid, SIGSTOP) == 0)
         let second = try Self.agent(directory)
-        defer { second.terminate(); second.removeFiles() }
+        defer {
+            second.terminate()
+            second.removeFiles()
+        }
         let ended = try second.waitForEnd(vm.id, seconds: 60)
         #expect(ended["state"] as? String == "failed", "\(ended)")
         #expect((ended["reason"] as? String ?? "").contains("did not answer"), "\(ended)")
@@ -301,7 +378,10 @@ struct VMProcessRestartTests {
             #expect(lchown(socket, 65534, 65534) == 0)
         }
         let second = try Self.agent(directory)
-        defer { second.terminate(); second.removeFiles() }
+        defer {
+            second.terminate()
+            second.removeFiles()
+        }
         #expect(second.stderr.contains("refused a VM socket"), "\(second.stderr)")
         let closed = try Self.vm(second, vm.id)
         #expect(closed["state"] as? String == "lost", "\(closed)")
@@ -327,7 +407,10 @@ struct VMProcessRestartTests {
         #expect(try second.request("DELETE", "/v1/vms/\(vm.id)").status == 204)
         second.terminate()
         let third = try Self.agent(directory)
-        defer { third.terminate(); third.removeFiles() }
+        defer {
+            third.terminate()
+            third.removeFiles()
+        }
         #expect(try third.request("GET", "/v1/vms/\(vm.id)").status == 404)
     }
 
@@ -337,11 +420,16 @@ struct VMProcessRestartTests {
         let first = try Self.agent(directory)
         let vm = try Self.create(first, name: "orphan", commandLine: "0")
         first.terminate()
-        let stop = try TestSupport.runAgent(["vm", "stop", "--all", "--run-dir", directory.appendingPathComponent("run").path])
+        let stop = try TestSupport.runAgent([
+            "vm", "stop", "--all", "--run-dir", directory.appendingPathComponent("run").path,
+        ])
         #expect(stop.status == 0, "\(stop.stdout) \(stop.stderr)")
         try Self.wait("the VM process ends") { Self.isGone(vm.pid) }
         let second = try Self.agent(directory)
-        defer { second.terminate(); second.removeFiles() }
+        defer {
+            second.terminate()
+            second.removeFiles()
+        }
         let ended = try Self.vm(second, vm.id)
         #expect(ended["state"] as? String == "stopped", "\(ended)")
         #expect(ended["reason"] as? String == "stopped with memgate-agent vm stop", "\(ended)")

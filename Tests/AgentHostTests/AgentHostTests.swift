@@ -6,8 +6,8 @@ import Logging
 import MemoryModel
 import Platform
 import SQLite
-import Testing
 import TestSupport
+import Testing
 import VMM
 
 let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
@@ -56,7 +56,9 @@ struct AgentHostTests {
         func scalar(_ value: UInt32) -> String { Unicode.Scalar(value).map { String(Character($0)) } ?? "" }
         for bad in ["a\u{1B}[2J", "a\u{9B}2J", "x" + scalar(0xFFFE), "x\u{202E}cba", "x\u{7F}", scalar(0xFDD0)] {
             var candidate = try spec("hello", name: bad)
-            #expect(throws: AgentHostError.self, "\(bad.unicodeScalars.map { String($0.value, radix: 16) })") { try candidate.validate() }
+            #expect(throws: AgentHostError.self, "\(bad.unicodeScalars.map { String($0.value, radix: 16) })") {
+                try candidate.validate()
+            }
             candidate.name = "ok"
             candidate.labels = ["team": bad]
             #expect(throws: AgentHostError.self) { try candidate.validate() }
@@ -104,7 +106,9 @@ struct AgentHostTests {
         #expect(state(stopped) == "stopped")
         #expect(state(neverStarted) == "stopped")
         #expect(try rows(path, "SELECT count(*) FROM vms WHERE ended_ns IS NULL").first?.first == .integer(0))
-        #expect(try rows(path, "SELECT final_reason FROM vms WHERE vm_id = \(timedOut.id)").first?.first.map { "\($0)" }?.contains("timeout") == true)
+        #expect(
+            try rows(path, "SELECT final_reason FROM vms WHERE vm_id = \(timedOut.id)").first?.first.map { "\($0)" }?
+                .contains("timeout") == true)
     }
 
     @Test func idsAreNeverReusedAndNamesAreUnique() throws {
@@ -145,13 +149,17 @@ struct AgentHostTests {
         defer { removeDatabase(path) }
         do {
             let store = try EventStore(path: path, logger: quiet)
-            let id = try store.register(VMRegistration(name: "orphan", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
-                                                       dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
-                                        createdNanos: 1)
-            let pending = store.begin(conversion: ConversionRecord(
-                vmID: id, vm: "orphan", vcpu: 0, requestedNanos: 2, completedNanos: nil, gpa: 0x30_0000, size: 4096,
-                direction: .toShared, trigger: .explicit, decision: .pending, reason: "default explicit allow",
-                policyVersion: VersionedPolicy.builtIn.version, source: .emulated, discardedBytes: 0, guestResult: 0))
+            let id = try store.register(
+                VMRegistration(
+                    name: "orphan", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
+                    dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
+                createdNanos: 1)
+            let pending = store.begin(
+                conversion: ConversionRecord(
+                    vmID: id, vm: "orphan", vcpu: 0, requestedNanos: 2, completedNanos: nil, gpa: 0x30_0000, size: 4096,
+                    direction: .toShared, trigger: .explicit, decision: .pending, reason: "default explicit allow",
+                    policyVersion: VersionedPolicy.builtIn.version, source: .emulated, discardedBytes: 0, guestResult: 0
+                ))
             #expect(pending.receipt.wait() == nil)
             store.close()  // the agent "dies": no end recorded, the conversion stays pending
         }
@@ -177,7 +185,9 @@ struct AgentHostTests {
         #expect(throws: AgentHostError.notFound(vm.id)) { try host.stop(vm.id) }
         var bad = try spec("hello")
         bad.vcpus = 0
-        #expect(throws: AgentHostError.invalid(field: "vcpus", message: "must be from 1 to 64")) { try host.create(bad, start: true) }
+        #expect(throws: AgentHostError.invalid(field: "vcpus", message: "must be from 1 to 64")) {
+            try host.create(bad, start: true)
+        }
         bad = try spec("hello")
         bad.image = Array("not an elf".utf8)
         #expect(throws: AgentHostError.self) { try host.create(bad, start: true) }
@@ -195,20 +205,28 @@ struct AgentHostTests {
         host.shutdown()
         #expect(throws: AgentHostError.shuttingDown) { try host.create(try spec("hello"), start: true) }
         store.close()
-        #expect(try rows(path, "SELECT count(*) FROM vms WHERE ended_ns IS NULL OR final_state IS NULL").first?.first == .integer(0))
-        #expect(try rows(path, "SELECT count(*) FROM conversions WHERE decision = 'pending'").first?.first == .integer(0))
+        #expect(
+            try rows(path, "SELECT count(*) FROM vms WHERE ended_ns IS NULL OR final_state IS NULL").first?.first
+                == .integer(0))
+        #expect(
+            try rows(path, "SELECT count(*) FROM conversions WHERE decision = 'pending'").first?.first == .integer(0))
     }
 
     @Test func policyReplacementIsCompareAndSwap() throws {
         let host = AgentHost(system: try KVM.System(), store: nil, policies: PolicyStore(), logger: quiet)
         let original = host.policies.policy.version
         let deny = try VersionedPolicy(document: Array(#"{"defaults":{"explicit":"deny"}}"#.utf8))
-        #expect(try host.replacePolicy(deny, expected: original, change: PolicyChange(principal: "test", channel: "api")))
+        #expect(
+            try host.replacePolicy(deny, expected: original, change: PolicyChange(principal: "test", channel: "api")))
         #expect(throws: AgentHost.PolicyReplaceError.versionMismatch(current: deny.version)) {
-            try host.replacePolicy(.builtIn, expected: original, change: PolicyChange(principal: "test", channel: "api"))
+            try host.replacePolicy(
+                .builtIn, expected: original, change: PolicyChange(principal: "test", channel: "api"))
         }
-        #expect(try !host.replacePolicy(deny, expected: deny.version, change: PolicyChange(principal: "test", channel: "api")))
-        #expect(try !host.replacePolicy(deny, expected: original, change: PolicyChange(principal: "test", channel: "api")),
-                "a write of what is already in force is done, whatever its tag (a retried PUT whose answer was lost)")
+        #expect(
+            try !host.replacePolicy(
+                deny, expected: deny.version, change: PolicyChange(principal: "test", channel: "api")))
+        #expect(
+            try !host.replacePolicy(deny, expected: original, change: PolicyChange(principal: "test", channel: "api")),
+            "a write of what is already in force is done, whatever its tag (a retried PUT whose answer was lost)")
     }
 }

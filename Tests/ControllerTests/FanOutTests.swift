@@ -1,7 +1,9 @@
 import APITypes
 import Foundation
+import MemoryModel
 import Synchronization
 import Testing
+
 @testable import Controller
 
 /// A scripted fleet: each host answers from a closure; requests are recorded.
@@ -20,8 +22,11 @@ final class FakeTransport: Transport, @unchecked Sendable {
     var requests: [HostRequest] { lock.withLock { log } }
 }
 
-func json<T: Encodable>(_ value: T, status: Int = 200, headers: [String: String] = [:]) -> Result<HostResponse, TransportError> {
-    .success(HostResponse(status: status, headers: headers, body: [UInt8]((try? APIJSON.encoder().encode(value)) ?? Data())))
+func json<T: Encodable>(_ value: T, status: Int = 200, headers: [String: String] = [:]) -> Result<
+    HostResponse, TransportError
+> {
+    .success(
+        HostResponse(status: status, headers: headers, body: [UInt8]((try? APIJSON.encoder().encode(value)) ?? Data())))
 }
 
 func hosts(_ count: Int) -> [HostEntry] {
@@ -30,15 +35,18 @@ func hosts(_ count: Int) -> [HostEntry] {
 
 struct FanOutTests {
     static func conversion(_ id: Int64, at time: UInt64) -> ConversionEvent {
-        ConversionEvent(eventId: id, vmId: 1, vcpu: 0, requestedNs: time, completedNs: time, gpa: 0, size: 4096, direction: "to_shared",
-                        trigger: "explicit", decision: "applied", reason: "r", policyVersion: "v", source: "emulated",
-                        changedBytes: 4096, discardedBytes: 0, guestResult: 0)
+        ConversionEvent(
+            eventId: id, vmId: 1, vcpu: 0, requestedNs: time, completedNs: time, gpa: 0, size: 4096,
+            direction: "to_shared",
+            trigger: "explicit", decision: "applied", reason: "r", policyVersion: "v", source: "emulated",
+            changedBytes: 4096, discardedBytes: 0, guestResult: 0)
     }
 
     @Test func mergesAcrossHostsByTimeAndReportsPartialFailure() {
         let transport = FakeTransport { request in
             switch request.host {
-            case 0: json(ConversionPage(items: [Self.conversion(1, at: 10), Self.conversion(2, at: 30)], nextCursor: nil))
+            case 0:
+                json(ConversionPage(items: [Self.conversion(1, at: 10), Self.conversion(2, at: 30)], nextCursor: nil))
             case 1: json(ConversionPage(items: [Self.conversion(7, at: 20)], nextCursor: nil))
             case 2: .failure(.unreachable("Couldn't connect to server"))
             default: json(APIErrorBody(code: "unauthorized", message: "bad token"), status: 401)
@@ -57,7 +65,9 @@ struct FanOutTests {
     }
 
     @Test func malformedAnswersAreFailuresNotCrashes() {
-        let fleet = FleetClient(hosts: hosts(1), transport: FakeTransport { _ in .success(HostResponse(status: 200, body: Array("{not json".utf8))) })
+        let fleet = FleetClient(
+            hosts: hosts(1),
+            transport: FakeTransport { _ in .success(HostResponse(status: 200, body: Array("{not json".utf8))) })
         #expect(fleet.get("/v1/vms", as: VMList.self)[0].failure?.kind == "error")
     }
 }
@@ -73,10 +83,15 @@ struct PolicyPushTests {
         FakeTransport { request in
             switch (request.host, request.method) {
             case (2, _): return .failure(.unreachable("down"))
-            case (1, "POST"): return json(PolicyValidation(valid: true, version: version, changed: false, currentVersion: version))
-            case (3, "POST"): return json(PolicyValidation(valid: false, version: nil, changed: false, currentVersion: "old",
-                                                         field: "rules[0].match.vm", message: "unknown field"))
-            case (_, "POST"): return json(PolicyValidation(valid: true, version: version, changed: true, currentVersion: "old"))
+            case (1, "POST"):
+                return json(PolicyValidation(valid: true, version: version, changed: false, currentVersion: version))
+            case (3, "POST"):
+                return json(
+                    PolicyValidation(
+                        valid: false, version: nil, changed: false, currentVersion: "old",
+                        field: "rules[0].match.vm", message: "unknown field"))
+            case (_, "POST"):
+                return json(PolicyValidation(valid: true, version: version, changed: true, currentVersion: "old"))
             case (4, "PUT"): return json(APIErrorBody(code: "precondition_failed", message: "changed"), status: 412)
             case (_, "PUT"):
                 #expect(request.headers["If-Match"] == "\"old\"")
@@ -96,7 +111,8 @@ struct PolicyPushTests {
 
     @Test func anInvalidDocumentContactsNobody() {
         let transport = Self.transport()
-        let outcomes = PolicyPush(document: Array(#"{"defaults":{"implicit":"maybe"}}"#.utf8)).run(Self.fleet(transport))
+        let outcomes = PolicyPush(document: Array(#"{"defaults":{"implicit":"maybe"}}"#.utf8)).run(
+            Self.fleet(transport))
         #expect(outcomes.allSatisfy { $0.word == "rejected" })
         #expect(transport.requests.isEmpty)
     }
@@ -116,14 +132,14 @@ struct PolicyPushTests {
     }
 }
 
-import MemoryModel
 enum MemoryModelVersion {
     static func of(_ document: [UInt8]) throws -> String { try VersionedPolicy(document: document).version }
 }
 
 struct InventoryTests {
     @Test func parsesHostsFiles() throws {
-        let hosts = try Inventory.parse("""
+        let hosts = try Inventory.parse(
+            """
             # fleet
             http://10.0.0.1:8620 alpha zone=a tier=gold
             https://agent-b:8620/   zone=b
@@ -135,21 +151,28 @@ struct InventoryTests {
         #expect(Endpoint(hosts[2].url)?.unixSocket == "/run/memgate/agent.sock")
         #expect(try Inventory.select(hosts, where: ["zone=a"]).map(\.name) == ["alpha"])
         #expect(try Inventory.select(hosts, where: ["zone=b", "tier=gold"]).isEmpty)
-        for bad in ["ftp://x", "http://", "http://user@host:1", "unix://relative", "http://a:1 name extra", "http://a:1 =v"] {
+        for bad in [
+            "ftp://x", "http://", "http://user@host:1", "unix://relative", "http://a:1 name extra", "http://a:1 =v",
+        ] {
             #expect(throws: InventoryError.self, "\(bad)") { try Inventory.parse(bad) }
         }
         #expect(throws: InventoryError.self) { try Inventory.select(hosts, where: ["zone"]) }
-        #expect(throws: InventoryError.self) { try Inventory.checkUniqueNames(try Inventory.parse("http://a:1 x\nhttp://b:1 x")) }
+        #expect(throws: InventoryError.self) {
+            try Inventory.checkUniqueNames(try Inventory.parse("http://a:1 x\nhttp://b:1 x"))
+        }
         #expect(try Inventory.parseList("http://a:1, http://b:2").count == 2)
     }
 }
 
 struct OutputTests {
     @Test func memoryBarIsToScale() {
-        let memory = VMMemory(vmId: 1, bootRegion: MemoryRun(start: 0, end: 0x20_0000, state: "boot"), dataRamStart: 0x20_0000,
-                              dataRamEnd: 0x100_0000, privateBytes: 0x70_0000, sharedBytes: 0x70_0000,
-                              runs: [MemoryRun(start: 0x20_0000, end: 0x90_0000, state: "private"),
-                                     MemoryRun(start: 0x90_0000, end: 0x100_0000, state: "shared")])
+        let memory = VMMemory(
+            vmId: 1, bootRegion: MemoryRun(start: 0, end: 0x20_0000, state: "boot"), dataRamStart: 0x20_0000,
+            dataRamEnd: 0x100_0000, privateBytes: 0x70_0000, sharedBytes: 0x70_0000,
+            runs: [
+                MemoryRun(start: 0x20_0000, end: 0x90_0000, state: "private"),
+                MemoryRun(start: 0x90_0000, end: 0x100_0000, state: "shared"),
+            ])
         let cells = MemoryBar.cells(memory, width: 16)
         #expect(String(cells) == "##=======.......")
         #expect(MemoryBar.render(memory, host: "h", width: 16).contains("private 7.0 MiB (50.0%)"))
@@ -157,7 +180,9 @@ struct OutputTests {
         #expect(String(MemoryBar.cells(memory, width: 8, from: 0x70_0000, to: 0xB0_0000)) == "====....")
         let zoomed = MemoryBar.render(memory, host: "h", width: 8, from: 0x70_0000, to: 0xB0_0000)
         #expect(zoomed.contains("4.0 MiB shown of 16.0 MiB of guest RAM, 0x700000 – 0xb00000"), "\(zoomed)")
-        #expect(zoomed.contains("  0x700000 – 0x900000  private  2.0 MiB") && zoomed.contains("  0x900000 – 0xb00000  shared   2.0 MiB"))
+        #expect(
+            zoomed.contains("  0x700000 – 0x900000  private  2.0 MiB")
+                && zoomed.contains("  0x900000 – 0xb00000  shared   2.0 MiB"))
         #expect(zoomed.contains("private 2.0 MiB (50.0%)"))
         // Past the end is an empty view, not a trap.
         #expect(MemoryBar.cells(memory, width: 8, from: 1 << 40, to: 1 << 41).isEmpty)
@@ -171,20 +196,27 @@ struct OutputTests {
         #expect(LineDiff.diff(["x"], ["x"]).isEmpty)
         #expect(utcTime(784_111_777_123_000_000) == "1994-11-06 08:49:37.123")
         #expect(humanBytes(4096) == "4.0 KiB")
-        #expect(CurlTransport.parseHeaders(Array("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nETag: \"v\"\r\n\r\n".utf8)) == ["etag": "\"v\""])
+        #expect(
+            CurlTransport.parseHeaders(
+                Array("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nETag: \"v\"\r\n\r\n".utf8)) == ["etag": "\"v\""])
     }
 }
 
 /// The fleet cursor and the hole-free merge, without hosts.
 struct FleetCursorTests {
-    struct Row { var id: Int64; var time: UInt64 }
+    struct Row {
+        var id: Int64
+        var time: UInt64
+    }
 
     @Test func theCursorRoundTripsAndRefusesOtherHosts() throws {
         let cursor = FleetCursor(positions: ["a": 12, "b/ü": 0])
         let text = cursor.encoded()
         #expect(text.hasPrefix("mgc1.") && !text.contains("=") && !text.contains("/") && !text.contains("+"))
         #expect(try FleetCursor(parsing: text, hosts: ["b/ü", "a"]) == cursor)
-        #expect(throws: FleetCursor.ParseError.otherHosts(cursor: ["a", "b/ü"], asked: ["a"])) { try FleetCursor(parsing: text, hosts: ["a"]) }
+        #expect(throws: FleetCursor.ParseError.otherHosts(cursor: ["a", "b/ü"], asked: ["a"])) {
+            try FleetCursor(parsing: text, hosts: ["a"])
+        }
         for bad in ["12", "mgc1.", "mgc1.@@", "mgc1." + Data(#"{"a":-1}"#.utf8).base64EncodedString()] {
             #expect(throws: FleetCursor.ParseError.self) { try FleetCursor(parsing: bad, hosts: ["a"]) }
         }
@@ -198,13 +230,17 @@ struct FleetCursorTests {
         #expect(rows.map { "\($0.host)\($0.row.id)" } == ["a1", "b7", "a2"])
         #expect(next == FleetCursor(positions: ["a": 2, "b": 7]))
         // Nothing more anywhere: everything listed, no cursor.
-        let done = FleetPage.merge([FleetPage.HostRows(host: "a", rows: [Row(id: 3, time: 40)], more: false)],
-                                   from: FleetCursor(positions: ["a": 2]), time: \.time, id: \.id)
+        let done = FleetPage.merge(
+            [FleetPage.HostRows(host: "a", rows: [Row(id: 3, time: 40)], more: false)],
+            from: FleetCursor(positions: ["a": 2]), time: \.time, id: \.id)
         #expect(done.rows.count == 1 && done.next == nil)
         // A host with nothing new keeps its place.
-        let idle = FleetPage.merge([FleetPage.HostRows(host: "a", rows: [Row(id: 3, time: 40)], more: true),
-                                    FleetPage.HostRows(host: "b", rows: [Row](), more: false)],
-                                   from: FleetCursor(positions: ["a": 2, "b": 9]), time: \.time, id: \.id)
+        let idle = FleetPage.merge(
+            [
+                FleetPage.HostRows(host: "a", rows: [Row(id: 3, time: 40)], more: true),
+                FleetPage.HostRows(host: "b", rows: [Row](), more: false),
+            ],
+            from: FleetCursor(positions: ["a": 2, "b": 9]), time: \.time, id: \.id)
         #expect(idle.next == FleetCursor(positions: ["a": 3, "b": 9]))
     }
 }

@@ -1,11 +1,13 @@
 import APITypes
-@testable import Controller
 import JSON
 import MemoryModel
 import Testing
 
+@testable import Controller
+
 @Suite struct JSONPathTests {
-    let document = try! StrictJSON.parse(Array(#"{"hosts":[{"host":"h0","drift":null,"n":1},{"host":"h1","drift":"drift","n":2}],"v":"x"}"#.utf8))
+    let document = try! StrictJSON.parse(
+        Array(#"{"hosts":[{"host":"h0","drift":null,"n":1},{"host":"h1","drift":"drift","n":2}],"v":"x"}"#.utf8))
 
     @Test func selectsAsKubectlUsersWriteIt() throws {
         #expect(try JSONPath("{.hosts[*].host}").render(document) == "h0\nh1")
@@ -23,8 +25,10 @@ import Testing
     }
 
     /// kubectl's features this subset does not take are named, not reported as a generic syntax error.
-    @Test(arguments: [("{.items[?(@.name==\"a\")].id}", "filters"), ("{range .items[*]}{.name}{end}", "range/end"),
-                      ("{..name}", "recursive descent"), ("{.items[0:2]}", "slices")])
+    @Test(arguments: [
+        ("{.items[?(@.name==\"a\")].id}", "filters"), ("{range .items[*]}{.name}{end}", "range/end"),
+        ("{..name}", "recursive descent"), ("{.items[0:2]}", "slices"),
+    ])
     func unsupportedFeaturesAreNamed(path: String, feature: String) {
         do {
             _ = try JSONPath(path)
@@ -49,19 +53,24 @@ import Testing
 
 @Suite struct ContextConfigTests {
     @Test func contextsAndTheCurrentOne() throws {
-        let config = try ContextConfig(bytes: Array(#"""
-            {"current_context": "prod", "contexts": {
-              "prod": {"hosts": "/etc/memgate/prod.hosts", "token_file": "/t", "select": ["env=prod"]},
-              "lab": {"hosts": "/lab.hosts"}}}
-            """#.utf8), path: "c")
+        let config = try ContextConfig(
+            bytes: Array(
+                #"""
+                {"current_context": "prod", "contexts": {
+                  "prod": {"hosts": "/etc/memgate/prod.hosts", "token_file": "/t", "select": ["env=prod"]},
+                  "lab": {"hosts": "/lab.hosts"}}}
+                """#.utf8), path: "c")
         #expect(try config.context(nil)?.hosts == "/etc/memgate/prod.hosts")
         #expect(try config.context(nil)?.select == ["env=prod"])
         #expect(try config.context("lab")?.hosts == "/lab.hosts")
         #expect(throws: InventoryError.self) { try config.context("nope") }
     }
 
-    @Test(arguments: [#"{"contexts":{"a":{"hostz":"x"}}}"#, #"{"current_context":"b","contexts":{}}"#, #"{"contexts":{"a":{"select":"x"}}}"#,
-                      #"{"contexts":{"a":{}},}"#, "[]", #"{"extra":1}"#])
+    @Test(arguments: [
+        #"{"contexts":{"a":{"hostz":"x"}}}"#, #"{"current_context":"b","contexts":{}}"#,
+        #"{"contexts":{"a":{"select":"x"}}}"#,
+        #"{"contexts":{"a":{}},}"#, "[]", #"{"extra":1}"#,
+    ])
     func badConfigsAreRefusedByName(text: String) {
         #expect(throws: InventoryError.self) { try ContextConfig(bytes: Array(text.utf8), path: "c") }
     }
@@ -86,16 +95,24 @@ import Testing
         let version = try VersionedPolicy(document: text).version
         #expect(AuditPull.checkedDocument(text, version: version)?.name == "n")
         #expect(AuditPull.checkedDocument(text, version: SHA256.hex(text)) != nil, "old agents hashed the bytes")
-        #expect(AuditPull.checkedDocument(Array(#"{"defaults":{"explicit":"allow"}}"#.utf8), version: version) == nil, "a host cannot pass off another document")
+        #expect(
+            AuditPull.checkedDocument(Array(#"{"defaults":{"explicit":"allow"}}"#.utf8), version: version) == nil,
+            "a host cannot pass off another document")
     }
 
     /// Addresses need no resolving (libcurl's DNS cache is switched off for them); names do.
     @Test func addressLiteralsAreToldFromNames() {
-        for literal in ["http://127.1.2.3:7100", "https://10.0.0.1:8443/", "http://[::1]:80", "http://[fe80::1%25eth0]:80", "unix:///run/a.sock"] {
+        for literal in [
+            "http://127.1.2.3:7100", "https://10.0.0.1:8443/", "http://[::1]:80", "http://[fe80::1%25eth0]:80",
+            "unix:///run/a.sock",
+        ] {
             #expect(Endpoint(literal)?.isAddressLiteral == true, "\(literal)")
         }
-        for name in ["http://agents.example:80", "http://localhost:7070", "http://256.1.1.1:80", "http://1.2.3:80", "http://1.2.3.4.5:80",
-                     "http://01234.1.1.1:80"] {
+        for name in [
+            "http://agents.example:80", "http://localhost:7070", "http://256.1.1.1:80", "http://1.2.3:80",
+            "http://1.2.3.4.5:80",
+            "http://01234.1.1.1:80",
+        ] {
             #expect(Endpoint(name)?.isAddressLiteral == false, "\(name)")
         }
     }

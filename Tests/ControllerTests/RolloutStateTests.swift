@@ -21,7 +21,8 @@ struct RolloutStateTests {
         let id: Int64
         do {
             let store = try RolloutStateStore(path: path)
-            id = try store.begin(candidate: candidate, version: "v-new", plan: plan, settings: settings, hosts: hosts, atNanos: 7)
+            id = try store.begin(
+                candidate: candidate, version: "v-new", plan: plan, settings: settings, hosts: hosts, atNanos: 7)
             let canary = plan.waves[0][0]
             var record = try #require(try store.hosts(id).first { $0.host == canary })
             #expect(record.state == .pending && record.wave == 0 && record.name == "h\(canary)")
@@ -36,13 +37,22 @@ struct RolloutStateTests {
         // A controller killed here: the next one finds everything.
         let again = try RolloutStateStore(path: path)
         let rollout = try #require(try again.rollout())
-        #expect(rollout.id == id && rollout.state == .running && rollout.wave == 0 && rollout.phase == .bake && rollout.bakeStartedNanos == 99)
-        #expect(rollout.plan == plan && rollout.settings == settings && rollout.candidate == candidate && rollout.candidateVersion == "v-new")
+        #expect(
+            rollout.id == id && rollout.state == .running && rollout.wave == 0 && rollout.phase == .bake
+                && rollout.bakeStartedNanos == 99)
+        #expect(
+            rollout.plan == plan && rollout.settings == settings && rollout.candidate == candidate
+                && rollout.candidateVersion == "v-new")
         let pushed = try again.hosts(id).filter { $0.state == .pushed }
-        #expect(pushed.count == 1 && pushed[0].oldDocument == Array("{\"name\":\"old\"}\n".utf8) && pushed[0].afterEvent == 1234)
+        #expect(
+            pushed.count == 1 && pushed[0].oldDocument == Array("{\"name\":\"old\"}\n".utf8)
+                && pushed[0].afterEvent == 1234)
         #expect(try again.hosts(id).map(\.host) == Array(0..<5))
-        try again.addEvidence(id, wave: 0, breach: BakeBreach(kind: "faulted VMs", count: 3, limit: 2,
-                                                               evidence: [BakeEvidence(host: 2, eventID: 9, what: "VM 1 (web) faulted")]))
+        try again.addEvidence(
+            id, wave: 0,
+            breach: BakeBreach(
+                kind: "faulted VMs", count: 3, limit: 2,
+                evidence: [BakeEvidence(host: 2, eventID: 9, what: "VM 1 (web) faulted")]))
         try again.finish(id, state: .breached, outcome: "3 faulted VMs (limit 2) on h2")
         let ended = try again.rollout(id)
         #expect(ended?.state == .breached && ended?.outcome == "3 faulted VMs (limit 2) on h2")

@@ -4,7 +4,8 @@ import Testing
 /// The controller's `text/event-stream` reader: the format's rules, and a bound on what a
 /// broken or hostile agent can make it hold.
 @Suite struct SSEParserTests {
-    static let stream = Array("""
+    static let stream = Array(
+        """
         : a comment, ignored\r
         id: 7\r
         event: conversion\r
@@ -23,11 +24,12 @@ import Testing
     @Test func eventsAreTheSameWhateverTheChunkBoundaries() throws {
         var whole = SSEParser()
         let expected = try whole.feed(Self.stream)
-        #expect(expected == [
-            SSEEvent(id: 7, type: "conversion", data: #"{"id":7}"#),
-            SSEEvent(id: 8, type: "message", data: "first line\nsecond line"),
-            SSEEvent(id: 9, type: "message", data: "no space"),
-        ])
+        #expect(
+            expected == [
+                SSEEvent(id: 7, type: "conversion", data: #"{"id":7}"#),
+                SSEEvent(id: 8, type: "message", data: "first line\nsecond line"),
+                SSEEvent(id: 9, type: "message", data: "no space"),
+            ])
         #expect(whole.lastEventID == 9, "an id without data still moves where a reconnection resumes")
         for size in [1, 2, 3, 7, 64] {
             var parser = SSEParser()
@@ -81,6 +83,9 @@ import Testing
         }
         // Under the limit, the event's data is its lines joined by LF, empty ones included.
         var small = SSEParser()
-        #expect(try small.feed(Array("data:\ndata: a\ndata:\n\n".utf8)) == [SSEEvent(id: nil, type: "message", data: "\na\n")])
+        #expect(
+            try small.feed(Array("data:\ndata: a\ndata:\n\n".utf8)) == [
+                SSEEvent(id: nil, type: "message", data: "\na\n")
+            ])
     }
 }

@@ -4,6 +4,7 @@ import MemoryModel
 import SQLite
 import Synchronization
 import Testing
+
 @testable import EventStore
 
 /// Recording failures are final and visible.
@@ -11,9 +12,10 @@ import Testing
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     func conversion(gpa: UInt64, vmID: Int64) -> ConversionRecord {
-        ConversionRecord(vmID: vmID, vm: "f", vcpu: 0, requestedNanos: 1, completedNanos: 2, gpa: gpa, size: 4096,
-                         direction: .toShared, trigger: .explicit, decision: .denied, reason: "r", policyVersion: "v",
-                         source: .emulated, discardedBytes: 0, guestResult: -1)
+        ConversionRecord(
+            vmID: vmID, vm: "f", vcpu: 0, requestedNanos: 1, completedNanos: 2, gpa: gpa, size: 4096,
+            direction: .toShared, trigger: .explicit, decision: .denied, reason: "r", policyVersion: "v",
+            source: .emulated, discardedBytes: 0, guestResult: -1)
     }
 
     /// A batch fails (a trigger stands in for a full disk): its waiter hears so, and so does
@@ -23,15 +25,18 @@ import Testing
         let path = temporaryDatabase()
         defer { removeDatabase(path) }
         _ = try Maintenance.migrate(path: path)
-        try SQLiteConnection(path: path).execute("""
+        try SQLiteConnection(path: path).execute(
+            """
             CREATE TRIGGER injected_failure BEFORE INSERT ON conversions WHEN NEW.gpa = 57005
             BEGIN SELECT RAISE(ABORT, 'injected failure'); END
             """)
         let store = try EventStore(path: path, durability: durability, logger: logger)
         defer { store.close() }
-        let vmID = try store.register(VMRegistration(name: "f", memoryBytes: 1 << 25, vcpus: 1, backend: "alias",
-                                                     dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
-                                      createdNanos: 1)
+        let vmID = try store.register(
+            VMRegistration(
+                name: "f", memoryBytes: 1 << 25, vcpus: 1, backend: "alias",
+                dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
+            createdNanos: 1)
         let heard = Mutex<[RecordingFailure]>([])
         store.onFailure { failure in heard.withLock { $0.append(failure) } }
         let bad = store.record(conversion: conversion(gpa: 57005, vmID: vmID))

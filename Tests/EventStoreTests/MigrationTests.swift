@@ -3,8 +3,9 @@ import Foundation
 import Logging
 import SQLite
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import EventStore
 
 func temporaryDatabase() -> String {
@@ -32,9 +33,14 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         #expect(try Maintenance.migrate(path: path) == (0, latest, 0))
         #expect(try Maintenance.migrate(path: path) == (latest, latest, 0))
         let connection = try SQLiteConnection(path: path)
-        let tables = try connection.query("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")
-            .compactMap { if case .text(let t)? = $0.first { t } else { nil } }
-        for name in ["vms", "memory_faults", "conversions", "policies", "api_requests", "conversion_summary", "denials", "vm_memory_state"] {
+        let tables = try connection.query(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+        )
+        .compactMap { if case .text(let t)? = $0.first { t } else { nil } }
+        for name in [
+            "vms", "memory_faults", "conversions", "policies", "api_requests", "conversion_summary", "denials",
+            "vm_memory_state",
+        ] {
             #expect(tables.contains(name), "missing \(name)")
         }
         #expect(try connection.scalar("PRAGMA auto_vacuum") == 2)  // incremental
@@ -52,11 +58,12 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         do {
             let connection = try Migrator.openForWriting(path: path)
             try Migrator.migrate(connection, five)
-            try connection.execute("""
-            INSERT INTO vms (vm_id, name, memory_bytes, vcpus, backend, data_ram_start, data_ram_size, initial_state, created_ns)
-            VALUES (1, 'old', 67108864, 1, 'alias', 2097152, 65011712, 'private', 1);
-            INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (1, 1, 0, 5, 2097152, 4096, 8, 'emulated');
-            """)
+            try connection.execute(
+                """
+                INSERT INTO vms (vm_id, name, memory_bytes, vcpus, backend, data_ram_start, data_ram_size, initial_state, created_ns)
+                VALUES (1, 'old', 67108864, 1, 'alias', 2097152, 65011712, 'private', 1);
+                INSERT INTO memory_faults (event_id, vm_id, vcpu, time_ns, gpa, size, flags, source) VALUES (1, 1, 0, 5, 2097152, 4096, 8, 'emulated');
+                """)
         }
         #expect(try Maintenance.migrate(path: path).to == 9)
         let queries = EventQueries(path: path)
@@ -84,7 +91,8 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
     }
 
     @Test func badMigrationFoldersAreRejected() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-migrations-\(UUID().uuidString)")
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-migrations-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         #expect(throws: MigrationError.self) { try Migrator.load(directory: folder) }

@@ -2,6 +2,7 @@ import APITypes
 import Foundation
 import SQLite
 import Testing
+
 @testable import EventStore
 
 /// The API's readers: the directly rendered JSON pages mean exactly what the typed rows do.
@@ -10,7 +11,8 @@ struct QueryTests {
         let path = temporaryDatabase()
         _ = try Maintenance.migrate(path: path)
         let connection = try SQLiteConnection(path: path)
-        try connection.execute("""
+        try connection.execute(
+            """
             INSERT INTO vms (vm_id, name, memory_bytes, vcpus, backend, data_ram_start, data_ram_size, initial_state, created_ns)
             VALUES (1, 'q', 1, 1, 'alias', 0, 1, 'private', 1);
             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250)
@@ -30,17 +32,21 @@ struct QueryTests {
         defer { removeDatabase(path) }
         let queries = EventQueries(path: path)
         var filter = EventFilter()
-        for (after, limit, decision) in [(Int64(0), 100, nil), (200, 100, nil), (0, 1000, "denied"), (480, 100, nil)] as [(Int64, Int, String?)] {
+        for (after, limit, decision) in [(Int64(0), 100, nil), (200, 100, nil), (0, 1000, "denied"), (480, 100, nil)]
+            as [(Int64, Int, String?)]
+        {
             filter.after = after
             filter.limit = limit
             filter.decision = decision
             let rows = try queries.conversions(filter)
-            let page = try APIJSON.decoder().decode(ConversionPage.self, from: Data(try queries.conversionPageJSON(filter).json))
+            let page = try APIJSON.decoder().decode(
+                ConversionPage.self, from: Data(try queries.conversionPageJSON(filter).json))
             #expect(page.items == rows)
             #expect(page.nextCursor == (rows.count == limit ? rows.last.map { "\($0.eventId)" } : nil))
             filter.decision = nil
             let faults = try queries.faults(filter)
-            let faultPage = try APIJSON.decoder().decode(FaultPage.self, from: Data(try queries.faultPageJSON(filter).json))
+            let faultPage = try APIJSON.decoder().decode(
+                FaultPage.self, from: Data(try queries.faultPageJSON(filter).json))
             #expect(faultPage.items == faults)
         }
         filter.after = 0
@@ -60,12 +66,17 @@ struct QueryTests {
         // The page rendered from the rows means exactly what the typed rows do.
         for (after, limit) in [(Int64(0), 1000), (20, 5), (20, 1000), (499, 10), (600, 10)] as [(Int64, Int)] {
             let rows = try queries.events(after: after, limit: limit)
-            let page = try APIJSON.decoder().decode(EventPage.self, from: Data(try queries.eventPageJSON(after: after, limit: limit)))
-            #expect(page == EventPage(events: rows, nextAfter: rows.last?.eventId ?? after), "after \(after), limit \(limit)")
+            let page = try APIJSON.decoder().decode(
+                EventPage.self, from: Data(try queries.eventPageJSON(after: after, limit: limit)))
+            #expect(
+                page == EventPage(events: rows, nextAfter: rows.last?.eventId ?? after),
+                "after \(after), limit \(limit)")
         }
         // Keys as JSONEncoder writes them (sorted), so a byte-level consumer sees one shape.
         let rendered = String(decoding: try queries.eventPageJSON(after: 20, limit: 2), as: UTF8.self)
-        let encoded = String(decoding: try APIJSON.encoder().encode(EventPage(events: try queries.events(after: 20, limit: 2), nextAfter: 22)), as: UTF8.self)
+        let encoded = String(
+            decoding: try APIJSON.encoder().encode(
+                EventPage(events: try queries.events(after: 20, limit: 2), nextAfter: 22)), as: UTF8.self)
         #expect(rendered.dropLast() == encoded.replacingOccurrences(of: "\\/", with: "/"), "\(rendered)\n\(encoded)")
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import MemoryModel
 import SQLite
 import Testing
+
 @testable import EventStore
 
 /// The event ring: records durable without a wait, applied by the next agent.
@@ -10,16 +11,23 @@ import Testing
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     func conversionWrite(id: Int64, vmID: Int64, decision: String = "pending") -> EventWriter.Write {
-        EventWriter.Write(.insertConversion, values: [
-            .integer(id), .integer(vmID), .integer(0), .unsigned(1_000), .null, .unsigned(0x20_0000), .unsigned(4096),
-            .text("to_shared"), .text("explicit"), .text(decision), .text("default (allow)"), .text("v1"), .text("emulated"),
-            .unsigned(4096), .unsigned(0), .integer(0),
-        ])
+        EventWriter.Write(
+            .insertConversion,
+            values: [
+                .integer(id), .integer(vmID), .integer(0), .unsigned(1_000), .null, .unsigned(0x20_0000),
+                .unsigned(4096),
+                .text("to_shared"), .text("explicit"), .text(decision), .text("default (allow)"), .text("v1"),
+                .text("emulated"),
+                .unsigned(4096), .unsigned(0), .integer(0),
+            ])
     }
 
     func finishWrite(id: Int64) -> EventWriter.Write {
-        EventWriter.Write(.finishConversion, values: [
-            .text("applied"), .null, .unsigned(2_000), .unsigned(4096), .integer(0), .integer(id)])
+        EventWriter.Write(
+            .finishConversion,
+            values: [
+                .text("applied"), .null, .unsigned(2_000), .unsigned(4096), .integer(0), .integer(id),
+            ])
     }
 
     @Test func theMappedFileKeepsEveryAccessInsideTheMapping() throws {
@@ -87,17 +95,21 @@ import Testing
         var vmID: Int64 = 0
         do {
             let store = try EventStore(path: path, logger: logger)
-            vmID = try store.register(VMRegistration(name: "ringed", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
-                                                     dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
-                                      createdNanos: 1)
+            vmID = try store.register(
+                VMRegistration(
+                    name: "ringed", memoryBytes: 32 << 20, vcpus: 1, backend: "alias",
+                    dataRAM: PageRange(start: 0x20_0000, end: 0x200_0000), initialState: .private),
+                createdNanos: 1)
             store.close()
         }
         // What a dead agent leaves: an applied conversion (insert + finish), one still pending,
         // and a record of a row SQLite already has.
         do {
             let ring = try EventRing(databasePath: path)
-            for writes in [[conversionWrite(id: 100, vmID: vmID)], [finishWrite(id: 100)], [conversionWrite(id: 101, vmID: vmID)],
-                           [conversionWrite(id: 100, vmID: vmID)]] {
+            for writes in [
+                [conversionWrite(id: 100, vmID: vmID)], [finishWrite(id: 100)], [conversionWrite(id: 101, vmID: vmID)],
+                [conversionWrite(id: 100, vmID: vmID)],
+            ] {
                 #expect(ring.append(try #require(EventRingCodec.encode(writes))) != nil)
             }
         }
@@ -113,10 +125,13 @@ import Testing
         let again = try EventStore(path: path, logger: logger)
         defer { again.close() }
         #expect(again.recovered.replayedRecords == 0)
-        let ticket = again.begin(conversion: ConversionRecord(
-            vmID: vmID, vm: "ringed", vcpu: 0, requestedNanos: 3, completedNanos: nil, gpa: 0x20_0000, size: 4096,
-            direction: .toPrivate, trigger: .explicit, decision: .pending, reason: "r", policyVersion: "v", source: .emulated,
-            discardedBytes: 0, guestResult: 0)).ticket
+        let ticket = again.begin(
+            conversion: ConversionRecord(
+                vmID: vmID, vm: "ringed", vcpu: 0, requestedNanos: 3, completedNanos: nil, gpa: 0x20_0000, size: 4096,
+                direction: .toPrivate, trigger: .explicit, decision: .pending, reason: "r", policyVersion: "v",
+                source: .emulated,
+                discardedBytes: 0, guestResult: 0)
+        ).ticket
         #expect(ticket.id == 102)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SQLite
 import Testing
+
 @testable import EventStore
 
 /// Files beside the database are never reached through a link: whatever a link

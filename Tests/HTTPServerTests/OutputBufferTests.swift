@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import HTTPServer
 
 /// The unsent-output buffer against a plain array doing the same appends and partial writes.
@@ -12,7 +13,10 @@ struct OutputBufferTests {
         for _ in 0..<800 {
             if Bool.random(using: &generator) {
                 let count = Int.random(in: 0...70_000, using: &generator)
-                let bytes = (0..<count).map { _ in next &+= 1; return next }
+                let bytes = (0..<count).map { _ in
+                    next &+= 1
+                    return next
+                }
                 let written = Bool.random(using: &generator) ? Int.random(in: 0...count, using: &generator) : 0
                 buffer.append(bytes, from: written)
                 reference += bytes.dropFirst(written)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import HTTPServer
 
 /// The request parser on raw bytes: every case also split at every byte boundary.
@@ -30,7 +31,10 @@ struct ParserTests {
 
     @Test func simpleGet() {
         let results = Self.parseAll(Array("GET /healthz HTTP/1.1\r\nHost: a\r\nUser-Agent: t\r\n\r\n".utf8))
-        guard case .request(let request, let consumed)? = results.first else { Issue.record("no request: \(results)"); return }
+        guard case .request(let request, let consumed)? = results.first else {
+            Issue.record("no request: \(results)")
+            return
+        }
         #expect(request.method == .GET)
         #expect(request.target == "/healthz")
         #expect(request.header("host") == "a")
@@ -40,11 +44,13 @@ struct ParserTests {
     }
 
     @Test func bodyAndPipelining() {
-        let bytes = Array("POST /v1/vms HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b?x=1 HTTP/1.0\r\n\r\n".utf8)
+        let bytes = Array(
+            "POST /v1/vms HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b?x=1 HTTP/1.0\r\n\r\n".utf8)
         let results = Self.parseAll(bytes)
         #expect(results.count == 2)
         guard case .request(let post, _) = results[0], case .request(let get, _) = results[1] else {
-            Issue.record("\(results)"); return
+            Issue.record("\(results)")
+            return
         }
         #expect(post.body == Array("hello".utf8))
         #expect(get.path == "/b")
@@ -65,7 +71,8 @@ struct ParserTests {
     func everySplitGivesTheSameRequest(_ text: String) {
         let bytes = Array(text.utf8)
         guard case .request(let whole, let consumed)? = Self.parseAll(bytes).first else {
-            Issue.record("whole request did not parse"); return
+            Issue.record("whole request did not parse")
+            return
         }
         #expect(consumed == bytes.count)
         for split in 1..<bytes.count {
@@ -90,7 +97,10 @@ struct ParserTests {
             ("absolute target", b("GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"), 400),
             ("NUL in target", b("GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n"), 400),
             ("NUL in header", b("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"), 400),
-            ("bad UTF-8 in header", [UInt8]("GET / HTTP/1.1\r\nHost: x\r\nX-A: ".utf8) + [0xC3, 0x28] + b("\r\n\r\n"), 400),
+            (
+                "bad UTF-8 in header",
+                [UInt8]("GET / HTTP/1.1\r\nHost: x\r\nX-A: ".utf8) + [0xC3, 0x28] + b("\r\n\r\n"), 400
+            ),
             ("bare LF", b("GET / HTTP/1.1\nHost: x\n\n"), 400),
             ("obs-fold", b("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  b\r\n\r\n"), 400),
             ("space before colon", b("GET / HTTP/1.1\r\nHost : x\r\n\r\n"), 400),
@@ -98,19 +108,42 @@ struct ParserTests {
             ("empty header name", b("GET / HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n"), 400),
             ("missing Host", b("GET / HTTP/1.1\r\n\r\n"), 400),
             ("two Hosts", b("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400),
-            ("duplicate Content-Length", b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nab"), 400),
-            ("conflicting Content-Length", b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), 400),
+            (
+                "duplicate Content-Length",
+                b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nab"), 400
+            ),
+            (
+                "conflicting Content-Length",
+                b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"), 400
+            ),
             ("negative Content-Length", b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400),
             ("non-numeric Content-Length", b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n"), 400),
-            ("huge Content-Length", b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"), 400),
-            ("TE with CL", b("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc"), 400),
-            ("chunked body", b("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), 411),
+            (
+                "huge Content-Length",
+                b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"), 400
+            ),
+            (
+                "TE with CL",
+                b("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc"), 400
+            ),
+            (
+                "chunked body",
+                b("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), 411
+            ),
             ("gzip TE", b("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"), 501),
             ("body too large", b("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n"), 413),
             ("request line too long", b("GET /\(long) HTTP/1.1\r\nHost: x\r\n\r\n"), 414),
             ("request line too long, unfinished", b("GET /\(long)"), 414),
-            ("header block too large", b("GET / HTTP/1.1\r\nHost: x\r\n" + String(repeating: "X-Pad: \(String(repeating: "p", count: 1000))\r\n", count: 20)), 431),
-            ("too many fields", b("GET / HTTP/1.1\r\nHost: x\r\n" + String(repeating: "X-A: 1\r\n", count: 101) + "\r\n"), 431),
+            (
+                "header block too large",
+                b(
+                    "GET / HTTP/1.1\r\nHost: x\r\n"
+                        + String(repeating: "X-Pad: \(String(repeating: "p", count: 1000))\r\n", count: 20)), 431
+            ),
+            (
+                "too many fields",
+                b("GET / HTTP/1.1\r\nHost: x\r\n" + String(repeating: "X-A: 1\r\n", count: 101) + "\r\n"), 431
+            ),
         ]
         cases.append(("control byte DEL in header", b("GET / HTTP/1.1\r\nHost: x\r\nX-A: a\u{7F}\r\n\r\n"), 400))
         return cases
@@ -121,7 +154,8 @@ struct ParserTests {
         for (name, bytes, status) in Self.malformed {
             let results = Self.parseAll(bytes)
             guard case .failure(let error)? = results.last else {
-                Issue.record("\(name): expected \(status), got \(results)"); continue
+                Issue.record("\(name): expected \(status), got \(results)")
+                continue
             }
             #expect(error.status == status, "\(name): \(error)")
         }
@@ -132,7 +166,8 @@ struct ParserTests {
             for split in 1..<bytes.count {
                 let result = Self.parseSplit(bytes, at: split)
                 guard case .failure(let error) = result else {
-                    Issue.record("\(name) split at \(split): \(result)"); break
+                    Issue.record("\(name) split at \(split): \(result)")
+                    break
                 }
                 #expect(error.status == status, "\(name) split at \(split)")
             }

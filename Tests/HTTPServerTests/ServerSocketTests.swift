@@ -2,8 +2,9 @@ import Foundation
 import Logging
 import Platform
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import HTTPServer
 
 /// Answers `/echo` with the request's body and `/block` after `gate` opens.
@@ -19,18 +20,24 @@ final class TestHandler: HTTPHandler {
 
     func respond(to request: HTTPRequest, context: RequestContext) -> HTTPResponse {
         if request.path == "/stream" {
-            return .streaming(headers: [("Content-Type", "text/plain")], body: HTTPStreamBody { [self] stream in
-                stream.onClose { [self] in streamClosed.store(true, ordering: .releasing) }
-                stream.send(Array("first\n".utf8))
-                opened.withLock { $0 = stream }
-            })
+            return .streaming(
+                headers: [("Content-Type", "text/plain")],
+                body: HTTPStreamBody { [self] stream in
+                    stream.onClose { [self] in streamClosed.store(true, ordering: .releasing) }
+                    stream.send(Array("first\n".utf8))
+                    opened.withLock { $0 = stream }
+                })
         }
         if request.path == "/block" { gate.wait() }
-        if request.path == "/big" { return HTTPResponse(status: 200, contentType: "text/plain", body: [UInt8](repeating: 0x62, count: 16 << 10)) }
+        if request.path == "/big" {
+            return HTTPResponse(status: 200, contentType: "text/plain", body: [UInt8](repeating: 0x62, count: 16 << 10))
+        }
         var transport = "tcp"
         if case .unix(let uid) = context.transport { transport = "unix uid \(uid ?? -1)" }
-        return HTTPResponse(status: 200, contentType: "text/plain", body: Array("\(request.method.rawValue) \(request.target) ".utf8) + request.body,
-                            headers: [("X-Transport", transport)])
+        return HTTPResponse(
+            status: 200, contentType: "text/plain",
+            body: Array("\(request.method.rawValue) \(request.target) ".utf8) + request.body,
+            headers: [("X-Transport", transport)])
     }
 }
 
@@ -62,7 +69,8 @@ struct ServerSocketTests {
             let response = try client.readResponse()
             #expect(response?.status == status, "\(name)")
             #expect(response?.headers["connection"] == "close", "\(name)")
-            let decoded = try? JSONSerialization.jsonObject(with: Data(response?.body ?? [])) as? [String: [String: String]]
+            let decoded =
+                try? JSONSerialization.jsonObject(with: Data(response?.body ?? [])) as? [String: [String: String]]
             #expect(decoded?["error"]?["code"] != nil, "\(name): error body")
             #expect(client.isClosedByPeer(), "\(name): connection closed after the error")
         }
@@ -134,7 +142,9 @@ struct ServerSocketTests {
         let (server, _) = try makeServer()
         defer { server.stop() }
         let client = try BlockingHTTPClient(port: try #require(server.tcpPort))
-        try client.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        try client.send(
+            "GET /1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         #expect(try client.readResponse()?.text == "GET /1 ")
         #expect(try client.readResponse()?.text == "POST /2 abc")
         #expect(try client.readResponse()?.text == "fast")
@@ -185,7 +195,9 @@ struct ServerSocketTests {
         for (index, client) in clients.enumerated() { try client.send("GET /c\(index) HTTP/1.1\r\nHost: x\r\n\r\n") }
         for (index, client) in clients.enumerated() {
             let response = try client.readResponse()
-            #expect(response?.text == "GET /c\(index) ", "connection \(index): \(String(describing: response?.status)) \(response?.text ?? "nil")")
+            #expect(
+                response?.text == "GET /c\(index) ",
+                "connection \(index): \(String(describing: response?.status)) \(response?.text ?? "nil")")
         }
         #expect(server.connectionCount == 1000)
         // Over the cap the server answers 503 at once and closes: the client only reads (a request
@@ -226,8 +238,13 @@ struct ServerSocketTests {
     }
 
     @Test func unixSocketIsOwnerOnlyAndTellsThePeerUID() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-http-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
-        let (server, _) = try makeServer { $0.tcp = nil; $0.unixPath = path }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-http-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        ).path
+        let (server, _) = try makeServer {
+            $0.tcp = nil
+            $0.unixPath = path
+        }
         defer { server.stop() }
         let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber
         #expect(mode?.intValue == 0o600)
@@ -241,7 +258,9 @@ struct ServerSocketTests {
         let (server, _) = try makeServer()
         defer { server.stop() }
         let client = try BlockingHTTPClient(port: try #require(server.tcpPort))
-        try client.send("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + String(repeating: "x", count: 64 << 10))
+        try client.send(
+            "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + String(repeating: "x", count: 64 << 10)
+        )
         #expect(try client.readResponse()?.status == 413)
     }
 
@@ -316,7 +335,9 @@ struct ServerSocketTests {
 
     /// TCP clients can fill every TCP slot; the Unix socket (the operator's way in) still gets in.
     @Test func theUnixSocketHasSlotsTCPCannotTake() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-slots-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-slots-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        ).path
         let (server, _) = try makeServer {
             $0.unixPath = path
             $0.limits.maxConnections = 2
@@ -334,11 +355,19 @@ struct ServerSocketTests {
 
     /// A socket another server still answers on is never unlinked; a stale one is replaced.
     @Test func aLiveSocketIsNeverTakenOverAndAStaleOneIsReplaced() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-live-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock").path
-        let (first, _) = try makeServer { $0.tcp = nil; $0.unixPath = path }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-live-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        ).path
+        let (first, _) = try makeServer {
+            $0.tcp = nil
+            $0.unixPath = path
+        }
         var refusal: HTTPServerError?
         do {
-            _ = try makeServer { $0.tcp = nil; $0.unixPath = path }
+            _ = try makeServer {
+                $0.tcp = nil
+                $0.unixPath = path
+            }
         } catch let error as HTTPServerError {
             refusal = error
         }
@@ -353,21 +382,29 @@ struct ServerSocketTests {
         try bind.run()
         bind.waitUntilExit()
         #expect(bind.terminationStatus == 0)
-        let (second, _) = try makeServer { $0.tcp = nil; $0.unixPath = path }
+        let (second, _) = try makeServer {
+            $0.tcp = nil
+            $0.unixPath = path
+        }
         defer { second.stop() }
         #expect(try BlockingHTTPClient(unixPath: path).request("GET", "/new").text == "GET /new ")
     }
 
     @Test func aSymlinkAtTheSocketPathIsRefusedAndLeftAlone() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-link-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-link-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let target = directory.appendingPathComponent("precious").path
         try Data("keep".utf8).write(to: URL(fileURLWithPath: target))
         let path = directory.appendingPathComponent("agent.sock").path
         try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
-        #expect(throws: HTTPServerError.self) { try makeServer { $0.tcp = nil; $0.unixPath = path } }
+        #expect(throws: HTTPServerError.self) {
+            try makeServer {
+                $0.tcp = nil
+                $0.unixPath = path
+            }
+        }
         #expect(FileManager.default.contents(atPath: target) == Data("keep".utf8))
     }
 }
-

@@ -37,7 +37,8 @@ import Testing
     @Test func boundsNestingWithoutRecursingForever() throws {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         #expect { try parse(deep) } throws: { ($0 as? JSONSyntaxError)?.kind == .tooDeep }
-        let fine = String(repeating: "[", count: StrictJSON.maxDepth) + String(repeating: "]", count: StrictJSON.maxDepth)
+        let fine =
+            String(repeating: "[", count: StrictJSON.maxDepth) + String(repeating: "]", count: StrictJSON.maxDepth)
         _ = try parse(fine)
     }
 
@@ -57,7 +58,8 @@ import Testing
         let key = String(repeating: "k", count: 1 << 20)
         let document = "{\"\(key)\":[" + Array(repeating: "1", count: 200_000).joined(separator: ",") + "]}"
         guard case .object(let members) = try parse(document), case .array(let elements)? = members.first?.value else {
-            Issue.record("not an object holding an array"); return
+            Issue.record("not an object holding an array")
+            return
         }
         #expect(elements.count == 200_000)
         // The error path still names where: the key and the element.
@@ -68,9 +70,17 @@ import Testing
 
     /// A caller's deadline ends a parse between values, with a kind of its own.
     @Test func anInterruptEndsTheParse() throws {
-        let document = Array(("[" + Array(repeating: "1", count: 3 * StrictJSON.interruptStride).joined(separator: ",") + "]").utf8)
+        let document = Array(
+            ("[" + Array(repeating: "1", count: 3 * StrictJSON.interruptStride).joined(separator: ",") + "]").utf8)
         var looks = 0
-        #expect { try StrictJSON.parse(document, interrupt: { looks += 1; return true }) } throws: {
+        #expect {
+            try StrictJSON.parse(
+                document,
+                interrupt: {
+                    looks += 1
+                    return true
+                })
+        } throws: {
             ($0 as? JSONSyntaxError)?.kind == .interrupted
         }
         #expect(looks == 1)

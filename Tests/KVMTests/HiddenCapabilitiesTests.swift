@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import KVM
 
 /// MEMGATE_KVM_HIDE: parsing, what each name takes away, and the real KVM layer with a mask.
@@ -10,7 +11,8 @@ struct HiddenCapabilitiesTests {
     @Test func parsesCommaSeparatedNamesIgnoringSpacesAndEmptyItems() throws {
         #expect(try HiddenCapabilities(parsing: "").isEmpty)
         #expect(try HiddenCapabilities(parsing: " , ,").isEmpty)
-        #expect(try HiddenCapabilities(parsing: "guest_memfd, sync_regs ,guest_memfd").names == [.guestMemfd, .syncRegs])
+        #expect(
+            try HiddenCapabilities(parsing: "guest_memfd, sync_regs ,guest_memfd").names == [.guestMemfd, .syncRegs])
         let all = Name.allCases.map(\.rawValue).joined(separator: ",")
         #expect(try HiddenCapabilities(parsing: all).names == Set(Name.allCases))
         #expect(try HiddenCapabilities(parsing: all).description == all, "declaration order, comma-separated")
@@ -37,28 +39,34 @@ struct HiddenCapabilitiesTests {
             let host = Self.everything[capability] ?? 0
             let answer = hidden.answer(capability, host: host)
             #expect(answer & ~host == 0, "\(name) added bits to \(capability)")
-            let expected: Int32 = switch (name, capability) {
-            case (.guestMemfd, .guestMemfd), (.guestMemfd, .guestMemfdFlags): 0
-            case (.guestMemfdMmap, .guestMemfdFlags): host & ~Int32(GuestMemfdFlag.mmap)
-            case (.memoryAttributes, .memoryAttributes), (.memoryFaultInfo, .memoryFaultInfo), (.userMemory2, .userMemory2),
-                 (.preFaultMemory, .preFaultMemory), (.exitHypercall, .exitHypercall), (.syncRegs, .syncRegs): 0
-            case (.swProtected, .vmTypes): host & ~(1 << Int32(VMType.swProtected.rawValue))
-            default: host
-            }
+            let expected: Int32 =
+                switch (name, capability) {
+                case (.guestMemfd, .guestMemfd), (.guestMemfd, .guestMemfdFlags): 0
+                case (.guestMemfdMmap, .guestMemfdFlags): host & ~Int32(GuestMemfdFlag.mmap)
+                case (.memoryAttributes, .memoryAttributes), (.memoryFaultInfo, .memoryFaultInfo),
+                    (.userMemory2, .userMemory2),
+                    (.preFaultMemory, .preFaultMemory), (.exitHypercall, .exitHypercall), (.syncRegs, .syncRegs):
+                    0
+                case (.swProtected, .vmTypes): host & ~(1 << Int32(VMType.swProtected.rawValue))
+                default: host
+                }
             #expect(answer == expected, "\(name) on \(capability): \(answer), expected \(expected)")
         }
     }
 
     @Test func nothingHiddenLeavesEveryAnswerAlone() {
         for capability in Capability.allCases {
-            #expect(HiddenCapabilities.none.answer(capability, host: Self.everything[capability] ?? 0) == Self.everything[capability] ?? 0)
+            #expect(
+                HiddenCapabilities.none.answer(capability, host: Self.everything[capability] ?? 0) == Self.everything[
+                    capability] ?? 0)
         }
     }
 
     @Test func aReportBuiltThroughTheMaskListsWhatIsHidden() {
         let hidden = HiddenCapabilities(names: [.guestMemfdMmap, .swProtected])
-        let report = CapabilityReport.build(hidden: hidden, check: { hidden.answer($0, host: Self.everything[$0] ?? 0) },
-                                            memoryAttributes: { _ in MemoryAttribute.private })
+        let report = CapabilityReport.build(
+            hidden: hidden, check: { hidden.answer($0, host: Self.everything[$0] ?? 0) },
+            memoryAttributes: { _ in MemoryAttribute.private })
         #expect(report.hidden == ["guest_memfd_mmap", "sw_protected"])
         #expect(report.guestMemfd && report.guestMemfdFlags == GuestMemfdFlag.initShared)
         #expect(report.vmTypes == [.default, .snp, .tdx])
@@ -71,9 +79,12 @@ struct HiddenCapabilitiesTests {
 struct HiddenCapabilitiesHostTests {
     @Test func everyHiddenCapabilityReadsZeroAndTheRestAreUnchanged() throws {
         let plain = try System(hiding: HiddenCapabilities.none).capabilityReport()
-        let masked = try System(hiding: HiddenCapabilities(names: Set(HiddenCapabilities.Name.allCases))).capabilityReport()
+        let masked = try System(hiding: HiddenCapabilities(names: Set(HiddenCapabilities.Name.allCases)))
+            .capabilityReport()
         #expect(masked.hidden == HiddenCapabilities.Name.allCases.map(\.rawValue))
-        #expect(!masked.guestMemfd && masked.guestMemfdFlags == 0 && masked.exitHypercallMask == 0 && masked.syncRegsMask == 0)
+        #expect(
+            !masked.guestMemfd && masked.guestMemfdFlags == 0 && masked.exitHypercallMask == 0
+                && masked.syncRegsMask == 0)
         #expect(!masked.userMemory2 && !masked.memoryFaultInfo && masked.system["PRE_FAULT_MEMORY"] == 0)
         #expect(masked.memoryAttributesByVMType.values.allSatisfy { $0 == 0 })
         #expect(!masked.vmTypes.contains(.swProtected))
@@ -83,7 +94,10 @@ struct HiddenCapabilitiesHostTests {
     }
 
     @Test func callsThatNeedAHiddenCapabilityFailWithEOPNOTSUPP() throws {
-        let system = try System(hiding: HiddenCapabilities(names: [.guestMemfd, .userMemory2, .memoryAttributes, .exitHypercall, .swProtected]))
+        let system = try System(
+            hiding: HiddenCapabilities(names: [
+                .guestMemfd, .userMemory2, .memoryAttributes, .exitHypercall, .swProtected,
+            ]))
         let vm = try system.createVM()
         let refusals: [() throws -> Void] = [
             { _ = try vm.createGuestMemfd(size: 4096) },
@@ -97,7 +111,9 @@ struct HiddenCapabilitiesHostTests {
                 try call()
                 Issue.record("call \(index) was not refused")
             } catch let error as KVMError {
-                #expect(error.errno == EOPNOTSUPP && error.hint?.contains("MEMGATE_KVM_HIDE") == true, "call \(index): \(error)")
+                #expect(
+                    error.errno == EOPNOTSUPP && error.hint?.contains("MEMGATE_KVM_HIDE") == true,
+                    "call \(index): \(error)")
             } catch {
                 Issue.record("call \(index) threw \(error), not a KVMError")
             }

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import KVM
 
 /// The KVM wrappers against the real /dev/kvm.
@@ -59,7 +60,11 @@ struct SystemTests {
     }
 
     // Needs KVM_CAP_GUEST_MEMFD with GUEST_MEMFD_FLAG_MMAP (the alias backend falls back to memfd without it).
-    @Test(.enabled(if: HostCapabilities.current.mmapGuestMemfd, "requires mmap-able guest_memfd (KVM_CAP_GUEST_MEMFD_FLAGS & GUEST_MEMFD_FLAG_MMAP); this host lacks it or MEMGATE_KVM_HIDE hides it"))
+    @Test(
+        .enabled(
+            if: HostCapabilities.current.mmapGuestMemfd,
+            "requires mmap-able guest_memfd (KVM_CAP_GUEST_MEMFD_FLAGS & GUEST_MEMFD_FLAG_MMAP); this host lacks it or MEMGATE_KVM_HIDE hides it"
+        ))
     func guestMemfdPunchHoleReadsZeroes() throws {
         let system = try System()
         let vm = try system.createVM()
@@ -71,8 +76,9 @@ struct SystemTests {
         #expect(memory.allBytes(equal: 0xAB, at: 0, count: 4096))
         #expect(memory.allBytes(equal: 0xAB, at: 8192, count: 8192))
         // guest_memfd memory can back a memslot through USER_MEMORY2.
-        try vm.setMemoryRegion2(slot: 0, guestPhysicalAddress: 0x10_0000, size: 4 * 4096, memory: memory,
-                                guestMemfd: file, guestMemfdOffset: 0)
+        try vm.setMemoryRegion2(
+            slot: 0, guestPhysicalAddress: 0x10_0000, size: 4 * 4096, memory: memory,
+            guestMemfd: file, guestMemfdOffset: 0)
     }
 
     @Test func hostMemoryAccessAndDiscard() throws {

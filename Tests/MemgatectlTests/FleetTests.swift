@@ -1,8 +1,8 @@
 import Foundation
 import HTTPServer
 import Logging
-import Testing
 import TestSupport
+import Testing
 
 /// Answers every request after `delay` seconds: a host too slow for the controller's timeout.
 /// Answers only when released (or after `delay`): a host that hangs for as long as a test needs.
@@ -25,23 +25,37 @@ struct FleetTests {
     @Test func partialFailureIsReportedPerHost() throws {
         let agents = try (0..<3).map { _ in try AgentProcess() }
         let wrongToken = try AgentProcess(adminToken: "another-admin-token-0123456789")
-        defer { for agent in agents + [wrongToken] { agent.terminate(); agent.removeFiles() } }
+        defer {
+            for agent in agents + [wrongToken] {
+                agent.terminate()
+                agent.removeFiles()
+            }
+        }
         // A host that hangs far longer than the fan-out may wait for it: only the --timeout can end its request.
         let slowHandler = SlowHandler(delay: 60)
-        let slow = try HTTPServer(configuration: HTTPServerConfiguration(tcp: ("127.0.0.1", 0)), handler: slowHandler,
-                                  logger: Logger(label: "slow") { _ in SwiftLogNoOpLogHandler() })
-        defer { slowHandler.release(); slow.stop() }
+        let slow = try HTTPServer(
+            configuration: HTTPServerConfiguration(tcp: ("127.0.0.1", 0)), handler: slowHandler,
+            logger: Logger(label: "slow") { _ in SwiftLogNoOpLogHandler() })
+        defer {
+            slowHandler.release()
+            slow.stop()
+        }
         let hosts = try hostsFile([
             "\(agents[0].url) a1 zone=a", "\(agents[1].url) a2 zone=a", "\(agents[2].url) b1 zone=b",
             "http://127.0.0.1:\(closedPort()) down zone=b", "\(wrongToken.url) wrong zone=c",
             "http://127.0.0.1:\(slow.tcpPort ?? 0) slow zone=c",
         ])
         for (index, agent) in agents.enumerated() {
-            #expect(try agent.request("POST", "/v1/vms", json: #"{"name":"vm\#(index)","image":"hello.elf","memory_mib":16}"#).status == 201)
+            #expect(
+                try agent.request(
+                    "POST", "/v1/vms", json: #"{"name":"vm\#(index)","image":"hello.elf","memory_mib":16}"#
+                ).status == 201)
         }
         let started = Date()
         let result = try ctl(["hosts", "--hosts", hosts, "--timeout", "1", "--retries", "0", "--json"])
-        #expect(Date().timeIntervalSince(started) < 30, "the hung host (60 s) must not hold up the fan-out past its 1 s timeout")
+        #expect(
+            Date().timeIntervalSince(started) < 30,
+            "the hung host (60 s) must not hold up the fan-out past its 1 s timeout")
         #expect(result.status == 1)
         let rows = jsonObject(result.stdout)["hosts"] as? [[String: Any]] ?? []
         #expect(rows.map { $0["host"] as? String } == ["a1", "a2", "b1", "down", "wrong", "slow"])
@@ -74,9 +88,15 @@ struct FleetTests {
 
     @Test func policyPushAcrossTheFleet() throws {
         let agents = try (0..<3).map { _ in try AgentProcess() }
-        defer { for agent in agents { agent.terminate(); agent.removeFiles() } }
+        defer {
+            for agent in agents {
+                agent.terminate()
+                agent.removeFiles()
+            }
+        }
         let hosts = try hostsFile(agents.enumerated().map { "\($1.url) h\($0)" })
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("memgatectl-policy-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgatectl-policy-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         func file(_ name: String, _ text: String) throws -> String {
@@ -93,7 +113,8 @@ struct FleetTests {
         let diff = try ctl(["policy", "diff", deny, "--hosts", hosts])
         #expect(diff.status == 1, "diff exits 1 on differences, as diff(1)")
         // One diff for the one document every host has, naming them.
-        #expect(diff.stdout.contains("== 3 hosts (h0, h1, h2): changes") && diff.stdout.contains("+ "), "\(diff.stdout)")
+        #expect(
+            diff.stdout.contains("== 3 hosts (h0, h1, h2): changes") && diff.stdout.contains("+ "), "\(diff.stdout)")
         #expect(diff.stdout.components(separatedBy: "== ").count == 2, "one group, not one diff per host")
         let pushed = try ctl(["policy", "push", deny, "--hosts", hosts, "--json"])
         #expect(pushed.status == 0)
@@ -105,17 +126,24 @@ struct FleetTests {
         let invalid = try file("invalid.json", #"{"defaults":{"implicit":"sometimes"}}"#)
         let rejected = try ctl(["policy", "push", invalid, "--hosts", hosts, "--json"])
         // Invalid locally: said once, and no host is asked.
-        #expect(rejected.status == 1 && words(rejected).isEmpty && rejected.stderr.split(separator: "\n").count == 1, "\(rejected.stderr)")
+        #expect(
+            rejected.status == 1 && words(rejected).isEmpty && rejected.stderr.split(separator: "\n").count == 1,
+            "\(rejected.stderr)")
         #expect(try agents.map { try $0.request("GET", "/v1/policy").headers["etag"] } == versions, "nothing changed")
 
         // Someone changes h1 behind our back; a push that expects the reviewed version reports the conflict there only.
         let reviewed = versions[0]?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) ?? ""
-        #expect(try agents[1].request("PUT", "/v1/policy", json: #"{"defaults":{"explicit":"deny"}}"#, headers: ["If-Match": "*"]).status == 200)
+        #expect(
+            try agents[1].request(
+                "PUT", "/v1/policy", json: #"{"defaults":{"explicit":"deny"}}"#, headers: ["If-Match": "*"]
+            ).status == 200)
         let next = try file("next.json", #"{"defaults":{"implicit":"deny","discard":false}}"#)
         let conflicted = try ctl(["policy", "push", next, "--hosts", hosts, "--expect-version", reviewed, "--json"])
         #expect(conflicted.status == 1)
         #expect(words(conflicted) == ["applied", "conflict", "applied"])
-        #expect(try agents[1].request("GET", "/v1/policy").text == #"{"defaults":{"explicit":"deny"}}"#, "h1 keeps its own policy")
+        #expect(
+            try agents[1].request("GET", "/v1/policy").text == #"{"defaults":{"explicit":"deny"}}"#,
+            "h1 keeps its own policy")
         #expect(original != versions[0])
 
         // h1 is off the version the other two run: drift, flagged, exit 1.
@@ -127,46 +155,72 @@ struct FleetTests {
         #expect(table.stdout.contains("DRIFT") && table.stderr.contains("marked DRIFT"))
         let hostsTable = try ctl(["hosts", "--hosts", hosts, "-o", "jsonpath={.hosts[*].policy_drift}"])
         #expect(hostsTable.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "drift", "\(hostsTable.stdout)")
-        let h1 = try #require(try agents[1].request("GET", "/v1/policy").headers["etag"]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-        let expected = try ctl(["policy", "show", "--hosts", hosts, "--json", "--expect-version", String(h1.prefix(12))])
-        #expect((jsonObject(expected.stdout)["hosts"] as? [[String: Any]] ?? []).map { $0["drift"] as? String } == ["drift", nil, "drift"])
+        let h1 = try #require(try agents[1].request("GET", "/v1/policy").headers["etag"]).trimmingCharacters(
+            in: CharacterSet(charactersIn: "\""))
+        let expected = try ctl([
+            "policy", "show", "--hosts", hosts, "--json", "--expect-version", String(h1.prefix(12)),
+        ])
+        #expect(
+            (jsonObject(expected.stdout)["hosts"] as? [[String: Any]] ?? []).map { $0["drift"] as? String } == [
+                "drift", nil, "drift",
+            ])
         let validated = try ctl(["policy", "validate", invalid, "--hosts", hosts])
         #expect(validated.status == 1 && validated.stderr.contains("defaults.implicit"))
     }
 
     @Test func vmLifecycleMemoryAndFollow() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let hosts = try hostsFile(["\(agent.url) one"])
         let tokenFile = agent.directory.appendingPathComponent("ctl-token").path
         try Data(AgentProcess.adminToken.utf8).write(to: URL(fileURLWithPath: tokenFile))
-        let follower = try RunningProcess(try TestSupport.binaryPath("memgatectl"),
-                                          ["events", "--follow", "--from-start", "--json", "--hosts", hosts, "--token-file", tokenFile])
-        defer { follower.kill(SIGKILL); follower.wait() }
-        let created = try ctl(["vm", "create", "one", "--name", "walker", "--image", "implicit.elf", "--memory-mib", "32", "--hosts", hosts, "--json"])
+        let follower = try RunningProcess(
+            try TestSupport.binaryPath("memgatectl"),
+            ["events", "--follow", "--from-start", "--json", "--hosts", hosts, "--token-file", tokenFile])
+        defer {
+            follower.kill(SIGKILL)
+            follower.wait()
+        }
+        let created = try ctl([
+            "vm", "create", "one", "--name", "walker", "--image", "implicit.elf", "--memory-mib", "32", "--hosts",
+            hosts, "--json",
+        ])
         #expect(created.status == 0)
         let id = jsonObject(created.stdout)["id"] as? Int ?? 0
         #expect(id == 1)
         for _ in 0..<400 where !follower.stdout.contains(#""kind":"vm_ended""#) { usleep(50_000) }
         let lines = follower.stdout.split(separator: "\n").map { jsonObject(String($0)) }
         #expect(lines.allSatisfy { $0["host"] as? String == "one" })
-        #expect(lines.map { $0["kind"] as? String } == ["policy_applied", "vm_created", "vm_started", "memory_fault", "conversion",
-                                                       "memory_fault", "conversion", "vm_ended"])
+        #expect(
+            lines.map { $0["kind"] as? String } == [
+                "policy_applied", "vm_created", "vm_started", "memory_fault", "conversion",
+                "memory_fault", "conversion", "vm_ended",
+            ])
 
         let memory = try ctl(["memory", "one", "1", "--hosts", hosts, "--width", "32"])
         #expect(memory.status == 0)
         #expect(memory.stdout.contains("[##====") && memory.stdout.contains("private 30.0 MiB (100.0%)"))
-        let picture = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-map-\(UUID().uuidString).svg")
+        let picture = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memgate-map-\(UUID().uuidString).svg")
         defer { try? FileManager.default.removeItem(at: picture) }
         let drawn = try ctl(["memory", "one", "1", "--hosts", hosts, "--svg", picture.path])
         #expect(drawn.status == 0, "\(drawn.stderr)")
         let svg = (try? String(contentsOf: picture, encoding: .utf8)) ?? ""
-        #expect(svg.hasPrefix("<svg") && svg.contains("private: 30.0 MiB (100.0% of data RAM)") && svg.contains("data-bytes=\"31457280\""),
-                "\(svg.prefix(300))")
+        #expect(
+            svg.hasPrefix("<svg") && svg.contains("private: 30.0 MiB (100.0% of data RAM)")
+                && svg.contains("data-bytes=\"31457280\""),
+            "\(svg.prefix(300))")
         // Zoom: by name, in hex, the bar and the SVG both; each run in view listed with its addresses.
-        let zoomed = try ctl(["memory", "one", "walker", "--from", "0x200000", "--to", "0x300000", "--width", "16", "--hosts", hosts, "--svg", picture.path])
+        let zoomed = try ctl([
+            "memory", "one", "walker", "--from", "0x200000", "--to", "0x300000", "--width", "16", "--hosts", hosts,
+            "--svg", picture.path,
+        ])
         #expect(zoomed.status == 0, "\(zoomed.stderr)")
-        #expect(zoomed.stdout.contains("1.0 MiB shown of 32.0 MiB of guest RAM, 0x200000 – 0x300000"), "\(zoomed.stdout)")
+        #expect(
+            zoomed.stdout.contains("1.0 MiB shown of 32.0 MiB of guest RAM, 0x200000 – 0x300000"), "\(zoomed.stdout)")
         #expect(zoomed.stdout.contains("  0x200000 – 0x300000  private  1.0 MiB"), "\(zoomed.stdout)")
         #expect(((try? String(contentsOf: picture, encoding: .utf8)) ?? "").contains("0x200000 – 0x300000"))
         let backwards = try ctl(["memory", "one", "walker", "--from", "0x300000", "--to", "0x200000", "--hosts", hosts])
@@ -182,10 +236,14 @@ struct FleetTests {
 
     @Test func tlsThroughNginx() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let dir = agent.directory.appendingPathComponent("tls").path
         let port = closedPort()
-        let setup = try shell("""
+        let setup = try shell(
+            """
             set -e; mkdir -p \(dir)/n; cd \(dir)
             openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=memgate-test-ca 2>/dev/null
             openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null
@@ -202,14 +260,19 @@ struct FleetTests {
             """)
         #expect(setup.status == 0, "\(setup.stderr)")
         let nginx = try RunningProcess("/usr/sbin/nginx", ["-c", "\(dir)/n/nginx.conf", "-p", "\(dir)/n"])
-        defer { nginx.kill(SIGQUIT); nginx.wait() }
+        defer {
+            nginx.kill(SIGQUIT)
+            nginx.wait()
+        }
         for _ in 0..<100 where (try? shell("exec 3<>/dev/tcp/127.0.0.1/\(port)").status) != 0 { usleep(50_000) }
         let secure = try ctl(["hosts", "--host", "https://127.0.0.1:\(port)", "--ca-file", "\(dir)/ca.pem", "--json"])
         #expect(secure.status == 0, "\(secure.stdout) \(secure.stderr)")
         #expect((jsonObject(secure.stdout)["hosts"] as? [[String: Any]])?.first?["reachable"] as? Bool == true)
         let untrusted = try ctl(["hosts", "--host", "https://127.0.0.1:\(port)", "--retries", "0", "--json"])
         #expect(untrusted.status == 1)
-        #expect(((jsonObject(untrusted.stdout)["hosts"] as? [[String: Any]])?.first?["error"] as? String)?.hasPrefix("tls") == true)
+        #expect(
+            ((jsonObject(untrusted.stdout)["hosts"] as? [[String: Any]])?.first?["error"] as? String)?.hasPrefix("tls")
+                == true)
     }
 
     @Test(.enabled(if: isRoot, "needs root to create a network namespace and a veth pair; not root here"))
@@ -217,7 +280,8 @@ struct FleetTests {
         let namespace = "memgate-t\(getpid() % 100_000)"
         let (hostSide, nsSide) = ("mgh\(getpid() % 100_000)", "mgn\(getpid() % 100_000)")
         let octet = 1 + Int(getpid() % 250)
-        let setup = try shell("""
+        let setup = try shell(
+            """
             set -e
             ip netns add \(namespace)
             ip link add \(hostSide) type veth peer name \(nsSide)
@@ -228,8 +292,12 @@ struct FleetTests {
             """)
         defer { _ = try? shell("ip netns del \(namespace); ip link del \(hostSide) 2>/dev/null; true") }
         #expect(setup.status == 0, "\(setup.stderr)")
-        let agent = try AgentProcess(listen: "10.213.\(octet).2:0", launcher: ["/usr/sbin/ip", "netns", "exec", namespace])
-        defer { agent.terminate(); agent.removeFiles() }
+        let agent = try AgentProcess(
+            listen: "10.213.\(octet).2:0", launcher: ["/usr/sbin/ip", "netns", "exec", namespace])
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let result = try ctl(["hosts", "--host", "http://10.213.\(octet).2:\(agent.port)", "--json"])
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
         #expect((jsonObject(result.stdout)["hosts"] as? [[String: Any]])?.first?["reachable"] as? Bool == true)

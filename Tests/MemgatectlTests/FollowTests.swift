@@ -1,7 +1,7 @@
 import Foundation
 import SQLite
-import Testing
 import TestSupport
+import Testing
 
 /// `memgatectl events --follow` on the agents' event streams: one connection per host,
 /// reconnection with Last-Event-ID after an agent restart, a clean end on SIGINT and
@@ -16,7 +16,8 @@ struct FollowTests {
         let errors: URL
 
         init(_ arguments: [String]) throws {
-            tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("follow-token-\(UUID().uuidString)")
+            tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "follow-token-\(UUID().uuidString)")
             try Data(AgentProcess.readOnlyToken.utf8).write(to: tokenFile)
             process.executableURL = URL(fileURLWithPath: try TestSupport.binaryPath("memgatectl"))
             process.arguments = ["events", "--follow", "--json", "--token-file", tokenFile.path] + arguments
@@ -52,7 +53,9 @@ struct FollowTests {
     }
 
     func create(_ agent: AgentProcess, _ name: String, _ count: Int) throws -> Int {
-        let response = try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"churn.elf","command_line":"\#(count)","memory_mib":16}"#)
+        let response = try agent.request(
+            "POST", "/v1/vms",
+            json: #"{"name":"\#(name)","image":"churn.elf","command_line":"\#(count)","memory_mib":16}"#)
         #expect(response.status == 201, "\(response.text)")
         return AgentProcess.object(response)["id"] as? Int ?? -1
     }
@@ -60,24 +63,37 @@ struct FollowTests {
     /// Every event id of an agent's store, after an API read that waits for its writer.
     func storedIDs(_ agent: AgentProcess) throws -> [Int64] {
         _ = try agent.request("GET", "/v1/events?from=end")
-        return try SQLiteConnection(path: agent.database, readOnly: true).query("""
+        return try SQLiteConnection(path: agent.database, readOnly: true).query(
+            """
             SELECT event_id FROM memory_faults UNION ALL SELECT event_id FROM conversions
             UNION ALL SELECT event_id FROM vm_events UNION ALL SELECT event_id FROM policy_applications ORDER BY 1
-            """).compactMap { row -> Int64? in if case .integer(let id) = row[0] { id } else { nil } }
+            """
+        ).compactMap { row -> Int64? in if case .integer(let id) = row[0] { id } else { nil } }
     }
 
     func ended(_ host: String, _ vm: Int) -> ([[String: Any]]) -> Bool {
-        { objects in objects.contains { $0["host"] as? String == host && $0["kind"] as? String == "vm_ended"
-            && ($0["vm_event"] as? [String: Any])?["vm_id"] as? Int == vm } }
+        { objects in
+            objects.contains {
+                $0["host"] as? String == host && $0["kind"] as? String == "vm_ended"
+                    && ($0["vm_event"] as? [String: Any])?["vm_id"] as? Int == vm
+            }
+        }
     }
 
     @Test func followsTwoHostsAcrossARestartAndResumesFromItsFile() throws {
         let first = try AgentProcess()
         var second = try AgentProcess()
         let secondDirectory = second.directory, secondPort = second.port
-        defer { for agent in [first, second] { agent.terminate(); agent.removeFiles() } }
+        defer {
+            for agent in [first, second] {
+                agent.terminate()
+                agent.removeFiles()
+            }
+        }
         let hosts = try hostsFile(["\(first.url) one", "\(second.url) two"])
-        let since = FileManager.default.temporaryDirectory.appendingPathComponent("follow-since-\(UUID().uuidString).json").path
+        let since = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "follow-since-\(UUID().uuidString).json"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: since) }
 
         var seen: [[String: Any]] = []
@@ -103,8 +119,12 @@ struct FollowTests {
         #expect(follower.end(SIGTERM) == 0, "SIGTERM too")
 
         for (name, agent) in [("one", first), ("two", second)] {
-            let ids = seen.filter { $0["host"] as? String == name }.compactMap { ($0["event_id"] as? Int).map(Int64.init) }
-            #expect(ids == (try storedIDs(agent)), "host \(name): every event once, in order, across a restart and two followers")
+            let ids = seen.filter { $0["host"] as? String == name }.compactMap {
+                ($0["event_id"] as? Int).map(Int64.init)
+            }
+            #expect(
+                ids == (try storedIDs(agent)),
+                "host \(name): every event once, in order, across a restart and two followers")
         }
         let saved = jsonObject((try? String(contentsOfFile: since, encoding: .utf8)) ?? "")["hosts"] as? [String: Any]
         #expect(saved?["one"] as? Int == (try storedIDs(first).last).map(Int.init))
@@ -112,13 +132,17 @@ struct FollowTests {
 
     @Test func aHostThatIsDownDoesNotHoldUpTheOthers() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         let hosts = try hostsFile(["\(agent.url) good", "http://127.0.0.1:\(closedPort()) gone"])
         let follower = try Follower(["--hosts", hosts, "--from-start"])
         let vm = try create(agent, "e", 20)
         let lines = follower.read(until: ended("good", vm))
-        #expect(lines.filter { $0["host"] as? String == "good" && $0["kind"] as? String == "conversion" }.count == 20,
-                "a host that is down does not hold up the others")
+        #expect(
+            lines.filter { $0["host"] as? String == "good" && $0["kind"] as? String == "conversion" }.count == 20,
+            "a host that is down does not hold up the others")
         #expect(follower.end(SIGINT) == 0)
     }
 }

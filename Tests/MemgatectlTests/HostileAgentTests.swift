@@ -3,13 +3,16 @@ import Foundation
 import HTTPServer
 import Logging
 import MemoryModel
-import Testing
 import TestSupport
+import Testing
 
 /// An "agent" that breaks API v1's promises: it repeats the same page, hands out
 /// ids without end, and names its VMs with terminal escape sequences.
 final class HostileAgent: HTTPHandler {
-    enum Mode { case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders, endlessEvent, emptyDataLines, slowPolicyDocuments }
+    enum Mode {
+        case repeatsPages, endlessIDs, hugeBody, longHeaderLine, manyHeaders, endlessEvent, emptyDataLines,
+            slowPolicyDocuments
+    }
     let mode: Mode
     static let evilName = "evil\u{1B}[2J\u{1B}[1;1H\u{9B}31m\u{202E}"
 
@@ -21,16 +24,20 @@ final class HostileAgent: HTTPHandler {
         let path = String(request.path)
         switch mode {
         case .hugeBody:
-            return HTTPResponse(status: 200, contentType: "application/json", body: [UInt8](repeating: 0x20, count: 65 << 20))
+            return HTTPResponse(
+                status: 200, contentType: "application/json", body: [UInt8](repeating: 0x20, count: 65 << 20))
         case .longHeaderLine:
-            return HTTPResponse(status: 200, contentType: "application/json", body: Array("{}".utf8),
-                                headers: [("X-Long", String(repeating: "a", count: 200 << 10))])
+            return HTTPResponse(
+                status: 200, contentType: "application/json", body: Array("{}".utf8),
+                headers: [("X-Long", String(repeating: "a", count: 200 << 10))])
         case .manyHeaders:
-            return HTTPResponse(status: 200, contentType: "application/json", body: Array("{}".utf8),
-                                headers: (0..<400).map { ("X-H\($0)", String(repeating: "a", count: 1000)) })
+            return HTTPResponse(
+                status: 200, contentType: "application/json", body: Array("{}".utf8),
+                headers: (0..<400).map { ("X-H\($0)", String(repeating: "a", count: 1000)) })
         case .endlessEvent:
             // One honest event, then one whose data never ends (2 MiB and no line end).
-            let stream = Array("id: 1\ndata: {\"n\":1}\n\ndata: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 2 << 20)
+            let stream =
+                Array("id: 1\ndata: {\"n\":1}\n\ndata: ".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 2 << 20)
             return HTTPResponse(status: 200, contentType: "text/event-stream", body: stream)
         case .emptyDataLines:
             // One honest event, then 2 Mi empty data lines with no blank line to end the event.
@@ -43,14 +50,23 @@ final class HostileAgent: HTTPHandler {
             case "/v1/vms": return Self.json(VMList(vms: []))
             case "/v1/events": return Self.json(EventPage(events: [], nextAfter: 0))
             // An agent from before the audit chain: its rows are pulled unverified.
-            case "/v1/audit/head": return HTTPResponse(status: 404, contentType: "application/json",
-                                                       body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
+            case "/v1/audit/head":
+                return HTTPResponse(
+                    status: 404, contentType: "application/json",
+                    body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
             case "/v1/policy/history":
-                return Self.json(PolicyHistory(entries: (1...1000).map {
-                    PolicyHistoryEntry(id: Int64($0), version: SHA256.hex(Self.document($0)), appliedNs: 1, appliedBy: "x")
-                }))
+                return Self.json(
+                    PolicyHistory(
+                        entries: (1...1000).map {
+                            PolicyHistoryEntry(
+                                id: Int64($0), version: SHA256.hex(Self.document($0)), appliedNs: 1, appliedBy: "x")
+                        }))
             default:
-                if path.hasPrefix("/v1/policy/documents/"), let n = (1...1000).first(where: { SHA256.hex(Self.document($0)) == path.split(separator: "/").last.map(String.init) }) {
+                if path.hasPrefix("/v1/policy/documents/"),
+                    let n = (1...1000).first(where: {
+                        SHA256.hex(Self.document($0)) == path.split(separator: "/").last.map(String.init)
+                    })
+                {
                     Thread.sleep(forTimeInterval: 2)
                     return HTTPResponse(status: 200, contentType: "application/json", body: Self.document(n))
                 }
@@ -60,10 +76,12 @@ final class HostileAgent: HTTPHandler {
             break
         }
         if path == "/v1/vms" {
-            let vm = VMInfo(id: 1, name: Self.evilName, state: "running", reason: "\u{1B}]0;pwned\u{07}", exitStatus: nil,
-                            image: "x.elf", memoryMib: 16, vcpus: 1, backend: "alias", initialState: "private", commandLine: "",
-                            labels: ["team": "\u{1B}[5m"], createdNs: 1, startedNs: 1, endedNs: nil, privateBytes: 0, sharedBytes: 0,
-                            conversions: [:], memoryFaults: 0, consoleBytes: 0)
+            let vm = VMInfo(
+                id: 1, name: Self.evilName, state: "running", reason: "\u{1B}]0;pwned\u{07}", exitStatus: nil,
+                image: "x.elf", memoryMib: 16, vcpus: 1, backend: "alias", initialState: "private", commandLine: "",
+                labels: ["team": "\u{1B}[5m"], createdNs: 1, startedNs: 1, endedNs: nil, privateBytes: 0,
+                sharedBytes: 0,
+                conversions: [:], memoryFaults: 0, consoleBytes: 0)
             return Self.json(VMList(vms: [vm]))
         }
         if path == "/v1/events", request.target.contains("from=end") {
@@ -74,23 +92,30 @@ final class HostileAgent: HTTPHandler {
             let after = request.target.split(separator: "after=").last.flatMap { Int64($0.prefix { $0.isNumber }) } ?? 0
             let first = mode == .repeatsPages ? 1 : after + 1
             let events = (first..<(first + 1000)).map { id in
-                EventEntry(fault: FaultEvent(eventId: id, vmId: 1, vcpu: 0, timeNs: UInt64(id), gpa: 0x20_0000, size: 4096, flags: 8, source: "emulated"))
+                EventEntry(
+                    fault: FaultEvent(
+                        eventId: id, vmId: 1, vcpu: 0, timeNs: UInt64(id), gpa: 0x20_0000, size: 4096, flags: 8,
+                        source: "emulated"))
             }
             return Self.json(EventPage(events: events, nextAfter: first + 999))
         }
-        return HTTPResponse(status: 404, contentType: "application/json", body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
+        return HTTPResponse(
+            status: 404, contentType: "application/json",
+            body: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8))
     }
 
     /// A document that is its own canonical form, so its version is the SHA-256 of these bytes.
     static func document(_ n: Int) -> [UInt8] { Array(#"{"n":\#(n)}"#.utf8) }
 
     static func json<T: Encodable>(_ value: T) -> HTTPResponse {
-        HTTPResponse(status: 200, contentType: "application/json", body: Array((try? APIJSON.encoder().encode(value)) ?? Data()))
+        HTTPResponse(
+            status: 200, contentType: "application/json", body: Array((try? APIJSON.encoder().encode(value)) ?? Data()))
     }
 
     static func serve(_ mode: Mode) throws -> HTTPServer {
-        try HTTPServer(configuration: HTTPServerConfiguration(tcp: ("127.0.0.1", 0)), handler: HostileAgent(mode),
-                       logger: Logger(label: "hostile") { _ in SwiftLogNoOpLogHandler() })
+        try HTTPServer(
+            configuration: HTTPServerConfiguration(tcp: ("127.0.0.1", 0)), handler: HostileAgent(mode),
+            logger: Logger(label: "hostile") { _ in SwiftLogNoOpLogHandler() })
     }
 }
 
@@ -147,7 +172,9 @@ final class HostileAgent: HTTPHandler {
         for arguments in [["vms"], ["vms", "--json"]] {
             let result = try ctl(arguments + ["--hosts", hosts])
             let output = result.stdout + result.stderr
-            let controls = output.unicodeScalars.filter { $0.value < 0x20 && $0 != "\n" && $0 != "\t" || (0x7F...0x9F).contains($0.value) || $0.value == 0x202E }
+            let controls = output.unicodeScalars.filter {
+                $0.value < 0x20 && $0 != "\n" && $0 != "\t" || (0x7F...0x9F).contains($0.value) || $0.value == 0x202E
+            }
             #expect(controls.isEmpty, "\(arguments): \(controls.map { String($0.value, radix: 16) })")
             #expect(output.contains("evil\\u001b[2J"), "\(arguments): \(output)")
             if arguments.contains("--json") {
@@ -159,8 +186,10 @@ final class HostileAgent: HTTPHandler {
     }
 
     /// memgatectl's own caps and libcurl's are named for what they are, per host.
-    @Test(arguments: [(HostileAgent.Mode.hugeBody, "larger than 64 MiB"), (.longHeaderLine, "100 KiB"),
-                      (.manyHeaders, "headers were larger than 256 KiB")])
+    @Test(arguments: [
+        (HostileAgent.Mode.hugeBody, "larger than 64 MiB"), (.longHeaderLine, "100 KiB"),
+        (.manyHeaders, "headers were larger than 256 KiB"),
+    ])
     func oversizedAnswersFailTheirHostWithTheLimitNamed(mode: HostileAgent.Mode, message: String) throws {
         let server = try HostileAgent.serve(mode)
         defer { server.stop() }
@@ -192,11 +221,15 @@ final class HostileAgent: HTTPHandler {
         defer { server.stop() }
         let hosts = try hostsFile(["http://127.0.0.1:\(server.tcpPort ?? 0) slow"])
         let started = Date()
-        let result = try ctl(["audit", "pull", "--hosts", hosts, "--into", database(), "--max-duration", "3", "--deadline", "5"])
+        let result = try ctl([
+            "audit", "pull", "--hosts", hosts, "--into", database(), "--max-duration", "3", "--deadline", "5",
+        ])
         let seconds = Date().timeIntervalSince(started)
         #expect(result.status == 1, "\(result.stdout) \(result.stderr)")
-        #expect(result.stdout.contains("policy documents not finished within --max-duration")
-                || result.stderr.contains("policy documents not finished within --max-duration"), "\(result.stdout) \(result.stderr)")
+        #expect(
+            result.stdout.contains("policy documents not finished within --max-duration")
+                || result.stderr.contains("policy documents not finished within --max-duration"),
+            "\(result.stdout) \(result.stderr)")
         // 3 s of pulling, a document in flight cut at the limit, and the process's own start and end.
         #expect(seconds < 20, "audit pull --max-duration 3 took \(seconds) s")
     }

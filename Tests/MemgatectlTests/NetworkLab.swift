@@ -50,8 +50,10 @@ final class NetworkLab {
         }
         do {
             for index in 0..<count {
-                agents.append(try AgentProcess(extraArguments: extraArguments, listen: "\(address(index)):0",
-                                               launcher: ["/usr/sbin/ip", "netns", "exec", namespace(index)]))
+                agents.append(
+                    try AgentProcess(
+                        extraArguments: extraArguments, listen: "\(address(index)):0",
+                        launcher: ["/usr/sbin/ip", "netns", "exec", namespace(index)]))
             }
         } catch {
             close()
@@ -65,8 +67,10 @@ final class NetworkLab {
     }
 
     /// One request to agent i over its Unix socket (which reaches across namespaces and needs no token).
-    func request(_ index: Int, _ method: String, _ path: String, json: String? = nil,
-                 headers: [String: String] = [:]) throws -> BlockingHTTPClient.Response {
+    func request(
+        _ index: Int, _ method: String, _ path: String, json: String? = nil,
+        headers: [String: String] = [:]
+    ) throws -> BlockingHTTPClient.Response {
         var all = headers
         if json != nil { all["Content-Type"] = "application/json" }
         return try BlockingHTTPClient(unixPath: agents[index].socket, timeoutMilliseconds: 30_000)
@@ -75,7 +79,8 @@ final class NetworkLab {
 
     /// The name of the policy agent i has in force.
     func policyName(_ index: Int) -> String? {
-        ((try? JSONSerialization.jsonObject(with: Data((try? request(index, "GET", "/v1/policy"))?.body ?? []))) as? [String: Any])?["name"] as? String
+        ((try? JSONSerialization.jsonObject(with: Data((try? request(index, "GET", "/v1/policy"))?.body ?? [])))
+            as? [String: Any])?["name"] as? String
     }
 
     /// Polls agent i until VM `vm` has ended (and so is recorded); false after a minute.
@@ -83,7 +88,11 @@ final class NetworkLab {
         let deadline = Date(timeIntervalSinceNow: 60)
         while Date() < deadline {
             let answer = (try? request(index, "GET", "/v1/vms/\(vm)"))?.body ?? []
-            if let ended = ((try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: Any])?["ended_ns"], !(ended is NSNull) { return true }
+            if let ended = ((try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: Any])?["ended_ns"],
+                !(ended is NSNull)
+            {
+                return true
+            }
             usleep(20_000)
         }
         return false
@@ -105,8 +114,9 @@ final class NetworkLab {
             agent.terminate()
             agent.removeFiles()
         }
-        _ = try? shell((0..<count).map { "ip netns del \(namespace($0)) 2>/dev/null" }.joined(separator: "; ")
-                       + "; ip link del \(bridge) 2>/dev/null; true")
+        _ = try? shell(
+            (0..<count).map { "ip netns del \(namespace($0)) 2>/dev/null" }.joined(separator: "; ")
+                + "; ip link del \(bridge) 2>/dev/null; true")
     }
 
     deinit {

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 31 (part): output and flags as kubectl users type them, through the real binary against a real agent.
 @Suite(.serialized, .enabled(if: TestSupport.kvmAvailable, "requires /dev/kvm (read-write) on this host"))
@@ -23,14 +23,22 @@ struct OutputHabitsTests {
 
     @Test func outputFormatsAndFlagsAsOperatorsTypeThem() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
-        #expect(try agent.request("POST", "/v1/vms", json: #"{"name":"reader","image":"implicit.elf","memory_mib":32,"labels":{"tier":"a: b"}}"#).status == 201)
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
+        #expect(
+            try agent.request(
+                "POST", "/v1/vms",
+                json: #"{"name":"reader","image":"implicit.elf","memory_mib":32,"labels":{"tier":"a: b"}}"#
+            ).status == 201)
         _ = try agent.waitForEnd(1, seconds: 60)
         let hosts = try hostsFile(["\(agent.url) host-a"])
 
         // -ojson attached, as kubectl takes it, and -ojsonpath=.
         let attached = try ctl(["vms", "--hosts", hosts, "-ojson"])
-        #expect(attached.status == 0 && (jsonObject(attached.stdout)["items"] as? [Any])?.count == 1, "\(attached.stderr)")
+        #expect(
+            attached.status == 0 && (jsonObject(attached.stdout)["items"] as? [Any])?.count == 1, "\(attached.stderr)")
         let path = try ctl(["vms", "--hosts", hosts, "-ojsonpath={.items[*].name}"])
         #expect(path.status == 0 && path.stdout == "reader\n", "\(path.stdout) \(path.stderr)")
         // -o yaml is the JSON shape, as a YAML parser reads it back.
@@ -44,10 +52,14 @@ struct OutputHabitsTests {
         #expect(names.status == 0 && names.stdout == "host-a/reader\n", "\(names.stdout) \(names.stderr)")
 
         // Every duration flag takes the same forms; a bad one names them.
-        #expect(try ctl(["hosts", "--hosts", hosts, "--deadline", "5s", "--timeout", "2000ms", "--connect-timeout", "1"]).status == 0)
+        #expect(
+            try ctl(["hosts", "--hosts", hosts, "--deadline", "5s", "--timeout", "2000ms", "--connect-timeout", "1"])
+                .status == 0)
         let bad = try ctl(["hosts", "--hosts", hosts, "--deadline", "5x"])
         #expect(bad.status == 2 && bad.stderr.contains("500ms, 5s, 2m, 1h"), "\(bad.stderr)")
-        let bake = try ctl(["policy", "rollout", try policyFile(#"{"name":"n"}"#), "--hosts", hosts, "--dry-run", "--bake", "2m"])
+        let bake = try ctl([
+            "policy", "rollout", try policyFile(#"{"name":"n"}"#), "--hosts", hosts, "--dry-run", "--bake", "2m",
+        ])
         #expect(bake.status == 0, "--bake 2m: \(bake.stderr)")
         // A time without a unit is refused, with the forms that are taken.
         let since = try ctl(["conversions", "--hosts", hosts, "--since", "10"])
@@ -59,23 +71,38 @@ struct OutputHabitsTests {
         let header = faults.stdout.split(separator: "\n").first.map(String.init) ?? ""
         #expect(header.contains("ACCESS") && header.contains("PAGE"), "\(header)")
         let rows = faults.stdout.split(separator: "\n").dropFirst()
-        #expect(!rows.isEmpty && rows.allSatisfy { row in
-            ["read", "write", "exec", "unknown"].contains { row.contains(" \($0) ") } && (row.contains(" private ") || row.contains(" shared "))
-        }, "\(faults.stdout)")
+        #expect(
+            !rows.isEmpty
+                && rows.allSatisfy { row in
+                    ["read", "write", "exec", "unknown"].contains { row.contains(" \($0) ") }
+                        && (row.contains(" private ") || row.contains(" shared "))
+                }, "\(faults.stdout)")
 
         // No token at all: one local line, no request made.
-        let environment: [String: String?] = ["MEMGATE_CONFIG": nil, "HOME": "/nonexistent-memgate-home", "MEMGATE_HOSTS": nil, "MEMGATE_TOKEN": nil]
-        let tokenless = try TestSupport.run(try TestSupport.binaryPath("memgatectl"), ["hosts", "--hosts", hosts], environment: environment)
-        #expect(tokenless.status == 2 && tokenless.stderr.split(separator: "\n").count == 1
-                && tokenless.stderr.contains("--token-file") && tokenless.stderr.contains("MEMGATE_TOKEN"), "\(tokenless.stderr)")
+        let environment: [String: String?] = [
+            "MEMGATE_CONFIG": nil, "HOME": "/nonexistent-memgate-home", "MEMGATE_HOSTS": nil, "MEMGATE_TOKEN": nil,
+        ]
+        let tokenless = try TestSupport.run(
+            try TestSupport.binaryPath("memgatectl"), ["hosts", "--hosts", hosts], environment: environment)
+        #expect(
+            tokenless.status == 2 && tokenless.stderr.split(separator: "\n").count == 1
+                && tokenless.stderr.contains("--token-file") && tokenless.stderr.contains("MEMGATE_TOKEN"),
+            "\(tokenless.stderr)")
     }
 
     /// `events` takes the filters the other read commands take; `--vm` is scoped to one host.
     @Test func eventsFilterByKindVMTimeAndTail() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
         for (index, name) in ["one", "two"].enumerated() {
-            #expect(try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"churn.elf","command_line":"5","memory_mib":16}"#).status == 201)
+            #expect(
+                try agent.request(
+                    "POST", "/v1/vms",
+                    json: #"{"name":"\#(name)","image":"churn.elf","command_line":"5","memory_mib":16}"#
+                ).status == 201)
             _ = try agent.waitForEnd(index + 1, seconds: 60)
         }
         let one = try hostsFile(["\(agent.url) host-a"])
@@ -86,13 +113,22 @@ struct OutputHabitsTests {
             return result.stdout.split(separator: "\n").map { jsonObject(String($0)) }
         }
         let lifecycle = try events(["--kind", "vm"])
-        #expect(!lifecycle.isEmpty && lifecycle.allSatisfy { ($0["kind"] as? String)?.hasPrefix("vm_") == true }, "\(lifecycle)")
+        #expect(
+            !lifecycle.isEmpty && lifecycle.allSatisfy { ($0["kind"] as? String)?.hasPrefix("vm_") == true },
+            "\(lifecycle)")
         #expect(Set(lifecycle.compactMap { $0["kind"] as? String }) == ["vm_created", "vm_started", "vm_ended"])
         let second = try events(["--vm", "2", "--kind", "conversion,vm_ended"])
-        #expect(second.count == 6 && second.allSatisfy { (($0["conversion"] ?? $0["vm_event"]) as? [String: Any])?["vm_id"] as? Int == 2 }, "\(second)")
+        #expect(
+            second.count == 6
+                && second.allSatisfy { (($0["conversion"] ?? $0["vm_event"]) as? [String: Any])?["vm_id"] as? Int == 2 },
+            "\(second)")
         let everything = try events([])
         let newest = try events(["--tail", "3"])
-        #expect(newest.count == 3 && (newest.compactMap { $0["event_id"] as? Int }) == everything.suffix(3).compactMap { $0["event_id"] as? Int })
+        #expect(
+            newest.count == 3
+                && (newest.compactMap { $0["event_id"] as? Int })
+                    == everything.suffix(3).compactMap { $0["event_id"] as? Int }
+        )
         #expect(try events(["--since", "2099-01-01T00:00:00Z"]).filter { !$0.isEmpty }.isEmpty)
         // VM ids are per host: --vm over two hosts is refused, not mixed.
         let mixed = try ctl(["events", "--hosts", two, "--vm", "1"])
@@ -108,10 +144,21 @@ struct OutputHabitsTests {
     /// `vms -l` takes kubectl's label selectors; `--select` keeps choosing hosts; `--state` filters by state.
     @Test func vmsByLabelSelectorAndState() throws {
         let agent = try AgentProcess()
-        defer { agent.stopVMProcesses(); agent.terminate(); agent.removeFiles() }
-        let vms = [("a-1", #"{"tenant":"a","canary":"yes"}"#, "5"), ("b-1", #"{"tenant":"b"}"#, "5"), ("c-1", #"{"tenant":"c"}"#, "0")]
+        defer {
+            agent.stopVMProcesses()
+            agent.terminate()
+            agent.removeFiles()
+        }
+        let vms = [
+            ("a-1", #"{"tenant":"a","canary":"yes"}"#, "5"), ("b-1", #"{"tenant":"b"}"#, "5"),
+            ("c-1", #"{"tenant":"c"}"#, "0"),
+        ]
         for (name, labels, count) in vms {
-            let created = try agent.request("POST", "/v1/vms", json: #"{"name":"\#(name)","image":"churn.elf","command_line":"\#(count)","memory_mib":16,"labels":\#(labels)}"#)
+            let created = try agent.request(
+                "POST", "/v1/vms",
+                json:
+                    #"{"name":"\#(name)","image":"churn.elf","command_line":"\#(count)","memory_mib":16,"labels":\#(labels)}"#
+            )
             #expect(created.status == 201)
         }
         let ended = try agent.waitForEnd(1, seconds: 60)["state"] as? String ?? "?"

@@ -1,7 +1,7 @@
 import Foundation
 import SQLite
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 30: what was shared at a past moment, from a real agent's records, from memgatectl, and from
 /// the fleet database once its agent is gone, each checked against a replay of the recorded conversions.
@@ -27,8 +27,12 @@ struct PastMemoryTests {
 
     @Test func theMemoryAtAnyMomentIsTheReplayOfItsConversions() throws {
         let agent = try AgentProcess()
-        defer { agent.terminate(); agent.removeFiles() }
-        let created = try agent.request("POST", "/v1/vms", json: #"{"name":"past","image":"churn.elf","command_line":"300","memory_mib":16}"#)
+        defer {
+            agent.terminate()
+            agent.removeFiles()
+        }
+        let created = try agent.request(
+            "POST", "/v1/vms", json: #"{"name":"past","image":"churn.elf","command_line":"300","memory_mib":16}"#)
         #expect(created.status == 201)
         _ = try agent.waitForEnd(1, seconds: 60)
         let rows = try applied(agent, vm: 1)
@@ -44,17 +48,21 @@ struct PastMemoryTests {
         let seconds = middle / 1_000_000_000
         let fraction = String(format: "%09d", middle % 1_000_000_000)
         let formatter = ISO8601DateFormatter()
-        let stamp = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds))).replacingOccurrences(of: "Z", with: ".\(fraction)Z")
+        let stamp = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds))).replacingOccurrences(
+            of: "Z", with: ".\(fraction)Z")
         let hosts = try hostsFile(["\(agent.url) host-a"])
         let shown = try ctl(["memory", "host-a", "past", "--at", stamp, "--hosts", hosts, "--json"])
         #expect(shown.status == 0, "\(shown.stderr)")
         let upToThen = rows.prefix { ($0["requested_ns"] as? Int ?? 0) <= middle }
         #expect(jsonObject(shown.stdout)["shared_bytes"] as? Int == sharedBytes(upToThen), "\(shown.stdout)")
         let table = try ctl(["memory", "host-a", "past", "--at", stamp, "--hosts", hosts])
-        #expect(table.status == 0 && table.stdout.contains("at ") && table.stdout.contains("through conversion"), "\(table.stdout)")
+        #expect(
+            table.status == 0 && table.stdout.contains("at ") && table.stdout.contains("through conversion"),
+            "\(table.stdout)")
         // The picture of that moment, and the errors.
         let svg = try agent.request("GET", "/v1/vms/1/memory.svg?at=\(stamp)")
-        #expect(svg.status == 200 && svg.text.contains("<svg") && svg.text.contains("past at"), "\(svg.text.prefix(300))")
+        #expect(
+            svg.status == 200 && svg.text.contains("<svg") && svg.text.contains("past at"), "\(svg.text.prefix(300))")
         #expect(try agent.request("GET", "/v1/vms/1/memory?at=yesterday").status == 400)
         #expect(try agent.request("GET", "/v1/vms/9/memory?at=1").status == 404)
         #expect(try ctl(["memory", "host-a", "past", "--at", "soon", "--hosts", hosts]).status != 0)
@@ -63,8 +71,10 @@ struct PastMemoryTests {
         let fleet = agent.directory.appendingPathComponent("fleet.db").path
         #expect(try ctl(["audit", "pull", "--into", fleet, "--hosts", hosts]).status == 0)
         agent.terminate()
-        let query = try #require(try TestSupport.readmeQueries(section: "Fleet audit SQL").first { $0.contains(":at_ns") })
-        let pages = try SQLiteConnection(path: fleet, readOnly: true).query(query, [.text("host-a"), .integer(1), .integer(Int64(middle))])
+        let query = try #require(
+            try TestSupport.readmeQueries(section: "Fleet audit SQL").first { $0.contains(":at_ns") })
+        let pages = try SQLiteConnection(path: fleet, readOnly: true).query(
+            query, [.text("host-a"), .integer(1), .integer(Int64(middle))])
         #expect(pages.count * 4096 == sharedBytes(upToThen), "\(pages.count) shared pages from the fleet database")
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import MemoryModel
 
 @Suite struct ConversionRequestTests {
@@ -6,12 +7,16 @@ import Testing
     let ramSize: UInt64 = 0x1000_0000
 
     func validate(_ gpa: UInt64, _ pages: UInt64, _ attributes: UInt64) -> Result<ConversionRequest, RequestRejection> {
-        MapGPARangeCall(gpa: gpa, pageCount: pages, attributes: attributes).validate(dataRAM: dataRAM, ramSize: ramSize, vcpu: 1)
+        MapGPARangeCall(gpa: gpa, pageCount: pages, attributes: attributes).validate(
+            dataRAM: dataRAM, ramSize: ramSize, vcpu: 1)
     }
 
     @Test func validRequestsDecodeDirection() throws {
         let toPrivate = try validate(0x30_0000, 2, 1 << 4).get()
-        #expect(toPrivate == ConversionRequest(range: PageRange(start: 0x30_0000, size: 8192), direction: .toPrivate, trigger: .explicit, vcpu: 1))
+        #expect(
+            toPrivate
+                == ConversionRequest(
+                    range: PageRange(start: 0x30_0000, size: 8192), direction: .toPrivate, trigger: .explicit, vcpu: 1))
         #expect(try validate(0x30_0000, 512, 1).get().direction == .toShared)  // 2M hint, to shared
         #expect(try validate(0xFFF_F000, 1, 2).get().range.end == ramSize)
     }
@@ -31,7 +36,8 @@ import Testing
     ])
     func invalidRequestsGetEINVAL(gpa: UInt64, pages: UInt64, attributes: UInt64, reason: String) {
         guard case .failure(let rejection) = validate(gpa, pages, attributes) else {
-            Issue.record("accepted gpa 0x\(String(gpa, radix: 16)) pages \(pages) attrs 0x\(String(attributes, radix: 16))")
+            Issue.record(
+                "accepted gpa 0x\(String(gpa, radix: 16)) pages \(pages) attrs 0x\(String(attributes, radix: 16))")
             return
         }
         #expect(rejection.code == .invalid)
@@ -45,36 +51,53 @@ import Testing
         var budget = RecordingBudget(rowsPerSecond: 3)
         let second: UInt64 = 1_700_000_000_000_000_000
         var admissions: [RecordingBudget.Admission] = []
-        for i in 0..<10 { admissions.append(budget.admit(.invalid, vmID: 7, wallNanos: second + UInt64(i), monotonicNanos: UInt64(i))) }
+        for i in 0..<10 {
+            admissions.append(budget.admit(.invalid, vmID: 7, wallNanos: second + UInt64(i), monotonicNanos: UInt64(i)))
+        }
         #expect(admissions.prefix(3).allSatisfy { $0 == .record })
         #expect(admissions.dropFirst(3).allSatisfy { $0 == .counted(flushed: nil) })
         // Other kinds have their own budget.
         #expect(budget.admit(.fault, vmID: 7, wallNanos: second, monotonicNanos: 10) == .record)
         // The next second's first counted event hands over the finished second.
         let next = budget.admit(.invalid, vmID: 7, wallNanos: second + 1_000_000_000, monotonicNanos: 20)
-        #expect(next == .counted(flushed: EventAggregate(vmID: 7, second: second / 1_000_000_000, kind: .invalid, events: 7)))
-        #expect(budget.drain(vmID: 7) == [EventAggregate(vmID: 7, second: second / 1_000_000_000 + 1, kind: .invalid, events: 1)])
+        #expect(
+            next
+                == .counted(flushed: EventAggregate(vmID: 7, second: second / 1_000_000_000, kind: .invalid, events: 7))
+        )
+        #expect(
+            budget.drain(vmID: 7) == [
+                EventAggregate(vmID: 7, second: second / 1_000_000_000 + 1, kind: .invalid, events: 1)
+            ])
         #expect(budget.drain(vmID: 7).isEmpty)
         // The bucket refills with time.
-        #expect(budget.admit(.invalid, vmID: 7, wallNanos: second + 5_000_000_000, monotonicNanos: 5_000_000_000) == .record)
+        #expect(
+            budget.admit(.invalid, vmID: 7, wallNanos: second + 5_000_000_000, monotonicNanos: 5_000_000_000) == .record
+        )
     }
 
     @Test func theInMemorySinkIsBounded() {
         let sink = InMemoryEventSink(capacity: 100)
         for i in 0..<1000 {
-            _ = sink.record(fault: MemoryFaultRecord(vmID: 1, vm: "m", vcpu: 0, timeNanos: UInt64(i), gpa: 0, size: 4096, flags: 0, source: .emulated))
+            _ = sink.record(
+                fault: MemoryFaultRecord(
+                    vmID: 1, vm: "m", vcpu: 0, timeNanos: UInt64(i), gpa: 0, size: 4096, flags: 0, source: .emulated))
         }
         #expect(sink.events.count <= 100)
         #expect(sink.droppedEvents >= 900)
         #expect(sink.faults.last?.timeNanos == 999)
         // A pending conversion whose row was let go finishes without a trap.
-        let pending = sink.begin(conversion: ConversionRecord(vmID: 1, vm: "m", vcpu: 0, requestedNanos: 0, completedNanos: nil, gpa: 0, size: 4096,
-                                                              direction: .toShared, trigger: .explicit, decision: .pending, reason: "",
-                                                              policyVersion: "v", source: .emulated, discardedBytes: 0, guestResult: 0))
+        let pending = sink.begin(
+            conversion: ConversionRecord(
+                vmID: 1, vm: "m", vcpu: 0, requestedNanos: 0, completedNanos: nil, gpa: 0, size: 4096,
+                direction: .toShared, trigger: .explicit, decision: .pending, reason: "",
+                policyVersion: "v", source: .emulated, discardedBytes: 0, guestResult: 0))
         for i in 0..<200 {
-            _ = sink.record(fault: MemoryFaultRecord(vmID: 1, vm: "m", vcpu: 0, timeNanos: UInt64(i), gpa: 0, size: 4096, flags: 0, source: .emulated))
+            _ = sink.record(
+                fault: MemoryFaultRecord(
+                    vmID: 1, vm: "m", vcpu: 0, timeNanos: UInt64(i), gpa: 0, size: 4096, flags: 0, source: .emulated))
         }
-        sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: 1, discardedBytes: 0, guestResult: 0)
+        sink.finish(
+            pending.ticket, decision: .applied, reason: nil, completedNanos: 1, discardedBytes: 0, guestResult: 0)
         #expect(sink.conversions.isEmpty)
     }
 }

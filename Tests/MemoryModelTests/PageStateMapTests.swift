@@ -1,7 +1,7 @@
-import Testing
 import TestSupport
-@testable import MemoryModel
+import Testing
 
+@testable import MemoryModel
 
 @Suite struct PageStateMapTests {
     let page = PageRange.pageSize
@@ -75,7 +75,10 @@ import TestSupport
             let probeCount = Int.random(in: 1...(pages - probe), using: &rng)
             let slice = naive[probe..<probe + probeCount]
             let uniform: PageState? = Set(slice).count == 1 ? slice.first : nil
-            #expect(map.uniformState(of: PageRange(start: bounds.start + UInt64(probe) * page, size: UInt64(probeCount) * page)) == uniform)
+            #expect(
+                map.uniformState(
+                    of: PageRange(start: bounds.start + UInt64(probe) * page, size: UInt64(probeCount) * page))
+                    == uniform)
         }
     }
 
@@ -83,8 +86,8 @@ import TestSupport
     @Test func outOfRangeInputNeverTraps() {
         var map = PageStateMap(bounds: PageRange(start: 0x20_0000, size: 16 * 4096), initial: .private)
         let before = map
-        #expect(map.set(PageRange(start: 0x10_0000, size: 4096), to: .shared) == 0)       // below data RAM
-        #expect(map.set(PageRange(start: 0x20_0800, size: 4096), to: .shared) == 0)       // not page aligned
+        #expect(map.set(PageRange(start: 0x10_0000, size: 4096), to: .shared) == 0)  // below data RAM
+        #expect(map.set(PageRange(start: 0x20_0800, size: 4096), to: .shared) == 0)  // not page aligned
         #expect(map.set(PageRange(start: UInt64.max - 4095, size: 8192), to: .shared) == 0)  // size past 2^64
         #expect(map == before)
         #expect(PageRange(start: UInt64.max - 10, size: 100).end == UInt64.max)
@@ -96,10 +99,15 @@ import TestSupport
 
     @Test func aMapRebuiltFromReportedRunsIgnoresRunsOutsideItsBounds() {
         let bounds = PageRange(start: 0x20_0000, end: 0x40_0000)
-        let map = PageStateMap(bounds: bounds, initial: .private, runs: [
-            (0x20_0000, 0x21_0000, .shared), (0x10_0000, 0x21_0000, .shared), (0x3F_F000, 0x50_0000, .shared), (0x30_0000, 0x30_0000, .shared),
-        ])
+        let map = PageStateMap(
+            bounds: bounds, initial: .private,
+            runs: [
+                (0x20_0000, 0x21_0000, .shared), (0x10_0000, 0x21_0000, .shared), (0x3F_F000, 0x50_0000, .shared),
+                (0x30_0000, 0x30_0000, .shared),
+            ])
         #expect(map.sharedBytes == 0x1_0000)
-        #expect(map.state(at: 0x20_0000) == .shared && map.state(at: 0x21_0000) == .private && map.state(at: 0x3F_F000) == .private)
+        #expect(
+            map.state(at: 0x20_0000) == .shared && map.state(at: 0x21_0000) == .private
+                && map.state(at: 0x3F_F000) == .private)
     }
 }

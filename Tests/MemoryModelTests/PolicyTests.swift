@@ -1,11 +1,13 @@
 import Testing
+
 @testable import MemoryModel
 
 @Suite struct PolicyParsingTests {
     func parse(_ text: String) throws(PolicyError) -> Policy { try Policy.parse(Array(text.utf8)) }
 
     @Test func designExampleParses() throws {
-        let policy = try parse("""
+        let policy = try parse(
+            """
             { "defaults": { "explicit": "allow", "implicit": "allow", "discard": true },
               "rules": [
                 { "match": { "vm": "tenant-a-*", "direction": "to_shared", "trigger": "implicit", "gpa": ["0x0", "0x100000"] },
@@ -13,8 +15,11 @@ import Testing
               "limits": { "max_shared_bytes": 67108864, "max_conversions_per_second": 50000 } }
             """)
         #expect(policy.rules.count == 1)
-        #expect(policy.rules[0].match == Policy.Match(vm: "tenant-a-*", direction: .toShared, trigger: .implicit,
-                                                      gpa: PageRange(start: 0, end: 0x10_0000)))
+        #expect(
+            policy.rules[0].match
+                == Policy.Match(
+                    vm: "tenant-a-*", direction: .toShared, trigger: .implicit,
+                    gpa: PageRange(start: 0, end: 0x10_0000)))
         #expect(policy.limits == Policy.Limits(maxSharedBytes: 64 << 20, maxConversionsPerSecond: 50000))
         #expect(try parse("{}") == Policy())
     }
@@ -26,7 +31,10 @@ import Testing
         ("{\"defaults\": {\"discard\": 1}}", "defaults.discard"),
         ("{\"rules\": {}}", "rules"),
         ("{\"rules\": [{\"match\": {}}]}", "rules[0].action"),
-        ("{\"rules\": [{\"action\": \"allow\"}, {\"action\": \"deny\", \"match\": {\"direction\": \"sideways\"}}]}", "rules[1].match.direction"),
+        (
+            "{\"rules\": [{\"action\": \"allow\"}, {\"action\": \"deny\", \"match\": {\"direction\": \"sideways\"}}]}",
+            "rules[1].match.direction"
+        ),
         ("{\"rules\": [{\"action\": \"deny\", \"match\": {\"trigger\": \"psychic\"}}]}", "rules[0].match.trigger"),
         ("{\"rules\": [{\"action\": \"deny\", \"match\": {\"gpa\": [\"0x100\"]}}]}", "rules[0].match.gpa"),
         ("{\"rules\": [{\"action\": \"deny\", \"match\": {\"gpa\": [\"0x100\", \"zz\"]}}]}", "rules[0].match.gpa[1]"),
@@ -51,7 +59,10 @@ import Testing
     /// `JSONSerialization` keeps the last of two equal keys: a reviewer reading the first would be misled.
     @Test(arguments: [
         (#"{"defaults": {"explicit": "deny", "explicit": "allow"}}"#, "defaults.explicit"),
-        (#"{"rules": [{"match": {}, "action": "deny"}, {"match": {"vm": "a", "vm": "b"}, "action": "deny"}]}"#, "rules[1].match.vm"),
+        (
+            #"{"rules": [{"match": {}, "action": "deny"}, {"match": {"vm": "a", "vm": "b"}, "action": "deny"}]}"#,
+            "rules[1].match.vm"
+        ),
         (#"{"limits": {}, "limits": {}}"#, "limits"),
         (#"{"defaults": {"discard": true, "disc\u0061rd": false}}"#, "defaults.discard"),
     ])
@@ -62,7 +73,10 @@ import Testing
     }
 
     @Test func equalKeysInDifferentObjectsAreFine() throws {
-        let policy = try Policy.parse(Array(#"{"rules": [{"match": {"vm": "a"}, "action": "deny"}, {"match": {"vm": "b"}, "action": "allow"}], "defaults": {"explicit": "allow"}}"#.utf8))
+        let policy = try Policy.parse(
+            Array(
+                #"{"rules": [{"match": {"vm": "a"}, "action": "deny"}, {"match": {"vm": "b"}, "action": "allow"}], "defaults": {"explicit": "allow"}}"#
+                    .utf8))
         #expect(policy.rules.count == 2)
     }
 
@@ -83,15 +97,20 @@ import Testing
     }
 
     @Test func versionIsTheHashOfTheCanonicalForm() throws {
-        let compact = try VersionedPolicy(document: Array(#"{"rules":[],"defaults":{"explicit":"deny","implicit":"allow"}}"#.utf8))
-        let pretty = try VersionedPolicy(document: Array("""
-            {
-              "defaults": { "implicit": "allow", "explicit": "\\u0064eny" },
-              "rules": [ ]
-            }
-            """.utf8))
+        let compact = try VersionedPolicy(
+            document: Array(#"{"rules":[],"defaults":{"explicit":"deny","implicit":"allow"}}"#.utf8))
+        let pretty = try VersionedPolicy(
+            document: Array(
+                """
+                {
+                  "defaults": { "implicit": "allow", "explicit": "\\u0064eny" },
+                  "rules": [ ]
+                }
+                """.utf8))
         #expect(compact.version == pretty.version)
-        #expect(compact.version == SHA256.hex(Array(#"{"defaults":{"explicit":"deny","implicit":"allow"},"rules":[]}"#.utf8)))
+        #expect(
+            compact.version
+                == SHA256.hex(Array(#"{"defaults":{"explicit":"deny","implicit":"allow"},"rules":[]}"#.utf8)))
         let other = try VersionedPolicy(document: Array(#"{"defaults":{"explicit":"allow"}}"#.utf8))
         #expect(other.version != compact.version)
         #expect(pretty.document != compact.document, "the document is kept as written")
@@ -112,21 +131,33 @@ import Testing
 
 @Suite struct PolicyEvaluationTests {
     let lowMemory = PageRange(start: 0x20_0000, size: 4096)
-    func request(_ direction: ConversionDirection, _ trigger: ConversionTrigger, at start: UInt64 = 0x40_0000, pages: UInt64 = 1) -> ConversionRequest {
-        ConversionRequest(range: PageRange(start: start, size: pages * 4096), direction: direction, trigger: trigger, vcpu: 0)
+    func request(
+        _ direction: ConversionDirection, _ trigger: ConversionTrigger, at start: UInt64 = 0x40_0000, pages: UInt64 = 1
+    ) -> ConversionRequest {
+        ConversionRequest(
+            range: PageRange(start: start, size: pages * 4096), direction: direction, trigger: trigger, vcpu: 0)
     }
 
-    func decide(_ policy: Policy, _ request: ConversionRequest, vm: String = "tenant-a-1", shared: UInt64 = 0) -> PolicyDecision {
+    func decide(_ policy: Policy, _ request: ConversionRequest, vm: String = "tenant-a-1", shared: UInt64 = 0)
+        -> PolicyDecision
+    {
         var limiter: RateLimiter? = nil
         return policy.evaluate(request, vm: vm, sharedBytesAfter: shared, nowNanos: 0, limiter: &limiter)
     }
 
     @Test func firstMatchingRuleWinsElseDefaults() {
         let policy = Policy(
-            defaults: { var d = Policy.Defaults(); d.implicit = .deny; d.discard = false; return d }(),
+            defaults: {
+                var d = Policy.Defaults()
+                d.implicit = .deny
+                d.discard = false
+                return d
+            }(),
             rules: [
-                Policy.Rule(match: Policy.Match(vm: "tenant-a-*", direction: .toShared, gpa: PageRange(start: 0, end: 0x30_0000)),
-                            action: .deny, reason: "no sharing of low memory"),
+                Policy.Rule(
+                    match: Policy.Match(
+                        vm: "tenant-a-*", direction: .toShared, gpa: PageRange(start: 0, end: 0x30_0000)),
+                    action: .deny, reason: "no sharing of low memory"),
                 Policy.Rule(match: Policy.Match(vm: "tenant-?-1"), action: .allow, discard: true),
             ])
         let low = decide(policy, request(.toShared, .explicit, at: 0x2F_F000, pages: 2))
@@ -141,22 +172,32 @@ import Testing
 
     /// A rule that allows without saying `discard` takes the defaults' (false here), not true.
     @Test func anAllowRuleWithoutDiscardTakesTheDefault() {
-        let policy = Policy(defaults: { var d = Policy.Defaults(); d.discard = false; return d }(),
-                            rules: [Policy.Rule(match: Policy.Match(vm: "keep-*"), action: .allow)])
+        let policy = Policy(
+            defaults: {
+                var d = Policy.Defaults()
+                d.discard = false
+                return d
+            }(),
+            rules: [Policy.Rule(match: Policy.Match(vm: "keep-*"), action: .allow)])
         let kept = decide(policy, request(.toShared, .explicit), vm: "keep-1")
         #expect(kept.allowed && kept.ruleIndex == 0 && !kept.discard)
-        let parsed = try? Policy.parse(Array(#"{"defaults":{"discard":false},"rules":[{"match":{"vm":"keep-*"},"action":"allow"}]}"#.utf8))
+        let parsed = try? Policy.parse(
+            Array(#"{"defaults":{"discard":false},"rules":[{"match":{"vm":"keep-*"},"action":"allow"}]}"#.utf8))
         #expect(parsed.map { decide($0, request(.toShared, .explicit), vm: "keep-1").discard } == false)
     }
 
     /// A rule's GPA range ends before its `end`: a request starting there is outside it
     /// (pinned here, so a host without /dev/kvm catches an inclusive end too).
     @Test func aRulesRangeExcludesItsEnd() {
-        let policy = Policy(rules: [Policy.Rule(match: Policy.Match(gpa: PageRange(start: 0x40_0000, end: 0x40_2000)), action: .deny)])
+        let policy = Policy(rules: [
+            Policy.Rule(match: Policy.Match(gpa: PageRange(start: 0x40_0000, end: 0x40_2000)), action: .deny)
+        ])
         #expect(!decide(policy, request(.toShared, .explicit, at: 0x40_1000)).allowed, "the last page inside")
         #expect(decide(policy, request(.toShared, .explicit, at: 0x40_2000)).allowed, "the first page past the end")
         #expect(decide(policy, request(.toShared, .explicit, at: 0x3F_F000)).allowed, "the page before the start")
-        #expect(!decide(policy, request(.toShared, .explicit, at: 0x3F_F000, pages: 2)).allowed, "a request reaching into it")
+        #expect(
+            !decide(policy, request(.toShared, .explicit, at: 0x3F_F000, pages: 2)).allowed,
+            "a request reaching into it")
         // The same range as a document writes it, [start, end] with the end exclusive.
         let parsed = try? Policy.parse(Array(#"{"rules":[{"match":{"gpa":[4194304,4202496]},"action":"deny"}]}"#.utf8))
         #expect(parsed.map { decide($0, request(.toShared, .explicit, at: 0x40_2000)).allowed } == true)
@@ -175,7 +216,9 @@ import Testing
         let policy = Policy(limits: Policy.Limits(maxConversionsPerSecond: 3))
         var limiter: RateLimiter? = RateLimiter(perSecond: 3)
         let r = request(.toShared, .explicit)
-        let burst = (0..<4).map { _ in policy.evaluate(r, vm: "v", sharedBytesAfter: 0, nowNanos: 1_000, limiter: &limiter).allowed }
+        let burst = (0..<4).map { _ in
+            policy.evaluate(r, vm: "v", sharedBytesAfter: 0, nowNanos: 1_000, limiter: &limiter).allowed
+        }
         #expect(burst == [true, true, true, false])
         let denied = policy.evaluate(r, vm: "v", sharedBytesAfter: 0, nowNanos: 2_000, limiter: &limiter)
         #expect(!denied.allowed && denied.reason.contains("max_conversions_per_second 3"))
@@ -197,7 +240,8 @@ import Testing
     @Test func sha256KnownVectors() {
         #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+        #expect(
+            SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1000)).hasPrefix("41edece42d63e8d9bf515a9ba6932e1c"))
     }
@@ -209,7 +253,9 @@ import Testing
     for length in [0, 1, 55, 56, 63, 64, 65, 119, 128, 300] {
         let whole = SHA256.digest(Array(message.prefix(length)))
         for split in stride(from: 0, through: length, by: max(1, length / 7)) {
-            #expect(SHA256.digest(Array(message.prefix(split)), Array(message[split..<length])) == whole, "\(length) split at \(split)")
+            #expect(
+                SHA256.digest(Array(message.prefix(split)), Array(message[split..<length])) == whole,
+                "\(length) split at \(split)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import Platform
 
 /// getdents64 records are as long as their names: each is read within its own d_reclen.

@@ -22,12 +22,16 @@ public final class AgentProcess: @unchecked Sendable {
 
     /// - Parameter leavesVMsRunning: false (most tests) adds `--stop-vms-on-exit`, so a test's VMs end with its agent;
     ///   the restart tests pass true, as operators run it.
-    public init(extraArguments: [String] = [], directory existing: URL? = nil, adminToken: String = AgentProcess.adminToken,
-                listen: String = "127.0.0.1:0", launcher: [String] = [], environment: [String: String] = [:],
-                leavesVMsRunning: Bool = false, executable: String? = nil) throws {
+    public init(
+        extraArguments: [String] = [], directory existing: URL? = nil, adminToken: String = AgentProcess.adminToken,
+        listen: String = "127.0.0.1:0", launcher: [String] = [], environment: [String: String] = [:],
+        leavesVMsRunning: Bool = false, executable: String? = nil
+    ) throws {
         adminSecret = adminToken
         self.launcher = launcher
-        directory = existing ?? FileManager.default.temporaryDirectory.appendingPathComponent("memgate-agent-\(UUID().uuidString)")
+        directory =
+            existing
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("memgate-agent-\(UUID().uuidString)")
         let images = directory.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         let guests = TestSupport.packageRoot.appendingPathComponent(".build/guests")
@@ -44,9 +48,12 @@ public final class AgentProcess: @unchecked Sendable {
         let agent = try executable ?? TestSupport.binaryPath("memgate-agent")
         self.agentBinary = agent
         process.executableURL = URL(fileURLWithPath: launcher.first ?? agent)
-        process.arguments = Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [agent]) + ["serve", "--listen", listen, "--unix", directory.appendingPathComponent("agent.sock").path,
-                             "--db", directory.appendingPathComponent("agent.db").path, "--images-dir", images.path,
-                             "--token-file", tokens.path, "--run-dir", directory.appendingPathComponent("run").path]
+        process.arguments =
+            Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [agent]) + [
+                "serve", "--listen", listen, "--unix", directory.appendingPathComponent("agent.sock").path,
+                "--db", directory.appendingPathComponent("agent.db").path, "--images-dir", images.path,
+                "--token-file", tokens.path, "--run-dir", directory.appendingPathComponent("run").path,
+            ]
             + (leavesVMsRunning ? [] : ["--stop-vms-on-exit"]) + extraArguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -62,7 +69,9 @@ public final class AgentProcess: @unchecked Sendable {
         // will (under the nested host's emulation a start can take many seconds).
         for _ in 0..<6000 {
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-            if let range = text.range(of: "serving on http://"), let colon = text[range.upperBound...].firstIndex(of: ":") {
+            if let range = text.range(of: "serving on http://"),
+                let colon = text[range.upperBound...].firstIndex(of: ":")
+            {
                 found = UInt16(text[text.index(after: colon)...].prefix { $0.isNumber })
                 break
             }
@@ -97,7 +106,8 @@ public final class AgentProcess: @unchecked Sendable {
             defer { close(lock) }
             guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { return }
         }
-        _ = try? TestSupport.run(agentBinary, ["vm", "stop", "--all", "--run-dir", runDirectory, "--reason", "test cleanup"])
+        _ = try? TestSupport.run(
+            agentBinary, ["vm", "stop", "--all", "--run-dir", runDirectory, "--reason", "test cleanup"])
     }
 
     /// Removes the agent's directory (after it stopped).
@@ -121,8 +131,10 @@ public final class AgentProcess: @unchecked Sendable {
 
     /// One request on a fresh TCP connection.
     /// `source`: the local address to send from (a 127.0.0.0/8 address: another peer network).
-    public func request(_ method: String, _ path: String, token: String? = nil, json: String? = nil,
-                        headers: [String: String] = [:], source: String? = nil) throws -> BlockingHTTPClient.Response {
+    public func request(
+        _ method: String, _ path: String, token: String? = nil, json: String? = nil,
+        headers: [String: String] = [:], source: String? = nil
+    ) throws -> BlockingHTTPClient.Response {
         let client = try BlockingHTTPClient(port: port, source: source, timeoutMilliseconds: 30_000)
         var all = headers
         all["Authorization"] = "Bearer \(token ?? adminSecret)"

@@ -1,5 +1,5 @@
-import Foundation
 import CNet
+import Foundation
 import Glibc
 
 /// A plain blocking HTTP/1.1 client over one socket: sends raw bytes and reads
@@ -25,15 +25,22 @@ public final class BlockingHTTPClient {
 
     /// Connects to `127.0.0.1:port` style addresses, or a Unix socket path.
     /// `source`: the local address to connect from (any of 127.0.0.0/8 on loopback), so one test can be many peers.
-    public init(host: String = "127.0.0.1", port: UInt16, source: String? = nil, timeoutMilliseconds: Int32 = 10_000) throws(ClientError) {
+    public init(host: String = "127.0.0.1", port: UInt16, source: String? = nil, timeoutMilliseconds: Int32 = 10_000)
+        throws(ClientError)
+    {
         fd = source.map { cnet_connect_tcp_from(host, port, $0) } ?? cnet_connect_tcp(host, port)
-        guard fd >= 0 else { throw ClientError(message: "connect \(host):\(port) from \(source ?? "any"): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw ClientError(
+                message: "connect \(host):\(port) from \(source ?? "any"): \(String(cString: strerror(errno)))")
+        }
         cnet_set_timeouts(fd, timeoutMilliseconds)
     }
 
     public init(unixPath: String, timeoutMilliseconds: Int32 = 10_000) throws(ClientError) {
         fd = cnet_connect_unix(unixPath)
-        guard fd >= 0 else { throw ClientError(message: "connect unix:\(unixPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw ClientError(message: "connect unix:\(unixPath): \(String(cString: strerror(errno)))")
+        }
         cnet_set_timeouts(fd, timeoutMilliseconds)
     }
 
@@ -55,8 +62,10 @@ public final class BlockingHTTPClient {
     public func send(_ text: String) throws(ClientError) { try send(Array(text.utf8)) }
 
     /// A well-formed request with the usual headers.
-    public func request(_ method: String, _ target: String, headers: [String: String] = [:],
-                        body: [UInt8] = []) throws(ClientError) -> Response {
+    public func request(
+        _ method: String, _ target: String, headers: [String: String] = [:],
+        body: [UInt8] = []
+    ) throws(ClientError) -> Response {
         var head = "\(method) \(target) HTTP/1.1\r\nHost: memgate\r\n"
         for (name, value) in headers.sorted(by: { $0.key < $1.key }) { head += "\(name): \(value)\r\n" }
         if !body.isEmpty || method == "POST" || method == "PUT" { head += "Content-Length: \(body.count)\r\n" }
@@ -126,7 +135,8 @@ public final class BlockingHTTPClient {
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         let length = isHead ? 0 : Int(headers["content-length"] ?? "0") ?? 0
         guard bytes.count - end.upperBound >= length else { return nil }

@@ -49,12 +49,15 @@ public enum CapabilityLedger {
             return hiding(["guest_memfd", "memory_attributes", "sw_protected", "user_memory2", "memory_fault_info"])
                 ?? host.attributesBackendReason
         case .guestMemfdStore:
-            return host.mmapGuestMemfd ? nil : hiding(["guest_memfd", "guest_memfd_mmap"]) ?? "no mmap-able guest_memfd"
+            return host.mmapGuestMemfd
+                ? nil : hiding(["guest_memfd", "guest_memfd_mmap"]) ?? "no mmap-able guest_memfd"
         case .memfdStore:
-            return host.mmapGuestMemfd ? "the alias backend uses mmap-able guest_memfd here (hide guest_memfd to run this)" : nil
+            return host.mmapGuestMemfd
+                ? "the alias backend uses mmap-able guest_memfd here (hide guest_memfd to run this)" : nil
         case .hypercallExit:
             guard host.conversionTransport != .vmcall else { return nil }
-            return hiding(["exit_hypercall"]) ?? "no KVM_EXIT_HYPERCALL for MAP_GPA_RANGE: \(report.hypercallProbe.detail)"
+            return hiding(["exit_hypercall"])
+                ?? "no KVM_EXIT_HYPERCALL for MAP_GPA_RANGE: \(report.hypercallProbe.detail)"
         case .pvPort:
             return nil
         }
@@ -64,11 +67,14 @@ public enum CapabilityLedger {
 
     private static func append(_ fields: [String]) {
         guard let path = ProcessInfo.processInfo.environment["MEMGATE_LEDGER"], !path.isEmpty else { return }
-        let line = fields.map { $0.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ") }
+        let line =
+            fields.map { $0.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ") }
             .joined(separator: "\t") + "\n"
         lock.lock()
         defer { lock.unlock() }
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+        }
         guard let file = FileHandle(forWritingAtPath: path) else { return }
         defer { try? file.close() }
         _ = try? file.seekToEnd()

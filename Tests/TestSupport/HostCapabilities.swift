@@ -44,11 +44,13 @@ public struct HostCapabilities: Sendable {
     private static func probe() -> HostCapabilities {
         guard access("/dev/kvm", R_OK | W_OK) == 0 else {
             let missing = access("/dev/kvm", F_OK) != 0
-            return HostCapabilities(report: nil, unavailableReason: missing ? "no /dev/kvm" : "/dev/kvm is not read-write")
+            return HostCapabilities(
+                report: nil, unavailableReason: missing ? "no /dev/kvm" : "/dev/kvm is not read-write")
         }
         let logger = Logger(label: "test.host-capabilities") { _ in SwiftLogNoOpLogHandler() }
         do throws(KVMError) {
-            return HostCapabilities(report: HostReport.probe(system: try KVM.System(), logger: logger), unavailableReason: nil)
+            return HostCapabilities(
+                report: HostReport.probe(system: try KVM.System(), logger: logger), unavailableReason: nil)
         } catch {
             return HostCapabilities(report: nil, unavailableReason: "\(error)")
         }

@@ -68,12 +68,16 @@ public enum TestSupport {
         var arguments = arguments
         var database: String?
         if arguments.first == "run", !arguments.contains("--db"), !arguments.contains("--no-record") {
-            database = FileManager.default.temporaryDirectory.appendingPathComponent("memgate-cli-\(UUID().uuidString).db").path
+            database =
+                FileManager.default.temporaryDirectory.appendingPathComponent("memgate-cli-\(UUID().uuidString).db")
+                .path
             arguments += ["--db", database!]
         }
         defer {
             if let database {
-                for suffix in ["", "-wal", "-shm", "-ring", ".lock"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+                for suffix in ["", "-wal", "-shm", "-ring", ".lock"] {
+                    try? FileManager.default.removeItem(atPath: database + suffix)
+                }
             }
         }
         return try run(try binaryPath("memgate-agent"), arguments)
@@ -86,7 +90,9 @@ public enum TestSupport {
     /// Runs a program to completion and captures its output. A program still running after
     /// `hangBound` seconds is killed (SIGKILL), and its result says so on stderr.
     /// - Parameter environment: variables set (or, with nil, removed) for the child only.
-    public static func run(_ path: String, _ arguments: [String], environment: [String: String?] = [:]) throws -> ProcessResult {
+    public static func run(_ path: String, _ arguments: [String], environment: [String: String?] = [:]) throws
+        -> ProcessResult
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -114,10 +120,14 @@ public enum TestSupport {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while errData.value == nil { usleep(1000) }
-        let note = hung.value == true ? "\n[test support: \(path) \(arguments.joined(separator: " ")) did not end within \(Int(hangBound)) s; killed]" : ""
-        return ProcessResult(status: process.terminationStatus,
-                             stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData.value ?? Data(), as: UTF8.self) + note)
+        let note =
+            hung.value == true
+            ? "\n[test support: \(path) \(arguments.joined(separator: " ")) did not end within \(Int(hangBound)) s; killed]"
+            : ""
+        return ProcessResult(
+            status: process.terminationStatus,
+            stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData.value ?? Data(), as: UTF8.self) + note)
     }
 
     final class Box<T>: @unchecked Sendable {

@@ -2,6 +2,7 @@ import KVM
 import MemoryModel
 import Synchronization
 import Testing
+
 @testable import VMM
 
 /// Records what a backend asks of KVM instead of doing it.
@@ -51,9 +52,10 @@ final class RecordingOps: MemoryOps {
     let mask: UInt64 = 1 << 40
 
     func stores() throws -> GuestStores {
-        GuestStores(bootRegion: try HostMemory.anonymous(size: 0x20_0000), dataRAM: dataRAM, privateFile: nil,
-                    privateMemory: try HostMemory.anonymous(size: Int(dataRAM.size)),
-                    sharedMemory: try HostMemory.anonymous(size: Int(dataRAM.size)))
+        GuestStores(
+            bootRegion: try HostMemory.anonymous(size: 0x20_0000), dataRAM: dataRAM, privateFile: nil,
+            privateMemory: try HostMemory.anonymous(size: Int(dataRAM.size)),
+            sharedMemory: try HostMemory.anonymous(size: Int(dataRAM.size)))
     }
 
     func converted(_ map: PageStateMap, _ range: PageRange, to state: PageState) -> PageStateMap {
@@ -65,11 +67,13 @@ final class RecordingOps: MemoryOps {
     @Test func attributesBackendSetsAttributesThenFreesTheOldCopy() throws {
         let ops = RecordingOps()
         let initial = PageStateMap(bounds: dataRAM, initial: .private)
-        let backend = try AttributesBackend(stores: try stores(), ops: ops, slot: 1, initial: initial, privacyFromAttributes: false)
-        #expect(ops.calls == [
-            .create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .attributed, offset: 0)),
-            .attributes(dataRAM, private: true),
-        ])
+        let backend = try AttributesBackend(
+            stores: try stores(), ops: ops, slot: 1, initial: initial, privacyFromAttributes: false)
+        #expect(
+            ops.calls == [
+                .create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .attributed, offset: 0)),
+                .attributes(dataRAM, private: true),
+            ])
         ops.reset()
         let range = PageRange(start: dataRAM.start + page, size: 2 * page)
         let shared = converted(initial, range, to: .shared)
@@ -90,29 +94,39 @@ final class RecordingOps: MemoryOps {
 
     @Test func attributesBackendStartsSharedWithoutIoctls() throws {
         let ops = RecordingOps()
-        _ = try AttributesBackend(stores: try stores(), ops: ops, slot: 1, initial: PageStateMap(bounds: dataRAM, initial: .shared), privacyFromAttributes: false)
+        _ = try AttributesBackend(
+            stores: try stores(), ops: ops, slot: 1, initial: PageStateMap(bounds: dataRAM, initial: .shared),
+            privacyFromAttributes: false)
         #expect(ops.calls.count == 1)
     }
 
     @Test func memslotMechanismSplitsAndMergesSlots() throws {
         let ops = RecordingOps()
         let initial = PageStateMap(bounds: dataRAM, initial: .private)
-        let backend = try MemslotAliasBackend(stores: try stores(), ops: ops, sharedMask: mask, initial: initial, firstSlot: 1, slotLimit: 8, gate: nil)
-        #expect(ops.calls == [.create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .privateStore, offset: 0))])
+        let backend = try MemslotAliasBackend(
+            stores: try stores(), ops: ops, sharedMask: mask, initial: initial, firstSlot: 1, slotLimit: 8, gate: nil)
+        #expect(
+            ops.calls == [
+                .create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .privateStore, offset: 0))
+            ])
         ops.reset()
         let middle = PageRange(start: dataRAM.start + 4 * page, size: page)
         let split = converted(initial, middle, to: .shared)
         _ = try backend.apply(middle, to: .shared, discard: true, before: initial)
         // Delete before create (KVM rejects overlapping slots), then free the private copy.
         #expect(ops.calls.first == .delete(1))
-        let created = ops.calls.compactMap { call -> Memslot? in if case .create(let slot) = call { slot } else { nil } }
+        let created = ops.calls.compactMap { call -> Memslot? in if case .create(let slot) = call { slot } else { nil }
+        }
         // Slot ids are an allocation detail; compare everything else.
         func shape(_ slot: Memslot) -> String { "\(slot.gpa) \(slot.size) \(slot.store) \(slot.offset)" }
-        #expect(Set(created.map(shape)) == Set([
-            Memslot(slot: 0, gpa: dataRAM.start, size: 4 * page, store: .privateStore, offset: 0),
-            Memslot(slot: 0, gpa: middle.start | mask, size: page, store: .sharedStore, offset: 4 * page),
-            Memslot(slot: 0, gpa: middle.end, size: 11 * page, store: .privateStore, offset: 5 * page),
-        ].map(shape)))
+        #expect(
+            Set(created.map(shape))
+                == Set(
+                    [
+                        Memslot(slot: 0, gpa: dataRAM.start, size: 4 * page, store: .privateStore, offset: 0),
+                        Memslot(slot: 0, gpa: middle.start | mask, size: page, store: .sharedStore, offset: 4 * page),
+                        Memslot(slot: 0, gpa: middle.end, size: 11 * page, store: .privateStore, offset: 5 * page),
+                    ].map(shape)))
         #expect(Set(created.map(\.slot)).count == 3)
         #expect(ops.calls.last == .discardPrivate(offset: 4 * page, length: page))
         #expect(backend.slotCount == 3)
@@ -128,7 +142,8 @@ final class RecordingOps: MemoryOps {
     @Test func memslotMechanismRefusesOverTheSlotLimitWithoutChanges() throws {
         let ops = RecordingOps()
         let initial = PageStateMap(bounds: dataRAM, initial: .private)
-        let backend = try MemslotAliasBackend(stores: try stores(), ops: ops, sharedMask: mask, initial: initial, firstSlot: 1, slotLimit: 2, gate: nil)
+        let backend = try MemslotAliasBackend(
+            stores: try stores(), ops: ops, sharedMask: mask, initial: initial, firstSlot: 1, slotLimit: 2, gate: nil)
         ops.reset()
         let middle = PageRange(start: dataRAM.start + 4 * page, size: page)
         #expect(throws: BackendError.mappingLimit(needed: 3, limit: 2, of: "memslots")) {
@@ -143,17 +158,22 @@ final class RecordingOps: MemoryOps {
     }
 
     @Test func aliasAccessClassification() throws {
-        let backend = try MemslotAliasBackend(stores: try stores(), ops: RecordingOps(), sharedMask: mask,
-                                              initial: PageStateMap(bounds: dataRAM, initial: .private), firstSlot: 1, slotLimit: 8, gate: nil)
+        let backend = try MemslotAliasBackend(
+            stores: try stores(), ops: RecordingOps(), sharedMask: mask,
+            initial: PageStateMap(bounds: dataRAM, initial: .private), firstSlot: 1, slotLimit: 8, gate: nil)
         let gpa = dataRAM.start + 0x1234
-        #expect(backend.aliasAccess(at: gpa) == AliasAccess(page: PageRange(start: dataRAM.start + 0x1000, size: 4096), gpa: gpa, viaPrivateAddress: true))
+        #expect(
+            backend.aliasAccess(at: gpa)
+                == AliasAccess(
+                    page: PageRange(start: dataRAM.start + 0x1000, size: 4096), gpa: gpa, viaPrivateAddress: true))
         #expect(backend.aliasAccess(at: gpa | mask)?.viaPrivateAddress == false)
         #expect(backend.aliasAccess(at: 0x1000 | mask) == nil)  // boot region alias: not guest memory
         #expect(backend.aliasAccess(at: dataRAM.end) == nil)
     }
 
     func protectBackend(_ ops: RecordingOps, initial: PageStateMap, runLimit: Int = 8) throws -> ProtectAliasBackend {
-        try ProtectAliasBackend(stores: try stores(), ops: ops, sharedMask: mask, initial: initial, firstSlot: 1, runLimit: runLimit)
+        try ProtectAliasBackend(
+            stores: try stores(), ops: ops, sharedMask: mask, initial: initial, firstSlot: 1, runLimit: runLimit)
     }
 
     @Test func protectMechanismMapsBothAliasesOnceAndClosesTheOtherView() throws {
@@ -163,12 +183,13 @@ final class RecordingOps: MemoryOps {
         initial.set(sharedStart, to: .shared)
         _ = try protectBackend(ops, initial: initial)
         let rest = PageRange(start: sharedStart.end, end: dataRAM.end)
-        #expect(ops.calls == [
-            .access(sharedStart, view: .private, open: false),
-            .access(rest, view: .shared, open: false),
-            .create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .privateView, offset: 0)),
-            .create(Memslot(slot: 2, gpa: dataRAM.start | mask, size: dataRAM.size, store: .sharedView, offset: 0)),
-        ])
+        #expect(
+            ops.calls == [
+                .access(sharedStart, view: .private, open: false),
+                .access(rest, view: .shared, open: false),
+                .create(Memslot(slot: 1, gpa: dataRAM.start, size: dataRAM.size, store: .privateView, offset: 0)),
+                .create(Memslot(slot: 2, gpa: dataRAM.start | mask, size: dataRAM.size, store: .sharedView, offset: 0)),
+            ])
     }
 
     @Test func protectMechanismOpensTheNewViewBeforeClosingTheOld() throws {
@@ -179,11 +200,12 @@ final class RecordingOps: MemoryOps {
         let range = PageRange(start: dataRAM.start + 4 * page, size: 2 * page)
         let applied = try backend.apply(range, to: .shared, discard: true, before: initial)
         // No memslot is touched, and the page is never closed at both addresses.
-        #expect(ops.calls == [
-            .access(range, view: .shared, open: true),
-            .access(range, view: .private, open: false),
-            .discardPrivate(offset: 4 * page, length: 2 * page),
-        ])
+        #expect(
+            ops.calls == [
+                .access(range, view: .shared, open: true),
+                .access(range, view: .private, open: false),
+                .discardPrivate(offset: 4 * page, length: 2 * page),
+            ])
         #expect(applied.discardedBytes == 2 * page)
         #expect(backend.scope == .pageRange)
         ops.reset()
@@ -247,23 +269,35 @@ final class RecordingOps: MemoryOps {
     func statistics(faults source: EventSource?, converted: Bool) -> ConversionStatistics {
         var statistics = ConversionStatistics()
         if let source {
-            statistics.count(MemoryFaultRecord(vmID: 1, vm: "p", vcpu: 0, timeNanos: 0, gpa: 0x20_0000, size: 4096, flags: 0, source: source))
+            statistics.count(
+                MemoryFaultRecord(
+                    vmID: 1, vm: "p", vcpu: 0, timeNanos: 0, gpa: 0x20_0000, size: 4096, flags: 0, source: source))
         }
         if converted {
-            statistics.count(ConversionRecord(vmID: 1, vm: "p", vcpu: 0, requestedNanos: 0, completedNanos: 1, gpa: 0x20_0000, size: 4096,
-                                              direction: .toShared, trigger: .implicit, decision: .applied, reason: "", policyVersion: "v",
-                                              source: .emulated, discardedBytes: 0, guestResult: 0))
+            statistics.count(
+                ConversionRecord(
+                    vmID: 1, vm: "p", vcpu: 0, requestedNanos: 0, completedNanos: 1, gpa: 0x20_0000, size: 4096,
+                    direction: .toShared, trigger: .implicit, decision: .applied, reason: "", policyVersion: "v",
+                    source: .emulated, discardedBytes: 0, guestResult: 0))
         }
         return statistics
     }
 
     @Test func classifiesHowTheProbeVMEnded() {
         let status = AliasProbe.probeExitStatus
-        #expect(AliasProbe.classify(exitStatus: status, failure: nil, statistics: statistics(faults: .emulated, converted: true)).outcome == .mmioExit)
-        #expect(AliasProbe.classify(exitStatus: status, failure: nil, statistics: statistics(faults: .kvm, converted: true)).outcome == .memoryFaultExit)
-        #expect(AliasProbe.classify(exitStatus: status, failure: nil, statistics: statistics(faults: nil, converted: false)).outcome == .noExit)
-        let failed = AliasProbe.classify(exitStatus: nil, failure: "vCPU 0: KVM_RUN failed: Bad address (EFAULT)",
-                                         statistics: statistics(faults: nil, converted: false))
+        #expect(
+            AliasProbe.classify(
+                exitStatus: status, failure: nil, statistics: statistics(faults: .emulated, converted: true)
+            ).outcome == .mmioExit)
+        #expect(
+            AliasProbe.classify(exitStatus: status, failure: nil, statistics: statistics(faults: .kvm, converted: true))
+                .outcome == .memoryFaultExit)
+        #expect(
+            AliasProbe.classify(exitStatus: status, failure: nil, statistics: statistics(faults: nil, converted: false))
+                .outcome == .noExit)
+        let failed = AliasProbe.classify(
+            exitStatus: nil, failure: "vCPU 0: KVM_RUN failed: Bad address (EFAULT)",
+            statistics: statistics(faults: nil, converted: false))
         #expect(failed.outcome == .runFailed && failed.mechanism == .memslot && failed.detail.contains("EFAULT"))
     }
 }

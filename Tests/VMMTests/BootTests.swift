@@ -1,5 +1,6 @@
 import CGuestABI
 import Testing
+
 @testable import VMM
 
 @Suite struct BootLayoutTests {
@@ -15,12 +16,20 @@ import Testing
     }
 
     @Test func rejections() {
-        #expect(throws: BootError.vcpuCount(0, max: 64)) { try BootLayout(ramSize: 256 << 20, vcpuCount: 0, sharedBit: 40, imageEnd: 0) }
-        #expect(throws: BootError.vcpuCount(65, max: 64)) { try BootLayout(ramSize: 256 << 20, vcpuCount: 65, sharedBit: 40, imageEnd: 0) }
-        #expect(throws: BootError.self) { try BootLayout(ramSize: (256 << 20) + 4096, vcpuCount: 1, sharedBit: 40, imageEnd: 0) }
+        #expect(throws: BootError.vcpuCount(0, max: 64)) {
+            try BootLayout(ramSize: 256 << 20, vcpuCount: 0, sharedBit: 40, imageEnd: 0)
+        }
+        #expect(throws: BootError.vcpuCount(65, max: 64)) {
+            try BootLayout(ramSize: 256 << 20, vcpuCount: 65, sharedBit: 40, imageEnd: 0)
+        }
+        #expect(throws: BootError.self) {
+            try BootLayout(ramSize: (256 << 20) + 4096, vcpuCount: 1, sharedBit: 40, imageEnd: 0)
+        }
         #expect(throws: BootError.self) { try BootLayout(ramSize: 128 << 30, vcpuCount: 1, sharedBit: 40, imageEnd: 0) }
         // The alias needs MAXPHYADDR above the shared bit (36-bit guests cannot use bit 40).
-        #expect(throws: BootError.self) { try BootLayout(ramSize: 256 << 20, vcpuCount: 1, sharedBit: 40, imageEnd: 0, physicalAddressBits: 36) }
+        #expect(throws: BootError.self) {
+            try BootLayout(ramSize: 256 << 20, vcpuCount: 1, sharedBit: 40, imageEnd: 0, physicalAddressBits: 36)
+        }
         // The alias must lie above RAM.
         #expect(throws: BootError.self) { try BootLayout(ramSize: 256 << 20, vcpuCount: 1, sharedBit: 27, imageEnd: 0) }
         #expect(throws: BootError.imageTooLarge(imageEnd: 0x3F_F000, bootRegionEnd: 0x80_0000, ramSize: 4 << 20)) {
@@ -72,11 +81,13 @@ import Testing
     @Test func gdtHoldsCodeDataAndTSS() {
         let bytes = GDT.bytes(tssBase: 0x1800)
         #expect(bytes.count == 40 && GDT.limit == 39)
-        func word(_ i: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[i * 8 + $1]) << (8 * UInt64($1)) } }
+        func word(_ i: Int) -> UInt64 {
+            (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[i * 8 + $1]) << (8 * UInt64($1)) }
+        }
         #expect(word(0) == 0)
-        #expect(word(1) & (1 << 53) != 0)       // L bit: 64-bit code
+        #expect(word(1) & (1 << 53) != 0)  // L bit: 64-bit code
         #expect((word(3) >> 16) & 0xFF_FFFF == 0x1800)  // TSS base low
-        #expect((word(3) >> 40) & 0xFF == 0x89)         // present, available 64-bit TSS
+        #expect((word(3) >> 40) & 0xFF == 0x89)  // present, available 64-bit TSS
     }
 
     @Test func bootInfoUsesTheHeaderOffsets() throws {

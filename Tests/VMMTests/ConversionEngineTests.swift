@@ -4,6 +4,7 @@ import Logging
 import MemoryModel
 import Synchronization
 import Testing
+
 @testable import VMM
 
 /// A clock the test moves by hand.
@@ -19,16 +20,21 @@ final class ManualClock: EngineClock {
     let dataRAM = PageRange(start: 0x20_0000, size: 16 * 4096)
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
-    func engine(policy: String, clock: ManualClock, events: InMemoryEventSink, ops: RecordingOps = RecordingOps(),
-                runLimit: Int = 64, budget: UInt64? = nil) throws -> ConversionEngine {
-        let stores = GuestStores(bootRegion: try HostMemory.anonymous(size: 0x20_0000), dataRAM: dataRAM, privateFile: nil,
-                                 privateMemory: try HostMemory.anonymous(size: Int(dataRAM.size)),
-                                 sharedMemory: try HostMemory.anonymous(size: Int(dataRAM.size)))
+    func engine(
+        policy: String, clock: ManualClock, events: InMemoryEventSink, ops: RecordingOps = RecordingOps(),
+        runLimit: Int = 64, budget: UInt64? = nil
+    ) throws -> ConversionEngine {
+        let stores = GuestStores(
+            bootRegion: try HostMemory.anonymous(size: 0x20_0000), dataRAM: dataRAM, privateFile: nil,
+            privateMemory: try HostMemory.anonymous(size: Int(dataRAM.size)),
+            sharedMemory: try HostMemory.anonymous(size: Int(dataRAM.size)))
         let initial = PageStateMap(bounds: dataRAM, initial: .private)
-        let backend = try ProtectAliasBackend(stores: stores, ops: ops, sharedMask: 1 << 40, initial: initial, firstSlot: 1, runLimit: runLimit)
-        return ConversionEngine(vmID: 9, vmName: "engine", ramSize: 0x40_0000, initial: initial, backend: backend,
-                                policies: PolicyStore(try VersionedPolicy(document: Array(policy.utf8))), sink: events,
-                                clock: clock, recordingBudget: budget, logger: logger)
+        let backend = try ProtectAliasBackend(
+            stores: stores, ops: ops, sharedMask: 1 << 40, initial: initial, firstSlot: 1, runLimit: runLimit)
+        return ConversionEngine(
+            vmID: 9, vmName: "engine", ramSize: 0x40_0000, initial: initial, backend: backend,
+            policies: PolicyStore(try VersionedPolicy(document: Array(policy.utf8))), sink: events,
+            clock: clock, recordingBudget: budget, logger: logger)
     }
 
     func toShared(_ page: UInt64) -> MapGPARangeCall {
@@ -85,14 +91,18 @@ final class ManualClock: EngineClock {
     @Test func memoryFaultExitsThroughAnAliasAreDecodedAsThatAlias() throws {
         let engine = try engine(policy: "{}", clock: ManualClock(), events: InMemoryEventSink())
         let page = PageRange(start: dataRAM.start + 0x3000, size: 4096)
-        let viaShared = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: (page.start + 0x10) | 1 << 40, size: 8), backend: engine.backend)
+        let viaShared = VCPURunner.guestFault(
+            MemoryFaultExit(flags: 0, gpa: (page.start + 0x10) | 1 << 40, size: 8), backend: engine.backend)
         #expect(viaShared == GuestFault(range: page, wantsPrivate: false, source: .kvm, access: nil))
-        let viaPrivate = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: page.start, size: 4096), backend: engine.backend)
+        let viaPrivate = VCPURunner.guestFault(
+            MemoryFaultExit(flags: 0, gpa: page.start, size: 4096), backend: engine.backend)
         #expect(viaPrivate == GuestFault(range: page, wantsPrivate: true, source: .kvm, access: nil))
         // Outside data RAM (and a size that would overflow): the range stays what KVM said, and the engine refuses it.
-        let outside = VCPURunner.guestFault(MemoryFaultExit(flags: 8, gpa: UInt64.max - 10, size: 100), backend: engine.backend)
+        let outside = VCPURunner.guestFault(
+            MemoryFaultExit(flags: 8, gpa: UInt64.max - 10, size: 100), backend: engine.backend)
         #expect(outside.wantsPrivate && outside.range.start == UInt64.max & ~0xFFF)
-        let nearTheTop = VCPURunner.guestFault(MemoryFaultExit(flags: 0, gpa: UInt64.max - 5000, size: 1), backend: engine.backend)
+        let nearTheTop = VCPURunner.guestFault(
+            MemoryFaultExit(flags: 0, gpa: UInt64.max - 5000, size: 1), backend: engine.backend)
         #expect(nearTheTop.range.end == UInt64.max & ~0xFFF)
         if case .stopVM(let reason) = engine.fault(outside, vcpu: 0) {
             #expect(reason.contains("outside data RAM"))
@@ -115,11 +125,17 @@ final class ManualClock: EngineClock {
         #expect(events.conversions.filter { $0.decision == .invalid }.count == 5)
         #expect(events.conversions.filter { $0.decision == .denied }.count == 5)
         // Invalid rows keep the page count the guest gave; their size is 0.
-        #expect(events.conversions.first { $0.decision == .invalid }.map { ($0.size, $0.requestedPages) } ?? (1, nil) == (0, UInt64.max))
+        #expect(
+            events.conversions.first { $0.decision == .invalid }.map { ($0.size, $0.requestedPages) } ?? (1, nil) == (
+                0, UInt64.max
+            ))
         // Statistics still count every event.
         #expect(engine.statistics.total(decision: .invalid) == 50 && engine.statistics.total(decision: .denied) == 50)
         engine.flushAggregates()
         let second = clock.wallNanos() / 1_000_000_000
-        #expect(Set(events.aggregates.map { "\($0.kind) \($0.events) \($0.second == second)" }) == ["invalid 45 true", "denied 45 true"])
+        #expect(
+            Set(events.aggregates.map { "\($0.kind) \($0.events) \($0.second == second)" }) == [
+                "invalid 45 true", "denied 45 true",
+            ])
     }
 }

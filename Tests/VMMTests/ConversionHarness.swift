@@ -4,6 +4,7 @@ import Logging
 import MemoryModel
 import Synchronization
 import TestSupport
+
 @testable import VMM
 
 /// The host side of the test guests' sync points (Guests/src/selftest.h).
@@ -31,16 +32,24 @@ final class SelftestHarness: Sendable {
             let gpa = a[0], size = Int(a[1])
             switch request.point {
             case Self.syncShared:
-                guard let bytes = memory.readShared(gpa: gpa, count: size) else { return fail("SYNC_SHARED: cannot read 0x\(String(gpa, radix: 16))") }
+                guard let bytes = memory.readShared(gpa: gpa, count: size) else {
+                    return fail("SYNC_SHARED: cannot read 0x\(String(gpa, radix: 16))")
+                }
                 guard let bad = bytes.firstIndex(where: { $0 != UInt8(a[2]) }) else {
                     _ = memory.writeShared([UInt8](repeating: UInt8(a[3]), count: size), gpa: gpa)
                     return 0
                 }
-                return fail("SYNC_SHARED vcpu \(request.vcpu): shared byte at 0x\(String(gpa + UInt64(bad), radix: 16)) is 0x\(String(bytes[bad], radix: 16)), expected 0x\(String(a[2], radix: 16))")
+                return fail(
+                    "SYNC_SHARED vcpu \(request.vcpu): shared byte at 0x\(String(gpa + UInt64(bad), radix: 16)) is 0x\(String(bytes[bad], radix: 16)), expected 0x\(String(a[2], radix: 16))"
+                )
             case Self.syncPrivate:
-                guard let bytes = memory.readShared(gpa: gpa, count: size) else { return fail("SYNC_PRIVATE: cannot read") }
+                guard let bytes = memory.readShared(gpa: gpa, count: size) else {
+                    return fail("SYNC_PRIVATE: cannot read")
+                }
                 if let bad = bytes.firstIndex(where: { $0 != UInt8(a[2]) }) {
-                    return fail("SYNC_PRIVATE vcpu \(request.vcpu): shared byte at 0x\(String(gpa + UInt64(bad), radix: 16)) is 0x\(String(bytes[bad], radix: 16)), expected 0x\(String(a[2], radix: 16))")
+                    return fail(
+                        "SYNC_PRIVATE vcpu \(request.vcpu): shared byte at 0x\(String(gpa + UInt64(bad), radix: 16)) is 0x\(String(bytes[bad], radix: 16)), expected 0x\(String(a[2], radix: 16))"
+                    )
                 }
                 return 0
             case Self.syncDiscard:
@@ -73,10 +82,12 @@ struct ConversionFixture {
         PolicyStore(try VersionedPolicy(document: Array(json.utf8)))
     }
 
-    func makeVM(_ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 32, commandLine: String = "",
-                initialState: PageState = .private, policy: PolicyStore = PolicyStore(), maxRuns: Int? = nil,
-                backend: BackendKind = .alias, mechanism: AliasMechanism = .protect, transport: ConversionTransport = .port,
-                events: InMemoryEventSink = InMemoryEventSink(), harness: SelftestHarness? = nil) throws -> VirtualMachine {
+    func makeVM(
+        _ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 32, commandLine: String = "",
+        initialState: PageState = .private, policy: PolicyStore = PolicyStore(), maxRuns: Int? = nil,
+        backend: BackendKind = .alias, mechanism: AliasMechanism = .protect, transport: ConversionTransport = .port,
+        events: InMemoryEventSink = InMemoryEventSink(), harness: SelftestHarness? = nil
+    ) throws -> VirtualMachine {
         var configuration = VMConfiguration(name: guest)
         configuration.vcpuCount = vcpus
         configuration.memoryBytes = memoryMiB << 20
@@ -87,9 +98,11 @@ struct ConversionFixture {
         configuration.aliasMechanism = mechanism
         configuration.transport = transport
         configuration.enableHypercallExit = transport == .vmcall
-        let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
-        return try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger,
-                                  policies: policy, events: events, syncHandler: harness?.handler)
+        let image = try ELFLoader.parse(
+            try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
+        return try VirtualMachine(
+            system: system, configuration: configuration, image: image, logger: logger,
+            policies: policy, events: events, syncHandler: harness?.handler)
     }
 
     func run(_ vm: VirtualMachine, timeout: Duration = .seconds(120)) throws -> String {

@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import VMM
 
 /// Builds minimal ELF64 files for the loader's rejection tests.
@@ -27,15 +28,28 @@ struct ELFBuilder {
     func bytes() -> [UInt8] {
         var out = [UInt8](repeating: 0x90, count: fileSize)
         func put<T: FixedWidthInteger>(_ v: T, _ at: Int) {
-            for i in 0..<(T.bitWidth / 8) where at + i < out.count { out[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) }
+            for i in 0..<(T.bitWidth / 8) where at + i < out.count {
+                out[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i))
+            }
         }
         for (i, b) in ident.enumerated() { out[i] = b }
-        put(type, 16); put(machine, 18); put(version, 20); put(entry, 24); put(programHeaderOffset, 32)
-        put(UInt16(64), 52); put(programHeaderEntrySize, 54); put(UInt16(headers.count), 56)
+        put(type, 16)
+        put(machine, 18)
+        put(version, 20)
+        put(entry, 24)
+        put(programHeaderOffset, 32)
+        put(UInt16(64), 52)
+        put(programHeaderEntrySize, 54)
+        put(UInt16(headers.count), 56)
         for (i, h) in headers.enumerated() {
             let at = Int(programHeaderOffset) + i * 56
-            put(h.type, at); put(h.flags, at + 4); put(h.offset, at + 8); put(h.virtual, at + 16)
-            put(h.physical, at + 24); put(h.fileSize, at + 32); put(h.memorySize, at + 40)
+            put(h.type, at)
+            put(h.flags, at + 4)
+            put(h.offset, at + 8)
+            put(h.virtual, at + 16)
+            put(h.physical, at + 24)
+            put(h.fileSize, at + 32)
+            put(h.memorySize, at + 40)
         }
         return out
     }
@@ -50,8 +64,11 @@ struct ELFBuilder {
 
     @Test func acceptsAMinimalExecutable() throws {
         var builder = ELFBuilder()
-        builder.headers.append(.init(type: 1, flags: 6, offset: 0, virtual: 0x10_1000, physical: 0x10_1000, fileSize: 0, memorySize: 0x2000))
-        builder.headers.append(.init(type: 4, flags: 4, offset: 0, virtual: 0, physical: 0, fileSize: 0, memorySize: 0))  // PT_NOTE: ignored
+        builder.headers.append(
+            .init(
+                type: 1, flags: 6, offset: 0, virtual: 0x10_1000, physical: 0x10_1000, fileSize: 0, memorySize: 0x2000))
+        // PT_NOTE: ignored
+        builder.headers.append(.init(type: 4, flags: 4, offset: 0, virtual: 0, physical: 0, fileSize: 0, memorySize: 0))
         let image = try parse(builder)
         #expect(image.entry == 0x10_0000)
         #expect(image.segments.count == 2)
@@ -71,33 +88,50 @@ struct ELFBuilder {
             mutate(&builder)
             #expect(throws: expected) { try parse(builder) }
         }
-        #expect(throws: ELFLoadError.truncated(size: 10)) { try ELFLoader.parse([UInt8](repeating: 0, count: 10), loadable: loadable) }
+        #expect(throws: ELFLoadError.truncated(size: 10)) {
+            try ELFLoader.parse([UInt8](repeating: 0, count: 10), loadable: loadable)
+        }
         expectError(.notELF) { $0.ident[1] = 0x46 }
         expectError(.not64Bit(elfClass: 1)) { $0.ident[4] = 1 }
         expectError(.notLittleEndian) { $0.ident[5] = 2 }
         expectError(.badVersion(7)) { $0.version = 7 }
         expectError(.notStaticExecutable(type: 3)) { $0.type = 3 }
         expectError(.wrongMachine(183)) { $0.machine = 183 }
-        expectError(.programHeadersOutOfFile(offset: 0x10F0, count: 1, entrySize: 56)) { $0.programHeaderOffset = 0x10F0 }
+        expectError(.programHeadersOutOfFile(offset: 0x10F0, count: 1, entrySize: 56)) {
+            $0.programHeaderOffset = 0x10F0
+        }
         expectError(.programHeadersOutOfFile(offset: 64, count: 1, entrySize: 32)) { $0.programHeaderEntrySize = 32 }
         expectError(.noLoadableSegments) { $0.headers[0].type = 4 }
-        expectError(.noLoadableSegments) { $0.headers[0].memorySize = 0; $0.headers[0].fileSize = 0 }
-        expectError(.segmentDataOutOfFile(index: 0, offset: 0x1000, size: 0x200)) { $0.headers[0].fileSize = 0x200; $0.headers[0].memorySize = 0x200 }
-        expectError(.segmentFileLargerThanMemory(index: 0, fileSize: 16, memorySize: 8)) { $0.headers[0].memorySize = 8 }
+        expectError(.noLoadableSegments) {
+            $0.headers[0].memorySize = 0
+            $0.headers[0].fileSize = 0
+        }
+        expectError(.segmentDataOutOfFile(index: 0, offset: 0x1000, size: 0x200)) {
+            $0.headers[0].fileSize = 0x200
+            $0.headers[0].memorySize = 0x200
+        }
+        expectError(.segmentFileLargerThanMemory(index: 0, fileSize: 16, memorySize: 8)) {
+            $0.headers[0].memorySize = 8
+        }
         expectError(.segmentAddressMismatch(index: 0, virtual: 0xFFFF_FFFF_8010_0000, physical: 0x10_0000)) {
             $0.headers[0].virtual = 0xFFFF_FFFF_8010_0000
         }
         expectError(.segmentOutsideRAM(index: 0, start: 0x8000, end: 0x8010, allowed: loadable)) {
-            $0.headers[0].virtual = 0x8000; $0.headers[0].physical = 0x8000; $0.entry = 0x8000
+            $0.headers[0].virtual = 0x8000
+            $0.headers[0].physical = 0x8000
+            $0.entry = 0x8000
         }
         expectError(.segmentOutsideRAM(index: 0, start: 0xFFF_FFF8, end: 0x1000_0008, allowed: loadable)) {
-            $0.headers[0].virtual = 0xFFF_FFF8; $0.headers[0].physical = 0xFFF_FFF8
+            $0.headers[0].virtual = 0xFFF_FFF8
+            $0.headers[0].physical = 0xFFF_FFF8
         }
         expectError(.segmentOutsideRAM(index: 0, start: .max - 4, end: .max, allowed: loadable)) {
-            $0.headers[0].virtual = .max - 4; $0.headers[0].physical = .max - 4
+            $0.headers[0].virtual = .max - 4
+            $0.headers[0].physical = .max - 4
         }
         expectError(.segmentsOverlap(first: 0, second: 1)) {
-            $0.headers.append(.init(flags: 6, offset: 0, virtual: 0x10_0008, physical: 0x10_0008, fileSize: 0, memorySize: 64))
+            $0.headers.append(
+                .init(flags: 6, offset: 0, virtual: 0x10_0008, physical: 0x10_0008, fileSize: 0, memorySize: 64))
         }
         expectError(.entryNotExecutable(entry: 0x20_0000)) { $0.entry = 0x20_0000 }
         expectError(.entryNotExecutable(entry: 0x10_0000)) { $0.headers[0].flags = 6 }

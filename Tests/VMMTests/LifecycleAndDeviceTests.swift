@@ -1,5 +1,6 @@
 import KVM
 import Testing
+
 @testable import VMM
 
 @Suite struct VMLifecycleTests {
@@ -33,7 +34,9 @@ import Testing
         #expect(throws: LifecycleError(state: .running, event: "start")) { try lifecycle(after: [.start, .start]) }
         #expect(throws: LifecycleError(state: .running, event: "resume")) { try lifecycle(after: [.start, .resume]) }
         #expect(throws: LifecycleError(state: .created, event: "crash")) { try lifecycle(after: [.crash(reason: "x")]) }
-        for terminal: [VMTransition] in [[.start, .crash(reason: "x")], [.start, .fail(reason: "y")], [.stop(reason: "z")]] {
+        for terminal: [VMTransition] in [
+            [.start, .crash(reason: "x")], [.start, .fail(reason: "y")], [.stop(reason: "z")],
+        ] {
             for event: VMTransition in [.start, .pause, .resume, .stop(reason: "again"), .guestExited(status: 1)] {
                 #expect(throws: LifecycleError.self) { try lifecycle(after: terminal + [event]) }
             }
@@ -93,9 +96,10 @@ import Testing
 
 @Suite struct HostReportTests {
     func caps(types: [VMType], attributes: [String: UInt64], guestMemfd: Bool = true) -> CapabilityReport {
-        CapabilityReport(apiVersion: 12, system: [:], vmTypes: types, memoryAttributesByVMType: attributes,
-                         guestMemfd: guestMemfd, guestMemfdFlags: 3, exitHypercallMask: 1 << 12, memoryFaultInfo: true,
-                         syncRegsMask: 7, userMemory2: true, vcpusRecommended: 2, vcpusMax: 1024, maxMemslots: 32764)
+        CapabilityReport(
+            apiVersion: 12, system: [:], vmTypes: types, memoryAttributesByVMType: attributes,
+            guestMemfd: guestMemfd, guestMemfdFlags: 3, exitHypercallMask: 1 << 12, memoryFaultInfo: true,
+            syncRegsMask: 7, userMemory2: true, vcpusRecommended: 2, vcpusMax: 1024, maxMemslots: 32764)
     }
 
     @Test func attributesBackendNeedsAPrivateCapableVMType() {
@@ -104,10 +108,13 @@ import Testing
         #expect(here.first { $0.name == .attributes }?.reason.contains("PRIVATE") == true)
         #expect(here.first { $0.name == .alias }?.usable == true)
 
-        let protected = HostReport.backends(for: caps(types: [.default, .swProtected],
-                                                      attributes: ["default": 0, "sw_protected": 8]))
+        let protected = HostReport.backends(
+            for: caps(
+                types: [.default, .swProtected],
+                attributes: ["default": 0, "sw_protected": 8]))
         #expect(protected.first { $0.name == .attributes }?.usable == true)
-        let noMemfd = HostReport.backends(for: caps(types: [.swProtected], attributes: ["sw_protected": 8], guestMemfd: false))
+        let noMemfd = HostReport.backends(
+            for: caps(types: [.swProtected], attributes: ["sw_protected": 8], guestMemfd: false))
         #expect(noMemfd.first { $0.name == .attributes }?.usable == false)
     }
 }

@@ -1,8 +1,9 @@
 import Foundation
 import KVM
 import MemoryModel
-import Testing
 import TestSupport
+import Testing
+
 @testable import VMM
 
 /// Conversions on several vCPUs at once, under both alias mechanisms: from
@@ -24,13 +25,16 @@ struct SMPConversionTests {
     @Test(arguments: AliasMechanism.allCases, [true, false])
     func disjointWindowsOnFourVCPUs(mechanism: AliasMechanism, discard: Bool) throws {
         let events = InMemoryEventSink()
-        let vm = try fixture.makeVM("smp-convert", vcpus: 4, commandLine: "windows 500 \(discard ? "discard" : "keep")",
-                                    policy: try fixture.policy(#"{"defaults":{"discard":\#(discard)}}"#),
-                                    mechanism: mechanism, events: events)
+        let vm = try fixture.makeVM(
+            "smp-convert", vcpus: 4, commandLine: "windows 500 \(discard ? "discard" : "keep")",
+            policy: try fixture.policy(#"{"defaults":{"discard":\#(discard)}}"#),
+            mechanism: mechanism, events: events)
         let console = try fixture.run(vm, timeout: .seconds(300))
         #expect(vm.lifecycle.exitStatus == 0, "\(vm.lifecycle.reason ?? "") console: \(console)")
         #expect(console.contains("all vcpus passed"))
-        #expect(events.faults.isEmpty, "\(events.faults.count) memory-fault rows, first: \(String(describing: events.faults.first))")
+        #expect(
+            events.faults.isEmpty,
+            "\(events.faults.count) memory-fault rows, first: \(String(describing: events.faults.first))")
         #expect(vm.statistics.faultsWithoutConversion == 0)
         #expect(mmioExits(vm) == 0)
         #expect(vm.statistics.total(decision: .applied) == 4 * 1000)
@@ -44,8 +48,9 @@ struct SMPConversionTests {
     @Test(arguments: AliasMechanism.allCases)
     func bystandersKeepRunningAndAtomicsStayAtomic(mechanism: AliasMechanism) throws {
         let events = InMemoryEventSink()
-        let vm = try fixture.makeVM("smp-convert", vcpus: 3, commandLine: "bystanders 300 discard",
-                                    mechanism: mechanism, events: events)
+        let vm = try fixture.makeVM(
+            "smp-convert", vcpus: 3, commandLine: "bystanders 300 discard",
+            mechanism: mechanism, events: events)
         let console = try fixture.run(vm, timeout: .seconds(300))
         #expect(vm.lifecycle.exitStatus == 0, "\(vm.lifecycle.reason ?? "") console: \(console)")
         let words = console.split(whereSeparator: { $0 == " " || $0 == "\n" })

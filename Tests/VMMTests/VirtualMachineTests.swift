@@ -2,8 +2,9 @@ import Foundation
 import KVM
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
 @testable import VMM
 
 /// Guests on the real /dev/kvm.
@@ -16,14 +17,18 @@ struct VirtualMachineTests {
         system = try KVM.System()
     }
 
-    func makeVM(_ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 64, commandLine: String = "",
-                stream: (@Sendable ([UInt8]) -> Bool)? = nil) throws -> VirtualMachine {
+    func makeVM(
+        _ guest: String, vcpus: Int = 1, memoryMiB: UInt64 = 64, commandLine: String = "",
+        stream: (@Sendable ([UInt8]) -> Bool)? = nil
+    ) throws -> VirtualMachine {
         var configuration = VMConfiguration(name: guest)
         configuration.vcpuCount = vcpus
         configuration.memoryBytes = memoryMiB << 20
         configuration.commandLine = commandLine
-        let image = try ELFLoader.parse(try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
-        return try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger, consoleStream: stream)
+        let image = try ELFLoader.parse(
+            try TestSupport.guestBytes(guest), loadable: BootLayout.imageBase..<configuration.memoryBytes)
+        return try VirtualMachine(
+            system: system, configuration: configuration, image: image, logger: logger, consoleStream: stream)
     }
 
     func console(_ vm: VirtualMachine) -> String { String(decoding: vm.consoleOutput, as: UTF8.self) }
@@ -32,7 +37,10 @@ struct VirtualMachineTests {
     /// up a vCPU or `stop`: output is dropped and counted instead.
     @Test func aStuckConsoleConsumerNeverBlocksTheVM() throws {
         let release = DispatchSemaphore(value: 0)
-        let vm = try makeVM("churn", memoryMiB: 16) { _ in release.wait(); return true }
+        let vm = try makeVM("churn", memoryMiB: 16) { _ in
+            release.wait()
+            return true
+        }
         try vm.start()
         Thread.sleep(forTimeInterval: 1.0)
         let started = ContinuousClock.now
@@ -46,7 +54,10 @@ struct VirtualMachineTests {
 
     @Test func aFailingConsoleConsumerStopsTheStreamNotTheVM() throws {
         let calls = Mutex(0)
-        let vm = try makeVM("churn", memoryMiB: 16, commandLine: "300") { _ in calls.withLock { $0 += 1 }; return false }
+        let vm = try makeVM("churn", memoryMiB: 16, commandLine: "300") { _ in
+            calls.withLock { $0 += 1 }
+            return false
+        }
         try vm.start()
         #expect(vm.waitUntilFinished(timeout: .seconds(60)))
         #expect(vm.lifecycle.exitStatus == 0)
@@ -57,7 +68,10 @@ struct VirtualMachineTests {
 
     @Test func helloPrintsAndExitsZero() throws {
         let streamed = Mutex<[UInt8]>([])
-        let vm = try makeVM("hello") { bytes in streamed.withLock { $0 += bytes }; return true }
+        let vm = try makeVM("hello") { bytes in
+            streamed.withLock { $0 += bytes }
+            return true
+        }
         try vm.start()
         #expect(vm.waitUntilFinished(timeout: .seconds(10)))
         vm.finishConsoleStream()
@@ -183,8 +197,9 @@ struct VirtualMachineTests {
         } else {
             #expect(result.outcome != .unavailable, "probe VM could not run: \(result.detail)")
         }
-        let report = HostReport(kernel: "k", capabilities: system.capabilityReport(), hypercallProbe: result,
-                                aliasProbe: AliasProbeResult(outcome: .mmioExit, detail: ""))
+        let report = HostReport(
+            kernel: "k", capabilities: system.capabilityReport(), hypercallProbe: result,
+            aliasProbe: AliasProbeResult(outcome: .mmioExit, detail: ""))
         #expect(report.conversionTransport == (result.outcome == .exitsToUserspace ? .vmcall : .port))
     }
 
@@ -198,12 +213,14 @@ struct VirtualMachineTests {
         print("alias probe on this host: \(result.outcome) → \(result.mechanism)")
         let vm = try makeVM("hello")
         #expect(vm.aliasMechanism == AliasProbe.cached(system: system, logger: logger).mechanism)
-        let report = HostReport(kernel: "k", capabilities: system.capabilityReport(),
-                                hypercallProbe: HypercallProbeResult(outcome: .spins, detail: ""), aliasProbe: result)
+        let report = HostReport(
+            kernel: "k", capabilities: system.capabilityReport(),
+            hypercallProbe: HypercallProbeResult(outcome: .spins, detail: ""), aliasProbe: result)
         #expect(report.aliasMechanism == result.mechanism)
-        let overridden = HostReport(kernel: "k", capabilities: system.capabilityReport(),
-                                    hypercallProbe: HypercallProbeResult(outcome: .spins, detail: ""), aliasProbe: result,
-                                    aliasMechanism: .memslot)
+        let overridden = HostReport(
+            kernel: "k", capabilities: system.capabilityReport(),
+            hypercallProbe: HypercallProbeResult(outcome: .spins, detail: ""), aliasProbe: result,
+            aliasMechanism: .memslot)
         #expect(overridden.aliasMechanism == .memslot)
     }
 }

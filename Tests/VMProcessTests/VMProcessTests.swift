@@ -4,6 +4,7 @@ import MemoryModel
 import Platform
 import Testing
 import VMM
+
 @testable import VMProcess
 
 /// The VM-process protocol's pieces that need no VM: the run directory's rules, the
@@ -93,10 +94,14 @@ import VMM
 
     @Test func statisticsSurviveTheWire() throws {
         var statistics = ConversionStatistics()
-        statistics.count(ConversionRecord(vmID: 1, vm: "v", vcpu: 0, requestedNanos: 1, completedNanos: 300_000, gpa: 0, size: 8192,
-                                          direction: .toShared, trigger: .implicit, decision: .applied, reason: "", policyVersion: "",
-                                          source: .kvm, discardedBytes: 0, guestResult: 0))
-        statistics.count(MemoryFaultRecord(vmID: 1, vm: "v", vcpu: 0, timeNanos: 1, gpa: 0, size: 4096, flags: 0, source: .kvm, access: .read))
+        statistics.count(
+            ConversionRecord(
+                vmID: 1, vm: "v", vcpu: 0, requestedNanos: 1, completedNanos: 300_000, gpa: 0, size: 8192,
+                direction: .toShared, trigger: .implicit, decision: .applied, reason: "", policyVersion: "",
+                source: .kvm, discardedBytes: 0, guestResult: 0))
+        statistics.count(
+            MemoryFaultRecord(
+                vmID: 1, vm: "v", vcpu: 0, timeNanos: 1, gpa: 0, size: 4096, flags: 0, source: .kvm, access: .read))
         statistics.countUnrecorded(.denied)
         let wire = VMStatisticsWire(statistics, exits: [("io", 3), ("hlt", 1)])
         let decoded = try #require(WireCoding.decode(VMStatisticsWire.self, from: WireCoding.encode(wire)))

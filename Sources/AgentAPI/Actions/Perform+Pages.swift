@@ -1,5 +1,5 @@
-import AgentHost
 import APITypes
+import AgentHost
 import EventStore
 import Foundation
 import HTTPServer
@@ -9,13 +9,16 @@ import Platform
 
 extension AgentAPI {
     /// The agent itself: health, metrics, host facts, and the status page with its sign-in.
-    func performPage(_ action: AgentAction, request: HTTPRequest, principal: Principal?,
-                 context: RequestContext) throws(APIError) -> HTTPResponse {
+    func performPage(
+        _ action: AgentAction, request: HTTPRequest, principal: Principal?,
+        context: RequestContext
+    ) throws(APIError) -> HTTPResponse {
         switch action {
         case .health:
             return HTTPResponse(status: 200, contentType: "application/json", body: Self.healthBody)
         case .metrics:
-            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4", body: Array(renderMetrics().utf8))
+            return HTTPResponse(
+                status: 200, contentType: "text/plain; version=0.0.4", body: Array(renderMetrics().utf8))
         case .host:
             return try json(snapshot.info(vms: vmCounts(), policy: host.policies.policy))
         case .statusPage:

@@ -1,5 +1,5 @@
-import AgentHost
 import APITypes
+import AgentHost
 import EventStore
 import Foundation
 import HTTPServer
@@ -9,17 +9,22 @@ import Platform
 
 extension AgentAPI {
     /// The conversion policy: read, put, validate, replay, and its history and documents.
-    func performPolicy(_ action: AgentAction, request: HTTPRequest, principal: Principal?,
-                 context: RequestContext) throws(APIError) -> HTTPResponse {
+    func performPolicy(
+        _ action: AgentAction, request: HTTPRequest, principal: Principal?,
+        context: RequestContext
+    ) throws(APIError) -> HTTPResponse {
         switch action {
         case .getPolicy:
             let current = host.policies.policy
-            return HTTPResponse(status: 200, contentType: "application/json", body: current.document,
-                                headers: [("ETag", ETag.quoted(current.version))])
+            return HTTPResponse(
+                status: 200, contentType: "application/json", body: current.document,
+                headers: [("ETag", ETag.quoted(current.version))])
         case .putPolicy(let document, let ifMatch, let channel):
             let change: PolicyChange
             do throws(PolicyChange.ChannelError) {
-                change = try .api(principal: Self.client(principal, context), channel: channel, idempotencyKey: request.header("Idempotency-Key"))
+                change = try .api(
+                    principal: Self.client(principal, context), channel: channel,
+                    idempotencyKey: request.header("Idempotency-Key"))
             } catch {
                 throw APIError(400, "invalid_change_channel", error.description)
             }
@@ -29,12 +34,17 @@ extension AgentAPI {
         case .replayPolicy(let document, let window, let samples):
             return try json(try replay(document, window: window, samples: samples))
         case .policyDocument(let version):
-            let document = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyDocument(version: version) }
+            let document = try read { (queries: EventQueries) throws(EventStoreError) in
+                try queries.policyDocument(version: version)
+            }
             guard let document else { throw .notFound("this agent never applied policy version \(version)") }
-            return HTTPResponse(status: 200, contentType: "application/json", body: document,
-                                headers: [("ETag", ETag.quoted(version)), ("Cache-Control", "max-age=31536000, immutable")])
+            return HTTPResponse(
+                status: 200, contentType: "application/json", body: document,
+                headers: [("ETag", ETag.quoted(version)), ("Cache-Control", "max-age=31536000, immutable")])
         case .policyHistory(let limit):
-            let rows = try read { (queries: EventQueries) throws(EventStoreError) in try queries.policyHistory(limit: limit) }
+            let rows = try read { (queries: EventQueries) throws(EventStoreError) in
+                try queries.policyHistory(limit: limit)
+            }
             return try json(PolicyHistory(entries: rows))
         default:
             throw Self.misrouted(action)

@@ -34,7 +34,10 @@ public struct CredentialThrottle: Sendable {
     private var networks: [String: Window] = [:]
     private var addresses: [String: Window] = [:]
 
-    public init(limit: Int = 10, addressLimit: Int = 3, windowNanos: UInt64 = 60_000_000_000, prefix: AddressPrefix = AddressPrefix()) {
+    public init(
+        limit: Int = 10, addressLimit: Int = 3, windowNanos: UInt64 = 60_000_000_000,
+        prefix: AddressPrefix = AddressPrefix()
+    ) {
         self.limit = limit
         self.addressLimit = addressLimit
         self.windowNanos = windowNanos
@@ -61,7 +64,9 @@ public struct CredentialThrottle: Sendable {
         guard throttled else { return }
         if addresses[address] == nil, addresses.count >= Self.capacity {
             addresses = addresses.filter { live($0.value, nowNanos) != nil }
-            if addresses.count >= Self.capacity, let oldest = addresses.min(by: { $0.value.start < $1.value.start })?.key {
+            if addresses.count >= Self.capacity,
+                let oldest = addresses.min(by: { $0.value.start < $1.value.start })?.key
+            {
                 addresses[oldest] = nil
             }
         }

@@ -37,7 +37,10 @@ public struct RefusalLedger: Sendable {
 
     /// Everything counted so far (at shutdown).
     public mutating func drain() -> [RefusalCount] {
-        defer { counts.removeAll(); peers.removeAll() }
+        defer {
+            counts.removeAll()
+            peers.removeAll()
+        }
         return counts.map { RefusalCount(second: second, peer: $0.key.peer, kind: $0.key.kind, requests: $0.value) }
             .sorted { ($0.peer, $0.kind.rawValue) < ($1.peer, $1.kind.rawValue) }
     }

@@ -47,12 +47,16 @@ public struct SessionStore: Sendable {
     }
 
     private mutating func evictOldest(of candidates: [String: Session]) {
-        if let oldest = candidates.min(by: { $0.value.expiresNanos < $1.value.expiresNanos })?.key { sessions[oldest] = nil }
+        if let oldest = candidates.min(by: { $0.value.expiresNanos < $1.value.expiresNanos })?.key {
+            sessions[oldest] = nil
+        }
     }
 
     /// Who a session id belongs to, while it lasts.
     public func principal(for id: String, nowNanos: UInt64) -> Principal? {
-        guard id.utf8.count == 64, let session = sessions[Self.key(id)], session.expiresNanos > nowNanos else { return nil }
+        guard id.utf8.count == 64, let session = sessions[Self.key(id)], session.expiresNanos > nowNanos else {
+            return nil
+        }
         return session.principal
     }
 

@@ -8,7 +8,11 @@ public struct Principal: Sendable, Equatable {
     /// Signed in through the status page's cookie: never allowed to change anything.
     public var viaSession = false
 
-    public init(name: String, role: Role, viaSession: Bool = false) { self.name = name; self.role = role; self.viaSession = viaSession }
+    public init(name: String, role: Role, viaSession: Bool = false) {
+        self.name = name
+        self.role = role
+        self.viaSession = viaSession
+    }
 }
 
 /// Why a token file was refused.
@@ -42,12 +46,18 @@ public struct TokenStore: Sendable {
         // Lines by scalar: "\r\n" is one Character to Swift, so splitting Characters on "\n" would miss it.
         let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
         for (number, line) in lines.enumerated() {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map { String(String.UnicodeScalarView($0)) }
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map {
+                String(String.UnicodeScalarView($0))
+            }
             let fields = Array(words.prefix { !$0.hasPrefix("#") })
             if fields.isEmpty { continue }
             let at = "line \(number + 1)"
             guard fields.count == 3 else {
-                throw TokenFileError(path: path, message: "\(at): expected NAME ROLE SECRET, found \(fields.count) fields (a comment starts with # after a blank)")
+                throw TokenFileError(
+                    path: path,
+                    message:
+                        "\(at): expected NAME ROLE SECRET, found \(fields.count) fields (a comment starts with # after a blank)"
+                )
             }
             guard let role = Principal.Role(rawValue: fields[1]) else {
                 throw TokenFileError(path: path, message: "\(at): role must be admin or read-only, not \(fields[1])")
@@ -56,7 +66,8 @@ public struct TokenStore: Sendable {
                 throw TokenFileError(path: path, message: "\(at): the secret must be at least 16 characters")
             }
             guard !entries.contains(where: { $0.principal.name == fields[0] }) else {
-                throw TokenFileError(path: path, message: "\(at): the name \(fields[0]) appears twice; give each token its own name")
+                throw TokenFileError(
+                    path: path, message: "\(at): the name \(fields[0]) appears twice; give each token its own name")
             }
             guard !entries.contains(where: { $0.secret == Array(fields[2].utf8) }) else {
                 throw TokenFileError(path: path, message: "\(at): the same secret appears twice")
@@ -79,9 +90,14 @@ public struct TokenStore: Sendable {
         }
         let mode = Int(info.st_mode & 0o777)
         if mode & 0o077 != 0 {
-            throw TokenFileError(path: path, message: "its mode is \(String(mode, radix: 8)); it holds secrets, so chmod 600 it (in Kubernetes, defaultMode: 0400)")
+            throw TokenFileError(
+                path: path,
+                message:
+                    "its mode is \(String(mode, radix: 8)); it holds secrets, so chmod 600 it (in Kubernetes, defaultMode: 0400)"
+            )
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else {
             throw TokenFileError(path: path, message: "cannot read it as UTF-8 text")
         }
         return try TokenStore(text: text, path: path)
@@ -91,7 +107,8 @@ public struct TokenStore: Sendable {
     public func authenticate(_ authorization: String?) -> Principal? {
         // Bytes, not Foundation string functions: this runs on every /v1 request.
         guard let header = authorization?.utf8, header.count > 7,
-              zip(header.prefix(7), "bearer ".utf8).allSatisfy({ ($0 | 0x20) == $1 }) else { return nil }
+            zip(header.prefix(7), "bearer ".utf8).allSatisfy({ ($0 | 0x20) == $1 })
+        else { return nil }
         var presented = Array(header.dropFirst(7))
         while presented.last == 0x20 || presented.last == 0x09 { presented.removeLast() }
         while presented.first == 0x20 || presented.first == 0x09 { presented.removeFirst() }

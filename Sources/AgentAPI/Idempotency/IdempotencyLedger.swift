@@ -19,7 +19,9 @@ struct IdempotencyLedger {
         }
 
         init(status: Int, headers: [String], body: [UInt8]) {
-            self.status = status; self.headers = headers; self.body = body
+            self.status = status
+            self.headers = headers
+            self.body = body
         }
 
         /// The stored answer, marked as a replay.

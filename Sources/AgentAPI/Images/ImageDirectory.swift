@@ -25,7 +25,8 @@ public struct ImageDirectory: Sendable {
     /// The image's bytes for a name relative to the directory.
     public func load(_ name: String) throws(APIError) -> [UInt8] {
         guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\0"),
-              !name.split(separator: "/").contains(where: { $0 == ".." }) else {
+            !name.split(separator: "/").contains(where: { $0 == ".." })
+        else {
             throw .invalidField("image", "must be a relative path inside the agent's images directory, without '..'")
         }
         let resolved = URL(fileURLWithPath: root).appendingPathComponent(name).resolvingSymlinksInPath().path
@@ -33,7 +34,8 @@ public struct ImageDirectory: Sendable {
             throw .invalidField("image", "\(name) resolves outside the images directory")
         }
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: resolved),
-              attributes[.type] as? FileAttributeType == .typeRegular else {
+            attributes[.type] as? FileAttributeType == .typeRegular
+        else {
             throw .invalidField("image", "no image named \(name)")
         }
         if let size = (attributes[.size] as? NSNumber)?.intValue, size > Self.maxImageBytes {

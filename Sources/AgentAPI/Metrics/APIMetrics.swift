@@ -1,7 +1,7 @@
 import APITypes
-import Platform
 import EventStore
 import HTTPServer
+import Platform
 import Synchronization
 
 /// HTTP request counts by route, method and status, and latency per route.
@@ -41,23 +41,36 @@ public final class APIMetrics: Sendable {
     /// Prometheus text lines for the HTTP metrics.
     func render(into out: inout PrometheusText) {
         let (requests, latency, refusals) = state.withLock { ($0.requests, $0.latency, $0.refusals) }
-        out.help("memgate_api_refusals_total", "Requests refused for want of a valid token or role, and failed sign-ins, by kind.", type: "counter")
+        out.help(
+            "memgate_api_refusals_total",
+            "Requests refused for want of a valid token or role, and failed sign-ins, by kind.", type: "counter")
         for kind in RefusalCount.Kind.allCases {
             out.sample("memgate_api_refusals_total", ["kind": kind.rawValue], Double(refusals[kind] ?? 0))
         }
         if let server = server.withLock({ $0 }) {
             out.help("memgate_http_connections", "Open HTTP connections (TCP and Unix socket).", type: "gauge")
             out.sample("memgate_http_connections", [:], Double(server.connectionCount))
-            out.help("memgate_http_buffered_bytes", "Request and response bytes the HTTP connections hold.", type: "gauge")
+            out.help(
+                "memgate_http_buffered_bytes", "Request and response bytes the HTTP connections hold.", type: "gauge")
             out.sample("memgate_http_buffered_bytes", [:], Double(server.bufferedBytes))
-            out.help("memgate_http_buffered_bytes_peak", "The most bytes the HTTP connections have held at once since the agent started.", type: "gauge")
+            out.help(
+                "memgate_http_buffered_bytes_peak",
+                "The most bytes the HTTP connections have held at once since the agent started.", type: "gauge")
             out.sample("memgate_http_buffered_bytes_peak", [:], Double(server.peakBufferedBytes))
         }
         out.help("memgate_http_requests_total", "HTTP requests by route, method and status.", type: "counter")
-        for (key, count) in requests.sorted(by: { ($0.key.route.rawValue, $0.key.method.rawValue, $0.key.status) < ($1.key.route.rawValue, $1.key.method.rawValue, $1.key.status) }) {
-            out.sample("memgate_http_requests_total", ["route": key.route.rawValue, "method": key.method.rawValue, "status": "\(key.status)"], Double(count))
+        for (key, count) in requests.sorted(by: {
+            ($0.key.route.rawValue, $0.key.method.rawValue, $0.key.status) < (
+                $1.key.route.rawValue, $1.key.method.rawValue, $1.key.status
+            )
+        }) {
+            out.sample(
+                "memgate_http_requests_total",
+                ["route": key.route.rawValue, "method": key.method.rawValue, "status": "\(key.status)"], Double(count))
         }
-        out.help("memgate_http_request_duration_seconds", "Time from a complete request to its response, by route.", type: "histogram")
+        out.help(
+            "memgate_http_request_duration_seconds", "Time from a complete request to its response, by route.",
+            type: "histogram")
         for (route, histogram) in latency.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             out.histogram("memgate_http_request_duration_seconds", ["route": route.rawValue], histogram)
         }
@@ -75,7 +88,10 @@ struct PrometheusText {
     mutating func sample(_ name: String, _ labels: [String: String] = [:], _ value: Double) {
         text += name
         if !labels.isEmpty {
-            text += "{" + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(Self.escape($0.value))\"" }.joined(separator: ",") + "}"
+            text +=
+                "{"
+                + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\"\(Self.escape($0.value))\"" }.joined(
+                    separator: ",") + "}"
         }
         text += " " + (value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)") + "\n"
     }

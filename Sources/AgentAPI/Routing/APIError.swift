@@ -9,13 +9,18 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public var headers: [String: String] = [:]
 
     public init(_ status: Int, _ code: String, _ message: String, headers: [String: String] = [:]) {
-        self.status = status; self.code = code; self.message = message; self.headers = headers
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
     }
 
     public var description: String { "\(status) \(code): \(message)" }
 
     public var response: HTTPResponse {
-        .error(status, code: code, message: message, headers: headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        .error(
+            status, code: code, message: message, headers: headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        )
     }
 
     static func notFound(_ what: String) -> APIError { APIError(404, "not_found", what) }

@@ -1,10 +1,10 @@
-import JSON
 import APITypes
+import EventStore
 import Foundation
 import HTTPServer
+import JSON
 import MemoryModel
 import Platform
-import EventStore
 
 /// Request → `AgentAction`: method, path, query and body checked at the edge. Pure.
 public enum APIRouter {
@@ -30,7 +30,8 @@ public enum APIRouter {
 
     /// A VM id is a positive decimal; anything else (`-1`, `abc`, too big) gets a distinct marker.
     private static func vmID(_ text: Substring?) -> Int64? {
-        guard let text, !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int64(text), id > 0 else {
+        guard let text, !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int64(text), id > 0
+        else {
             return nil
         }
         return id
@@ -46,8 +47,9 @@ public enum APIRouter {
         guard route != .unknown else { throw .notFound("no such endpoint: \(request.path)") }
         let method = request.method == .HEAD ? "GET" : request.method.rawValue
         guard route.methods.contains(method) else {
-            throw APIError(405, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(route.rawValue)",
-                           headers: ["Allow": route.methods.joined(separator: ", ")])
+            throw APIError(
+                405, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(route.rawValue)",
+                headers: ["Allow": route.methods.joined(separator: ", ")])
         }
         let query = try QueryString(request.query)
         let parts = Parts(request: request, query: query, method: method, id: id)
@@ -65,7 +67,10 @@ public enum APIRouter {
         guard let text = query["at"] else { return nil }
         if let id = Int64(text), id >= 1 { return .event(id) }
         if let time = TimeArgument.rfc3339(text) { return .time(time) }
-        throw .badParameter("at", "takes an event id (a positive integer) or an RFC 3339 time such as 2026-12-06T14:02:17Z, not \(text.prefix(40))")
+        throw .badParameter(
+            "at",
+            "takes an event id (a positive integer) or an RFC 3339 time such as 2026-12-06T14:02:17Z, not \(text.prefix(40))"
+        )
     }
 
     static func filter(_ query: QueryString, conversions: Bool) throws(APIError) -> EventFilter {
@@ -89,18 +94,24 @@ public enum APIRouter {
 
     /// One field of an `application/x-www-form-urlencoded` body (the login form).
     static func formField(_ name: String, _ request: HTTPRequest) throws(APIError) -> String {
-        let type = request.header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        let type = request.header("Content-Type")?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces)
+            .lowercased()
         guard type == "application/x-www-form-urlencoded" else {
-            throw APIError(415, "unsupported_media_type", "send the form as Content-Type: application/x-www-form-urlencoded")
+            throw APIError(
+                415, "unsupported_media_type", "send the form as Content-Type: application/x-www-form-urlencoded")
         }
         guard let text = String(validating: request.body, as: UTF8.self) else {
             throw APIError(400, "invalid_form", "the form is not valid UTF-8")
         }
         for pair in text.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.first?.replacingOccurrences(of: "+", with: " ").removingPercentEncoding == name else { continue }
+            guard parts.first?.replacingOccurrences(of: "+", with: " ").removingPercentEncoding == name else {
+                continue
+            }
             let raw = parts.count > 1 ? String(parts[1]).replacingOccurrences(of: "+", with: " ") : ""
-            guard let value = raw.removingPercentEncoding else { throw APIError(400, "invalid_form", "\(name) is not valid percent-encoding") }
+            guard let value = raw.removingPercentEncoding else {
+                throw APIError(400, "invalid_form", "\(name) is not valid percent-encoding")
+            }
             return value
         }
         throw APIError(422, "missing_field", "the form has no \(name) field")
@@ -110,8 +121,11 @@ public enum APIRouter {
     /// - Parameter parsed: false for policy documents, whose parser names a syntax error's field itself.
     static func jsonBody(_ request: HTTPRequest, parsed: Bool = true) throws(APIError) -> [UInt8] {
         // The media type before any parameters, compared without Foundation's string machinery (hot path).
-        let type = request.header("Content-Type").map { $0.utf8.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 } }
-        guard let type, type.count == 16, zip(type, "application/json".utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 }) else {
+        let type = request.header("Content-Type").map {
+            $0.utf8.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 }
+        }
+        guard let type, type.count == 16, zip(type, "application/json".utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 })
+        else {
             throw APIError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
         }
         guard String(validating: request.body, as: UTF8.self) != nil else {
@@ -121,7 +135,7 @@ public enum APIRouter {
         let document: JSONValue
         do {
             document = try StrictJSON.parse(request.body)
-        } catch where error.kind == .duplicateKey {
+        } catch  where error.kind == .duplicateKey {
             // A repeated key would be read as its last value while a reviewer reads the first.
             throw .invalidField(error.path, "appears twice in one object; give each key once")
         } catch {
@@ -153,9 +167,10 @@ public enum APIRouter {
     /// `labels.team` style names for a decoding path, in the wire's snake_case.
     private static func path(_ keys: [any CodingKey]) -> String {
         let names = keys.map { key in
-            key.intValue.map { "[\($0)]" } ?? key.stringValue.reduce(into: "") { out, char in
-                if char.isUppercase { out += "_" + char.lowercased() } else { out.append(char) }
-            }
+            key.intValue.map { "[\($0)]" }
+                ?? key.stringValue.reduce(into: "") { out, char in
+                    if char.isUppercase { out += "_" + char.lowercased() } else { out.append(char) }
+                }
         }
         return names.isEmpty ? "body" : names.joined(separator: ".")
     }

@@ -56,8 +56,10 @@ public enum AgentAction: Sendable, Equatable {
     public var resource: Resource {
         switch self {
         case .health, .metrics, .host, .statusPage, .login, .logout: .pages
-        case .listVMs, .createVM, .getVM, .startVM, .pauseVM, .resumeVM, .stopVM, .deleteVM, .console, .memory, .pastMemory, .memorySVG,
-             .historySVG: .vms
+        case .listVMs, .createVM, .getVM, .startVM, .pauseVM, .resumeVM, .stopVM, .deleteVM, .console, .memory,
+            .pastMemory, .memorySVG,
+            .historySVG:
+            .vms
         case .faults, .conversions, .events, .eventStream, .allEvents: .events
         case .getPolicy, .putPolicy, .validatePolicy, .replayPolicy, .policyDocument, .policyHistory: .policy
         case .auditHead, .auditRequests: .audit

@@ -10,7 +10,8 @@ extension APIRouter {
         case (.policy, "GET"): return .getPolicy
         case (.policy, _):
             guard let tag = parts.request.header("If-Match") else {
-                throw APIError(428, "precondition_required", "PUT /v1/policy needs If-Match with the ETag of GET /v1/policy")
+                throw APIError(
+                    428, "precondition_required", "PUT /v1/policy needs If-Match with the ETag of GET /v1/policy")
             }
             let channel = parts.request.header("MemGate-Change")
             if let channel {
@@ -29,12 +30,18 @@ extension APIRouter {
             if let since = window.since, let until = window.until, until <= since {
                 throw APIError(422, "invalid_range", "until must be above since")
             }
-            return .replayPolicy(document: try jsonBody(parts.request, parsed: false), window: window,
-                                 samples: Int(try parts.query.integer("samples", in: 0...1000, default: 20)))
-        case (.policyHistory, _): return .policyHistory(limit: Int(try parts.query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
+            return .replayPolicy(
+                document: try jsonBody(parts.request, parsed: false), window: window,
+                samples: Int(try parts.query.integer("samples", in: 0...1000, default: 20)))
+        case (.policyHistory, _):
+            return .policyHistory(
+                limit: Int(
+                    try parts.query.integer("limit", in: PageLimit.queryRange, default: Int64(PageLimit.default))))
         case (.policyDocument, _):
             let version = String(parts.request.path.split(separator: "/").last ?? "")
-            guard version.count == 64, version.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            guard version.count == 64,
+                version.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+            else {
                 throw .notFound("policy versions are 64 lower-case hex digits; \(parts.request.path) names none")
             }
             return .policyDocument(version: version)

@@ -23,7 +23,9 @@ struct QueryString: Sendable {
             switch byte {
             case UInt8(ascii: "+"): bytes.append(0x20)
             case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(hex), let low = iterator.next().flatMap(hex) else { return nil }
+                guard let high = iterator.next().flatMap(hex), let low = iterator.next().flatMap(hex) else {
+                    return nil
+                }
                 bytes.append(high << 4 | low)
             default: bytes.append(byte)
             }
@@ -58,19 +60,23 @@ struct QueryString: Sendable {
         guard let text = values[name] else { return nil }
         let number = text.hasPrefix("0x") || text.hasPrefix("0X") ? Int64(text.dropFirst(2), radix: 16) : Int64(text)
         guard let number, range.contains(number) else {
-            throw .badParameter(name, "must be an address from \(range.lowerBound) to \(range.upperBound), in decimal or 0x hex")
+            throw .badParameter(
+                name, "must be an address from \(range.lowerBound) to \(range.upperBound), in decimal or 0x hex")
         }
         return number
     }
 
     func choice(_ name: String, of allowed: [String]) throws(APIError) -> String? {
         guard let text = values[name] else { return nil }
-        guard allowed.contains(text) else { throw .badParameter(name, "must be one of \(allowed.joined(separator: ", "))") }
+        guard allowed.contains(text) else {
+            throw .badParameter(name, "must be one of \(allowed.joined(separator: ", "))")
+        }
         return text
     }
 
     /// One of an enum's raw values, the allowed list derived from the enum.
-    func choice<Choice: RawRepresentable & CaseIterable>(_ name: String, of type: Choice.Type) throws(APIError) -> String?
+    func choice<Choice: RawRepresentable & CaseIterable>(_ name: String, of type: Choice.Type) throws(APIError)
+        -> String?
     where Choice.RawValue == String {
         try choice(name, of: Choice.allCases.map(\.rawValue))
     }

@@ -70,7 +70,8 @@ public final class EventStreamHub: Sendable {
         public var message: String {
             switch self {
             case .full(let limit): "the agent serves at most \(limit) event streams; retry later"
-            case .principalShare(let name, let limit): "\(name) already holds \(limit) event streams, the most one principal may; close one"
+            case .principalShare(let name, let limit):
+                "\(name) already holds \(limit) event streams, the most one principal may; close one"
             case .readOnlyShare(let limit):
                 "read-only principals hold \(limit) event streams, all they may share (the rest are kept for admins); retry later"
             case .stopping: "the agent is stopping"
@@ -143,7 +144,9 @@ public final class EventStreamHub: Sendable {
                 return .failure(.principalShare(name: opener.name, limit: limits.maxStreamsPerPrincipal))
             }
             let readOnlyLimit = max(limits.maxStreams - limits.adminReserve, 0)
-            if !opener.isAdmin, state.readOnly >= readOnlyLimit { return .failure(.readOnlyShare(limit: readOnlyLimit)) }
+            if !opener.isAdmin, state.readOnly >= readOnlyLimit {
+                return .failure(.readOnlyShare(limit: readOnlyLimit))
+            }
             state.reserved += 1
             state.perPrincipal[opener.name, default: 0] += 1
             if !opener.isAdmin { state.readOnly += 1 }
@@ -158,9 +161,13 @@ public final class EventStreamHub: Sendable {
         if start { startPump() }
         // The slot is the lease's until the stream closes, or until the response is dropped unsent.
         let lease = Lease(hub: self, opener: opener)
-        return .success(.streaming(headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"),
-                                             ("X-Accel-Buffering", "no")],
-                                   body: HTTPStreamBody { [self] stream in attach(stream, lease: lease, after: after, filter: filter) }))
+        return .success(
+            .streaming(
+                headers: [
+                    ("Content-Type", "text/event-stream"), ("Cache-Control", "no-store"),
+                    ("X-Accel-Buffering", "no"),
+                ],
+                body: HTTPStreamBody { [self] stream in attach(stream, lease: lease, after: after, filter: filter) }))
     }
 
     fileprivate func release(_ opener: Opener) {
@@ -234,7 +241,9 @@ public final class EventStreamHub: Sendable {
                 var shares: [Int64: (bytes: [UInt8], through: Int64)] = [:]
                 let readerLimit = Self.readerLimit(limits, readers: subscribers.count)
                 for subscriber in subscribers where !subscriber.closed.load(ordering: .acquiring) {
-                    if try serve(subscriber, window: window, shares: &shares, prunedThrough: prunedThrough, limit: readerLimit) {
+                    if try serve(
+                        subscriber, window: window, shares: &shares, prunedThrough: prunedThrough, limit: readerLimit)
+                    {
                         unfinished = true
                     }
                 }
@@ -258,7 +267,10 @@ public final class EventStreamHub: Sendable {
     private func wait(until deadline: UInt64) {
         wakeup.lock()
         defer { wakeup.unlock() }
-        while !shared.withLock({ state in defer { state.signaled = false }; return state.signaled }) {
+        while !shared.withLock({ state in
+            defer { state.signaled = false }
+            return state.signaled
+        }) {
             let now = MonotonicClock.nanos()
             guard now < deadline else { return }
             _ = wakeup.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
@@ -282,8 +294,10 @@ public final class EventStreamHub: Sendable {
 
     /// Writes a reader's share; true when it has more to take than one turn gives.
 
-    private func serve(_ subscriber: Subscriber, window: StreamWindow, shares: inout [Int64: (bytes: [UInt8], through: Int64)],
-                       prunedThrough: Int64, limit: Int) throws(EventStoreError) -> Bool {
+    private func serve(
+        _ subscriber: Subscriber, window: StreamWindow, shares: inout [Int64: (bytes: [UInt8], through: Int64)],
+        prunedThrough: Int64, limit: Int
+    ) throws(EventStoreError) -> Bool {
         let stream = subscriber.stream
         if !subscriber.toldOfPrune {
             subscriber.toldOfPrune = true

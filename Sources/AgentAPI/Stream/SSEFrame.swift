@@ -34,7 +34,10 @@ public enum SSEFrame {
     public static func overflow(resumeAfter id: Int64, bufferBytes: Int) -> [UInt8] {
         var body = JSONWriter(capacity: 160)
         body.beginObject()
-        body.field("message", "this reader fell more than \(bufferBytes) bytes behind; reconnect with Last-Event-ID: \(id) to resume without loss")
+        body.field(
+            "message",
+            "this reader fell more than \(bufferBytes) bytes behind; reconnect with Last-Event-ID: \(id) to resume without loss"
+        )
         body.field("resume_after", id)
         body.endObject()
         return event(id: id, type: "overflow", data: body.bytes)
@@ -45,7 +48,10 @@ public enum SSEFrame {
         var body = JSONWriter(capacity: 200)
         body.beginObject()
         body.field("after", id)
-        body.field("message", "events up to id \(through) of VMs that had ended were pruned from this agent's store; the events that remain follow")
+        body.field(
+            "message",
+            "events up to id \(through) of VMs that had ended were pruned from this agent's store; the events that remain follow"
+        )
         body.field("pruned_through", through)
         body.endObject()
         return event(id: id, type: "pruned", data: body.bytes)
@@ -60,8 +66,10 @@ public enum SSEFrame {
 /// Which events a stream carries (`?vm=`, `?kind=`): pure.
 public struct StreamFilter: Sendable, Equatable {
     /// The event types a stream may name in `kind` (`vm` stands for every lifecycle type).
-    public static let kinds = ["memory_fault", "conversion", "vm", "vm_created", "vm_started", "vm_paused", "vm_resumed", "vm_ended",
-                               "policy_applied"]
+    public static let kinds = [
+        "memory_fault", "conversion", "vm", "vm_created", "vm_started", "vm_paused", "vm_resumed", "vm_ended",
+        "policy_applied",
+    ]
     public var vm: Int64?
     /// nil: every kind.
     public var kinds: Set<String>?

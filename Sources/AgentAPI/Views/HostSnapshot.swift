@@ -21,10 +21,13 @@ public struct HostSnapshot: Sendable {
             version: Self.agentVersion, hostname: hostname, kernel: report.kernel,
             capabilities: report.capabilities.system.mapValues { Int($0) },
             backends: report.backends.map { .init(name: $0.name.rawValue, usable: $0.usable, reason: $0.reason) },
-            hypercallProbe: .init(outcome: report.hypercallProbe.outcome.rawValue, detail: report.hypercallProbe.detail),
+            hypercallProbe: .init(
+                outcome: report.hypercallProbe.outcome.rawValue, detail: report.hypercallProbe.detail),
             conversionTransport: report.conversionTransport.description,
-            aliasMechanism: .init(chosen: report.aliasMechanism.rawValue, overridden: report.aliasMechanism != report.aliasProbe.mechanism,
-                                  probeOutcome: report.aliasProbe.outcome.rawValue, probeDetail: report.aliasProbe.detail),
+            aliasMechanism: .init(
+                chosen: report.aliasMechanism.rawValue,
+                overridden: report.aliasMechanism != report.aliasProbe.mechanism,
+                probeOutcome: report.aliasProbe.outcome.rawValue, probeDetail: report.aliasProbe.detail),
             uptimeSeconds: Date().timeIntervalSince(startedAt), vms: vms, policyVersion: policy.version)
         info.policyName = policy.policy.name
         info.hiddenCapabilities = report.capabilities.hidden.isEmpty ? nil : report.capabilities.hidden

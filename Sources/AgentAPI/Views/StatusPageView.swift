@@ -50,13 +50,16 @@ extension AgentAPI {
         guard pagePrincipal(request, context: context) != nil else { return Self.loginPage(status: 401, message: nil) }
         let drawnAt = Self.utcNow()
         let vms = host.vms.map { vm in
-            StatusPage.VM(info: VMView.info(vm), memorySVG: MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: drawnAt))
+            StatusPage.VM(
+                info: VMView.info(vm),
+                memorySVG: MemoryMapSVG().render(VMView.memory(vm), name: vm.name, drawnAt: drawnAt))
         }
         let conversions = (try? queries?.latestConversions(limit: 10)) ?? nil
         let denials = (try? queries?.latestConversions(limit: 10, decision: "denied")) ?? nil
         let applied = ((try? queries?.policyHistory(limit: 1)) ?? nil)?.first
-        var input = StatusPage.Input(host: snapshot.info(vms: vmCounts(), policy: host.policies.policy), vms: vms,
-                                     conversions: conversions ?? [], denials: denials ?? [], policyApplied: applied, drawnAt: drawnAt)
+        var input = StatusPage.Input(
+            host: snapshot.info(vms: vmCounts(), policy: host.policies.policy), vms: vms,
+            conversions: conversions ?? [], denials: denials ?? [], policyApplied: applied, drawnAt: drawnAt)
         input.live = streams != nil
         input.endpoints = endpoints.withLock { $0 }
         input.nowNanos = MonotonicClock.wallNanos()
@@ -64,8 +67,9 @@ extension AgentAPI {
             input.recentEvents = recent.events
             input.streamAfter = recent.after
         }
-        return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.html(input).utf8),
-                            headers: [("Cache-Control", "no-store")])
+        return HTTPResponse(
+            status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.html(input).utf8),
+            headers: [("Cache-Control", "no-store")])
     }
 
     func login(token: String?, context: RequestContext) -> HTTPResponse {
@@ -73,7 +77,8 @@ extension AgentAPI {
         let peer = context.transport.peerAddress
         let now = Self.now()
         if case .refuse(let wait) = signInThrottle.withLock({ $0.verdict(address: peer, nowNanos: now) }) {
-            var page = Self.loginPage(status: 429, message: "Too many failed sign-ins from \(peer); try again in \(wait) s.")
+            var page = Self.loginPage(
+                status: 429, message: "Too many failed sign-ins from \(peer); try again in \(wait) s.")
             page.headers.append(("Retry-After", "\(wait)"))
             return page
         }
@@ -82,26 +87,34 @@ extension AgentAPI {
             return Self.loginPage(status: 401, message: "That token is not valid for this agent.")
         }
         let id = sessions.withLock { $0.create(for: principal, nowNanos: now) }
-        return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.signedIn().utf8),
-                            headers: [("Set-Cookie", sessionCookie(id, maxAge: configuration.sessionLifetimeNanos / 1_000_000_000)),
-                                      ("Cache-Control", "no-store")])
+        return HTTPResponse(
+            status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.signedIn().utf8),
+            headers: [
+                ("Set-Cookie", sessionCookie(id, maxAge: configuration.sessionLifetimeNanos / 1_000_000_000)),
+                ("Cache-Control", "no-store"),
+            ])
     }
 
     func logout(_ request: HTTPRequest) -> HTTPResponse {
         if let id = Self.cookieValue(Self.sessionCookie, in: request.header("Cookie")) {
             _ = sessions.withLock { $0.revoke(id) }
         }
-        return HTTPResponse(status: 200, contentType: "text/html; charset=utf-8", body: Array(StatusPage.login(message: "Signed out.").utf8),
-                            headers: [("Set-Cookie", sessionCookie("", maxAge: 0)), ("Cache-Control", "no-store")])
+        return HTTPResponse(
+            status: 200, contentType: "text/html; charset=utf-8",
+            body: Array(StatusPage.login(message: "Signed out.").utf8),
+            headers: [("Set-Cookie", sessionCookie("", maxAge: 0)), ("Cache-Control", "no-store")])
     }
 
     func sessionCookie(_ id: String, maxAge: UInt64) -> String {
-        "\(Self.sessionCookie)=\(id); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (configuration.secureCookie ? "; Secure" : "")
+        "\(Self.sessionCookie)=\(id); Path=/; Max-Age=\(maxAge); HttpOnly; SameSite=Strict"
+            + (configuration.secureCookie ? "; Secure" : "")
     }
 
     static func loginPage(status: Int, message: String?) -> HTTPResponse {
-        HTTPResponse(status: status, contentType: "text/html; charset=utf-8", body: Array(StatusPage.login(message: message).utf8),
-                     headers: [("Cache-Control", "no-store")])
+        HTTPResponse(
+            status: status, contentType: "text/html; charset=utf-8",
+            body: Array(StatusPage.login(message: message).utf8),
+            headers: [("Cache-Control", "no-store")])
     }
 
     /// The value of cookie `name` in a `Cookie` header. Pure.

@@ -1,5 +1,5 @@
-import AgentHost
 import APITypes
+import AgentHost
 
 /// How a ManagedVM looks on the wire. Pure mapping of one snapshot.
 enum VMView {
@@ -9,13 +9,14 @@ enum VMView {
 
     static func info(_ vm: ManagedVM, _ snapshot: VMSnapshot) -> VMInfo {
         let states = snapshot.pageStates
-        var info = VMInfo(id: vm.id, name: vm.name, state: snapshot.state, reason: snapshot.lifecycle.reason,
-                          exitStatus: snapshot.lifecycle.exitStatus, image: vm.imageName, memoryMib: vm.memoryMib, vcpus: vm.vcpus,
-                          backend: snapshot.backend, initialState: vm.initialState.rawValue,
-                          commandLine: vm.commandLine, labels: vm.labels, createdNs: vm.createdNanos, startedNs: vm.startedNanos,
-                          endedNs: vm.endedNanos, privateBytes: states.privateBytes, sharedBytes: states.sharedBytes,
-                          conversions: snapshot.conversionsByDecision, memoryFaults: snapshot.memoryFaults,
-                          consoleBytes: snapshot.consoleBytes)
+        var info = VMInfo(
+            id: vm.id, name: vm.name, state: snapshot.state, reason: snapshot.lifecycle.reason,
+            exitStatus: snapshot.lifecycle.exitStatus, image: vm.imageName, memoryMib: vm.memoryMib, vcpus: vm.vcpus,
+            backend: snapshot.backend, initialState: vm.initialState.rawValue,
+            commandLine: vm.commandLine, labels: vm.labels, createdNs: vm.createdNanos, startedNs: vm.startedNanos,
+            endedNs: vm.endedNanos, privateBytes: states.privateBytes, sharedBytes: states.sharedBytes,
+            conversions: snapshot.conversionsByDecision, memoryFaults: snapshot.memoryFaults,
+            consoleBytes: snapshot.consoleBytes)
         info.pid = snapshot.pid
         info.policyVersion = snapshot.policyVersion
         info.ringWaits = snapshot.ringWaits
@@ -26,10 +27,11 @@ enum VMView {
 
     static func memory(_ vm: ManagedVM) -> VMMemory {
         let states = vm.snapshot.pageStates
-        return VMMemory(vmId: vm.id,
-                        bootRegion: MemoryRun(start: 0, end: states.bounds.start, state: "boot"),
-                        dataRamStart: states.bounds.start, dataRamEnd: states.bounds.end,
-                        privateBytes: states.privateBytes, sharedBytes: states.sharedBytes,
-                        runs: states.runs.map { MemoryRun(start: $0.range.start, end: $0.range.end, state: $0.state.rawValue) })
+        return VMMemory(
+            vmId: vm.id,
+            bootRegion: MemoryRun(start: 0, end: states.bounds.start, state: "boot"),
+            dataRamStart: states.bounds.start, dataRamEnd: states.bounds.end,
+            privateBytes: states.privateBytes, sharedBytes: states.sharedBytes,
+            runs: states.runs.map { MemoryRun(start: $0.range.start, end: $0.range.end, state: $0.state.rawValue) })
     }
 }

@@ -8,13 +8,15 @@ public protocol AuditSink: AnyObject {
     func cursor(host: String, url: String) throws(AuditError) -> Int64
     /// Writes events (all of `host`, ids above the stored cursor, their chain verified) and moves the
     /// cursor to `after` and the host's event chain head to `head`.
-    func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64) throws(AuditError)
+    func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64)
+        throws(AuditError)
     /// The chain head ("events" or "requests") stored for `host` by the last pull (nil: none yet).
     func chainHead(host: String, chain: String) throws(AuditError) -> StoredChainHead?
     /// Records a break in a host's chain.
     func record(host: String, break: ChainBreak, atNanos: UInt64) throws(AuditError)
     /// Records a prune on a host that cut rows before they were pulled.
-    func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64) throws(AuditError)
+    func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64)
+        throws(AuditError)
     /// Records the VMs the host reports (replacing earlier reports of the same ids).
     func write(host: String, vms: [VMInfo]) throws(AuditError)
     /// The versions among `versions` whose documents are not stored yet.
@@ -32,7 +34,11 @@ public struct PolicyDocumentRecord: Sendable, Equatable {
     public var version: String
     public var name: String?
     public var document: String
-    public init(version: String, name: String?, document: String) { self.version = version; self.name = name; self.document = document }
+    public init(version: String, name: String?, document: String) {
+        self.version = version
+        self.name = name
+        self.document = document
+    }
 }
 
 public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {

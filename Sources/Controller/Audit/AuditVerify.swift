@@ -25,27 +25,41 @@ public struct AuditVerify {
         let end = deadline.map { Date(timeIntervalSinceNow: $0) }
         var heads: [AuditHead?] = Array(repeating: nil, count: fleet.hosts.count)
         var failures: [String?] = Array(repeating: nil, count: fleet.hosts.count)
-        for (index, outcome) in fleet.get(APIRoute.auditHead.path(), as: AuditHead.self, commandDeadline: end).enumerated() {
-            if let head = outcome.value { heads[index] = head } else { failures[index] = "audit head: \(outcome.failure.map { "\($0)" } ?? "no answer")" }
+        for (index, outcome) in fleet.get(APIRoute.auditHead.path(), as: AuditHead.self, commandDeadline: end)
+            .enumerated()
+        {
+            if let head = outcome.value {
+                heads[index] = head
+            } else {
+                failures[index] = "audit head: \(outcome.failure.map { "\($0)" } ?? "no answer")"
+            }
         }
         var out: [ChainCheckReport] = []
         for chain in ["events", "requests"] {
-            var reports = fleet.hosts.indices.map { PullReport(host: fleet.hosts[$0].name, events: 0, cursor: 0, failure: failures[$0]) }
+            var reports = fleet.hosts.indices.map {
+                PullReport(host: fleet.hosts[$0].name, events: 0, cursor: 0, failure: failures[$0])
+            }
             var stored: [StoredChainHead?] = Array(repeating: nil, count: fleet.hosts.count)
             for index in fleet.hosts.indices where reports[index].failure == nil {
                 do {
                     stored[index] = try sink.chainHead(host: fleet.hosts[index].name, chain: chain)
-                    if stored[index] == nil { reports[index].failure = "never pulled with chains here: run `memgatectl audit pull` first" }
+                    if stored[index] == nil {
+                        reports[index].failure = "never pulled with chains here: run `memgatectl audit pull` first"
+                    }
                 } catch {
                     reports[index].failure = error.message
                 }
             }
             // The positions are the stored heads, so no chain is taken up fresh: only compared.
-            _ = AuditPull().startFollowers(fleet, chain: chain, heads: heads, positions: stored.map { $0?.id ?? 0 }, sink: sink,
-                                           reports: &reports, end: end, now: now)
+            _ = AuditPull().startFollowers(
+                fleet, chain: chain, heads: heads, positions: stored.map { $0?.id ?? 0 }, sink: sink,
+                reports: &reports, end: end, now: now)
             for index in fleet.hosts.indices {
-                out.append(ChainCheckReport(host: fleet.hosts[index].name, chain: chain, stored: stored[index],
-                                            live: heads[index].map { chain == "events" ? $0.events : $0.requests }, failure: reports[index].failure))
+                out.append(
+                    ChainCheckReport(
+                        host: fleet.hosts[index].name, chain: chain, stored: stored[index],
+                        live: heads[index].map { chain == "events" ? $0.events : $0.requests },
+                        failure: reports[index].failure))
             }
         }
         return out

@@ -23,7 +23,10 @@ public struct ChainBreak: Error, Sendable, Equatable, CustomStringConvertible {
 public struct StoredChainHead: Sendable, Equatable {
     public var id: Int64
     public var chain: String
-    public init(id: Int64, chain: String) { self.id = id; self.chain = chain }
+    public init(id: Int64, chain: String) {
+        self.id = id
+        self.chain = chain
+    }
 }
 
 /// Follows one host's chain across pulls: starts from the head the fleet stored (or the
@@ -58,7 +61,8 @@ public struct ChainFollower: Sendable, Equatable {
     /// Takes a chain up at a row the host shows now (a database from before chains were kept): trusted on first use.
     public init?(adopting entry: JSONValue?, at id: Int64, chain: String) {
         guard case .string(let hex)? = entry?["chain"], let value = SHA256.bytes(hex: hex), value.count == 32,
-              case .number(let text)? = entry?[chain == "events" ? "event_id" : "id"], Int64(text) == id else { return nil }
+            case .number(let text)? = entry?[chain == "events" ? "event_id" : "id"], Int64(text) == id
+        else { return nil }
         self.init(chain: chain, lastID: id, value: value, unverifiedThrough: 0)
     }
 
@@ -67,39 +71,57 @@ public struct ChainFollower: Sendable, Equatable {
         let genesisID = live.genesis?.throughId ?? 0
         let genesisValue = live.genesis.flatMap { SHA256.bytes(hex: $0.chain) } ?? ChainLink.zero
         guard let stored, let storedValue = SHA256.bytes(hex: stored.chain), storedValue.count == 32 else {
-            return .success(Start(follower: ChainFollower(chain: chain, lastID: genesisID, value: genesisValue, unverifiedThrough: genesisID),
-                                  mustShow: nil, acceptedCut: nil))
+            return .success(
+                Start(
+                    follower: ChainFollower(
+                        chain: chain, lastID: genesisID, value: genesisValue, unverifiedThrough: genesisID),
+                    mustShow: nil, acceptedCut: nil))
         }
         if genesisID < stored.id {
             // The host must still show the head it once did; the pull goes on from it.
             guard live.lastId >= stored.id else {
-                return .failure(ChainBreak(chain: chain, id: stored.id, afterID: stored.id, expected: stored.chain, found: live.chain, reason: """
-                    the host's \(chain) chain ends at \(live.lastId), before the head \(stored.id) it showed when last pulled: rows were removed
-                    """))
+                return .failure(
+                    ChainBreak(
+                        chain: chain, id: stored.id, afterID: stored.id, expected: stored.chain, found: live.chain,
+                        reason: """
+                            the host's \(chain) chain ends at \(live.lastId), before the head \(stored.id) it showed when last pulled: rows were removed
+                            """))
             }
-            return .success(Start(follower: ChainFollower(chain: chain, lastID: stored.id, value: storedValue, unverifiedThrough: genesisID),
-                                  mustShow: stored, acceptedCut: nil))
+            return .success(
+                Start(
+                    follower: ChainFollower(
+                        chain: chain, lastID: stored.id, value: storedValue, unverifiedThrough: genesisID),
+                    mustShow: stored, acceptedCut: nil))
         }
         if genesisID == stored.id, live.genesis?.chain != stored.chain {
-            return .failure(ChainBreak(chain: chain, id: stored.id, afterID: stored.id, expected: stored.chain, found: live.genesis?.chain, reason: """
-                the host's \(chain) chain was cut at \(stored.id), the head last pulled, but its genesis value differs from that head's: \
-                the history before the cut was rewritten
-                """))
+            return .failure(
+                ChainBreak(
+                    chain: chain, id: stored.id, afterID: stored.id, expected: stored.chain, found: live.genesis?.chain,
+                    reason: """
+                        the host's \(chain) chain was cut at \(stored.id), the head last pulled, but its genesis value differs from that head's: \
+                        the history before the cut was rewritten
+                        """))
         }
         // A prune cut away rows the fleet had not pulled yet: accepted, from the host's genesis.
-        return .success(Start(follower: ChainFollower(chain: chain, lastID: genesisID, value: genesisValue, unverifiedThrough: genesisID),
-                              mustShow: nil, acceptedCut: (from: stored.id, through: genesisID, rows: live.genesis?.pruned ?? 0)))
+        return .success(
+            Start(
+                follower: ChainFollower(
+                    chain: chain, lastID: genesisID, value: genesisValue, unverifiedThrough: genesisID),
+                mustShow: nil, acceptedCut: (from: stored.id, through: genesisID, rows: live.genesis?.pruned ?? 0)))
     }
 
     /// Checks the host's row at the stored head: same id, same value.
     public static func showsHead(_ head: StoredChainHead, entry: JSONValue?, chain: String) -> ChainBreak? {
         let found: String? = if case .string(let value)? = entry?["chain"] { value } else { nil }
-        let id: Int64? = if case .number(let text)? = entry?[chain == "events" ? "event_id" : "id"] { Int64(text) } else { nil }
+        let id: Int64? =
+            if case .number(let text)? = entry?[chain == "events" ? "event_id" : "id"] { Int64(text) } else { nil }
         guard id == head.id, found == head.chain else {
-            return ChainBreak(chain: chain, id: head.id, afterID: head.id, expected: head.chain, found: found, reason: """
-                the host's \(chain == "events" ? "event" : "request") \(head.id) \(id == head.id ? "now has chain value \(found?.prefix(16) ?? "none")…" : "is gone"), \
-                not the \(head.chain.prefix(16))… it had when last pulled: its history was rewritten
-                """)
+            return ChainBreak(
+                chain: chain, id: head.id, afterID: head.id, expected: head.chain, found: found,
+                reason: """
+                    the host's \(chain == "events" ? "event" : "request") \(head.id) \(id == head.id ? "now has chain value \(found?.prefix(16) ?? "none")…" : "is gone"), \
+                    not the \(head.chain.prefix(16))… it had when last pulled: its history was rewritten
+                    """)
         }
         return nil
     }
@@ -109,19 +131,30 @@ public struct ChainFollower: Sendable, Equatable {
     public mutating func accept(_ entries: [JSONValue]) -> (valid: Int, broke: ChainBreak?) {
         let noun = chain == "events" ? "event" : "request"
         for (index, entry) in entries.enumerated() {
-            let id: Int64? = if case .number(let text)? = entry[chain == "events" ? "event_id" : "id"] { Int64(text) } else { nil }
+            let id: Int64? =
+                if case .number(let text)? = entry[chain == "events" ? "event_id" : "id"] { Int64(text) } else { nil }
             let found: String? = if case .string(let value)? = entry["chain"] { value } else { nil }
             guard let id else {
-                return (index, ChainBreak(chain: chain, id: lastID, afterID: lastID, expected: nil, found: found, reason: "a \(noun) without an id"))
+                return (
+                    index,
+                    ChainBreak(
+                        chain: chain, id: lastID, afterID: lastID, expected: nil, found: found,
+                        reason: "a \(noun) without an id")
+                )
             }
             if id <= unverifiedThrough { continue }
             let computed = ChainLink.link(value, ChainLink.canonical(entry: entry))
             let hex = SHA256.hexString(computed)
             guard found == hex else {
-                return (index, ChainBreak(chain: chain, id: id, afterID: lastID, expected: hex, found: found, reason: """
-                    \(noun) \(id) does not extend the chain from \(noun) \(lastID): \(found == nil ? "it carries no chain value" : "its value differs"); \
-                    it, or a \(noun) before it, was altered, inserted or removed
-                    """))
+                return (
+                    index,
+                    ChainBreak(
+                        chain: chain, id: id, afterID: lastID, expected: hex, found: found,
+                        reason: """
+                            \(noun) \(id) does not extend the chain from \(noun) \(lastID): \(found == nil ? "it carries no chain value" : "its value differs"); \
+                            it, or a \(noun) before it, was altered, inserted or removed
+                            """)
+                )
             }
             value = computed
             lastID = id

@@ -33,13 +33,16 @@ public struct EventCursor: Sendable, Equatable {
 
     /// One page of any id-ordered stream: `items` in order, `nextAfter` where the next page starts.
     /// `noun` names the items in the reasons ("event", "request").
-    public mutating func advance<Item>(_ items: [Item], id: (Item) -> Int64, nextAfter: Int64, pageSize: Int,
-                                       noun: String) -> Step<Item> {
+    public mutating func advance<Item>(
+        _ items: [Item], id: (Item) -> Int64, nextAfter: Int64, pageSize: Int,
+        noun: String
+    ) -> Step<Item> {
         var last = position
         for item in items {
             let itemID = id(item)
             guard itemID > last else {
-                let problem = itemID <= position
+                let problem =
+                    itemID <= position
                     ? "the host sent \(noun) \(itemID) again (its cursor was already \(position)); it is not advancing"
                     : "the host sent \(noun) ids out of order (\(itemID) after \(last))"
                 return .failed(problem, events: [])
@@ -47,7 +50,8 @@ public struct EventCursor: Sendable, Equatable {
             last = itemID
         }
         guard nextAfter >= last else {
-            return .failed("the host's next_after \(nextAfter) is behind the \(noun)s it sent (up to \(last))", events: [])
+            return .failed(
+                "the host's next_after \(nextAfter) is behind the \(noun)s it sent (up to \(last))", events: [])
         }
         guard items.count <= pageSize else {
             return .failed("the host sent \(items.count) \(noun)s for a page of \(pageSize)", events: [])
@@ -57,7 +61,9 @@ public struct EventCursor: Sendable, Equatable {
             let kept = Array(items.prefix(room))
             rows += kept.count
             position = kept.last.map(id) ?? position
-            return .failed("more than \(maxRows) \(noun)s in one run (--max-rows); run again to continue from \(noun) \(position)", events: kept)
+            return .failed(
+                "more than \(maxRows) \(noun)s in one run (--max-rows); run again to continue from \(noun) \(position)",
+                events: kept)
         }
         rows += items.count
         position = nextAfter

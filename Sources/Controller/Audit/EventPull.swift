@@ -44,7 +44,11 @@ public struct EventPull {
     /// Each host's head now (`GET /v1/events?from=end`): a pull bounded by it ends even while guests keep converting.
     public static func heads(_ fleet: FleetClient, hosts: [Int], end: Date?) -> [Int: Int64] {
         var heads: [Int: Int64] = [:]
-        for (index, outcome) in zip(hosts, fleet.get(APIRoute.events.path(query: "from=end&limit=1"), as: EventPage.self, on: hosts, commandDeadline: end)) {
+        for (index, outcome) in zip(
+            hosts,
+            fleet.get(
+                APIRoute.events.path(query: "from=end&limit=1"), as: EventPage.self, on: hosts, commandDeadline: end))
+        {
             if let head = outcome.value?.nextAfter { heads[index] = head }
         }
         return heads
@@ -55,14 +59,19 @@ public struct EventPull {
     ///   - take: each host's page, in host order within a round.
     ///   - roundEnded: after every host's page of a round was taken (to merge a round across hosts).
     /// - Returns: where each host's cursor stands, and why each host that failed did.
-    public func run(_ fleet: FleetClient, hosts: [Int], from positions: [Int64], through: [Int: Int64] = [:], rawEntries: Bool = false,
-                    end: Date?, take: (Batch) -> Taken, roundEnded: () -> Void = {}) -> (positions: [Int64], failures: [Int: String]) {
+    public func run(
+        _ fleet: FleetClient, hosts: [Int], from positions: [Int64], through: [Int: Int64] = [:],
+        rawEntries: Bool = false,
+        end: Date?, take: (Batch) -> Taken, roundEnded: () -> Void = {}
+    ) -> (positions: [Int64], failures: [Int: String]) {
         var cursors = positions.map { EventCursor(position: $0, maxRows: maxRows) }
         var failures: [Int: String] = [:]
         var open = hosts.filter { index in through[index].map { positions[index] < $0 } ?? true }
         while !open.isEmpty {
             if end.map({ $0.timeIntervalSinceNow <= 0 }) ?? false {
-                for index in open { failures[index] = "events not finished within --max-duration; run again to continue" }
+                for index in open {
+                    failures[index] = "events not finished within --max-duration; run again to continue"
+                }
                 break
             }
             var next: [Int] = []
@@ -75,9 +84,13 @@ public struct EventPull {
                 var events: [EventEntry]
                 var more = false
                 switch cursors[index].advance(with: page, pageSize: pageSize) {
-                case .more(let fresh): events = fresh; more = true
+                case .more(let fresh):
+                    events = fresh
+                    more = true
                 case .done(let fresh): events = fresh
-                case .failed(let reason, let fresh): events = fresh; failures[index] = reason
+                case .failed(let reason, let fresh):
+                    events = fresh
+                    failures[index] = reason
                 }
                 var position = cursors[index].position
                 if let bound = through[index], position >= bound {
@@ -86,8 +99,11 @@ public struct EventPull {
                     position = bound
                     more = false
                 }
-                let taken = take(Batch(host: index, events: events, entries: Array(entries.prefix(events.count)), position: position))
-                cursors[index] = EventCursor(position: taken.position ?? before.position, maxRows: maxRows, rows: cursors[index].rows)
+                let taken = take(
+                    Batch(host: index, events: events, entries: Array(entries.prefix(events.count)), position: position)
+                )
+                cursors[index] = EventCursor(
+                    position: taken.position ?? before.position, maxRows: maxRows, rows: cursors[index].rows)
                 if let failure = taken.failure { failures[index] = failure }
                 if more, failures[index] == nil { next.append(index) }
             }
@@ -98,28 +114,36 @@ public struct EventPull {
     }
 
     /// The next page from each host, typed, and as JSON values when asked (for the chain).
-    private func fetch(_ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], rawEntries: Bool,
-                       end: Date?) -> [HostOutcome<(EventPage, [JSONValue])>] {
+    private func fetch(
+        _ fleet: FleetClient, _ hosts: [Int], _ cursors: [EventCursor], rawEntries: Bool,
+        end: Date?
+    ) -> [HostOutcome<(EventPage, [JSONValue])>] {
         let kinds = allKinds ? "kinds=all&" : ""
-        return fleet.send("GET", { APIRoute.events.path(query: "\(kinds)after=\(cursors[$0].position)&limit=\(pageSize)") }, to: hosts, commandDeadline: end)
-            .map { outcome in
-                let typed = FleetClient.decode(outcome, as: EventPage.self)
-                var result = HostOutcome<(EventPage, [JSONValue])>(host: outcome.host, result: .failure(.malformed("no page")), seconds: outcome.seconds)
-                switch typed.result {
-                case .success(let page):
-                    guard rawEntries else {
-                        result.result = .success((page, []))
-                        break
-                    }
-                    if let body = outcome.value?.body, let entries = AuditPull.entries(body, chain: "events"), entries.count == page.events.count {
-                        result.result = .success((page, entries))
-                    } else {
-                        result.result = .failure(.malformed("an events page whose entries do not parse"))
-                    }
-                case .failure(let failure):
-                    result.result = .failure(failure)
+        return fleet.send(
+            "GET", { APIRoute.events.path(query: "\(kinds)after=\(cursors[$0].position)&limit=\(pageSize)") },
+            to: hosts, commandDeadline: end
+        )
+        .map { outcome in
+            let typed = FleetClient.decode(outcome, as: EventPage.self)
+            var result = HostOutcome<(EventPage, [JSONValue])>(
+                host: outcome.host, result: .failure(.malformed("no page")), seconds: outcome.seconds)
+            switch typed.result {
+            case .success(let page):
+                guard rawEntries else {
+                    result.result = .success((page, []))
+                    break
                 }
-                return result
+                if let body = outcome.value?.body, let entries = AuditPull.entries(body, chain: "events"),
+                    entries.count == page.events.count
+                {
+                    result.result = .success((page, entries))
+                } else {
+                    result.result = .failure(.malformed("an events page whose entries do not parse"))
+                }
+            case .failure(let failure):
+                result.result = .failure(failure)
             }
+            return result
+        }
     }
 }

@@ -102,11 +102,14 @@ public final class PostgresAuditSink: AuditSink {
 
     public func cursor(host: String, url: String) throws(AuditError) -> Int64 {
         let h = try Self.literal(host), u = try Self.literal(url)
-        try execute("INSERT INTO hosts (host, url) VALUES (\(h), \(u)) ON CONFLICT (host) DO UPDATE SET url = excluded.url")
+        try execute(
+            "INSERT INTO hosts (host, url) VALUES (\(h), \(u)) ON CONFLICT (host) DO UPDATE SET url = excluded.url")
         return Int64(try execute("SELECT after_event_id FROM hosts WHERE host = \(h)").first ?? "0") ?? 0
     }
 
-    public func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64) throws(AuditError) {
+    public func write(host: String, events: [EventEntry], after: Int64, head: StoredChainHead?, atNanos: UInt64)
+        throws(AuditError)
+    {
         let h = try Self.literal(host)
         var faults: [String] = []
         var conversions: [String] = []
@@ -114,63 +117,78 @@ public final class PostgresAuditSink: AuditSink {
         for event in events {
             let chain = try event.chain.map(Self.literal) ?? "NULL"
             if let f = event.memoryFault {
-                faults.append("(\(h), \(f.eventId), \(f.vmId), \(f.vcpu), \(Self.integer(f.timeNs)), \(Self.integer(f.gpa)), "
-                              + "\(Self.integer(f.size)), \(Self.integer(f.flags)), \(try Self.literal(f.source)), "
-                              + "\(try f.knownAccess.map(Self.literal) ?? "NULL"), \(chain))")
+                faults.append(
+                    "(\(h), \(f.eventId), \(f.vmId), \(f.vcpu), \(Self.integer(f.timeNs)), \(Self.integer(f.gpa)), "
+                        + "\(Self.integer(f.size)), \(Self.integer(f.flags)), \(try Self.literal(f.source)), "
+                        + "\(try f.knownAccess.map(Self.literal) ?? "NULL"), \(chain))")
             }
             if let c = event.conversion {
-                conversions.append("(\(h), \(c.eventId), \(c.vmId), \(c.vcpu), \(Self.integer(c.requestedNs)), \(Self.integer(c.completedNs)), "
-                                   + "\(Self.integer(c.gpa)), \(Self.integer(c.size)), \(try Self.literal(c.direction)), \(try Self.literal(c.trigger)), "
-                                   + "\(try Self.literal(c.decision)), \(try Self.literal(c.reason)), \(try Self.literal(c.policyVersion)), "
-                                   + "\(try Self.literal(c.source)), \(Self.integer(c.changedBytes)), \(Self.integer(c.discardedBytes)), \(c.guestResult), "
-                                   + "\(chain))")
+                conversions.append(
+                    "(\(h), \(c.eventId), \(c.vmId), \(c.vcpu), \(Self.integer(c.requestedNs)), \(Self.integer(c.completedNs)), "
+                        + "\(Self.integer(c.gpa)), \(Self.integer(c.size)), \(try Self.literal(c.direction)), \(try Self.literal(c.trigger)), "
+                        + "\(try Self.literal(c.decision)), \(try Self.literal(c.reason)), \(try Self.literal(c.policyVersion)), "
+                        + "\(try Self.literal(c.source)), \(Self.integer(c.changedBytes)), \(Self.integer(c.discardedBytes)), \(c.guestResult), "
+                        + "\(chain))")
             }
             if let e = event.vmEvent {
-                lifecycle.append("(\(h), \(e.eventId), \(e.vmId), \(Self.integer(e.timeNs)), \(try Self.literal(e.what)), "
-                                 + "\(try e.finalState.map(Self.literal) ?? "NULL"), \(try e.reason.map(Self.literal) ?? "NULL"), "
-                                 + "\(e.exitStatus.map(String.init) ?? "NULL"), \(chain))")
+                lifecycle.append(
+                    "(\(h), \(e.eventId), \(e.vmId), \(Self.integer(e.timeNs)), \(try Self.literal(e.what)), "
+                        + "\(try e.finalState.map(Self.literal) ?? "NULL"), \(try e.reason.map(Self.literal) ?? "NULL"), "
+                        + "\(e.exitStatus.map(String.init) ?? "NULL"), \(chain))")
             }
         }
         var sql = "BEGIN;"
         if !faults.isEmpty {
-            sql += "INSERT INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access, chain) VALUES "
+            sql +=
+                "INSERT INTO memory_faults (host, event_id, vm_id, vcpu, time_ns, gpa, size, flags, source, access, chain) VALUES "
                 + faults.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
         if !conversions.isEmpty {
-            sql += "INSERT INTO conversions (host, event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, "
+            sql +=
+                "INSERT INTO conversions (host, event_id, vm_id, vcpu, requested_ns, completed_ns, gpa, size, direction, trigger, "
                 + "decision, reason, policy_version, source, changed_bytes, discarded_bytes, guest_result, chain) VALUES "
                 + conversions.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
         if !lifecycle.isEmpty {
-            sql += "INSERT INTO vm_events (host, event_id, vm_id, time_ns, what, final_state, reason, exit_status, chain) VALUES "
+            sql +=
+                "INSERT INTO vm_events (host, event_id, vm_id, time_ns, what, final_state, reason, exit_status, chain) VALUES "
                 + lifecycle.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
-        sql += "UPDATE hosts SET after_event_id = greatest(after_event_id, \(after)), last_pull_ns = \(Self.integer(atNanos)) WHERE host = \(h);"
+        sql +=
+            "UPDATE hosts SET after_event_id = greatest(after_event_id, \(after)), last_pull_ns = \(Self.integer(atNanos)) WHERE host = \(h);"
         if let head {
-            sql += "UPDATE hosts SET chain_event_id = \(head.id), chain = \(try Self.literal(head.chain)) WHERE host = \(h);"
+            sql +=
+                "UPDATE hosts SET chain_event_id = \(head.id), chain = \(try Self.literal(head.chain)) WHERE host = \(h);"
         }
         sql += "COMMIT"
         try execute(sql)
     }
 
     public func chainHead(host: String, chain: String) throws(AuditError) -> StoredChainHead? {
-        let columns = chain == "requests" ? "request_chain_id || ' ' || request_chain" : "chain_event_id || ' ' || chain"
-        guard let text = try execute("SELECT \(columns) FROM hosts WHERE host = \(try Self.literal(host))").first else { return nil }
+        let columns =
+            chain == "requests" ? "request_chain_id || ' ' || request_chain" : "chain_event_id || ' ' || chain"
+        guard let text = try execute("SELECT \(columns) FROM hosts WHERE host = \(try Self.literal(host))").first else {
+            return nil
+        }
         let parts = text.split(separator: " ")
         guard parts.count == 2, let id = Int64(parts[0]) else { return nil }
         return StoredChainHead(id: id, chain: String(parts[1]))
     }
 
     public func record(host: String, break found: ChainBreak, atNanos: UInt64) throws(AuditError) {
-        try execute("""
+        try execute(
+            """
             INSERT INTO fleet_chain_breaks (host, chain, detected_ns, row_id, after_id, expected, found, reason) VALUES (\(try Self.literal(host)), \
             \(try Self.literal(found.chain)), \(Self.integer(atNanos)), \(found.id), \(found.afterID), \(try found.expected.map(Self.literal) ?? "NULL"), \
             \(try found.found.map(Self.literal) ?? "NULL"), \(try Self.literal(found.reason)))
             """)
     }
 
-    public func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64) throws(AuditError) {
-        try execute("""
+    public func recordCut(host: String, chain: String, from: Int64, through: Int64, pruned: Int64, atNanos: UInt64)
+        throws(AuditError)
+    {
+        try execute(
+            """
             INSERT INTO fleet_chain_cuts (host, chain, from_id, through_id, pruned, detected_ns) VALUES (\(try Self.literal(host)), \
             \(try Self.literal(chain)), \(from), \(through), \(pruned), \(Self.integer(atNanos))) ON CONFLICT DO NOTHING
             """)
@@ -181,33 +199,42 @@ public final class PostgresAuditSink: AuditSink {
         let h = try Self.literal(host)
         var rows: [String] = []
         for vm in vms {
-            let labels = (try? JSONSerialization.data(withJSONObject: vm.labels, options: [.sortedKeys]))
+            let labels =
+                (try? JSONSerialization.data(withJSONObject: vm.labels, options: [.sortedKeys]))
                 .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-            rows.append("(\(h), \(vm.id), \(try Self.literal(vm.name)), \(try Self.literal(labels)), \(Self.integer(vm.memoryMib)), \(vm.vcpus), "
-                        + "\(try Self.literal(vm.backend)), \(try Self.literal(vm.initialState)), \(try Self.literal(vm.state)), "
-                        + "\(try vm.reason.map(Self.literal) ?? "NULL"), \(Self.integer(vm.createdNs)), \(Self.integer(vm.endedNs)))")
+            rows.append(
+                "(\(h), \(vm.id), \(try Self.literal(vm.name)), \(try Self.literal(labels)), \(Self.integer(vm.memoryMib)), \(vm.vcpus), "
+                    + "\(try Self.literal(vm.backend)), \(try Self.literal(vm.initialState)), \(try Self.literal(vm.state)), "
+                    + "\(try vm.reason.map(Self.literal) ?? "NULL"), \(Self.integer(vm.createdNs)), \(Self.integer(vm.endedNs)))"
+            )
         }
-        try execute("INSERT INTO vms (host, vm_id, name, labels, memory_mib, vcpus, backend, initial_state, state, reason, created_ns, ended_ns) "
-                    + "VALUES \(rows.joined(separator: ",")) ON CONFLICT (host, vm_id) DO UPDATE SET state = excluded.state, "
-                    + "reason = excluded.reason, ended_ns = excluded.ended_ns, name = excluded.name, labels = excluded.labels")
+        try execute(
+            "INSERT INTO vms (host, vm_id, name, labels, memory_mib, vcpus, backend, initial_state, state, reason, created_ns, ended_ns) "
+                + "VALUES \(rows.joined(separator: ",")) ON CONFLICT (host, vm_id) DO UPDATE SET state = excluded.state, "
+                + "reason = excluded.reason, ended_ns = excluded.ended_ns, name = excluded.name, labels = excluded.labels"
+        )
     }
 
     public func missingDocuments(_ versions: Set<String>) throws(AuditError) -> Set<String> {
         guard !versions.isEmpty else { return [] }
-        let list = try versions.sorted().map { version throws(AuditError) in try Self.literal(version) }.joined(separator: ",")
+        let list = try versions.sorted().map { version throws(AuditError) in try Self.literal(version) }.joined(
+            separator: ",")
         let stored = Set(try execute("SELECT version FROM policy_documents WHERE version IN (\(list))"))
         return versions.subtracting(stored)
     }
 
-    public func write(host: String, documents: [PolicyDocumentRecord], history: [PolicyHistoryEntry]) throws(AuditError) {
+    public func write(host: String, documents: [PolicyDocumentRecord], history: [PolicyHistoryEntry]) throws(AuditError)
+    {
         let h = try Self.literal(host)
         var sql = "BEGIN;"
         for document in documents {
-            sql += "INSERT INTO policy_documents (version, name, document) VALUES (\(try Self.literal(document.version)), "
+            sql +=
+                "INSERT INTO policy_documents (version, name, document) VALUES (\(try Self.literal(document.version)), "
                 + "\(try document.name.map(Self.literal) ?? "NULL"), \(try Self.literal(document.document))) ON CONFLICT DO NOTHING;"
         }
         for entry in history {
-            sql += "INSERT INTO policy_applications (host, id, version, applied_ns, applied_by, principal, channel, rollout_id, idempotency_key) "
+            sql +=
+                "INSERT INTO policy_applications (host, id, version, applied_ns, applied_by, principal, channel, rollout_id, idempotency_key) "
                 + "VALUES (\(h), \(entry.id), \(try Self.literal(entry.version)), \(Self.integer(entry.appliedNs)), \(try Self.literal(entry.appliedBy)), "
                 + "\(try entry.principal.map(Self.literal) ?? "NULL"), \(try entry.channel.map(Self.literal) ?? "NULL"), "
                 + "\(try entry.rolloutId.map(Self.literal) ?? "NULL"), \(try entry.idempotencyKey.map(Self.literal) ?? "NULL")) ON CONFLICT DO NOTHING;"
@@ -216,10 +243,13 @@ public final class PostgresAuditSink: AuditSink {
     }
 
     public func requestCursor(host: String) throws(AuditError) -> Int64 {
-        Int64(try execute("SELECT after_request_id FROM hosts WHERE host = \(try Self.literal(host))").first ?? "0") ?? 0
+        Int64(try execute("SELECT after_request_id FROM hosts WHERE host = \(try Self.literal(host))").first ?? "0")
+            ?? 0
     }
 
-    public func write(host: String, requests: [APIRequestRecord], after: Int64, head: StoredChainHead?) throws(AuditError) {
+    public func write(host: String, requests: [APIRequestRecord], after: Int64, head: StoredChainHead?)
+        throws(AuditError)
+    {
         let h = try Self.literal(host)
         var sql = "BEGIN;"
         if !requests.isEmpty {
@@ -227,12 +257,15 @@ public final class PostgresAuditSink: AuditSink {
                 "(\(h), \(r.id), \(Self.integer(r.timeNs)), \(try Self.literal(r.method)), \(try Self.literal(r.path)), \(r.status), "
                     + "\(Self.integer(r.durationNs)), \(try r.client.map(Self.literal) ?? "NULL"), \(try r.chain.map(Self.literal) ?? "NULL"))"
             }
-            sql += "INSERT INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client, chain) VALUES "
+            sql +=
+                "INSERT INTO api_requests (host, id, time_ns, method, path, status, duration_ns, client, chain) VALUES "
                 + rows.joined(separator: ",") + " ON CONFLICT DO NOTHING;"
         }
         if let head {
-            sql += "UPDATE hosts SET request_chain_id = \(head.id), request_chain = \(try Self.literal(head.chain)) WHERE host = \(h);"
+            sql +=
+                "UPDATE hosts SET request_chain_id = \(head.id), request_chain = \(try Self.literal(head.chain)) WHERE host = \(h);"
         }
-        try execute(sql + "UPDATE hosts SET after_request_id = greatest(after_request_id, \(after)) WHERE host = \(h); COMMIT")
+        try execute(
+            sql + "UPDATE hosts SET after_request_id = greatest(after_request_id, \(after)) WHERE host = \(h); COMMIT")
     }
 }

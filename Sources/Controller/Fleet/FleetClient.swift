@@ -84,12 +84,16 @@ public final class FleetClient: Sendable {
 
     /// The raw answers to one request per selected host.
     /// `commandDeadline`: no attempt runs past it (a command's `--max-duration`).
-    public func send(_ method: String = "GET", _ path: (Int) -> String, to indices: [Int]? = nil,
-                     headers: (Int) -> [String: String] = { _ in [:] }, body: [UInt8]? = nil,
-                     commandDeadline: Date? = nil) -> [HostOutcome<HostResponse>] {
+    public func send(
+        _ method: String = "GET", _ path: (Int) -> String, to indices: [Int]? = nil,
+        headers: (Int) -> [String: String] = { _ in [:] }, body: [UInt8]? = nil,
+        commandDeadline: Date? = nil
+    ) -> [HostOutcome<HostResponse>] {
         let targets = indices ?? Array(hosts.indices)
         let requests = targets.map {
-            request($0, method, path($0), headers($0), body, deadline: [commandDeadline, self.commandDeadline].compactMap { $0 }.min())
+            request(
+                $0, method, path($0), headers($0), body,
+                deadline: [commandDeadline, self.commandDeadline].compactMap { $0 }.min())
         }
         let results = transport.perform(requests)
         return zip(targets, results).map { outcome($0, $1) }
@@ -97,24 +101,37 @@ public final class FleetClient: Sendable {
 
     /// One request per selected host, and after each answer the request `next` names for that host (nil: done), sent
     /// at once: a host's phases follow each other without waiting for the other hosts. Returns each host's last answer.
-    public func sendChained(_ method: String, _ path: (Int) -> String, to indices: [Int]? = nil, body: [UInt8]? = nil,
-                            next: (Int, HostOutcome<HostResponse>) -> (method: String, path: String, headers: [String: String], body: [UInt8]?)?)
-        -> [HostOutcome<HostResponse>] {
+    public func sendChained(
+        _ method: String, _ path: (Int) -> String, to indices: [Int]? = nil, body: [UInt8]? = nil,
+        next: (Int, HostOutcome<HostResponse>) -> (
+            method: String, path: String, headers: [String: String], body: [UInt8]?
+        )?
+    )
+        -> [HostOutcome<HostResponse>]
+    {
         let targets = indices ?? Array(hosts.indices)
-        let results = transport.perform(targets.map { request($0, method, path($0), [:], body, deadline: commandDeadline) }) { position, result in
+        let results = transport.perform(
+            targets.map { request($0, method, path($0), [:], body, deadline: commandDeadline) }
+        ) { position, result in
             let host = targets[position]
             guard let following = next(host, outcome(host, result)) else { return nil }
-            return request(host, following.method, following.path, following.headers, following.body, deadline: commandDeadline)
+            return request(
+                host, following.method, following.path, following.headers, following.body, deadline: commandDeadline)
         }
         return zip(targets, results).map { outcome($0, $1) }
     }
 
     /// Every write carries a key of its own, kept across the transport's retries: a repeat is answered, not applied twice.
-    private func request(_ host: Int, _ method: String, _ path: String, _ headers: [String: String], _ body: [UInt8]?,
-                         deadline: Date?) -> HostRequest {
+    private func request(
+        _ host: Int, _ method: String, _ path: String, _ headers: [String: String], _ body: [UInt8]?,
+        deadline: Date?
+    ) -> HostRequest {
         var named = headers
-        if method != "GET", method != "HEAD", named["Idempotency-Key"] == nil { named["Idempotency-Key"] = "memgatectl-\(UUID().uuidString)" }
-        return HostRequest(host: host, method: method, path: path, headers: named, body: body, commandDeadline: deadline)
+        if method != "GET", method != "HEAD", named["Idempotency-Key"] == nil {
+            named["Idempotency-Key"] = "memgatectl-\(UUID().uuidString)"
+        }
+        return HostRequest(
+            host: host, method: method, path: path, headers: named, body: body, commandDeadline: deadline)
     }
 
     private func outcome(_ index: Int, _ result: Result<HostResponse, TransportError>) -> HostOutcome<HostResponse> {
@@ -123,26 +140,34 @@ public final class FleetClient: Sendable {
             if (200..<300).contains(response.status) {
                 return HostOutcome(host: hosts[index], result: .success(response), seconds: response.seconds)
             }
-            return HostOutcome(host: hosts[index], result: .failure(Self.apiFailure(response)), seconds: response.seconds)
+            return HostOutcome(
+                host: hosts[index], result: .failure(Self.apiFailure(response)), seconds: response.seconds)
         case .failure(let error):
             return HostOutcome(host: hosts[index], result: .failure(.transport(error)), seconds: 0)
         }
     }
 
     /// GET `path` on every host and decode `T`.
-    public func get<T: Decodable & Sendable>(_ path: String, as type: T.Type, on indices: [Int]? = nil,
-                                             commandDeadline: Date? = nil) -> [HostOutcome<T>] {
+    public func get<T: Decodable & Sendable>(
+        _ path: String, as type: T.Type, on indices: [Int]? = nil,
+        commandDeadline: Date? = nil
+    ) -> [HostOutcome<T>] {
         send("GET", { _ in path }, to: indices, commandDeadline: commandDeadline).map { Self.decode($0, as: type) }
     }
 
-    public static func decode<T: Decodable & Sendable>(_ outcome: HostOutcome<HostResponse>, as type: T.Type) -> HostOutcome<T> {
+    public static func decode<T: Decodable & Sendable>(_ outcome: HostOutcome<HostResponse>, as type: T.Type)
+        -> HostOutcome<T>
+    {
         switch outcome.result {
         case .success(let response):
             do {
-                return HostOutcome(host: outcome.host, result: .success(try APIJSON.decoder().decode(T.self, from: Data(response.body))),
-                                   seconds: outcome.seconds)
+                return HostOutcome(
+                    host: outcome.host,
+                    result: .success(try APIJSON.decoder().decode(T.self, from: Data(response.body))),
+                    seconds: outcome.seconds)
             } catch {
-                return HostOutcome(host: outcome.host, result: .failure(.malformed("\(T.self): \(error)")), seconds: outcome.seconds)
+                return HostOutcome(
+                    host: outcome.host, result: .failure(.malformed("\(T.self): \(error)")), seconds: outcome.seconds)
             }
         case .failure(let failure):
             return HostOutcome(host: outcome.host, result: .failure(failure), seconds: outcome.seconds)
@@ -153,7 +178,9 @@ public final class FleetClient: Sendable {
         if let body = try? JSONDecoder().decode(APIErrorBody.self, from: Data(response.body)) {
             return .api(status: response.status, code: body.error.code, message: body.error.message)
         }
-        return .api(status: response.status, code: "http_\(response.status)", message: String(decoding: response.body.prefix(200), as: UTF8.self))
+        return .api(
+            status: response.status, code: "http_\(response.status)",
+            message: String(decoding: response.body.prefix(200), as: UTF8.self))
     }
 
     /// The index of a host given by name or URL.
@@ -165,7 +192,9 @@ public final class FleetClient: Sendable {
 /// Rows from many hosts, merged. Pure.
 public enum Merge {
     /// Every host's rows tagged with the host, sorted by `key` (then host, for a stable order).
-    public static func rows<Row: Sendable, Key: Comparable>(_ outcomes: [HostOutcome<[Row]>], by key: (Row) -> Key) -> [(host: String, row: Row)] {
+    public static func rows<Row: Sendable, Key: Comparable>(_ outcomes: [HostOutcome<[Row]>], by key: (Row) -> Key)
+        -> [(host: String, row: Row)]
+    {
         var merged: [(host: String, row: Row)] = []
         for outcome in outcomes {
             for row in outcome.value ?? [] { merged.append((outcome.host.name, row)) }

@@ -31,18 +31,24 @@ public struct FleetCursor: Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let json = (try? encoder.encode(positions)) ?? Data("{}".utf8)
-        return Self.prefix + json.base64EncodedString().replacingOccurrences(of: "+", with: "-")
+        return Self.prefix
+            + json.base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
     /// The cursor in `text`, for exactly the hosts `hosts` (in any order).
     public init(parsing text: String, hosts: [String]) throws(ParseError) {
         guard text.hasPrefix(Self.prefix) else { throw .malformed(text) }
-        var base64 = String(text.dropFirst(Self.prefix.count)).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        var base64 = String(text.dropFirst(Self.prefix.count)).replacingOccurrences(of: "-", with: "+")
+            .replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard let data = Data(base64Encoded: base64), let positions = try? JSONDecoder().decode([String: Int64].self, from: data),
-              positions.values.allSatisfy({ $0 >= 0 }) else { throw .malformed(text) }
-        guard Set(positions.keys) == Set(hosts) else { throw .otherHosts(cursor: positions.keys.sorted(), asked: hosts.sorted()) }
+        guard let data = Data(base64Encoded: base64),
+            let positions = try? JSONDecoder().decode([String: Int64].self, from: data),
+            positions.values.allSatisfy({ $0 >= 0 })
+        else { throw .malformed(text) }
+        guard Set(positions.keys) == Set(hosts) else {
+            throw .otherHosts(cursor: positions.keys.sorted(), asked: hosts.sorted())
+        }
         self.positions = positions
     }
 }
@@ -56,13 +62,20 @@ public enum FleetPage {
         public var host: String
         public var rows: [Row]
         public var more: Bool
-        public init(host: String, rows: [Row], more: Bool) { self.host = host; self.rows = rows; self.more = more }
+        public init(host: String, rows: [Row], more: Bool) {
+            self.host = host
+            self.rows = rows
+            self.more = more
+        }
     }
 
     /// The rows to list now, in time order (then host order), and the cursor to continue
     /// with (nil when every host's rows were all listed).
-    public static func merge<Row>(_ hosts: [HostRows<Row>], from start: FleetCursor, time: (Row) -> UInt64, id: (Row) -> Int64)
-        -> (rows: [(host: String, row: Row)], next: FleetCursor?) {
+    public static func merge<Row>(
+        _ hosts: [HostRows<Row>], from start: FleetCursor, time: (Row) -> UInt64, id: (Row) -> Int64
+    )
+        -> (rows: [(host: String, row: Row)], next: FleetCursor?)
+    {
         // The time up to which every host's rows are known.
         let horizon = hosts.filter(\.more).compactMap { $0.rows.map(time).max() }.min() ?? .max
         var positions = start.positions
@@ -72,11 +85,16 @@ public enum FleetPage {
             // A prefix in id order, so the place is exact: every row up to it was listed.
             let prefix = host.rows.prefix { time($0) <= horizon }
             heldBack = heldBack || prefix.count < host.rows.count || host.more
-            if let last = prefix.last { positions[host.host] = id(last) } else if positions[host.host] == nil { positions[host.host] = 0 }
+            if let last = prefix.last {
+                positions[host.host] = id(last)
+            } else if positions[host.host] == nil {
+                positions[host.host] = 0
+            }
             listed += prefix.map { (order, host.host, $0) }
         }
         let rows = listed.sorted { a, b in
-            time(a.row) != time(b.row) ? time(a.row) < time(b.row) : a.order != b.order ? a.order < b.order : id(a.row) < id(b.row)
+            time(a.row) != time(b.row)
+                ? time(a.row) < time(b.row) : a.order != b.order ? a.order < b.order : id(a.row) < id(b.row)
         }.map { (host: $0.host, row: $0.row) }
         return (rows, heldBack ? FleetCursor(positions: positions) : nil)
     }

@@ -78,9 +78,13 @@ public struct PolicyPush: Sendable {
         // 1. The dry run, which also tells each host's current version (the tag the write must match).
         var dryRun = known ?? Self.dryRun(document, on: fleet)
         // A host that answered the replay but could not run it (an agent with --no-record) still gets its dry run.
-        let unreplayed = dryRun.indices.filter { if case .failure(.api(let status, _, _)) = dryRun[$0].result { status != 422 } else { false } }
+        let unreplayed = dryRun.indices.filter {
+            if case .failure(.api(let status, _, _)) = dryRun[$0].result { status != 422 } else { false }
+        }
         if known != nil, !unreplayed.isEmpty {
-            for (index, outcome) in zip(unreplayed, Self.dryRun(document, on: fleet, hosts: unreplayed)) { dryRun[index] = outcome }
+            for (index, outcome) in zip(unreplayed, Self.dryRun(document, on: fleet, hosts: unreplayed)) {
+                dryRun[index] = outcome
+            }
         }
         for (index, outcome) in dryRun.enumerated() {
             (outcomes[index], etags[index]) = decide(outcome, local: local)
@@ -93,8 +97,12 @@ public struct PolicyPush: Sendable {
             return outcomes.map { $0 ?? .skipped }
         }
         // 2. The write, conditional on the version the dry run saw.
-        for (index, outcome) in zip(due, fleet.send("PUT", { _ in APIRoute.policy.path() }, to: due, headers: { ["If-Match": etags[$0]] },
-                                                    body: document)) {
+        for (index, outcome) in zip(
+            due,
+            fleet.send(
+                "PUT", { _ in APIRoute.policy.path() }, to: due, headers: { ["If-Match": etags[$0]] },
+                body: document))
+        {
             outcomes[index] = written(outcome, local: local)
         }
         return outcomes.map { $0 ?? .skipped }
@@ -103,7 +111,9 @@ public struct PolicyPush: Sendable {
     /// Each host on its own: the replay (which is its dry run too), then at once its write, without waiting for the
     /// other hosts; a host whose agent cannot replay (no store) gets a dry run first. One deadline covers it all.
     /// Without `maxFailures` only: that limit needs every dry run before any write.
-    public func runPipelined(_ fleet: FleetClient, replayPath: String) -> (replay: [HostOutcome<PolicyReplayReport>], outcomes: [PushOutcome]) {
+    public func runPipelined(_ fleet: FleetClient, replayPath: String) -> (
+        replay: [HostOutcome<PolicyReplayReport>], outcomes: [PushOutcome]
+    ) {
         let count = fleet.hosts.count
         let local: VersionedPolicy
         do {
@@ -143,10 +153,16 @@ public struct PolicyPush: Sendable {
         }
         // A host whose chain stopped before its write (no answer in time) failed where it stopped.
         for (index, answer) in answers.enumerated() where outcomes[index] == nil {
-            outcomes[index] = phases[index] == .write ? written(answer, local: local) : Self.outcome(answer.failure ?? .malformed("no answer"))
+            outcomes[index] =
+                phases[index] == .write
+                ? written(answer, local: local) : Self.outcome(answer.failure ?? .malformed("no answer"))
         }
-        return (replays.enumerated().map { $1 ?? HostOutcome(host: fleet.hosts[$0], result: .failure(.malformed("no replay")), seconds: 0) },
-                outcomes.map { $0 ?? .skipped })
+        return (
+            replays.enumerated().map {
+                $1 ?? HostOutcome(host: fleet.hosts[$0], result: .failure(.malformed("no replay")), seconds: 0)
+            },
+            outcomes.map { $0 ?? .skipped }
+        )
     }
 
     /// What a host's dry run decides before any write (nil: write it), and the tag the write must match.
@@ -155,11 +171,18 @@ public struct PolicyPush: Sendable {
         case .success(let validation):
             let etag = ETag.quoted(validation.currentVersion)
             if !validation.valid {
-                return (.rejected("\(validation.field ?? "document"): \(validation.message ?? "refused by the agent")"), etag)
+                return (
+                    .rejected("\(validation.field ?? "document"): \(validation.message ?? "refused by the agent")"),
+                    etag
+                )
             } else if validation.currentVersion == local.version {
                 return (.unchanged, etag)
             } else if let expectedVersion, validation.currentVersion != expectedVersion {
-                return (.conflict("policy is \(validation.currentVersion.prefix(12)), not the expected \(expectedVersion.prefix(12))"), etag)
+                return (
+                    .conflict(
+                        "policy is \(validation.currentVersion.prefix(12)), not the expected \(expectedVersion.prefix(12))"
+                    ), etag
+                )
             }
             return (nil, etag)
         case .failure(let failure):
@@ -175,7 +198,8 @@ public struct PolicyPush: Sendable {
             return applied?.changed == false ? .unchanged : .applied(version: applied?.version ?? local.version)
         case .failure(.transport(.timeout(let why))):
             // The request may have arrived: say so, and how to see.
-            return .unreachable("""
+            return .unreachable(
+                """
                 timeout: \(why); the write may still apply (a retry with the same Idempotency-Key is answered once): \
                 check with: memgatectl policy show --hosts \(outcome.host.name)
                 """)
@@ -188,15 +212,21 @@ public struct PolicyPush: Sendable {
     public static func dryRun(from replay: [HostOutcome<PolicyReplayReport>]) -> [HostOutcome<PolicyValidation>] {
         replay.map { outcome in
             outcome.map { report in
-                PolicyValidation(valid: true, version: report.candidateVersion, changed: report.candidateVersion != report.currentVersion,
-                                 currentVersion: report.currentVersion)
+                PolicyValidation(
+                    valid: true, version: report.candidateVersion,
+                    changed: report.candidateVersion != report.currentVersion,
+                    currentVersion: report.currentVersion)
             }
         }
     }
 
     /// `POST /v1/policy/validate` on every host: would it take `document`, and what is in force there.
-    public static func dryRun(_ document: [UInt8], on fleet: FleetClient, hosts: [Int]? = nil) -> [HostOutcome<PolicyValidation>] {
-        fleet.send("POST", { _ in APIRoute.policyValidate.path() }, to: hosts, body: document).map { FleetClient.decode($0, as: PolicyValidation.self) }
+    public static func dryRun(_ document: [UInt8], on fleet: FleetClient, hosts: [Int]? = nil) -> [HostOutcome<
+        PolicyValidation
+    >] {
+        fleet.send("POST", { _ in APIRoute.policyValidate.path() }, to: hosts, body: document).map {
+            FleetClient.decode($0, as: PolicyValidation.self)
+        }
     }
 
     /// A host's failure as a push outcome, by the one meaning `HostFailure.kind` gives each status.

@@ -13,7 +13,9 @@ public enum PolicyReplayRun {
         return APIRoute.policyReplay.path(query: query.joined(separator: "&"))
     }
 
-    public static func run(_ document: [UInt8], on fleet: FleetClient, path: String = path()) -> [HostOutcome<PolicyReplayReport>] {
+    public static func run(_ document: [UInt8], on fleet: FleetClient, path: String = path()) -> [HostOutcome<
+        PolicyReplayReport
+    >] {
         fleet.send("POST", { _ in path }, body: document).map { FleetClient.decode($0, as: PolicyReplayReport.self) }
     }
 
@@ -44,7 +46,8 @@ public enum PolicyReplayRun {
             unrecordedDenials += report.unrecordedDenials
             skipped += report.skipped.values.reduce(0, +)
             for rule in report.byRule {
-                var sum = byRule[rule.source] ?? PolicyReplayReport.RuleCount(source: rule.source, allowed: 0, denied: 0)
+                var sum =
+                    byRule[rule.source] ?? PolicyReplayReport.RuleCount(source: rule.source, allowed: 0, denied: 0)
                 sum.allowed += rule.allowed
                 sum.denied += rule.denied
                 byRule[rule.source] = sum

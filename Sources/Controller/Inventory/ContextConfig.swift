@@ -39,7 +39,9 @@ public struct ContextConfig: Sendable, Equatable {
             case ("current_context", .string(let name)): currentContext = name
             case ("contexts", .object(let named)):
                 for entry in named {
-                    guard case .object(let fields) = entry.value else { throw fail("contexts.\(entry.key) must be an object") }
+                    guard case .object(let fields) = entry.value else {
+                        throw fail("contexts.\(entry.key) must be an object")
+                    }
                     var context = Context()
                     for field in fields {
                         let at = "contexts.\(entry.key).\(field.key)"
@@ -51,13 +53,18 @@ public struct ContextConfig: Sendable, Equatable {
                         case ("client_key", .string(let text)): context.clientKey = text
                         case ("select", .array(let items)):
                             for item in items {
-                                guard case .string(let selector) = item else { throw fail("\(at) must be an array of label=value strings") }
+                                guard case .string(let selector) = item else {
+                                    throw fail("\(at) must be an array of label=value strings")
+                                }
                                 context.select.append(selector)
                             }
-                        case ("hosts", _), ("token_file", _), ("ca_file", _), ("client_cert", _), ("client_key", _), ("select", _):
+                        case ("hosts", _), ("token_file", _), ("ca_file", _), ("client_cert", _), ("client_key", _),
+                            ("select", _):
                             throw fail("\(at) has the wrong type")
                         default:
-                            throw fail("\(at): unknown field (allowed: hosts, token_file, select, ca_file, client_cert, client_key)")
+                            throw fail(
+                                "\(at): unknown field (allowed: hosts, token_file, select, ca_file, client_cert, client_key)"
+                            )
                         }
                     }
                     contexts[entry.key] = context
@@ -77,7 +84,8 @@ public struct ContextConfig: Sendable, Equatable {
     public func context(_ name: String?) throws(InventoryError) -> Context? {
         if let name {
             guard let context = contexts[name] else {
-                throw InventoryError(message: "no context \(name) (the config has \(contexts.keys.sorted().joined(separator: ", ")))")
+                throw InventoryError(
+                    message: "no context \(name) (the config has \(contexts.keys.sorted().joined(separator: ", ")))")
             }
             return context
         }
@@ -86,12 +94,19 @@ public struct ContextConfig: Sendable, Equatable {
 
     /// The file as `config set-context` and `use-context` write it: the same fields, keys sorted, two-space indents.
     public func rendered() -> String {
-        func string(_ key: String, _ value: String?) -> JSONValue.Member? { value.map { JSONValue.Member(key: key, value: .string($0)) } }
+        func string(_ key: String, _ value: String?) -> JSONValue.Member? {
+            value.map { JSONValue.Member(key: key, value: .string($0)) }
+        }
         let named = contexts.keys.sorted().map { name -> JSONValue.Member in
             let context = contexts[name] ?? Context()
-            var fields = [string("hosts", context.hosts), string("token_file", context.tokenFile), string("ca_file", context.caFile),
-                          string("client_cert", context.clientCert), string("client_key", context.clientKey)].compactMap { $0 }
-            if !context.select.isEmpty { fields.append(JSONValue.Member(key: "select", value: .array(context.select.map(JSONValue.string)))) }
+            var fields = [
+                string("hosts", context.hosts), string("token_file", context.tokenFile),
+                string("ca_file", context.caFile),
+                string("client_cert", context.clientCert), string("client_key", context.clientKey),
+            ].compactMap { $0 }
+            if !context.select.isEmpty {
+                fields.append(JSONValue.Member(key: "select", value: .array(context.select.map(JSONValue.string))))
+            }
             return JSONValue.Member(key: name, value: .object(fields))
         }
         var root = [JSONValue.Member(key: "contexts", value: .object(named))]

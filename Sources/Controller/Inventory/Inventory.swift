@@ -50,7 +50,10 @@ public struct Endpoint: Sendable, Equatable {
         if authority.hasPrefix("[") { return authority.contains("]") }
         let host = authority.split(separator: ":", maxSplits: 1).first ?? ""
         let octets = host.split(separator: ".", omittingEmptySubsequences: false)
-        return octets.count == 4 && octets.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && (Int($0) ?? 256) <= 255 }
+        return octets.count == 4
+            && octets.allSatisfy {
+                !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && (Int($0) ?? 256) <= 255
+            }
     }
 
     var defaultName: String {
@@ -78,12 +81,15 @@ public enum Inventory {
             for field in fields.dropFirst() {
                 if let equals = field.firstIndex(of: "=") {
                     let key = String(field[..<equals]), value = String(field[field.index(after: equals)...])
-                    guard !key.isEmpty else { throw InventoryError(message: "\(source):\(number + 1): label without a key: \(field)") }
+                    guard !key.isEmpty else {
+                        throw InventoryError(message: "\(source):\(number + 1): label without a key: \(field)")
+                    }
                     labels[key] = value
                 } else if name == nil && labels.isEmpty {
                     name = field
                 } else {
-                    throw InventoryError(message: "\(source):\(number + 1): expected URL [NAME] [key=value ...], got \(field)")
+                    throw InventoryError(
+                        message: "\(source):\(number + 1): expected URL [NAME] [key=value ...], got \(field)")
                 }
             }
             do {

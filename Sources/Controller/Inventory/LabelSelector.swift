@@ -52,17 +52,22 @@ public struct LabelSelector: Sendable, Equatable {
         self.requirements = requirements
     }
 
-    private static func requirement(_ part: String, _ fail: (String) -> SyntaxError) throws(SyntaxError) -> Requirement {
+    private static func requirement(_ part: String, _ fail: (String) -> SyntaxError) throws(SyntaxError) -> Requirement
+    {
         func key(_ text: Substring) throws(SyntaxError) -> String {
             let name = text.trimmingCharacters(in: .whitespaces)
             guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_./".contains($0) }) else {
-                throw fail("\(name.isEmpty ? "a requirement needs a label key" : "\(name) is not a label key (letters, digits, - _ . /)")")
+                throw fail(
+                    "\(name.isEmpty ? "a requirement needs a label key" : "\(name) is not a label key (letters, digits, - _ . /)")"
+                )
             }
             return name
         }
         func set(_ text: Substring) throws(SyntaxError) -> Set<String> {
             let inside = text.trimmingCharacters(in: .whitespaces)
-            guard inside.hasPrefix("("), inside.hasSuffix(")") else { throw fail("in and notin take a list in parentheses: (a,b)") }
+            guard inside.hasPrefix("("), inside.hasSuffix(")") else {
+                throw fail("in and notin take a list in parentheses: (a,b)")
+            }
             let values = inside.dropFirst().dropLast().split(separator: ",", omittingEmptySubsequences: false)
                 .map { $0.trimmingCharacters(in: .whitespaces) }
             guard !values.isEmpty, !values.contains("") else { throw fail("an empty value in a list") }

@@ -20,16 +20,23 @@ public struct JSONPath: Sendable, Equatable {
 
     /// kubectl's JSONPath features this subset does not take, each named in the error.
     static let unsupported: [(marker: String, name: String)] = [
-        ("?(", "filters ([?(...)])"), ("{range", "range/end templates ({range ...}{end})"), ("{end}", "range/end templates ({range ...}{end})"),
+        ("?(", "filters ([?(...)])"), ("{range", "range/end templates ({range ...}{end})"),
+        ("{end}", "range/end templates ({range ...}{end})"),
         ("..", "recursive descent (..)"), ("@", "the current-node @ (filters)"),
     ]
 
     public init(_ text: String) throws(SyntaxError) {
         for feature in Self.unsupported where text.contains(feature.marker) {
-            throw SyntaxError(path: text, message: "\(feature.name) are not supported; this subset takes .field, .*, [N], [*] and ['name']")
+            throw SyntaxError(
+                path: text,
+                message: "\(feature.name) are not supported; this subset takes .field, .*, [N], [*] and ['name']")
         }
-        if let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]"), text[open..<close].contains(":") {
-            throw SyntaxError(path: text, message: "slices ([a:b]) are not supported; this subset takes .field, .*, [N], [*] and ['name']")
+        if let open = text.firstIndex(of: "["), let close = text[open...].firstIndex(of: "]"),
+            text[open..<close].contains(":")
+        {
+            throw SyntaxError(
+                path: text,
+                message: "slices ([a:b]) are not supported; this subset takes .field, .*, [N], [*] and ['name']")
         }
         var body = Substring(text.trimmingCharacters(in: .whitespaces))
         if body.hasPrefix("{") {
@@ -47,13 +54,17 @@ public struct JSONPath: Sendable, Equatable {
                 segments.append(name == "*" ? .all : .key(String(name)))
                 rest = rest.dropFirst(name.count)
             } else if first == "[" {
-                guard let close = rest.firstIndex(of: "]") else { throw SyntaxError(path: text, message: "a [ needs its ]") }
+                guard let close = rest.firstIndex(of: "]") else {
+                    throw SyntaxError(path: text, message: "a [ needs its ]")
+                }
                 let inside = rest[rest.index(after: rest.startIndex)..<close]
                 if inside == "*" {
                     segments.append(.all)
                 } else if let index = Int(inside) {
                     segments.append(.index(index))
-                } else if inside.count >= 2, let quote = inside.first, quote == "'" || quote == "\"", inside.last == quote {
+                } else if inside.count >= 2, let quote = inside.first, quote == "'" || quote == "\"",
+                    inside.last == quote
+                {
                     segments.append(.key(String(inside.dropFirst().dropLast())))
                 } else {
                     throw SyntaxError(path: text, message: "[\(inside)] is not [N], [*] or ['name']")

@@ -12,11 +12,14 @@ public enum LineDiff {
         var i = 0, j = 0
         while i < n || j < m {
             if i < n, j < m, old[i] == new[j] {
-                i += 1; j += 1
+                i += 1
+                j += 1
             } else if j < m, i == n || lengths[i][j + 1] >= lengths[i + 1][j] {
-                out.append("+ " + new[j]); j += 1
+                out.append("+ " + new[j])
+                j += 1
             } else {
-                out.append("- " + old[i]); i += 1
+                out.append("- " + old[i])
+                i += 1
             }
         }
         return out

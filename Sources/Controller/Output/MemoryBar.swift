@@ -48,7 +48,9 @@ public enum MemoryBar {
         }
     }
 
-    public static func render(_ memory: VMMemory, host: String, width: Int = 64, from: UInt64? = nil, to: UInt64? = nil) -> String {
+    public static func render(_ memory: VMMemory, host: String, width: Int = 64, from: UInt64? = nil, to: UInt64? = nil)
+        -> String
+    {
         let (lower, upper) = range(memory, from: from, to: to)
         let zoomed = lower > 0 || upper < max(memory.dataRamEnd, memory.bootRegion.end)
         let bar = String(cells(memory, width: width, from: lower, to: upper))
@@ -62,8 +64,12 @@ public enum MemoryBar {
         }
         // A past moment says which, and the last conversion it includes.
         let moment = memory.atEventId.map { " after event \($0)" } ?? memory.atNs.map { " at \(utcTime($0)) UTC" } ?? ""
-        let through = moment.isEmpty ? "" : memory.throughEventId.map { " (through conversion \($0))" } ?? " (before any conversion)"
-        let extent = zoomed ? "\(humanBytes(upper - lower)) shown of \(humanBytes(memory.dataRamEnd)) of guest RAM"
+        let through =
+            moment.isEmpty
+            ? "" : memory.throughEventId.map { " (through conversion \($0))" } ?? " (before any conversion)"
+        let extent =
+            zoomed
+            ? "\(humanBytes(upper - lower)) shown of \(humanBytes(memory.dataRamEnd)) of guest RAM"
             : "\(humanBytes(memory.dataRamEnd)) of guest RAM"
         var lines = [
             "VM \(memory.vmId) on \(host)\(moment)\(through): \(extent), \(hex(lower)) – \(hex(upper))",
@@ -74,9 +80,13 @@ public enum MemoryBar {
         ]
         // The exact addresses: every run when few are in view, else how to see them.
         if inView.count <= listedRuns {
-            lines += inView.map { "  \(hex($0.start)) – \(hex($0.end))  \($0.state.padding(toLength: 7, withPad: " ", startingAt: 0))  \(humanBytes($0.end - $0.start))" }
+            lines += inView.map {
+                "  \(hex($0.start)) – \(hex($0.end))  \($0.state.padding(toLength: 7, withPad: " ", startingAt: 0))  \(humanBytes($0.end - $0.start))"
+            }
         } else {
-            lines.append("\(inView.count) runs in view: zoom in with --from and --to (hex addresses such as \(hex(lower)) or decimal) to list them")
+            lines.append(
+                "\(inView.count) runs in view: zoom in with --from and --to (hex addresses such as \(hex(lower)) or decimal) to list them"
+            )
         }
         return lines.joined(separator: "\n")
     }

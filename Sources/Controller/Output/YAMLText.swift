@@ -56,8 +56,12 @@ public enum YAMLText {
 
     /// Plain when YAML reads it back as this same string; otherwise double-quoted with JSON's escapes (a subset of YAML's).
     static func quoted(_ text: String) -> String {
-        let reserved: Set<String> = ["", "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "no", "on", "off"]
-        let plain = !reserved.contains(text) && Double(text) == nil && Int(text) == nil
+        let reserved: Set<String> = [
+            "", "null", "Null", "NULL", "~", "true", "True", "TRUE", "false", "False", "FALSE", "yes", "no", "on",
+            "off",
+        ]
+        let plain =
+            !reserved.contains(text) && Double(text) == nil && Int(text) == nil
             && text.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value < 0x7F }
             && !text.hasPrefix(" ") && !text.hasSuffix(" ")
             && !":#{}[],&*!|>'\"%@`-?".contains(text.first ?? " ")

@@ -18,7 +18,9 @@ public struct BakeEvidence: Sendable, Equatable, CustomStringConvertible {
     public var what: String
 
     public init(host: Int, eventID: Int64?, what: String) {
-        self.host = host; self.eventID = eventID; self.what = what
+        self.host = host
+        self.eventID = eventID
+        self.what = what
     }
 
     public var description: String { eventID.map { "event \($0): \(what)" } ?? what }
@@ -34,7 +36,10 @@ public struct BakeBreach: Sendable, Equatable {
     public var evidence: [BakeEvidence]
 
     public init(kind: String, count: Int, limit: Int, evidence: [BakeEvidence]) {
-        self.kind = kind; self.count = count; self.limit = limit; self.evidence = evidence
+        self.kind = kind
+        self.count = count
+        self.limit = limit
+        self.evidence = evidence
     }
 }
 
@@ -67,16 +72,24 @@ public struct BakeTally: Sendable, Equatable {
     public mutating func record(host: Int, eventID: Int64?, type: String, data: String) {
         events += 1
         guard type == "conversion" || type == "vm_ended",
-              let entry = try? APIJSON.decoder().decode(EventEntry.self, from: Data(data.utf8)) else { return }
-        if let conversion = entry.conversion, conversion.decision == "denied", conversion.policyVersion == candidateVersion {
-            denials.append(BakeEvidence(host: host, eventID: entry.eventId, what: """
-                VM \(conversion.vmId) \(conversion.trigger) \(conversion.direction) of \(conversion.size) bytes at \
-                0x\(String(conversion.gpa, radix: 16)) denied: \(conversion.reason)
-                """))
+            let entry = try? APIJSON.decoder().decode(EventEntry.self, from: Data(data.utf8))
+        else { return }
+        if let conversion = entry.conversion, conversion.decision == "denied",
+            conversion.policyVersion == candidateVersion
+        {
+            denials.append(
+                BakeEvidence(
+                    host: host, eventID: entry.eventId,
+                    what: """
+                        VM \(conversion.vmId) \(conversion.trigger) \(conversion.direction) of \(conversion.size) bytes at \
+                        0x\(String(conversion.gpa, radix: 16)) denied: \(conversion.reason)
+                        """))
         }
         if let ended = entry.vmEvent, ended.finalState == "faulted" {
-            faulted.append(BakeEvidence(host: host, eventID: entry.eventId,
-                                        what: "VM \(ended.vmId) (\(ended.vmName)) faulted: \(ended.reason ?? "no reason given")"))
+            faulted.append(
+                BakeEvidence(
+                    host: host, eventID: entry.eventId,
+                    what: "VM \(ended.vmId) (\(ended.vmName)) faulted: \(ended.reason ?? "no reason given")"))
         }
     }
 
@@ -110,14 +123,20 @@ public struct BakeTally: Sendable, Equatable {
     /// The first limit passed, in the order denials, faulted VMs, unreachable hosts; nil when none is.
     public func breach(_ limits: BakeLimits) -> BakeBreach? {
         if denials.count > limits.maxNewDenials {
-            return BakeBreach(kind: "new denials", count: denials.count, limit: limits.maxNewDenials, evidence: Array(denials.prefix(5)))
+            return BakeBreach(
+                kind: "new denials", count: denials.count, limit: limits.maxNewDenials,
+                evidence: Array(denials.prefix(5)))
         }
         if faulted.count > limits.maxFaulted {
-            return BakeBreach(kind: "faulted VMs", count: faulted.count, limit: limits.maxFaulted, evidence: Array(faulted.prefix(5)))
+            return BakeBreach(
+                kind: "faulted VMs", count: faulted.count, limit: limits.maxFaulted, evidence: Array(faulted.prefix(5)))
         }
         if down.count > limits.maxUnreachable {
-            let evidence = down.sorted { $0.key < $1.key }.prefix(5).map { BakeEvidence(host: $0.key, eventID: nil, what: "unreachable: \($0.value)") }
-            return BakeBreach(kind: "unreachable hosts", count: down.count, limit: limits.maxUnreachable, evidence: evidence)
+            let evidence = down.sorted { $0.key < $1.key }.prefix(5).map {
+                BakeEvidence(host: $0.key, eventID: nil, what: "unreachable: \($0.value)")
+            }
+            return BakeBreach(
+                kind: "unreachable hosts", count: down.count, limit: limits.maxUnreachable, evidence: evidence)
         }
         return nil
     }

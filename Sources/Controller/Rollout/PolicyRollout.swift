@@ -46,9 +46,11 @@ public final class PolicyRollout {
     /// Wall-clock nanoseconds since the epoch (the caller's clock: `MonotonicClock.wallNanos` in memgatectl).
     private let clock: @Sendable () -> UInt64
 
-    public init(fleet: FleetClient, streamOptions: TransportOptions, store: RolloutStateStore,
-                clock: @escaping @Sendable () -> UInt64,
-                report: @escaping @Sendable (RolloutUpdate) -> Void) {
+    public init(
+        fleet: FleetClient, streamOptions: TransportOptions, store: RolloutStateStore,
+        clock: @escaping @Sendable () -> UInt64,
+        report: @escaping @Sendable (RolloutUpdate) -> Void
+    ) {
         self.fleet = fleet
         self.streamOptions = streamOptions
         self.store = store
@@ -57,7 +59,9 @@ public final class PolicyRollout {
     }
 
     /// Plans and runs a new rollout of `document` over the fleet's hosts.
-    public func start(document: [UInt8], plan: RolloutPlan, settings: RolloutSettings) throws(RolloutError) -> RolloutReport {
+    public func start(document: [UInt8], plan: RolloutPlan, settings: RolloutSettings) throws(RolloutError)
+        -> RolloutReport
+    {
         let candidate: VersionedPolicy
         do {
             candidate = try VersionedPolicy(document: document)
@@ -65,8 +69,9 @@ public final class PolicyRollout {
             throw RolloutError("the candidate is invalid: \(error)")
         }
         let id = try state { () throws(RolloutStateError) in
-            try store.begin(candidate: document, version: candidate.version, plan: plan, settings: settings, hosts: fleet.hosts,
-                            atNanos: clock())
+            try store.begin(
+                candidate: document, version: candidate.version, plan: plan, settings: settings, hosts: fleet.hosts,
+                atNanos: clock())
         }
         report(.started(id: id, waves: plan.waves.map(\.count)))
         return try proceed(id)
@@ -77,7 +82,8 @@ public final class PolicyRollout {
     public func resume(_ id: Int64?, bakeSeconds: Double? = nil) throws(RolloutError) -> RolloutReport {
         let rollout = try record(id)
         guard rollout.state == .running else {
-            throw RolloutError("rollout \(rollout.id) already ended (\(rollout.state.rawValue)): \(rollout.outcome ?? "")")
+            throw RolloutError(
+                "rollout \(rollout.id) already ended (\(rollout.state.rawValue)): \(rollout.outcome ?? "")")
         }
         report(.started(id: rollout.id, waves: rollout.plan.waves.map(\.count)))
         return try proceed(rollout.id, bakeSeconds: bakeSeconds)
@@ -103,21 +109,28 @@ public final class PolicyRollout {
             var bakeStarted = wave == rollout.wave ? rollout.bakeStartedNanos : nil
             if wave != rollout.wave || rollout.phase == .push {
                 try state { () throws(RolloutStateError) in try store.step(id, wave: wave, phase: .push) }
-                if let breach = try push(id, wave: wave, candidate: rollout.candidate, version: rollout.candidateVersion) {
+                if let breach = try push(
+                    id, wave: wave, candidate: rollout.candidate, version: rollout.candidateVersion)
+                {
                     return try breached(id, wave: wave, breach)
                 }
                 bakeStarted = clock()
-                try state { () throws(RolloutStateError) in try store.step(id, wave: wave, phase: .bake, bakeStartedNanos: bakeStarted) }
+                try state { () throws(RolloutStateError) in
+                    try store.step(id, wave: wave, phase: .bake, bakeStartedNanos: bakeStarted)
+                }
             }
             // A bake resumed late still reads every event since the push (they are durable), for at least 2 s.
             let elapsed = Double(clock() &- (bakeStarted ?? clock())) / 1e9
             let seconds = max(bakeLength - elapsed, min(bakeLength, 2))
-            if let breach = try bake(id, wave: wave, seconds: seconds, candidateVersion: rollout.candidateVersion, limits: limits) {
+            if let breach = try bake(
+                id, wave: wave, seconds: seconds, candidateVersion: rollout.candidateVersion, limits: limits)
+            {
                 return try breached(id, wave: wave, breach)
             }
         }
         let hosts = try hostRecords(id)
-        let outcome = "every wave passed its bake: \(hosts.filter { $0.state == .pushed }.count) hosts changed, "
+        let outcome =
+            "every wave passed its bake: \(hosts.filter { $0.state == .pushed }.count) hosts changed, "
             + "\(hosts.filter { $0.state == .unchanged }.count) already had the candidate"
         try state { () throws(RolloutStateError) in try store.finish(id, state: .completed, outcome: outcome) }
         return try finished(id, breach: nil)
@@ -131,7 +144,9 @@ public final class PolicyRollout {
         report(.pushing(wave: wave, hosts: records.count))
         let indices = records.map(\.host)
         let policies = fleet.send("GET", { _ in APIRoute.policy.path() }, to: indices)
-        let heads = fleet.send("GET", { _ in APIRoute.events.path(query: "from=end") }, to: indices).map { FleetClient.decode($0, as: EventPage.self) }
+        let heads = fleet.send("GET", { _ in APIRoute.events.path(query: "from=end") }, to: indices).map {
+            FleetClient.decode($0, as: EventPage.self)
+        }
         var unreachable: [BakeEvidence] = []
         var refused: [BakeEvidence] = []
         for position in records.indices {
@@ -143,7 +158,8 @@ public final class PolicyRollout {
             case (.failure(let failure), _), (_, .failure(let failure)):
                 records[position].state = .failed
                 records[position].detail = "\(failure)"
-                let evidence = BakeEvidence(host: records[position].host, eventID: nil, what: "\(records[position].name): \(failure)")
+                let evidence = BakeEvidence(
+                    host: records[position].host, eventID: nil, what: "\(records[position].name): \(failure)")
                 if case .transport = failure { unreachable.append(evidence) } else { refused.append(evidence) }
             }
         }
@@ -154,10 +170,14 @@ public final class PolicyRollout {
             return breach
         }
         let ready = records.indices.filter { records[$0].state == .pending }
-        let oldVersions = Dictionary(records.map { ($0.host, $0.oldVersion ?? "") }, uniquingKeysWith: { first, _ in first })
-        let writes = fleet.send("PUT", { _ in APIRoute.policy.path() }, to: ready.map { records[$0].host },
-                                headers: { host in ["If-Match": ETag.quoted(oldVersions[host] ?? ""), "MemGate-Change": "rollout \(id) wave \(wave)"] },
-                                body: candidate)
+        let oldVersions = Dictionary(
+            records.map { ($0.host, $0.oldVersion ?? "") }, uniquingKeysWith: { first, _ in first })
+        let writes = fleet.send(
+            "PUT", { _ in APIRoute.policy.path() }, to: ready.map { records[$0].host },
+            headers: { host in
+                ["If-Match": ETag.quoted(oldVersions[host] ?? ""), "MemGate-Change": "rollout \(id) wave \(wave)"]
+            },
+            body: candidate)
         for (position, outcome) in zip(ready, writes) {
             switch FleetClient.decode(outcome, as: PolicyApplied.self).result {
             case .success(let applied):
@@ -166,52 +186,68 @@ public final class PolicyRollout {
             case .failure(let failure):
                 records[position].state = .failed
                 records[position].detail = "\(failure)"
-                let evidence = BakeEvidence(host: records[position].host, eventID: nil, what: "\(records[position].name): \(failure)")
+                let evidence = BakeEvidence(
+                    host: records[position].host, eventID: nil, what: "\(records[position].name): \(failure)")
                 if case .transport = failure { unreachable.append(evidence) } else { refused.append(evidence) }
             }
         }
         try state { () throws(RolloutStateError) in try store.update(id, hosts: records) }
-        report(.pushed(wave: wave, applied: records.filter { $0.state == .pushed }.count,
-                       unchanged: records.filter { $0.state == .unchanged }.count, unreachable: unreachable.count))
+        report(
+            .pushed(
+                wave: wave, applied: records.filter { $0.state == .pushed }.count,
+                unchanged: records.filter { $0.state == .unchanged }.count, unreachable: unreachable.count))
         return try pushBreach(id, refused: refused, unreachable: unreachable)
     }
 
     /// A host that refused (a conflict, a rejected document, a refused token) stops the rollout;
     /// hosts that could not be reached count against `--max-unreachable`.
-    private func pushBreach(_ id: Int64, refused: [BakeEvidence], unreachable: [BakeEvidence]) throws(RolloutError) -> BakeBreach? {
+    private func pushBreach(_ id: Int64, refused: [BakeEvidence], unreachable: [BakeEvidence]) throws(RolloutError)
+        -> BakeBreach?
+    {
         if !refused.isEmpty {
-            return BakeBreach(kind: "refused pushes", count: refused.count, limit: 0, evidence: Array(refused.prefix(5)))
+            return BakeBreach(
+                kind: "refused pushes", count: refused.count, limit: 0, evidence: Array(refused.prefix(5)))
         }
         let limit = (try record(id)).settings.limits.maxUnreachable
         if unreachable.count > limit {
-            return BakeBreach(kind: "unreachable hosts", count: unreachable.count, limit: limit, evidence: Array(unreachable.prefix(5)))
+            return BakeBreach(
+                kind: "unreachable hosts", count: unreachable.count, limit: limit,
+                evidence: Array(unreachable.prefix(5)))
         }
         return nil
     }
 
     /// Follows the wave's hosts' streams from their pushes on for `seconds` (or until a limit is passed).
-    private func bake(_ id: Int64, wave: Int, seconds: Double, candidateVersion: String,
-                      limits: BakeLimits) throws(RolloutError) -> BakeBreach? {
+    private func bake(
+        _ id: Int64, wave: Int, seconds: Double, candidateVersion: String,
+        limits: BakeLimits
+    ) throws(RolloutError) -> BakeBreach? {
         let members = try hostRecords(id).filter { $0.wave == wave && ($0.state == .pushed || $0.state == .unchanged) }
         guard !members.isEmpty else { return nil }
         let follower: CurlEventFollower
         do {
-            follower = try CurlEventFollower(endpoints: members.compactMap { Endpoint($0.url) }, options: streamOptions,
-                                             path: APIRoute.eventStream.path(query: "kind=conversion,vm_ended"), silenceSeconds: max(Int(seconds), 5))
+            follower = try CurlEventFollower(
+                endpoints: members.compactMap { Endpoint($0.url) }, options: streamOptions,
+                path: APIRoute.eventStream.path(query: "kind=conversion,vm_ended"), silenceSeconds: max(Int(seconds), 5)
+            )
         } catch {
             throw RolloutError("cannot follow the wave's hosts: \(error)")
         }
         let shared = SharedTally(BakeTally(candidateVersion: candidateVersion))
         // Every host counts as down until its stream is open.
-        shared.tally.withLock { tally in for member in members { tally.lost(host: member.host, reason: "its event stream never opened") } }
+        shared.tally.withLock { tally in
+            for member in members { tally.lost(host: member.host, reason: "its event stream never opened") }
+        }
         let deadline = Date(timeIntervalSinceNow: seconds)
         let ticker = Thread { [report] in
             while !Thread.current.isCancelled {
                 let left = deadline.timeIntervalSinceNow
                 if left <= 0 { break }
                 let snapshot = shared.tally.withLock { $0 }
-                report(.baking(wave: wave, secondsLeft: left, events: snapshot.events, denials: snapshot.denials.count,
-                               faulted: snapshot.faulted.count, down: snapshot.down.count))
+                report(
+                    .baking(
+                        wave: wave, secondsLeft: left, events: snapshot.events, denials: snapshot.denials.count,
+                        faulted: snapshot.faulted.count, down: snapshot.down.count))
                 Thread.sleep(forTimeInterval: min(1, left))
             }
             follower.stop()
@@ -220,9 +256,11 @@ public final class PolicyRollout {
         _ = follower.follow(startAfter: members.map(\.afterEvent)) { update in
             let breach = shared.tally.withLock { tally -> BakeBreach? in
                 switch update {
-                case .event(let host, let event): tally.record(host: members[host].host, eventID: event.id, type: event.type, data: event.data)
+                case .event(let host, let event):
+                    tally.record(host: members[host].host, eventID: event.id, type: event.type, data: event.data)
                 case .connected(let host): tally.regained(host: members[host].host)
-                case .disconnected(let host, let reason, _): tally.disconnected(host: members[host].host, reason: reason)
+                case .disconnected(let host, let reason, _):
+                    tally.disconnected(host: members[host].host, reason: reason)
                 }
                 // Denials and faulted VMs end the bake at once; a host down is judged at its end.
                 var early = limits
@@ -233,7 +271,15 @@ public final class PolicyRollout {
         }
         ticker.cancel()
         var tally = shared.tally.withLock { $0 }
-        if let early = tally.breach({ var early = limits; early.maxUnreachable = Int.max; return early }()) { return early }
+        if let early = tally.breach(
+            {
+                var early = limits
+                early.maxUnreachable = Int.max
+                return early
+            }())
+        {
+            return early
+        }
         // Whether each host still answers decides whether it counts as unreachable (a cut link
         // leaves a stream silent, not closed, for longer than a short bake).
         let probes = fleet.send("GET", { _ in APIRoute.healthz.path() }, to: members.map(\.host))
@@ -253,8 +299,10 @@ public final class PolicyRollout {
         let rollout = try record(id)
         let restored = try restore(rollout)
         let hosts = try hostRecords(id)
-        let names = Set(breach.evidence.map(\.host)).sorted().compactMap { host in hosts.first { $0.host == host }?.name }
-        let outcome = "wave \(wave): \(breach.count) \(breach.kind) (limit \(breach.limit)) on \(names.joined(separator: ", ")): "
+        let names = Set(breach.evidence.map(\.host)).sorted().compactMap { host in hosts.first { $0.host == host }?.name
+        }
+        let outcome =
+            "wave \(wave): \(breach.count) \(breach.kind) (limit \(breach.limit)) on \(names.joined(separator: ", ")): "
             + breach.evidence.map(\.description).joined(separator: "; ") + "; rolled back: \(restored.summary)"
         try state { () throws(RolloutStateError) in
             try store.finish(id, state: restored.failed == 0 ? .breached : .rollbackIncomplete, outcome: outcome)
@@ -266,22 +314,31 @@ public final class PolicyRollout {
 
     private struct Restored {
         var restored = 0, changedSince = 0, failed = 0
-        var summary: String { "\(restored) hosts restored, \(changedSince) changed by someone else since (left alone), \(failed) failed" }
+        var summary: String {
+            "\(restored) hosts restored, \(changedSince) changed by someone else since (left alone), \(failed) failed"
+        }
     }
 
     /// Writes each changed host's old document back with `If-Match` on the version the rollout wrote.
     private func restore(_ rollout: RolloutRecord) throws(RolloutError) -> Restored {
-        var records = try hostRecords(rollout.id).filter { ($0.state == .pushed || $0.state == .rollbackFailed) && $0.oldDocument != nil }
+        var records = try hostRecords(rollout.id).filter {
+            ($0.state == .pushed || $0.state == .rollbackFailed) && $0.oldDocument != nil
+        }
         report(.rollingBack(hosts: records.count))
         var restored = Restored()
-        let written = Dictionary(records.map { ($0.host, $0.newVersion ?? "") }, uniquingKeysWith: { first, _ in first })
+        let written = Dictionary(
+            records.map { ($0.host, $0.newVersion ?? "") }, uniquingKeysWith: { first, _ in first })
         // One request per host, each with its own document: grouped by document so hosts that had the same share a request batch.
         for (document, group) in Dictionary(grouping: records.indices, by: { records[$0].oldDocument ?? [] }) {
-            let outcomes = fleet.send("PUT", { _ in APIRoute.policy.path() }, to: group.map { records[$0].host },
-                                      headers: { host in
-                                          ["If-Match": ETag.quoted(written[host] ?? ""), "MemGate-Change": "rollback of rollout \(rollout.id)"]
-                                      },
-                                      body: document)
+            let outcomes = fleet.send(
+                "PUT", { _ in APIRoute.policy.path() }, to: group.map { records[$0].host },
+                headers: { host in
+                    [
+                        "If-Match": ETag.quoted(written[host] ?? ""),
+                        "MemGate-Change": "rollback of rollout \(rollout.id)",
+                    ]
+                },
+                body: document)
             for (position, outcome) in zip(group, outcomes) {
                 switch outcome.result {
                 case .success:
@@ -306,7 +363,8 @@ public final class PolicyRollout {
 
     private func finished(_ id: Int64, breach: BakeBreach?) throws(RolloutError) -> RolloutReport {
         let rollout = try record(id)
-        let result = RolloutReport(id: id, state: rollout.state, outcome: rollout.outcome ?? "", breach: breach, hosts: try hostRecords(id))
+        let result = RolloutReport(
+            id: id, state: rollout.state, outcome: rollout.outcome ?? "", breach: breach, hosts: try hostRecords(id))
         report(.finished(result))
         return result
     }

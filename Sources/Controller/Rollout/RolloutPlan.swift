@@ -51,10 +51,14 @@ public struct RolloutPlan: Sendable, Equatable {
         self.waves = waves
     }
 
-    public init(hosts: [HostEntry], canary: CanarySize, select: [String: String] = [:], seed: UInt64,
-                step: Double = 4) throws(RolloutPlanError) {
+    public init(
+        hosts: [HostEntry], canary: CanarySize, select: [String: String] = [:], seed: UInt64,
+        step: Double = 4
+    ) throws(RolloutPlanError) {
         guard !hosts.isEmpty else { throw RolloutPlanError(message: "the inventory names no host") }
-        guard step.isFinite, step >= 1, step <= 1000 else { throw RolloutPlanError(message: "--step must be from 1 to 1000") }
+        guard step.isFinite, step >= 1, step <= 1000 else {
+            throw RolloutPlanError(message: "--step must be from 1 to 1000")
+        }
         let size = canary.count(of: hosts.count)
         let chosen: [Int]
         if select.isEmpty {
@@ -67,7 +71,8 @@ public struct RolloutPlan: Sendable, Equatable {
             }
             chosen = indices.prefix(size).sorted()
         } else {
-            let matching = hosts.indices.filter { index in select.allSatisfy { hosts[index].labels[$0.key] == $0.value } }
+            let matching = hosts.indices.filter { index in select.allSatisfy { hosts[index].labels[$0.key] == $0.value }
+            }
             guard !matching.isEmpty else {
                 let wanted = select.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
                 throw RolloutPlanError(message: "no host in the inventory has the labels \(wanted)")

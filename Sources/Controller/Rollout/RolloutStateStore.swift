@@ -1,5 +1,5 @@
-import Glibc
 import Foundation
+import Glibc
 import SQLite
 
 public struct RolloutStateError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -17,9 +17,15 @@ public struct RolloutSettings: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var step: Double
 
-    public init(bakeSeconds: Double, limits: BakeLimits, canary: String, select: [String: String], seed: UInt64, step: Double) {
-        self.bakeSeconds = bakeSeconds; self.limits = limits; self.canary = canary; self.select = select
-        self.seed = seed; self.step = step
+    public init(
+        bakeSeconds: Double, limits: BakeLimits, canary: String, select: [String: String], seed: UInt64, step: Double
+    ) {
+        self.bakeSeconds = bakeSeconds
+        self.limits = limits
+        self.canary = canary
+        self.select = select
+        self.seed = seed
+        self.step = step
     }
 }
 
@@ -83,7 +89,8 @@ public final class RolloutStateStore {
     /// `~/.local/state/memgate/rollouts.db` (or under `$XDG_STATE_HOME`).
     public static var defaultPath: String {
         let environment = ProcessInfo.processInfo.environment
-        let base = environment["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+        let base =
+            environment["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
             ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
         return base + "/memgate/rollouts.db"
     }
@@ -93,8 +100,11 @@ public final class RolloutStateStore {
         do {
             // The folder is the operator's own (0700), as the file is (0600, by the migrator).
             let folder = (path as NSString).deletingLastPathComponent
-            if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true,
-                                                                           attributes: [.posixPermissions: 0o700]) }
+            if !folder.isEmpty {
+                try FileManager.default.createDirectory(
+                    atPath: folder, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
+            }
             connection = try Migrator.openForWriting(path: path)
             guard let url = Bundle.module.url(forResource: "RolloutMigrations", withExtension: nil) else {
                 throw RolloutStateError("the RolloutMigrations resource is missing from the build")
@@ -120,10 +130,13 @@ public final class RolloutStateStore {
         let fd = open(lockPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw RolloutStateError("rollout state \(lockPath): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder =
+                (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(
+                    in: .whitespacesAndNewlines) ?? ""
             close(fd)
-            throw RolloutStateError("another memgatectl\(holder.isEmpty ? "" : " (pid \(holder))") is driving a rollout from \(path); "
-                + "wait for it to end, or stop it and --resume")
+            throw RolloutStateError(
+                "another memgatectl\(holder.isEmpty ? "" : " (pid \(holder))") is driving a rollout from \(path); "
+                    + "wait for it to end, or stop it and --resume")
         }
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
@@ -150,19 +163,29 @@ public final class RolloutStateStore {
     }
 
     /// Records a new rollout with every host pending; returns its id.
-    public func begin(candidate: [UInt8], version: String, plan: RolloutPlan, settings: RolloutSettings, hosts: [HostEntry],
-                      atNanos: UInt64) throws(RolloutStateError) -> Int64 {
+    public func begin(
+        candidate: [UInt8], version: String, plan: RolloutPlan, settings: RolloutSettings, hosts: [HostEntry],
+        atNanos: UInt64
+    ) throws(RolloutStateError) -> Int64 {
         let planJSON = String(decoding: (try? JSONEncoder().encode(plan.waves)) ?? Data("[]".utf8), as: UTF8.self)
         let settingsJSON = String(decoding: (try? JSONEncoder().encode(settings)) ?? Data("{}".utf8), as: UTF8.self)
         var id: Int64 = 0
         try write { () throws(SQLiteError) in
-            try connection.query("INSERT INTO rollouts (started_ns, candidate_version, candidate, plan, settings) VALUES (?, ?, ?, ?, ?)",
-                                 [.unsigned(atNanos), .text(version), .text(String(decoding: candidate, as: UTF8.self)), .text(planJSON), .text(settingsJSON)])
+            try connection.query(
+                "INSERT INTO rollouts (started_ns, candidate_version, candidate, plan, settings) VALUES (?, ?, ?, ?, ?)",
+                [
+                    .unsigned(atNanos), .text(version), .text(String(decoding: candidate, as: UTF8.self)),
+                    .text(planJSON), .text(settingsJSON),
+                ])
             id = try connection.scalar("SELECT last_insert_rowid()") ?? 0
-            let insert = try connection.statement("INSERT INTO rollout_hosts (rollout_id, host, name, url, wave) VALUES (?, ?, ?, ?, ?)")
+            let insert = try connection.statement(
+                "INSERT INTO rollout_hosts (rollout_id, host, name, url, wave) VALUES (?, ?, ?, ?, ?)")
             for (wave, members) in plan.waves.enumerated() {
                 for host in members where hosts.indices.contains(host) {
-                    try insert.run([.integer(id), .integer(Int64(host)), .text(hosts[host].name), .text(hosts[host].url), .integer(Int64(wave))])
+                    try insert.run([
+                        .integer(id), .integer(Int64(host)), .text(hosts[host].name), .text(hosts[host].url),
+                        .integer(Int64(wave)),
+                    ])
                 }
             }
         }
@@ -172,38 +195,48 @@ public final class RolloutStateStore {
     /// A rollout by id, or the newest one (nil when there is none).
     public func rollout(_ id: Int64? = nil) throws(RolloutStateError) -> RolloutRecord? {
         let rows = try read { () throws(SQLiteError) in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT id, started_ns, candidate_version, candidate, plan, settings, state, wave, phase, bake_started_ns, outcome
                 FROM rollouts \(id == nil ? "" : "WHERE id = ?") ORDER BY id DESC LIMIT 1
                 """, id.map { [.integer($0)] } ?? [])
         }
         guard let row = rows.first, row.count == 11 else { return nil }
         guard let waves = try? JSONDecoder().decode([[Int]].self, from: Data(row[4].textValue.utf8)),
-              let settings = try? JSONDecoder().decode(RolloutSettings.self, from: Data(row[5].textValue.utf8)),
-              let state = RolloutRecord.State(rawValue: row[6].textValue), let phase = RolloutRecord.Phase(rawValue: row[8].textValue) else {
-            throw RolloutStateError("rollout state \(path): rollout \(row[0].integerValue) cannot be read back (written by another version?)")
+            let settings = try? JSONDecoder().decode(RolloutSettings.self, from: Data(row[5].textValue.utf8)),
+            let state = RolloutRecord.State(rawValue: row[6].textValue),
+            let phase = RolloutRecord.Phase(rawValue: row[8].textValue)
+        else {
+            throw RolloutStateError(
+                "rollout state \(path): rollout \(row[0].integerValue) cannot be read back (written by another version?)"
+            )
         }
-        return RolloutRecord(id: row[0].integerValue, startedNanos: UInt64(bitPattern: row[1].integerValue), candidateVersion: row[2].textValue,
-                             candidate: row[3].blobValue, plan: RolloutPlan(waves: waves), settings: settings, state: state,
-                             wave: Int(row[7].integerValue), phase: phase,
-                             bakeStartedNanos: row[9] == .null ? nil : UInt64(bitPattern: row[9].integerValue),
-                             outcome: row[10] == .null ? nil : row[10].textValue)
+        return RolloutRecord(
+            id: row[0].integerValue, startedNanos: UInt64(bitPattern: row[1].integerValue),
+            candidateVersion: row[2].textValue,
+            candidate: row[3].blobValue, plan: RolloutPlan(waves: waves), settings: settings, state: state,
+            wave: Int(row[7].integerValue), phase: phase,
+            bakeStartedNanos: row[9] == .null ? nil : UInt64(bitPattern: row[9].integerValue),
+            outcome: row[10] == .null ? nil : row[10].textValue)
     }
 
     /// Every host of a rollout, in inventory order.
     public func hosts(_ id: Int64) throws(RolloutStateError) -> [RolloutHostRecord] {
         let rows = try read { () throws(SQLiteError) in
-            try connection.query("""
+            try connection.query(
+                """
                 SELECT host, name, url, wave, state, old_version, old_document, new_version, after_event, detail
                 FROM rollout_hosts WHERE rollout_id = ? ORDER BY host
                 """, [.integer(id)])
         }
         return rows.compactMap { row in
             guard row.count == 10, let state = RolloutHostRecord.State(rawValue: row[4].textValue) else { return nil }
-            return RolloutHostRecord(host: Int(row[0].integerValue), name: row[1].textValue, url: row[2].textValue, wave: Int(row[3].integerValue),
-                                     state: state, oldVersion: row[5].optionalText, oldDocument: row[6] == .null ? nil : row[6].blobValue,
-                                     newVersion: row[7].optionalText, afterEvent: row[8] == .null ? nil : row[8].integerValue,
-                                     detail: row[9].optionalText)
+            return RolloutHostRecord(
+                host: Int(row[0].integerValue), name: row[1].textValue, url: row[2].textValue,
+                wave: Int(row[3].integerValue),
+                state: state, oldVersion: row[5].optionalText, oldDocument: row[6] == .null ? nil : row[6].blobValue,
+                newVersion: row[7].optionalText, afterEvent: row[8] == .null ? nil : row[8].integerValue,
+                detail: row[9].optionalText)
         }
     }
 
@@ -215,37 +248,53 @@ public final class RolloutStateStore {
     public func update(_ id: Int64, hosts records: [RolloutHostRecord]) throws(RolloutStateError) {
         try write { () throws(SQLiteError) in
             for record in records {
-            try connection.query("""
-                UPDATE rollout_hosts SET state = ?, old_version = ?, old_document = ?, new_version = ?, after_event = ?, detail = ?
-                WHERE rollout_id = ? AND host = ?
-                """, [.text(record.state.rawValue), record.oldVersion.map(SQLValue.text) ?? .null,
-                      record.oldDocument.map { .text(String(decoding: $0, as: UTF8.self)) } ?? .null, record.newVersion.map(SQLValue.text) ?? .null,
-                      record.afterEvent.map(SQLValue.integer) ?? .null, record.detail.map(SQLValue.text) ?? .null,
-                      .integer(id), .integer(Int64(record.host))])
+                try connection.query(
+                    """
+                    UPDATE rollout_hosts SET state = ?, old_version = ?, old_document = ?, new_version = ?, after_event = ?, detail = ?
+                    WHERE rollout_id = ? AND host = ?
+                    """,
+                    [
+                        .text(record.state.rawValue), record.oldVersion.map(SQLValue.text) ?? .null,
+                        record.oldDocument.map { .text(String(decoding: $0, as: UTF8.self)) } ?? .null,
+                        record.newVersion.map(SQLValue.text) ?? .null,
+                        record.afterEvent.map(SQLValue.integer) ?? .null, record.detail.map(SQLValue.text) ?? .null,
+                        .integer(id), .integer(Int64(record.host)),
+                    ])
             }
         }
     }
 
     /// Where the rollout is: the wave, pushing or baking (and since when).
-    public func step(_ id: Int64, wave: Int, phase: RolloutRecord.Phase, bakeStartedNanos: UInt64? = nil) throws(RolloutStateError) {
+    public func step(_ id: Int64, wave: Int, phase: RolloutRecord.Phase, bakeStartedNanos: UInt64? = nil)
+        throws(RolloutStateError)
+    {
         try write { () throws(SQLiteError) in
-            try connection.query("UPDATE rollouts SET wave = ?, phase = ?, bake_started_ns = ? WHERE id = ?",
-                                 [.integer(Int64(wave)), .text(phase.rawValue), bakeStartedNanos.map(SQLValue.unsigned) ?? .null, .integer(id)])
+            try connection.query(
+                "UPDATE rollouts SET wave = ?, phase = ?, bake_started_ns = ? WHERE id = ?",
+                [
+                    .integer(Int64(wave)), .text(phase.rawValue), bakeStartedNanos.map(SQLValue.unsigned) ?? .null,
+                    .integer(id),
+                ])
         }
     }
 
     public func finish(_ id: Int64, state: RolloutRecord.State, outcome: String) throws(RolloutStateError) {
         try write { () throws(SQLiteError) in
-            try connection.query("UPDATE rollouts SET state = ?, outcome = ? WHERE id = ?", [.text(state.rawValue), .text(outcome), .integer(id)])
+            try connection.query(
+                "UPDATE rollouts SET state = ?, outcome = ? WHERE id = ?",
+                [.text(state.rawValue), .text(outcome), .integer(id)])
         }
     }
 
     public func addEvidence(_ id: Int64, wave: Int, breach: BakeBreach) throws(RolloutStateError) {
         try write { () throws(SQLiteError) in
             for evidence in breach.evidence {
-                try connection.query("INSERT INTO rollout_evidence (rollout_id, wave, host, event_id, kind, what) VALUES (?, ?, ?, ?, ?, ?)",
-                                     [.integer(id), .integer(Int64(wave)), .integer(Int64(evidence.host)),
-                                      evidence.eventID.map(SQLValue.integer) ?? .null, .text(breach.kind), .text(evidence.what)])
+                try connection.query(
+                    "INSERT INTO rollout_evidence (rollout_id, wave, host, event_id, kind, what) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        .integer(id), .integer(Int64(wave)), .integer(Int64(evidence.host)),
+                        evidence.eventID.map(SQLValue.integer) ?? .null, .text(breach.kind), .text(evidence.what),
+                    ])
             }
         }
     }

@@ -63,8 +63,10 @@ public final class CurlEventFollower: @unchecked Sendable {
     /// - Parameters:
     ///   - path: the stream's path and query (`/v1/events/stream?kind=conversion`).
     ///   - silenceSeconds: three heartbeats (the agent sends one every 15 s) by default.
-    public init(endpoints: [Endpoint], options: TransportOptions, path: String = APIRoute.eventStream.path(),
-                silenceSeconds: Int = 45) throws(TransportError) {
+    public init(
+        endpoints: [Endpoint], options: TransportOptions, path: String = APIRoute.eventStream.path(),
+        silenceSeconds: Int = 45
+    ) throws(TransportError) {
         guard curl_global_init(Int(CURL_GLOBAL_DEFAULT)) == CURLE_OK, let multi = curl_multi_init() else {
             throw .failed("libcurl could not be initialized")
         }
@@ -89,9 +91,15 @@ public final class CurlEventFollower: @unchecked Sendable {
     /// Follows every host from `startAfter[host]` (nil: from now) until `stop()`.
     /// Returns each host's last event id. `update` runs on this thread.
     public func follow(startAfter: [Int64?], update: (Update) throws -> Void) rethrows -> [Int64?] {
-        var state = FollowState(lastIDs: startAfter, due: endpoints.indices.map { (Date.distantPast, $0) },
-                                failures: [Int](repeating: 0, count: endpoints.count))
-        defer { for connection in state.active.values { curl_multi_remove_handle(multi, connection.handle); connection.release() } }
+        var state = FollowState(
+            lastIDs: startAfter, due: endpoints.indices.map { (Date.distantPast, $0) },
+            failures: [Int](repeating: 0, count: endpoints.count))
+        defer {
+            for connection in state.active.values {
+                curl_multi_remove_handle(multi, connection.handle)
+                connection.release()
+            }
+        }
         while !stopping.load(ordering: .acquiring) {
             openDue(&state)
             var running: Int32 = 0
@@ -168,7 +176,8 @@ public final class CurlEventFollower: @unchecked Sendable {
         var left: Int32 = 0
         while let message = curl_multi_info_read(multi, &left) {
             guard ccurl_message_is_done(message) != 0, let handle = ccurl_message_handle(message),
-                  let connection = state.active.removeValue(forKey: handle) else { continue }
+                let connection = state.active.removeValue(forKey: handle)
+            else { continue }
             var status = 0
             ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
             // The last bytes of a stream that ended (an overflow notice, say) are events too.
@@ -182,7 +191,8 @@ public final class CurlEventFollower: @unchecked Sendable {
             let answer = status == 200 ? "" : String(decoding: connection.take().prefix(300), as: UTF8.self)
             curl_multi_remove_handle(multi, handle)
             connection.release()
-            let reason = status == 200 || status == 0
+            let reason =
+                status == 200 || status == 0
                 ? (code == CURLE_OK ? "the stream ended" : String(cString: curl_easy_strerror(code)))
                 : "HTTP \(status) \(answer)"
             // A refused token or an agent without the stream will not change by retrying.
@@ -201,8 +211,9 @@ public final class CurlEventFollower: @unchecked Sendable {
         guard let handle = curl_easy_init() else { return nil }
         let connection = Connection(host: host, handle: handle, lastEventID: lastEventID)
         let endpoint = endpoints[host]
-        CurlTransport.connect(handle, to: endpoint, path: path, options: options,
-                              connectTimeoutMilliseconds: options.connectTimeoutMilliseconds)
+        CurlTransport.connect(
+            handle, to: endpoint, path: path, options: options,
+            connectTimeoutMilliseconds: options.connectTimeoutMilliseconds)
         // No overall timeout: a stream lasts. Silence longer than three heartbeats is a dead connection.
         ccurl_setopt_long(handle, CURLOPT_LOW_SPEED_LIMIT, 1)
         ccurl_setopt_long(handle, CURLOPT_LOW_SPEED_TIME, silenceSeconds)

@@ -8,7 +8,9 @@ public struct SSEEvent: Sendable, Equatable {
     public var data: String
 
     public init(id: Int64?, type: String, data: String) {
-        self.id = id; self.type = type; self.data = data
+        self.id = id
+        self.type = type
+        self.data = data
     }
 }
 
@@ -62,7 +64,10 @@ public struct SSEParser: Sendable {
             start = newline + 1
             if line.isEmpty {
                 if dataLines > 0 {
-                    events.append(SSEEvent(id: lastEventID, type: type.isEmpty ? "message" : type, data: String(decoding: data, as: UTF8.self)))
+                    events.append(
+                        SSEEvent(
+                            id: lastEventID, type: type.isEmpty ? "message" : type,
+                            data: String(decoding: data, as: UTF8.self)))
                 }
                 type = ""
                 data = []

@@ -95,7 +95,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         // reuse them anyway (each phase walks every host before the next one starts), and
         // libcurl walks its connection cache for every transfer: it closes each after use.
         reuse = endpoints.count <= Self.maxCachedConnections
-        ccurl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, (reuse ? max(options.concurrency, endpoints.count) : options.concurrency) + 8)
+        ccurl_multi_setopt_long(
+            multi, CURLMOPT_MAXCONNECTS, (reuse ? max(options.concurrency, endpoints.count) : options.concurrency) + 8)
     }
 
     deinit {
@@ -108,7 +109,8 @@ public final class CurlTransport: Transport, @unchecked Sendable {
     }
 
     public func perform(_ initial: [HostRequest], next: (Int, Result<HostResponse, TransportError>) -> HostRequest?)
-        -> [Result<HostResponse, TransportError>] {
+        -> [Result<HostResponse, TransportError>]
+    {
         lock.lock()
         defer { lock.unlock() }
         var requests = initial
@@ -136,12 +138,16 @@ public final class CurlTransport: Transport, @unchecked Sendable {
                 if let end = request.commandDeadline {
                     left = min(left, Int(end.timeIntervalSinceNow * 1000))
                     guard left > 0 else {
-                        results[index] = .failure(.timeout("the command's time ran out before this request could be made"))
+                        results[index] = .failure(
+                            .timeout("the command's time ran out before this request could be made"))
                         finished += 1
                         continue
                     }
                 }
-                switch start(request, index: index, attempt: attempt, timeoutMilliseconds: max(1, min(options.totalTimeoutMilliseconds, left))) {
+                switch start(
+                    request, index: index, attempt: attempt,
+                    timeoutMilliseconds: max(1, min(options.totalTimeoutMilliseconds, left)))
+                {
                 case .success(let transfer): active[transfer.handle] = transfer
                 case .failure(let error): results[index] = .failure(error)
                 }
@@ -151,15 +157,19 @@ public final class CurlTransport: Transport, @unchecked Sendable {
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard ccurl_message_is_done(message) != 0, let handle = ccurl_message_handle(message),
-                      let transfer = active.removeValue(forKey: handle) else { continue }
+                    let transfer = active.removeValue(forKey: handle)
+                else { continue }
                 let outcome = finish(transfer, code: ccurl_message_result(message))
                 curl_multi_remove_handle(multi, handle)
                 transfer.release()
                 let backoff = Double(options.retryBackoffMilliseconds) * pow(2, Double(transfer.attempt)) / 1000
-                var deadline = (firstStarted[transfer.index] ?? Date()).addingTimeInterval(Double(options.hostDeadlineMilliseconds) / 1000)
+                var deadline = (firstStarted[transfer.index] ?? Date()).addingTimeInterval(
+                    Double(options.hostDeadlineMilliseconds) / 1000)
                 if let end = transfer.request.commandDeadline { deadline = min(deadline, end) }
                 // A retry that could not even start before the host's deadline is not made.
-                if shouldRetry(transfer.request, outcome, attempt: transfer.attempt), Date(timeIntervalSinceNow: backoff) < deadline {
+                if shouldRetry(transfer.request, outcome, attempt: transfer.attempt),
+                    Date(timeIntervalSinceNow: backoff) < deadline
+                {
                     delayed.append((Date(timeIntervalSinceNow: backoff), transfer.index, transfer.attempt + 1))
                 } else if let following = next(transfer.index, outcome) {
                     // The host's next request goes out now, within what is left of its deadline.
@@ -181,7 +191,9 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         return results.map { $0 ?? .failure(.failed("not attempted")) }
     }
 
-    private func shouldRetry(_ request: HostRequest, _ outcome: Result<HostResponse, TransportError>, attempt: Int) -> Bool {
+    private func shouldRetry(_ request: HostRequest, _ outcome: Result<HostResponse, TransportError>, attempt: Int)
+        -> Bool
+    {
         guard request.isIdempotent, attempt < options.retries else { return false }
         switch outcome {
         case .success(let response): return [502, 503, 504].contains(response.status)
@@ -190,9 +202,12 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         }
     }
 
-    private func start(_ request: HostRequest, index: Int, attempt: Int, timeoutMilliseconds: Int) -> Result<Transfer, TransportError> {
+    private func start(_ request: HostRequest, index: Int, attempt: Int, timeoutMilliseconds: Int) -> Result<
+        Transfer, TransportError
+    > {
         guard let handle = curl_easy_init() else { return .failure(.failed("curl_easy_init failed")) }
-        let transfer = Transfer(index: index, request: request, attempt: attempt, handle: handle, maxBody: options.maxResponseBytes)
+        let transfer = Transfer(
+            index: index, request: request, attempt: attempt, handle: handle, maxBody: options.maxResponseBytes)
         transfer.timeoutMilliseconds = timeoutMilliseconds
         guard transfer.body != nil, transfer.head != nil else {
             transfer.release()
@@ -200,8 +215,9 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         }
         let endpoint = endpoints[request.host]
         if !reuse { ccurl_setopt_long(handle, CURLOPT_FORBID_REUSE, 1) }
-        Self.connect(handle, to: endpoint, path: request.path, options: options,
-                     connectTimeoutMilliseconds: min(options.connectTimeoutMilliseconds, timeoutMilliseconds))
+        Self.connect(
+            handle, to: endpoint, path: request.path, options: options,
+            connectTimeoutMilliseconds: min(options.connectTimeoutMilliseconds, timeoutMilliseconds))
         ccurl_setopt_long(handle, CURLOPT_TIMEOUT_MS, timeoutMilliseconds)
         ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0)
         ccurl_collect_body(handle, transfer.body)
@@ -238,25 +254,36 @@ public final class CurlTransport: Transport, @unchecked Sendable {
             // Our own caps abort a transfer through its write callback; libcurl then names a
             // generic write or memory error, so say which cap it was.
             if let body = transfer.body, ccurl_buffer_overflowed(body) != 0 {
-                return .failure(.failed("the answer was larger than \(options.maxResponseBytes >> 20) MiB, memgatectl's limit for one response"))
+                return .failure(
+                    .failed(
+                        "the answer was larger than \(options.maxResponseBytes >> 20) MiB, memgatectl's limit for one response"
+                    ))
             }
             if let head = transfer.head, ccurl_buffer_overflowed(head) != 0 {
-                return .failure(.failed("the answer's headers were larger than \(Transfer.maxHeaderBytes >> 10) KiB, memgatectl's limit"))
+                return .failure(
+                    .failed(
+                        "the answer's headers were larger than \(Transfer.maxHeaderBytes >> 10) KiB, memgatectl's limit"
+                    ))
             }
             let message = String(cString: curl_easy_strerror(code))
             switch code {
             case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SEND_ERROR,
-                 CURLE_RECV_ERROR, CURLE_GOT_NOTHING:
+                CURLE_RECV_ERROR, CURLE_GOT_NOTHING:
                 return .failure(.unreachable(message))
             case CURLE_OUT_OF_MEMORY:
                 // libcurl reports a header line over its own 100 KiB limit this way.
-                return .failure(.failed("the answer had a header line longer than libcurl's 100 KiB limit (or memory ran out)"))
+                return .failure(
+                    .failed("the answer had a header line longer than libcurl's 100 KiB limit (or memory ran out)"))
             case CURLE_OPERATION_TIMEDOUT:
                 let attempts = transfer.attempt + 1
-                return .failure(.timeout(transfer.timeoutMilliseconds < options.totalTimeoutMilliseconds
-                    ? "no answer within the host's \(Double(options.hostDeadlineMilliseconds) / 1000) s deadline (\(attempts) attempt\(attempts == 1 ? "" : "s"))"
-                    : "no answer within \(Double(options.totalTimeoutMilliseconds) / 1000) s (attempt \(attempts))"))
-            case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE:
+                return .failure(
+                    .timeout(
+                        transfer.timeoutMilliseconds < options.totalTimeoutMilliseconds
+                            ? "no answer within the host's \(Double(options.hostDeadlineMilliseconds) / 1000) s deadline (\(attempts) attempt\(attempts == 1 ? "" : "s"))"
+                            : "no answer within \(Double(options.totalTimeoutMilliseconds) / 1000) s (attempt \(attempts))"
+                    ))
+            case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM,
+                CURLE_SSL_CACERT_BADFILE:
                 return .failure(.tls(message))
             default:
                 return .failure(.failed(message))
@@ -264,13 +291,17 @@ public final class CurlTransport: Transport, @unchecked Sendable {
         }
         var status = 0
         ccurl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
-        return .success(HostResponse(status: status, headers: Self.parseHeaders(Transfer.bytes(transfer.head)),
-                                     body: Transfer.bytes(transfer.body), seconds: seconds))
+        return .success(
+            HostResponse(
+                status: status, headers: Self.parseHeaders(Transfer.bytes(transfer.head)),
+                body: Transfer.bytes(transfer.body), seconds: seconds))
     }
 
     /// Where and how an easy handle connects: URL, Unix socket, TLS files, no signals, no Nagle.
-    static func connect(_ handle: UnsafeMutableRawPointer, to endpoint: Endpoint, path: String, options: TransportOptions,
-                        connectTimeoutMilliseconds: Int) {
+    static func connect(
+        _ handle: UnsafeMutableRawPointer, to endpoint: Endpoint, path: String, options: TransportOptions,
+        connectTimeoutMilliseconds: Int
+    ) {
         ccurl_setopt_string(handle, CURLOPT_URL, endpoint.baseURL + path)
         ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMilliseconds)
@@ -288,9 +319,13 @@ public final class CurlTransport: Transport, @unchecked Sendable {
     static func parseHeaders(_ bytes: [UInt8]) -> [String: String] {
         var headers: [String: String] = [:]
         for line in String(decoding: bytes, as: UTF8.self).components(separatedBy: "\r\n") {
-            if line.hasPrefix("HTTP/") { headers = [:]; continue }
+            if line.hasPrefix("HTTP/") {
+                headers = [:]
+                continue
+            }
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         return headers
     }

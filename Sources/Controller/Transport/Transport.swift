@@ -12,9 +12,15 @@ public struct HostRequest: Sendable, Equatable {
     /// the host's own deadline leaves.
     public var commandDeadline: Date?
 
-    public init(host: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: [UInt8]? = nil,
-                commandDeadline: Date? = nil) {
-        self.host = host; self.method = method; self.path = path; self.headers = headers; self.body = body
+    public init(
+        host: Int, method: String = "GET", path: String, headers: [String: String] = [:], body: [UInt8]? = nil,
+        commandDeadline: Date? = nil
+    ) {
+        self.host = host
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
         self.commandDeadline = commandDeadline
     }
 
@@ -32,7 +38,10 @@ public struct HostResponse: Sendable, Equatable {
     public var seconds: Double
 
     public init(status: Int, headers: [String: String] = [:], body: [UInt8] = [], seconds: Double = 0) {
-        self.status = status; self.headers = headers; self.body = body; self.seconds = seconds
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.seconds = seconds
     }
 }
 
@@ -67,7 +76,8 @@ public protocol Transport: Sendable {
 extension Transport {
     /// Chains phase by phase (a transport that cannot interleave them): correct, not pipelined.
     public func perform(_ requests: [HostRequest], next: (Int, Result<HostResponse, TransportError>) -> HostRequest?)
-        -> [Result<HostResponse, TransportError>] {
+        -> [Result<HostResponse, TransportError>]
+    {
         var results = perform(requests)
         var pending = Array(results.indices)
         while !pending.isEmpty {

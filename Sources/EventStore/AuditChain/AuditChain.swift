@@ -12,17 +12,22 @@ public enum AuditChain {
         case events, requests
 
         /// The tables whose rows make up this chain.
-        var tables: [Table] { self == .requests ? [.apiRequests] : [.memoryFaults, .conversions, .vmEvents, .policyApplications] }
+        var tables: [Table] {
+            self == .requests ? [.apiRequests] : [.memoryFaults, .conversions, .vmEvents, .policyApplications]
+        }
     }
 
     /// The value before the first row of a chain nobody pruned.
     public static var zero: [UInt8] { ChainLink.zero }
 
-    public static func link(_ previous: [UInt8], _ canonical: [UInt8]) -> [UInt8] { ChainLink.link(previous, canonical) }
+    public static func link(_ previous: [UInt8], _ canonical: [UInt8]) -> [UInt8] {
+        ChainLink.link(previous, canonical)
+    }
 
     /// The tables whose rows are chained, with the column that holds each row's id.
     enum Table: String, CaseIterable {
-        case memoryFaults = "memory_faults", conversions, vmEvents = "vm_events", policyApplications = "policy_applications"
+        case memoryFaults = "memory_faults", conversions, vmEvents = "vm_events", policyApplications =
+            "policy_applications"
         case apiRequests = "api_requests"
 
         var idColumn: String { self == .apiRequests ? "id" : "event_id" }
@@ -72,17 +77,25 @@ public enum AuditChain {
     static func eventRows(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [Row] {
         let bound = try EventQueries.eventBounds(after: after, limit: limit, connection)
         var rows = try connection.rows(faultsSQL, bound) { row in
-            Row(id: row.int64(0), table: .memoryFaults, canonical: canonicalFault(row), stored: storedChain(row, 9), timeNanos: row.unsigned(3))
+            Row(
+                id: row.int64(0), table: .memoryFaults, canonical: canonicalFault(row), stored: storedChain(row, 9),
+                timeNanos: row.unsigned(3))
         }
         rows += try connection.rows(conversionsSQL, bound) { row in
-            Row(id: row.int64(0), table: .conversions, canonical: canonicalConversion(row), stored: storedChain(row, 17),
+            Row(
+                id: row.int64(0), table: .conversions, canonical: canonicalConversion(row),
+                stored: storedChain(row, 17),
                 timeNanos: row.unsigned(3), applied: appliedChange(row))
         }
         rows += try connection.rows(vmEventsSQL, bound) { row in
-            Row(id: row.int64(0), table: .vmEvents, canonical: canonicalVMEvent(row), stored: storedChain(row, 7), timeNanos: row.unsigned(2))
+            Row(
+                id: row.int64(0), table: .vmEvents, canonical: canonicalVMEvent(row), stored: storedChain(row, 7),
+                timeNanos: row.unsigned(2))
         }
         rows += try connection.rows(policiesSQL, bound) { row in
-            Row(id: row.int64(0), table: .policyApplications, canonical: canonicalPolicyApplication(row), stored: storedChain(row, 9),
+            Row(
+                id: row.int64(0), table: .policyApplications, canonical: canonicalPolicyApplication(row),
+                stored: storedChain(row, 9),
                 timeNanos: row.unsigned(3))
         }
         rows.sort { $0.id < $1.id }
@@ -92,11 +105,15 @@ public enum AuditChain {
     /// Admitted API writes after `after`, at most `limit`, in id order.
     static func requestRows(after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [Row] {
         try connection.rows(requestsSQL, [.integer(after), .integer(Int64(limit))]) { row in
-            Row(id: row.int64(0), table: .apiRequests, canonical: canonicalRequest(row), stored: storedChain(row, 7), timeNanos: row.unsigned(1))
+            Row(
+                id: row.int64(0), table: .apiRequests, canonical: canonicalRequest(row), stored: storedChain(row, 7),
+                timeNanos: row.unsigned(1))
         }
     }
 
-    static func rows(_ name: Name, after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError) -> [Row] {
+    static func rows(_ name: Name, after: Int64, limit: Int, _ connection: SQLiteConnection) throws(SQLiteError)
+        -> [Row]
+    {
         switch name {
         case .events: try eventRows(after: after, limit: limit, connection)
         case .requests: try requestRows(after: after, limit: limit, connection)
@@ -109,7 +126,8 @@ public enum AuditChain {
         let start = row.unsigned(5)
         let (end, overflow) = start.addingReportingOverflow(row.unsigned(6))
         guard !overflow else { return nil }
-        return AppliedChange(vmID: row.int64(1), start: start, end: end, state: row.text(7) == "to_shared" ? .shared : .private)
+        return AppliedChange(
+            vmID: row.int64(1), start: start, end: end, state: row.text(7) == "to_shared" ? .shared : .private)
     }
 
     private static func storedChain(_ row: Statement, _ column: Int32) -> String? {

@@ -32,12 +32,16 @@ struct ChainLinker {
 
     /// The newest chained row of `name`, or its genesis when nothing after it is chained.
     static func loadHead(_ name: AuditChain.Name, _ connection: SQLiteConnection) throws(SQLiteError) -> Head {
-        var best = try genesis(name, connection).map { Head(id: $0.throughID, chain: $0.chain) } ?? Head(id: 0, chain: AuditChain.zero)
+        var best =
+            try genesis(name, connection).map { Head(id: $0.throughID, chain: $0.chain) }
+            ?? Head(id: 0, chain: AuditChain.zero)
         for table in name.tables {
             let newest = try connection.query(
-                "SELECT \(table.idColumn), chain FROM \(table.rawValue) WHERE chain IS NOT NULL ORDER BY \(table.idColumn) DESC LIMIT 1")
+                "SELECT \(table.idColumn), chain FROM \(table.rawValue) WHERE chain IS NOT NULL ORDER BY \(table.idColumn) DESC LIMIT 1"
+            )
             guard let row = newest.first, case .integer(let id) = row[0], case .text(let hex) = row[1], id > best.id,
-                  let value = SHA256.bytes(hex: hex), value.count == 32 else { continue }
+                let value = SHA256.bytes(hex: hex), value.count == 32
+            else { continue }
             best = Head(id: id, chain: value)
         }
         return best
@@ -54,22 +58,29 @@ struct ChainLinker {
 
     /// The newest cut of `name` (nil: never pruned since schema 9).
     static func genesis(_ name: AuditChain.Name, _ connection: SQLiteConnection) throws(SQLiteError) -> Genesis? {
-        try connection.query("""
+        try connection.query(
+            """
             SELECT through_id, chain, pruned, first_ns, last_ns, time_ns FROM chain_genesis WHERE chain_name = ?
             ORDER BY through_id DESC LIMIT 1
-            """, [.text(name.rawValue)]).first.flatMap { row in
-            guard case .text(let hex) = row[1], let chain = SHA256.bytes(hex: hex), chain.count == 32 else { return nil }
-            return Genesis(throughID: row[0].integer, chain: chain, pruned: row[2].integer,
-                           firstNanos: row[3] == .null ? nil : row[3].unsigned, lastNanos: row[4] == .null ? nil : row[4].unsigned,
-                           timeNanos: row[5].unsigned)
+            """, [.text(name.rawValue)]
+        ).first.flatMap { row in
+            guard case .text(let hex) = row[1], let chain = SHA256.bytes(hex: hex), chain.count == 32 else {
+                return nil
+            }
+            return Genesis(
+                throughID: row[0].integer, chain: chain, pruned: row[2].integer,
+                firstNanos: row[3] == .null ? nil : row[3].unsigned, lastNanos: row[4] == .null ? nil : row[4].unsigned,
+                timeNanos: row[5].unsigned)
         }
     }
 
     /// Chains every final row after the heads (call inside the transaction); returns the rows chained.
     /// `observe` sees each event row once, in chain order (what the memory checkpoints follow).
     @discardableResult
-    mutating func extend(_ connection: SQLiteConnection,
-                         observe: (AuditChain.Row) throws(SQLiteError) -> Void = { _ throws(SQLiteError) in }) throws(SQLiteError) -> Int {
+    mutating func extend(
+        _ connection: SQLiteConnection,
+        observe: (AuditChain.Row) throws(SQLiteError) -> Void = { _ throws(SQLiteError) in }
+    ) throws(SQLiteError) -> Int {
         var linked = 0
         for name in AuditChain.Name.allCases {
             guard var head = staged[name] ?? heads[name] else { continue }
@@ -78,7 +89,9 @@ struct ChainLinker {
                 for row in rows {
                     head.chain = AuditChain.link(head.chain, row.canonical)
                     head.id = row.id
-                    try connection.statement(row.table.updateSQL).run([.text(SHA256.hexString(head.chain)), .integer(row.id)])
+                    try connection.statement(row.table.updateSQL).run([
+                        .text(SHA256.hexString(head.chain)), .integer(row.id),
+                    ])
                     try observe(row)
                 }
                 linked += rows.count
@@ -110,10 +123,14 @@ struct ChainLinker {
         let chained: (table: AuditChain.Table, sql: String, canonical: [UInt8], time: UInt64)
         switch write.ringStatement {
         case .insertFaultWithAccess?:
-            chained = (.memoryFaults, EventStore.insertFaultChained, AuditChain.canonicalFault(values), values.unsigned(3))
+            chained = (
+                .memoryFaults, EventStore.insertFaultChained, AuditChain.canonicalFault(values), values.unsigned(3)
+            )
         case .insertConversion?, .insertVMConversion?:
             guard values.text(9) != ConversionDecision.pending.rawValue else { return .stop }
-            let sql = write.ringStatement == .insertConversion ? EventStore.insertConversionChained : EventStore.insertVMConversionChained
+            let sql =
+                write.ringStatement == .insertConversion
+                ? EventStore.insertConversionChained : EventStore.insertVMConversionChained
             chained = (.conversions, sql, AuditChain.canonicalConversion(values), values.unsigned(3))
         case .insertFault?, .finishConversion?:
             return .stop
@@ -121,8 +138,12 @@ struct ChainLinker {
             return .other
         case nil:
             if write.sql == EventStore.insertVMEvent {
-                chained = (.vmEvents, EventStore.insertVMEventChained, AuditChain.canonicalVMEvent(values), values.unsigned(2))
-            } else if write.sql.hasPrefix("INSERT INTO policy_applications") || write.sql.hasPrefix("UPDATE conversions") {
+                chained = (
+                    .vmEvents, EventStore.insertVMEventChained, AuditChain.canonicalVMEvent(values), values.unsigned(2)
+                )
+            } else if write.sql.hasPrefix("INSERT INTO policy_applications")
+                || write.sql.hasPrefix("UPDATE conversions")
+            {
                 return .stop
             } else {
                 return .other
@@ -136,8 +157,10 @@ struct ChainLinker {
         write.sql = chained.sql
         write.values.append(.text(hex))
         stagedCounts.inline += 1
-        return .linked(AuditChain.Row(id: head.id, table: chained.table, canonical: chained.canonical, stored: hex, timeNanos: chained.time,
-                                      applied: chained.table == .conversions ? AuditChain.appliedChange(values) : nil))
+        return .linked(
+            AuditChain.Row(
+                id: head.id, table: chained.table, canonical: chained.canonical, stored: hex, timeNanos: chained.time,
+                applied: chained.table == .conversions ? AuditChain.appliedChange(values) : nil))
     }
 
     /// A linker whose heads cover every final row, chaining what is not yet in its own transaction.

@@ -37,18 +37,21 @@ public enum ChainVerifier {
             let genesis = try ChainLinker.genesis(name, connection)
             var previous = genesis?.chain ?? AuditChain.zero
             var after = genesis?.throughID ?? 0
-            var report = Report(chain: name, rows: 0, lastID: after, lastChain: SHA256.hexString(previous), genesisID: after,
-                                genesisChain: SHA256.hexString(previous), problem: nil)
+            var report = Report(
+                chain: name, rows: 0, lastID: after, lastChain: SHA256.hexString(previous), genesisID: after,
+                genesisChain: SHA256.hexString(previous), problem: nil)
             let noun = name == .events ? "event" : "request"
             while true {
                 let rows = try AuditChain.rows(name, after: after, limit: ChainLinker.page, connection)
                 for row in rows {
                     let computed = SHA256.hexString(AuditChain.link(previous, row.canonical))
                     guard row.stored == computed else {
-                        let why = row.stored == nil
+                        let why =
+                            row.stored == nil
                             ? "\(noun) \(row.id) (\(row.table.rawValue)) has no chain value, though every \(noun) before it is final: it was inserted, or the one before it was removed"
                             : "\(noun) \(row.id) (\(row.table.rawValue)) does not match its chain value: it, or the \(noun) before it, was altered, inserted or removed"
-                        report.problem = Problem(id: row.id, table: row.table.rawValue, stored: row.stored, computed: computed, reason: why)
+                        report.problem = Problem(
+                            id: row.id, table: row.table.rawValue, stored: row.stored, computed: computed, reason: why)
                         return report
                     }
                     previous = AuditChain.link(previous, row.canonical)
@@ -62,12 +65,15 @@ public enum ChainVerifier {
             // Past the last final event only rows that wait for a pending conversion, and none of them chained.
             for table in name.tables {
                 let stray = try connection.scalar(
-                    "SELECT min(\(table.idColumn)) FROM \(table.rawValue) WHERE \(table.idColumn) > ? AND chain IS NOT NULL", [.integer(after)])
+                    "SELECT min(\(table.idColumn)) FROM \(table.rawValue) WHERE \(table.idColumn) > ? AND chain IS NOT NULL",
+                    [.integer(after)])
                 if let stray {
-                    report.problem = Problem(id: stray, table: table.rawValue, stored: nil, computed: nil, reason: """
-                        \(noun) \(stray) (\(table.rawValue)) carries a chain value after the chain's last final \(noun) (\(after)): \
-                        it was inserted, or a conversion before it was set back to pending
-                        """)
+                    report.problem = Problem(
+                        id: stray, table: table.rawValue, stored: nil, computed: nil,
+                        reason: """
+                            \(noun) \(stray) (\(table.rawValue)) carries a chain value after the chain's last final \(noun) (\(after)): \
+                            it was inserted, or a conversion before it was set back to pending
+                            """)
                     return report
                 }
             }
@@ -81,18 +87,22 @@ public enum ChainVerifier {
             let genesis = try ChainLinker.genesis(name, connection)
             let head = try ChainLinker.loadHead(name, connection)
             let start = genesis?.throughID ?? 0
-                        var count: Int64 = 0
+            var count: Int64 = 0
             for table in name.tables {
-                count += try connection.scalar(
-                    "SELECT count(*) FROM \(table.rawValue) WHERE \(table.idColumn) > ? AND \(table.idColumn) <= ?",
-                    [.integer(start), .integer(head.id)]) ?? 0
+                count +=
+                    try connection.scalar(
+                        "SELECT count(*) FROM \(table.rawValue) WHERE \(table.idColumn) > ? AND \(table.idColumn) <= ?",
+                        [.integer(start), .integer(head.id)]) ?? 0
             }
-            let newest = head.id > start ? try AuditChain.rows(name, after: head.id - 1, limit: 1, connection).first : nil
+            let newest =
+                head.id > start ? try AuditChain.rows(name, after: head.id - 1, limit: 1, connection).first : nil
             return ChainHead(
                 lastId: head.id, chain: SHA256.hexString(head.chain), count: count, timeNs: newest?.timeNanos,
                 genesis: genesis.map {
-                    ChainGenesis(throughId: $0.throughID, chain: SHA256.hexString($0.chain), pruned: $0.pruned, firstNs: $0.firstNanos,
-                                 lastNs: $0.lastNanos, timeNs: $0.timeNanos)
+                    ChainGenesis(
+                        throughId: $0.throughID, chain: SHA256.hexString($0.chain), pruned: $0.pruned,
+                        firstNs: $0.firstNanos,
+                        lastNs: $0.lastNanos, timeNs: $0.timeNanos)
                 })
         }
     }

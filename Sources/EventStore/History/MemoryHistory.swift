@@ -31,23 +31,33 @@ public enum MemoryHistory {
     /// record in parallel): the time bounds of the replay are widened by this much.
     static let clockSlack: UInt64 = 100_000_000
 
-    public static func state(vm id: Int64, at moment: Moment, _ connection: SQLiteConnection) throws(SQLiteError) -> Result<PastState, Unavailable> {
-        guard let vm = try connection.query("""
-            SELECT data_ram_start, data_ram_size, initial_state, pruned_to_shared_bytes + pruned_to_private_bytes FROM vms WHERE vm_id = ?
-            """, [.integer(id)]).first else { return .failure(.noVM) }
+    public static func state(vm id: Int64, at moment: Moment, _ connection: SQLiteConnection) throws(SQLiteError)
+        -> Result<PastState, Unavailable>
+    {
+        guard
+            let vm = try connection.query(
+                """
+                SELECT data_ram_start, data_ram_size, initial_state, pruned_to_shared_bytes + pruned_to_private_bytes FROM vms WHERE vm_id = ?
+                """, [.integer(id)]
+            ).first
+        else { return .failure(.noVM) }
         let start = vm[0].unsigned
         let bounds = PageRange(start: start, end: start &+ vm[1].unsigned)
         let initial = PageState(rawValue: vm[2].text) ?? .private
         let checkpoint: [SQLValue]?
         switch moment {
         case .event(let event):
-            checkpoint = try connection.query("""
+            checkpoint = try connection.query(
+                """
                 SELECT event_id, time_ns, runs FROM memory_checkpoints WHERE vm_id = ? AND event_id <= ? ORDER BY event_id DESC LIMIT 1
-                """, [.integer(id), .integer(event)]).first
+                """, [.integer(id), .integer(event)]
+            ).first
         case .time(let time):
-            checkpoint = try connection.query("""
+            checkpoint = try connection.query(
+                """
                 SELECT event_id, time_ns, runs FROM memory_checkpoints WHERE vm_id = ? AND time_ns <= ? ORDER BY event_id DESC LIMIT 1
-                """, [.integer(id), .unsigned(time)]).first
+                """, [.integer(id), .unsigned(time)]
+            ).first
         }
         var map = PageStateMap(bounds: bounds, initial: initial)
         var afterEvent: Int64 = 0
@@ -64,22 +74,28 @@ public enum MemoryHistory {
         switch moment {
         case .event(let event):
             // The newest conversion at or before the event (of any VM) bounds the time of this VM's.
-            let newest = try connection.query("SELECT requested_ns FROM conversions WHERE event_id <= ? ORDER BY event_id DESC LIMIT 1",
-                                              [.integer(event)]).first?.first?.unsigned ?? 0
+            let newest =
+                try connection.query(
+                    "SELECT requested_ns FROM conversions WHERE event_id <= ? ORDER BY event_id DESC LIMIT 1",
+                    [.integer(event)]
+                ).first?.first?.unsigned ?? 0
             (throughEvent, untilTime) = (event, newest &+ clockSlack < newest ? UInt64.max : newest &+ clockSlack)
         case .time(let time):
             (throughEvent, untilTime) = (Int64.max, time)
         }
         var replayed = 0
         var through: Int64? = afterEvent > 0 ? afterEvent : nil
-        let statement = try connection.statement("""
+        let statement = try connection.statement(
+            """
             SELECT event_id, gpa, size, direction, requested_ns FROM conversions
             WHERE vm_id = ?1 AND requested_ns >= ?2 AND requested_ns <= ?3 AND event_id > ?4 AND event_id <= ?5 AND decision = 'applied'
             ORDER BY event_id
             """)
         defer { statement.reset() }
-        try statement.bind([.integer(id), .unsigned(afterTime > clockSlack ? afterTime - clockSlack : 0), .unsigned(untilTime),
-                            .integer(afterEvent), .integer(throughEvent)])
+        try statement.bind([
+            .integer(id), .unsigned(afterTime > clockSlack ? afterTime - clockSlack : 0), .unsigned(untilTime),
+            .integer(afterEvent), .integer(throughEvent),
+        ])
         while try statement.step() {
             if case .time(let time) = moment, statement.unsigned(4) > time { continue }
             let gpa = statement.unsigned(1)
@@ -91,15 +107,20 @@ public enum MemoryHistory {
             replayed += 1
             through = statement.int64(0)
         }
-        return .success(PastState(map: map, throughEventID: through, replayed: replayed, checkpointEventID: afterEvent > 0 ? afterEvent : nil))
+        return .success(
+            PastState(
+                map: map, throughEventID: through, replayed: replayed,
+                checkpointEventID: afterEvent > 0 ? afterEvent : nil))
     }
 }
 
 /// A checkpoint's runs as text: `start-end:p` or `:s` in hex, comma separated. Pure.
 enum CheckpointRuns {
     static func encode(_ map: PageStateMap) -> String {
-        map.runs.map { "\(String($0.range.start, radix: 16))-\(String($0.range.end, radix: 16)):\($0.state == .private ? "p" : "s")" }
-            .joined(separator: ",")
+        map.runs.map {
+            "\(String($0.range.start, radix: 16))-\(String($0.range.end, radix: 16)):\($0.state == .private ? "p" : "s")"
+        }
+        .joined(separator: ",")
     }
 
     /// nil when the text is not runs (a row someone edited): the checkpoint is then not used. Reads the bytes
@@ -129,7 +150,8 @@ enum CheckpointRuns {
             return value
         }
         while byte != nil {
-            guard let start = number(until: UInt8(ascii: "-")), let end = number(until: UInt8(ascii: ":")), start < end else { return nil }
+            guard let start = number(until: UInt8(ascii: "-")), let end = number(until: UInt8(ascii: ":")), start < end
+            else { return nil }
             let state: PageState
             switch byte {
             case UInt8(ascii: "p"): state = .private
@@ -168,14 +190,19 @@ struct CheckpointKeeper {
             tracked = known
         } else {
             // First seen by this writer: the state just before this row, from the store.
-            guard case .success(let past) = try MemoryHistory.state(vm: change.vmID, at: .event(row.id - 1), connection) else { return }
+            guard case .success(let past) = try MemoryHistory.state(vm: change.vmID, at: .event(row.id - 1), connection)
+            else { return }
             tracked = Tracked(map: past.map, sinceCheckpoint: past.replayed)
         }
         tracked.map.set(PageRange(start: change.start, end: change.end), to: change.state)
         tracked.sinceCheckpoint += 1
         if tracked.sinceCheckpoint >= Self.every {
-            try connection.query("INSERT OR REPLACE INTO memory_checkpoints (vm_id, event_id, time_ns, runs) VALUES (?, ?, ?, ?)",
-                                 [.integer(change.vmID), .integer(row.id), .unsigned(row.timeNanos), .text(CheckpointRuns.encode(tracked.map))])
+            try connection.query(
+                "INSERT OR REPLACE INTO memory_checkpoints (vm_id, event_id, time_ns, runs) VALUES (?, ?, ?, ?)",
+                [
+                    .integer(change.vmID), .integer(row.id), .unsigned(row.timeNanos),
+                    .text(CheckpointRuns.encode(tracked.map)),
+                ])
             tracked.sinceCheckpoint = 0
         }
         vms[change.vmID] = tracked
@@ -187,10 +214,14 @@ struct CheckpointKeeper {
 
 extension EventQueries {
     /// A VM's memory at a past moment, from the store (the VM may have ended, or its agent restarted).
-    public func pastMemory(vm id: Int64, at moment: MemoryHistory.Moment) throws(EventStoreError) -> Result<MemoryHistory.PastState, MemoryHistory.Unavailable> {
+    public func pastMemory(vm id: Int64, at moment: MemoryHistory.Moment) throws(EventStoreError) -> Result<
+        MemoryHistory.PastState, MemoryHistory.Unavailable
+    > {
         try withConnection { connection throws(SQLiteError) in
             // One read transaction: the checkpoint and the conversions after it from one snapshot.
-            try connection.transaction("BEGIN") { () throws(SQLiteError) in try MemoryHistory.state(vm: id, at: moment, connection) }
+            try connection.transaction("BEGIN") { () throws(SQLiteError) in
+                try MemoryHistory.state(vm: id, at: moment, connection)
+            }
         }
     }
 }

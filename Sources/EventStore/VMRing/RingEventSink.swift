@@ -19,9 +19,11 @@ public final class RingEventSink: EventSink {
     private func append(_ record: VMRecord) -> EventReceipt {
         let payload = record.encoded()
         if ring.append(payload, shouldGiveUp: { abandoned.load(ordering: .acquiring) }) { return .done }
-        let failure = RecordingFailure(operation: "ring", message: payload.count > ring.capacity / 2
-            ? "a record of \(payload.count) bytes does not fit the VM's ring"
-            : "the VM ended while its ring was full (no agent drained it)")
+        let failure = RecordingFailure(
+            operation: "ring",
+            message: payload.count > ring.capacity / 2
+                ? "a record of \(payload.count) bytes does not fit the VM's ring"
+                : "the VM ended while its ring was full (no agent drained it)")
         return EventReceipt { failure }
     }
 
@@ -31,13 +33,18 @@ public final class RingEventSink: EventSink {
 
     public func begin(conversion: ConversionRecord) -> PendingConversion {
         let sequence = nextSequence.wrappingAdd(1, ordering: .relaxed).oldValue
-        return PendingConversion(ticket: ConversionTicket(id: sequence), receipt: append(.begin(sequence: sequence, conversion)))
+        return PendingConversion(
+            ticket: ConversionTicket(id: sequence), receipt: append(.begin(sequence: sequence, conversion)))
     }
 
-    public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                       discardedBytes: UInt64, guestResult: Int64) {
-        _ = append(.finish(sequence: ticket.id, decision: decision, reason: reason, completedNanos: completedNanos,
-                           discardedBytes: discardedBytes, guestResult: guestResult))
+    public func finish(
+        _ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
+        discardedBytes: UInt64, guestResult: Int64
+    ) {
+        _ = append(
+            .finish(
+                sequence: ticket.id, decision: decision, reason: reason, completedNanos: completedNanos,
+                discardedBytes: discardedBytes, guestResult: guestResult))
     }
 
     public func record(aggregate: EventAggregate) { _ = append(.aggregate(aggregate)) }

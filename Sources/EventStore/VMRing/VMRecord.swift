@@ -14,10 +14,17 @@ public struct VMEnding: Sendable, Equatable {
     public var consoleTail: [UInt8]
     public var consoleBytes: Int
 
-    public init(state: String, reason: String?, exitStatus: Int32?, runs: [(start: UInt64, end: UInt64, state: PageState)],
-                statistics: [UInt8], consoleTail: [UInt8], consoleBytes: Int) {
-        self.state = state; self.reason = reason; self.exitStatus = exitStatus; self.runs = runs
-        self.statistics = statistics; self.consoleTail = consoleTail; self.consoleBytes = consoleBytes
+    public init(
+        state: String, reason: String?, exitStatus: Int32?, runs: [(start: UInt64, end: UInt64, state: PageState)],
+        statistics: [UInt8], consoleTail: [UInt8], consoleBytes: Int
+    ) {
+        self.state = state
+        self.reason = reason
+        self.exitStatus = exitStatus
+        self.runs = runs
+        self.statistics = statistics
+        self.consoleTail = consoleTail
+        self.consoleBytes = consoleBytes
     }
 
     public static func == (a: VMEnding, b: VMEnding) -> Bool {
@@ -36,8 +43,9 @@ public enum VMRecord: Sendable, Equatable {
     case conversion(ConversionRecord)
     /// An allowed conversion, pending until its `finish`.
     case begin(sequence: UInt64, ConversionRecord)
-    case finish(sequence: UInt64, decision: ConversionDecision, reason: String?, completedNanos: UInt64, discardedBytes: UInt64,
-                guestResult: Int64)
+    case finish(
+        sequence: UInt64, decision: ConversionDecision, reason: String?, completedNanos: UInt64, discardedBytes: UInt64,
+        guestResult: Int64)
     case aggregate(EventAggregate)
     /// Started, paused or resumed: in the ring, so it keeps its place among the VM's records.
     case lifecycle(EventStore.VMEventKind, timeNanos: UInt64)
@@ -55,7 +63,8 @@ public enum VMRecord: Sendable, Equatable {
                 begun[sequence] = out.count
                 out.append(record)
             case .finish(let sequence, let decision, let reason, let completed, let discarded, let result):
-                guard let index = begun.removeValue(forKey: sequence), case .begin(_, var conversion) = out[index] else {
+                guard let index = begun.removeValue(forKey: sequence), case .begin(_, var conversion) = out[index]
+                else {
                     out.append(record)
                     continue
                 }
@@ -79,8 +88,13 @@ public enum VMRecord: Sendable, Equatable {
         switch self {
         case .fault(let fault):
             out.bytes.append(Tag.fault.rawValue)
-            out.integer(fault.vcpu); out.integer(fault.timeNanos); out.integer(fault.gpa); out.integer(fault.size)
-            out.integer(fault.flags); out.text(fault.source.rawValue); out.text(fault.access?.rawValue ?? "")
+            out.integer(fault.vcpu)
+            out.integer(fault.timeNanos)
+            out.integer(fault.gpa)
+            out.integer(fault.size)
+            out.integer(fault.flags)
+            out.text(fault.source.rawValue)
+            out.text(fault.access?.rawValue ?? "")
         case .conversion(let record):
             out.bytes.append(Tag.conversion.rawValue)
             Self.write(record, to: &out)
@@ -90,32 +104,57 @@ public enum VMRecord: Sendable, Equatable {
             Self.write(record, to: &out)
         case .finish(let sequence, let decision, let reason, let completed, let discarded, let result):
             out.bytes.append(Tag.finish.rawValue)
-            out.integer(sequence); out.text(decision.rawValue); out.bytes.append(reason == nil ? 0 : 1); out.text(reason ?? "")
-            out.integer(completed); out.integer(discarded); out.integer(result)
+            out.integer(sequence)
+            out.text(decision.rawValue)
+            out.bytes.append(reason == nil ? 0 : 1)
+            out.text(reason ?? "")
+            out.integer(completed)
+            out.integer(discarded)
+            out.integer(result)
         case .aggregate(let aggregate):
             out.bytes.append(Tag.aggregate.rawValue)
-            out.integer(aggregate.second); out.text(aggregate.kind.rawValue); out.integer(aggregate.events)
+            out.integer(aggregate.second)
+            out.text(aggregate.kind.rawValue)
+            out.integer(aggregate.events)
         case .lifecycle(let what, let time):
             out.bytes.append(Tag.lifecycle.rawValue)
-            out.text(what.rawValue); out.integer(time)
+            out.text(what.rawValue)
+            out.integer(time)
         case .ended(let ending):
             out.bytes.append(Tag.ended.rawValue)
-            out.text(ending.state); out.bytes.append(ending.reason == nil ? 0 : 1); out.text(ending.reason ?? "")
-            out.bytes.append(ending.exitStatus == nil ? 0 : 1); out.integer(ending.exitStatus ?? 0)
+            out.text(ending.state)
+            out.bytes.append(ending.reason == nil ? 0 : 1)
+            out.text(ending.reason ?? "")
+            out.bytes.append(ending.exitStatus == nil ? 0 : 1)
+            out.integer(ending.exitStatus ?? 0)
             out.integer(UInt32(truncatingIfNeeded: ending.runs.count))
             for run in ending.runs {
-                out.integer(run.start); out.integer(run.end); out.bytes.append(run.state == .shared ? 1 : 0)
+                out.integer(run.start)
+                out.integer(run.end)
+                out.bytes.append(run.state == .shared ? 1 : 0)
             }
-            out.data(ending.statistics); out.data(ending.consoleTail); out.integer(UInt64(max(ending.consoleBytes, 0)))
+            out.data(ending.statistics)
+            out.data(ending.consoleTail)
+            out.integer(UInt64(max(ending.consoleBytes, 0)))
         }
         return out.bytes
     }
 
     private static func write(_ record: ConversionRecord, to out: inout ByteWriter) {
-        out.integer(record.vcpu); out.integer(record.requestedNanos); out.optional(record.completedNanos)
-        out.integer(record.gpa); out.integer(record.size); out.text(record.direction.rawValue); out.text(record.trigger.rawValue)
-        out.text(record.decision.rawValue); out.text(record.reason); out.text(record.policyVersion); out.text(record.source.rawValue)
-        out.integer(record.changedBytes); out.integer(record.discardedBytes); out.integer(record.guestResult)
+        out.integer(record.vcpu)
+        out.integer(record.requestedNanos)
+        out.optional(record.completedNanos)
+        out.integer(record.gpa)
+        out.integer(record.size)
+        out.text(record.direction.rawValue)
+        out.text(record.trigger.rawValue)
+        out.text(record.decision.rawValue)
+        out.text(record.reason)
+        out.text(record.policyVersion)
+        out.text(record.source.rawValue)
+        out.integer(record.changedBytes)
+        out.integer(record.discardedBytes)
+        out.integer(record.guestResult)
         out.optional(record.requestedPages)
     }
 
@@ -126,58 +165,82 @@ public enum VMRecord: Sendable, Equatable {
         let record: VMRecord?
         switch tag {
         case .fault:
-            guard let vcpu = reader.integer(UInt32.self), let time = reader.integer(UInt64.self), let gpa = reader.integer(UInt64.self),
-                  let size = reader.integer(UInt64.self), let flags = reader.integer(UInt64.self),
-                  let source = reader.value(EventSource.self), let access = reader.text() else { return nil }
+            guard let vcpu = reader.integer(UInt32.self), let time = reader.integer(UInt64.self),
+                let gpa = reader.integer(UInt64.self),
+                let size = reader.integer(UInt64.self), let flags = reader.integer(UInt64.self),
+                let source = reader.value(EventSource.self), let access = reader.text()
+            else { return nil }
             guard access.isEmpty || FaultAccess(rawValue: access) != nil else { return nil }
-            record = .fault(MemoryFaultRecord(vmID: vmID, vm: name, vcpu: vcpu, timeNanos: time, gpa: gpa, size: size, flags: flags,
-                                              source: source, access: FaultAccess(rawValue: access)))
+            record = .fault(
+                MemoryFaultRecord(
+                    vmID: vmID, vm: name, vcpu: vcpu, timeNanos: time, gpa: gpa, size: size, flags: flags,
+                    source: source, access: FaultAccess(rawValue: access)))
         case .conversion:
             record = readConversion(&reader, vmID: vmID, name: name).map(VMRecord.conversion)
         case .begin:
-            guard let sequence = reader.integer(UInt64.self), let conversion = readConversion(&reader, vmID: vmID, name: name) else { return nil }
+            guard let sequence = reader.integer(UInt64.self),
+                let conversion = readConversion(&reader, vmID: vmID, name: name)
+            else { return nil }
             record = .begin(sequence: sequence, conversion)
         case .finish:
             guard let sequence = reader.integer(UInt64.self), let decision = reader.value(ConversionDecision.self),
-                  let hasReason = reader.byte(), let reason = reader.text(), let completed = reader.integer(UInt64.self),
-                  let discarded = reader.integer(UInt64.self), let result = reader.integer(Int64.self) else { return nil }
-            record = .finish(sequence: sequence, decision: decision, reason: hasReason == 1 ? reason : nil, completedNanos: completed,
-                             discardedBytes: discarded, guestResult: result)
+                let hasReason = reader.byte(), let reason = reader.text(), let completed = reader.integer(UInt64.self),
+                let discarded = reader.integer(UInt64.self), let result = reader.integer(Int64.self)
+            else { return nil }
+            record = .finish(
+                sequence: sequence, decision: decision, reason: hasReason == 1 ? reason : nil,
+                completedNanos: completed,
+                discardedBytes: discarded, guestResult: result)
         case .aggregate:
             guard let second = reader.integer(UInt64.self), let kind = reader.value(AggregateKind.self),
-                  let events = reader.integer(UInt64.self) else { return nil }
+                let events = reader.integer(UInt64.self)
+            else { return nil }
             record = .aggregate(EventAggregate(vmID: vmID, second: second, kind: kind, events: events))
         case .lifecycle:
             guard let what = reader.value(EventStore.VMEventKind.self), [.started, .paused, .resumed].contains(what),
-                  let time = reader.integer(UInt64.self) else { return nil }
+                let time = reader.integer(UInt64.self)
+            else { return nil }
             record = .lifecycle(what, timeNanos: time)
         case .ended:
-            guard let state = reader.text(), let hasReason = reader.byte(), let reason = reader.text(), let hasStatus = reader.byte(),
-                  let status = reader.integer(Int32.self), let count = reader.integer(UInt32.self), count <= 1 << 22 else { return nil }
+            guard let state = reader.text(), let hasReason = reader.byte(), let reason = reader.text(),
+                let hasStatus = reader.byte(),
+                let status = reader.integer(Int32.self), let count = reader.integer(UInt32.self), count <= 1 << 22
+            else { return nil }
             var runs: [(start: UInt64, end: UInt64, state: PageState)] = []
             for _ in 0..<count {
-                guard let start = reader.integer(UInt64.self), let end = reader.integer(UInt64.self), let shared = reader.byte() else { return nil }
+                guard let start = reader.integer(UInt64.self), let end = reader.integer(UInt64.self),
+                    let shared = reader.byte()
+                else { return nil }
                 runs.append((start, end, shared == 1 ? .shared : .private))
             }
-            guard let statistics = reader.data(), let tail = reader.data(), let consoleBytes = reader.integer(UInt64.self) else { return nil }
-            record = .ended(VMEnding(state: state, reason: hasReason == 1 ? reason : nil, exitStatus: hasStatus == 1 ? status : nil,
-                                     runs: runs, statistics: statistics, consoleTail: tail, consoleBytes: Int(min(consoleBytes, UInt64(Int.max)))))
+            guard let statistics = reader.data(), let tail = reader.data(),
+                let consoleBytes = reader.integer(UInt64.self)
+            else { return nil }
+            record = .ended(
+                VMEnding(
+                    state: state, reason: hasReason == 1 ? reason : nil, exitStatus: hasStatus == 1 ? status : nil,
+                    runs: runs, statistics: statistics, consoleTail: tail,
+                    consoleBytes: Int(min(consoleBytes, UInt64(Int.max)))))
         }
         return reader.atEnd ? record : nil
     }
 
     private static func readConversion(_ reader: inout ByteReader, vmID: Int64, name: String) -> ConversionRecord? {
-        guard let vcpu = reader.integer(UInt32.self), let requested = reader.integer(UInt64.self), let completed = reader.optional(),
-              let gpa = reader.integer(UInt64.self), let size = reader.integer(UInt64.self),
-              let direction = reader.value(ConversionDirection.self), let trigger = reader.value(ConversionTrigger.self),
-              let decision = reader.value(ConversionDecision.self), let reason = reader.text(), let policy = reader.text(),
-              let source = reader.value(EventSource.self), let changed = reader.integer(UInt64.self),
-              let discarded = reader.integer(UInt64.self), let result = reader.integer(Int64.self), let pages = reader.optional()
+        guard let vcpu = reader.integer(UInt32.self), let requested = reader.integer(UInt64.self),
+            let completed = reader.optional(),
+            let gpa = reader.integer(UInt64.self), let size = reader.integer(UInt64.self),
+            let direction = reader.value(ConversionDirection.self), let trigger = reader.value(ConversionTrigger.self),
+            let decision = reader.value(ConversionDecision.self), let reason = reader.text(),
+            let policy = reader.text(),
+            let source = reader.value(EventSource.self), let changed = reader.integer(UInt64.self),
+            let discarded = reader.integer(UInt64.self), let result = reader.integer(Int64.self),
+            let pages = reader.optional()
         else { return nil }
-        var record = ConversionRecord(vmID: vmID, vm: name, vcpu: vcpu, requestedNanos: requested, completedNanos: completed, gpa: gpa,
-                                      size: size, direction: direction, trigger: trigger, decision: decision, reason: reason,
-                                      policyVersion: policy, source: source, changedBytes: changed, discardedBytes: discarded,
-                                      guestResult: result)
+        var record = ConversionRecord(
+            vmID: vmID, vm: name, vcpu: vcpu, requestedNanos: requested, completedNanos: completed, gpa: gpa,
+            size: size, direction: direction, trigger: trigger, decision: decision, reason: reason,
+            policyVersion: policy, source: source, changedBytes: changed, discardedBytes: discarded,
+            guestResult: result)
         record.requestedPages = pages
         return record
     }

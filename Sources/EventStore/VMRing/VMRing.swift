@@ -31,7 +31,9 @@ public final class VMRing: @unchecked Sendable {
     private let appendLock = Mutex(())
 
     /// The VM process's side: a new, empty ring (an old file of the same name is reused only if it is ours).
-    public static func create(path: String, vmID: Int64, capacity: Int = defaultCapacity) throws(EventRingError) -> VMRing {
+    public static func create(path: String, vmID: Int64, capacity: Int = defaultCapacity) throws(EventRingError)
+        -> VMRing
+    {
         let ring = try VMRing(path: path, capacity: capacity, vmID: vmID)
         ring.file.zero()
         ring.file.store(UInt64(capacity), at: 8)
@@ -53,7 +55,8 @@ public final class VMRing: @unchecked Sendable {
         }
         let ring = try VMRing(path: path, capacity: capacity, vmID: vmID)
         guard ring.file.load(UInt64.self, at: 0) == magic, ring.file.load(UInt64.self, at: 8) == UInt64(capacity),
-              ring.file.load(Int64.self, at: 16) == vmID else {
+            ring.file.load(Int64.self, at: 16) == vmID
+        else {
             throw EventRingError(path: path, errno: EINVAL, operation: "open (header is not VM \(vmID)'s ring)")
         }
         return ring
@@ -61,7 +64,8 @@ public final class VMRing: @unchecked Sendable {
 
     private init(path: String, capacity: Int, vmID: Int64) throws(EventRingError) {
         guard capacity >= Self.minimumCapacity, capacity <= Self.maximumCapacity, capacity.nonzeroBitCount == 1 else {
-            throw EventRingError(path: path, errno: EINVAL, operation: "create (capacity must be a power of two from 64 KiB to 1 GiB)")
+            throw EventRingError(
+                path: path, errno: EINVAL, operation: "create (capacity must be a power of two from 64 KiB to 1 GiB)")
         }
         self.capacity = capacity
         self.vmID = vmID
@@ -81,7 +85,9 @@ public final class VMRing: @unchecked Sendable {
     /// The pid that made the ring (the VM process).
     public var producerPID: Int32 { Int32(truncatingIfNeeded: file.load(Int64.self, at: 40)) }
     /// Times a record waited for room, and for how long in all (the VM's statistics show them).
-    public var fullWaits: (count: UInt64, nanos: UInt64) { (file.load(UInt64.self, at: 48), file.load(UInt64.self, at: 56)) }
+    public var fullWaits: (count: UInt64, nanos: UInt64) {
+        (file.load(UInt64.self, at: 48), file.load(UInt64.self, at: 56))
+    }
     /// Bytes written and not yet read.
     public var backlogBytes: UInt64 { writePosition &- readPosition }
 
@@ -118,7 +124,8 @@ public final class VMRing: @unchecked Sendable {
             if waited {
                 var now = timespec()
                 clock_gettime(CLOCK_MONOTONIC, &now)
-                let nanos = UInt64(max(0, (now.tv_sec - started.tv_sec) * 1_000_000_000 + (now.tv_nsec - started.tv_nsec)))
+                let nanos = UInt64(
+                    max(0, (now.tv_sec - started.tv_sec) * 1_000_000_000 + (now.tv_nsec - started.tv_nsec)))
                 appendLock.withLock { _ in
                     file.store(file.load(UInt64.self, at: 48) &+ 1, at: 48)
                     file.store(file.load(UInt64.self, at: 56) &+ nanos, at: 56)

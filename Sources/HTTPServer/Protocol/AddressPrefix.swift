@@ -30,7 +30,9 @@ public struct AddressPrefix: Sendable, Equatable {
             return Self.ipv4Key(Array(bytes[12..<16]), bits: ipv4Bits)
         }
         let masked = Self.mask(bytes, bits: ipv6Bits)
-        let groups = stride(from: 0, to: 16, by: 2).map { String(UInt16(masked[$0]) << 8 | UInt16(masked[$0 + 1]), radix: 16) }
+        let groups = stride(from: 0, to: 16, by: 2).map {
+            String(UInt16(masked[$0]) << 8 | UInt16(masked[$0 + 1]), radix: 16)
+        }
         return groups.joined(separator: ":") + "/\(ipv6Bits)"
     }
 

@@ -1,4 +1,5 @@
 import JSON
+
 /// The methods this server understands; anything else is answered 501.
 public enum HTTPMethod: String, Sendable, CaseIterable {
     case GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE, CONNECT, QUERY
@@ -17,10 +18,15 @@ public struct HTTPRequest: Sendable, Equatable {
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
 
-    public init(method: HTTPMethod, target: String, minorVersion: Int = 1,
-                headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
-        self.method = method; self.target = target; self.minorVersion = minorVersion
-        self.headers = headers; self.body = body
+    public init(
+        method: HTTPMethod, target: String, minorVersion: Int = 1,
+        headers: [(name: String, value: String)] = [], body: [UInt8] = []
+    ) {
+        self.method = method
+        self.target = target
+        self.minorVersion = minorVersion
+        self.headers = headers
+        self.body = body
     }
 
     /// The target without its query.
@@ -63,28 +69,38 @@ public struct HTTPResponse: Sendable, Equatable {
     public var stream: HTTPStreamBody?
 
     public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
-        self.status = status; self.headers = headers; self.body = body
+        self.status = status
+        self.headers = headers
+        self.body = body
     }
 
     public init(status: Int, contentType: String, body: [UInt8], headers: [(name: String, value: String)] = []) {
-        self.init(status: status, headers: headers.isEmpty ? [("Content-Type", contentType)] : [("Content-Type", contentType)] + headers,
-                  body: body)
+        self.init(
+            status: status,
+            headers: headers.isEmpty ? [("Content-Type", contentType)] : [("Content-Type", contentType)] + headers,
+            body: body)
     }
 
-    public init(status: Int, contentType: String, body: some Sequence<UInt8>, headers: [(name: String, value: String)] = []) {
+    public init(
+        status: Int, contentType: String, body: some Sequence<UInt8>, headers: [(name: String, value: String)] = []
+    ) {
         self.init(status: status, contentType: contentType, body: Array(body), headers: headers)
     }
 
     /// The error shape every MemGate endpoint uses: `{"error": {"code": ..., "message": ...}}`.
     /// A streamed response (`Content-Type` among `headers`); `body.open` gets the stream once the head is sent.
-    public static func streaming(status: Int = 200, headers: [(name: String, value: String)], body: HTTPStreamBody) -> HTTPResponse {
+    public static func streaming(status: Int = 200, headers: [(name: String, value: String)], body: HTTPStreamBody)
+        -> HTTPResponse
+    {
         var response = HTTPResponse(status: status, headers: headers)
         response.stream = body
         return response
     }
 
-    public static func error(_ status: Int, code: String, message: String,
-                             headers: [(name: String, value: String)] = []) -> HTTPResponse {
+    public static func error(
+        _ status: Int, code: String, message: String,
+        headers: [(name: String, value: String)] = []
+    ) -> HTTPResponse {
         var body = JSONWriter(capacity: 64 + message.utf8.count)
         body.beginObject()
         body.key("error")
@@ -93,7 +109,8 @@ public struct HTTPResponse: Sendable, Equatable {
         body.field("message", message)
         body.endObject()
         body.endObject()
-        return HTTPResponse(status: status, contentType: "application/json", body: body.bytes + [0x0A], headers: headers)
+        return HTTPResponse(
+            status: status, contentType: "application/json", body: body.bytes + [0x0A], headers: headers)
     }
 
     public func header(_ name: String) -> String? {
@@ -101,7 +118,8 @@ public struct HTTPResponse: Sendable, Equatable {
     }
 
     public static func == (a: HTTPResponse, b: HTTPResponse) -> Bool {
-        a.status == b.status && a.body == b.body && (a.stream == nil) == (b.stream == nil) && a.headers.count == b.headers.count
+        a.status == b.status && a.body == b.body && (a.stream == nil) == (b.stream == nil)
+            && a.headers.count == b.headers.count
             && zip(a.headers, b.headers).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 }
@@ -149,7 +167,8 @@ extension String {
         for x in a {
             let y = b[j]
             // ASCII letters differ only in bit 5; header names are tokens, so this is exact for them.
-            guard x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z")) else { return false }
+            guard x == y || (x | 0x20 == y | 0x20 && (x | 0x20) >= UInt8(ascii: "a") && (x | 0x20) <= UInt8(ascii: "z"))
+            else { return false }
             j = b.index(after: j)
         }
         return true

@@ -6,7 +6,9 @@ public struct HTTPParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public var message: String
 
     public init(_ status: Int, _ code: String, _ message: String) {
-        self.status = status; self.code = code; self.message = message
+        self.status = status
+        self.code = code
+        self.message = message
     }
 
     public var description: String { "\(status) \(code): \(message)" }
@@ -84,7 +86,8 @@ public struct HTTPRequestParser: Sendable {
                 if line.isEmpty {
                     // Tolerate empty lines before the request line (RFC 9112 2.2).
                     if let requestLine = scan.requestLine {
-                        return finishHead(buffer, requestLine: requestLine, headerLines: scan.headerLines, headLength: index + 1)
+                        return finishHead(
+                            buffer, requestLine: requestLine, headerLines: scan.headerLines, headLength: index + 1)
                     }
                 } else if scan.requestLine == nil {
                     if line.count > limits.maxRequestLineBytes { return .failure(Self.lineTooLong(limits)) }
@@ -92,14 +95,18 @@ public struct HTTPRequestParser: Sendable {
                 } else {
                     scan.headerLines.append(line)
                     if scan.headerLines.count > limits.maxHeaderFields {
-                        return .failure(HTTPParseError(431, "headers_too_large", "more than \(limits.maxHeaderFields) header fields"))
+                        return .failure(
+                            HTTPParseError(
+                                431, "headers_too_large", "more than \(limits.maxHeaderFields) header fields"))
                     }
                 }
             }
             index += 1
             if let requestLine = scan.requestLine {
                 if index - requestLine.upperBound > limits.maxHeaderBytes + 2 {
-                    return .failure(HTTPParseError(431, "headers_too_large", "header block larger than \(limits.maxHeaderBytes) bytes"))
+                    return .failure(
+                        HTTPParseError(
+                            431, "headers_too_large", "header block larger than \(limits.maxHeaderBytes) bytes"))
                 }
             } else if index - scan.lineStart > limits.maxRequestLineBytes + 1 {
                 return .failure(Self.lineTooLong(limits))
@@ -114,8 +121,10 @@ public struct HTTPRequestParser: Sendable {
         HTTPParseError(414, "request_line_too_long", "request line longer than \(limits.maxRequestLineBytes) bytes")
     }
 
-    private mutating func finishHead(_ buffer: [UInt8], requestLine: Range<Int>, headerLines: [Range<Int>],
-                                     headLength: Int) -> Result {
+    private mutating func finishHead(
+        _ buffer: [UInt8], requestLine: Range<Int>, headerLines: [Range<Int>],
+        headLength: Int
+    ) -> Result {
         state = .head(HeadScan())
         let request: HTTPRequest
         do {
@@ -147,9 +156,10 @@ public struct HTTPRequestParser: Sendable {
     private static func parseRequestLine(_ line: ArraySlice<UInt8>) throws -> HTTPRequest {
         // METHOD SP TARGET SP VERSION, found by index (no intermediate arrays on the hot path).
         guard let firstSpace = line.firstIndex(of: 0x20),
-              let secondSpace = line[(firstSpace + 1)...].firstIndex(of: 0x20),
-              !line[(secondSpace + 1)...].contains(0x20),
-              firstSpace > line.startIndex, secondSpace > firstSpace + 1 else {
+            let secondSpace = line[(firstSpace + 1)...].firstIndex(of: 0x20),
+            !line[(secondSpace + 1)...].contains(0x20),
+            firstSpace > line.startIndex, secondSpace > firstSpace + 1
+        else {
             throw HTTPParseError(400, "bad_request", "request line must be METHOD SP TARGET SP VERSION")
         }
         let methodBytes = line[line.startIndex..<firstSpace]
@@ -160,16 +170,20 @@ public struct HTTPRequestParser: Sendable {
         }
         let v = version.startIndex
         guard version.count == 8, version[v] == UInt8(ascii: "H"), version[v + 1] == UInt8(ascii: "T"),
-              version[v + 2] == UInt8(ascii: "T"), version[v + 3] == UInt8(ascii: "P"), version[v + 4] == UInt8(ascii: "/"),
-              let major = Self.digit(version[v + 5]), version[v + 6] == UInt8(ascii: "."),
-              let minor = Self.digit(version[v + 7]) else {
+            version[v + 2] == UInt8(ascii: "T"), version[v + 3] == UInt8(ascii: "P"),
+            version[v + 4] == UInt8(ascii: "/"),
+            let major = Self.digit(version[v + 5]), version[v + 6] == UInt8(ascii: "."),
+            let minor = Self.digit(version[v + 7])
+        else {
             throw HTTPParseError(400, "bad_request", "malformed HTTP version")
         }
         guard major == 1 else {
             throw HTTPParseError(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are served")
         }
         guard let method = Self.method(methodBytes) else {
-            throw HTTPParseError(501, "method_not_implemented", "method \(String(decoding: methodBytes, as: UTF8.self)) is not implemented")
+            throw HTTPParseError(
+                501, "method_not_implemented",
+                "method \(String(decoding: methodBytes, as: UTF8.self)) is not implemented")
         }
         guard target.first == UInt8(ascii: "/"), target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             throw HTTPParseError(400, "bad_request", "request target must be an origin-form path of visible ASCII")
@@ -177,14 +191,18 @@ public struct HTTPRequestParser: Sendable {
         return HTTPRequest(method: method, target: String(decoding: target, as: UTF8.self), minorVersion: min(minor, 1))
     }
 
-    private static let methods: [(bytes: [UInt8], method: HTTPMethod)] = HTTPMethod.allCases.map { (Array($0.rawValue.utf8), $0) }
+    private static let methods: [(bytes: [UInt8], method: HTTPMethod)] = HTTPMethod.allCases.map {
+        (Array($0.rawValue.utf8), $0)
+    }
 
     private static func method(_ bytes: ArraySlice<UInt8>) -> HTTPMethod? {
         if bytes.elementsEqual("GET".utf8) { return .GET }
         return methods.first { $0.bytes.elementsEqual(bytes) }?.method
     }
 
-    private static func parseHeader(_ line: ArraySlice<UInt8>) -> Swift.Result<(name: String, value: String), HTTPParseError> {
+    private static func parseHeader(_ line: ArraySlice<UInt8>)
+        -> Swift.Result<(name: String, value: String), HTTPParseError>
+    {
         guard let first = line.first, first != 0x20, first != 0x09 else {
             return .failure(HTTPParseError(400, "bad_request", "obsolete header line folding"))
         }
@@ -199,10 +217,13 @@ public struct HTTPRequestParser: Sendable {
         while let byte = value.first, byte == 0x20 || byte == 0x09 { value = value.dropFirst() }
         while let byte = value.last, byte == 0x20 || byte == 0x09 { value = value.dropLast() }
         guard value.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }) else {
-            return .failure(HTTPParseError(400, "bad_request", "control byte in header \(String(decoding: name, as: UTF8.self))"))
+            return .failure(
+                HTTPParseError(400, "bad_request", "control byte in header \(String(decoding: name, as: UTF8.self))"))
         }
         guard let text = String(validating: value, as: UTF8.self) else {
-            return .failure(HTTPParseError(400, "bad_request", "header \(String(decoding: name, as: UTF8.self)) is not valid UTF-8"))
+            return .failure(
+                HTTPParseError(400, "bad_request", "header \(String(decoding: name, as: UTF8.self)) is not valid UTF-8")
+            )
         }
         return .success((String(decoding: name, as: UTF8.self), text))
     }
@@ -212,31 +233,44 @@ public struct HTTPRequestParser: Sendable {
         var transferEncoding: String?
         var hosts = 0
         for header in request.headers {
-            if header.name.caseInsensitiveEquals("Content-Length") { lengths.append(header.value) }
-            else if header.name.caseInsensitiveEquals("Transfer-Encoding") { transferEncoding = header.value }
-            else if header.name.caseInsensitiveEquals("Host") { hosts += 1 }
+            if header.name.caseInsensitiveEquals("Content-Length") {
+                lengths.append(header.value)
+            } else if header.name.caseInsensitiveEquals("Transfer-Encoding") {
+                transferEncoding = header.value
+            } else if header.name.caseInsensitiveEquals("Host") {
+                hosts += 1
+            }
         }
         if request.minorVersion == 1, hosts != 1 {
-            return .failure(HTTPParseError(400, "bad_request", hosts == 0 ? "HTTP/1.1 request without Host" : "more than one Host header"))
+            return .failure(
+                HTTPParseError(
+                    400, "bad_request", hosts == 0 ? "HTTP/1.1 request without Host" : "more than one Host header"))
         }
         if let transferEncoding {
             if !lengths.isEmpty {
                 return .failure(HTTPParseError(400, "bad_request", "Transfer-Encoding together with Content-Length"))
             }
             if transferEncoding.lowercased().contains("chunked") {
-                return .failure(HTTPParseError(411, "length_required", "chunked request bodies are not accepted; send Content-Length"))
+                return .failure(
+                    HTTPParseError(
+                        411, "length_required", "chunked request bodies are not accepted; send Content-Length"))
             }
-            return .failure(HTTPParseError(501, "not_implemented", "Transfer-Encoding \(transferEncoding) is not implemented"))
+            return .failure(
+                HTTPParseError(501, "not_implemented", "Transfer-Encoding \(transferEncoding) is not implemented"))
         }
         guard let text = lengths.first else { return .success(0) }
         guard lengths.count == 1 else {
             return .failure(HTTPParseError(400, "bad_request", "more than one Content-Length"))
         }
-        guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let length = Int(text) else {
+        guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let length = Int(text)
+        else {
             return .failure(HTTPParseError(400, "bad_request", "Content-Length is not a decimal number"))
         }
         guard length <= limits.maxBodyBytes else {
-            return .failure(HTTPParseError(413, "body_too_large", "body of \(length) bytes exceeds the limit of \(limits.maxBodyBytes)"))
+            return .failure(
+                HTTPParseError(
+                    413, "body_too_large", "body of \(length) bytes exceeds the limit of \(limits.maxBodyBytes)"))
         }
         return .success(length)
     }
@@ -248,7 +282,8 @@ public struct HTTPRequestParser: Sendable {
     /// RFC 9110 tchar, as a 128-entry table.
     private static let tokenTable: [Bool] = (0..<128).map { byte in
         switch UInt8(byte) {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return "!#$%&'*+-.^_`|~".utf8.contains(UInt8(byte))

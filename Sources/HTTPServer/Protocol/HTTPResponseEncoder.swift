@@ -33,17 +33,23 @@ public enum HTTPResponseEncoder {
     private static let dateName = Array("Date: ".utf8)
     private static let lengthName = Array("Content-Length: ".utf8)
     private static let closeLine = Array("Connection: close\r\n".utf8)
-    private static let common: [Int: [UInt8]] = Dictionary(uniqueKeysWithValues: [200, 201, 204, 400, 401, 403, 404, 405, 409, 412,
-                                                                                    413, 415, 422, 428, 431, 500, 503].map {
-        ($0, Array("HTTP/1.1 \($0) \(HTTPStatus.reason($0))\r\n".utf8))
-    })
+    private static let common: [Int: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: [
+            200, 201, 204, 400, 401, 403, 404, 405, 409, 412,
+            413, 415, 422, 428, 431, 500, 503,
+        ].map {
+            ($0, Array("HTTP/1.1 \($0) \(HTTPStatus.reason($0))\r\n".utf8))
+        })
 
     static func statusLine(_ status: Int) -> [UInt8] {
         common[status] ?? Array("HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\n".utf8)
     }
 
     static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        guard value > 0 else { out.append(UInt8(ascii: "0")); return }
+        guard value > 0 else {
+            out.append(UInt8(ascii: "0"))
+            return
+        }
         var digits: [UInt8] = []
         var rest = value
         while rest > 0 {

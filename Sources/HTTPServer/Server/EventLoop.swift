@@ -45,11 +45,18 @@ final class EventLoop: @unchecked Sendable {
 
         var isUnix: Bool { if case .unix = transport { true } else { false } }
 
-        init(fd: Int32, generation: UInt64, transport: HTTPTransport, network: String?, inReserve: Bool, now: UInt64,
-             machine: HTTPConnectionMachine) {
-            self.fd = fd; self.generation = generation; self.transport = transport
-            self.network = network; self.inReserve = inReserve; self.awaitingCredential = inReserve
-            self.acceptedNanos = now; self.machine = machine
+        init(
+            fd: Int32, generation: UInt64, transport: HTTPTransport, network: String?, inReserve: Bool, now: UInt64,
+            machine: HTTPConnectionMachine
+        ) {
+            self.fd = fd
+            self.generation = generation
+            self.transport = transport
+            self.network = network
+            self.inReserve = inReserve
+            self.awaitingCredential = inReserve
+            self.acceptedNanos = now
+            self.machine = machine
         }
     }
 
@@ -100,7 +107,9 @@ final class EventLoop: @unchecked Sendable {
     private var dateCache = HTTPDate()
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
 
-    init(listeners: [Listener], configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger) throws(HTTPServerError) {
+    init(listeners: [Listener], configuration: HTTPServerConfiguration, handler: HTTPHandler, logger: Logger)
+        throws(HTTPServerError)
+    {
         self.listeners = listeners
         self.configuration = configuration
         self.handler = handler
@@ -118,7 +127,8 @@ final class EventLoop: @unchecked Sendable {
                 throw HTTPServerError(operation: "epoll_ctl add", errno: errno)
             }
         }
-        workers = WorkerPool(threads: configuration.workerThreads, capacity: configuration.workerQueueDepth, name: "memgate-http-worker")
+        workers = WorkerPool(
+            threads: configuration.workerThreads, capacity: configuration.workerQueueDepth, name: "memgate-http-worker")
     }
 
     deinit {
@@ -212,7 +222,9 @@ final class EventLoop: @unchecked Sendable {
             if listener.isUnix {
                 // The operator's way in: slots of its own, which TCP clients cannot fill.
                 guard activeUnix < limits.maxUnixConnections else {
-                    refuse(fd, code: "too_many_connections", "the agent serves at most \(limits.maxUnixConnections) Unix-socket connections; retry later")
+                    refuse(
+                        fd, code: "too_many_connections",
+                        "the agent serves at most \(limits.maxUnixConnections) Unix-socket connections; retry later")
                     continue
                 }
                 let uid = cnet_peer_uid(fd)
@@ -224,12 +236,17 @@ final class EventLoop: @unchecked Sendable {
                 if overNetwork || activeTCP >= limits.maxConnections {
                     // Past the general pool: only the reserve, which a credential must claim.
                     guard activeReserve < limits.tokenReservedConnections,
-                          awaitingPerNetwork[key, default: 0] < limits.reservePerNetwork else {
+                        awaitingPerNetwork[key, default: 0] < limits.reservePerNetwork
+                    else {
                         if overNetwork {
-                            refuse(fd, code: "too_many_connections_from_peer",
-                                   "the agent serves at most \(limits.maxConnectionsPerPeer) connections from one network (\(key)); close some and retry")
+                            refuse(
+                                fd, code: "too_many_connections_from_peer",
+                                "the agent serves at most \(limits.maxConnectionsPerPeer) connections from one network (\(key)); close some and retry"
+                            )
                         } else {
-                            refuse(fd, code: "too_many_connections", "the agent serves at most \(limits.maxConnections) connections; retry later")
+                            refuse(
+                                fd, code: "too_many_connections",
+                                "the agent serves at most \(limits.maxConnections) connections; retry later")
                         }
                         continue
                     }
@@ -239,8 +256,9 @@ final class EventLoop: @unchecked Sendable {
                 transport = .tcp(peer: peer)
                 network = key
             }
-            let connection = Connection(fd: fd, generation: nextGeneration, transport: transport, network: network, inReserve: inReserve,
-                                        now: now, machine: HTTPConnectionMachine(limits: limits, now: now))
+            let connection = Connection(
+                fd: fd, generation: nextGeneration, transport: transport, network: network, inReserve: inReserve,
+                now: now, machine: HTTPConnectionMachine(limits: limits, now: now))
             nextGeneration += 1
             guard cnet_epoll_ctl(epfd, 1, fd, UInt32(CNET_IN | CNET_RDHUP), UInt64(fd)) == 0 else {
                 close(fd)
@@ -292,7 +310,8 @@ final class EventLoop: @unchecked Sendable {
             let count = cnet_recv(connection.fd, readBuffer.baseAddress, readBuffer.count)
             if count > 0 {
                 if connection.lingerUntil != nil { continue }  // discarding until EOF
-                let actions = connection.machine.received(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]), now: now)
+                let actions = connection.machine.received(
+                    UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]), now: now)
                 perform(actions, on: connection, now: now)
                 guard connections[connection.fd] === connection else { return }
                 settle(connection)
@@ -352,8 +371,9 @@ final class EventLoop: @unchecked Sendable {
             waker.signal()
         }
         if !accepted {
-            let busy = HTTPResponse.error(503, code: "busy", message: "all workers are busy; retry later",
-                                          headers: [("Retry-After", "1")])
+            let busy = HTTPResponse.error(
+                503, code: "busy", message: "all workers are busy; retry later",
+                headers: [("Retry-After", "1")])
             perform(connection.machine.completed(busy, now: now), on: connection, now: now)
         }
     }
@@ -364,7 +384,9 @@ final class EventLoop: @unchecked Sendable {
             return queue
         }
         for completion in ready {
-            guard let connection = connections[completion.fd], connection.generation == completion.generation else { continue }
+            guard let connection = connections[completion.fd], connection.generation == completion.generation else {
+                continue
+            }
             perform(connection.machine.completed(completion.response, now: now), on: connection, now: now)
             guard connections[completion.fd] === connection else { continue }
             settle(connection)
@@ -378,7 +400,8 @@ final class EventLoop: @unchecked Sendable {
         // A stream's peer sends nothing we keep: reading only notices it leaving.
         if connection.lingerUntil != nil || connection.stream != nil { return true }
         guard connection.machine.wantsInput, connection.deferred == nil,
-              connection.pending.count < configuration.limits.maxPendingOutputBytes else { return false }
+            connection.pending.count < configuration.limits.maxPendingOutputBytes
+        else { return false }
         return bufferedBytes < configuration.limits.maxBufferedBytes || connection.accountedBytes == 0
     }
 
@@ -388,7 +411,9 @@ final class EventLoop: @unchecked Sendable {
         bufferedBytes += held - connection.accountedBytes
         connection.accountedBytes = held
         bufferedGauge.store(bufferedBytes, ordering: .relaxed)
-        if bufferedBytes > peakBufferedGauge.load(ordering: .relaxed) { peakBufferedGauge.store(bufferedBytes, ordering: .relaxed) }
+        if bufferedBytes > peakBufferedGauge.load(ordering: .relaxed) {
+            peakBufferedGauge.store(bufferedBytes, ordering: .relaxed)
+        }
         setReading(connection, shouldRead(connection))
     }
 
@@ -460,7 +485,9 @@ final class EventLoop: @unchecked Sendable {
             activeUnix -= 1
         } else if connection.inReserve {
             activeReserve -= 1
-            if connection.awaitingCredential, let network = connection.network { awaitingPerNetwork.decrementCount(network) }
+            if connection.awaitingCredential, let network = connection.network {
+                awaitingPerNetwork.decrementCount(network)
+            }
             connection.awaitingCredential = false
         } else {
             activeTCP -= 1
@@ -469,7 +496,8 @@ final class EventLoop: @unchecked Sendable {
     }
 
     /// Why a reserve slot is refused or closed: it is held only by a request with a valid token.
-    private static let reserveRefusal = "the agent's general connection slots are taken; the rest are for requests with a valid token"
+    private static let reserveRefusal =
+        "the agent's general connection slots are taken; the rest are for requests with a valid token"
 
     private func watchOutput(_ connection: Connection, _ on: Bool) {
         guard connection.watchingOutput != on else { return }
@@ -590,7 +618,9 @@ final class EventLoop: @unchecked Sendable {
                 if now >= until { finalClose(connection) }
                 continue
             }
-            if connection.awaitingCredential, now &- connection.acceptedNanos >= configuration.limits.reserveHeaderTimeoutNanos {
+            if connection.awaitingCredential,
+                now &- connection.acceptedNanos >= configuration.limits.reserveHeaderTimeoutNanos
+            {
                 // A reserve slot is held only by a request that shows a credential, and only briefly before it does;
                 // the peer is told why, as at any refusal.
                 refuse(connection.fd, code: "too_many_connections", Self.reserveRefusal)
@@ -598,8 +628,11 @@ final class EventLoop: @unchecked Sendable {
                 continue
             }
             if !connection.pending.isEmpty, now &- connection.outputProgressNanos >= stall {
-                logger.info("closing a connection whose peer stopped reading", metadata: [
-                    "peer": "\(connection.transport)", "unsent_bytes": "\(connection.pending.count)"])
+                logger.info(
+                    "closing a connection whose peer stopped reading",
+                    metadata: [
+                        "peer": "\(connection.transport)", "unsent_bytes": "\(connection.pending.count)",
+                    ])
                 finalClose(connection)
                 continue
             }

@@ -48,7 +48,9 @@ public final class HTTPServer: Sendable {
             if let tcp = configuration.tcp {
                 // Safety: host is a NUL-terminated Swift string bridged for the call.
                 let fd = cnet_listen_tcp(tcp.host, tcp.port, 1024)
-                guard fd >= 0 else { throw HTTPServerError(operation: "listen on \(tcp.host):\(tcp.port)", errno: errno) }
+                guard fd >= 0 else {
+                    throw HTTPServerError(operation: "listen on \(tcp.host):\(tcp.port)", errno: errno)
+                }
                 listeners.append(.init(fd: fd, isUnix: false))
                 port = UInt16(truncatingIfNeeded: cnet_local_port(fd))
             }
@@ -83,18 +85,23 @@ public final class HTTPServer: Sendable {
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
-            throw HTTPServerError(operation: "listen on \(path): a file that is not a socket is in the way; remove it or choose another path",
-                                  errno: EEXIST)
+            throw HTTPServerError(
+                operation:
+                    "listen on \(path): a file that is not a socket is in the way; remove it or choose another path",
+                errno: EEXIST)
         }
         // Safety: path is a NUL-terminated Swift string bridged for the call; the descriptor is closed at once.
         let probe = cnet_connect_unix(path)
         if probe >= 0 {
             close(probe)
-            throw HTTPServerError(operation: "listen on \(path): another process is serving on this socket; stop it or choose another path",
-                                  errno: EADDRINUSE)
+            throw HTTPServerError(
+                operation:
+                    "listen on \(path): another process is serving on this socket; stop it or choose another path",
+                errno: EADDRINUSE)
         }
         guard errno == ECONNREFUSED else {
-            throw HTTPServerError(operation: "listen on \(path): cannot tell whether the socket there is still in use", errno: errno)
+            throw HTTPServerError(
+                operation: "listen on \(path): cannot tell whether the socket there is still in use", errno: errno)
         }
         unlink(path)
     }

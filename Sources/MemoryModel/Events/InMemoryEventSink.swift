@@ -28,7 +28,9 @@ public final class InMemoryEventSink: EventSink {
 
     public var events: [Event] { state.withLock { $0.events } }
     public var faults: [MemoryFaultRecord] { events.compactMap { if case .fault(let f) = $0 { f } else { nil } } }
-    public var conversions: [ConversionRecord] { events.compactMap { if case .conversion(let c) = $0 { c } else { nil } } }
+    public var conversions: [ConversionRecord] {
+        events.compactMap { if case .conversion(let c) = $0 { c } else { nil } }
+    }
     /// Counts of events over a VM's budget, merged by VM, second and kind.
     public var aggregates: [EventAggregate] { state.withLock { $0.aggregates } }
     /// Events let go to stay within `capacity`.
@@ -63,12 +65,16 @@ public final class InMemoryEventSink: EventSink {
         }
     }
 
-    public func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                       discardedBytes: UInt64, guestResult: Int64) {
+    public func finish(
+        _ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
+        discardedBytes: UInt64, guestResult: Int64
+    ) {
         state.withLock { state in
             guard let absolute = state.pending.removeValue(forKey: ticket.id) else { return }
             let index = absolute - state.firstIndex
-            guard index >= 0, index < state.events.count, case .conversion(var record) = state.events[index] else { return }
+            guard index >= 0, index < state.events.count, case .conversion(var record) = state.events[index] else {
+                return
+            }
             record.decision = decision
             if let reason { record.reason = reason }
             record.completedNanos = completedNanos
@@ -80,7 +86,9 @@ public final class InMemoryEventSink: EventSink {
 
     public func record(aggregate: EventAggregate) {
         state.withLock { state in
-            if let index = state.aggregates.lastIndex(where: { $0.vmID == aggregate.vmID && $0.second == aggregate.second && $0.kind == aggregate.kind }) {
+            if let index = state.aggregates.lastIndex(where: {
+                $0.vmID == aggregate.vmID && $0.second == aggregate.second && $0.kind == aggregate.kind
+            }) {
                 state.aggregates[index].events += aggregate.events
             } else {
                 if state.aggregates.count >= capacity { state.aggregates.removeFirst(capacity / 4) }

@@ -1,4 +1,3 @@
-
 /// Where a memory fault came from.
 public enum EventSource: String, Sendable, Codable, CaseIterable {
     /// KVM_EXIT_MEMORY_FAULT from KVM itself (attributes backend).
@@ -19,7 +18,11 @@ public enum FaultAccess: String, Sendable, Codable, CaseIterable {
 
     /// The access KVM's flags name, if any (an instruction fetch is reported as exec, a store as write).
     public init?(flags: UInt64) {
-        if flags & Self.flagExec != 0 { self = .exec } else if flags & Self.flagWrite != 0 { self = .write } else if flags & Self.flagRead != 0 {
+        if flags & Self.flagExec != 0 {
+            self = .exec
+        } else if flags & Self.flagWrite != 0 {
+            self = .write
+        } else if flags & Self.flagRead != 0 {
             self = .read
         } else {
             return nil
@@ -47,10 +50,19 @@ public struct MemoryFaultRecord: Sendable, Equatable {
 
     public var isPrivate: Bool { flags & Self.flagPrivate != 0 }
 
-    public init(vmID: Int64, vm: String, vcpu: UInt32, timeNanos: UInt64, gpa: UInt64, size: UInt64, flags: UInt64,
-                source: EventSource, access: FaultAccess? = nil) {
-        self.vmID = vmID; self.vm = vm; self.vcpu = vcpu; self.timeNanos = timeNanos; self.gpa = gpa; self.size = size
-        self.flags = flags; self.source = source; self.access = access
+    public init(
+        vmID: Int64, vm: String, vcpu: UInt32, timeNanos: UInt64, gpa: UInt64, size: UInt64, flags: UInt64,
+        source: EventSource, access: FaultAccess? = nil
+    ) {
+        self.vmID = vmID
+        self.vm = vm
+        self.vcpu = vcpu
+        self.timeNanos = timeNanos
+        self.gpa = gpa
+        self.size = size
+        self.flags = flags
+        self.source = source
+        self.access = access
     }
 }
 
@@ -95,14 +107,29 @@ public struct ConversionRecord: Sendable, Equatable {
     /// nothing was converted, and a guest-chosen count must not overflow audit sums).
     public var requestedPages: UInt64?
 
-    public init(vmID: Int64, vm: String, vcpu: UInt32, requestedNanos: UInt64, completedNanos: UInt64?, gpa: UInt64, size: UInt64,
-                direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision, reason: String,
-                policyVersion: String, source: EventSource, changedBytes: UInt64 = 0, discardedBytes: UInt64,
-                guestResult: Int64) {
-        self.vmID = vmID; self.vm = vm; self.vcpu = vcpu; self.requestedNanos = requestedNanos; self.completedNanos = completedNanos
-        self.gpa = gpa; self.size = size; self.direction = direction; self.trigger = trigger; self.decision = decision
-        self.reason = reason; self.policyVersion = policyVersion; self.source = source; self.changedBytes = changedBytes
-        self.discardedBytes = discardedBytes; self.guestResult = guestResult
+    public init(
+        vmID: Int64, vm: String, vcpu: UInt32, requestedNanos: UInt64, completedNanos: UInt64?, gpa: UInt64,
+        size: UInt64,
+        direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision, reason: String,
+        policyVersion: String, source: EventSource, changedBytes: UInt64 = 0, discardedBytes: UInt64,
+        guestResult: Int64
+    ) {
+        self.vmID = vmID
+        self.vm = vm
+        self.vcpu = vcpu
+        self.requestedNanos = requestedNanos
+        self.completedNanos = completedNanos
+        self.gpa = gpa
+        self.size = size
+        self.direction = direction
+        self.trigger = trigger
+        self.decision = decision
+        self.reason = reason
+        self.policyVersion = policyVersion
+        self.source = source
+        self.changedBytes = changedBytes
+        self.discardedBytes = discardedBytes
+        self.guestResult = guestResult
     }
 }
 
@@ -151,8 +178,9 @@ public protocol EventSink: Sendable {
     func begin(conversion: ConversionRecord) -> PendingConversion
     /// Completes a pending conversion. Durable eventually: a crash before then
     /// leaves the row pending (incomplete), never lost.
-    func finish(_ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
-                discardedBytes: UInt64, guestResult: Int64)
+    func finish(
+        _ ticket: ConversionTicket, decision: ConversionDecision, reason: String?, completedNanos: UInt64,
+        discardedBytes: UInt64, guestResult: Int64)
     /// Adds to the count of events over a VM's recording budget (asynchronous: a count, not an event).
     func record(aggregate: EventAggregate)
 }

@@ -14,7 +14,10 @@ public struct EventAggregate: Sendable, Equatable {
     public var events: UInt64
 
     public init(vmID: Int64, second: UInt64, kind: AggregateKind, events: UInt64) {
-        self.vmID = vmID; self.second = second; self.kind = kind; self.events = events
+        self.vmID = vmID
+        self.second = second
+        self.kind = kind
+        self.events = events
     }
 }
 
@@ -41,7 +44,9 @@ public struct RecordingBudget: Sendable {
 
     /// Decides for one event of `kind` at `nanos` (wall clock, for the second) and
     /// `monotonicNanos` (for the rate).
-    public mutating func admit(_ kind: AggregateKind, vmID: Int64, wallNanos: UInt64, monotonicNanos: UInt64) -> Admission {
+    public mutating func admit(_ kind: AggregateKind, vmID: Int64, wallNanos: UInt64, monotonicNanos: UInt64)
+        -> Admission
+    {
         var bucket = buckets[kind] ?? RateLimiter(perSecond: max(rowsPerSecond, 1))
         let allowed = rowsPerSecond > 0 && bucket.allow(atNanos: monotonicNanos)
         buckets[kind] = bucket

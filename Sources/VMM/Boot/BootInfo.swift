@@ -15,7 +15,9 @@ public enum ConversionTransport: UInt32, Sendable, Codable, CustomStringConverti
         switch name {
         case "port": self = .port
         case "vmcall": self = .vmcall
-        default: throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown transport \(name)"))
+        default:
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "unknown transport \(name)"))
         }
     }
 
@@ -45,8 +47,10 @@ public struct BootInfo: Sendable, Equatable {
 
     /// - Parameter aliased: false for the attributes backend, where a page has one address
     ///   and the guest must see `shared_mask == 0`.
-    public init(layout: BootLayout, vcpu: Int, transport: ConversionTransport, dataInitiallyShared: Bool,
-                commandLine: String, aliased: Bool = true) {
+    public init(
+        layout: BootLayout, vcpu: Int, transport: ConversionTransport, dataInitiallyShared: Bool,
+        commandLine: String, aliased: Bool = true
+    ) {
         vcpuIndex = UInt32(vcpu)
         vcpuCount = UInt32(layout.vcpuCount)
         ramSize = layout.ramSize
@@ -87,7 +91,9 @@ public struct BootInfo: Sendable, Equatable {
         put(transport.rawValue, \mg_boot_info.conversion_transport)
         put(UInt32(dataInitiallyShared ? MG_STATE_SHARED : MG_STATE_PRIVATE), \mg_boot_info.data_initial_state)
         let cmdline = MemoryLayout<mg_boot_info>.offset(of: \mg_boot_info.cmdline)!
-        for (index, byte) in commandLine.utf8.prefix(Self.maxCommandLineBytes).enumerated() { out[cmdline + index] = byte }
+        for (index, byte) in commandLine.utf8.prefix(Self.maxCommandLineBytes).enumerated() {
+            out[cmdline + index] = byte
+        }
         return out
     }
 }

@@ -15,7 +15,8 @@ public enum BootError: Error, Equatable, Sendable, CustomStringConvertible {
         case .ramSize(let size, let reason): return "RAM size \(size) bytes: \(reason)"
         case .sharedBit(let bit, let reason): return "shared bit \(bit): \(reason)"
         case .imageTooLarge(let end, let boot, let ram):
-            return "guest image ends at 0x\(String(end, radix: 16)); with stacks the boot region needs 0x\(String(boot, radix: 16)) bytes but RAM is \(ram)"
+            return
+                "guest image ends at 0x\(String(end, radix: 16)); with stacks the boot region needs 0x\(String(boot, radix: 16)) bytes but RAM is \(ram)"
         case .commandLineTooLong(let n, let max): return "command line is \(n) bytes, at most \(max) fit the boot info"
         case .pageTablesTooLarge(let n, let max): return "page tables need \(n) pages, the boot area holds \(max)"
         }
@@ -46,28 +47,37 @@ public struct BootLayout: Sendable, Equatable {
     /// Where ELF segments may be loaded.
     public var loadableRange: Range<UInt64> { Self.imageBase..<ramSize }
 
-    public func bootInfoAddress(vcpu: Int) -> UInt64 { UInt64(MG_BOOT_INFO_ADDR) + UInt64(vcpu) * UInt64(MG_BOOT_INFO_STRIDE) }
+    public func bootInfoAddress(vcpu: Int) -> UInt64 {
+        UInt64(MG_BOOT_INFO_ADDR) + UInt64(vcpu) * UInt64(MG_BOOT_INFO_STRIDE)
+    }
     public func stackTop(vcpu: Int) -> UInt64 { stacksBase + UInt64(vcpu + 1) * Self.stackSize }
 
     /// - Parameters:
     ///   - imageEnd: one past the image's last byte (`GuestImage.end`).
     ///   - physicalAddressBits: the guest CPU's MAXPHYADDR; the alias must fit below it.
-    public init(ramSize: UInt64, vcpuCount: Int, sharedBit: Int, imageEnd: UInt64,
-                physicalAddressBits: Int = 48) throws(BootError) {
+    public init(
+        ramSize: UInt64, vcpuCount: Int, sharedBit: Int, imageEnd: UInt64,
+        physicalAddressBits: Int = 48
+    ) throws(BootError) {
         guard (1...Self.maxVCPUs).contains(vcpuCount) else { throw .vcpuCount(vcpuCount, max: Self.maxVCPUs) }
         guard ramSize % Self.largePageSize == 0, ramSize > 0 else {
             throw .ramSize(ramSize, reason: "must be a non-zero multiple of 2 MiB")
         }
-        guard ramSize <= Self.maxRAMSize else { throw .ramSize(ramSize, reason: "at most \(Self.maxRAMSize >> 30) GiB") }
+        guard ramSize <= Self.maxRAMSize else {
+            throw .ramSize(ramSize, reason: "at most \(Self.maxRAMSize >> 30) GiB")
+        }
         guard sharedBit < physicalAddressBits else {
-            throw .sharedBit(sharedBit, reason: "must be below the guest's physical address width (\(physicalAddressBits) bits)")
+            throw .sharedBit(
+                sharedBit, reason: "must be below the guest's physical address width (\(physicalAddressBits) bits)")
         }
         guard sharedBit < 64, (UInt64(1) << UInt64(sharedBit)) >= ramSize else {
             throw .sharedBit(sharedBit, reason: "the alias (1 << bit) must lie above all of RAM (\(ramSize) bytes)")
         }
         let stacksBase = max(imageEnd, Self.imageBase).roundedUp(to: Self.pageSize)
         let bootEnd = (stacksBase + UInt64(vcpuCount) * Self.stackSize).roundedUp(to: Self.largePageSize)
-        guard bootEnd <= ramSize else { throw .imageTooLarge(imageEnd: imageEnd, bootRegionEnd: bootEnd, ramSize: ramSize) }
+        guard bootEnd <= ramSize else {
+            throw .imageTooLarge(imageEnd: imageEnd, bootRegionEnd: bootEnd, ramSize: ramSize)
+        }
         self.ramSize = ramSize
         self.vcpuCount = vcpuCount
         self.sharedBit = sharedBit

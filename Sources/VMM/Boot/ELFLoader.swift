@@ -8,7 +8,10 @@ public struct GuestImage: Sendable, Equatable {
         public var executable: Bool
 
         public init(address: UInt64, bytes: [UInt8], memorySize: UInt64, executable: Bool) {
-            self.address = address; self.bytes = bytes; self.memorySize = memorySize; self.executable = executable
+            self.address = address
+            self.bytes = bytes
+            self.memorySize = memorySize
+            self.executable = executable
         }
     }
 
@@ -54,14 +57,18 @@ public enum ELFLoadError: Error, Equatable, Sendable, CustomStringConvertible {
             return "ELF type \(t) is not ET_EXEC (2): link the guest with -static -no-pie and Guests/memgate.ld"
         case .wrongMachine(let m): return "ELF machine \(m) is not x86-64 (62)"
         case .programHeadersOutOfFile(let o, let n, let s):
-            return "program header table (offset \(o), \(n) entries of \(s) bytes) does not fit in the file or has the wrong entry size (56)"
+            return
+                "program header table (offset \(o), \(n) entries of \(s) bytes) does not fit in the file or has the wrong entry size (56)"
         case .noLoadableSegments: return "no PT_LOAD segment with a non-zero size"
-        case .segmentDataOutOfFile(let i, let o, let s): return "segment \(i): file range offset \(o) size \(s) is past the end of the file"
-        case .segmentFileLargerThanMemory(let i, let f, let m): return "segment \(i): file size \(f) exceeds memory size \(m)"
+        case .segmentDataOutOfFile(let i, let o, let s):
+            return "segment \(i): file range offset \(o) size \(s) is past the end of the file"
+        case .segmentFileLargerThanMemory(let i, let f, let m):
+            return "segment \(i): file size \(f) exceeds memory size \(m)"
         case .segmentAddressMismatch(let i, let v, let p):
             return "segment \(i): virtual address \(hex(v)) differs from physical \(hex(p)); guests are identity mapped"
         case .segmentOutsideRAM(let i, let s, let e, let allowed):
-            return "segment \(i): [\(hex(s)), \(hex(e))) is outside the loadable range [\(hex(allowed.lowerBound)), \(hex(allowed.upperBound))) (image base .. RAM size)"
+            return
+                "segment \(i): [\(hex(s)), \(hex(e))) is outside the loadable range [\(hex(allowed.lowerBound)), \(hex(allowed.upperBound))) (image base .. RAM size)"
         case .segmentsOverlap(let a, let b): return "segments \(a) and \(b) overlap"
         case .entryNotExecutable(let e): return "entry point \(hex(e)) is not inside an executable PT_LOAD segment"
         }
@@ -93,7 +100,8 @@ public enum ELFLoader {
         let phentsize = read16(file, 54)
         let phnum = read16(file, 56)
         let tableSize = UInt64(phnum) * UInt64(programHeaderSize)
-        guard phentsize == programHeaderSize, phoff <= UInt64(file.count), tableSize <= UInt64(file.count) - phoff else {
+        guard phentsize == programHeaderSize, phoff <= UInt64(file.count), tableSize <= UInt64(file.count) - phoff
+        else {
             throw .programHeadersOutOfFile(offset: phoff, count: phnum, entrySize: phentsize)
         }
 
@@ -114,7 +122,9 @@ public enum ELFLoader {
             guard fileSize <= memorySize else {
                 throw .segmentFileLargerThanMemory(index: index, fileSize: fileSize, memorySize: memorySize)
             }
-            guard virtual == physical else { throw .segmentAddressMismatch(index: index, virtual: virtual, physical: physical) }
+            guard virtual == physical else {
+                throw .segmentAddressMismatch(index: index, virtual: virtual, physical: physical)
+            }
             let (end, overflow) = physical.addingReportingOverflow(memorySize)
             guard !overflow, physical >= loadable.lowerBound, end <= loadable.upperBound else {
                 throw .segmentOutsideRAM(index: index, start: physical, end: overflow ? .max : end, allowed: loadable)
@@ -126,12 +136,18 @@ public enum ELFLoader {
                 }
             }
             let bytes = Array(file[Int(offset)..<Int(offset + fileSize)])
-            segments.append((index, GuestImage.Segment(address: physical, bytes: bytes, memorySize: memorySize,
-                                                       executable: flags & flagExecute != 0)))
+            segments.append(
+                (
+                    index,
+                    GuestImage.Segment(
+                        address: physical, bytes: bytes, memorySize: memorySize,
+                        executable: flags & flagExecute != 0)
+                ))
         }
         guard !segments.isEmpty else { throw .noLoadableSegments }
         let entryOK = segments.contains { item in
-            item.segment.executable && entry >= item.segment.address && entry < item.segment.address + item.segment.memorySize
+            item.segment.executable && entry >= item.segment.address
+                && entry < item.segment.address + item.segment.memorySize
         }
         guard entryOK else { throw .entryNotExecutable(entry: entry) }
         return GuestImage(segments: segments.map(\.segment), entry: entry)

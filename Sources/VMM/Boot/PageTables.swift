@@ -29,8 +29,9 @@ public struct PageTables: Sendable {
 
     /// Maps [virtual, virtual + size) to physical with 2 MiB pages (all 2 MiB aligned).
     public mutating func map(virtual: UInt64, physical: UInt64, size: UInt64) {
-        precondition(virtual % BootLayout.largePageSize == 0 && physical % BootLayout.largePageSize == 0
-                     && size % BootLayout.largePageSize == 0, "2 MiB alignment")
+        precondition(
+            virtual % BootLayout.largePageSize == 0 && physical % BootLayout.largePageSize == 0
+                && size % BootLayout.largePageSize == 0, "2 MiB alignment")
         var offset: UInt64 = 0
         while offset < size {
             let va = virtual + offset

@@ -14,7 +14,10 @@ public struct GuestFault: Sendable, Equatable {
     public var access: FaultAccess?
 
     public init(range: PageRange, wantsPrivate: Bool, source: EventSource, access: FaultAccess?) {
-        self.range = range; self.wantsPrivate = wantsPrivate; self.source = source; self.access = access
+        self.range = range
+        self.wantsPrivate = wantsPrivate
+        self.source = source
+        self.access = access
     }
 }
 
@@ -103,9 +106,11 @@ public final class ConversionEngine: Sendable {
     private let state: Mutex<State>
     private let locks = PageRangeLocks()
 
-    public init(vmID: Int64 = 0, vmName: String, ramSize: UInt64, initial map: PageStateMap, backend: MemoryBackend,
-                policies: PolicyStore, sink: EventSink, clock: EngineClock = SystemClock(),
-                recordingBudget: UInt64? = nil, logger: Logger) {
+    public init(
+        vmID: Int64 = 0, vmName: String, ramSize: UInt64, initial map: PageStateMap, backend: MemoryBackend,
+        policies: PolicyStore, sink: EventSink, clock: EngineClock = SystemClock(),
+        recordingBudget: UInt64? = nil, logger: Logger
+    ) {
         self.vmID = vmID
         self.vmName = vmName
         self.ramSize = ramSize
@@ -130,8 +135,10 @@ public final class ConversionEngine: Sendable {
 
     /// The row of an event a guest can cause at will, within the VM's budget; beyond
     /// it the event is only counted (statistics still count every event).
-    private func budgeted(_ kind: AggregateKind, wallNanos: UInt64, state: inout State,
-                          _ write: () -> EventReceipt) -> EventReceipt {
+    private func budgeted(
+        _ kind: AggregateKind, wallNanos: UInt64, state: inout State,
+        _ write: () -> EventReceipt
+    ) -> EventReceipt {
         guard var budget = state.budget else { return write() }
         let admission = budget.admit(kind, vmID: vmID, wallNanos: wallNanos, monotonicNanos: clock.monotonicNanos())
         state.budget = budget
@@ -163,7 +170,8 @@ public final class ConversionEngine: Sendable {
             var record = ConversionRecord(
                 vmID: vmID, vm: vmName, vcpu: vcpu, requestedNanos: requested, completedNanos: requested, gpa: call.gpa,
                 size: 0, direction: call.attributes & MapGPARangeCall.encrypted != 0 ? .toPrivate : .toShared,
-                trigger: .explicit, decision: .invalid, reason: rejection.reason, policyVersion: policies.policy.version,
+                trigger: .explicit, decision: .invalid, reason: rejection.reason,
+                policyVersion: policies.policy.version,
                 source: .emulated, discardedBytes: 0, guestResult: rejection.code.rawValue)
             record.requestedPages = call.pageCount
             let receipt = state.withLock { state in
@@ -186,7 +194,8 @@ public final class ConversionEngine: Sendable {
             case .applied: return ExplicitOutcome(guestResult: 0)
             case .denied: return ExplicitOutcome(guestResult: GuestErrorCode.permission.rawValue)
             case .mappingLimitReached: return ExplicitOutcome(guestResult: GuestErrorCode.tooBig.rawValue)
-            case .broken(let error): return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: .backend(error))
+            case .broken(let error):
+                return ExplicitOutcome(guestResult: GuestErrorCode.invalid.rawValue, fatal: .backend(error))
             }
         }
     }
@@ -204,9 +213,10 @@ public final class ConversionEngine: Sendable {
             return .stopVM(reason: "memory fault at \(fault.range) outside data RAM \(dataRAM)")
         }
         let now = clock.wallNanos()
-        let record = MemoryFaultRecord(vmID: vmID, vm: vmName, vcpu: vcpu, timeNanos: now, gpa: fault.range.start, size: fault.range.size,
-                                       flags: fault.wantsPrivate ? MemoryFaultRecord.flagPrivate : 0, source: fault.source,
-                                       access: fault.access)
+        let record = MemoryFaultRecord(
+            vmID: vmID, vm: vmName, vcpu: vcpu, timeNanos: now, gpa: fault.range.start, size: fault.range.size,
+            flags: fault.wantsPrivate ? MemoryFaultRecord.flagPrivate : 0, source: fault.source,
+            access: fault.access)
         let wanted: PageState = fault.wantsPrivate ? .private : .shared
         // Holding the range makes a fault that races a conversion of the same page
         // wait for it, then see the page's new state.
@@ -229,7 +239,10 @@ public final class ConversionEngine: Sendable {
         case .settled(let receipt, let mapped):
             if let failure = receipt.wait() { return .failVM(.recording(failure)) }
             if mapped { return .resume(spurious: true) }
-            return .stopVM(reason: "memory fault at gpa 0x\(String(fault.range.start, radix: 16)): the \(wanted.rawValue) page has no backing")
+            return .stopVM(
+                reason:
+                    "memory fault at gpa 0x\(String(fault.range.start, radix: 16)): the \(wanted.rawValue) page has no backing"
+            )
         case .converted(let applied, let receipt, let direction):
             // Records commit in order: the conversion's receipt covers the fault's too (one commit, not two).
             if let failure = receipt.wait() { return .failVM(.recording(failure)) }
@@ -253,7 +266,10 @@ public final class ConversionEngine: Sendable {
             let record = admitted.record
             let reserved = admitted.reservedShared
             let result = carryOut(request, admitted: consume admitted)
-            return (finish(request, record: record, pending: pending, reservedShared: reserved, result: result), pending.receipt)
+            return (
+                finish(request, record: record, pending: pending, reservedShared: reserved, result: result),
+                pending.receipt
+            )
         }
     }
 
@@ -272,12 +288,15 @@ public final class ConversionEngine: Sendable {
             }
             let goingShared = request.direction == .toShared ? state.map.bytes(in: request.range, state: .private) : 0
             let sharedAfter = state.map.sharedBytes + state.sharedInFlight + goingShared
-            let decision = versioned.policy.evaluate(request, vm: vmName, sharedBytesAfter: sharedAfter,
-                                                     nowNanos: clock.monotonicNanos(), limiter: &state.limiter)
+            let decision = versioned.policy.evaluate(
+                request, vm: vmName, sharedBytesAfter: sharedAfter,
+                nowNanos: clock.monotonicNanos(), limiter: &state.limiter)
             var record = ConversionRecord(
                 vmID: vmID, vm: vmName, vcpu: request.vcpu, requestedNanos: requestedNanos, completedNanos: nil,
-                gpa: request.range.start, size: request.range.size, direction: request.direction, trigger: request.trigger,
-                decision: decision.allowed ? .pending : .denied, reason: decision.reason, policyVersion: versioned.version,
+                gpa: request.range.start, size: request.range.size, direction: request.direction,
+                trigger: request.trigger,
+                decision: decision.allowed ? .pending : .denied, reason: decision.reason,
+                policyVersion: versioned.version,
                 source: backend.kind == .attributes ? .kvm : .emulated, discardedBytes: 0,
                 guestResult: decision.allowed ? 0 : GuestErrorCode.permission.rawValue)
             guard decision.allowed else {
@@ -289,24 +308,32 @@ public final class ConversionEngine: Sendable {
             }
             record.changedBytes = state.map.bytes(in: request.range, state: request.direction.target.opposite)
             state.sharedInFlight += goingShared
-            return .success(Admitted(record: record, pending: sink.begin(conversion: record), before: state.map,
-                                     discard: decision.discard, reservedShared: goingShared))
+            return .success(
+                Admitted(
+                    record: record, pending: sink.begin(conversion: record), before: state.map,
+                    discard: decision.discard, reservedShared: goingShared))
         }
     }
 
     /// The backend's work, outside the state mutex. Consumes the map snapshot so
     /// that `finish` updates the map in place (no copy of its runs).
-    private func carryOut(_ request: ConversionRequest, admitted: consuming Admitted) -> Result<AppliedConversion, BackendError> {
+    private func carryOut(_ request: ConversionRequest, admitted: consuming Admitted) -> Result<
+        AppliedConversion, BackendError
+    > {
         do throws(BackendError) {
-            return .success(try backend.apply(request.range, to: request.direction.target, discard: admitted.discard,
-                                              before: admitted.before))
+            return .success(
+                try backend.apply(
+                    request.range, to: request.direction.target, discard: admitted.discard,
+                    before: admitted.before))
         } catch {
             return .failure(error)
         }
     }
 
-    private func finish(_ request: ConversionRequest, record: ConversionRecord, pending: PendingConversion, reservedShared: UInt64,
-                        result: Result<AppliedConversion, BackendError>) -> Applied {
+    private func finish(
+        _ request: ConversionRequest, record: ConversionRecord, pending: PendingConversion, reservedShared: UInt64,
+        result: Result<AppliedConversion, BackendError>
+    ) -> Applied {
         var record = record
         return state.withLock { state in
             state.sharedInFlight -= reservedShared
@@ -318,8 +345,9 @@ public final class ConversionEngine: Sendable {
                 record.discardedBytes = applied.discardedBytes
                 outcome = .applied
                 record.completedNanos = clock.wallNanos()
-                sink.finish(pending.ticket, decision: .applied, reason: nil, completedNanos: record.completedNanos ?? 0,
-                            discardedBytes: applied.discardedBytes, guestResult: 0)
+                sink.finish(
+                    pending.ticket, decision: .applied, reason: nil, completedNanos: record.completedNanos ?? 0,
+                    discardedBytes: applied.discardedBytes, guestResult: 0)
             case .failure(let error):
                 let code: GuestErrorCode
                 if case .mappingLimit = error {
@@ -334,8 +362,10 @@ public final class ConversionEngine: Sendable {
                 }
                 record.decision = .failed
                 record.completedNanos = clock.wallNanos()
-                sink.finish(pending.ticket, decision: .failed, reason: error.description, completedNanos: record.completedNanos ?? 0,
-                            discardedBytes: 0, guestResult: code.rawValue)
+                sink.finish(
+                    pending.ticket, decision: .failed, reason: error.description,
+                    completedNanos: record.completedNanos ?? 0,
+                    discardedBytes: 0, guestResult: code.rawValue)
             }
             state.statistics.count(record)
             return outcome

@@ -1,5 +1,5 @@
-import Platform
 import MemoryModel
+import Platform
 
 /// Counts of a VM's faults and conversions, for summaries. Pure value type.
 public struct ConversionStatistics: Sendable, Equatable {
@@ -9,11 +9,15 @@ public struct ConversionStatistics: Sendable, Equatable {
         public var decision: ConversionDecision
 
         public init(direction: ConversionDirection, trigger: ConversionTrigger, decision: ConversionDecision) {
-            self.direction = direction; self.trigger = trigger; self.decision = decision
+            self.direction = direction
+            self.trigger = trigger
+            self.decision = decision
         }
 
         public static func < (a: Key, b: Key) -> Bool {
-            (a.direction.rawValue, a.trigger.rawValue, a.decision.rawValue) < (b.direction.rawValue, b.trigger.rawValue, b.decision.rawValue)
+            (a.direction.rawValue, a.trigger.rawValue, a.decision.rawValue) < (
+                b.direction.rawValue, b.trigger.rawValue, b.decision.rawValue
+            )
         }
     }
 
@@ -33,10 +37,18 @@ public struct ConversionStatistics: Sendable, Equatable {
     public init() {}
 
     /// Counts another process made (a VM process's statistics on the wire).
-    public init(conversions: [Key: Int], convertedBytes: [Key: UInt64], faults: [EventSource: Int], faultAccesses: [String: Int],
-                faultsWithoutConversion: Int, latency: LatencyHistogram, unrecorded: [AggregateKind: Int]) {
-        self.conversions = conversions; self.convertedBytes = convertedBytes; self.faults = faults; self.faultAccesses = faultAccesses
-        self.faultsWithoutConversion = faultsWithoutConversion; self.latency = latency; self.unrecorded = unrecorded
+    public init(
+        conversions: [Key: Int], convertedBytes: [Key: UInt64], faults: [EventSource: Int],
+        faultAccesses: [String: Int],
+        faultsWithoutConversion: Int, latency: LatencyHistogram, unrecorded: [AggregateKind: Int]
+    ) {
+        self.conversions = conversions
+        self.convertedBytes = convertedBytes
+        self.faults = faults
+        self.faultAccesses = faultAccesses
+        self.faultsWithoutConversion = faultsWithoutConversion
+        self.latency = latency
+        self.unrecorded = unrecorded
     }
 
     public mutating func count(_ record: ConversionRecord) {
@@ -64,17 +76,24 @@ public struct ConversionStatistics: Sendable, Equatable {
     }
 
     public func total(decision: ConversionDecision? = nil, trigger: ConversionTrigger? = nil) -> Int {
-        conversions.filter { (decision == nil || $0.key.decision == decision) && (trigger == nil || $0.key.trigger == trigger) }
-            .values.reduce(0, +)
+        conversions.filter {
+            (decision == nil || $0.key.decision == decision) && (trigger == nil || $0.key.trigger == trigger)
+        }
+        .values.reduce(0, +)
     }
 
     /// Lines such as `to_shared explicit applied 12 (49152 bytes)`.
     public var summaryLines: [String] {
-        let faultLine = "memory faults: " + (faults.isEmpty ? "0" : faults.sorted { $0.key.rawValue < $1.key.rawValue }
-            .map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
+        let faultLine =
+            "memory faults: "
+            + (faults.isEmpty
+                ? "0"
+                : faults.sorted { $0.key.rawValue < $1.key.rawValue }
+                    .map { "\($0.value) \($0.key.rawValue)" }.joined(separator: ", "))
             + (faultsWithoutConversion > 0 ? " (\(faultsWithoutConversion) needed no conversion)" : "")
-        return [faultLine, "conversions: \(total())"] + conversions.keys.sorted().map { key in
-            "  \(key.direction.rawValue) \(key.trigger.rawValue) \(key.decision.rawValue): \(conversions[key] ?? 0) (\(convertedBytes[key] ?? 0) bytes)"
-        }
+        return [faultLine, "conversions: \(total())"]
+            + conversions.keys.sorted().map { key in
+                "  \(key.direction.rawValue) \(key.trigger.rawValue) \(key.decision.rawValue): \(conversions[key] ?? 0) (\(convertedBytes[key] ?? 0) bytes)"
+            }
     }
 }

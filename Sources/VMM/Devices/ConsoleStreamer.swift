@@ -50,7 +50,8 @@ final class ConsoleStreamer: @unchecked Sendable {
     /// No more output will come. Waits up to `timeout` for the queue to drain; what
     /// is left then (a consumer that stopped reading) counts as dropped.
     func finish(timeout: Duration = .seconds(2)) {
-        let deadline = Date(timeIntervalSinceNow: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        let deadline = Date(
+            timeIntervalSinceNow: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
         condition.lock()
         finished = true
         condition.broadcast()

@@ -46,17 +46,23 @@ public enum AliasProbe {
 
     static var code: [UInt8] {
         [0x48, 0xA1] + probedAddress.littleEndianBytes  // mov rax, [probedAddress]
-            + [0xBA, 0xF4, 0x00, 0x00, 0x00,                 // mov edx, 0xF4 (MG_PORT_EXIT)
-               0xB8, 0x07, 0x00, 0x00, 0x00,                 // mov eax, 7
-               0xEF,                                         // out dx, eax
-               0xEB, 0xFE]                                   // jmp $
+            + [
+                0xBA, 0xF4, 0x00, 0x00, 0x00,  // mov edx, 0xF4 (MG_PORT_EXIT)
+                0xB8, 0x07, 0x00, 0x00, 0x00,  // mov eax, 7
+                0xEF,  // out dx, eax
+                0xEB, 0xFE,
+            ]  // jmp $
     }
 
     public static func run(system: KVM.System, deadline: Duration = .seconds(2), logger: Logger) -> AliasProbeResult {
         let bytes = code
-        let image = GuestImage(segments: [.init(address: BootLayout.imageBase, bytes: bytes,
-                                                memorySize: UInt64(bytes.count), executable: true)],
-                               entry: BootLayout.imageBase)
+        let image = GuestImage(
+            segments: [
+                .init(
+                    address: BootLayout.imageBase, bytes: bytes,
+                    memorySize: UInt64(bytes.count), executable: true)
+            ],
+            entry: BootLayout.imageBase)
         var configuration = VMConfiguration(name: "alias-probe")
         configuration.memoryBytes = 4 << 20
         configuration.backend = .alias
@@ -65,7 +71,9 @@ public enum AliasProbe {
         do {
             vm = try VirtualMachine(system: system, configuration: configuration, image: image, logger: logger)
             guard vm.layout.dataRAM.lowerBound == probedAddress & ~vm.layout.sharedMask else {
-                return AliasProbeResult(outcome: .unavailable, detail: "probe layout: data RAM starts at 0x\(String(vm.layout.dataRAM.lowerBound, radix: 16))")
+                return AliasProbeResult(
+                    outcome: .unavailable,
+                    detail: "probe layout: data RAM starts at 0x\(String(vm.layout.dataRAM.lowerBound, radix: 16))")
             }
             try vm.start()
         } catch {
@@ -85,10 +93,13 @@ public enum AliasProbe {
             return AliasProbeResult(outcome: .runFailed, detail: failure ?? "the probe guest did not exit")
         }
         if converted && statistics.faults[.emulated] == 1 {
-            return AliasProbeResult(outcome: .mmioExit, detail: "an access to a PROT_NONE page exited as KVM_EXIT_MMIO at its GPA")
+            return AliasProbeResult(
+                outcome: .mmioExit, detail: "an access to a PROT_NONE page exited as KVM_EXIT_MMIO at its GPA")
         }
         if converted && statistics.faults[.kvm] == 1 {
-            return AliasProbeResult(outcome: .memoryFaultExit, detail: "an access to a PROT_NONE page failed KVM_RUN with KVM_EXIT_MEMORY_FAULT data")
+            return AliasProbeResult(
+                outcome: .memoryFaultExit,
+                detail: "an access to a PROT_NONE page failed KVM_RUN with KVM_EXIT_MEMORY_FAULT data")
         }
         return AliasProbeResult(outcome: .noExit, detail: "an access to a PROT_NONE page completed without an exit")
     }

@@ -22,8 +22,10 @@ public struct HostReport: Sendable, Codable, Equatable {
     /// The alias mechanism VMs get: the operator's choice, else the probe's.
     public var aliasMechanism: AliasMechanism
 
-    public init(kernel: String, capabilities: CapabilityReport, hypercallProbe: HypercallProbeResult,
-                aliasProbe: AliasProbeResult, aliasMechanism: AliasMechanism? = nil) {
+    public init(
+        kernel: String, capabilities: CapabilityReport, hypercallProbe: HypercallProbeResult,
+        aliasProbe: AliasProbeResult, aliasMechanism: AliasMechanism? = nil
+    ) {
         self.kernel = kernel
         self.capabilities = capabilities
         self.backends = Self.backends(for: capabilities)
@@ -36,9 +38,10 @@ public struct HostReport: Sendable, Codable, Equatable {
     /// Probes the host: capabilities, the VMCALL exit probe, the closed-page probe.
     /// `aliasMechanism` is the operator's override, if any.
     public static func probe(system: KVM.System, aliasMechanism: AliasMechanism? = nil, logger: Logger) -> HostReport {
-        HostReport(kernel: KVM.System.kernelRelease(), capabilities: system.capabilityReport(),
-                   hypercallProbe: HypercallProbe.run(system: system, logger: logger),
-                   aliasProbe: AliasProbe.cached(system: system, logger: logger), aliasMechanism: aliasMechanism)
+        HostReport(
+            kernel: KVM.System.kernelRelease(), capabilities: system.capabilityReport(),
+            hypercallProbe: HypercallProbe.run(system: system, logger: logger),
+            aliasProbe: AliasProbe.cached(system: system, logger: logger), aliasMechanism: aliasMechanism)
     }
 
     /// The capability whose loss changes the most about how VMs run here, for testing the
@@ -56,13 +59,17 @@ public struct HostReport: Sendable, Codable, Equatable {
     public static func backends(for caps: CapabilityReport) -> [BackendAvailability] {
         let attributes: BackendAvailability
         if let type = caps.privateMemoryVMType, caps.guestMemfd, caps.userMemory2, caps.memoryFaultInfo {
-            attributes = .init(name: .attributes, usable: true,
-                               reason: "VM type \(type) has private memory attributes, guest_memfd, USER_MEMORY2 and MEMORY_FAULT_INFO")
+            attributes = .init(
+                name: .attributes, usable: true,
+                reason: "VM type \(type) has private memory attributes, guest_memfd, USER_MEMORY2 and MEMORY_FAULT_INFO"
+            )
         } else {
             var missing: [String] = []
             let asked = caps.memoryAttributesByVMType.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             if caps.privateMemoryVMType == nil {
-                missing.append("no VM type with the PRIVATE memory attribute (VM_TYPES: \(caps.vmTypes.map(\.description).joined(separator: ", ")); MEMORY_ATTRIBUTES: \(asked.joined(separator: ", ")))")
+                missing.append(
+                    "no VM type with the PRIVATE memory attribute (VM_TYPES: \(caps.vmTypes.map(\.description).joined(separator: ", ")); MEMORY_ATTRIBUTES: \(asked.joined(separator: ", ")))"
+                )
             }
             if !caps.guestMemfd { missing.append("no GUEST_MEMFD") }
             if !caps.userMemory2 { missing.append("no USER_MEMORY2") }
@@ -72,10 +79,15 @@ public struct HostReport: Sendable, Codable, Equatable {
         let mmapable = caps.guestMemfd && caps.guestMemfdFlags & GuestMemfdFlag.mmap != 0
         let alias = BackendAvailability(
             name: .alias, usable: true,
-            reason: mmapable ? "private pages in mmap-able guest_memfd, shared pages in memfd, one alias per page"
-                             : "private pages in memfd (no mmap-able guest_memfd), shared pages in memfd")
+            reason: mmapable
+                ? "private pages in mmap-able guest_memfd, shared pages in memfd, one alias per page"
+                : "private pages in memfd (no mmap-able guest_memfd), shared pages in memfd")
         guard !caps.hidden.isEmpty else { return [attributes, alias] }
         let masked = " (\(HiddenCapabilities.environmentVariable)=\(caps.hidden.joined(separator: ",")))"
-        return [attributes, alias].map { var backend = $0; backend.reason += masked; return backend }
+        return [attributes, alias].map {
+            var backend = $0
+            backend.reason += masked
+            return backend
+        }
     }
 }

@@ -35,23 +35,32 @@ public enum HypercallProbe {
         0xB8, UInt8(Hypercall.mapGPARange), 0x00, 0x00, 0x00,  // mov eax, KVM_HC_MAP_GPA_RANGE
         0xBB, 0x00, 0x00, 0x20, 0x00,  // mov ebx, 0x200000 (gpa)
         0xB9, 0x01, 0x00, 0x00, 0x00,  // mov ecx, 1 (npages)
-        0x31, 0xD2,                    // xor edx, edx (attrs: 4K, to shared)
-        0x0F, 0x01, 0xC1,              // vmcall
+        0x31, 0xD2,  // xor edx, edx (attrs: 4K, to shared)
+        0x0F, 0x01, 0xC1,  // vmcall
         0xBA, 0xF4, 0x00, 0x00, 0x00,  // mov edx, 0xF4 (MG_PORT_EXIT)
         0xB8, 0x07, 0x00, 0x00, 0x00,  // mov eax, 7
-        0xEF,                          // out dx, eax
-        0xEB, 0xFE,                    // jmp $
+        0xEF,  // out dx, eax
+        0xEB, 0xFE,  // jmp $
     ]
 
-    public static func run(system: KVM.System, deadline: Duration = .milliseconds(500), logger: Logger) -> HypercallProbeResult {
+    public static func run(system: KVM.System, deadline: Duration = .milliseconds(500), logger: Logger)
+        -> HypercallProbeResult
+    {
         let mask = UInt64(UInt32(bitPattern: system.check(.exitHypercall)))
         guard mask & (1 << Hypercall.mapGPARange) != 0 else {
-            let why = system.hidden.hides(.exitHypercall) ? " (exit_hypercall is hidden by \(HiddenCapabilities.environmentVariable))" : ""
-            return HypercallProbeResult(outcome: .unavailable, detail: "KVM_CAP_EXIT_HYPERCALL lacks KVM_HC_MAP_GPA_RANGE\(why)")
+            let why =
+                system.hidden.hides(.exitHypercall)
+                ? " (exit_hypercall is hidden by \(HiddenCapabilities.environmentVariable))" : ""
+            return HypercallProbeResult(
+                outcome: .unavailable, detail: "KVM_CAP_EXIT_HYPERCALL lacks KVM_HC_MAP_GPA_RANGE\(why)")
         }
-        let image = GuestImage(segments: [.init(address: BootLayout.imageBase, bytes: code,
-                                                memorySize: UInt64(code.count), executable: true)],
-                               entry: BootLayout.imageBase)
+        let image = GuestImage(
+            segments: [
+                .init(
+                    address: BootLayout.imageBase, bytes: code,
+                    memorySize: UInt64(code.count), executable: true)
+            ],
+            entry: BootLayout.imageBase)
         var configuration = VMConfiguration(name: "hypercall-probe")
         configuration.memoryBytes = 4 << 20
         configuration.enableHypercallExit = true
@@ -73,7 +82,8 @@ public enum HypercallProbe {
             return HypercallProbeResult(outcome: .spins, detail: "no exit within \(deadline) after VMCALL")
         }
         if lifecycle.exitStatus == returnedStatus {
-            return HypercallProbeResult(outcome: .returnsInGuest, detail: "VMCALL returned to the guest without an exit")
+            return HypercallProbeResult(
+                outcome: .returnsInGuest, detail: "VMCALL returned to the guest without an exit")
         }
         return HypercallProbeResult(outcome: .faults, detail: lifecycle.reason ?? "VM \(lifecycle.state.rawValue)")
     }

@@ -59,7 +59,9 @@ public struct VMLifecycle: Sendable, Equatable {
 
     /// A lifecycle as another process reported it (a VM process, or the store after a restart).
     public init(state: VMState, reason: String?, exitStatus: Int32?) {
-        self.state = state; self.reason = reason; self.exitStatus = exitStatus
+        self.state = state
+        self.reason = reason
+        self.exitStatus = exitStatus
     }
 
     public mutating func apply(_ event: VMTransition) throws(LifecycleError) {
@@ -69,17 +71,24 @@ public struct VMLifecycle: Sendable, Equatable {
         case (.running, .pause): next = .paused
         case (.paused, .resume): next = .running
         case (.created, .stop(let why)), (.running, .stop(let why)), (.paused, .stop(let why)):
-            next = .stopped; reason = why
+            next = .stopped
+            reason = why
         case (.running, .guestExited(let status)), (.paused, .guestExited(let status)):
-            next = .stopped; exitStatus = status; reason = "guest exited with status \(status)"
+            next = .stopped
+            exitStatus = status
+            reason = "guest exited with status \(status)"
         case (.running, .allVCPUsHalted), (.paused, .allVCPUsHalted):
-            next = .stopped; reason = "every vCPU halted without exiting"
+            next = .stopped
+            reason = "every vCPU halted without exiting"
         case (.running, .crash(let why)), (.paused, .crash(let why)):
-            next = .crashed; reason = why
+            next = .crashed
+            reason = why
         case (.created, .fail(let why)), (.running, .fail(let why)), (.paused, .fail(let why)):
-            next = .failed; reason = why
+            next = .failed
+            reason = why
         case (.running, .fault(let why)), (.paused, .fault(let why)):
-            next = .faulted; reason = why
+            next = .faulted
+            reason = why
         default:
             throw LifecycleError(state: state, event: event.name)
         }

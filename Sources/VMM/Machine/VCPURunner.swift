@@ -119,9 +119,11 @@ struct VCPURunner: Sendable {
             return control.checkpoint() ? .resume : .stop(nil)
         case .mmio(let mmio):
             guard let access = engine.backend.aliasAccess(at: mmio.address) else { return unhandled(exit) }
-            let step = resolve(GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated,
-                                          access: mmio.isWrite ? .write : .read),
-                               retried: false, stuck: &stuck)
+            let step = resolve(
+                GuestFault(
+                    range: access.page, wantsPrivate: access.viaPrivateAddress, source: .emulated,
+                    access: mmio.isWrite ? .write : .read),
+                retried: false, stuck: &stuck)
             if step == .resume { complete(mmio, at: access.gpa, as: access.viaPrivateAddress ? .private : .shared) }
             return step
         case .memoryFault(let fault):
@@ -132,7 +134,8 @@ struct VCPURunner: Sendable {
                 vcpu.completeHypercall(returning: GuestErrorCode.notSupported.raxValue)
                 return .resume
             }
-            let outcome = engine.explicit(MapGPARangeCall(gpa: call.arg0, pageCount: call.arg1, attributes: call.arg2), vcpu: index)
+            let outcome = engine.explicit(
+                MapGPARangeCall(gpa: call.arg0, pageCount: call.arg1, attributes: call.arg2), vcpu: index)
             if let fatal = outcome.fatal { return .stop(.fail(reason: "vCPU \(index): \(fatal)")) }
             vcpu.completeHypercall(returning: outcome.raxValue)
             return .resume
@@ -151,15 +154,17 @@ struct VCPURunner: Sendable {
     /// names the alias the guest used, as an MMIO exit would.
     static func guestFault(_ fault: MemoryFaultExit, backend: MemoryBackend) -> GuestFault {
         if let access = backend.aliasAccess(at: fault.gpa) {
-            return GuestFault(range: access.page, wantsPrivate: access.viaPrivateAddress, source: .kvm,
-                              access: FaultAccess(flags: fault.flags))
+            return GuestFault(
+                range: access.page, wantsPrivate: access.viaPrivateAddress, source: .kvm,
+                access: FaultAccess(flags: fault.flags))
         }
         // KVM's numbers, but never trusted not to overflow: saturate at the last page boundary.
         let lastBoundary = UInt64.max & ~(PageRange.pageSize - 1)
         let (end, overflow) = fault.gpa.addingReportingOverflow(max(fault.size, 1))
         let roundedEnd = overflow || end > lastBoundary ? lastBoundary : end.roundedUp(to: PageRange.pageSize)
         let range = PageRange(start: fault.gpa & ~(PageRange.pageSize - 1), end: roundedEnd)
-        return GuestFault(range: range, wantsPrivate: fault.isPrivate, source: .kvm, access: FaultAccess(flags: fault.flags))
+        return GuestFault(
+            range: range, wantsPrivate: fault.isPrivate, source: .kvm, access: FaultAccess(flags: fault.flags))
     }
 
     /// Runs the fault through the engine.
@@ -168,10 +173,17 @@ struct VCPURunner: Sendable {
         switch engine.fault(fault, vcpu: index) {
         case .resume(let wasSpurious):
             guard retried else { return .resume }
-            guard wasSpurious else { stuck = StuckFaults(); return .resume }
+            guard wasSpurious else {
+                stuck = StuckFaults()
+                return .resume
+            }
             stuck.count(page: fault.range.start)
             guard stuck.count < Self.stuckFaultLimit else {
-                return .stop(.fault(reason: "vCPU \(index): \(stuck.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)) with no other exit, the page already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"))
+                return .stop(
+                    .fault(
+                        reason:
+                            "vCPU \(index): \(stuck.count) memory faults in a row at gpa 0x\(String(fault.range.start, radix: 16)) with no other exit, the page already \(fault.wantsPrivate ? "private" : "shared"): it has no usable backing"
+                    ))
             }
             return .resume
         case .stopVM(let reason):
@@ -201,7 +213,8 @@ struct VCPURunner: Sendable {
                 regs.rax = GuestErrorCode.notSupported.raxValue
                 return .resume
             }
-            let outcome = engine.explicit(MapGPARangeCall(gpa: regs.rbx, pageCount: regs.rcx, attributes: regs.rdx), vcpu: index)
+            let outcome = engine.explicit(
+                MapGPARangeCall(gpa: regs.rbx, pageCount: regs.rcx, attributes: regs.rdx), vcpu: index)
             if let fatal = outcome.fatal { return .stop(.fail(reason: "vCPU \(index): \(fatal)")) }
             regs.rax = outcome.raxValue
             return .resume

@@ -51,7 +51,8 @@ public enum VMCreationError: Error, Sendable, CustomStringConvertible {
         case .layout(let error): "invalid VM layout: \(error)"
         case .kvm(let error): "KVM set-up failed: \(error)"
         case .backend(let error): "memory set-up failed: \(error)"
-        case .backendUnavailable(let kind, let reason): "the \(kind.rawValue) backend is not usable on this host: \(reason)"
+        case .backendUnavailable(let kind, let reason):
+            "the \(kind.rawValue) backend is not usable on this host: \(reason)"
         }
     }
 }

@@ -25,7 +25,11 @@ final class VMControl: @unchecked Sendable {
         return try body()
     }
 
-    var snapshot: VMLifecycle { condition.lock(); defer { condition.unlock() }; return lifecycle }
+    var snapshot: VMLifecycle {
+        condition.lock()
+        defer { condition.unlock() }
+        return lifecycle
+    }
 
     private func kickAll() { for kicker in kickers { kicker.kick() } }
 

@@ -33,18 +33,21 @@ public final class VirtualMachine: Sendable {
     /// The alias backend's mechanism; nil for the attributes backend.
     public var aliasMechanism: AliasMechanism? { (engine.backend as? AliasMemoryBackend)?.mechanism }
 
-    public init(system: KVM.System, configuration: VMConfiguration, image: GuestImage, logger: Logger,
-                policies: PolicyStore = PolicyStore(), events: EventSink = InMemoryEventSink(),
-                consoleStream: (@Sendable ([UInt8]) -> Bool)? = nil,
-                syncHandler: SyncHandler? = nil) throws(VMCreationError) {
+    public init(
+        system: KVM.System, configuration: VMConfiguration, image: GuestImage, logger: Logger,
+        policies: PolicyStore = PolicyStore(), events: EventSink = InMemoryEventSink(),
+        consoleStream: (@Sendable ([UInt8]) -> Bool)? = nil,
+        syncHandler: SyncHandler? = nil
+    ) throws(VMCreationError) {
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "vm"] = "\(configuration.name)"
         self.logger = logger
         self.syncHandler = syncHandler
         exits = ExitCounters(vcpus: configuration.vcpuCount)
-        console = ConsoleOutput(capacity: configuration.consoleCapacity, vcpuCount: configuration.vcpuCount,
-                                name: configuration.name, stream: consoleStream)
+        console = ConsoleOutput(
+            capacity: configuration.consoleCapacity, vcpuCount: configuration.vcpuCount,
+            name: configuration.name, stream: consoleStream)
 
         let caps = system.capabilityReport()
         let kind = try Self.chooseBackend(configuration.backend, caps: caps)
@@ -61,30 +64,35 @@ public final class VirtualMachine: Sendable {
             for index in 0..<configuration.vcpuCount {
                 let vcpu = try vm.createVCPU(index: UInt32(index))
                 try vcpu.setCPUID(cpuid)
-                try LongModeCPU.configure(vcpu, entry: image.entry, stackTop: layout.stackTop(vcpu: index),
-                                          bootInfo: layout.bootInfoAddress(vcpu: index))
+                try LongModeCPU.configure(
+                    vcpu, entry: image.entry, stackTop: layout.stackTop(vcpu: index),
+                    bootInfo: layout.bootInfoAddress(vcpu: index))
                 vcpus.append(vcpu)
             }
             let dataRAM = PageRange(start: layout.dataRAM.lowerBound, end: layout.dataRAM.upperBound)
             let initial = PageStateMap(bounds: dataRAM, initial: configuration.initialState)
             let mechanism = configuration.aliasMechanism ?? AliasProbe.cached(system: system, logger: logger).mechanism
-            let runLimit = switch mechanism {
-            case .memslot: min(configuration.maxRuns ?? Int.max, max(caps.maxMemslots - 1, 1))
-            case .protect: configuration.maxRuns ?? ProtectAliasBackend.defaultRunLimit
-            }
+            let runLimit =
+                switch mechanism {
+                case .memslot: min(configuration.maxRuns ?? Int.max, max(caps.maxMemslots - 1, 1))
+                case .protect: configuration.maxRuns ?? ProtectAliasBackend.defaultRunLimit
+                }
             // Only memslot rewrites need the other vCPUs out of KVM_RUN, and only if there are others.
-            let gate = kind == .alias && mechanism == .memslot && vcpus.count > 1 ? RunGate(kickers: vcpus.map(\.kicker)) : nil
+            let gate =
+                kind == .alias && mechanism == .memslot && vcpus.count > 1 ? RunGate(kickers: vcpus.map(\.kicker)) : nil
             let built = try MemoryBuilder(vm: vm, layout: layout, initial: initial, runLimit: runLimit, logger: logger)
                 .build(kind, mechanism: mechanism, gate: gate, caps: caps)
             runGate = gate
             stores = built.stores
             memoryOps = built.ops
             memoryDescription = built.description
-            try Self.loadBootImage(image, layout: layout, configuration: configuration, aliased: kind == .alias,
-                                   into: built.stores.bootRegion)
-            engine = ConversionEngine(vmID: configuration.id, vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
-                                      backend: built.backend, policies: policies, sink: events,
-                                      recordingBudget: configuration.recordingBudget, logger: logger)
+            try Self.loadBootImage(
+                image, layout: layout, configuration: configuration, aliased: kind == .alias,
+                into: built.stores.bootRegion)
+            engine = ConversionEngine(
+                vmID: configuration.id, vmName: configuration.name, ramSize: layout.ramSize, initial: initial,
+                backend: built.backend, policies: policies, sink: events,
+                recordingBudget: configuration.recordingBudget, logger: logger)
             registerSync = vcpus.allSatisfy { $0.enableRegisterSync(hostMask: caps.syncRegsMask) }
             self.vcpus = vcpus
         } catch let error as VMCreationError {
@@ -97,41 +105,51 @@ public final class VirtualMachine: Sendable {
             throw .kvm(KVMError("VM set-up", errno: 0, hint: "\(error)"))
         }
         control = VMControl(kickers: vcpus.map(\.kicker))
-        logger.info("VM created", metadata: [
-            "memory": "\(layout.ramSize)", "vcpus": "\(configuration.vcpuCount)", "backend": "\(memoryDescription)",
-            "boot_region": "\(layout.bootRegionSize)", "data_ram": "\(layout.dataRAM)",
-        ])
+        logger.info(
+            "VM created",
+            metadata: [
+                "memory": "\(layout.ramSize)", "vcpus": "\(configuration.vcpuCount)", "backend": "\(memoryDescription)",
+                "boot_region": "\(layout.bootRegionSize)", "data_ram": "\(layout.dataRAM)",
+            ])
     }
 
-    static func chooseBackend(_ requested: BackendKind?, caps: CapabilityReport) throws(VMCreationError) -> BackendKind {
+    static func chooseBackend(_ requested: BackendKind?, caps: CapabilityReport) throws(VMCreationError) -> BackendKind
+    {
         let availability = HostReport.backends(for: caps)
         let attributes = availability.first { $0.name == .attributes }
         let usable = attributes?.usable ?? false
         switch requested {
         case nil: return usable ? .attributes : .alias
-        case .attributes? where !usable: throw .backendUnavailable(.attributes, reason: attributes?.reason ?? "not reported")
+        case .attributes? where !usable:
+            throw .backendUnavailable(.attributes, reason: attributes?.reason ?? "not reported")
         case let kind?: return kind
         }
     }
 
-    private static func makeLayout(_ configuration: VMConfiguration, image: GuestImage,
-                                   cpuid: CPUIDTable) throws(BootError) -> BootLayout {
+    private static func makeLayout(
+        _ configuration: VMConfiguration, image: GuestImage,
+        cpuid: CPUIDTable
+    ) throws(BootError) -> BootLayout {
         try BootInfo.validate(commandLine: configuration.commandLine)
-        return try BootLayout(ramSize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
-                              sharedBit: configuration.sharedBit, imageEnd: image.end,
-                              physicalAddressBits: cpuid.physicalAddressBits ?? 36)
+        return try BootLayout(
+            ramSize: configuration.memoryBytes, vcpuCount: configuration.vcpuCount,
+            sharedBit: configuration.sharedBit, imageEnd: image.end,
+            physicalAddressBits: cpuid.physicalAddressBits ?? 36)
     }
 
     /// Copies the image, GDT, page tables and boot infos into the boot region.
-    private static func loadBootImage(_ image: GuestImage, layout: BootLayout, configuration: VMConfiguration,
-                                      aliased: Bool, into memory: HostMemory) throws(BootError) {
+    private static func loadBootImage(
+        _ image: GuestImage, layout: BootLayout, configuration: VMConfiguration,
+        aliased: Bool, into memory: HostMemory
+    ) throws(BootError) {
         for segment in image.segments { memory.write(segment.bytes, at: Int(segment.address)) }
         memory.write(GDT.bytes(tssBase: BootLayout.tssAddress), at: Int(BootLayout.gdtAddress))
         memory.write(try PageTables.build(for: layout), at: Int(BootLayout.pageTablesAddress))
         for index in 0..<layout.vcpuCount {
-            let info = BootInfo(layout: layout, vcpu: index, transport: configuration.transport,
-                                dataInitiallyShared: configuration.initialState == .shared,
-                                commandLine: configuration.commandLine, aliased: aliased)
+            let info = BootInfo(
+                layout: layout, vcpu: index, transport: configuration.transport,
+                dataInitiallyShared: configuration.initialState == .shared,
+                commandLine: configuration.commandLine, aliased: aliased)
             memory.write(info.encoded(), at: Int(layout.bootInfoAddress(vcpu: index)))
         }
     }
@@ -145,9 +163,10 @@ public final class VirtualMachine: Sendable {
     public func start() throws(LifecycleError) {
         try control.start(threads: vcpus.count)
         for vcpu in vcpus {
-            let runner = VCPURunner(vcpu: vcpu, kicker: vcpu.kicker, control: control, console: console, engine: engine,
-                                    syncHandler: syncHandler, registerSync: registerSync, gate: runGate, runNanos: runTimer, exits: exits,
-                                    logger: logger)
+            let runner = VCPURunner(
+                vcpu: vcpu, kicker: vcpu.kicker, control: control, console: console, engine: engine,
+                syncHandler: syncHandler, registerSync: registerSync, gate: runGate, runNanos: runTimer, exits: exits,
+                logger: logger)
             let thread = Thread { runner.run() }
             thread.name = "\(configuration.name)-vcpu\(vcpu.index)"
             thread.start()
@@ -181,7 +200,9 @@ public final class VirtualMachine: Sendable {
 
     /// Waits until the VM has ended; false if `timeout` passed first.
     public func waitUntilFinished(timeout: Duration? = nil) -> Bool {
-        let deadline = timeout.map { Date(timeIntervalSinceNow: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) }
+        let deadline = timeout.map {
+            Date(timeIntervalSinceNow: Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18)
+        }
         return control.waitUntilFinished(deadline: deadline)
     }
 

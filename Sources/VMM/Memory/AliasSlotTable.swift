@@ -29,8 +29,11 @@ public struct AliasSlotTable: Sendable, Equatable {
     public func memslot(for run: PageStateMap.Run, id: UInt32) -> Memslot {
         let offset = run.range.start - dataRAM.start
         switch run.state {
-        case .private: return Memslot(slot: id, gpa: run.range.start, size: run.range.size, store: .privateStore, offset: offset)
-        case .shared: return Memslot(slot: id, gpa: run.range.start | sharedMask, size: run.range.size, store: .sharedStore, offset: offset)
+        case .private:
+            return Memslot(slot: id, gpa: run.range.start, size: run.range.size, store: .privateStore, offset: offset)
+        case .shared:
+            return Memslot(
+                slot: id, gpa: run.range.start | sharedMask, size: run.range.size, store: .sharedStore, offset: offset)
         }
     }
 
@@ -56,7 +59,12 @@ public struct AliasSlotTable: Sendable, Equatable {
         var creates: [Memslot] = []
         for run in added {
             let id: UInt32
-            if let reused = freeIDs.popLast() { id = reused } else { id = nextID; nextID += 1 }
+            if let reused = freeIDs.popLast() {
+                id = reused
+            } else {
+                id = nextID
+                nextID += 1
+            }
             let slot = memslot(for: run, id: id)
             slots[run.range.start] = slot
             creates.append(slot)

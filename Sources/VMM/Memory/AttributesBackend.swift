@@ -16,11 +16,14 @@ public final class AttributesBackend: MemoryBackend {
     /// Creates the data-RAM slot and applies the initial private pages.
     /// - Parameter privacyFromAttributes: the VM type takes an access's privacy from the page's
     ///   attribute (`sw_protected`), not from the guest (SNP's C-bit, TDX's shared bit).
-    public init(stores: GuestStores, ops: MemoryOps, slot: UInt32, initial map: PageStateMap,
-                privacyFromAttributes: Bool) throws(BackendError) {
+    public init(
+        stores: GuestStores, ops: MemoryOps, slot: UInt32, initial map: PageStateMap,
+        privacyFromAttributes: Bool
+    ) throws(BackendError) {
         storeAccess = StoreAccess(stores: stores, ops: ops)
         faultsRequestConversion = !privacyFromAttributes
-        dataSlot = Memslot(slot: slot, gpa: stores.dataRAM.start, size: stores.dataRAM.size, store: .attributed, offset: 0)
+        dataSlot = Memslot(
+            slot: slot, gpa: stores.dataRAM.start, size: stores.dataRAM.size, store: .attributed, offset: 0)
         do {
             try ops.create(dataSlot)
             // KVM starts every page shared (attributes 0); make the private runs private.
@@ -30,7 +33,9 @@ public final class AttributesBackend: MemoryBackend {
         }
     }
 
-    public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap) throws(BackendError) {
+    public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap)
+        throws(BackendError)
+    {
         do {
             try storeAccess.ops.setAttributes(range, private: state == .private)
         } catch {

@@ -30,19 +30,23 @@ public final class KVMMemoryOps: MemoryOps {
         try timed { () throws(KVMError) in
             switch slot.store {
             case .boot:
-                try vm.setMemoryRegion(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                       memory: stores.bootRegion, offset: Int(slot.offset))
+                try vm.setMemoryRegion(
+                    slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                    memory: stores.bootRegion, offset: Int(slot.offset))
             case .sharedStore:
-                try vm.setMemoryRegion(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                       memory: stores.sharedMemory, offset: Int(slot.offset))
+                try vm.setMemoryRegion(
+                    slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                    memory: stores.sharedMemory, offset: Int(slot.offset))
             case .privateStore:
                 if guestMemfdSlots, let file = stores.privateFile {
-                    try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                            memory: stores.privateMemory, offset: Int(slot.offset),
-                                            guestMemfd: file, guestMemfdOffset: slot.offset)
+                    try vm.setMemoryRegion2(
+                        slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                        memory: stores.privateMemory, offset: Int(slot.offset),
+                        guestMemfd: file, guestMemfdOffset: slot.offset)
                 } else if let memory = stores.privateMemory {
-                    try vm.setMemoryRegion(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                           memory: memory, offset: Int(slot.offset))
+                    try vm.setMemoryRegion(
+                        slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                        memory: memory, offset: Int(slot.offset))
                 } else {
                     throw KVMError("KVM_SET_USER_MEMORY_REGION", errno: 22, hint: "no private store to map")
                 }
@@ -52,25 +56,31 @@ public final class KVMMemoryOps: MemoryOps {
                 }
                 let view = slot.store == .privateView ? views.privateView : views.sharedView
                 if slot.store == .privateView, guestMemfdSlots, let file = stores.privateFile {
-                    try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                            memory: view, offset: Int(slot.offset),
-                                            guestMemfd: file, guestMemfdOffset: slot.offset)
+                    try vm.setMemoryRegion2(
+                        slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                        memory: view, offset: Int(slot.offset),
+                        guestMemfd: file, guestMemfdOffset: slot.offset)
                 } else {
-                    try vm.setMemoryRegion(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                           memory: view, offset: Int(slot.offset))
+                    try vm.setMemoryRegion(
+                        slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                        memory: view, offset: Int(slot.offset))
                 }
             case .attributed:
-                try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
-                                        memory: stores.sharedMemory, offset: Int(slot.offset),
-                                        guestMemfd: stores.privateFile, guestMemfdOffset: slot.offset)
+                try vm.setMemoryRegion2(
+                    slot: slot.slot, guestPhysicalAddress: slot.gpa, size: slot.size,
+                    memory: stores.sharedMemory, offset: Int(slot.offset),
+                    guestMemfd: stores.privateFile, guestMemfdOffset: slot.offset)
             }
         }
     }
 
     public func delete(_ slot: Memslot) throws(KVMError) {
         try timed { () throws(KVMError) in
-            if (slot.store == .privateStore || slot.store == .privateView) && guestMemfdSlots || slot.store == .attributed {
-                try vm.setMemoryRegion2(slot: slot.slot, guestPhysicalAddress: slot.gpa, size: 0, memory: nil, guestMemfd: nil)
+            if (slot.store == .privateStore || slot.store == .privateView) && guestMemfdSlots
+                || slot.store == .attributed
+            {
+                try vm.setMemoryRegion2(
+                    slot: slot.slot, guestPhysicalAddress: slot.gpa, size: 0, memory: nil, guestMemfd: nil)
             } else {
                 try vm.deleteMemoryRegion(slot: slot.slot)
             }
@@ -79,8 +89,9 @@ public final class KVMMemoryOps: MemoryOps {
 
     public func setAttributes(_ range: PageRange, private isPrivate: Bool) throws(KVMError) {
         try timed { () throws(KVMError) in
-            try vm.setMemoryAttributes(guestPhysicalAddress: range.start, size: range.size,
-                                       attributes: isPrivate ? MemoryAttribute.private : 0)
+            try vm.setMemoryAttributes(
+                guestPhysicalAddress: range.start, size: range.size,
+                attributes: isPrivate ? MemoryAttribute.private : 0)
         }
     }
 

@@ -61,8 +61,10 @@ public protocol MemoryBackend: AnyObject, Sendable {
 extension MemoryBackend {
     /// Converts `range` to `state` (pages already in `state` are left alone) and,
     /// when asked, frees the copies the conversion left behind.
-    public func apply(_ range: PageRange, to state: PageState, discard: Bool,
-                      before: PageStateMap) throws(BackendError) -> AppliedConversion {
+    public func apply(
+        _ range: PageRange, to state: PageState, discard: Bool,
+        before: PageStateMap
+    ) throws(BackendError) -> AppliedConversion {
         let changed = before.parts(of: range, notIn: state)
         guard !changed.isEmpty else { return AppliedConversion(discardedBytes: 0) }
         try remap(range, to: state, changed: changed, before: before)

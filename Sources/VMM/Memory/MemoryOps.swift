@@ -27,7 +27,9 @@ public struct Memslot: Sendable, Equatable, CustomStringConvertible {
     /// Offset of the slot's first byte in its store.
     public var offset: UInt64
 
-    public var description: String { "slot \(slot) gpa 0x\(String(gpa, radix: 16)) +0x\(String(size, radix: 16)) \(store.rawValue)@0x\(String(offset, radix: 16))" }
+    public var description: String {
+        "slot \(slot) gpa 0x\(String(gpa, radix: 16)) +0x\(String(size, radix: 16)) \(store.rawValue)@0x\(String(offset, radix: 16))"
+    }
 }
 
 /// Every call that changes KVM's view of guest memory or frees backing pages.

@@ -19,12 +19,15 @@ public final class MemslotAliasBackend: AliasMemoryBackend {
     private let gate: RunGate?
 
     /// Maps the initial runs of `map`.
-    init(stores: GuestStores, ops: MemoryOps, sharedMask: UInt64, initial map: PageStateMap,
-         firstSlot: UInt32, slotLimit: Int, gate: RunGate?) throws(BackendError) {
+    init(
+        stores: GuestStores, ops: MemoryOps, sharedMask: UInt64, initial map: PageStateMap,
+        firstSlot: UInt32, slotLimit: Int, gate: RunGate?
+    ) throws(BackendError) {
         storeAccess = StoreAccess(stores: stores, ops: ops)
         addressing = AliasAddressing(dataRAM: stores.dataRAM, sharedMask: sharedMask)
         self.gate = gate
-        var table = AliasSlotTable(dataRAM: stores.dataRAM, sharedMask: sharedMask, firstSlot: firstSlot, limit: slotLimit)
+        var table = AliasSlotTable(
+            dataRAM: stores.dataRAM, sharedMask: sharedMask, firstSlot: firstSlot, limit: slotLimit)
         let plan = try table.plan(before: [], after: map.runs)
         do {
             for slot in plan.creates { try ops.create(slot) }
@@ -36,10 +39,13 @@ public final class MemslotAliasBackend: AliasMemoryBackend {
 
     public var slotCount: Int { table.withLock { $0.count } }
 
-    public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap) throws(BackendError) {
+    public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap)
+        throws(BackendError)
+    {
         let dataRAM = storeAccess.stores.dataRAM
-        let window = PageRange(start: range.start == dataRAM.start ? range.start : range.start - PageRange.pageSize,
-                               end: range.end == dataRAM.end ? range.end : range.end + PageRange.pageSize)
+        let window = PageRange(
+            start: range.start == dataRAM.start ? range.start : range.start - PageRange.pageSize,
+            end: range.end == dataRAM.end ? range.end : range.end + PageRange.pageSize)
         var after = before
         after.set(range, to: state)
         let plan = try table.withLock { table throws(BackendError) in
@@ -72,7 +78,8 @@ public final class MemslotAliasBackend: AliasMemoryBackend {
 
     public func removeBacking(of page: PageRange, in map: PageStateMap) throws(BackendError) {
         guard let run = map.runs(overlapping: page).first,
-              let slot = table.withLock({ $0.remove(run) }) else { return }
+            let slot = table.withLock({ $0.remove(run) })
+        else { return }
         do {
             try storeAccess.ops.delete(slot)
         } catch {

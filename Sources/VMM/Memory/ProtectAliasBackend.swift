@@ -35,23 +35,33 @@ public final class ProtectAliasBackend: AliasMemoryBackend {
     }
 
     /// Binds both views as memslots and closes, in each, the pages whose state is the other.
-    init(stores: GuestStores, ops: MemoryOps, sharedMask: UInt64, initial map: PageStateMap,
-         firstSlot: UInt32, runLimit: Int) throws(BackendError) {
+    init(
+        stores: GuestStores, ops: MemoryOps, sharedMask: UInt64, initial map: PageStateMap,
+        firstSlot: UInt32, runLimit: Int
+    ) throws(BackendError) {
         storeAccess = StoreAccess(stores: stores, ops: ops)
         addressing = AliasAddressing(dataRAM: stores.dataRAM, sharedMask: sharedMask)
         self.runLimit = runLimit
         let dataRAM = stores.dataRAM
-        guard map.runs.count <= runLimit else { throw .mappingLimit(needed: map.runs.count, limit: runLimit, of: "page-state runs") }
+        guard map.runs.count <= runLimit else {
+            throw .mappingLimit(needed: map.runs.count, limit: runLimit, of: "page-state runs")
+        }
         do {
             for run in map.runs { try ops.setAccess(run.range, view: run.state.opposite, open: false) }
-            try ops.create(Memslot(slot: firstSlot, gpa: dataRAM.start, size: dataRAM.size, store: .privateView, offset: 0))
-            try ops.create(Memslot(slot: firstSlot + 1, gpa: dataRAM.start | sharedMask, size: dataRAM.size, store: .sharedView, offset: 0))
+            try ops.create(
+                Memslot(slot: firstSlot, gpa: dataRAM.start, size: dataRAM.size, store: .privateView, offset: 0))
+            try ops.create(
+                Memslot(
+                    slot: firstSlot + 1, gpa: dataRAM.start | sharedMask, size: dataRAM.size, store: .sharedView,
+                    offset: 0))
         } catch {
             throw .kvm(error)
         }
     }
 
-    public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap) throws(BackendError) {
+    public func remap(_ range: PageRange, to state: PageState, changed: [PageRange], before: PageStateMap)
+        throws(BackendError)
+    {
         let needed = before.runCount(afterSetting: range, to: state)
         guard needed <= runLimit else { throw .mappingLimit(needed: needed, limit: runLimit, of: "page-state runs") }
         let ops = storeAccess.ops
@@ -77,8 +87,11 @@ public final class ProtectAliasBackend: AliasMemoryBackend {
     /// ENOMEM from mprotect means the process is out of mappings (vm.max_map_count): the
     /// conversion is refused like any other mapping limit, and nothing changed.
     static func refusal(_ error: KVMError, needed: Int) -> BackendError {
-        error.isOutOfMemory ? .mappingLimit(needed: needed, limit: needed - 1, of: "page-state runs (the process is out of host mappings, vm.max_map_count)")
-                              : .kvm(error)
+        error.isOutOfMemory
+            ? .mappingLimit(
+                needed: needed, limit: needed - 1,
+                of: "page-state runs (the process is out of host mappings, vm.max_map_count)")
+            : .kvm(error)
     }
 
     public func aliasAccess(at address: UInt64) -> AliasAccess? { addressing.access(at: address) }
