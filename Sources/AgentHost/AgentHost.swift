@@ -275,7 +275,9 @@ public final class AgentHost: Sendable {
     }
 
     /// Why recording stopped for good, if it has (the agent then exits with a status that says so).
-    public var recordingFailure: RecordingFailure? { state.withLock { $0.recordingFailure } }
+    /// Asks the store too: a VM the failure ended can be seen ended before the store's failure
+    /// handlers have reached this host, and its end must still be told as the store's failure.
+    public var recordingFailure: RecordingFailure? { state.withLock { $0.recordingFailure } ?? store?.failure }
 
     /// Waits for a started VM to end (or its timeout), then records the end.
     private func watch(_ vm: ManagedVM) {
