@@ -68,9 +68,9 @@ public struct EventPull {
         var failures: [Int: String] = [:]
         var open = hosts.filter { index in through[index].map { positions[index] < $0 } ?? true }
         while !open.isEmpty {
-            if end.map({ $0.timeIntervalSinceNow <= 0 }) ?? false {
+            if AuditPull.isPast(end) {
                 for index in open {
-                    failures[index] = "events not finished within --max-duration; run again to continue"
+                    failures[index] = AuditPull.outOfTime("events")
                 }
                 break
             }
