@@ -223,10 +223,10 @@ public enum StatusPage {
         [kind,label(vm),detail].forEach(function(c){r.insertCell().textContent=c;});
         while(live.rows.length>51)live.deleteRow(51);}
         function redraw(vm){if(due[vm])return;due[vm]=setTimeout(function(){due[vm]=0;
-        fetch('/v1/vms/'+vm+'/memory.svg').then(function(r){return r.ok?r.text():null;}).then(function(t){
+        fetch('\#(APIRoute.memorySVG.path("'+vm+'"))').then(function(r){return r.ok?r.text():null;}).then(function(t){
         var m=document.querySelector('#vm-'+vm+' .map');if(t&&m)m.innerHTML=t;});},1000);}
         function move(el,d){var b=+el.getAttribute('data-bytes')+d;el.setAttribute('data-bytes',b);el.textContent=hb(b);}
-        var es=new EventSource('/v1/events/stream?after='+(+live.getAttribute('data-after')||0));
+        var es=new EventSource('\#(APIRoute.eventStream.path(query: "after="))'+(+live.getAttribute('data-after')||0));
         es.onopen=function(){status.textContent='Following this agent\u2019s events live.';};
         es.onerror=function(){status.textContent='Reconnecting to the event stream\u2026';};
         es.addEventListener('conversion',function(e){var c=JSON.parse(e.data).conversion;
