@@ -73,18 +73,8 @@ struct BrowserPicturesTests {
 
     /// Signs Chromium in through a form and measures each page.
     func measure(_ agent: AgentProcess, _ paths: [String], screenshot: URL? = nil) throws -> [Page] {
-        let chromium = "/usr/bin/chromium"
-        guard FileManager.default.isExecutableFile(atPath: chromium) else {
-            Issue.record("needs Chromium at \(chromium) (apt package chromium; `make check` installs it)")
-            return []
-        }
-        let form = agent.directory.appendingPathComponent("signin.html")
-        try Data(
-            """
-            <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
-            <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
-            """.utf8
-        ).write(to: form)
+        guard let chromium = LiveDriver.chromium() else { return [] }
+        let form = try LiveDriver.signInForm(agent)
         let script = TestSupport.packageRoot.appendingPathComponent("Tests/AgentCLITests/Scripts/page_boxes.py").path
         let urls = paths.map { "http://127.0.0.1:\(agent.port)\($0)" }
         let run = try TestSupport.run(

@@ -116,23 +116,13 @@ struct PicturesOverHTTPTests {
     /// Headless Chromium signs in through the form and screenshots the page; along each bar
     /// the private and shared colours split as the VM's memory does (within 2%).
     @Test func aRealBrowserDrawsTheBarsToScale() throws {
-        let chromium = "/usr/bin/chromium"
-        guard FileManager.default.isExecutableFile(atPath: chromium) else {
-            Issue.record("needs Chromium at \(chromium) (apt package chromium; `make check` installs it)")
-            return
-        }
+        guard let chromium = LiveDriver.chromium() else { return }
         let (agent, truth) = try agentWithTwoVMs()
         defer {
             agent.terminate()
             agent.removeFiles()
         }
-        let form = agent.directory.appendingPathComponent("signin.html")
-        try Data(
-            """
-            <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
-            <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
-            """.utf8
-        ).write(to: form)
+        let form = try LiveDriver.signInForm(agent)
         let shot = agent.directory.appendingPathComponent("status.png")
         // Over the DevTools protocol: the live page keeps its event stream open, which a
         // --virtual-time-budget screenshot would wait for forever.
@@ -165,23 +155,13 @@ struct PicturesOverHTTPTests {
     /// Headless Chromium on the status page (driven over the DevTools protocol): once the page
     /// follows the event stream, a conversion made after it loaded appears on it without a reload.
     @Test func theStatusPageShowsEventsAsTheyHappen() throws {
-        let chromium = "/usr/bin/chromium"
-        guard FileManager.default.isExecutableFile(atPath: chromium) else {
-            Issue.record("needs Chromium at \(chromium) (apt package chromium; `make check` installs it)")
-            return
-        }
+        guard let chromium = LiveDriver.chromium() else { return }
         let agent = try AgentProcess()
         defer {
             agent.terminate()
             agent.removeFiles()
         }
-        let form = agent.directory.appendingPathComponent("signin.html")
-        try Data(
-            """
-            <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
-            <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
-            """.utf8
-        ).write(to: form)
+        let form = try LiveDriver.signInForm(agent)
         let driver = Process()
         driver.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         driver.arguments = [
@@ -226,6 +206,31 @@ struct PicturesOverHTTPTests {
 
 /// Where `Scripts/live_page.py` keeps Chromium's profile and log, in the agent's directory.
 enum LiveDriver {
+    static let chromiumPath = "/usr/bin/chromium"
+
+    /// Chromium's path, or nil after recording, by name, why the test cannot run without it.
+    static func chromium(sourceLocation: SourceLocation = #_sourceLocation) -> String? {
+        guard FileManager.default.isExecutableFile(atPath: chromiumPath) else {
+            Issue.record(
+                "needs Chromium at \(chromiumPath) (apt package chromium; `make check` installs it)",
+                sourceLocation: sourceLocation)
+            return nil
+        }
+        return chromiumPath
+    }
+
+    /// A local page that signs the browser in to `agent` with the read-only token as it loads.
+    static func signInForm(_ agent: AgentProcess) throws -> URL {
+        let form = agent.directory.appendingPathComponent("signin.html")
+        try Data(
+            """
+            <!DOCTYPE html><html><body><form method="post" action="http://127.0.0.1:\(agent.port)/login">
+            <input name="token" value="\(AgentProcess.readOnlyToken)"></form><script>document.forms[0].submit()</script></body></html>
+            """.utf8
+        ).write(to: form)
+        return form
+    }
+
     static func environment(_ agent: AgentProcess) -> [String: String] {
         [
             "LIVE_PAGE_PROFILE": agent.directory.appendingPathComponent("chromium").path,
