@@ -37,6 +37,16 @@ struct RolloutTests {
 
     static let quick = ["--connect-timeout", "1", "--retries", "0", "--json"]
 
+    /// Starts a rollout of `policy` with a long bake and kills the controller (SIGKILL) while it bakes the canary wave.
+    func rolloutKilledWhileBakingTheCanary(_ policy: String, _ arguments: [String]) throws {
+        let process = try RunningProcess(
+            try TestSupport.binaryPath("memgatectl"),
+            ["policy", "rollout", try policyFile(policy), "--bake", "600"] + arguments)
+        #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
+        process.kill(SIGKILL)
+        _ = process.wait()
+    }
+
     @Test func aBenignCandidateRollsOutInWavesAndADenyingOneIsRolledBackAfterTheCanary() throws {
         let lab = try NetworkLab(agents: 8)
         defer { lab.close() }
@@ -184,12 +194,7 @@ struct RolloutTests {
             ["--hosts", hosts, "--canary", "1", "--seed", "11", "--state", state, "--token-file", token] + Self.quick
 
         // Killed while baking the canary wave: --resume finishes the rollout.
-        var process = try RunningProcess(
-            try TestSupport.binaryPath("memgatectl"),
-            ["policy", "rollout", try policyFile(Self.benign), "--bake", "600"] + arguments)
-        #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
-        process.kill(SIGKILL)
-        _ = process.wait()
+        try rolloutKilledWhileBakingTheCanary(Self.benign, arguments)
         #expect((0..<5).filter { lab.policyName($0) == "benign" }.count == 1, "the canary was pushed before the kill")
         // Resumed with a shorter bake from here on; it still reads every event since each push.
         let resumed = try ctl(
@@ -199,12 +204,7 @@ struct RolloutTests {
         #expect((0..<5).allSatisfy { lab.policyName($0) == "benign" })
 
         // Killed while baking the canary of the next: --rollback restores what it touched.
-        process = try RunningProcess(
-            try TestSupport.binaryPath("memgatectl"),
-            ["policy", "rollout", try policyFile(Self.strict), "--bake", "600"] + arguments)
-        #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
-        process.kill(SIGKILL)
-        _ = process.wait()
+        try rolloutKilledWhileBakingTheCanary(Self.strict, arguments)
         #expect((0..<5).filter { lab.policyName($0) == "strict" }.count == 1, "the canary was pushed")
         let rolledBack = try ctl(["policy", "rollout", "--rollback", "--hosts", hosts, "--state", state] + Self.quick)
         #expect(rolledBack.status == 0, "\(rolledBack.stdout) \(rolledBack.stderr)")
@@ -224,12 +224,7 @@ struct RolloutTests {
         let arguments =
             ["--hosts", hosts, "--canary", "1", "--seed", "11", "--state", state, "--token-file", try tokenFile()]
             + Self.quick
-        let process = try RunningProcess(
-            try TestSupport.binaryPath("memgatectl"),
-            ["policy", "rollout", try policyFile(Self.strict), "--bake", "600"] + arguments)
-        #expect(waitFor(process) { $0.contains { $0["event"] as? String == "baking" && $0["wave"] as? Int == 0 } })
-        process.kill(SIGKILL)
-        _ = process.wait()
+        try rolloutKilledWhileBakingTheCanary(Self.strict, arguments)
         let canary = try #require((0..<3).first { lab.policyName($0) == "strict" }, "the canary was pushed")
         // The canary drops off the network: the rollback cannot restore it, and says so.
         try lab.cut(canary)
