@@ -30,7 +30,7 @@ public struct ProcessStats: Sendable, Equatable {
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         return ProcessStats(
             cpuSeconds: (utime + stime) / ticks, residentBytes: rss * page, virtualBytes: vsize,
-            startTimeSeconds: bootSeconds + start / ticks, openFileDescriptors: countEntries("/proc/self/fd"),
+            startTimeSeconds: bootSeconds + start / ticks, openFileDescriptors: openDescriptorCount(),
             maxFileDescriptors: UInt64(limit.rlim_cur))
     }
 
@@ -43,22 +43,32 @@ public struct ProcessStats: Sendable, Equatable {
         return String(decoding: buffer.prefix(count), as: UTF8.self)
     }
 
-    /// Entries of a directory other than `.` and `..`, read with getdents64 into a buffer of our own:
+    /// This process's open descriptors: the entries of /proc/self/fd but the one this walk holds.
+    static func openDescriptorCount() -> Int {
+        var own: Int32 = -1
+        let names = entryNames("/proc/self/fd") { own = $0 }
+        return names?.count { $0 != String(own) } ?? 0
+    }
+
+    /// Names in a directory other than `.` and `..`, read with getdents64 into a buffer of our own:
     /// a kernel dirent is only as long as its name (`d_reclen`), never the 280 bytes of `struct dirent`.
-    static func countEntries(_ path: String) -> Int {
+    /// `opened` learns the descriptor the walk reads through (it is listed in /proc/self/fd). Nil when
+    /// the directory cannot be opened or read.
+    static func entryNames(_ path: String, opened: (Int32) -> Void = { _ in }) -> [String]? {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return 0 }
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
+        opened(fd)
         var buffer = [UInt8](repeating: 0, count: 32 << 10)
-        var count = 0
+        var names: [String] = []
         while true {
             // Safety: the kernel writes at most buffer.count bytes into the array's storage.
             let filled = buffer.withUnsafeMutableBytes { clinux_getdents64(fd, $0.baseAddress, $0.count) }
+            guard filled >= 0 else { return nil }
             guard filled > 0 else { break }
-            count += DirectoryRecords.names(in: buffer.prefix(Int(filled))).count { $0 != "." && $0 != ".." }
+            names += DirectoryRecords.names(in: buffer.prefix(Int(filled))).filter { $0 != "." && $0 != ".." }
         }
-        // The descriptor this count itself holds is not the process's own.
-        return max(count - 1, 0)
+        return names
     }
 }
 

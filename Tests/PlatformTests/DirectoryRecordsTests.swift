@@ -33,10 +33,37 @@ struct DirectoryRecordsTests {
         #expect(DirectoryRecords.names(in: [UInt8](repeating: 0, count: 10)) == [])
     }
 
-    @Test func thisProcessCountsItsOwnDescriptors() {
-        let before = ProcessStats.countEntries("/proc/self/fd")
-        let extra = (0..<64).map { _ in open("/dev/null", O_RDONLY) }
+    /// More names than one 32 KiB getdents64 call returns: every one is read, once, and nothing else.
+    @Test func aLargeDirectoryIsReadWhole() throws {
+        let directory = "/tmp/memgate-dirents-\(getpid())"
+        try #require(mkdir(directory, 0o700) == 0)
+        let expected = (0..<1500).map { "entry-\($0)-" + String(repeating: "x", count: $0 % 40) }
+        defer {
+            for name in expected { unlink(directory + "/" + name) }
+            rmdir(directory)
+        }
+        for name in expected {
+            let fd = open(directory + "/" + name, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
+            try #require(fd >= 0)
+            close(fd)
+        }
+        let names = try #require(ProcessStats.entryNames(directory))
+        // Counts and one yes/no, so a failure prints two numbers, not 1500 names.
+        #expect(names.count == expected.count)
+        #expect(Set(names).count == expected.count && Set(names).isSubset(of: Set(expected)))
+        #expect(ProcessStats.entryNames(directory + "/nosuch") == nil)
+    }
+
+    /// Other tests in this process open and close descriptors at any time, so the count itself is
+    /// not compared: every descriptor this test holds is listed, and the walk's own one is not counted.
+    @Test func thisProcessListsItsOwnDescriptors() throws {
+        let extra = (0..<64).map { _ in open("/dev/null", O_RDONLY | O_CLOEXEC) }
         defer { extra.forEach { close($0) } }
-        #expect(ProcessStats.countEntries("/proc/self/fd") == before + 64)
+        try #require(extra.allSatisfy { $0 >= 0 })
+        var walker: Int32 = -1
+        let names = try #require(ProcessStats.entryNames("/proc/self/fd") { walker = $0 })
+        #expect(Set(extra.map(String.init)).isSubset(of: Set(names)))
+        #expect(names.contains(String(walker)))
+        #expect(ProcessStats.openDescriptorCount() >= 64)
     }
 }
