@@ -53,7 +53,7 @@ import Testing
         let later = store.record(conversion: conversion(gpa: 0x20_0000, vmID: vmID))
         #expect(later.wait() == failure)
         // The handler runs on the writer thread just after the failure is visible.
-        for _ in 0..<1000 where heard.withLock({ $0 }).isEmpty { usleep(1000) }
+        for _ in 0..<30_000 where heard.withLock({ $0 }).isEmpty { usleep(1000) }
         #expect(heard.withLock { $0 } == [failure])
         // Nothing after the failure reached the tables.
         let rows = try SQLiteConnection(path: path, readOnly: true).scalar("SELECT count(*) FROM conversions")

@@ -191,7 +191,7 @@ struct FleetTests {
         #expect(created.status == 0)
         let id = jsonObject(created.stdout)["id"] as? Int ?? 0
         #expect(id == 1)
-        for _ in 0..<400 where !follower.stdout.contains(#""kind":"vm_ended""#) { usleep(50_000) }
+        for _ in 0..<1200 where !follower.stdout.contains(#""kind":"vm_ended""#) { usleep(50_000) }
         let lines = follower.stdout.split(separator: "\n").map { jsonObject(String($0)) }
         #expect(lines.allSatisfy { $0["host"] as? String == "one" })
         #expect(
@@ -264,7 +264,7 @@ struct FleetTests {
             nginx.kill(SIGQUIT)
             nginx.wait()
         }
-        for _ in 0..<100 where (try? shell("exec 3<>/dev/tcp/127.0.0.1/\(port)").status) != 0 { usleep(50_000) }
+        for _ in 0..<600 where (try? shell("exec 3<>/dev/tcp/127.0.0.1/\(port)").status) != 0 { usleep(50_000) }
         let secure = try ctl(["hosts", "--host", "https://127.0.0.1:\(port)", "--ca-file", "\(dir)/ca.pem", "--json"])
         #expect(secure.status == 0, "\(secure.stdout) \(secure.stderr)")
         #expect((jsonObject(secure.stdout)["hosts"] as? [[String: Any]])?.first?["reachable"] as? Bool == true)

@@ -181,7 +181,9 @@ public final class RunningProcess: @unchecked Sendable {
     @discardableResult
     public func wait() -> Int32 {
         process.waitUntilExit()
-        for _ in 0..<1000 where lock.withLock({ readersDone }) < 2 { usleep(1000) }
+        // The readers end at the pipes' end of file, just after exit; the bound only matters if a child
+        // still holds a pipe, and a loaded machine may take seconds to schedule them.
+        for _ in 0..<30_000 where lock.withLock({ readersDone }) < 2 { usleep(1000) }
         return process.terminationStatus
     }
 
