@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import TestSupport
 import Testing
 
@@ -45,7 +46,38 @@ func jsonObject(_ text: String) -> [String: Any] {
     (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
 }
 
-/// A TCP port nobody listens on.
+/// A loopback TCP port that refuses every connection for as long as this value lives: the socket
+/// is bound but never listens, so no other test's server can take the port meanwhile.
+final class RefusingPort: Sendable {
+    let port: UInt16
+    private let socket: Int32
+
+    init() throws {
+        let fd = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        // Safety: a local sockaddr_in, passed with its own size, to bind and to getsockname.
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard fd >= 0, bound else {
+            let failure = errno
+            if fd >= 0 { close(fd) }
+            throw TestSupport.MissingArtifact(
+                path: "127.0.0.1:0", hint: "could not bind a port to hold (errno \(failure))")
+        }
+        socket = fd
+        port = UInt16(bigEndian: address.sin_port)
+    }
+
+    deinit { close(socket) }
+}
+
+/// A TCP port nobody listened on when it was chosen (for a server the test starts there).
 func closedPort() -> UInt16 {
     // Bind, read the port, close: nothing listens there afterwards.
     let probe = try? TestSupport.run(

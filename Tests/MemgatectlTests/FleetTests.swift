@@ -40,9 +40,10 @@ struct FleetTests {
             slowHandler.release()
             slow.stop()
         }
+        let down = try RefusingPort()
         let hosts = try hostsFile([
             "\(agents[0].url) a1 zone=a", "\(agents[1].url) a2 zone=a", "\(agents[2].url) b1 zone=b",
-            "http://127.0.0.1:\(closedPort()) down zone=b", "\(wrongToken.url) wrong zone=c",
+            "http://127.0.0.1:\(down.port) down zone=b", "\(wrongToken.url) wrong zone=c",
             "http://127.0.0.1:\(slow.tcpPort ?? 0) slow zone=c",
         ])
         for (index, agent) in agents.enumerated() {

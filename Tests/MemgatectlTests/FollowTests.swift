@@ -136,7 +136,8 @@ struct FollowTests {
             agent.terminate()
             agent.removeFiles()
         }
-        let hosts = try hostsFile(["\(agent.url) good", "http://127.0.0.1:\(closedPort()) gone"])
+        let gone = try RefusingPort()
+        let hosts = try hostsFile(["\(agent.url) good", "http://127.0.0.1:\(gone.port) gone"])
         let follower = try Follower(["--hosts", hosts, "--from-start"])
         let vm = try create(agent, "e", 20)
         let lines = follower.read(until: ended("good", vm))
