@@ -39,7 +39,9 @@ struct HostileClientTests {
     /// Clients that pipeline `GET /metrics` and never read: answers stop at the per-connection cap,
     /// the agent's memory stays put, others are served at once, and the clients are cut off.
     @Test func nonReadingPipelinersNeitherGrowNorStallTheAgent() throws {
-        let agent = try AgentProcess(extraArguments: ["--write-stall-timeout", "2"])
+        // Stalled writers are cut off after 10 s: an event loop that waited for one would stall a
+        // request that long, far past the bound below, which only scheduling noise must stay under.
+        let agent = try AgentProcess(extraArguments: ["--write-stall-timeout", "10"])
         defer {
             agent.terminate()
             agent.removeFiles()
@@ -60,10 +62,9 @@ struct HostileClientTests {
             #expect(try BlockingHTTPClient(unixPath: agent.socket).request("GET", "/v1/host").status == 200)
             slowest = max(slowest, Date().timeIntervalSince(started))
         }
-        // A generous bound: the loop never waits for these clients, so this is scheduling noise only.
-        #expect(slowest < 1.0, "slowest /healthz + Unix /v1/host: \(slowest) s")
+        #expect(slowest < 5.0, "slowest /healthz + Unix /v1/host: \(slowest) s")
         var connections = try Self.metric(agent, "memgate_http_connections") ?? -1
-        for _ in 0..<3000 where connections > 1 {
+        for _ in 0..<6000 where connections > 1 {
             usleep(10_000)
             connections = try Self.metric(agent, "memgate_http_connections") ?? -1
         }
